@@ -1,0 +1,74 @@
+//! Backends move packets for the flows in the flow table. Each one applies
+//! flow changes and reports per-flow and global counters; the rest of the
+//! data plane (control socket, idle detection) does not care which runs.
+//!
+//! - [`xdp`]: the whole forward in the driver hook, state in pinned BPF maps.
+//! - [`socket`]: io_uring on pinned worker threads; portable, and the baseline.
+//!
+//! Future backends (AF_XDP, DPDK, user-space media endpoints) implement the
+//! same trait.
+
+pub mod socket;
+pub mod xdp;
+
+use crate::flow::Flow;
+use crate::quality::Quality;
+use serde::Serialize;
+use std::net::SocketAddr;
+
+/// What a backend measured for one flow.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct FlowCounters {
+    pub packets: u64,
+    pub bytes: u64,
+    /// CLOCK_MONOTONIC nanoseconds of the last packet, if any arrived.
+    #[serde(skip)]
+    pub last_seen_ns: Option<u64>,
+    /// Packets dropped because their source did not match (strict flows).
+    pub dropped_source: u64,
+    /// The source learned from the first packet (symmetric RTP).
+    pub learned: Option<SocketAddr>,
+    /// RTP receive quality, where packets pass through user space.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rtp: Option<Quality>,
+    /// RTCP packets seen on the flow, where packets pass through user space.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rtcp_packets: Option<u64>,
+}
+
+/// A backend failed to apply a change.
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    #[error("{0}")]
+    Flow(#[from] crate::flow::FlowError),
+    #[error("cannot bind {addr}: {source}")]
+    Bind { addr: SocketAddr, source: std::io::Error },
+    #[error("BPF map `{map}`: {detail}")]
+    Map { map: &'static str, detail: String },
+    #[error("{0}")]
+    Other(String),
+}
+
+pub trait Backend: Send {
+    /// `xdp` or `socket`.
+    fn name(&self) -> &'static str;
+    /// Installs `flow`, replacing `previous` (same `local`) if there was one.
+    fn put(&mut self, flow: &Flow, previous: Option<&Flow>) -> Result<(), BackendError>;
+    /// Removes the flow matching `flow.local`.
+    fn remove(&mut self, flow: &Flow) -> Result<(), BackendError>;
+    /// Counters of an installed flow.
+    fn flow_counters(&self, flow: &Flow) -> FlowCounters;
+    /// Global counters by name (drops by reason, totals).
+    fn counters(&self) -> Vec<(String, u64)>;
+    /// Flows that were already installed when the backend started (state that
+    /// outlived a restart of the process).
+    fn adopted(&self) -> Vec<Flow>;
+}
+
+/// CLOCK_MONOTONIC now, in nanoseconds: the clock of `bpf_ktime_get_ns()`.
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime writes one timespec.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}

@@ -1,0 +1,301 @@
+//! The socket backend: the portable path and the baseline the XDP path is
+//! measured against. Packets go through the kernel's UDP sockets, driven by
+//! io_uring on worker threads pinned to the configured cores.
+//!
+//! The control thread (this module) binds one UDP socket per local address a
+//! flow uses (its `local` and its `source`), hands each socket to a worker
+//! (round robin), and sends each flow to the worker that owns its `local`
+//! socket. Workers never take a lock: they learn of changes by message.
+
+mod bufring;
+mod shared;
+mod worker;
+
+use super::{Backend, BackendError, FlowCounters};
+use crate::config::SocketConfig;
+use crate::flow::{Flow, FlowError};
+use crate::quality::RtpTracker;
+use crossbeam_channel::Sender;
+use shared::{FlowShared, WorkerCounters};
+use std::collections::HashMap;
+use std::io;
+use std::net::{SocketAddr, UdpSocket};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use worker::{Message, Worker, WorkerFlow};
+
+struct WorkerHandle {
+    tx: Sender<Message>,
+    wake: Arc<OwnedFd>,
+    counters: Arc<WorkerCounters>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl WorkerHandle {
+    fn send(&self, m: Message) {
+        if self.tx.send(m).is_ok() {
+            let one: u64 = 1;
+            // SAFETY: writing 8 bytes to an eventfd we own.
+            unsafe { libc::write(self.wake.as_raw_fd(), &one as *const u64 as *const libc::c_void, 8) };
+        }
+    }
+}
+
+struct Bound {
+    id: u32,
+    worker: usize,
+    socket: Arc<OwnedFd>,
+    /// Flows using this socket as their `local` or `source`.
+    users: u32,
+}
+
+struct Installed {
+    shared: Arc<FlowShared>,
+}
+
+pub struct SocketBackend {
+    workers: Vec<WorkerHandle>,
+    sockets: HashMap<SocketAddr, Bound>,
+    flows: HashMap<SocketAddr, Installed>,
+    /// Learned-source holders by local address, so a flow can follow another
+    /// installed before or after it.
+    shared: HashMap<SocketAddr, Arc<FlowShared>>,
+    next_id: u32,
+    free_ids: Vec<u32>,
+    next_worker: usize,
+}
+
+fn eventfd() -> io::Result<OwnedFd> {
+    // SAFETY: eventfd(2) returns a new descriptor or -1.
+    let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fd is a fresh descriptor we now own.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+impl SocketBackend {
+    /// Starts one worker per core in `cores`.
+    pub fn start(cfg: &SocketConfig, cores: &[usize]) -> Result<Self, BackendError> {
+        let mut workers = Vec::new();
+        for &core in cores {
+            let (tx, rx) = crossbeam_channel::unbounded();
+            let wake = Arc::new(eventfd().map_err(|e| BackendError::Other(format!("eventfd: {e}")))?);
+            let counters = Arc::new(WorkerCounters::default());
+            // The worker is built on its own thread (its ring memory never
+            // moves between threads); setup errors come back on `ready`.
+            let (ready_tx, ready) = crossbeam_channel::bounded(1);
+            let (w_wake, w_counters) = (wake.clone(), counters.clone());
+            let (buffers, buf_size, burst) = (cfg.buffers as u16, cfg.buffer_size as usize, cfg.burst as usize);
+            let thread = std::thread::Builder::new()
+                .name(format!("tg-worker-{core}"))
+                .spawn(move || {
+                    if !core_affinity::set_for_current(core_affinity::CoreId { id: core }) {
+                        tracing::warn!(core, "could not pin the worker to its core");
+                    }
+                    match Worker::new(rx, w_wake, w_counters, buffers, buf_size, burst) {
+                        Ok(w) => {
+                            let _ = ready_tx.send(Ok(()));
+                            w.run()
+                        }
+                        Err(e) => {
+                            let _ = ready_tx.send(Err(e));
+                        }
+                    }
+                })
+                .map_err(|e| BackendError::Other(format!("spawning a worker: {e}")))?;
+            ready
+                .recv()
+                .unwrap_or_else(|_| Err(io::Error::other("worker thread exited during setup")))
+                .map_err(|e| BackendError::Other(format!("io_uring setup for the worker on core {core}: {e}")))?;
+            tracing::info!(core, "socket worker started");
+            workers.push(WorkerHandle { tx, wake, counters, thread: Some(thread) });
+        }
+        Ok(SocketBackend {
+            workers,
+            sockets: HashMap::new(),
+            flows: HashMap::new(),
+            shared: HashMap::new(),
+            next_id: 0,
+            free_ids: Vec::new(),
+            next_worker: 0,
+        })
+    }
+
+    /// The bound socket for `addr`, binding and handing it to a worker if new.
+    fn acquire(&mut self, addr: SocketAddr, egress: Option<&str>) -> Result<Arc<OwnedFd>, BackendError> {
+        if let Some(b) = self.sockets.get_mut(&addr) {
+            b.users += 1;
+            return Ok(b.socket.clone());
+        }
+        let sock = UdpSocket::bind(addr).map_err(|source| BackendError::Bind { addr, source })?;
+        let fd: OwnedFd = sock.into();
+        set_rcvbuf(&fd, 4 << 20);
+        if let Some(dev) = egress {
+            bind_to_device(&fd, dev).map_err(|source| BackendError::Bind { addr, source })?;
+        }
+        let socket = Arc::new(fd);
+        let id = self.free_ids.pop().unwrap_or_else(|| {
+            self.next_id += 1;
+            self.next_id - 1
+        });
+        let worker = self.next_worker;
+        self.next_worker = (self.next_worker + 1) % self.workers.len();
+        self.workers[worker].send(Message::AddSocket { id, socket: socket.clone() });
+        self.sockets.insert(addr, Bound { id, worker, socket: socket.clone(), users: 1 });
+        Ok(socket)
+    }
+
+    fn release(&mut self, addr: SocketAddr) {
+        let Some(b) = self.sockets.get_mut(&addr) else { return };
+        b.users -= 1;
+        if b.users == 0 {
+            let b = self.sockets.remove(&addr).expect("present");
+            self.workers[b.worker].send(Message::RemoveSocket { id: b.id });
+            self.free_ids.push(b.id);
+        }
+    }
+
+    fn shared_for(&mut self, local: SocketAddr) -> Arc<FlowShared> {
+        self.shared.entry(local).or_default().clone()
+    }
+}
+
+fn set_rcvbuf(fd: &OwnedFd, bytes: libc::c_int) {
+    // SAFETY: setsockopt with an int option value.
+    unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUF,
+            &bytes as *const _ as *const libc::c_void,
+            std::mem::size_of::<libc::c_int>() as u32,
+        )
+    };
+}
+
+fn bind_to_device(fd: &OwnedFd, dev: &str) -> io::Result<()> {
+    // SAFETY: setsockopt with the name bytes and their length.
+    let r = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_BINDTODEVICE,
+            dev.as_ptr() as *const libc::c_void,
+            dev.len() as u32,
+        )
+    };
+    if r != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+impl Backend for SocketBackend {
+    fn name(&self) -> &'static str {
+        "socket"
+    }
+
+    fn put(&mut self, flow: &Flow, previous: Option<&Flow>) -> Result<(), BackendError> {
+        if let Some(e) = &flow.egress {
+            if crate::backend::xdp::ifindex(e).is_none() {
+                return Err(FlowError::NoSuchInterface { local: flow.local, name: e.clone() }.into());
+            }
+        }
+        // Acquire the new sockets before releasing the old ones, so an update
+        // that keeps an address keeps its socket.
+        self.acquire(flow.local, None)?;
+        let send_socket = match self.acquire(flow.source, flow.egress.as_deref()) {
+            Ok(s) => s,
+            Err(e) => {
+                self.release(flow.local);
+                return Err(e);
+            }
+        };
+        if let Some(p) = previous {
+            self.release(p.local);
+            self.release(p.source);
+        }
+        let shared = self.shared_for(flow.local);
+        if previous.is_some() {
+            shared.learned.store(None);
+        }
+        let follow = flow.follow.map(|f| self.shared_for(f));
+        let wf = WorkerFlow {
+            shared: shared.clone(),
+            follow,
+            destination: flow.destination,
+            send_socket,
+            learn: flow.learn,
+            strict: flow.strict,
+            expect: flow.expect,
+            tracker: RtpTracker::new(flow.clock_rate),
+        };
+        let b = &self.sockets[&flow.local];
+        self.workers[b.worker].send(Message::SetFlow { id: b.id, flow: Box::new(wf) });
+        self.flows.insert(flow.local, Installed { shared });
+        Ok(())
+    }
+
+    fn remove(&mut self, flow: &Flow) -> Result<(), BackendError> {
+        if let Some(b) = self.sockets.get(&flow.local) {
+            self.workers[b.worker].send(Message::ClearFlow { id: b.id });
+        }
+        self.flows.remove(&flow.local);
+        // A new flow on this address starts with fresh counters; followers
+        // that still point here keep the old holder until they change.
+        self.shared.remove(&flow.local);
+        self.release(flow.local);
+        self.release(flow.source);
+        Ok(())
+    }
+
+    fn flow_counters(&self, flow: &Flow) -> FlowCounters {
+        let Some(i) = self.flows.get(&flow.local) else { return FlowCounters::default() };
+        let s = &i.shared;
+        let last = s.last_seen_ns.get();
+        FlowCounters {
+            packets: s.packets.get(),
+            bytes: s.bytes.get(),
+            last_seen_ns: (last != 0).then_some(last),
+            dropped_source: s.dropped_source.get(),
+            learned: s.learned.load().as_deref().copied(),
+            rtp: s.rtp(),
+            rtcp_packets: Some(s.rtcp_packets.get()),
+        }
+    }
+
+    fn counters(&self) -> Vec<(String, u64)> {
+        let mut totals: Vec<(String, u64)> = Vec::new();
+        for w in &self.workers {
+            for (i, (name, v)) in w.counters.named().into_iter().enumerate() {
+                match totals.get_mut(i) {
+                    Some(t) => t.1 += v,
+                    None => totals.push((name.to_string(), v)),
+                }
+            }
+        }
+        totals.push(("sockets".into(), self.sockets.len() as u64));
+        totals.push(("workers".into(), self.workers.len() as u64));
+        totals
+    }
+
+    fn adopted(&self) -> Vec<Flow> {
+        Vec::new()
+    }
+}
+
+impl Drop for SocketBackend {
+    fn drop(&mut self) {
+        for w in &self.workers {
+            w.send(Message::Stop);
+        }
+        for w in &mut self.workers {
+            if let Some(t) = w.thread.take() {
+                let _ = t.join();
+            }
+        }
+    }
+}

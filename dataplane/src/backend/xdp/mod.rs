@@ -1,0 +1,305 @@
+//! The XDP backend: loads Tollgate's XDP program, attaches it to the media
+//! interfaces, and keeps its flow map in step with the flow table.
+//!
+//! Everything is pinned under `<pin_dir>/v<ABI>/`: maps in `maps/`, one link
+//! per interface in `links/`. A process that starts and finds pins adopts
+//! them: it loads its program against the pinned maps and swaps it into the
+//! pinned links atomically (`bpf_link_update`), so packets keep flowing while
+//! the process is gone and while it comes back. Leaving the process does not
+//! detach anything; [`detach`] does, on purpose.
+
+mod neighbour;
+
+use super::{Backend, BackendError, FlowCounters};
+use crate::config::{XdpAttachMode, XdpConfig};
+use crate::flow::{self, Flow};
+use aya::maps::{DevMapHash, HashMap, MapData, PerCpuArray, PerCpuHashMap, PerCpuValues};
+use aya::programs::links::{FdLink, PinnedLink};
+use aya::programs::{Xdp, XdpMode};
+use aya::{Ebpf, EbpfLoader};
+use std::ffi::CString;
+use std::io;
+use std::path::{Path, PathBuf};
+use tollgate_ebpf::abi::{self, FlowAction, FlowKey, FlowStats, Learned};
+use tollgate_ebpf::maps as names;
+
+const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
+
+pub struct XdpBackend {
+    flows: HashMap<MapData, FlowKey, FlowAction>,
+    learned: HashMap<MapData, FlowKey, Learned>,
+    stats: PerCpuHashMap<MapData, FlowKey, FlowStats>,
+    counters: PerCpuArray<MapData, u64>,
+    adopted: Vec<Flow>,
+    /// Keeps the program loaded; the links hold it attached.
+    _ebpf: Ebpf,
+    _links: Vec<FdLink>,
+}
+
+fn err(detail: impl std::fmt::Display) -> BackendError {
+    BackendError::Other(detail.to_string())
+}
+
+fn map_err(map: &'static str) -> impl Fn(aya::maps::MapError) -> BackendError {
+    move |e| BackendError::Map { map, detail: e.to_string() }
+}
+
+fn versioned(pin_dir: &Path) -> PathBuf {
+    pin_dir.join(format!("v{}", abi::ABI_VERSION))
+}
+
+/// Interface index of `name`, or None.
+pub fn ifindex(name: &str) -> Option<u32> {
+    let c = CString::new(name).ok()?;
+    // SAFETY: c is a valid NUL-terminated string.
+    let i = unsafe { libc::if_nametoindex(c.as_ptr()) };
+    (i != 0).then_some(i)
+}
+
+fn ifname(index: u32) -> Option<String> {
+    let mut buf = [0 as libc::c_char; libc::IF_NAMESIZE];
+    // SAFETY: buf holds IF_NAMESIZE bytes as if_indextoname requires.
+    let p = unsafe { libc::if_indextoname(index, buf.as_mut_ptr()) };
+    if p.is_null() {
+        return None;
+    }
+    // SAFETY: on success the buffer holds a NUL-terminated name.
+    Some(unsafe { std::ffi::CStr::from_ptr(buf.as_ptr()) }.to_string_lossy().into_owned())
+}
+
+/// Mounts a bpffs at `dir` unless one is already there.
+fn ensure_bpffs(dir: &Path) -> io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let c = CString::new(dir.as_os_str().as_encoded_bytes()).map_err(io::Error::other)?;
+    // SAFETY: statfs fills the struct for a valid path.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statfs(c.as_ptr(), &mut st) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if st.f_type as i64 == BPF_FS_MAGIC {
+        return Ok(());
+    }
+    let fs = CString::new("bpf").expect("no NUL");
+    // SAFETY: mount(2) with valid strings and no data.
+    if unsafe { libc::mount(fs.as_ptr(), c.as_ptr(), fs.as_ptr(), 0, std::ptr::null()) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    tracing::info!(dir = %dir.display(), "mounted a bpffs for pinned maps and links");
+    Ok(())
+}
+
+fn set_forwarding(ifname: &str) {
+    for fam in ["ipv4", "ipv6"] {
+        let p = format!("/proc/sys/net/{fam}/conf/{ifname}/forwarding");
+        if let Err(e) = std::fs::write(&p, "1") {
+            tracing::warn!(path = %p, error = %e, "could not enable forwarding; FIB lookups from XDP may fail");
+        }
+    }
+}
+
+fn program(ebpf: &mut Ebpf) -> Result<&mut Xdp, BackendError> {
+    ebpf.program_mut(tollgate_ebpf::PROGRAM)
+        .ok_or_else(|| err("the XDP object has no program `tollgate_relay`"))?
+        .try_into()
+        .map_err(err)
+}
+
+fn take<T>(ebpf: &mut Ebpf, name: &'static str) -> Result<T, BackendError>
+where
+    T: TryFrom<aya::maps::Map, Error = aya::maps::MapError>,
+{
+    let m = ebpf.take_map(name).ok_or_else(|| err(format!("the XDP object has no map `{name}`")))?;
+    T::try_from(m).map_err(map_err(name))
+}
+
+impl XdpBackend {
+    pub fn start(cfg: &XdpConfig) -> Result<Self, BackendError> {
+        if cfg.interfaces.is_empty() {
+            return Err(err("dataplane.xdp.interfaces is empty: name the interfaces media uses"));
+        }
+        let mut indexes = Vec::new();
+        for name in &cfg.interfaces {
+            let i = ifindex(name)
+                .ok_or_else(|| err(format!("dataplane.xdp.interfaces: interface `{name}` does not exist")))?;
+            indexes.push(i);
+        }
+        ensure_bpffs(&cfg.pin_dir).map_err(|e| err(format!("bpffs at {}: {e}", cfg.pin_dir.display())))?;
+        let root = versioned(&cfg.pin_dir);
+        let (maps_dir, links_dir) = (root.join("maps"), root.join("links"));
+        for d in [&maps_dir, &links_dir] {
+            std::fs::create_dir_all(d).map_err(|e| err(format!("{}: {e}", d.display())))?;
+        }
+        let adopting = maps_dir.join(names::FLOWS).exists();
+
+        let mut ebpf = EbpfLoader::new()
+            .default_map_pin_directory(&maps_dir)
+            .load(tollgate_ebpf::OBJECT)
+            .map_err(|e| err(format!("loading the XDP object: {e}")))?;
+        let prog = program(&mut ebpf)?;
+        prog.load().map_err(|e| err(format!("the kernel refused the XDP program: {e}")))?;
+
+        let mut links = Vec::new();
+        for name in &cfg.interfaces {
+            if cfg.set_forwarding {
+                set_forwarding(name);
+            }
+            links.push(attach(prog, name, cfg.mode, &links_dir.join(name))?);
+        }
+        // Links pinned for interfaces no longer configured are detached.
+        if let Ok(dir) = std::fs::read_dir(&links_dir) {
+            for e in dir.flatten() {
+                let n = e.file_name().to_string_lossy().into_owned();
+                if !cfg.interfaces.contains(&n) {
+                    tracing::info!(interface = %n, "detaching from an interface no longer configured");
+                    let _ = std::fs::remove_file(e.path());
+                }
+            }
+        }
+
+        let mut ports: DevMapHash<MapData> = take(&mut ebpf, names::TX_PORTS)?;
+        let stale: Vec<u32> = ports.keys().filter_map(Result::ok).filter(|k| !indexes.contains(k)).collect();
+        for k in stale {
+            let _ = ports.remove(k);
+        }
+        for &i in &indexes {
+            ports.insert(i, i, None, 0).map_err(|e| BackendError::Map { map: names::TX_PORTS, detail: e.to_string() })?;
+        }
+
+        let flows: HashMap<MapData, FlowKey, FlowAction> = take(&mut ebpf, names::FLOWS)?;
+        let adopted: Vec<Flow> = flows
+            .iter()
+            .filter_map(Result::ok)
+            .map(|(k, a)| {
+                let egress = (a.egress_ifindex != 0).then(|| ifname(a.egress_ifindex)).flatten();
+                Flow::from_abi(&k, &a, egress)
+            })
+            .collect();
+        if adopting {
+            tracing::info!(flows = adopted.len(), dir = %root.display(), "adopted pinned XDP state");
+        }
+        Ok(XdpBackend {
+            flows,
+            learned: take(&mut ebpf, names::LEARNED)?,
+            stats: take(&mut ebpf, names::FLOW_STATS)?,
+            counters: take(&mut ebpf, names::COUNTERS)?,
+            adopted,
+            _ebpf: ebpf,
+            _links: links,
+        })
+    }
+
+    fn egress_index(flow: &Flow) -> Result<u32, BackendError> {
+        match &flow.egress {
+            None => Ok(0),
+            Some(name) => ifindex(name).ok_or_else(|| {
+                BackendError::Flow(flow::FlowError::NoSuchInterface { local: flow.local, name: name.clone() })
+            }),
+        }
+    }
+}
+
+/// Attaches `prog` to `ifname` through the link pinned at `pin`, replacing
+/// the program in it atomically if it exists, else through a new pinned link.
+fn attach(prog: &mut Xdp, ifname: &str, mode: XdpAttachMode, pin: &Path) -> Result<FdLink, BackendError> {
+    if pin.exists() {
+        let replaced = PinnedLink::from_pin(pin)
+            .map_err(err)
+            .and_then(|p| aya::programs::xdp::XdpLink::try_from(FdLink::from(p)).map_err(err))
+            .and_then(|l| prog.attach_to_link(l).map_err(err));
+        match replaced {
+            Ok(id) => {
+                let link = prog.take_link(id).map_err(err)?;
+                tracing::info!(interface = ifname, "took over the pinned XDP link");
+                return FdLink::try_from(link).map_err(err);
+            }
+            Err(e) => {
+                // The interface was recreated, or the link is otherwise dead.
+                tracing::warn!(interface = ifname, error = %e, "pinned XDP link unusable; attaching anew");
+                let _ = std::fs::remove_file(pin);
+            }
+        }
+    }
+    let flags = match mode {
+        XdpAttachMode::Native => XdpMode::Driver,
+        XdpAttachMode::Generic => XdpMode::Skb,
+    };
+    let id = prog
+        .attach(ifname, flags)
+        .map_err(|e| err(format!("attaching XDP to `{ifname}` ({mode:?} mode): {e}")))?;
+    let link = FdLink::try_from(prog.take_link(id).map_err(err)?)
+        .map_err(|e| err(format!("`{ifname}`: the kernel gave no BPF link to pin ({e})")))?;
+    let pinned = link.pin(pin).map_err(|e| err(format!("pinning the link at {}: {e}", pin.display())))?;
+    Ok(FdLink::from(pinned))
+}
+
+/// Detaches the program from every interface and removes the pinned maps:
+/// forwarding stops. For operators and tests; a normal stop keeps forwarding.
+pub fn detach(cfg: &XdpConfig) -> io::Result<()> {
+    let root = versioned(&cfg.pin_dir);
+    match std::fs::remove_dir_all(&root) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        r => r,
+    }
+}
+
+impl Backend for XdpBackend {
+    fn name(&self) -> &'static str {
+        "xdp"
+    }
+
+    fn put(&mut self, flow: &Flow, previous: Option<&Flow>) -> Result<(), BackendError> {
+        let (key, action) = flow.to_abi(Self::egress_index(flow)?);
+        self.flows.insert(key, action, 0).map_err(map_err(names::FLOWS))?;
+        if previous.is_some() {
+            // A changed flow learns its peer again (a re-INVITE may move it).
+            let _ = self.learned.remove(&key);
+        }
+        if let Err(e) = neighbour::prime(flow.destination.ip(), action.egress_ifindex) {
+            tracing::warn!(destination = %flow.destination, error = %e, "could not resolve the next hop yet");
+        }
+        Ok(())
+    }
+
+    fn remove(&mut self, flow: &Flow) -> Result<(), BackendError> {
+        let key = flow::key_of(flow.local);
+        self.flows.remove(&key).map_err(map_err(names::FLOWS))?;
+        let _ = self.learned.remove(&key);
+        let _ = self.stats.remove(&key);
+        Ok(())
+    }
+
+    fn flow_counters(&self, flow: &Flow) -> FlowCounters {
+        let key = flow::key_of(flow.local);
+        let mut c = FlowCounters::default();
+        if let Ok(per_cpu) = self.stats.get(&key, 0) {
+            let per_cpu: &PerCpuValues<FlowStats> = &per_cpu;
+            for s in per_cpu.iter() {
+                c.packets += s.packets;
+                c.bytes += s.bytes;
+                c.dropped_source += s.dropped;
+                if s.last_seen_ns != 0 {
+                    c.last_seen_ns = Some(c.last_seen_ns.unwrap_or(0).max(s.last_seen_ns));
+                }
+            }
+        }
+        if let Ok(l) = self.learned.get(&key, 0) {
+            c.learned = Some(flow::sock(key.family, &l.addr, l.port));
+        }
+        c
+    }
+
+    fn counters(&self) -> Vec<(String, u64)> {
+        abi::COUNTER_NAMES
+            .iter()
+            .enumerate()
+            .map(|(i, name)| {
+                let v = self.counters.get(&(i as u32), 0).map(|pc| pc.iter().sum()).unwrap_or(0);
+                (name.to_string(), v)
+            })
+            .collect()
+    }
+
+    fn adopted(&self) -> Vec<Flow> {
+        self.adopted.clone()
+    }
+}

@@ -1,0 +1,127 @@
+//! `#[repr(C)]` mirrors of the structs in `src/bpf/shared.h`.
+//!
+//! Ports are kept in network byte order exactly as the program sees them; the
+//! constructors and accessors convert. A test checks every size and offset
+//! against the C compiler's view of the header.
+
+/// Version of the layout below; equals `TG_ABI_VERSION` in shared.h.
+pub const ABI_VERSION: u64 = 1;
+
+pub const AF_INET: u8 = 4;
+pub const AF_INET6: u8 = 6;
+
+pub const FLOW_LEARN: u16 = 1 << 0;
+pub const FLOW_STRICT: u16 = 1 << 1;
+pub const FLOW_EXPECT: u16 = 1 << 2;
+pub const FLOW_FOLLOW: u16 = 1 << 3;
+
+/// A flow's match: the local address and UDP port packets are sent to.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct FlowKey {
+    pub addr: [u8; 16],
+    /// Network byte order.
+    pub port: u16,
+    pub family: u8,
+    pub pad: u8,
+}
+
+/// What the program does with a matching packet (see shared.h).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FlowAction {
+    pub src_addr: [u8; 16],
+    pub dst_addr: [u8; 16],
+    pub expect_addr: [u8; 16],
+    pub follow: FlowKey,
+    pub src_port: u16,
+    pub dst_port: u16,
+    pub expect_port: u16,
+    pub flags: u16,
+    pub egress_ifindex: u32,
+    pub clock_rate: u32,
+}
+
+/// A source learned from a flow's first packet.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Learned {
+    pub addr: [u8; 16],
+    pub port: u16,
+    pub pad: u16,
+    pub pad2: u32,
+    pub at_ns: u64,
+}
+
+/// Per-flow per-CPU counters written by the program.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FlowStats {
+    pub packets: u64,
+    pub bytes: u64,
+    pub last_seen_ns: u64,
+    pub dropped: u64,
+}
+
+/// Global counters, in the order of `enum tg_counter`.
+pub const COUNTER_NAMES: [&str; 12] = [
+    "rx",
+    "forwarded",
+    "tx_same_interface",
+    "pass_not_ip",
+    "pass_not_udp",
+    "pass_no_flow",
+    "pass_malformed",
+    "pass_fragment_or_options",
+    "drop_source_mismatch",
+    "drop_no_route",
+    "drop_no_neighbour",
+    "drop_no_egress",
+];
+
+// SAFETY: all four are plain `repr(C)` integers and byte arrays with explicit
+// padding fields, so every bit pattern is valid and there are no implicit holes.
+unsafe impl aya::Pod for FlowKey {}
+unsafe impl aya::Pod for FlowAction {}
+unsafe impl aya::Pod for Learned {}
+unsafe impl aya::Pod for FlowStats {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::mem::{offset_of, size_of};
+
+    #[test]
+    fn layouts_match_the_c_header() {
+        let c = crate::host::layout();
+        let rust: [u64; 16] = [
+            size_of::<FlowKey>() as u64,
+            offset_of!(FlowKey, port) as u64,
+            offset_of!(FlowKey, family) as u64,
+            size_of::<FlowAction>() as u64,
+            offset_of!(FlowAction, follow) as u64,
+            offset_of!(FlowAction, src_port) as u64,
+            offset_of!(FlowAction, flags) as u64,
+            offset_of!(FlowAction, egress_ifindex) as u64,
+            offset_of!(FlowAction, clock_rate) as u64,
+            size_of::<Learned>() as u64,
+            offset_of!(Learned, at_ns) as u64,
+            size_of::<FlowStats>() as u64,
+            offset_of!(FlowStats, dropped) as u64,
+            COUNTER_NAMES.len() as u64,
+            ABI_VERSION,
+            offset_of!(FlowAction, expect_port) as u64,
+        ];
+        assert_eq!(rust, c);
+    }
+
+    #[test]
+    fn object_is_a_bpf_elf_with_the_program() {
+        let obj = crate::OBJECT;
+        assert_eq!(&obj[..4], b"\x7fELF");
+        // e_machine at offset 18: EM_BPF = 247.
+        assert_eq!(u16::from_le_bytes([obj[18], obj[19]]), 247);
+        let name = crate::PROGRAM.as_bytes();
+        assert!(obj.windows(name.len()).any(|w| w == name));
+    }
+}

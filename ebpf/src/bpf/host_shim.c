@@ -1,0 +1,38 @@
+/* SPDX-License-Identifier: (GPL-2.0 OR Apache-2.0) */
+/*
+ * host_shim.c - the shared headers compiled for the host, so Rust tests can
+ * check the #[repr(C)] mirrors' layout and the XDP program's checksum code.
+ */
+#include <stddef.h>
+#include "shared.h"
+#include "csum.h"
+
+/* Sizes and offsets, in the order abi.rs's test expects them. */
+void tg_host_layout(__u64 out[16])
+{
+	out[0] = sizeof(struct tg_flow_key);
+	out[1] = offsetof(struct tg_flow_key, port);
+	out[2] = offsetof(struct tg_flow_key, family);
+	out[3] = sizeof(struct tg_flow_action);
+	out[4] = offsetof(struct tg_flow_action, follow);
+	out[5] = offsetof(struct tg_flow_action, src_port);
+	out[6] = offsetof(struct tg_flow_action, flags);
+	out[7] = offsetof(struct tg_flow_action, egress_ifindex);
+	out[8] = offsetof(struct tg_flow_action, clock_rate);
+	out[9] = sizeof(struct tg_learned);
+	out[10] = offsetof(struct tg_learned, at_ns);
+	out[11] = sizeof(struct tg_flow_stats);
+	out[12] = offsetof(struct tg_flow_stats, dropped);
+	out[13] = TG_C_MAX;
+	out[14] = TG_ABI_VERSION;
+	out[15] = offsetof(struct tg_flow_action, expect_port);
+}
+
+/* Apply the XDP program's update to `check` for `n` words changing from old to new. */
+__u16 tg_host_csum_update(__u16 check, const __u16 *old, const __u16 *new_, __u32 n)
+{
+	__u32 sum = tg_csum_begin(check);
+	for (__u32 i = 0; i < n; i++)
+		sum = tg_csum_word(sum, old[i], new_[i]);
+	return tg_csum_end(sum);
+}

@@ -1,0 +1,59 @@
+/* SPDX-License-Identifier: (GPL-2.0 OR Apache-2.0) */
+/*
+ * maps.h - the program's maps. All are pinned by name under the data plane's
+ * pin directory so they outlive the process that loaded them.
+ *
+ * Ownership: user space is the only writer of `flows` and `tx_ports`; the XDP
+ * program writes `learned` (first source only), `flow_stats` and `counters`.
+ */
+#ifndef TOLLGATE_MAPS_H
+#define TOLLGATE_MAPS_H
+
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+#include "shared.h"
+
+#define TG_MAX_FLOWS 65536
+#define TG_MAX_PORTS 64
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, TG_MAX_FLOWS);
+	__type(key, struct tg_flow_key);
+	__type(value, struct tg_flow_action);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} flows SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, TG_MAX_FLOWS);
+	__type(key, struct tg_flow_key);
+	__type(value, struct tg_learned);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} learned SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, TG_MAX_FLOWS);
+	__type(key, struct tg_flow_key);
+	__type(value, struct tg_flow_stats);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} flow_stats SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, TG_C_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} counters SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_DEVMAP_HASH);
+	__uint(max_entries, TG_MAX_PORTS);
+	__type(key, __u32);
+	__type(value, struct bpf_devmap_val);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} tx_ports SEC(".maps");
+
+#endif

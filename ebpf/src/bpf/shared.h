@@ -1,0 +1,83 @@
+/* SPDX-License-Identifier: (GPL-2.0 OR Apache-2.0) */
+/*
+ * shared.h - structs shared between the XDP program and user space.
+ *
+ * Every struct here has a #[repr(C)] mirror in ebpf/src/abi.rs; a test compiles
+ * this header for the host and checks sizes and offsets against the mirrors.
+ * Change both together and bump TG_ABI_VERSION.
+ */
+#ifndef TOLLGATE_SHARED_H
+#define TOLLGATE_SHARED_H
+
+#include <linux/types.h>
+
+#define TG_ABI_VERSION 1
+
+/* Address family of a flow key/action (both ends of a flow share one family). */
+#define TG_AF_INET 4
+#define TG_AF_INET6 6
+
+/* A flow is matched by the local address and UDP port a packet is sent to.
+ * IPv4 addresses are stored in the first 4 bytes of `addr`, the rest zero. */
+struct tg_flow_key {
+	__u8 addr[16];
+	__be16 port;
+	__u8 family;
+	__u8 pad;
+};
+
+/* tg_flow_action.flags */
+#define TG_FLOW_LEARN        (1u << 0) /* record the first packet's source in `learned` */
+#define TG_FLOW_STRICT       (1u << 1) /* drop packets whose source is not the expected one */
+#define TG_FLOW_EXPECT       (1u << 2) /* expect_addr/expect_port are set */
+#define TG_FLOW_FOLLOW       (1u << 3) /* send to the source learned on `follow` when known */
+
+/* What to do with a packet that matched: rewrite it to come from src and go to dst. */
+struct tg_flow_action {
+	__u8 src_addr[16];
+	__u8 dst_addr[16];
+	__u8 expect_addr[16];
+	struct tg_flow_key follow;
+	__be16 src_port;
+	__be16 dst_port;
+	__be16 expect_port;
+	__u16 flags;
+	__u32 egress_ifindex; /* 0: the routing table decides */
+	__u32 clock_rate;     /* RTP clock rate, kept for user space (adoption after restart) */
+};
+
+/* A source address learned from the first packet of a flow (symmetric RTP). */
+struct tg_learned {
+	__u8 addr[16];
+	__be16 port;
+	__u16 pad;
+	__u32 pad2;
+	__u64 at_ns; /* bpf_ktime_get_ns() of the packet */
+};
+
+/* Per-flow, per-CPU counters. Written only by the XDP program. */
+struct tg_flow_stats {
+	__u64 packets;
+	__u64 bytes;
+	__u64 last_seen_ns; /* bpf_ktime_get_ns(), CLOCK_MONOTONIC */
+	__u64 dropped;      /* source did not match under TG_FLOW_STRICT */
+};
+
+/* Indexes of the global per-CPU counter array. */
+enum tg_counter {
+	TG_C_RX = 0,          /* every packet the program saw */
+	TG_C_FORWARDED,       /* redirected to another interface */
+	TG_C_TX,              /* sent back out of the interface it came in on */
+	TG_C_PASS_NOT_IP,     /* not IPv4/IPv6 (ARP, ...): to the kernel */
+	TG_C_PASS_NOT_UDP,    /* IP but not UDP: to the kernel */
+	TG_C_PASS_NO_FLOW,    /* UDP to an address/port with no flow: to the kernel */
+	TG_C_PASS_MALFORMED,  /* truncated or inconsistent headers: to the kernel */
+	TG_C_PASS_FRAGMENT,   /* IPv4 fragment or IPv4 options / IPv6 extension headers */
+	TG_C_DROP_SOURCE,     /* strict flow, unexpected source */
+	TG_C_DROP_NO_ROUTE,   /* no route to the destination */
+	TG_C_DROP_NO_NEIGH,   /* next hop's MAC address unknown */
+	TG_C_DROP_NO_EGRESS,  /* egress interface not in tx_ports */
+	TG_C_MAX,
+};
+
+#endif
