@@ -9,7 +9,14 @@ use std::process::Command;
 fn main() {
     let out = PathBuf::from(env::var("OUT_DIR").expect("OUT_DIR"));
     let src = PathBuf::from("src/bpf");
-    for f in ["tollgate.bpf.c", "shared.h", "maps.h", "csum.h", "parse.h", "host_shim.c"] {
+    for f in [
+        "tollgate.bpf.c",
+        "shared.h",
+        "maps.h",
+        "csum.h",
+        "parse.h",
+        "host_shim.c",
+    ] {
         println!("cargo:rerun-if-changed=src/bpf/{f}");
     }
     let clang = env::var("CLANG").unwrap_or_else(|_| "clang".into());
@@ -24,9 +31,14 @@ fn main() {
         .arg(&obj)
         .status()
         .unwrap_or_else(|e| {
-            panic!("cannot run `{clang}` to build the XDP program ({e}); install clang (see README)")
+            panic!(
+                "cannot run `{clang}` to build the XDP program ({e}); install clang (see README)"
+            )
         });
-    assert!(status.success(), "clang failed to compile src/bpf/tollgate.bpf.c");
+    assert!(
+        status.success(),
+        "clang failed to compile src/bpf/tollgate.bpf.c"
+    );
 
     cc::Build::new()
         .file(src.join("host_shim.c"))

@@ -28,8 +28,10 @@ pub struct ControlClient {
 
 impl ControlClient {
     pub fn connect(path: &Path) -> Result<Self, ClientError> {
-        let stream = UnixStream::connect(path)
-            .map_err(|source| ClientError::Connect { path: path.display().to_string(), source })?;
+        let stream = UnixStream::connect(path).map_err(|source| ClientError::Connect {
+            path: path.display().to_string(),
+            source,
+        })?;
         Ok(ControlClient { stream })
     }
 
@@ -46,13 +48,19 @@ impl ControlClient {
             Frame::Closed => return Err(ClientError::Closed),
             Frame::TooLarge(n) => return Err(ClientError::BadReply(format!("{n}-byte frame"))),
         };
-        let mut v: Value = serde_json::from_slice(&reply).map_err(|e| ClientError::BadReply(e.to_string()))?;
+        let mut v: Value =
+            serde_json::from_slice(&reply).map_err(|e| ClientError::BadReply(e.to_string()))?;
         match v.get("ok").and_then(Value::as_bool) {
             Some(true) => Ok(v.get_mut("result").map(Value::take).unwrap_or(Value::Null)),
             Some(false) => Err(ClientError::Refused(
-                v.get("error").and_then(Value::as_str).unwrap_or("unspecified error").to_string(),
+                v.get("error")
+                    .and_then(Value::as_str)
+                    .unwrap_or("unspecified error")
+                    .to_string(),
             )),
-            None => Err(ClientError::BadReply(String::from_utf8_lossy(&reply).into_owned())),
+            None => Err(ClientError::BadReply(
+                String::from_utf8_lossy(&reply).into_owned(),
+            )),
         }
     }
 }

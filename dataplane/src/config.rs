@@ -91,7 +91,11 @@ impl Default for XdpConfig {
 
 impl Default for SocketConfig {
     fn default() -> Self {
-        SocketConfig { burst: 64, buffers: 4096, buffer_size: 2048 }
+        SocketConfig {
+            burst: 64,
+            buffers: 4096,
+            buffer_size: 2048,
+        }
     }
 }
 
@@ -125,18 +129,28 @@ impl DataplaneConfig {
             );
         }
         for (i, name) in self.xdp.interfaces.iter().enumerate() {
-            if name.is_empty() || name.len() > 15 || name.contains('/') || name.contains(char::is_whitespace) {
+            if name.is_empty()
+                || name.len() > 15
+                || name.contains('/')
+                || name.contains(char::is_whitespace)
+            {
                 errs.push(format!(
                     "dataplane.xdp.interfaces[{i}]: {name:?} is not a valid interface name (1-15 characters, no '/' or spaces)"
                 ));
             }
         }
         if !self.xdp.pin_dir.is_absolute() {
-            errs.push(format!("dataplane.xdp.pin_dir: {:?} must be an absolute path", self.xdp.pin_dir));
+            errs.push(format!(
+                "dataplane.xdp.pin_dir: {:?} must be an absolute path",
+                self.xdp.pin_dir
+            ));
         }
         let s = &self.socket;
         if !(1..=1024).contains(&s.burst) {
-            errs.push(format!("dataplane.socket.burst: {} is outside 1-1024", s.burst));
+            errs.push(format!(
+                "dataplane.socket.burst: {} is outside 1-1024",
+                s.burst
+            ));
         }
         if !(64..=32768).contains(&s.buffers) || !s.buffers.is_power_of_two() {
             errs.push(format!(
@@ -145,7 +159,10 @@ impl DataplaneConfig {
             ));
         }
         if !(256..=65536).contains(&s.buffer_size) {
-            errs.push(format!("dataplane.socket.buffer_size: {} is outside 256-65536 bytes", s.buffer_size));
+            errs.push(format!(
+                "dataplane.socket.buffer_size: {} is outside 256-65536 bytes",
+                s.buffer_size
+            ));
         }
         errs
     }
@@ -178,12 +195,21 @@ mod tests {
         let c = DataplaneConfig {
             backend: BackendChoice::Xdp,
             cores: Some(vec![1, 7, 1]),
-            socket: SocketConfig { buffers: 100, ..Default::default() },
+            socket: SocketConfig {
+                buffers: 100,
+                ..Default::default()
+            },
             ..Default::default()
         };
         let e = c.validate(2).join("\n");
-        assert!(e.contains("dataplane.cores[1]: core 7 does not exist"), "{e}");
-        assert!(e.contains("dataplane.cores[2]: core 1 is listed twice"), "{e}");
+        assert!(
+            e.contains("dataplane.cores[1]: core 7 does not exist"),
+            "{e}"
+        );
+        assert!(
+            e.contains("dataplane.cores[2]: core 1 is listed twice"),
+            "{e}"
+        );
         assert!(e.contains("dataplane.xdp.interfaces"), "{e}");
         assert!(e.contains("dataplane.socket.buffers: 100"), "{e}");
     }

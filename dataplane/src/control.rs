@@ -65,12 +65,15 @@ pub fn decode_request(body: &[u8]) -> Result<Request, String> {
 
 pub fn encode_request(req: &Request) -> Vec<u8> {
     let mut v = serde_json::to_value(req).expect("requests serialize");
-    v.as_object_mut().expect("tagged enum is an object").insert("v".into(), PROTOCOL_VERSION.into());
+    v.as_object_mut()
+        .expect("tagged enum is an object")
+        .insert("v".into(), PROTOCOL_VERSION.into());
     serde_json::to_vec(&v).expect("values serialize")
 }
 
 pub fn ok_reply(result: serde_json::Value) -> Vec<u8> {
-    serde_json::to_vec(&serde_json::json!({"ok": true, "result": result})).expect("values serialize")
+    serde_json::to_vec(&serde_json::json!({"ok": true, "result": result}))
+        .expect("values serialize")
 }
 
 pub fn error_reply(msg: &str) -> Vec<u8> {
@@ -107,7 +110,9 @@ pub fn write_frame(w: &mut impl Write, body: &[u8]) -> io::Result<()> {
     let len = u32::try_from(body.len())
         .ok()
         .filter(|l| *l as usize <= MAX_FRAME)
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "frame larger than MAX_FRAME"))?;
+        .ok_or_else(|| {
+            io::Error::new(io::ErrorKind::InvalidInput, "frame larger than MAX_FRAME")
+        })?;
     w.write_all(&len.to_be_bytes())?;
     w.write_all(body)?;
     w.flush()
@@ -119,9 +124,14 @@ mod tests {
 
     #[test]
     fn request_round_trip() {
-        let r = Request::FlowDel { local: "10.0.0.1:30000".parse().unwrap() };
+        let r = Request::FlowDel {
+            local: "10.0.0.1:30000".parse().unwrap(),
+        };
         assert_eq!(decode_request(&encode_request(&r)).unwrap(), r);
-        assert_eq!(decode_request(br#"{"v":1,"op":"flow_list"}"#).unwrap(), Request::FlowList);
+        assert_eq!(
+            decode_request(br#"{"v":1,"op":"flow_list"}"#).unwrap(),
+            Request::FlowList
+        );
     }
 
     #[test]
@@ -136,7 +146,8 @@ mod tests {
         assert!(e.contains("explode"), "{e}");
         let e = decode_request(br#"{"v":1,"op":"flow_del","local":"nowhere"}"#).unwrap_err();
         assert!(e.contains("invalid socket address"), "{e}");
-        let e = decode_request(br#"{"v":1,"op":"flow_put","flow":{"local":"1.2.3.4:5"}}"#).unwrap_err();
+        let e =
+            decode_request(br#"{"v":1,"op":"flow_put","flow":{"local":"1.2.3.4:5"}}"#).unwrap_err();
         assert!(e.contains("missing field `source`"), "{e}");
         assert!(decode_request(b"[1]").unwrap_err().contains("JSON object"));
     }
@@ -149,6 +160,9 @@ mod tests {
         assert!(matches!(read_frame(&mut r).unwrap(), Frame::Body(b) if b == b"hello"));
         assert!(matches!(read_frame(&mut r).unwrap(), Frame::Closed));
         let big = ((MAX_FRAME + 1) as u32).to_be_bytes();
-        assert!(matches!(read_frame(&mut &big[..]).unwrap(), Frame::TooLarge(_)));
+        assert!(matches!(
+            read_frame(&mut &big[..]).unwrap(),
+            Frame::TooLarge(_)
+        ));
     }
 }

@@ -56,7 +56,10 @@ pub enum FlowError {
         family: &'static str,
     },
     #[error("flow {local}: `{field}` has port 0")]
-    PortZero { local: SocketAddr, field: &'static str },
+    PortZero {
+        local: SocketAddr,
+        field: &'static str,
+    },
     #[error("flow {local}: `{field}` {addr} is not a unicast address")]
     NotUnicast {
         local: SocketAddr,
@@ -108,11 +111,18 @@ impl Flow {
                 return Err(FlowError::PortZero { local, field });
             }
             if !unicast(value.ip()) {
-                return Err(FlowError::NotUnicast { local, field, addr: value.ip() });
+                return Err(FlowError::NotUnicast {
+                    local,
+                    field,
+                    addr: value.ip(),
+                });
             }
         }
         if !(1000..=192_000).contains(&self.clock_rate) {
-            return Err(FlowError::ClockRate { local, rate: self.clock_rate });
+            return Err(FlowError::ClockRate {
+                local,
+                rate: self.clock_rate,
+            });
         }
         if self.strict && self.expect.is_none() && !self.learn {
             return Err(FlowError::StrictWithoutSource { local });
@@ -160,7 +170,8 @@ impl Flow {
             local: addr_of(key),
             source: sock(fam, &a.src_addr, a.src_port),
             destination: sock(fam, &a.dst_addr, a.dst_port),
-            expect: (a.flags & abi::FLOW_EXPECT != 0).then(|| sock(fam, &a.expect_addr, a.expect_port)),
+            expect: (a.flags & abi::FLOW_EXPECT != 0)
+                .then(|| sock(fam, &a.expect_addr, a.expect_port)),
             egress,
             learn: a.flags & abi::FLOW_LEARN != 0,
             strict: a.flags & abi::FLOW_STRICT != 0,
@@ -187,7 +198,11 @@ pub fn key_of(a: SocketAddr) -> abi::FlowKey {
     abi::FlowKey {
         addr: addr_bytes(a.ip()),
         port: a.port().to_be(),
-        family: if a.is_ipv4() { abi::AF_INET } else { abi::AF_INET6 },
+        family: if a.is_ipv4() {
+            abi::AF_INET
+        } else {
+            abi::AF_INET6
+        },
         pad: 0,
     }
 }
@@ -252,14 +267,27 @@ mod tests {
         assert!(e.contains("`destination`") && e.contains("IPv4"), "{e}");
         let mut f = flow();
         f.source.set_port(0);
-        assert!(f.validate().unwrap_err().to_string().contains("`source` has port 0"));
+        assert!(f
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("`source` has port 0"));
         let mut f = flow();
         f.destination = "224.0.0.1:4000".parse().unwrap();
-        assert!(matches!(f.validate(), Err(FlowError::NotUnicast { field: "destination", .. })));
+        assert!(matches!(
+            f.validate(),
+            Err(FlowError::NotUnicast {
+                field: "destination",
+                ..
+            })
+        ));
         let mut f = flow();
         f.expect = None;
         f.learn = false;
-        assert!(matches!(f.validate(), Err(FlowError::StrictWithoutSource { .. })));
+        assert!(matches!(
+            f.validate(),
+            Err(FlowError::StrictWithoutSource { .. })
+        ));
         let mut f = flow();
         f.clock_rate = 0;
         assert!(matches!(f.validate(), Err(FlowError::ClockRate { .. })));

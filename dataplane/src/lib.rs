@@ -29,14 +29,22 @@ pub enum StartError {
     #[error("invalid configuration:\n  {}", .0.join("\n  "))]
     Config(Vec<String>),
     #[error("{backend} backend: {source}")]
-    Backend { backend: &'static str, source: BackendError },
+    Backend {
+        backend: &'static str,
+        source: BackendError,
+    },
     #[error("control socket {path}: {source}")]
-    ControlSocket { path: String, source: std::io::Error },
+    ControlSocket {
+        path: String,
+        source: std::io::Error,
+    },
 }
 
 /// Number of cores on this host.
 pub fn host_cores() -> usize {
-    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
 }
 
 /// Starts the backend the configuration asks for (for `auto`: XDP when
@@ -46,7 +54,10 @@ pub fn start_backend(cfg: &DataplaneConfig) -> Result<Box<dyn Backend>, StartErr
     let socket = || {
         SocketBackend::start(&cfg.socket, &cfg.worker_cores(host_cores()))
             .map(|b| Box::new(b) as Box<dyn Backend>)
-            .map_err(|source| StartError::Backend { backend: "socket", source })
+            .map_err(|source| StartError::Backend {
+                backend: "socket",
+                source,
+            })
     };
     match cfg.backend {
         BackendChoice::Xdp => xdp().map_err(|source| StartError::Backend { backend: "xdp", source }),
@@ -69,10 +80,11 @@ pub fn run(cfg: &DataplaneConfig, stop: Arc<AtomicBool>) -> Result<(), StartErro
     if !errs.is_empty() {
         return Err(StartError::Config(errs));
     }
-    let listener = server::bind(&cfg.control_socket).map_err(|source| StartError::ControlSocket {
-        path: cfg.control_socket.display().to_string(),
-        source,
-    })?;
+    let listener =
+        server::bind(&cfg.control_socket).map_err(|source| StartError::ControlSocket {
+            path: cfg.control_socket.display().to_string(),
+            source,
+        })?;
     let backend = start_backend(cfg)?;
     let table = Arc::new(Mutex::new(FlowTable::new(backend, cfg.idle_timeout_secs)));
     tracing::info!(

@@ -103,7 +103,11 @@ impl RtpTracker {
 
     fn restart(&mut self, ssrc: u32, seq: u16) {
         self.started = true;
-        self.q = Quality { ssrc, ssrc_changes: self.q.ssrc_changes, ..Quality::default() };
+        self.q = Quality {
+            ssrc,
+            ssrc_changes: self.q.ssrc_changes,
+            ..Quality::default()
+        };
         self.base_seq = seq as u32;
         self.max_seq = seq;
         self.cycles = 0;
@@ -125,10 +129,18 @@ mod tests {
     fn steady_stream_has_no_loss_and_no_jitter() {
         let mut t = RtpTracker::new(8000);
         for i in 0..500u32 {
-            t.on_packet(i as u64 * 20 * MS, 7, 65000u16.wrapping_add(i as u16), 1000 + i * 160);
+            t.on_packet(
+                i as u64 * 20 * MS,
+                7,
+                65000u16.wrapping_add(i as u16),
+                1000 + i * 160,
+            );
         }
         let q = t.quality();
-        assert_eq!((q.received, q.expected, q.lost, q.jitter, q.ssrc_changes), (500, 500, 0, 0, 0));
+        assert_eq!(
+            (q.received, q.expected, q.lost, q.jitter, q.ssrc_changes),
+            (500, 500, 0, 0, 0)
+        );
     }
 
     #[test]

@@ -43,7 +43,9 @@ pub fn serve(listener: UnixListener, table: Arc<Mutex<FlowTable>>, stop: Arc<Ato
                     .spawn(move || connection(stream, &table))
                     .expect("spawn a control connection thread");
             }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => std::thread::sleep(Duration::from_millis(50)),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                std::thread::sleep(Duration::from_millis(50))
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "control socket accept failed");
                 std::thread::sleep(Duration::from_millis(50));
@@ -63,7 +65,10 @@ fn connection(mut stream: UnixStream, table: &Mutex<FlowTable>) {
                 Err(msg) => control::error_reply(&msg),
             },
             Ok(Frame::TooLarge(len)) => {
-                let msg = format!("frame of {len} bytes exceeds the {} byte limit; closing", control::MAX_FRAME);
+                let msg = format!(
+                    "frame of {len} bytes exceeds the {} byte limit; closing",
+                    control::MAX_FRAME
+                );
                 let _ = control::write_frame(&mut stream, &control::error_reply(&msg));
                 return;
             }
@@ -81,7 +86,9 @@ fn handle(req: Request, table: &Mutex<FlowTable>) -> Vec<u8> {
         Err(poisoned) => poisoned.into_inner(),
     };
     let result: Result<Value, TableError> = match req {
-        Request::Hello => Ok(json!({"version": control::PROTOCOL_VERSION, "backend": t.backend_name()})),
+        Request::Hello => {
+            Ok(json!({"version": control::PROTOCOL_VERSION, "backend": t.backend_name()}))
+        }
         Request::FlowPut { flow } => {
             let local = flow.local;
             t.put(flow).map(|()| {
@@ -93,7 +100,12 @@ fn handle(req: Request, table: &Mutex<FlowTable>) -> Vec<u8> {
         Request::FlowGet { local } => t.report(local).map(|r| to_json(&r)),
         Request::FlowList => Ok(to_json(&t.list())),
         Request::Idle => Ok(to_json(&t.idle())),
-        Request::Counters => Ok(Value::Object(t.counters().into_iter().map(|(k, v)| (k, v.into())).collect())),
+        Request::Counters => Ok(Value::Object(
+            t.counters()
+                .into_iter()
+                .map(|(k, v)| (k, v.into()))
+                .collect(),
+        )),
     };
     match result {
         Ok(v) => control::ok_reply(v),

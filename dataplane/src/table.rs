@@ -40,7 +40,11 @@ impl FlowTable {
     /// Wraps a started backend, taking over the flows it adopted.
     pub fn new(backend: Box<dyn Backend>, idle_timeout_secs: u64) -> Self {
         let now = monotonic_ns();
-        let flows = backend.adopted().into_iter().map(|f| (f.local, (f, now))).collect();
+        let flows = backend
+            .adopted()
+            .into_iter()
+            .map(|f| (f.local, (f, now)))
+            .collect();
         FlowTable {
             backend,
             flows,
@@ -76,13 +80,19 @@ impl FlowTable {
     }
 
     pub fn report(&self, local: SocketAddr) -> Result<FlowReport, TableError> {
-        let (flow, installed) = self.flows.get(&local).ok_or(TableError::NoSuchFlow(local))?;
+        let (flow, installed) = self
+            .flows
+            .get(&local)
+            .ok_or(TableError::NoSuchFlow(local))?;
         Ok(self.make_report(flow, *installed, monotonic_ns()))
     }
 
     pub fn list(&self) -> Vec<FlowReport> {
         let now = monotonic_ns();
-        self.flows.values().map(|(f, at)| self.make_report(f, *at, now)).collect()
+        self.flows
+            .values()
+            .map(|(f, at)| self.make_report(f, *at, now))
+            .collect()
     }
 
     pub fn counters(&self) -> Vec<(String, u64)> {
@@ -114,7 +124,10 @@ impl FlowTable {
 
     fn make_report(&self, flow: &Flow, installed_ns: u64, now: u64) -> FlowReport {
         let counters = self.backend.flow_counters(flow);
-        let since = counters.last_seen_ns.unwrap_or(installed_ns).max(installed_ns);
+        let since = counters
+            .last_seen_ns
+            .unwrap_or(installed_ns)
+            .max(installed_ns);
         let idle_ns = now.saturating_sub(since);
         FlowReport {
             flow: flow.clone(),

@@ -25,7 +25,11 @@ pub fn layout() -> [u64; 16] {
 /// # Panics
 /// If `old` and `new` differ in length or hold more than 1024 words.
 pub fn csum_update(check: u16, old: &[u16], new: &[u16]) -> u16 {
-    assert_eq!(old.len(), new.len(), "old and new must have the same number of words");
+    assert_eq!(
+        old.len(),
+        new.len(),
+        "old and new must have the same number of words"
+    );
     assert!(old.len() <= 1024, "at most 1024 words per update");
     // SAFETY: both slices are valid for `len` reads.
     unsafe { ffi::tg_host_csum_update(check, old.as_ptr(), new.as_ptr(), old.len() as u32) }

@@ -82,7 +82,10 @@ pub fn udp_verifies(src: IpAddr, dst: IpAddr, segment: &[u8]) -> bool {
     if src.is_ipv4() && segment.len() >= 8 && segment[6] == 0 && segment[7] == 0 {
         return true;
     }
-    fold(sum32(segment, pseudo_header_sum(src, dst, segment.len() as u32))) == 0xffff
+    fold(sum32(
+        segment,
+        pseudo_header_sum(src, dst, segment.len() as u32),
+    )) == 0xffff
 }
 
 #[cfg(test)]
@@ -94,7 +97,10 @@ mod tests {
     #[test]
     fn rfc1071_example() {
         // RFC 1071 section 3: 00 01 f2 03 f4 f5 f6 f7 sums to 0xddf2.
-        assert_eq!(sum(&[0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7]), 0xddf2);
+        assert_eq!(
+            sum(&[0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7]),
+            0xddf2
+        );
     }
 
     #[test]
@@ -113,7 +119,9 @@ mod tests {
 
     fn words(b: &[u8]) -> Vec<u16> {
         // As the XDP program reads them: native-endian words in memory.
-        b.chunks_exact(2).map(|w| u16::from_ne_bytes([w[0], w[1]])).collect()
+        b.chunks_exact(2)
+            .map(|w| u16::from_ne_bytes([w[0], w[1]]))
+            .collect()
     }
 
     proptest! {

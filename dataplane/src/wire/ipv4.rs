@@ -17,10 +17,16 @@ impl<T: AsRef<[u8]>> Packet<T> {
         need("ipv4", b, MIN_HEADER_LEN)?;
         let p = Packet(buf);
         if p.version() != 4 {
-            return Err(WireError::Malformed { what: "ipv4", detail: "version is not 4" });
+            return Err(WireError::Malformed {
+                what: "ipv4",
+                detail: "version is not 4",
+            });
         }
         if p.header_len() < MIN_HEADER_LEN {
-            return Err(WireError::Malformed { what: "ipv4", detail: "IHL below 5" });
+            return Err(WireError::Malformed {
+                what: "ipv4",
+                detail: "IHL below 5",
+            });
         }
         let total = p.total_len() as usize;
         if total < p.header_len() || total > p.0.as_ref().len() {

@@ -15,10 +15,16 @@ impl<T: AsRef<[u8]>> Packet<T> {
         need("ipv6", buf.as_ref(), HEADER_LEN)?;
         let p = Packet(buf);
         if p.0.as_ref()[0] >> 4 != 6 {
-            return Err(WireError::Malformed { what: "ipv6", detail: "version is not 6" });
+            return Err(WireError::Malformed {
+                what: "ipv6",
+                detail: "version is not 6",
+            });
         }
         if HEADER_LEN + p.payload_len() as usize > p.0.as_ref().len() {
-            return Err(WireError::Malformed { what: "ipv6", detail: "payload length beyond the buffer" });
+            return Err(WireError::Malformed {
+                what: "ipv6",
+                detail: "payload length beyond the buffer",
+            });
         }
         Ok(p)
     }

@@ -17,13 +17,22 @@ impl<T: AsRef<[u8]>> Packet<T> {
         let p = Packet(buf);
         let b = p.0.as_ref();
         if b[0] >> 6 != 2 {
-            return Err(WireError::Malformed { what: "rtcp", detail: "version is not 2" });
+            return Err(WireError::Malformed {
+                what: "rtcp",
+                detail: "version is not 2",
+            });
         }
         if !(192..=223).contains(&p.packet_type()) {
-            return Err(WireError::Malformed { what: "rtcp", detail: "packet type outside 192-223" });
+            return Err(WireError::Malformed {
+                what: "rtcp",
+                detail: "packet type outside 192-223",
+            });
         }
         if p.len_bytes() > b.len() {
-            return Err(WireError::Malformed { what: "rtcp", detail: "length field beyond the buffer" });
+            return Err(WireError::Malformed {
+                what: "rtcp",
+                detail: "length field beyond the buffer",
+            });
         }
         Ok(p)
     }
@@ -52,7 +61,10 @@ mod tests {
         // RR with no report blocks: length 1 (8 bytes), SSRC 0x01020304.
         let rr = [0x80, RR, 0x00, 0x01, 1, 2, 3, 4];
         let p = Packet::new_checked(&rr[..]).unwrap();
-        assert_eq!((p.packet_type(), p.count(), p.len_bytes(), p.sender_ssrc()), (RR, 0, 8, 0x01020304));
+        assert_eq!(
+            (p.packet_type(), p.count(), p.len_bytes(), p.sender_ssrc()),
+            (RR, 0, 8, 0x01020304)
+        );
         let mut long = rr;
         long[3] = 5;
         assert!(Packet::new_checked(&long[..]).is_err());

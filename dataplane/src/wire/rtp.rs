@@ -15,10 +15,16 @@ impl<T: AsRef<[u8]>> Packet<T> {
         let p = Packet(buf);
         let b = p.0.as_ref();
         if b[0] >> 6 != 2 {
-            return Err(WireError::Malformed { what: "rtp", detail: "version is not 2" });
+            return Err(WireError::Malformed {
+                what: "rtp",
+                detail: "version is not 2",
+            });
         }
         if p.is_rtcp() {
-            return Err(WireError::Malformed { what: "rtp", detail: "payload type 72-76 is RTCP (RFC 5761)" });
+            return Err(WireError::Malformed {
+                what: "rtp",
+                detail: "payload type 72-76 is RTCP (RFC 5761)",
+            });
         }
         let mut end = HEADER_LEN + 4 * (b[0] & 0x0f) as usize;
         need("rtp csrc list", b, end)?;
@@ -30,7 +36,10 @@ impl<T: AsRef<[u8]>> Packet<T> {
         if b[0] & 0x20 != 0 {
             let pad = *b.last().expect("non-empty") as usize;
             if pad == 0 || end + pad > b.len() {
-                return Err(WireError::Malformed { what: "rtp", detail: "padding count is zero or beyond the payload" });
+                return Err(WireError::Malformed {
+                    what: "rtp",
+                    detail: "padding count is zero or beyond the payload",
+                });
             }
         }
         Ok(p)
@@ -62,11 +71,16 @@ mod tests {
     #[test]
     fn parses_pcmu_fixture() {
         // V=2, M=1, PT=0, seq 0x1234, ts 0x000000a0, ssrc 0xdeadbeef, 160 bytes of payload.
-        let mut p = vec![0x80, 0x80, 0x12, 0x34, 0, 0, 0, 0xa0, 0xde, 0xad, 0xbe, 0xef];
+        let mut p = vec![
+            0x80, 0x80, 0x12, 0x34, 0, 0, 0, 0xa0, 0xde, 0xad, 0xbe, 0xef,
+        ];
         p.extend_from_slice(&[0xff; 160]);
         let v = Packet::new_checked(&p[..]).unwrap();
         assert!(v.marker());
-        assert_eq!((v.payload_type(), v.sequence(), v.timestamp(), v.ssrc()), (0, 0x1234, 0xa0, 0xdeadbeef));
+        assert_eq!(
+            (v.payload_type(), v.sequence(), v.timestamp(), v.ssrc()),
+            (0, 0x1234, 0xa0, 0xdeadbeef)
+        );
     }
 
     #[test]

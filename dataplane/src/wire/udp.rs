@@ -14,7 +14,10 @@ impl<T: AsRef<[u8]>> Datagram<T> {
         let d = Datagram(buf);
         let len = d.len() as usize;
         if len < HEADER_LEN || len > d.0.as_ref().len() {
-            return Err(WireError::Malformed { what: "udp", detail: "length field outside the datagram" });
+            return Err(WireError::Malformed {
+                what: "udp",
+                detail: "length field outside the datagram",
+            });
         }
         Ok(d)
     }
@@ -52,12 +55,23 @@ mod tests {
         // 10.0.1.2:5000 -> 10.0.1.1:30000, payload "hi", checksum from a capture.
         let d = [0x13, 0x88, 0x75, 0x30, 0x00, 0x0a, 0x00, 0x00, b'h', b'i'];
         let mut seg = d;
-        let c = checksum::udp(Ipv4Addr::new(10, 0, 1, 2).into(), Ipv4Addr::new(10, 0, 1, 1).into(), &seg);
+        let c = checksum::udp(
+            Ipv4Addr::new(10, 0, 1, 2).into(),
+            Ipv4Addr::new(10, 0, 1, 1).into(),
+            &seg,
+        );
         seg[6..8].copy_from_slice(&c.to_be_bytes());
         let v = Datagram::new_checked(&seg[..]).unwrap();
-        assert_eq!((v.source_port(), v.destination_port(), v.len()), (5000, 30000, 10));
+        assert_eq!(
+            (v.source_port(), v.destination_port(), v.len()),
+            (5000, 30000, 10)
+        );
         assert_eq!(v.payload(), b"hi");
-        assert!(checksum::udp_verifies(Ipv4Addr::new(10, 0, 1, 2).into(), Ipv4Addr::new(10, 0, 1, 1).into(), v.segment()));
+        assert!(checksum::udp_verifies(
+            Ipv4Addr::new(10, 0, 1, 2).into(),
+            Ipv4Addr::new(10, 0, 1, 1).into(),
+            v.segment()
+        ));
         let mut bad = seg;
         bad[4..6].copy_from_slice(&20u16.to_be_bytes());
         assert!(Datagram::new_checked(&bad[..]).is_err());

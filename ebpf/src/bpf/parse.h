@@ -25,8 +25,8 @@ enum tg_parse {
 
 struct tg_headers {
 	struct ethhdr *eth;
-	struct iphdr *ip4;   /* exactly one of ip4/ip6 is set on TG_PARSED_UDP */
-	struct ipv6hdr *ip6;
+	void *l3;      /* struct iphdr or struct ipv6hdr, by family */
+	__u8 family;   /* TG_AF_INET or TG_AF_INET6 */
 	struct udphdr *udp;
 };
 
@@ -36,8 +36,6 @@ TG_INLINE int tg_parse(void *data, void *data_end, struct tg_headers *h)
 	if ((void *)(eth + 1) > data_end)
 		return TG_PARSE_MALFORMED;
 	h->eth = eth;
-	h->ip4 = 0;
-	h->ip6 = 0;
 
 	void *l4;
 	__u16 l4_len;
@@ -54,7 +52,8 @@ TG_INLINE int tg_parse(void *data, void *data_end, struct tg_headers *h)
 		__u16 tot = bpf_ntohs(ip->tot_len);
 		if (tot < sizeof(*ip) + sizeof(struct udphdr) || (void *)ip + tot > data_end)
 			return TG_PARSE_MALFORMED;
-		h->ip4 = ip;
+		h->l3 = ip;
+		h->family = TG_AF_INET;
 		l4 = ip + 1;
 		l4_len = tot - sizeof(*ip);
 	} else if (eth->h_proto == bpf_htons(ETH_P_IPV6)) {
@@ -70,7 +69,8 @@ TG_INLINE int tg_parse(void *data, void *data_end, struct tg_headers *h)
 		__u16 plen = bpf_ntohs(ip6->payload_len);
 		if (plen < sizeof(struct udphdr) || (void *)(ip6 + 1) + plen > data_end)
 			return TG_PARSE_MALFORMED;
-		h->ip6 = ip6;
+		h->l3 = ip6;
+		h->family = TG_AF_INET6;
 		l4 = ip6 + 1;
 		l4_len = plen;
 	} else {

@@ -80,16 +80,18 @@ int tollgate_relay(struct xdp_md *ctx)
 	}
 
 	struct udphdr *udp = h.udp;
+	int v4 = h.family == TG_AF_INET;
+	struct iphdr *ip4 = h.l3;
+	struct ipv6hdr *ip6 = h.l3;
 	struct tg_flow_key key = {};
 	__u8 saddr[16];
-	if (h.ip4) {
-		key.family = TG_AF_INET;
-		copy_addr(key.addr, &h.ip4->daddr, 4);
-		copy_addr(saddr, &h.ip4->saddr, 4);
+	key.family = h.family;
+	if (v4) {
+		copy_addr(key.addr, &ip4->daddr, 4);
+		copy_addr(saddr, &ip4->saddr, 4);
 	} else {
-		key.family = TG_AF_INET6;
-		copy_addr(key.addr, &h.ip6->daddr, 16);
-		copy_addr(saddr, &h.ip6->saddr, 16);
+		copy_addr(key.addr, &ip6->daddr, 16);
+		copy_addr(saddr, &ip6->saddr, 16);
 	}
 	key.port = udp->dest;
 
@@ -157,14 +159,14 @@ int tollgate_relay(struct xdp_md *ctx)
 	fib.l4_protocol = IPPROTO_UDP;
 	fib.sport = act->src_port;
 	fib.dport = dst_port;
-	if (h.ip4) {
+	if (v4) {
 		fib.family = AF_INET;
-		fib.tot_len = bpf_ntohs(h.ip4->tot_len);
+		fib.tot_len = bpf_ntohs(ip4->tot_len);
 		__builtin_memcpy(&fib.ipv4_src, act->src_addr, 4);
 		__builtin_memcpy(&fib.ipv4_dst, dst_addr, 4);
 	} else {
 		fib.family = AF_INET6;
-		fib.tot_len = bpf_ntohs(h.ip6->payload_len) + sizeof(struct ipv6hdr);
+		fib.tot_len = bpf_ntohs(ip6->payload_len) + sizeof(struct ipv6hdr);
 		__builtin_memcpy(fib.ipv6_src, act->src_addr, 16);
 		__builtin_memcpy(fib.ipv6_dst, dst_addr, 16);
 	}
@@ -180,18 +182,16 @@ int tollgate_relay(struct xdp_md *ctx)
 
 	/* Rewrite addresses and ports; checksums follow incrementally. */
 	__u32 usum = tg_csum_begin(udp->check);
-	if (h.ip4) {
-		struct iphdr *ip = h.ip4;
-		__u32 isum = tg_csum_begin(ip->check);
-		isum = sum_change(isum, &ip->saddr, act->src_addr, 4);
-		isum = sum_change(isum, &ip->daddr, dst_addr, 4);
-		usum = sum_change(usum, &ip->saddr, act->src_addr, 4);
-		usum = sum_change(usum, &ip->daddr, dst_addr, 4);
-		ip->check = tg_csum_end(isum);
-		__builtin_memcpy(&ip->saddr, act->src_addr, 4);
-		__builtin_memcpy(&ip->daddr, dst_addr, 4);
+	if (v4) {
+		__u32 isum = tg_csum_begin(ip4->check);
+		isum = sum_change(isum, &ip4->saddr, act->src_addr, 4);
+		isum = sum_change(isum, &ip4->daddr, dst_addr, 4);
+		usum = sum_change(usum, &ip4->saddr, act->src_addr, 4);
+		usum = sum_change(usum, &ip4->daddr, dst_addr, 4);
+		ip4->check = tg_csum_end(isum);
+		__builtin_memcpy(&ip4->saddr, act->src_addr, 4);
+		__builtin_memcpy(&ip4->daddr, dst_addr, 4);
 	} else {
-		struct ipv6hdr *ip6 = h.ip6;
 		usum = sum_change(usum, &ip6->saddr, act->src_addr, 16);
 		usum = sum_change(usum, &ip6->daddr, dst_addr, 16);
 		__builtin_memcpy(&ip6->saddr, act->src_addr, 16);
@@ -202,7 +202,7 @@ int tollgate_relay(struct xdp_md *ctx)
 	udp->source = act->src_port;
 	udp->dest = dst_port;
 	/* IPv4 UDP without a checksum stays without one. */
-	if (udp->check || !h.ip4)
+	if (udp->check || !v4)
 		udp->check = tg_csum_udp_fixup(tg_csum_end(usum));
 
 	__builtin_memcpy(h.eth->h_source, fib.smac, ETH_ALEN);

@@ -28,7 +28,10 @@ impl BufRing {
     /// Allocates `entries` buffers of `buf_size` bytes, registers them with
     /// `uring` as buffer group `group`, and hands all of them to the kernel.
     pub fn new(uring: &IoUring, entries: u16, buf_size: usize, group: u16) -> io::Result<Self> {
-        assert!(entries.is_power_of_two(), "buffer ring size must be a power of two");
+        assert!(
+            entries.is_power_of_two(),
+            "buffer ring size must be a power of two"
+        );
         let ring_bytes = entries as usize * std::mem::size_of::<BufRingEntry>();
         // SAFETY: anonymous private mapping; page-aligned as the kernel requires.
         let ring = unsafe {
@@ -54,7 +57,11 @@ impl BufRing {
             group,
         };
         // SAFETY: the ring memory stays mapped until `self` is dropped, after the uring.
-        unsafe { uring.submitter().register_buf_ring_with_flags(ring as u64, entries, group, 0)? };
+        unsafe {
+            uring
+                .submitter()
+                .register_buf_ring_with_flags(ring as u64, entries, group, 0)?
+        };
         for bid in 0..entries {
             me.give(bid);
         }

@@ -37,7 +37,13 @@ impl WorkerHandle {
         if self.tx.send(m).is_ok() {
             let one: u64 = 1;
             // SAFETY: writing 8 bytes to an eventfd we own.
-            unsafe { libc::write(self.wake.as_raw_fd(), &one as *const u64 as *const libc::c_void, 8) };
+            unsafe {
+                libc::write(
+                    self.wake.as_raw_fd(),
+                    &one as *const u64 as *const libc::c_void,
+                    8,
+                )
+            };
         }
     }
 }
@@ -82,13 +88,18 @@ impl SocketBackend {
         let mut workers = Vec::new();
         for &core in cores {
             let (tx, rx) = crossbeam_channel::unbounded();
-            let wake = Arc::new(eventfd().map_err(|e| BackendError::Other(format!("eventfd: {e}")))?);
+            let wake =
+                Arc::new(eventfd().map_err(|e| BackendError::Other(format!("eventfd: {e}")))?);
             let counters = Arc::new(WorkerCounters::default());
             // The worker is built on its own thread (its ring memory never
             // moves between threads); setup errors come back on `ready`.
             let (ready_tx, ready) = crossbeam_channel::bounded(1);
             let (w_wake, w_counters) = (wake.clone(), counters.clone());
-            let (buffers, buf_size, burst) = (cfg.buffers as u16, cfg.buffer_size as usize, cfg.burst as usize);
+            let (buffers, buf_size, burst) = (
+                cfg.buffers as u16,
+                cfg.buffer_size as usize,
+                cfg.burst as usize,
+            );
             let thread = std::thread::Builder::new()
                 .name(format!("tg-worker-{core}"))
                 .spawn(move || {
@@ -109,9 +120,18 @@ impl SocketBackend {
             ready
                 .recv()
                 .unwrap_or_else(|_| Err(io::Error::other("worker thread exited during setup")))
-                .map_err(|e| BackendError::Other(format!("io_uring setup for the worker on core {core}: {e}")))?;
+                .map_err(|e| {
+                    BackendError::Other(format!(
+                        "io_uring setup for the worker on core {core}: {e}"
+                    ))
+                })?;
             tracing::info!(core, "socket worker started");
-            workers.push(WorkerHandle { tx, wake, counters, thread: Some(thread) });
+            workers.push(WorkerHandle {
+                tx,
+                wake,
+                counters,
+                thread: Some(thread),
+            });
         }
         Ok(SocketBackend {
             workers,
@@ -125,7 +145,11 @@ impl SocketBackend {
     }
 
     /// The bound socket for `addr`, binding and handing it to a worker if new.
-    fn acquire(&mut self, addr: SocketAddr, egress: Option<&str>) -> Result<Arc<OwnedFd>, BackendError> {
+    fn acquire(
+        &mut self,
+        addr: SocketAddr,
+        egress: Option<&str>,
+    ) -> Result<Arc<OwnedFd>, BackendError> {
         if let Some(b) = self.sockets.get_mut(&addr) {
             b.users += 1;
             return Ok(b.socket.clone());
@@ -143,13 +167,26 @@ impl SocketBackend {
         });
         let worker = self.next_worker;
         self.next_worker = (self.next_worker + 1) % self.workers.len();
-        self.workers[worker].send(Message::AddSocket { id, socket: socket.clone() });
-        self.sockets.insert(addr, Bound { id, worker, socket: socket.clone(), users: 1 });
+        self.workers[worker].send(Message::AddSocket {
+            id,
+            socket: socket.clone(),
+        });
+        self.sockets.insert(
+            addr,
+            Bound {
+                id,
+                worker,
+                socket: socket.clone(),
+                users: 1,
+            },
+        );
         Ok(socket)
     }
 
     fn release(&mut self, addr: SocketAddr) {
-        let Some(b) = self.sockets.get_mut(&addr) else { return };
+        let Some(b) = self.sockets.get_mut(&addr) else {
+            return;
+        };
         b.users -= 1;
         if b.users == 0 {
             let b = self.sockets.remove(&addr).expect("present");
@@ -201,7 +238,11 @@ impl Backend for SocketBackend {
     fn put(&mut self, flow: &Flow, previous: Option<&Flow>) -> Result<(), BackendError> {
         if let Some(e) = &flow.egress {
             if crate::backend::xdp::ifindex(e).is_none() {
-                return Err(FlowError::NoSuchInterface { local: flow.local, name: e.clone() }.into());
+                return Err(FlowError::NoSuchInterface {
+                    local: flow.local,
+                    name: e.clone(),
+                }
+                .into());
             }
         }
         // Acquire the new sockets before releasing the old ones, so an update
@@ -234,7 +275,10 @@ impl Backend for SocketBackend {
             tracker: RtpTracker::new(flow.clock_rate),
         };
         let b = &self.sockets[&flow.local];
-        self.workers[b.worker].send(Message::SetFlow { id: b.id, flow: Box::new(wf) });
+        self.workers[b.worker].send(Message::SetFlow {
+            id: b.id,
+            flow: Box::new(wf),
+        });
         self.flows.insert(flow.local, Installed { shared });
         Ok(())
     }
@@ -253,7 +297,9 @@ impl Backend for SocketBackend {
     }
 
     fn flow_counters(&self, flow: &Flow) -> FlowCounters {
-        let Some(i) = self.flows.get(&flow.local) else { return FlowCounters::default() };
+        let Some(i) = self.flows.get(&flow.local) else {
+            return FlowCounters::default();
+        };
         let s = &i.shared;
         let last = s.last_seen_ns.get();
         FlowCounters {

@@ -17,7 +17,10 @@ impl Counter {
         self.add(1)
     }
     pub fn add(&self, n: u64) {
-        self.0.store(self.0.load(Ordering::Relaxed).wrapping_add(n), Ordering::Relaxed)
+        self.0.store(
+            self.0.load(Ordering::Relaxed).wrapping_add(n),
+            Ordering::Relaxed,
+        )
     }
     pub fn set(&self, v: u64) {
         self.0.store(v, Ordering::Relaxed)
@@ -99,9 +102,10 @@ pub fn sockaddr_from(b: &[u8]) -> Option<SocketAddr> {
     let family = u16::from_ne_bytes([*b.first()?, *b.get(1)?]) as i32;
     let port = u16::from_be_bytes([*b.get(2)?, *b.get(3)?]);
     match family {
-        libc::AF_INET if b.len() >= 8 => {
-            Some(SocketAddr::new(IpAddr::V4(Ipv4Addr::new(b[4], b[5], b[6], b[7])), port))
-        }
+        libc::AF_INET if b.len() >= 8 => Some(SocketAddr::new(
+            IpAddr::V4(Ipv4Addr::new(b[4], b[5], b[6], b[7])),
+            port,
+        )),
         libc::AF_INET6 if b.len() >= 24 => {
             let a: [u8; 16] = b[8..24].try_into().ok()?;
             Some(SocketAddr::new(IpAddr::V6(Ipv6Addr::from(a)), port))

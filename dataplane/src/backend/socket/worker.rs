@@ -84,10 +84,14 @@ impl Worker {
         buf_size: usize,
         burst: usize,
     ) -> std::io::Result<Self> {
-        let ring = IoUring::builder().setup_single_issuer().build(buffers as u32 * 2)?;
+        let ring = IoUring::builder()
+            .setup_single_issuer()
+            .build(buffers as u32 * 2)?;
         let bufs = BufRing::new(&ring, buffers, buf_size, 0)?;
         // SAFETY: all-zero is a valid msghdr/iovec/sockaddr_storage.
-        let sends = (0..buffers).map(|_| unsafe { std::mem::zeroed::<SendSlot>() }).collect();
+        let sends = (0..buffers)
+            .map(|_| unsafe { std::mem::zeroed::<SendSlot>() })
+            .collect();
         let mut recv_hdr: Box<libc::msghdr> = Box::new(unsafe { std::mem::zeroed() });
         recv_hdr.msg_namelen = NAME_LEN;
         Ok(Worker {
@@ -113,17 +117,27 @@ impl Worker {
     }
 
     fn arm_recv(&mut self, id: u32) {
-        let Some(Some(slot)) = self.slots.get(id as usize) else { return };
-        let e = opcode::RecvMsgMulti::new(types::Fd(slot.socket.as_raw_fd()), &*self.recv_hdr, self.bufs.group)
-            .build()
-            .user_data(OP_RECV | id as u64);
+        let Some(Some(slot)) = self.slots.get(id as usize) else {
+            return;
+        };
+        let e = opcode::RecvMsgMulti::new(
+            types::Fd(slot.socket.as_raw_fd()),
+            &*self.recv_hdr,
+            self.bufs.group,
+        )
+        .build()
+        .user_data(OP_RECV | id as u64);
         self.push(e);
     }
 
     fn arm_wake(&mut self) {
-        let e = opcode::Read::new(types::Fd(self.wake.as_raw_fd()), &mut *self.wake_buf as *mut u64 as *mut u8, 8)
-            .build()
-            .user_data(OP_WAKE);
+        let e = opcode::Read::new(
+            types::Fd(self.wake.as_raw_fd()),
+            &mut *self.wake_buf as *mut u64 as *mut u8,
+            8,
+        )
+        .build()
+        .user_data(OP_WAKE);
         self.push(e);
     }
 
@@ -174,7 +188,11 @@ impl Worker {
                     if self.slots.len() <= i {
                         self.slots.resize_with(i + 1, || None);
                     }
-                    self.slots[i] = Some(Slot { socket, flow: None, closing: false });
+                    self.slots[i] = Some(Slot {
+                        socket,
+                        flow: None,
+                        closing: false,
+                    });
                     self.arm_recv(id);
                 }
                 Message::SetFlow { id, flow } => {
@@ -191,7 +209,9 @@ impl Worker {
                     if let Some(Some(s)) = self.slots.get_mut(id as usize) {
                         s.closing = true;
                         s.flow = None;
-                        let e = opcode::AsyncCancel::new(OP_RECV | id as u64).build().user_data(OP_CANCEL);
+                        let e = opcode::AsyncCancel::new(OP_RECV | id as u64)
+                            .build()
+                            .user_data(OP_CANCEL);
                         self.push(e);
                     }
                 }
@@ -253,7 +273,9 @@ impl Worker {
             return false;
         };
         let payload = msg.payload_data();
-        let Some(Some(slot)) = self.slots.get_mut(id as usize) else { return false };
+        let Some(Some(slot)) = self.slots.get_mut(id as usize) else {
+            return false;
+        };
         let Some(flow) = slot.flow.as_deref_mut() else {
             c.no_flow.inc();
             return false;
@@ -278,7 +300,8 @@ impl Worker {
         s.bytes.add(payload.len() as u64);
         s.last_seen_ns.set(now);
         if let Ok(r) = rtp::Packet::new_checked(payload) {
-            flow.tracker.on_packet(now, r.ssrc(), r.sequence(), r.timestamp());
+            flow.tracker
+                .on_packet(now, r.ssrc(), r.sequence(), r.timestamp());
             s.publish_rtp(&flow.tracker.quality());
         } else if rtcp::Packet::new_checked(payload).is_ok() {
             s.rtcp_packets.inc();
@@ -301,7 +324,9 @@ impl Worker {
         slot.iov.iov_len = payload.len();
         slot.hdr.msg_iov = &mut slot.iov;
         slot.hdr.msg_iovlen = 1;
-        let e = opcode::SendMsg::new(types::Fd(fd), &slot.hdr).build().user_data(OP_SEND | bid as u64);
+        let e = opcode::SendMsg::new(types::Fd(fd), &slot.hdr)
+            .build()
+            .user_data(OP_SEND | bid as u64);
         c.forwarded.inc();
         self.push(e);
         true

@@ -19,6 +19,7 @@ use aya::programs::{Xdp, XdpMode};
 use aya::{Ebpf, EbpfLoader};
 use std::ffi::CString;
 use std::io;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use tollgate_ebpf::abi::{self, FlowAction, FlowKey, FlowStats, Learned};
 use tollgate_ebpf::maps as names;
@@ -41,7 +42,10 @@ fn err(detail: impl std::fmt::Display) -> BackendError {
 }
 
 fn map_err(map: &'static str) -> impl Fn(aya::maps::MapError) -> BackendError {
-    move |e| BackendError::Map { map, detail: e.to_string() }
+    move |e| BackendError::Map {
+        map,
+        detail: e.to_string(),
+    }
 }
 
 fn versioned(pin_dir: &Path) -> PathBuf {
@@ -64,7 +68,11 @@ fn ifname(index: u32) -> Option<String> {
         return None;
     }
     // SAFETY: on success the buffer holds a NUL-terminated name.
-    Some(unsafe { std::ffi::CStr::from_ptr(buf.as_ptr()) }.to_string_lossy().into_owned())
+    Some(
+        unsafe { std::ffi::CStr::from_ptr(buf.as_ptr()) }
+            .to_string_lossy()
+            .into_owned(),
+    )
 }
 
 /// Mounts a bpffs at `dir` unless one is already there.
@@ -108,22 +116,30 @@ fn take<T>(ebpf: &mut Ebpf, name: &'static str) -> Result<T, BackendError>
 where
     T: TryFrom<aya::maps::Map, Error = aya::maps::MapError>,
 {
-    let m = ebpf.take_map(name).ok_or_else(|| err(format!("the XDP object has no map `{name}`")))?;
+    let m = ebpf
+        .take_map(name)
+        .ok_or_else(|| err(format!("the XDP object has no map `{name}`")))?;
     T::try_from(m).map_err(map_err(name))
 }
 
 impl XdpBackend {
     pub fn start(cfg: &XdpConfig) -> Result<Self, BackendError> {
         if cfg.interfaces.is_empty() {
-            return Err(err("dataplane.xdp.interfaces is empty: name the interfaces media uses"));
+            return Err(err(
+                "dataplane.xdp.interfaces is empty: name the interfaces media uses",
+            ));
         }
         let mut indexes = Vec::new();
         for name in &cfg.interfaces {
-            let i = ifindex(name)
-                .ok_or_else(|| err(format!("dataplane.xdp.interfaces: interface `{name}` does not exist")))?;
+            let i = ifindex(name).ok_or_else(|| {
+                err(format!(
+                    "dataplane.xdp.interfaces: interface `{name}` does not exist"
+                ))
+            })?;
             indexes.push(i);
         }
-        ensure_bpffs(&cfg.pin_dir).map_err(|e| err(format!("bpffs at {}: {e}", cfg.pin_dir.display())))?;
+        ensure_bpffs(&cfg.pin_dir)
+            .map_err(|e| err(format!("bpffs at {}: {e}", cfg.pin_dir.display())))?;
         let root = versioned(&cfg.pin_dir);
         let (maps_dir, links_dir) = (root.join("maps"), root.join("links"));
         for d in [&maps_dir, &links_dir] {
@@ -136,7 +152,8 @@ impl XdpBackend {
             .load(tollgate_ebpf::OBJECT)
             .map_err(|e| err(format!("loading the XDP object: {e}")))?;
         let prog = program(&mut ebpf)?;
-        prog.load().map_err(|e| err(format!("the kernel refused the XDP program: {e}")))?;
+        prog.load()
+            .map_err(|e| err(format!("the kernel refused the XDP program: {e}")))?;
 
         let mut links = Vec::new();
         for name in &cfg.interfaces {
@@ -157,12 +174,19 @@ impl XdpBackend {
         }
 
         let mut ports: DevMapHash<MapData> = take(&mut ebpf, names::TX_PORTS)?;
-        let stale: Vec<u32> = ports.keys().filter_map(Result::ok).filter(|k| !indexes.contains(k)).collect();
+        let stale: Vec<u32> = ports
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|k| !indexes.contains(k))
+            .collect();
         for k in stale {
             let _ = ports.remove(k);
         }
         for &i in &indexes {
-            ports.insert(i, i, None, 0).map_err(|e| BackendError::Map { map: names::TX_PORTS, detail: e.to_string() })?;
+            ports.insert(i, i, None, 0).map_err(|e| BackendError::Map {
+                map: names::TX_PORTS,
+                detail: e.to_string(),
+            })?;
         }
 
         let flows: HashMap<MapData, FlowKey, FlowAction> = take(&mut ebpf, names::FLOWS)?;
@@ -170,7 +194,9 @@ impl XdpBackend {
             .iter()
             .filter_map(Result::ok)
             .map(|(k, a)| {
-                let egress = (a.egress_ifindex != 0).then(|| ifname(a.egress_ifindex)).flatten();
+                let egress = (a.egress_ifindex != 0)
+                    .then(|| ifname(a.egress_ifindex))
+                    .flatten();
                 Flow::from_abi(&k, &a, egress)
             })
             .collect();
@@ -192,7 +218,10 @@ impl XdpBackend {
         match &flow.egress {
             None => Ok(0),
             Some(name) => ifindex(name).ok_or_else(|| {
-                BackendError::Flow(flow::FlowError::NoSuchInterface { local: flow.local, name: name.clone() })
+                BackendError::Flow(flow::FlowError::NoSuchInterface {
+                    local: flow.local,
+                    name: name.clone(),
+                })
             }),
         }
     }
@@ -200,7 +229,12 @@ impl XdpBackend {
 
 /// Attaches `prog` to `ifname` through the link pinned at `pin`, replacing
 /// the program in it atomically if it exists, else through a new pinned link.
-fn attach(prog: &mut Xdp, ifname: &str, mode: XdpAttachMode, pin: &Path) -> Result<FdLink, BackendError> {
+fn attach(
+    prog: &mut Xdp,
+    ifname: &str,
+    mode: XdpAttachMode,
+    pin: &Path,
+) -> Result<FdLink, BackendError> {
     if pin.exists() {
         let replaced = PinnedLink::from_pin(pin)
             .map_err(err)
@@ -226,9 +260,14 @@ fn attach(prog: &mut Xdp, ifname: &str, mode: XdpAttachMode, pin: &Path) -> Resu
     let id = prog
         .attach(ifname, flags)
         .map_err(|e| err(format!("attaching XDP to `{ifname}` ({mode:?} mode): {e}")))?;
-    let link = FdLink::try_from(prog.take_link(id).map_err(err)?)
-        .map_err(|e| err(format!("`{ifname}`: the kernel gave no BPF link to pin ({e})")))?;
-    let pinned = link.pin(pin).map_err(|e| err(format!("pinning the link at {}: {e}", pin.display())))?;
+    let link = FdLink::try_from(prog.take_link(id).map_err(err)?).map_err(|e| {
+        err(format!(
+            "`{ifname}`: the kernel gave no BPF link to pin ({e})"
+        ))
+    })?;
+    let pinned = link
+        .pin(pin)
+        .map_err(|e| err(format!("pinning the link at {}: {e}", pin.display())))?;
     Ok(FdLink::from(pinned))
 }
 
@@ -236,10 +275,41 @@ fn attach(prog: &mut Xdp, ifname: &str, mode: XdpAttachMode, pin: &Path) -> Resu
 /// forwarding stops. For operators and tests; a normal stop keeps forwarding.
 pub fn detach(cfg: &XdpConfig) -> io::Result<()> {
     let root = versioned(&cfg.pin_dir);
+    if let Ok(dir) = std::fs::read_dir(root.join("links")) {
+        for e in dir.flatten() {
+            // Detach explicitly: a running data plane may still hold the link.
+            force_detach(&e.path())?;
+        }
+    }
     match std::fs::remove_dir_all(&root) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
         r => r,
     }
+}
+
+/// Detaches the link pinned at `pin` whatever else holds it open
+/// (BPF_OBJ_GET, then BPF_LINK_DETACH; aya 0.14 keeps both private, hence
+/// the raw syscalls).
+fn force_detach(pin: &Path) -> io::Result<()> {
+    const BPF_OBJ_GET: libc::c_long = 7;
+    const BPF_LINK_DETACH: libc::c_long = 34;
+    let path = CString::new(pin.as_os_str().as_encoded_bytes()).map_err(io::Error::other)?;
+    let mut attr = [0u8; 16];
+    attr[..8].copy_from_slice(&(path.as_ptr() as u64).to_ne_bytes());
+    // SAFETY: bpf(2) reads `pathname` (a valid C string) from a zeroed attr.
+    let fd = unsafe { libc::syscall(libc::SYS_bpf, BPF_OBJ_GET, attr.as_ptr(), attr.len()) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a fresh descriptor we now own.
+    let fd = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd as i32) };
+    let mut attr = [0u8; 16];
+    attr[..4].copy_from_slice(&(fd.as_raw_fd() as u32).to_ne_bytes());
+    // SAFETY: bpf(2) reads `link_detach.link_fd` from a zeroed attr.
+    if unsafe { libc::syscall(libc::SYS_bpf, BPF_LINK_DETACH, attr.as_ptr(), attr.len()) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 impl Backend for XdpBackend {
@@ -249,7 +319,9 @@ impl Backend for XdpBackend {
 
     fn put(&mut self, flow: &Flow, previous: Option<&Flow>) -> Result<(), BackendError> {
         let (key, action) = flow.to_abi(Self::egress_index(flow)?);
-        self.flows.insert(key, action, 0).map_err(map_err(names::FLOWS))?;
+        self.flows
+            .insert(key, action, 0)
+            .map_err(map_err(names::FLOWS))?;
         if previous.is_some() {
             // A changed flow learns its peer again (a re-INVITE may move it).
             let _ = self.learned.remove(&key);
@@ -293,7 +365,11 @@ impl Backend for XdpBackend {
             .iter()
             .enumerate()
             .map(|(i, name)| {
-                let v = self.counters.get(&(i as u32), 0).map(|pc| pc.iter().sum()).unwrap_or(0);
+                let v = self
+                    .counters
+                    .get(&(i as u32), 0)
+                    .map(|pc| pc.iter().sum())
+                    .unwrap_or(0);
                 (name.to_string(), v)
             })
             .collect()

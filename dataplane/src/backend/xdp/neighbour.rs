@@ -50,12 +50,21 @@ impl Drop for Netlink {
 impl Netlink {
     fn open() -> io::Result<Self> {
         // SAFETY: plain socket(2) call.
-        let fd = unsafe { libc::socket(libc::AF_NETLINK, libc::SOCK_RAW | libc::SOCK_CLOEXEC, libc::NETLINK_ROUTE) };
+        let fd = unsafe {
+            libc::socket(
+                libc::AF_NETLINK,
+                libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+                libc::NETLINK_ROUTE,
+            )
+        };
         if fd < 0 {
             return Err(io::Error::last_os_error());
         }
         let s = Netlink(fd);
-        let tv = libc::timeval { tv_sec: 1, tv_usec: 0 };
+        let tv = libc::timeval {
+            tv_sec: 1,
+            tv_usec: 0,
+        };
         // SAFETY: setsockopt with a valid timeval.
         unsafe {
             libc::setsockopt(
@@ -83,13 +92,22 @@ impl Netlink {
         }
         let n = n as usize;
         if n < NLMSG_HDR {
-            return Err(io::Error::new(io::ErrorKind::InvalidData, "short netlink reply"));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "short netlink reply",
+            ));
         }
         let len = (u32::from_ne_bytes(buf[0..4].try_into().expect("4 bytes")) as usize).min(n);
         let ty = u16::from_ne_bytes([buf[4], buf[5]]);
         let payload = buf[NLMSG_HDR..len].to_vec();
         if ty == NLMSG_ERROR {
-            let code = i32::from_ne_bytes(payload.get(0..4).unwrap_or(&[0; 4]).try_into().expect("4 bytes"));
+            let code = i32::from_ne_bytes(
+                payload
+                    .get(0..4)
+                    .unwrap_or(&[0; 4])
+                    .try_into()
+                    .expect("4 bytes"),
+            );
             if code != 0 {
                 return Err(io::Error::from_raw_os_error(-code));
             }
@@ -129,7 +147,20 @@ pub fn route(dst: IpAddr, oif: u32) -> io::Result<Option<NextHop>> {
     let nl = Netlink::open()?;
     let (family, bytes) = ip_bytes(dst);
     // struct rtmsg: family, dst_len, src_len, tos, table, protocol, scope, type, flags(u32)
-    let mut body = vec![family, (bytes.len() * 8) as u8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+    let mut body = vec![
+        family,
+        (bytes.len() * 8) as u8,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+    ];
     attr(&mut body, RTA_DST, &bytes);
     if oif != 0 {
         attr(&mut body, RTA_OIF, &oif.to_ne_bytes());
@@ -152,18 +183,27 @@ pub fn route(dst: IpAddr, oif: u32) -> io::Result<Option<NextHop>> {
         let data = &payload[at + 4..at + len];
         match (ty, data.len()) {
             (RTA_OIF, 4) => ifindex = u32::from_ne_bytes(data.try_into().expect("4 bytes")),
-            (RTA_GATEWAY, 4) => gateway = Some(IpAddr::from(<[u8; 4]>::try_from(data).expect("4 bytes"))),
-            (RTA_GATEWAY, 16) => gateway = Some(IpAddr::from(<[u8; 16]>::try_from(data).expect("16 bytes"))),
+            (RTA_GATEWAY, 4) => {
+                gateway = Some(IpAddr::from(<[u8; 4]>::try_from(data).expect("4 bytes")))
+            }
+            (RTA_GATEWAY, 16) => {
+                gateway = Some(IpAddr::from(<[u8; 16]>::try_from(data).expect("16 bytes")))
+            }
             _ => {}
         }
         at += len.next_multiple_of(4);
     }
-    Ok((ifindex != 0).then(|| NextHop { ifindex, addr: gateway.unwrap_or(dst) }))
+    Ok((ifindex != 0).then(|| NextHop {
+        ifindex,
+        addr: gateway.unwrap_or(dst),
+    }))
 }
 
 /// Asks the kernel to resolve the next hop toward `dst` if it has not yet.
 pub fn prime(dst: IpAddr, oif: u32) -> io::Result<Option<NextHop>> {
-    let Some(hop) = route(dst, oif)? else { return Ok(None) };
+    let Some(hop) = route(dst, oif)? else {
+        return Ok(None);
+    };
     let nl = Netlink::open()?;
     let (family, bytes) = ip_bytes(hop.addr);
     // struct ndmsg: family, pad1, pad2(u16), ifindex(i32), state(u16), flags, type
@@ -172,7 +212,11 @@ pub fn prime(dst: IpAddr, oif: u32) -> io::Result<Option<NextHop>> {
     body.extend_from_slice(&NUD_PERMANENT.to_ne_bytes());
     body.extend_from_slice(&[NTF_USE, 0]);
     attr(&mut body, NDA_DST, &bytes);
-    nl.call(&message(RTM_NEWNEIGH, NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE, &body))?;
+    nl.call(&message(
+        RTM_NEWNEIGH,
+        NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE,
+        &body,
+    ))?;
     Ok(Some(hop))
 }
 
