@@ -106,9 +106,10 @@ impl FlowTable {
         self.list().into_iter().filter(|r| r.idle).collect()
     }
 
-    /// Flows that became idle since the last sweep (each reported once until
+    /// Backend housekeeping, then flows that became idle since the last sweep (each reported once until
     /// it sees traffic again or is changed).
     pub fn sweep(&mut self) -> Vec<FlowReport> {
+        self.backend.maintain();
         let mut newly = Vec::new();
         for r in self.list() {
             if r.idle {

@@ -66,6 +66,8 @@ pub trait Backend: Send {
     /// Flows that were already installed when the backend started (state that
     /// outlived a restart of the process).
     fn adopted(&self) -> Vec<Flow>;
+    /// Periodic housekeeping from the control path (about twice a second).
+    fn maintain(&mut self) {}
 }
 
 /// CLOCK_MONOTONIC now, in nanoseconds: the clock of `bpf_ktime_get_ns()`.

@@ -209,7 +209,7 @@ int tollgate_relay(struct xdp_md *ctx)
 	__builtin_memcpy(h.eth->h_dest, fib.dmac, ETH_ALEN);
 
 	st->packets += 1;
-	st->bytes += (__u64)(data_end - data);
+	st->bytes += bpf_ntohs(udp->len) - sizeof(*udp); /* RTP bytes, as the socket path counts */
 	st->last_seen_ns = bpf_ktime_get_ns();
 
 	if (fib.ifindex == ctx->ingress_ifindex) {

@@ -32,6 +32,8 @@ pub struct XdpBackend {
     stats: PerCpuHashMap<MapData, FlowKey, FlowStats>,
     counters: PerCpuArray<MapData, u64>,
     adopted: Vec<Flow>,
+    /// `drop_no_neighbour` at the last housekeeping, to notice new drops.
+    no_neigh_seen: u64,
     /// Keeps the program loaded; the links hold it attached.
     _ebpf: Ebpf,
     _links: Vec<FdLink>,
@@ -209,6 +211,7 @@ impl XdpBackend {
             stats: take(&mut ebpf, names::FLOW_STATS)?,
             counters: take(&mut ebpf, names::COUNTERS)?,
             adopted,
+            no_neigh_seen: 0,
             _ebpf: ebpf,
             _links: links,
         })
@@ -377,5 +380,29 @@ impl Backend for XdpBackend {
 
     fn adopted(&self) -> Vec<Flow> {
         self.adopted.clone()
+    }
+
+    /// When packets were dropped for want of a next-hop MAC (the peer was
+    /// down when the flow was installed, or its entry expired and failed),
+    /// asks the kernel to resolve every current destination again.
+    fn maintain(&mut self) {
+        let idx = abi::COUNTER_NAMES.iter().position(|n| *n == "drop_no_neighbour").expect("counter exists") as u32;
+        let now: u64 = self.counters.get(&idx, 0).map(|pc| pc.iter().sum()).unwrap_or(0);
+        if now == self.no_neigh_seen {
+            return;
+        }
+        self.no_neigh_seen = now;
+        let mut targets = std::collections::BTreeSet::new();
+        for (key, action) in self.flows.iter().filter_map(Result::ok) {
+            targets.insert((flow::sock(key.family, &action.dst_addr, 0).ip(), action.egress_ifindex));
+        }
+        for (key, l) in self.learned.iter().filter_map(Result::ok) {
+            targets.insert((flow::sock(key.family, &l.addr, 0).ip(), 0));
+        }
+        for (ip, oif) in targets {
+            if let Err(e) = neighbour::prime(ip, oif) {
+                tracing::debug!(%ip, error = %e, "next hop still unresolved");
+            }
+        }
     }
 }

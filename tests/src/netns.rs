@@ -1,0 +1,185 @@
+//! Test topologies: caller, relay and callee namespaces joined by two veth
+//! pairs, with IPv4 and IPv6 addresses, and a way to run code inside one.
+//!
+//! ```text
+//!  caller [ca] 10.201.1.2 ---- 10.201.1.1 [ra] relay [rb] 10.201.2.1 ---- 10.201.2.2 [eb] callee
+//!              fd00:201:1::2   fd00:201:1::1        fd00:201:2::1    fd00:201:2::2
+//! ```
+//! TX checksum offload is off on every veth (a veth sender would otherwise
+//! leave UDP checksums incomplete) and GRO is on at the ends, which lets
+//! native XDP redirect into the relay's veths.
+
+use std::fs::File;
+use std::net::IpAddr;
+use std::os::fd::AsRawFd;
+use std::process::Command;
+
+pub struct Addrs {
+    pub caller: IpAddr,
+    pub relay_a: IpAddr,
+    pub relay_b: IpAddr,
+    pub callee: IpAddr,
+}
+
+pub fn v4() -> Addrs {
+    Addrs {
+        caller: "10.201.1.2".parse().unwrap(),
+        relay_a: "10.201.1.1".parse().unwrap(),
+        relay_b: "10.201.2.1".parse().unwrap(),
+        callee: "10.201.2.2".parse().unwrap(),
+    }
+}
+
+pub fn v6() -> Addrs {
+    Addrs {
+        caller: "fd00:201:1::2".parse().unwrap(),
+        relay_a: "fd00:201:1::1".parse().unwrap(),
+        relay_b: "fd00:201:2::1".parse().unwrap(),
+        callee: "fd00:201:2::2".parse().unwrap(),
+    }
+}
+
+pub struct Topology {
+    pub caller: String,
+    pub relay: String,
+    pub callee: String,
+}
+
+pub fn sh(args: &[&str]) {
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .unwrap_or_else(|e| panic!("{args:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+impl Topology {
+    pub fn new() -> Self {
+        crate::require_root();
+        let base = crate::unique("tg");
+        let t = Topology {
+            caller: format!("{base}c"),
+            relay: format!("{base}r"),
+            callee: format!("{base}e"),
+        };
+        for ns in [&t.caller, &t.relay, &t.callee] {
+            sh(&["ip", "netns", "add", ns]);
+            sh(&["ip", "-n", ns, "link", "set", "lo", "up"]);
+        }
+        sh(&[
+            "ip", "link", "add", "ca", "netns", &t.caller, "type", "veth", "peer", "name", "ra",
+            "netns", &t.relay,
+        ]);
+        sh(&[
+            "ip", "link", "add", "rb", "netns", &t.relay, "type", "veth", "peer", "name", "eb",
+            "netns", &t.callee,
+        ]);
+        let plan = [
+            (&t.caller, "ca", "10.201.1.2/24", "fd00:201:1::2/64"),
+            (&t.relay, "ra", "10.201.1.1/24", "fd00:201:1::1/64"),
+            (&t.relay, "rb", "10.201.2.1/24", "fd00:201:2::1/64"),
+            (&t.callee, "eb", "10.201.2.2/24", "fd00:201:2::2/64"),
+        ];
+        for (ns, ifname, a4, a6) in plan {
+            // No duplicate address detection: a just-created link's tentative
+            // link-local address would otherwise hold up neighbour discovery.
+            let dad = format!("net.ipv6.conf.{ifname}.accept_dad=0");
+            sh(&["ip", "netns", "exec", ns, "sysctl", "-qw", &dad]);
+            sh(&["ip", "-n", ns, "addr", "add", a4, "dev", ifname]);
+            sh(&["ip", "-n", ns, "addr", "add", a6, "dev", ifname, "nodad"]);
+            sh(&["ip", "-n", ns, "link", "set", ifname, "up"]);
+            sh(&[
+                "ip", "netns", "exec", ns, "ethtool", "-K", ifname, "tx", "off",
+            ]);
+        }
+        sh(&[
+            "ip", "netns", "exec", &t.caller, "ethtool", "-K", "ca", "gro", "on",
+        ]);
+        sh(&[
+            "ip", "netns", "exec", &t.callee, "ethtool", "-K", "eb", "gro", "on",
+        ]);
+        // The end hosts resolve the relay now, so that their own first
+        // packets are not queued or dropped by their kernels during ARP/ND.
+        for (ns, ifname, relay) in [
+            (&t.caller, "ca", ["10.201.1.1", "fd00:201:1::1"]),
+            (&t.callee, "eb", ["10.201.2.1", "fd00:201:2::1"]),
+        ] {
+            for addr in relay {
+                wait_neighbour(ns, ifname, addr);
+            }
+        }
+        t
+    }
+
+    /// Runs `f` on a thread inside namespace `ns` (sockets it creates stay there).
+    pub fn run_in<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+        let path = format!("/var/run/netns/{ns}");
+        std::thread::spawn(move || {
+            let f_ns = File::open(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+            // SAFETY: setns on this thread only, with a namespace fd we hold.
+            let r = unsafe { libc::setns(f_ns.as_raw_fd(), libc::CLONE_NEWNET) };
+            assert_eq!(
+                r,
+                0,
+                "setns into {path}: {}",
+                std::io::Error::last_os_error()
+            );
+            f()
+        })
+        .join()
+        .expect("thread in namespace panicked")
+    }
+
+    /// MAC address of `ifname` in `ns`.
+    pub fn mac(ns: &str, ifname: &str) -> [u8; 6] {
+        let out = Command::new("ip")
+            .args(["-n", ns, "-o", "link", "show", ifname])
+            .output()
+            .expect("ip link");
+        let text = String::from_utf8_lossy(&out.stdout);
+        let mac = text
+            .split("link/ether ")
+            .nth(1)
+            .and_then(|s| s.split_whitespace().next())
+            .expect("a MAC");
+        let mut b = [0u8; 6];
+        for (i, h) in mac.split(':').enumerate() {
+            b[i] = u8::from_str_radix(h, 16).expect("hex");
+        }
+        b
+    }
+}
+
+/// Asks `ns`'s kernel to resolve `addr` on `ifname` and waits (at most 3 s)
+/// until it has.
+fn wait_neighbour(ns: &str, ifname: &str, addr: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    loop {
+        sh(&["ip", "-n", ns, "neigh", "replace", addr, "dev", ifname, "use"]);
+        let out = Command::new("ip").args(["-n", ns, "neigh", "show", addr, "dev", ifname]).output().expect("ip neigh");
+        let state = String::from_utf8_lossy(&out.stdout).into_owned();
+        if state.contains("REACHABLE") {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "{ns}: {addr} on {ifname} did not resolve: {state}");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+impl Default for Topology {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for Topology {
+    fn drop(&mut self) {
+        for ns in [&self.caller, &self.relay, &self.callee] {
+            let _ = Command::new("ip").args(["netns", "del", ns]).status();
+        }
+    }
+}

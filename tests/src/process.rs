@@ -1,0 +1,240 @@
+//! The real `tollgate dataplane` process, started in a namespace with a
+//! generated config, and a control-socket client to drive it.
+
+use crate::TempDir;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use tollgate_dataplane::client::ControlClient;
+use tollgate_dataplane::control::Request;
+use tollgate_dataplane::flow::Flow;
+
+/// Path of the `tollgate` binary: $TOLLGATE_BIN, else next to the test binary.
+pub fn tollgate_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("TOLLGATE_BIN") {
+        return p.into();
+    }
+    let exe = std::env::current_exe().expect("current exe");
+    let dir = exe.parent().and_then(Path::parent).expect("target dir");
+    let bin = dir.join("tollgate");
+    assert!(
+        bin.exists(),
+        "{} not found: build it first (`cargo build --workspace`)",
+        bin.display()
+    );
+    bin
+}
+
+pub enum Backend {
+    Socket,
+    /// XDP on the relay's veths, state pinned in a bpffs the test mounts.
+    Xdp,
+}
+
+/// A bpffs mounted in the test's own mount namespace, so pins outlive the
+/// `ip netns exec` mount namespace of each data-plane process.
+pub struct Bpffs {
+    pub dir: TempDir,
+}
+
+impl Bpffs {
+    pub fn new() -> Self {
+        let dir = TempDir::new("tgbpf");
+        crate::netns::sh(&[
+            "mount",
+            "-t",
+            "bpf",
+            "bpf",
+            dir.0.to_str().expect("utf-8 path"),
+        ]);
+        Bpffs { dir }
+    }
+}
+
+impl Default for Bpffs {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for Bpffs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.dir.0).status();
+    }
+}
+
+pub struct Dataplane {
+    child: Option<Child>,
+    pub netns: String,
+    pub config: PathBuf,
+    pub socket: PathBuf,
+    pub log: PathBuf,
+    xdp: bool,
+    _dir: TempDir,
+}
+
+impl Dataplane {
+    /// Starts `tollgate dataplane` in `netns` (None: this namespace).
+    pub fn start(
+        netns: Option<&str>,
+        backend: Backend,
+        bpffs: Option<&Bpffs>,
+        extra: &str,
+    ) -> Self {
+        let dir = TempDir::new("tgdp");
+        let socket = dir.0.join("ctl.sock");
+        let config = dir.0.join("tollgate.toml");
+        let (name, xdp_section) = match backend {
+            Backend::Socket => ("socket", String::new()),
+            Backend::Xdp => (
+                "xdp",
+                format!(
+                    "[dataplane.xdp]\ninterfaces = [\"ra\", \"rb\"]\npin_dir = \"{}\"\n",
+                    bpffs.expect("XDP needs a bpffs").dir.0.display()
+                ),
+            ),
+        };
+        let text = format!(
+            "[dataplane]\nbackend = \"{name}\"\ncontrol_socket = \"{}\"\n{extra}\n{xdp_section}",
+            socket.display()
+        );
+        std::fs::write(&config, text).expect("write config");
+        let mut dp = Dataplane {
+            child: None,
+            netns: netns.unwrap_or("").to_string(),
+            config,
+            socket,
+            log: dir.0.join("dataplane.log"),
+            xdp: matches!(backend, Backend::Xdp),
+            _dir: dir,
+        };
+        dp.spawn();
+        dp
+    }
+
+    fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("log file");
+        let mut cmd = if self.netns.is_empty() {
+            Command::new(tollgate_bin())
+        } else {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", &self.netns]).arg(tollgate_bin());
+            c
+        };
+        cmd.args(["dataplane", "--config"]).arg(&self.config);
+        cmd.env("TOLLGATE_LOG", "debug")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log);
+        self.child = Some(cmd.spawn().expect("spawn tollgate dataplane"));
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(mut c) = ControlClient::connect(&self.socket) {
+                if c.request(&Request::Hello).is_ok() {
+                    return;
+                }
+            }
+            if let Some(st) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                panic!(
+                    "data plane exited with {st} during start:\n{}",
+                    self.log_text()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "data plane did not answer within 20 s:\n{}",
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGKILL, then start again with the same config.
+    pub fn kill_and_restart(&mut self) {
+        self.kill();
+        self.spawn();
+    }
+
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn client(&self) -> ControlClient {
+        ControlClient::connect(&self.socket).expect("connect to the control socket")
+    }
+
+    pub fn request(&self, req: Request) -> Result<Value, tollgate_dataplane::client::ClientError> {
+        self.client().request(&req)
+    }
+
+    pub fn put(&self, flow: Flow) {
+        let local = flow.local;
+        self.request(Request::FlowPut { flow })
+            .unwrap_or_else(|e| panic!("installing flow {local}: {e}"));
+    }
+
+    pub fn flow(&self, local: std::net::SocketAddr) -> Value {
+        self.request(Request::FlowGet { local }).expect("flow_get")
+    }
+
+    pub fn counter(&self, name: &str) -> u64 {
+        let c = self.request(Request::Counters).expect("counters");
+        c[name]
+            .as_u64()
+            .unwrap_or_else(|| panic!("no counter {name} in {c}"))
+    }
+}
+
+impl Drop for Dataplane {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            // SAFETY: signalling our own child.
+            unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while c.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        if self.xdp {
+            let _ = Command::new(tollgate_bin())
+                .args(["dataplane", "--detach", "--config"])
+                .arg(&self.config)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+}
+
+/// A flow with defaults for the optional parts.
+pub fn flow(local: &str, source: &str, destination: &str) -> Flow {
+    Flow {
+        local: local.parse().expect("local"),
+        source: source.parse().expect("source"),
+        destination: destination.parse().expect("destination"),
+        expect: None,
+        egress: None,
+        learn: false,
+        strict: false,
+        follow: None,
+        clock_rate: 8000,
+    }
+}
