@@ -21,7 +21,7 @@ pub enum CtlCommand {
     /// Show one flow with its counters and RTP quality.
     Flow { local: SocketAddr },
     /// Install or update a flow.
-    Add(FlowArgs),
+    Add(Box<FlowArgs>),
     /// Remove a flow; prints its final counters.
     Del { local: SocketAddr },
     /// Flows with no packets for the idle timeout.

@@ -51,7 +51,13 @@ impl Capture {
                 );
                 assert_eq!(r, 0, "bind AF_PACKET: {}", std::io::Error::last_os_error());
                 let size: libc::c_int = 32 << 20;
-                libc::setsockopt(fd, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, &size as *const _ as *const libc::c_void, 4);
+                libc::setsockopt(
+                    fd,
+                    libc::SOL_SOCKET,
+                    libc::SO_RCVBUFFORCE,
+                    &size as *const _ as *const libc::c_void,
+                    4,
+                );
                 OwnedFd::from_raw_fd(fd)
             }
         });
@@ -91,7 +97,7 @@ impl Capture {
                     &mut len,
                 )
             };
-            if n <= 0 || sll.sll_pkttype == libc::PACKET_OUTGOING as u8 {
+            if n <= 0 || sll.sll_pkttype == libc::PACKET_OUTGOING {
                 continue;
             }
             if let Some(f) = decode(&buf[..n as usize]) {

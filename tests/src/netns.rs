@@ -159,13 +159,21 @@ impl Topology {
 fn wait_neighbour(ns: &str, ifname: &str, addr: &str) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
     loop {
-        sh(&["ip", "-n", ns, "neigh", "replace", addr, "dev", ifname, "use"]);
-        let out = Command::new("ip").args(["-n", ns, "neigh", "show", addr, "dev", ifname]).output().expect("ip neigh");
+        sh(&[
+            "ip", "-n", ns, "neigh", "replace", addr, "dev", ifname, "use",
+        ]);
+        let out = Command::new("ip")
+            .args(["-n", ns, "neigh", "show", addr, "dev", ifname])
+            .output()
+            .expect("ip neigh");
         let state = String::from_utf8_lossy(&out.stdout).into_owned();
         if state.contains("REACHABLE") {
             return;
         }
-        assert!(std::time::Instant::now() < deadline, "{ns}: {addr} on {ifname} did not resolve: {state}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{ns}: {addr} on {ifname} did not resolve: {state}"
+        );
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }

@@ -90,7 +90,9 @@ fn round_trip(backend: Backend, a: Addrs) {
             n as usize,
             "{from_ns_if} -> {to_if}: {} of {n} arrived; counters {}",
             seqs.len(),
-            dp.request(Request::Counters).map(|c| c.to_string()).unwrap_or_default()
+            dp.request(Request::Counters)
+                .map(|c| c.to_string())
+                .unwrap_or_default()
         );
         assert!(
             got.iter().all(|(_, src)| *src == relay_src),

@@ -386,15 +386,25 @@ impl Backend for XdpBackend {
     /// down when the flow was installed, or its entry expired and failed),
     /// asks the kernel to resolve every current destination again.
     fn maintain(&mut self) {
-        let idx = abi::COUNTER_NAMES.iter().position(|n| *n == "drop_no_neighbour").expect("counter exists") as u32;
-        let now: u64 = self.counters.get(&idx, 0).map(|pc| pc.iter().sum()).unwrap_or(0);
+        let idx = abi::COUNTER_NAMES
+            .iter()
+            .position(|n| *n == "drop_no_neighbour")
+            .expect("counter exists") as u32;
+        let now: u64 = self
+            .counters
+            .get(&idx, 0)
+            .map(|pc| pc.iter().sum())
+            .unwrap_or(0);
         if now == self.no_neigh_seen {
             return;
         }
         self.no_neigh_seen = now;
         let mut targets = std::collections::BTreeSet::new();
         for (key, action) in self.flows.iter().filter_map(Result::ok) {
-            targets.insert((flow::sock(key.family, &action.dst_addr, 0).ip(), action.egress_ifindex));
+            targets.insert((
+                flow::sock(key.family, &action.dst_addr, 0).ip(),
+                action.egress_ifindex,
+            ));
         }
         for (key, l) in self.learned.iter().filter_map(Result::ok) {
             targets.insert((flow::sock(key.family, &l.addr, 0).ip(), 0));

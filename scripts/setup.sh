@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Installs what building and testing Tollgate needs on a Debian host (run as
+# root): clang and libbpf headers for the XDP program, iproute2 and ethtool
+# for the network-namespace tests. Idempotent; Rust (stable) must be present.
+set -euo pipefail
+
+packages=(clang libbpf-dev linux-libc-dev iproute2 ethtool util-linux)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+command -v cargo >/dev/null || { echo "setup: cargo not found; install stable Rust (rustup)" >&2; exit 1; }
+echo "setup: ready ($(clang --version | head -n1); $(cargo --version))"
