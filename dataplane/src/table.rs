@@ -16,6 +16,8 @@ use std::net::SocketAddr;
 pub struct FlowReport {
     pub flow: Flow,
     pub counters: FlowCounters,
+    /// Milliseconds since the last packet; absent before the first.
+    pub last_packet_ms_ago: Option<u64>,
     /// Milliseconds since the last packet (or since installation if none).
     pub idle_ms: u64,
     pub idle: bool,
@@ -132,6 +134,9 @@ impl FlowTable {
         let idle_ns = now.saturating_sub(since);
         FlowReport {
             flow: flow.clone(),
+            last_packet_ms_ago: counters
+                .last_seen_ns
+                .map(|t| now.saturating_sub(t) / 1_000_000),
             counters,
             idle_ms: idle_ns / 1_000_000,
             idle: idle_ns >= self.idle_timeout_ns,

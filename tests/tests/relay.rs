@@ -416,3 +416,73 @@ fn xdp_reports_idle_flows() {
 fn socket_reports_idle_flows() {
     idle_detection(Backend::Socket);
 }
+
+/// A flow whose peer sits behind the interface the packet came in on is sent
+/// straight back out of it (XDP_TX): two endpoints on the caller's side.
+#[test]
+fn xdp_hairpins_on_the_ingress_interface() {
+    let r = relay(Backend::Xdp, "");
+    let a = netns::v4();
+    r.dp.put(flow(
+        "10.201.1.1:30010",
+        "10.201.1.1:30012",
+        "10.201.1.2:6000",
+    ));
+    let tx = rtp::bind(&r.topo.caller, sa(a.caller, 5000));
+    let rx = rtp::bind(&r.topo.caller, sa(a.caller, 6000));
+    rtp::send(
+        &tx,
+        sa(a.relay_a, 30010),
+        5,
+        0..50,
+        Duration::from_micros(200),
+    );
+    let got = rtp::collect(&rx, 50, QUIET, LIMIT);
+    assert_eq!(got.len(), 50);
+    assert!(got.iter().all(|(_, s)| *s == sa(a.relay_a, 30012)));
+    assert_eq!(r.dp.counter("tx_same_interface"), 50);
+    assert_eq!(r.dp.counter("forwarded"), 0);
+}
+
+/// A UDP header whose length disagrees with the IP packet is not relayed: it
+/// goes to the kernel (which drops it) and is counted as malformed.
+#[test]
+fn xdp_counts_malformed_udp_and_does_not_relay_it() {
+    let OneWay { r, local, tx, rx } = one_way(Backend::Xdp, "");
+    let raw = netns::Topology::run_in(&r.topo.caller, || {
+        // SAFETY: a raw UDP socket; the kernel adds the IP header.
+        let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_UDP) };
+        assert!(fd >= 0, "raw socket: {}", std::io::Error::last_os_error());
+        fd
+    });
+    let mut pkt = vec![0x13, 0x88, 0x75, 0x30, 0x00, 0xc8, 0x00, 0x00]; // 5000 -> 30000, length 200
+    pkt.extend_from_slice(&rtp::packet(1, 0)[..20]);
+    let mut to: libc::sockaddr_in = unsafe { std::mem::zeroed() };
+    to.sin_family = libc::AF_INET as u16;
+    to.sin_addr.s_addr = u32::from_ne_bytes([10, 201, 1, 1]);
+    for _ in 0..5 {
+        // SAFETY: sending a buffer we own to a valid sockaddr_in.
+        let n = unsafe {
+            libc::sendto(
+                raw,
+                pkt.as_ptr() as *const libc::c_void,
+                pkt.len(),
+                0,
+                &to as *const _ as *const libc::sockaddr,
+                16,
+            )
+        };
+        assert_eq!(n, pkt.len() as isize, "{}", std::io::Error::last_os_error());
+    }
+    // SAFETY: closing the raw socket we opened.
+    unsafe { libc::close(raw) };
+    assert!(
+        rtp::collect(&rx, 1, Duration::from_millis(700), LIMIT).is_empty(),
+        "malformed packets were relayed"
+    );
+    assert_eq!(r.dp.counter("pass_malformed"), 5);
+    // The flow still relays well-formed packets.
+    rtp::send(&tx, local, 1, 0..5, Duration::ZERO);
+    assert_eq!(rtp::collect(&rx, 5, QUIET, LIMIT).len(), 5);
+    assert_eq!(r.dp.flow(local)["counters"]["packets"], 5);
+}
