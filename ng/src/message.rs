@@ -1,0 +1,117 @@
+//! NG message framing: `<cookie> <bencoded dictionary>`.
+
+use crate::bencode::{BencodeError, Value};
+
+/// One NG message: the cookie that pairs request and reply, and its dictionary.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    pub cookie: Vec<u8>,
+    pub body: Value,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MessageError {
+    #[error("message ends before it is complete")]
+    Incomplete,
+    #[error("no cookie: a message starts with `<cookie> ` (cookie, then one space)")]
+    NoCookie,
+    #[error("the message after the cookie is not a bencoded dictionary")]
+    NotADict,
+    #[error("{0}")]
+    Bencode(BencodeError),
+}
+
+/// Longest cookie accepted.
+pub const MAX_COOKIE: usize = 256;
+
+impl Message {
+    pub fn new(cookie: &[u8], body: Value) -> Self {
+        Message {
+            cookie: cookie.to_vec(),
+            body,
+        }
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = self.cookie.clone();
+        out.push(b' ');
+        self.body.encode_into(&mut out);
+        out
+    }
+
+    /// Parses one message at the start of `buf` (a datagram, or the front of
+    /// a TCP stream); returns it and the bytes it used. The cookie is returned
+    /// even when the body is bad, so the error reply can carry it.
+    pub fn decode_prefix(buf: &[u8]) -> Result<(Message, usize), (Option<Vec<u8>>, MessageError)> {
+        let Some(space) = buf.iter().take(MAX_COOKIE + 1).position(|b| *b == b' ') else {
+            return Err(if buf.len() <= MAX_COOKIE {
+                (None, MessageError::Incomplete)
+            } else {
+                (None, MessageError::NoCookie)
+            });
+        };
+        if space == 0 {
+            return Err((None, MessageError::NoCookie));
+        }
+        let cookie = buf[..space].to_vec();
+        match Value::decode_prefix(&buf[space + 1..]) {
+            Ok((body @ Value::Dict(_), used)) => Ok((Message { cookie, body }, space + 1 + used)),
+            Ok(_) => Err((Some(cookie), MessageError::NotADict)),
+            Err(BencodeError::Incomplete) => Err((Some(cookie), MessageError::Incomplete)),
+            Err(BencodeError::Invalid { at, what }) => Err((
+                Some(cookie),
+                MessageError::Bencode(BencodeError::Invalid {
+                    at: at + space + 1,
+                    what,
+                }),
+            )),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_a_datagram_and_a_stream() {
+        let (m, used) = Message::decode_prefix(b"5323_1 d7:command4:pinge").unwrap();
+        assert_eq!(m.cookie, b"5323_1");
+        assert_eq!(m.body.get("command").and_then(Value::as_str), Some("ping"));
+        assert_eq!(used, 24);
+        let two = b"a d7:command4:pingeb d7:command4:pinge";
+        let (_, used) = Message::decode_prefix(two).unwrap();
+        let (m2, _) = Message::decode_prefix(&two[used..]).unwrap();
+        assert_eq!(m2.cookie, b"b");
+        assert_eq!(
+            Message::new(b"c", m2.body.clone()).encode(),
+            b"c d7:command4:pinge"
+        );
+    }
+
+    #[test]
+    fn bad_messages_keep_their_cookie() {
+        assert_eq!(
+            Message::decode_prefix(b"x d7:com").unwrap_err(),
+            (Some(b"x".to_vec()), MessageError::Incomplete)
+        );
+        assert_eq!(
+            Message::decode_prefix(b"x i1e").unwrap_err(),
+            (Some(b"x".to_vec()), MessageError::NotADict)
+        );
+        let (c, e) = Message::decode_prefix(b"k1 dxe").unwrap_err();
+        assert_eq!(c, Some(b"k1".to_vec()));
+        assert_eq!(
+            e.to_string(),
+            "bencode error at byte 4: dictionary key is not a byte string"
+        );
+        assert_eq!(
+            Message::decode_prefix(b" d").unwrap_err().1,
+            MessageError::NoCookie
+        );
+        assert_eq!(
+            Message::decode_prefix(&[b'a'; 300]).unwrap_err().1,
+            MessageError::NoCookie
+        );
+    }
+}
