@@ -1,8 +1,10 @@
 //! tollgate.toml: one file for the whole node, validated at start with
-//! messages that name the key and say what is wrong. Sections grow with the
-//! subsystems; today: `[dataplane]`.
+//! messages that name the key and say what is wrong. Sections: `[dataplane]`
+//! (the media data plane), `[media]` (relay addresses, ports, timeouts) and
+//! `[ng]` (the rtpengine-compatible control protocol).
 
 use serde::{Deserialize, Serialize};
+use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use tollgate_dataplane::config::DataplaneConfig;
 
@@ -10,6 +12,133 @@ use tollgate_dataplane::config::DataplaneConfig;
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub dataplane: DataplaneConfig,
+    pub media: MediaConfig,
+    pub ng: NgConfig,
+}
+
+/// A logical media interface: a name the NG `direction`/`interface` flags
+/// pick, the local address media is relayed on, and optionally a different
+/// address to advertise in SDP (behind 1:1 NAT).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MediaInterface {
+    pub name: String,
+    pub address: IpAddr,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub advertise: Option<IpAddr>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MediaConfig {
+    /// The first is the default for offers that name none.
+    pub interfaces: Vec<MediaInterface>,
+    /// Relay ports come from this range: even for RTP, the next odd for RTCP.
+    pub port_min: u16,
+    pub port_max: u16,
+    /// A call whose media has been silent this long is deleted (0: never).
+    pub timeout_secs: u64,
+    /// A call is deleted this long after it started, whatever happens (0: never).
+    pub final_timeout_secs: u64,
+    /// After `delete`, keep relaying this long (0: remove at once).
+    pub delete_delay_secs: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NgConfig {
+    /// UDP and TCP address of the NG control protocol.
+    pub listen: SocketAddr,
+}
+
+impl Default for MediaConfig {
+    fn default() -> Self {
+        MediaConfig {
+            interfaces: vec![MediaInterface {
+                name: "default".into(),
+                address: IpAddr::from([127, 0, 0, 1]),
+                advertise: None,
+            }],
+            port_min: 30000,
+            port_max: 40000,
+            timeout_secs: 60,
+            final_timeout_secs: 0,
+            delete_delay_secs: 30,
+        }
+    }
+}
+
+impl Default for NgConfig {
+    fn default() -> Self {
+        NgConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 22222)),
+        }
+    }
+}
+
+impl MediaConfig {
+    pub fn validate(&self) -> Vec<String> {
+        let mut errs = Vec::new();
+        if self.interfaces.is_empty() {
+            errs.push("media.interfaces: at least one interface is needed".into());
+        }
+        for (i, iface) in self.interfaces.iter().enumerate() {
+            if iface.name.is_empty() || iface.name.contains(['/', ' ']) {
+                errs.push(format!(
+                    "media.interfaces[{i}].name: {:?} must be non-empty, without '/' or spaces",
+                    iface.name
+                ));
+            }
+            if self.interfaces[..i].iter().any(|o| o.name == iface.name) {
+                errs.push(format!(
+                    "media.interfaces[{i}].name: {:?} is used twice",
+                    iface.name
+                ));
+            }
+            if iface.address.is_unspecified() || iface.address.is_multicast() {
+                errs.push(format!(
+                    "media.interfaces[{i}].address: {} is not a unicast address",
+                    iface.address
+                ));
+            }
+        }
+        if self.port_min < 1024 || self.port_min >= self.port_max {
+            errs.push(format!(
+                "media.port_min/port_max: {}-{} must be a range above 1023 with min below max",
+                self.port_min, self.port_max
+            ));
+        } else if (self.port_max - self.port_min) < 3 {
+            errs.push("media.port_min/port_max: the range holds no RTP/RTCP pair".into());
+        }
+        errs
+    }
+
+    /// Parses rtpengine's `--interface` spelling: `ADDR`, `NAME/ADDR` or
+    /// `NAME/ADDR!ADVERTISED`.
+    pub fn parse_interface(spec: &str) -> Result<MediaInterface, String> {
+        let (name, rest) = match spec.split_once('/') {
+            Some((n, r)) => (n.to_string(), r),
+            None => ("default".to_string(), spec),
+        };
+        let (addr, adv) = match rest.split_once('!') {
+            Some((a, b)) => (a, Some(b)),
+            None => (rest, None),
+        };
+        let address = addr
+            .parse()
+            .map_err(|_| format!("--interface {spec}: {addr:?} is not an IP address"))?;
+        let advertise = adv
+            .map(|a| {
+                a.parse()
+                    .map_err(|_| format!("--interface {spec}: {a:?} is not an IP address"))
+            })
+            .transpose()?;
+        Ok(MediaInterface {
+            name,
+            address,
+            advertise,
+        })
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -42,9 +171,15 @@ impl Config {
             path: origin.into(),
             message: e.to_string(),
         })?;
-        let problems = cfg.dataplane.validate(tollgate_dataplane::host_cores());
+        cfg.validate(origin)
+    }
+
+    /// Checks every section; used again after command-line overrides.
+    pub fn validate(self, origin: &str) -> Result<Config, ConfigError> {
+        let mut problems = self.dataplane.validate(tollgate_dataplane::host_cores());
+        problems.extend(self.media.validate());
         if problems.is_empty() {
-            Ok(cfg)
+            Ok(self)
         } else {
             Err(ConfigError::Invalid {
                 path: origin.into(),
@@ -68,6 +203,7 @@ mod tests {
     fn empty_file_is_all_defaults() {
         let c = Config::parse("", "empty").unwrap();
         assert_eq!(c.dataplane, DataplaneConfig::default());
+        assert_eq!(c.media, MediaConfig::default());
     }
 
     #[test]
@@ -87,5 +223,29 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("dataplane.xdp.interfaces"), "{e}");
+        let e = Config::parse("[media]\nport_min = 5000\nport_max = 4000\n", "t.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("media.port_min/port_max: 5000-4000"), "{e}");
+    }
+
+    #[test]
+    fn rtpengine_interface_spelling() {
+        let i = MediaConfig::parse_interface("pub/203.0.113.5!198.51.100.5").unwrap();
+        assert_eq!(
+            (
+                i.name.as_str(),
+                i.address.to_string(),
+                i.advertise.map(|a| a.to_string())
+            ),
+            ("pub", "203.0.113.5".into(), Some("198.51.100.5".into()))
+        );
+        assert_eq!(
+            MediaConfig::parse_interface("10.0.0.1").unwrap().name,
+            "default"
+        );
+        assert!(MediaConfig::parse_interface("x/nope")
+            .unwrap_err()
+            .contains("\"nope\" is not an IP address"));
     }
 }

@@ -3,6 +3,8 @@
 
 mod config;
 mod ctl;
+mod media;
+mod ng;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};

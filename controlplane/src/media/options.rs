@@ -1,0 +1,356 @@
+//! What an NG offer/answer/delete asks for, read from its dictionary: the
+//! `flags` and `replace` lists, `ICE`, `rtcp-mux`, `direction`, `received
+//! from`, `media address`, `transport protocol`, `codec`, `label`, `delete
+//! delay`. Flags may also arrive in the `flags` list with spaces written as
+//! hyphens and keyed forms such as `codec-strip-PCMA` or `ICE=remove`, as
+//! Kamailio's module sends them.
+
+use std::net::IpAddr;
+use tollgate_ng::Value;
+
+/// Which side's address the relay trusts for the offering endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AddressSource {
+    /// The SDP's c= address (rtpengine's default, `trust address`).
+    #[default]
+    Sdp,
+    /// The SIP message's source (`SIP source address`, with `received from`).
+    SipSource,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Options {
+    pub replace_origin: bool,
+    pub replace_session_connection: bool,
+    pub address_source: AddressSource,
+    pub received_from: Option<IpAddr>,
+    pub media_address: Option<IpAddr>,
+    pub asymmetric: bool,
+    pub strict_source: bool,
+    /// Logical interface names: [towards the sender, towards the receiver].
+    pub direction: Vec<String>,
+    pub ice: Option<String>,
+    pub rtcp_mux: Vec<String>,
+    pub transport_protocol: Option<String>,
+    pub codec_strip: Vec<String>,
+    pub codec_offer: Vec<String>,
+    pub codec_except: Vec<String>,
+    pub label: Option<String>,
+    pub no_rtcp_attribute: bool,
+    pub fatal: bool,
+    pub delete_delay: Option<u64>,
+    pub record_call: bool,
+}
+
+/// A request the relay cannot honour, with the reason for the NG error.
+pub type OptError = String;
+
+fn strings(v: Option<&Value>) -> Vec<String> {
+    match v {
+        Some(Value::List(l)) => l
+            .iter()
+            .filter_map(|x| x.as_str().map(str::to_string))
+            .collect(),
+        Some(Value::Bytes(_)) => v
+            .and_then(Value::as_str)
+            .map(|s| vec![s.to_string()])
+            .unwrap_or_default(),
+        _ => Vec::new(),
+    }
+}
+
+/// Lower-case, hyphens for spaces: `SIP source address` -> `sip-source-address`.
+fn norm(s: &str) -> String {
+    s.trim().replace(' ', "-").to_ascii_lowercase()
+}
+
+fn ip(v: &str, key: &str) -> Result<IpAddr, OptError> {
+    v.parse()
+        .map_err(|_| format!("`{key}`: {v:?} is not an IP address"))
+}
+
+impl Options {
+    pub fn parse(req: &Value) -> Result<Options, OptError> {
+        let mut o = Options::default();
+        for r in strings(req.get("replace")) {
+            match norm(&r).as_str() {
+                "origin" => o.replace_origin = true,
+                "session-connection" | "session-c-address" => o.replace_session_connection = true,
+                // Accepted and already what the relay does, or not applicable.
+                "sdp-version"
+                | "username"
+                | "session-name"
+                | "zero-address"
+                | "force-increment-sdp-ver" => {}
+                other => return Err(format!("unknown `replace` value {other:?}")),
+            }
+        }
+        for f in strings(req.get("flags")) {
+            o.flag(&f)?;
+        }
+        if let Some(v) = req.get("ICE").and_then(Value::as_str) {
+            o.set_ice(v)?;
+        }
+        for m in strings(req.get("rtcp-mux")) {
+            o.set_rtcp_mux(&m)?;
+        }
+        o.direction = strings(req.get("direction"));
+        if let Some(i) = req.get("interface").and_then(Value::as_str) {
+            o.direction = vec![i.to_string(), i.to_string()];
+        }
+        if let Some(list) = req
+            .get("received from")
+            .or_else(|| req.get("received-from"))
+            .and_then(Value::as_list)
+        {
+            let addr = list
+                .get(1)
+                .and_then(Value::as_str)
+                .ok_or("`received from` must be [family, address]")?;
+            o.received_from = Some(ip(addr, "received from")?);
+        }
+        if let Some(a) = req
+            .get("media address")
+            .or_else(|| req.get("media-address"))
+            .and_then(Value::as_str)
+        {
+            o.media_address = Some(ip(a, "media address")?);
+        }
+        if let Some(tp) = req
+            .get("transport protocol")
+            .or_else(|| req.get("transport-protocol"))
+            .and_then(Value::as_str)
+        {
+            o.set_transport(tp)?;
+        }
+        if let Some(codec) = req.get("codec") {
+            o.codec_strip.extend(strings(codec.get("strip")));
+            o.codec_strip.extend(strings(codec.get("mask")));
+            o.codec_offer.extend(strings(codec.get("offer")));
+            o.codec_except.extend(strings(codec.get("except")));
+            if !strings(codec.get("transcode")).is_empty() {
+                return Err(
+                    "`codec` `transcode`: this relay forwards media without transcoding".into(),
+                );
+            }
+        }
+        if let Some(l) = req
+            .get("label")
+            .or_else(|| req.get("from-label"))
+            .and_then(Value::as_str)
+        {
+            o.label = Some(l.to_string());
+        }
+        let dd = req.get("delete delay").or_else(|| req.get("delete-delay"));
+        match dd {
+            Some(Value::Int(n)) if *n >= 0 => o.delete_delay = Some(*n as u64),
+            Some(Value::Bytes(_)) => {
+                let s = dd.and_then(Value::as_str).unwrap_or("");
+                o.delete_delay =
+                    Some(s.parse().map_err(|_| {
+                        format!("`delete delay`: {s:?} is not a number of seconds")
+                    })?);
+            }
+            Some(_) => return Err("`delete delay` must be a non-negative integer".into()),
+            None => {}
+        }
+        if let Some(r) = req.get("record call").and_then(Value::as_str) {
+            o.record_call = matches!(r, "yes" | "on");
+        }
+        Ok(o)
+    }
+
+    fn flag(&mut self, raw: &str) -> Result<(), OptError> {
+        let f = norm(raw);
+        if let Some((k, v)) = raw.split_once('=') {
+            return match norm(k).as_str() {
+                "ice" => self.set_ice(v),
+                "rtcp-mux" => self.set_rtcp_mux(v),
+                "direction" => {
+                    self.direction.push(v.to_string());
+                    Ok(())
+                }
+                "transport-protocol" => self.set_transport(v),
+                "label" | "from-label" => {
+                    self.label = Some(v.to_string());
+                    Ok(())
+                }
+                "media-address" => {
+                    self.media_address = Some(ip(v, "media-address")?);
+                    Ok(())
+                }
+                "delete-delay" => {
+                    self.delete_delay = Some(
+                        v.parse()
+                            .map_err(|_| format!("`delete-delay={v}` is not seconds"))?,
+                    );
+                    Ok(())
+                }
+                _ => Ok(()), // keyed flags for features not involved in relaying (via-branch=, ...)
+            };
+        }
+        for (prefix, list) in [
+            ("codec-strip-", 0),
+            ("codec-mask-", 0),
+            ("codec-offer-", 1),
+            ("codec-except-", 2),
+        ] {
+            if f.starts_with(prefix) {
+                let name = &raw.trim()[prefix.len()..];
+                match list {
+                    0 => self.codec_strip.push(name.to_string()),
+                    1 => self.codec_offer.push(name.to_string()),
+                    _ => self.codec_except.push(name.to_string()),
+                }
+                return Ok(());
+            }
+        }
+        if f.starts_with("codec-transcode-") || f == "always-transcode" {
+            return Err(format!(
+                "flag {raw:?}: this relay forwards media without transcoding"
+            ));
+        }
+        match f.as_str() {
+            "trust-address" => self.address_source = AddressSource::Sdp,
+            "sip-source-address" => self.address_source = AddressSource::SipSource,
+            "symmetric" => self.asymmetric = false,
+            "asymmetric" => self.asymmetric = true,
+            "strict-source" => self.strict_source = true,
+            "fatal" => self.fatal = true,
+            "no-rtcp-attribute" => self.no_rtcp_attribute = true,
+            "record-call" => self.record_call = true,
+            "replace-origin" => self.replace_origin = true,
+            "replace-session-connection" => self.replace_session_connection = true,
+            // Accepted: already the relay's behaviour, or about features
+            // (ICE, SRTP, recording details) that plain relaying leaves alone.
+            "port-latching"
+            | "no-port-latching"
+            | "media-handover"
+            | "loop-protect"
+            | "original-sendrecv"
+            | "reset"
+            | "all"
+            | "full-rtcp-attribute"
+            | "generate-mid"
+            | "trickle-ice"
+            | "reject-ice"
+            | "unidirectional"
+            | "debug"
+            | "pierce-nat"
+            | "nat-wait"
+            | "single-codec"
+            | "reuse-codecs"
+            | "no-codec-renegotiation"
+            | "strip-extmap"
+            | "early-media" => {}
+            other => return Err(format!("unknown flag {other:?}")),
+        }
+        Ok(())
+    }
+
+    fn set_ice(&mut self, v: &str) -> Result<(), OptError> {
+        let v = norm(v);
+        match v.as_str() {
+            "remove" | "force" | "force-relay" | "default" | "optional" => {
+                self.ice = Some(v);
+                Ok(())
+            }
+            _ => Err(format!(
+                "`ICE`: unknown value {v:?} (remove, force, force-relay, default, optional)"
+            )),
+        }
+    }
+
+    fn set_rtcp_mux(&mut self, v: &str) -> Result<(), OptError> {
+        let v = norm(v);
+        match v.as_str() {
+            "offer" | "require" | "demux" | "accept" | "reject" => {
+                self.rtcp_mux.push(v);
+                Ok(())
+            }
+            _ => Err(format!(
+                "`rtcp-mux`: unknown value {v:?} (offer, require, demux, accept, reject)"
+            )),
+        }
+    }
+
+    fn set_transport(&mut self, tp: &str) -> Result<(), OptError> {
+        match tp {
+            "RTP/AVP" | "RTP/AVPF" | "accept" => {
+                self.transport_protocol = (tp != "accept").then(|| tp.to_string());
+                Ok(())
+            }
+            "RTP/SAVP" | "RTP/SAVPF" | "UDP/TLS/RTP/SAVP" | "UDP/TLS/RTP/SAVPF" => Err(format!(
+                "`transport protocol` {tp}: SRTP is not supported by this relay yet"
+            )),
+            other => Err(format!("`transport protocol`: unknown value {other:?}")),
+        }
+    }
+
+    pub fn mux(&self, what: &str) -> bool {
+        self.rtcp_mux.iter().any(|m| m == what)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(pairs: Vec<(&str, Value)>) -> Value {
+        Value::dict(pairs)
+    }
+
+    fn list(items: &[&str]) -> Value {
+        Value::List(items.iter().map(|s| Value::str(s)).collect())
+    }
+
+    #[test]
+    fn reads_what_kamailio_sends() {
+        let r = req(vec![
+            ("replace", list(&["origin", "session-connection"])),
+            ("received-from", list(&["IP4", "10.1.2.3"])),
+            (
+                "flags",
+                list(&[
+                    "SIP-source-address",
+                    "strict-source",
+                    "codec-strip-PCMA",
+                    "ICE=remove",
+                    "direction=pub",
+                    "direction=priv",
+                ]),
+            ),
+            ("rtcp-mux", list(&["demux"])),
+            ("transport-protocol", Value::str("RTP/AVP")),
+            ("delete delay", Value::Int(0)),
+        ]);
+        let o = Options::parse(&r).unwrap();
+        assert!(o.replace_origin && o.replace_session_connection && o.strict_source);
+        assert_eq!(o.address_source, AddressSource::SipSource);
+        assert_eq!(o.received_from, Some("10.1.2.3".parse().unwrap()));
+        assert_eq!(o.codec_strip, ["PCMA"]);
+        assert_eq!(o.ice.as_deref(), Some("remove"));
+        assert_eq!(o.direction, ["pub", "priv"]);
+        assert!(o.mux("demux"));
+        assert_eq!(o.delete_delay, Some(0));
+    }
+
+    #[test]
+    fn refuses_what_it_cannot_do_and_says_why() {
+        let e = Options::parse(&req(vec![("flags", list(&["teleport"]))])).unwrap_err();
+        assert_eq!(e, "unknown flag \"teleport\"");
+        let e =
+            Options::parse(&req(vec![("transport protocol", Value::str("RTP/SAVP"))])).unwrap_err();
+        assert!(e.contains("SRTP is not supported"), "{e}");
+        let e = Options::parse(&req(vec![("ICE", Value::str("sideways"))])).unwrap_err();
+        assert!(e.contains("`ICE`: unknown value"), "{e}");
+        let e = Options::parse(&req(vec![("media address", Value::str("somewhere"))])).unwrap_err();
+        assert!(e.contains("not an IP address"), "{e}");
+        let e = Options::parse(&req(vec![(
+            "codec",
+            Value::dict([("transcode", list(&["opus"]))]),
+        )]))
+        .unwrap_err();
+        assert!(e.contains("without transcoding"), "{e}");
+    }
+}

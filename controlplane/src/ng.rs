@@ -1,0 +1,725 @@
+//! NG commands onto the session manager: `ping`, `offer`, `answer`,
+//! `delete`, `query`, `list`, `statistics`, `start recording` and `stop
+//! recording`. Replies follow rtpengine's shapes; anything wrong comes back
+//! as `result: error` with an `error-reason` that says what.
+
+use crate::media::options::Options;
+use crate::media::{FlowStat, MediaPlane, NgError, Sessions};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::Instant;
+use tollgate_ng::Value;
+
+pub struct NgHandler {
+    pub sessions: Sessions,
+    pub plane: Box<dyn MediaPlane>,
+    started: Instant,
+    /// Offers and answers refused, by any cause.
+    pub errors: u64,
+}
+
+fn error(reason: &str) -> Value {
+    Value::dict([
+        ("result", Value::str("error")),
+        ("error-reason", Value::str(reason)),
+    ])
+}
+
+fn ok() -> Value {
+    Value::dict([("result", Value::str("ok"))])
+}
+
+fn text<'a>(req: &'a Value, key: &str) -> Result<&'a str, NgError> {
+    match req.get(key) {
+        Some(v) => v
+            .as_str()
+            .ok_or_else(|| NgError(format!("`{key}` must be a string"))),
+        None => Err(NgError(format!("missing required key `{key}`"))),
+    }
+}
+
+fn opt_text<'a>(req: &'a Value, key: &str) -> Result<Option<&'a str>, NgError> {
+    req.get(key)
+        .map(|v| {
+            v.as_str()
+                .ok_or_else(|| NgError(format!("`{key}` must be a string")))
+        })
+        .transpose()
+}
+
+impl NgHandler {
+    pub fn new(sessions: Sessions, plane: Box<dyn MediaPlane>) -> Self {
+        NgHandler {
+            sessions,
+            plane,
+            started: Instant::now(),
+            errors: 0,
+        }
+    }
+
+    /// Answers one request dictionary.
+    pub fn handle(&mut self, req: &Value) -> Value {
+        let command = match req.get("command").map(|c| c.as_str()) {
+            Some(Some(c)) => c.to_string(),
+            Some(None) => return error("`command` must be a string"),
+            None => return error("missing required key `command`"),
+        };
+        match self.dispatch(&command, req) {
+            Ok(v) => v,
+            Err(NgError(reason)) => {
+                self.errors += 1;
+                tracing::warn!(command, reason, "NG request refused");
+                error(&reason)
+            }
+        }
+    }
+
+    fn stats(&mut self) -> HashMap<SocketAddr, FlowStat> {
+        self.plane.stats().unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "data plane counters unavailable");
+            HashMap::new()
+        })
+    }
+
+    fn dispatch(&mut self, command: &str, req: &Value) -> Result<Value, NgError> {
+        match command {
+            "ping" => Ok(Value::dict([("result", Value::str("pong"))])),
+            "offer" | "answer" => {
+                let sdp = text(req, "sdp")?;
+                let call_id = text(req, "call-id")?;
+                let from_tag = text(req, "from-tag")?;
+                let o = Options::parse(req).map_err(NgError)?;
+                let out = if command == "offer" {
+                    let to_tag = opt_text(req, "to-tag")?;
+                    self.sessions
+                        .offer(self.plane.as_mut(), call_id, from_tag, to_tag, sdp, &o)?
+                } else {
+                    let to_tag = text(req, "to-tag")?;
+                    self.sessions
+                        .answer(self.plane.as_mut(), call_id, from_tag, to_tag, sdp, &o)?
+                };
+                let mut r = ok();
+                r.set("sdp", Value::str(&out));
+                Ok(r)
+            }
+            "delete" => {
+                let call_id = text(req, "call-id")?;
+                let o = Options::parse(req).map_err(NgError)?;
+                let to_tag = opt_text(req, "to-tag")?;
+                let stats = self.stats();
+                match self.sessions.delete(
+                    self.plane.as_mut(),
+                    call_id,
+                    to_tag,
+                    o.delete_delay,
+                    &stats,
+                ) {
+                    Some(mut r) => {
+                        r.set("result", Value::str("ok"));
+                        Ok(r)
+                    }
+                    None if o.fatal => Err(NgError(format!("Unknown call-ID {call_id:?}"))),
+                    None => {
+                        let mut r = ok();
+                        r.set(
+                            "warning",
+                            Value::str(&format!("Call-ID {call_id:?} not found")),
+                        );
+                        Ok(r)
+                    }
+                }
+            }
+            "query" => {
+                let call_id = text(req, "call-id")?;
+                let stats = self.stats();
+                let mut r = self
+                    .sessions
+                    .query(call_id, &stats)
+                    .ok_or_else(|| NgError(format!("Unknown call-ID {call_id:?}")))?;
+                r.set("result", Value::str("ok"));
+                Ok(r)
+            }
+            "list" => {
+                let limit = match req.get("limit") {
+                    None => 32,
+                    Some(Value::Int(n)) if *n > 0 => *n as usize,
+                    Some(_) => return Err(NgError("`limit` must be a positive integer".into())),
+                };
+                let calls = self
+                    .sessions
+                    .list(limit)
+                    .iter()
+                    .map(|c| Value::str(c))
+                    .collect();
+                let mut r = ok();
+                r.set("calls", Value::List(calls));
+                Ok(r)
+            }
+            "statistics" => Ok(self.statistics()),
+            "start recording" | "stop recording" => {
+                let call_id = text(req, "call-id")?;
+                if !self
+                    .sessions
+                    .set_recording(call_id, command == "start recording")
+                {
+                    return Err(NgError(format!("Unknown call-ID {call_id:?}")));
+                }
+                Ok(ok())
+            }
+            other => Err(NgError(format!("Unrecognized command {other:?}"))),
+        }
+    }
+
+    fn statistics(&self) -> Value {
+        let t = self.sessions.totals;
+        let active = self.sessions.active() as i64;
+        let current = Value::dict([
+            ("sessionsown", Value::Int(active)),
+            ("sessionsforeign", Value::Int(0)),
+            ("sessionstotal", Value::Int(active)),
+            ("transcodedmedia", Value::Int(0)),
+            (
+                "portsinuse",
+                Value::Int(self.sessions.ports_in_use() as i64 * 2),
+            ),
+        ]);
+        let total = Value::dict([
+            (
+                "uptime",
+                Value::Int(self.started.elapsed().as_secs() as i64),
+            ),
+            ("managedsessions", Value::Int(t.calls as i64)),
+            ("totaltimeoutsessions", Value::Int(t.timeouts as i64)),
+            (
+                "totalfinaltimeoutsessions",
+                Value::Int(t.final_timeouts as i64),
+            ),
+            (
+                "totalregularterminatedsessions",
+                Value::Int(t.deleted as i64),
+            ),
+            ("errors", Value::Int(self.errors as i64)),
+        ]);
+        let mut r = ok();
+        r.set(
+            "statistics",
+            Value::dict([("currentstatistics", current), ("totalstatistics", total)]),
+        );
+        r
+    }
+
+    /// Housekeeping once a second: timeouts and delayed deletes.
+    pub fn tick(&mut self) {
+        let stats = self.stats();
+        self.sessions
+            .expire(self.plane.as_mut(), Instant::now(), &stats);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{MediaConfig, MediaInterface};
+    use std::collections::BTreeMap;
+    use std::sync::{Arc, Mutex};
+    use tollgate_dataplane::flow::Flow;
+
+    /// An in-memory data plane: the installed flows, and counters to report.
+    #[derive(Clone, Default)]
+    struct Plane {
+        flows: Arc<Mutex<BTreeMap<SocketAddr, Flow>>>,
+        stats: Arc<Mutex<HashMap<SocketAddr, FlowStat>>>,
+    }
+
+    impl MediaPlane for Plane {
+        fn put(&mut self, flow: &Flow) -> Result<(), String> {
+            flow.validate().map_err(|e| e.to_string())?;
+            self.flows.lock().unwrap().insert(flow.local, flow.clone());
+            Ok(())
+        }
+        fn remove(&mut self, local: SocketAddr) -> Result<(), String> {
+            self.flows.lock().unwrap().remove(&local);
+            Ok(())
+        }
+        fn stats(&mut self) -> Result<HashMap<SocketAddr, FlowStat>, String> {
+            Ok(self.stats.lock().unwrap().clone())
+        }
+    }
+
+    fn handler(cfg: MediaConfig) -> (NgHandler, Plane) {
+        let plane = Plane::default();
+        (
+            NgHandler::new(Sessions::new(cfg), Box::new(plane.clone())),
+            plane,
+        )
+    }
+
+    fn two_interfaces() -> MediaConfig {
+        MediaConfig {
+            interfaces: vec![
+                MediaInterface {
+                    name: "priv".into(),
+                    address: "10.0.1.1".parse().unwrap(),
+                    advertise: None,
+                },
+                MediaInterface {
+                    name: "pub".into(),
+                    address: "10.0.2.1".parse().unwrap(),
+                    advertise: Some("198.51.100.1".parse().unwrap()),
+                },
+            ],
+            delete_delay_secs: 0,
+            ..MediaConfig::default()
+        }
+    }
+
+    fn sdp(ip: &str, port: u16, extra: &str) -> String {
+        format!("v=0\r\no=user1 53655765 2353687637 IN IP4 {ip}\r\ns=-\r\nc=IN IP4 {ip}\r\nt=0 0\r\nm=audio {port} RTP/AVP 0 8 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\n{extra}")
+    }
+
+    fn list(items: &[&str]) -> Value {
+        Value::List(items.iter().map(|s| Value::str(s)).collect())
+    }
+
+    fn req(command: &str, pairs: Vec<(&str, Value)>) -> Value {
+        let mut v = Value::dict(pairs);
+        v.set("command", Value::str(command));
+        v
+    }
+
+    fn ok_sdp(r: &Value) -> String {
+        assert_eq!(r.get("result").and_then(Value::as_str), Some("ok"), "{r:?}");
+        r.get("sdp")
+            .and_then(Value::as_str)
+            .expect("sdp")
+            .to_string()
+    }
+
+    fn port_of(sdp: &str) -> u16 {
+        tollgate_sip::sdp::Sdp::parse(sdp).unwrap().media[0].port()
+    }
+
+    fn offer(h: &mut NgHandler, from_sdp: String, extra: Vec<(&str, Value)>) -> String {
+        let mut p = vec![
+            ("sdp", Value::str(&from_sdp)),
+            ("call-id", Value::str("c1")),
+            ("from-tag", Value::str("A")),
+        ];
+        p.extend(extra);
+        ok_sdp(&h.handle(&req("offer", p)))
+    }
+
+    fn answer(h: &mut NgHandler, from_sdp: String, extra: Vec<(&str, Value)>) -> String {
+        let mut p = vec![
+            ("sdp", Value::str(&from_sdp)),
+            ("call-id", Value::str("c1")),
+            ("from-tag", Value::str("A")),
+            ("to-tag", Value::str("B")),
+        ];
+        p.extend(extra);
+        ok_sdp(&h.handle(&req("answer", p)))
+    }
+
+    fn flow(p: &Plane, local: &str) -> Option<Flow> {
+        p.flows
+            .lock()
+            .unwrap()
+            .get(&local.parse().unwrap())
+            .cloned()
+    }
+
+    #[test]
+    fn offer_answer_rewrites_sdp_and_installs_both_directions() {
+        let (mut h, p) = handler(MediaConfig {
+            delete_delay_secs: 0,
+            ..MediaConfig::default()
+        });
+        let replace = ("replace", list(&["origin", "session-connection"]));
+        let to_b = offer(&mut h, sdp("192.0.2.10", 7000, ""), vec![replace.clone()]);
+        let pb = port_of(&to_b);
+        assert!(
+            to_b.contains("o=user1 53655765 2353687637 IN IP4 127.0.0.1\r\n"),
+            "{to_b}"
+        );
+        assert!(to_b.contains("c=IN IP4 127.0.0.1\r\n"));
+        assert!(
+            to_b.contains(&format!("a=rtcp:{}\r\n", pb + 1)) && to_b.contains("a=sendrecv\r\n")
+        );
+        assert_eq!(pb % 2, 0);
+        // Before the answer only B -> A can flow.
+        let b_to_a = flow(&p, &format!("127.0.0.1:{pb}")).expect("B-facing flow after offer");
+        assert_eq!(b_to_a.destination, "192.0.2.10:7000".parse().unwrap());
+        assert_eq!(p.flows.lock().unwrap().len(), 2, "RTP and RTCP towards A");
+
+        let to_a = answer(&mut h, sdp("192.0.2.20", 6000, ""), vec![replace]);
+        let pa = port_of(&to_a);
+        assert_ne!(pa, pb);
+        let a_to_b = flow(&p, &format!("127.0.0.1:{pa}")).unwrap();
+        assert_eq!(a_to_b.source, format!("127.0.0.1:{pb}").parse().unwrap());
+        assert_eq!(a_to_b.destination, "192.0.2.20:6000".parse().unwrap());
+        assert!(a_to_b.learn, "symmetric RTP learns the sender");
+        assert_eq!(
+            a_to_b.follow,
+            Some(format!("127.0.0.1:{pb}").parse().unwrap()),
+            "and sends where B really is"
+        );
+        let rtcp = flow(&p, &format!("127.0.0.1:{}", pa + 1)).unwrap();
+        assert_eq!(rtcp.destination, "192.0.2.20:6001".parse().unwrap());
+        assert_eq!(p.flows.lock().unwrap().len(), 4);
+
+        let r = h.handle(&req("list", vec![]));
+        assert_eq!(r.get("calls"), Some(&list(&["c1"])));
+        let q = h.handle(&req("query", vec![("call-id", Value::str("c1"))]));
+        let tag_a = q.get("tags").and_then(|t| t.get("A")).expect("tag A");
+        let stream = &tag_a.get("medias").unwrap().as_list().unwrap()[0]
+            .get("streams")
+            .unwrap()
+            .as_list()
+            .unwrap()[0];
+        assert_eq!(stream.get("local port"), Some(&Value::Int(pa as i64)));
+        assert_eq!(
+            stream.get("endpoint").and_then(|e| e.get("port")),
+            Some(&Value::Int(7000))
+        );
+        assert_eq!(
+            tag_a.get("in dialogue with").and_then(Value::as_str),
+            Some("B")
+        );
+
+        let d = h.handle(&req(
+            "delete",
+            vec![("call-id", Value::str("c1")), ("from-tag", Value::str("A"))],
+        ));
+        assert_eq!(d.get("result").and_then(Value::as_str), Some("ok"));
+        assert!(
+            d.get("tags").is_some(),
+            "delete replies with the call's stats"
+        );
+        assert!(p.flows.lock().unwrap().is_empty());
+        assert_eq!(h.sessions.ports_in_use(), 0);
+        assert_eq!(
+            h.handle(&req("list", vec![])).get("calls"),
+            Some(&list(&[]))
+        );
+    }
+
+    #[test]
+    fn reoffers_keep_ports_and_follow_hold_and_moves() {
+        let (mut h, p) = handler(MediaConfig::default());
+        let pb = port_of(&offer(&mut h, sdp("192.0.2.10", 7000, ""), vec![]));
+        let pa = port_of(&answer(&mut h, sdp("192.0.2.20", 6000, ""), vec![]));
+        // A holds with the zero address: nothing is sent towards A any more.
+        let hold = offer(&mut h, sdp("0.0.0.0", 7000, "a=sendonly\r\n"), vec![]);
+        assert_eq!(port_of(&hold), pb, "ports stay");
+        assert!(hold.contains("a=sendonly") && !hold.contains("a=sendrecv"));
+        assert!(
+            flow(&p, &format!("127.0.0.1:{pb}")).is_none(),
+            "no flow towards a held party"
+        );
+        assert!(flow(&p, &format!("127.0.0.1:{pa}")).is_some());
+        // Unhold at a new address.
+        offer(&mut h, sdp("192.0.2.11", 7100, ""), vec![]);
+        assert_eq!(
+            flow(&p, &format!("127.0.0.1:{pb}")).unwrap().destination,
+            "192.0.2.11:7100".parse().unwrap()
+        );
+        // B re-INVITEs (B's tag is the from-tag now) and moves.
+        let r = h.handle(&req(
+            "offer",
+            vec![
+                ("sdp", Value::str(&sdp("192.0.2.21", 6200, ""))),
+                ("call-id", Value::str("c1")),
+                ("from-tag", Value::str("B")),
+                ("to-tag", Value::str("A")),
+            ],
+        ));
+        assert_eq!(port_of(&ok_sdp(&r)), pa, "the SDP for A carries A's port");
+        assert_eq!(
+            flow(&p, &format!("127.0.0.1:{pa}")).unwrap().destination,
+            "192.0.2.21:6200".parse().unwrap()
+        );
+        assert_eq!(h.sessions.ports_in_use(), 2);
+    }
+
+    #[test]
+    fn direction_picks_interfaces_and_advertised_addresses() {
+        let (mut h, p) = handler(two_interfaces());
+        let to_b = offer(
+            &mut h,
+            sdp("10.0.1.50", 7000, ""),
+            vec![("direction", list(&["priv", "pub"]))],
+        );
+        assert!(
+            to_b.contains("c=IN IP4 198.51.100.1\r\n"),
+            "B sees pub's advertised address: {to_b}"
+        );
+        let pb = port_of(&to_b);
+        let to_a = answer(&mut h, sdp("203.0.113.9", 6000, ""), vec![]);
+        assert!(to_a.contains("c=IN IP4 10.0.1.1\r\n"), "{to_a}");
+        let a_to_b = flow(&p, &format!("10.0.1.1:{}", port_of(&to_a))).unwrap();
+        assert_eq!(a_to_b.source, format!("10.0.2.1:{pb}").parse().unwrap());
+        let e = h.handle(&req(
+            "offer",
+            vec![
+                ("sdp", Value::str(&sdp("10.0.1.50", 7000, ""))),
+                ("call-id", Value::str("c2")),
+                ("from-tag", Value::str("X")),
+                ("direction", list(&["priv", "moon"])),
+            ],
+        ));
+        assert!(e
+            .get("error-reason")
+            .and_then(Value::as_str)
+            .unwrap()
+            .contains("unknown interface \"moon\" (configured: priv, pub)"));
+    }
+
+    #[test]
+    fn nat_source_media_address_codecs_ice_and_rtcp_mux() {
+        let (mut h, p) = handler(MediaConfig::default());
+        let ice = "a=ice-ufrag:x\r\na=ice-pwd:y\r\na=candidate:1 1 UDP 1 192.0.2.10 7000 typ host\r\na=rtcp-mux\r\n";
+        let to_b = offer(
+            &mut h,
+            sdp("192.168.1.5", 7000, ice),
+            vec![
+                (
+                    "flags",
+                    list(&[
+                        "SIP-source-address",
+                        "codec-strip-PCMA",
+                        "codec-offer-telephone-event",
+                    ]),
+                ),
+                ("received-from", list(&["IP4", "203.0.113.7"])),
+                ("ICE", Value::str("remove")),
+            ],
+        );
+        assert!(
+            !to_b.contains("ice-") && !to_b.contains("candidate"),
+            "{to_b}"
+        );
+        assert!(
+            to_b.contains(" RTP/AVP 101 0\r\n"),
+            "PCMA stripped, telephone-event first: {to_b}"
+        );
+        assert!(
+            to_b.contains("a=rtcp-mux\r\n"),
+            "A's rtcp-mux is offered on"
+        );
+        let pb = port_of(&to_b);
+        assert_eq!(
+            flow(&p, &format!("127.0.0.1:{pb}")).unwrap().destination,
+            "203.0.113.7:7000".parse().unwrap(),
+            "SIP source, not the private SDP address"
+        );
+        // B accepts mux: both sides mux, no RTCP flows at all.
+        let to_a = answer(
+            &mut h,
+            sdp("192.0.2.20", 6000, "a=rtcp-mux\r\n"),
+            vec![("media address", Value::str("192.0.2.99"))],
+        );
+        assert!(to_a.contains("a=rtcp-mux\r\n"));
+        let pa = port_of(&to_a);
+        assert_eq!(
+            flow(&p, &format!("127.0.0.1:{pa}")).unwrap().destination,
+            "192.0.2.99:6000".parse().unwrap()
+        );
+        assert!(
+            flow(&p, &format!("127.0.0.1:{}", pa + 1)).is_none()
+                && flow(&p, &format!("127.0.0.1:{}", pb + 1)).is_none()
+        );
+        // rtcp-mux=require: no separate RTCP port advertised.
+        let (mut h2, _) = handler(MediaConfig::default());
+        let to_b2 = offer(
+            &mut h2,
+            sdp("192.0.2.10", 7000, ""),
+            vec![("rtcp-mux", list(&["require"]))],
+        );
+        assert!(
+            to_b2.contains("a=rtcp-mux\r\n") && !to_b2.contains("a=rtcp:"),
+            "{to_b2}"
+        );
+    }
+
+    #[test]
+    fn asymmetric_and_strict_source_reach_the_flows() {
+        let (mut h, p) = handler(MediaConfig::default());
+        offer(
+            &mut h,
+            sdp("192.0.2.10", 7000, ""),
+            vec![("flags", list(&["strict-source"]))],
+        );
+        let pa = port_of(&answer(
+            &mut h,
+            sdp("192.0.2.20", 6000, ""),
+            vec![("flags", list(&["asymmetric"]))],
+        ));
+        let a_to_b = flow(&p, &format!("127.0.0.1:{pa}")).unwrap();
+        assert!(a_to_b.strict && a_to_b.learn, "A is strict");
+        assert_eq!(
+            a_to_b.follow, None,
+            "B is asymmetric: send to its SDP address"
+        );
+    }
+
+    #[test]
+    fn branches_deletes_and_timeouts() {
+        let (mut h, p) = handler(MediaConfig {
+            delete_delay_secs: 0,
+            timeout_secs: 1,
+            ..MediaConfig::default()
+        });
+        offer(&mut h, sdp("192.0.2.10", 7000, ""), vec![]);
+        answer(&mut h, sdp("192.0.2.20", 6000, ""), vec![]);
+        // A second branch answers (forking): it takes over the B side.
+        let r = h.handle(&req(
+            "answer",
+            vec![
+                ("sdp", Value::str(&sdp("192.0.2.30", 6000, ""))),
+                ("call-id", Value::str("c1")),
+                ("from-tag", Value::str("A")),
+                ("to-tag", Value::str("B2")),
+            ],
+        ));
+        ok_sdp(&r);
+        assert!(p
+            .flows
+            .lock()
+            .unwrap()
+            .values()
+            .any(|f| f.destination == "192.0.2.30:6000".parse().unwrap()));
+        // Deleting the losing branch leaves the call up.
+        let d = h.handle(&req(
+            "delete",
+            vec![
+                ("call-id", Value::str("c1")),
+                ("from-tag", Value::str("A")),
+                ("to-tag", Value::str("B")),
+            ],
+        ));
+        assert_eq!(d.get("result").and_then(Value::as_str), Some("ok"));
+        assert_eq!(h.sessions.active(), 1);
+        // Media timeout: every flow idle beyond the limit.
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+        for local in p.flows.lock().unwrap().keys() {
+            p.stats.lock().unwrap().insert(
+                *local,
+                FlowStat {
+                    idle_ms: 5000,
+                    ..Default::default()
+                },
+            );
+        }
+        h.tick();
+        assert_eq!(h.sessions.active(), 0);
+        assert!(p.flows.lock().unwrap().is_empty());
+        assert_eq!(h.sessions.totals.timeouts, 1);
+        let s = h.handle(&req("statistics", vec![]));
+        let total = s
+            .get("statistics")
+            .and_then(|s| s.get("totalstatistics"))
+            .unwrap();
+        assert_eq!(total.get("totaltimeoutsessions"), Some(&Value::Int(1)));
+    }
+
+    #[test]
+    fn delete_delay_hides_the_call_but_keeps_media_until_it_expires() {
+        let (mut h, p) = handler(MediaConfig::default());
+        offer(&mut h, sdp("192.0.2.10", 7000, ""), vec![]);
+        answer(&mut h, sdp("192.0.2.20", 6000, ""), vec![]);
+        h.handle(&req(
+            "delete",
+            vec![
+                ("call-id", Value::str("c1")),
+                ("delete delay", Value::Int(30)),
+            ],
+        ));
+        assert_eq!(
+            h.handle(&req("list", vec![])).get("calls"),
+            Some(&list(&[]))
+        );
+        assert_eq!(
+            p.flows.lock().unwrap().len(),
+            4,
+            "media keeps flowing during the delay"
+        );
+        h.tick();
+        assert_eq!(p.flows.lock().unwrap().len(), 4);
+    }
+
+    #[test]
+    fn errors_say_what_is_wrong() {
+        let (mut h, _) = handler(MediaConfig {
+            port_min: 30000,
+            port_max: 30003,
+            ..MediaConfig::default()
+        });
+        let reason = |r: Value| {
+            r.get("error-reason")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+                .unwrap_or_else(|| format!("{r:?}"))
+        };
+        assert_eq!(
+            reason(h.handle(&Value::dict([]))),
+            "missing required key `command`"
+        );
+        assert_eq!(
+            reason(h.handle(&req("dance", vec![]))),
+            "Unrecognized command \"dance\""
+        );
+        assert_eq!(
+            reason(h.handle(&req("offer", vec![("call-id", Value::str("c"))]))),
+            "missing required key `sdp`"
+        );
+        let bad = h.handle(&req(
+            "offer",
+            vec![
+                ("sdp", Value::str("v=0\r\nnonsense\r\n")),
+                ("call-id", Value::str("c")),
+                ("from-tag", Value::str("a")),
+            ],
+        ));
+        assert_eq!(
+            reason(bad),
+            "offer SDP: SDP line 2: \"nonsense\" is not of the form x=value"
+        );
+        let unknown = h.handle(&req(
+            "answer",
+            vec![
+                ("sdp", Value::str(&sdp("192.0.2.1", 5, ""))),
+                ("call-id", Value::str("nope")),
+                ("from-tag", Value::str("a")),
+                ("to-tag", Value::str("b")),
+            ],
+        ));
+        assert_eq!(reason(unknown), "Unknown call-ID \"nope\"");
+        let fatal = h.handle(&req(
+            "delete",
+            vec![("call-id", Value::str("nope")), ("flags", list(&["fatal"]))],
+        ));
+        assert_eq!(reason(fatal), "Unknown call-ID \"nope\"");
+        let soft = h.handle(&req("delete", vec![("call-id", Value::str("nope"))]));
+        assert!(soft.get("warning").is_some() && soft.get("result") == Some(&Value::str("ok")));
+        // Two port pairs: one call takes both; the next is refused cleanly.
+        offer(&mut h, sdp("192.0.2.10", 7000, ""), vec![]);
+        let full = h.handle(&req(
+            "offer",
+            vec![
+                ("sdp", Value::str(&sdp("192.0.2.10", 7000, ""))),
+                ("call-id", Value::str("c2")),
+                ("from-tag", Value::str("Z")),
+            ],
+        ));
+        assert_eq!(
+            reason(full),
+            "no free media ports on interface \"default\" (30000-30003)"
+        );
+        assert_eq!(
+            h.sessions.active(),
+            1,
+            "the refused call left nothing behind"
+        );
+        assert_eq!(h.sessions.ports_in_use(), 2);
+    }
+}
