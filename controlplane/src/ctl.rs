@@ -1,14 +1,17 @@
-//! `tollgate ctl`: talks to a running data plane over its control socket to
-//! install, change, remove and inspect flows and read counters.
+//! `tollgate ctl`: inspects and controls a running node. Flow commands talk
+//! to the data plane over its control socket; `calls` and `call` ask the
+//! control plane over NG (`list` and `query`), exactly as any NG client can.
 
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
-use serde_json::Value;
+use serde_json::Value as Json;
 use std::net::SocketAddr;
 use std::path::Path;
 use tollgate_dataplane::client::ControlClient;
 use tollgate_dataplane::control::Request;
 use tollgate_dataplane::flow::Flow;
+use tollgate_ng::client::NgClient;
+use tollgate_ng::Value;
 
 #[derive(Debug, Subcommand)]
 pub enum CtlCommand {
@@ -30,6 +33,10 @@ pub enum CtlCommand {
     Counters,
     /// Backend and protocol version of the running data plane.
     Status,
+    /// Calls the control plane relays (NG `list` + `query`).
+    Calls,
+    /// One call's participants, media, endpoints and counters (NG `query`).
+    Call { call_id: String },
 }
 
 #[derive(Debug, Args)]
@@ -62,7 +69,17 @@ pub struct FlowArgs {
     clock_rate: u32,
 }
 
-pub fn run(socket: &Path, cmd: CtlCommand) -> Result<()> {
+pub fn run(socket: &Path, ng: SocketAddr, cmd: CtlCommand) -> Result<()> {
+    match cmd {
+        CtlCommand::Calls => return calls(ng),
+        CtlCommand::Call { call_id } => {
+            let mut n = NgClient::new(ng)?;
+            let q = n.command("query", [("call-id", Value::str(&call_id))]).context("is the control plane running?")?;
+            println!("{}", serde_json::to_string_pretty(&to_json(&q))?);
+            return Ok(());
+        }
+        _ => {}
+    }
     let mut c = ControlClient::connect(socket).context("is the data plane running?")?;
     let out = match cmd {
         CtlCommand::Flows { json: false } => {
@@ -91,19 +108,20 @@ pub fn run(socket: &Path, cmd: CtlCommand) -> Result<()> {
         CtlCommand::Idle => c.request(&Request::Idle)?,
         CtlCommand::Counters => c.request(&Request::Counters)?,
         CtlCommand::Status => c.request(&Request::Hello)?,
+        CtlCommand::Calls | CtlCommand::Call { .. } => unreachable!("answered over NG above"),
     };
     println!("{}", serde_json::to_string_pretty(&out)?);
     Ok(())
 }
 
-fn print_table(list: &Value) {
+fn print_table(list: &Json) {
     println!(
         "{:<24} {:<24} {:<24} {:>10} {:>12} {:>8} {:<5}",
         "LOCAL", "DESTINATION", "LEARNED", "PACKETS", "BYTES", "LOST", "IDLE"
     );
     for r in list.as_array().into_iter().flatten() {
-        let s = |v: &Value| v.as_str().unwrap_or("-").to_string();
-        let n = |v: &Value| {
+        let s = |v: &Json| v.as_str().unwrap_or("-").to_string();
+        let n = |v: &Json| {
             v.as_u64()
                 .map(|x| x.to_string())
                 .unwrap_or_else(|| "-".into())
@@ -123,4 +141,30 @@ fn print_table(list: &Value) {
             },
         );
     }
+}
+
+/// Bencode as JSON for people: byte strings as text, dictionaries as objects.
+fn to_json(v: &Value) -> Json {
+    match v {
+        Value::Int(i) => Json::from(*i),
+        Value::Bytes(b) => Json::from(String::from_utf8_lossy(b).into_owned()),
+        Value::List(l) => Json::Array(l.iter().map(to_json).collect()),
+        Value::Dict(d) => Json::Object(d.iter().map(|(k, v)| (String::from_utf8_lossy(k).into_owned(), to_json(v))).collect()),
+    }
+}
+
+fn calls(ng: SocketAddr) -> Result<()> {
+    let mut n = NgClient::new(ng)?;
+    let list = n.command("list", [("limit", Value::Int(100_000))]).context("is the control plane running?")?;
+    println!("{:<40} {:>6} {:>10} {:>10} {:>8}", "CALL-ID", "TAGS", "RTP PKTS", "RTCP PKTS", "AGE (s)");
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
+    for id in list.get("calls").and_then(Value::as_list).unwrap_or(&[]) {
+        let Some(id) = id.as_str() else { continue };
+        let Ok(q) = n.command("query", [("call-id", Value::str(id))]) else { continue };
+        let pk = |k: &str| q.get("totals").and_then(|t| t.get(k)).and_then(|t| t.get("packets")).and_then(Value::as_int).unwrap_or(0);
+        let tags = q.get("tags").and_then(Value::as_dict).map_or(0, |d| d.len());
+        let age = now - q.get("created").and_then(Value::as_int).unwrap_or(now);
+        println!("{:<40} {:>6} {:>10} {:>10} {:>8}", id, tags, pk("RTP"), pk("RTCP"), age);
+    }
+    Ok(())
 }

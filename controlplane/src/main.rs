@@ -1,13 +1,17 @@
 //! `tollgate`: the single binary of a Tollgate node. Subcommands exist only
-//! once they work: `dataplane`, `ctl`, `check-config`.
+//! once they work: `run`, `dataplane`, `controlplane`, `ctl`, `check-config`.
 
 mod config;
 mod ctl;
 mod media;
 mod ng;
+mod ngserver;
+mod plane;
+mod supervisor;
 
 use anyhow::{Context, Result};
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
+use std::net::SocketAddr;
 use config::Config;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
@@ -26,6 +30,22 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run a whole node: the data plane (child process, restarted if it dies)
+    /// and the control plane with its rtpengine-compatible NG server.
+    Run {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        #[command(flatten)]
+        overrides: Overrides,
+    },
+    /// Run the control plane alone (NG server, media sessions) against a
+    /// data plane already running.
+    Controlplane {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        #[command(flatten)]
+        overrides: Overrides,
+    },
     /// Run the media data plane (flows, XDP or io_uring forwarding, control socket).
     Dataplane {
         /// Configuration file (TOML); built-in defaults when omitted.
@@ -36,11 +56,14 @@ enum Command {
         #[arg(long)]
         detach: bool,
     },
-    /// Control a running data plane.
+    /// Inspect and control a running node: flows (data plane), calls (NG).
     Ctl {
-        /// Control socket (default: from --config, else the built-in default).
+        /// Data-plane control socket (default: from --config, else the built-in default).
         #[arg(long)]
         socket: Option<PathBuf>,
+        /// NG address for `calls` / `call` (default: from --config, else 127.0.0.1:22222).
+        #[arg(long)]
+        ng: Option<SocketAddr>,
         #[arg(long, short)]
         config: Option<PathBuf>,
         #[command(subcommand)]
@@ -48,6 +71,75 @@ enum Command {
     },
     /// Validate a configuration file and print the effective configuration.
     CheckConfig { file: PathBuf },
+}
+
+/// rtpengine's command-line spelling for the common settings, overriding
+/// the config file, so operators can switch without relearning.
+#[derive(Debug, Args)]
+struct Overrides {
+    /// Media interface NAME/ADDRESS[!ADVERTISED] or ADDRESS (repeatable; replaces [media] interfaces).
+    #[arg(long = "interface", value_name = "NAME/ADDRESS")]
+    interfaces: Vec<String>,
+    /// NG listen address (UDP and TCP).
+    #[arg(long, value_name = "IP:PORT")]
+    listen_ng: Option<SocketAddr>,
+    #[arg(long)]
+    port_min: Option<u16>,
+    #[arg(long)]
+    port_max: Option<u16>,
+    /// Seconds without media before a call is deleted.
+    #[arg(long)]
+    timeout: Option<u64>,
+    /// Seconds after which a call is deleted regardless.
+    #[arg(long)]
+    final_timeout: Option<u64>,
+    /// Seconds a deleted call keeps relaying.
+    #[arg(long)]
+    delete_delay: Option<u64>,
+}
+
+impl Overrides {
+    fn apply(&self, mut cfg: Config) -> Result<Config> {
+        if !self.interfaces.is_empty() {
+            cfg.media.interfaces = self
+                .interfaces
+                .iter()
+                .map(|s| config::MediaConfig::parse_interface(s))
+                .collect::<Result<_, _>>()
+                .map_err(anyhow::Error::msg)?;
+        }
+        let m = &mut cfg.media;
+        m.port_min = self.port_min.unwrap_or(m.port_min);
+        m.port_max = self.port_max.unwrap_or(m.port_max);
+        m.timeout_secs = self.timeout.unwrap_or(m.timeout_secs);
+        m.final_timeout_secs = self.final_timeout.unwrap_or(m.final_timeout_secs);
+        m.delete_delay_secs = self.delete_delay.unwrap_or(m.delete_delay_secs);
+        cfg.ng.listen = self.listen_ng.unwrap_or(cfg.ng.listen);
+        Ok(cfg.validate("command line")?)
+    }
+}
+
+/// Runs the control plane until `stop` is set.
+fn controlplane(cfg: Config, stop: Arc<AtomicBool>) -> Result<()> {
+    let link = plane::DataplaneLink::new(cfg.dataplane.control_socket.clone());
+    let handler = ng::NgHandler::new(media::Sessions::new(cfg.media.clone()), Box::new(link));
+    let server = ngserver::NgServer::new(handler);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .thread_name("tg-control")
+        .build()
+        .context("starting the control plane runtime")?;
+    rt.block_on(ngserver::run(server, cfg.ng.listen, stop))
+        .with_context(|| format!("NG listener on {}", cfg.ng.listen))
+}
+
+fn stop_on_signals() -> Result<Arc<AtomicBool>> {
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, stop.clone()).context("installing signal handlers")?;
+    }
+    Ok(stop)
 }
 
 fn load(config: Option<&Path>) -> Result<Config> {
@@ -85,24 +177,20 @@ fn run(cli: Cli) -> Result<()> {
                 );
                 return Ok(());
             }
-            let stop = Arc::new(AtomicBool::new(false));
-            for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-                signal_hook::flag::register(sig, stop.clone())
-                    .context("installing signal handlers")?;
-            }
-            tollgate_dataplane::run(&cfg.dataplane, stop)?;
+            tollgate_dataplane::run(&cfg.dataplane, stop_on_signals()?)?;
             Ok(())
         }
-        Command::Ctl {
-            socket,
-            config,
-            command,
-        } => {
-            let socket = match socket {
-                Some(s) => s,
-                None => load(config.as_deref())?.dataplane.control_socket,
-            };
-            ctl::run(&socket, command)
+        Command::Run { config, overrides } => {
+            let cfg = overrides.apply(load(config.as_deref())?)?;
+            supervisor::run(cfg, config, stop_on_signals()?)
+        }
+        Command::Controlplane { config, overrides } => {
+            let cfg = overrides.apply(load(config.as_deref())?)?;
+            controlplane(cfg, stop_on_signals()?)
+        }
+        Command::Ctl { socket, ng, config, command } => {
+            let cfg = if config.is_some() { load(config.as_deref())? } else { Config::default() };
+            ctl::run(&socket.unwrap_or(cfg.dataplane.control_socket), ng.unwrap_or(cfg.ng.listen), command)
         }
         Command::CheckConfig { file } => {
             let cfg = Config::load(&file)?;

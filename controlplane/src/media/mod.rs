@@ -618,13 +618,6 @@ impl Sessions {
         gone
     }
 
-    /// Every flow of every call (to re-install after a data-plane restart).
-    pub fn all_flows(&self) -> Vec<Flow> {
-        self.calls
-            .values()
-            .flat_map(|c| c.flows.values().cloned())
-            .collect()
-    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

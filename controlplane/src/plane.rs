@@ -1,0 +1,94 @@
+//! The control plane's link to the data plane: a [`MediaPlane`] over the
+//! data plane's control socket. It remembers every flow it installed, and
+//! when it has to reconnect (the data plane restarted, or was not up yet)
+//! it installs them all again, so calls survive a data-plane restart on any
+//! backend (with XDP the flows were never gone; re-installing is a no-op).
+
+use crate::media::{FlowStat, MediaPlane};
+use serde_json::Value as Json;
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use tollgate_dataplane::client::{ClientError, ControlClient};
+use tollgate_dataplane::control::Request;
+use tollgate_dataplane::flow::Flow;
+
+pub struct DataplaneLink {
+    socket: PathBuf,
+    client: Option<ControlClient>,
+    flows: BTreeMap<SocketAddr, Flow>,
+    connected_once: bool,
+}
+
+impl DataplaneLink {
+    pub fn new(socket: PathBuf) -> Self {
+        DataplaneLink { socket, client: None, flows: BTreeMap::new(), connected_once: false }
+    }
+
+    fn connect(&mut self) -> Result<&mut ControlClient, String> {
+        if self.client.is_none() {
+            let mut c = ControlClient::connect(&self.socket).map_err(|e| format!("data plane unreachable: {e}"))?;
+            if self.connected_once && !self.flows.is_empty() {
+                tracing::warn!(flows = self.flows.len(), "reconnected to the data plane; installing flows again");
+                for f in self.flows.values() {
+                    if let Err(e) = c.request(&Request::FlowPut { flow: f.clone() }) {
+                        tracing::error!(local = %f.local, error = %e, "flow not restored");
+                    }
+                }
+            }
+            self.connected_once = true;
+            self.client = Some(c);
+        }
+        Ok(self.client.as_mut().expect("just connected"))
+    }
+
+    /// One request, reconnecting once if the connection broke.
+    fn call(&mut self, req: &Request) -> Result<Json, String> {
+        for attempt in 0..2 {
+            match self.connect()?.request(req) {
+                Ok(v) => return Ok(v),
+                Err(ClientError::Refused(msg)) => return Err(msg),
+                Err(e) if attempt == 0 => {
+                    tracing::warn!(error = %e, "data plane connection lost; reconnecting");
+                    self.client = None;
+                }
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+        unreachable!("the loop returns on its second attempt")
+    }
+}
+
+impl MediaPlane for DataplaneLink {
+    fn put(&mut self, flow: &Flow) -> Result<(), String> {
+        self.call(&Request::FlowPut { flow: flow.clone() })?;
+        self.flows.insert(flow.local, flow.clone());
+        Ok(())
+    }
+
+    fn remove(&mut self, local: SocketAddr) -> Result<(), String> {
+        self.flows.remove(&local);
+        match self.call(&Request::FlowDel { local }) {
+            Err(e) if e.starts_with("no flow matches") => Ok(()),
+            r => r.map(|_| ()),
+        }
+    }
+
+    fn stats(&mut self) -> Result<HashMap<SocketAddr, FlowStat>, String> {
+        let list = self.call(&Request::FlowList)?;
+        let mut out = HashMap::new();
+        for r in list.as_array().into_iter().flatten() {
+            let Some(local) = r["flow"]["local"].as_str().and_then(|s| s.parse().ok()) else { continue };
+            out.insert(
+                local,
+                FlowStat {
+                    packets: r["counters"]["packets"].as_u64().unwrap_or(0),
+                    bytes: r["counters"]["bytes"].as_u64().unwrap_or(0),
+                    idle_ms: r["idle_ms"].as_u64().unwrap_or(0),
+                    last_packet_ms_ago: r["last_packet_ms_ago"].as_u64(),
+                },
+            );
+        }
+        Ok(out)
+    }
+}
