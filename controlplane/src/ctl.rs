@@ -74,7 +74,9 @@ pub fn run(socket: &Path, ng: SocketAddr, cmd: CtlCommand) -> Result<()> {
         CtlCommand::Calls => return calls(ng),
         CtlCommand::Call { call_id } => {
             let mut n = NgClient::new(ng)?;
-            let q = n.command("query", [("call-id", Value::str(&call_id))]).context("is the control plane running?")?;
+            let q = n
+                .command("query", [("call-id", Value::str(&call_id))])
+                .context("is the control plane running?")?;
             println!("{}", serde_json::to_string_pretty(&to_json(&q))?);
             return Ok(());
         }
@@ -149,22 +151,52 @@ fn to_json(v: &Value) -> Json {
         Value::Int(i) => Json::from(*i),
         Value::Bytes(b) => Json::from(String::from_utf8_lossy(b).into_owned()),
         Value::List(l) => Json::Array(l.iter().map(to_json).collect()),
-        Value::Dict(d) => Json::Object(d.iter().map(|(k, v)| (String::from_utf8_lossy(k).into_owned(), to_json(v))).collect()),
+        Value::Dict(d) => Json::Object(
+            d.iter()
+                .map(|(k, v)| (String::from_utf8_lossy(k).into_owned(), to_json(v)))
+                .collect(),
+        ),
     }
 }
 
 fn calls(ng: SocketAddr) -> Result<()> {
     let mut n = NgClient::new(ng)?;
-    let list = n.command("list", [("limit", Value::Int(100_000))]).context("is the control plane running?")?;
-    println!("{:<40} {:>6} {:>10} {:>10} {:>8}", "CALL-ID", "TAGS", "RTP PKTS", "RTCP PKTS", "AGE (s)");
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
+    let list = n
+        .command("list", [("limit", Value::Int(100_000))])
+        .context("is the control plane running?")?;
+    println!(
+        "{:<40} {:>6} {:>10} {:>10} {:>8}",
+        "CALL-ID", "TAGS", "RTP PKTS", "RTCP PKTS", "AGE (s)"
+    );
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
     for id in list.get("calls").and_then(Value::as_list).unwrap_or(&[]) {
         let Some(id) = id.as_str() else { continue };
-        let Ok(q) = n.command("query", [("call-id", Value::str(id))]) else { continue };
-        let pk = |k: &str| q.get("totals").and_then(|t| t.get(k)).and_then(|t| t.get("packets")).and_then(Value::as_int).unwrap_or(0);
-        let tags = q.get("tags").and_then(Value::as_dict).map_or(0, |d| d.len());
+        let Ok(q) = n.command("query", [("call-id", Value::str(id))]) else {
+            continue;
+        };
+        let pk = |k: &str| {
+            q.get("totals")
+                .and_then(|t| t.get(k))
+                .and_then(|t| t.get("packets"))
+                .and_then(Value::as_int)
+                .unwrap_or(0)
+        };
+        let tags = q
+            .get("tags")
+            .and_then(Value::as_dict)
+            .map_or(0, |d| d.len());
         let age = now - q.get("created").and_then(Value::as_int).unwrap_or(now);
-        println!("{:<40} {:>6} {:>10} {:>10} {:>8}", id, tags, pk("RTP"), pk("RTCP"), age);
+        println!(
+            "{:<40} {:>6} {:>10} {:>10} {:>8}",
+            id,
+            tags,
+            pk("RTP"),
+            pk("RTCP"),
+            age
+        );
     }
     Ok(())
 }

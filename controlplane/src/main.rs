@@ -11,8 +11,8 @@ mod supervisor;
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
-use std::net::SocketAddr;
 use config::Config;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -188,9 +188,22 @@ fn run(cli: Cli) -> Result<()> {
             let cfg = overrides.apply(load(config.as_deref())?)?;
             controlplane(cfg, stop_on_signals()?)
         }
-        Command::Ctl { socket, ng, config, command } => {
-            let cfg = if config.is_some() { load(config.as_deref())? } else { Config::default() };
-            ctl::run(&socket.unwrap_or(cfg.dataplane.control_socket), ng.unwrap_or(cfg.ng.listen), command)
+        Command::Ctl {
+            socket,
+            ng,
+            config,
+            command,
+        } => {
+            let cfg = if config.is_some() {
+                load(config.as_deref())?
+            } else {
+                Config::default()
+            };
+            ctl::run(
+                &socket.unwrap_or(cfg.dataplane.control_socket),
+                ng.unwrap_or(cfg.ng.listen),
+                command,
+            )
         }
         Command::CheckConfig { file } => {
             let cfg = Config::load(&file)?;

@@ -22,14 +22,23 @@ pub struct DataplaneLink {
 
 impl DataplaneLink {
     pub fn new(socket: PathBuf) -> Self {
-        DataplaneLink { socket, client: None, flows: BTreeMap::new(), connected_once: false }
+        DataplaneLink {
+            socket,
+            client: None,
+            flows: BTreeMap::new(),
+            connected_once: false,
+        }
     }
 
     fn connect(&mut self) -> Result<&mut ControlClient, String> {
         if self.client.is_none() {
-            let mut c = ControlClient::connect(&self.socket).map_err(|e| format!("data plane unreachable: {e}"))?;
+            let mut c = ControlClient::connect(&self.socket)
+                .map_err(|e| format!("data plane unreachable: {e}"))?;
             if self.connected_once && !self.flows.is_empty() {
-                tracing::warn!(flows = self.flows.len(), "reconnected to the data plane; installing flows again");
+                tracing::warn!(
+                    flows = self.flows.len(),
+                    "reconnected to the data plane; installing flows again"
+                );
                 for f in self.flows.values() {
                     if let Err(e) = c.request(&Request::FlowPut { flow: f.clone() }) {
                         tracing::error!(local = %f.local, error = %e, "flow not restored");
@@ -78,7 +87,9 @@ impl MediaPlane for DataplaneLink {
         let list = self.call(&Request::FlowList)?;
         let mut out = HashMap::new();
         for r in list.as_array().into_iter().flatten() {
-            let Some(local) = r["flow"]["local"].as_str().and_then(|s| s.parse().ok()) else { continue };
+            let Some(local) = r["flow"]["local"].as_str().and_then(|s| s.parse().ok()) else {
+                continue;
+            };
             out.insert(
                 local,
                 FlowStat {

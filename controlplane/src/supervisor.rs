@@ -30,12 +30,18 @@ fn wait_ready(child: &mut Child, socket: &Path) -> Result<()> {
         if let Some(st) = child.try_wait()? {
             bail!("the data plane exited during start ({st}); see its messages above");
         }
-        if ControlClient::connect(socket).and_then(|mut c| c.request(&Request::Hello)).is_ok() {
+        if ControlClient::connect(socket)
+            .and_then(|mut c| c.request(&Request::Hello))
+            .is_ok()
+        {
             return Ok(());
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    bail!("the data plane did not answer on {} within 20 s", socket.display())
+    bail!(
+        "the data plane did not answer on {} within 20 s",
+        socket.display()
+    )
 }
 
 pub fn run(cfg: Config, config_path: Option<PathBuf>, stop: Arc<AtomicBool>) -> Result<()> {

@@ -5,7 +5,8 @@ use crate::bencode::Value;
 use crate::message::Message;
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -18,10 +19,13 @@ pub enum ClientError {
     Refused(String),
 }
 
+/// Cookies must not repeat between clients of one process: relays cache
+/// replies by cookie.
+static NEXT_COOKIE: AtomicU64 = AtomicU64::new(0);
+
 pub struct NgClient {
     sock: UdpSocket,
     server: SocketAddr,
-    next: u64,
     pub timeout: Duration,
     pub attempts: u32,
 }
@@ -39,7 +43,6 @@ impl NgClient {
         Ok(NgClient {
             sock,
             server,
-            next: std::process::id() as u64 * 1_000_000,
             timeout: Duration::from_secs(1),
             attempts: 3,
         })
@@ -47,8 +50,12 @@ impl NgClient {
 
     /// Sends `body` and returns the reply dictionary, whatever its `result`.
     pub fn raw(&mut self, body: Value) -> Result<Value, ClientError> {
-        self.next += 1;
-        let cookie = format!("tg{}", self.next);
+        let started = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_micros())
+            .unwrap_or(0);
+        let n = NEXT_COOKIE.fetch_add(1, Ordering::Relaxed);
+        let cookie = format!("{}_{started:x}_{n}", std::process::id());
         let msg = Message::new(cookie.as_bytes(), body).encode();
         let mut buf = vec![0u8; 65536];
         self.sock

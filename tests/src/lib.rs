@@ -9,6 +9,7 @@
 
 pub mod capture;
 pub mod netns;
+pub mod peers;
 pub mod process;
 pub mod rtp;
 

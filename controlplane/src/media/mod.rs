@@ -617,7 +617,6 @@ impl Sessions {
         }
         gone
     }
-
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,0 +1,362 @@
+//! Real peers for the NG tests, from Debian's packages: Kamailio with its
+//! rtpengine module (tests/peers/kamailio.cfg), SIPp as UAC and UAS, and
+//! rtpengine itself; plus `tollgate run`. Each process is started in a
+//! namespace (or this one), logs into the test's directory, and is stopped
+//! when its guard drops.
+
+use crate::netns::Topology;
+use std::net::{SocketAddr, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A started process, stopped (SIGTERM, then SIGKILL) on drop.
+pub struct Proc {
+    pub child: Child,
+    pub name: &'static str,
+    pub log: PathBuf,
+}
+
+impl Proc {
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let end = Instant::now() + Duration::from_secs(3);
+        while self.child.try_wait().ok().flatten().is_none() && Instant::now() < end {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn command(netns: Option<&str>, program: &str) -> Command {
+    match netns {
+        Some(ns) => {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", ns, program]);
+            c
+        }
+        None => Command::new(program),
+    }
+}
+
+/// Spawns `cmd` with output to `dir/name.log`.
+pub fn spawn(mut cmd: Command, dir: &Path, name: &'static str) -> Proc {
+    let log = dir.join(format!("{name}.log"));
+    let f = std::fs::File::create(&log).expect("log file");
+    let child = cmd
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(f.try_clone().expect("log"))
+        .stderr(f)
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!("starting {name}: {e} (run scripts/setup.sh to install the peers)")
+        });
+    Proc { child, name, log }
+}
+
+pub fn require(program: &str) {
+    let found = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).any(|d| d.join(program).exists()))
+        .unwrap_or(false);
+    assert!(
+        found,
+        "{program} is not installed: run scripts/setup.sh (it installs the test peers)"
+    );
+}
+
+/// `tollgate run` with `args`, waiting until NG answers `ping` at `ng`.
+pub fn tollgate_run(
+    netns: Option<&str>,
+    dir: &Path,
+    config: &str,
+    args: &[&str],
+    ng: SocketAddr,
+) -> Proc {
+    let cfg = dir.join("tollgate.toml");
+    std::fs::write(&cfg, config).expect("write config");
+    let mut cmd = command(
+        netns,
+        crate::process::tollgate_bin().to_str().expect("utf-8 path"),
+    );
+    cmd.arg("run")
+        .arg("--config")
+        .arg(&cfg)
+        .args(args)
+        .env("TOLLGATE_LOG", "info");
+    let p = spawn(cmd, dir, "tollgate");
+    wait_ng(netns, ng, &p);
+    p
+}
+
+/// Waits (at most 20 s) until an NG relay answers `ping` at `ng`.
+pub fn wait_ng(netns: Option<&str>, ng: SocketAddr, p: &Proc) {
+    let ns = netns.map(str::to_string);
+    let ok = move || {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(mut c) = tollgate_ng::client::NgClient::new(ng) {
+                c.timeout = Duration::from_millis(200);
+                c.attempts = 1;
+                if c.command("ping", []).is_ok() {
+                    return true;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        false
+    };
+    let up = match ns {
+        Some(ns) => Topology::run_in(&ns, ok),
+        None => ok(),
+    };
+    assert!(
+        up,
+        "{} did not answer NG ping at {ng}:\n{}",
+        p.name,
+        p.log_text()
+    );
+}
+
+/// An NG client, created inside `netns` when given.
+pub fn ng_client(netns: Option<&str>, ng: SocketAddr) -> tollgate_ng::client::NgClient {
+    let make = move || tollgate_ng::client::NgClient::new(ng).expect("NG client");
+    match netns {
+        Some(ns) => Topology::run_in(ns, make),
+        None => make(),
+    }
+}
+
+/// Kamailio as a stateful proxy from `listen` to `uas`, using the NG relay at `ng`.
+pub fn kamailio(
+    netns: Option<&str>,
+    dir: &Path,
+    listen: SocketAddr,
+    uas: SocketAddr,
+    ng: SocketAddr,
+    flags: &str,
+) -> Proc {
+    require("kamailio");
+    let cfg = concat!(env!("CARGO_MANIFEST_DIR"), "/peers/kamailio.cfg");
+    let mut cmd = command(netns, "kamailio");
+    cmd.args(["-f", cfg])
+        .args(["-A", &format!("LISTEN=udp:{listen}")])
+        .args(["-A", &format!("UAS_URI=\"sip:{uas}\"")])
+        .args(["-A", &format!("NG_SOCK=\"udp:{ng}\"")])
+        .args(["-A", &format!("RTPE_FLAGS=\"{flags}\"")])
+        .args([
+            "-A",
+            &format!("CTL_SOCK=\"unix:{}/kamailio_ctl\"", dir.display()),
+        ])
+        .args([
+            "-A",
+            "WITH_MEDIA",
+            "-n",
+            "2",
+            "-m",
+            "128",
+            "-M",
+            "16",
+            "-DD",
+            "-E",
+        ])
+        .arg("-Y")
+        .arg(dir)
+        .arg("-w")
+        .arg(dir);
+    let p = spawn(cmd, dir, "kamailio");
+    // Ready when it answers OPTIONS (the config replies 200 Keepalive).
+    let ns = netns.map(str::to_string);
+    let probe = move || {
+        let bind: SocketAddr = SocketAddr::new(listen.ip(), 0);
+        let s = UdpSocket::bind(bind).expect("probe socket");
+        s.set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        let local = s.local_addr().unwrap();
+        let msg = format!(
+            "OPTIONS sip:{listen} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bKprobe{}\r\nFrom: <sip:probe@{local}>;tag=p\r\nTo: <sip:{listen}>\r\nCall-ID: probe-{}\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 5\r\nContent-Length: 0\r\n\r\n",
+            std::process::id(),
+            std::process::id()
+        );
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut buf = [0u8; 2048];
+        while Instant::now() < deadline {
+            let _ = s.send_to(msg.as_bytes(), listen);
+            if let Ok((n, _)) = s.recv_from(&mut buf) {
+                if buf[..n].starts_with(b"SIP/2.0 200") {
+                    return true;
+                }
+            }
+        }
+        false
+    };
+    let up = match ns {
+        Some(ns) => Topology::run_in(&ns, probe),
+        None => probe(),
+    };
+    assert!(
+        up,
+        "kamailio did not answer OPTIONS on {listen}:\n{}",
+        p.log_text()
+    );
+    p
+}
+
+/// SIPp UAS answering with SDP (no 180), echoing RTP on `media_port`.
+pub fn sipp_uas(netns: Option<&str>, dir: &Path, listen: SocketAddr, media_port: u16) -> Proc {
+    require("sipp");
+    let scenario = concat!(env!("CARGO_MANIFEST_DIR"), "/peers/uas_no180.xml");
+    let mut cmd = command(netns, "sipp");
+    cmd.args([
+        "-sf",
+        scenario,
+        "-i",
+        &listen.ip().to_string(),
+        "-p",
+        &listen.port().to_string(),
+    ])
+    .args([
+        "-bind_local",
+        "-nostdin",
+        "-mi",
+        &listen.ip().to_string(),
+        "-rtp_echo",
+        "-mp",
+        &media_port.to_string(),
+    ])
+    .args(["-trace_msg", "-message_file"])
+    .arg(dir.join("uas_messages.log"));
+    let p = spawn(cmd, dir, "sipp-uas");
+    std::thread::sleep(Duration::from_millis(500));
+    p
+}
+
+/// Runs SIPp's `uac_pcap` scenario for one call (G.711 from a pcap, then
+/// RFC 2833 DTMF, about 10 s) to `target`; returns (exit status, message log).
+pub fn sipp_uac_pcap(
+    netns: Option<&str>,
+    dir: &Path,
+    local: SocketAddr,
+    media_port: u16,
+    target: SocketAddr,
+) -> (i32, String) {
+    require("sipp");
+    let pcap = dir.join("pcap");
+    if !pcap.exists() {
+        std::os::unix::fs::symlink("/usr/share/sip-tester", &pcap).expect("pcap link");
+    }
+    let msgs = dir.join("uac_messages.log");
+    let mut cmd = command(netns, "timeout");
+    cmd.args([
+        "-s",
+        "INT",
+        "-k",
+        "10",
+        "60",
+        "sipp",
+        "-sn",
+        "uac_pcap",
+        &target.to_string(),
+    ])
+    .args([
+        "-i",
+        &local.ip().to_string(),
+        "-p",
+        &local.port().to_string(),
+        "-bind_local",
+        "-nostdin",
+    ])
+    .args([
+        "-mi",
+        &local.ip().to_string(),
+        "-mp",
+        &media_port.to_string(),
+        "-m",
+        "1",
+        "-timeout",
+        "45s",
+    ])
+    .args(["-trace_msg", "-message_file"])
+    .arg(&msgs)
+    .arg("-trace_err")
+    .arg("-error_file")
+    .arg(dir.join("uac_errors.log"));
+    let mut p = spawn(cmd, dir, "sipp-uac");
+    let st = p.child.wait().expect("sipp uac");
+    (
+        st.code().unwrap_or(-1),
+        std::fs::read_to_string(&msgs).unwrap_or_default(),
+    )
+}
+
+/// UDP packets in the pcaps `uac_pcap` plays: what the UAC sends.
+pub fn uac_pcap_packets() -> u64 {
+    ["g711a.pcap", "dtmf_2833_1.pcap"]
+        .iter()
+        .map(|f| pcap_records(Path::new("/usr/share/sip-tester").join(f).as_path()))
+        .sum()
+}
+
+/// Number of records in a classic pcap file.
+fn pcap_records(path: &Path) -> u64 {
+    let b = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let le = b[..4] == [0xd4, 0xc3, 0xb2, 0xa1];
+    let rd = |at: usize| {
+        let w = [b[at], b[at + 1], b[at + 2], b[at + 3]];
+        if le {
+            u32::from_le_bytes(w)
+        } else {
+            u32::from_be_bytes(w)
+        }
+    };
+    let (mut at, mut n) = (24usize, 0u64);
+    while at + 16 <= b.len() {
+        at += 16 + rd(at + 8) as usize;
+        n += 1;
+    }
+    n
+}
+
+/// rtpengine (userspace) on loopback with its NG socket at `ng`.
+pub fn rtpengine(dir: &Path, ng: SocketAddr, ports: (u16, u16)) -> Proc {
+    require("rtpengine");
+    let mut cmd = Command::new("rtpengine");
+    cmd.args([
+        "--config-file=none",
+        "--table=-1",
+        "--interface=127.0.0.1",
+        "--foreground",
+        "--log-stderr",
+    ])
+    .arg(format!("--listen-ng={ng}"))
+    .arg(format!("--port-min={}", ports.0))
+    .arg(format!("--port-max={}", ports.1))
+    .args(["--delete-delay=0", "--log-level=5"])
+    .arg(format!("--pidfile={}/rtpengine.pid", dir.display()));
+    let p = spawn(cmd, dir, "rtpengine");
+    wait_ng(None, ng, &p);
+    p
+}
+
+/// The SDP body of the first message in a SIPp message log that starts with `first_line`.
+pub fn sdp_of(log: &str, first_line: &str) -> Option<String> {
+    let at = log.find(first_line)?;
+    let msg = &log[at..];
+    let body_start = msg.find("\r\n\r\n").or_else(|| msg.find("\n\n"))?;
+    let body = &msg[body_start..];
+    let v = body.find("v=0")?;
+    let end = body[v..]
+        .find("\n\n")
+        .or_else(|| body[v..].find("---"))
+        .map(|e| v + e)
+        .unwrap_or(body.len());
+    Some(body[v..end].trim_end().to_string())
+}
