@@ -17,9 +17,12 @@ use tollgate_ng::{Message, MessageError, Value};
 
 pub const CACHE_FOR: Duration = Duration::from_secs(30);
 
+/// A request's peer and cookie.
+type CacheKey = (SocketAddr, Vec<u8>);
+
 pub struct NgServer {
     pub handler: Arc<Mutex<NgHandler>>,
-    cache: Mutex<HashMap<(SocketAddr, Vec<u8>), (Instant, Vec<u8>)>>,
+    cache: Mutex<HashMap<CacheKey, (Instant, Vec<u8>)>>,
     pub malformed: AtomicU64,
 }
 

@@ -21,6 +21,10 @@ pub enum MessageError {
     Bencode(BencodeError),
 }
 
+/// A parsed message and the bytes it used, or the error with the cookie
+/// when one could be read (so the error reply can carry it).
+pub type Decoded = Result<(Message, usize), (Option<Vec<u8>>, MessageError)>;
+
 /// Longest cookie accepted.
 pub const MAX_COOKIE: usize = 256;
 
@@ -42,7 +46,7 @@ impl Message {
     /// Parses one message at the start of `buf` (a datagram, or the front of
     /// a TCP stream); returns it and the bytes it used. The cookie is returned
     /// even when the body is bad, so the error reply can carry it.
-    pub fn decode_prefix(buf: &[u8]) -> Result<(Message, usize), (Option<Vec<u8>>, MessageError)> {
+    pub fn decode_prefix(buf: &[u8]) -> Decoded {
         let Some(space) = buf.iter().take(MAX_COOKIE + 1).position(|b| *b == b' ') else {
             return Err(if buf.len() <= MAX_COOKIE {
                 (None, MessageError::Incomplete)

@@ -27,10 +27,10 @@ fn bad_requests_get_clear_errors_and_nothing_breaks() {
         refused(&dp, br#"{"v":1,"op":"flow_del","local":"10.0.0.1"}"#)
             .contains("invalid socket address")
     );
-    let bogus = br#"{"v":1,"op":"flow_put","flow":{"local":"127.0.0.1:30000","source":"127.0.0.1:30002","destination":"127.0.0.1:4000","colour":"red"}}"#;
+    let bogus = br#"{"v":1,"op":"flow_put","flow":{"local":"127.0.0.1:39100","source":"127.0.0.1:39102","destination":"127.0.0.1:4000","colour":"red"}}"#;
     assert!(refused(&dp, bogus).contains("unknown field `colour`"));
 
-    let mut mixed = flow("127.0.0.1:30000", "127.0.0.1:30002", "[::1]:4000");
+    let mut mixed = flow("127.0.0.1:39100", "127.0.0.1:39102", "[::1]:4000");
     let e = refused(
         &dp,
         &control::encode_request(&Request::FlowPut {
@@ -48,7 +48,7 @@ fn bad_requests_get_clear_errors_and_nothing_breaks() {
         &control::encode_request(&Request::FlowPut { flow: mixed }),
     );
     assert!(e.contains("cannot bind 192.0.2.1:30002"), "{e}");
-    let mut egress = flow("127.0.0.1:30000", "127.0.0.1:30002", "127.0.0.1:4000");
+    let mut egress = flow("127.0.0.1:39100", "127.0.0.1:39102", "127.0.0.1:4000");
     egress.egress = Some("nosuchif0".into());
     assert!(refused(
         &dp,

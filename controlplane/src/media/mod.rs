@@ -401,7 +401,7 @@ impl Sessions {
                 if send_mux {
                     m.push_attr("rtcp-mux");
                 }
-                if !o.no_rtcp_attribute && !(send_mux && o.mux("require")) {
+                if !(o.no_rtcp_attribute || send_mux && o.mux("require")) {
                     let rtcp = if send_mux && role == Role::Answer {
                         yside.port
                     } else {

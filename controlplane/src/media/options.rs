@@ -94,7 +94,10 @@ impl Options {
         for m in strings(req.get("rtcp-mux")) {
             o.set_rtcp_mux(&m)?;
         }
-        o.direction = strings(req.get("direction"));
+        let direction = strings(req.get("direction"));
+        if !direction.is_empty() {
+            o.direction = direction;
+        }
         if let Some(i) = req.get("interface").and_then(Value::as_str) {
             o.direction = vec![i.to_string(), i.to_string()];
         }

@@ -76,7 +76,7 @@ mod tests {
         p.release(30004);
         assert_eq!(p.allocate(), Some(30004));
         assert_eq!(p.in_use(), 3);
-        let mut q = PortPool::new(30000, 30003);
+        let q = PortPool::new(30000, 30003);
         assert_eq!(q.capacity(), 2);
     }
 }
