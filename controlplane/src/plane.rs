@@ -97,6 +97,8 @@ impl MediaPlane for DataplaneLink {
                     bytes: r["counters"]["bytes"].as_u64().unwrap_or(0),
                     idle_ms: r["idle_ms"].as_u64().unwrap_or(0),
                     last_packet_ms_ago: r["last_packet_ms_ago"].as_u64(),
+                    lost: r["counters"]["rtp"]["lost"].as_u64(),
+                    jitter: r["counters"]["rtp"]["jitter"].as_u64(),
                 },
             );
         }

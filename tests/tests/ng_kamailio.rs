@@ -34,6 +34,11 @@ struct Setup<'a> {
 
 /// Per-leg RTP packet counts of a call, from an NG query.
 fn rtp_packets(q: &Value) -> Vec<i64> {
+    rtp_stat(q, "packets")
+}
+
+/// One `stats` field of every RTP stream of a call, sorted (-1 when absent).
+fn rtp_stat(q: &Value, field: &str) -> Vec<i64> {
     let mut out = Vec::new();
     for tag in q
         .get("tags")
@@ -50,7 +55,7 @@ fn rtp_packets(q: &Value) -> Vec<i64> {
                 if rtp {
                     out.push(
                         s.get("stats")
-                            .and_then(|x| x.get("packets"))
+                            .and_then(|x| x.get(field))
                             .and_then(Value::as_int)
                             .unwrap_or(-1),
                     );
@@ -201,7 +206,9 @@ fn kamailio_drives_tollgate_socket_backend_on_loopback() {
         ports: (32000, 32999),
         flags: "replace-origin replace-session-connection",
     };
-    call_through_kamailio(&s, &dir.0, &tg);
+    let q = call_through_kamailio(&s, &dir.0, &tg);
+    // The socket path reads RTP headers: both legs report loss (none here).
+    assert_eq!(rtp_stat(&q, "packets lost"), vec![0, 0], "{q:?}");
     let sent = peers::uac_pcap_packets();
     assert!(
         dataplane_counter(&ctl, "forwarded") >= 2 * sent,

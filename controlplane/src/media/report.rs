@@ -18,6 +18,10 @@ pub struct FlowStat {
     /// Since the last packet, or since installation when none came.
     pub idle_ms: u64,
     pub last_packet_ms_ago: Option<u64>,
+    /// RTP loss and jitter (timestamp units), where the data plane sees
+    /// payloads (socket backend); XDP forwards without reading them.
+    pub lost: Option<u64>,
+    pub jitter: Option<u64>,
 }
 
 fn unix(t: SystemTime) -> i64 {
@@ -82,14 +86,20 @@ fn stream(s: &Stream, fallback_time: i64, now: SystemTime) -> Value {
         ("advertised endpoint", endpoint(s.advertised)),
         ("last packet", Value::Int(last)),
         ("flags", Value::List(flags)),
-        (
-            "stats",
-            counters(
-                s.stat.map_or(0, |f| f.packets),
-                s.stat.map_or(0, |f| f.bytes),
-            ),
-        ),
+        ("stats", stream_stats(s.stat)),
     ])
+}
+
+/// Packet/byte counters, plus RTP loss and jitter when the data plane has them.
+fn stream_stats(stat: Option<&FlowStat>) -> Value {
+    let mut c = counters(stat.map_or(0, |f| f.packets), stat.map_or(0, |f| f.bytes));
+    if let Some(lost) = stat.and_then(|f| f.lost) {
+        c.set("packets lost", Value::Int(lost as i64));
+    }
+    if let Some(j) = stat.and_then(|f| f.jitter) {
+        c.set("jitter", Value::Int(j as i64));
+    }
+    c
 }
 
 /// The `query` reply for one call (also the body of a `delete` reply).
