@@ -7,14 +7,15 @@
 //! test created. Every loop is bounded in count and time. The tests need
 //! root (namespaces, XDP); they fail with a clear message without it.
 
+/// The namespace topology, shared with the benchmarks.
+pub use tollgate_bench::topology as netns;
+
 pub mod capture;
-pub mod netns;
 pub mod peers;
 pub mod process;
 pub mod rtp;
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU32, Ordering};
 
 /// Fails the test clearly when not root.
 pub fn require_root() {
@@ -26,22 +27,12 @@ pub fn require_root() {
     );
 }
 
-/// A fresh name, unique in this process and across concurrent test processes.
-pub fn unique(prefix: &str) -> String {
-    static N: AtomicU32 = AtomicU32::new(0);
-    format!(
-        "{prefix}{}x{}",
-        std::process::id() % 100_000,
-        N.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
 /// A temporary directory removed on drop.
 pub struct TempDir(pub PathBuf);
 
 impl TempDir {
     pub fn new(prefix: &str) -> Self {
-        let p = std::env::temp_dir().join(unique(prefix));
+        let p = std::env::temp_dir().join(netns::unique(prefix));
         std::fs::create_dir_all(&p).expect("create a temporary directory");
         TempDir(p)
     }

@@ -13,6 +13,7 @@ use std::fs::File;
 use std::net::IpAddr;
 use std::os::fd::AsRawFd;
 use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 pub struct Addrs {
     pub caller: IpAddr,
@@ -43,6 +44,21 @@ pub struct Topology {
     pub caller: String,
     pub relay: String,
     pub callee: String,
+    /// Interface names: caller's, relay's caller side, relay's callee side, callee's.
+    pub ca: String,
+    pub ra: String,
+    pub rb: String,
+    pub eb: String,
+}
+
+/// A name unique in this process and across concurrent processes.
+pub fn unique(prefix: &str) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "{prefix}{}x{}",
+        std::process::id() % 100_000,
+        N.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 pub fn sh(args: &[&str]) {
@@ -59,36 +75,57 @@ pub fn sh(args: &[&str]) {
 
 impl Topology {
     pub fn new() -> Self {
-        crate::require_root();
-        let base = crate::unique("tg");
+        Self::with_prefix("")
+    }
+
+    /// A topology whose interfaces are named `{prefix}ca`, `{prefix}ra`, ...
+    pub fn with_prefix(prefix: &str) -> Self {
+        // SAFETY: geteuid has no preconditions.
+        assert_eq!(
+            unsafe { libc::geteuid() },
+            0,
+            "network namespaces need root"
+        );
+        let base = unique("tg");
         let t = Topology {
             caller: format!("{base}c"),
             relay: format!("{base}r"),
             callee: format!("{base}e"),
+            ca: format!("{prefix}ca"),
+            ra: format!("{prefix}ra"),
+            rb: format!("{prefix}rb"),
+            eb: format!("{prefix}eb"),
         };
         for ns in [&t.caller, &t.relay, &t.callee] {
             sh(&["ip", "netns", "add", ns]);
             sh(&["ip", "-n", ns, "link", "set", "lo", "up"]);
         }
         sh(&[
-            "ip", "link", "add", "ca", "netns", &t.caller, "type", "veth", "peer", "name", "ra",
+            "ip", "link", "add", &t.ca, "netns", &t.caller, "type", "veth", "peer", "name", &t.ra,
             "netns", &t.relay,
         ]);
         sh(&[
-            "ip", "link", "add", "rb", "netns", &t.relay, "type", "veth", "peer", "name", "eb",
+            "ip", "link", "add", &t.rb, "netns", &t.relay, "type", "veth", "peer", "name", &t.eb,
             "netns", &t.callee,
         ]);
         let plan = [
-            (&t.caller, "ca", "10.201.1.2/24", "fd00:201:1::2/64"),
-            (&t.relay, "ra", "10.201.1.1/24", "fd00:201:1::1/64"),
-            (&t.relay, "rb", "10.201.2.1/24", "fd00:201:2::1/64"),
-            (&t.callee, "eb", "10.201.2.2/24", "fd00:201:2::2/64"),
+            (&t.caller, &t.ca, "10.201.1.2/24", "fd00:201:1::2/64"),
+            (&t.relay, &t.ra, "10.201.1.1/24", "fd00:201:1::1/64"),
+            (&t.relay, &t.rb, "10.201.2.1/24", "fd00:201:2::1/64"),
+            (&t.callee, &t.eb, "10.201.2.2/24", "fd00:201:2::2/64"),
         ];
         for (ns, ifname, a4, a6) in plan {
             // No duplicate address detection: a just-created link's tentative
             // link-local address would otherwise hold up neighbour discovery.
-            let dad = format!("net.ipv6.conf.{ifname}.accept_dad=0");
-            sh(&["ip", "netns", "exec", ns, "sysctl", "-qw", &dad]);
+            sh(&[
+                "ip",
+                "netns",
+                "exec",
+                ns,
+                "sysctl",
+                "-qw",
+                &format!("net.ipv6.conf.{ifname}.accept_dad=0"),
+            ]);
             sh(&["ip", "-n", ns, "addr", "add", a4, "dev", ifname]);
             sh(&["ip", "-n", ns, "addr", "add", a6, "dev", ifname, "nodad"]);
             sh(&["ip", "-n", ns, "link", "set", ifname, "up"]);
@@ -97,16 +134,16 @@ impl Topology {
             ]);
         }
         sh(&[
-            "ip", "netns", "exec", &t.caller, "ethtool", "-K", "ca", "gro", "on",
+            "ip", "netns", "exec", &t.caller, "ethtool", "-K", &t.ca, "gro", "on",
         ]);
         sh(&[
-            "ip", "netns", "exec", &t.callee, "ethtool", "-K", "eb", "gro", "on",
+            "ip", "netns", "exec", &t.callee, "ethtool", "-K", &t.eb, "gro", "on",
         ]);
         // The end hosts resolve the relay now, so that their own first
         // packets are not queued or dropped by their kernels during ARP/ND.
         for (ns, ifname, relay) in [
-            (&t.caller, "ca", ["10.201.1.1", "fd00:201:1::1"]),
-            (&t.callee, "eb", ["10.201.2.1", "fd00:201:2::1"]),
+            (&t.caller, &t.ca, ["10.201.1.1", "fd00:201:1::1"]),
+            (&t.callee, &t.eb, ["10.201.2.1", "fd00:201:2::1"]),
         ] {
             for addr in relay {
                 wait_neighbour(ns, ifname, addr);
