@@ -3,10 +3,11 @@
 # root): clang and libbpf headers for the XDP program, iproute2 and ethtool
 # for the network-namespace tests, and the real peers the end-to-end tests
 # drive: SIPp (sip-tester), Kamailio (its rtpengine module is in the main
-# package) and rtpengine itself. Idempotent; Rust (stable) must be present.
+# package) and rtpengine itself; a font for the benchmark plots. Idempotent;
+# Rust (stable) must be present.
 set -euo pipefail
 
-packages=(clang libbpf-dev linux-libc-dev iproute2 ethtool util-linux sip-tester kamailio rtpengine-daemon)
+packages=(clang libbpf-dev linux-libc-dev iproute2 ethtool util-linux sip-tester kamailio rtpengine-daemon fonts-dejavu-core)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

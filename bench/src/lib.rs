@@ -1,8 +1,16 @@
 //! Tollgate's benchmarks: call capacity of a media relay measured from the
 //! outside, the same way for Tollgate and for rtpengine.
 //!
-//! [`topology`] builds the namespaces and veths; the rest of `tollgate bench
-//! media` arrives here piece by piece: systems under test started and driven
-//! over NG, an RTP load generator and receivers, and reports.
+//! [`topology`] builds namespaces and veths, [`sut`] starts the system under
+//! test and [`cpu`] accounts its CPU, [`traffic`] generates and receives the
+//! RTP, [`measure`] turns arrivals into loss, latency and jitter, [`media`]
+//! runs single, ramped and compared benchmarks, and [`report`] prints, saves
+//! and plots them. Systems under test are driven only through NG and RTP.
 
+pub mod cpu;
+pub mod measure;
+pub mod media;
+pub mod report;
+pub mod sut;
 pub mod topology;
+pub mod traffic;

@@ -228,3 +228,38 @@ impl Drop for Topology {
         }
     }
 }
+
+/// A bpffs mounted in this process's mount namespace, so pins outlive the
+/// `ip netns exec` mount namespace of a data-plane process; unmounted and
+/// removed on drop.
+pub struct Bpffs {
+    pub dir: std::path::PathBuf,
+}
+
+impl Bpffs {
+    pub fn new() -> Self {
+        let dir = std::env::temp_dir().join(unique("tgbpf"));
+        std::fs::create_dir_all(&dir).expect("create a bpffs mount point");
+        sh(&[
+            "mount",
+            "-t",
+            "bpf",
+            "bpf",
+            dir.to_str().expect("utf-8 path"),
+        ]);
+        Bpffs { dir }
+    }
+}
+
+impl Default for Bpffs {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for Bpffs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.dir).status();
+        let _ = std::fs::remove_dir(&self.dir);
+    }
+}

@@ -1,5 +1,5 @@
 //! `tollgate`: the single binary of a Tollgate node. Subcommands exist only
-//! once they work: `run`, `dataplane`, `controlplane`, `ctl`, `check-config`.
+//! once they work: `run`, `dataplane`, `controlplane`, `ctl`, `bench`, `check-config`.
 
 mod config;
 mod ctl;
@@ -69,8 +69,20 @@ enum Command {
         #[command(subcommand)]
         command: ctl::CtlCommand,
     },
+    /// Benchmarks of the relay, the same way for Tollgate and its peers.
+    Bench {
+        #[command(subcommand)]
+        what: BenchCommand,
+    },
     /// Validate a configuration file and print the effective configuration.
     CheckConfig { file: PathBuf },
+}
+
+#[derive(Debug, Subcommand)]
+enum BenchCommand {
+    /// Call capacity and CPU per packet of a media relay: Tollgate (XDP or
+    /// socket backend) and rtpengine, in network namespaces it builds.
+    Media(tollgate_bench::media::MediaArgs),
 }
 
 /// rtpengine's command-line spelling for the common settings, overriding
@@ -204,6 +216,13 @@ fn run(cli: Cli) -> Result<()> {
                 ng.unwrap_or(cfg.ng.listen),
                 command,
             )
+        }
+        Command::Bench {
+            what: BenchCommand::Media(args),
+        } => {
+            let command = std::env::args().collect::<Vec<_>>().join(" ");
+            tollgate_bench::media::main(&args, command, stop_on_signals()?)?;
+            Ok(())
         }
         Command::CheckConfig { file } => {
             let cfg = Config::load(&file)?;

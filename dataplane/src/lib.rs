@@ -40,11 +40,18 @@ pub enum StartError {
     },
 }
 
-/// Number of cores on this host.
+/// Number of cores online on this host. Not the process's affinity mask:
+/// under `taskset` or a cpuset the configured cores must still be valid.
 pub fn host_cores() -> usize {
-    std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
+    // SAFETY: sysconf has no preconditions.
+    let n = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
+    if n > 0 {
+        n as usize
+    } else {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    }
 }
 
 /// Starts the backend the configuration asks for (for `auto`: XDP when

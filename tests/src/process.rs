@@ -6,6 +6,7 @@ use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+pub use tollgate_bench::topology::Bpffs;
 use tollgate_dataplane::client::ControlClient;
 use tollgate_dataplane::control::Request;
 use tollgate_dataplane::flow::Flow;
@@ -30,38 +31,6 @@ pub enum Backend {
     Socket,
     /// XDP on the relay's veths, state pinned in a bpffs the test mounts.
     Xdp,
-}
-
-/// A bpffs mounted in the test's own mount namespace, so pins outlive the
-/// `ip netns exec` mount namespace of each data-plane process.
-pub struct Bpffs {
-    pub dir: TempDir,
-}
-
-impl Bpffs {
-    pub fn new() -> Self {
-        let dir = TempDir::new("tgbpf");
-        crate::netns::sh(&[
-            "mount",
-            "-t",
-            "bpf",
-            "bpf",
-            dir.0.to_str().expect("utf-8 path"),
-        ]);
-        Bpffs { dir }
-    }
-}
-
-impl Default for Bpffs {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl Drop for Bpffs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.dir.0).status();
-    }
 }
 
 pub struct Dataplane {
@@ -91,7 +60,7 @@ impl Dataplane {
                 "xdp",
                 format!(
                     "[dataplane.xdp]\ninterfaces = [\"ra\", \"rb\"]\npin_dir = \"{}\"\n",
-                    bpffs.expect("XDP needs a bpffs").dir.0.display()
+                    bpffs.expect("XDP needs a bpffs").dir.display()
                 ),
             ),
         };

@@ -245,7 +245,7 @@ fn kamailio_drives_tollgate_xdp_backend_across_namespaces() {
     let config = format!(
         "[dataplane]\nbackend = \"xdp\"\ncontrol_socket = \"{}\"\n[dataplane.xdp]\ninterfaces = [\"ra\", \"rb\"]\npin_dir = \"{}\"\n",
         ctl.display(),
-        bpf.dir.0.display()
+        bpf.dir.display()
     );
     let ng: SocketAddr = "127.0.0.1:22222".parse().unwrap();
     let tg = peers::tollgate_run(

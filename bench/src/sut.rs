@@ -1,0 +1,221 @@
+//! Systems under test, started in the relay namespace on the relay cores
+//! and driven only through NG, so each is measured the same way:
+//! Tollgate (`tollgate run`, XDP or socket backend) and rtpengine
+//! (userspace forwarding, one media thread).
+
+use crate::cpu;
+use crate::topology::Topology;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum System {
+    Xdp,
+    Socket,
+    Rtpengine,
+}
+
+impl System {
+    pub fn parse(s: &str) -> Result<System, String> {
+        match s {
+            "xdp" => Ok(System::Xdp),
+            "socket" => Ok(System::Socket),
+            "rtpengine" => Ok(System::Rtpengine),
+            _ => Err(format!("unknown system {s:?} (xdp, socket, rtpengine)")),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            System::Xdp => "tollgate-xdp",
+            System::Socket => "tollgate-socket",
+            System::Rtpengine => "rtpengine",
+        }
+    }
+}
+
+/// NG address of the system under test, on the relay namespace's loopback.
+pub const NG: &str = "127.0.0.1:22222";
+
+pub struct Sut {
+    pub system: System,
+    child: Child,
+    /// Processes whose threads do the relaying.
+    pub pids: Vec<u32>,
+    pub napi: Vec<u32>,
+    pub log: PathBuf,
+    detach: Option<PathBuf>,
+}
+
+impl Sut {
+    /// Starts `system` in `topo`'s relay namespace pinned to `cores`.
+    pub fn start(
+        system: System,
+        topo: &Topology,
+        cores: &[usize],
+        dir: &Path,
+        bpffs: Option<&Path>,
+    ) -> anyhow::Result<Sut> {
+        let log = dir.join(format!("{}.log", system.name()));
+        let cores_list = cores
+            .iter()
+            .map(|c| c.to_string())
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &topo.relay, "taskset", "-c", &cores_list]);
+        let mut detach = None;
+        match system {
+            System::Xdp | System::Socket => {
+                let cfg = dir.join(format!("{}.toml", system.name()));
+                let ctl = dir.join(format!("{}.sock", system.name()));
+                let mut text = format!(
+                    "[dataplane]\nbackend = \"{}\"\ncores = [{cores_list}]\ncontrol_socket = \"{}\"\nidle_timeout_secs = 3600\n",
+                    if system == System::Xdp { "xdp" } else { "socket" },
+                    ctl.display()
+                );
+                if system == System::Xdp {
+                    let pin = bpffs.ok_or_else(|| anyhow::anyhow!("XDP needs a bpffs"))?;
+                    text += &format!(
+                        "[dataplane.xdp]\ninterfaces = [\"{}\", \"{}\"]\npin_dir = \"{}\"\n",
+                        topo.ra,
+                        topo.rb,
+                        pin.display()
+                    );
+                    detach = Some(cfg.clone());
+                }
+                text += "[media]\ntimeout_secs = 3600\ndelete_delay_secs = 0\n";
+                std::fs::write(&cfg, text)?;
+                cmd.arg(std::env::current_exe()?)
+                    .args(["run", "--config"])
+                    .arg(&cfg)
+                    .args([
+                        "--interface",
+                        "caller/10.201.1.1",
+                        "--interface",
+                        "callee/10.201.2.1",
+                        "--listen-ng",
+                        NG,
+                    ])
+                    .env("TOLLGATE_LOG", "warn");
+            }
+            System::Rtpengine => {
+                cmd.args([
+                    "rtpengine",
+                    "--config-file=none",
+                    "--table=-1",
+                    "--foreground",
+                    "--log-stderr",
+                    "--log-level=4",
+                ])
+                .args([
+                    "--interface=caller/10.201.1.1",
+                    "--interface=callee/10.201.2.1",
+                ])
+                .arg(format!("--listen-ng={NG}"))
+                .args([
+                    "--num-threads=1",
+                    "--port-min=30000",
+                    "--port-max=40000",
+                    "--timeout=3600",
+                    "--delete-delay=0",
+                ])
+                .arg(format!("--pidfile={}/rtpengine.pid", dir.display()));
+            }
+        }
+        let f = std::fs::File::create(&log)?;
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(f.try_clone()?)
+            .stderr(f)
+            .spawn()?;
+        let mut sut = Sut {
+            system,
+            child,
+            pids: Vec::new(),
+            napi: Vec::new(),
+            log,
+            detach,
+        };
+        sut.wait_ready(topo)?;
+        // `ip netns exec` and taskset exec in place: the child's pid is the
+        // relay's. tollgate run's data plane is its child process.
+        let pid = sut.child.id();
+        sut.pids.push(pid);
+        if system != System::Rtpengine {
+            if let Ok(kids) = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")) {
+                sut.pids.extend(
+                    kids.split_whitespace()
+                        .filter_map(|p| p.parse::<u32>().ok()),
+                );
+            }
+        }
+        for p in &sut.pids {
+            cpu::pin_process(*p, cores);
+        }
+        sut.napi = cpu::napi_threads(&[&topo.ra, &topo.rb]);
+        for t in &sut.napi {
+            cpu::pin(*t, cores)?;
+        }
+        Ok(sut)
+    }
+
+    fn wait_ready(&mut self, topo: &Topology) -> anyhow::Result<()> {
+        let ng: SocketAddr = NG.parse().expect("literal");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Some(st) = self.child.try_wait()? {
+                anyhow::bail!(
+                    "{} exited during start ({st}):\n{}",
+                    self.system.name(),
+                    std::fs::read_to_string(&self.log).unwrap_or_default()
+                );
+            }
+            let up = Topology::run_in(&topo.relay, move || {
+                let mut c = tollgate_ng::client::NgClient::new(ng).ok()?;
+                c.timeout = Duration::from_millis(200);
+                c.attempts = 1;
+                c.command("ping", []).ok()
+            });
+            if up.is_some() {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        anyhow::bail!(
+            "{} did not answer NG within 20 s:\n{}",
+            self.system.name(),
+            std::fs::read_to_string(&self.log).unwrap_or_default()
+        )
+    }
+
+    /// CPU nanoseconds of the relay so far: its processes and NAPI threads.
+    pub fn cpu_ns(&self) -> (u64, u64) {
+        let procs = self.pids.iter().map(|p| cpu::process_ns(*p)).sum();
+        let napi = self.napi.iter().map(|t| cpu::task_ns(*t)).sum();
+        (procs, napi)
+    }
+}
+
+impl Drop for Sut {
+    fn drop(&mut self) {
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let end = Instant::now() + Duration::from_secs(5);
+        while self.child.try_wait().ok().flatten().is_none() && Instant::now() < end {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if let Some(cfg) = &self.detach {
+            let _ = Command::new(std::env::current_exe().unwrap_or_default())
+                .args(["dataplane", "--detach", "--config"])
+                .arg(cfg)
+                .stdout(Stdio::null())
+                .status();
+        }
+    }
+}
