@@ -192,66 +192,77 @@ fn capacity_plot<DB: DrawingBackend>(
 where
     DB::ErrorType: 'static,
 {
-    area.fill(&WHITE).map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    let e = |e: DrawingAreaErrorKind<DB::ErrorType>| anyhow::anyhow!("{e:?}");
+    area.fill(&WHITE).map_err(e)?;
     let (top, bottom) = area.split_vertically(300);
     let max_calls = runs.iter().map(|r| r.calls).max().unwrap_or(1) as f64 * 1.1;
     let max_loss = runs.iter().map(|r| r.loss_pct).fold(0.1, f64::max) * 1.2;
     let max_p99 = runs
         .iter()
         .map(|r| r.traffic.latency_us.p99 as f64 / 1000.0)
-        .fold(0.1, f64::max)
-        * 1.2;
-    for (panel, title, ymax, get) in [
-        (
-            &top,
-            "loss % vs offered calls",
-            max_loss,
-            (|r: &RunRecord| r.loss_pct) as fn(&RunRecord) -> f64,
-        ),
-        (
-            &bottom,
-            "p99 latency (ms) vs offered calls",
-            max_p99,
-            |r: &RunRecord| r.traffic.latency_us.p99 as f64 / 1000.0,
-        ),
-    ] {
-        let mut chart = ChartBuilder::on(panel)
-            .caption(title, ("sans-serif", 18))
-            .margin(10)
-            .x_label_area_size(30)
-            .y_label_area_size(50)
-            .build_cartesian_2d(0f64..max_calls, 0f64..ymax)
-            .map_err(|e| anyhow::anyhow!("{e:?}"))?;
-        chart
-            .configure_mesh()
-            .x_desc("calls")
-            .draw()
-            .map_err(|e| anyhow::anyhow!("{e:?}"))?;
-        for (i, sys) in systems(runs).into_iter().enumerate() {
-            let c = COLOURS[i % COLOURS.len()];
-            let mut pts: Vec<(f64, f64)> = runs
-                .iter()
-                .filter(|r| r.system == sys)
-                .map(|r| (r.calls as f64, get(r)))
-                .collect();
-            pts.sort_by(|a, b| a.0.total_cmp(&b.0));
-            chart
-                .draw_series(LineSeries::new(pts.clone(), c.stroke_width(2)))
-                .map_err(|e| anyhow::anyhow!("{e:?}"))?
-                .label(sys)
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c));
-            chart
-                .draw_series(pts.into_iter().map(|p| Circle::new(p, 4, c.filled())))
-                .map_err(|e| anyhow::anyhow!("{e:?}"))?;
-        }
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK)
-            .draw()
-            .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        .fold(1.0, f64::max)
+        * 2.0;
+    let series = |sys: &str, get: fn(&RunRecord) -> f64| {
+        let mut pts: Vec<(f64, f64)> = runs
+            .iter()
+            .filter(|r| r.system == sys)
+            .map(|r| (r.calls as f64, get(r)))
+            .collect();
+        pts.sort_by(|a, b| a.0.total_cmp(&b.0));
+        pts
+    };
+    let mut loss = ChartBuilder::on(&top)
+        .caption("loss % vs offered calls", ("sans-serif", 18))
+        .margin(10)
+        .x_label_area_size(30)
+        .y_label_area_size(50)
+        .build_cartesian_2d(0f64..max_calls, 0f64..max_loss)
+        .map_err(e)?;
+    loss.configure_mesh().x_desc("calls").draw().map_err(e)?;
+    for (i, sys) in systems(runs).into_iter().enumerate() {
+        let c = COLOURS[i % COLOURS.len()];
+        let pts = series(sys, |r| r.loss_pct);
+        loss.draw_series(LineSeries::new(pts.clone(), c.stroke_width(2)))
+            .map_err(e)?
+            .label(sys)
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c));
+        loss.draw_series(pts.into_iter().map(|p| Circle::new(p, 4, c.filled())))
+            .map_err(e)?;
     }
-    area.present().map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    loss.configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()
+        .map_err(e)?;
+    let mut lat = ChartBuilder::on(&bottom)
+        .caption(
+            "p99 latency (ms, log scale) vs offered calls",
+            ("sans-serif", 18),
+        )
+        .margin(10)
+        .x_label_area_size(30)
+        .y_label_area_size(50)
+        .build_cartesian_2d(0f64..max_calls, (0.01f64..max_p99).log_scale())
+        .map_err(e)?;
+    lat.configure_mesh().x_desc("calls").draw().map_err(e)?;
+    for (i, sys) in systems(runs).into_iter().enumerate() {
+        let c = COLOURS[i % COLOURS.len()];
+        let pts = series(sys, |r| {
+            (r.traffic.latency_us.p99 as f64 / 1000.0).max(0.01)
+        });
+        lat.draw_series(LineSeries::new(pts.clone(), c.stroke_width(2)))
+            .map_err(e)?
+            .label(sys)
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c));
+        lat.draw_series(pts.into_iter().map(|p| Circle::new(p, 4, c.filled())))
+            .map_err(e)?;
+    }
+    lat.configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()
+        .map_err(e)?;
+    area.present().map_err(e)?;
     Ok(())
 }
 

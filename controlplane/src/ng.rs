@@ -16,6 +16,8 @@ pub struct NgHandler {
     started: Instant,
     /// Offers and answers refused, by any cause.
     pub errors: u64,
+    /// When counters were last read for media timeouts.
+    last_stats: Instant,
 }
 
 fn error(reason: &str) -> Value {
@@ -49,11 +51,13 @@ fn opt_text<'a>(req: &'a Value, key: &str) -> Result<Option<&'a str>, NgError> {
 
 impl NgHandler {
     pub fn new(sessions: Sessions, plane: Box<dyn MediaPlane>) -> Self {
+        let now = Instant::now();
         NgHandler {
             sessions,
             plane,
-            started: Instant::now(),
+            started: now,
             errors: 0,
+            last_stats: now,
         }
     }
 
@@ -210,9 +214,14 @@ impl NgHandler {
 
     /// Housekeeping once a second: timeouts and delayed deletes.
     pub fn tick(&mut self) {
-        let stats = self.stats();
+        let now = Instant::now();
+        let fresh = now.duration_since(self.last_stats) >= self.sessions.stats_every();
+        let stats = fresh.then(|| self.stats());
+        if fresh {
+            self.last_stats = now;
+        }
         self.sessions
-            .expire(self.plane.as_mut(), Instant::now(), &stats);
+            .expire(self.plane.as_mut(), now, stats.as_ref());
     }
 }
 

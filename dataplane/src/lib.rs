@@ -100,13 +100,22 @@ pub fn run(cfg: &DataplaneConfig, stop: Arc<AtomicBool>) -> Result<(), StartErro
         "data plane ready"
     );
 
+    // Reading every flow's counters costs two map lookups per flow; sweep
+    // only as often as the timeout needs (a tenth of it, 1-10 s), so the
+    // housekeeping does not add latency spikes on a busy relay core.
+    let every = Duration::from_secs((cfg.idle_timeout_secs / 10).clamp(1, 10));
     let sweeper = {
         let (table, stop) = (table.clone(), stop.clone());
         std::thread::Builder::new()
             .name("tg-idle".into())
             .spawn(move || {
+                let mut last = std::time::Instant::now();
                 while !stop.load(Ordering::Relaxed) {
-                    std::thread::sleep(Duration::from_millis(500));
+                    std::thread::sleep(Duration::from_millis(100));
+                    if last.elapsed() < every {
+                        continue;
+                    }
+                    last = std::time::Instant::now();
                     let idle = table.lock().map(|mut t| t.sweep()).unwrap_or_default();
                     for r in idle {
                         tracing::warn!(local = %r.flow.local, idle_ms = r.idle_ms, "flow idle");

@@ -394,16 +394,21 @@ fn idle_detection(backend: Backend) {
     let idle = r.dp.request(Request::Idle).expect("idle");
     assert_eq!(idle[0]["flow"]["local"], "10.201.1.1:30000", "{idle}");
     assert!(idle[0]["idle_ms"].as_u64().unwrap() >= 1000);
+    // The sweep reports it within one sweep period (1 s at this timeout).
+    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    while !r.dp.log_text().contains("flow idle") && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        r.dp.log_text().contains("flow idle"),
+        "idle flows are reported in the log"
+    );
     rtp::send(&tx, local, 1, 3..6, Duration::ZERO);
     std::thread::sleep(Duration::from_millis(100));
     assert_eq!(
         r.dp.request(Request::Idle).expect("idle"),
         serde_json::json!([]),
         "traffic ends idleness"
-    );
-    assert!(
-        r.dp.log_text().contains("flow idle"),
-        "idle flows are reported in the log"
     );
 }
 

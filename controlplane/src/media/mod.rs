@@ -569,13 +569,20 @@ impl Sessions {
             .is_some()
     }
 
-    /// Deletes calls whose delay ran out, whose media went silent for the
-    /// timeout, or that reached the final timeout. Returns what it deleted.
+    /// How often media timeouts need fresh counters: a tenth of the
+    /// timeout, between 1 and 10 seconds.
+    pub fn stats_every(&self) -> Duration {
+        Duration::from_secs((self.cfg.timeout_secs / 10).clamp(1, 10))
+    }
+
+    /// Deletes calls whose delay ran out, that reached the final timeout, or
+    /// (when `stats` are given) whose media went silent for the timeout.
+    /// Returns what it deleted.
     pub fn expire(
         &mut self,
         plane: &mut dyn MediaPlane,
         now: Instant,
-        stats: &HashMap<SocketAddr, FlowStat>,
+        stats: Option<&HashMap<SocketAddr, FlowStat>>,
     ) -> Vec<(String, &'static str)> {
         let mut gone = Vec::new();
         for (id, c) in &self.calls {
@@ -591,6 +598,7 @@ impl Sessions {
                 continue;
             }
             let limit = Duration::from_secs(self.cfg.timeout_secs);
+            let Some(stats) = stats else { continue };
             if self.cfg.timeout_secs > 0
                 && c.delete_at.is_none()
                 && age >= limit
