@@ -1,8 +1,9 @@
 //! The control plane's link to the data plane: a [`MediaPlane`] over the
 //! data plane's control socket. It remembers every flow it installed, and
-//! when it has to reconnect (the data plane restarted, or was not up yet)
-//! it installs them all again, so calls survive a data-plane restart on any
-//! backend (with XDP the flows were never gone; re-installing is a no-op).
+//! when it reconnects to a data plane that restarted (its `hello` instance
+//! changed) it installs them all again, so calls survive a data-plane
+//! restart on any backend (with XDP the flows were never gone and
+//! re-installing is a no-op).
 
 use crate::media::{FlowStat, MediaPlane};
 use serde_json::Value as Json;
@@ -17,7 +18,8 @@ pub struct DataplaneLink {
     socket: PathBuf,
     client: Option<ControlClient>,
     flows: BTreeMap<SocketAddr, Flow>,
-    connected_once: bool,
+    /// The data plane instance the flows were installed into.
+    instance: Option<u64>,
 }
 
 impl DataplaneLink {
@@ -26,7 +28,7 @@ impl DataplaneLink {
             socket,
             client: None,
             flows: BTreeMap::new(),
-            connected_once: false,
+            instance: None,
         }
     }
 
@@ -34,10 +36,14 @@ impl DataplaneLink {
         if self.client.is_none() {
             let mut c = ControlClient::connect(&self.socket)
                 .map_err(|e| format!("data plane unreachable: {e}"))?;
-            if self.connected_once && !self.flows.is_empty() {
+            let hello = c
+                .request(&Request::Hello)
+                .map_err(|e| format!("data plane hello: {e}"))?;
+            let instance = hello["instance"].as_u64();
+            if self.instance.is_some() && instance != self.instance && !self.flows.is_empty() {
                 tracing::warn!(
                     flows = self.flows.len(),
-                    "reconnected to the data plane; installing flows again"
+                    "the data plane restarted; installing flows again"
                 );
                 for f in self.flows.values() {
                     if let Err(e) = c.request(&Request::FlowPut { flow: f.clone() }) {
@@ -45,7 +51,7 @@ impl DataplaneLink {
                     }
                 }
             }
-            self.connected_once = true;
+            self.instance = instance;
             self.client = Some(c);
         }
         Ok(self.client.as_mut().expect("just connected"))

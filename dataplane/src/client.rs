@@ -43,7 +43,7 @@ impl ControlClient {
     /// Sends an already-encoded request body (tests use this for bad input).
     pub fn raw(&mut self, body: &[u8]) -> Result<Value, ClientError> {
         control::write_frame(&mut self.stream, body)?;
-        let reply = match control::read_frame(&mut self.stream)? {
+        let reply = match control::read_frame(&mut self.stream, control::MAX_REPLY)? {
             Frame::Body(b) => b,
             Frame::Closed => return Err(ClientError::Closed),
             Frame::TooLarge(n) => return Err(ClientError::BadReply(format!("{n}-byte frame"))),

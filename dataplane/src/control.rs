@@ -2,14 +2,16 @@
 //! the control plane and `tollgate ctl`.
 //!
 //! Framing: each message is a 4-byte big-endian length followed by that many
-//! bytes of UTF-8 JSON (at most [`MAX_FRAME`]). A client sends requests and
-//! reads one reply per request, in order, on one connection.
+//! bytes of UTF-8 JSON. Requests are at most [`MAX_REQUEST`] (the server's
+//! guard against a bad client); replies may be far larger (a flow list of
+//! tens of thousands of flows), up to [`MAX_REPLY`]. A client sends requests
+//! and reads one reply per request, in order, on one connection.
 //!
 //! Request: `{"v": 1, "op": "<op>", ...}` where `v` is [`PROTOCOL_VERSION`].
 //!
 //! | op          | fields              | result                           |
 //! |-------------|---------------------|----------------------------------|
-//! | `hello`     |                     | `{"version", "backend"}`         |
+//! | `hello`     |                     | `{"version", "backend", "instance"}` |
 //! | `flow_put`  | `flow`: a [`Flow`]  | `null` (installs or updates)     |
 //! | `flow_del`  | `local`: "ip:port"  | the flow's final report          |
 //! | `flow_get`  | `local`             | a report (flow, counters, idle)  |
@@ -28,7 +30,10 @@ use std::io::{self, Read, Write};
 use std::net::SocketAddr;
 
 pub const PROTOCOL_VERSION: u64 = 1;
-pub const MAX_FRAME: usize = 1 << 20;
+/// Largest request the server reads.
+pub const MAX_REQUEST: usize = 1 << 20;
+/// Largest reply a client reads.
+pub const MAX_REPLY: usize = 1 << 30;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
@@ -86,11 +91,12 @@ pub enum Frame {
     Body(Vec<u8>),
     /// The peer closed the connection between frames.
     Closed,
-    /// The length prefix exceeds [`MAX_FRAME`].
+    /// The length prefix exceeds the reader's limit.
     TooLarge(usize),
 }
 
-pub fn read_frame(r: &mut impl Read) -> io::Result<Frame> {
+/// Reads one frame of at most `max` bytes.
+pub fn read_frame(r: &mut impl Read, max: usize) -> io::Result<Frame> {
     let mut len = [0u8; 4];
     match r.read_exact(&mut len) {
         Ok(()) => {}
@@ -98,7 +104,7 @@ pub fn read_frame(r: &mut impl Read) -> io::Result<Frame> {
         Err(e) => return Err(e),
     }
     let len = u32::from_be_bytes(len) as usize;
-    if len > MAX_FRAME {
+    if len > max {
         return Ok(Frame::TooLarge(len));
     }
     let mut body = vec![0u8; len];
@@ -108,11 +114,7 @@ pub fn read_frame(r: &mut impl Read) -> io::Result<Frame> {
 
 pub fn write_frame(w: &mut impl Write, body: &[u8]) -> io::Result<()> {
     let len = u32::try_from(body.len())
-        .ok()
-        .filter(|l| *l as usize <= MAX_FRAME)
-        .ok_or_else(|| {
-            io::Error::new(io::ErrorKind::InvalidInput, "frame larger than MAX_FRAME")
-        })?;
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "frame longer than 4 GiB"))?;
     w.write_all(&len.to_be_bytes())?;
     w.write_all(body)?;
     w.flush()
@@ -157,11 +159,16 @@ mod tests {
         let mut buf = Vec::new();
         write_frame(&mut buf, b"hello").unwrap();
         let mut r = &buf[..];
-        assert!(matches!(read_frame(&mut r).unwrap(), Frame::Body(b) if b == b"hello"));
-        assert!(matches!(read_frame(&mut r).unwrap(), Frame::Closed));
-        let big = ((MAX_FRAME + 1) as u32).to_be_bytes();
+        assert!(
+            matches!(read_frame(&mut r, MAX_REQUEST).unwrap(), Frame::Body(b) if b == b"hello")
+        );
         assert!(matches!(
-            read_frame(&mut &big[..]).unwrap(),
+            read_frame(&mut r, MAX_REQUEST).unwrap(),
+            Frame::Closed
+        ));
+        let big = ((MAX_REQUEST + 1) as u32).to_be_bytes();
+        assert!(matches!(
+            read_frame(&mut &big[..], MAX_REQUEST).unwrap(),
             Frame::TooLarge(_)
         ));
     }

@@ -80,6 +80,22 @@ pub fn start_backend(cfg: &DataplaneConfig) -> Result<Box<dyn Backend>, StartErr
     }
 }
 
+/// The socket backend holds two sockets per flow: lift the soft limit on
+/// open files to the hard one.
+fn raise_file_limit() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit with a valid struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
+}
+
 /// Runs the data plane until `stop` is set (the binary sets it on SIGINT or
 /// SIGTERM). With XDP, forwarding continues after it returns.
 pub fn run(cfg: &DataplaneConfig, stop: Arc<AtomicBool>) -> Result<(), StartError> {
@@ -87,6 +103,7 @@ pub fn run(cfg: &DataplaneConfig, stop: Arc<AtomicBool>) -> Result<(), StartErro
     if !errs.is_empty() {
         return Err(StartError::Config(errs));
     }
+    raise_file_limit();
     let listener =
         server::bind(&cfg.control_socket).map_err(|source| StartError::ControlSocket {
             path: cfg.control_socket.display().to_string(),

@@ -59,7 +59,7 @@ fn connection(mut stream: UnixStream, table: &Mutex<FlowTable>) {
         return;
     }
     loop {
-        let reply = match control::read_frame(&mut stream) {
+        let reply = match control::read_frame(&mut stream, control::MAX_REQUEST) {
             Ok(Frame::Body(body)) => match control::decode_request(&body) {
                 Ok(req) => handle(req, table),
                 Err(msg) => control::error_reply(&msg),
@@ -67,14 +67,15 @@ fn connection(mut stream: UnixStream, table: &Mutex<FlowTable>) {
             Ok(Frame::TooLarge(len)) => {
                 let msg = format!(
                     "frame of {len} bytes exceeds the {} byte limit; closing",
-                    control::MAX_FRAME
+                    control::MAX_REQUEST
                 );
                 let _ = control::write_frame(&mut stream, &control::error_reply(&msg));
                 return;
             }
             Ok(Frame::Closed) | Err(_) => return,
         };
-        if control::write_frame(&mut stream, &reply).is_err() {
+        if let Err(e) = control::write_frame(&mut stream, &reply) {
+            tracing::warn!(error = %e, bytes = reply.len(), "control socket: reply not sent; closing the connection");
             return;
         }
     }
@@ -86,9 +87,11 @@ fn handle(req: Request, table: &Mutex<FlowTable>) -> Vec<u8> {
         Err(poisoned) => poisoned.into_inner(),
     };
     let result: Result<Value, TableError> = match req {
-        Request::Hello => {
-            Ok(json!({"version": control::PROTOCOL_VERSION, "backend": t.backend_name()}))
-        }
+        Request::Hello => Ok(json!({
+            "version": control::PROTOCOL_VERSION,
+            "backend": t.backend_name(),
+            "instance": t.instance,
+        })),
         Request::FlowPut { flow } => {
             let local = flow.local;
             t.put(flow).map(|()| {

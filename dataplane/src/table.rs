@@ -24,6 +24,9 @@ pub struct FlowReport {
 }
 
 pub struct FlowTable {
+    /// Identifies this data-plane process, so a client can tell a restart
+    /// (and re-install its flows) from a mere reconnect.
+    pub instance: u64,
     backend: Box<dyn Backend>,
     flows: BTreeMap<SocketAddr, (Flow, u64)>,
     idle_timeout_ns: u64,
@@ -47,7 +50,11 @@ impl FlowTable {
             .into_iter()
             .map(|f| (f.local, (f, now)))
             .collect();
+        let wall = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
         FlowTable {
+            instance: wall.as_nanos() as u64 ^ ((std::process::id() as u64) << 32),
             backend,
             flows,
             idle_timeout_ns: idle_timeout_secs.saturating_mul(1_000_000_000),

@@ -258,3 +258,92 @@ fn sdp_matches_rtpengine() {
         );
     }
 }
+
+/// `tollgate run` restarts a data plane that died, and the control plane
+/// installs the calls' flows into the new one: media flows again.
+#[test]
+fn run_restarts_a_dead_data_plane_and_restores_flows() {
+    tollgate_tests::require_root();
+    let dir = TempDir::new("tgsup");
+    let ng: SocketAddr = "127.0.0.1:22822".parse().unwrap();
+    let tg = start(&dir, "127.0.0.1:22822", (36000, 36099));
+    let mut c = peers::ng_client(None, ng);
+    let a = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let b = UdpSocket::bind("127.0.0.1:0").unwrap();
+    for s in [&a, &b] {
+        s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    }
+    let sdp = |port: u16| {
+        format!("v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio {port} RTP/AVP 0\r\n")
+    };
+    let port_of = |v: &Value| {
+        Sdp::parse(v.get("sdp").and_then(Value::as_str).unwrap())
+            .unwrap()
+            .media[0]
+            .port()
+    };
+    let off = c
+        .command(
+            "offer",
+            [
+                ("call-id", Value::str("sup")),
+                ("from-tag", Value::str("a")),
+                ("sdp", Value::str(&sdp(a.local_addr().unwrap().port()))),
+            ],
+        )
+        .unwrap();
+    let ans = c
+        .command(
+            "answer",
+            [
+                ("call-id", Value::str("sup")),
+                ("from-tag", Value::str("a")),
+                ("to-tag", Value::str("b")),
+                ("sdp", Value::str(&sdp(b.local_addr().unwrap().port()))),
+            ],
+        )
+        .unwrap();
+    let to_relay_a: SocketAddr = format!("127.0.0.1:{}", port_of(&ans)).parse().unwrap();
+    let _ = port_of(&off);
+    let relayed = |n: u8| {
+        a.send_to(&[0x80, 0, 0, n, 0, 0, 0, 0, 0, 0, 0, 1], to_relay_a)
+            .unwrap();
+        let mut buf = [0u8; 64];
+        b.recv_from(&mut buf)
+            .map(|(len, _)| len == 12 && buf[3] == n)
+            .unwrap_or(false)
+    };
+    assert!(relayed(1), "media flows before the restart");
+
+    // Kill the data plane (the child of `tollgate run`) outright.
+    let run_pid = tg.child.id();
+    let kids = std::fs::read_to_string(format!("/proc/{run_pid}/task/{run_pid}/children")).unwrap();
+    let dp_pid: i32 = kids
+        .split_whitespace()
+        .next()
+        .expect("a data-plane child")
+        .parse()
+        .unwrap();
+    // SAFETY: killing the child of our own child.
+    unsafe { libc::kill(dp_pid, libc::SIGKILL) };
+    // The supervisor starts a new one; the next NG request makes the control
+    // plane reconnect, see a new instance and install the flows again.
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    let mut back = false;
+    while std::time::Instant::now() < deadline && !back {
+        std::thread::sleep(Duration::from_millis(300));
+        let _ = c.command("query", [("call-id", Value::str("sup"))]);
+        back = relayed(2);
+    }
+    assert!(
+        back,
+        "media flows again after the data plane was restarted:\n{}",
+        tg.log_text()
+    );
+    assert!(
+        tg.log_text()
+            .contains("the data plane restarted; installing flows again"),
+        "{}",
+        tg.log_text()
+    );
+}

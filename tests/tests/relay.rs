@@ -491,3 +491,29 @@ fn xdp_counts_malformed_udp_and_does_not_relay_it() {
     assert_eq!(rtp::collect(&rx, 5, QUIET, LIMIT).len(), 5);
     assert_eq!(r.dp.flow(local)["counters"]["packets"], 5);
 }
+
+/// Thousands of flows: the flow list reply is megabytes (well past the
+/// request size limit) and still arrives whole.
+#[test]
+fn xdp_lists_thousands_of_flows() {
+    let r = relay(Backend::Xdp, "");
+    let mut c = r.dp.client();
+    let n = 6000u16;
+    for i in 0..n {
+        let local = format!("10.201.1.1:{}", 20000 + i);
+        let f = flow(
+            &local,
+            "10.201.2.1:19998",
+            &format!("10.201.2.2:{}", 4000 + i),
+        );
+        c.request(&Request::FlowPut { flow: f })
+            .unwrap_or_else(|e| panic!("flow {i}: {e}"));
+    }
+    let list = c.request(&Request::FlowList).expect("a large flow list");
+    assert_eq!(list.as_array().map(Vec::len), Some(n as usize));
+    assert!(
+        list.to_string().len() > 1 << 20,
+        "the reply is larger than a request may be"
+    );
+    assert_eq!(r.dp.counter("flows"), n as u64);
+}
