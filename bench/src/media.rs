@@ -57,7 +57,7 @@ pub struct MediaArgs {
     pub max_loss_pct: f64,
     #[arg(long, default_value_t = 1.0)]
     pub max_p99_ms: f64,
-    /// Upper bound for --ramp.
+    /// Upper bound for --ramp (at most 20000: the relay port range).
     #[arg(long, default_value_t = 20_000)]
     pub max_calls: usize,
     /// Where the report (JSON, SVG, PNG) goes.
@@ -273,7 +273,10 @@ fn ramp(
     let duration = Duration::from_secs(a.duration);
     let (mut good, mut bad) = (0usize, None::<usize>);
     let mut n = a.calls.max(10);
-    while bad.is_none() && n <= a.max_calls && !stop.load(Ordering::Relaxed) {
+    while bad.is_none()
+        && n <= a.max_calls.min(crate::sut::MAX_CALLS)
+        && !stop.load(Ordering::Relaxed)
+    {
         let r = run_once(system, n, duration, c, stop)?;
         let ok = within(&r, a);
         report::print_table(std::slice::from_ref(&r));

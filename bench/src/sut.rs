@@ -39,6 +39,10 @@ impl System {
 
 /// NG address of the system under test, on the relay namespace's loopback.
 pub const NG: &str = "127.0.0.1:22222";
+/// Relay port range given to every system: 20000 RTP/RTCP pairs per side.
+pub const PORTS: (u16, u16) = (20000, 60000);
+/// The most calls that range holds.
+pub const MAX_CALLS: usize = (PORTS.1 - PORTS.0) as usize / 2;
 
 pub struct Sut {
     pub system: System,
@@ -100,6 +104,12 @@ impl Sut {
                         "--listen-ng",
                         NG,
                     ])
+                    .args([
+                        "--port-min",
+                        &PORTS.0.to_string(),
+                        "--port-max",
+                        &PORTS.1.to_string(),
+                    ])
                     .env("TOLLGATE_LOG", "warn");
             }
             System::Rtpengine => {
@@ -116,13 +126,9 @@ impl Sut {
                     "--interface=callee/10.201.2.1",
                 ])
                 .arg(format!("--listen-ng={NG}"))
-                .args([
-                    "--num-threads=1",
-                    "--port-min=30000",
-                    "--port-max=40000",
-                    "--timeout=3600",
-                    "--delete-delay=0",
-                ])
+                .arg(format!("--port-min={}", PORTS.0))
+                .arg(format!("--port-max={}", PORTS.1))
+                .args(["--num-threads=1", "--timeout=3600", "--delete-delay=0"])
                 .arg(format!("--pidfile={}/rtpengine.pid", dir.display()));
             }
         }
