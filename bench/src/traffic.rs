@@ -30,14 +30,9 @@ pub struct CallTarget {
     pub to_relay_b: SocketAddr,
 }
 
+/// CLOCK_REALTIME now, in nanoseconds: the clock of SO_TIMESTAMPNS.
 pub fn realtime_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes one timespec.
-    unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+    tollgate_dataplane::backend::clock_ns(libc::CLOCK_REALTIME)
 }
 
 /// Fills an RTP packet of stream `stream`, packet number `n`.

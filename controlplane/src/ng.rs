@@ -85,6 +85,15 @@ impl NgHandler {
         })
     }
 
+    /// Counters of one call's flows.
+    fn call_stats(&mut self, call_id: &str) -> HashMap<SocketAddr, FlowStat> {
+        let locals = self.sessions.call_flows(call_id);
+        self.plane.flow_stats(&locals).unwrap_or_else(|e| {
+            tracing::warn!(call_id, error = %e, "data plane counters unavailable");
+            HashMap::new()
+        })
+    }
+
     fn dispatch(&mut self, command: &str, req: &Value) -> Result<Value, NgError> {
         match command {
             "ping" => Ok(Value::dict([("result", Value::str("pong"))])),
@@ -110,7 +119,7 @@ impl NgHandler {
                 let call_id = text(req, "call-id")?;
                 let o = Options::parse(req).map_err(NgError)?;
                 let to_tag = opt_text(req, "to-tag")?;
-                let stats = self.stats();
+                let stats = self.call_stats(call_id);
                 match self.sessions.delete(
                     self.plane.as_mut(),
                     call_id,
@@ -135,7 +144,7 @@ impl NgHandler {
             }
             "query" => {
                 let call_id = text(req, "call-id")?;
-                let stats = self.stats();
+                let stats = self.call_stats(call_id);
                 let mut r = self
                     .sessions
                     .query(call_id, &stats)
@@ -252,6 +261,16 @@ mod tests {
         }
         fn stats(&mut self) -> Result<HashMap<SocketAddr, FlowStat>, String> {
             Ok(self.stats.lock().unwrap().clone())
+        }
+        fn flow_stats(
+            &mut self,
+            locals: &[SocketAddr],
+        ) -> Result<HashMap<SocketAddr, FlowStat>, String> {
+            let all = self.stats.lock().unwrap();
+            Ok(locals
+                .iter()
+                .filter_map(|l| all.get(l).map(|s| (*l, *s)))
+                .collect())
         }
     }
 

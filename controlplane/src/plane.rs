@@ -91,23 +91,42 @@ impl MediaPlane for DataplaneLink {
 
     fn stats(&mut self) -> Result<HashMap<SocketAddr, FlowStat>, String> {
         let list = self.call(&Request::FlowList)?;
+        Ok(list
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(parse_report)
+            .collect())
+    }
+
+    fn flow_stats(
+        &mut self,
+        locals: &[SocketAddr],
+    ) -> Result<HashMap<SocketAddr, FlowStat>, String> {
         let mut out = HashMap::new();
-        for r in list.as_array().into_iter().flatten() {
-            let Some(local) = r["flow"]["local"].as_str().and_then(|s| s.parse().ok()) else {
-                continue;
-            };
-            out.insert(
-                local,
-                FlowStat {
-                    packets: r["counters"]["packets"].as_u64().unwrap_or(0),
-                    bytes: r["counters"]["bytes"].as_u64().unwrap_or(0),
-                    idle_ms: r["idle_ms"].as_u64().unwrap_or(0),
-                    last_packet_ms_ago: r["last_packet_ms_ago"].as_u64(),
-                    lost: r["counters"]["rtp"]["lost"].as_u64(),
-                    jitter: r["counters"]["rtp"]["jitter"].as_u64(),
-                },
-            );
+        for local in locals {
+            match self.call(&Request::FlowGet { local: *local }) {
+                Ok(r) => out.extend(parse_report(&r)),
+                Err(e) if e.starts_with("no flow matches") => {}
+                Err(e) => return Err(e),
+            }
         }
         Ok(out)
     }
+}
+
+/// A data-plane flow report as the session manager needs it.
+fn parse_report(r: &Json) -> Option<(SocketAddr, FlowStat)> {
+    let local = r["flow"]["local"].as_str()?.parse().ok()?;
+    Some((
+        local,
+        FlowStat {
+            packets: r["counters"]["packets"].as_u64().unwrap_or(0),
+            bytes: r["counters"]["bytes"].as_u64().unwrap_or(0),
+            idle_ms: r["idle_ms"].as_u64().unwrap_or(0),
+            last_packet_ms_ago: r["last_packet_ms_ago"].as_u64(),
+            lost: r["counters"]["rtp"]["lost"].as_u64(),
+            jitter: r["counters"]["rtp"]["jitter"].as_u64(),
+        },
+    ))
 }

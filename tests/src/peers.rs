@@ -25,14 +25,7 @@ impl Proc {
 
 impl Drop for Proc {
     fn drop(&mut self) {
-        // SAFETY: signalling our own child.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let end = Instant::now() + Duration::from_secs(3);
-        while self.child.try_wait().ok().flatten().is_none() && Instant::now() < end {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        tollgate_bench::sut::terminate(&mut self.child, Duration::from_secs(3));
     }
 }
 
@@ -95,6 +88,36 @@ pub fn tollgate_run(
     let p = spawn(cmd, dir, "tollgate");
     wait_ng(netns, ng, &p);
     p
+}
+
+/// `tollgate run` on loopback with the socket backend: media on 127.0.0.1
+/// with relay ports `ports`, NG at `ng`, plus `extra` arguments. Returns the
+/// process and the data plane's control socket.
+pub fn tollgate_loopback(
+    dir: &Path,
+    ng: &str,
+    ports: (u16, u16),
+    extra: &[&str],
+) -> (Proc, PathBuf) {
+    let ctl = dir.join("dp.sock");
+    let config = format!(
+        "[dataplane]\nbackend = \"socket\"\ncontrol_socket = \"{}\"\n",
+        ctl.display()
+    );
+    let (min, max) = (ports.0.to_string(), ports.1.to_string());
+    let mut args = vec![
+        "--interface",
+        "127.0.0.1",
+        "--listen-ng",
+        ng,
+        "--port-min",
+        &min,
+        "--port-max",
+        &max,
+    ];
+    args.extend_from_slice(extra);
+    let p = tollgate_run(None, dir, &config, &args, ng.parse().expect("NG address"));
+    (p, ctl)
 }
 
 /// Waits (at most 20 s) until an NG relay answers `ping` at `ng`.

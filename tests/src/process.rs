@@ -173,14 +173,7 @@ impl Dataplane {
 impl Drop for Dataplane {
     fn drop(&mut self) {
         if let Some(mut c) = self.child.take() {
-            // SAFETY: signalling our own child.
-            unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
-            let deadline = Instant::now() + Duration::from_secs(5);
-            while c.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            let _ = c.kill();
-            let _ = c.wait();
+            tollgate_bench::sut::terminate(&mut c, Duration::from_secs(5));
         }
         if self.xdp {
             let _ = Command::new(tollgate_bin())

@@ -169,29 +169,12 @@ fn dataplane_counter(socket: &Path, name: &str) -> u64 {
 fn kamailio_drives_tollgate_socket_backend_on_loopback() {
     tollgate_tests::require_root();
     let dir = TempDir::new("tgkam");
-    let ctl = dir.0.join("dp.sock");
-    let config = format!(
-        "[dataplane]\nbackend = \"socket\"\ncontrol_socket = \"{}\"\n",
-        ctl.display()
-    );
     let ng: SocketAddr = "127.0.0.1:22322".parse().unwrap();
-    let tg = peers::tollgate_run(
-        None,
+    let (tg, ctl) = peers::tollgate_loopback(
         &dir.0,
-        &config,
-        &[
-            "--interface",
-            "127.0.0.1",
-            "--listen-ng",
-            "127.0.0.1:22322",
-            "--port-min",
-            "32000",
-            "--port-max",
-            "32999",
-            "--delete-delay",
-            "5",
-        ],
-        ng,
+        "127.0.0.1:22322",
+        (32000, 32999),
+        &["--delete-delay", "5"],
     );
     let s = Setup {
         netns: [None, None, None],

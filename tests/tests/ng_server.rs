@@ -13,30 +13,7 @@ use tollgate_tests::peers;
 use tollgate_tests::TempDir;
 
 fn start(dir: &TempDir, ng: &str, ports: (u16, u16)) -> peers::Proc {
-    let ctl = dir.0.join("dp.sock");
-    let config = format!(
-        "[dataplane]\nbackend = \"socket\"\ncontrol_socket = \"{}\"\n",
-        ctl.display()
-    );
-    let (min, max) = (ports.0.to_string(), ports.1.to_string());
-    peers::tollgate_run(
-        None,
-        &dir.0,
-        &config,
-        &[
-            "--interface",
-            "127.0.0.1",
-            "--listen-ng",
-            ng,
-            "--port-min",
-            &min,
-            "--port-max",
-            &max,
-            "--delete-delay",
-            "0",
-        ],
-        ng.parse().unwrap(),
-    )
+    peers::tollgate_loopback(&dir.0, ng, ports, &["--delete-delay", "0"]).0
 }
 
 fn offer_body(call: &str, port: u16) -> Value {

@@ -35,6 +35,11 @@ pub trait MediaPlane: Send {
     fn remove(&mut self, local: SocketAddr) -> Result<(), String>;
     /// Counters of every installed flow, by local address.
     fn stats(&mut self) -> Result<HashMap<SocketAddr, FlowStat>, String>;
+    /// Counters of the given flows only (one call's: cheap at any scale).
+    fn flow_stats(
+        &mut self,
+        locals: &[SocketAddr],
+    ) -> Result<HashMap<SocketAddr, FlowStat>, String>;
 }
 
 /// An NG request the relay refuses, with the reason for `error-reason`.
@@ -567,6 +572,14 @@ impl Sessions {
             .get_mut(call_id)
             .map(|c| c.recording = on)
             .is_some()
+    }
+
+    /// Local addresses of the flows a call has installed.
+    pub fn call_flows(&self, call_id: &str) -> Vec<SocketAddr> {
+        self.calls
+            .get(call_id)
+            .map(|c| c.flows.keys().copied().collect())
+            .unwrap_or_default()
     }
 
     /// How often media timeouts need fresh counters: a tenth of the
