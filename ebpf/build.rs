@@ -1,4 +1,5 @@
-//! Compiles the XDP program with clang for the `bpf` target, and the same
+//! Compiles the XDP programs (the relay, and the benchmark's redirect-only
+//! ceiling) with clang for the `bpf` target, and the same
 //! headers for the host (a small shim the tests use to check struct layouts
 //! and the checksum arithmetic against Rust).
 
@@ -21,24 +22,23 @@ fn main() {
     }
     let clang = env::var("CLANG").unwrap_or_else(|_| "clang".into());
     let multiarch = format!("/usr/include/{}-linux-gnu", env::consts::ARCH);
-    let obj = out.join("tollgate.bpf.o");
-    let status = Command::new(&clang)
-        .args(["-O2", "-g", "-Wall", "-Werror", "-target", "bpf"])
-        .arg(format!("-I{multiarch}"))
-        .arg("-c")
-        .arg(src.join("tollgate.bpf.c"))
-        .arg("-o")
-        .arg(&obj)
-        .status()
-        .unwrap_or_else(|e| {
-            panic!(
-                "cannot run `{clang}` to build the XDP program ({e}); install clang (see README)"
-            )
-        });
-    assert!(
-        status.success(),
-        "clang failed to compile src/bpf/tollgate.bpf.c"
-    );
+    for name in ["tollgate", "ceiling"] {
+        let status = Command::new(&clang)
+            .args(["-O2", "-g", "-Wall", "-Werror", "-target", "bpf"])
+            .arg(format!("-I{multiarch}"))
+            .arg("-c")
+            .arg(src.join(format!("{name}.bpf.c")))
+            .arg("-o")
+            .arg(out.join(format!("{name}.bpf.o")))
+            .status()
+            .unwrap_or_else(|e| {
+                panic!("cannot run `{clang}` to build the XDP programs ({e}); install clang (see README)")
+            });
+        assert!(
+            status.success(),
+            "clang failed to compile src/bpf/{name}.bpf.c"
+        );
+    }
 
     cc::Build::new()
         .file(src.join("host_shim.c"))

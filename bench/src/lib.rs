@@ -2,11 +2,13 @@
 //! outside, the same way for Tollgate and for rtpengine.
 //!
 //! [`topology`] builds namespaces and veths, [`sut`] starts the system under
-//! test and [`cpu`] accounts its CPU, [`traffic`] generates and receives the
+//! test ([`ceiling`] is the host's redirect-only floor) and [`cpu`] accounts
+//! its CPU, [`traffic`] generates and receives the
 //! RTP, [`measure`] turns arrivals into loss, latency and jitter, [`media`]
 //! runs single, ramped and compared benchmarks, and [`report`] prints, saves
 //! and plots them. Systems under test are driven only through NG and RTP.
 
+pub mod ceiling;
 pub mod cpu;
 pub mod measure;
 pub mod media;

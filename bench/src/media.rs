@@ -8,6 +8,7 @@
 //! G.711 both ways for every call from a pinned generator core, and reads
 //! the relay's CPU time around the measured interval.
 
+use crate::ceiling::Ceiling;
 use crate::cpu;
 use crate::measure::TrafficResult;
 use crate::report::{self, Machine, Report, RunRecord, Summary};
@@ -148,6 +149,22 @@ fn bar(len: u64, what: &str) -> ProgressBar {
     b
 }
 
+/// What runs in the relay namespace: a process driven over NG, or the
+/// redirect-only floor.
+enum Relay {
+    Process(Sut),
+    Floor(Ceiling),
+}
+
+impl Relay {
+    fn cpu_ns(&self) -> (u64, u64) {
+        match self {
+            Relay::Process(s) => s.cpu_ns(),
+            Relay::Floor(f) => f.cpu_ns(),
+        }
+    }
+}
+
 /// One run of `system` with `calls` for `duration`.
 pub fn run_once(
     system: System,
@@ -184,18 +201,34 @@ pub fn run_once(
     let bpf = (system == System::Xdp).then(Bpffs::new);
     let dir = std::env::temp_dir().join(crate::topology::unique("tgbench"));
     std::fs::create_dir_all(&dir)?;
-    let sut = Sut::start(
-        system,
-        &topo,
-        &c.relay,
-        &dir,
-        bpf.as_ref().map(|b| b.dir.as_path()),
-    )?;
-    let ng_addr: SocketAddr = NG.parse().expect("literal");
-    let mut ng = Topology::run_in(&topo.relay, move || NgClient::new(ng_addr))?;
-    let b = bar(calls as u64, &format!("{}: NG call setup", system.name()));
-    let targets = setup_calls(&mut ng, calls, &b)?;
-    b.finish_and_clear();
+    let (relay, mut ng, targets) = if system == System::Ceiling {
+        // No calls to set up: packets go to the relay's addresses unchanged.
+        let targets = (0..calls as u16)
+            .map(|i| CallTarget {
+                to_relay_a: SocketAddr::from(([10, 201, 1, 1], 20000 + 2 * i)),
+                to_relay_b: SocketAddr::from(([10, 201, 2, 1], 20000 + 2 * i)),
+            })
+            .collect();
+        (
+            Relay::Floor(Ceiling::attach(&topo, &c.relay)?),
+            None,
+            targets,
+        )
+    } else {
+        let sut = Sut::start(
+            system,
+            &topo,
+            &c.relay,
+            &dir,
+            bpf.as_ref().map(|b| b.dir.as_path()),
+        )?;
+        let ng_addr: SocketAddr = NG.parse().expect("literal");
+        let mut ng = Topology::run_in(&topo.relay, move || NgClient::new(ng_addr))?;
+        let b = bar(calls as u64, &format!("{}: NG call setup", system.name()));
+        let targets = setup_calls(&mut ng, calls, &b)?;
+        b.finish_and_clear();
+        (Relay::Process(sut), Some(ng), targets)
+    };
 
     let caller = Topology::run_in(&topo.caller, || UdpSocket::bind("10.201.1.2:40000"))?;
     let callee = Topology::run_in(&topo.callee, || UdpSocket::bind("10.201.2.2:40000"))?;
@@ -220,7 +253,7 @@ pub fn run_once(
         )
     };
     let gen = c.generator.clone();
-    let (cpu0, t0) = (sut.cpu_ns(), Instant::now());
+    let (cpu0, t0) = (relay.cpu_ns(), Instant::now());
     let result: TrafficResult = std::thread::scope(|s| {
         s.spawn(|| {
             let _ = cpu::pin(0, &gen);
@@ -229,31 +262,48 @@ pub fn run_once(
         .join()
         .expect("generator thread")
     });
-    let (cpu1, wall) = (sut.cpu_ns(), t0.elapsed());
+    let (cpu1, wall) = (relay.cpu_ns(), t0.elapsed());
     watcher.1.store(true, Ordering::Relaxed);
     let _ = watcher.0.join();
     b.finish_and_clear();
-    for i in 0..calls {
-        let _ = ng.command("delete", [("call-id", Value::str(&format!("bench-{i}")))]);
+    if let Some(ng) = ng.as_mut() {
+        for i in 0..calls {
+            let _ = ng.command("delete", [("call-id", Value::str(&format!("bench-{i}")))]);
+        }
     }
-    drop(sut);
+    drop(relay);
     let _ = std::fs::remove_dir_all(&dir);
 
     let (procs, napi) = (cpu1.0 - cpu0.0, cpu1.1 - cpu0.1);
-    let relayed = result.received.max(1);
+    // The floor's packets are forwarded but, unchanged, not delivered.
+    let relayed = if system == System::Ceiling {
+        result.sent
+    } else {
+        result.received
+    }
+    .max(1);
     Ok(RunRecord {
         system: system.name(),
         calls,
         duration_s: wall.as_secs_f64(),
         offered_pps: calls as u64 * 100,
-        loss_pct: if result.sent == 0 { 0.0 } else { result.lost as f64 * 100.0 / result.sent as f64 },
+        loss_pct: if result.sent == 0 {
+            0.0
+        } else {
+            result.lost as f64 * 100.0 / result.sent as f64
+        },
         relay_process_cpu_ns: procs,
         relay_napi_cpu_ns: napi,
         cpu_ns_per_packet: (procs + napi) as f64 / relayed as f64,
-        relay_cpu_pct: (procs + napi) as f64 * 100.0 / (wall.as_nanos() as f64 * c.relay.len() as f64),
+        relay_cpu_pct: (procs + napi) as f64 * 100.0
+            / (wall.as_nanos() as f64 * c.relay.len() as f64),
         relay_cores: c.relay.clone(),
         generator_cores: c.generator.clone(),
-        counted: "all threads of the relay's processes plus the relay veths' threaded-NAPI kthreads (receive path and XDP), from schedstat; not counted: the peers' veth work of delivering into the end hosts".into(),
+        counted: if system == System::Ceiling {
+            "the relay veths' threaded-NAPI kthreads running the redirect-only program, per packet sent (its packets are forwarded unchanged and not delivered, so loss is 100 % by design)".into()
+        } else {
+            "all threads of the relay's processes plus the relay veths' threaded-NAPI kthreads (receive path and XDP), from schedstat; not counted: the peers' veth work of delivering into the end hosts".into()
+        },
         traffic: result,
     })
 }
@@ -362,6 +412,9 @@ pub fn main(a: &MediaArgs, command: String, stop: Arc<AtomicBool>) -> Result<Rep
         c.relay, c.generator
     )];
     if a.ramp {
+        if systems.contains(&System::Ceiling) {
+            bail!("the ceiling delivers no packets, so it has no capacity to search: use it with --compare or at fixed --calls");
+        }
         for s in &systems {
             let best = ramp(*s, a, &c, &stop, &mut runs)?;
             println!(
@@ -412,6 +465,19 @@ pub fn main(a: &MediaArgs, command: String, stop: Arc<AtomicBool>) -> Result<Rep
                 s.system, s.median_cpu_ns_per_packet, s.cpu_per_packet_ratio, s.median_p99_us, s.median_loss_pct, s.calls_per_core_at_this_cost
             );
         }
+    }
+    if let (Some(x), Some(f)) = (
+        summary.iter().find(|s| s.system == System::Xdp.name()),
+        summary.iter().find(|s| s.system == System::Ceiling.name()),
+    ) {
+        let line = format!(
+            "tollgate-xdp costs {:.2}x the host's redirect-only XDP floor ({:.0} vs {:.0} ns per packet)",
+            x.median_cpu_ns_per_packet / f.median_cpu_ns_per_packet.max(1.0),
+            x.median_cpu_ns_per_packet,
+            f.median_cpu_ns_per_packet
+        );
+        println!("{line}");
+        notes.push(line);
     }
     let report = Report {
         command,

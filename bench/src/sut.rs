@@ -16,6 +16,8 @@ pub enum System {
     Xdp,
     Socket,
     Rtpengine,
+    /// Redirect-only XDP, no relay work: the host's forwarding floor.
+    Ceiling,
 }
 
 impl System {
@@ -24,7 +26,10 @@ impl System {
             "xdp" => Ok(System::Xdp),
             "socket" => Ok(System::Socket),
             "rtpengine" => Ok(System::Rtpengine),
-            _ => Err(format!("unknown system {s:?} (xdp, socket, rtpengine)")),
+            "ceiling" => Ok(System::Ceiling),
+            _ => Err(format!(
+                "unknown system {s:?} (xdp, socket, rtpengine, ceiling)"
+            )),
         }
     }
 
@@ -33,6 +38,7 @@ impl System {
             System::Xdp => "tollgate-xdp",
             System::Socket => "tollgate-socket",
             System::Rtpengine => "rtpengine",
+            System::Ceiling => "xdp-ceiling",
         }
     }
 }
@@ -73,6 +79,9 @@ impl Sut {
         cmd.args(["netns", "exec", &topo.relay, "taskset", "-c", &cores_list]);
         let mut detach = None;
         match system {
+            System::Ceiling => {
+                anyhow::bail!("the ceiling is a program, not a process: see crate::ceiling")
+            }
             System::Xdp | System::Socket => {
                 let cfg = dir.join(format!("{}.toml", system.name()));
                 let ctl = dir.join(format!("{}.sock", system.name()));

@@ -8,17 +8,30 @@
 pub mod abi;
 pub mod host;
 
-/// The compiled XDP object (ELF, BPF target), aligned for the ELF parser.
-pub static OBJECT: &[u8] = {
-    #[repr(C, align(8))]
-    struct Aligned<T: ?Sized>(T);
-    static BYTES: &Aligned<[u8]> =
-        &Aligned(*include_bytes!(concat!(env!("OUT_DIR"), "/tollgate.bpf.o")));
-    &BYTES.0
-};
+/// The bytes of a BPF object compiled into OUT_DIR, 8-byte aligned for the ELF parser.
+macro_rules! bpf_object {
+    ($file:literal) => {{
+        #[repr(C, align(8))]
+        struct Aligned<T: ?Sized>(T);
+        static BYTES: &Aligned<[u8]> =
+            &Aligned(*include_bytes!(concat!(env!("OUT_DIR"), "/", $file)));
+        &BYTES.0
+    }};
+}
+
+/// The compiled XDP relay (ELF, BPF target).
+pub static OBJECT: &[u8] = bpf_object!("tollgate.bpf.o");
 
 /// Name of the XDP program's function in [`OBJECT`].
 pub const PROGRAM: &str = "tollgate_relay";
+
+/// The benchmark's redirect-only program (`src/bpf/ceiling.bpf.c`): what XDP
+/// forwarding costs on a host with no relay work at all.
+pub static CEILING_OBJECT: &[u8] = bpf_object!("ceiling.bpf.o");
+
+/// Name of the ceiling program's function, and its partner-interface map.
+pub const CEILING_PROGRAM: &str = "tollgate_ceiling";
+pub const CEILING_MAP: &str = "partner";
 
 /// Map names in [`OBJECT`], as pinned in the bpffs.
 pub mod maps {

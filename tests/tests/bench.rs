@@ -1,6 +1,6 @@
 //! `tollgate bench media` in its short form: Tollgate's XDP and socket
 //! backends and rtpengine, each set up over NG and loaded with a few calls
-//! for a couple of seconds. Checks that the benchmark works and its results
+//! for a couple of seconds, and the redirect-only XDP floor. Checks that the benchmark works and its results
 //! are sane (every packet of a low load delivered, the report written), not
 //! speed: speed is what the benchmark itself reports.
 
@@ -18,7 +18,7 @@ fn bench_media_compare_short_form() {
             "bench",
             "media",
             "--compare",
-            "xdp,socket,rtpengine",
+            "xdp,socket,rtpengine,ceiling",
             "--rounds",
             "1",
             "--calls",
@@ -44,8 +44,30 @@ fn bench_media_compare_short_form() {
     .expect("JSON");
     let runs = report["runs"].as_array().expect("runs");
     let systems: Vec<&str> = runs.iter().map(|r| r["system"].as_str().unwrap()).collect();
-    assert_eq!(systems, ["tollgate-xdp", "tollgate-socket", "rtpengine"]);
-    for r in runs {
+    assert_eq!(
+        systems,
+        [
+            "tollgate-xdp",
+            "tollgate-socket",
+            "rtpengine",
+            "xdp-ceiling"
+        ]
+    );
+    let (relays, floor) = runs.split_at(3);
+    // The floor forwards packets unchanged: none is delivered, its CPU is measured.
+    assert_eq!(
+        (
+            floor[0]["traffic"]["sent"].as_u64(),
+            floor[0]["traffic"]["received"].as_u64()
+        ),
+        (Some(2000), Some(0))
+    );
+    assert!(floor[0]["cpu_ns_per_packet"].as_f64().unwrap() > 0.0);
+    assert!(
+        stdout.contains("tollgate-xdp costs") && stdout.contains("redirect-only XDP floor"),
+        "{stdout}"
+    );
+    for r in relays {
         let t = &r["traffic"];
         // 10 calls x 2 directions x 50 pps x 2 s.
         assert_eq!(t["sent"], 2000, "{r}");
@@ -64,7 +86,7 @@ fn bench_media_compare_short_form() {
             "the relay's CPU was measured: {r}"
         );
     }
-    assert_eq!(report["summary"].as_array().map(Vec::len), Some(3));
+    assert_eq!(report["summary"].as_array().map(Vec::len), Some(4));
     assert!(report["machine"]["cores"].as_u64().unwrap() >= 2);
     for f in ["capacity.svg", "capacity.png", "latency.svg", "latency.png"] {
         let len = std::fs::metadata(out.0.join(f))
