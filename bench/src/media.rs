@@ -266,9 +266,18 @@ pub fn run_once(
     watcher.1.store(true, Ordering::Relaxed);
     let _ = watcher.0.join();
     b.finish_and_clear();
+    // Tear the calls down over NG as a real proxy would; stop at Ctrl-C or
+    // at the first failure (the relay is about to be stopped anyway).
     if let Some(ng) = ng.as_mut() {
         for i in 0..calls {
-            let _ = ng.command("delete", [("call-id", Value::str(&format!("bench-{i}")))]);
+            let id = format!("bench-{i}");
+            if stop.load(Ordering::Relaxed)
+                || ng
+                    .command("delete", [("call-id", Value::str(&id))])
+                    .is_err()
+            {
+                break;
+            }
         }
     }
     drop(relay);
