@@ -32,7 +32,7 @@ impl Ceiling {
                 prog.attach(ifname, XdpMode::Driver)?;
             }
             let index = |n: &str| {
-                tollgate_dataplane::backend::xdp::ifindex(n)
+                tollgate_dataplane::backend::ifindex(n)
                     .ok_or_else(|| anyhow::anyhow!("no interface {n}"))
             };
             let (a, b) = (index(&ra)?, index(&rb)?);

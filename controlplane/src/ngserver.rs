@@ -105,10 +105,11 @@ impl NgServer {
         loop {
             match Message::decode_prefix(&buf) {
                 Ok((m, used)) => {
-                    buf.drain(..used);
-                    while buf.first().is_some_and(|b| b.is_ascii_whitespace()) {
-                        buf.remove(0);
-                    }
+                    let gap = buf[used..]
+                        .iter()
+                        .take_while(|b| b.is_ascii_whitespace())
+                        .count();
+                    buf.drain(..used + gap);
                     let out = self.reply(peer, m).await;
                     if stream.write_all(&out).await.is_err() {
                         return;

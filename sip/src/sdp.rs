@@ -39,7 +39,7 @@ pub enum SdpError {
 }
 
 /// Direction attributes (RFC 8866 6.7).
-pub const DIRECTIONS: [&str; 4] = ["sendrecv", "sendonly", "recvonly", "inactive"];
+const DIRECTIONS: [&str; 4] = ["sendrecv", "sendonly", "recvonly", "inactive"];
 
 /// ICE attributes a relay removes when it makes itself the only path.
 const ICE_ATTRS: [&str; 7] = [
@@ -350,12 +350,16 @@ impl Media {
 
     /// The direction attribute, `sendrecv` when absent.
     pub fn direction(&self) -> &str {
+        self.explicit_direction().unwrap_or("sendrecv")
+    }
+
+    /// The direction attribute, if the section has one.
+    pub fn explicit_direction(&self) -> Option<&str> {
         self.lines
             .iter()
             .filter(|l| l.kind == 'a')
             .map(|l| l.value.as_str())
             .find(|v| DIRECTIONS.contains(v))
-            .unwrap_or("sendrecv")
     }
 
     /// Codec name of payload type `pt`: from `a=rtpmap`, else the static table.

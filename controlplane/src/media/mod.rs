@@ -345,16 +345,13 @@ impl Sessions {
             }
         }
         let y_addr = self.iface(yi).advertise.unwrap_or(self.iface(yi).address);
-        let sdp_conn_plain: Vec<Option<IpAddr>> =
+        let advertised: Vec<Option<IpAddr>> =
             (0..sdp.media.len()).map(|i| sdp.connection(i)).collect();
-        let conns: Vec<Option<IpAddr>> = (0..sdp.media.len())
-            .map(|i| sdp_conn(sdp.connection(i), o))
-            .collect();
         let call = self.calls.get_mut(call_id).expect("call");
         call.parts[x].asymmetric = o.asymmetric;
         call.parts[x].strict = o.strict_source;
         for (i, m) in sdp.media.iter_mut().enumerate() {
-            let conn = conns[i];
+            let conn = sdp_conn(advertised[i], o);
             let (xs, ys) = two(&mut call.parts, x, y);
             let xside = &mut xs.sides[i];
             let yside = &mut ys.sides[i];
@@ -363,7 +360,7 @@ impl Sessions {
             xside.proto = m.proto().to_string();
             xside.clock_rate = clock_rate(m);
             let addr = conn.unwrap_or(IpAddr::from([0, 0, 0, 0]));
-            xside.advertised = sdp_conn_plain[i].map(|a| sock(a, m.port()));
+            xside.advertised = advertised[i].map(|a| sock(a, m.port()));
             let hold = addr.is_unspecified() || xside.disabled;
             xside.rtp = (!hold).then(|| sock(addr, m.port()));
             xside.rtcp = (!hold).then(|| sock(addr, m.rtcp_port()));
@@ -372,6 +369,9 @@ impl Sessions {
             let send_mux = match role {
                 Role::Offer => {
                     xside.offered_mux = x_mux;
+                    if o.mux("require") {
+                        yside.mux = true;
+                    }
                     o.mux("require")
                         || o.mux("offer")
                         || (x_mux && !o.mux("demux") && !o.mux("reject"))
@@ -385,9 +385,6 @@ impl Sessions {
                     accept
                 }
             };
-            if role == Role::Offer && o.mux("require") {
-                yside.mux = true;
-            }
             // Rewrite towards y.
             m.remove_attrs(|n| n == "rtcp" || n == "rtcp-mux");
             if yside.disabled && role == Role::Answer {
@@ -401,7 +398,7 @@ impl Sessions {
             if let Some(tp) = &o.transport_protocol {
                 m.set_proto(tp);
             }
-            filter_codecs(m, o)?;
+            filter_codecs(m, o);
             if !xside.disabled {
                 if send_mux {
                     m.push_attr("rtcp-mux");
@@ -414,9 +411,7 @@ impl Sessions {
                     };
                     m.push_attr(format!("rtcp:{rtcp}"));
                 }
-                if !m.lines.iter().any(|l| {
-                    l.kind == 'a' && tollgate_sip::sdp::DIRECTIONS.contains(&l.value.as_str())
-                }) {
+                if m.explicit_direction().is_none() {
                     m.push_attr("sendrecv");
                 }
             }
@@ -705,9 +700,9 @@ fn sdp_conn(from_sdp: Option<IpAddr>, o: &Options) -> Option<IpAddr> {
     }
 }
 
-fn filter_codecs(m: &mut SdpMedia, o: &Options) -> Result<(), NgError> {
+fn filter_codecs(m: &mut SdpMedia, o: &Options) {
     if o.codec_strip.is_empty() && o.codec_offer.is_empty() && o.codec_except.is_empty() {
-        return Ok(());
+        return;
     }
     let all = o.codec_strip.iter().any(|c| c == "all" || c == "full");
     let named = |list: &[String], pt: &str, name: Option<&str>| {
@@ -728,11 +723,10 @@ fn filter_codecs(m: &mut SdpMedia, o: &Options) -> Result<(), NgError> {
     });
     if trial.formats().is_empty() && !before.is_empty() {
         // rtpengine leaves the list alone rather than offer nothing.
-        return Ok(());
+        return;
     }
     if !o.codec_offer.is_empty() {
         trial.prefer_formats(&o.codec_offer);
     }
     *m = trial;
-    Ok(())
 }

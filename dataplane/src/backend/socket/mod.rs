@@ -56,14 +56,11 @@ struct Bound {
     users: u32,
 }
 
-struct Installed {
-    shared: Arc<FlowShared>,
-}
-
 pub struct SocketBackend {
     workers: Vec<WorkerHandle>,
     sockets: HashMap<SocketAddr, Bound>,
-    flows: HashMap<SocketAddr, Installed>,
+    /// Installed flows' counters, by local address.
+    flows: HashMap<SocketAddr, Arc<FlowShared>>,
     /// Learned-source holders by local address, so a flow can follow another
     /// installed before or after it.
     shared: HashMap<SocketAddr, Arc<FlowShared>>,
@@ -237,7 +234,7 @@ impl Backend for SocketBackend {
 
     fn put(&mut self, flow: &Flow, previous: Option<&Flow>) -> Result<(), BackendError> {
         if let Some(e) = &flow.egress {
-            if crate::backend::xdp::ifindex(e).is_none() {
+            if crate::backend::ifindex(e).is_none() {
                 return Err(FlowError::NoSuchInterface {
                     local: flow.local,
                     name: e.clone(),
@@ -279,7 +276,7 @@ impl Backend for SocketBackend {
             id: b.id,
             flow: Box::new(wf),
         });
-        self.flows.insert(flow.local, Installed { shared });
+        self.flows.insert(flow.local, shared);
         Ok(())
     }
 
@@ -297,10 +294,9 @@ impl Backend for SocketBackend {
     }
 
     fn flow_counters(&self, flow: &Flow) -> FlowCounters {
-        let Some(i) = self.flows.get(&flow.local) else {
+        let Some(s) = self.flows.get(&flow.local) else {
             return FlowCounters::default();
         };
-        let s = &i.shared;
         let last = s.last_seen_ns.get();
         FlowCounters {
             packets: s.packets.get(),

@@ -10,7 +10,7 @@
 
 mod neighbour;
 
-use super::{Backend, BackendError, FlowCounters};
+use super::{ifindex, Backend, BackendError, FlowCounters};
 use crate::config::{XdpAttachMode, XdpConfig};
 use crate::flow::{self, Flow};
 use aya::maps::{DevMapHash, HashMap, MapData, PerCpuArray, PerCpuHashMap, PerCpuValues};
@@ -52,14 +52,6 @@ fn map_err(map: &'static str) -> impl Fn(aya::maps::MapError) -> BackendError {
 
 fn versioned(pin_dir: &Path) -> PathBuf {
     pin_dir.join(format!("v{}", abi::ABI_VERSION))
-}
-
-/// Interface index of `name`, or None.
-pub fn ifindex(name: &str) -> Option<u32> {
-    let c = CString::new(name).ok()?;
-    // SAFETY: c is a valid NUL-terminated string.
-    let i = unsafe { libc::if_nametoindex(c.as_ptr()) };
-    (i != 0).then_some(i)
 }
 
 fn ifname(index: u32) -> Option<String> {

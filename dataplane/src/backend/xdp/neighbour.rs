@@ -143,8 +143,7 @@ fn ip_bytes(ip: IpAddr) -> (u8, Vec<u8>) {
 }
 
 /// Looks up the route to `dst` (out of `oif` when non-zero).
-pub fn route(dst: IpAddr, oif: u32) -> io::Result<Option<NextHop>> {
-    let nl = Netlink::open()?;
+fn route_on(nl: &Netlink, dst: IpAddr, oif: u32) -> io::Result<Option<NextHop>> {
     let (family, bytes) = ip_bytes(dst);
     // struct rtmsg: family, dst_len, src_len, tos, table, protocol, scope, type, flags(u32)
     let mut body = vec![
@@ -201,10 +200,10 @@ pub fn route(dst: IpAddr, oif: u32) -> io::Result<Option<NextHop>> {
 
 /// Asks the kernel to resolve the next hop toward `dst` if it has not yet.
 pub fn prime(dst: IpAddr, oif: u32) -> io::Result<Option<NextHop>> {
-    let Some(hop) = route(dst, oif)? else {
+    let nl = Netlink::open()?;
+    let Some(hop) = route_on(&nl, dst, oif)? else {
         return Ok(None);
     };
-    let nl = Netlink::open()?;
     let (family, bytes) = ip_bytes(hop.addr);
     // struct ndmsg: family, pad1, pad2(u16), ifindex(i32), state(u16), flags, type
     let mut body = vec![family, 0, 0, 0];
@@ -226,7 +225,10 @@ mod tests {
 
     #[test]
     fn loopback_route_is_local_so_nothing_to_resolve() {
-        assert_eq!(route("127.0.0.1".parse().unwrap(), 0).unwrap(), None);
+        assert_eq!(
+            route_on(&Netlink::open().unwrap(), "127.0.0.1".parse().unwrap(), 0).unwrap(),
+            None
+        );
     }
 
     #[test]
