@@ -1,0 +1,216 @@
+//! The spool's single writer thread: group commit into the active segment.
+//!
+//! It blocks for one append, takes every other append already queued (up
+//! to [`MAX_GROUP`]), writes them in one `write`, syncs per the policy,
+//! publishes the new last sequence number to readers, then acknowledges
+//! each append. A failed write is cut back off the segment and every
+//! append of the group gets the error, so no record is half-acknowledged.
+
+use super::{io_err, lock, segment, Fsync, Shared, SpoolError};
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::sync::oneshot;
+
+/// Most appends committed by one write and sync.
+const MAX_GROUP: usize = 4096;
+
+pub(super) struct Append {
+    pub payload: Vec<u8>,
+    pub done: oneshot::Sender<Result<u64, SpoolError>>,
+}
+
+/// The segment being appended to.
+pub(super) struct Active {
+    first: u64,
+    file: File,
+    len: u64,
+    next_seq: u64,
+}
+
+impl Active {
+    /// Continues the newest segment while it is under the size limit, else
+    /// starts one at `next_seq`.
+    pub(super) fn open(shared: &Shared, next_seq: u64) -> Result<Active, SpoolError> {
+        let newest = lock(&shared.segments)
+            .iter()
+            .next_back()
+            .map(|(f, l)| (*f, *l));
+        match newest {
+            Some((first, len)) if len < shared.cfg.segment_bytes => {
+                let path = shared.segment_path(first);
+                let file = OpenOptions::new()
+                    .append(true)
+                    .open(&path)
+                    .map_err(io_err(&path))?;
+                Ok(Active {
+                    first,
+                    file,
+                    len,
+                    next_seq,
+                })
+            }
+            _ => Active::create(shared, next_seq),
+        }
+    }
+
+    fn create(shared: &Shared, first: u64) -> Result<Active, SpoolError> {
+        let path = shared.segment_path(first);
+        let mut file = OpenOptions::new()
+            .create(true)
+            .truncate(true)
+            .write(true)
+            .open(&path)
+            .map_err(io_err(&path))?;
+        file.write_all(segment::MAGIC).map_err(io_err(&path))?;
+        if shared.cfg.fsync != Fsync::Never {
+            file.sync_all().map_err(io_err(&path))?;
+            File::open(&shared.cfg.dir)
+                .and_then(|d| d.sync_all())
+                .map_err(io_err(&shared.cfg.dir))?;
+        }
+        let len = segment::MAGIC.len() as u64;
+        lock(&shared.segments).insert(first, len);
+        Ok(Active {
+            first,
+            file,
+            len,
+            next_seq: first,
+        })
+    }
+}
+
+pub(super) fn run(shared: Arc<Shared>, appends: Receiver<Append>, mut active: Active) {
+    let mut buf = Vec::with_capacity(1 << 20);
+    let mut unsynced: Option<Instant> = None;
+    let mut alarmed = false;
+    loop {
+        let first = match (shared.cfg.fsync, unsynced) {
+            (Fsync::Interval(every), Some(since)) => {
+                match appends.recv_timeout(every.saturating_sub(since.elapsed())) {
+                    Ok(a) => a,
+                    Err(RecvTimeoutError::Timeout) => {
+                        sync(&shared, &active);
+                        unsynced = None;
+                        continue;
+                    }
+                    Err(RecvTimeoutError::Disconnected) => break,
+                }
+            }
+            _ => match appends.recv() {
+                Ok(a) => a,
+                Err(_) => break,
+            },
+        };
+        let mut group = vec![first];
+        while group.len() < MAX_GROUP {
+            match appends.try_recv() {
+                Ok(a) => group.push(a),
+                Err(_) => break,
+            }
+        }
+        commit(&shared, &mut active, group, &mut buf);
+        if let Fsync::Interval(every) = shared.cfg.fsync {
+            let since = *unsynced.get_or_insert_with(Instant::now);
+            if since.elapsed() >= every {
+                sync(&shared, &active);
+                unsynced = None;
+            }
+        }
+        alarmed = alarm(&shared, alarmed);
+    }
+    if shared.cfg.fsync != Fsync::Never {
+        sync(&shared, &active);
+    }
+}
+
+fn sync(shared: &Shared, active: &Active) {
+    if let Err(e) = active.file.sync_data() {
+        tracing::error!(segment = %shared.segment_path(active.first).display(), error = %e,
+            "CDR spool sync failed");
+    }
+}
+
+/// Logs once when the spool crosses its alarm threshold, and once when it
+/// drops back under it.
+fn alarm(shared: &Shared, was: bool) -> bool {
+    let (used, max) = (shared.bytes(), shared.cfg.max_bytes);
+    let now = used * 100 >= max * shared.cfg.alarm_percent as u64;
+    if now && !was {
+        tracing::error!(
+            used,
+            max,
+            "CDR spool at {}% of its bound: sinks are not taking records; \
+             appends will be refused at the bound",
+            used * 100 / max.max(1)
+        );
+    } else if was && !now {
+        tracing::warn!(used, max, "CDR spool back under its alarm threshold");
+    }
+    now
+}
+
+fn commit(shared: &Shared, active: &mut Active, group: Vec<Append>, buf: &mut Vec<u8>) {
+    let used = shared.bytes();
+    let max = shared.cfg.max_bytes;
+    let mut add = 0u64;
+    let mut take = Vec::with_capacity(group.len());
+    for a in group {
+        let size = (segment::HEADER + a.payload.len()) as u64;
+        if used + add + size > max {
+            let _ = a.done.send(Err(SpoolError::Full {
+                used: used + add,
+                max,
+            }));
+        } else {
+            add += size;
+            take.push(a);
+        }
+    }
+    if take.is_empty() {
+        return;
+    }
+    if active.len >= shared.cfg.segment_bytes {
+        if shared.cfg.fsync != Fsync::Never {
+            sync(shared, active);
+        }
+        match Active::create(shared, active.next_seq) {
+            Ok(next) => *active = next,
+            Err(e) => return fail(take, &e),
+        }
+    }
+    buf.clear();
+    for (i, a) in take.iter().enumerate() {
+        segment::encode(active.next_seq + i as u64, &a.payload, buf);
+    }
+    let path = shared.segment_path(active.first);
+    let written = active.file.write_all(buf).and_then(|()| {
+        if shared.cfg.fsync == Fsync::Always {
+            active.file.sync_data()
+        } else {
+            Ok(())
+        }
+    });
+    if let Err(e) = written {
+        // Cut the group back off so no reader or restart sees part of it.
+        let _ = active.file.set_len(active.len);
+        return fail(take, &io_err(&path)(e));
+    }
+    active.len += buf.len() as u64;
+    let first_seq = active.next_seq;
+    active.next_seq += take.len() as u64;
+    lock(&shared.segments).insert(active.first, active.len);
+    shared.written.send_replace(active.next_seq - 1);
+    for (i, a) in take.into_iter().enumerate() {
+        let _ = a.done.send(Ok(first_seq + i as u64));
+    }
+}
+
+fn fail(take: Vec<Append>, e: &SpoolError) {
+    tracing::error!(error = %e, records = take.len(), "CDR spool could not write records");
+    for a in take {
+        let _ = a.done.send(Err(SpoolError::WriteFailed(e.to_string())));
+    }
+}
