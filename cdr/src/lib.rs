@@ -2,6 +2,8 @@
 //! record passes through, and the sinks that take records from it (SQL
 //! databases, AMQP, Redis, JSON lines), each at its own pace.
 
+pub mod config;
 pub mod model;
 pub mod quality;
+pub mod sink;
 pub mod spool;

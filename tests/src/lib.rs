@@ -11,9 +11,11 @@
 pub use tollgate_bench::topology as netns;
 
 pub mod capture;
+pub mod cdrs;
 pub mod peers;
 pub mod process;
 pub mod rtp;
+pub mod services;
 
 use std::path::PathBuf;
 

@@ -1,0 +1,353 @@
+//! What the CDR tests share: a CDR with every field filled, a `[cdr]`
+//! config with every sink kind pointed at the real servers, and readers
+//! that look at what actually landed in each sink (SQL rows, the JSON-lines
+//! file, messages on a queue bound to the AMQP exchange, Redis keys).
+
+use crate::services::{self, Service};
+use futures_util::StreamExt;
+use lapin::options::{BasicAckOptions, BasicConsumeOptions, QueueBindOptions, QueueDeclareOptions};
+use lapin::types::FieldTable;
+use lapin::{Connection, ConnectionProperties};
+use sqlx::Row;
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+use tollgate_cdr::config::CdrConfig;
+use tollgate_cdr::model::{Cdr, Disposition, HangupBy, Leg, MediaStats};
+
+/// A CDR with every field set, distinct per `call_id`.
+pub fn full_cdr(call_id: &str, start_ms: i64) -> Cdr {
+    let media = |n: u64| MediaStats {
+        packets: n,
+        bytes: n * 172,
+        lost: Some(n / 100),
+        jitter_ms: Some(1.25),
+        mos: Some(4.31),
+    };
+    let leg = |name: &str, sip_call_id: &str, ip: [u8; 4]| Leg {
+        leg: name.into(),
+        sip_call_id: sip_call_id.into(),
+        from_tag: Some(format!("{name}-from")),
+        to_tag: Some(format!("{name}-to")),
+        from_uri: Some("sip:+15551230001@carrier.example".into()),
+        to_uri: Some("sip:+442071230002@tollgate.example".into()),
+        request_uri: Some("sip:+442071230002@10.0.0.5".into()),
+        signal_ip: Some(ip.into()),
+        media_ip: Some([ip[0], ip[1], ip[2], ip[3] + 1].into()),
+        transport: Some("udp".into()),
+        codec: Some("PCMU/8000".into()),
+        start_ms,
+        answer_ms: Some(start_ms + 2_500),
+        end_ms: start_ms + 64_200,
+        sip_code: Some(200),
+        received: media(3000),
+        sent: media(2990),
+    };
+    Cdr {
+        call_id: call_id.into(),
+        from_number: "+15551230001".into(),
+        to_number: "+442071230002".into(),
+        from_uri: Some("sip:+15551230001@carrier.example".into()),
+        to_uri: Some("sip:+442071230002@tollgate.example".into()),
+        request_uri: Some("sip:+442071230002@tollgate.example".into()),
+        source_ip: Some([192, 0, 2, 10].into()),
+        destination_ip: Some([198, 51, 100, 20].into()),
+        transport: Some("udp".into()),
+        trunk: Some("uk-trunk".into()),
+        gateway: Some("gw2.carrier.example".into()),
+        carrier: Some("CarrierB".into()),
+        start_ms,
+        answer_ms: Some(start_ms + 2_500),
+        end_ms: start_ms + 64_200,
+        status: Some(Disposition::Answered),
+        sip_code: Some(200),
+        sip_reason: Some("OK".into()),
+        hangup_by: Some(HangupBy::Callee),
+        recording_url: Some(format!("s3://recordings/{call_id}.wav")),
+        org_id: Some("org-42".into()),
+        legs: vec![
+            leg("a", call_id, [192, 0, 2, 10]),
+            leg("b", &format!("{call_id}-b"), [198, 51, 100, 20]),
+        ],
+    }
+}
+
+/// A `[cdr]` section with a spool under `dir` and one sink of each kind.
+pub fn all_sinks(dir: &Path) -> CdrConfig {
+    let text = format!(
+        r#"
+        spool_dir = "{dir}/spool"
+        sinks = [
+          {{ kind = "sqlite", url = "sqlite://{dir}/cdr.sqlite" }},
+          {{ kind = "postgres", url = "{pg}" }},
+          {{ kind = "mysql", url = "{my}" }},
+          {{ kind = "amqp", url = "{amqp}" }},
+          {{ kind = "redis", url = "{redis}", ended_ttl_secs = 600 }},
+          {{ kind = "jsonl", path = "{dir}/cdr.jsonl" }},
+        ]
+        "#,
+        dir = dir.display(),
+        pg = services::url(Service::Postgres),
+        my = services::url(Service::Mariadb),
+        amqp = services::url(Service::Rabbitmq),
+        redis = services::url(Service::Redis),
+    );
+    let cfg: CdrConfig = toml::from_str(&text).expect("test config parses");
+    assert!(cfg.validate().is_empty(), "{:?}", cfg.validate());
+    cfg
+}
+
+/// Waits until every sink in the spool's status has taken everything.
+pub fn wait_drained(status: impl Fn() -> tollgate_cdr::spool::Status, within: Duration) {
+    let end = Instant::now() + within;
+    loop {
+        let st = status();
+        if st.last_seq > 0 && st.sinks.iter().all(|s| s.lag == 0) {
+            return;
+        }
+        assert!(
+            Instant::now() < end,
+            "sinks did not drain within {within:?}: {st:#?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// How many call rows and leg rows each call id (starting `prefix`) has in
+/// an SQL sink.
+pub async fn sql_counts(url: &str, prefix: &str) -> HashMap<String, (i64, i64)> {
+    let like = format!("{prefix}%");
+    let (calls, legs) = if url.starts_with("mysql") {
+        ("cdrs", "cdr_legs")
+    } else {
+        ("call_logs", "cdr_legs")
+    };
+    let q_calls = format!(
+        "SELECT call_id, COUNT(*) AS n FROM {calls} WHERE call_id LIKE {} GROUP BY call_id",
+        ph(url, 1)
+    );
+    let q_legs = format!(
+        "SELECT call_id, COUNT(*) AS n FROM {legs} WHERE call_id LIKE {} GROUP BY call_id",
+        ph(url, 1)
+    );
+    let mut out: HashMap<String, (i64, i64)> = HashMap::new();
+    let pool = sqlx::AnyPool::connect(url)
+        .await
+        .expect("connect to the sink");
+    for (q, second) in [(q_calls, false), (q_legs, true)] {
+        for row in sqlx::query(&q)
+            .bind(&like)
+            .fetch_all(&pool)
+            .await
+            .expect("count rows")
+        {
+            let id: String = row.get("call_id");
+            let n: i64 = row.get("n");
+            let e = out.entry(id).or_default();
+            if second {
+                e.1 = n;
+            } else {
+                e.0 = n;
+            }
+        }
+    }
+    out
+}
+
+/// Placeholder `n` in the URL's dialect.
+pub fn ph(url: &str, n: usize) -> String {
+    if url.starts_with("postgres") {
+        format!("${n}")
+    } else {
+        "?".into()
+    }
+}
+
+/// JSON lines of the file, parsed.
+pub fn jsonl(path: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("every line is JSON"))
+        .collect()
+}
+
+/// A queue of our own bound to the `events` exchange: every event published
+/// after it was bound.
+pub struct EventQueue {
+    _conn: Connection,
+    consumer: lapin::Consumer,
+}
+
+/// One message taken from the queue.
+#[derive(Debug, Clone)]
+pub struct Event {
+    pub routing_key: String,
+    pub message_id: String,
+    pub body: serde_json::Value,
+}
+
+impl EventQueue {
+    pub async fn bind(url: &str) -> EventQueue {
+        let props = ConnectionProperties::default()
+            .with_executor(tokio_executor_trait::Tokio::current())
+            .with_reactor(tokio_reactor_trait::Tokio);
+        let conn = Connection::connect(url, props).await.expect("AMQP connect");
+        let ch = conn.create_channel().await.expect("channel");
+        ch.exchange_declare(
+            "events",
+            lapin::ExchangeKind::Topic,
+            lapin::options::ExchangeDeclareOptions {
+                durable: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .expect("declare the exchange");
+        let q = ch
+            .queue_declare(
+                "",
+                QueueDeclareOptions {
+                    exclusive: true,
+                    auto_delete: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .expect("declare a queue");
+        ch.queue_bind(
+            q.name().as_str(),
+            "events",
+            "call.#",
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .expect("bind");
+        let consumer = ch
+            .basic_consume(
+                q.name().as_str(),
+                "cdr-test",
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .expect("consume");
+        EventQueue {
+            _conn: conn,
+            consumer,
+        }
+    }
+
+    /// Every message whose call id starts `prefix`, until none came for
+    /// `quiet`.
+    pub async fn drain(&mut self, prefix: &str, quiet: Duration) -> Vec<Event> {
+        let mut out = Vec::new();
+        while let Ok(Some(d)) = tokio::time::timeout(quiet, self.consumer.next()).await {
+            let d = d.expect("delivery");
+            d.ack(BasicAckOptions::default()).await.expect("ack");
+            let body: serde_json::Value = serde_json::from_slice(&d.data).expect("JSON body");
+            if body["call_id"]
+                .as_str()
+                .is_some_and(|c| c.starts_with(prefix))
+            {
+                out.push(Event {
+                    routing_key: d.routing_key.to_string(),
+                    message_id: d
+                        .properties
+                        .message_id()
+                        .as_ref()
+                        .map(|m| m.to_string())
+                        .unwrap_or_default(),
+                    body,
+                });
+            }
+        }
+        out
+    }
+}
+
+/// A CDR as read back from an SQL sink's columns.
+#[derive(Debug, PartialEq)]
+pub struct Landed {
+    pub columns: Vec<(String, String)>,
+    pub legs: Vec<Vec<(String, String)>>,
+    pub record: Cdr,
+}
+
+/// Every column of the call's row and of its leg rows, as text (times as
+/// UTC milliseconds), read through the engine's own driver.
+pub async fn landed<DB>(pool: &sqlx::Pool<DB>, calls: &str, call_id: &str) -> Landed
+where
+    DB: sqlx::Database,
+    for<'q> DB::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
+    for<'c> &'c sqlx::Pool<DB>: sqlx::Executor<'c, Database = DB>,
+    for<'q> String: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'r> Option<String>: sqlx::Decode<'r, DB> + sqlx::Type<DB>,
+    for<'r> Option<i64>: sqlx::Decode<'r, DB> + sqlx::Type<DB>,
+    for<'r> Option<f64>: sqlx::Decode<'r, DB> + sqlx::Type<DB>,
+    for<'r> Option<chrono::DateTime<chrono::Utc>>: sqlx::Decode<'r, DB> + sqlx::Type<DB>,
+    usize: sqlx::ColumnIndex<DB::Row>,
+{
+    use sqlx::{Column, TypeInfo};
+    let p = if std::any::type_name::<DB>().contains("Postgres") {
+        "$1"
+    } else {
+        "?"
+    };
+    let text = |row: &DB::Row| -> Vec<(String, String)> {
+        row.columns()
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.name() != "id")
+            .map(|(i, c)| {
+                let ty = c.type_info().name().to_ascii_uppercase();
+                let v = if c.name().ends_with("_time") {
+                    row.get::<Option<chrono::DateTime<chrono::Utc>>, _>(i)
+                        .map(|t| t.timestamp_millis().to_string())
+                } else if ty.contains("INT") {
+                    row.get::<Option<i64>, _>(i).map(|n| n.to_string())
+                } else if ty.contains("DOUBLE") || ty.contains("FLOAT") || ty == "REAL" {
+                    row.get::<Option<f64>, _>(i).map(|n| n.to_string())
+                } else {
+                    row.get::<Option<String>, _>(i)
+                };
+                (c.name().to_string(), v.unwrap_or_else(|| "NULL".into()))
+            })
+            .collect()
+    };
+    let call = sqlx::query::<DB>(&format!("SELECT * FROM {calls} WHERE call_id = {p}"))
+        .bind(call_id.to_string())
+        .fetch_one(pool)
+        .await
+        .expect("the call row");
+    let legs = sqlx::query::<DB>(&format!(
+        "SELECT * FROM cdr_legs WHERE call_id = {p} ORDER BY leg"
+    ))
+    .bind(call_id.to_string())
+    .fetch_all(pool)
+    .await
+    .expect("the leg rows");
+    let columns = text(&call);
+    let record = columns
+        .iter()
+        .find(|(n, _)| n == "record")
+        .map(|(_, v)| serde_json::from_str(v).expect("record holds the CDR"))
+        .expect("a record column");
+    Landed {
+        columns: columns.into_iter().filter(|(n, _)| n != "record").collect(),
+        legs: legs.iter().map(text).collect(),
+        record,
+    }
+}
+
+/// The URL of the config's first sink of `kind`.
+pub fn all_sinks_url(cfg: &CdrConfig, kind: &str) -> String {
+    cfg.sinks
+        .iter()
+        .find(|s| s.kind.as_str() == kind)
+        .and_then(|s| s.url.clone())
+        .unwrap_or_else(|| panic!("no {kind} sink with a url"))
+}
