@@ -101,6 +101,10 @@ impl Sut {
                     detach = Some(cfg.clone());
                 }
                 text += "[media]\ntimeout_secs = 3600\ndelete_delay_secs = 0\n";
+                text += &format!(
+                    "[cdr]\nspool_dir = \"{0}/spool\"\nsinks = [{{ kind = \"sqlite\", url = \"sqlite://{0}/cdr.sqlite\" }}]\n",
+                    dir.display()
+                );
                 std::fs::write(&cfg, text)?;
                 cmd.arg(std::env::current_exe()?)
                     .args(["run", "--config"])

@@ -4,11 +4,11 @@
 //! database under `/var/lib/tollgate`.
 
 use crate::spool::{Fsync, SpoolConfig};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use std::time::Duration;
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CdrConfig {
     pub spool_dir: PathBuf,
@@ -24,7 +24,7 @@ pub struct CdrConfig {
     pub sinks: Vec<SinkConfig>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum FsyncPolicy {
     Always,
@@ -32,7 +32,7 @@ pub enum FsyncPolicy {
     Never,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SinkKind {
     Sqlite,
@@ -63,21 +63,27 @@ impl SinkKind {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SinkConfig {
     pub kind: SinkKind,
     /// Names the sink's cursor; defaults to the kind.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     /// Database, broker or Redis URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
     /// The JSON-lines file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path: Option<PathBuf>,
     /// AMQP topic exchange (default `events`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exchange: Option<String>,
     /// Redis: how long `session:{call_id}` lives while the call is up, and
     /// after it ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session_ttl_secs: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ended_ttl_secs: Option<u64>,
 }
 

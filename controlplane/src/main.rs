@@ -16,6 +16,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
+use tollgate_cdr::spool::Spool;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -133,17 +134,30 @@ impl Overrides {
 
 /// Runs the control plane until `stop` is set.
 fn controlplane(cfg: Config, stop: Arc<AtomicBool>) -> Result<()> {
+    let (spool, repairs) =
+        Spool::open(cfg.cdr.spool(), &cfg.cdr.sink_names()).context("opening the CDR spool")?;
+    for r in repairs {
+        eprintln!("tollgate: CDR spool repaired: {r}");
+    }
+    let spool = Arc::new(spool);
     let link = plane::DataplaneLink::new(cfg.dataplane.control_socket.clone());
     let handler = ng::NgHandler::new(media::Sessions::new(cfg.media.clone()), Box::new(link));
-    let server = ngserver::NgServer::new(handler);
+    let server = ngserver::NgServer::new(handler, spool.clone());
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .thread_name("tg-control")
         .build()
         .context("starting the control plane runtime")?;
-    rt.block_on(ngserver::run(server, cfg.ng.listen, stop))
-        .with_context(|| format!("NG listener on {}", cfg.ng.listen))
+    rt.block_on(async {
+        let sinks = tollgate_cdr::sink::spawn_all(&spool, &cfg.cdr);
+        let served = ngserver::run(server, cfg.ng.listen, stop).await;
+        for s in sinks {
+            s.abort();
+        }
+        served
+    })
+    .with_context(|| format!("NG listener on {}", cfg.ng.listen))
 }
 
 fn stop_on_signals() -> Result<Arc<AtomicBool>> {

@@ -118,11 +118,13 @@ impl NgHandler {
             "delete" => {
                 let call_id = text(req, "call-id")?;
                 let o = Options::parse(req).map_err(NgError)?;
+                let from_tag = opt_text(req, "from-tag")?;
                 let to_tag = opt_text(req, "to-tag")?;
                 let stats = self.call_stats(call_id);
                 match self.sessions.delete(
                     self.plane.as_mut(),
                     call_id,
+                    from_tag,
                     to_tag,
                     o.delete_delay,
                     &stats,
@@ -429,6 +431,88 @@ mod tests {
             h.handle(&req("list", vec![])).get("calls"),
             Some(&list(&[]))
         );
+    }
+
+    #[test]
+    fn a_call_yields_started_answered_and_a_cdr_with_both_directions() {
+        use tollgate_cdr::model::{Disposition, HangupBy, Record};
+        let (mut h, p) = handler(two_interfaces());
+        let from = |ip: &str| ("received from", list(&["IP4", ip]));
+        let dir = ("direction", list(&["priv", "pub"]));
+        let pb = port_of(&offer(
+            &mut h,
+            sdp("192.0.2.10", 7000, ""),
+            vec![from("192.0.2.1"), dir],
+        ));
+        let pa = port_of(&answer(
+            &mut h,
+            sdp("203.0.113.20", 6000, ""),
+            vec![from("203.0.113.2")],
+        ));
+        let started = h.sessions.take_records();
+        assert!(
+            matches!(&started[..], [Record::Started(s), Record::Answered { .. }]
+                if s.call_id == "c1" && s.source_ip == Some("192.0.2.1".parse().unwrap())),
+            "{started:?}"
+        );
+        // A sent 100 packets (2 lost) to its facing port, B sent 90.
+        let stat = |packets, lost| FlowStat {
+            packets,
+            bytes: packets * 172,
+            lost,
+            jitter: Some(80),
+            ..FlowStat::default()
+        };
+        p.stats.lock().unwrap().extend([
+            (
+                format!("10.0.1.1:{pa}").parse().unwrap(),
+                stat(100, Some(2)),
+            ),
+            (format!("10.0.2.1:{pb}").parse().unwrap(), stat(90, None)),
+        ]);
+        h.handle(&req(
+            "delete",
+            vec![("call-id", Value::str("c1")), ("from-tag", Value::str("B"))],
+        ));
+        let ended = h.sessions.take_records();
+        let [Record::Ended(cdr)] = &ended[..] else {
+            panic!("one CDR: {ended:?}");
+        };
+        assert_eq!(cdr.status, Some(Disposition::Answered));
+        assert_eq!(cdr.hangup_by, Some(HangupBy::Callee), "B sent the delete");
+        assert_eq!(cdr.source_ip, Some("192.0.2.1".parse().unwrap()));
+        assert_eq!(cdr.destination_ip, Some("203.0.113.2".parse().unwrap()));
+        assert!(cdr.answer_ms.is_some() && cdr.end_ms >= cdr.start_ms);
+        let (a, b) = (&cdr.legs[0], &cdr.legs[1]);
+        assert_eq!((a.leg.as_str(), b.leg.as_str()), ("a", "b"));
+        assert_eq!(a.codec.as_deref(), Some("PCMU/8000"));
+        assert_eq!(a.media_ip, Some("192.0.2.10".parse().unwrap()));
+        assert_eq!((a.received.packets, a.sent.packets), (100, 90));
+        assert_eq!((b.received.packets, b.sent.packets), (90, 100));
+        assert_eq!(a.received.lost, Some(2));
+        assert_eq!(a.received.jitter_ms, Some(10.0), "80 ticks at 8 kHz");
+        assert!(a.received.mos.is_some_and(|m| m > 3.5 && m < 4.5));
+        assert_eq!(b.received.mos, None, "no RTP view, no MOS");
+    }
+
+    #[test]
+    fn an_unanswered_call_that_times_out_is_a_failed_cdr_ended_by_the_relay() {
+        use tollgate_cdr::model::{Disposition, HangupBy, Record};
+        let (mut h, _p) = handler(MediaConfig {
+            final_timeout_secs: 1,
+            ..MediaConfig::default()
+        });
+        offer(&mut h, sdp("192.0.2.10", 7000, ""), vec![]);
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+        h.tick();
+        let recs = h.sessions.take_records();
+        let Some(Record::Ended(cdr)) = recs.last() else {
+            panic!("{recs:?}");
+        };
+        assert_eq!(cdr.status, Some(Disposition::Failed));
+        assert_eq!(cdr.hangup_by, Some(HangupBy::Relay));
+        assert_eq!(cdr.sip_reason.as_deref(), Some("final timeout"));
+        assert_eq!(cdr.legs.len(), 1, "the callee never had a tag");
     }
 
     #[test]

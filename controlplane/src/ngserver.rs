@@ -4,6 +4,10 @@
 //! action (Kamailio retransmits when a reply is slow; a retransmission comes
 //! from the same socket, so two clients reusing a cookie do not collide). Malformed messages get an
 //! error reply when they carry a cookie and are counted either way.
+//!
+//! Call events and CDRs a request produces are queued on the CDR spool in
+//! the order the requests were handled, and the reply goes out only once
+//! they are durable: a `delete` answered means its CDR is on disk.
 
 use crate::ng::NgHandler;
 use std::collections::HashMap;
@@ -13,6 +17,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tollgate_cdr::model::Record;
+use tollgate_cdr::spool::{Pending, Spool};
 use tollgate_ng::{Message, MessageError, Value};
 
 pub const CACHE_FOR: Duration = Duration::from_secs(30);
@@ -24,6 +30,7 @@ pub struct NgServer {
     pub handler: Arc<Mutex<NgHandler>>,
     cache: Mutex<HashMap<CacheKey, (Instant, Vec<u8>)>>,
     pub malformed: AtomicU64,
+    spool: Arc<Spool>,
 }
 
 fn lock(h: &Mutex<NgHandler>) -> std::sync::MutexGuard<'_, NgHandler> {
@@ -31,12 +38,38 @@ fn lock(h: &Mutex<NgHandler>) -> std::sync::MutexGuard<'_, NgHandler> {
 }
 
 impl NgServer {
-    pub fn new(handler: NgHandler) -> Arc<Self> {
+    pub fn new(handler: NgHandler, spool: Arc<Spool>) -> Arc<Self> {
         Arc::new(NgServer {
             handler: Arc::new(Mutex::new(handler)),
             cache: Mutex::new(HashMap::new()),
             malformed: AtomicU64::new(0),
+            spool,
         })
+    }
+
+    /// Runs `f` on the handler (off the async threads) and queues the
+    /// records it produced, in order, while still holding the handler.
+    async fn with_handler<T: Send + 'static>(
+        self: &Arc<Self>,
+        f: impl FnOnce(&mut NgHandler) -> T + Send + 'static,
+    ) -> Option<(T, Vec<(Record, Pending)>)> {
+        let me = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut h = lock(&me.handler);
+            let out = f(&mut h);
+            let queued = h
+                .sessions
+                .take_records()
+                .into_iter()
+                .map(|r| {
+                    let p = me.spool.append(&r);
+                    (r, p)
+                })
+                .collect();
+            (out, queued)
+        })
+        .await
+        .ok()
     }
 
     /// The reply bytes for one parsed message (cached by cookie).
@@ -45,16 +78,17 @@ impl NgServer {
         if let Some((_, r)) = self.cache.lock().expect("cache").get(&key) {
             return r.clone();
         }
-        let me = self.clone();
         let body = m.body;
-        let reply = tokio::task::spawn_blocking(move || lock(&me.handler).handle(&body))
-            .await
-            .unwrap_or_else(|_| {
-                Value::dict([
-                    ("result", Value::str("error")),
-                    ("error-reason", Value::str("internal error")),
-                ])
-            });
+        let reply = match self.with_handler(move |h| h.handle(&body)).await {
+            Some((reply, queued)) => {
+                durable(queued).await;
+                reply
+            }
+            None => Value::dict([
+                ("result", Value::str("error")),
+                ("error-reason", Value::str("internal error")),
+            ]),
+        };
         let bytes = Message::new(&m.cookie, reply).encode();
         self.cache
             .lock()
@@ -136,12 +170,25 @@ impl NgServer {
     pub async fn housekeeping(self: Arc<Self>, stop: Arc<AtomicBool>) {
         while !stop.load(Ordering::Relaxed) {
             tokio::time::sleep(Duration::from_secs(1)).await;
-            let me = self.clone();
-            let _ = tokio::task::spawn_blocking(move || lock(&me.handler).tick()).await;
+            if let Some(((), queued)) = self.with_handler(NgHandler::tick).await {
+                durable(queued).await;
+            }
             self.cache
                 .lock()
                 .expect("cache")
                 .retain(|_, (t, _)| t.elapsed() < CACHE_FOR);
+        }
+    }
+}
+
+/// Waits until the queued records are on disk. One that cannot be written
+/// is logged whole, at error level, so it is not lost silently.
+async fn durable(queued: Vec<(Record, Pending)>) {
+    for (rec, pending) in queued {
+        if let Err(e) = pending.durable().await {
+            tracing::error!(call_id = rec.call_id(), error = %e,
+                record = %serde_json::to_string(&rec).unwrap_or_default(),
+                "CDR not spooled");
         }
     }
 }

@@ -66,6 +66,18 @@ pub fn require(program: &str) {
     );
 }
 
+/// `config` with a `[cdr]` section keeping the spool and the SQLite CDRs
+/// under `dir`, unless it has one: tests must not share the node default.
+pub fn with_own_cdrs(config: &str, dir: &Path) -> String {
+    if config.contains("[cdr]") {
+        return config.to_string();
+    }
+    format!(
+        "{config}\n[cdr]\nspool_dir = \"{0}/spool\"\nsinks = [{{ kind = \"sqlite\", url = \"sqlite://{0}/cdr.sqlite\" }}]\n",
+        dir.display()
+    )
+}
+
 /// `tollgate run` with `args`, waiting until NG answers `ping` at `ng`.
 pub fn tollgate_run(
     netns: Option<&str>,
@@ -75,7 +87,7 @@ pub fn tollgate_run(
     ng: SocketAddr,
 ) -> Proc {
     let cfg = dir.join("tollgate.toml");
-    std::fs::write(&cfg, config).expect("write config");
+    std::fs::write(&cfg, with_own_cdrs(config, dir)).expect("write config");
     let mut cmd = command(
         netns,
         crate::process::tollgate_bin().to_str().expect("utf-8 path"),

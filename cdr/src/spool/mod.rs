@@ -76,6 +76,8 @@ pub enum SpoolError {
     Full { used: u64, max: u64 },
     #[error("CDR spool {path}: {what}")]
     Damaged { path: PathBuf, what: String },
+    #[error("CDR spool {path} is {what}")]
+    Locked { path: PathBuf, what: String },
     #[error("record not written: {0}")]
     WriteFailed(String),
     #[error("the CDR spool writer has stopped")]
@@ -128,6 +130,8 @@ pub struct Spool {
     shared: Arc<Shared>,
     appends: Option<std::sync::mpsc::Sender<writer::Append>>,
     writer: Option<std::thread::JoinHandle<()>>,
+    /// Held (flock) while the spool is open.
+    _lock: File,
 }
 
 /// What the spool holds and how far each sink is.
@@ -224,6 +228,13 @@ impl Spool {
     pub fn open(cfg: SpoolConfig, sinks: &[String]) -> Result<(Spool, Vec<String>), SpoolError> {
         let dir = cfg.dir.clone();
         std::fs::create_dir_all(cursor::dir(&dir)).map_err(io_err(&dir))?;
+        // One process per spool: a second writer would interleave records.
+        let lock_path = dir.join("lock");
+        let lock = File::create(&lock_path).map_err(io_err(&lock_path))?;
+        lock.try_lock().map_err(|e| SpoolError::Locked {
+            path: dir.clone(),
+            what: format!("in use by another process ({e}); each node needs its own spool_dir"),
+        })?;
         let mut repairs = Vec::new();
         let mut segments = BTreeMap::new();
         let mut last_seq = 0u64;
@@ -328,6 +339,7 @@ impl Spool {
                 shared,
                 appends: Some(tx),
                 writer: Some(handle),
+                _lock: lock,
             },
             repairs,
         ))

@@ -12,6 +12,7 @@
 //! and requests and returns replies; sockets and clocks live in the NG
 //! server and the data-plane link.
 
+mod cdr;
 pub mod options;
 pub mod ports;
 mod report;
@@ -22,9 +23,11 @@ use ports::PortPool;
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant, SystemTime};
+use tollgate_cdr::model::{CallStart, Record};
 use tollgate_dataplane::flow::Flow;
 use tollgate_sip::sdp::{Media as SdpMedia, Sdp};
 
+pub use cdr::Ending;
 pub use report::FlowStat;
 
 /// The data plane as the session manager needs it.
@@ -65,7 +68,8 @@ struct Side {
     rtcp: Option<SocketAddr>,
     /// As written in its SDP (before `received from` / `media address`).
     advertised: Option<SocketAddr>,
-    /// RTP clock rate of its first codec (for jitter).
+    /// Its first codec ("PCMU/8000"), and that codec's RTP clock rate.
+    codec: Option<String>,
     clock_rate: u32,
     /// It offered rtcp-mux / it uses rtcp-mux (answer decided).
     offered_mux: bool,
@@ -79,6 +83,8 @@ struct Participant {
     tag: String,
     label: Option<String>,
     created: SystemTime,
+    /// Where its last offer or answer came from (NG `received from`).
+    signal: Option<IpAddr>,
     iface: usize,
     sides: Vec<Side>,
     peer: Option<usize>,
@@ -92,6 +98,10 @@ struct Call {
     created: SystemTime,
     created_mono: Instant,
     last_signal: SystemTime,
+    /// When the first answer came.
+    answered: Option<SystemTime>,
+    /// Its CDR is written (a delayed delete keeps the call a while longer).
+    ended: bool,
     parts: Vec<Participant>,
     /// Tags (including branch aliases) to participants.
     tags: HashMap<String, usize>,
@@ -115,6 +125,8 @@ pub struct Sessions {
     pools: Vec<PortPool>,
     calls: BTreeMap<String, Call>,
     pub totals: Totals,
+    /// Call events and CDRs produced, for the CDR spool.
+    records: Vec<Record>,
 }
 
 fn sock(ip: IpAddr, port: u16) -> SocketAddr {
@@ -133,6 +145,7 @@ impl Sessions {
             pools,
             calls: BTreeMap::new(),
             totals: Totals::default(),
+            records: Vec::new(),
         }
     }
 
@@ -205,6 +218,8 @@ impl Sessions {
                 created: now,
                 created_mono: Instant::now(),
                 last_signal: now,
+                answered: None,
+                ended: false,
                 parts: Vec::new(),
                 tags: HashMap::new(),
                 delete_at: None,
@@ -241,6 +256,14 @@ impl Sessions {
         }
         let out = result?;
         self.sync_flows(plane, call_id)?;
+        if is_new {
+            self.records.push(Record::Started(CallStart {
+                call_id: call_id.to_string(),
+                at_ms: cdr::ms(now),
+                source_ip: o.received_from,
+                ..CallStart::default()
+            }));
+        }
         Ok(out)
     }
 
@@ -288,6 +311,15 @@ impl Sessions {
         }
         let out = self.signal(call_id, y, x, parsed, o, Role::Answer)?;
         self.sync_flows(plane, call_id)?;
+        let call = self.calls.get_mut(call_id).expect("call");
+        if call.answered.is_none() {
+            let now = SystemTime::now();
+            call.answered = Some(now);
+            self.records.push(Record::Answered {
+                call_id: call_id.to_string(),
+                at_ms: cdr::ms(now),
+            });
+        }
         Ok(out)
     }
 
@@ -336,6 +368,7 @@ impl Sessions {
                             rtp: None,
                             rtcp: None,
                             advertised: None,
+                            codec: None,
                             clock_rate: 8000,
                             offered_mux: false,
                             mux: false,
@@ -350,6 +383,9 @@ impl Sessions {
         let call = self.calls.get_mut(call_id).expect("call");
         call.parts[x].asymmetric = o.asymmetric;
         call.parts[x].strict = o.strict_source;
+        if o.received_from.is_some() {
+            call.parts[x].signal = o.received_from;
+        }
         for (i, m) in sdp.media.iter_mut().enumerate() {
             let conn = sdp_conn(advertised[i], o);
             let (xs, ys) = two(&mut call.parts, x, y);
@@ -358,7 +394,8 @@ impl Sessions {
             xside.disabled = m.port() == 0;
             xside.kind = m.kind().to_string();
             xside.proto = m.proto().to_string();
-            xside.clock_rate = clock_rate(m);
+            xside.codec = first_codec(m);
+            xside.clock_rate = clock_rate(m.kind(), xside.codec.as_deref());
             let addr = conn.unwrap_or(IpAddr::from([0, 0, 0, 0]));
             xside.advertised = advertised[i].map(|a| sock(a, m.port()));
             let hold = addr.is_unspecified() || xside.disabled;
@@ -501,12 +538,14 @@ impl Sessions {
         out
     }
 
-    /// `delete`: the whole call, or one branch when `to_tag` names an alias.
-    /// Returns the call's statistics as they were, or None if unknown.
+    /// `delete`: the whole call, or one branch when `to_tag` names an alias;
+    /// `from_tag` is the party hanging up, when the request says. Returns
+    /// the call's statistics as they were, or None if unknown.
     pub fn delete(
         &mut self,
         plane: &mut dyn MediaPlane,
         call_id: &str,
+        from_tag: Option<&str>,
         to_tag: Option<&str>,
         delay: Option<u64>,
         stats: &HashMap<SocketAddr, FlowStat>,
@@ -526,6 +565,7 @@ impl Sessions {
             }
         }
         let reply = report::query(call_id, &self.calls[call_id], &self.cfg, stats);
+        self.end(call_id, stats, Ending::Deleted { by_tag: from_tag });
         let delay = delay.unwrap_or(self.cfg.delete_delay_secs);
         self.totals.deleted += 1;
         if delay == 0 {
@@ -534,6 +574,24 @@ impl Sessions {
             c.delete_at = Some(Instant::now() + Duration::from_secs(delay));
         }
         Some(reply)
+    }
+
+    /// Writes the call's CDR, once.
+    fn end(&mut self, call_id: &str, stats: &HashMap<SocketAddr, FlowStat>, how: Ending) {
+        let addresses: Vec<IpAddr> = self.cfg.interfaces.iter().map(|i| i.address).collect();
+        let Some(call) = self.calls.get_mut(call_id) else {
+            return;
+        };
+        if std::mem::replace(&mut call.ended, true) {
+            return;
+        }
+        let cdr = cdr::build(call_id, call, &addresses, stats, SystemTime::now(), how);
+        self.records.push(Record::Ended(Box::new(cdr)));
+    }
+
+    /// Call events and CDRs produced since the last call, oldest first.
+    pub fn take_records(&mut self) -> Vec<Record> {
+        std::mem::take(&mut self.records)
     }
 
     fn drop_call(&mut self, plane: &mut dyn MediaPlane, call_id: &str) {
@@ -623,10 +681,23 @@ impl Sessions {
             }
         }
         for (id, why) in &gone {
-            match *why {
-                "media timeout" => self.totals.timeouts += 1,
-                "final timeout" => self.totals.final_timeouts += 1,
-                _ => {}
+            let how = match *why {
+                "media timeout" => Some(Ending::MediaTimeout),
+                "final timeout" => Some(Ending::FinalTimeout),
+                _ => None,
+            };
+            match how {
+                Some(Ending::MediaTimeout) => self.totals.timeouts += 1,
+                Some(_) => self.totals.final_timeouts += 1,
+                None => {}
+            }
+            if let Some(how) = how {
+                let flows = self.call_flows(id);
+                let stats = plane.flow_stats(&flows).unwrap_or_else(|e| {
+                    tracing::warn!(call_id = %id, error = %e, "no counters for the CDR");
+                    HashMap::new()
+                });
+                self.end(id, &stats, how);
             }
             tracing::info!(call_id = %id, reason = why, "call removed");
             self.drop_call(plane, id);
@@ -649,6 +720,7 @@ fn participant(call: &mut Call, tag: &str, iface: usize) -> usize {
         tag: tag.to_string(),
         label: None,
         created: SystemTime::now(),
+        signal: None,
         iface,
         sides: Vec::new(),
         peer: None,
@@ -675,18 +747,35 @@ fn is_secure(proto: &str) -> bool {
     proto.contains("SAVP")
 }
 
-/// RTP clock of the section's first format: its rtpmap rate, else the
-/// static payload types' 8000 Hz for audio and 90000 Hz for video.
-fn clock_rate(m: &SdpMedia) -> u32 {
-    let first = m.formats().into_iter().next().unwrap_or_default();
-    m.attrs("rtpmap")
-        .find_map(|v| {
-            let (pt, enc) = v.split_once(' ')?;
-            (pt == first)
-                .then(|| enc.split('/').nth(1)?.parse().ok())
-                .flatten()
-        })
-        .unwrap_or(if m.kind() == "video" { 90_000 } else { 8000 })
+/// The section's first format as `name/rate`: its rtpmap, else the RFC 3551
+/// name of a static payload type.
+fn first_codec(m: &SdpMedia) -> Option<String> {
+    let first = m.formats().into_iter().next()?;
+    let mapped = m.attrs("rtpmap").find_map(|v| {
+        let (pt, enc) = v.split_once(' ')?;
+        (pt == first).then(|| enc.trim().to_string())
+    });
+    mapped.or_else(|| {
+        let name = match first.as_str() {
+            "0" => "PCMU/8000",
+            "3" => "GSM/8000",
+            "4" => "G723/8000",
+            "8" => "PCMA/8000",
+            "9" => "G722/8000",
+            "18" => "G729/8000",
+            "34" => "H263/90000",
+            _ => return None,
+        };
+        Some(name.to_string())
+    })
+}
+
+/// RTP clock of a codec (`name/rate`), else 8000 Hz for audio and 90000 Hz
+/// for video.
+fn clock_rate(kind: &str, codec: Option<&str>) -> u32 {
+    codec
+        .and_then(|c| c.split('/').nth(1)?.parse().ok())
+        .unwrap_or(if kind == "video" { 90_000 } else { 8000 })
 }
 
 /// Which address to send to: `media address` > SIP source > SDP.
