@@ -116,7 +116,7 @@ impl Default for CdrConfig {
             segment_mb: 64,
             max_spool_mb: 4096,
             alarm_percent: 80,
-            batch: 500,
+            batch: 1000,
             sinks: vec![SinkConfig::sqlite_default()],
         }
     }

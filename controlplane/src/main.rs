@@ -1,6 +1,8 @@
 //! `tollgate`: the single binary of a Tollgate node. Subcommands exist only
-//! once they work: `run`, `dataplane`, `controlplane`, `ctl`, `bench`, `check-config`.
+//! once they work: `run`, `dataplane`, `controlplane`, `ctl`, `cdr`, `bench`,
+//! `check-config`.
 
+mod cdrs;
 mod config;
 mod ctl;
 mod media;
@@ -70,6 +72,13 @@ enum Command {
         #[command(subcommand)]
         command: ctl::CtlCommand,
     },
+    /// CDRs: schema migrations, spool and sink status, export.
+    Cdr {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        command: cdrs::CdrCommand,
+    },
     /// Benchmarks of the relay, the same way for Tollgate and its peers.
     Bench {
         #[command(subcommand)]
@@ -84,6 +93,9 @@ enum BenchCommand {
     /// Call capacity and CPU per packet of a media relay: Tollgate (XDP or
     /// socket backend) and rtpengine, in network namespaces it builds.
     Media(tollgate_bench::media::MediaArgs),
+    /// CDR spool appends and batched sink throughput into PostgreSQL,
+    /// against unbatched inserts measured in the same run.
+    Cdr(tollgate_cdr::bench::CdrBenchArgs),
 }
 
 /// rtpengine's command-line spelling for the common settings, overriding
@@ -179,7 +191,7 @@ fn main() {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("TOLLGATE_LOG")
-                .unwrap_or_else(|_| "info".into()),
+                .unwrap_or_else(|_| "info,sqlx=warn".into()),
         )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
@@ -231,6 +243,10 @@ fn run(cli: Cli) -> Result<()> {
                 command,
             )
         }
+        Command::Cdr { config, command } => cdrs::run(&load(config.as_deref())?.cdr, command),
+        Command::Bench {
+            what: BenchCommand::Cdr(args),
+        } => tollgate_cdr::bench::main(&args),
         Command::Bench {
             what: BenchCommand::Media(args),
         } => {

@@ -13,86 +13,43 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 use tollgate_cdr::config::CdrConfig;
-use tollgate_cdr::model::{Cdr, Disposition, HangupBy, Leg, MediaStats};
+use tollgate_cdr::model::Cdr;
 
 /// A CDR with every field set, distinct per `call_id`.
-pub fn full_cdr(call_id: &str, start_ms: i64) -> Cdr {
-    let media = |n: u64| MediaStats {
-        packets: n,
-        bytes: n * 172,
-        lost: Some(n / 100),
-        jitter_ms: Some(1.25),
-        mos: Some(4.31),
-    };
-    let leg = |name: &str, sip_call_id: &str, ip: [u8; 4]| Leg {
-        leg: name.into(),
-        sip_call_id: sip_call_id.into(),
-        from_tag: Some(format!("{name}-from")),
-        to_tag: Some(format!("{name}-to")),
-        from_uri: Some("sip:+15551230001@carrier.example".into()),
-        to_uri: Some("sip:+442071230002@tollgate.example".into()),
-        request_uri: Some("sip:+442071230002@10.0.0.5".into()),
-        signal_ip: Some(ip.into()),
-        media_ip: Some([ip[0], ip[1], ip[2], ip[3] + 1].into()),
-        transport: Some("udp".into()),
-        codec: Some("PCMU/8000".into()),
-        start_ms,
-        answer_ms: Some(start_ms + 2_500),
-        end_ms: start_ms + 64_200,
-        sip_code: Some(200),
-        received: media(3000),
-        sent: media(2990),
-    };
-    Cdr {
-        call_id: call_id.into(),
-        from_number: "+15551230001".into(),
-        to_number: "+442071230002".into(),
-        from_uri: Some("sip:+15551230001@carrier.example".into()),
-        to_uri: Some("sip:+442071230002@tollgate.example".into()),
-        request_uri: Some("sip:+442071230002@tollgate.example".into()),
-        source_ip: Some([192, 0, 2, 10].into()),
-        destination_ip: Some([198, 51, 100, 20].into()),
-        transport: Some("udp".into()),
-        trunk: Some("uk-trunk".into()),
-        gateway: Some("gw2.carrier.example".into()),
-        carrier: Some("CarrierB".into()),
-        start_ms,
-        answer_ms: Some(start_ms + 2_500),
-        end_ms: start_ms + 64_200,
-        status: Some(Disposition::Answered),
-        sip_code: Some(200),
-        sip_reason: Some("OK".into()),
-        hangup_by: Some(HangupBy::Callee),
-        recording_url: Some(format!("s3://recordings/{call_id}.wav")),
-        org_id: Some("org-42".into()),
-        legs: vec![
-            leg("a", call_id, [192, 0, 2, 10]),
-            leg("b", &format!("{call_id}-b"), [198, 51, 100, 20]),
-        ],
-    }
-}
+pub use tollgate_cdr::bench::sample_cdr as full_cdr;
 
 /// A `[cdr]` section with a spool under `dir` and one sink of each kind.
-pub fn all_sinks(dir: &Path) -> CdrConfig {
-    let text = format!(
+pub fn all_sinks_toml(dir: &Path) -> String {
+    format!(
         r#"
-        spool_dir = "{dir}/spool"
-        sinks = [
-          {{ kind = "sqlite", url = "sqlite://{dir}/cdr.sqlite" }},
-          {{ kind = "postgres", url = "{pg}" }},
-          {{ kind = "mysql", url = "{my}" }},
-          {{ kind = "amqp", url = "{amqp}" }},
-          {{ kind = "redis", url = "{redis}", ended_ttl_secs = 600 }},
-          {{ kind = "jsonl", path = "{dir}/cdr.jsonl" }},
-        ]
-        "#,
+[cdr]
+spool_dir = "{dir}/spool"
+sinks = [
+  {{ kind = "sqlite", url = "sqlite://{dir}/cdr.sqlite" }},
+  {{ kind = "postgres", url = "{pg}" }},
+  {{ kind = "mysql", url = "{my}" }},
+  {{ kind = "amqp", url = "{amqp}" }},
+  {{ kind = "redis", url = "{redis}", ended_ttl_secs = 600 }},
+  {{ kind = "jsonl", path = "{dir}/cdr.jsonl" }},
+]
+"#,
         dir = dir.display(),
         pg = services::url(Service::Postgres),
         my = services::url(Service::Mariadb),
         amqp = services::url(Service::Rabbitmq),
         redis = services::url(Service::Redis),
-    );
-    let cfg: CdrConfig = toml::from_str(&text).expect("test config parses");
+    )
+}
+
+/// [`all_sinks_toml`], parsed.
+pub fn all_sinks(dir: &Path) -> CdrConfig {
+    #[derive(serde::Deserialize)]
+    struct Section {
+        cdr: CdrConfig,
+    }
+    let cfg = toml::from_str::<Section>(&all_sinks_toml(dir))
+        .expect("test config parses")
+        .cdr;
     assert!(cfg.validate().is_empty(), "{:?}", cfg.validate());
     cfg
 }
@@ -131,6 +88,7 @@ pub async fn sql_counts(url: &str, prefix: &str) -> HashMap<String, (i64, i64)> 
         ph(url, 1)
     );
     let mut out: HashMap<String, (i64, i64)> = HashMap::new();
+    sqlx::any::install_default_drivers();
     let pool = sqlx::AnyPool::connect(url)
         .await
         .expect("connect to the sink");

@@ -103,17 +103,19 @@ pub fn tollgate_run(
 }
 
 /// `tollgate run` on loopback with the socket backend: media on 127.0.0.1
-/// with relay ports `ports`, NG at `ng`, plus `extra` arguments. Returns the
-/// process and the data plane's control socket.
+/// with relay ports `ports`, NG at `ng`, plus `extra` arguments and
+/// `sections` of config. Returns the process and the data plane's control
+/// socket.
 pub fn tollgate_loopback(
     dir: &Path,
     ng: &str,
     ports: (u16, u16),
     extra: &[&str],
+    sections: &str,
 ) -> (Proc, PathBuf) {
     let ctl = dir.join("dp.sock");
     let config = format!(
-        "[dataplane]\nbackend = \"socket\"\ncontrol_socket = \"{}\"\n",
+        "[dataplane]\nbackend = \"socket\"\ncontrol_socket = \"{}\"\n{sections}",
         ctl.display()
     );
     let (min, max) = (ports.0.to_string(), ports.1.to_string());

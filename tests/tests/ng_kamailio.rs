@@ -175,6 +175,7 @@ fn kamailio_drives_tollgate_socket_backend_on_loopback() {
         "127.0.0.1:22322",
         (32000, 32999),
         &["--delete-delay", "5"],
+        "",
     );
     let s = Setup {
         netns: [None, None, None],

@@ -13,7 +13,7 @@ use tollgate_tests::peers;
 use tollgate_tests::TempDir;
 
 fn start(dir: &TempDir, ng: &str, ports: (u16, u16)) -> peers::Proc {
-    peers::tollgate_loopback(&dir.0, ng, ports, &["--delete-delay", "0"]).0
+    peers::tollgate_loopback(&dir.0, ng, ports, &["--delete-delay", "0"], "").0
 }
 
 fn offer_body(call: &str, port: u16) -> Value {

@@ -52,21 +52,15 @@ pub trait Sink: Send + 'static {
 const BACKOFF_MIN: Duration = Duration::from_millis(200);
 const BACKOFF_MAX: Duration = Duration::from_secs(10);
 
-/// Feeds `sink` from the spool forever.
+/// Feeds `sink` from the spool forever. Reading (and decoding) the next
+/// batch runs as its own task, so it overlaps the sink's delivery of the
+/// current one.
 pub async fn run<S: Sink>(spool: Arc<Spool>, name: String, mut sink: S, batch: usize) {
-    let mut reader = spool.reader(&name);
+    let (tx, mut batches) = tokio::sync::mpsc::channel(2);
+    tokio::spawn(read_ahead(spool.clone(), name.clone(), batch, tx));
     let mut backoff = BACKOFF_MIN;
-    loop {
-        let records = match reader.next_batch(batch).await {
-            Ok(r) => r,
-            Err(SpoolError::Closed) => return,
-            Err(e) => {
-                spool.note_error(&name, &e.to_string());
-                tracing::error!(sink = name, error = %e, "cannot read the CDR spool");
-                tokio::time::sleep(BACKOFF_MAX).await;
-                continue;
-            }
-        };
+    while let Some(records) = batches.recv().await {
+        let records: Vec<(u64, Record)> = records;
         let Some(&(last, _)) = records.last() else {
             continue;
         };
@@ -87,6 +81,31 @@ pub async fn run<S: Sink>(spool: Arc<Spool>, name: String, mut sink: S, batch: u
         }
         if let Err(e) = spool.commit(&name, last, records.len() as u64) {
             tracing::error!(sink = name, error = %e, "could not move the sink's cursor");
+        }
+    }
+}
+
+/// Reads batches from the sink's cursor on, until the runner is gone.
+async fn read_ahead(
+    spool: Arc<Spool>,
+    name: String,
+    batch: usize,
+    tx: tokio::sync::mpsc::Sender<Vec<(u64, Record)>>,
+) {
+    let mut reader = spool.reader(&name);
+    loop {
+        match reader.next_batch(batch).await {
+            Ok(records) => {
+                if tx.send(records).await.is_err() {
+                    return;
+                }
+            }
+            Err(SpoolError::Closed) => return,
+            Err(e) => {
+                spool.note_error(&name, &e.to_string());
+                tracing::error!(sink = name, error = %e, "cannot read the CDR spool");
+                tokio::time::sleep(BACKOFF_MAX).await;
+            }
         }
     }
 }

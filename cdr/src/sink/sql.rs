@@ -13,7 +13,7 @@ use crate::model::{Cdr, Leg, MediaStats, Record};
 use chrono::{DateTime, Utc};
 use futures_util::TryStreamExt;
 use sqlx::mysql::{MySqlPool, MySqlPoolOptions};
-use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::postgres::{PgArguments, PgPool, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 use sqlx::{Arguments, Database, Encode, Executor, IntoArguments, Pool, Type};
 use std::str::FromStr;
@@ -106,11 +106,24 @@ impl Db {
     }
 
     /// Inserts the CDRs (and their legs) that are not there yet.
+    /// A batch larger than [`SPLIT_ABOVE`] goes to PostgreSQL and MariaDB
+    /// as two transactions on two connections at once, so the server works
+    /// on both halves in parallel; the batch is done when both committed
+    /// (a retry after one failed re-inserts nothing the other committed).
     pub async fn insert(&self, cdrs: &[&Cdr]) -> Result<(), SinkError> {
         let d = self.dialect();
+        let (first, second) = cdrs.split_at(if cdrs.len() > SPLIT_ABOVE {
+            cdrs.len() / 2
+        } else {
+            cdrs.len()
+        });
         match self {
-            Db::Postgres(p) => insert(p, d, cdrs).await?,
-            Db::Mysql(p) => insert(p, d, cdrs).await?,
+            Db::Postgres(p) => {
+                futures_util::try_join!(insert_unnest(p, first), insert_unnest(p, second))?;
+            }
+            Db::Mysql(p) => {
+                futures_util::try_join!(insert(p, d, first), insert(p, d, second))?;
+            }
             Db::Sqlite(p) => insert(p, d, cdrs).await?,
         }
         Ok(())
@@ -292,6 +305,9 @@ fn leg_row(call_id: &str, l: &Leg) -> [Val; 26] {
     ]
 }
 
+/// Batches above this many CDRs are split over two connections.
+const SPLIT_ABOVE: usize = 64;
+
 /// Rows per INSERT statement: under every engine's bound-parameter limit
 /// (SQLite's 32766 is the lowest) with 26 columns.
 const ROWS_PER_STATEMENT: usize = 500;
@@ -306,6 +322,9 @@ where
     for<'q> Option<f64>: Encode<'q, DB> + Type<DB>,
     for<'q> Option<DateTime<Utc>>: Encode<'q, DB> + Type<DB>,
 {
+    if cdrs.is_empty() {
+        return Ok(());
+    }
     let calls: Vec<[Val; 24]> = cdrs.iter().map(|c| call_row(c)).collect();
     let legs: Vec<[Val; 26]> = cdrs
         .iter()
@@ -322,6 +341,89 @@ where
         sqlx::query_with(&sql, args).execute(&mut *tx).await?;
     }
     tx.commit().await
+}
+
+/// PostgreSQL: each table's rows as one array per column, expanded by
+/// `UNNEST` in a single statement (a few dozen parameters however large
+/// the batch, where VALUES lists bind every cell).
+async fn insert_unnest(pool: &PgPool, cdrs: &[&Cdr]) -> Result<(), sqlx::Error> {
+    if cdrs.is_empty() {
+        return Ok(());
+    }
+    let calls: Vec<[Val; 24]> = cdrs.iter().map(|c| call_row(c)).collect();
+    let legs: Vec<[Val; 26]> = cdrs
+        .iter()
+        .flat_map(|c| c.legs.iter().map(|l| leg_row(&c.call_id, l)))
+        .collect();
+    let mut tx = pool.begin().await?;
+    let (sql, args) = unnest("call_logs", &CALL_COLUMNS, calls, "call_id");
+    sqlx::query_with(&sql, args).execute(&mut *tx).await?;
+    let (sql, args) = unnest("cdr_legs", &LEG_COLUMNS, legs, "call_id, leg");
+    sqlx::query_with(&sql, args).execute(&mut *tx).await?;
+    tx.commit().await
+}
+
+/// The statement and its arguments: one array per column.
+fn unnest<const N: usize>(
+    table: &str,
+    columns: &[&str; N],
+    rows: Vec<[Val; N]>,
+    key: &str,
+) -> (String, PgArguments) {
+    let mut arrays: Vec<Vec<Val>> = (0..N).map(|_| Vec::with_capacity(rows.len())).collect();
+    for row in rows {
+        for (i, v) in row.into_iter().enumerate() {
+            arrays[i].push(v);
+        }
+    }
+    let mut args = PgArguments::default();
+    let casts: Vec<String> = arrays
+        .into_iter()
+        .enumerate()
+        .map(|(i, column)| format!("${}::{}[]", i + 1, add_array(&mut args, column)))
+        .collect();
+    let sql = format!(
+        "INSERT INTO {table} ({}) SELECT * FROM UNNEST({}) ON CONFLICT ({key}) DO NOTHING",
+        columns.join(", "),
+        casts.join(", ")
+    );
+    (sql, args)
+}
+
+/// Binds one column's values as a typed array; returns the SQL type.
+fn add_array(args: &mut PgArguments, column: Vec<Val>) -> &'static str {
+    fn take<T>(column: Vec<Val>, pick: fn(Val) -> Option<T>) -> Vec<Option<T>> {
+        column.into_iter().map(pick).collect()
+    }
+    let (ty, added) = match column.first() {
+        Some(Val::Int(_)) => (
+            "int8",
+            args.add(take(column, |v| if let Val::Int(n) = v { n } else { None })),
+        ),
+        Some(Val::Real(_)) => (
+            "float8",
+            args.add(take(
+                column,
+                |v| if let Val::Real(r) = v { r } else { None },
+            )),
+        ),
+        Some(Val::Time(_)) => (
+            "timestamptz",
+            args.add(take(
+                column,
+                |v| if let Val::Time(t) = v { t } else { None },
+            )),
+        ),
+        _ => (
+            "text",
+            args.add(take(
+                column,
+                |v| if let Val::Text(t) = v { t } else { None },
+            )),
+        ),
+    };
+    added.expect("arrays of plain values encode");
+    ty
 }
 
 /// `INSERT INTO table (columns) VALUES (...), (...)` skipping rows whose

@@ -1,0 +1,325 @@
+//! CDRs are never lost and never doubled: `tollgate run` relaying calls set
+//! up over NG writes each call's CDR to six sinks (PostgreSQL, MariaDB,
+//! SQLite, RabbitMQ, Redis, JSON lines) on real servers, while the node is
+//! killed with SIGKILL mid-run, or while sinks are down.
+//!
+//! A call counts as acknowledged when its NG `delete` was answered: the CDR
+//! was on disk in the spool then. Each acknowledged call must be in every
+//! SQL sink and the JSON-lines file exactly once, in Redis as ended, and on
+//! AMQP at least once (delivery there is at-least-once by design; repeats
+//! carry the same message id and are bounded by one batch).
+
+use std::collections::{BTreeSet, HashMap};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tollgate_cdr::config::CdrConfig;
+use tollgate_ng::Value;
+use tollgate_tests::cdrs::{self, all_sinks, all_sinks_toml, EventQueue};
+use tollgate_tests::netns::unique;
+use tollgate_tests::peers::{self, Proc};
+use tollgate_tests::services::{self, Service};
+use tollgate_tests::TempDir;
+
+/// The outage test stops shared servers: the tests here take turns.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+fn start(dir: &Path, ng: &str, ports: (u16, u16)) -> Proc {
+    peers::tollgate_loopback(
+        dir,
+        ng,
+        ports,
+        &["--delete-delay", "0"],
+        &all_sinks_toml(dir),
+    )
+    .0
+}
+
+fn sdp(port: u16) -> String {
+    format!("v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio {port} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n")
+}
+
+/// Sets up and tears down calls `prefix-0`, `prefix-1`... over NG until
+/// `stop`, or `limit` calls, or the relay stops answering. Returns the ids
+/// whose `delete` was answered.
+fn drive(
+    ng: SocketAddr,
+    prefix: &str,
+    limit: usize,
+    stop: &AtomicBool,
+    acked: &Mutex<Vec<String>>,
+) {
+    let mut client = peers::ng_client(None, ng);
+    for i in 0..limit {
+        if stop.load(Ordering::Relaxed) {
+            return;
+        }
+        let id = format!("{prefix}-{i}");
+        let call = |extra: Vec<(&'static str, Value)>| {
+            let mut p = vec![
+                ("call-id", Value::str(&id)),
+                ("from-tag", Value::str("caller")),
+                (
+                    "received from",
+                    Value::List(vec![Value::str("IP4"), Value::str("127.0.0.1")]),
+                ),
+            ];
+            p.extend(extra);
+            p
+        };
+        let ok = |r: Result<Value, _>| matches!(r, Ok(v) if v.get("result").and_then(Value::as_str) == Some("ok"));
+        if !ok(client.command("offer", call(vec![("sdp", Value::str(&sdp(7000)))])))
+            || !ok(client.command(
+                "answer",
+                call(vec![
+                    ("sdp", Value::str(&sdp(6000))),
+                    ("to-tag", Value::str("callee")),
+                ]),
+            ))
+            || !ok(client.command("delete", call(vec![])))
+        {
+            return;
+        }
+        acked.lock().unwrap().push(id);
+    }
+}
+
+/// Waits until every sink has taken every spooled record.
+fn drained(cfg: &CdrConfig, within: Duration) {
+    let spool = cfg.spool();
+    let names = cfg.sink_names();
+    cdrs::wait_drained(
+        || tollgate_cdr::spool::inspect(&spool, &names).expect("read the spool"),
+        within,
+    );
+}
+
+/// Every acknowledged call exactly once in every SQL sink and the file,
+/// at least once on AMQP, nothing anywhere twice; the calls `in_redis`
+/// ended in Redis (a Redis restarted without persistence forgets what it
+/// had before).
+async fn check_sinks(
+    dir: &Path,
+    cfg: &CdrConfig,
+    prefix: &str,
+    acked: &BTreeSet<String>,
+    in_redis: &[String],
+    events: &mut EventQueue,
+) {
+    for kind in ["postgres", "mysql", "sqlite"] {
+        let url = cdrs::all_sinks_url(cfg, kind);
+        let counts = cdrs::sql_counts(&url, &format!("{prefix}-")).await;
+        for id in acked {
+            assert_eq!(
+                counts.get(id),
+                Some(&(1, 2)),
+                "{kind}: call {id} (call rows, leg rows)"
+            );
+        }
+        let extra: Vec<_> = counts.iter().filter(|(_, c)| **c != (1, 2)).collect();
+        assert!(extra.is_empty(), "{kind}: rows not exactly once: {extra:?}");
+    }
+
+    let mut per_call: HashMap<String, usize> = HashMap::new();
+    for line in cdrs::jsonl(&dir.join("cdr.jsonl")) {
+        if let Some(id) = line["call_id"].as_str().filter(|c| c.starts_with(prefix)) {
+            *per_call.entry(id.to_string()).or_default() += 1;
+        }
+    }
+    for id in acked {
+        assert_eq!(per_call.get(id), Some(&1), "JSON lines: call {id}");
+    }
+    assert!(
+        per_call.values().all(|n| *n == 1),
+        "JSON lines: a CDR twice"
+    );
+
+    let got = events.drain(prefix, Duration::from_secs(3)).await;
+    let mut ended: HashMap<String, usize> = HashMap::new();
+    for e in got.iter().filter(|e| e.routing_key == "call.ended") {
+        assert_eq!(
+            e.message_id,
+            format!("{}/call.ended", e.body["call_id"].as_str().unwrap())
+        );
+        *ended
+            .entry(e.body["call_id"].as_str().unwrap().to_string())
+            .or_default() += 1;
+    }
+    for id in acked {
+        assert!(ended.contains_key(id), "AMQP: no call.ended for {id}");
+    }
+    let repeats: usize = ended.values().map(|n| n - 1).sum();
+    eprintln!(
+        "AMQP: {} call.ended messages, {repeats} repeated after the restart",
+        ended.values().sum::<usize>()
+    );
+    assert!(
+        repeats <= cfg.batch,
+        "AMQP repeats {repeats} exceed one batch"
+    );
+
+    let redis = redis::Client::open(cdrs::all_sinks_url(cfg, "redis").as_str()).unwrap();
+    let mut conn = redis.get_multiplexed_tokio_connection().await.unwrap();
+    for id in in_redis {
+        let (active, status): (bool, Option<String>) = redis::pipe()
+            .cmd("SISMEMBER")
+            .arg("active_calls")
+            .arg(id)
+            .cmd("HGET")
+            .arg(format!("session:{id}"))
+            .arg("status")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert!(!active, "Redis: {id} still active");
+        assert_eq!(status.as_deref(), Some("answered"), "Redis: session:{id}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_mid_run_loses_and_doubles_nothing() {
+    tollgate_tests::require_root();
+    let _turn = SERIAL.lock().await;
+    let dir = TempDir::new("cdr-kill");
+    let cfg = all_sinks(&dir.0);
+    let prefix = unique("kill");
+    let ng: SocketAddr = "127.0.0.1:22922".parse().unwrap();
+    let ports = (36000, 36999);
+    let mut events = EventQueue::bind(&cdrs::all_sinks_url(&cfg, "amqp")).await;
+
+    let mut tg = start(&dir.0, "127.0.0.1:22922", ports);
+    let acked = Arc::new(Mutex::new(Vec::new()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let driver = {
+        let (acked, stop, prefix) = (acked.clone(), stop.clone(), prefix.clone());
+        std::thread::spawn(move || drive(ng, &prefix, 20_000, &stop, &acked))
+    };
+    // Kill the whole node (supervisor and data plane) once calls flow.
+    let t0 = Instant::now();
+    while acked.lock().unwrap().len() < 1500 {
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "calls are not being set up"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let pid = tg.child.id() as i32;
+    let children =
+        std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+    // SAFETY: signalling processes this test started.
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    for c in children
+        .split_whitespace()
+        .filter_map(|c| c.parse::<i32>().ok())
+    {
+        // SAFETY: as above, the node's data plane.
+        unsafe { libc::kill(c, libc::SIGKILL) };
+    }
+    let _ = tg.child.wait();
+    stop.store(true, Ordering::Relaxed);
+    driver.join().unwrap();
+    let in_order = acked.lock().unwrap().clone();
+    let acked: BTreeSet<String> = in_order.iter().cloned().collect();
+    eprintln!("{} calls acknowledged before SIGKILL", acked.len());
+
+    // The restarted node replays its spool into every sink.
+    drop(tg);
+    let _tg = start(&dir.0, "127.0.0.1:22922", ports);
+    drained(&cfg, Duration::from_secs(60));
+    check_sinks(&dir.0, &cfg, &prefix, &acked, &in_order, &mut events).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sinks_down_under_load_get_every_cdr_once_when_back() {
+    tollgate_tests::require_root();
+    let _turn = SERIAL.lock().await;
+    let dir = TempDir::new("cdr-outage");
+    let cfg = all_sinks(&dir.0);
+    let prefix = unique("outage");
+    let ng: SocketAddr = "127.0.0.1:23022".parse().unwrap();
+    let mut events = EventQueue::bind(&cdrs::all_sinks_url(&cfg, "amqp")).await;
+    let _tg = start(&dir.0, "127.0.0.1:23022", (37000, 37999));
+
+    let acked = Arc::new(Mutex::new(Vec::new()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let driver = {
+        let (acked, stop, prefix) = (acked.clone(), stop.clone(), prefix.clone());
+        std::thread::spawn(move || drive(ng, &prefix, 4_000, &stop, &acked))
+    };
+    while acked.lock().unwrap().len() < 300 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The database and the Redis server go away; calls must go on.
+    services::stop(Service::Postgres);
+    services::stop(Service::Redis);
+    let during = acked.lock().unwrap().len();
+    // They stay down until both have reported failing and 500 more calls
+    // have been set up and torn down (at most 30 s).
+    let names = |st: &tollgate_cdr::spool::Status,
+                 f: fn(&tollgate_cdr::spool::SinkStatus) -> bool| {
+        st.sinks
+            .iter()
+            .filter(|s| f(s))
+            .map(|s| s.name.clone())
+            .collect::<Vec<_>>()
+    };
+    let t0 = Instant::now();
+    let (st, lagging, failing) = loop {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let st = tollgate_cdr::spool::inspect(&cfg.spool(), &cfg.sink_names()).unwrap();
+        let failing = names(&st, |s| s.last_error.is_some());
+        let lagging = names(&st, |s| s.lag > 0);
+        let both = ["postgres", "redis"]
+            .iter()
+            .all(|n| failing.iter().any(|f| f == n));
+        let more = acked.lock().unwrap().len() >= during + 500;
+        if both && more || t0.elapsed() > Duration::from_secs(30) {
+            break (st, lagging, failing);
+        }
+    };
+    let (lagging, failing): (Vec<&str>, Vec<&str>) = (
+        lagging.iter().map(String::as_str).collect(),
+        failing.iter().map(String::as_str).collect(),
+    );
+    services::start(Service::Postgres);
+    services::start(Service::Redis);
+    let after = acked.lock().unwrap().len();
+    assert!(
+        after >= during + 500,
+        "calls stalled while sinks were down: {during} -> {after}"
+    );
+    assert!(
+        lagging.contains(&"postgres") && lagging.contains(&"redis"),
+        "{st:#?}"
+    );
+    assert!(
+        failing.contains(&"postgres") && failing.contains(&"redis"),
+        "{st:#?}"
+    );
+    assert!(
+        !lagging.contains(&"mysql"),
+        "the other sinks kept up: {st:#?}"
+    );
+
+    stop.store(true, Ordering::Relaxed);
+    driver.join().unwrap();
+    let in_order = acked.lock().unwrap().clone();
+    let acked: BTreeSet<String> = in_order.iter().cloned().collect();
+    drained(&cfg, Duration::from_secs(90));
+    let st = tollgate_cdr::spool::inspect(&cfg.spool(), &cfg.sink_names()).unwrap();
+    assert!(
+        st.sinks.iter().all(|s| s.last_error.is_none()),
+        "errors clear on success: {st:#?}"
+    );
+    check_sinks(
+        &dir.0,
+        &cfg,
+        &prefix,
+        &acked,
+        &in_order[during..],
+        &mut events,
+    )
+    .await;
+}
