@@ -3,8 +3,10 @@
 # root): clang and libbpf headers for the XDP program, iproute2 and ethtool
 # for the network-namespace tests, and the real peers the end-to-end tests
 # drive: SIPp (sip-tester), Kamailio (its rtpengine module is in the main
-# package) and rtpengine itself; a font for the benchmark plots. Idempotent;
-# Rust (stable) must be present.
+# package) and rtpengine itself; a font for the benchmark plots; and the
+# data-tier servers the CDR tests start on loopback (PostgreSQL, MariaDB,
+# Redis, RabbitMQ; scripts/data starts them). Idempotent; Rust (stable) must
+# be present.
 set -euo pipefail
 
 packages=(clang libbpf-dev linux-libc-dev iproute2 ethtool util-linux sip-tester kamailio rtpengine-daemon fonts-dejavu-core)
@@ -18,5 +20,8 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
+# Installed with policy-rc.d in place, so no package starts a system-wide
+# server; the tests start their own (scripts/data/start-*.sh).
+bash -c 'source "$1/data/lib.sh" && apt_install mariadb-server postgresql-15 redis-server rabbitmq-server' _ "$(dirname "$0")"
 command -v cargo >/dev/null || { echo "setup: cargo not found; install stable Rust (rustup)" >&2; exit 1; }
 echo "setup: ready ($(clang --version | head -n1); $(cargo --version))"

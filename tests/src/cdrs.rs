@@ -131,7 +131,8 @@ pub fn jsonl(path: &Path) -> Vec<serde_json::Value> {
 }
 
 /// A queue of our own bound to the `events` exchange: every event published
-/// after it was bound.
+/// after it was first bound. Durable, so it and its messages outlive a
+/// broker restart; the broker removes it two minutes after its last use.
 pub struct EventQueue {
     _conn: Connection,
     consumer: lapin::Consumer,
@@ -146,7 +147,8 @@ pub struct Event {
 }
 
 impl EventQueue {
-    pub async fn bind(url: &str) -> EventQueue {
+    /// Declares (or finds again) the queue `name` and consumes from it.
+    pub async fn bind(url: &str, name: &str) -> EventQueue {
         let props = ConnectionProperties::default()
             .with_executor(tokio_executor_trait::Tokio::current())
             .with_reactor(tokio_reactor_trait::Tokio);
@@ -163,15 +165,19 @@ impl EventQueue {
         )
         .await
         .expect("declare the exchange");
+        let mut expires = FieldTable::default();
+        expires.insert(
+            "x-expires".into(),
+            lapin::types::AMQPValue::LongInt(120_000),
+        );
         let q = ch
             .queue_declare(
-                "",
+                name,
                 QueueDeclareOptions {
-                    exclusive: true,
-                    auto_delete: true,
+                    durable: true,
                     ..Default::default()
                 },
-                FieldTable::default(),
+                expires,
             )
             .await
             .expect("declare a queue");

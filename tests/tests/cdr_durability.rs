@@ -152,7 +152,7 @@ async fn check_sinks(
     }
     let repeats: usize = ended.values().map(|n| n - 1).sum();
     eprintln!(
-        "AMQP: {} call.ended messages, {repeats} repeated after the restart",
+        "AMQP: {} call.ended messages, {repeats} of them repeats",
         ended.values().sum::<usize>()
     );
     assert!(
@@ -187,7 +187,8 @@ async fn sigkill_mid_run_loses_and_doubles_nothing() {
     let prefix = unique("kill");
     let ng: SocketAddr = "127.0.0.1:22922".parse().unwrap();
     let ports = (36000, 36999);
-    let mut events = EventQueue::bind(&cdrs::all_sinks_url(&cfg, "amqp")).await;
+    let amqp = cdrs::all_sinks_url(&cfg, "amqp");
+    let mut events = EventQueue::bind(&amqp, &prefix).await;
 
     let mut tg = start(&dir.0, "127.0.0.1:22922", ports);
     let acked = Arc::new(Mutex::new(Vec::new()));
@@ -239,7 +240,8 @@ async fn sinks_down_under_load_get_every_cdr_once_when_back() {
     let cfg = all_sinks(&dir.0);
     let prefix = unique("outage");
     let ng: SocketAddr = "127.0.0.1:23022".parse().unwrap();
-    let mut events = EventQueue::bind(&cdrs::all_sinks_url(&cfg, "amqp")).await;
+    let amqp = cdrs::all_sinks_url(&cfg, "amqp");
+    let events = EventQueue::bind(&amqp, &prefix).await;
     let _tg = start(&dir.0, "127.0.0.1:23022", (37000, 37999));
 
     let acked = Arc::new(Mutex::new(Vec::new()));
@@ -251,9 +253,12 @@ async fn sinks_down_under_load_get_every_cdr_once_when_back() {
     while acked.lock().unwrap().len() < 300 {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    // The database and the Redis server go away; calls must go on.
+    // The database, the Redis server and the broker go away; calls must go
+    // on. The test's queue is durable: it keeps what the broker confirmed.
+    drop(events);
     services::stop(Service::Postgres);
     services::stop(Service::Redis);
+    services::stop(Service::Rabbitmq);
     let during = acked.lock().unwrap().len();
     // They stay down until both have reported failing and 500 more calls
     // have been set up and torn down (at most 30 s).
@@ -271,7 +276,7 @@ async fn sinks_down_under_load_get_every_cdr_once_when_back() {
         let st = tollgate_cdr::spool::inspect(&cfg.spool(), &cfg.sink_names()).unwrap();
         let failing = names(&st, |s| s.last_error.is_some());
         let lagging = names(&st, |s| s.lag > 0);
-        let both = ["postgres", "redis"]
+        let both = ["postgres", "redis", "amqp"]
             .iter()
             .all(|n| failing.iter().any(|f| f == n));
         let more = acked.lock().unwrap().len() >= during + 500;
@@ -283,21 +288,21 @@ async fn sinks_down_under_load_get_every_cdr_once_when_back() {
         lagging.iter().map(String::as_str).collect(),
         failing.iter().map(String::as_str).collect(),
     );
+    let after = acked.lock().unwrap().len();
     services::start(Service::Postgres);
     services::start(Service::Redis);
-    let after = acked.lock().unwrap().len();
+    services::start(Service::Rabbitmq);
     assert!(
         after >= during + 500,
         "calls stalled while sinks were down: {during} -> {after}"
     );
-    assert!(
-        lagging.contains(&"postgres") && lagging.contains(&"redis"),
-        "{st:#?}"
-    );
-    assert!(
-        failing.contains(&"postgres") && failing.contains(&"redis"),
-        "{st:#?}"
-    );
+    for down in ["postgres", "redis", "amqp"] {
+        assert!(lagging.contains(&down), "{down} cannot be current: {st:#?}");
+        assert!(
+            failing.contains(&down),
+            "{down} must report its error: {st:#?}"
+        );
+    }
     assert!(
         !lagging.contains(&"mysql"),
         "the other sinks kept up: {st:#?}"
@@ -307,7 +312,8 @@ async fn sinks_down_under_load_get_every_cdr_once_when_back() {
     driver.join().unwrap();
     let in_order = acked.lock().unwrap().clone();
     let acked: BTreeSet<String> = in_order.iter().cloned().collect();
-    drained(&cfg, Duration::from_secs(90));
+    drained(&cfg, Duration::from_secs(120));
+    let mut events = EventQueue::bind(&amqp, &prefix).await;
     let st = tollgate_cdr::spool::inspect(&cfg.spool(), &cfg.sink_names()).unwrap();
     assert!(
         st.sinks.iter().all(|s| s.last_error.is_none()),

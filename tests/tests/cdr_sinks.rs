@@ -90,7 +90,7 @@ async fn every_field_lands_in_every_sink() {
     let t0 = 1_795_315_089_530;
     let cdr = full_cdr(&call_id, t0);
 
-    let mut events = EventQueue::bind(&cdrs::all_sinks_url(&cfg, "amqp")).await;
+    let mut events = EventQueue::bind(&cdrs::all_sinks_url(&cfg, "amqp"), &call_id).await;
     let redis_url = cdrs::all_sinks_url(&cfg, "redis");
     let redis = redis::Client::open(redis_url.as_str()).unwrap();
     let mut pubsub = redis.get_async_pubsub().await.unwrap();
