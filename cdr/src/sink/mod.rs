@@ -56,11 +56,10 @@ const BACKOFF_MAX: Duration = Duration::from_secs(10);
 /// batch runs as its own task, so it overlaps the sink's delivery of the
 /// current one.
 pub async fn run<S: Sink>(spool: Arc<Spool>, name: String, mut sink: S, batch: usize) {
-    let (tx, mut batches) = tokio::sync::mpsc::channel(2);
+    let (tx, mut batches) = tokio::sync::mpsc::channel::<Vec<(u64, Record)>>(2);
     tokio::spawn(read_ahead(spool.clone(), name.clone(), batch, tx));
     let mut backoff = BACKOFF_MIN;
     while let Some(records) = batches.recv().await {
-        let records: Vec<(u64, Record)> = records;
         let Some(&(last, _)) = records.last() else {
             continue;
         };

@@ -305,6 +305,16 @@ fn leg_row(call_id: &str, l: &Leg) -> [Val; 26] {
     ]
 }
 
+/// A batch's call rows and leg rows.
+fn rows(cdrs: &[&Cdr]) -> (Vec<[Val; 24]>, Vec<[Val; 26]>) {
+    let calls = cdrs.iter().map(|c| call_row(c)).collect();
+    let legs = cdrs
+        .iter()
+        .flat_map(|c| c.legs.iter().map(|l| leg_row(&c.call_id, l)))
+        .collect();
+    (calls, legs)
+}
+
 /// Batches above this many CDRs are split over two connections.
 const SPLIT_ABOVE: usize = 64;
 
@@ -325,11 +335,7 @@ where
     if cdrs.is_empty() {
         return Ok(());
     }
-    let calls: Vec<[Val; 24]> = cdrs.iter().map(|c| call_row(c)).collect();
-    let legs: Vec<[Val; 26]> = cdrs
-        .iter()
-        .flat_map(|c| c.legs.iter().map(|l| leg_row(&c.call_id, l)))
-        .collect();
+    let (calls, legs) = rows(cdrs);
     let mut tx = pool.begin().await?;
     for rows in calls.chunks(ROWS_PER_STATEMENT / 2) {
         let (sql, args) = rows_insert::<DB, 24>(d, d.calls, &CALL_COLUMNS, rows, &["call_id"])?;
@@ -350,11 +356,7 @@ async fn insert_unnest(pool: &PgPool, cdrs: &[&Cdr]) -> Result<(), sqlx::Error> 
     if cdrs.is_empty() {
         return Ok(());
     }
-    let calls: Vec<[Val; 24]> = cdrs.iter().map(|c| call_row(c)).collect();
-    let legs: Vec<[Val; 26]> = cdrs
-        .iter()
-        .flat_map(|c| c.legs.iter().map(|l| leg_row(&c.call_id, l)))
-        .collect();
+    let (calls, legs) = rows(cdrs);
     let mut tx = pool.begin().await?;
     let (sql, args) = unnest("call_logs", &CALL_COLUMNS, calls, "call_id");
     sqlx::query_with(&sql, args).execute(&mut *tx).await?;
