@@ -26,11 +26,12 @@ fn sinks(names: &[&str]) -> Vec<String> {
     names.iter().map(|s| s.to_string()).collect()
 }
 
+/// Appends one at a time, so each is its own group and small segments
+/// roll at their size (a group is written whole into one segment).
 async fn append_all(spool: &Spool, range: std::ops::Range<u64>) -> Vec<u64> {
-    let pending: Vec<_> = range.map(|i| spool.append(&rec(i))).collect();
     let mut seqs = Vec::new();
-    for p in pending {
-        seqs.push(p.durable().await.expect("appended"));
+    for i in range {
+        seqs.push(spool.append(&rec(i)).durable().await.expect("appended"));
     }
     seqs
 }
