@@ -179,6 +179,17 @@ async fn round(args: &CdrBenchArgs, db: &Db, r: usize) -> [f64; 5] {
     [synced, unsynced, batched, single, floor]
 }
 
+/// The URL without its password, for printing.
+fn redacted(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => match url[s + 3..at].split_once(':') {
+            Some((user, _)) => format!("{}{user}:***{}", &url[..s + 3], &url[at..]),
+            None => url.to_string(),
+        },
+        _ => url.to_string(),
+    }
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
@@ -196,7 +207,7 @@ pub fn main(args: &CdrBenchArgs) -> anyhow::Result<()> {
     rt.block_on(async {
         let db = Db::connect(SinkKind::Postgres, &args.postgres)
             .await
-            .map_err(|e| anyhow::anyhow!("{}: {e}", args.postgres))?;
+            .map_err(|e| anyhow::anyhow!("{}: {e}", redacted(&args.postgres)))?;
         let mut rounds = Vec::new();
         for r in 0..args.rounds {
             let got = round(args, &db, r).await;
@@ -227,7 +238,11 @@ pub fn main(args: &CdrBenchArgs) -> anyhow::Result<()> {
             (col(0), col(1), col(2), col(3), col(4));
         println!(
             "tollgate bench cdr: {} CDRs x {} rounds (median), {} in flight, batch {}, PostgreSQL {}",
-            args.records, args.rounds, args.in_flight, args.batch, args.postgres
+            args.records,
+            args.rounds,
+            args.in_flight,
+            args.batch,
+            redacted(&args.postgres)
         );
         println!("{:<52} {:>12}", "measure", "CDRs/s");
         for (what, v) in [
@@ -259,4 +274,19 @@ pub fn main(args: &CdrBenchArgs) -> anyhow::Result<()> {
         }
         Ok(())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn printed_urls_hide_the_password() {
+        assert_eq!(
+            super::redacted("postgres://voip:secret@db1:5432/voip"),
+            "postgres://voip:***@db1:5432/voip"
+        );
+        assert_eq!(
+            super::redacted("postgres://db1/voip"),
+            "postgres://db1/voip"
+        );
+    }
 }
