@@ -40,4 +40,5 @@ pub mod maps {
     pub const FLOW_STATS: &str = "flow_stats";
     pub const COUNTERS: &str = "counters";
     pub const TX_PORTS: &str = "tx_ports";
+    pub const HAIRPIN_REDIRECT: &str = "hairpin_redirect";
 }

@@ -3,8 +3,9 @@
  * maps.h - the program's maps. All are pinned by name under the data plane's
  * pin directory so they outlive the process that loaded them.
  *
- * Ownership: user space is the only writer of `flows` and `tx_ports`; the XDP
- * program writes `learned` (first source only), `flow_stats` and `counters`.
+ * Ownership: user space is the only writer of `flows`, `tx_ports` and
+ * `hairpin_redirect`; the XDP program writes `learned` (first source only),
+ * `flow_stats` and `counters`.
  */
 #ifndef TOLLGATE_MAPS_H
 #define TOLLGATE_MAPS_H
@@ -55,5 +56,19 @@ struct {
 	__type(value, struct bpf_devmap_val);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } tx_ports SEC(".maps");
+
+/*
+ * Interfaces on which a packet leaving where it came in is redirected through
+ * `tx_ports` rather than sent with XDP_TX. veth needs it: its XDP_TX wakes the
+ * peer's receive queue only when the peer has an XDP program, so without one
+ * the frames wait until unrelated traffic arrives. Key ifindex, value unused.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, TG_MAX_PORTS);
+	__type(key, __u32);
+	__type(value, __u8);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} hairpin_redirect SEC(".maps");
 
 #endif

@@ -7,7 +7,8 @@
  * the IP source/destination and UDP ports to the flow's action, fixes the IPv4
  * header and UDP checksums incrementally, asks the kernel's FIB for the egress
  * interface and MAC addresses, counts, and redirects (XDP_TX when the egress is
- * the ingress interface). Everything else goes on to the kernel, counted.
+ * the ingress interface, unless `hairpin_redirect` names it). Everything else
+ * goes on to the kernel, counted.
  */
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
@@ -212,7 +213,8 @@ int tollgate_relay(struct xdp_md *ctx)
 	st->bytes += bpf_ntohs(udp->len) - sizeof(*udp); /* RTP bytes, as the socket path counts */
 	st->last_seen_ns = bpf_ktime_get_ns();
 
-	if (fib.ifindex == ctx->ingress_ifindex) {
+	int hairpin = fib.ifindex == ctx->ingress_ifindex;
+	if (hairpin && !bpf_map_lookup_elem(&hairpin_redirect, &fib.ifindex)) {
 		count(TG_C_TX);
 		return XDP_TX;
 	}
@@ -220,6 +222,6 @@ int tollgate_relay(struct xdp_md *ctx)
 		count(TG_C_DROP_NO_EGRESS);
 		return XDP_DROP;
 	}
-	count(TG_C_FORWARDED);
+	count(hairpin ? TG_C_TX : TG_C_FORWARDED);
 	return XDP_REDIRECT;
 }

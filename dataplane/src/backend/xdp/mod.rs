@@ -69,6 +69,45 @@ fn ifname(index: u32) -> Option<String> {
     )
 }
 
+/// The kernel driver behind interface `name` (`ethtool -i`), if it says.
+fn driver(name: &str) -> Option<String> {
+    const ETHTOOL_GDRVINFO: u32 = 3;
+    // struct ethtool_drvinfo: cmd, then driver[32], then fields we skip.
+    #[repr(C)]
+    struct DrvInfo {
+        cmd: u32,
+        driver: [u8; 32],
+        rest: [u8; 192],
+    }
+    let mut info = DrvInfo {
+        cmd: ETHTOOL_GDRVINFO,
+        driver: [0; 32],
+        rest: [0; 192],
+    };
+    // SAFETY: an all-zero ifreq is valid; we fill the name and data pointer.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    if name.len() >= req.ifr_name.len() {
+        return None;
+    }
+    for (d, s) in req.ifr_name.iter_mut().zip(name.bytes()) {
+        *d = s as libc::c_char;
+    }
+    req.ifr_ifru.ifru_data = (&mut info as *mut DrvInfo).cast();
+    // SAFETY: a datagram socket only used for this ioctl, closed by OwnedFd.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return None;
+    }
+    // SAFETY: fd is ours from here on.
+    let fd = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+    // SAFETY: SIOCETHTOOL with GDRVINFO writes at most sizeof(drvinfo) into `info`.
+    if unsafe { libc::ioctl(fd.as_raw_fd(), libc::SIOCETHTOOL, &mut req) } != 0 {
+        return None;
+    }
+    let end = info.driver.iter().position(|&b| b == 0).unwrap_or(32);
+    Some(String::from_utf8_lossy(&info.driver[..end]).into_owned())
+}
+
 /// Mounts a bpffs at `dir` unless one is already there.
 fn ensure_bpffs(dir: &Path) -> io::Result<()> {
     std::fs::create_dir_all(dir)?;
@@ -181,6 +220,20 @@ impl XdpBackend {
                 map: names::TX_PORTS,
                 detail: e.to_string(),
             })?;
+        }
+
+        let mut hairpin: HashMap<MapData, u32, u8> = take(&mut ebpf, names::HAIRPIN_REDIRECT)?;
+        let old: Vec<u32> = hairpin.keys().filter_map(Result::ok).collect();
+        for k in old {
+            let _ = hairpin.remove(&k);
+        }
+        for (name, &i) in cfg.interfaces.iter().zip(&indexes) {
+            if driver(name).as_deref() == Some("veth") {
+                hairpin.insert(i, 1, 0).map_err(|e| BackendError::Map {
+                    map: names::HAIRPIN_REDIRECT,
+                    detail: e.to_string(),
+                })?;
+            }
         }
 
         let flows: HashMap<MapData, FlowKey, FlowAction> = take(&mut ebpf, names::FLOWS)?;
