@@ -1,4 +1,8 @@
-//! SIP-side protocol pieces of Tollgate. Today: [`sdp`], the session
-//! descriptions that offer/answer rewriting works on.
+//! SIP-side protocol cores of Tollgate: [`message`] (parsing and building
+//! SIP messages), [`sdp`] (the session descriptions offer/answer rewriting
+//! works on) and [`transaction`] (RFC 3261 transactions as sans-IO state
+//! machines).
 
+pub mod message;
 pub mod sdp;
+pub mod transaction;

@@ -1,0 +1,962 @@
+//! SIP messages (RFC 3261 §7 and §25): parsing a datagram or a stream
+//! buffer into a start line, an ordered header list and a body; typed access
+//! to the headers transactions, dialogs and the B2BUA read; serialisation.
+//!
+//! Written here rather than taken from `rsip` (the design's first choice):
+//! rsip 0.4.0, its latest release, rejects RFC 4475 §3.1.1.1 ("wsinv", a
+//! valid message with folded lines, compact forms and odd whitespace) with a
+//! tokenizer error that quotes the whole message instead of saying where, and
+//! ezk's `sip-types` has no message-level parser outside its transport. The
+//! parser keeps every header as written (unfolded) so a B2BUA can pass
+//! unknown ones through, expands compact names, never panics, and says in
+//! its error which line is wrong and why.
+
+use std::fmt;
+use std::net::IpAddr;
+
+/// Why bytes are not a SIP message, and where.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ParseError {
+    /// A stream buffer that does not hold a whole message yet.
+    #[error("incomplete message")]
+    Incomplete,
+    #[error("line {line}: {what}")]
+    Line { line: usize, what: String },
+    #[error("{0}")]
+    Message(String),
+}
+
+fn at(line: usize, what: impl Into<String>) -> ParseError {
+    ParseError::Line {
+        line,
+        what: what.into(),
+    }
+}
+
+/// The first line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StartLine {
+    Request { method: String, uri: String },
+    Response { code: u16, reason: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Header {
+    /// The long form, spelled as RFC 3261 does for known headers.
+    pub name: String,
+    /// Unfolded, without leading and trailing whitespace.
+    pub value: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    pub start: StartLine,
+    pub headers: Vec<Header>,
+    pub body: Vec<u8>,
+}
+
+/// Compact forms (RFC 3261 §7.3.3 and later RFCs) and the usual spelling
+/// of long names, so lookups and output are uniform.
+fn canonical(name: &str) -> String {
+    let known = [
+        ("i", "Call-ID"),
+        ("m", "Contact"),
+        ("e", "Content-Encoding"),
+        ("l", "Content-Length"),
+        ("c", "Content-Type"),
+        ("f", "From"),
+        ("s", "Subject"),
+        ("k", "Supported"),
+        ("t", "To"),
+        ("v", "Via"),
+        ("r", "Refer-To"),
+        ("o", "Event"),
+        ("u", "Allow-Events"),
+        ("x", "Session-Expires"),
+        ("call-id", "Call-ID"),
+        ("cseq", "CSeq"),
+        ("www-authenticate", "WWW-Authenticate"),
+        ("max-forwards", "Max-Forwards"),
+        ("record-route", "Record-Route"),
+        ("content-length", "Content-Length"),
+        ("content-type", "Content-Type"),
+        ("session-expires", "Session-Expires"),
+        ("min-se", "Min-SE"),
+    ];
+    let lower = name.to_ascii_lowercase();
+    if let Some((_, long)) = known.iter().find(|(k, _)| *k == lower) {
+        return long.to_string();
+    }
+    // Title-Case each dash-separated word: "max-forwards" -> "Max-Forwards".
+    lower
+        .split('-')
+        .map(|w| {
+            let mut c = w.chars();
+            match c.next() {
+                Some(f) => f.to_ascii_uppercase().to_string() + c.as_str(),
+                None => String::new(),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("-")
+}
+
+fn is_token(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-.!%*_+`'~".contains(&b))
+}
+
+/// Where the header section ends: (end of headers, start of body).
+fn header_end(buf: &[u8]) -> Option<(usize, usize)> {
+    let crlf = buf.windows(4).position(|w| w == b"\r\n\r\n");
+    let lf = buf.windows(2).position(|w| w == b"\n\n");
+    match (crlf, lf) {
+        (Some(a), Some(b)) if b + 1 < a => Some((b, b + 2)),
+        (Some(a), _) => Some((a, a + 4)),
+        (None, Some(b)) => Some((b, b + 2)),
+        (None, None) => None,
+    }
+}
+
+impl Message {
+    /// Parses a whole datagram: a missing Content-Length means the rest of
+    /// the datagram is the body.
+    pub fn parse(datagram: &[u8]) -> Result<Message, ParseError> {
+        match Self::parse_prefix(datagram, false) {
+            Err(ParseError::Incomplete) => Err(ParseError::Message(
+                "no blank line ends the header section".into(),
+            )),
+            r => r.map(|(m, _)| m),
+        }
+    }
+
+    /// Parses one message from the front of a stream buffer; returns it and
+    /// the bytes used, or `Incomplete` when more are needed.
+    pub fn parse_stream(buf: &[u8]) -> Result<(Message, usize), ParseError> {
+        Self::parse_prefix(buf, true)
+    }
+
+    fn parse_prefix(buf: &[u8], stream: bool) -> Result<(Message, usize), ParseError> {
+        // Keep-alive CRLFs between messages (RFC 5626) are skipped.
+        let skip = buf
+            .iter()
+            .take_while(|b| **b == b'\r' || **b == b'\n')
+            .count();
+        let buf = &buf[skip..];
+        let (head_end, body_start) = header_end(buf).ok_or(ParseError::Incomplete)?;
+        let head = std::str::from_utf8(&buf[..head_end])
+            .map_err(|e| ParseError::Message(format!("header section is not UTF-8: {e}")))?;
+        let mut lines: Vec<(usize, String)> = Vec::new();
+        for (i, raw) in head.split('\n').enumerate() {
+            let l = raw.strip_suffix('\r').unwrap_or(raw);
+            if l.starts_with([' ', '\t']) && !lines.is_empty() {
+                // Folded continuation (LWS): joins the previous line.
+                let last = lines.last_mut().expect("checked non-empty");
+                last.1.push(' ');
+                last.1.push_str(l.trim());
+            } else {
+                lines.push((i + 1, l.to_string()));
+            }
+        }
+        let (first_no, first) = lines.first().cloned().ok_or_else(|| at(1, "empty"))?;
+        let start = parse_start(&first).map_err(|w| at(first_no, w))?;
+        let mut headers = Vec::with_capacity(lines.len());
+        for (no, l) in lines.iter().skip(1) {
+            let (name, value) = l
+                .split_once(':')
+                .ok_or_else(|| at(*no, format!("header line without ':': {:?}", clip(l))))?;
+            let name = name.trim();
+            if !is_token(name) {
+                return Err(at(*no, format!("bad header name {:?}", clip(name))));
+            }
+            headers.push(Header {
+                name: canonical(name),
+                value: value.trim().to_string(),
+            });
+        }
+        let rest = &buf[body_start..];
+        let declared = headers
+            .iter()
+            .filter(|h| h.name == "Content-Length")
+            .map(|h| h.value.parse::<usize>())
+            .collect::<Vec<_>>();
+        let body_len = match declared.as_slice() {
+            [] if stream => {
+                return Err(ParseError::Message(
+                    "Content-Length is required on a stream transport".into(),
+                ))
+            }
+            [] => rest.len(),
+            [Ok(n)] => *n,
+            [Err(_)] => return Err(ParseError::Message("Content-Length is not a number".into())),
+            _ => {
+                return Err(ParseError::Message(
+                    "more than one Content-Length header".into(),
+                ))
+            }
+        };
+        if rest.len() < body_len {
+            if stream {
+                return Err(ParseError::Incomplete);
+            }
+            return Err(ParseError::Message(format!(
+                "Content-Length is {body_len} but only {} body bytes follow",
+                rest.len()
+            )));
+        }
+        let m = Message {
+            start,
+            headers,
+            body: rest[..body_len].to_vec(),
+        };
+        Ok((m, skip + body_start + body_len))
+    }
+
+    /// Checks the headers every request and response must carry (§8.1.1)
+    /// and that they make sense; the error text suits a 400 reason phrase.
+    pub fn validate(&self) -> Result<(), String> {
+        for h in ["Via", "From", "To", "Call-ID", "CSeq"] {
+            if self.header(h).is_none() {
+                return Err(format!("Missing {h}"));
+            }
+        }
+        let (_, method) = self.cseq()?;
+        if let StartLine::Request { method: m, uri } = &self.start {
+            if m != method {
+                return Err(format!("CSeq method {method} differs from {m}"));
+            }
+            Uri::parse(uri).map_err(|e| format!("Bad Request-URI: {e}"))?;
+        }
+        self.top_via()?;
+        NameAddr::parse(self.header("From").unwrap_or_default())
+            .map_err(|e| format!("Bad From: {e}"))?;
+        NameAddr::parse(self.header("To").unwrap_or_default())
+            .map_err(|e| format!("Bad To: {e}"))?;
+        if let Some(mf) = self.header("Max-Forwards") {
+            mf.parse::<u32>()
+                .map_err(|_| format!("Bad Max-Forwards {mf:?}"))?;
+        }
+        Ok(())
+    }
+
+    pub fn request(method: &str, uri: &str) -> Message {
+        Message {
+            start: StartLine::Request {
+                method: method.into(),
+                uri: uri.into(),
+            },
+            headers: Vec::new(),
+            body: Vec::new(),
+        }
+    }
+
+    /// A response to `req` (§8.2.6): Via, From, To, Call-ID and CSeq copied;
+    /// the To tag added when given and the request's To has none.
+    pub fn response_to(req: &Message, code: u16, reason: &str, to_tag: Option<&str>) -> Message {
+        let mut headers = Vec::new();
+        for h in &req.headers {
+            if matches!(h.name.as_str(), "Via" | "From" | "Call-ID" | "CSeq") {
+                headers.push(h.clone());
+            } else if h.name == "To" {
+                let mut value = h.value.clone();
+                if let (Some(tag), None) = (to_tag, req.to_tag()) {
+                    value = format!("{value};tag={tag}");
+                }
+                headers.push(Header {
+                    name: "To".into(),
+                    value,
+                });
+            }
+        }
+        Message {
+            start: StartLine::Response {
+                code,
+                reason: reason.into(),
+            },
+            headers,
+            body: Vec::new(),
+        }
+    }
+
+    pub fn method(&self) -> Option<&str> {
+        match &self.start {
+            StartLine::Request { method, .. } => Some(method),
+            StartLine::Response { .. } => None,
+        }
+    }
+
+    pub fn code(&self) -> Option<u16> {
+        match &self.start {
+            StartLine::Response { code, .. } => Some(*code),
+            StartLine::Request { .. } => None,
+        }
+    }
+
+    pub fn request_uri(&self) -> Option<&str> {
+        match &self.start {
+            StartLine::Request { uri, .. } => Some(uri),
+            StartLine::Response { .. } => None,
+        }
+    }
+
+    /// The first header called `name` (any spelling, compact forms too).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        let name = canonical(name);
+        self.headers
+            .iter()
+            .find(|h| h.name == name)
+            .map(|h| h.value.as_str())
+    }
+
+    /// Every value of `name`: all its headers, each split at top-level
+    /// commas (Via, Route, Record-Route, Contact carry lists).
+    pub fn header_values(&self, name: &str) -> Vec<&str> {
+        let name = canonical(name);
+        self.headers
+            .iter()
+            .filter(|h| h.name == name)
+            .flat_map(|h| split_list(&h.value))
+            .collect()
+    }
+
+    /// Replaces every `name` header with one holding `value`.
+    pub fn set_header(&mut self, name: &str, value: impl Into<String>) {
+        let name = canonical(name);
+        let value = value.into();
+        match self.headers.iter().position(|h| h.name == name) {
+            Some(i) => {
+                self.headers[i].value = value;
+                let mut n = 0;
+                self.headers.retain(|h| {
+                    n += usize::from(h.name == name);
+                    h.name != name || n == 1
+                });
+            }
+            None => self.headers.push(Header { name, value }),
+        }
+    }
+
+    pub fn add_header(&mut self, name: &str, value: impl Into<String>) {
+        self.headers.push(Header {
+            name: canonical(name),
+            value: value.into(),
+        });
+    }
+
+    /// Inserts `name` before any other header (a new top Via).
+    pub fn push_front(&mut self, name: &str, value: impl Into<String>) {
+        self.headers.insert(
+            0,
+            Header {
+                name: canonical(name),
+                value: value.into(),
+            },
+        );
+    }
+
+    pub fn remove_header(&mut self, name: &str) {
+        let name = canonical(name);
+        self.headers.retain(|h| h.name != name);
+    }
+
+    pub fn call_id(&self) -> Option<&str> {
+        self.header("Call-ID")
+    }
+
+    /// CSeq number and method.
+    pub fn cseq(&self) -> Result<(u32, &str), String> {
+        let v = self.header("CSeq").ok_or("Missing CSeq")?;
+        let mut it = v.split_whitespace();
+        let n = it
+            .next()
+            .and_then(|n| n.parse::<u32>().ok())
+            .ok_or_else(|| format!("Bad CSeq {v:?}"))?;
+        let m = it
+            .next()
+            .filter(|m| is_token(m))
+            .ok_or_else(|| format!("Bad CSeq {v:?}"))?;
+        if it.next().is_some() {
+            return Err(format!("Bad CSeq {v:?}"));
+        }
+        Ok((n, m))
+    }
+
+    pub fn top_via(&self) -> Result<Via, String> {
+        let v = self
+            .header_values("Via")
+            .into_iter()
+            .next()
+            .ok_or("Missing Via")?;
+        Via::parse(v).map_err(|e| format!("Bad Via: {e}"))
+    }
+
+    pub fn from_tag(&self) -> Option<String> {
+        NameAddr::parse(self.header("From")?).ok()?.tag()
+    }
+
+    pub fn to_tag(&self) -> Option<String> {
+        NameAddr::parse(self.header("To")?).ok()?.tag()
+    }
+
+    pub fn max_forwards(&self) -> Option<u32> {
+        self.header("Max-Forwards")?.parse().ok()
+    }
+
+    /// Serialises with a Content-Length matching the body.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = String::with_capacity(512);
+        match &self.start {
+            StartLine::Request { method, uri } => {
+                out.push_str(&format!("{method} {uri} SIP/2.0\r\n"))
+            }
+            StartLine::Response { code, reason } => {
+                out.push_str(&format!("SIP/2.0 {code} {reason}\r\n"))
+            }
+        }
+        for h in self.headers.iter().filter(|h| h.name != "Content-Length") {
+            out.push_str(&h.name);
+            out.push_str(": ");
+            out.push_str(&h.value);
+            out.push_str("\r\n");
+        }
+        out.push_str(&format!("Content-Length: {}\r\n\r\n", self.body.len()));
+        let mut bytes = out.into_bytes();
+        bytes.extend_from_slice(&self.body);
+        bytes
+    }
+}
+
+impl fmt::Display for Message {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&String::from_utf8_lossy(&self.to_bytes()))
+    }
+}
+
+fn clip(s: &str) -> String {
+    s.chars().take(60).collect()
+}
+
+fn parse_start(l: &str) -> Result<StartLine, String> {
+    if let Some(rest) = l.strip_prefix("SIP/") {
+        let mut it = rest.splitn(3, ' ');
+        let version = it.next().unwrap_or_default();
+        if version != "2.0" {
+            return Err(format!("unsupported version SIP/{}", clip(version)));
+        }
+        let code = it
+            .next()
+            .and_then(|c| c.parse::<u16>().ok())
+            .filter(|c| (100..700).contains(c))
+            .ok_or_else(|| format!("bad status line {:?}", clip(l)))?;
+        return Ok(StartLine::Response {
+            code,
+            reason: it.next().unwrap_or_default().to_string(),
+        });
+    }
+    let parts: Vec<&str> = l.split(' ').collect();
+    match parts.as_slice() {
+        [method, uri, version] => {
+            if !is_token(method) {
+                return Err(format!("bad method {:?}", clip(method)));
+            }
+            if !version.eq_ignore_ascii_case("SIP/2.0") {
+                return Err(format!("unsupported version {:?}", clip(version)));
+            }
+            if uri.is_empty() || !uri.contains(':') {
+                return Err(format!("bad Request-URI {:?}", clip(uri)));
+            }
+            Ok(StartLine::Request {
+                method: method.to_string(),
+                uri: uri.to_string(),
+            })
+        }
+        _ => Err(format!(
+            "request line must be `METHOD URI SIP/2.0` with single spaces: {:?}",
+            clip(l)
+        )),
+    }
+}
+
+/// Splits a header value at commas outside quotes and angle brackets.
+pub fn split_list(v: &str) -> Vec<&str> {
+    let (mut out, mut start, mut quoted, mut angle, mut escaped) =
+        (Vec::new(), 0, false, false, false);
+    for (i, c) in v.char_indices() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' if quoted => escaped = true,
+            '"' => quoted = !quoted,
+            '<' if !quoted => angle = true,
+            '>' if !quoted => angle = false,
+            ',' if !quoted && !angle => {
+                out.push(v[start..i].trim());
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    out.push(v[start..].trim());
+    out.retain(|s| !s.is_empty());
+    out
+}
+
+/// `;name=value` parameters, as written (names lower-cased).
+pub type Params = Vec<(String, Option<String>)>;
+
+fn parse_params(s: &str) -> Params {
+    let mut out = Vec::new();
+    let (mut quoted, mut start) = (false, 0);
+    let mut pieces = Vec::new();
+    for (i, c) in s.char_indices() {
+        match c {
+            '"' => quoted = !quoted,
+            ';' if !quoted => {
+                pieces.push(&s[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    pieces.push(&s[start..]);
+    for p in pieces {
+        let p = p.trim();
+        if p.is_empty() {
+            continue;
+        }
+        match p.split_once('=') {
+            Some((k, v)) => out.push((k.trim().to_ascii_lowercase(), Some(v.trim().to_string()))),
+            None => out.push((p.to_ascii_lowercase(), None)),
+        }
+    }
+    out
+}
+
+fn param<'a>(params: &'a Params, name: &str) -> Option<&'a str> {
+    params
+        .iter()
+        .find(|(k, _)| k == name)
+        .and_then(|(_, v)| v.as_deref())
+}
+
+fn params_to_string(params: &Params) -> String {
+    params
+        .iter()
+        .map(|(k, v)| match v {
+            Some(v) => format!(";{k}={v}"),
+            None => format!(";{k}"),
+        })
+        .collect()
+}
+
+/// One Via value: `SIP/2.0/UDP host:port;branch=...`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Via {
+    pub transport: String,
+    pub host: String,
+    pub port: Option<u16>,
+    pub params: Params,
+}
+
+impl Via {
+    pub fn parse(v: &str) -> Result<Via, String> {
+        // "SIP / 2.0 / UDP host" (RFC 4475 allows whitespace around '/').
+        let mut parts = v.splitn(3, '/');
+        let (name, version, tail) = (parts.next(), parts.next(), parts.next());
+        if !name.is_some_and(|n| n.trim().eq_ignore_ascii_case("SIP"))
+            || version.map(str::trim) != Some("2.0")
+        {
+            return Err(format!("{:?} is not SIP/2.0/transport", clip(v)));
+        }
+        let tail = tail.unwrap_or_default().trim_start();
+        let t_end = tail
+            .find(char::is_whitespace)
+            .ok_or_else(|| format!("{:?} has no sent-by", clip(v)))?;
+        let transport = tail[..t_end].to_ascii_uppercase();
+        let after = tail[t_end..].trim();
+        if !is_token(&transport) || after.is_empty() {
+            return Err(format!("{:?} has no transport or sent-by", clip(v)));
+        }
+        let (sent_by, params) = match after.find(';') {
+            Some(i) => (after[..i].trim(), parse_params(&after[i + 1..])),
+            None => (after, Vec::new()),
+        };
+        let (host, port) = split_host_port(sent_by)?;
+        Ok(Via {
+            transport,
+            host,
+            port,
+            params,
+        })
+    }
+
+    pub fn branch(&self) -> Option<&str> {
+        param(&self.params, "branch")
+    }
+
+    pub fn param(&self, name: &str) -> Option<&str> {
+        param(&self.params, name)
+    }
+}
+
+impl fmt::Display for Via {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "SIP/2.0/{} {}",
+            self.transport,
+            host_port(&self.host, self.port)
+        )?;
+        f.write_str(&params_to_string(&self.params))
+    }
+}
+
+fn host_port(host: &str, port: Option<u16>) -> String {
+    let h = if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]")
+    } else {
+        host.to_string()
+    };
+    match port {
+        Some(p) => format!("{h}:{p}"),
+        None => h,
+    }
+}
+
+/// `host[:port]`, IPv6 in brackets; the host is returned without them.
+fn split_host_port(s: &str) -> Result<(String, Option<u16>), String> {
+    let s = s.trim();
+    let (host, port) = if let Some(rest) = s.strip_prefix('[') {
+        let (h, after) = rest
+            .split_once(']')
+            .ok_or_else(|| format!("unclosed '[' in {:?}", clip(s)))?;
+        (h, after.strip_prefix(':'))
+    } else {
+        match s.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (s, None),
+        }
+    };
+    if host.is_empty()
+        || !host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b".-_:".contains(&b))
+    {
+        return Err(format!("bad host {:?}", clip(host)));
+    }
+    let port = port
+        .map(|p| {
+            p.parse::<u16>()
+                .map_err(|_| format!("bad port {:?}", clip(p)))
+        })
+        .transpose()?;
+    Ok((host.to_string(), port))
+}
+
+/// A SIP or SIPS URI: `sip:user@host:port;params?headers`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Uri {
+    pub scheme: String,
+    pub user: Option<String>,
+    pub host: String,
+    pub port: Option<u16>,
+    pub params: Params,
+}
+
+impl Uri {
+    pub fn parse(s: &str) -> Result<Uri, String> {
+        let s = s.trim();
+        let (scheme, rest) = s
+            .split_once(':')
+            .ok_or_else(|| format!("{:?} has no scheme", clip(s)))?;
+        let scheme = scheme.to_ascii_lowercase();
+        if scheme != "sip" && scheme != "sips" {
+            return Err(format!("unsupported URI scheme {:?}", clip(&scheme)));
+        }
+        let rest = rest.split('?').next().unwrap_or_default();
+        let (userinfo, hostpart) = match rest.rfind('@') {
+            Some(i) => (Some(&rest[..i]), &rest[i + 1..]),
+            None => (None, rest),
+        };
+        let (hostport, params) = match hostpart.find(';') {
+            Some(i) => (&hostpart[..i], parse_params(&hostpart[i + 1..])),
+            None => (hostpart, Vec::new()),
+        };
+        let (host, port) = split_host_port(hostport)?;
+        let user = userinfo.map(|u| u.split(':').next().unwrap_or_default().to_string());
+        Ok(Uri {
+            scheme,
+            user,
+            host,
+            port,
+            params,
+        })
+    }
+
+    pub fn param(&self, name: &str) -> Option<&str> {
+        param(&self.params, name)
+    }
+
+    pub fn has_param(&self, name: &str) -> bool {
+        self.params.iter().any(|(k, _)| k == name)
+    }
+
+    /// The host as an IP address, when it is one.
+    pub fn ip(&self) -> Option<IpAddr> {
+        self.host.parse().ok()
+    }
+}
+
+impl fmt::Display for Uri {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:", self.scheme)?;
+        if let Some(u) = &self.user {
+            write!(f, "{u}@")?;
+        }
+        f.write_str(&host_port(&self.host, self.port))?;
+        f.write_str(&params_to_string(&self.params))
+    }
+}
+
+/// A name-addr or addr-spec with header parameters: From, To, Contact,
+/// Route, Record-Route values.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NameAddr {
+    pub display: Option<String>,
+    /// The URI text as written.
+    pub uri: String,
+    pub params: Params,
+}
+
+impl NameAddr {
+    pub fn parse(v: &str) -> Result<NameAddr, String> {
+        let v = v.trim();
+        if v.is_empty() {
+            return Err("empty".into());
+        }
+        if let Some(lt) = find_unquoted(v, '<') {
+            let gt = v[lt..]
+                .find('>')
+                .map(|i| i + lt)
+                .ok_or_else(|| format!("unclosed '<' in {:?}", clip(v)))?;
+            let display = v[..lt].trim().trim_matches('"').trim();
+            let after = v[gt + 1..].trim();
+            let params = match after.strip_prefix(';') {
+                Some(p) => parse_params(p),
+                None if after.is_empty() => Vec::new(),
+                None => return Err(format!("unexpected {:?} after '>'", clip(after))),
+            };
+            let uri = v[lt + 1..gt].trim().to_string();
+            if !uri.contains(':') {
+                return Err(format!("bad URI {:?}", clip(&uri)));
+            }
+            Ok(NameAddr {
+                display: (!display.is_empty()).then(|| display.to_string()),
+                uri,
+                params,
+            })
+        } else {
+            // addr-spec: parameters after the URI belong to the header.
+            let (uri, params) = match v.find(';') {
+                Some(i) => (v[..i].trim(), parse_params(&v[i + 1..])),
+                None => (v, Vec::new()),
+            };
+            if !uri.contains(':') || uri.contains(char::is_whitespace) {
+                return Err(format!("bad URI {:?}", clip(uri)));
+            }
+            Ok(NameAddr {
+                display: None,
+                uri: uri.to_string(),
+                params,
+            })
+        }
+    }
+
+    pub fn tag(&self) -> Option<String> {
+        param(&self.params, "tag").map(str::to_string)
+    }
+
+    pub fn param(&self, name: &str) -> Option<&str> {
+        param(&self.params, name)
+    }
+
+    pub fn uri(&self) -> Result<Uri, String> {
+        Uri::parse(&self.uri)
+    }
+
+    /// With `tag` set (replacing any).
+    pub fn with_tag(mut self, tag: &str) -> NameAddr {
+        self.params.retain(|(k, _)| k != "tag");
+        self.params.push(("tag".into(), Some(tag.into())));
+        self
+    }
+}
+
+impl fmt::Display for NameAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(d) = &self.display {
+            write!(f, "\"{}\" ", d.replace('"', ""))?;
+        }
+        write!(f, "<{}>", self.uri)?;
+        f.write_str(&params_to_string(&self.params))
+    }
+}
+
+fn find_unquoted(s: &str, want: char) -> Option<usize> {
+    let (mut quoted, mut escaped) = (false, false);
+    for (i, c) in s.char_indices() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' if quoted => escaped = true,
+            '"' => quoted = !quoted,
+            c if c == want && !quoted => return Some(i),
+            _ => {}
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const INVITE: &str = "INVITE sip:bob@biloxi.example.com SIP/2.0\r\n\
+Via: SIP/2.0/UDP pc33.atlanta.example.com;branch=z9hG4bK776asdhds\r\n\
+Max-Forwards: 70\r\n\
+To: Bob <sip:bob@biloxi.example.com>\r\n\
+From: Alice <sip:alice@atlanta.example.com>;tag=1928301774\r\n\
+Call-ID: a84b4c76e66710@pc33.atlanta.example.com\r\n\
+CSeq: 314159 INVITE\r\n\
+Contact: <sip:alice@pc33.atlanta.example.com>\r\n\
+Content-Type: application/sdp\r\n\
+Content-Length: 4\r\n\r\nv=0\n";
+
+    #[test]
+    fn parses_and_reserialises_a_plain_invite() {
+        let m = Message::parse(INVITE.as_bytes()).unwrap();
+        assert_eq!(m.method(), Some("INVITE"));
+        assert_eq!(m.cseq().unwrap(), (314159, "INVITE"));
+        assert_eq!(m.top_via().unwrap().branch(), Some("z9hG4bK776asdhds"));
+        assert_eq!(m.from_tag().as_deref(), Some("1928301774"));
+        assert_eq!(m.to_tag(), None);
+        assert_eq!(m.body, b"v=0\n");
+        m.validate().unwrap();
+        let again = Message::parse(&m.to_bytes()).unwrap();
+        assert_eq!(again, m);
+    }
+
+    /// RFC 4475 §3.1.1.1, written from its description: folded lines,
+    /// compact forms, whitespace around ':' ';' '=' '/', an unknown header
+    /// with an odd value, and several Vias in one header.
+    #[test]
+    fn accepts_the_wsinv_torture_message() {
+        let body = "v=0\r\no=mhandley 29739 7272939 IN IP4 192.0.2.3\r\ns=-\r\nc=IN IP4 192.0.2.4\r\nt=0 0\r\nm=audio 49217 RTP/AVP 0 12\r\nm=video 3227 RTP/AVP 31\r\na=rtpmap:31 LPC\r\n";
+        let text = format!(
+            "INVITE sip:vivekg@chair-dnrc.example.com;unknownparam SIP/2.0\r\n\
+TO :\r\n sip:vivekg@chair-dnrc.example.com ;   tag    = 1918181833n\r\n\
+from   : \"J Rosenberg \\\\\\\"\"       <sip:jdrosen@example.com>\r\n  ;\r\n  tag = 98asjd8\r\n\
+MaX-fOrWaRdS: 0068\r\n\
+Call-ID: wsinv.ndaksdj@192.0.2.1\r\n\
+Content-Length   : {}\r\n\
+cseq: 0009\r\n  INVITE\r\n\
+Via  : SIP  /   2.0\r\n  /UDP\r\n    192.0.2.2;branch=390skdjuw\r\n\
+s :\r\n\
+NewFangledHeader:   newfangled value\r\n continued newfangled value\r\n\
+UnknownHeaderWithUnusualValue: ;;,,;;,;\r\n\
+Content-Type: application/sdp\r\n\
+Route:\r\n <sip:services.example.com;lr;unknownwith=value;unknown-no-value>\r\n\
+v:  SIP  / 2.0  / TCP     spindle.example.com   ;\r\n  branch  =   z9hG4bK9ikj8  ,\r\n SIP  /    2.0   / UDP  192.168.255.111   ; branch=\r\n z9hG4bK30239\r\n\
+m:\"Quoted string \\\"\\\"\" <sip:jdrosen@example.com> ; newparam =\r\n      newvalue ;\r\n  secondparam ; q = 0.33\r\n\r\n{body}",
+            body.len()
+        );
+        let m = Message::parse(text.as_bytes()).unwrap();
+        m.validate().unwrap();
+        assert_eq!(m.cseq().unwrap(), (9, "INVITE"));
+        assert_eq!(m.max_forwards(), Some(68));
+        assert_eq!(m.to_tag().as_deref(), Some("1918181833n"));
+        assert_eq!(m.from_tag().as_deref(), Some("98asjd8"));
+        let vias = m.header_values("Via");
+        assert_eq!(vias.len(), 3);
+        let v2 = Via::parse(vias[1]).unwrap();
+        assert_eq!(v2.transport, "TCP");
+        assert_eq!(v2.host, "spindle.example.com");
+        assert_eq!(v2.branch(), Some("z9hG4bK9ikj8"));
+        assert_eq!(Via::parse(vias[2]).unwrap().branch(), Some("z9hG4bK30239"));
+        assert_eq!(m.header("Subject"), Some(""));
+        assert_eq!(
+            m.header("NewFangledHeader"),
+            Some("newfangled value continued newfangled value")
+        );
+        let contact = NameAddr::parse(m.header("m").unwrap()).unwrap();
+        assert_eq!(contact.uri, "sip:jdrosen@example.com");
+        assert_eq!(contact.param("q"), Some("0.33"));
+        assert_eq!(m.body, body.as_bytes());
+    }
+
+    #[test]
+    fn errors_say_which_line_is_wrong() {
+        let bad = INVITE.replace("Max-Forwards: 70", "Max-Forwards 70");
+        assert_eq!(
+            Message::parse(bad.as_bytes()).unwrap_err().to_string(),
+            "line 3: header line without ':': \"Max-Forwards 70\""
+        );
+        let bad = INVITE.replace("SIP/2.0\r\nVia", "SIP/7.0\r\nVia");
+        assert!(Message::parse(bad.as_bytes())
+            .unwrap_err()
+            .to_string()
+            .starts_with("line 1: unsupported version"));
+        let bad = INVITE.replace("Content-Length: 4", "Content-Length: 40");
+        assert_eq!(
+            Message::parse(bad.as_bytes()).unwrap_err().to_string(),
+            "Content-Length is 40 but only 4 body bytes follow"
+        );
+        let bad = INVITE.replace("CSeq: 314159 INVITE", "CSeq: 314159 BYE");
+        assert_eq!(
+            Message::parse(bad.as_bytes()).unwrap().validate(),
+            Err("CSeq method BYE differs from INVITE".into())
+        );
+    }
+
+    #[test]
+    fn stream_framing_waits_for_the_whole_body() {
+        let bytes = INVITE.as_bytes();
+        assert_eq!(
+            Message::parse_stream(&bytes[..bytes.len() - 2]),
+            Err(ParseError::Incomplete)
+        );
+        let mut two = b"\r\n\r\n".to_vec();
+        two.extend_from_slice(bytes);
+        two.extend_from_slice(bytes);
+        let (_, used) = Message::parse_stream(&two).unwrap();
+        assert_eq!(used, 4 + bytes.len());
+        let (m, _) = Message::parse_stream(&two[used..]).unwrap();
+        assert_eq!(m.method(), Some("INVITE"));
+    }
+
+    #[test]
+    fn never_panics_on_truncations_of_a_valid_message() {
+        let bytes = INVITE.as_bytes();
+        for n in 0..bytes.len() {
+            let _ = Message::parse(&bytes[..n]).map(|m| m.validate());
+            let _ = Message::parse_stream(&bytes[..n]);
+        }
+    }
+
+    #[test]
+    fn uris_and_name_addrs() {
+        let u = Uri::parse("sip:+15551234@[2001:db8::1]:5070;transport=udp;lr").unwrap();
+        assert_eq!(u.user.as_deref(), Some("+15551234"));
+        assert_eq!(u.host, "2001:db8::1");
+        assert_eq!(u.port, Some(5070));
+        assert!(u.has_param("lr"));
+        assert_eq!(
+            u.to_string(),
+            "sip:+15551234@[2001:db8::1]:5070;transport=udp;lr"
+        );
+        let n = NameAddr::parse("sip:bob@example.com;tag=abc").unwrap();
+        assert_eq!(n.uri, "sip:bob@example.com");
+        assert_eq!(n.tag().as_deref(), Some("abc"));
+        assert!(NameAddr::parse("<sip:bob@example.com").is_err());
+        assert!(Uri::parse("http://example.com").is_err());
+    }
+}
