@@ -1,8 +1,8 @@
 //! tollgate.toml: one file for the whole node, validated at start with
 //! messages that name the key and say what is wrong. Sections: `[dataplane]`
 //! (the media data plane), `[media]` (relay addresses, ports, timeouts),
-//! `[ng]` (the rtpengine-compatible control protocol) and `[cdr]` (the CDR
-//! spool and sinks).
+//! `[ng]` (the rtpengine-compatible control protocol), `[sip]` (the B2BUA
+//! and its dialplan) and `[cdr]` (the CDR spool and sinks).
 
 use serde::{Deserialize, Serialize};
 use std::net::{IpAddr, SocketAddr};
@@ -15,6 +15,7 @@ pub struct Config {
     pub dataplane: DataplaneConfig,
     pub media: MediaConfig,
     pub ng: NgConfig,
+    pub sip: crate::b2bua::config::SipConfig,
     pub cdr: tollgate_cdr::config::CdrConfig,
 }
 
@@ -180,6 +181,7 @@ impl Config {
     pub fn validate(self, origin: &str) -> Result<Config, ConfigError> {
         let mut problems = self.dataplane.validate(tollgate_dataplane::host_cores());
         problems.extend(self.media.validate());
+        problems.extend(self.sip.validate());
         problems.extend(self.cdr.validate());
         if problems.is_empty() {
             Ok(self)

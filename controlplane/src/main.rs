@@ -2,6 +2,7 @@
 //! once they work: `run`, `dataplane`, `controlplane`, `ctl`, `cdr`, `bench`,
 //! `check-config`.
 
+mod b2bua;
 mod cdrs;
 mod config;
 mod ctl;
@@ -9,6 +10,7 @@ mod media;
 mod ng;
 mod ngserver;
 mod plane;
+mod sipserver;
 mod supervisor;
 
 use anyhow::{Context, Result};
@@ -163,13 +165,23 @@ fn controlplane(cfg: Config, stop: Arc<AtomicBool>) -> Result<()> {
         .context("starting the control plane runtime")?;
     rt.block_on(async {
         let sinks = tollgate_cdr::sink::spawn_all(&spool, &cfg.cdr);
-        let served = ngserver::run(server, cfg.ng.listen, stop).await;
+        let sip = tokio::spawn(sipserver::run(
+            server.clone(),
+            cfg.sip.clone(),
+            stop.clone(),
+        ));
+        let served = ngserver::run(server, cfg.ng.listen, stop)
+            .await
+            .with_context(|| format!("NG listener on {}", cfg.ng.listen));
+        let sip = match sip.await {
+            Ok(r) => r.with_context(|| format!("SIP listener on {:?}", cfg.sip.listen)),
+            Err(e) => Err(anyhow::anyhow!("SIP listener: {e}")),
+        };
         for s in sinks {
             s.abort();
         }
-        served
+        served.and(sip)
     })
-    .with_context(|| format!("NG listener on {}", cfg.ng.listen))
 }
 
 fn stop_on_signals() -> Result<Arc<AtomicBool>> {

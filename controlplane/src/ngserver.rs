@@ -48,18 +48,18 @@ impl NgServer {
     }
 
     /// Runs `f` on the handler (off the async threads) and queues the
-    /// records it produced, in order, while still holding the handler.
-    async fn with_handler<T: Send + 'static>(
+    /// records it returned and the session manager produced, in order,
+    /// while still holding the handler.
+    pub async fn with_handler<T: Send + 'static>(
         self: &Arc<Self>,
-        f: impl FnOnce(&mut NgHandler) -> T + Send + 'static,
+        f: impl FnOnce(&mut NgHandler) -> (T, Vec<Record>) + Send + 'static,
     ) -> Option<(T, Vec<(Record, Pending)>)> {
         let me = self.clone();
         tokio::task::spawn_blocking(move || {
             let mut h = lock(&me.handler);
-            let out = f(&mut h);
-            let queued = h
-                .sessions
-                .take_records()
+            let (out, mut records) = f(&mut h);
+            records.extend(h.sessions.take_records());
+            let queued = records
                 .into_iter()
                 .map(|r| {
                     let p = me.spool.append(&r);
@@ -79,7 +79,10 @@ impl NgServer {
             return r.clone();
         }
         let body = m.body;
-        let reply = match self.with_handler(move |h| h.handle(&body)).await {
+        let reply = match self
+            .with_handler(move |h| (h.handle(&body), Vec::new()))
+            .await
+        {
             Some((reply, queued)) => {
                 durable(queued).await;
                 reply
@@ -170,7 +173,7 @@ impl NgServer {
     pub async fn housekeeping(self: Arc<Self>, stop: Arc<AtomicBool>) {
         while !stop.load(Ordering::Relaxed) {
             tokio::time::sleep(Duration::from_secs(1)).await;
-            if let Some(((), queued)) = self.with_handler(NgHandler::tick).await {
+            if let Some(((), queued)) = self.with_handler(|h| (h.tick(), Vec::new())).await {
                 durable(queued).await;
             }
             self.cache
@@ -183,7 +186,7 @@ impl NgServer {
 
 /// Waits until the queued records are on disk. One that cannot be written
 /// is logged whole, at error level, so it is not lost silently.
-async fn durable(queued: Vec<(Record, Pending)>) {
+pub async fn durable(queued: Vec<(Record, Pending)>) {
     for (rec, pending) in queued {
         if let Err(e) = pending.durable().await {
             tracing::error!(call_id = rec.call_id(), error = %e,

@@ -137,7 +137,24 @@ impl Message {
         Self::parse_prefix(buf, true)
     }
 
-    fn parse_prefix(buf: &[u8], stream: bool) -> Result<(Message, usize), ParseError> {
+    /// What can be read of a message whose framing or start line is
+    /// broken: the start line (a request line with a bad URI is kept as
+    /// written) and the headers, without a body. Enough to answer 400 and
+    /// say why.
+    pub fn parse_lenient(datagram: &[u8]) -> Result<Message, ParseError> {
+        let (start, headers, _, _) = Self::head(datagram, true)?;
+        Ok(Message {
+            start,
+            headers,
+            body: Vec::new(),
+        })
+    }
+
+    /// Start line, headers, where the body starts, bytes skipped before.
+    fn head(
+        buf: &[u8],
+        lenient: bool,
+    ) -> Result<(StartLine, Vec<Header>, usize, usize), ParseError> {
         // Keep-alive CRLFs between messages (RFC 5626) are skipped.
         let skip = buf
             .iter()
@@ -160,7 +177,20 @@ impl Message {
             }
         }
         let (first_no, first) = lines.first().cloned().ok_or_else(|| at(1, "empty"))?;
-        let start = parse_start(&first).map_err(|w| at(first_no, w))?;
+        let start = match parse_start(&first) {
+            Ok(s) => s,
+            Err(_) if lenient && first.ends_with(" SIP/2.0") => {
+                let (method, rest) = first.split_once(' ').unwrap_or_default();
+                if !is_token(method) {
+                    return Err(at(first_no, format!("bad method {:?}", clip(method))));
+                }
+                StartLine::Request {
+                    method: method.to_string(),
+                    uri: rest.trim_end_matches(" SIP/2.0").to_string(),
+                }
+            }
+            Err(w) => return Err(at(first_no, w)),
+        };
         let mut headers = Vec::with_capacity(lines.len());
         for (no, l) in lines.iter().skip(1) {
             let (name, value) = l
@@ -175,6 +205,12 @@ impl Message {
                 value: value.trim().to_string(),
             });
         }
+        Ok((start, headers, body_start, skip))
+    }
+
+    fn parse_prefix(buf: &[u8], stream: bool) -> Result<(Message, usize), ParseError> {
+        let (start, headers, body_start, skip) = Self::head(buf, false)?;
+        let buf = &buf[skip..];
         let rest = &buf[body_start..];
         let declared = headers
             .iter()
@@ -290,6 +326,14 @@ impl Message {
         match &self.start {
             StartLine::Response { code, .. } => Some(*code),
             StartLine::Request { .. } => None,
+        }
+    }
+
+    /// The reason phrase of a response ("" for a request).
+    pub fn reason(&self) -> &str {
+        match &self.start {
+            StartLine::Response { reason, .. } => reason,
+            StartLine::Request { .. } => "",
         }
     }
 
@@ -666,6 +710,9 @@ pub struct Uri {
 impl Uri {
     pub fn parse(s: &str) -> Result<Uri, String> {
         let s = s.trim();
+        if s.contains(char::is_whitespace) {
+            return Err(format!("{:?} contains whitespace", clip(s)));
+        }
         let (scheme, rest) = s
             .split_once(':')
             .ok_or_else(|| format!("{:?} has no scheme", clip(s)))?;

@@ -249,28 +249,39 @@ pub fn kamailio(
 
 /// SIPp UAS answering with SDP (no 180), echoing RTP on `media_port`.
 pub fn sipp_uas(netns: Option<&str>, dir: &Path, listen: SocketAddr, media_port: u16) -> Proc {
-    require("sipp");
     let scenario = concat!(env!("CARGO_MANIFEST_DIR"), "/peers/uas_no180.xml");
+    sipp_uas_with(netns, dir, listen, media_port, &["-sf", scenario])
+}
+
+/// A SIPp UAS running `scenario` (`-sf FILE` or `-sn NAME`) on `listen`,
+/// echoing RTP on `media_port`; its messages go to `uas_messages.log`.
+pub fn sipp_uas_with(
+    netns: Option<&str>,
+    dir: &Path,
+    listen: SocketAddr,
+    media_port: u16,
+    scenario: &[&str],
+) -> Proc {
+    require("sipp");
     let mut cmd = command(netns, "sipp");
-    cmd.args([
-        "-sf",
-        scenario,
-        "-i",
-        &listen.ip().to_string(),
-        "-p",
-        &listen.port().to_string(),
-    ])
-    .args([
-        "-bind_local",
-        "-nostdin",
-        "-mi",
-        &listen.ip().to_string(),
-        "-rtp_echo",
-        "-mp",
-        &media_port.to_string(),
-    ])
-    .args(["-trace_msg", "-message_file"])
-    .arg(dir.join("uas_messages.log"));
+    cmd.args(scenario)
+        .args([
+            "-i",
+            &listen.ip().to_string(),
+            "-p",
+            &listen.port().to_string(),
+        ])
+        .args([
+            "-bind_local",
+            "-nostdin",
+            "-mi",
+            &listen.ip().to_string(),
+            "-rtp_echo",
+            "-mp",
+            &media_port.to_string(),
+        ])
+        .args(["-trace_msg", "-message_file"])
+        .arg(dir.join("uas_messages.log"));
     let p = spawn(cmd, dir, "sipp-uas");
     std::thread::sleep(Duration::from_millis(500));
     p
@@ -285,6 +296,20 @@ pub fn sipp_uac_pcap(
     media_port: u16,
     target: SocketAddr,
 ) -> (i32, String) {
+    sipp_uac(netns, dir, local, media_port, target, &["-sn", "uac_pcap"])
+}
+
+/// Runs one call of a SIPp UAC `scenario` (`-sf FILE` or `-sn NAME`, plus
+/// any arguments such as `-s NUMBER`) to `target`, bounded to 60 s;
+/// returns (exit status, message log).
+pub fn sipp_uac(
+    netns: Option<&str>,
+    dir: &Path,
+    local: SocketAddr,
+    media_port: u16,
+    target: SocketAddr,
+    scenario: &[&str],
+) -> (i32, String) {
     require("sipp");
     let pcap = dir.join("pcap");
     if !pcap.exists() {
@@ -292,40 +317,31 @@ pub fn sipp_uac_pcap(
     }
     let msgs = dir.join("uac_messages.log");
     let mut cmd = command(netns, "timeout");
-    cmd.args([
-        "-s",
-        "INT",
-        "-k",
-        "10",
-        "60",
-        "sipp",
-        "-sn",
-        "uac_pcap",
-        &target.to_string(),
-    ])
-    .args([
-        "-i",
-        &local.ip().to_string(),
-        "-p",
-        &local.port().to_string(),
-        "-bind_local",
-        "-nostdin",
-    ])
-    .args([
-        "-mi",
-        &local.ip().to_string(),
-        "-mp",
-        &media_port.to_string(),
-        "-m",
-        "1",
-        "-timeout",
-        "45s",
-    ])
-    .args(["-trace_msg", "-message_file"])
-    .arg(&msgs)
-    .arg("-trace_err")
-    .arg("-error_file")
-    .arg(dir.join("uac_errors.log"));
+    cmd.args(["-s", "INT", "-k", "10", "60", "sipp", &target.to_string()])
+        .args(scenario)
+        .args([
+            "-i",
+            &local.ip().to_string(),
+            "-p",
+            &local.port().to_string(),
+            "-bind_local",
+            "-nostdin",
+        ])
+        .args([
+            "-mi",
+            &local.ip().to_string(),
+            "-mp",
+            &media_port.to_string(),
+            "-m",
+            "1",
+            "-timeout",
+            "45s",
+        ])
+        .args(["-trace_msg", "-message_file"])
+        .arg(&msgs)
+        .arg("-trace_err")
+        .arg("-error_file")
+        .arg(dir.join("uac_errors.log"));
     let mut p = spawn(cmd, dir, "sipp-uac");
     let st = p.child.wait().expect("sipp uac");
     (

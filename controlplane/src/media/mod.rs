@@ -27,7 +27,7 @@ use tollgate_cdr::model::{CallStart, Record};
 use tollgate_dataplane::flow::Flow;
 use tollgate_sip::sdp::{Media as SdpMedia, Sdp};
 
-pub use cdr::Ending;
+pub use cdr::{ms, Ending};
 pub use report::FlowStat;
 
 /// The data plane as the session manager needs it.

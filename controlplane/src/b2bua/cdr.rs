@@ -1,0 +1,133 @@
+//! A B2BUA call's records: `call.started` with the numbers when the INVITE
+//! is routed, `call.answered` on the callee's 2xx, and the CDR. The media
+//! session manager's CDR (legs, per-direction counters, quality) is taken
+//! and given what only SIP knows: numbers, URIs, the final response, who
+//! hung up and each leg's own Call-ID.
+
+use super::leg::Leg;
+use crate::media::ms;
+use std::net::IpAddr;
+use std::time::SystemTime;
+use tollgate_cdr::model::{CallStart, Cdr, Disposition, HangupBy, Record};
+
+/// What the B2BUA knows of a call for its CDR.
+#[derive(Debug, Clone)]
+pub struct CallFacts {
+    pub call_id: String,
+    pub start: SystemTime,
+    pub answered: Option<SystemTime>,
+    pub from_number: String,
+    pub to_number: String,
+    pub from_uri: Option<String>,
+    pub to_uri: Option<String>,
+    pub request_uri: Option<String>,
+    pub source_ip: IpAddr,
+    pub destination_ip: Option<IpAddr>,
+    /// The callee's target URI, once routed.
+    pub trunk: Option<String>,
+}
+
+/// How a call ended.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub status: Disposition,
+    pub code: u16,
+    pub reason: String,
+    pub by: HangupBy,
+}
+
+impl CallFacts {
+    pub fn started(&self) -> Record {
+        Record::Started(CallStart {
+            call_id: self.call_id.clone(),
+            at_ms: ms(self.start),
+            from_number: self.from_number.clone(),
+            to_number: self.to_number.clone(),
+            source_ip: Some(self.source_ip),
+            org_id: None,
+        })
+    }
+
+    pub fn answered_record(&self) -> Option<Record> {
+        Some(Record::Answered {
+            call_id: self.call_id.clone(),
+            at_ms: ms(self.answered?),
+        })
+    }
+
+    /// The CDR: `media` is the session manager's, when the call had media.
+    pub fn cdr(
+        &self,
+        media: Option<Cdr>,
+        out: &Outcome,
+        a: &Leg,
+        b: Option<&Leg>,
+        end: SystemTime,
+    ) -> Cdr {
+        let mut c = media.unwrap_or_default();
+        c.call_id = self.call_id.clone();
+        c.from_number = self.from_number.clone();
+        c.to_number = self.to_number.clone();
+        c.from_uri = self.from_uri.clone();
+        c.to_uri = self.to_uri.clone();
+        c.request_uri = self.request_uri.clone();
+        c.source_ip = Some(self.source_ip);
+        c.destination_ip = self.destination_ip;
+        c.transport = Some("udp".into());
+        c.trunk = self.trunk.clone();
+        c.start_ms = ms(self.start);
+        c.answer_ms = self.answered.map(ms);
+        c.end_ms = ms(end);
+        c.status = Some(out.status);
+        c.sip_code = Some(out.code);
+        c.sip_reason = Some(out.reason.clone());
+        c.hangup_by = Some(out.by);
+        // Legs: the media CDR's order is the offerer (A) first.
+        let legs = [Some(a), b];
+        if c.legs.is_empty() {
+            c.legs = legs
+                .iter()
+                .flatten()
+                .enumerate()
+                .map(|(i, _)| tollgate_cdr::model::Leg {
+                    leg: if i == 0 { "a".into() } else { "b".into() },
+                    start_ms: c.start_ms,
+                    end_ms: c.end_ms,
+                    ..Default::default()
+                })
+                .collect();
+        }
+        for (l, leg) in c.legs.iter_mut().zip(legs) {
+            let Some(leg) = leg else { continue };
+            l.sip_call_id = leg.call_id.clone();
+            l.transport = Some("udp".into());
+            l.answer_ms = c.answer_ms;
+            l.signal_ip = Some(leg.addr.ip());
+            l.sip_code = Some(out.code);
+            let (ours, theirs) = (Some(leg.local_tag.clone()), leg.remote_tag.clone());
+            // A leg: the caller's From tag, our To tag; B leg: ours, the callee's.
+            if l.leg == "a" {
+                (l.from_tag, l.to_tag) = (theirs, ours);
+                l.from_uri = Some(leg.remote_uri.clone());
+                l.to_uri = Some(leg.local_uri.clone());
+                l.request_uri = self.request_uri.clone();
+            } else {
+                (l.from_tag, l.to_tag) = (ours, theirs);
+                l.from_uri = Some(leg.local_uri.clone());
+                l.to_uri = Some(leg.remote_uri.clone());
+                l.request_uri = self.trunk.clone();
+            }
+        }
+        c
+    }
+}
+
+/// The disposition a final failure response means for the caller.
+pub fn failure_status(code: u16) -> Disposition {
+    match code {
+        486 | 600 => Disposition::Busy,
+        408 | 480 => Disposition::NoAnswer,
+        487 => Disposition::Cancelled,
+        _ => Disposition::Failed,
+    }
+}

@@ -1,0 +1,168 @@
+//! The `[sip]` section: where the B2BUA listens, its timers and limits, and
+//! the dialplan (`[[sip.routes]]`), validated with messages naming the key.
+
+use serde::{Deserialize, Serialize};
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+use tollgate_sip::message::Uri;
+use tollgate_sip::transaction::TimerConfig;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SipConfig {
+    /// UDP address of the B2BUA. Unset: no SIP, the node is driven over NG.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<SocketAddr>,
+    /// Address written in our Via and Contact (default: the listen address).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub advertise: Option<IpAddr>,
+    /// RFC 3261 timers, milliseconds.
+    pub t1_ms: u64,
+    pub t2_ms: u64,
+    pub t4_ms: u64,
+    /// An unanswered call is given up after this long: 480 to the caller,
+    /// CANCEL to the callee.
+    pub ring_timeout_secs: u64,
+    /// Concurrent calls and new calls per second above which INVITEs get
+    /// 503 with Retry-After.
+    pub max_calls: usize,
+    pub max_cps: u32,
+    pub retry_after_secs: u32,
+    /// The dialplan, first match wins; no match is 404.
+    pub routes: Vec<RouteConfig>,
+}
+
+/// One dialplan entry: a number pattern and what to do with it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    /// Digits and other characters match themselves, `x` any digit, and a
+    /// trailing `*` any rest: `6000`, `555xxxx`, `44*`.
+    #[serde(rename = "match")]
+    pub pattern: String,
+    /// Where to send the call: a SIP URI with an IP host; `{user}` stands
+    /// for the dialled number.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    /// Or reject with this final response code ...
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reject: Option<u16>,
+    /// ... and reason phrase.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+impl Default for SipConfig {
+    fn default() -> Self {
+        SipConfig {
+            listen: None,
+            advertise: None,
+            t1_ms: 500,
+            t2_ms: 4000,
+            t4_ms: 5000,
+            ring_timeout_secs: 60,
+            max_calls: 10_000,
+            max_cps: 500,
+            retry_after_secs: 5,
+            routes: Vec::new(),
+        }
+    }
+}
+
+impl SipConfig {
+    pub fn timers(&self) -> TimerConfig {
+        TimerConfig {
+            t1: Duration::from_millis(self.t1_ms),
+            t2: Duration::from_millis(self.t2_ms),
+            t4: Duration::from_millis(self.t4_ms),
+        }
+    }
+
+    pub fn validate(&self) -> Vec<String> {
+        let mut errs = Vec::new();
+        if self.t1_ms == 0 || self.t2_ms < self.t1_ms || self.t4_ms == 0 {
+            errs.push(format!(
+                "sip.t1_ms/t2_ms/t4_ms: {}/{}/{} must be non-zero with T2 >= T1",
+                self.t1_ms, self.t2_ms, self.t4_ms
+            ));
+        }
+        if self.ring_timeout_secs == 0 {
+            errs.push("sip.ring_timeout_secs: must be at least 1".into());
+        }
+        if self.max_calls == 0 || self.max_cps == 0 {
+            errs.push("sip.max_calls/max_cps: must be at least 1".into());
+        }
+        if let Some(a) = self.listen {
+            if a.port() == 0 {
+                errs.push(format!("sip.listen: {a} needs a port"));
+            }
+            if a.ip().is_unspecified() && self.advertise.is_none() {
+                errs.push(format!(
+                    "sip.advertise: needed with sip.listen = {a}, to write a reachable address in Via and Contact"
+                ));
+            }
+        }
+        for (i, r) in self.routes.iter().enumerate() {
+            let at = format!("sip.routes[{i}] (match {:?})", r.pattern);
+            let p = r.pattern.strip_suffix('*').unwrap_or(&r.pattern);
+            if p.contains('*') || (p.is_empty() && !r.pattern.ends_with('*')) {
+                errs.push(format!("{at}: `*` may only end a non-empty pattern"));
+            }
+            match (&r.target, r.reject) {
+                (Some(t), None) => {
+                    let sample = t.replace("{user}", "0");
+                    match Uri::parse(&sample) {
+                        Err(e) => errs.push(format!("{at}.target: {e}")),
+                        Ok(u) if u.ip().is_none() => errs.push(format!(
+                            "{at}.target: {t:?} needs an IP address host (no DNS lookups yet)"
+                        )),
+                        Ok(_) => {}
+                    }
+                }
+                (None, Some(code)) if (300..700).contains(&code) => {}
+                (None, Some(code)) => errs.push(format!(
+                    "{at}.reject: {code} is not a final failure code (300-699)"
+                )),
+                _ => errs.push(format!("{at}: give exactly one of `target` or `reject`")),
+            }
+        }
+        errs
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_are_checked_with_their_index() {
+        let c = SipConfig {
+            routes: vec![
+                RouteConfig {
+                    pattern: "6000".into(),
+                    target: Some("sip:6000@example.com".into()),
+                    reject: None,
+                    reason: None,
+                },
+                RouteConfig {
+                    pattern: "9*9".into(),
+                    target: None,
+                    reject: Some(200),
+                    reason: None,
+                },
+            ],
+            ..SipConfig::default()
+        };
+        let errs = c.validate();
+        assert!(
+            errs[0].contains("sip.routes[0] (match \"6000\").target")
+                && errs[0].contains("IP address"),
+            "{errs:?}"
+        );
+        assert!(errs[1].contains("`*` may only end"), "{errs:?}");
+        assert!(
+            errs[2].contains("200 is not a final failure code"),
+            "{errs:?}"
+        );
+    }
+}

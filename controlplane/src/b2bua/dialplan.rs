@@ -1,0 +1,142 @@
+//! The dialplan: the dialled number (Request-URI user) to a target URI and
+//! address, or to a rejection. First matching route wins; no match is 404.
+
+use super::config::RouteConfig;
+use std::net::SocketAddr;
+use tollgate_sip::message::Uri;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// Send the call to `uri` at `addr`.
+    Forward {
+        uri: String,
+        addr: SocketAddr,
+    },
+    Reject {
+        code: u16,
+        reason: String,
+    },
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Dialplan {
+    routes: Vec<RouteConfig>,
+}
+
+/// `pattern` against `number`: `x` is any digit, a trailing `*` any rest.
+fn matches(pattern: &str, number: &str) -> bool {
+    let (p, open) = match pattern.strip_suffix('*') {
+        Some(p) => (p, true),
+        None => (pattern, false),
+    };
+    let (pn, nn) = (p.chars().count(), number.chars().count());
+    if nn < pn || (!open && nn != pn) {
+        return false;
+    }
+    p.chars()
+        .zip(number.chars())
+        .all(|(a, b)| a == b || (a.eq_ignore_ascii_case(&'x') && b.is_ascii_digit()))
+}
+
+fn reason_for(code: u16) -> &'static str {
+    match code {
+        403 => "Forbidden",
+        404 => "Not Found",
+        480 => "Temporarily Unavailable",
+        486 => "Busy Here",
+        503 => "Service Unavailable",
+        603 => "Decline",
+        _ => "Rejected",
+    }
+}
+
+impl Dialplan {
+    pub fn new(routes: &[RouteConfig]) -> Self {
+        Dialplan {
+            routes: routes.to_vec(),
+        }
+    }
+
+    pub fn decide(&self, number: &str) -> Decision {
+        let Some(r) = self.routes.iter().find(|r| matches(&r.pattern, number)) else {
+            return Decision::Reject {
+                code: 404,
+                reason: "No Route".into(),
+            };
+        };
+        match (&r.target, r.reject) {
+            (Some(t), _) => {
+                let uri = t.replace("{user}", number);
+                let addr = Uri::parse(&uri)
+                    .ok()
+                    .and_then(|u| Some(SocketAddr::new(u.ip()?, u.port.unwrap_or(5060))));
+                match addr {
+                    Some(addr) => Decision::Forward { uri, addr },
+                    // The number made the URI invalid (config checks the rest).
+                    None => Decision::Reject {
+                        code: 484,
+                        reason: "Address Incomplete".into(),
+                    },
+                }
+            }
+            (None, code) => {
+                let code = code.unwrap_or(404);
+                Decision::Reject {
+                    code,
+                    reason: r.reason.clone().unwrap_or_else(|| reason_for(code).into()),
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn route(pattern: &str, target: Option<&str>, reject: Option<u16>) -> RouteConfig {
+        RouteConfig {
+            pattern: pattern.into(),
+            target: target.map(str::to_string),
+            reject,
+            reason: None,
+        }
+    }
+
+    #[test]
+    fn first_match_wins_and_default_is_404() {
+        let d = Dialplan::new(&[
+            route("9999", None, Some(480)),
+            route("6000", Some("sip:6000@127.0.0.1:5090"), None),
+            route("555xxxx", Some("sip:{user}@10.0.0.9"), None),
+            route("44*", None, Some(403)),
+        ]);
+        assert_eq!(
+            d.decide("9999"),
+            Decision::Reject {
+                code: 480,
+                reason: "Temporarily Unavailable".into()
+            }
+        );
+        assert_eq!(
+            d.decide("5551234"),
+            Decision::Forward {
+                uri: "sip:5551234@10.0.0.9".into(),
+                addr: "10.0.0.9:5060".parse().unwrap()
+            }
+        );
+        assert!(matches!(
+            d.decide("555123"),
+            Decision::Reject { code: 404, .. }
+        ));
+        assert!(matches!(
+            d.decide("5551234x"),
+            Decision::Reject { code: 404, .. }
+        ));
+        assert!(matches!(
+            d.decide("4420"),
+            Decision::Reject { code: 403, .. }
+        ));
+        assert!(matches!(d.decide("6000"), Decision::Forward { .. }));
+    }
+}

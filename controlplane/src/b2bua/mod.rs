@@ -1,0 +1,1274 @@
+//! The B2BUA: each call is an A-leg dialog with the caller and a B-leg
+//! dialog with the callee, with the media anchored in Tollgate's relay.
+//!
+//! A plain state machine like the transactions under it: it takes `now`
+//! and datagrams, and queues datagrams to send, records for the CDR spool
+//! and timers. The SIP server owns the socket, the clock and the spool. The
+//! SDP of each leg is rewritten by the same media session manager the NG
+//! server uses, so flows are in the data plane before the SDP that points
+//! at them leaves.
+//!
+//! What a call does: INVITE from A (100 Trying at once) -> dialplan ->
+//! media offer -> INVITE to B -> 18x relayed (183 with SDP: early media) ->
+//! 2xx: ACK to B, 200 to A -> BYE from either side ends both. CANCEL from
+//! A cancels B; a ring timeout gives A 480 and cancels B; B's failures are
+//! relayed; re-INVITEs and other in-dialog requests are relayed to the
+//! other leg, re-INVITE SDP through the media manager.
+
+pub mod cdr;
+pub mod config;
+pub mod dialplan;
+pub mod leg;
+
+use crate::media::options::Options;
+use crate::media::{MediaPlane, Sessions};
+use cdr::{failure_status, CallFacts, Outcome};
+use config::SipConfig;
+use dialplan::{Decision, Dialplan};
+use leg::{Leg, Side};
+use std::collections::hash_map::RandomState;
+use std::collections::{HashMap, VecDeque};
+use std::hash::BuildHasher;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant, SystemTime};
+use tollgate_cdr::model::{Disposition, HangupBy, Record};
+use tollgate_sip::message::{Message, NameAddr, Uri};
+use tollgate_sip::transaction::{Client, ClientEvent, Key, Server, ServerEvent, TimerConfig};
+
+/// The media side a call needs: the session manager and the data plane.
+pub struct Media<'a> {
+    pub sessions: &'a mut Sessions,
+    pub plane: &'a mut dyn MediaPlane,
+}
+
+/// Counters since start.
+#[derive(Debug, Default, Clone, Copy, serde::Serialize)]
+pub struct Counters {
+    pub received: u64,
+    /// Datagrams that are not SIP messages (dropped: nothing to answer).
+    pub malformed: u64,
+    /// Requests answered 400.
+    pub bad_requests: u64,
+    /// INVITEs refused with 503 for max_calls / max_cps.
+    pub overload: u64,
+    pub calls: u64,
+    pub answered: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// INVITE sent to B, no final yet.
+    Calling,
+    Answered,
+}
+
+struct Call {
+    facts: CallFacts,
+    a: Leg,
+    b: Leg,
+    phase: Phase,
+    /// A's INVITE server transaction.
+    a_invite: Key,
+    /// B's INVITE client transaction, and its request (for CANCEL).
+    b_invite: ClientKey,
+    b_invite_req: Message,
+    /// The ACK we sent for B's 2xx, resent when the 2xx is.
+    b_ack: Option<Message>,
+    ring_deadline: Option<Instant>,
+    /// B has sent a provisional (a CANCEL may go out).
+    b_provisional: bool,
+    /// A CANCEL waits for B's first provisional (§9.1).
+    cancel_pending: bool,
+    media: bool,
+}
+
+type ClientKey = (String, String);
+
+enum Purpose {
+    BInvite,
+    Cancel,
+    Bye,
+    /// An in-dialog request relayed from `server` on the other leg.
+    Relay {
+        server: Key,
+        from: Side,
+    },
+}
+
+struct ClientEntry {
+    txn: Client,
+    to: SocketAddr,
+    call: String,
+    purpose: Purpose,
+}
+
+struct ServerEntry {
+    txn: Server,
+    to: SocketAddr,
+    call: Option<String>,
+}
+
+pub struct B2bua {
+    cfg: SipConfig,
+    timers: TimerConfig,
+    dialplan: Dialplan,
+    /// Our address in Via and Contact.
+    local: SocketAddr,
+    contact: String,
+    calls: HashMap<String, Call>,
+    /// (Call-ID, our tag) of each leg to (call, side).
+    dialogs: HashMap<(String, String), (String, Side)>,
+    servers: HashMap<Key, ServerEntry>,
+    clients: HashMap<ClientKey, ClientEntry>,
+    out: VecDeque<(SocketAddr, Vec<u8>)>,
+    records: Vec<Record>,
+    ids: (RandomState, u64),
+    /// Start of the current one-second window and INVITEs accepted in it.
+    cps_window: (Instant, u32),
+    /// Calls to end once the current input is handled (a missing ACK
+    /// is noticed where the media manager is not at hand).
+    pending_end: Vec<(String, HangupBy, &'static str)>,
+    pub counters: Counters,
+}
+
+fn reason_phrase(code: u16) -> &'static str {
+    match code {
+        100 => "Trying",
+        180 => "Ringing",
+        183 => "Session Progress",
+        200 => "OK",
+        400 => "Bad Request",
+        404 => "Not Found",
+        408 => "Request Timeout",
+        480 => "Temporarily Unavailable",
+        481 => "Call/Transaction Does Not Exist",
+        482 => "Loop Detected",
+        483 => "Too Many Hops",
+        486 => "Busy Here",
+        487 => "Request Terminated",
+        488 => "Not Acceptable Here",
+        500 => "Server Internal Error",
+        501 => "Not Implemented",
+        503 => "Service Unavailable",
+        _ => "Unknown",
+    }
+}
+
+fn sdp_of(m: &Message) -> Option<String> {
+    let is_sdp = m
+        .header("Content-Type")
+        .is_some_and(|t| t.to_ascii_lowercase().starts_with("application/sdp"));
+    (is_sdp && !m.body.is_empty()).then(|| String::from_utf8_lossy(&m.body).into_owned())
+}
+
+fn with_sdp(mut m: Message, sdp: Option<String>) -> Message {
+    if let Some(s) = sdp {
+        m.set_header("Content-Type", "application/sdp");
+        m.body = s.into_bytes();
+    }
+    m
+}
+
+fn user_of(v: Option<&str>) -> Option<String> {
+    let v = v?;
+    let uri = match NameAddr::parse(v) {
+        Ok(n) => n.uri,
+        Err(_) => v.to_string(),
+    };
+    Uri::parse(&uri).ok()?.user
+}
+
+impl B2bua {
+    pub fn new(cfg: SipConfig, local: SocketAddr) -> Self {
+        let contact = format!("<sip:{local}>");
+        B2bua {
+            timers: cfg.timers(),
+            dialplan: Dialplan::new(&cfg.routes),
+            cfg,
+            local,
+            contact,
+            calls: HashMap::new(),
+            dialogs: HashMap::new(),
+            servers: HashMap::new(),
+            clients: HashMap::new(),
+            out: VecDeque::new(),
+            records: Vec::new(),
+            ids: (RandomState::new(), 0),
+            cps_window: (Instant::now(), 0),
+            pending_end: Vec::new(),
+            counters: Counters::default(),
+        }
+    }
+
+    fn id(&mut self) -> String {
+        self.ids.1 += 1;
+        format!("{:016x}", self.ids.0.hash_one(self.ids.1))
+    }
+
+    fn via(&mut self) -> (String, String) {
+        let branch = format!("z9hG4bK{}", self.id());
+        (
+            format!("SIP/2.0/UDP {};branch={branch};rport", self.local),
+            branch,
+        )
+    }
+
+    pub fn poll_transmit(&mut self) -> Option<(SocketAddr, Vec<u8>)> {
+        self.out.pop_front()
+    }
+
+    pub fn take_records(&mut self) -> Vec<Record> {
+        std::mem::take(&mut self.records)
+    }
+
+    /// The earliest timer of any transaction or call.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let s = self.servers.values().filter_map(|e| e.txn.poll_timeout());
+        let c = self.clients.values().filter_map(|e| e.txn.poll_timeout());
+        let r = self.calls.values().filter_map(|c| c.ring_deadline);
+        s.chain(c).chain(r).min()
+    }
+
+    fn send(&mut self, to: SocketAddr, m: &Message) {
+        self.out.push_back((to, m.to_bytes()));
+    }
+
+    /// One datagram from `from`.
+    pub fn on_datagram(&mut self, now: Instant, from: SocketAddr, bytes: &[u8], media: &mut Media) {
+        self.counters.received += 1;
+        if bytes.iter().all(|b| b.is_ascii_whitespace()) {
+            return; // keep-alive
+        }
+        let parsed = Message::parse(bytes).and_then(|m| match m.validate() {
+            Ok(()) => Ok(m),
+            Err(why) => Err(tollgate_sip::message::ParseError::Message(why)),
+        });
+        let msg = match parsed {
+            Ok(m) => m,
+            Err(e) => return self.on_malformed(from, bytes, e),
+        };
+        match msg.method().map(str::to_string) {
+            None => self.on_response(now, msg, media),
+            Some(m) if m == "ACK" => self.on_ack(now, msg),
+            Some(m) => self.on_request(now, from, &m, msg, media),
+        }
+    }
+
+    /// A datagram that is not a valid message: a request whose headers can
+    /// still be read is answered 400 with the reason; the rest is dropped.
+    fn on_malformed(
+        &mut self,
+        from: SocketAddr,
+        bytes: &[u8],
+        e: tollgate_sip::message::ParseError,
+    ) {
+        let why = e.to_string().replace(['\r', '\n'], " ");
+        let answerable = Message::parse_lenient(bytes)
+            .ok()
+            .filter(|m| m.method().is_some_and(|x| x != "ACK") && m.top_via().is_ok());
+        match answerable {
+            Some(req) => {
+                self.counters.bad_requests += 1;
+                tracing::debug!(%from, why, "bad request; 400");
+                let mut r = Message::response_to(&req, 400, &why, None);
+                r.headers.retain(|h| h.name != "CSeq" || req.cseq().is_ok());
+                self.send(from, &r);
+            }
+            None => {
+                self.counters.malformed += 1;
+                tracing::debug!(%from, why, "not an answerable SIP message; dropped");
+            }
+        }
+    }
+
+    fn on_request(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        method: &str,
+        req: Message,
+        media: &mut Media,
+    ) {
+        let Some(key) = Key::server(&req) else {
+            let r = Message::response_to(&req, 400, "Missing Via branch", None);
+            self.counters.bad_requests += 1;
+            self.send(from, &r);
+            return;
+        };
+        if let Some(e) = self.servers.get_mut(&key) {
+            e.txn.on_request(now, &req); // a retransmission
+            self.pump_server(&key);
+            return;
+        }
+        match method {
+            "INVITE" if req.to_tag().is_none() => self.on_invite(now, from, key, req, media),
+            "CANCEL" => self.on_cancel(now, from, key, req, media),
+            _ if req.to_tag().is_some() => self.in_dialog(now, from, key, req, media),
+            "OPTIONS" => {
+                let mut r = Message::response_to(&req, 200, "OK", Some(&self.id()));
+                r.add_header("Allow", "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO");
+                self.respond_new(now, from, key, req, r, None);
+            }
+            _ => {
+                let r = Message::response_to(&req, 481, reason_phrase(481), None);
+                self.respond_new(now, from, key, req, r, None);
+            }
+        }
+    }
+
+    /// Answers `req` at once through a new server transaction.
+    fn respond_new(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        key: Key,
+        req: Message,
+        resp: Message,
+        call: Option<String>,
+    ) {
+        let mut txn = Server::new(req, now, self.timers, false);
+        txn.respond(now, resp);
+        self.servers.insert(
+            key.clone(),
+            ServerEntry {
+                txn,
+                to: from,
+                call,
+            },
+        );
+        self.pump_server(&key);
+    }
+
+    fn overloaded(&mut self, now: Instant) -> bool {
+        if now.duration_since(self.cps_window.0) >= Duration::from_secs(1) {
+            self.cps_window = (now, 0);
+        }
+        if self.calls.len() >= self.cfg.max_calls || self.cps_window.1 >= self.cfg.max_cps {
+            return true;
+        }
+        self.cps_window.1 += 1;
+        false
+    }
+
+    fn on_invite(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        key: Key,
+        invite: Message,
+        media: &mut Media,
+    ) {
+        let retry_after = self.cfg.retry_after_secs.to_string();
+        let reject = |code: u16, reason: &str| {
+            let mut r = Message::response_to(&invite, code, reason, None);
+            if code == 503 {
+                r.add_header("Retry-After", retry_after.clone());
+            }
+            r
+        };
+        let ours = format!("{}", self.local);
+        let looped = invite.header_values("Via").iter().any(|v| {
+            tollgate_sip::message::Via::parse(v)
+                .is_ok_and(|v| format!("{}:{}", v.host, v.port.unwrap_or(5060)) == ours)
+        });
+        let call_id = invite.call_id().unwrap_or_default().to_string();
+        let early = if invite.max_forwards() == Some(0) {
+            Some(reject(483, reason_phrase(483)))
+        } else if looped || self.calls.contains_key(&call_id) {
+            Some(reject(482, reason_phrase(482)))
+        } else if self.overloaded(now) {
+            self.counters.overload += 1;
+            Some(reject(503, "Overloaded"))
+        } else {
+            None
+        };
+        if let Some(r) = early {
+            self.respond_new(now, from, key, invite, r, None);
+            return;
+        }
+        self.counters.calls += 1;
+        let a_tag = self.id();
+        let number = user_of(invite.request_uri()).unwrap_or_default();
+        let mut facts = CallFacts {
+            call_id: call_id.clone(),
+            start: SystemTime::now(),
+            answered: None,
+            from_number: user_of(invite.header("From")).unwrap_or_default(),
+            to_number: number.clone(),
+            from_uri: NameAddr::parse(invite.header("From").unwrap_or_default())
+                .ok()
+                .map(|n| n.uri),
+            to_uri: NameAddr::parse(invite.header("To").unwrap_or_default())
+                .ok()
+                .map(|n| n.uri),
+            request_uri: invite.request_uri().map(str::to_string),
+            source_ip: from.ip(),
+            destination_ip: None,
+            trunk: None,
+        };
+        let a = Leg::from_invite(&invite, a_tag.clone(), from);
+        let txn = Server::new(invite.clone(), now, self.timers, false);
+        self.servers.insert(
+            key.clone(),
+            ServerEntry {
+                txn,
+                to: from,
+                call: Some(call_id.clone()),
+            },
+        );
+        self.pump_server(&key);
+        self.records.push(facts.started());
+
+        let fail = |me: &mut Self, facts: &CallFacts, a: &Leg, code: u16, reason: &str| {
+            let r = Message::response_to(&invite, code, reason, Some(&a.local_tag));
+            me.respond_server(now, &key, r);
+            let out = Outcome {
+                status: Disposition::Failed,
+                code,
+                reason: reason.to_string(),
+                by: HangupBy::Relay,
+            };
+            let cdr = facts.cdr(None, &out, a, None, SystemTime::now());
+            me.records.push(Record::Ended(Box::new(cdr)));
+        };
+        let (uri, addr) = match self.dialplan.decide(&number) {
+            Decision::Forward { uri, addr } => (uri, addr),
+            Decision::Reject { code, reason } => {
+                tracing::info!(
+                    call_id,
+                    number,
+                    code,
+                    reason,
+                    "call rejected by the dialplan"
+                );
+                return fail(self, &facts, &a, code, &reason);
+            }
+        };
+        let Some(offer) = sdp_of(&invite) else {
+            return fail(self, &facts, &a, 488, "SDP Offer Required");
+        };
+        let o = Options {
+            received_from: Some(from.ip()),
+            replace_origin: true,
+            replace_session_connection: true,
+            ..Options::default()
+        };
+        let a_from_tag = a.remote_tag.clone().unwrap_or_default();
+        let b_offer =
+            match media
+                .sessions
+                .offer(media.plane, &call_id, &a_from_tag, None, &offer, &o)
+            {
+                Ok(s) => s,
+                Err(e) => {
+                    media.sessions.take_records();
+                    tracing::warn!(call_id, reason = %e.0, "offer refused");
+                    return fail(
+                        self,
+                        &facts,
+                        &a,
+                        488,
+                        &format!("Not Acceptable Here ({})", e.0),
+                    );
+                }
+            };
+        // Our records replace the session manager's NG-style start.
+        media.sessions.take_records();
+        facts.trunk = Some(uri.clone());
+        facts.destination_ip = Some(addr.ip());
+
+        let b_call_id = format!("{}@tollgate", self.id());
+        let b_tag = self.id();
+        let from_uri = match NameAddr::parse(invite.header("From").unwrap_or_default()) {
+            Ok(mut n) => {
+                n.params.retain(|(k, _)| k != "tag");
+                n.to_string()
+            }
+            Err(_) => format!("<sip:{}@{}>", facts.from_number, self.local.ip()),
+        };
+        let mut b = Leg::outgoing(
+            b_call_id,
+            b_tag,
+            from_uri,
+            format!("<{uri}>"),
+            uri.clone(),
+            addr,
+        );
+        let (via, branch) = self.via();
+        let contact = self.contact.clone();
+        let mut b_req = b.request("INVITE", via, &contact, None);
+        let mf = invite.max_forwards().unwrap_or(70).saturating_sub(1);
+        b_req.set_header("Max-Forwards", mf.to_string());
+        let b_req = with_sdp(b_req, Some(b_offer));
+        let ck = (branch, "INVITE".to_string());
+        self.start_client(
+            now,
+            ck.clone(),
+            b_req.clone(),
+            addr,
+            &call_id,
+            Purpose::BInvite,
+        );
+        self.dialogs.insert(
+            (a.call_id.clone(), a.local_tag.clone()),
+            (call_id.clone(), Side::A),
+        );
+        self.dialogs.insert(
+            (b.call_id.clone(), b.local_tag.clone()),
+            (call_id.clone(), Side::B),
+        );
+        tracing::info!(call_id, number, target = uri, "call routed");
+        self.calls.insert(
+            call_id,
+            Call {
+                facts,
+                a,
+                b,
+                phase: Phase::Calling,
+                a_invite: key,
+                b_invite: ck,
+                b_invite_req: b_req,
+                b_ack: None,
+                ring_deadline: Some(now + Duration::from_secs(self.cfg.ring_timeout_secs)),
+                b_provisional: false,
+                cancel_pending: false,
+                media: true,
+            },
+        );
+    }
+
+    fn start_client(
+        &mut self,
+        now: Instant,
+        key: ClientKey,
+        req: Message,
+        to: SocketAddr,
+        call: &str,
+        purpose: Purpose,
+    ) {
+        let txn = Client::new(req, now, self.timers, false);
+        self.clients.insert(
+            key.clone(),
+            ClientEntry {
+                txn,
+                to,
+                call: call.to_string(),
+                purpose,
+            },
+        );
+        self.pump_client(&key, now, None);
+    }
+
+    /// Sends a response through an existing server transaction.
+    fn respond_server(&mut self, now: Instant, key: &Key, resp: Message) {
+        if let Some(e) = self.servers.get_mut(key) {
+            e.txn.respond(now, resp);
+        }
+        self.pump_server(key);
+    }
+
+    /// Sends what a server transaction queued; drops it once terminated.
+    fn pump_server(&mut self, key: &Key) {
+        let Some(e) = self.servers.get_mut(key) else {
+            return;
+        };
+        let to = e.to;
+        let mut sends = Vec::new();
+        while let Some(m) = e.txn.poll_transmit() {
+            sends.push(m);
+        }
+        let events: Vec<ServerEvent> = std::iter::from_fn(|| e.txn.poll_event()).collect();
+        let call = e.call.clone();
+        if e.txn.is_terminated() {
+            self.servers.remove(key);
+        }
+        for m in sends {
+            self.send(to, &m);
+        }
+        for ev in events {
+            let ServerEvent::NoAck = ev;
+            if let Some(c) = call
+                .as_ref()
+                .filter(|c| self.calls.get(*c).is_some_and(|c| &c.a_invite == key))
+            {
+                tracing::warn!(call_id = c, "no ACK for our 2xx; ending the call");
+                let c = c.clone();
+                self.pending_end
+                    .push((c, HangupBy::Relay, "no ACK from the caller"));
+            }
+        }
+    }
+
+    /// Sends what a client transaction queued and acts on its events.
+    fn pump_client(&mut self, key: &ClientKey, now: Instant, mut media: Option<&mut Media>) {
+        let Some(e) = self.clients.get_mut(key) else {
+            return;
+        };
+        let to = e.to;
+        let sends: Vec<Message> = std::iter::from_fn(|| e.txn.poll_transmit()).collect();
+        let events: Vec<ClientEvent> = std::iter::from_fn(|| e.txn.poll_event()).collect();
+        let call = e.call.clone();
+        let purpose = match &e.purpose {
+            Purpose::BInvite => Purpose::BInvite,
+            Purpose::Cancel => Purpose::Cancel,
+            Purpose::Bye => Purpose::Bye,
+            Purpose::Relay { server, from } => Purpose::Relay {
+                server: server.clone(),
+                from: *from,
+            },
+        };
+        if e.txn.is_terminated() {
+            self.clients.remove(key);
+        }
+        for m in sends {
+            self.send(to, &m);
+        }
+        for ev in events {
+            match (&purpose, media.as_deref_mut()) {
+                (Purpose::BInvite, Some(m)) => self.on_b_invite_event(now, &call, to, ev, m),
+                (Purpose::Relay { server, from }, Some(m)) => {
+                    self.on_relay_event(now, &call, server, *from, ev, m)
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn on_response(&mut self, now: Instant, resp: Message, media: &mut Media) {
+        let Some(k) = Key::client(&resp) else { return };
+        let key = (k.branch, k.method);
+        match self.clients.get_mut(&key) {
+            Some(e) => e.txn.on_response(now, resp),
+            None => return, // late or stray: nothing waits for it
+        }
+        self.pump_client(&key, now, Some(media));
+        self.finish_pending(now, media);
+    }
+
+    fn on_b_invite_event(
+        &mut self,
+        now: Instant,
+        call_id: &str,
+        to: SocketAddr,
+        ev: ClientEvent,
+        media: &mut Media,
+    ) {
+        if !self.calls.contains_key(call_id) {
+            // The call is over (cancelled, timed out): a late 2xx still
+            // needs its ACK, then a BYE.
+            if let ClientEvent::Response(r) = ev {
+                if r.code().is_some_and(|c| (200..300).contains(&c)) {
+                    self.ack_and_bye_orphan(now, to, &r);
+                }
+            }
+            return;
+        }
+        let resp = match ev {
+            ClientEvent::Timeout => {
+                self.fail_call(now, call_id, 408, "Request Timeout", media);
+                return;
+            }
+            ClientEvent::Response(r) => r,
+        };
+        let code = resp.code().unwrap_or(500);
+        match code {
+            100 => {}
+            101..=199 => {
+                let call = self.calls.get_mut(call_id).expect("checked");
+                call.b_provisional = true;
+                call.b.update_from_response(&resp);
+                if call.cancel_pending {
+                    self.send_cancel(now, call_id);
+                    return;
+                }
+                let sdp =
+                    sdp_of(&resp).and_then(|answer| self.media_answer(call_id, &answer, media));
+                self.answer_a(now, call_id, code, resp.reason(), sdp);
+            }
+            200..=299 => {
+                let call = self.calls.get_mut(call_id).expect("checked");
+                if call.phase == Phase::Answered {
+                    // A retransmitted 2xx: our ACK was lost.
+                    if let Some(ack) = call.b_ack.clone() {
+                        let to = call.b.addr;
+                        self.send(to, &ack);
+                    }
+                    return;
+                }
+                call.b.update_from_response(&resp);
+                let ack_cseq = call.b_invite_req.cseq().map(|(n, _)| n).unwrap_or(1);
+                let (via, _) = self.via();
+                let contact = self.contact.clone();
+                let call = self.calls.get_mut(call_id).expect("checked");
+                let ack = call.b.request("ACK", via, &contact, Some(ack_cseq));
+                let to = call.b.addr;
+                call.b_ack = Some(ack.clone());
+                let cancelled = call.cancel_pending;
+                self.send(to, &ack);
+                if cancelled {
+                    // A cancelled, B answered anyway: hang B up.
+                    self.bye(now, call_id, Side::B);
+                    return;
+                }
+                let sdp =
+                    sdp_of(&resp).and_then(|answer| self.media_answer(call_id, &answer, media));
+                let call = self.calls.get_mut(call_id).expect("checked");
+                call.phase = Phase::Answered;
+                call.ring_deadline = None;
+                call.facts.answered = Some(SystemTime::now());
+                self.counters.answered += 1;
+                if let Some(r) = call.facts.answered_record() {
+                    self.records.push(r);
+                }
+                self.answer_a(now, call_id, 200, "OK", sdp);
+            }
+            _ => {
+                let reason = resp.reason().to_string();
+                self.fail_call(now, call_id, code, &reason, media);
+            }
+        }
+    }
+
+    /// A provisional or 2xx response to A's INVITE, with our tag and Contact.
+    fn answer_a(
+        &mut self,
+        now: Instant,
+        call_id: &str,
+        code: u16,
+        reason: &str,
+        sdp: Option<String>,
+    ) {
+        let Some(call) = self.calls.get(call_id) else {
+            return;
+        };
+        let Some(req) = self.servers.get(&call.a_invite).map(|e| e.txn.request()) else {
+            return;
+        };
+        let mut r = Message::response_to(req, code, reason, Some(&call.a.local_tag));
+        r.add_header("Contact", self.contact.clone());
+        let key = call.a_invite.clone();
+        self.respond_server(now, &key, with_sdp(r, sdp));
+    }
+
+    /// B's answer SDP through the media manager; the SDP for A.
+    fn media_answer(&mut self, call_id: &str, answer: &str, media: &mut Media) -> Option<String> {
+        let call = self.calls.get(call_id)?;
+        let a_tag = call.a.remote_tag.clone().unwrap_or_default();
+        let b_tag = call.b.remote_tag.clone().unwrap_or_default();
+        let o = Options {
+            received_from: Some(call.b.addr.ip()),
+            replace_origin: true,
+            replace_session_connection: true,
+            ..Options::default()
+        };
+        let r = media
+            .sessions
+            .answer(media.plane, call_id, &a_tag, &b_tag, answer, &o);
+        media.sessions.take_records(); // our answered record is the 2xx
+        match r {
+            Ok(s) => Some(s),
+            Err(e) => {
+                tracing::warn!(call_id, reason = %e.0, "answer SDP refused; relaying without SDP");
+                None
+            }
+        }
+    }
+
+    /// The call fails before an answer: `code` to A (unless A already has a
+    /// final), CANCEL to B if it is still ringing, CDR.
+    fn fail_call(
+        &mut self,
+        now: Instant,
+        call_id: &str,
+        code: u16,
+        reason: &str,
+        media: &mut Media,
+    ) {
+        let Some(call) = self.calls.get(call_id) else {
+            return;
+        };
+        let key = call.a_invite.clone();
+        let a_done = self.servers.get(&key).is_none_or(|e| {
+            e.txn
+                .last_response()
+                .and_then(|r| r.code())
+                .is_some_and(|c| c >= 200)
+        });
+        if !a_done {
+            let req = self.servers[&key].txn.request().clone();
+            let mut r = Message::response_to(&req, code, reason, Some(&call.a.local_tag));
+            if code == 503 {
+                r.add_header("Retry-After", self.cfg.retry_after_secs.to_string());
+            }
+            self.respond_server(now, &key, r);
+        }
+        let by = if code == 487 {
+            HangupBy::Caller
+        } else {
+            HangupBy::Callee
+        };
+        let out = Outcome {
+            status: failure_status(code),
+            code,
+            reason: reason.to_string(),
+            by,
+        };
+        self.end_call(call_id, out, media);
+    }
+
+    /// Removes the call, its media session and dialogs, and writes its CDR.
+    fn end_call(&mut self, call_id: &str, out: Outcome, media: &mut Media) {
+        let Some(call) = self.calls.remove(call_id) else {
+            return;
+        };
+        self.dialogs
+            .remove(&(call.a.call_id.clone(), call.a.local_tag.clone()));
+        self.dialogs
+            .remove(&(call.b.call_id.clone(), call.b.local_tag.clone()));
+        let mut media_cdr = None;
+        if call.media {
+            let locals = media.sessions.call_flows(call_id);
+            let stats = media.plane.flow_stats(&locals).unwrap_or_else(|e| {
+                tracing::warn!(call_id, error = %e, "data plane counters unavailable");
+                HashMap::new()
+            });
+            media
+                .sessions
+                .delete(media.plane, call_id, None, None, Some(0), &stats);
+            for r in media.sessions.take_records() {
+                match r {
+                    Record::Ended(c) if c.call_id == call_id => media_cdr = Some(*c),
+                    other => self.records.push(other),
+                }
+            }
+        }
+        let cdr = call
+            .facts
+            .cdr(media_cdr, &out, &call.a, Some(&call.b), SystemTime::now());
+        tracing::info!(
+            call_id,
+            status = out.status.as_str(),
+            code = out.code,
+            "call ended"
+        );
+        self.records.push(Record::Ended(Box::new(cdr)));
+    }
+
+    fn send_cancel(&mut self, now: Instant, call_id: &str) {
+        let Some(call) = self.calls.get_mut(call_id) else {
+            return;
+        };
+        if !call.b_provisional {
+            call.cancel_pending = true;
+            return;
+        }
+        call.cancel_pending = false;
+        let inv = &call.b_invite_req;
+        let mut c = Message::request("CANCEL", inv.request_uri().unwrap_or_default());
+        for h in ["Via", "From", "To", "Call-ID"] {
+            if let Some(v) = inv.header_values(h).first() {
+                c.add_header(h, *v);
+            }
+        }
+        let n = inv.cseq().map(|(n, _)| n).unwrap_or(1);
+        c.add_header("CSeq", format!("{n} CANCEL"));
+        c.add_header("Max-Forwards", "70");
+        let key = (call.b_invite.0.clone(), "CANCEL".to_string());
+        let to = call.b.addr;
+        let id = call_id.to_string();
+        self.start_client(now, key, c, to, &id, Purpose::Cancel);
+    }
+
+    fn on_cancel(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        key: Key,
+        cancel: Message,
+        media: &mut Media,
+    ) {
+        let invite_key = Key {
+            method: "INVITE".into(),
+            ..key.clone()
+        };
+        let call_id = self
+            .servers
+            .get(&invite_key)
+            .and_then(|e| e.call.clone())
+            .filter(|c| self.calls.get(c).is_some_and(|c| c.phase == Phase::Calling));
+        let code = if call_id.is_some() { 200 } else { 481 };
+        let r = Message::response_to(&cancel, code, reason_phrase(code), None);
+        self.respond_new(now, from, key, cancel, r, None);
+        let Some(call_id) = call_id else { return };
+        tracing::info!(call_id, "caller cancelled");
+        self.send_cancel(now, &call_id);
+        // 487 to A now; B's 487 later finds the call gone.
+        self.fail_call(now, &call_id, 487, "Request Terminated", media);
+    }
+
+    fn on_ack(&mut self, now: Instant, ack: Message) {
+        if let Some(key) = Key::server(&ack) {
+            if let Some(e) = self.servers.get_mut(&key) {
+                e.txn.on_request(now, &ack); // ACK of our non-2xx
+                self.pump_server(&key);
+                return;
+            }
+        }
+        let (Some(cid), Some(tag)) = (ack.call_id(), ack.to_tag()) else {
+            return;
+        };
+        let Some((call_id, side)) = self.dialogs.get(&(cid.to_string(), tag)).cloned() else {
+            return;
+        };
+        if side == Side::A {
+            if let Some(call) = self.calls.get(&call_id) {
+                let key = call.a_invite.clone();
+                if let Some(e) = self.servers.get_mut(&key) {
+                    e.txn.acknowledged(now);
+                }
+                self.pump_server(&key);
+            }
+        }
+    }
+
+    fn in_dialog(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        key: Key,
+        req: Message,
+        media: &mut Media,
+    ) {
+        let (Some(cid), Some(tag)) = (req.call_id(), req.to_tag()) else {
+            return;
+        };
+        let Some((call_id, side)) = self.dialogs.get(&(cid.to_string(), tag)).cloned() else {
+            let r = Message::response_to(&req, 481, reason_phrase(481), None);
+            self.respond_new(now, from, key, req, r, None);
+            return;
+        };
+        let method = req.method().unwrap_or_default().to_string();
+        if method == "BYE" {
+            let r = Message::response_to(&req, 200, "OK", None);
+            self.respond_new(now, from, key, req, r, Some(call_id.clone()));
+            let answered = self
+                .calls
+                .get(&call_id)
+                .is_some_and(|c| c.phase == Phase::Answered);
+            if answered {
+                self.bye(now, &call_id, side.other());
+                let by = if side == Side::A {
+                    HangupBy::Caller
+                } else {
+                    HangupBy::Callee
+                };
+                tracing::info!(call_id, ?by, "hangup");
+                self.end_call(
+                    &call_id,
+                    Outcome {
+                        status: Disposition::Answered,
+                        code: 200,
+                        reason: "BYE".into(),
+                        by,
+                    },
+                    media,
+                );
+            } else if side == Side::A {
+                // A BYE in A's early dialog ends the attempt like CANCEL.
+                self.send_cancel(now, &call_id);
+                self.fail_call(now, &call_id, 487, "Request Terminated", media);
+            }
+            return;
+        }
+        // Anything else is relayed to the other leg; SDP goes through media.
+        let Some(call) = self.calls.get(&call_id) else {
+            return;
+        };
+        let mut body = sdp_of(&req);
+        if let Some(offer) = body.take() {
+            let (x, y) = match side {
+                Side::A => (&call.a, &call.b),
+                Side::B => (&call.b, &call.a),
+            };
+            let o = Options {
+                received_from: Some(from.ip()),
+                replace_origin: true,
+                replace_session_connection: true,
+                ..Options::default()
+            };
+            let (xt, yt) = (
+                x.remote_tag.clone().unwrap_or_default(),
+                y.remote_tag.clone(),
+            );
+            match media
+                .sessions
+                .offer(media.plane, &call_id, &xt, yt.as_deref(), &offer, &o)
+            {
+                Ok(s) => body = Some(s),
+                Err(e) => {
+                    media.sessions.take_records();
+                    let r = Message::response_to(
+                        &req,
+                        488,
+                        &format!("Not Acceptable Here ({})", e.0),
+                        None,
+                    );
+                    self.respond_new(now, from, key, req, r, None);
+                    return;
+                }
+            }
+            media.sessions.take_records();
+        }
+        let server = Server::new(req.clone(), now, self.timers, false);
+        self.servers.insert(
+            key.clone(),
+            ServerEntry {
+                txn: server,
+                to: from,
+                call: Some(call_id.clone()),
+            },
+        );
+        self.pump_server(&key);
+        let (via, branch) = self.via();
+        let contact = self.contact.clone();
+        let call = self.calls.get_mut(&call_id).expect("present");
+        let leg = match side.other() {
+            Side::A => &mut call.a,
+            Side::B => &mut call.b,
+        };
+        let to = leg.addr;
+        let mut out = leg.request(&method, via, &contact, None);
+        if let Some(s) = body {
+            out = with_sdp(out, Some(s));
+        } else if !req.body.is_empty() {
+            if let Some(t) = req.header("Content-Type") {
+                out.set_header("Content-Type", t);
+            }
+            out.body = req.body.clone();
+        }
+        for h in ["Session-Expires", "Min-SE", "Supported"] {
+            if let Some(v) = req.header(h) {
+                out.set_header(h, v);
+            }
+        }
+        self.start_client(
+            now,
+            (branch, method),
+            out,
+            to,
+            &call_id,
+            Purpose::Relay {
+                server: key,
+                from: side,
+            },
+        );
+    }
+
+    /// A response to a relayed in-dialog request: back to the sender.
+    fn on_relay_event(
+        &mut self,
+        now: Instant,
+        call_id: &str,
+        server: &Key,
+        from: Side,
+        ev: ClientEvent,
+        media: &mut Media,
+    ) {
+        let Some(req) = self.servers.get(server).map(|e| e.txn.request().clone()) else {
+            // Our side answered already (timeout): still ACK a late 2xx.
+            if let ClientEvent::Response(r) = ev {
+                if r.cseq().is_ok_and(|(_, m)| m == "INVITE")
+                    && r.code().is_some_and(|c| (200..300).contains(&c))
+                {
+                    self.ack_relayed(call_id, from.other(), &r);
+                }
+            }
+            return;
+        };
+        let resp = match ev {
+            ClientEvent::Timeout => {
+                let r = Message::response_to(&req, 408, "Request Timeout", None);
+                self.respond_server(now, server, r);
+                return;
+            }
+            ClientEvent::Response(r) => r,
+        };
+        let code = resp.code().unwrap_or(500);
+        if code == 100 {
+            return;
+        }
+        let is_invite = req.method() == Some("INVITE");
+        let mut sdp = None;
+        if let (true, Some(answer)) = (is_invite && (200..300).contains(&code), sdp_of(&resp)) {
+            if let Some(call) = self.calls.get(call_id) {
+                let (x, y) = match from {
+                    Side::A => (&call.a, &call.b),
+                    Side::B => (&call.b, &call.a),
+                };
+                let o = Options {
+                    received_from: Some(y.addr.ip()),
+                    replace_origin: true,
+                    replace_session_connection: true,
+                    ..Options::default()
+                };
+                let (xt, yt) = (
+                    x.remote_tag.clone().unwrap_or_default(),
+                    y.remote_tag.clone().unwrap_or_default(),
+                );
+                sdp = media
+                    .sessions
+                    .answer(media.plane, call_id, &xt, &yt, &answer, &o)
+                    .map_err(|e| tracing::warn!(call_id, reason = %e.0, "re-INVITE answer refused"))
+                    .ok();
+                media.sessions.take_records();
+            }
+        }
+        if is_invite && (200..300).contains(&code) {
+            self.ack_relayed(call_id, from.other(), &resp);
+        }
+        let mut r = Message::response_to(&req, code, resp.reason(), None);
+        if is_invite && code < 300 {
+            r.add_header("Contact", self.contact.clone());
+        }
+        if let Some(v) = resp.header("Session-Expires") {
+            r.set_header("Session-Expires", v);
+        }
+        if sdp.is_some() {
+            r = with_sdp(r, sdp);
+        } else if !resp.body.is_empty() && !is_invite {
+            if let Some(t) = resp.header("Content-Type") {
+                r.set_header("Content-Type", t);
+            }
+            r.body = resp.body.clone();
+        }
+        self.respond_server(now, server, r);
+    }
+
+    /// ACKs a relayed re-INVITE's 2xx on leg `side` ourselves; the
+    /// sender's own ACK is absorbed.
+    fn ack_relayed(&mut self, call_id: &str, side: Side, resp: &Message) {
+        let (via, _) = self.via();
+        let contact = self.contact.clone();
+        let Some(call) = self.calls.get_mut(call_id) else {
+            return;
+        };
+        let leg = match side {
+            Side::A => &mut call.a,
+            Side::B => &mut call.b,
+        };
+        let n = resp.cseq().map(|(n, _)| n).unwrap_or(leg.cseq);
+        let ack = leg.request("ACK", via, &contact, Some(n));
+        let to = leg.addr;
+        self.send(to, &ack);
+    }
+
+    /// A BYE on `side` of the call.
+    fn bye(&mut self, now: Instant, call_id: &str, side: Side) {
+        let (via, branch) = self.via();
+        let contact = self.contact.clone();
+        let Some(call) = self.calls.get_mut(call_id) else {
+            return;
+        };
+        let leg = match side {
+            Side::A => &mut call.a,
+            Side::B => &mut call.b,
+        };
+        let bye = leg.request("BYE", via, &contact, None);
+        let to = leg.addr;
+        let id = call_id.to_string();
+        self.start_client(now, (branch, "BYE".into()), bye, to, &id, Purpose::Bye);
+    }
+
+    /// A 2xx from `to` for an INVITE whose call is gone: ACK it, then BYE
+    /// (§13.2.2.4), in the dialog the 2xx made.
+    fn ack_and_bye_orphan(&mut self, now: Instant, to: SocketAddr, resp: &Message) {
+        let (Some(cid), Some(from), Some(callee)) =
+            (resp.call_id(), resp.header("From"), resp.header("To"))
+        else {
+            return;
+        };
+        let (Ok(from), Ok(callee)) = (NameAddr::parse(from), NameAddr::parse(callee)) else {
+            return;
+        };
+        let strip = |mut n: NameAddr| {
+            n.params.retain(|(k, _)| k != "tag");
+            n.to_string()
+        };
+        let tag = from.tag().unwrap_or_default();
+        let target = callee.uri.clone();
+        let mut leg = Leg::outgoing(cid.to_string(), tag, strip(from), strip(callee), target, to);
+        leg.update_from_response(resp);
+        let n = resp.cseq().map(|(n, _)| n).unwrap_or(1);
+        let contact = self.contact.clone();
+        let (v, _) = self.via();
+        let ack = leg.request("ACK", v, &contact, Some(n));
+        self.send(to, &ack);
+        let (v, branch) = self.via();
+        let bye = leg.request("BYE", v, &contact, Some(n + 1));
+        self.start_client(now, (branch, "BYE".into()), bye, to, "", Purpose::Bye);
+    }
+
+    /// Runs every timer that is due.
+    pub fn handle_timeout(&mut self, now: Instant, media: &mut Media) {
+        let due_s: Vec<Key> = self
+            .servers
+            .iter()
+            .filter(|(_, e)| e.txn.poll_timeout().is_some_and(|t| t <= now))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in due_s {
+            if let Some(e) = self.servers.get_mut(&k) {
+                e.txn.handle_timeout(now);
+            }
+            self.pump_server(&k);
+        }
+        let due_c: Vec<ClientKey> = self
+            .clients
+            .iter()
+            .filter(|(_, e)| e.txn.poll_timeout().is_some_and(|t| t <= now))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in due_c {
+            if let Some(e) = self.clients.get_mut(&k) {
+                e.txn.handle_timeout(now);
+            }
+            self.pump_client(&k, now, Some(media));
+        }
+        let rung: Vec<String> = self
+            .calls
+            .iter()
+            .filter(|(_, c)| c.ring_deadline.is_some_and(|t| t <= now))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for call_id in rung {
+            tracing::info!(call_id, "no answer within the ring timeout");
+            self.send_cancel(now, &call_id);
+            self.fail_call(now, &call_id, 480, "No Answer", media);
+        }
+        self.finish_pending(now, media);
+    }
+
+    /// Calls whose caller never ACKed our 2xx: BYE both legs, CDR.
+    fn finish_pending(&mut self, now: Instant, media: &mut Media) {
+        for (call_id, by, reason) in std::mem::take(&mut self.pending_end) {
+            if self
+                .calls
+                .get(&call_id)
+                .is_some_and(|c| c.phase == Phase::Answered)
+            {
+                self.bye(now, &call_id, Side::A);
+                self.bye(now, &call_id, Side::B);
+            }
+            self.end_call(
+                &call_id,
+                Outcome {
+                    status: Disposition::Failed,
+                    code: 408,
+                    reason: reason.into(),
+                    by,
+                },
+                media,
+            );
+        }
+    }
+}

@@ -1,0 +1,388 @@
+//! Tollgate as the B2BUA in the middle: SIPp UAC -> Tollgate SIP (its real
+//! data plane, socket backend on loopback) -> SIPp UAS. Each test runs its
+//! own node on its own ports and reads the CDR the call left in a JSON-lines
+//! sink. Checked: a basic call's RTP both ways through the relay (CDR
+//! counters equal what SIPp played), both SDPs pointing at Tollgate, CANCEL,
+//! busy, ring timeout, the callee hanging up, dialplan rejections, overload,
+//! and a burst of malformed messages answered or dropped without harm.
+
+use std::net::{SocketAddr, UdpSocket};
+use std::time::{Duration, Instant};
+use tollgate_sip::message::Message;
+use tollgate_sip::sdp::Sdp;
+use tollgate_tests::peers::{self, sdp_of, Proc};
+use tollgate_tests::TempDir;
+
+const SCENARIOS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/peers/b2bua");
+
+/// A node with SIP on 127.0.0.1:`base`, NG on `base`+1, relay ports from
+/// `base`*10; the UAS on `base`+30 (media `base`+40), the UAC on `base`+20
+/// (media `base`+50).
+struct Node {
+    dir: TempDir,
+    tollgate: Proc,
+    sip: SocketAddr,
+    uas: SocketAddr,
+    uas_media: u16,
+    uac: SocketAddr,
+    uac_media: u16,
+    ports: (u16, u16),
+}
+
+fn addr(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+fn node(base: u16, sip_extra: &str) -> Node {
+    let dir = TempDir::new("b2bua");
+    let (sip, uas) = (addr(base), addr(base + 30));
+    let ports = (base * 10, base * 10 + 99);
+    let sections = format!(
+        r#"
+[sip]
+listen = "{sip}"
+{sip_extra}
+[[sip.routes]]
+match = "6000"
+target = "sip:6000@{uas}"
+[[sip.routes]]
+match = "9999"
+reject = 480
+reason = "IVR not available"
+
+[cdr]
+spool_dir = "{d}/spool"
+sinks = [{{ kind = "jsonl", path = "{d}/cdr.jsonl" }}]
+"#,
+        d = dir.0.display()
+    );
+    let ng = addr(base + 1).to_string();
+    let (tollgate, _) = peers::tollgate_loopback(&dir.0, &ng, ports, &[], &sections);
+    Node {
+        dir,
+        tollgate,
+        sip,
+        uas,
+        uas_media: base + 40,
+        uac: addr(base + 20),
+        uac_media: base + 50,
+        ports,
+    }
+}
+
+impl Node {
+    fn uas(&self, scenario: &str) -> Proc {
+        let s = format!("{SCENARIOS}/{scenario}");
+        let mut args: Vec<&str> = if scenario.ends_with(".xml") {
+            vec!["-sf", &s]
+        } else {
+            vec!["-sn", scenario]
+        };
+        args.extend(["-m", "1"]);
+        peers::sipp_uas_with(None, &self.dir.0, self.uas, self.uas_media, &args)
+    }
+
+    /// One UAC call of `scenario` to `number`; panics with the logs unless it passes.
+    fn call(&self, scenario: &str, number: &str) -> String {
+        let s = format!("{SCENARIOS}/{scenario}");
+        let mut args: Vec<&str> = if scenario.ends_with(".xml") {
+            vec!["-sf", &s]
+        } else {
+            vec!["-sn", scenario]
+        };
+        args.extend(["-s", number]);
+        let (rc, log) =
+            peers::sipp_uac(None, &self.dir.0, self.uac, self.uac_media, self.sip, &args);
+        assert_eq!(
+            rc,
+            0,
+            "{scenario} to {number} failed (sipp exit {rc});\nuac errors: {}\nuac log: {log}\ntollgate: {}",
+            std::fs::read_to_string(self.dir.0.join("uac_errors.log")).unwrap_or_default(),
+            self.tollgate.log_text()
+        );
+        log
+    }
+
+    /// The CDR of the only call, waiting for the sink to write it.
+    fn cdr(&self) -> serde_json::Value {
+        let path = self.dir.0.join("cdr.jsonl");
+        let end = Instant::now() + Duration::from_secs(15);
+        loop {
+            let ended: Vec<serde_json::Value> = tollgate_tests::cdrs::jsonl(&path)
+                .into_iter()
+                .filter(|r| r["event"] == "call.ended")
+                .collect();
+            if !ended.is_empty() || Instant::now() > end {
+                assert_eq!(ended.len(), 1, "one CDR expected: {ended:?}");
+                return ended[0].clone();
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn uas_log(&self) -> String {
+        std::fs::read_to_string(self.dir.0.join("uas_messages.log")).unwrap_or_default()
+    }
+}
+
+/// The SDP's connection address and audio port.
+fn media_of(which: &str, sdp: Option<String>) -> (String, u16) {
+    let sdp = sdp.unwrap_or_else(|| panic!("no SDP in the {which}"));
+    let p = Sdp::parse(&sdp).unwrap_or_else(|e| panic!("{which} SDP: {e}\n{sdp}"));
+    let c = p.connection(0).map(|a| a.to_string()).unwrap_or_default();
+    (c, p.media[0].port())
+}
+
+#[test]
+fn basic_call_relays_rtp_both_ways_and_writes_the_cdr() {
+    let n = node(5400, "");
+    let _uas = n.uas("uas");
+    let log = n.call("uac_pcap", "6000");
+    let (c, port) = media_of("200 OK the caller got", sdp_of(&log, "SIP/2.0 200 OK"));
+    assert_eq!(c, "127.0.0.1");
+    assert!(
+        (n.ports.0..=n.ports.1).contains(&port),
+        "caller's media goes to the relay: {port}"
+    );
+    let (c, port) = media_of("INVITE the callee got", sdp_of(&n.uas_log(), "INVITE sip:"));
+    assert_eq!(c, "127.0.0.1");
+    assert!(
+        (n.ports.0..=n.ports.1).contains(&port),
+        "callee's media goes to the relay: {port}"
+    );
+
+    let cdr = n.cdr();
+    assert_eq!(cdr["status"], "answered", "{cdr}");
+    assert_eq!(cdr["hangup_by"], "caller");
+    assert_eq!(cdr["from_number"], "sipp");
+    assert_eq!(cdr["to_number"], "6000");
+    assert_eq!(cdr["trunk"], format!("sip:6000@{}", n.uas));
+    assert!(cdr["answer_ms"].as_i64().unwrap() >= cdr["start_ms"].as_i64().unwrap());
+    assert!(
+        cdr["end_ms"].as_i64().unwrap() - cdr["answer_ms"].as_i64().unwrap() >= 7000,
+        "the pcap plays for 8 s"
+    );
+    let legs = cdr["legs"].as_array().expect("legs");
+    assert_eq!(legs.len(), 2);
+    assert_ne!(
+        legs[0]["sip_call_id"], legs[1]["sip_call_id"],
+        "a B2BUA's legs are two dialogs"
+    );
+    // The UAC played the pcap; the UAS echoed every packet back.
+    let played = peers::uac_pcap_packets();
+    for (leg, dir) in [(0, "received"), (0, "sent"), (1, "received"), (1, "sent")] {
+        assert_eq!(
+            legs[leg][dir]["packets"].as_u64(),
+            Some(played),
+            "leg {leg} {dir}: {cdr}"
+        );
+    }
+}
+
+#[test]
+fn caller_cancels_before_answer() {
+    let n = node(5500, "");
+    let mut uas = n.uas("uas_ring.xml");
+    n.call("uac_cancel.xml", "6000");
+    let cdr = n.cdr();
+    assert_eq!(cdr["status"], "cancelled", "{cdr}");
+    assert_eq!(cdr["sip_code"], 487);
+    assert_eq!(cdr["hangup_by"], "caller");
+    assert!(cdr["answer_ms"].is_null());
+    wait_exit(
+        &mut uas,
+        "the callee got the CANCEL, answered 487 and got the ACK",
+    );
+}
+
+#[test]
+fn busy_callee_gives_486() {
+    let n = node(5600, "");
+    let mut uas = n.uas("uas_busy.xml");
+    n.call("uac_busy.xml", "6000");
+    let cdr = n.cdr();
+    assert_eq!(cdr["status"], "busy", "{cdr}");
+    assert_eq!(cdr["sip_code"], 486);
+    assert_eq!(cdr["hangup_by"], "callee");
+    wait_exit(&mut uas, "the callee's 486 was ACKed");
+}
+
+#[test]
+fn ring_timeout_gives_480_and_cancels_the_callee() {
+    let n = node(5700, "ring_timeout_secs = 2");
+    let mut uas = n.uas("uas_ring.xml");
+    let t0 = Instant::now();
+    n.call("uac_noanswer.xml", "6000");
+    assert!(
+        t0.elapsed() >= Duration::from_secs(2),
+        "not before the ring timeout"
+    );
+    let cdr = n.cdr();
+    assert_eq!(cdr["status"], "no_answer", "{cdr}");
+    assert_eq!(cdr["sip_code"], 480);
+    wait_exit(&mut uas, "the callee was cancelled");
+}
+
+#[test]
+fn callee_hangs_up() {
+    let n = node(5800, "");
+    let mut uas = n.uas("uas_hangup.xml");
+    n.call("uac_callee_hangs_up.xml", "6000");
+    let cdr = n.cdr();
+    assert_eq!(cdr["status"], "answered", "{cdr}");
+    assert_eq!(cdr["hangup_by"], "callee");
+    wait_exit(&mut uas, "the callee's BYE was answered");
+}
+
+#[test]
+fn dialplan_rejects_the_ivr_placeholder_and_unknown_numbers() {
+    let n = node(5900, "");
+    let log = n.call("uac_noanswer.xml", "9999");
+    assert!(log.contains("480 IVR not available"), "{log}");
+    n.call("uac_noroute.xml", "12345");
+    let cdrs: Vec<serde_json::Value> = {
+        std::thread::sleep(Duration::from_secs(1));
+        tollgate_tests::cdrs::jsonl(&n.dir.0.join("cdr.jsonl"))
+            .into_iter()
+            .filter(|r| r["event"] == "call.ended")
+            .collect()
+    };
+    let codes: Vec<(u64, &str)> = cdrs
+        .iter()
+        .map(|c| {
+            (
+                c["sip_code"].as_u64().unwrap(),
+                c["status"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(codes, [(480, "failed"), (404, "failed")], "{cdrs:?}");
+}
+
+fn wait_exit(p: &mut Proc, what: &str) {
+    let end = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < end {
+        if let Some(st) = p.child.try_wait().expect("wait") {
+            assert!(st.success(), "{what}: sipp exit {st}\n{}", p.log_text());
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("{what}: the UAS scenario did not finish\n{}", p.log_text());
+}
+
+/// A raw SIP client socket with a receive timeout.
+fn client() -> UdpSocket {
+    let s = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    s.set_read_timeout(Some(Duration::from_millis(1500)))
+        .expect("timeout");
+    s
+}
+
+fn invite(number: &str, branch: &str, extra: &str) -> String {
+    format!(
+        "INVITE sip:{number}@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bK{branch}\r\n\
+From: <sip:t@127.0.0.1>;tag=f{branch}\r\nTo: <sip:{number}@127.0.0.1>\r\nCall-ID: {branch}@test\r\n\
+CSeq: 1 INVITE\r\nMax-Forwards: 70\r\n{extra}Content-Length: 0\r\n\r\n"
+    )
+}
+
+/// Final responses to what was sent, in order, skipping 100 Trying.
+fn finals(s: &UdpSocket, want: usize) -> Vec<Message> {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 65536];
+    while out.len() < want {
+        let Ok(n) = s.recv(&mut buf) else { break };
+        let m = Message::parse(&buf[..n]).expect("Tollgate sends valid SIP");
+        if m.code().is_some_and(|c| c >= 200) {
+            out.push(m);
+        }
+    }
+    out
+}
+
+#[test]
+fn overload_gives_503_with_retry_after() {
+    let n = node(6000, "max_cps = 1\nretry_after_secs = 7");
+    let s = client();
+    for b in ["ov1", "ov2"] {
+        s.send_to(invite("9999", b, "").as_bytes(), n.sip)
+            .expect("send");
+    }
+    let got = finals(&s, 2);
+    let codes: Vec<u16> = got.iter().filter_map(Message::code).collect();
+    assert_eq!(codes, [480, 503]);
+    assert_eq!(got[1].header("Retry-After"), Some("7"));
+}
+
+/// Malformed and hostile messages, written from RFC 4475's descriptions
+/// (§3.1.2 and §3.3): each is answered 400 when it can be answered, else
+/// dropped; the node keeps serving.
+#[test]
+fn malformed_messages_are_answered_or_dropped_and_the_node_carries_on() {
+    let n = node(6100, "");
+    let s = client();
+    let good = invite("9999", "ok1", "");
+    let answerable: Vec<String> = vec![
+        // Content-Length larger than the body (§3.1.2.7 "clerr").
+        good.replace("Content-Length: 0", "Content-Length: 9999"),
+        // Negative Content-Length (§3.1.2.4 "ncl").
+        good.replace("Content-Length: 0", "Content-Length: -999"),
+        // Missing Call-ID (§3.3.1 "insuf").
+        good.replace("Call-ID: ok1@test\r\n", ""),
+        // CSeq method differs from the request method (§3.1.2.17 "mismatch01").
+        good.replace("CSeq: 1 INVITE", "CSeq: 1 OPTIONS"),
+        // Unterminated quoted display name (§3.1.2.3 "quotbal").
+        good.replace("From: <sip:t@127.0.0.1>", "From: \"Bob <sip:t@127.0.0.1>"),
+        // '<' never closed in To (§3.1.2.5 "ltgtruri" kin).
+        good.replace("To: <sip:9999@127.0.0.1>", "To: <sip:9999@127.0.0.1"),
+        // Non-numeric Max-Forwards.
+        good.replace("Max-Forwards: 70", "Max-Forwards: seventy"),
+        // Request-URI with spaces (§3.1.2.2 "intmeth"-like).
+        good.replace(
+            "INVITE sip:9999@127.0.0.1 SIP/2.0",
+            "INVITE sip:9999 @127.0.0.1 SIP/2.0",
+        ),
+        // Two Content-Length headers that disagree (§3.1.2.10 "multi2").
+        good.replace("Content-Length: 0", "Content-Length: 0\r\nl: 4"),
+    ];
+    let dropped: Vec<Vec<u8>> = vec![
+        b"".to_vec(),
+        b"\x00\xff\xfe garbage".to_vec(),
+        // Unknown protocol version (§3.1.2.16 "badvers"): no way to answer it.
+        good.replace("SIP/2.0\r\nVia", "SIP/7.0\r\nVia").into_bytes(),
+        // No blank line after the headers.
+        good.trim_end().as_bytes().to_vec(),
+        // A response to nothing.
+        b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bKx\r\nFrom: <sip:a@b>;tag=1\r\nTo: <sip:a@b>\r\nCall-ID: x\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n".to_vec(),
+    ];
+    for m in &answerable {
+        s.send_to(m.as_bytes(), n.sip).expect("send");
+        let got = finals(&s, 1);
+        assert_eq!(got.len(), 1, "no answer to:\n{m}");
+        assert_eq!(got[0].code(), Some(400), "{m}\ngot: {}", got[0]);
+        assert!(!got[0].reason().is_empty());
+    }
+    for m in &dropped {
+        s.send_to(m, n.sip).expect("send");
+    }
+    // Max-Forwards exhausted: 483 (§8.2.2 / §16.3).
+    s.send_to(
+        invite("9999", "mf0", "")
+            .replace("Max-Forwards: 70", "Max-Forwards: 0")
+            .as_bytes(),
+        n.sip,
+    )
+    .expect("send");
+    let got = finals(&s, 1);
+    assert_eq!(got[0].code(), Some(483));
+    // And it still routes calls.
+    s.send_to(good.as_bytes(), n.sip).expect("send");
+    let got = finals(&s, 1);
+    assert_eq!(
+        got.iter().filter_map(Message::code).collect::<Vec<_>>(),
+        [480],
+        "{}",
+        n.tollgate.log_text()
+    );
+}
