@@ -3,8 +3,9 @@
 //! own node on its own ports and reads the CDR the call left in a JSON-lines
 //! sink. Checked: a basic call's RTP both ways through the relay (CDR
 //! counters equal what SIPp played), both SDPs pointing at Tollgate, CANCEL,
-//! busy, ring timeout, the callee hanging up, dialplan rejections, overload,
-//! and a burst of malformed messages answered or dropped without harm.
+//! busy, ring timeout, the callee hanging up, hold and unhold by re-INVITE,
+//! dialplan rejections, overload, and a burst of malformed messages
+//! answered or dropped without harm.
 
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
@@ -232,6 +233,36 @@ fn callee_hangs_up() {
     assert_eq!(cdr["status"], "answered", "{cdr}");
     assert_eq!(cdr["hangup_by"], "callee");
     wait_exit(&mut uas, "the callee's BYE was answered");
+}
+
+#[test]
+fn reinvite_puts_the_call_on_hold_and_back() {
+    let n = node(6200, "");
+    let mut uas = n.uas("uas_hold.xml");
+    let log = n.call("uac_hold.xml", "6000");
+    wait_exit(&mut uas, "the callee saw both re-INVITEs and the BYE");
+    let uas_log = n.uas_log();
+    // The callee's view of the hold: the caller's direction, our relay address.
+    let hold = uas_log
+        .find("CSeq: 2 INVITE")
+        .map(|i| &uas_log[uas_log[..i].rfind("INVITE sip:").unwrap_or(0)..])
+        .expect("the callee got the hold re-INVITE");
+    let sdp = sdp_of(hold, "INVITE sip:");
+    assert!(
+        sdp.as_deref().is_some_and(|s| s.contains("a=sendonly")),
+        "{hold}"
+    );
+    let (c, port) = media_of("hold re-INVITE", sdp);
+    assert_eq!(c, "127.0.0.1");
+    assert!((n.ports.0..=n.ports.1).contains(&port), "{port}");
+    // The caller's view: the callee's recvonly answer, through the relay.
+    assert!(
+        log.contains("a=recvonly"),
+        "the hold answer reached the caller: {log}"
+    );
+    let cdr = n.cdr();
+    assert_eq!(cdr["status"], "answered", "{cdr}");
+    assert_eq!(cdr["hangup_by"], "caller");
 }
 
 #[test]

@@ -69,6 +69,9 @@ struct Call {
     phase: Phase,
     /// A's INVITE server transaction.
     a_invite: Key,
+    /// INVITE server transactions waiting for the ACK of our 2xx: the
+    /// side, CSeq number and transaction of each.
+    server_invites: Vec<(Side, u32, Key)>,
     /// B's INVITE client transaction, and its request (for CANCEL).
     b_invite: ClientKey,
     b_invite_req: Message,
@@ -152,6 +155,12 @@ fn reason_phrase(code: u16) -> &'static str {
         503 => "Service Unavailable",
         _ => "Unknown",
     }
+}
+
+fn call_mut<'a>(calls: &'a mut HashMap<String, Call>, id: &str) -> &'a mut Call {
+    calls
+        .get_mut(id)
+        .expect("the caller checked the call exists")
 }
 
 fn sdp_of(m: &Message) -> Option<String> {
@@ -372,6 +381,7 @@ impl B2bua {
                 .is_ok_and(|v| format!("{}:{}", v.host, v.port.unwrap_or(5060)) == ours)
         });
         let call_id = invite.call_id().unwrap_or_default().to_string();
+        let invite_cseq = invite.cseq().map(|(n, _)| n).unwrap_or(0);
         let early = if invite.max_forwards() == Some(0) {
             Some(reject(483, reason_phrase(483)))
         } else if looped || self.calls.contains_key(&call_id) {
@@ -525,6 +535,7 @@ impl B2bua {
                 a,
                 b,
                 phase: Phase::Calling,
+                server_invites: vec![(Side::A, invite_cseq, key.clone())],
                 a_invite: key,
                 b_invite: ck,
                 b_invite_req: b_req,
@@ -920,15 +931,23 @@ impl B2bua {
         let Some((call_id, side)) = self.dialogs.get(&(cid.to_string(), tag)).cloned() else {
             return;
         };
-        if side == Side::A {
-            if let Some(call) = self.calls.get(&call_id) {
-                let key = call.a_invite.clone();
-                if let Some(e) = self.servers.get_mut(&key) {
-                    e.txn.acknowledged(now);
-                }
-                self.pump_server(&key);
-            }
+        // The INVITE (initial or re-INVITE) from that side with this CSeq.
+        let n = ack.cseq().map(|(n, _)| n).unwrap_or(0);
+        let Some(call) = self.calls.get_mut(&call_id) else {
+            return;
+        };
+        let Some(i) = call
+            .server_invites
+            .iter()
+            .position(|(s, c, _)| *s == side && *c == n)
+        else {
+            return;
+        };
+        let (_, _, key) = call.server_invites.swap_remove(i);
+        if let Some(e) = self.servers.get_mut(&key) {
+            e.txn.acknowledged(now);
         }
+        self.pump_server(&key);
     }
 
     fn in_dialog(
@@ -1018,6 +1037,12 @@ impl B2bua {
                 }
             }
             media.sessions.take_records();
+        }
+        if method == "INVITE" {
+            let n = req.cseq().map(|(n, _)| n).unwrap_or(0);
+            call_mut(&mut self.calls, &call_id)
+                .server_invites
+                .push((side, n, key.clone()));
         }
         let server = Server::new(req.clone(), now, self.timers, false);
         self.servers.insert(
