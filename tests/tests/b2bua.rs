@@ -34,7 +34,15 @@ fn addr(port: u16) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], port))
 }
 
+/// The dialplan target for 6000: the UAS, or whoever registered as 6000.
+const STATIC: &str = "sip:6000@{uas}";
+const REGISTERED: &str = "registered";
+
 fn node(base: u16, sip_extra: &str) -> Node {
+    node_with(base, sip_extra, STATIC)
+}
+
+fn node_with(base: u16, sip_extra: &str, target_6000: &str) -> Node {
     let dir = TempDir::new("b2bua");
     let (sip, uas) = (addr(base), addr(base + 30));
     let ports = (base * 10, base * 10 + 99);
@@ -45,7 +53,7 @@ listen = "{sip}"
 {sip_extra}
 [[sip.routes]]
 match = "6000"
-target = "sip:6000@{uas}"
+target = "{target}"
 [[sip.routes]]
 match = "9999"
 reject = 480
@@ -55,7 +63,8 @@ reason = "IVR not available"
 spool_dir = "{d}/spool"
 sinks = [{{ kind = "jsonl", path = "{d}/cdr.jsonl" }}]
 "#,
-        d = dir.0.display()
+        d = dir.0.display(),
+        target = target_6000.replace("{uas}", &uas.to_string()),
     );
     let ng = addr(base + 1).to_string();
     let (tollgate, _) = peers::tollgate_loopback(&dir.0, &ng, ports, &[], &sections);
@@ -85,6 +94,11 @@ impl Node {
 
     /// One UAC call of `scenario` to `number`; panics with the logs unless it passes.
     fn call(&self, scenario: &str, number: &str) -> String {
+        self.call_with(scenario, number, &[])
+    }
+
+    /// [`Node::call`] with more SIPp arguments.
+    fn call_with(&self, scenario: &str, number: &str, extra: &[&str]) -> String {
         let s = format!("{SCENARIOS}/{scenario}");
         let mut args: Vec<&str> = if scenario.ends_with(".xml") {
             vec!["-sf", &s]
@@ -92,6 +106,7 @@ impl Node {
             vec!["-sn", scenario]
         };
         args.extend(["-s", number]);
+        args.extend(extra);
         let (rc, log) =
             peers::sipp_uac(None, &self.dir.0, self.uac, self.uac_media, self.sip, &args);
         assert_eq!(
@@ -415,5 +430,79 @@ fn malformed_messages_are_answered_or_dropped_and_the_node_carries_on() {
         [480],
         "{}",
         n.tollgate.log_text()
+    );
+}
+
+const USERS: &str = r#"
+users = [{ name = "6000", password = "secret" }]
+digest_algorithms = ["MD5"]  # SIPp answers MD5 challenges only
+"#;
+
+#[test]
+fn register_with_digest_then_a_call_reaches_the_registered_user() {
+    let n = node_with(
+        6300,
+        &format!("{USERS}\ntrusted = [\"127.0.0.1/32\"]"),
+        REGISTERED,
+    );
+    // Before registering, 6000 is not reachable.
+    let log = n.call("uac_noanswer.xml", "6000");
+    assert!(log.contains("480 Not Registered"), "{log}");
+    n.call_with(
+        "uac_register_refused.xml",
+        "6000",
+        &["-au", "6000", "-ap", "wrong"],
+    );
+    let port = n.uas.port().to_string();
+    let log = n.call_with(
+        "uac_register.xml",
+        "6000",
+        &[
+            "-au",
+            "6000",
+            "-ap",
+            "secret",
+            "-key",
+            "contact_port",
+            &port,
+        ],
+    );
+    assert!(
+        log.contains(&format!("<sip:6000@127.0.0.1:{port}>;expires=300")),
+        "{log}"
+    );
+    let mut uas = n.uas("uas");
+    n.call("uac", "6000");
+    wait_exit(&mut uas, "the registered user got the call");
+    let cdrs: Vec<serde_json::Value> = tollgate_tests::cdrs::jsonl(&n.dir.0.join("cdr.jsonl"));
+    let last = cdrs.last().expect("CDRs");
+    assert_eq!(last["status"], "answered", "{cdrs:?}");
+    assert_eq!(last["trunk"], format!("sip:6000@127.0.0.1:{port}"));
+}
+
+#[test]
+fn untrusted_callers_authenticate_and_bad_credentials_are_refused() {
+    let n = node(6400, USERS);
+    let mut uas = n.uas("uas");
+    n.call_with(
+        "uac_auth_call.xml",
+        "6000",
+        &["-au", "6000", "-ap", "secret"],
+    );
+    wait_exit(&mut uas, "the authenticated call reached the callee");
+    n.call_with(
+        "uac_auth_refused.xml",
+        "6000",
+        &["-au", "6000", "-ap", "wrong"],
+    );
+    n.call_with(
+        "uac_auth_refused.xml",
+        "6000",
+        &["-au", "nobody", "-ap", "secret"],
+    );
+    let cdr = n.cdr();
+    assert_eq!(
+        cdr["status"], "answered",
+        "only the authenticated call is a call: {cdr}"
     );
 }

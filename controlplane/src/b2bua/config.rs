@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
+use tollgate_sip::digest::Algorithm;
 use tollgate_sip::message::Uri;
 use tollgate_sip::transaction::TimerConfig;
 
@@ -30,6 +31,26 @@ pub struct SipConfig {
     pub retry_after_secs: u32,
     /// The dialplan, first match wins; no match is 404.
     pub routes: Vec<RouteConfig>,
+    /// Users who may REGISTER and place calls, with their passwords. With
+    /// none, REGISTER is refused and INVITEs need no credentials.
+    pub users: Vec<UserConfig>,
+    /// Sources (CIDR) whose INVITEs need no credentials: trunks, proxies.
+    pub trusted: Vec<ipnet::IpNet>,
+    /// Digest realm and algorithms offered, preferred first (RFC 8760).
+    pub realm: String,
+    pub digest_algorithms: Vec<Algorithm>,
+    /// Registration expiry: used when the REGISTER gives none, and the
+    /// bounds a requested one must fall in (below: 423, above: capped).
+    pub default_expires_secs: u32,
+    pub min_expires_secs: u32,
+    pub max_expires_secs: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserConfig {
+    pub name: String,
+    pub password: String,
 }
 
 /// One dialplan entry: a number pattern and what to do with it.
@@ -40,8 +61,9 @@ pub struct RouteConfig {
     /// trailing `*` any rest: `6000`, `555xxxx`, `44*`.
     #[serde(rename = "match")]
     pub pattern: String,
-    /// Where to send the call: a SIP URI with an IP host; `{user}` stands
-    /// for the dialled number.
+    /// Where to send the call: a SIP URI with an IP host (`{user}` stands
+    /// for the dialled number), or `registered`: the dialled user's
+    /// registered contact.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target: Option<String>,
     /// Or reject with this final response code ...
@@ -51,6 +73,9 @@ pub struct RouteConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
 }
+
+/// The route target meaning "where the dialled user registered".
+pub const REGISTERED: &str = "registered";
 
 impl Default for SipConfig {
     fn default() -> Self {
@@ -65,6 +90,13 @@ impl Default for SipConfig {
             max_cps: 500,
             retry_after_secs: 5,
             routes: Vec::new(),
+            users: Vec::new(),
+            trusted: Vec::new(),
+            realm: "tollgate".into(),
+            digest_algorithms: vec![Algorithm::Sha256, Algorithm::Md5],
+            default_expires_secs: 3600,
+            min_expires_secs: 60,
+            max_expires_secs: 7200,
         }
     }
 }
@@ -102,6 +134,27 @@ impl SipConfig {
                 ));
             }
         }
+        if self.digest_algorithms.is_empty() {
+            errs.push("sip.digest_algorithms: name at least one of \"SHA-256\", \"MD5\"".into());
+        }
+        if self.min_expires_secs > self.max_expires_secs
+            || !(self.min_expires_secs..=self.max_expires_secs).contains(&self.default_expires_secs)
+        {
+            errs.push(format!(
+                "sip.min/default/max_expires_secs: {}/{}/{} must be in order",
+                self.min_expires_secs, self.default_expires_secs, self.max_expires_secs
+            ));
+        }
+        for (i, u) in self.users.iter().enumerate() {
+            if u.name.is_empty() || u.password.is_empty() {
+                errs.push(format!(
+                    "sip.users[{i}]: name and password must not be empty"
+                ));
+            }
+            if self.users[..i].iter().any(|o| o.name == u.name) {
+                errs.push(format!("sip.users[{i}]: {:?} is listed twice", u.name));
+            }
+        }
         for (i, r) in self.routes.iter().enumerate() {
             let at = format!("sip.routes[{i}] (match {:?})", r.pattern);
             let p = r.pattern.strip_suffix('*').unwrap_or(&r.pattern);
@@ -109,6 +162,7 @@ impl SipConfig {
                 errs.push(format!("{at}: `*` may only end a non-empty pattern"));
             }
             match (&r.target, r.reject) {
+                (Some(t), None) if t == REGISTERED => {}
                 (Some(t), None) => {
                     let sample = t.replace("{user}", "0");
                     match Uri::parse(&sample) {

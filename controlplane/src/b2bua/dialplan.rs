@@ -12,6 +12,8 @@ pub enum Decision {
         uri: String,
         addr: SocketAddr,
     },
+    /// Send the call to where the dialled user registered.
+    Registered,
     Reject {
         code: u16,
         reason: String,
@@ -65,6 +67,7 @@ impl Dialplan {
             };
         };
         match (&r.target, r.reject) {
+            (Some(t), _) if t == super::config::REGISTERED => Decision::Registered,
             (Some(t), _) => {
                 let uri = t.replace("{user}", number);
                 let addr = Uri::parse(&uri)
@@ -110,7 +113,9 @@ mod tests {
             route("6000", Some("sip:6000@127.0.0.1:5090"), None),
             route("555xxxx", Some("sip:{user}@10.0.0.9"), None),
             route("44*", None, Some(403)),
+            route("7xxx", Some("registered"), None),
         ]);
+        assert_eq!(d.decide("7001"), Decision::Registered);
         assert_eq!(
             d.decide("9999"),
             Decision::Reject {

@@ -19,6 +19,7 @@ pub mod cdr;
 pub mod config;
 pub mod dialplan;
 pub mod leg;
+pub mod registrar;
 
 use crate::media::options::Options;
 use crate::media::{MediaPlane, Sessions};
@@ -26,12 +27,14 @@ use cdr::{failure_status, CallFacts, Outcome};
 use config::SipConfig;
 use dialplan::{Decision, Dialplan};
 use leg::{Leg, Side};
+use registrar::Registrar;
 use std::collections::hash_map::RandomState;
 use std::collections::{HashMap, VecDeque};
 use std::hash::BuildHasher;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant, SystemTime};
 use tollgate_cdr::model::{Disposition, HangupBy, Record};
+use tollgate_sip::digest::{Authenticator, Credentials, Rejection};
 use tollgate_sip::message::{Message, NameAddr, Uri};
 use tollgate_sip::transaction::{Client, ClientEvent, Key, Server, ServerEvent, TimerConfig};
 
@@ -128,6 +131,8 @@ pub struct B2bua {
     ids: (RandomState, u64),
     /// Start of the current one-second window and INVITEs accepted in it.
     cps_window: (Instant, u32),
+    registrar: Registrar,
+    auth: Authenticator,
     /// Calls to end once the current input is handled (a missing ACK
     /// is noticed where the media manager is not at hand).
     pending_end: Vec<(String, HangupBy, &'static str)>,
@@ -190,6 +195,18 @@ fn user_of(v: Option<&str>) -> Option<String> {
 impl B2bua {
     pub fn new(cfg: SipConfig, local: SocketAddr) -> Self {
         let contact = format!("<sip:{local}>");
+        // The nonce key: random per process (RandomState is seeded from the OS).
+        let seed = RandomState::new();
+        let mut key = [0u8; 32];
+        for (i, chunk) in key.chunks_mut(8).enumerate() {
+            chunk.copy_from_slice(&seed.hash_one(i).to_le_bytes());
+        }
+        let auth = Authenticator::new(
+            &cfg.realm,
+            key,
+            Duration::from_secs(300),
+            cfg.digest_algorithms.clone(),
+        );
         B2bua {
             timers: cfg.timers(),
             dialplan: Dialplan::new(&cfg.routes),
@@ -206,6 +223,8 @@ impl B2bua {
             cps_window: (Instant::now(), 0),
             pending_end: Vec::new(),
             counters: Counters::default(),
+            registrar: Registrar::default(),
+            auth,
         }
     }
 
@@ -311,6 +330,10 @@ impl B2bua {
         }
         match method {
             "INVITE" if req.to_tag().is_none() => self.on_invite(now, from, key, req, media),
+            "REGISTER" => {
+                let r = self.on_register(now, from, &req);
+                self.respond_new(now, from, key, req, r, None);
+            }
             "CANCEL" => self.on_cancel(now, from, key, req, media),
             _ if req.to_tag().is_some() => self.in_dialog(now, from, key, req, media),
             "OPTIONS" => {
@@ -346,6 +369,88 @@ impl B2bua {
             },
         );
         self.pump_server(&key);
+    }
+
+    /// Checks the digest credentials in `header`: the user's name, or the
+    /// response to send (a challenge with `challenge` 401/407, or 403).
+    fn authenticate(&self, req: &Message, header: &str, challenge: u16) -> Result<String, Message> {
+        let method = req.method().unwrap_or_default();
+        let challenged = |stale: bool| {
+            let name = if challenge == 401 {
+                "WWW-Authenticate"
+            } else {
+                "Proxy-Authenticate"
+            };
+            let reason = if challenge == 401 {
+                "Unauthorized"
+            } else {
+                "Proxy Authentication Required"
+            };
+            let mut r = Message::response_to(req, challenge, reason, None);
+            for c in self.auth.challenges(SystemTime::now(), stale) {
+                r.add_header(name, c);
+            }
+            r
+        };
+        let forbidden = |why: &str| {
+            tracing::info!(method, why, "credentials refused");
+            Message::response_to(req, 403, "Forbidden", None)
+        };
+        let Some(h) = req.header(header) else {
+            return Err(challenged(false));
+        };
+        let c = Credentials::parse(h).map_err(|e| forbidden(&e))?;
+        let Some(user) = self.cfg.users.iter().find(|u| u.name == c.username) else {
+            return Err(forbidden("unknown user"));
+        };
+        match self
+            .auth
+            .verify(SystemTime::now(), method, &c, &user.password)
+        {
+            Ok(()) => Ok(c.username),
+            Err(Rejection::Stale) => Err(challenged(true)),
+            Err(Rejection::Invalid(why)) => Err(forbidden(&why)),
+        }
+    }
+
+    /// A REGISTER: authenticated, then bindings changed; the response.
+    fn on_register(&mut self, now: Instant, from: SocketAddr, req: &Message) -> Message {
+        if self.cfg.users.is_empty() {
+            return Message::response_to(req, 403, "No Users Configured", None);
+        }
+        let user = match self.authenticate(req, "Authorization", 401) {
+            Ok(u) => u,
+            Err(r) => return r,
+        };
+        let aor = user_of(req.header("To")).unwrap_or_default();
+        if aor != user {
+            return Message::response_to(req, 403, "Not Your Address of Record", None);
+        }
+        let change = match registrar::requested(req, self.cfg.default_expires_secs) {
+            Ok(c) => c,
+            Err(why) => return Message::response_to(req, 400, &why, None),
+        };
+        let change = match change {
+            registrar::Change::Set(list) => {
+                let min = self.cfg.min_expires_secs;
+                if list.iter().any(|(_, e)| *e != 0 && *e < min) {
+                    let mut r = Message::response_to(req, 423, "Interval Too Brief", None);
+                    r.add_header("Min-Expires", min.to_string());
+                    return r;
+                }
+                let max = self.cfg.max_expires_secs;
+                registrar::Change::Set(list.into_iter().map(|(c, e)| (c, e.min(max))).collect())
+            }
+            all => all,
+        };
+        self.registrar.apply(&user, change, from, now);
+        let mut r = Message::response_to(req, 200, "OK", Some(&self.id()));
+        for b in self.registrar.bindings(&user, now) {
+            let left = b.expires.saturating_duration_since(now).as_secs();
+            r.add_header("Contact", format!("<{}>;expires={left}", b.contact));
+        }
+        tracing::info!(user, %from, "registered");
+        r
     }
 
     fn overloaded(&mut self, now: Instant) -> bool {
@@ -392,6 +497,13 @@ impl B2bua {
         } else {
             None
         };
+        let early = early.or_else(|| {
+            let trusted = self.cfg.trusted.iter().any(|n| n.contains(&from.ip()));
+            if self.cfg.users.is_empty() || trusted {
+                return None;
+            }
+            self.authenticate(&invite, "Proxy-Authorization", 407).err()
+        });
         if let Some(r) = early {
             self.respond_new(now, from, key, invite, r, None);
             return;
@@ -441,8 +553,22 @@ impl B2bua {
             let cdr = facts.cdr(None, &out, a, None, SystemTime::now());
             me.records.push(Record::Ended(Box::new(cdr)));
         };
-        let (uri, addr) = match self.dialplan.decide(&number) {
+        let decision = match self.dialplan.decide(&number) {
+            Decision::Registered => match self.registrar.lookup(&number, now) {
+                Some(b) => Decision::Forward {
+                    uri: b.contact.clone(),
+                    addr: b.addr,
+                },
+                None => Decision::Reject {
+                    code: 480,
+                    reason: "Not Registered".into(),
+                },
+            },
+            d => d,
+        };
+        let (uri, addr) = match decision {
             Decision::Forward { uri, addr } => (uri, addr),
+            Decision::Registered => return fail(self, &facts, &a, 480, "Not Registered"),
             Decision::Reject { code, reason } => {
                 tracing::info!(
                     call_id,

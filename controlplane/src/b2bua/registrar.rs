@@ -1,0 +1,154 @@
+//! The registrar (RFC 3261 §10): REGISTER binds a user's address of record
+//! to contacts for a while; calls to that user go to its newest live
+//! contact. Bindings live in memory.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+use tollgate_sip::message::{Message, NameAddr, Uri};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Binding {
+    /// The Contact URI as registered.
+    pub contact: String,
+    /// Where requests for it are sent: the Contact's address, or the
+    /// REGISTER's source when the Contact names a host we cannot resolve.
+    pub addr: SocketAddr,
+    pub expires: Instant,
+}
+
+#[derive(Debug, Default)]
+pub struct Registrar {
+    bindings: HashMap<String, Vec<Binding>>,
+}
+
+/// What a REGISTER asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// `Contact: *` with expiry 0: remove every binding.
+    RemoveAll,
+    /// Contacts with their requested expiry in seconds (0 removes).
+    Set(Vec<(String, u32)>),
+}
+
+/// Reads the Contacts and expiry of a REGISTER (§10.2.1.1, §10.3 step 6).
+pub fn requested(req: &Message, default_expires: u32) -> Result<Change, String> {
+    let header_expires = req
+        .header("Expires")
+        .map(|e| e.parse::<u32>().map_err(|_| format!("Bad Expires {e:?}")))
+        .transpose()?;
+    let contacts = req.header_values("Contact");
+    if contacts == ["*"] {
+        return match header_expires {
+            Some(0) => Ok(Change::RemoveAll),
+            _ => Err("Contact * needs Expires: 0".into()),
+        };
+    }
+    let mut out = Vec::new();
+    for c in contacts {
+        let n = NameAddr::parse(c).map_err(|e| format!("Bad Contact: {e}"))?;
+        Uri::parse(&n.uri).map_err(|e| format!("Bad Contact: {e}"))?;
+        let exp = match n.param("expires") {
+            Some(e) => e
+                .parse::<u32>()
+                .map_err(|_| format!("Bad Contact expires {e:?}"))?,
+            None => header_expires.unwrap_or(default_expires),
+        };
+        out.push((n.uri, exp));
+    }
+    Ok(Change::Set(out))
+}
+
+impl Registrar {
+    /// Applies `change` for `user`; `source` is where the REGISTER came from.
+    pub fn apply(&mut self, user: &str, change: Change, source: SocketAddr, now: Instant) {
+        let list = self.bindings.entry(user.to_string()).or_default();
+        list.retain(|b| b.expires > now);
+        match change {
+            Change::RemoveAll => list.clear(),
+            Change::Set(contacts) => {
+                for (contact, secs) in contacts {
+                    list.retain(|b| b.contact != contact);
+                    if secs == 0 {
+                        continue;
+                    }
+                    let addr = Uri::parse(&contact)
+                        .ok()
+                        .and_then(|u| Some(SocketAddr::new(u.ip()?, u.port.unwrap_or(5060))))
+                        .unwrap_or(source);
+                    list.push(Binding {
+                        contact,
+                        addr,
+                        expires: now + Duration::from_secs(secs.into()),
+                    });
+                }
+            }
+        }
+        if list.is_empty() {
+            self.bindings.remove(user);
+        }
+    }
+
+    /// The user's live bindings, newest last.
+    pub fn bindings(&self, user: &str, now: Instant) -> Vec<&Binding> {
+        self.bindings
+            .get(user)
+            .map(|l| l.iter().filter(|b| b.expires > now).collect())
+            .unwrap_or_default()
+    }
+
+    /// Where a call to `user` goes: its newest live binding.
+    pub fn lookup(&self, user: &str, now: Instant) -> Option<&Binding> {
+        self.bindings(user, now).into_iter().last()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn register(contact: &str, expires: Option<&str>) -> Message {
+        let mut m = Message::request("REGISTER", "sip:tollgate");
+        m.add_header("Contact", contact);
+        if let Some(e) = expires {
+            m.add_header("Expires", e);
+        }
+        m
+    }
+
+    #[test]
+    fn bindings_expire_refresh_and_go() {
+        let now = Instant::now();
+        let src: SocketAddr = "192.0.2.9:5062".parse().unwrap();
+        let mut r = Registrar::default();
+        let c = requested(
+            &register("<sip:6000@192.0.2.1:5070>;expires=60", None),
+            3600,
+        )
+        .unwrap();
+        r.apply("6000", c, src, now);
+        let b = r.lookup("6000", now).unwrap();
+        assert_eq!(b.addr, "192.0.2.1:5070".parse().unwrap());
+        assert!(
+            r.lookup("6000", now + Duration::from_secs(61)).is_none(),
+            "expired"
+        );
+        let c = requested(&register("<sip:6000@phone.example>", Some("30")), 3600).unwrap();
+        r.apply("6000", c, src, now);
+        assert_eq!(
+            r.lookup("6000", now).unwrap().addr,
+            src,
+            "a host name: the source"
+        );
+        assert_eq!(r.bindings("6000", now).len(), 2);
+        r.apply(
+            "6000",
+            requested(&register("*", Some("0")), 3600).unwrap(),
+            src,
+            now,
+        );
+        assert!(r.lookup("6000", now).is_none());
+        assert!(requested(&register("*", Some("10")), 3600).is_err());
+        assert!(requested(&register("<sip:x@y>;expires=soon", None), 3600).is_err());
+    }
+}
