@@ -3,10 +3,11 @@
 //! media session manager). What the B2BUA sends out leaves in the same order,
 //! once the call records its step produced are durable in the CDR spool:
 //! a 200 to a BYE means the call's CDR is on disk. A timer drives the
-//! transactions' retransmissions and timeouts.
+//! transactions' retransmissions and timeouts, and a task keeps the
+//! least-cost routing tables loaded.
 
 use crate::b2bua::config::SipConfig;
-use crate::b2bua::{B2bua, Media};
+use crate::b2bua::{lcr, B2bua, Media};
 use crate::ngserver::{durable, NgServer};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -66,7 +67,35 @@ pub async fn run(ng: Arc<NgServer>, cfg: SipConfig, stop: Arc<AtomicBool>) -> st
     let port = sock.local_addr()?.port();
     let local = SocketAddr::new(cfg.advertise.unwrap_or(listen.ip()), port);
     tracing::info!(%listen, %local, routes = cfg.routes.len(), "SIP B2BUA listening (UDP)");
+    let lcr_cfg = cfg.lcr.clone();
     let b2b = Arc::new(Mutex::new(B2bua::new(cfg, local)));
+    let lcr = match &lcr_cfg.url {
+        Some(url) => {
+            let db = lcr::connect(url).await;
+            let db = match db {
+                Ok(db) => {
+                    // Routes are ready before the first INVITE is read.
+                    match lcr::load(&db).await {
+                        Ok(t) => lock(&b2b).set_lcr(t),
+                        Err(e) => tracing::error!(error = %e, "reading the LCR tables failed"),
+                    }
+                    Some(db)
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "LCR database unavailable; `lcr` routes get 503 until it is back");
+                    None
+                }
+            };
+            let task = tokio::spawn(lcr_reloader(
+                db,
+                url.clone(),
+                lcr_cfg.reload_secs,
+                b2b.clone(),
+            ));
+            Some(task)
+        }
+        None => None,
+    };
 
     // One sender keeps the order steps produced their datagrams in.
     let (tx, mut rx) = mpsc::unbounded_channel::<Outgoing>();
@@ -131,6 +160,40 @@ pub async fn run(ng: Arc<NgServer>, cfg: SipConfig, stop: Arc<AtomicBool>) -> st
     }
     receiver.abort();
     timers.abort();
+    if let Some(t) = lcr {
+        t.abort();
+    }
     sender.abort();
     Ok(())
+}
+
+/// Loads the LCR tables every `every_secs`, and writes gateway
+/// health back; reconnects when the database was unavailable.
+async fn lcr_reloader(
+    mut db: Option<lcr::LcrDb>,
+    url: String,
+    every_secs: u64,
+    b2b: Arc<Mutex<B2bua>>,
+) {
+    loop {
+        tokio::time::sleep(Duration::from_secs(every_secs)).await;
+        if db.is_none() {
+            db = lcr::connect(&url)
+                .await
+                .map_err(|e| tracing::warn!(error = %e, "LCR database still unavailable"))
+                .ok();
+        }
+        if let Some(d) = &db {
+            match lcr::load(d).await {
+                Ok(t) => lock(&b2b).set_lcr(t),
+                Err(e) => {
+                    tracing::warn!(error = %e, "reading the LCR tables failed; keeping the last ones")
+                }
+            }
+            let health = lock(&b2b).take_health();
+            if let Err(e) = lcr::store_health(d, &health).await {
+                tracing::warn!(error = %e, "writing LCR gateway health failed");
+            }
+        }
+    }
 }

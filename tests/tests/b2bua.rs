@@ -17,7 +17,7 @@ use tollgate_tests::TempDir;
 const SCENARIOS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/peers/b2bua");
 
 /// A node with SIP on 127.0.0.1:`base`, NG on `base`+1, relay ports from
-/// `base`*10; the UAS on `base`+30 (media `base`+40), the UAC on `base`+20
+/// 20000 + (`base`-5000)*20; the UAS on `base`+30 (media `base`+40), the UAC on `base`+20
 /// (media `base`+50).
 struct Node {
     dir: TempDir,
@@ -43,9 +43,14 @@ fn node(base: u16, sip_extra: &str) -> Node {
 }
 
 fn node_with(base: u16, sip_extra: &str, target_6000: &str) -> Node {
+    node_full(base, sip_extra, target_6000, "")
+}
+
+/// [`node_with`] plus `more` config (more routes, `[sip.lcr]`).
+fn node_full(base: u16, sip_extra: &str, target_6000: &str, more: &str) -> Node {
     let dir = TempDir::new("b2bua");
     let (sip, uas) = (addr(base), addr(base + 30));
-    let ports = (base * 10, base * 10 + 99);
+    let ports = ((base - 5000) * 20 + 20000, (base - 5000) * 20 + 20099);
     let sections = format!(
         r#"
 [sip]
@@ -58,6 +63,7 @@ target = "{target}"
 match = "9999"
 reject = 480
 reason = "IVR not available"
+{more}
 
 [cdr]
 spool_dir = "{d}/spool"
@@ -505,4 +511,103 @@ fn untrusted_callers_authenticate_and_bad_credentials_are_refused() {
         cdr["status"], "answered",
         "only the authenticated call is a call: {cdr}"
     );
+}
+
+/// An LCR database under `dir`: UK numbers (44) priced on carriers alpha
+/// (cheaper, gateway 11 at `first`) and beta (gateway 21 at `second`).
+fn lcr_db(dir: &std::path::Path, first: SocketAddr, second: Option<SocketAddr>) -> String {
+    use sqlx::Connection;
+    let url = format!("sqlite://{}/lcr.sqlite?mode=rwc", dir.display());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut c = sqlx::SqliteConnection::connect(&url).await.expect("sqlite");
+        let schema = include_str!("../../controlplane/lcr/schema.sql");
+        sqlx::raw_sql(schema).execute(&mut c).await.expect("schema");
+        let mut rows = format!(
+            "INSERT INTO bands VALUES (1, 'UK');
+             INSERT INTO numbers VALUES ('44', 1);
+             INSERT INTO carriers VALUES (1, 'alpha', 1), (2, 'beta', 1);
+             INSERT INTO rates VALUES (1, 1, 0.010), (1, 2, 0.020);
+             INSERT INTO carrier_gateways (id, carrier_id, address, priority) VALUES (11, 1, '{first}', 0);"
+        );
+        if let Some(second) = second {
+            rows.push_str(&format!(
+                "INSERT INTO carrier_gateways (id, carrier_id, address, priority) VALUES (21, 2, '{second}', 0);"
+            ));
+        }
+        sqlx::raw_sql(&rows).execute(&mut c).await.expect("rows");
+    });
+    url
+}
+
+#[test]
+fn lcr_fails_over_to_the_next_gateway_on_503() {
+    let base = 6500;
+    let dir = TempDir::new("lcr");
+    let (first, second) = (addr(base + 30), addr(base + 35));
+    let url = lcr_db(&dir.0, first, Some(second));
+    let more = format!("[[sip.routes]]\nmatch = \"44*\"\ntarget = \"lcr\"\n\n[sip.lcr]\nurl = \"{url}\"\nping_secs = 0\n");
+    let n = node_full(base, "", STATIC, &more);
+    let mut cheap = n.uas("uas_unavailable.xml");
+    let second_dir = n.dir.0.join("second");
+    std::fs::create_dir_all(&second_dir).unwrap();
+    let mut dear = peers::sipp_uas_with(
+        None,
+        &second_dir,
+        second,
+        base + 45,
+        &["-sn", "uas", "-m", "1"],
+    );
+    n.call("uac", "442071234567");
+    wait_exit(
+        &mut cheap,
+        "the cheaper gateway was tried first and refused",
+    );
+    wait_exit(&mut dear, "the call failed over to the second gateway");
+    let cdr = n.cdr();
+    assert_eq!(cdr["status"], "answered", "{cdr}");
+    assert_eq!(cdr["carrier"], "beta");
+    assert_eq!(cdr["gateway"], "21");
+    assert_eq!(cdr["trunk"], format!("sip:442071234567@{second}"));
+}
+
+#[test]
+fn lcr_pings_mark_a_silent_gateway_down_and_calls_get_503() {
+    let base = 6600;
+    let dir = TempDir::new("lcr");
+    let silent = addr(base + 39); // nothing listens here
+    let url = lcr_db(&dir.0, silent, None);
+    let more = format!("[[sip.routes]]\nmatch = \"44*\"\ntarget = \"lcr\"\n\n[sip.lcr]\nurl = \"{url}\"\nping_secs = 1\nreload_secs = 1\n");
+    // T1 = 50 ms: a ping times out (64*T1) in 3.2 s.
+    let n = node_full(base, "t1_ms = 50\nt2_ms = 400", STATIC, &more);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let down = rt.block_on(async {
+        use sqlx::Connection;
+        let end = Instant::now() + Duration::from_secs(15);
+        loop {
+            let mut c = sqlx::SqliteConnection::connect(&url).await.expect("sqlite");
+            let up: Option<i64> =
+                sqlx::query_scalar("SELECT up FROM carrier_gateway_health WHERE gateway_id = 11")
+                    .fetch_optional(&mut c)
+                    .await
+                    .expect("health");
+            if up == Some(0) || Instant::now() > end {
+                return up == Some(0);
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    });
+    assert!(
+        down,
+        "the silent gateway is recorded down\n{}",
+        n.tollgate.log_text()
+    );
+    let log = n.call("uac_unavailable.xml", "4420");
+    assert!(log.contains("503 No Route Available"), "{log}");
 }

@@ -25,6 +25,9 @@ pub struct CallFacts {
     pub destination_ip: Option<IpAddr>,
     /// The callee's target URI, once routed.
     pub trunk: Option<String>,
+    /// The carrier and gateway least-cost routing chose.
+    pub carrier: Option<String>,
+    pub gateway: Option<String>,
 }
 
 /// How a call ended.
@@ -75,6 +78,8 @@ impl CallFacts {
         c.destination_ip = self.destination_ip;
         c.transport = Some("udp".into());
         c.trunk = self.trunk.clone();
+        c.carrier = self.carrier.clone();
+        c.gateway = self.gateway.clone();
         c.start_ms = ms(self.start);
         c.answer_ms = self.answered.map(ms);
         c.end_ms = ms(end);

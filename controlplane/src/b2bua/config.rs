@@ -44,6 +44,30 @@ pub struct SipConfig {
     pub default_expires_secs: u32,
     pub min_expires_secs: u32,
     pub max_expires_secs: u32,
+    pub lcr: LcrConfig,
+}
+
+/// `[sip.lcr]`: where the least-cost routing tables are, how often they
+/// are read again, and how often gateways are pinged with OPTIONS.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LcrConfig {
+    /// `sqlite://…`, `postgres://…` or `mysql://…`; unset: no LCR routes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    pub reload_secs: u64,
+    /// 0: no pings, every gateway counts as up.
+    pub ping_secs: u64,
+}
+
+impl Default for LcrConfig {
+    fn default() -> Self {
+        LcrConfig {
+            url: None,
+            reload_secs: 30,
+            ping_secs: 30,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -62,8 +86,8 @@ pub struct RouteConfig {
     #[serde(rename = "match")]
     pub pattern: String,
     /// Where to send the call: a SIP URI with an IP host (`{user}` stands
-    /// for the dialled number), or `registered`: the dialled user's
-    /// registered contact.
+    /// for the dialled number), `registered`: the dialled user's
+    /// registered contact, or `lcr`: the gateways least-cost routing picks.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target: Option<String>,
     /// Or reject with this final response code ...
@@ -76,6 +100,8 @@ pub struct RouteConfig {
 
 /// The route target meaning "where the dialled user registered".
 pub const REGISTERED: &str = "registered";
+/// The route target meaning "least-cost routing from the LCR tables".
+pub const LCR: &str = "lcr";
 
 impl Default for SipConfig {
     fn default() -> Self {
@@ -97,6 +123,7 @@ impl Default for SipConfig {
             default_expires_secs: 3600,
             min_expires_secs: 60,
             max_expires_secs: 7200,
+            lcr: LcrConfig::default(),
         }
     }
 }
@@ -134,6 +161,19 @@ impl SipConfig {
                 ));
             }
         }
+        if let Some(u) = &self.lcr.url {
+            if !["sqlite:", "postgres:", "postgresql:", "mysql:", "mariadb:"]
+                .iter()
+                .any(|p| u.starts_with(p))
+            {
+                errs.push(format!(
+                    "sip.lcr.url: {u:?} is not a sqlite:, postgres: or mysql: URL"
+                ));
+            }
+            if self.lcr.reload_secs == 0 {
+                errs.push("sip.lcr.reload_secs: must be at least 1".into());
+            }
+        }
         if self.digest_algorithms.is_empty() {
             errs.push("sip.digest_algorithms: name at least one of \"SHA-256\", \"MD5\"".into());
         }
@@ -163,6 +203,11 @@ impl SipConfig {
             }
             match (&r.target, r.reject) {
                 (Some(t), None) if t == REGISTERED => {}
+                (Some(t), None) if t == LCR => {
+                    if self.lcr.url.is_none() {
+                        errs.push(format!("{at}.target: `lcr` needs sip.lcr.url"));
+                    }
+                }
                 (Some(t), None) => {
                     let sample = t.replace("{user}", "0");
                     match Uri::parse(&sample) {

@@ -14,6 +14,8 @@ pub enum Decision {
     },
     /// Send the call to where the dialled user registered.
     Registered,
+    /// Send the call to the gateways least-cost routing picks.
+    Lcr,
     Reject {
         code: u16,
         reason: String,
@@ -68,6 +70,7 @@ impl Dialplan {
         };
         match (&r.target, r.reject) {
             (Some(t), _) if t == super::config::REGISTERED => Decision::Registered,
+            (Some(t), _) if t == super::config::LCR => Decision::Lcr,
             (Some(t), _) => {
                 let uri = t.replace("{user}", number);
                 let addr = Uri::parse(&uri)

@@ -18,6 +18,7 @@
 pub mod cdr;
 pub mod config;
 pub mod dialplan;
+pub mod lcr;
 pub mod leg;
 pub mod registrar;
 
@@ -26,6 +27,7 @@ use crate::media::{MediaPlane, Sessions};
 use cdr::{failure_status, CallFacts, Outcome};
 use config::SipConfig;
 use dialplan::{Decision, Dialplan};
+use lcr::{Candidate, LcrTable};
 use leg::{Leg, Side};
 use registrar::Registrar;
 use std::collections::hash_map::RandomState;
@@ -81,6 +83,8 @@ struct Call {
     /// The ACK we sent for B's 2xx, resent when the 2xx is.
     b_ack: Option<Message>,
     ring_deadline: Option<Instant>,
+    /// Gateways still to try if the current one fails (least-cost routing).
+    candidates: VecDeque<Candidate>,
     /// B has sent a provisional (a CANCEL may go out).
     b_provisional: bool,
     /// A CANCEL waits for B's first provisional (§9.1).
@@ -99,6 +103,8 @@ enum Purpose {
         server: Key,
         from: Side,
     },
+    /// An OPTIONS health ping to an LCR gateway.
+    Ping(i64),
 }
 
 struct ClientEntry {
@@ -133,6 +139,12 @@ pub struct B2bua {
     cps_window: (Instant, u32),
     registrar: Registrar,
     auth: Authenticator,
+    lcr: LcrTable,
+    /// Gateway health from OPTIONS pings; absent means not yet known (up).
+    health: HashMap<i64, bool>,
+    /// Health changes not yet written to the LCR database.
+    health_changes: Vec<(i64, bool, i64)>,
+    next_ping: Option<Instant>,
     /// Calls to end once the current input is handled (a missing ACK
     /// is noticed where the media manager is not at hand).
     pending_end: Vec<(String, HangupBy, &'static str)>,
@@ -225,6 +237,10 @@ impl B2bua {
             counters: Counters::default(),
             registrar: Registrar::default(),
             auth,
+            lcr: LcrTable::default(),
+            health: HashMap::new(),
+            health_changes: Vec::new(),
+            next_ping: None,
         }
     }
 
@@ -254,7 +270,7 @@ impl B2bua {
         let s = self.servers.values().filter_map(|e| e.txn.poll_timeout());
         let c = self.clients.values().filter_map(|e| e.txn.poll_timeout());
         let r = self.calls.values().filter_map(|c| c.ring_deadline);
-        s.chain(c).chain(r).min()
+        s.chain(c).chain(r).chain(self.next_ping).min()
     }
 
     fn send(&mut self, to: SocketAddr, m: &Message) {
@@ -527,6 +543,8 @@ impl B2bua {
             source_ip: from.ip(),
             destination_ip: None,
             trunk: None,
+            carrier: None,
+            gateway: None,
         };
         let a = Leg::from_invite(&invite, a_tag.clone(), from);
         let txn = Server::new(invite.clone(), now, self.timers, false);
@@ -553,7 +571,30 @@ impl B2bua {
             let cdr = facts.cdr(None, &out, a, None, SystemTime::now());
             me.records.push(Record::Ended(Box::new(cdr)));
         };
+        let mut candidates = VecDeque::new();
         let decision = match self.dialplan.decide(&number) {
+            Decision::Lcr => {
+                let health = &self.health;
+                let mut list: VecDeque<Candidate> = self
+                    .lcr
+                    .route(&number, |g| health.get(&g).copied().unwrap_or(true))
+                    .into();
+                match list.pop_front() {
+                    Some(first) => {
+                        facts.carrier = Some(first.carrier.clone());
+                        facts.gateway = Some(first.gateway.to_string());
+                        candidates = list;
+                        Decision::Forward {
+                            uri: first.uri,
+                            addr: first.addr,
+                        }
+                    }
+                    None => Decision::Reject {
+                        code: 503,
+                        reason: "No Route Available".into(),
+                    },
+                }
+            }
             Decision::Registered => match self.registrar.lookup(&number, now) {
                 Some(b) => Decision::Forward {
                     uri: b.contact.clone(),
@@ -567,6 +608,7 @@ impl B2bua {
             d => d,
         };
         let (uri, addr) = match decision {
+            Decision::Lcr => return fail(self, &facts, &a, 503, "No Route Available"),
             Decision::Forward { uri, addr } => (uri, addr),
             Decision::Registered => return fail(self, &facts, &a, 480, "Not Registered"),
             Decision::Reject { code, reason } => {
@@ -667,6 +709,7 @@ impl B2bua {
                 b_invite_req: b_req,
                 b_ack: None,
                 ring_deadline: Some(now + Duration::from_secs(self.cfg.ring_timeout_secs)),
+                candidates,
                 b_provisional: false,
                 cancel_pending: false,
                 media: true,
@@ -753,6 +796,7 @@ impl B2bua {
                 server: server.clone(),
                 from: *from,
             },
+            Purpose::Ping(g) => Purpose::Ping(*g),
         };
         if e.txn.is_terminated() {
             self.clients.remove(key);
@@ -766,6 +810,13 @@ impl B2bua {
                 (Purpose::Relay { server, from }, Some(m)) => {
                     self.on_relay_event(now, &call, server, *from, ev, m)
                 }
+                (Purpose::Ping(g), _) => match ev {
+                    ClientEvent::Response(r) if r.code().is_some_and(|c| c >= 200) => {
+                        self.gateway_health(*g, true)
+                    }
+                    ClientEvent::Timeout => self.gateway_health(*g, false),
+                    ClientEvent::Response(_) => {}
+                },
                 _ => {}
             }
         }
@@ -802,7 +853,9 @@ impl B2bua {
         }
         let resp = match ev {
             ClientEvent::Timeout => {
-                self.fail_call(now, call_id, 408, "Request Timeout", media);
+                if !self.try_next_gateway(now, call_id) {
+                    self.fail_call(now, call_id, 408, "Request Timeout", media);
+                }
                 return;
             }
             ClientEvent::Response(r) => r,
@@ -860,6 +913,11 @@ impl B2bua {
                 self.answer_a(now, call_id, 200, "OK", sdp);
             }
             _ => {
+                // 408 and 5xx: the next gateway, if least-cost routing gave more.
+                let failover = code == 408 || (500..600).contains(&code);
+                if failover && self.try_next_gateway(now, call_id) {
+                    return;
+                }
                 let reason = resp.reason().to_string();
                 self.fail_call(now, call_id, code, &reason, media);
             }
@@ -1359,6 +1417,110 @@ impl B2bua {
         self.start_client(now, (branch, "BYE".into()), bye, to, "", Purpose::Bye);
     }
 
+    /// Replaces the least-cost routing tables (reloaded from SQL).
+    pub fn set_lcr(&mut self, table: LcrTable) {
+        self.lcr = table;
+        if self.cfg.lcr.ping_secs > 0 && self.next_ping.is_none() {
+            self.next_ping = Some(Instant::now());
+        }
+    }
+
+    /// Gateway health changes since the last call: (gateway, up, Unix ms).
+    pub fn take_health(&mut self) -> Vec<(i64, bool, i64)> {
+        std::mem::take(&mut self.health_changes)
+    }
+
+    fn gateway_health(&mut self, gateway: i64, up: bool) {
+        if self.health.insert(gateway, up) != Some(up) {
+            tracing::info!(gateway, up, "LCR gateway health changed");
+        }
+        self.health_changes
+            .push((gateway, up, crate::media::ms(SystemTime::now())));
+    }
+
+    /// OPTIONS to every LCR gateway; answers mark it up, silence down.
+    fn ping_gateways(&mut self, now: Instant) {
+        let gateways: Vec<(i64, SocketAddr)> =
+            self.lcr.all_gateways().map(|g| (g.id, g.addr)).collect();
+        for (id, addr) in gateways {
+            let (via, branch) = self.via();
+            let mut m = Message::request("OPTIONS", &format!("sip:{addr}"));
+            m.add_header("Via", via);
+            m.add_header("Max-Forwards", "70");
+            let tag = self.id();
+            m.add_header("From", format!("<sip:ping@{}>;tag={tag}", self.local));
+            m.add_header("To", format!("<sip:{addr}>"));
+            m.add_header("Call-ID", format!("{}@tollgate", self.id()));
+            m.add_header("CSeq", "1 OPTIONS");
+            self.start_client(
+                now,
+                (branch, "OPTIONS".into()),
+                m,
+                addr,
+                "",
+                Purpose::Ping(id),
+            );
+        }
+    }
+
+    /// After a gateway failed: the call goes to the next candidate as a
+    /// new B leg (same offer). False when none is left.
+    fn try_next_gateway(&mut self, now: Instant, call_id: &str) -> bool {
+        let Some(call) = self.calls.get_mut(call_id) else {
+            return false;
+        };
+        if call.phase != Phase::Calling || call.cancel_pending {
+            return false;
+        }
+        let Some(next) = call.candidates.pop_front() else {
+            return false;
+        };
+        tracing::info!(
+            call_id,
+            carrier = next.carrier,
+            gateway = next.gateway,
+            "failing over to the next gateway"
+        );
+        let old = (call.b.call_id.clone(), call.b.local_tag.clone());
+        let (local_uri, old_req) = (call.b.local_uri.clone(), call.b_invite_req.clone());
+        self.dialogs.remove(&old);
+        let (b_call_id, b_tag) = (format!("{}@tollgate", self.id()), self.id());
+        let mut b = Leg::outgoing(
+            b_call_id,
+            b_tag,
+            local_uri,
+            format!("<{}>", next.uri),
+            next.uri.clone(),
+            next.addr,
+        );
+        let (via, branch) = self.via();
+        let contact = self.contact.clone();
+        let mut req = b.request("INVITE", via, &contact, None);
+        for h in ["Max-Forwards", "Content-Type"] {
+            if let Some(v) = old_req.header(h) {
+                req.set_header(h, v);
+            }
+        }
+        req.body = old_req.body.clone();
+        let ck = (branch, "INVITE".to_string());
+        self.dialogs.insert(
+            (b.call_id.clone(), b.local_tag.clone()),
+            (call_id.to_string(), Side::B),
+        );
+        let call = call_mut(&mut self.calls, call_id);
+        call.facts.trunk = Some(next.uri.clone());
+        call.facts.destination_ip = Some(next.addr.ip());
+        call.facts.carrier = Some(next.carrier);
+        call.facts.gateway = Some(next.gateway.to_string());
+        call.b = b;
+        call.b_invite = ck.clone();
+        call.b_invite_req = req.clone();
+        call.b_provisional = false;
+        call.b_ack = None;
+        self.start_client(now, ck, req, next.addr, call_id, Purpose::BInvite);
+        true
+    }
+
     /// Runs every timer that is due.
     pub fn handle_timeout(&mut self, now: Instant, media: &mut Media) {
         let due_s: Vec<Key> = self
@@ -1395,6 +1557,10 @@ impl B2bua {
             tracing::info!(call_id, "no answer within the ring timeout");
             self.send_cancel(now, &call_id);
             self.fail_call(now, &call_id, 480, "No Answer", media);
+        }
+        if self.next_ping.is_some_and(|t| t <= now) {
+            self.next_ping = Some(now + Duration::from_secs(self.cfg.lcr.ping_secs));
+            self.ping_gateways(now);
         }
         self.finish_pending(now, media);
     }
