@@ -7,12 +7,16 @@
 //! RTP, [`measure`] turns arrivals into loss, latency and jitter, [`media`]
 //! runs single, ramped and compared benchmarks, and [`report`] prints, saves
 //! and plots them. Systems under test are driven only through NG and RTP.
+//! [`sip`] measures call setup through a SIP B2BUA or proxy with SIPp, and
+//! [`peers`] starts Kamailio and rtpengine for it and for the tests.
 
 pub mod ceiling;
 pub mod cpu;
 pub mod measure;
 pub mod media;
+pub mod peers;
 pub mod report;
+pub mod sip;
 pub mod sut;
 pub mod topology;
 pub mod traffic;

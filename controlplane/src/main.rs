@@ -98,6 +98,10 @@ enum BenchCommand {
     /// CDR spool appends and batched sink throughput into PostgreSQL,
     /// against unbatched inserts measured in the same run.
     Cdr(tollgate_cdr::bench::CdrBenchArgs),
+    /// Call setup through the SIP B2BUA with SIPp: achieved CPS, failures,
+    /// setup latency and CPU per call; `--peer kamailio` measures Kamailio
+    /// with rtpengine the same way.
+    Sip(tollgate_bench::sip::SipArgs),
 }
 
 /// rtpengine's command-line spelling for the common settings, overriding
@@ -259,6 +263,9 @@ fn run(cli: Cli) -> Result<()> {
         Command::Bench {
             what: BenchCommand::Cdr(args),
         } => tollgate_cdr::bench::main(&args),
+        Command::Bench {
+            what: BenchCommand::Sip(args),
+        } => tollgate_bench::sip::main(&args).map(|_| ()),
         Command::Bench {
             what: BenchCommand::Media(args),
         } => {

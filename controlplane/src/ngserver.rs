@@ -55,21 +55,27 @@ impl NgServer {
         f: impl FnOnce(&mut NgHandler) -> (T, Vec<Record>) + Send + 'static,
     ) -> Option<(T, Vec<(Record, Pending)>)> {
         let me = self.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut h = lock(&me.handler);
-            let (out, mut records) = f(&mut h);
-            records.extend(h.sessions.take_records());
-            let queued = records
-                .into_iter()
-                .map(|r| {
-                    let p = me.spool.append(&r);
-                    (r, p)
-                })
-                .collect();
-            (out, queued)
-        })
-        .await
-        .ok()
+        tokio::task::spawn_blocking(move || me.with_handler_here(f))
+            .await
+            .ok()
+    }
+
+    /// [`NgServer::with_handler`] on the calling thread.
+    pub fn with_handler_here<T>(
+        &self,
+        f: impl FnOnce(&mut NgHandler) -> (T, Vec<Record>),
+    ) -> (T, Vec<(Record, Pending)>) {
+        let mut h = lock(&self.handler);
+        let (out, mut records) = f(&mut h);
+        records.extend(h.sessions.take_records());
+        let queued = records
+            .into_iter()
+            .map(|r| {
+                let p = self.spool.append(&r);
+                (r, p)
+            })
+            .collect();
+        (out, queued)
     }
 
     /// The reply bytes for one parsed message (cached by cookie).
@@ -186,14 +192,27 @@ impl NgServer {
 
 /// Waits until the queued records are on disk. One that cannot be written
 /// is logged whole, at error level, so it is not lost silently.
-pub async fn durable(queued: Vec<(Record, Pending)>) {
+async fn durable(queued: Vec<(Record, Pending)>) {
     for (rec, pending) in queued {
         if let Err(e) = pending.durable().await {
-            tracing::error!(call_id = rec.call_id(), error = %e,
-                record = %serde_json::to_string(&rec).unwrap_or_default(),
-                "CDR not spooled");
+            not_spooled(&rec, &e);
         }
     }
+}
+
+/// [`durable`] for a thread outside the async runtime.
+pub fn wait_durable(queued: Vec<(Record, Pending)>) {
+    for (rec, pending) in queued {
+        if let Err(e) = pending.wait() {
+            not_spooled(&rec, &e);
+        }
+    }
+}
+
+fn not_spooled(rec: &Record, e: &tollgate_cdr::spool::SpoolError) {
+    tracing::error!(call_id = rec.call_id(), error = %e,
+        record = %serde_json::to_string(rec).unwrap_or_default(),
+        "CDR not spooled");
 }
 
 /// Binds UDP and TCP on `listen` and serves until `stop` is set.

@@ -1,78 +1,55 @@
-//! The SIP listener (UDP): datagrams go into the B2BUA in arrival order, a
-//! burst at a time, under the lock the NG server also takes (they share the
-//! media session manager). What the B2BUA sends out leaves in the same order,
-//! once the call records its step produced are durable in the CDR spool:
-//! a 200 to a BYE means the call's CDR is on disk. A timer drives the
-//! transactions' retransmissions and timeouts, and a task keeps the
-//! least-cost routing tables loaded.
+//! The SIP listener (UDP) on its own thread: a burst of datagrams is read,
+//! handed to the B2BUA in arrival order under the lock the NG server also
+//! takes (they share the media session manager), due timers are run, and
+//! what the B2BUA sends leaves once the call records the step produced are
+//! durable in the CDR spool: a 200 to a BYE means the call's CDR is on disk.
+//! While one step waits for the disk, datagrams queue in the socket and the
+//! next step takes them together (group commit across calls). One thread and
+//! blocking calls: no hand-offs between threads per message, which cost more
+//! than the SIP work itself. A tokio task keeps the least-cost routing
+//! tables loaded.
 
 use crate::b2bua::config::SipConfig;
 use crate::b2bua::{lcr, B2bua, Media};
-use crate::ngserver::{durable, NgServer};
-use std::net::SocketAddr;
+use crate::ngserver::{wait_durable, NgServer};
+use std::io::ErrorKind;
+use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::net::UdpSocket;
-use tokio::sync::mpsc;
-use tollgate_cdr::model::Record;
-use tollgate_cdr::spool::Pending;
 
-/// Datagrams taken in one pass under the lock.
+/// Datagrams taken in one step.
 const BURST: usize = 64;
-/// How often transaction timers are looked at.
-const TICK: Duration = Duration::from_millis(10);
-
-type Outgoing = (Vec<(SocketAddr, Vec<u8>)>, Vec<(Record, Pending)>);
+/// The longest the thread sleeps, so it notices `stop`.
+const NAP: Duration = Duration::from_millis(50);
 
 fn lock(b: &Mutex<B2bua>) -> std::sync::MutexGuard<'_, B2bua> {
     b.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Runs one B2BUA step with the media manager at hand; returns what to
-/// send and the records queued on the spool.
-async fn step(
-    ng: &Arc<NgServer>,
-    b2b: &Arc<Mutex<B2bua>>,
-    f: impl FnOnce(&mut B2bua, &mut Media) + Send + 'static,
-) -> Option<Outgoing> {
-    let b2b = b2b.clone();
-    let (out, queued) = ng
-        .with_handler(move |h| {
-            let mut b = lock(&b2b);
-            let mut media = Media {
-                sessions: &mut h.sessions,
-                plane: h.plane.as_mut(),
-            };
-            f(&mut b, &mut media);
-            let out: Vec<_> = std::iter::from_fn(|| b.poll_transmit()).collect();
-            (out, b.take_records())
-        })
-        .await?;
-    Some((out, queued))
-}
-
-/// Binds `cfg.listen` and serves until `stop` is set.
+/// Binds `cfg.listen`, loads the LCR tables, and serves on a thread of its
+/// own until `stop` is set. Returns when the listener is up (or not).
 pub async fn run(ng: Arc<NgServer>, cfg: SipConfig, stop: Arc<AtomicBool>) -> std::io::Result<()> {
     let Some(listen) = cfg.listen else {
         return Ok(());
     };
-    let sock = match UdpSocket::bind(listen).await {
-        Ok(s) => Arc::new(s),
+    let sock = match UdpSocket::bind(listen) {
+        Ok(s) => s,
         Err(e) => {
             stop.store(true, Ordering::Relaxed); // the node does not run half-configured
             return Err(e);
         }
     };
-    let port = sock.local_addr()?.port();
-    let local = SocketAddr::new(cfg.advertise.unwrap_or(listen.ip()), port);
+    let local = SocketAddr::new(
+        cfg.advertise.unwrap_or(listen.ip()),
+        sock.local_addr()?.port(),
+    );
     tracing::info!(%listen, %local, routes = cfg.routes.len(), "SIP B2BUA listening (UDP)");
     let lcr_cfg = cfg.lcr.clone();
     let b2b = Arc::new(Mutex::new(B2bua::new(cfg, local)));
-    let lcr = match &lcr_cfg.url {
+    let reloader = match &lcr_cfg.url {
         Some(url) => {
-            let db = lcr::connect(url).await;
-            let db = match db {
+            let db = match lcr::connect(url).await {
                 Ok(db) => {
                     // Routes are ready before the first INVITE is read.
                     match lcr::load(&db).await {
@@ -86,89 +63,78 @@ pub async fn run(ng: Arc<NgServer>, cfg: SipConfig, stop: Arc<AtomicBool>) -> st
                     None
                 }
             };
-            let task = tokio::spawn(lcr_reloader(
+            Some(tokio::spawn(lcr_reloader(
                 db,
                 url.clone(),
                 lcr_cfg.reload_secs,
                 b2b.clone(),
-            ));
-            Some(task)
+            )))
         }
         None => None,
     };
+    let stop2 = stop.clone();
+    let serving = std::thread::Builder::new()
+        .name("tg-sip".into())
+        .spawn(move || serve(sock, &ng, &b2b, &stop2))?;
+    while !stop.load(Ordering::Relaxed) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    if let Some(t) = reloader {
+        t.abort();
+    }
+    let _ = tokio::task::spawn_blocking(move || serving.join()).await;
+    Ok(())
+}
 
-    // One sender keeps the order steps produced their datagrams in.
-    let (tx, mut rx) = mpsc::unbounded_channel::<Outgoing>();
-    let out_sock = sock.clone();
-    let sender = tokio::spawn(async move {
-        while let Some((datagrams, queued)) = rx.recv().await {
-            durable(queued).await;
-            for (to, bytes) in datagrams {
-                if let Err(e) = out_sock.send_to(&bytes, to).await {
-                    tracing::debug!(%to, error = %e, "SIP send failed");
-                }
-            }
+fn serve(sock: UdpSocket, ng: &NgServer, b2b: &Mutex<B2bua>, stop: &AtomicBool) {
+    let mut buf = vec![0u8; 65536];
+    let mut burst: Vec<(SocketAddr, Vec<u8>)> = Vec::with_capacity(BURST);
+    while !stop.load(Ordering::Relaxed) {
+        let wait = lock(b2b)
+            .poll_timeout()
+            .map(|t| t.saturating_duration_since(Instant::now()))
+            .unwrap_or(NAP)
+            .clamp(Duration::from_millis(1), NAP);
+        let _ = sock.set_read_timeout(Some(wait));
+        match sock.recv_from(&mut buf) {
+            Ok((n, from)) => burst.push((from, buf[..n].to_vec())),
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+            Err(e) => tracing::debug!(error = %e, "SIP receive failed"),
         }
-    });
-
-    let (ng2, b2b2, tx2, stop2) = (ng.clone(), b2b.clone(), tx.clone(), stop.clone());
-    let timers = tokio::spawn(async move {
-        let mut tick = tokio::time::interval(TICK);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-        while !stop2.load(Ordering::Relaxed) {
-            tick.tick().await;
-            let due = lock(&b2b2)
-                .poll_timeout()
-                .is_some_and(|t| t <= Instant::now());
-            if due {
-                if let Some(o) = step(&ng2, &b2b2, |b, m| b.handle_timeout(Instant::now(), m)).await
-                {
-                    let _ = tx2.send(o);
-                }
-            }
-        }
-    });
-
-    let receiver = tokio::spawn(async move {
-        let mut buf = vec![0u8; 65536];
-        loop {
-            let Ok((n, from)) = sock.recv_from(&mut buf).await else {
-                continue;
-            };
-            let mut burst = vec![(from, buf[..n].to_vec())];
+        if !burst.is_empty() && sock.set_nonblocking(true).is_ok() {
             while burst.len() < BURST {
-                match sock.try_recv_from(&mut buf) {
+                match sock.recv_from(&mut buf) {
                     Ok((n, from)) => burst.push((from, buf[..n].to_vec())),
                     Err(_) => break,
                 }
             }
-            let o = step(&ng, &b2b, move |b, m| {
-                let now = Instant::now();
-                for (from, bytes) in &burst {
-                    b.on_datagram(now, *from, bytes, m);
-                }
-            })
-            .await;
-            if let Some(o) = o {
-                let _ = tx.send(o);
+            let _ = sock.set_nonblocking(false);
+        }
+        let (out, queued) = ng.with_handler_here(|h| {
+            let mut b = lock(b2b);
+            let mut media = Media {
+                sessions: &mut h.sessions,
+                plane: h.plane.as_mut(),
+            };
+            let now = Instant::now();
+            for (from, bytes) in burst.drain(..) {
+                b.on_datagram(now, from, &bytes, &mut media);
+            }
+            b.handle_timeout(now, &mut media);
+            let out: Vec<_> = std::iter::from_fn(|| b.poll_transmit()).collect();
+            (out, b.take_records())
+        });
+        wait_durable(queued);
+        for (to, bytes) in out {
+            if let Err(e) = sock.send_to(&bytes, to) {
+                tracing::debug!(%to, error = %e, "SIP send failed");
             }
         }
-    });
-
-    while !stop.load(Ordering::Relaxed) {
-        tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    receiver.abort();
-    timers.abort();
-    if let Some(t) = lcr {
-        t.abort();
-    }
-    sender.abort();
-    Ok(())
 }
 
-/// Loads the LCR tables every `every_secs`, and writes gateway
-/// health back; reconnects when the database was unavailable.
+/// Loads the LCR tables every `every_secs`, and writes gateway health
+/// back; reconnects when the database was unavailable.
 async fn lcr_reloader(
     mut db: Option<lcr::LcrDb>,
     url: String,

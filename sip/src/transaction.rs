@@ -43,7 +43,7 @@ impl TimerConfig {
 /// What identifies a transaction (§17.1.3, §17.2.3): the top Via's branch,
 /// its sent-by (servers only; empty for clients) and the CSeq method, with
 /// ACK matching its INVITE.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Key {
     pub branch: String,
     pub sent_by: String,

@@ -1,11 +1,11 @@
 //! Real peers for the NG tests, from Debian's packages: Kamailio with its
-//! rtpengine module (tests/peers/kamailio.cfg), SIPp as UAC and UAS, and
+//! rtpengine module (bench/peers/kamailio.cfg), SIPp as UAC and UAS, and
 //! rtpengine itself; plus `tollgate run`. Each process is started in a
 //! namespace (or this one), logs into the test's directory, and is stopped
 //! when its guard drops.
 
 use crate::netns::Topology;
-use std::net::{SocketAddr, UdpSocket};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -29,16 +29,7 @@ impl Drop for Proc {
     }
 }
 
-fn command(netns: Option<&str>, program: &str) -> Command {
-    match netns {
-        Some(ns) => {
-            let mut c = Command::new("ip");
-            c.args(["netns", "exec", ns, program]);
-            c
-        }
-        None => Command::new(program),
-    }
-}
+use tollgate_bench::peers::command;
 
 /// Spawns `cmd` with output to `dir/name.log`.
 pub fn spawn(mut cmd: Command, dir: &Path, name: &'static str) -> Proc {
@@ -182,61 +173,12 @@ pub fn kamailio(
     flags: &str,
 ) -> Proc {
     require("kamailio");
-    let cfg = concat!(env!("CARGO_MANIFEST_DIR"), "/peers/kamailio.cfg");
-    let mut cmd = command(netns, "kamailio");
-    cmd.args(["-f", cfg])
-        .args(["-A", &format!("LISTEN=udp:{listen}")])
-        .args(["-A", &format!("UAS_URI=\"sip:{uas}\"")])
-        .args(["-A", &format!("NG_SOCK=\"udp:{ng}\"")])
-        .args(["-A", &format!("RTPE_FLAGS=\"{flags}\"")])
-        .args([
-            "-A",
-            &format!("CTL_SOCK=\"unix:{}/kamailio_ctl\"", dir.display()),
-        ])
-        .args([
-            "-A",
-            "WITH_MEDIA",
-            "-n",
-            "2",
-            "-m",
-            "128",
-            "-M",
-            "16",
-            "-DD",
-            "-E",
-        ])
-        .arg("-Y")
-        .arg(dir)
-        .arg("-w")
-        .arg(dir);
+    let cmd = tollgate_bench::peers::kamailio(netns, dir, listen, uas, ng, flags);
     let p = spawn(cmd, dir, "kamailio");
     // Ready when it answers OPTIONS (the config replies 200 Keepalive).
-    let ns = netns.map(str::to_string);
-    let probe = move || {
-        let bind: SocketAddr = SocketAddr::new(listen.ip(), 0);
-        let s = UdpSocket::bind(bind).expect("probe socket");
-        s.set_read_timeout(Some(Duration::from_millis(200)))
-            .unwrap();
-        let local = s.local_addr().unwrap();
-        let msg = format!(
-            "OPTIONS sip:{listen} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bKprobe{}\r\nFrom: <sip:probe@{local}>;tag=p\r\nTo: <sip:{listen}>\r\nCall-ID: probe-{}\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 5\r\nContent-Length: 0\r\n\r\n",
-            std::process::id(),
-            std::process::id()
-        );
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let mut buf = [0u8; 2048];
-        while Instant::now() < deadline {
-            let _ = s.send_to(msg.as_bytes(), listen);
-            if let Ok((n, _)) = s.recv_from(&mut buf) {
-                if buf[..n].starts_with(b"SIP/2.0 200") {
-                    return true;
-                }
-            }
-        }
-        false
-    };
-    let up = match ns {
-        Some(ns) => Topology::run_in(&ns, probe),
+    let probe = move || tollgate_bench::peers::answers_options(listen, Duration::from_secs(20));
+    let up = match netns {
+        Some(ns) => Topology::run_in(ns, probe),
         None => probe(),
     };
     assert!(
@@ -249,7 +191,7 @@ pub fn kamailio(
 
 /// SIPp UAS answering with SDP (no 180), echoing RTP on `media_port`.
 pub fn sipp_uas(netns: Option<&str>, dir: &Path, listen: SocketAddr, media_port: u16) -> Proc {
-    let scenario = concat!(env!("CARGO_MANIFEST_DIR"), "/peers/uas_no180.xml");
+    let scenario = tollgate_bench::peers::UAS_NO180;
     sipp_uas_with(netns, dir, listen, media_port, &["-sf", scenario])
 }
 
@@ -381,19 +323,7 @@ fn pcap_records(path: &Path) -> u64 {
 /// rtpengine (userspace) on loopback with its NG socket at `ng`.
 pub fn rtpengine(dir: &Path, ng: SocketAddr, ports: (u16, u16)) -> Proc {
     require("rtpengine");
-    let mut cmd = Command::new("rtpengine");
-    cmd.args([
-        "--config-file=none",
-        "--table=-1",
-        "--interface=127.0.0.1",
-        "--foreground",
-        "--log-stderr",
-    ])
-    .arg(format!("--listen-ng={ng}"))
-    .arg(format!("--port-min={}", ports.0))
-    .arg(format!("--port-max={}", ports.1))
-    .args(["--delete-delay=0", "--log-level=5"])
-    .arg(format!("--pidfile={}/rtpengine.pid", dir.display()));
+    let cmd = tollgate_bench::peers::rtpengine(dir, ng, ports);
     let p = spawn(cmd, dir, "rtpengine");
     wait_ng(None, ng, &p);
     p

@@ -124,6 +124,11 @@ impl Pending {
     pub async fn durable(self) -> Result<u64, SpoolError> {
         self.0.await.unwrap_or(Err(SpoolError::Closed))
     }
+
+    /// [`Pending::durable`] for a thread outside any async runtime.
+    pub fn wait(self) -> Result<u64, SpoolError> {
+        self.0.blocking_recv().unwrap_or(Err(SpoolError::Closed))
+    }
 }
 
 pub struct Spool {

@@ -30,8 +30,9 @@ use dialplan::{Decision, Dialplan};
 use lcr::{Candidate, LcrTable};
 use leg::{Leg, Side};
 use registrar::Registrar;
+use std::cmp::Reverse;
 use std::collections::hash_map::RandomState;
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::hash::BuildHasher;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant, SystemTime};
@@ -94,6 +95,16 @@ struct Call {
 
 type ClientKey = (String, String);
 
+/// What a timer-heap entry is for. Entries are never removed: one whose
+/// time no longer matches its owner's is stale and skipped when it pops.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum Due {
+    Server(Key),
+    Client(ClientKey),
+    Ring(String),
+    Ping,
+}
+
 enum Purpose {
     BInvite,
     Cancel,
@@ -109,6 +120,8 @@ enum Purpose {
 
 struct ClientEntry {
     txn: Client,
+    /// The time of this transaction's live entry in the timer heap.
+    armed: Option<Instant>,
     to: SocketAddr,
     call: String,
     purpose: Purpose,
@@ -116,6 +129,8 @@ struct ClientEntry {
 
 struct ServerEntry {
     txn: Server,
+    /// The time of this transaction's live entry in the timer heap.
+    armed: Option<Instant>,
     to: SocketAddr,
     call: Option<String>,
 }
@@ -139,6 +154,9 @@ pub struct B2bua {
     cps_window: (Instant, u32),
     registrar: Registrar,
     auth: Authenticator,
+    /// Every pending timer, earliest first: handling them costs
+    /// O(log n) each instead of a scan of every transaction.
+    due: BinaryHeap<Reverse<(Instant, Due)>>,
     lcr: LcrTable,
     /// Gateway health from OPTIONS pings; absent means not yet known (up).
     health: HashMap<i64, bool>,
@@ -237,6 +255,7 @@ impl B2bua {
             counters: Counters::default(),
             registrar: Registrar::default(),
             auth,
+            due: BinaryHeap::new(),
             lcr: LcrTable::default(),
             health: HashMap::new(),
             health_changes: Vec::new(),
@@ -265,12 +284,10 @@ impl B2bua {
         std::mem::take(&mut self.records)
     }
 
-    /// The earliest timer of any transaction or call.
+    /// The earliest timer of any transaction or call (possibly a stale
+    /// one: waking early costs a heap pop).
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let s = self.servers.values().filter_map(|e| e.txn.poll_timeout());
-        let c = self.clients.values().filter_map(|e| e.txn.poll_timeout());
-        let r = self.calls.values().filter_map(|c| c.ring_deadline);
-        s.chain(c).chain(r).chain(self.next_ping).min()
+        self.due.peek().map(|Reverse((t, _))| *t)
     }
 
     fn send(&mut self, to: SocketAddr, m: &Message) {
@@ -380,6 +397,7 @@ impl B2bua {
             key.clone(),
             ServerEntry {
                 txn,
+                armed: None,
                 to: from,
                 call,
             },
@@ -552,6 +570,7 @@ impl B2bua {
             key.clone(),
             ServerEntry {
                 txn,
+                armed: None,
                 to: from,
                 call: Some(call_id.clone()),
             },
@@ -696,6 +715,8 @@ impl B2bua {
             (call_id.clone(), Side::B),
         );
         tracing::info!(call_id, number, target = uri, "call routed");
+        let ring = now + Duration::from_secs(self.cfg.ring_timeout_secs);
+        self.due.push(Reverse((ring, Due::Ring(call_id.clone()))));
         self.calls.insert(
             call_id,
             Call {
@@ -708,7 +729,7 @@ impl B2bua {
                 b_invite: ck,
                 b_invite_req: b_req,
                 b_ack: None,
-                ring_deadline: Some(now + Duration::from_secs(self.cfg.ring_timeout_secs)),
+                ring_deadline: Some(ring),
                 candidates,
                 b_provisional: false,
                 cancel_pending: false,
@@ -731,6 +752,7 @@ impl B2bua {
             key.clone(),
             ClientEntry {
                 txn,
+                armed: None,
                 to,
                 call: call.to_string(),
                 purpose,
@@ -761,6 +783,9 @@ impl B2bua {
         let call = e.call.clone();
         if e.txn.is_terminated() {
             self.servers.remove(key);
+        } else if let Some(t) = e.txn.poll_timeout().filter(|t| e.armed != Some(*t)) {
+            e.armed = Some(t);
+            self.due.push(Reverse((t, Due::Server(key.clone()))));
         }
         for m in sends {
             self.send(to, &m);
@@ -800,6 +825,9 @@ impl B2bua {
         };
         if e.txn.is_terminated() {
             self.clients.remove(key);
+        } else if let Some(t) = e.txn.poll_timeout().filter(|t| e.armed != Some(*t)) {
+            e.armed = Some(t);
+            self.due.push(Reverse((t, Due::Client(key.clone()))));
         }
         for m in sends {
             self.send(to, &m);
@@ -1233,6 +1261,7 @@ impl B2bua {
             key.clone(),
             ServerEntry {
                 txn: server,
+                armed: None,
                 to: from,
                 call: Some(call_id.clone()),
             },
@@ -1421,7 +1450,9 @@ impl B2bua {
     pub fn set_lcr(&mut self, table: LcrTable) {
         self.lcr = table;
         if self.cfg.lcr.ping_secs > 0 && self.next_ping.is_none() {
-            self.next_ping = Some(Instant::now());
+            let t = Instant::now();
+            self.next_ping = Some(t);
+            self.due.push(Reverse((t, Due::Ping)));
         }
     }
 
@@ -1523,44 +1554,47 @@ impl B2bua {
 
     /// Runs every timer that is due.
     pub fn handle_timeout(&mut self, now: Instant, media: &mut Media) {
-        let due_s: Vec<Key> = self
-            .servers
-            .iter()
-            .filter(|(_, e)| e.txn.poll_timeout().is_some_and(|t| t <= now))
-            .map(|(k, _)| k.clone())
-            .collect();
-        for k in due_s {
-            if let Some(e) = self.servers.get_mut(&k) {
-                e.txn.handle_timeout(now);
+        while self.due.peek().is_some_and(|Reverse((t, _))| *t <= now) {
+            let Some(Reverse((t, due))) = self.due.pop() else {
+                break;
+            };
+            match due {
+                Due::Server(k) => {
+                    let Some(e) = self.servers.get_mut(&k).filter(|e| e.armed == Some(t)) else {
+                        continue;
+                    };
+                    e.armed = None;
+                    e.txn.handle_timeout(now);
+                    self.pump_server(&k);
+                }
+                Due::Client(k) => {
+                    let Some(e) = self.clients.get_mut(&k).filter(|e| e.armed == Some(t)) else {
+                        continue;
+                    };
+                    e.armed = None;
+                    e.txn.handle_timeout(now);
+                    self.pump_client(&k, now, Some(media));
+                }
+                Due::Ring(call_id) => {
+                    if self
+                        .calls
+                        .get(&call_id)
+                        .is_some_and(|c| c.ring_deadline == Some(t))
+                    {
+                        tracing::info!(call_id, "no answer within the ring timeout");
+                        self.send_cancel(now, &call_id);
+                        self.fail_call(now, &call_id, 480, "No Answer", media);
+                    }
+                }
+                Due::Ping => {
+                    if self.next_ping == Some(t) {
+                        let next = now + Duration::from_secs(self.cfg.lcr.ping_secs);
+                        self.next_ping = Some(next);
+                        self.due.push(Reverse((next, Due::Ping)));
+                        self.ping_gateways(now);
+                    }
+                }
             }
-            self.pump_server(&k);
-        }
-        let due_c: Vec<ClientKey> = self
-            .clients
-            .iter()
-            .filter(|(_, e)| e.txn.poll_timeout().is_some_and(|t| t <= now))
-            .map(|(k, _)| k.clone())
-            .collect();
-        for k in due_c {
-            if let Some(e) = self.clients.get_mut(&k) {
-                e.txn.handle_timeout(now);
-            }
-            self.pump_client(&k, now, Some(media));
-        }
-        let rung: Vec<String> = self
-            .calls
-            .iter()
-            .filter(|(_, c)| c.ring_deadline.is_some_and(|t| t <= now))
-            .map(|(k, _)| k.clone())
-            .collect();
-        for call_id in rung {
-            tracing::info!(call_id, "no answer within the ring timeout");
-            self.send_cancel(now, &call_id);
-            self.fail_call(now, &call_id, 480, "No Answer", media);
-        }
-        if self.next_ping.is_some_and(|t| t <= now) {
-            self.next_ping = Some(now + Duration::from_secs(self.cfg.lcr.ping_secs));
-            self.ping_gateways(now);
         }
         self.finish_pending(now, media);
     }
