@@ -72,6 +72,36 @@ impl DataplaneLink {
         }
         unreachable!("the loop returns on its second attempt")
     }
+
+    /// Several requests in one exchange, reconnecting once if the
+    /// connection broke (every request here may be repeated safely).
+    fn call_all(&mut self, reqs: &[Request]) -> Vec<Result<Json, String>> {
+        for attempt in 0..2 {
+            let client = match self.connect() {
+                Ok(c) => c,
+                Err(e) => return reqs.iter().map(|_| Err(e.clone())).collect(),
+            };
+            match client.request_all(reqs) {
+                Ok(rs) => {
+                    return rs
+                        .into_iter()
+                        .map(|r| {
+                            r.map_err(|e| match e {
+                                ClientError::Refused(msg) => msg,
+                                e => e.to_string(),
+                            })
+                        })
+                        .collect()
+                }
+                Err(e) if attempt == 0 => {
+                    tracing::warn!(error = %e, "data plane connection lost; reconnecting");
+                    self.client = None;
+                }
+                Err(e) => return reqs.iter().map(|_| Err(e.to_string())).collect(),
+            }
+        }
+        unreachable!("the loop returns on its second attempt")
+    }
 }
 
 impl MediaPlane for DataplaneLink {
@@ -89,6 +119,30 @@ impl MediaPlane for DataplaneLink {
         }
     }
 
+    fn apply(&mut self, puts: &[Flow], removes: &[SocketAddr]) -> Vec<Result<(), String>> {
+        let reqs: Vec<Request> = puts
+            .iter()
+            .map(|f| Request::FlowPut { flow: f.clone() })
+            .chain(removes.iter().map(|l| Request::FlowDel { local: *l }))
+            .collect();
+        let results = self.call_all(&reqs);
+        for (f, r) in puts.iter().zip(&results) {
+            if r.is_ok() {
+                self.flows.insert(f.local, f.clone());
+            }
+        }
+        for l in removes {
+            self.flows.remove(l);
+        }
+        results
+            .into_iter()
+            .map(|r| match r {
+                Err(e) if e.starts_with("no flow matches") => Ok(()),
+                r => r.map(|_| ()),
+            })
+            .collect()
+    }
+
     fn stats(&mut self) -> Result<HashMap<SocketAddr, FlowStat>, String> {
         let list = self.call(&Request::FlowList)?;
         Ok(list
@@ -103,9 +157,13 @@ impl MediaPlane for DataplaneLink {
         &mut self,
         locals: &[SocketAddr],
     ) -> Result<HashMap<SocketAddr, FlowStat>, String> {
+        let reqs: Vec<Request> = locals
+            .iter()
+            .map(|l| Request::FlowGet { local: *l })
+            .collect();
         let mut out = HashMap::new();
-        for local in locals {
-            match self.call(&Request::FlowGet { local: *local }) {
+        for r in self.call_all(&reqs) {
+            match r {
                 Ok(r) => out.extend(parse_report(&r)),
                 Err(e) if e.starts_with("no flow matches") => {}
                 Err(e) => return Err(e),

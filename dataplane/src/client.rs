@@ -43,6 +43,34 @@ impl ControlClient {
     /// Sends an already-encoded request body (tests use this for bad input).
     pub fn raw(&mut self, body: &[u8]) -> Result<Value, ClientError> {
         control::write_frame(&mut self.stream, body)?;
+        self.reply()
+    }
+
+    /// Sends every request before reading any reply (the data plane answers
+    /// a connection's requests in order), saving a round trip per request.
+    /// The outer error is the connection's; the inner ones each request's.
+    pub fn request_all(
+        &mut self,
+        reqs: &[Request],
+    ) -> Result<Vec<Result<Value, ClientError>>, ClientError> {
+        let mut frames = Vec::new();
+        for r in reqs {
+            control::write_frame(&mut frames, &control::encode_request(r))?;
+        }
+        std::io::Write::write_all(&mut self.stream, &frames)?;
+        let mut out = Vec::with_capacity(reqs.len());
+        for _ in reqs {
+            match self.reply() {
+                Err(e @ ClientError::Refused(_)) => out.push(Err(e)),
+                Err(e) => return Err(e),
+                Ok(v) => out.push(Ok(v)),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Reads one reply: the `result` of a success, or the refusal.
+    fn reply(&mut self) -> Result<Value, ClientError> {
         let reply = match control::read_frame(&mut self.stream, control::MAX_REPLY)? {
             Frame::Body(b) => b,
             Frame::Closed => return Err(ClientError::Closed),

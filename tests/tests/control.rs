@@ -92,3 +92,36 @@ fn bad_requests_get_clear_errors_and_nothing_breaks() {
         "a failed install must release what it bound"
     );
 }
+
+/// Pipelined requests are answered in order, each with its own result, and
+/// a refused one does not disturb the others.
+#[test]
+fn pipelined_requests_get_their_own_replies_in_order() {
+    tollgate_tests::require_root();
+    let dp = Dataplane::start(None, Backend::Socket, None, "");
+    let good = flow("127.0.0.1:39200", "127.0.0.1:39202", "127.0.0.1:4000");
+    let bad = flow("127.0.0.1:39204", "192.0.2.1:39206", "127.0.0.1:4000");
+    let replies = dp
+        .client()
+        .request_all(&[
+            Request::FlowPut { flow: good.clone() },
+            Request::FlowPut { flow: bad },
+            Request::FlowGet { local: good.local },
+            Request::FlowDel { local: good.local },
+            Request::FlowGet { local: good.local },
+        ])
+        .expect("the connection holds");
+    assert_eq!(replies.len(), 5);
+    assert!(replies[0].is_ok());
+    assert!(
+        format!("{:?}", replies[1]).contains("cannot bind 192.0.2.1:39206"),
+        "{:?}",
+        replies[1]
+    );
+    assert_eq!(
+        replies[2].as_ref().expect("get")["flow"]["local"],
+        "127.0.0.1:39200"
+    );
+    assert!(replies[3].is_ok());
+    assert!(format!("{:?}", replies[4]).contains("no flow matches"));
+}

@@ -36,6 +36,13 @@ pub trait MediaPlane: Send {
     fn put(&mut self, flow: &Flow) -> Result<(), String>;
     /// Removes the flow matching `local` (absent is fine).
     fn remove(&mut self, local: SocketAddr) -> Result<(), String>;
+    /// Installs `puts` and removes `removes`, in one exchange where the data
+    /// plane allows it; one result per item, puts first.
+    fn apply(&mut self, puts: &[Flow], removes: &[SocketAddr]) -> Vec<Result<(), String>> {
+        let mut out: Vec<_> = puts.iter().map(|f| self.put(f)).collect();
+        out.extend(removes.iter().map(|l| self.remove(*l)));
+        out
+    }
     /// Counters of every installed flow, by local address.
     fn stats(&mut self) -> Result<HashMap<SocketAddr, FlowStat>, String>;
     /// Counters of the given flows only (one call's: cheap at any scale).
@@ -467,27 +474,43 @@ impl Sessions {
     fn sync_flows(&mut self, plane: &mut dyn MediaPlane, call_id: &str) -> Result<(), NgError> {
         let want = self.desired_flows(call_id);
         let call = self.calls.get_mut(call_id).expect("call");
-        for (local, flow) in &want {
-            if call.flows.get(local) != Some(flow) {
-                plane
-                    .put(flow)
-                    .map_err(|e| NgError(format!("data plane refused flow {local}: {e}")))?;
-                call.flows.insert(*local, flow.clone());
-            }
-        }
+        let puts: Vec<Flow> = want
+            .iter()
+            .filter(|(local, flow)| call.flows.get(*local) != Some(*flow))
+            .map(|(_, f)| f.clone())
+            .collect();
         let stale: Vec<SocketAddr> = call
             .flows
             .keys()
             .filter(|l| !want.contains_key(l))
             .copied()
             .collect();
-        for local in stale {
-            plane
-                .remove(local)
-                .map_err(|e| NgError(format!("data plane: removing flow {local}: {e}")))?;
-            call.flows.remove(&local);
+        let results = plane.apply(&puts, &stale);
+        let mut first_err = None;
+        for (flow, r) in puts.iter().zip(&results) {
+            match r {
+                Ok(()) => {
+                    call.flows.insert(flow.local, flow.clone());
+                }
+                Err(e) => {
+                    first_err.get_or_insert_with(|| {
+                        format!("data plane refused flow {}: {e}", flow.local)
+                    });
+                }
+            }
         }
-        Ok(())
+        for (local, r) in stale.iter().zip(results.iter().skip(puts.len())) {
+            match r {
+                Ok(()) => {
+                    call.flows.remove(local);
+                }
+                Err(e) => {
+                    first_err
+                        .get_or_insert_with(|| format!("data plane: removing flow {local}: {e}"));
+                }
+            }
+        }
+        first_err.map_or(Ok(()), |e| Err(NgError(e)))
     }
 
     fn desired_flows(&self, call_id: &str) -> BTreeMap<SocketAddr, Flow> {
@@ -598,8 +621,9 @@ impl Sessions {
         let Some(call) = self.calls.remove(call_id) else {
             return;
         };
-        for local in call.flows.keys() {
-            if let Err(e) = plane.remove(*local) {
+        let locals: Vec<SocketAddr> = call.flows.keys().copied().collect();
+        for (local, r) in locals.iter().zip(plane.apply(&[], &locals)) {
+            if let Err(e) = r {
                 tracing::warn!(call_id, %local, error = %e, "could not remove flow");
             }
         }
