@@ -611,3 +611,34 @@ fn lcr_pings_mark_a_silent_gateway_down_and_calls_get_503() {
     let log = n.call("uac_unavailable.xml", "4420");
     assert!(log.contains("503 No Route Available"), "{log}");
 }
+
+#[test]
+fn an_unrefreshed_session_timer_ends_the_call() {
+    let n = node(6700, "min_se_secs = 1");
+    let mut uas = n.uas("uas");
+    let t0 = Instant::now();
+    n.call("uac_session_timer.xml", "6000");
+    assert!(
+        t0.elapsed() >= Duration::from_secs(2),
+        "not before the interval"
+    );
+    wait_exit(&mut uas, "the callee got the B2BUA's BYE too");
+    let cdr = n.cdr();
+    assert_eq!(cdr["status"], "answered", "{cdr}");
+    assert_eq!(cdr["sip_reason"], "Session timer expired");
+    assert_eq!(cdr["hangup_by"], "relay");
+}
+
+#[test]
+fn a_session_interval_below_the_minimum_gets_422() {
+    let n = node(6800, "");
+    let s = client();
+    s.send_to(
+        invite("6000", "se1", "Session-Expires: 30\r\n").as_bytes(),
+        n.sip,
+    )
+    .expect("send");
+    let got = finals(&s, 1);
+    assert_eq!(got[0].code(), Some(422), "{}", got[0]);
+    assert_eq!(got[0].header("Min-SE"), Some("90"));
+}

@@ -29,6 +29,8 @@ pub struct SipConfig {
     pub max_calls: usize,
     pub max_cps: u32,
     pub retry_after_secs: u32,
+    /// The smallest session interval (RFC 4028) accepted; below it, 422.
+    pub min_se_secs: u64,
     /// The dialplan, first match wins; no match is 404.
     pub routes: Vec<RouteConfig>,
     /// Users who may REGISTER and place calls, with their passwords. With
@@ -115,6 +117,7 @@ impl Default for SipConfig {
             max_calls: 10_000,
             max_cps: 500,
             retry_after_secs: 5,
+            min_se_secs: 90,
             routes: Vec::new(),
             users: Vec::new(),
             trusted: Vec::new(),

@@ -84,6 +84,10 @@ struct Call {
     /// The ACK we sent for B's 2xx, resent when the 2xx is.
     b_ack: Option<Message>,
     ring_deadline: Option<Instant>,
+    /// The negotiated session interval (RFC 4028) and when the session
+    /// ends unless a re-INVITE or UPDATE refreshes it.
+    session_interval: Option<Duration>,
+    session_deadline: Option<Instant>,
     /// Gateways still to try if the current one fails (least-cost routing).
     candidates: VecDeque<Candidate>,
     /// B has sent a provisional (a CANCEL may go out).
@@ -102,6 +106,7 @@ enum Due {
     Server(Key),
     Client(ClientKey),
     Ring(String),
+    Session(String),
     Ping,
 }
 
@@ -196,6 +201,27 @@ fn call_mut<'a>(calls: &'a mut HashMap<String, Call>, id: &str) -> &'a mut Call 
     calls
         .get_mut(id)
         .expect("the caller checked the call exists")
+}
+
+/// RFC 4028 headers a B2BUA carries from one leg to the other.
+const SESSION_TIMER_HEADERS: [&str; 4] = ["Session-Expires", "Min-SE", "Supported", "Require"];
+
+fn copy_headers(from: &Message, to: &mut Message, names: &[&str]) {
+    for h in names {
+        if let Some(v) = from.header(h) {
+            to.set_header(h, v);
+        }
+    }
+}
+
+/// The delta-seconds of a Session-Expires header.
+fn session_expires(m: &Message) -> Option<u64> {
+    m.header("Session-Expires")?
+        .split(';')
+        .next()?
+        .trim()
+        .parse()
+        .ok()
 }
 
 fn sdp_of(m: &Message) -> Option<String> {
@@ -525,6 +551,10 @@ impl B2bua {
             Some(reject(483, reason_phrase(483)))
         } else if looped || self.calls.contains_key(&call_id) {
             Some(reject(482, reason_phrase(482)))
+        } else if session_expires(&invite).is_some_and(|se| se < self.cfg.min_se_secs) {
+            let mut r = reject(422, "Session Interval Too Small");
+            r.add_header("Min-SE", self.cfg.min_se_secs.to_string());
+            Some(r)
         } else if self.overloaded(now) {
             self.counters.overload += 1;
             Some(reject(503, "Overloaded"))
@@ -696,6 +726,7 @@ impl B2bua {
         let mut b_req = b.request("INVITE", via, &contact, None);
         let mf = invite.max_forwards().unwrap_or(70).saturating_sub(1);
         b_req.set_header("Max-Forwards", mf.to_string());
+        copy_headers(&invite, &mut b_req, &SESSION_TIMER_HEADERS);
         let b_req = with_sdp(b_req, Some(b_offer));
         let ck = (branch, "INVITE".to_string());
         self.start_client(
@@ -730,6 +761,8 @@ impl B2bua {
                 b_invite_req: b_req,
                 b_ack: None,
                 ring_deadline: Some(ring),
+                session_interval: None,
+                session_deadline: None,
                 candidates,
                 b_provisional: false,
                 cancel_pending: false,
@@ -901,7 +934,7 @@ impl B2bua {
                 }
                 let sdp =
                     sdp_of(&resp).and_then(|answer| self.media_answer(call_id, &answer, media));
-                self.answer_a(now, call_id, code, resp.reason(), sdp);
+                self.answer_a(now, call_id, &resp, code, sdp);
             }
             200..=299 => {
                 let call = self.calls.get_mut(call_id).expect("checked");
@@ -938,7 +971,11 @@ impl B2bua {
                 if let Some(r) = call.facts.answered_record() {
                     self.records.push(r);
                 }
-                self.answer_a(now, call_id, 200, "OK", sdp);
+                let interval = session_expires(&resp)
+                    .or_else(|| session_expires(&call.b_invite_req))
+                    .map(Duration::from_secs);
+                self.arm_session(now, call_id, interval);
+                self.answer_a(now, call_id, &resp, code, sdp);
             }
             _ => {
                 // 408 and 5xx: the next gateway, if least-cost routing gave more.
@@ -957,8 +994,8 @@ impl B2bua {
         &mut self,
         now: Instant,
         call_id: &str,
+        resp: &Message,
         code: u16,
-        reason: &str,
         sdp: Option<String>,
     ) {
         let Some(call) = self.calls.get(call_id) else {
@@ -967,8 +1004,9 @@ impl B2bua {
         let Some(req) = self.servers.get(&call.a_invite).map(|e| e.txn.request()) else {
             return;
         };
-        let mut r = Message::response_to(req, code, reason, Some(&call.a.local_tag));
+        let mut r = Message::response_to(req, code, resp.reason(), Some(&call.a.local_tag));
         r.add_header("Contact", self.contact.clone());
+        copy_headers(resp, &mut r, &SESSION_TIMER_HEADERS);
         let key = call.a_invite.clone();
         self.respond_server(now, &key, with_sdp(r, sdp));
     }
@@ -1284,11 +1322,7 @@ impl B2bua {
             }
             out.body = req.body.clone();
         }
-        for h in ["Session-Expires", "Min-SE", "Supported"] {
-            if let Some(v) = req.header(h) {
-                out.set_header(h, v);
-            }
-        }
+        copy_headers(&req, &mut out, &SESSION_TIMER_HEADERS);
         self.start_client(
             now,
             (branch, method),
@@ -1364,13 +1398,16 @@ impl B2bua {
         if is_invite && (200..300).contains(&code) {
             self.ack_relayed(call_id, from.other(), &resp);
         }
+        let refresh = matches!(req.method(), Some("INVITE" | "UPDATE"));
+        if refresh && (200..300).contains(&code) {
+            let interval = session_expires(&resp).map(Duration::from_secs);
+            self.arm_session(now, call_id, interval);
+        }
         let mut r = Message::response_to(&req, code, resp.reason(), None);
         if is_invite && code < 300 {
             r.add_header("Contact", self.contact.clone());
         }
-        if let Some(v) = resp.header("Session-Expires") {
-            r.set_header("Session-Expires", v);
-        }
+        copy_headers(&resp, &mut r, &SESSION_TIMER_HEADERS);
         if sdp.is_some() {
             r = with_sdp(r, sdp);
         } else if !resp.body.is_empty() && !is_invite {
@@ -1444,6 +1481,23 @@ impl B2bua {
         let (v, branch) = self.via();
         let bye = leg.request("BYE", v, &contact, Some(n + 1));
         self.start_client(now, (branch, "BYE".into()), bye, to, "", Purpose::Bye);
+    }
+
+    /// (Re)starts the call's session timer (RFC 4028) when a session
+    /// interval was negotiated: unless refreshed, the call ends with it.
+    fn arm_session(&mut self, now: Instant, call_id: &str, interval: Option<Duration>) {
+        let Some(call) = self.calls.get_mut(call_id) else {
+            return;
+        };
+        if interval.is_some() {
+            call.session_interval = interval;
+        }
+        if let Some(i) = call.session_interval {
+            let t = now + i;
+            call.session_deadline = Some(t);
+            self.due
+                .push(Reverse((t, Due::Session(call_id.to_string()))));
+        }
     }
 
     /// Replaces the least-cost routing tables (reloaded from SQL).
@@ -1584,6 +1638,27 @@ impl B2bua {
                         tracing::info!(call_id, "no answer within the ring timeout");
                         self.send_cancel(now, &call_id);
                         self.fail_call(now, &call_id, 480, "No Answer", media);
+                    }
+                }
+                Due::Session(call_id) => {
+                    if self
+                        .calls
+                        .get(&call_id)
+                        .is_some_and(|c| c.session_deadline == Some(t))
+                    {
+                        tracing::info!(call_id, "session timer expired without a refresh");
+                        self.bye(now, &call_id, Side::A);
+                        self.bye(now, &call_id, Side::B);
+                        self.end_call(
+                            &call_id,
+                            Outcome {
+                                status: Disposition::Answered,
+                                code: 408,
+                                reason: "Session timer expired".into(),
+                                by: HangupBy::Relay,
+                            },
+                            media,
+                        );
                     }
                 }
                 Due::Ping => {
