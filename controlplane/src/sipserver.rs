@@ -1,27 +1,35 @@
-//! The SIP listener (UDP) on its own thread: a burst of datagrams is read,
-//! handed to the B2BUA in arrival order under the lock the NG server also
+//! The SIP listeners (UDP and TCP on the same address) and the B2BUA's
+//! thread. Receiver threads (one for UDP, one per TCP connection, framing
+//! messages by Content-Length) queue messages; the B2BUA thread takes a
+//! burst, hands it to the B2BUA in arrival order under the lock the NG server also
 //! takes (they share the media session manager), due timers are run, and
 //! what the B2BUA sends leaves once the call records the step produced are
 //! durable in the CDR spool: a 200 to a BYE means the call's CDR is on disk.
 //! While one step waits for the disk, datagrams queue in the socket and the
-//! next step takes them together (group commit across calls). One thread and
-//! blocking calls: no hand-offs between threads per message, which cost more
-//! than the SIP work itself. A tokio task keeps the least-cost routing
-//! tables loaded.
+//! next step takes them together (group commit across calls). Blocking
+//! threads rather than tokio tasks: per-message hand-offs between the
+//! runtime and its blocking pool cost more than the SIP work itself.
+//! Responses and requests to a TCP peer go over its connection (opened on
+//! demand). A tokio task keeps the least-cost routing tables loaded.
 
 use crate::b2bua::config::SipConfig;
-use crate::b2bua::{lcr, B2bua, Media};
+use crate::b2bua::{lcr, B2bua, Media, Transport};
 use crate::ngserver::{wait_durable, NgServer};
-use std::io::ErrorKind;
-use std::net::{SocketAddr, UdpSocket};
+use std::collections::HashMap;
+use std::io::{ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use tollgate_sip::message::{Message, ParseError};
 
 /// Datagrams taken in one step.
 const BURST: usize = 64;
 /// The longest the thread sleeps, so it notices `stop`.
 const NAP: Duration = Duration::from_millis(50);
+/// A TCP peer that sends this much without completing a message is cut off.
+const MAX_STREAM_BUFFER: usize = 1 << 20;
 
 fn lock(b: &Mutex<B2bua>) -> std::sync::MutexGuard<'_, B2bua> {
     b.lock().unwrap_or_else(|p| p.into_inner())
@@ -33,7 +41,8 @@ pub async fn run(ng: Arc<NgServer>, cfg: SipConfig, stop: Arc<AtomicBool>) -> st
     let Some(listen) = cfg.listen else {
         return Ok(());
     };
-    let sock = match UdpSocket::bind(listen) {
+    let bound = UdpSocket::bind(listen).and_then(|u| Ok((u, TcpListener::bind(listen)?)));
+    let (sock, tcp) = match bound {
         Ok(s) => s,
         Err(e) => {
             stop.store(true, Ordering::Relaxed); // the node does not run half-configured
@@ -44,7 +53,7 @@ pub async fn run(ng: Arc<NgServer>, cfg: SipConfig, stop: Arc<AtomicBool>) -> st
         cfg.advertise.unwrap_or(listen.ip()),
         sock.local_addr()?.port(),
     );
-    tracing::info!(%listen, %local, routes = cfg.routes.len(), "SIP B2BUA listening (UDP)");
+    tracing::info!(%listen, %local, routes = cfg.routes.len(), "SIP B2BUA listening (UDP and TCP)");
     let lcr_cfg = cfg.lcr.clone();
     let b2b = Arc::new(Mutex::new(B2bua::new(cfg, local)));
     let reloader = match &lcr_cfg.url {
@@ -75,7 +84,7 @@ pub async fn run(ng: Arc<NgServer>, cfg: SipConfig, stop: Arc<AtomicBool>) -> st
     let stop2 = stop.clone();
     let serving = std::thread::Builder::new()
         .name("tg-sip".into())
-        .spawn(move || serve(sock, &ng, &b2b, &stop2))?;
+        .spawn(move || serve(sock, tcp, &ng, &b2b, &stop2))?;
     while !stop.load(Ordering::Relaxed) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -86,29 +95,156 @@ pub async fn run(ng: Arc<NgServer>, cfg: SipConfig, stop: Arc<AtomicBool>) -> st
     Ok(())
 }
 
-fn serve(sock: UdpSocket, ng: &NgServer, b2b: &Mutex<B2bua>, stop: &AtomicBool) {
+/// A message as a receiver thread hands it to the B2BUA thread.
+enum Inbound {
+    Datagram(SocketAddr, Vec<u8>),
+    /// One whole message framed from a TCP connection.
+    Stream(SocketAddr, Vec<u8>),
+}
+
+/// The write halves of open TCP connections, by peer.
+type Connections = Arc<Mutex<HashMap<SocketAddr, TcpStream>>>;
+
+/// Reads datagrams until `stop`.
+fn receive_udp(sock: UdpSocket, tx: mpsc::Sender<Inbound>, stop: Arc<AtomicBool>) {
     let mut buf = vec![0u8; 65536];
-    let mut burst: Vec<(SocketAddr, Vec<u8>)> = Vec::with_capacity(BURST);
+    let _ = sock.set_read_timeout(Some(NAP));
+    while !stop.load(Ordering::Relaxed) {
+        match sock.recv_from(&mut buf) {
+            Ok((n, from)) => {
+                if tx.send(Inbound::Datagram(from, buf[..n].to_vec())).is_err() {
+                    return;
+                }
+            }
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+            Err(e) => tracing::debug!(error = %e, "SIP receive failed"),
+        }
+    }
+}
+
+/// Frames messages off one TCP connection (Content-Length delimits them)
+/// until it closes or goes out of step.
+fn receive_tcp(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    tx: mpsc::Sender<Inbound>,
+    conns: Connections,
+) {
+    let (mut buf, mut chunk) = (Vec::new(), vec![0u8; 65536]);
+    loop {
+        match Message::parse_stream(&buf) {
+            Ok((_, used)) => {
+                let msg: Vec<u8> = buf.drain(..used).collect();
+                if tx.send(Inbound::Stream(peer, msg)).is_err() {
+                    break;
+                }
+                continue;
+            }
+            Err(ParseError::Incomplete) if buf.len() < MAX_STREAM_BUFFER => {}
+            Err(e) => {
+                // Out of step: the B2BUA answers 400 if it can; then close.
+                tracing::debug!(%peer, error = %e, "SIP stream out of step; closing");
+                let _ = tx.send(Inbound::Stream(peer, std::mem::take(&mut buf)));
+                break;
+            }
+        }
+        match stream.read(&mut chunk) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+    conns
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .remove(&peer);
+}
+
+fn accept_tcp(listener: TcpListener, tx: mpsc::Sender<Inbound>, conns: Connections) {
+    for stream in listener.incoming().flatten() {
+        let Ok(peer) = stream.peer_addr() else {
+            continue;
+        };
+        track(stream, peer, &tx, &conns);
+    }
+}
+
+/// Registers a connection's write half and starts its reader.
+fn track(stream: TcpStream, peer: SocketAddr, tx: &mpsc::Sender<Inbound>, conns: &Connections) {
+    let _ = stream.set_nodelay(true);
+    let Ok(writer) = stream.try_clone() else {
+        return;
+    };
+    conns
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(peer, writer);
+    let (tx, conns) = (tx.clone(), conns.clone());
+    let _ = std::thread::Builder::new()
+        .name("tg-sip-tcp".into())
+        .spawn(move || receive_tcp(stream, peer, tx, conns));
+}
+
+/// Sends over the connection with `to`, opening one if there is none.
+fn send_tcp(to: SocketAddr, bytes: &[u8], tx: &mpsc::Sender<Inbound>, conns: &Connections) {
+    let existing = conns
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(&to)
+        .and_then(|s| s.try_clone().ok());
+    let mut stream = match existing {
+        Some(s) => s,
+        None => match TcpStream::connect_timeout(&to, Duration::from_secs(2)) {
+            Ok(s) => {
+                let Ok(w) = s.try_clone() else { return };
+                track(s, to, tx, conns);
+                w
+            }
+            Err(e) => {
+                tracing::debug!(%to, error = %e, "SIP TCP connect failed");
+                return;
+            }
+        },
+    };
+    if let Err(e) = stream.write_all(bytes) {
+        tracing::debug!(%to, error = %e, "SIP TCP send failed");
+    }
+}
+
+fn serve(
+    sock: UdpSocket,
+    tcp: TcpListener,
+    ng: &NgServer,
+    b2b: &Mutex<B2bua>,
+    stop: &Arc<AtomicBool>,
+) {
+    let (tx, rx) = mpsc::channel();
+    let conns: Connections = Arc::default();
+    let Ok(udp_in) = sock.try_clone() else { return };
+    let (tx2, stop2) = (tx.clone(), stop.clone());
+    let _ = std::thread::Builder::new()
+        .name("tg-sip-udp".into())
+        .spawn(move || receive_udp(udp_in, tx2, stop2));
+    let (tx3, conns3) = (tx.clone(), conns.clone());
+    let _ = std::thread::Builder::new()
+        .name("tg-sip-accept".into())
+        .spawn(move || accept_tcp(tcp, tx3, conns3));
+    let mut burst: Vec<Inbound> = Vec::with_capacity(BURST);
     while !stop.load(Ordering::Relaxed) {
         let wait = lock(b2b)
             .poll_timeout()
             .map(|t| t.saturating_duration_since(Instant::now()))
             .unwrap_or(NAP)
             .clamp(Duration::from_millis(1), NAP);
-        let _ = sock.set_read_timeout(Some(wait));
-        match sock.recv_from(&mut buf) {
-            Ok((n, from)) => burst.push((from, buf[..n].to_vec())),
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
-            Err(e) => tracing::debug!(error = %e, "SIP receive failed"),
+        match rx.recv_timeout(wait) {
+            Ok(m) => burst.push(m),
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => return,
         }
-        if !burst.is_empty() && sock.set_nonblocking(true).is_ok() {
-            while burst.len() < BURST {
-                match sock.recv_from(&mut buf) {
-                    Ok((n, from)) => burst.push((from, buf[..n].to_vec())),
-                    Err(_) => break,
-                }
+        while burst.len() < BURST {
+            match rx.try_recv() {
+                Ok(m) => burst.push(m),
+                Err(_) => break,
             }
-            let _ = sock.set_nonblocking(false);
         }
         let (out, queued) = ng.with_handler_here(|h| {
             let mut b = lock(b2b);
@@ -117,17 +253,27 @@ fn serve(sock: UdpSocket, ng: &NgServer, b2b: &Mutex<B2bua>, stop: &AtomicBool) 
                 plane: h.plane.as_mut(),
             };
             let now = Instant::now();
-            for (from, bytes) in burst.drain(..) {
-                b.on_datagram(now, from, &bytes, &mut media);
+            for m in burst.drain(..) {
+                match m {
+                    Inbound::Datagram(from, bytes) => b.on_datagram(now, from, &bytes, &mut media),
+                    Inbound::Stream(from, bytes) => {
+                        b.on_stream_message(now, from, &bytes, &mut media)
+                    }
+                }
             }
             b.handle_timeout(now, &mut media);
             let out: Vec<_> = std::iter::from_fn(|| b.poll_transmit()).collect();
             (out, b.take_records())
         });
         wait_durable(queued);
-        for (to, bytes) in out {
-            if let Err(e) = sock.send_to(&bytes, to) {
-                tracing::debug!(%to, error = %e, "SIP send failed");
+        for (transport, to, bytes) in out {
+            match transport {
+                Transport::Udp => {
+                    if let Err(e) = sock.send_to(&bytes, to) {
+                        tracing::debug!(%to, error = %e, "SIP send failed");
+                    }
+                }
+                Transport::Tcp => send_tcp(to, &bytes, &tx, &conns),
             }
         }
     }

@@ -88,6 +88,11 @@ sinks = [{{ kind = "jsonl", path = "{d}/cdr.jsonl" }}]
 
 impl Node {
     fn uas(&self, scenario: &str) -> Proc {
+        self.uas_with(scenario, &[])
+    }
+
+    /// [`Node::uas`] with more SIPp arguments.
+    fn uas_with(&self, scenario: &str, extra: &[&str]) -> Proc {
         let s = format!("{SCENARIOS}/{scenario}");
         let mut args: Vec<&str> = if scenario.ends_with(".xml") {
             vec!["-sf", &s]
@@ -95,6 +100,7 @@ impl Node {
             vec!["-sn", scenario]
         };
         args.extend(["-m", "1"]);
+        args.extend(extra);
         peers::sipp_uas_with(None, &self.dir.0, self.uas, self.uas_media, &args)
     }
 
@@ -641,4 +647,18 @@ fn a_session_interval_below_the_minimum_gets_422() {
     let got = finals(&s, 1);
     assert_eq!(got[0].code(), Some(422), "{}", got[0]);
     assert_eq!(got[0].header("Min-SE"), Some("90"));
+}
+
+#[test]
+fn calls_over_tcp_on_both_legs() {
+    let n = node_with(6900, "", "sip:6000@{uas};transport=tcp");
+    let mut uas = n.uas_with("uas", &["-t", "t1"]);
+    let log = n.call_with("uac", "6000", &["-t", "t1"]);
+    assert!(log.contains("SIP/2.0/TCP"), "the caller spoke TCP: {log}");
+    wait_exit(&mut uas, "the callee got the call over TCP");
+    assert!(n.uas_log().contains("Via: SIP/2.0/TCP"), "{}", n.uas_log());
+    let cdr = n.cdr();
+    assert_eq!(cdr["status"], "answered", "{cdr}");
+    assert_eq!(cdr["transport"], "tcp");
+    assert_eq!(cdr["legs"][1]["transport"], "tcp");
 }

@@ -58,13 +58,15 @@ impl CallFacts {
         })
     }
 
-    /// The CDR: `media` is the session manager's, when the call had media.
+    /// The CDR: `media` is the session manager's, when the call had media;
+    /// `transports` are the A and B legs' ("udp", "tcp").
     pub fn cdr(
         &self,
         media: Option<Cdr>,
         out: &Outcome,
         a: &Leg,
         b: Option<&Leg>,
+        transports: [&str; 2],
         end: SystemTime,
     ) -> Cdr {
         let mut c = media.unwrap_or_default();
@@ -76,7 +78,7 @@ impl CallFacts {
         c.request_uri = self.request_uri.clone();
         c.source_ip = Some(self.source_ip);
         c.destination_ip = self.destination_ip;
-        c.transport = Some("udp".into());
+        c.transport = Some(transports[0].into());
         c.trunk = self.trunk.clone();
         c.carrier = self.carrier.clone();
         c.gateway = self.gateway.clone();
@@ -102,10 +104,10 @@ impl CallFacts {
                 })
                 .collect();
         }
-        for (l, leg) in c.legs.iter_mut().zip(legs) {
+        for ((l, leg), t) in c.legs.iter_mut().zip(legs).zip(transports) {
             let Some(leg) = leg else { continue };
             l.sip_call_id = leg.call_id.clone();
-            l.transport = Some("udp".into());
+            l.transport = Some(t.into());
             l.answer_ms = c.answer_ms;
             l.signal_ip = Some(leg.addr.ip());
             l.sip_code = Some(out.code);

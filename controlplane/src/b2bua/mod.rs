@@ -41,6 +41,23 @@ use tollgate_sip::digest::{Authenticator, Credentials, Rejection};
 use tollgate_sip::message::{Message, NameAddr, Uri};
 use tollgate_sip::transaction::{Client, ClientEvent, Key, Server, ServerEvent, TimerConfig};
 
+/// How a message travels: datagrams, or a stream connection (on which
+/// nothing is retransmitted and responses go back the way requests came).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    Udp,
+    Tcp,
+}
+
+impl Transport {
+    pub fn token(self) -> &'static str {
+        match self {
+            Transport::Udp => "UDP",
+            Transport::Tcp => "TCP",
+        }
+    }
+}
+
 /// The media side a call needs: the session manager and the data plane.
 pub struct Media<'a> {
     pub sessions: &'a mut Sessions,
@@ -152,13 +169,16 @@ pub struct B2bua {
     dialogs: HashMap<(String, String), (String, Side)>,
     servers: HashMap<Key, ServerEntry>,
     clients: HashMap<ClientKey, ClientEntry>,
-    out: VecDeque<(SocketAddr, Vec<u8>)>,
+    out: VecDeque<(Transport, SocketAddr, Vec<u8>)>,
     records: Vec<Record>,
     ids: (RandomState, u64),
     /// Start of the current one-second window and INVITEs accepted in it.
     cps_window: (Instant, u32),
     registrar: Registrar,
     auth: Authenticator,
+    /// Peers reached over TCP: those whose messages came over it and the
+    /// targets whose URI asks for it. Everyone else is UDP.
+    tcp: std::collections::HashSet<SocketAddr>,
     /// Every pending timer, earliest first: handling them costs
     /// O(log n) each instead of a scan of every transaction.
     due: BinaryHeap<Reverse<(Instant, Due)>>,
@@ -281,6 +301,7 @@ impl B2bua {
             counters: Counters::default(),
             registrar: Registrar::default(),
             auth,
+            tcp: std::collections::HashSet::new(),
             due: BinaryHeap::new(),
             lcr: LcrTable::default(),
             health: HashMap::new(),
@@ -294,15 +315,29 @@ impl B2bua {
         format!("{:016x}", self.ids.0.hash_one(self.ids.1))
     }
 
-    fn via(&mut self) -> (String, String) {
+    fn transport_of(&self, peer: SocketAddr) -> Transport {
+        if self.tcp.contains(&peer) {
+            Transport::Tcp
+        } else {
+            Transport::Udp
+        }
+    }
+
+    fn reliable(&self, peer: SocketAddr) -> bool {
+        self.transport_of(peer) == Transport::Tcp
+    }
+
+    /// Our Via for a request to `to`, and its branch.
+    fn via(&mut self, to: SocketAddr) -> (String, String) {
         let branch = format!("z9hG4bK{}", self.id());
+        let t = self.transport_of(to).token();
         (
-            format!("SIP/2.0/UDP {};branch={branch};rport", self.local),
+            format!("SIP/2.0/{t} {};branch={branch};rport", self.local),
             branch,
         )
     }
 
-    pub fn poll_transmit(&mut self) -> Option<(SocketAddr, Vec<u8>)> {
+    pub fn poll_transmit(&mut self) -> Option<(Transport, SocketAddr, Vec<u8>)> {
         self.out.pop_front()
     }
 
@@ -317,12 +352,39 @@ impl B2bua {
     }
 
     fn send(&mut self, to: SocketAddr, m: &Message) {
-        self.out.push_back((to, m.to_bytes()));
+        self.out
+            .push_back((self.transport_of(to), to, m.to_bytes()));
     }
 
     /// One datagram from `from`.
     pub fn on_datagram(&mut self, now: Instant, from: SocketAddr, bytes: &[u8], media: &mut Media) {
+        self.on_message(now, Transport::Udp, from, bytes, media);
+    }
+
+    /// One message read from the TCP connection with `from`.
+    pub fn on_stream_message(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        bytes: &[u8],
+        media: &mut Media,
+    ) {
+        self.on_message(now, Transport::Tcp, from, bytes, media);
+    }
+
+    fn on_message(
+        &mut self,
+        now: Instant,
+        transport: Transport,
+        from: SocketAddr,
+        bytes: &[u8],
+        media: &mut Media,
+    ) {
         self.counters.received += 1;
+        match transport {
+            Transport::Tcp => self.tcp.insert(from),
+            Transport::Udp => self.tcp.remove(&from),
+        };
         if bytes.iter().all(|b| b.is_ascii_whitespace()) {
             return; // keep-alive
         }
@@ -417,7 +479,7 @@ impl B2bua {
         resp: Message,
         call: Option<String>,
     ) {
-        let mut txn = Server::new(req, now, self.timers, false);
+        let mut txn = Server::new(req, now, self.timers, self.reliable(from));
         txn.respond(now, resp);
         self.servers.insert(
             key.clone(),
@@ -595,7 +657,7 @@ impl B2bua {
             gateway: None,
         };
         let a = Leg::from_invite(&invite, a_tag.clone(), from);
-        let txn = Server::new(invite.clone(), now, self.timers, false);
+        let txn = Server::new(invite.clone(), now, self.timers, self.reliable(from));
         self.servers.insert(
             key.clone(),
             ServerEntry {
@@ -617,7 +679,8 @@ impl B2bua {
                 reason: reason.to_string(),
                 by: HangupBy::Relay,
             };
-            let cdr = facts.cdr(None, &out, a, None, SystemTime::now());
+            let t = me.transport_of(a.addr).token().to_ascii_lowercase();
+            let cdr = facts.cdr(None, &out, a, None, [&t, ""], SystemTime::now());
             me.records.push(Record::Ended(Box::new(cdr)));
         };
         let mut candidates = VecDeque::new();
@@ -721,7 +784,13 @@ impl B2bua {
             uri.clone(),
             addr,
         );
-        let (via, branch) = self.via();
+        if Uri::parse(&uri).is_ok_and(|u| {
+            u.param("transport")
+                .is_some_and(|t| t.eq_ignore_ascii_case("tcp"))
+        }) {
+            self.tcp.insert(addr);
+        }
+        let (via, branch) = self.via(addr);
         let contact = self.contact.clone();
         let mut b_req = b.request("INVITE", via, &contact, None);
         let mf = invite.max_forwards().unwrap_or(70).saturating_sub(1);
@@ -780,7 +849,7 @@ impl B2bua {
         call: &str,
         purpose: Purpose,
     ) {
-        let txn = Client::new(req, now, self.timers, false);
+        let txn = Client::new(req, now, self.timers, self.reliable(to));
         self.clients.insert(
             key.clone(),
             ClientEntry {
@@ -948,7 +1017,8 @@ impl B2bua {
                 }
                 call.b.update_from_response(&resp);
                 let ack_cseq = call.b_invite_req.cseq().map(|(n, _)| n).unwrap_or(1);
-                let (via, _) = self.via();
+                let b_addr = call.b.addr;
+                let (via, _) = self.via(b_addr);
                 let contact = self.contact.clone();
                 let call = self.calls.get_mut(call_id).expect("checked");
                 let ack = call.b.request("ACK", via, &contact, Some(ack_cseq));
@@ -1103,9 +1173,16 @@ impl B2bua {
                 }
             }
         }
-        let cdr = call
-            .facts
-            .cdr(media_cdr, &out, &call.a, Some(&call.b), SystemTime::now());
+        let ta = self.transport_of(call.a.addr).token().to_ascii_lowercase();
+        let tb = self.transport_of(call.b.addr).token().to_ascii_lowercase();
+        let cdr = call.facts.cdr(
+            media_cdr,
+            &out,
+            &call.a,
+            Some(&call.b),
+            [&ta, &tb],
+            SystemTime::now(),
+        );
         tracing::info!(
             call_id,
             status = out.status.as_str(),
@@ -1294,7 +1371,7 @@ impl B2bua {
                 .server_invites
                 .push((side, n, key.clone()));
         }
-        let server = Server::new(req.clone(), now, self.timers, false);
+        let server = Server::new(req.clone(), now, self.timers, self.reliable(from));
         self.servers.insert(
             key.clone(),
             ServerEntry {
@@ -1305,7 +1382,10 @@ impl B2bua {
             },
         );
         self.pump_server(&key);
-        let (via, branch) = self.via();
+        let Some(far) = self.leg_addr(&call_id, side.other()) else {
+            return;
+        };
+        let (via, branch) = self.via(far);
         let contact = self.contact.clone();
         let call = self.calls.get_mut(&call_id).expect("present");
         let leg = match side.other() {
@@ -1422,7 +1502,10 @@ impl B2bua {
     /// ACKs a relayed re-INVITE's 2xx on leg `side` ourselves; the
     /// sender's own ACK is absorbed.
     fn ack_relayed(&mut self, call_id: &str, side: Side, resp: &Message) {
-        let (via, _) = self.via();
+        let Some(to) = self.leg_addr(call_id, side) else {
+            return;
+        };
+        let (via, _) = self.via(to);
         let contact = self.contact.clone();
         let Some(call) = self.calls.get_mut(call_id) else {
             return;
@@ -1437,9 +1520,21 @@ impl B2bua {
         self.send(to, &ack);
     }
 
+    /// Where requests on `side` of the call go.
+    fn leg_addr(&self, call_id: &str, side: Side) -> Option<SocketAddr> {
+        let call = self.calls.get(call_id)?;
+        Some(match side {
+            Side::A => call.a.addr,
+            Side::B => call.b.addr,
+        })
+    }
+
     /// A BYE on `side` of the call.
     fn bye(&mut self, now: Instant, call_id: &str, side: Side) {
-        let (via, branch) = self.via();
+        let Some(to) = self.leg_addr(call_id, side) else {
+            return;
+        };
+        let (via, branch) = self.via(to);
         let contact = self.contact.clone();
         let Some(call) = self.calls.get_mut(call_id) else {
             return;
@@ -1475,10 +1570,10 @@ impl B2bua {
         leg.update_from_response(resp);
         let n = resp.cseq().map(|(n, _)| n).unwrap_or(1);
         let contact = self.contact.clone();
-        let (v, _) = self.via();
+        let (v, _) = self.via(to);
         let ack = leg.request("ACK", v, &contact, Some(n));
         self.send(to, &ack);
-        let (v, branch) = self.via();
+        let (v, branch) = self.via(to);
         let bye = leg.request("BYE", v, &contact, Some(n + 1));
         self.start_client(now, (branch, "BYE".into()), bye, to, "", Purpose::Bye);
     }
@@ -1528,7 +1623,7 @@ impl B2bua {
         let gateways: Vec<(i64, SocketAddr)> =
             self.lcr.all_gateways().map(|g| (g.id, g.addr)).collect();
         for (id, addr) in gateways {
-            let (via, branch) = self.via();
+            let (via, branch) = self.via(addr);
             let mut m = Message::request("OPTIONS", &format!("sip:{addr}"));
             m.add_header("Via", via);
             m.add_header("Max-Forwards", "70");
@@ -1578,7 +1673,7 @@ impl B2bua {
             next.uri.clone(),
             next.addr,
         );
-        let (via, branch) = self.via();
+        let (via, branch) = self.via(next.addr);
         let contact = self.contact.clone();
         let mut req = b.request("INVITE", via, &contact, None);
         for h in ["Max-Forwards", "Content-Type"] {
