@@ -720,11 +720,13 @@ impl Uri {
         if scheme != "sip" && scheme != "sips" {
             return Err(format!("unsupported URI scheme {:?}", clip(&scheme)));
         }
-        let rest = rest.split('?').next().unwrap_or_default();
-        let (userinfo, hostpart) = match rest.rfind('@') {
+        // A user part may hold '?' and ';' but never a raw '@' (it is
+        // escaped), so the first '@' ends it; '?' after the host starts headers.
+        let (userinfo, hostpart) = match rest.find('@') {
             Some(i) => (Some(&rest[..i]), &rest[i + 1..]),
             None => (None, rest),
         };
+        let hostpart = hostpart.split('?').next().unwrap_or_default();
         let (hostport, params) = match hostpart.find(';') {
             Some(i) => (&hostpart[..i], parse_params(&hostpart[i + 1..])),
             None => (hostpart, Vec::new()),
@@ -1005,5 +1007,170 @@ m:\"Quoted string \\\"\\\"\" <sip:jdrosen@example.com> ; newparam =\r\n      new
         assert_eq!(n.tag().as_deref(), Some("abc"));
         assert!(NameAddr::parse("<sip:bob@example.com").is_err());
         assert!(Uri::parse("http://example.com").is_err());
+    }
+}
+
+/// RFC 4475's torture cases, each written here from the RFC's description
+/// of what makes it hard (not copied): valid messages must parse and
+/// validate; invalid ones must fail with a reason, never panic.
+#[cfg(test)]
+mod torture {
+    use super::*;
+
+    fn request(start: &str, extra: &str, body: &str) -> String {
+        format!(
+            "{start}\r\nVia: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bKtort\r\nTo: <sip:j@example.com>\r\n\
+From: <sip:c@example.net>;tag=t1\r\nCall-ID: tort@192.0.2.1\r\nCSeq: 8 {method}\r\nMax-Forwards: 70\r\n\
+{extra}Content-Length: {len}\r\n\r\n{body}",
+            method = start.split(' ').next().unwrap_or_default(),
+            len = body.len()
+        )
+    }
+
+    fn valid(text: &str) -> Message {
+        let m = Message::parse(text.as_bytes()).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        m.validate().unwrap_or_else(|e| panic!("{e}\n{text}"));
+        m
+    }
+
+    fn invalid(text: &str) -> String {
+        match Message::parse(text.as_bytes()).map(|m| m.validate()) {
+            Err(e) => e.to_string(),
+            Ok(Err(e)) => e,
+            Ok(Ok(())) => panic!("accepted:\n{text}"),
+        }
+    }
+
+    #[test]
+    fn valid_but_unusual() {
+        // A method made of every token character (§3.1.1.2).
+        let m = valid(&request(
+            "!interesting-Method0123456789_*+`.%indeed'~ sip:1_unusual.URI~(to-be!sure)&isn't+it$/crazy?,/;;*:&it+has=1,weird!*pas$wo~d_too.(doesn't-it)@example.com SIP/2.0",
+            "",
+            "",
+        ));
+        assert_eq!(
+            m.method(),
+            Some("!interesting-Method0123456789_*+`.%indeed'~")
+        );
+        // Escaped characters and an escaped NUL in the user part (§3.1.1.3-4).
+        valid(&request(
+            "INVITE sip:sips%3Auser%40example.com@example.net SIP/2.0",
+            "",
+            "",
+        ));
+        valid(&request(
+            "REGISTER sip:example.com SIP/2.0",
+            "Contact: <sip:%00@192.0.2.1>\r\n",
+            "",
+        ));
+        // A semicolon-laden user part (§3.1.1.9).
+        let m = valid(&request(
+            "OPTIONS sip:user;par=u%40example.net@example.com SIP/2.0",
+            "",
+            "",
+        ));
+        assert_eq!(
+            Uri::parse(m.request_uri().unwrap()).unwrap().host,
+            "example.com"
+        );
+        // Transports nobody knows, in a Via list (§3.1.1.10).
+        let m = valid(&request(
+            "OPTIONS sip:user@example.com SIP/2.0",
+            "Via: SIP/2.0/SCTP t.example.com;branch=z9hG4bKa, SIP/2.0/TLS t2.example.com;branch=z9hG4bKb, SIP/2.0/UNKNOWN t3.example.com;branch=z9hG4bKc\r\n",
+            "",
+        ));
+        assert_eq!(m.header_values("Via").len(), 4);
+        // Unquoted display names with runs of whitespace (§3.1.1.6).
+        let m = valid(
+            &request("INVITE sip:c@example.com SIP/2.0", "", "").replace(
+                "To: <sip:j@example.com>",
+                "To: caller  of   the  year <sip:j@example.com>",
+            ),
+        );
+        assert_eq!(
+            NameAddr::parse(m.header("To").unwrap())
+                .unwrap()
+                .display
+                .as_deref(),
+            Some("caller  of   the  year")
+        );
+        // Very long values and many headers (§3.1.1.7).
+        let long = format!("X-Long: {}\r\n", "z".repeat(10_000)).repeat(20);
+        valid(&request("INVITE sip:c@example.com SIP/2.0", &long, ""));
+        // A multipart body is opaque to the parser (§3.1.1.11).
+        let body = "--b\r\nContent-Type: application/sdp\r\n\r\nv=0\r\n--b--\r\n";
+        let m = valid(&request(
+            "INVITE sip:c@example.com SIP/2.0",
+            "Content-Type: multipart/mixed;boundary=b\r\n",
+            body,
+        ));
+        assert_eq!(m.body, body.as_bytes());
+        // Responses with an empty or non-ASCII reason phrase (§3.1.1.12-13).
+        let resp = |line: &str| {
+            request("OPTIONS sip:x@example.com SIP/2.0", "", "").replacen(
+                "OPTIONS sip:x@example.com SIP/2.0",
+                line,
+                1,
+            )
+        };
+        assert_eq!(valid(&resp("SIP/2.0 200 ")).reason(), "");
+        assert_eq!(
+            valid(&resp("SIP/2.0 200 = 2**3 * 5**2 но сто девяносто девять")).code(),
+            Some(200)
+        );
+        // Two requests in one datagram: Content-Length ends the first, the rest is not a body (§3.1.1.8).
+        let first = request("INVITE sip:c@example.com SIP/2.0", "", "");
+        let two = format!("{first}{first}");
+        let m = Message::parse_stream(two.as_bytes()).unwrap();
+        assert_eq!(m.1, first.len());
+    }
+
+    #[test]
+    fn invalid_with_a_reason() {
+        let base = request("INVITE sip:c@example.com SIP/2.0", "", "");
+        // Max-Forwards far beyond any integer (§3.1.2.8 "scalar02").
+        assert!(
+            invalid(&base.replace("Max-Forwards: 70", "Max-Forwards: 99999999999999999999"))
+                .contains("Max-Forwards")
+        );
+        // CSeq number beyond 2**32 (§3.1.2.8).
+        assert!(
+            invalid(&base.replace("CSeq: 8 INVITE", "CSeq: 36893488147419103232 INVITE"))
+                .contains("CSeq")
+        );
+        // Request-URI in angle brackets (§3.1.2.11 "ltgtruri").
+        assert!(invalid(&base.replace(
+            "INVITE sip:c@example.com SIP/2.0",
+            "INVITE <sip:c@example.com> SIP/2.0"
+        ))
+        .contains("Request-URI"));
+        // Whitespace inside the Request-URI, and extra spaces in the request line (§3.1.2.12-13).
+        assert!(invalid(&base.replace(
+            "INVITE sip:c@example.com SIP/2.0",
+            "INVITE sip:c @example.com SIP/2.0"
+        ))
+        .contains("line 1"));
+        assert!(invalid(&base.replace(
+            "INVITE sip:c@example.com SIP/2.0",
+            "INVITE  sip:c@example.com SIP/2.0"
+        ))
+        .contains("line 1"));
+        // Unknown protocol version (§3.1.2.16 "badvers").
+        assert!(invalid(&base.replace(" SIP/2.0\r\nVia", " SIP/7.0\r\nVia")).contains("version"));
+        // A body longer than Content-Length says is cut; a shorter one is an error (§3.1.2.6-7).
+        assert!(
+            invalid(&base.replace("Content-Length: 0", "Content-Length: 10"))
+                .contains("Content-Length")
+        );
+        // Missing required headers (§3.3.1 "insuf").
+        assert!(invalid(&base.replace("Call-ID: tort@192.0.2.1\r\n", "")).contains("Call-ID"));
+        // A response with a status code out of range (§3.1.2.? "bigcode").
+        assert!(invalid(&base.replacen(
+            "INVITE sip:c@example.com SIP/2.0",
+            "SIP/2.0 4294967301 better not break the receiver",
+            1
+        ))
+        .contains("status line"));
     }
 }
