@@ -10,6 +10,7 @@ mod media;
 mod ng;
 mod ngserver;
 mod plane;
+mod regshare;
 mod sipserver;
 mod supervisor;
 

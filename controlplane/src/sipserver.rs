@@ -55,6 +55,7 @@ pub async fn run(ng: Arc<NgServer>, cfg: SipConfig, stop: Arc<AtomicBool>) -> st
     );
     tracing::info!(%listen, %local, routes = cfg.routes.len(), "SIP B2BUA listening (UDP and TCP)");
     let lcr_cfg = cfg.lcr.clone();
+    let cfg_redis = cfg.registrar_redis.clone();
     let b2b = Arc::new(Mutex::new(B2bua::new(cfg, local)));
     let reloader = match &lcr_cfg.url {
         Some(url) => {
@@ -81,6 +82,8 @@ pub async fn run(ng: Arc<NgServer>, cfg: SipConfig, stop: Arc<AtomicBool>) -> st
         }
         None => None,
     };
+    let shared =
+        cfg_redis.map(|url| tokio::spawn(crate::regshare::run(url, b2b.clone(), stop.clone())));
     let stop2 = stop.clone();
     let serving = std::thread::Builder::new()
         .name("tg-sip".into())
@@ -88,7 +91,7 @@ pub async fn run(ng: Arc<NgServer>, cfg: SipConfig, stop: Arc<AtomicBool>) -> st
     while !stop.load(Ordering::Relaxed) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    if let Some(t) = reloader {
+    for t in [reloader, shared].into_iter().flatten() {
         t.abort();
     }
     let _ = tokio::task::spawn_blocking(move || serving.join()).await;

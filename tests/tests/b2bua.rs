@@ -662,3 +662,35 @@ fn calls_over_tcp_on_both_legs() {
     assert_eq!(cdr["transport"], "tcp");
     assert_eq!(cdr["legs"][1]["transport"], "tcp");
 }
+
+#[test]
+fn nodes_sharing_redis_find_users_registered_on_each_other() {
+    use tollgate_tests::services::{self, Service};
+    let redis = services::url(Service::Redis);
+    let extra = format!("{USERS}\ntrusted = [\"127.0.0.1/32\"]\nregistrar_redis = \"{redis}\"");
+    let a = node_with(7000, &extra, REGISTERED);
+    let b = node_with(7100, &extra, REGISTERED);
+    // The user registers on node A, with its contact where B's callee runs.
+    let port = b.uas.port().to_string();
+    a.call_with(
+        "uac_register.xml",
+        "6000",
+        &[
+            "-au",
+            "6000",
+            "-ap",
+            "secret",
+            "-key",
+            "contact_port",
+            &port,
+        ],
+    );
+    std::thread::sleep(Duration::from_millis(1000));
+    let mut uas = b.uas("uas");
+    b.call("uac", "6000");
+    wait_exit(
+        &mut uas,
+        "node B routed to the contact registered on node A",
+    );
+    assert_eq!(b.cdr()["trunk"], format!("sip:6000@127.0.0.1:{port}"));
+}

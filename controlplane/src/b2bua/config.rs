@@ -36,6 +36,10 @@ pub struct SipConfig {
     /// Users who may REGISTER and place calls, with their passwords. With
     /// none, REGISTER is refused and INVITEs need no credentials.
     pub users: Vec<UserConfig>,
+    /// Redis shared by nodes that share registrations (`redis://…`);
+    /// unset: registrations stay on this node.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub registrar_redis: Option<String>,
     /// Sources (CIDR) whose INVITEs need no credentials: trunks, proxies.
     pub trusted: Vec<ipnet::IpNet>,
     /// Digest realm and algorithms offered, preferred first (RFC 8760).
@@ -120,6 +124,7 @@ impl Default for SipConfig {
             min_se_secs: 90,
             routes: Vec::new(),
             users: Vec::new(),
+            registrar_redis: None,
             trusted: Vec::new(),
             realm: "tollgate".into(),
             digest_algorithms: vec![Algorithm::Sha256, Algorithm::Md5],
@@ -162,6 +167,11 @@ impl SipConfig {
                 errs.push(format!(
                     "sip.advertise: needed with sip.listen = {a}, to write a reachable address in Via and Contact"
                 ));
+            }
+        }
+        if let Some(u) = &self.registrar_redis {
+            if !u.starts_with("redis://") && !u.starts_with("rediss://") {
+                errs.push(format!("sip.registrar_redis: {u:?} is not a redis:// URL"));
             }
         }
         if let Some(u) = &self.lcr.url {

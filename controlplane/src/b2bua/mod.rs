@@ -1578,6 +1578,16 @@ impl B2bua {
         self.start_client(now, (branch, "BYE".into()), bye, to, "", Purpose::Bye);
     }
 
+    /// Registration changes made here, for nodes sharing registrations.
+    pub fn take_registrations(&mut self) -> Vec<(String, Vec<registrar::Shared>)> {
+        self.registrar.export(Instant::now())
+    }
+
+    /// Another node's bindings for `user`.
+    pub fn merge_registration(&mut self, user: &str, bindings: &[registrar::Shared]) {
+        self.registrar.merge(user, bindings, Instant::now());
+    }
+
     /// (Re)starts the call's session timer (RFC 4028) when a session
     /// interval was negotiated: unless refreshed, the call ends with it.
     fn arm_session(&mut self, now: Instant, call_id: &str, interval: Option<Duration>) {

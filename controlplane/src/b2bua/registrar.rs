@@ -1,10 +1,12 @@
 //! The registrar (RFC 3261 §10): REGISTER binds a user's address of record
 //! to contacts for a while; calls to that user go to its newest live
-//! contact. Bindings live in memory.
+//! contact. Bindings live in memory; when nodes share registrations
+//! (through Redis, see `regshare`), each change is exported as a
+//! [`Shared`] list and other nodes' lists are merged in.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tollgate_sip::message::{Message, NameAddr, Uri};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,6 +22,22 @@ pub struct Binding {
 #[derive(Debug, Default)]
 pub struct Registrar {
     bindings: HashMap<String, Vec<Binding>>,
+    /// Users whose bindings changed here since the last export.
+    changed: Vec<String>,
+}
+
+/// A binding as nodes exchange it: absolute expiry in Unix milliseconds.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Shared {
+    pub contact: String,
+    pub addr: SocketAddr,
+    pub expires_ms: i64,
+}
+
+fn unix_ms(now: SystemTime) -> i64 {
+    now.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
 /// What a REGISTER asks for.
@@ -87,6 +105,50 @@ impl Registrar {
         if list.is_empty() {
             self.bindings.remove(user);
         }
+        self.changed.push(user.to_string());
+    }
+
+    /// Users changed since the last call, with their live bindings (empty:
+    /// unregistered), for other nodes.
+    pub fn export(&mut self, now: Instant) -> Vec<(String, Vec<Shared>)> {
+        let wall = SystemTime::now();
+        let mut users = std::mem::take(&mut self.changed);
+        users.sort();
+        users.dedup();
+        users
+            .into_iter()
+            .map(|u| {
+                let list = self
+                    .bindings(&u, now)
+                    .into_iter()
+                    .map(|b| Shared {
+                        contact: b.contact.clone(),
+                        addr: b.addr,
+                        expires_ms: unix_ms(wall + b.expires.saturating_duration_since(now)),
+                    })
+                    .collect();
+                (u, list)
+            })
+            .collect()
+    }
+
+    /// Takes another node's view of `user`'s bindings as the truth.
+    pub fn merge(&mut self, user: &str, shared: &[Shared], now: Instant) {
+        let wall = unix_ms(SystemTime::now());
+        let list: Vec<Binding> = shared
+            .iter()
+            .filter(|b| b.expires_ms > wall)
+            .map(|b| Binding {
+                contact: b.contact.clone(),
+                addr: b.addr,
+                expires: now + Duration::from_millis((b.expires_ms - wall) as u64),
+            })
+            .collect();
+        if list.is_empty() {
+            self.bindings.remove(user);
+        } else {
+            self.bindings.insert(user.to_string(), list);
+        }
     }
 
     /// The user's live bindings, newest last.
@@ -149,6 +211,23 @@ mod tests {
         );
         assert!(r.lookup("6000", now).is_none());
         assert!(requested(&register("*", Some("10")), 3600).is_err());
+        let exported = r.export(now);
+        assert_eq!(
+            exported,
+            vec![("6000".to_string(), vec![])],
+            "one entry per user, now empty"
+        );
+        let c = requested(&register("<sip:6000@192.0.2.1:5070>", Some("60")), 3600).unwrap();
+        r.apply("6000", c, src, now);
+        let shared = r.export(now).pop().unwrap().1;
+        let mut other = Registrar::default();
+        other.merge("6000", &shared, now);
+        assert_eq!(
+            other.lookup("6000", now).unwrap().addr,
+            "192.0.2.1:5070".parse().unwrap()
+        );
+        other.merge("6000", &[], now);
+        assert!(other.lookup("6000", now).is_none());
         assert!(requested(&register("<sip:x@y>;expires=soon", None), 3600).is_err());
     }
 }
