@@ -23,5 +23,12 @@ fi
 # Installed with policy-rc.d in place, so no package starts a system-wide
 # server; the tests start their own (scripts/data/start-*.sh).
 bash -c 'source "$1/data/lib.sh" && apt_install mariadb-server postgresql-15 redis-server rabbitmq-server' _ "$(dirname "$0")"
+# Relay ports are bound at fixed numbers (the default media range
+# 30000-40000, the tests' ranges within 20000-59999). Reserve them so the
+# kernel never hands one out as the ephemeral port of an unrelated socket
+# (a database client, SIPp): a production node should do the same for its
+# media range. Ephemeral ports then come from 60000-65000.
+sysctl -qw net.ipv4.ip_local_port_range="32768 65000" net.ipv4.ip_local_reserved_ports=20000-59999 ||
+  echo "setup: could not reserve the relay ports (net.ipv4.ip_local_reserved_ports); tests may collide with ephemeral ports" >&2
 command -v cargo >/dev/null || { echo "setup: cargo not found; install stable Rust (rustup)" >&2; exit 1; }
 echo "setup: ready ($(clang --version | head -n1); $(cargo --version))"

@@ -212,8 +212,8 @@ async fn sigkill_mid_run_loses_and_doubles_nothing() {
     let t0 = Instant::now();
     while acked.lock().unwrap().len() < 1500 {
         assert!(
-            t0.elapsed() < Duration::from_secs(60),
-            "calls are not being set up"
+            !driver.is_finished() && t0.elapsed() < Duration::from_secs(60),
+            "calls are not being set up (the driver says why above)"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -332,7 +332,12 @@ async fn sinks_down_under_load_get_every_cdr_once_when_back() {
         let (acked, stop, prefix) = (acked.clone(), stop.clone(), prefix.clone());
         std::thread::spawn(move || drive(ng, &prefix, 4_000, &stop, &acked))
     };
+    let t0 = Instant::now();
     while acked.lock().unwrap().len() < 300 {
+        assert!(
+            !driver.is_finished() && t0.elapsed() < Duration::from_secs(60),
+            "calls are not being set up (the driver says why above)"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     // The database, the Redis server and the broker go away; calls must go
