@@ -59,6 +59,16 @@ const SUT: &str = "127.0.0.1:5060";
 const UAS: &str = "127.0.0.1:5090";
 const UAC: &str = "127.0.0.1:5070";
 const NG: &str = "127.0.0.1:22230";
+/// SIPp under load: 4 MiB socket buffers (the default drops bursts at
+/// 1000 cps) and more receive/schedule work per loop.
+const SIPP_LOAD: [&str; 6] = [
+    "-buff_size",
+    "4194304",
+    "-max_recv_loops",
+    "10000",
+    "-max_sched_loops",
+    "10000",
+];
 
 struct Running {
     children: Vec<Child>,
@@ -170,14 +180,7 @@ fn sipp_uas(dir: &Path) -> Result<Running> {
     let mut cmd = Command::new("sipp");
     cmd.args(["-sf", peers::UAS_NO180, "-i", "127.0.0.1", "-p", "5090"])
         .args(["-mi", "127.0.0.1", "-mp", "6000", "-bind_local", "-nostdin"])
-        .args([
-            "-buff_size",
-            "4194304",
-            "-max_recv_loops",
-            "10000",
-            "-max_sched_loops",
-            "10000",
-        ]);
+        .args(SIPP_LOAD);
     Ok(Running {
         children: vec![spawn(cmd, dir, "sipp-uas")?],
     })
@@ -303,14 +306,7 @@ fn run_once(system: &str, a: &SipArgs) -> Result<SipResult> {
             "-rtt_freq",
             "1",
         ])
-        .args([
-            "-buff_size",
-            "4194304",
-            "-max_recv_loops",
-            "10000",
-            "-max_sched_loops",
-            "10000",
-        ])
+        .args(SIPP_LOAD)
         .current_dir(&dir)
         .stdin(Stdio::null())
         .stdout(Stdio::null())

@@ -75,6 +75,63 @@ impl Key {
     }
 }
 
+/// The three timers of a transaction: the next retransmission (and the
+/// interval after it), the give-up deadline, and the linger that ends it.
+#[derive(Debug, Default)]
+struct Clock {
+    retransmit: Option<(Instant, Duration)>,
+    deadline: Option<Instant>,
+    linger: Option<Instant>,
+}
+
+/// What fired at one `Clock::fire`.
+struct Fired {
+    gave_up: bool,
+    resend: bool,
+    ended: bool,
+}
+
+impl Clock {
+    fn next(&self) -> Option<Instant> {
+        [self.retransmit.map(|(t, _)| t), self.deadline, self.linger]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    /// Runs what is due at `now`. A passed deadline stops everything;
+    /// a due retransmission is rescheduled at twice its interval, capped
+    /// at `cap` when given.
+    fn fire(&mut self, now: Instant, cap: Option<Duration>) -> Fired {
+        if self.deadline.is_some_and(|t| t <= now) {
+            self.deadline = None;
+            self.retransmit = None;
+            return Fired {
+                gave_up: true,
+                resend: false,
+                ended: false,
+            };
+        }
+        let mut resend = false;
+        if let Some((t, interval)) = self.retransmit {
+            if t <= now {
+                resend = true;
+                let next = cap.map_or(interval * 2, |c| (interval * 2).min(c));
+                self.retransmit = Some((now + next, next));
+            }
+        }
+        let ended = self.linger.is_some_and(|t| t <= now);
+        if ended {
+            self.linger = None;
+        }
+        Fired {
+            gave_up: false,
+            resend,
+            ended,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ClientState {
     /// Calling (INVITE) or Trying (non-INVITE).
@@ -104,12 +161,8 @@ pub struct Client {
     state: ClientState,
     request: Message,
     ack: Option<Message>,
-    /// Timer A or E: next retransmission and the interval after it.
-    retransmit: Option<(Instant, Duration)>,
-    /// Timer B or F.
-    deadline: Option<Instant>,
-    /// Timer D, K or M: when the terminated state is reached.
-    linger: Option<Instant>,
+    /// Timer A or E (retransmit), B or F (deadline), D, K or M (linger).
+    clock: Clock,
     out: VecDeque<Message>,
     events: VecDeque<ClientEvent>,
 }
@@ -125,9 +178,11 @@ impl Client {
             state: ClientState::Calling,
             request: request.clone(),
             ack: None,
-            retransmit: (!reliable).then_some((now + timers.t1, timers.t1)),
-            deadline: Some(now + timers.give_up()),
-            linger: None,
+            clock: Clock {
+                retransmit: (!reliable).then_some((now + timers.t1, timers.t1)),
+                deadline: Some(now + timers.give_up()),
+                linger: None,
+            },
             out: VecDeque::new(),
             events: VecDeque::new(),
         };
@@ -150,19 +205,19 @@ impl Client {
                 self.state = ClientState::Proceeding;
                 if !self.invite {
                     // Timer E now fires at T2 (§17.1.2.2).
-                    if let Some((_, _)) = self.retransmit {
-                        self.retransmit = Some((now + self.timers.t2, self.timers.t2));
+                    if let Some((_, _)) = self.clock.retransmit {
+                        self.clock.retransmit = Some((now + self.timers.t2, self.timers.t2));
                     }
                 } else {
-                    self.retransmit = None;
+                    self.clock.retransmit = None;
                 }
                 self.events.push_back(ClientEvent::Response(resp));
             }
             (ClientState::Calling | ClientState::Proceeding, 200..=299) if self.invite => {
                 self.state = ClientState::Accepted;
-                self.retransmit = None;
-                self.deadline = None;
-                self.linger = Some(now + self.timers.give_up()); // timer M
+                self.clock.retransmit = None;
+                self.clock.deadline = None;
+                self.clock.linger = Some(now + self.timers.give_up()); // timer M
                 self.events.push_back(ClientEvent::Response(resp));
             }
             (ClientState::Accepted, 200..=299) => {
@@ -170,14 +225,14 @@ impl Client {
             }
             (ClientState::Calling | ClientState::Proceeding, 200..=699) => {
                 self.state = ClientState::Completed;
-                self.retransmit = None;
-                self.deadline = None;
+                self.clock.retransmit = None;
+                self.clock.deadline = None;
                 let linger = match (self.reliable, self.invite) {
                     (true, _) => Duration::ZERO,
                     (false, true) => Duration::from_secs(32).max(self.timers.give_up()), // D
                     (false, false) => self.timers.t4,                                    // K
                 };
-                self.linger = Some(now + linger);
+                self.clock.linger = Some(now + linger);
                 if self.invite {
                     let ack = ack_for(&self.request, &resp);
                     self.out.push_back(ack.clone());
@@ -196,33 +251,23 @@ impl Client {
     }
 
     pub fn poll_timeout(&self) -> Option<Instant> {
-        [self.retransmit.map(|(t, _)| t), self.deadline, self.linger]
-            .into_iter()
-            .flatten()
-            .min()
+        self.clock.next()
     }
 
     pub fn handle_timeout(&mut self, now: Instant) {
-        if self.deadline.is_some_and(|t| t <= now) {
-            self.deadline = None;
-            self.retransmit = None;
+        // Timer A doubles without a cap; E is capped at T2.
+        let fired = self
+            .clock
+            .fire(now, (!self.invite).then_some(self.timers.t2));
+        if fired.gave_up {
             self.state = ClientState::Terminated;
             self.events.push_back(ClientEvent::Timeout);
             return;
         }
-        if let Some((t, interval)) = self.retransmit {
-            if t <= now {
-                self.out.push_back(self.request.clone());
-                let next = if self.invite {
-                    interval * 2
-                } else {
-                    (interval * 2).min(self.timers.t2)
-                };
-                self.retransmit = Some((now + next, next));
-            }
+        if fired.resend {
+            self.out.push_back(self.request.clone());
         }
-        if self.linger.is_some_and(|t| t <= now) {
-            self.linger = None;
+        if fired.ended {
             self.state = ClientState::Terminated;
         }
     }
@@ -291,12 +336,9 @@ pub struct Server {
     state: ServerState,
     request: Message,
     last_response: Option<Message>,
-    /// Timer G, or the 2xx retransmission: next send and the interval after it.
-    retransmit: Option<(Instant, Duration)>,
-    /// Timer H, or the 2xx give-up.
-    deadline: Option<Instant>,
-    /// Timer I, J or L.
-    linger: Option<Instant>,
+    /// Timer G or the 2xx retransmission (retransmit), H or the 2xx
+    /// give-up (deadline), I, J or L (linger).
+    clock: Clock,
     out: VecDeque<Message>,
     events: VecDeque<ServerEvent>,
 }
@@ -313,9 +355,7 @@ impl Server {
             state: ServerState::Proceeding,
             request,
             last_response: None,
-            retransmit: None,
-            deadline: None,
-            linger: None,
+            clock: Clock::default(),
             out: VecDeque::new(),
             events: VecDeque::new(),
         };
@@ -345,14 +385,14 @@ impl Server {
         if req.method() == Some("ACK") {
             if self.state == ServerState::Completed {
                 self.state = ServerState::Confirmed;
-                self.retransmit = None;
-                self.deadline = None;
+                self.clock.retransmit = None;
+                self.clock.deadline = None;
                 let i = if self.reliable {
                     Duration::ZERO
                 } else {
                     self.timers.t4
                 };
-                self.linger = Some(now + i);
+                self.clock.linger = Some(now + i);
             }
             return;
         }
@@ -367,9 +407,9 @@ impl Server {
     /// by the dialog): stop retransmitting the 2xx.
     pub fn acknowledged(&mut self, now: Instant) {
         if self.state == ServerState::Accepted {
-            self.retransmit = None;
-            self.deadline = None;
-            self.linger.get_or_insert(now + self.timers.give_up());
+            self.clock.retransmit = None;
+            self.clock.deadline = None;
+            self.clock.linger.get_or_insert(now + self.timers.give_up());
         }
     }
 
@@ -390,18 +430,18 @@ impl Server {
             200..=299 if self.invite => {
                 self.state = ServerState::Accepted;
                 if !self.reliable {
-                    self.retransmit = Some((now + self.timers.t1, self.timers.t1));
+                    self.clock.retransmit = Some((now + self.timers.t1, self.timers.t1));
                 }
-                self.deadline = Some(give_up);
-                self.linger = None;
+                self.clock.deadline = Some(give_up);
+                self.clock.linger = None;
             }
             _ if self.invite => {
                 self.state = ServerState::Completed;
                 if !self.reliable {
-                    self.retransmit = Some((now + self.timers.t1, self.timers.t1));
+                    self.clock.retransmit = Some((now + self.timers.t1, self.timers.t1));
                     // G
                 }
-                self.deadline = Some(give_up); // H
+                self.clock.deadline = Some(give_up); // H
             }
             _ => {
                 self.state = ServerState::Completed;
@@ -410,37 +450,28 @@ impl Server {
                 } else {
                     self.timers.give_up()
                 };
-                self.linger = Some(now + j);
+                self.clock.linger = Some(now + j);
             }
         }
     }
 
     pub fn poll_timeout(&self) -> Option<Instant> {
-        [self.retransmit.map(|(t, _)| t), self.deadline, self.linger]
-            .into_iter()
-            .flatten()
-            .min()
+        self.clock.next()
     }
 
     pub fn handle_timeout(&mut self, now: Instant) {
-        if self.deadline.is_some_and(|t| t <= now) {
-            self.deadline = None;
-            self.retransmit = None;
+        let fired = self.clock.fire(now, Some(self.timers.t2));
+        if fired.gave_up {
             self.state = ServerState::Terminated;
             self.events.push_back(ServerEvent::NoAck);
             return;
         }
-        if let Some((t, interval)) = self.retransmit {
-            if t <= now {
-                if let Some(r) = &self.last_response {
-                    self.out.push_back(r.clone());
-                }
-                let next = (interval * 2).min(self.timers.t2);
-                self.retransmit = Some((now + next, next));
+        if fired.resend {
+            if let Some(r) = &self.last_response {
+                self.out.push_back(r.clone());
             }
         }
-        if self.linger.is_some_and(|t| t <= now) {
-            self.linger = None;
+        if fired.ended {
             self.state = ServerState::Terminated;
         }
     }

@@ -131,6 +131,21 @@ impl Node {
         log
     }
 
+    /// REGISTERs user 6000 (password `secret`) with its contact at `contact`'s port.
+    fn register_6000(&self, contact: &SocketAddr) -> String {
+        let port = contact.port().to_string();
+        let args = [
+            "-au",
+            "6000",
+            "-ap",
+            "secret",
+            "-key",
+            "contact_port",
+            &port,
+        ];
+        self.call_with("uac_register.xml", "6000", &args)
+    }
+
     /// The CDR of the only call, waiting for the sink to write it.
     fn cdr(&self) -> serde_json::Value {
         let path = self.dir.0.join("cdr.jsonl");
@@ -466,19 +481,7 @@ fn register_with_digest_then_a_call_reaches_the_registered_user() {
         &["-au", "6000", "-ap", "wrong"],
     );
     let port = n.uas.port().to_string();
-    let log = n.call_with(
-        "uac_register.xml",
-        "6000",
-        &[
-            "-au",
-            "6000",
-            "-ap",
-            "secret",
-            "-key",
-            "contact_port",
-            &port,
-        ],
-    );
+    let log = n.register_6000(&n.uas);
     assert!(
         log.contains(&format!("<sip:6000@127.0.0.1:{port}>;expires=300")),
         "{log}"
@@ -672,19 +675,7 @@ fn nodes_sharing_redis_find_users_registered_on_each_other() {
     let b = node_with(7100, &extra, REGISTERED);
     // The user registers on node A, with its contact where B's callee runs.
     let port = b.uas.port().to_string();
-    a.call_with(
-        "uac_register.xml",
-        "6000",
-        &[
-            "-au",
-            "6000",
-            "-ap",
-            "secret",
-            "-key",
-            "contact_port",
-            &port,
-        ],
-    );
+    a.register_6000(&b.uas);
     std::thread::sleep(Duration::from_millis(1000));
     let mut uas = b.uas("uas");
     b.call("uac", "6000");

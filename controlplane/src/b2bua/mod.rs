@@ -127,6 +127,7 @@ enum Due {
     Ping,
 }
 
+#[derive(Clone)]
 enum Purpose {
     BInvite,
     Cancel,
@@ -214,6 +215,19 @@ fn reason_phrase(code: u16) -> &'static str {
         501 => "Not Implemented",
         503 => "Service Unavailable",
         _ => "Unknown",
+    }
+}
+
+/// Puts a transaction's next timer on the heap unless it is there already.
+fn arm(
+    heap: &mut BinaryHeap<Reverse<(Instant, Due)>>,
+    armed: &mut Option<Instant>,
+    next: Option<Instant>,
+    due: impl FnOnce() -> Due,
+) {
+    if let Some(t) = next.filter(|t| *armed != Some(*t)) {
+        *armed = Some(t);
+        heap.push(Reverse((t, due())));
     }
 }
 
@@ -885,9 +899,10 @@ impl B2bua {
         let call = e.call.clone();
         if e.txn.is_terminated() {
             self.servers.remove(key);
-        } else if let Some(t) = e.txn.poll_timeout().filter(|t| e.armed != Some(*t)) {
-            e.armed = Some(t);
-            self.due.push(Reverse((t, Due::Server(key.clone()))));
+        } else {
+            arm(&mut self.due, &mut e.armed, e.txn.poll_timeout(), || {
+                Due::Server(key.clone())
+            });
         }
         for m in sends {
             self.send(to, &m);
@@ -915,21 +930,13 @@ impl B2bua {
         let sends: Vec<Message> = std::iter::from_fn(|| e.txn.poll_transmit()).collect();
         let events: Vec<ClientEvent> = std::iter::from_fn(|| e.txn.poll_event()).collect();
         let call = e.call.clone();
-        let purpose = match &e.purpose {
-            Purpose::BInvite => Purpose::BInvite,
-            Purpose::Cancel => Purpose::Cancel,
-            Purpose::Bye => Purpose::Bye,
-            Purpose::Relay { server, from } => Purpose::Relay {
-                server: server.clone(),
-                from: *from,
-            },
-            Purpose::Ping(g) => Purpose::Ping(*g),
-        };
+        let purpose = e.purpose.clone();
         if e.txn.is_terminated() {
             self.clients.remove(key);
-        } else if let Some(t) = e.txn.poll_timeout().filter(|t| e.armed != Some(*t)) {
-            e.armed = Some(t);
-            self.due.push(Reverse((t, Due::Client(key.clone()))));
+        } else {
+            arm(&mut self.due, &mut e.armed, e.txn.poll_timeout(), || {
+                Due::Client(key.clone())
+            });
         }
         for m in sends {
             self.send(to, &m);
@@ -1382,18 +1389,10 @@ impl B2bua {
             },
         );
         self.pump_server(&key);
-        let Some(far) = self.leg_addr(&call_id, side.other()) else {
+        let Some((to, branch, mut out)) = self.leg_request(&call_id, side.other(), &method, None)
+        else {
             return;
         };
-        let (via, branch) = self.via(far);
-        let contact = self.contact.clone();
-        let call = self.calls.get_mut(&call_id).expect("present");
-        let leg = match side.other() {
-            Side::A => &mut call.a,
-            Side::B => &mut call.b,
-        };
-        let to = leg.addr;
-        let mut out = leg.request(&method, via, &contact, None);
         if let Some(s) = body {
             out = with_sdp(out, Some(s));
         } else if !req.body.is_empty() {
@@ -1502,22 +1501,38 @@ impl B2bua {
     /// ACKs a relayed re-INVITE's 2xx on leg `side` ourselves; the
     /// sender's own ACK is absorbed.
     fn ack_relayed(&mut self, call_id: &str, side: Side, resp: &Message) {
-        let Some(to) = self.leg_addr(call_id, side) else {
-            return;
-        };
-        let (via, _) = self.via(to);
+        let n = resp.cseq().map(|(n, _)| n).ok();
+        if let Some((to, _, ack)) = self.leg_request(call_id, side, "ACK", n) {
+            self.send(to, &ack);
+        }
+    }
+
+    /// A BYE on `side` of the call.
+    fn bye(&mut self, now: Instant, call_id: &str, side: Side) {
+        if let Some((to, branch, bye)) = self.leg_request(call_id, side, "BYE", None) {
+            let id = call_id.to_string();
+            self.start_client(now, (branch, "BYE".into()), bye, to, &id, Purpose::Bye);
+        }
+    }
+
+    /// A request in the dialog on `side` of the call (the next CSeq unless
+    /// given): where it goes, its branch, the request.
+    fn leg_request(
+        &mut self,
+        call_id: &str,
+        side: Side,
+        method: &str,
+        cseq: Option<u32>,
+    ) -> Option<(SocketAddr, String, Message)> {
+        let to = self.leg_addr(call_id, side)?;
+        let (via, branch) = self.via(to);
         let contact = self.contact.clone();
-        let Some(call) = self.calls.get_mut(call_id) else {
-            return;
-        };
+        let call = self.calls.get_mut(call_id)?;
         let leg = match side {
             Side::A => &mut call.a,
             Side::B => &mut call.b,
         };
-        let n = resp.cseq().map(|(n, _)| n).unwrap_or(leg.cseq);
-        let ack = leg.request("ACK", via, &contact, Some(n));
-        let to = leg.addr;
-        self.send(to, &ack);
+        Some((to, branch, leg.request(method, via, &contact, cseq)))
     }
 
     /// Where requests on `side` of the call go.
@@ -1527,26 +1542,6 @@ impl B2bua {
             Side::A => call.a.addr,
             Side::B => call.b.addr,
         })
-    }
-
-    /// A BYE on `side` of the call.
-    fn bye(&mut self, now: Instant, call_id: &str, side: Side) {
-        let Some(to) = self.leg_addr(call_id, side) else {
-            return;
-        };
-        let (via, branch) = self.via(to);
-        let contact = self.contact.clone();
-        let Some(call) = self.calls.get_mut(call_id) else {
-            return;
-        };
-        let leg = match side {
-            Side::A => &mut call.a,
-            Side::B => &mut call.b,
-        };
-        let bye = leg.request("BYE", via, &contact, None);
-        let to = leg.addr;
-        let id = call_id.to_string();
-        self.start_client(now, (branch, "BYE".into()), bye, to, &id, Purpose::Bye);
     }
 
     /// A 2xx from `to` for an INVITE whose call is gone: ACK it, then BYE
