@@ -151,8 +151,9 @@ impl Overrides {
     }
 }
 
-/// Runs the control plane until `stop` is set.
-fn controlplane(cfg: Config, stop: Arc<AtomicBool>) -> Result<()> {
+/// Runs the control plane until `stop` is set; `config_path` is read again
+/// on SIGHUP for the dialplan.
+fn controlplane(cfg: Config, config_path: Option<PathBuf>, stop: Arc<AtomicBool>) -> Result<()> {
     let (spool, repairs) =
         Spool::open(cfg.cdr.spool(), &cfg.cdr.sink_names()).context("opening the CDR spool")?;
     for r in repairs {
@@ -173,6 +174,7 @@ fn controlplane(cfg: Config, stop: Arc<AtomicBool>) -> Result<()> {
         let sip = tokio::spawn(sipserver::run(
             server.clone(),
             cfg.sip.clone(),
+            config_path,
             stop.clone(),
         ));
         let served = ngserver::run(server, cfg.ng.listen, stop)
@@ -241,7 +243,7 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Controlplane { config, overrides } => {
             let cfg = overrides.apply(load(config.as_deref())?)?;
-            controlplane(cfg, stop_on_signals()?)
+            controlplane(cfg, config, stop_on_signals()?)
         }
         Command::Ctl {
             socket,

@@ -18,6 +18,7 @@ use crate::ngserver::{wait_durable, NgServer};
 use std::collections::HashMap;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
@@ -37,7 +38,12 @@ fn lock(b: &Mutex<B2bua>) -> std::sync::MutexGuard<'_, B2bua> {
 
 /// Binds `cfg.listen`, loads the LCR tables, and serves on a thread of its
 /// own until `stop` is set. Returns when the listener is up (or not).
-pub async fn run(ng: Arc<NgServer>, cfg: SipConfig, stop: Arc<AtomicBool>) -> std::io::Result<()> {
+pub async fn run(
+    ng: Arc<NgServer>,
+    cfg: SipConfig,
+    config_path: Option<PathBuf>,
+    stop: Arc<AtomicBool>,
+) -> std::io::Result<()> {
     let Some(listen) = cfg.listen else {
         return Ok(());
     };
@@ -84,18 +90,41 @@ pub async fn run(ng: Arc<NgServer>, cfg: SipConfig, stop: Arc<AtomicBool>) -> st
     };
     let shared =
         cfg_redis.map(|url| tokio::spawn(crate::regshare::run(url, b2b.clone(), stop.clone())));
-    let stop2 = stop.clone();
+    let (stop2, b2b_main) = (stop.clone(), b2b.clone());
     let serving = std::thread::Builder::new()
         .name("tg-sip".into())
         .spawn(move || serve(sock, tcp, &ng, &b2b, &stop2))?;
+    let hup = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, hup.clone())?;
     while !stop.load(Ordering::Relaxed) {
         tokio::time::sleep(Duration::from_millis(100)).await;
+        if hup.swap(false, Ordering::Relaxed) {
+            reload_dialplan(config_path.as_deref(), &b2b_main);
+        }
     }
     for t in [reloader, shared].into_iter().flatten() {
         t.abort();
     }
     let _ = tokio::task::spawn_blocking(move || serving.join()).await;
     Ok(())
+}
+
+/// SIGHUP: the dialplan is read again from the config file (validated
+/// whole first; a bad file leaves the running dialplan as it was).
+fn reload_dialplan(path: Option<&Path>, b2b: &Mutex<B2bua>) {
+    let Some(path) = path else {
+        tracing::warn!(
+            "SIGHUP: the node runs on built-in defaults; there is no dialplan file to read"
+        );
+        return;
+    };
+    match crate::config::Config::load(path) {
+        Ok(c) => {
+            lock(b2b).set_routes(&c.sip.routes);
+            tracing::info!(routes = c.sip.routes.len(), file = %path.display(), "dialplan reloaded");
+        }
+        Err(e) => tracing::error!(error = %e, "dialplan not reloaded; the running one stays"),
+    }
 }
 
 /// A message as a receiver thread hands it to the B2BUA thread.

@@ -47,6 +47,7 @@ fn wait_ready(child: &mut Child, socket: &Path) -> Result<()> {
 pub fn run(cfg: Config, config_path: Option<PathBuf>, stop: Arc<AtomicBool>) -> Result<()> {
     let socket = cfg.dataplane.control_socket.clone();
     let mut child = spawn_dataplane(config_path.as_deref())?;
+    let reload_from = config_path.clone();
     wait_ready(&mut child, &socket)?;
     let child = Arc::new(Mutex::new(child));
     let watcher = {
@@ -69,7 +70,7 @@ pub fn run(cfg: Config, config_path: Option<PathBuf>, stop: Arc<AtomicBool>) -> 
             }
         })
     };
-    let result = crate::controlplane(cfg, stop.clone());
+    let result = crate::controlplane(cfg, reload_from, stop.clone());
     stop.store(true, Ordering::Relaxed);
     let _ = watcher.join();
     let mut c = child.lock().expect("child");

@@ -17,7 +17,7 @@ use tollgate_tests::TempDir;
 const SCENARIOS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/peers/b2bua");
 
 /// A node with SIP on 127.0.0.1:`base`, NG on `base`+1, relay ports from
-/// 20000 + (`base`-5000)*20; the UAS on `base`+30 (media `base`+40), the UAC on `base`+20
+/// 20000 + (`base`-5000)*15 (inside the reserved 20000-59999); the UAS on `base`+30 (media `base`+40), the UAC on `base`+20
 /// (media `base`+50).
 struct Node {
     dir: TempDir,
@@ -50,7 +50,7 @@ fn node_with(base: u16, sip_extra: &str, target_6000: &str) -> Node {
 fn node_full(base: u16, sip_extra: &str, target_6000: &str, more: &str) -> Node {
     let dir = TempDir::new("b2bua");
     let (sip, uas) = (addr(base), addr(base + 30));
-    let ports = ((base - 5000) * 20 + 20000, (base - 5000) * 20 + 20099);
+    let ports = ((base - 5000) * 15 + 20000, (base - 5000) * 15 + 20099);
     let sections = format!(
         r#"
 [sip]
@@ -684,4 +684,35 @@ fn nodes_sharing_redis_find_users_registered_on_each_other() {
         "node B routed to the contact registered on node A",
     );
     assert_eq!(b.cdr()["trunk"], format!("sip:6000@127.0.0.1:{port}"));
+}
+
+#[test]
+fn sighup_reloads_the_dialplan_and_a_bad_file_changes_nothing() {
+    let n = node(7200, "");
+    let cfg = n.dir.0.join("tollgate.toml");
+    let text = std::fs::read_to_string(&cfg).expect("config");
+    let hup = || {
+        // SAFETY: signalling the node this test started.
+        unsafe { libc::kill(n.tollgate.child.id() as i32, libc::SIGHUP) };
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    let reason = |branch: &str| {
+        let s = client();
+        s.send_to(invite("9999", branch, "").as_bytes(), n.sip)
+            .expect("send");
+        let got = finals(&s, 1);
+        format!("{} {}", got[0].code().unwrap_or(0), got[0].reason())
+    };
+    assert_eq!(reason("r1"), "480 IVR not available");
+    std::fs::write(&cfg, text.replace("IVR not available", "IVR moved")).unwrap();
+    hup();
+    assert_eq!(reason("r2"), "480 IVR moved");
+    std::fs::write(&cfg, text.replace("reject = 480", "reject = 200")).unwrap();
+    hup();
+    assert_eq!(
+        reason("r3"),
+        "480 IVR moved",
+        "an invalid file is not taken"
+    );
+    assert!(n.tollgate.log_text().contains("dialplan not reloaded"));
 }

@@ -1573,6 +1573,12 @@ impl B2bua {
         self.start_client(now, (branch, "BYE".into()), bye, to, "", Purpose::Bye);
     }
 
+    /// Replaces the dialplan (a reloaded config); calls in progress keep
+    /// the route they took.
+    pub fn set_routes(&mut self, routes: &[config::RouteConfig]) {
+        self.dialplan = Dialplan::new(routes);
+    }
+
     /// Registration changes made here, for nodes sharing registrations.
     pub fn take_registrations(&mut self) -> Vec<(String, Vec<registrar::Shared>)> {
         self.registrar.export(Instant::now())
