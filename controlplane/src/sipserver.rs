@@ -109,6 +109,21 @@ pub async fn run(
     Ok(())
 }
 
+/// How often the SIP counters are logged.
+const REPORT_EVERY: Duration = Duration::from_secs(60);
+
+fn report(c: &crate::b2bua::Counters) {
+    tracing::info!(
+        received = c.received,
+        malformed = c.malformed,
+        bad_requests = c.bad_requests,
+        overload = c.overload,
+        calls = c.calls,
+        answered = c.answered,
+        "SIP counters"
+    );
+}
+
 /// SIGHUP: the dialplan is read again from the config file (validated
 /// whole first; a bad file leaves the running dialplan as it was).
 fn reload_dialplan(path: Option<&Path>, b2b: &Mutex<B2bua>) {
@@ -261,7 +276,12 @@ fn serve(
         .name("tg-sip-accept".into())
         .spawn(move || accept_tcp(tcp, tx3, conns3));
     let mut burst: Vec<Inbound> = Vec::with_capacity(BURST);
+    let mut reported = Instant::now();
     while !stop.load(Ordering::Relaxed) {
+        if reported.elapsed() >= REPORT_EVERY {
+            reported = Instant::now();
+            report(&lock(b2b).counters);
+        }
         let wait = lock(b2b)
             .poll_timeout()
             .map(|t| t.saturating_duration_since(Instant::now()))
@@ -309,6 +329,7 @@ fn serve(
             }
         }
     }
+    report(&lock(b2b).counters);
 }
 
 /// Loads the LCR tables every `every_secs`, and writes gateway health

@@ -458,6 +458,21 @@ fn malformed_messages_are_answered_or_dropped_and_the_node_carries_on() {
         "{}",
         n.tollgate.log_text()
     );
+    // Counted: the node logs its SIP counters when it stops.
+    let mut n = n;
+    tollgate_bench::sut::terminate(&mut n.tollgate.child, Duration::from_secs(5));
+    let log = n.tollgate.log_text();
+    let counters = log
+        .lines()
+        .rfind(|l| l.contains("SIP counters"))
+        .unwrap_or_default();
+    assert!(
+        counters.contains(&format!("bad_requests={}", answerable.len()))
+            // Of the dropped: the empty datagram is a keep-alive and the
+            // stray response is valid SIP; the other three are malformed.
+            && counters.contains(&format!("malformed={}", dropped.len() - 2)),
+        "{counters}"
+    );
 }
 
 const USERS: &str = r#"
