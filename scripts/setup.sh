@@ -9,7 +9,7 @@
 # be present.
 set -euo pipefail
 
-packages=(clang libbpf-dev linux-libc-dev iproute2 ethtool util-linux sip-tester kamailio rtpengine-daemon fonts-dejavu-core)
+packages=(clang libbpf-dev linux-libc-dev iproute2 ethtool util-linux openssl sip-tester kamailio rtpengine-daemon fonts-dejavu-core)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

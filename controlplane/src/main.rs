@@ -12,6 +12,7 @@ mod ngserver;
 mod plane;
 mod regshare;
 mod sipserver;
+mod siptransport;
 mod supervisor;
 
 use anyhow::{Context, Result};

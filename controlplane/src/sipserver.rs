@@ -1,36 +1,34 @@
-//! The SIP listeners (UDP and TCP on the same address) and the B2BUA's
-//! thread. Receiver threads (one for UDP, one per TCP connection, framing
-//! messages by Content-Length) queue messages; the B2BUA thread takes a
-//! burst, hands it to the B2BUA in arrival order under the lock the NG server also
-//! takes (they share the media session manager), due timers are run, and
-//! what the B2BUA sends leaves once the call records the step produced are
-//! durable in the CDR spool: a 200 to a BYE means the call's CDR is on disk.
-//! While one step waits for the disk, datagrams queue in the socket and the
-//! next step takes them together (group commit across calls). Blocking
-//! threads rather than tokio tasks: per-message hand-offs between the
-//! runtime and its blocking pool cost more than the SIP work itself.
-//! Responses and requests to a TCP peer go over its connection (opened on
-//! demand). A tokio task keeps the least-cost routing tables loaded.
+//! The B2BUA's thread and what feeds it. The transports (`siptransport`:
+//! UDP and TCP on `sip.listen`, TLS on `sip.tls_listen`) queue messages;
+//! the B2BUA thread takes a burst, hands it to the B2BUA in arrival order
+//! under the lock the NG server also takes (they share the media session
+//! manager), runs due timers, and sends what the B2BUA produced once the
+//! call records of that step are durable in the CDR spool: a 200 to a BYE
+//! means the call's CDR is on disk. While one step waits for the disk,
+//! messages queue and the next step takes them together (group commit
+//! across calls). Blocking threads rather than tokio tasks: per-message
+//! hand-offs between the runtime and its blocking pool cost more than the
+//! SIP work itself. Tokio tasks keep the least-cost routing tables loaded,
+//! share registrations through Redis, and serve TLS; SIGHUP reloads the
+//! dialplan.
 
 use crate::b2bua::config::SipConfig;
 use crate::b2bua::{lcr, B2bua, Media, Transport};
 use crate::ngserver::{wait_durable, NgServer};
-use std::collections::HashMap;
-use std::io::{ErrorKind, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use crate::siptransport::{
+    accept_tcp, accept_tls, receive_udp, send_stream, tls_config, Connections, Inbound,
+};
+use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tollgate_sip::message::{Message, ParseError};
 
 /// Datagrams taken in one step.
 const BURST: usize = 64;
 /// The longest the thread sleeps, so it notices `stop`.
 const NAP: Duration = Duration::from_millis(50);
-/// A TCP peer that sends this much without completing a message is cut off.
-const MAX_STREAM_BUFFER: usize = 1 << 20;
 
 fn lock(b: &Mutex<B2bua>) -> std::sync::MutexGuard<'_, B2bua> {
     b.lock().unwrap_or_else(|p| p.into_inner())
@@ -54,6 +52,26 @@ pub async fn run(
             stop.store(true, Ordering::Relaxed); // the node does not run half-configured
             return Err(e);
         }
+    };
+    let tls = match (cfg.tls_listen, &cfg.tls_cert, &cfg.tls_key) {
+        (Some(at), Some(cert), Some(key)) => {
+            let config = tls_config(cert, key).map_err(std::io::Error::other);
+            let bound = match config {
+                Ok(c) => tokio::net::TcpListener::bind(at).await.map(|l| (l, c)),
+                Err(e) => Err(e),
+            };
+            match bound {
+                Ok(b) => {
+                    tracing::info!(listen = %at, "SIP over TLS listening");
+                    Some(b)
+                }
+                Err(e) => {
+                    stop.store(true, Ordering::Relaxed);
+                    return Err(e);
+                }
+            }
+        }
+        _ => None,
     };
     let local = SocketAddr::new(
         cfg.advertise.unwrap_or(listen.ip()),
@@ -90,10 +108,15 @@ pub async fn run(
     };
     let shared =
         cfg_redis.map(|url| tokio::spawn(crate::regshare::run(url, b2b.clone(), stop.clone())));
+    let (tx, rx) = mpsc::channel();
+    let conns: Connections = Arc::default();
+    let tls = tls.map(|(listener, config)| {
+        tokio::spawn(accept_tls(listener, config, tx.clone(), conns.clone()))
+    });
     let (stop2, b2b_main) = (stop.clone(), b2b.clone());
     let serving = std::thread::Builder::new()
         .name("tg-sip".into())
-        .spawn(move || serve(sock, tcp, &ng, &b2b, &stop2))?;
+        .spawn(move || serve(sock, tcp, (tx, rx), conns, &ng, &b2b, &stop2))?;
     let hup = Arc::new(AtomicBool::new(false));
     signal_hook::flag::register(signal_hook::consts::SIGHUP, hup.clone())?;
     while !stop.load(Ordering::Relaxed) {
@@ -102,7 +125,7 @@ pub async fn run(
             reload_dialplan(config_path.as_deref(), &b2b_main);
         }
     }
-    for t in [reloader, shared].into_iter().flatten() {
+    for t in [reloader, shared, tls].into_iter().flatten() {
         t.abort();
     }
     let _ = tokio::task::spawn_blocking(move || serving.join()).await;
@@ -142,130 +165,15 @@ fn reload_dialplan(path: Option<&Path>, b2b: &Mutex<B2bua>) {
     }
 }
 
-/// A message as a receiver thread hands it to the B2BUA thread.
-enum Inbound {
-    Datagram(SocketAddr, Vec<u8>),
-    /// One whole message framed from a TCP connection.
-    Stream(SocketAddr, Vec<u8>),
-}
-
-/// The write halves of open TCP connections, by peer.
-type Connections = Arc<Mutex<HashMap<SocketAddr, TcpStream>>>;
-
-/// Reads datagrams until `stop`.
-fn receive_udp(sock: UdpSocket, tx: mpsc::Sender<Inbound>, stop: Arc<AtomicBool>) {
-    let mut buf = vec![0u8; 65536];
-    let _ = sock.set_read_timeout(Some(NAP));
-    while !stop.load(Ordering::Relaxed) {
-        match sock.recv_from(&mut buf) {
-            Ok((n, from)) => {
-                if tx.send(Inbound::Datagram(from, buf[..n].to_vec())).is_err() {
-                    return;
-                }
-            }
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
-            Err(e) => tracing::debug!(error = %e, "SIP receive failed"),
-        }
-    }
-}
-
-/// Frames messages off one TCP connection (Content-Length delimits them)
-/// until it closes or goes out of step.
-fn receive_tcp(
-    mut stream: TcpStream,
-    peer: SocketAddr,
-    tx: mpsc::Sender<Inbound>,
-    conns: Connections,
-) {
-    let (mut buf, mut chunk) = (Vec::new(), vec![0u8; 65536]);
-    loop {
-        match Message::parse_stream(&buf) {
-            Ok((_, used)) => {
-                let msg: Vec<u8> = buf.drain(..used).collect();
-                if tx.send(Inbound::Stream(peer, msg)).is_err() {
-                    break;
-                }
-                continue;
-            }
-            Err(ParseError::Incomplete) if buf.len() < MAX_STREAM_BUFFER => {}
-            Err(e) => {
-                // Out of step: the B2BUA answers 400 if it can; then close.
-                tracing::debug!(%peer, error = %e, "SIP stream out of step; closing");
-                let _ = tx.send(Inbound::Stream(peer, std::mem::take(&mut buf)));
-                break;
-            }
-        }
-        match stream.read(&mut chunk) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-        }
-    }
-    conns
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .remove(&peer);
-}
-
-fn accept_tcp(listener: TcpListener, tx: mpsc::Sender<Inbound>, conns: Connections) {
-    for stream in listener.incoming().flatten() {
-        let Ok(peer) = stream.peer_addr() else {
-            continue;
-        };
-        track(stream, peer, &tx, &conns);
-    }
-}
-
-/// Registers a connection's write half and starts its reader.
-fn track(stream: TcpStream, peer: SocketAddr, tx: &mpsc::Sender<Inbound>, conns: &Connections) {
-    let _ = stream.set_nodelay(true);
-    let Ok(writer) = stream.try_clone() else {
-        return;
-    };
-    conns
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .insert(peer, writer);
-    let (tx, conns) = (tx.clone(), conns.clone());
-    let _ = std::thread::Builder::new()
-        .name("tg-sip-tcp".into())
-        .spawn(move || receive_tcp(stream, peer, tx, conns));
-}
-
-/// Sends over the connection with `to`, opening one if there is none.
-fn send_tcp(to: SocketAddr, bytes: &[u8], tx: &mpsc::Sender<Inbound>, conns: &Connections) {
-    let existing = conns
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .get(&to)
-        .and_then(|s| s.try_clone().ok());
-    let mut stream = match existing {
-        Some(s) => s,
-        None => match TcpStream::connect_timeout(&to, Duration::from_secs(2)) {
-            Ok(s) => {
-                let Ok(w) = s.try_clone() else { return };
-                track(s, to, tx, conns);
-                w
-            }
-            Err(e) => {
-                tracing::debug!(%to, error = %e, "SIP TCP connect failed");
-                return;
-            }
-        },
-    };
-    if let Err(e) = stream.write_all(bytes) {
-        tracing::debug!(%to, error = %e, "SIP TCP send failed");
-    }
-}
-
 fn serve(
     sock: UdpSocket,
     tcp: TcpListener,
+    (tx, rx): (mpsc::Sender<Inbound>, mpsc::Receiver<Inbound>),
+    conns: Connections,
     ng: &NgServer,
     b2b: &Mutex<B2bua>,
     stop: &Arc<AtomicBool>,
 ) {
-    let (tx, rx) = mpsc::channel();
-    let conns: Connections = Arc::default();
     let Ok(udp_in) = sock.try_clone() else { return };
     let (tx2, stop2) = (tx.clone(), stop.clone());
     let _ = std::thread::Builder::new()
@@ -308,8 +216,8 @@ fn serve(
             for m in burst.drain(..) {
                 match m {
                     Inbound::Datagram(from, bytes) => b.on_datagram(now, from, &bytes, &mut media),
-                    Inbound::Stream(from, bytes) => {
-                        b.on_stream_message(now, from, &bytes, &mut media)
+                    Inbound::Stream(from, transport, bytes) => {
+                        b.on_stream_message(now, transport, from, &bytes, &mut media)
                     }
                 }
             }
@@ -325,7 +233,7 @@ fn serve(
                         tracing::debug!(%to, error = %e, "SIP send failed");
                     }
                 }
-                Transport::Tcp => send_tcp(to, &bytes, &tx, &conns),
+                stream => send_stream(to, stream, &bytes, &tx, &conns),
             }
         }
     }

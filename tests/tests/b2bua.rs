@@ -731,3 +731,71 @@ fn sighup_reloads_the_dialplan_and_a_bad_file_changes_nothing() {
     );
     assert!(n.tollgate.log_text().contains("dialplan not reloaded"));
 }
+
+#[test]
+fn sip_over_tls_with_the_configured_certificate() {
+    use std::io::{Read, Write};
+    let certs = TempDir::new("sip-tls");
+    let (cert, key) = (certs.0.join("cert.pem"), certs.0.join("key.pem"));
+    let made = std::process::Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+        ])
+        .args([
+            "-subj",
+            "/CN=tollgate-test",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+        ])
+        // A server certificate, not a CA (rustls refuses a CA as end entity).
+        .args(["-addext", "basicConstraints=critical,CA:FALSE"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl (scripts/setup.sh installs it)");
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let tls_at = addr(7305);
+    let extra = format!(
+        "tls_listen = \"{tls_at}\"\ntls_cert = \"{}\"\ntls_key = \"{}\"",
+        cert.display(),
+        key.display()
+    );
+    let n = node(7300, &extra);
+
+    // A client that trusts only this certificate.
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls::pki_types::CertificateDer::pem_file_iter(&cert).unwrap() {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let name = rustls::pki_types::ServerName::IpAddress(std::net::Ipv4Addr::LOCALHOST.into());
+    let conn = rustls::ClientConnection::new(std::sync::Arc::new(config), name).unwrap();
+    let sock = std::net::TcpStream::connect(tls_at).expect("TLS listener");
+    sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut tls = rustls::StreamOwned::new(conn, sock);
+    let req =
+        invite("9999", "tls1", "").replace("SIP/2.0/UDP 127.0.0.1:9", "SIP/2.0/TLS 127.0.0.1:9");
+    tls.write_all(req.as_bytes()).expect("send over TLS");
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&got).contains("480 IVR not available") {
+        let n = tls.read(&mut buf).expect("answer over TLS");
+        assert!(n > 0, "closed: {}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&buf[..n]);
+    }
+    assert!(String::from_utf8_lossy(&got).contains("Via: SIP/2.0/TLS"));
+    drop(n);
+}

@@ -14,6 +14,14 @@ pub struct SipConfig {
     /// UDP address of the B2BUA. Unset: no SIP, the node is driven over NG.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub listen: Option<SocketAddr>,
+    /// SIP over TLS (RFC 3261 §26): where it listens, and the server
+    /// certificate chain and private key (PEM files) it presents.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_listen: Option<SocketAddr>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_cert: Option<std::path::PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_key: Option<std::path::PathBuf>,
     /// Address written in our Via and Contact (default: the listen address).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub advertise: Option<IpAddr>,
@@ -113,6 +121,9 @@ impl Default for SipConfig {
     fn default() -> Self {
         SipConfig {
             listen: None,
+            tls_listen: None,
+            tls_cert: None,
+            tls_key: None,
             advertise: None,
             t1_ms: 500,
             t2_ms: 4000,
@@ -167,6 +178,22 @@ impl SipConfig {
                 errs.push(format!(
                     "sip.advertise: needed with sip.listen = {a}, to write a reachable address in Via and Contact"
                 ));
+            }
+        }
+        if self.tls_listen.is_some() {
+            if self.listen.is_none() {
+                errs.push(
+                    "sip.tls_listen: needs sip.listen too (the B2BUA's UDP/TCP address)".into(),
+                );
+            }
+            for (key, path) in [("tls_cert", &self.tls_cert), ("tls_key", &self.tls_key)] {
+                match path {
+                    None => errs.push(format!("sip.{key}: needed with sip.tls_listen")),
+                    Some(p) if !p.is_file() => {
+                        errs.push(format!("sip.{key}: {} is not a readable file", p.display()))
+                    }
+                    Some(_) => {}
+                }
             }
         }
         if let Some(u) = &self.registrar_redis {

@@ -47,6 +47,7 @@ use tollgate_sip::transaction::{Client, ClientEvent, Key, Server, ServerEvent, T
 pub enum Transport {
     Udp,
     Tcp,
+    Tls,
 }
 
 impl Transport {
@@ -54,6 +55,7 @@ impl Transport {
         match self {
             Transport::Udp => "UDP",
             Transport::Tcp => "TCP",
+            Transport::Tls => "TLS",
         }
     }
 }
@@ -177,9 +179,9 @@ pub struct B2bua {
     cps_window: (Instant, u32),
     registrar: Registrar,
     auth: Authenticator,
-    /// Peers reached over TCP: those whose messages came over it and the
-    /// targets whose URI asks for it. Everyone else is UDP.
-    tcp: std::collections::HashSet<SocketAddr>,
+    /// Peers reached over a stream (TCP or TLS): those whose messages came
+    /// over one and the targets whose URI asks for TCP. Everyone else is UDP.
+    streams: HashMap<SocketAddr, Transport>,
     /// Every pending timer, earliest first: handling them costs
     /// O(log n) each instead of a scan of every transaction.
     due: BinaryHeap<Reverse<(Instant, Due)>>,
@@ -315,7 +317,7 @@ impl B2bua {
             counters: Counters::default(),
             registrar: Registrar::default(),
             auth,
-            tcp: std::collections::HashSet::new(),
+            streams: HashMap::new(),
             due: BinaryHeap::new(),
             lcr: LcrTable::default(),
             health: HashMap::new(),
@@ -330,15 +332,11 @@ impl B2bua {
     }
 
     fn transport_of(&self, peer: SocketAddr) -> Transport {
-        if self.tcp.contains(&peer) {
-            Transport::Tcp
-        } else {
-            Transport::Udp
-        }
+        self.streams.get(&peer).copied().unwrap_or(Transport::Udp)
     }
 
     fn reliable(&self, peer: SocketAddr) -> bool {
-        self.transport_of(peer) == Transport::Tcp
+        self.transport_of(peer) != Transport::Udp
     }
 
     /// Our Via for a request to `to`, and its branch.
@@ -375,15 +373,16 @@ impl B2bua {
         self.on_message(now, Transport::Udp, from, bytes, media);
     }
 
-    /// One message read from the TCP connection with `from`.
+    /// One message read from the TCP or TLS connection with `from`.
     pub fn on_stream_message(
         &mut self,
         now: Instant,
+        transport: Transport,
         from: SocketAddr,
         bytes: &[u8],
         media: &mut Media,
     ) {
-        self.on_message(now, Transport::Tcp, from, bytes, media);
+        self.on_message(now, transport, from, bytes, media);
     }
 
     fn on_message(
@@ -396,8 +395,8 @@ impl B2bua {
     ) {
         self.counters.received += 1;
         match transport {
-            Transport::Tcp => self.tcp.insert(from),
-            Transport::Udp => self.tcp.remove(&from),
+            Transport::Udp => self.streams.remove(&from),
+            stream => self.streams.insert(from, stream),
         };
         if bytes.iter().all(|b| b.is_ascii_whitespace()) {
             return; // keep-alive
@@ -802,7 +801,7 @@ impl B2bua {
             u.param("transport")
                 .is_some_and(|t| t.eq_ignore_ascii_case("tcp"))
         }) {
-            self.tcp.insert(addr);
+            self.streams.insert(addr, Transport::Tcp);
         }
         let (via, branch) = self.via(addr);
         let contact = self.contact.clone();

@@ -1,0 +1,237 @@
+//! SIP transports for the B2BUA's thread: receivers that turn UDP
+//! datagrams and TCP/TLS byte streams (framed by Content-Length) into
+//! [`Inbound`] messages on one queue, and the open stream connections by
+//! peer ([`Connections`]) through which responses and requests to stream
+//! peers leave. TCP runs on blocking threads (one per connection); TLS
+//! (rustls, server side, the configured certificate) on tokio tasks, whose
+//! writer takes bytes from a channel.
+
+use crate::b2bua::Transport;
+use std::collections::HashMap;
+use std::io::{ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tollgate_sip::message::{Message, ParseError};
+
+/// A TCP or TLS peer that sends this much without completing a message is
+/// cut off.
+const MAX_STREAM_BUFFER: usize = 1 << 20;
+/// How long the UDP receiver blocks before looking at `stop`.
+const NAP: Duration = Duration::from_millis(50);
+
+/// A message as a receiver hands it to the B2BUA thread.
+pub enum Inbound {
+    Datagram(SocketAddr, Vec<u8>),
+    /// One whole message framed from a TCP or TLS connection.
+    Stream(SocketAddr, Transport, Vec<u8>),
+}
+
+/// How to write to an open stream connection.
+pub enum Conn {
+    Tcp(TcpStream),
+    Tls(tokio::sync::mpsc::UnboundedSender<Vec<u8>>),
+}
+
+/// The open stream connections, by peer.
+pub type Connections = Arc<Mutex<HashMap<SocketAddr, Conn>>>;
+
+fn conns_lock(c: &Connections) -> std::sync::MutexGuard<'_, HashMap<SocketAddr, Conn>> {
+    c.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Reads datagrams until `stop`.
+pub fn receive_udp(sock: UdpSocket, tx: mpsc::Sender<Inbound>, stop: Arc<AtomicBool>) {
+    let mut buf = vec![0u8; 65536];
+    let _ = sock.set_read_timeout(Some(NAP));
+    while !stop.load(Ordering::Relaxed) {
+        match sock.recv_from(&mut buf) {
+            Ok((n, from)) => {
+                if tx.send(Inbound::Datagram(from, buf[..n].to_vec())).is_err() {
+                    return;
+                }
+            }
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+            Err(e) => tracing::debug!(error = %e, "SIP receive failed"),
+        }
+    }
+}
+
+/// Queues every whole message at the front of `buf`. False when the stream
+/// is out of step (what is left goes to the B2BUA, which answers 400 if it
+/// can) or the B2BUA is gone: the connection is to be closed.
+fn take_frames(
+    buf: &mut Vec<u8>,
+    peer: SocketAddr,
+    transport: Transport,
+    tx: &mpsc::Sender<Inbound>,
+) -> bool {
+    loop {
+        match Message::parse_stream(buf) {
+            Ok((_, used)) => {
+                let msg: Vec<u8> = buf.drain(..used).collect();
+                if tx.send(Inbound::Stream(peer, transport, msg)).is_err() {
+                    return false;
+                }
+            }
+            Err(ParseError::Incomplete) if buf.len() < MAX_STREAM_BUFFER => return true,
+            Err(e) => {
+                tracing::debug!(%peer, error = %e, "SIP stream out of step; closing");
+                let _ = tx.send(Inbound::Stream(peer, transport, std::mem::take(buf)));
+                return false;
+            }
+        }
+    }
+}
+
+fn receive_tcp(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    tx: mpsc::Sender<Inbound>,
+    conns: Connections,
+) {
+    let (mut buf, mut chunk) = (Vec::new(), vec![0u8; 65536]);
+    while take_frames(&mut buf, peer, Transport::Tcp, &tx) {
+        match stream.read(&mut chunk) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+    conns_lock(&conns).remove(&peer);
+}
+
+/// Accepts TCP connections for as long as the process runs.
+pub fn accept_tcp(listener: TcpListener, tx: mpsc::Sender<Inbound>, conns: Connections) {
+    for stream in listener.incoming().flatten() {
+        let Ok(peer) = stream.peer_addr() else {
+            continue;
+        };
+        track(stream, peer, &tx, &conns);
+    }
+}
+
+/// Registers a TCP connection's write half and starts its reader.
+fn track(stream: TcpStream, peer: SocketAddr, tx: &mpsc::Sender<Inbound>, conns: &Connections) {
+    let _ = stream.set_nodelay(true);
+    let Ok(writer) = stream.try_clone() else {
+        return;
+    };
+    conns_lock(conns).insert(peer, Conn::Tcp(writer));
+    let (tx, conns) = (tx.clone(), conns.clone());
+    let _ = std::thread::Builder::new()
+        .name("tg-sip-tcp".into())
+        .spawn(move || receive_tcp(stream, peer, tx, conns));
+}
+
+/// Sends over the stream connection with `to`, opening a TCP one if there
+/// is none (a TLS peer must have connected to us).
+pub fn send_stream(
+    to: SocketAddr,
+    transport: Transport,
+    bytes: &[u8],
+    tx: &mpsc::Sender<Inbound>,
+    conns: &Connections,
+) {
+    let existing = match conns_lock(conns).get(&to) {
+        Some(Conn::Tcp(s)) => s.try_clone().ok().map(Conn::Tcp),
+        Some(Conn::Tls(w)) => Some(Conn::Tls(w.clone())),
+        None => None,
+    };
+    let mut stream = match (existing, transport) {
+        (Some(Conn::Tls(w)), _) => {
+            let _ = w.send(bytes.to_vec());
+            return;
+        }
+        (Some(Conn::Tcp(s)), _) => s,
+        (None, Transport::Tls) => {
+            tracing::debug!(%to, "no TLS connection from that peer; Tollgate does not open TLS connections");
+            return;
+        }
+        (None, _) => match TcpStream::connect_timeout(&to, Duration::from_secs(2)) {
+            Ok(s) => {
+                let Ok(w) = s.try_clone() else {
+                    return;
+                };
+                track(s, to, tx, conns);
+                w
+            }
+            Err(e) => {
+                tracing::debug!(%to, error = %e, "SIP TCP connect failed");
+                return;
+            }
+        },
+    };
+    if let Err(e) = stream.write_all(bytes) {
+        tracing::debug!(%to, error = %e, "SIP TCP send failed");
+    }
+}
+
+/// The TLS server configuration from PEM files, with errors naming them.
+pub fn tls_config(cert: &Path, key: &Path) -> Result<rustls::ServerConfig, String> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .and_then(|it| it.collect())
+        .map_err(|e| format!("sip.tls_cert {}: {e}", cert.display()))?;
+    if certs.is_empty() {
+        return Err(format!(
+            "sip.tls_cert {}: no certificate in it",
+            cert.display()
+        ));
+    }
+    let key = PrivateKeyDer::from_pem_file(key)
+        .map_err(|e| format!("sip.tls_key {}: {e}", key.display()))?;
+    rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| format!("sip.tls_cert/tls_key: {e}"))
+}
+
+/// Accepts TLS connections on `listener` for as long as the task runs.
+pub async fn accept_tls(
+    listener: tokio::net::TcpListener,
+    config: rustls::ServerConfig,
+    tx: mpsc::Sender<Inbound>,
+    conns: Connections,
+) {
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    loop {
+        let Ok((sock, peer)) = listener.accept().await else {
+            continue;
+        };
+        let (acceptor, tx, conns) = (acceptor.clone(), tx.clone(), conns.clone());
+        tokio::spawn(async move {
+            let tls = match acceptor.accept(sock).await {
+                Ok(t) => t,
+                Err(e) => {
+                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                    return;
+                }
+            };
+            let (mut rd, mut wr) = tokio::io::split(tls);
+            let (out_tx, mut out_rx) = tokio::sync::mpsc::unbounded_channel::<Vec<u8>>();
+            conns_lock(&conns).insert(peer, Conn::Tls(out_tx));
+            let writer = tokio::spawn(async move {
+                while let Some(b) = out_rx.recv().await {
+                    if wr.write_all(&b).await.is_err() {
+                        break;
+                    }
+                }
+            });
+            let (mut buf, mut chunk) = (Vec::new(), vec![0u8; 65536]);
+            while take_frames(&mut buf, peer, Transport::Tls, &tx) {
+                match rd.read(&mut chunk).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                }
+            }
+            conns_lock(&conns).remove(&peer);
+            writer.abort();
+        });
+    }
+}
