@@ -16,7 +16,8 @@ use crate::b2bua::config::SipConfig;
 use crate::b2bua::{lcr, B2bua, Media, Transport};
 use crate::ngserver::{wait_durable, NgServer};
 use crate::siptransport::{
-    accept_tcp, accept_tls, receive_udp, send_stream, tls_config, Connections, Inbound,
+    accept_tcp, accept_tls, receive_udp, tls_client_config, tls_config, Connections, Inbound,
+    Outbound,
 };
 use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
@@ -79,6 +80,7 @@ pub async fn run(
     );
     tracing::info!(%listen, %local, routes = cfg.routes.len(), "SIP B2BUA listening (UDP and TCP)");
     let lcr_cfg = cfg.lcr.clone();
+    let tls_ca = cfg.tls_ca.clone();
     let cfg_redis = cfg.registrar_redis.clone();
     let b2b = Arc::new(Mutex::new(B2bua::new(cfg, local)));
     let reloader = match &lcr_cfg.url {
@@ -113,10 +115,25 @@ pub async fn run(
     let tls = tls.map(|(listener, config)| {
         tokio::spawn(accept_tls(listener, config, tx.clone(), conns.clone()))
     });
+    let tls_out = match tls_client_config(tls_ca.as_deref()) {
+        Ok(c) => Some((
+            tokio::runtime::Handle::current(),
+            tokio_rustls::TlsConnector::from(Arc::new(c)),
+        )),
+        Err(e) => {
+            tracing::warn!(error = %e, "no TLS client: targets asking for TLS cannot be called");
+            None
+        }
+    };
+    let out = Outbound {
+        conns,
+        tx,
+        tls: tls_out,
+    };
     let (stop2, b2b_main) = (stop.clone(), b2b.clone());
     let serving = std::thread::Builder::new()
         .name("tg-sip".into())
-        .spawn(move || serve(sock, tcp, (tx, rx), conns, &ng, &b2b, &stop2))?;
+        .spawn(move || serve(sock, tcp, rx, out, &ng, &b2b, &stop2))?;
     let hup = Arc::new(AtomicBool::new(false));
     signal_hook::flag::register(signal_hook::consts::SIGHUP, hup.clone())?;
     while !stop.load(Ordering::Relaxed) {
@@ -168,18 +185,19 @@ fn reload_dialplan(path: Option<&Path>, b2b: &Mutex<B2bua>) {
 fn serve(
     sock: UdpSocket,
     tcp: TcpListener,
-    (tx, rx): (mpsc::Sender<Inbound>, mpsc::Receiver<Inbound>),
-    conns: Connections,
+    rx: mpsc::Receiver<Inbound>,
+    outbound: Outbound,
     ng: &NgServer,
     b2b: &Mutex<B2bua>,
     stop: &Arc<AtomicBool>,
 ) {
     let Ok(udp_in) = sock.try_clone() else { return };
+    let tx = outbound.tx.clone();
     let (tx2, stop2) = (tx.clone(), stop.clone());
     let _ = std::thread::Builder::new()
         .name("tg-sip-udp".into())
         .spawn(move || receive_udp(udp_in, tx2, stop2));
-    let (tx3, conns3) = (tx.clone(), conns.clone());
+    let (tx3, conns3) = (tx, outbound.conns.clone());
     let _ = std::thread::Builder::new()
         .name("tg-sip-accept".into())
         .spawn(move || accept_tcp(tcp, tx3, conns3));
@@ -233,7 +251,7 @@ fn serve(
                         tracing::debug!(%to, error = %e, "SIP send failed");
                     }
                 }
-                stream => send_stream(to, stream, &bytes, &tx, &conns),
+                stream => outbound.send(to, stream, &bytes),
             }
         }
     }

@@ -2,9 +2,11 @@
 //! datagrams and TCP/TLS byte streams (framed by Content-Length) into
 //! [`Inbound`] messages on one queue, and the open stream connections by
 //! peer ([`Connections`]) through which responses and requests to stream
-//! peers leave. TCP runs on blocking threads (one per connection); TLS
-//! (rustls, server side, the configured certificate) on tokio tasks, whose
-//! writer takes bytes from a channel.
+//! peers leave ([`Outbound`], which opens TCP and TLS connections to
+//! targets on demand). TCP runs on blocking threads (one per connection);
+//! TLS (rustls: the configured certificate when serving, the configured or
+//! system CAs when calling out) on tokio tasks, whose writer takes bytes
+//! from a channel.
 
 use crate::b2bua::Transport;
 use std::collections::HashMap;
@@ -126,46 +128,72 @@ fn track(stream: TcpStream, peer: SocketAddr, tx: &mpsc::Sender<Inbound>, conns:
         .spawn(move || receive_tcp(stream, peer, tx, conns));
 }
 
-/// Sends over the stream connection with `to`, opening a TCP one if there
-/// is none (a TLS peer must have connected to us).
-pub fn send_stream(
-    to: SocketAddr,
-    transport: Transport,
-    bytes: &[u8],
-    tx: &mpsc::Sender<Inbound>,
-    conns: &Connections,
-) {
-    let existing = match conns_lock(conns).get(&to) {
-        Some(Conn::Tcp(s)) => s.try_clone().ok().map(Conn::Tcp),
-        Some(Conn::Tls(w)) => Some(Conn::Tls(w.clone())),
-        None => None,
-    };
-    let mut stream = match (existing, transport) {
-        (Some(Conn::Tls(w)), _) => {
-            let _ = w.send(bytes.to_vec());
-            return;
-        }
-        (Some(Conn::Tcp(s)), _) => s,
-        (None, Transport::Tls) => {
-            tracing::debug!(%to, "no TLS connection from that peer; Tollgate does not open TLS connections");
-            return;
-        }
-        (None, _) => match TcpStream::connect_timeout(&to, Duration::from_secs(2)) {
-            Ok(s) => {
-                let Ok(w) = s.try_clone() else {
-                    return;
-                };
-                track(s, to, tx, conns);
-                w
-            }
-            Err(e) => {
-                tracing::debug!(%to, error = %e, "SIP TCP connect failed");
+/// Where stream messages leave: the open connections, and how to open new
+/// ones (TCP directly; TLS on the runtime, verified against `tls`'s roots).
+pub struct Outbound {
+    pub conns: Connections,
+    pub tx: mpsc::Sender<Inbound>,
+    pub tls: Option<(tokio::runtime::Handle, tokio_rustls::TlsConnector)>,
+}
+
+impl Outbound {
+    /// Sends over the stream connection with `to`, opening one if there is
+    /// none. A TLS connection being opened queues what is sent meanwhile.
+    pub fn send(&self, to: SocketAddr, transport: Transport, bytes: &[u8]) {
+        let existing = match conns_lock(&self.conns).get(&to) {
+            Some(Conn::Tcp(s)) => s.try_clone().ok().map(Conn::Tcp),
+            Some(Conn::Tls(w)) => Some(Conn::Tls(w.clone())),
+            None => None,
+        };
+        let mut stream = match (existing, transport) {
+            (Some(Conn::Tls(w)), _) => {
+                let _ = w.send(bytes.to_vec());
                 return;
             }
-        },
-    };
-    if let Err(e) = stream.write_all(bytes) {
-        tracing::debug!(%to, error = %e, "SIP TCP send failed");
+            (Some(Conn::Tcp(s)), _) => s,
+            (None, Transport::Tls) => return self.open_tls(to, bytes),
+            (None, _) => match TcpStream::connect_timeout(&to, Duration::from_secs(2)) {
+                Ok(s) => {
+                    let Ok(w) = s.try_clone() else {
+                        return;
+                    };
+                    track(s, to, &self.tx, &self.conns);
+                    w
+                }
+                Err(e) => {
+                    tracing::debug!(%to, error = %e, "SIP TCP connect failed");
+                    return;
+                }
+            },
+        };
+        if let Err(e) = stream.write_all(bytes) {
+            tracing::debug!(%to, error = %e, "SIP TCP send failed");
+        }
+    }
+
+    fn open_tls(&self, to: SocketAddr, first: &[u8]) {
+        let Some((rt, connector)) = &self.tls else {
+            tracing::warn!(%to, "a target asks for TLS but no TLS client is configured");
+            return;
+        };
+        let (out_tx, out_rx) = tokio::sync::mpsc::unbounded_channel::<Vec<u8>>();
+        let _ = out_tx.send(first.to_vec());
+        conns_lock(&self.conns).insert(to, Conn::Tls(out_tx));
+        let (connector, tx, conns) = (connector.clone(), self.tx.clone(), self.conns.clone());
+        rt.spawn(async move {
+            let name = rustls::pki_types::ServerName::IpAddress(to.ip().into());
+            let opened = match tokio::net::TcpStream::connect(to).await {
+                Ok(sock) => connector.connect(name, sock).await,
+                Err(e) => Err(e),
+            };
+            match opened {
+                Ok(tls) => session(tls, to, out_rx, tx, conns).await,
+                Err(e) => {
+                    tracing::warn!(%to, error = %e, "SIP TLS connection failed");
+                    conns_lock(&conns).remove(&to);
+                }
+            }
+        });
     }
 }
 
@@ -213,25 +241,73 @@ pub async fn accept_tls(
                     return;
                 }
             };
-            let (mut rd, mut wr) = tokio::io::split(tls);
-            let (out_tx, mut out_rx) = tokio::sync::mpsc::unbounded_channel::<Vec<u8>>();
+            let (out_tx, out_rx) = tokio::sync::mpsc::unbounded_channel::<Vec<u8>>();
             conns_lock(&conns).insert(peer, Conn::Tls(out_tx));
-            let writer = tokio::spawn(async move {
-                while let Some(b) = out_rx.recv().await {
-                    if wr.write_all(&b).await.is_err() {
-                        break;
-                    }
-                }
-            });
-            let (mut buf, mut chunk) = (Vec::new(), vec![0u8; 65536]);
-            while take_frames(&mut buf, peer, Transport::Tls, &tx) {
-                match rd.read(&mut chunk).await {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                }
-            }
-            conns_lock(&conns).remove(&peer);
-            writer.abort();
+            session(tls, peer, out_rx, tx, conns).await;
         });
     }
+}
+
+/// One TLS connection, either side: messages read are queued for the
+/// B2BUA, bytes from `out` are written, until either end closes.
+async fn session<S>(
+    tls: S,
+    peer: SocketAddr,
+    mut out: tokio::sync::mpsc::UnboundedReceiver<Vec<u8>>,
+    tx: mpsc::Sender<Inbound>,
+    conns: Connections,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + 'static,
+{
+    let (mut rd, mut wr) = tokio::io::split(tls);
+    let writer = tokio::spawn(async move {
+        while let Some(b) = out.recv().await {
+            if wr.write_all(&b).await.is_err() {
+                break;
+            }
+        }
+    });
+    let (mut buf, mut chunk) = (Vec::new(), vec![0u8; 65536]);
+    while take_frames(&mut buf, peer, Transport::Tls, &tx) {
+        match rd.read(&mut chunk).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+    conns_lock(&conns).remove(&peer);
+    writer.abort();
+}
+
+/// The TLS client configuration: targets are verified against the CA
+/// certificates in `ca` (PEM), or the system's roots without one.
+pub fn tls_client_config(ca: Option<&Path>) -> Result<rustls::ClientConfig, String> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::CertificateDer;
+    let mut roots = rustls::RootCertStore::empty();
+    match ca {
+        Some(p) => {
+            for c in CertificateDer::pem_file_iter(p)
+                .map_err(|e| format!("sip.tls_ca {}: {e}", p.display()))?
+            {
+                let c = c.map_err(|e| format!("sip.tls_ca {}: {e}", p.display()))?;
+                roots
+                    .add(c)
+                    .map_err(|e| format!("sip.tls_ca {}: {e}", p.display()))?;
+            }
+        }
+        None => {
+            for c in rustls_native_certs::load_native_certs()
+                .map_err(|e| format!("system CA certificates: {e}"))?
+            {
+                let _ = roots.add(c);
+            }
+        }
+    }
+    Ok(rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| e.to_string())?
+    .with_root_certificates(roots)
+    .with_no_client_auth())
 }

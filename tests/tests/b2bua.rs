@@ -732,11 +732,10 @@ fn sighup_reloads_the_dialplan_and_a_bad_file_changes_nothing() {
     assert!(n.tollgate.log_text().contains("dialplan not reloaded"));
 }
 
-#[test]
-fn sip_over_tls_with_the_configured_certificate() {
-    use std::io::{Read, Write};
-    let certs = TempDir::new("sip-tls");
-    let (cert, key) = (certs.0.join("cert.pem"), certs.0.join("key.pem"));
+/// A server certificate for 127.0.0.1 (not a CA: rustls refuses a CA as
+/// an end entity), made with openssl: (certificate, key) PEM paths.
+fn self_signed(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
     let made = std::process::Command::new("openssl")
         .args([
             "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
@@ -747,7 +746,6 @@ fn sip_over_tls_with_the_configured_certificate() {
             "-addext",
             "subjectAltName=IP:127.0.0.1",
         ])
-        // A server certificate, not a CA (rustls refuses a CA as end entity).
         .args(["-addext", "basicConstraints=critical,CA:FALSE"])
         .arg("-keyout")
         .arg(&key)
@@ -760,12 +758,24 @@ fn sip_over_tls_with_the_configured_certificate() {
         "{}",
         String::from_utf8_lossy(&made.stderr)
     );
-    let tls_at = addr(7305);
-    let extra = format!(
-        "tls_listen = \"{tls_at}\"\ntls_cert = \"{}\"\ntls_key = \"{}\"",
+    (cert, key)
+}
+
+fn tls_extra(at: SocketAddr, cert: &std::path::Path, key: &std::path::Path) -> String {
+    format!(
+        "tls_listen = \"{at}\"\ntls_cert = \"{}\"\ntls_key = \"{}\"",
         cert.display(),
         key.display()
-    );
+    )
+}
+
+#[test]
+fn sip_over_tls_with_the_configured_certificate() {
+    use std::io::{Read, Write};
+    let certs = TempDir::new("sip-tls");
+    let (cert, key) = self_signed(&certs.0);
+    let tls_at = addr(7305);
+    let extra = tls_extra(tls_at, &cert, &key);
     let n = node(7300, &extra);
 
     // A client that trusts only this certificate.
@@ -798,4 +808,28 @@ fn sip_over_tls_with_the_configured_certificate() {
     }
     assert!(String::from_utf8_lossy(&got).contains("Via: SIP/2.0/TLS"));
     drop(n);
+}
+
+#[test]
+fn calls_out_over_tls_verifying_the_target() {
+    let certs = TempDir::new("sip-tls");
+    let (cert, key) = self_signed(&certs.0);
+    // Node B serves TLS; node A sends 8888 to B's 9999 over TLS, trusting B's certificate.
+    let b_tls = addr(7405);
+    let _b = node(7400, &tls_extra(b_tls, &cert, &key));
+    let more =
+        format!("[[sip.routes]]\nmatch = \"8888\"\ntarget = \"sip:9999@{b_tls};transport=tls\"\n");
+    let a = node_full(
+        7500,
+        &format!("tls_ca = \"{}\"", cert.display()),
+        STATIC,
+        &more,
+    );
+    let log = a.call("uac_noanswer.xml", "8888");
+    assert!(
+        log.contains("480 IVR not available"),
+        "B's answer came back through A: {log}"
+    );
+    let cdr = a.cdr();
+    assert_eq!(cdr["legs"][1]["transport"], "tls", "{cdr}");
 }

@@ -89,20 +89,18 @@ impl CallFacts {
         c.sip_code = Some(out.code);
         c.sip_reason = Some(out.reason.clone());
         c.hangup_by = Some(out.by);
-        // Legs: the media CDR's order is the offerer (A) first.
+        // Legs: the media CDR's order is the offerer (A) first; it lacks B
+        // when B never answered (no tag), and both when there was no media.
         let legs = [Some(a), b];
-        if c.legs.is_empty() {
-            c.legs = legs
-                .iter()
-                .flatten()
-                .enumerate()
-                .map(|(i, _)| tollgate_cdr::model::Leg {
-                    leg: if i == 0 { "a".into() } else { "b".into() },
-                    start_ms: c.start_ms,
-                    end_ms: c.end_ms,
-                    ..Default::default()
-                })
-                .collect();
+        let wanted = legs.iter().flatten().count();
+        while c.legs.len() < wanted {
+            let name = if c.legs.is_empty() { "a" } else { "b" };
+            c.legs.push(tollgate_cdr::model::Leg {
+                leg: name.into(),
+                start_ms: c.start_ms,
+                end_ms: c.end_ms,
+                ..Default::default()
+            });
         }
         for ((l, leg), t) in c.legs.iter_mut().zip(legs).zip(transports) {
             let Some(leg) = leg else { continue };

@@ -22,6 +22,10 @@ pub struct SipConfig {
     pub tls_cert: Option<std::path::PathBuf>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls_key: Option<std::path::PathBuf>,
+    /// CA certificates (PEM) that targets called over TLS are verified
+    /// against; unset: the system's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_ca: Option<std::path::PathBuf>,
     /// Address written in our Via and Contact (default: the listen address).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub advertise: Option<IpAddr>,
@@ -124,6 +128,7 @@ impl Default for SipConfig {
             tls_listen: None,
             tls_cert: None,
             tls_key: None,
+            tls_ca: None,
             advertise: None,
             t1_ms: 500,
             t2_ms: 4000,
@@ -195,6 +200,12 @@ impl SipConfig {
                     Some(_) => {}
                 }
             }
+        }
+        if let Some(p) = self.tls_ca.as_ref().filter(|p| !p.is_file()) {
+            errs.push(format!(
+                "sip.tls_ca: {} is not a readable file",
+                p.display()
+            ));
         }
         if let Some(u) = &self.registrar_redis {
             if !u.starts_with("redis://") && !u.starts_with("rediss://") {

@@ -797,11 +797,17 @@ impl B2bua {
             uri.clone(),
             addr,
         );
-        if Uri::parse(&uri).is_ok_and(|u| {
-            u.param("transport")
-                .is_some_and(|t| t.eq_ignore_ascii_case("tcp"))
-        }) {
-            self.streams.insert(addr, Transport::Tcp);
+        let asked = Uri::parse(&uri)
+            .ok()
+            .and_then(|u| u.param("transport").map(str::to_ascii_lowercase));
+        match asked.as_deref() {
+            Some("tcp") => {
+                self.streams.insert(addr, Transport::Tcp);
+            }
+            Some("tls") => {
+                self.streams.insert(addr, Transport::Tls);
+            }
+            _ => {}
         }
         let (via, branch) = self.via(addr);
         let contact = self.contact.clone();
