@@ -17,7 +17,7 @@ use tollgate_tests::TempDir;
 const SCENARIOS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/peers/b2bua");
 
 /// A node with SIP on 127.0.0.1:`base`, NG on `base`+1, relay ports from
-/// 20000 + (`base`-5000)*15 (inside the reserved 20000-59999); the UAS on `base`+30 (media `base`+40), the UAC on `base`+20
+/// 20000 + (`base`-5000)*12 (inside the reserved 20000-59999); the UAS on `base`+30 (media `base`+40), the UAC on `base`+20
 /// (media `base`+50).
 struct Node {
     dir: TempDir,
@@ -50,7 +50,7 @@ fn node_with(base: u16, sip_extra: &str, target_6000: &str) -> Node {
 fn node_full(base: u16, sip_extra: &str, target_6000: &str, more: &str) -> Node {
     let dir = TempDir::new("b2bua");
     let (sip, uas) = (addr(base), addr(base + 30));
-    let ports = ((base - 5000) * 15 + 20000, (base - 5000) * 15 + 20099);
+    let ports = ((base - 5000) * 12 + 20000, (base - 5000) * 12 + 20099);
     let sections = format!(
         r#"
 [sip]
@@ -832,4 +832,54 @@ fn calls_out_over_tls_verifying_the_target() {
     );
     let cdr = a.cdr();
     assert_eq!(cdr["legs"][1]["transport"], "tls", "{cdr}");
+}
+
+/// LCR tables in a shared database server: the node creates them, the
+/// operator fills them while it runs, and the next reload routes by them.
+fn lcr_on_a_database_server(service: tollgate_tests::services::Service, base: u16) {
+    use sqlx::Connection;
+    let url = tollgate_tests::services::url(service);
+    let more = format!(
+        "[[sip.routes]]\nmatch = \"44*\"\ntarget = \"lcr\"\n\n[sip.lcr]\nurl = \"{url}\"\nping_secs = 0\nreload_secs = 1\n"
+    );
+    let n = node_full(base, "", STATIC, &more);
+    let gateway = n.uas;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        sqlx::any::install_default_drivers();
+        let mut c = sqlx::AnyConnection::connect(&url).await.expect("database");
+        for stmt in [
+            "DELETE FROM bands".to_string(),
+            "DELETE FROM numbers".into(),
+            "DELETE FROM carriers".into(),
+            "DELETE FROM rates".into(),
+            "DELETE FROM carrier_gateways".into(),
+            "DELETE FROM overrides".into(),
+            "INSERT INTO bands VALUES (1, 'UK')".into(),
+            "INSERT INTO numbers VALUES ('44', 1)".into(),
+            "INSERT INTO carriers VALUES (1, 'alpha', 1)".into(),
+            "INSERT INTO rates VALUES (1, 1, 0.010)".into(),
+            format!("INSERT INTO carrier_gateways (id, carrier_id, address, priority, strip, prefix, enabled) VALUES (11, 1, '{gateway}', 0, 0, '', 1)"),
+        ] {
+            sqlx::query(&stmt).execute(&mut c).await.unwrap_or_else(|e| panic!("{stmt}: {e}"));
+        }
+    });
+    std::thread::sleep(Duration::from_millis(2500)); // one reload
+    let mut uas = n.uas("uas");
+    n.call("uac", "442071234567");
+    wait_exit(&mut uas, "the call took the gateway from the database");
+    assert_eq!(n.cdr()["carrier"], "alpha");
+}
+
+#[test]
+fn lcr_tables_in_postgresql() {
+    lcr_on_a_database_server(tollgate_tests::services::Service::Postgres, 7600);
+}
+
+#[test]
+fn lcr_tables_in_mariadb() {
+    lcr_on_a_database_server(tollgate_tests::services::Service::Mariadb, 7700);
 }
