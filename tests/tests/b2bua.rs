@@ -4,6 +4,9 @@
 //! sink. Checked: a basic call's RTP both ways through the relay (CDR
 //! counters equal what SIPp played), both SDPs pointing at Tollgate, CANCEL,
 //! busy, ring timeout, the callee hanging up, hold and unhold by re-INVITE,
+//! INFO relayed in the dialog, registration with digest authentication,
+//! least-cost routing with failover (SQLite, PostgreSQL, MariaDB), session
+//! timers, TCP and TLS, shared registrations, dialplan reloads,
 //! dialplan rejections, overload, and a burst of malformed messages
 //! answered or dropped without harm.
 
@@ -882,4 +885,19 @@ fn lcr_tables_in_postgresql() {
 #[test]
 fn lcr_tables_in_mariadb() {
     lcr_on_a_database_server(tollgate_tests::services::Service::Mariadb, 7700);
+}
+
+#[test]
+fn in_dialog_info_is_relayed_with_its_body() {
+    let n = node(7800, "");
+    let mut uas = n.uas("uas_info.xml");
+    n.call("uac_info.xml", "6000");
+    wait_exit(&mut uas, "the callee got the INFO and the BYE");
+    let log = n.uas_log();
+    let info = &log[log.find("INFO sip:").expect("the INFO reached the callee")..];
+    assert!(
+        info.contains("application/dtmf-relay") && info.contains("Signal=5"),
+        "{info}"
+    );
+    assert_eq!(n.cdr()["status"], "answered");
 }
