@@ -901,3 +901,20 @@ fn in_dialog_info_is_relayed_with_its_body() {
     );
     assert_eq!(n.cdr()["status"], "answered");
 }
+
+#[test]
+fn silent_media_ends_the_call_with_byes_on_both_legs() {
+    let n = node_full(7900, "", STATIC, "[media]\ntimeout_secs = 2\n");
+    let mut uas = n.uas("uas");
+    let t0 = Instant::now();
+    // No RTP flows; the caller waits for a BYE, as does the callee.
+    n.call("uac_callee_hangs_up.xml", "6000");
+    assert!(
+        t0.elapsed() >= Duration::from_secs(2),
+        "not before the timeout"
+    );
+    wait_exit(&mut uas, "the callee got the B2BUA's BYE");
+    let cdr = n.cdr();
+    assert_eq!(cdr["sip_reason"], "Media timeout", "{cdr}");
+    assert_eq!(cdr["hangup_by"], "relay");
+}

@@ -191,6 +191,8 @@ pub struct B2bua {
     /// Health changes not yet written to the LCR database.
     health_changes: Vec<(i64, bool, i64)>,
     next_ping: Option<Instant>,
+    /// When answered calls' media was last looked at for the media timeout.
+    media_checked: Instant,
     /// Calls to end once the current input is handled (a missing ACK
     /// is noticed where the media manager is not at hand).
     pending_end: Vec<(String, HangupBy, &'static str)>,
@@ -323,6 +325,7 @@ impl B2bua {
             health: HashMap::new(),
             health_changes: Vec::new(),
             next_ping: None,
+            media_checked: Instant::now(),
         }
     }
 
@@ -775,8 +778,10 @@ impl B2bua {
                     );
                 }
             };
-        // Our records replace the session manager's NG-style start.
+        // Our records replace the session manager's NG-style start, and
+        // this B2BUA, not the session manager's timeouts, ends the call.
         media.sessions.take_records();
+        media.sessions.set_managed(&call_id);
         facts.trunk = Some(uri.clone());
         facts.destination_ip = Some(addr.ip());
 
@@ -1782,7 +1787,67 @@ impl B2bua {
                 }
             }
         }
+        if now.duration_since(self.media_checked) >= media.sessions.stats_every() {
+            self.media_checked = now;
+            self.end_silent_calls(now, media);
+        }
         self.finish_pending(now, media);
+    }
+
+    /// Answered calls whose media has been silent for the media timeout
+    /// are ended with BYEs on both legs (the data plane's counters, all
+    /// flows in one request).
+    fn end_silent_calls(&mut self, now: Instant, media: &mut Media) {
+        let Some(limit) = media.sessions.media_timeout() else {
+            return;
+        };
+        let old_enough = |c: &Call| {
+            c.phase == Phase::Answered
+                && c.facts
+                    .answered
+                    .and_then(|t| t.elapsed().ok())
+                    .is_some_and(|age| age >= limit)
+        };
+        let candidates: Vec<String> = self
+            .calls
+            .iter()
+            .filter(|(_, c)| old_enough(c))
+            .map(|(id, _)| id.clone())
+            .collect();
+        if candidates.is_empty() {
+            return;
+        }
+        let stats = match media.plane.stats() {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "data plane counters unavailable");
+                return;
+            }
+        };
+        let limit_ms = limit.as_millis() as u64;
+        for call_id in candidates {
+            let locals = media.sessions.call_flows(&call_id);
+            let silent = !locals.is_empty()
+                && locals
+                    .iter()
+                    .all(|l| stats.get(l).is_none_or(|s| s.idle_ms >= limit_ms));
+            if !silent {
+                continue;
+            }
+            tracing::info!(call_id, "media timeout; ending the call");
+            self.bye(now, &call_id, Side::A);
+            self.bye(now, &call_id, Side::B);
+            self.end_call(
+                &call_id,
+                Outcome {
+                    status: Disposition::Answered,
+                    code: 408,
+                    reason: "Media timeout".into(),
+                    by: HangupBy::Relay,
+                },
+                media,
+            );
+        }
     }
 
     /// Calls whose caller never ACKed our 2xx: BYE both legs, CDR.

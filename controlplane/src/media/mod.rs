@@ -114,6 +114,9 @@ struct Call {
     tags: HashMap<String, usize>,
     delete_at: Option<Instant>,
     recording: bool,
+    /// Signalled by Tollgate's own B2BUA, which ends it (with BYEs) when its
+    /// media stops: the timeouts here leave it alone.
+    managed: bool,
     /// Data-plane flows this call installed, by local address.
     flows: BTreeMap<SocketAddr, Flow>,
 }
@@ -231,6 +234,7 @@ impl Sessions {
                 tags: HashMap::new(),
                 delete_at: None,
                 recording: false,
+                managed: false,
                 flows: BTreeMap::new(),
             });
         if is_new {
@@ -652,6 +656,19 @@ impl Sessions {
     }
 
     /// Local addresses of the flows a call has installed.
+    /// Hands the call's ending to its signalling (the B2BUA): no media or
+    /// final timeout here.
+    pub fn set_managed(&mut self, call_id: &str) {
+        if let Some(c) = self.calls.get_mut(call_id) {
+            c.managed = true;
+        }
+    }
+
+    /// The media timeout, if any.
+    pub fn media_timeout(&self) -> Option<Duration> {
+        (self.cfg.timeout_secs > 0).then(|| Duration::from_secs(self.cfg.timeout_secs))
+    }
+
     pub fn call_flows(&self, call_id: &str) -> Vec<SocketAddr> {
         self.calls
             .get(call_id)
@@ -678,6 +695,9 @@ impl Sessions {
         for (id, c) in &self.calls {
             if c.delete_at.is_some_and(|t| t <= now) {
                 gone.push((id.clone(), "deleted"));
+                continue;
+            }
+            if c.managed {
                 continue;
             }
             let age = now.saturating_duration_since(c.created_mono);
