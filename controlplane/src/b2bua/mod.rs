@@ -1763,18 +1763,8 @@ impl B2bua {
                         .is_some_and(|c| c.session_deadline == Some(t))
                     {
                         tracing::info!(call_id, "session timer expired without a refresh");
-                        self.bye(now, &call_id, Side::A);
-                        self.bye(now, &call_id, Side::B);
-                        self.end_call(
-                            &call_id,
-                            Outcome {
-                                status: Disposition::Answered,
-                                code: 408,
-                                reason: "Session timer expired".into(),
-                                by: HangupBy::Relay,
-                            },
-                            media,
-                        );
+                        let ended = (Disposition::Answered, HangupBy::Relay);
+                        self.hang_up(now, &call_id, ended, "Session timer expired", media);
                     }
                 }
                 Due::Ping => {
@@ -1835,42 +1825,47 @@ impl B2bua {
                 continue;
             }
             tracing::info!(call_id, "media timeout; ending the call");
-            self.bye(now, &call_id, Side::A);
-            self.bye(now, &call_id, Side::B);
-            self.end_call(
-                &call_id,
-                Outcome {
-                    status: Disposition::Answered,
-                    code: 408,
-                    reason: "Media timeout".into(),
-                    by: HangupBy::Relay,
-                },
-                media,
-            );
+            let ended = (Disposition::Answered, HangupBy::Relay);
+            self.hang_up(now, &call_id, ended, "Media timeout", media);
         }
+    }
+
+    /// The relay ends a call itself (408 in the CDR): BYEs on both legs if
+    /// it was answered, then its CDR with `status`, `by` and `reason`.
+    fn hang_up(
+        &mut self,
+        now: Instant,
+        call_id: &str,
+        (status, by): (Disposition, HangupBy),
+        reason: &str,
+        media: &mut Media,
+    ) {
+        if self
+            .calls
+            .get(call_id)
+            .is_some_and(|c| c.phase == Phase::Answered)
+        {
+            self.bye(now, call_id, Side::A);
+            self.bye(now, call_id, Side::B);
+        }
+        let code = 408;
+        let reason = reason.to_string();
+        self.end_call(
+            call_id,
+            Outcome {
+                status,
+                code,
+                reason,
+                by,
+            },
+            media,
+        );
     }
 
     /// Calls whose caller never ACKed our 2xx: BYE both legs, CDR.
     fn finish_pending(&mut self, now: Instant, media: &mut Media) {
         for (call_id, by, reason) in std::mem::take(&mut self.pending_end) {
-            if self
-                .calls
-                .get(&call_id)
-                .is_some_and(|c| c.phase == Phase::Answered)
-            {
-                self.bye(now, &call_id, Side::A);
-                self.bye(now, &call_id, Side::B);
-            }
-            self.end_call(
-                &call_id,
-                Outcome {
-                    status: Disposition::Failed,
-                    code: 408,
-                    reason: reason.into(),
-                    by,
-                },
-                media,
-            );
+            self.hang_up(now, &call_id, (Disposition::Failed, by), reason, media);
         }
     }
 }
