@@ -24,6 +24,12 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use tollgate_cdr::spool::Spool;
 
+/// Locks `m`, taking the data over if a thread panicked holding it (the
+/// state machines behind these locks stay consistent between calls).
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 #[derive(Debug, Parser)]
 #[command(
     name = "tollgate",

@@ -252,14 +252,20 @@ mod tests {
     }
 
     impl MediaPlane for Plane {
-        fn put(&mut self, flow: &Flow) -> Result<(), String> {
-            flow.validate().map_err(|e| e.to_string())?;
-            self.flows.lock().unwrap().insert(flow.local, flow.clone());
-            Ok(())
-        }
-        fn remove(&mut self, local: SocketAddr) -> Result<(), String> {
-            self.flows.lock().unwrap().remove(&local);
-            Ok(())
+        fn apply(&mut self, puts: &[Flow], removes: &[SocketAddr]) -> Vec<Result<(), String>> {
+            let mut flows = self.flows.lock().unwrap();
+            let mut out = Vec::new();
+            for f in puts {
+                out.push(f.validate().map_err(|e| e.to_string()));
+                if out.last().is_some_and(Result::is_ok) {
+                    flows.insert(f.local, f.clone());
+                }
+            }
+            for l in removes {
+                flows.remove(l);
+                out.push(Ok(()));
+            }
+            out
         }
         fn stats(&mut self) -> Result<HashMap<SocketAddr, FlowStat>, String> {
             Ok(self.stats.lock().unwrap().clone())

@@ -9,6 +9,7 @@
 //! the order the requests were handled, and the reply goes out only once
 //! they are durable: a `delete` answered means its CDR is on disk.
 
+use crate::lock;
 use crate::ng::NgHandler;
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -33,10 +34,6 @@ pub struct NgServer {
     spool: Arc<Spool>,
 }
 
-fn lock(h: &Mutex<NgHandler>) -> std::sync::MutexGuard<'_, NgHandler> {
-    h.lock().unwrap_or_else(|p| p.into_inner())
-}
-
 impl NgServer {
     pub fn new(handler: NgHandler, spool: Arc<Spool>) -> Arc<Self> {
         Arc::new(NgServer {
@@ -50,7 +47,7 @@ impl NgServer {
     /// Runs `f` on the handler (off the async threads) and queues the
     /// records it returned and the session manager produced, in order,
     /// while still holding the handler.
-    pub async fn with_handler<T: Send + 'static>(
+    async fn with_handler<T: Send + 'static>(
         self: &Arc<Self>,
         f: impl FnOnce(&mut NgHandler) -> (T, Vec<Record>) + Send + 'static,
     ) -> Option<(T, Vec<(Record, Pending)>)> {

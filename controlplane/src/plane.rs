@@ -105,20 +105,6 @@ impl DataplaneLink {
 }
 
 impl MediaPlane for DataplaneLink {
-    fn put(&mut self, flow: &Flow) -> Result<(), String> {
-        self.call(&Request::FlowPut { flow: flow.clone() })?;
-        self.flows.insert(flow.local, flow.clone());
-        Ok(())
-    }
-
-    fn remove(&mut self, local: SocketAddr) -> Result<(), String> {
-        self.flows.remove(&local);
-        match self.call(&Request::FlowDel { local }) {
-            Err(e) if e.starts_with("no flow matches") => Ok(()),
-            r => r.map(|_| ()),
-        }
-    }
-
     fn apply(&mut self, puts: &[Flow], removes: &[SocketAddr]) -> Vec<Result<(), String>> {
         let reqs: Vec<Request> = puts
             .iter()

@@ -8,18 +8,15 @@
 
 use crate::b2bua::registrar::Shared;
 use crate::b2bua::B2bua;
+use crate::lock;
 use futures_util::StreamExt;
 use redis::AsyncCommands;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 const CHANNEL: &str = "tollgate:registrations";
 const PREFIX: &str = "tollgate:registration:";
-
-fn lock(b: &Mutex<B2bua>) -> std::sync::MutexGuard<'_, B2bua> {
-    b.lock().unwrap_or_else(|p| p.into_inner())
-}
 
 /// Keeps registrations in step with Redis at `url` until `stop`.
 pub async fn run(url: String, b2b: Arc<Mutex<B2bua>>, stop: Arc<AtomicBool>) {
@@ -74,10 +71,7 @@ async fn session(url: &str, b2b: &Mutex<B2bua>, stop: &AtomicBool) -> redis::Red
                 let changes = lock(b2b).take_registrations();
                 for (user, list) in changes {
                     let key = format!("{PREFIX}{user}");
-                    let now = SystemTime::now()
-                        .duration_since(UNIX_EPOCH)
-                        .map(|d| d.as_millis() as i64)
-                        .unwrap_or(0);
+                    let now = tollgate_cdr::model::now_ms();
                     let ttl = list.iter().map(|b| b.expires_ms - now).max().unwrap_or(0);
                     if ttl > 0 {
                         let json = serde_json::to_string(&list).unwrap_or_default();

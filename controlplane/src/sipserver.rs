@@ -14,6 +14,7 @@
 
 use crate::b2bua::config::SipConfig;
 use crate::b2bua::{lcr, B2bua, Media, Transport};
+use crate::lock;
 use crate::ngserver::{wait_durable, NgServer};
 use crate::siptransport::{
     accept_tcp, accept_tls, receive_udp, tls_client_config, tls_config, Connections, Inbound,
@@ -30,10 +31,6 @@ use std::time::{Duration, Instant};
 const BURST: usize = 64;
 /// The longest the thread sleeps, so it notices `stop`.
 const NAP: Duration = Duration::from_millis(50);
-
-fn lock(b: &Mutex<B2bua>) -> std::sync::MutexGuard<'_, B2bua> {
-    b.lock().unwrap_or_else(|p| p.into_inner())
-}
 
 /// Binds `cfg.listen`, loads the LCR tables, and serves on a thread of its
 /// own until `stop` is set. Returns when the listener is up (or not).

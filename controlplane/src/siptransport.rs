@@ -9,6 +9,7 @@
 //! from a channel.
 
 use crate::b2bua::Transport;
+use crate::lock;
 use std::collections::HashMap;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
@@ -32,18 +33,16 @@ pub enum Inbound {
     Stream(SocketAddr, Transport, Vec<u8>),
 }
 
-/// How to write to an open stream connection.
+/// How to write to an open stream connection (the reader holds the same
+/// TCP socket: reads and writes go through shared references).
+#[derive(Clone)]
 pub enum Conn {
-    Tcp(TcpStream),
+    Tcp(Arc<TcpStream>),
     Tls(tokio::sync::mpsc::UnboundedSender<Vec<u8>>),
 }
 
 /// The open stream connections, by peer.
 pub type Connections = Arc<Mutex<HashMap<SocketAddr, Conn>>>;
-
-fn conns_lock(c: &Connections) -> std::sync::MutexGuard<'_, HashMap<SocketAddr, Conn>> {
-    c.lock().unwrap_or_else(|p| p.into_inner())
-}
 
 /// Reads datagrams until `stop`.
 pub fn receive_udp(sock: UdpSocket, tx: mpsc::Sender<Inbound>, stop: Arc<AtomicBool>) {
@@ -90,19 +89,19 @@ fn take_frames(
 }
 
 fn receive_tcp(
-    mut stream: TcpStream,
+    stream: Arc<TcpStream>,
     peer: SocketAddr,
     tx: mpsc::Sender<Inbound>,
     conns: Connections,
 ) {
     let (mut buf, mut chunk) = (Vec::new(), vec![0u8; 65536]);
     while take_frames(&mut buf, peer, Transport::Tcp, &tx) {
-        match stream.read(&mut chunk) {
+        match (&*stream).read(&mut chunk) {
             Ok(0) | Err(_) => break,
             Ok(n) => buf.extend_from_slice(&chunk[..n]),
         }
     }
-    conns_lock(&conns).remove(&peer);
+    lock(&conns).remove(&peer);
 }
 
 /// Accepts TCP connections for as long as the process runs.
@@ -115,17 +114,21 @@ pub fn accept_tcp(listener: TcpListener, tx: mpsc::Sender<Inbound>, conns: Conne
     }
 }
 
-/// Registers a TCP connection's write half and starts its reader.
-fn track(stream: TcpStream, peer: SocketAddr, tx: &mpsc::Sender<Inbound>, conns: &Connections) {
+/// Registers a TCP connection and starts its reader; returns it for writing.
+fn track(
+    stream: TcpStream,
+    peer: SocketAddr,
+    tx: &mpsc::Sender<Inbound>,
+    conns: &Connections,
+) -> Arc<TcpStream> {
     let _ = stream.set_nodelay(true);
-    let Ok(writer) = stream.try_clone() else {
-        return;
-    };
-    conns_lock(conns).insert(peer, Conn::Tcp(writer));
-    let (tx, conns) = (tx.clone(), conns.clone());
+    let stream = Arc::new(stream);
+    lock(conns).insert(peer, Conn::Tcp(stream.clone()));
+    let (reader, tx, conns) = (stream.clone(), tx.clone(), conns.clone());
     let _ = std::thread::Builder::new()
         .name("tg-sip-tcp".into())
-        .spawn(move || receive_tcp(stream, peer, tx, conns));
+        .spawn(move || receive_tcp(reader, peer, tx, conns));
+    stream
 }
 
 /// Where stream messages leave: the open connections, and how to open new
@@ -140,12 +143,8 @@ impl Outbound {
     /// Sends over the stream connection with `to`, opening one if there is
     /// none. A TLS connection being opened queues what is sent meanwhile.
     pub fn send(&self, to: SocketAddr, transport: Transport, bytes: &[u8]) {
-        let existing = match conns_lock(&self.conns).get(&to) {
-            Some(Conn::Tcp(s)) => s.try_clone().ok().map(Conn::Tcp),
-            Some(Conn::Tls(w)) => Some(Conn::Tls(w.clone())),
-            None => None,
-        };
-        let mut stream = match (existing, transport) {
+        let existing = lock(&self.conns).get(&to).cloned();
+        let stream = match (existing, transport) {
             (Some(Conn::Tls(w)), _) => {
                 let _ = w.send(bytes.to_vec());
                 return;
@@ -153,20 +152,14 @@ impl Outbound {
             (Some(Conn::Tcp(s)), _) => s,
             (None, Transport::Tls) => return self.open_tls(to, bytes),
             (None, _) => match TcpStream::connect_timeout(&to, Duration::from_secs(2)) {
-                Ok(s) => {
-                    let Ok(w) = s.try_clone() else {
-                        return;
-                    };
-                    track(s, to, &self.tx, &self.conns);
-                    w
-                }
+                Ok(s) => track(s, to, &self.tx, &self.conns),
                 Err(e) => {
                     tracing::debug!(%to, error = %e, "SIP TCP connect failed");
                     return;
                 }
             },
         };
-        if let Err(e) = stream.write_all(bytes) {
+        if let Err(e) = (&*stream).write_all(bytes) {
             tracing::debug!(%to, error = %e, "SIP TCP send failed");
         }
     }
@@ -178,7 +171,7 @@ impl Outbound {
         };
         let (out_tx, out_rx) = tokio::sync::mpsc::unbounded_channel::<Vec<u8>>();
         let _ = out_tx.send(first.to_vec());
-        conns_lock(&self.conns).insert(to, Conn::Tls(out_tx));
+        lock(&self.conns).insert(to, Conn::Tls(out_tx));
         let (connector, tx, conns) = (connector.clone(), self.tx.clone(), self.conns.clone());
         rt.spawn(async move {
             let name = rustls::pki_types::ServerName::IpAddress(to.ip().into());
@@ -190,7 +183,7 @@ impl Outbound {
                 Ok(tls) => session(tls, to, out_rx, tx, conns).await,
                 Err(e) => {
                     tracing::warn!(%to, error = %e, "SIP TLS connection failed");
-                    conns_lock(&conns).remove(&to);
+                    lock(&conns).remove(&to);
                 }
             }
         });
@@ -242,7 +235,7 @@ pub async fn accept_tls(
                 }
             };
             let (out_tx, out_rx) = tokio::sync::mpsc::unbounded_channel::<Vec<u8>>();
-            conns_lock(&conns).insert(peer, Conn::Tls(out_tx));
+            lock(&conns).insert(peer, Conn::Tls(out_tx));
             session(tls, peer, out_rx, tx, conns).await;
         });
     }
@@ -274,7 +267,7 @@ async fn session<S>(
             Ok(n) => buf.extend_from_slice(&chunk[..n]),
         }
     }
-    conns_lock(&conns).remove(&peer);
+    lock(&conns).remove(&peer);
     writer.abort();
 }
 

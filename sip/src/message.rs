@@ -477,6 +477,37 @@ impl fmt::Display for Message {
     }
 }
 
+/// The usual reason phrase for a status code (RFC 3261 §21 and RFC 4028).
+pub fn reason_phrase(code: u16) -> &'static str {
+    match code {
+        100 => "Trying",
+        180 => "Ringing",
+        183 => "Session Progress",
+        200 => "OK",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        407 => "Proxy Authentication Required",
+        408 => "Request Timeout",
+        422 => "Session Interval Too Small",
+        423 => "Interval Too Brief",
+        480 => "Temporarily Unavailable",
+        481 => "Call/Transaction Does Not Exist",
+        482 => "Loop Detected",
+        483 => "Too Many Hops",
+        484 => "Address Incomplete",
+        486 => "Busy Here",
+        487 => "Request Terminated",
+        488 => "Not Acceptable Here",
+        500 => "Server Internal Error",
+        501 => "Not Implemented",
+        503 => "Service Unavailable",
+        603 => "Decline",
+        _ => "Unknown",
+    }
+}
+
 fn clip(s: &str) -> String {
     s.chars().take(60).collect()
 }
@@ -834,9 +865,15 @@ impl NameAddr {
     }
 
     /// With `tag` set (replacing any).
-    pub fn with_tag(mut self, tag: &str) -> NameAddr {
+    pub fn with_tag(self, tag: &str) -> NameAddr {
+        let mut n = self.without_tag();
+        n.params.push(("tag".into(), Some(tag.into())));
+        n
+    }
+
+    /// Without its tag parameter.
+    pub fn without_tag(mut self) -> NameAddr {
         self.params.retain(|(k, _)| k != "tag");
-        self.params.push(("tag".into(), Some(tag.into())));
         self
     }
 }

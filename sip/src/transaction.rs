@@ -11,7 +11,7 @@
 //! the non-INVITE server. Over a reliable transport nothing is retransmitted
 //! and D, I, J and K are zero.
 
-use crate::message::Message;
+use crate::message::{reason_phrase, Message};
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
@@ -360,7 +360,7 @@ impl Server {
             events: VecDeque::new(),
         };
         if invite {
-            let trying = Message::response_to(&s.request, 100, "Trying", None);
+            let trying = Message::response_to(&s.request, 100, reason_phrase(100), None);
             s.respond(now, trying);
         }
         s

@@ -3,7 +3,7 @@
 
 use super::config::RouteConfig;
 use std::net::SocketAddr;
-use tollgate_sip::message::Uri;
+use tollgate_sip::message::{reason_phrase, Uri};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
@@ -42,18 +42,6 @@ fn matches(pattern: &str, number: &str) -> bool {
         .all(|(a, b)| a == b || (a.eq_ignore_ascii_case(&'x') && b.is_ascii_digit()))
 }
 
-fn reason_for(code: u16) -> &'static str {
-    match code {
-        403 => "Forbidden",
-        404 => "Not Found",
-        480 => "Temporarily Unavailable",
-        486 => "Busy Here",
-        503 => "Service Unavailable",
-        603 => "Decline",
-        _ => "Rejected",
-    }
-}
-
 impl Dialplan {
     pub fn new(routes: &[RouteConfig]) -> Self {
         Dialplan {
@@ -89,7 +77,10 @@ impl Dialplan {
                 let code = code.unwrap_or(404);
                 Decision::Reject {
                     code,
-                    reason: r.reason.clone().unwrap_or_else(|| reason_for(code).into()),
+                    reason: r
+                        .reason
+                        .clone()
+                        .unwrap_or_else(|| reason_phrase(code).into()),
                 }
             }
         }

@@ -42,10 +42,7 @@ pub struct Leg {
 /// A header value without its tag parameter.
 fn without_tag(v: &str) -> String {
     match NameAddr::parse(v) {
-        Ok(mut n) => {
-            n.params.retain(|(k, _)| k != "tag");
-            n.to_string()
-        }
+        Ok(n) => n.without_tag().to_string(),
         Err(_) => v.to_string(),
     }
 }

@@ -38,7 +38,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant, SystemTime};
 use tollgate_cdr::model::{Disposition, HangupBy, Record};
 use tollgate_sip::digest::{Authenticator, Credentials, Rejection};
-use tollgate_sip::message::{Message, NameAddr, Uri};
+use tollgate_sip::message::{reason_phrase, Message, NameAddr, Uri};
 use tollgate_sip::transaction::{Client, ClientEvent, Key, Server, ServerEvent, TimerConfig};
 
 /// How a message travels: datagrams, or a stream connection (on which
@@ -67,7 +67,7 @@ pub struct Media<'a> {
 }
 
 /// Counters since start.
-#[derive(Debug, Default, Clone, Copy, serde::Serialize)]
+#[derive(Debug, Default, Clone, Copy)]
 pub struct Counters {
     pub received: u64,
     /// Datagrams that are not SIP messages (dropped: nothing to answer).
@@ -199,29 +199,6 @@ pub struct B2bua {
     pub counters: Counters,
 }
 
-fn reason_phrase(code: u16) -> &'static str {
-    match code {
-        100 => "Trying",
-        180 => "Ringing",
-        183 => "Session Progress",
-        200 => "OK",
-        400 => "Bad Request",
-        404 => "Not Found",
-        408 => "Request Timeout",
-        480 => "Temporarily Unavailable",
-        481 => "Call/Transaction Does Not Exist",
-        482 => "Loop Detected",
-        483 => "Too Many Hops",
-        486 => "Busy Here",
-        487 => "Request Terminated",
-        488 => "Not Acceptable Here",
-        500 => "Server Internal Error",
-        501 => "Not Implemented",
-        503 => "Service Unavailable",
-        _ => "Unknown",
-    }
-}
-
 /// Puts a transaction's next timer on the heap unless it is there already.
 fn arm(
     heap: &mut BinaryHeap<Reverse<(Instant, Due)>>,
@@ -232,6 +209,17 @@ fn arm(
     if let Some(t) = next.filter(|t| *armed != Some(*t)) {
         *armed = Some(t);
         heap.push(Reverse((t, due())));
+    }
+}
+
+/// NG options for SDP the B2BUA rewrites: `from` is where the SDP's
+/// sender signalled from; origin and session connection become ours.
+fn media_options(from: std::net::IpAddr) -> Options {
+    Options {
+        received_from: Some(from),
+        replace_origin: true,
+        replace_session_connection: true,
+        ..Options::default()
     }
 }
 
@@ -519,12 +507,7 @@ impl B2bua {
             } else {
                 "Proxy-Authenticate"
             };
-            let reason = if challenge == 401 {
-                "Unauthorized"
-            } else {
-                "Proxy Authentication Required"
-            };
-            let mut r = Message::response_to(req, challenge, reason, None);
+            let mut r = Message::response_to(req, challenge, reason_phrase(challenge), None);
             for c in self.auth.challenges(SystemTime::now(), stale) {
                 r.add_header(name, c);
             }
@@ -532,7 +515,7 @@ impl B2bua {
         };
         let forbidden = |why: &str| {
             tracing::info!(method, why, "credentials refused");
-            Message::response_to(req, 403, "Forbidden", None)
+            Message::response_to(req, 403, reason_phrase(403), None)
         };
         let Some(h) = req.header(header) else {
             return Err(challenged(false));
@@ -572,7 +555,7 @@ impl B2bua {
             registrar::Change::Set(list) => {
                 let min = self.cfg.min_expires_secs;
                 if list.iter().any(|(_, e)| *e != 0 && *e < min) {
-                    let mut r = Message::response_to(req, 423, "Interval Too Brief", None);
+                    let mut r = Message::response_to(req, 423, reason_phrase(423), None);
                     r.add_header("Min-Expires", min.to_string());
                     return r;
                 }
@@ -630,7 +613,7 @@ impl B2bua {
         } else if looped || self.calls.contains_key(&call_id) {
             Some(reject(482, reason_phrase(482)))
         } else if session_expires(&invite).is_some_and(|se| se < self.cfg.min_se_secs) {
-            let mut r = reject(422, "Session Interval Too Small");
+            let mut r = reject(422, reason_phrase(422));
             r.add_header("Min-SE", self.cfg.min_se_secs.to_string());
             Some(r)
         } else if self.overloaded(now) {
@@ -753,12 +736,7 @@ impl B2bua {
         let Some(offer) = sdp_of(&invite) else {
             return fail(self, &facts, &a, 488, "SDP Offer Required");
         };
-        let o = Options {
-            received_from: Some(from.ip()),
-            replace_origin: true,
-            replace_session_connection: true,
-            ..Options::default()
-        };
+        let o = media_options(from.ip());
         let a_from_tag = a.remote_tag.clone().unwrap_or_default();
         let b_offer =
             match media
@@ -788,10 +766,7 @@ impl B2bua {
         let b_call_id = format!("{}@tollgate", self.id());
         let b_tag = self.id();
         let from_uri = match NameAddr::parse(invite.header("From").unwrap_or_default()) {
-            Ok(mut n) => {
-                n.params.retain(|(k, _)| k != "tag");
-                n.to_string()
-            }
+            Ok(n) => n.without_tag().to_string(),
             Err(_) => format!("<sip:{}@{}>", facts.from_number, self.local.ip()),
         };
         let mut b = Leg::outgoing(
@@ -1001,7 +976,7 @@ impl B2bua {
         let resp = match ev {
             ClientEvent::Timeout => {
                 if !self.try_next_gateway(now, call_id) {
-                    self.fail_call(now, call_id, 408, "Request Timeout", media);
+                    self.fail_call(now, call_id, 408, reason_phrase(408), media);
                 }
                 return;
             }
@@ -1103,12 +1078,7 @@ impl B2bua {
         let call = self.calls.get(call_id)?;
         let a_tag = call.a.remote_tag.clone().unwrap_or_default();
         let b_tag = call.b.remote_tag.clone().unwrap_or_default();
-        let o = Options {
-            received_from: Some(call.b.addr.ip()),
-            replace_origin: true,
-            replace_session_connection: true,
-            ..Options::default()
-        };
+        let o = media_options(call.b.addr.ip());
         let r = media
             .sessions
             .answer(media.plane, call_id, &a_tag, &b_tag, answer, &o);
@@ -1258,7 +1228,7 @@ impl B2bua {
         tracing::info!(call_id, "caller cancelled");
         self.send_cancel(now, &call_id);
         // 487 to A now; B's 487 later finds the call gone.
-        self.fail_call(now, &call_id, 487, "Request Terminated", media);
+        self.fail_call(now, &call_id, 487, reason_phrase(487), media);
     }
 
     fn on_ack(&mut self, now: Instant, ack: Message) {
@@ -1339,7 +1309,7 @@ impl B2bua {
             } else if side == Side::A {
                 // A BYE in A's early dialog ends the attempt like CANCEL.
                 self.send_cancel(now, &call_id);
-                self.fail_call(now, &call_id, 487, "Request Terminated", media);
+                self.fail_call(now, &call_id, 487, reason_phrase(487), media);
             }
             return;
         }
@@ -1353,12 +1323,7 @@ impl B2bua {
                 Side::A => (&call.a, &call.b),
                 Side::B => (&call.b, &call.a),
             };
-            let o = Options {
-                received_from: Some(from.ip()),
-                replace_origin: true,
-                replace_session_connection: true,
-                ..Options::default()
-            };
+            let o = media_options(from.ip());
             let (xt, yt) = (
                 x.remote_tag.clone().unwrap_or_default(),
                 y.remote_tag.clone(),
@@ -1448,7 +1413,7 @@ impl B2bua {
         };
         let resp = match ev {
             ClientEvent::Timeout => {
-                let r = Message::response_to(&req, 408, "Request Timeout", None);
+                let r = Message::response_to(&req, 408, reason_phrase(408), None);
                 self.respond_server(now, server, r);
                 return;
             }
@@ -1466,12 +1431,7 @@ impl B2bua {
                     Side::A => (&call.a, &call.b),
                     Side::B => (&call.b, &call.a),
                 };
-                let o = Options {
-                    received_from: Some(y.addr.ip()),
-                    replace_origin: true,
-                    replace_session_connection: true,
-                    ..Options::default()
-                };
+                let o = media_options(y.addr.ip());
                 let (xt, yt) = (
                     x.remote_tag.clone().unwrap_or_default(),
                     y.remote_tag.clone().unwrap_or_default(),
@@ -1565,10 +1525,7 @@ impl B2bua {
         let (Ok(from), Ok(callee)) = (NameAddr::parse(from), NameAddr::parse(callee)) else {
             return;
         };
-        let strip = |mut n: NameAddr| {
-            n.params.retain(|(k, _)| k != "tag");
-            n.to_string()
-        };
+        let strip = |n: NameAddr| n.without_tag().to_string();
         let tag = from.tag().unwrap_or_default();
         let target = callee.uri.clone();
         let mut leg = Leg::outgoing(cid.to_string(), tag, strip(from), strip(callee), target, to);

@@ -4,9 +4,10 @@
 //! (through Redis, see `regshare`), each change is exported as a
 //! [`Shared`] list and other nodes' lists are merged in.
 
+use crate::media::ms;
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 use tollgate_sip::message::{Message, NameAddr, Uri};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,12 +33,6 @@ pub struct Shared {
     pub contact: String,
     pub addr: SocketAddr,
     pub expires_ms: i64,
-}
-
-fn unix_ms(now: SystemTime) -> i64 {
-    now.duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 /// What a REGISTER asks for.
@@ -124,7 +119,7 @@ impl Registrar {
                     .map(|b| Shared {
                         contact: b.contact.clone(),
                         addr: b.addr,
-                        expires_ms: unix_ms(wall + b.expires.saturating_duration_since(now)),
+                        expires_ms: ms(wall + b.expires.saturating_duration_since(now)),
                     })
                     .collect();
                 (u, list)
@@ -134,7 +129,7 @@ impl Registrar {
 
     /// Takes another node's view of `user`'s bindings as the truth.
     pub fn merge(&mut self, user: &str, shared: &[Shared], now: Instant) {
-        let wall = unix_ms(SystemTime::now());
+        let wall = ms(SystemTime::now());
         let list: Vec<Binding> = shared
             .iter()
             .filter(|b| b.expires_ms > wall)

@@ -32,17 +32,10 @@ pub use report::FlowStat;
 
 /// The data plane as the session manager needs it.
 pub trait MediaPlane: Send {
-    /// Installs or updates a flow.
-    fn put(&mut self, flow: &Flow) -> Result<(), String>;
-    /// Removes the flow matching `local` (absent is fine).
-    fn remove(&mut self, local: SocketAddr) -> Result<(), String>;
-    /// Installs `puts` and removes `removes`, in one exchange where the data
-    /// plane allows it; one result per item, puts first.
-    fn apply(&mut self, puts: &[Flow], removes: &[SocketAddr]) -> Vec<Result<(), String>> {
-        let mut out: Vec<_> = puts.iter().map(|f| self.put(f)).collect();
-        out.extend(removes.iter().map(|l| self.remove(*l)));
-        out
-    }
+    /// Installs or updates the flows `puts` and removes those matching
+    /// `removes` (absent is fine), in one exchange where the data plane
+    /// allows it; one result per item, puts first.
+    fn apply(&mut self, puts: &[Flow], removes: &[SocketAddr]) -> Vec<Result<(), String>>;
     /// Counters of every installed flow, by local address.
     fn stats(&mut self) -> Result<HashMap<SocketAddr, FlowStat>, String>;
     /// Counters of the given flows only (one call's: cheap at any scale).
