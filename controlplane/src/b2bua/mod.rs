@@ -1742,8 +1742,8 @@ impl B2bua {
     }
 
     /// Answered calls whose media has been silent for the media timeout
-    /// are ended with BYEs on both legs (the data plane's counters, all
-    /// flows in one request).
+    /// are ended with BYEs on both legs (the counters of those calls'
+    /// flows only, in one pipelined exchange with the data plane).
     fn end_silent_calls(&mut self, now: Instant, media: &mut Media) {
         let Some(limit) = media.sessions.media_timeout() else {
             return;
@@ -1764,7 +1764,15 @@ impl B2bua {
         if candidates.is_empty() {
             return;
         }
-        let stats = match media.plane.stats() {
+        let flows: Vec<(String, Vec<SocketAddr>)> = candidates
+            .into_iter()
+            .map(|id| {
+                let locals = media.sessions.call_flows(&id);
+                (id, locals)
+            })
+            .collect();
+        let all: Vec<SocketAddr> = flows.iter().flat_map(|(_, l)| l.iter().copied()).collect();
+        let stats = match media.plane.flow_stats(&all) {
             Ok(s) => s,
             Err(e) => {
                 tracing::warn!(error = %e, "data plane counters unavailable");
@@ -1772,8 +1780,7 @@ impl B2bua {
             }
         };
         let limit_ms = limit.as_millis() as u64;
-        for call_id in candidates {
-            let locals = media.sessions.call_flows(&call_id);
+        for (call_id, locals) in flows {
             let silent = !locals.is_empty()
                 && locals
                     .iter()
