@@ -248,18 +248,31 @@ impl Sessions {
                 ),
             },
         };
+        if x == y {
+            if is_new {
+                self.drop_call(plane, call_id);
+            }
+            return Err(same_participant(call_id, from_tag, to_tag.unwrap_or("")));
+        }
         call.parts[x].peer = Some(y);
         call.parts[y].peer = Some(x);
         if let Some(l) = &o.label {
             call.parts[x].label = Some(l.clone());
         }
-        let result = self.signal(call_id, x, y, parsed, o, Role::Offer);
-        if result.is_err() && is_new {
-            self.drop_call(plane, call_id);
-            return result;
-        }
-        let out = result?;
-        self.sync_flows(plane, call_id)?;
+        // A refused offer of a new call takes nothing with it: its ports and
+        // any flows installed before the refusal are released at once.
+        let out = match self
+            .signal(call_id, x, y, parsed, o, Role::Offer)
+            .and_then(|out| self.sync_flows(plane, call_id).map(|()| out))
+        {
+            Ok(out) => out,
+            Err(e) => {
+                if is_new {
+                    self.drop_call(plane, call_id);
+                }
+                return Err(e);
+            }
+        };
         if is_new {
             self.records.push(Record::Started(CallStart {
                 call_id: call_id.to_string(),
@@ -306,6 +319,9 @@ impl Sessions {
                 y
             }
         };
+        if x == y {
+            return Err(same_participant(call_id, from_tag, to_tag));
+        }
         call.parts[x].peer = Some(y);
         call.parts[y].peer = Some(x);
         call.last_signal = SystemTime::now();
@@ -337,6 +353,10 @@ impl Sessions {
         o: &Options,
         role: Role,
     ) -> Result<String, NgError> {
+        if x == y {
+            let tag = &self.calls[call_id].parts[x].tag;
+            return Err(same_participant(call_id, tag, tag));
+        }
         let (xi, yi) = {
             let c = &self.calls[call_id];
             (c.parts[x].iface, c.parts[y].iface)
@@ -392,7 +412,9 @@ impl Sessions {
         }
         for (i, m) in sdp.media.iter_mut().enumerate() {
             let conn = sdp_conn(advertised[i], o);
-            let (xs, ys) = two(&mut call.parts, x, y);
+            let Some((xs, ys)) = two(&mut call.parts, x, y) else {
+                continue; // x == y was refused above
+            };
             let xside = &mut xs.sides[i];
             let yside = &mut ys.sides[i];
             xside.disabled = m.port() == 0;
@@ -769,15 +791,29 @@ fn participant(call: &mut Call, tag: &str, iface: usize) -> usize {
     i
 }
 
-fn two<T>(v: &mut [T], a: usize, b: usize) -> (&mut T, &mut T) {
-    assert_ne!(a, b, "a participant cannot be its own peer");
-    if a < b {
-        let (l, r) = v.split_at_mut(b);
-        (&mut l[a], &mut r[0])
-    } else {
-        let (l, r) = v.split_at_mut(a);
-        (&mut r[0], &mut l[b])
+/// Two distinct elements of `v`, mutably; None when `a == b`.
+fn two<T>(v: &mut [T], a: usize, b: usize) -> Option<(&mut T, &mut T)> {
+    use std::cmp::Ordering::*;
+    match a.cmp(&b) {
+        Less => {
+            let (l, r) = v.split_at_mut(b);
+            Some((&mut l[a], &mut r[0]))
+        }
+        Greater => {
+            let (l, r) = v.split_at_mut(a);
+            Some((&mut r[0], &mut l[b]))
+        }
+        Equal => None,
     }
+}
+
+/// The refusal for a request whose two tags resolve to one participant
+/// (equal tags, or a tag that is an alias of the other side's).
+fn same_participant(call_id: &str, from_tag: &str, to_tag: &str) -> NgError {
+    NgError(format!(
+        "from-tag {from_tag:?} and to-tag {to_tag:?} name the same participant of call {call_id:?}: \
+         a participant cannot be its own peer"
+    ))
 }
 
 fn is_secure(proto: &str) -> bool {
