@@ -8,6 +8,7 @@
 //! socket. Workers never take a lock: they learn of changes by message.
 
 mod bufring;
+mod relay_socket;
 mod shared;
 mod worker;
 
@@ -15,14 +16,16 @@ use super::{Backend, BackendError, FlowCounters};
 use crate::config::SocketConfig;
 use crate::flow::{Flow, FlowError};
 use crate::quality::RtpTracker;
-use crossbeam_channel::Sender;
+use crossbeam_channel::{Receiver, Sender};
+use relay_socket::{Closed, RelaySocket};
 use shared::{FlowShared, WorkerCounters};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 use worker::{Message, Worker, WorkerFlow};
 
 struct WorkerHandle {
@@ -51,7 +54,7 @@ impl WorkerHandle {
 struct Bound {
     id: u32,
     worker: usize,
-    socket: Arc<OwnedFd>,
+    socket: Arc<RelaySocket>,
     /// Flows using this socket as their `local` or `source`.
     users: u32,
 }
@@ -65,9 +68,18 @@ pub struct SocketBackend {
     /// installed before or after it.
     shared: HashMap<SocketAddr, Arc<FlowShared>>,
     next_id: u32,
+    /// Ids of sockets that are closed (their notice came), for reuse.
     free_ids: Vec<u32>,
     next_worker: usize,
+    /// Addresses whose socket was let go of but is not closed yet.
+    closing: HashSet<SocketAddr>,
+    closed_tx: Sender<Closed>,
+    closed: Receiver<Closed>,
 }
+
+/// How long binding an address waits for its previous socket to close
+/// before the flow is refused.
+const REBIND_WAIT: Duration = Duration::from_secs(1);
 
 fn eventfd() -> io::Result<OwnedFd> {
     // SAFETY: eventfd(2) returns a new descriptor or -1.
@@ -130,6 +142,7 @@ impl SocketBackend {
                 thread: Some(thread),
             });
         }
+        let (closed_tx, closed) = crossbeam_channel::unbounded();
         Ok(SocketBackend {
             workers,
             sockets: HashMap::new(),
@@ -138,6 +151,9 @@ impl SocketBackend {
             next_id: 0,
             free_ids: Vec::new(),
             next_worker: 0,
+            closing: HashSet::new(),
+            closed_tx,
+            closed,
         })
     }
 
@@ -146,22 +162,24 @@ impl SocketBackend {
         &mut self,
         addr: SocketAddr,
         egress: Option<&str>,
-    ) -> Result<Arc<OwnedFd>, BackendError> {
+    ) -> Result<Arc<RelaySocket>, BackendError> {
         if let Some(b) = self.sockets.get_mut(&addr) {
             b.users += 1;
             return Ok(b.socket.clone());
         }
-        let sock = UdpSocket::bind(addr).map_err(|source| BackendError::Bind { addr, source })?;
+        let sock = self
+            .bind_when_closed(addr)
+            .map_err(|source| BackendError::Bind { addr, source })?;
         let fd: OwnedFd = sock.into();
         set_rcvbuf(&fd, 4 << 20);
         if let Some(dev) = egress {
             bind_to_device(&fd, dev).map_err(|source| BackendError::Bind { addr, source })?;
         }
-        let socket = Arc::new(fd);
         let id = self.free_ids.pop().unwrap_or_else(|| {
             self.next_id += 1;
             self.next_id - 1
         });
+        let socket = Arc::new(RelaySocket::new(fd, id, addr, self.closed_tx.clone()));
         let worker = self.next_worker;
         self.next_worker = (self.next_worker + 1) % self.workers.len();
         self.workers[worker].send(Message::AddSocket {
@@ -188,7 +206,41 @@ impl SocketBackend {
         if b.users == 0 {
             let b = self.sockets.remove(&addr).expect("present");
             self.workers[b.worker].send(Message::RemoveSocket { id: b.id });
-            self.free_ids.push(b.id);
+            // The id and the address are reused once the socket is closed.
+            self.closing.insert(addr);
+        }
+    }
+
+    /// Takes in one close notice: its id and address are free again.
+    fn reap(&mut self, notice: Closed) {
+        self.closing.remove(&notice.addr);
+        self.free_ids.push(notice.id);
+    }
+
+    /// Binds `addr`, first waiting (up to [`REBIND_WAIT`]) for a previous
+    /// socket on it to be closed by the workers still holding it.
+    fn bind_when_closed(&mut self, addr: SocketAddr) -> io::Result<UdpSocket> {
+        while let Ok(n) = self.closed.try_recv() {
+            self.reap(n);
+        }
+        let deadline = Instant::now() + REBIND_WAIT;
+        loop {
+            let in_use = match UdpSocket::bind(addr) {
+                Err(e) if e.kind() == io::ErrorKind::AddrInUse => e,
+                done => return done,
+            };
+            // Still ours and closing (a worker lets go of it in microseconds),
+            // or briefly held by an in-flight send: wait for the notice.
+            let wait = deadline.saturating_duration_since(Instant::now());
+            if wait.is_zero() {
+                return Err(in_use);
+            }
+            match self.closed.recv_timeout(wait.min(Duration::from_millis(5))) {
+                Ok(n) => self.reap(n),
+                Err(_) if self.closing.contains(&addr) => {}
+                // Not ours: someone else holds the port.
+                Err(_) => return Err(in_use),
+            }
         }
     }
 
@@ -339,5 +391,59 @@ impl Drop for SocketBackend {
                 let _ = t.join();
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn flow(local: SocketAddr, source: SocketAddr) -> Flow {
+        Flow {
+            local,
+            source,
+            destination: "127.0.0.1:9".parse().unwrap(),
+            expect: None,
+            egress: None,
+            learn: true,
+            strict: false,
+            follow: None,
+            clock_rate: 8000,
+        }
+    }
+
+    /// A port freed by one call and handed straight to the next: the second
+    /// flow waits for the first one's socket to close instead of failing to
+    /// bind it. Two workers, so the send socket is also held by the other
+    /// worker's flow.
+    #[test]
+    fn an_address_is_rebound_as_soon_as_its_flow_is_removed() {
+        let cores: Vec<usize> = vec![0, 1 % host_cores_for_test()];
+        let mut b = SocketBackend::start(&SocketConfig::default(), &cores).expect("io_uring");
+        let a: SocketAddr = "127.0.0.1:21910".parse().unwrap();
+        let z: SocketAddr = "127.0.0.1:21912".parse().unwrap();
+        for round in 0..300 {
+            let (f, r) = (flow(a, z), flow(z, a));
+            b.put(&f, None)
+                .unwrap_or_else(|e| panic!("round {round}: {e}"));
+            b.put(&r, None)
+                .unwrap_or_else(|e| panic!("round {round}: {e}"));
+            b.remove(&f).unwrap();
+            b.remove(&r).unwrap();
+        }
+        // Everything let go of is closed in the end, and the ids come back.
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while !b.closing.is_empty() && Instant::now() < deadline {
+            if let Ok(n) = b.closed.recv_timeout(Duration::from_millis(10)) {
+                b.reap(n);
+            }
+        }
+        assert!(b.closing.is_empty(), "still closing: {:?}", b.closing);
+        assert!(b.sockets.is_empty());
+        assert!(b.free_ids.len() >= 2 && b.next_id as usize <= b.free_ids.len());
+    }
+
+    fn host_cores_for_test() -> usize {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
     }
 }

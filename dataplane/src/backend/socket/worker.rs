@@ -9,6 +9,7 @@
 //! channel and are applied between bursts; an eventfd wakes the worker.
 
 use super::bufring::BufRing;
+use super::relay_socket::RelaySocket;
 use super::shared::{sockaddr_from, sockaddr_to, FlowShared, WorkerCounters};
 use crate::quality::RtpTracker;
 use crate::wire::{rtcp, rtp};
@@ -31,7 +32,7 @@ pub struct WorkerFlow {
     pub shared: Arc<FlowShared>,
     pub follow: Option<Arc<FlowShared>>,
     pub destination: SocketAddr,
-    pub send_socket: Arc<OwnedFd>,
+    pub send_socket: Arc<RelaySocket>,
     pub learn: bool,
     pub strict: bool,
     pub expect: Option<SocketAddr>,
@@ -39,7 +40,7 @@ pub struct WorkerFlow {
 }
 
 pub enum Message {
-    AddSocket { id: u32, socket: Arc<OwnedFd> },
+    AddSocket { id: u32, socket: Arc<RelaySocket> },
     SetFlow { id: u32, flow: Box<WorkerFlow> },
     ClearFlow { id: u32 },
     RemoveSocket { id: u32 },
@@ -47,7 +48,7 @@ pub enum Message {
 }
 
 struct Slot {
-    socket: Arc<OwnedFd>,
+    socket: Arc<RelaySocket>,
     flow: Option<Box<WorkerFlow>>,
     closing: bool,
 }
