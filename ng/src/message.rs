@@ -1,12 +1,23 @@
-//! NG message framing: `<cookie> <bencoded dictionary>`.
+//! NG message framing: `<cookie> <bencoded dictionary>`, or `<cookie> <JSON
+//! object>` (a body starting with `{`), as rtpengine accepts both.
 
 use crate::bencode::{BencodeError, Value};
+use crate::json::{self, JsonError};
+
+/// How a message's dictionary is written; a reply uses its request's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Format {
+    #[default]
+    Bencode,
+    Json,
+}
 
 /// One NG message: the cookie that pairs request and reply, and its dictionary.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Message {
     pub cookie: Vec<u8>,
     pub body: Value,
+    pub format: Format,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -19,6 +30,10 @@ pub enum MessageError {
     NotADict,
     #[error("{0}")]
     Bencode(BencodeError),
+    #[error("the message after the cookie is not a JSON object")]
+    NotAnObject,
+    #[error("{0}")]
+    Json(JsonError),
 }
 
 /// A parsed message and the bytes it used, or the error with the cookie
@@ -33,13 +48,26 @@ impl Message {
         Message {
             cookie: cookie.to_vec(),
             body,
+            format: Format::Bencode,
+        }
+    }
+
+    /// The reply to this message: same cookie, same format.
+    pub fn reply(&self, body: Value) -> Self {
+        Message {
+            cookie: self.cookie.clone(),
+            body,
+            format: self.format,
         }
     }
 
     pub fn encode(&self) -> Vec<u8> {
         let mut out = self.cookie.clone();
         out.push(b' ');
-        self.body.encode_into(&mut out);
+        match self.format {
+            Format::Bencode => self.body.encode_into(&mut out),
+            Format::Json => json::encode_into(&self.body, &mut out),
+        }
         out
     }
 
@@ -58,8 +86,18 @@ impl Message {
             return Err((None, MessageError::NoCookie));
         }
         let cookie = buf[..space].to_vec();
+        if buf.get(space + 1) == Some(&b'{') {
+            return Self::decode_json(cookie, space + 1, &buf[space + 1..]);
+        }
         match Value::decode_prefix(&buf[space + 1..]) {
-            Ok((body @ Value::Dict(_), used)) => Ok((Message { cookie, body }, space + 1 + used)),
+            Ok((body @ Value::Dict(_), used)) => Ok((
+                Message {
+                    cookie,
+                    body,
+                    format: Format::Bencode,
+                },
+                space + 1 + used,
+            )),
             Ok(_) => Err((Some(cookie), MessageError::NotADict)),
             Err(BencodeError::Incomplete) => Err((Some(cookie), MessageError::Incomplete)),
             Err(BencodeError::Invalid { at, what }) => Err((
@@ -69,6 +107,32 @@ impl Message {
                     what,
                 }),
             )),
+        }
+    }
+}
+
+impl Message {
+    /// The JSON body that starts `skip` bytes into the message.
+    fn decode_json(cookie: Vec<u8>, skip: usize, body: &[u8]) -> Decoded {
+        match json::decode_prefix(body) {
+            Ok((body @ Value::Dict(_), used)) => Ok((
+                Message {
+                    cookie,
+                    body,
+                    format: Format::Json,
+                },
+                skip + used,
+            )),
+            Ok(_) => Err((Some(cookie), MessageError::NotAnObject)),
+            Err(JsonError::Incomplete) => Err((Some(cookie), MessageError::Incomplete)),
+            Err(JsonError::Invalid { at, what }) => Err((
+                Some(cookie),
+                MessageError::Json(JsonError::Invalid {
+                    at: at + skip,
+                    what,
+                }),
+            )),
+            Err(e) => Err((Some(cookie), MessageError::Json(e))),
         }
     }
 }
@@ -91,6 +155,22 @@ mod tests {
             Message::new(b"c", m2.body.clone()).encode(),
             b"c d7:command4:pinge"
         );
+    }
+
+    #[test]
+    fn json_requests_get_json_replies() {
+        let (m, used) = Message::decode_prefix(br#"j1 {"command":"ping"}"#).unwrap();
+        assert_eq!((m.format, used), (Format::Json, 21));
+        assert_eq!(m.body.get("command").and_then(Value::as_str), Some("ping"));
+        let r = m.reply(Value::dict([("result", Value::str("pong"))]));
+        assert_eq!(r.encode(), br#"j1 {"result":"pong"}"#);
+        assert_eq!(
+            Message::decode_prefix(br#"j2 {"command":"#).unwrap_err(),
+            (Some(b"j2".to_vec()), MessageError::Incomplete)
+        );
+        let (c, e) = Message::decode_prefix(br#"j3 {"a" 1}"#).unwrap_err();
+        assert_eq!(c, Some(b"j3".to_vec()));
+        assert!(e.to_string().starts_with("JSON error at byte"), "{e}");
     }
 
     #[test]
