@@ -20,6 +20,9 @@ pub struct NgHandler {
     last_stats: Instant,
 }
 
+/// rtpengine's words for a `delete` of an unknown call or tag.
+const NOT_FOUND: &str = "Call-ID not found or tags didn't match";
+
 fn error(reason: &str) -> Value {
     Value::dict([
         ("result", Value::str("error")),
@@ -129,28 +132,31 @@ impl NgHandler {
                     o.delete_delay,
                     &stats,
                 ) {
-                    Some(mut r) => {
+                    // As rtpengine: the statistics come back when a tag says
+                    // whose; a whole-call delete by Call-ID alone is just ok.
+                    Some(mut r) if from_tag.is_some_and(|t| !t.is_empty()) => {
                         r.set("result", Value::str("ok"));
                         Ok(r)
                     }
-                    None if o.fatal => Err(NgError(format!("Unknown call-ID {call_id:?}"))),
+                    Some(_) => Ok(ok()),
+                    None if o.fatal => Err(NgError(NOT_FOUND.into())),
                     None => {
                         let mut r = ok();
-                        r.set(
-                            "warning",
-                            Value::str(&format!("Call-ID {call_id:?} not found")),
-                        );
+                        r.set("warning", Value::str(NOT_FOUND));
                         Ok(r)
                     }
                 }
             }
             "query" => {
                 let call_id = text(req, "call-id")?;
+                let only = opt_text(req, "to-tag")?
+                    .filter(|t| !t.is_empty())
+                    .or(opt_text(req, "from-tag")?.filter(|t| !t.is_empty()));
                 let stats = self.call_stats(call_id);
                 let mut r = self
                     .sessions
-                    .query(call_id, &stats)
-                    .ok_or_else(|| NgError(format!("Unknown call-ID {call_id:?}")))?;
+                    .query(call_id, only, &stats)
+                    .ok_or_else(|| NgError("Unknown call-id".into()))?;
                 r.set("result", Value::str("ok"));
                 Ok(r)
             }
@@ -418,8 +424,11 @@ mod tests {
             Some(&Value::Int(7000))
         );
         assert_eq!(
-            tag_a.get("in dialogue with").and_then(Value::as_str),
-            Some("B")
+            tag_a.get("subscriptions"),
+            Some(&Value::List(vec![Value::dict([
+                ("tag", Value::str("B")),
+                ("type", Value::str("offer/answer"))
+            ])]))
         );
 
         let d = h.handle(&req(
@@ -535,10 +544,17 @@ mod tests {
             "no flow towards a held party"
         );
         assert!(flow(&p, &format!("127.0.0.1:{pa}")).is_some());
-        // Unhold at a new address.
-        offer(&mut h, sdp("192.0.2.11", 7100, ""), vec![]);
+        // Unhold at the same port: the ports stay.
+        offer(&mut h, sdp("192.0.2.10", 7000, ""), vec![]);
         assert_eq!(
             flow(&p, &format!("127.0.0.1:{pb}")).unwrap().destination,
+            "192.0.2.10:7000".parse().unwrap()
+        );
+        // A moves: as rtpengine, B gets a new port to send to.
+        let pb2 = port_of(&offer(&mut h, sdp("192.0.2.11", 7100, ""), vec![]));
+        assert_ne!(pb2, pb);
+        assert_eq!(
+            flow(&p, &format!("127.0.0.1:{pb2}")).unwrap().destination,
             "192.0.2.11:7100".parse().unwrap()
         );
         // B re-INVITEs (B's tag is the from-tag now) and moves.
@@ -551,12 +567,17 @@ mod tests {
                 ("to-tag", Value::str("A")),
             ],
         ));
-        assert_eq!(port_of(&ok_sdp(&r)), pa, "the SDP for A carries A's port");
+        let pa2 = port_of(&ok_sdp(&r));
+        assert_ne!(pa2, pa, "B moved: A's port is new");
         assert_eq!(
-            flow(&p, &format!("127.0.0.1:{pa}")).unwrap().destination,
+            flow(&p, &format!("127.0.0.1:{pa2}")).unwrap().destination,
             "192.0.2.21:6200".parse().unwrap()
         );
-        assert_eq!(h.sessions.ports_in_use(), 2);
+        assert_eq!(
+            h.sessions.ports_in_use(),
+            4,
+            "old pairs stay for a move back"
+        );
     }
 
     #[test]
@@ -617,8 +638,8 @@ mod tests {
             "{to_b}"
         );
         assert!(
-            to_b.contains(" RTP/AVP 101 0\r\n"),
-            "PCMA stripped, telephone-event first: {to_b}"
+            to_b.contains(" RTP/AVP 0 101\r\n"),
+            "PCMA stripped, order kept (codec offer only adds): {to_b}"
         );
         assert!(
             to_b.contains("a=rtcp-mux\r\n"),
@@ -637,24 +658,29 @@ mod tests {
             vec![("media address", Value::str("192.0.2.99"))],
         );
         assert!(to_a.contains("a=rtcp-mux\r\n"));
+        assert!(
+            to_a.contains("c=IN IP4 192.0.2.99\r\n"),
+            "`media address` is the relay's, written into the SDP: {to_a}"
+        );
         let pa = port_of(&to_a);
         assert_eq!(
             flow(&p, &format!("127.0.0.1:{pa}")).unwrap().destination,
-            "192.0.2.99:6000".parse().unwrap()
+            "192.0.2.20:6000".parse().unwrap()
         );
         assert!(
             flow(&p, &format!("127.0.0.1:{}", pa + 1)).is_none()
                 && flow(&p, &format!("127.0.0.1:{}", pb + 1)).is_none()
         );
-        // rtcp-mux=require: no separate RTCP port advertised.
+        // rtcp-mux=require: RTCP on the RTP port, as rtpengine writes it.
         let (mut h2, _) = handler(MediaConfig::default());
         let to_b2 = offer(
             &mut h2,
             sdp("192.0.2.10", 7000, ""),
             vec![("rtcp-mux", list(&["require"]))],
         );
+        let p2 = port_of(&to_b2);
         assert!(
-            to_b2.contains("a=rtcp-mux\r\n") && !to_b2.contains("a=rtcp:"),
+            to_b2.contains(&format!("a=rtcp:{p2}\r\na=rtcp-mux\r\n")),
             "{to_b2}"
         );
     }
@@ -816,7 +842,7 @@ mod tests {
             "delete",
             vec![("call-id", Value::str("nope")), ("flags", list(&["fatal"]))],
         ));
-        assert_eq!(reason(fatal), "Unknown call-ID \"nope\"");
+        assert_eq!(reason(fatal), NOT_FOUND);
         let soft = h.handle(&req("delete", vec![("call-id", Value::str("nope"))]));
         assert!(soft.get("warning").is_some() && soft.get("result") == Some(&Value::str("ok")));
         // Two port pairs: one call takes both; the next is refused cleanly.

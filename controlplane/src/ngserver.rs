@@ -81,6 +81,7 @@ impl NgServer {
         if let Some((_, r)) = self.cache.lock().expect("cache").get(&key) {
             return r.clone();
         }
+        let head = m.reply(Value::Int(0));
         let body = m.body;
         let reply = match self
             .with_handler(move |h| (h.handle(&body), Vec::new()))
@@ -95,7 +96,7 @@ impl NgServer {
                 ("error-reason", Value::str("internal error")),
             ]),
         };
-        let bytes = Message::new(&m.cookie, reply).encode();
+        let bytes = head.reply(reply).encode();
         self.cache
             .lock()
             .expect("cache")

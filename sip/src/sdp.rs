@@ -123,6 +123,22 @@ impl Sdp {
         self.origin_fields().map(|f| f[5])
     }
 
+    /// The session version in the `o=` line.
+    pub fn origin_version(&self) -> Option<u64> {
+        self.origin_fields()?.get(2)?.parse().ok()
+    }
+
+    /// Replaces the session version in the `o=` line.
+    pub fn set_origin_version(&mut self, version: u64) {
+        if let Some(o) = self.session.iter_mut().find(|l| l.kind == 'o') {
+            let mut f: Vec<String> = o.value.split(' ').map(str::to_string).collect();
+            if f.len() == 6 {
+                f[2] = version.to_string();
+                o.value = f.join(" ");
+            }
+        }
+    }
+
     /// Replaces the address (and its family) in the `o=` line.
     pub fn set_origin_addr(&mut self, ip: IpAddr) {
         if let Some(o) = self.session.iter_mut().find(|l| l.kind == 'o') {
@@ -348,6 +364,77 @@ impl Media {
             .unwrap_or_else(|| self.port().wrapping_add(1))
     }
 
+    /// The `a=rtcp:` attribute: its port and, when it names one, its address
+    /// (RFC 3605 `a=rtcp:PORT [IN IP4 ADDRESS]`).
+    pub fn rtcp_attr(&self) -> Option<(u16, Option<IpAddr>)> {
+        let v = self.attrs("rtcp").next()?;
+        let (port, rest) = v.split_once(' ').unwrap_or((v, ""));
+        Some((port.parse().ok()?, parse_c(rest)))
+    }
+
+    /// The `a=rtpmap`, `a=fmtp` and `a=rtcp-fb` lines of each format in m=
+    /// order, as a relay that regenerates them writes them: static payload
+    /// types get an rtpmap of their own.
+    fn codec_lines(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for pt in self.formats() {
+            let pt = pt.as_str();
+            let of = |name: &'static str| -> Vec<String> {
+                self.attrs(name)
+                    .filter_map(|v| {
+                        let (p, rest) = v.split_once(' ')?;
+                        (p == pt).then(|| format!("{name}:{pt} {rest}"))
+                    })
+                    .collect()
+            };
+            let mapped = of("rtpmap");
+            if mapped.is_empty() {
+                if let Some(enc) = static_encoding(pt) {
+                    out.push(format!("rtpmap:{pt} {enc}"));
+                }
+            }
+            out.extend(mapped);
+            out.extend(of("fmtp"));
+            out.extend(of("rtcp-fb"));
+        }
+        out
+    }
+
+    /// Lays the attributes out as rtpengine writes them: the ones a relay
+    /// does not own stay where they were, then come the codecs' lines, the
+    /// direction, `a=rtcp:` (when given) and `a=rtcp-mux` (when set), then
+    /// `a=ptime`.
+    pub fn relay_layout(&mut self, direction: &str, rtcp: Option<u16>, mux: bool) {
+        const OWNED: [&str; 9] = [
+            "rtpmap", "fmtp", "rtcp-fb", "ptime", "rtcp", "rtcp-mux", "sendrecv", "sendonly",
+            "recvonly",
+        ];
+        let codecs = self.codec_lines();
+        let ptime: Vec<String> = self.attrs("ptime").map(|v| format!("ptime:{v}")).collect();
+        self.remove_attrs(|n| OWNED.contains(&n) || n == "inactive");
+        for l in codecs {
+            self.push_attr(l);
+        }
+        self.push_attr(direction);
+        if let Some(p) = rtcp {
+            self.push_attr(format!("rtcp:{p}"));
+        }
+        if mux {
+            self.push_attr("rtcp-mux");
+        }
+        for p in ptime {
+            self.push_attr(p);
+        }
+    }
+
+    /// Keeps only the m= and c= lines: a rejected (port 0) section as a
+    /// relay passes it on.
+    pub fn strip_to_m_and_c(&mut self) {
+        let mut first = true;
+        self.lines
+            .retain(|l| std::mem::take(&mut first) || l.kind == 'c');
+    }
+
     /// The direction attribute, `sendrecv` when absent.
     pub fn direction(&self) -> &str {
         self.explicit_direction().unwrap_or("sendrecv")
@@ -416,6 +503,15 @@ impl Media {
         }
         self.set_m(None, None, Some(&ordered));
     }
+}
+
+/// `name/rate` of an RFC 3551 static payload type, as an rtpmap writes it.
+fn static_encoding(pt: &str) -> Option<String> {
+    let rate = match pt {
+        "26" | "31" | "34" => 90_000,
+        _ => 8000,
+    };
+    static_codec(pt).map(|n| format!("{n}/{rate}"))
 }
 
 /// RFC 3551 static payload types.

@@ -55,27 +55,129 @@ impl<T: Into<String>> From<T> for NgError {
     }
 }
 
+/// A relay port pair facing a participant, kept for one endpoint of its
+/// peer (rtpengine's endpoint map): a peer that moves gets a new pair, one
+/// that comes back gets its old one. `key` None is the wildcard made with
+/// the offer, taken by the first answer.
+#[derive(Debug, Clone)]
+struct PortMap {
+    key: Option<SocketAddr>,
+    port: u16,
+    /// The pair's RTCP port is in use (false: RTP port only, rtcp-mux).
+    rtcp: bool,
+}
+
 /// One SDP media section of one participant.
 #[derive(Debug, Clone)]
 struct Side {
     kind: String,
     proto: String,
-    /// Relay RTP port facing this participant (RTCP is +1).
+    /// Relay RTP port facing this participant (RTCP is +1); 0 before any.
     port: u16,
-    /// Where the participant receives RTP, and RTCP; None while on hold
-    /// (zero address) or not yet known.
+    /// Whether `port + 1` is in use for RTCP.
+    rtcp_socket: bool,
+    maps: Vec<PortMap>,
+    /// Where the participant receives RTP, and RTCP, as its SDP (or SIP
+    /// source) says; a zero address while it holds.
     rtp: Option<SocketAddr>,
     rtcp: Option<SocketAddr>,
-    /// As written in its SDP (before `received from` / `media address`).
-    advertised: Option<SocketAddr>,
     /// Its first codec ("PCMU/8000"), and that codec's RTP clock rate.
     codec: Option<String>,
     clock_rate: u32,
-    /// It offered rtcp-mux / it uses rtcp-mux (answer decided).
-    offered_mux: bool,
+    /// It uses rtcp-mux (as offered to it, then as answered).
     mux: bool,
-    /// Port 0 in its SDP: the section is rejected or disabled.
+    /// The offer fixed the offerer's rtcp-mux: the answer does not change it.
+    mux_fixed: bool,
+    /// Port 0 in the last SDP of either side: rejected or disabled.
     disabled: bool,
+    /// Its own SDP has been seen.
+    initialized: bool,
+    /// The relay sends to it / receives from it (rtpengine's send/recv).
+    send: bool,
+    recv: bool,
+    asymmetric: bool,
+    ice_controlling: bool,
+}
+
+impl Side {
+    fn new(m: &SdpMedia) -> Side {
+        Side {
+            kind: m.kind().to_string(),
+            proto: m.proto().to_string(),
+            port: 0,
+            rtcp_socket: false,
+            maps: Vec::new(),
+            rtp: None,
+            rtcp: None,
+            codec: None,
+            clock_rate: 8000,
+            mux: false,
+            mux_fixed: false,
+            disabled: false,
+            initialized: false,
+            send: true,
+            recv: true,
+            asymmetric: false,
+            ice_controlling: false,
+        }
+    }
+
+    /// Direction attribute of the SDP sent to this participant.
+    fn direction(&self) -> &'static str {
+        match (self.send, self.recv) {
+            (true, true) => "sendrecv",
+            (true, false) => "sendonly",
+            (false, true) => "recvonly",
+            (false, false) => "inactive",
+        }
+    }
+
+    /// Makes the pair kept for the peer endpoint `key` current, allocating
+    /// one when none matches: a zero address matches on the port alone.
+    fn use_map(
+        &mut self,
+        pool: &mut PortPool,
+        key: Option<SocketAddr>,
+        rtcp: bool,
+        iface: &str,
+        range: (u16, u16),
+    ) -> Result<(), NgError> {
+        let found = self.maps.iter_mut().rev().find(|m| match (m.key, key) {
+            (None, _) => key.is_some(),
+            (Some(_), None) => false,
+            (Some(a), Some(b)) if a.ip().is_unspecified() || b.ip().is_unspecified() => {
+                a.port() == b.port()
+            }
+            (Some(a), Some(b)) => a == b,
+        });
+        let map = match found {
+            Some(m) => {
+                if m.key.is_none() {
+                    m.key = key;
+                } else {
+                    m.rtcp |= rtcp;
+                    if m.key.is_some_and(|k| k.ip().is_unspecified()) {
+                        m.key = key;
+                    }
+                }
+                m.clone()
+            }
+            None => {
+                let port = pool.allocate().ok_or_else(|| {
+                    NgError(format!(
+                        "no free media ports on interface {iface:?} ({}-{})",
+                        range.0, range.1
+                    ))
+                })?;
+                let m = PortMap { key, port, rtcp };
+                self.maps.push(m.clone());
+                m
+            }
+        };
+        self.port = map.port;
+        self.rtcp_socket = map.rtcp;
+        Ok(())
+    }
 }
 
 #[derive(Debug)]
@@ -87,10 +189,56 @@ struct Participant {
     signal: Option<IpAddr>,
     iface: usize,
     sides: Vec<Side>,
+    /// The participant it is in dialogue with (the last offer/answer).
     peer: Option<usize>,
+    /// Whose media it receives, newest first (rtpengine's subscriptions):
+    /// after a forked answer the offerer still hears the earlier branch.
+    subs: Vec<usize>,
+    /// A branch deleted on its own: its ports are released.
+    gone: bool,
     /// From its last offer/answer: no source learning; drop other sources.
     asymmetric: bool,
     strict: bool,
+    /// `replace` `SDP version`: the o= version of the SDP sent to it, and
+    /// that SDP, to tell whether the next one changed.
+    sdp_version: Option<u64>,
+    last_sdp: Option<String>,
+}
+
+impl Participant {
+    /// Writes this participant's SDP version into `sdp`, advancing it when
+    /// the SDP differs from the last one it was sent.
+    fn version_sdp(&mut self, sdp: &mut Sdp) {
+        let v = *self
+            .sdp_version
+            .get_or_insert(sdp.origin_version().unwrap_or(1));
+        sdp.set_origin_version(v);
+        let text = sdp.to_string();
+        if self.last_sdp.as_ref().is_some_and(|l| *l != text) {
+            self.sdp_version = Some(v + 1);
+            sdp.set_origin_version(v + 1);
+        }
+        self.last_sdp = Some(sdp.to_string());
+    }
+}
+
+/// `x` and `y` in dialogue: each receives only the other's media from now
+/// on, and keeps hearing anyone it heard before (an earlier branch).
+fn subscribe(parts: &mut [Participant], x: usize, y: usize) {
+    for (i, p) in parts.iter_mut().enumerate() {
+        if i != y {
+            p.subs.retain(|&s| s != x);
+        }
+        if i != x {
+            p.subs.retain(|&s| s != y);
+        }
+    }
+    for (a, b) in [(x, y), (y, x)] {
+        parts[a].peer = Some(b);
+        if !parts[a].subs.contains(&b) {
+            parts[a].subs.insert(0, b);
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -254,8 +402,7 @@ impl Sessions {
             }
             return Err(same_participant(call_id, from_tag, to_tag.unwrap_or("")));
         }
-        call.parts[x].peer = Some(y);
-        call.parts[y].peer = Some(x);
+        subscribe(&mut call.parts, x, y);
         if let Some(l) = &o.label {
             call.parts[x].label = Some(l.clone());
         }
@@ -307,23 +454,26 @@ impl Sessions {
             Some(y) => *y,
             None => {
                 // The pending peer takes this tag; a later answer with another
-                // tag (a forked branch) becomes an alias of the same side.
+                // tag (a forked branch) is a participant of its own, with its
+                // own ports.
                 let y = call.parts[x]
                     .peer
                     .ok_or_else(|| NgError(format!("no offer pending for {from_tag:?}")))?;
                 if call.parts[y].tag.is_empty() {
                     call.tags.remove("");
+                    call.parts[y].tag = to_tag.to_string();
+                    call.tags.insert(to_tag.to_string(), y);
+                    y
+                } else {
+                    let iface = call.parts[y].iface;
+                    participant(call, to_tag, iface)
                 }
-                call.parts[y].tag = to_tag.to_string();
-                call.tags.insert(to_tag.to_string(), y);
-                y
             }
         };
         if x == y {
             return Err(same_participant(call_id, from_tag, to_tag));
         }
-        call.parts[x].peer = Some(y);
-        call.parts[y].peer = Some(x);
+        subscribe(&mut call.parts, x, y);
         call.last_signal = SystemTime::now();
         call.delete_at = None;
         if let Some(l) = &o.label {
@@ -353,137 +503,53 @@ impl Sessions {
         o: &Options,
         role: Role,
     ) -> Result<String, NgError> {
-        if x == y {
-            let tag = &self.calls[call_id].parts[x].tag;
-            return Err(same_participant(call_id, tag, tag));
-        }
-        let (xi, yi) = {
-            let c = &self.calls[call_id];
-            (c.parts[x].iface, c.parts[y].iface)
-        };
-        for (i, m) in sdp.media.iter().enumerate() {
-            if let Some(tp) = &o.transport_protocol {
-                if is_secure(m.proto()) {
-                    return Err(NgError(format!(
-                        "media {}: {} is SRTP, which this relay cannot turn into {tp}",
-                        i + 1,
-                        m.proto()
-                    )));
-                }
-            }
-            for who in [x, y] {
-                let have = self.calls[call_id].parts[who].sides.len();
-                if have <= i {
-                    let iface = if who == x { xi } else { yi };
-                    let port = self.pools[iface].allocate().ok_or_else(|| {
-                        NgError(format!(
-                            "no free media ports on interface {:?} ({}-{})",
-                            self.iface(iface).name,
-                            self.cfg.port_min,
-                            self.cfg.port_max
-                        ))
-                    })?;
-                    self.calls.get_mut(call_id).expect("call").parts[who]
-                        .sides
-                        .push(Side {
-                            kind: m.kind().to_string(),
-                            proto: m.proto().to_string(),
-                            port,
-                            rtp: None,
-                            rtcp: None,
-                            advertised: None,
-                            codec: None,
-                            clock_rate: 8000,
-                            offered_mux: false,
-                            mux: false,
-                            disabled: false,
-                        });
-                }
-            }
-        }
-        let y_addr = self.iface(yi).advertise.unwrap_or(self.iface(yi).address);
-        let advertised: Vec<Option<IpAddr>> =
-            (0..sdp.media.len()).map(|i| sdp.connection(i)).collect();
-        let call = self.calls.get_mut(call_id).expect("call");
-        call.parts[x].asymmetric = o.asymmetric;
+        check_transport(&sdp, o)?;
+        let Sessions {
+            cfg, pools, calls, ..
+        } = self;
+        let call = calls.get_mut(call_id).expect("call");
+        let (xi, yi) = (call.parts[x].iface, call.parts[y].iface);
+        let y_if = &cfg.interfaces[yi];
+        let relay = o
+            .media_address
+            .unwrap_or(y_if.advertise.unwrap_or(y_if.address));
         call.parts[x].strict = o.strict_source;
+        call.parts[x].asymmetric = o.asymmetric;
         if o.received_from.is_some() {
             call.parts[x].signal = o.received_from;
         }
-        for (i, m) in sdp.media.iter_mut().enumerate() {
-            let conn = sdp_conn(advertised[i], o);
-            let Some((xs, ys)) = two(&mut call.parts, x, y) else {
-                continue; // x == y was refused above
-            };
-            let xside = &mut xs.sides[i];
-            let yside = &mut ys.sides[i];
-            xside.disabled = m.port() == 0;
-            xside.kind = m.kind().to_string();
-            xside.proto = m.proto().to_string();
-            xside.codec = first_codec(m);
-            xside.clock_rate = clock_rate(m.kind(), xside.codec.as_deref());
-            let addr = conn.unwrap_or(IpAddr::from([0, 0, 0, 0]));
-            xside.advertised = advertised[i].map(|a| sock(a, m.port()));
-            let hold = addr.is_unspecified() || xside.disabled;
-            xside.rtp = (!hold).then(|| sock(addr, m.port()));
-            xside.rtcp = (!hold).then(|| sock(addr, m.rtcp_port()));
-            let x_mux = m.has_attr("rtcp-mux");
-            // rtcp-mux: an offer states a preference; the answer decides both sides.
-            let send_mux = match role {
-                Role::Offer => {
-                    xside.offered_mux = x_mux;
-                    if o.mux("require") {
-                        yside.mux = true;
-                    }
-                    o.mux("require")
-                        || o.mux("offer")
-                        || (x_mux && !o.mux("demux") && !o.mux("reject"))
-                }
-                Role::Answer => {
-                    xside.mux = x_mux;
-                    let accept = yside.offered_mux
-                        && (x_mux || o.mux("demux") || o.mux("accept"))
-                        && !o.mux("reject");
-                    yside.mux = accept;
-                    accept
-                }
-            };
-            // Rewrite towards y.
-            m.remove_attrs(|n| n == "rtcp" || n == "rtcp-mux");
-            if yside.disabled && role == Role::Answer {
-                m.set_port(0);
-            } else if !xside.disabled {
-                m.set_port(yside.port);
-            }
-            if m.own_connection().is_some() {
-                m.set_connection(y_addr);
-            }
-            if let Some(tp) = &o.transport_protocol {
-                m.set_proto(tp);
-            }
-            filter_codecs(m, o);
-            if !xside.disabled {
-                if send_mux {
-                    m.push_attr("rtcp-mux");
-                }
-                if !(o.no_rtcp_attribute || send_mux && o.mux("require")) {
-                    let rtcp = if send_mux && role == Role::Answer {
-                        yside.port
-                    } else {
-                        yside.port + 1
-                    };
-                    m.push_attr(format!("rtcp:{rtcp}"));
-                }
-                if m.explicit_direction().is_none() {
-                    m.push_attr("sendrecv");
+        let tag = call.parts[x].tag.clone();
+        let Some((xp, yp)) = two(&mut call.parts, x, y) else {
+            return Err(same_participant(call_id, &tag, &tag));
+        };
+        let range = (cfg.port_min, cfg.port_max);
+        for i in 0..sdp.media.len() {
+            for p in [&mut *xp, &mut *yp] {
+                if p.sides.len() <= i {
+                    p.sides.push(Side::new(&sdp.media[i]));
                 }
             }
+            let ep = sdp_conn(sdp.connection(i), o);
+            let m = &mut sdp.media[i];
+            let (xs, ys) = (&mut xp.sides[i], &mut yp.sides[i]);
+            let mux = take_media(xs, ys, m, ep, o, role);
+            if !xs.disabled {
+                // The port facing y depends on where x is (rtpengine's
+                // endpoint maps); x's own is a wildcard until y answers.
+                let want_rtcp = !(mux.require && ys.mux);
+                let name = &cfg.interfaces[yi].name;
+                ys.use_map(&mut pools[yi], xs.rtp, want_rtcp, name, range)?;
+                if xs.maps.is_empty() {
+                    let want_rtcp = !(xs.mux && (o.mux("demux") || o.mux("accept")));
+                    let name = &cfg.interfaces[xi].name;
+                    xs.use_map(&mut pools[xi], None, want_rtcp, name, range)?;
+                }
+            }
+            rewrite_media(m, ys, relay, mux, o);
         }
-        if sdp.session_connection().is_some() || o.replace_session_connection {
-            sdp.set_session_connection(y_addr);
-        }
-        if o.replace_origin {
-            sdp.set_origin_addr(y_addr);
+        rewrite_session(&mut sdp, relay, o);
+        if o.replace_sdp_version {
+            yp.version_sdp(&mut sdp);
         }
         sdp.strip_ice();
         Ok(sdp.to_string())
@@ -535,16 +601,21 @@ impl Sessions {
     fn desired_flows(&self, call_id: &str) -> BTreeMap<SocketAddr, Flow> {
         let call = &self.calls[call_id];
         let mut out = BTreeMap::new();
-        for x in &call.parts {
-            let Some(yi) = x.peer else { continue };
-            let y = &call.parts[yi];
+        let pairs = call
+            .parts
+            .iter()
+            .flat_map(|y| y.subs.iter().map(move |&x| (x, y)));
+        for (xi, y) in pairs {
+            let x = &call.parts[xi];
             let (xa, ya) = (self.iface(x.iface).address, self.iface(y.iface).address);
             for (xs, ys) in x.sides.iter().zip(&y.sides) {
                 // Media x sends to its facing port goes to y.
                 if xs.disabled || ys.disabled {
                     continue;
                 }
-                let Some(y_rtp) = ys.rtp else { continue };
+                let Some(y_rtp) = ys.rtp.filter(|a| !a.ip().is_unspecified()) else {
+                    continue; // on hold, or not known yet
+                };
                 // x's real source is learned (symmetric RTP) unless x is
                 // asymmetric; y is sent to where it really is unless y is.
                 let follow = |port: u16| (!y.asymmetric).then(|| sock(ya, port));
@@ -559,11 +630,16 @@ impl Sessions {
                     follow: follow(ys.port),
                     clock_rate: xs.clock_rate,
                 };
-                if !xs.mux {
-                    let (dst, src) = if ys.mux {
-                        (y_rtp, ys.port)
+                if xs.rtcp_socket && !xs.mux {
+                    let src = if ys.mux || !ys.rtcp_socket {
+                        ys.port
                     } else {
-                        (ys.rtcp.unwrap_or(y_rtp), ys.port + 1)
+                        ys.port + 1
+                    };
+                    let dst = if ys.mux {
+                        y_rtp
+                    } else {
+                        ys.rtcp.unwrap_or(y_rtp)
                     };
                     let rtcp = Flow {
                         local: sock(xa, xs.port + 1),
@@ -592,21 +668,18 @@ impl Sessions {
         delay: Option<u64>,
         stats: &HashMap<SocketAddr, FlowStat>,
     ) -> Option<tollgate_ng::Value> {
-        let call = self.calls.get_mut(call_id)?;
-        if let Some(t) = to_tag {
-            if let Some(&p) = call.tags.get(t) {
-                if call.parts[p].tag != t {
-                    call.tags.remove(t); // a losing branch: the call goes on
-                    return Some(report::query(
-                        call_id,
-                        self.calls.get(call_id)?,
-                        &self.cfg,
-                        stats,
-                    ));
+        let call = self.calls.get(call_id)?;
+        let only = to_tag.filter(|t| !t.is_empty()).or(from_tag);
+        let reply = report::query(call, &self.cfg, stats, only);
+        // A branch the from-tag is not in dialogue with goes on its own.
+        if let (Some(f), Some(t)) = (from_tag, to_tag) {
+            if let (Some(&fp), Some(&tp)) = (call.tags.get(f), call.tags.get(t)) {
+                if fp != tp && call.parts[fp].peer != Some(tp) {
+                    self.drop_branch(plane, call_id, tp);
+                    return Some(reply);
                 }
             }
         }
-        let reply = report::query(call_id, &self.calls[call_id], &self.cfg, stats);
         self.end(call_id, stats, Ending::Deleted { by_tag: from_tag });
         let delay = delay.unwrap_or(self.cfg.delete_delay_secs);
         self.totals.deleted += 1;
@@ -616,6 +689,26 @@ impl Sessions {
             c.delete_at = Some(Instant::now() + Duration::from_secs(delay));
         }
         Some(reply)
+    }
+
+    /// Removes one participant (a losing branch): its ports, flows and tag.
+    fn drop_branch(&mut self, plane: &mut dyn MediaPlane, call_id: &str, p: usize) {
+        let Some(call) = self.calls.get_mut(call_id) else {
+            return;
+        };
+        let gone = &mut call.parts[p];
+        gone.gone = true;
+        gone.subs.clear();
+        gone.peer = None;
+        release(&mut self.pools[gone.iface], gone);
+        let tag = gone.tag.clone();
+        call.tags.remove(&tag);
+        for q in &mut call.parts {
+            q.subs.retain(|&s| s != p);
+        }
+        if let Err(e) = self.sync_flows(plane, call_id) {
+            tracing::warn!(call_id, error = %e.0, "removing a branch's flows");
+        }
     }
 
     /// Writes the call's CDR, once.
@@ -646,21 +739,21 @@ impl Sessions {
                 tracing::warn!(call_id, %local, error = %e, "could not remove flow");
             }
         }
-        for p in &call.parts {
-            for s in &p.sides {
-                self.pools[p.iface].release(s.port);
-            }
+        for p in call.parts.iter().filter(|p| !p.gone) {
+            release(&mut self.pools[p.iface], p);
         }
     }
 
+    /// `query`: the call, or (`only`) one participant and whom it hears.
     pub fn query(
         &self,
         call_id: &str,
+        only: Option<&str>,
         stats: &HashMap<SocketAddr, FlowStat>,
     ) -> Option<tollgate_ng::Value> {
         self.calls
             .get(call_id)
-            .map(|c| report::query(call_id, c, &self.cfg, stats))
+            .map(|c| report::query(c, &self.cfg, stats, only))
     }
 
     pub fn set_recording(&mut self, call_id: &str, on: bool) -> bool {
@@ -783,12 +876,23 @@ fn participant(call: &mut Call, tag: &str, iface: usize) -> usize {
         iface,
         sides: Vec::new(),
         peer: None,
+        subs: Vec::new(),
+        gone: false,
         asymmetric: false,
         strict: false,
+        sdp_version: None,
+        last_sdp: None,
     });
     let i = call.parts.len() - 1;
     call.tags.insert(tag.to_string(), i);
     i
+}
+
+/// Gives back every port pair held for `p`.
+fn release(pool: &mut PortPool, p: &Participant) {
+    for m in p.sides.iter().flat_map(|s| &s.maps) {
+        pool.release(m.port);
+    }
 }
 
 /// Two distinct elements of `v`, mutably; None when `a == b`.
@@ -851,11 +955,10 @@ fn clock_rate(kind: &str, codec: Option<&str>) -> u32 {
         .unwrap_or(if kind == "video" { 90_000 } else { 8000 })
 }
 
-/// Which address to send to: `media address` > SIP source > SDP.
+/// Where the sender of an SDP receives media: its SIP source with `SIP
+/// source address`, else the SDP's c= address. (`media address` is the
+/// relay's address to write into the SDP sent on, as in rtpengine.)
 fn sdp_conn(from_sdp: Option<IpAddr>, o: &Options) -> Option<IpAddr> {
-    if let Some(a) = o.media_address {
-        return Some(a);
-    }
     match (o.address_source, o.received_from) {
         (AddressSource::SipSource, Some(a)) => Some(a),
         _ => from_sdp,
@@ -887,8 +990,199 @@ fn filter_codecs(m: &mut SdpMedia, o: &Options) {
         // rtpengine leaves the list alone rather than offer nothing.
         return;
     }
-    if !o.codec_offer.is_empty() {
-        trial.prefer_formats(&o.codec_offer);
-    }
+    drop_orphan_supplements(&mut trial);
     *m = trial;
+}
+
+/// Codecs that only accompany others (`telephone-event`, `CN`) go when no
+/// other codec of their clock rate is left, as rtpengine's codec handling
+/// drops them once it has changed the list.
+fn drop_orphan_supplements(m: &mut SdpMedia) {
+    let supplement = |name: Option<&str>| {
+        name.is_some_and(|n| {
+            n.eq_ignore_ascii_case("telephone-event") || n.eq_ignore_ascii_case("CN")
+        })
+    };
+    let rate = |m: &SdpMedia, pt: &str| {
+        let name = m.codec_name(pt);
+        let enc = m.attrs("rtpmap").find_map(|v| {
+            let (p, enc) = v.split_once(' ')?;
+            (p == pt).then(|| enc.to_string())
+        });
+        clock_rate(
+            m.kind(),
+            enc.or(name.map(|n| format!("{n}/8000"))).as_deref(),
+        )
+    };
+    let mains: Vec<u32> = m
+        .formats()
+        .iter()
+        .filter(|pt| !supplement(m.codec_name(pt).as_deref()))
+        .map(|pt| rate(m, pt))
+        .collect();
+    let keep: Vec<String> = m
+        .formats()
+        .into_iter()
+        .filter(|pt| !supplement(m.codec_name(pt).as_deref()) || mains.contains(&rate(m, pt)))
+        .collect();
+    m.retain_formats(|pt, _| keep.iter().any(|k| k == pt));
+}
+
+/// Refuses a `transport protocol` change of an SRTP section.
+fn check_transport(sdp: &Sdp, o: &Options) -> Result<(), NgError> {
+    let Some(tp) = &o.transport_protocol else {
+        return Ok(());
+    };
+    for (i, m) in sdp.media.iter().enumerate() {
+        if is_secure(m.proto()) {
+            return Err(NgError(format!(
+                "media {}: {} is SRTP, which this relay cannot turn into {tp}",
+                i + 1,
+                m.proto()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// What the rtcp-mux negotiation decided for the SDP sent on.
+#[derive(Debug, Clone, Copy)]
+struct MuxOut {
+    /// RTCP on the RTP port only (`a=rtcp:` names the RTP port).
+    require: bool,
+    role: Role,
+}
+
+/// Direction attribute to send/receive: (x sends, x receives).
+fn directions(m: &SdpMedia) -> (bool, bool) {
+    match m.explicit_direction() {
+        Some("sendonly") => (true, false),
+        Some("recvonly") => (false, true),
+        Some("inactive") => (false, false),
+        _ => (true, true),
+    }
+}
+
+/// Takes x's section `m` (its endpoint address `ep`): x's side learns
+/// where x is and what it sends; both sides' direction and ICE-role flags
+/// follow, as rtpengine sets them.
+fn take_media(
+    xs: &mut Side,
+    ys: &mut Side,
+    m: &SdpMedia,
+    ep: Option<IpAddr>,
+    o: &Options,
+    role: Role,
+) -> MuxOut {
+    xs.kind = m.kind().to_string();
+    xs.proto = m.proto().to_string();
+    xs.codec = first_codec(m);
+    xs.clock_rate = clock_rate(m.kind(), xs.codec.as_deref());
+    let (sends, receives) = directions(m);
+    (xs.recv, xs.send, ys.send, ys.recv) = (sends, receives, sends, receives);
+    // ICE roles are set once, even without ICE: the offer's receiver controls.
+    if !ys.initialized {
+        ys.ice_controlling = role == Role::Offer;
+    }
+    if !xs.initialized {
+        xs.ice_controlling = role == Role::Answer;
+    }
+    xs.initialized = true;
+    let addr = ep.unwrap_or(IpAddr::from([0, 0, 0, 0]));
+    let port = m.port();
+    xs.rtp = Some(sock(addr, port));
+    xs.rtcp = Some(match m.rtcp_attr() {
+        Some((p, a)) => sock(a.unwrap_or(addr), p),
+        None => sock(addr, port.wrapping_add(1)),
+    });
+    xs.disabled = port == 0;
+    ys.disabled = xs.disabled;
+    if xs.disabled {
+        return MuxOut {
+            require: false,
+            role,
+        };
+    }
+    xs.asymmetric = o.asymmetric;
+    if addr.is_unspecified() {
+        // RFC 2543 hold: nothing is sent to x.
+        ys.recv = false;
+        xs.send = false;
+    }
+    MuxOut {
+        require: rtcp_mux(xs, ys, m.has_attr("rtcp-mux"), o, role),
+        role,
+    }
+}
+
+/// rtcp-mux: the offer states what the relay offers y and whether the
+/// answer may change x's choice; the answer decides. Returns whether RTCP
+/// goes on the RTP port only (`require`, or y already muxing).
+fn rtcp_mux(xs: &mut Side, ys: &mut Side, x_mux: bool, o: &Options, role: Role) -> bool {
+    xs.mux = x_mux;
+    if role == Role::Answer {
+        // ys is the offerer here; xs carries the offer's verdict.
+        if !xs.mux_fixed {
+            ys.mux = x_mux;
+        }
+        return false;
+    }
+    let mut require = o.mux("require");
+    if ys.mux {
+        require = true; // mux in use: no fallback port is offered again
+    } else {
+        ys.mux = x_mux;
+    }
+    if o.mux("offer") || require {
+        ys.mux = true;
+    } else if o.mux("demux") {
+        ys.mux = false;
+    }
+    let reject = o.mux("reject");
+    ys.mux_fixed = !x_mux || !ys.mux || o.mux("accept") || reject;
+    if x_mux && reject {
+        xs.mux = false;
+    }
+    require
+}
+
+/// Rewrites x's section for y: y's port, the relay's address (a zero
+/// address stays: hold), codecs, and the attributes the relay owns.
+fn rewrite_media(m: &mut SdpMedia, ys: &Side, relay: IpAddr, mux: MuxOut, o: &Options) {
+    let keep_zero = |c: Option<IpAddr>| c.is_some_and(|a| a.is_unspecified());
+    if let Some(tp) = &o.transport_protocol {
+        m.set_proto(tp);
+    }
+    if !keep_zero(m.own_connection()) && m.own_connection().is_some() {
+        m.set_connection(relay);
+    }
+    if ys.disabled {
+        m.set_port(0);
+        m.strip_to_m_and_c();
+        return;
+    }
+    m.set_port(ys.port);
+    filter_codecs(m, o);
+    let same_port = ys.mux && (mux.role == Role::Answer || mux.require);
+    let rtcp = if same_port {
+        Some(ys.port)
+    } else {
+        ys.rtcp_socket.then_some(ys.port + 1)
+    };
+    let rtcp = rtcp.filter(|_| !o.no_rtcp_attribute);
+    m.relay_layout(ys.direction(), rtcp, ys.mux);
+}
+
+/// The session level: origin (`replace origin`) and session c= (when
+/// asked, or when a section relies on it; a zero address stays).
+fn rewrite_session(sdp: &mut Sdp, relay: IpAddr, o: &Options) {
+    if o.replace_origin {
+        sdp.set_origin_addr(relay);
+    }
+    let relied_on = sdp.media.iter().any(|m| m.own_connection().is_none());
+    if let Some(c) = sdp.session_connection() {
+        if (o.replace_session_connection || relied_on) && !c.is_unspecified() {
+            sdp.set_session_connection(relay);
+        }
+    }
 }

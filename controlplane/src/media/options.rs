@@ -22,6 +22,8 @@ pub enum AddressSource {
 pub struct Options {
     pub replace_origin: bool,
     pub replace_session_connection: bool,
+    /// `replace` `SDP version`: the o= version advances when the SDP changes.
+    pub replace_sdp_version: bool,
     pub address_source: AddressSource,
     pub received_from: Option<IpAddr>,
     pub media_address: Option<IpAddr>,
@@ -76,12 +78,9 @@ impl Options {
             match norm(&r).as_str() {
                 "origin" => o.replace_origin = true,
                 "session-connection" | "session-c-address" => o.replace_session_connection = true,
+                "sdp-version" => o.replace_sdp_version = true,
                 // Accepted and already what the relay does, or not applicable.
-                "sdp-version"
-                | "username"
-                | "session-name"
-                | "zero-address"
-                | "force-increment-sdp-ver" => {}
+                "username" | "session-name" | "zero-address" | "force-increment-sdp-ver" => {}
                 other => return Err(format!("unknown `replace` value {other:?}")),
             }
         }

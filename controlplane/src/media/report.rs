@@ -3,7 +3,7 @@
 //! the local port, endpoint, last packet time and packet/byte counters,
 //! plus call totals.
 
-use super::{Call, Side};
+use super::{Call, Participant, Side};
 use crate::config::MediaConfig;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -58,10 +58,14 @@ fn counters(packets: u64, bytes: u64) -> Value {
 }
 
 struct Stream<'a> {
-    local: SocketAddr,
+    /// The relay's socket: None for a disabled section; port 0 for an RTCP
+    /// stream without a port of its own (rtcp-mux).
+    local: Option<SocketAddr>,
     remote: Option<SocketAddr>,
-    advertised: Option<SocketAddr>,
     rtcp: bool,
+    /// The side uses rtcp-mux.
+    mux: bool,
+    strict: bool,
     stat: Option<&'a FlowStat>,
 }
 
@@ -71,23 +75,41 @@ fn stream(s: &Stream, fallback_time: i64, now: SystemTime) -> Value {
         .and_then(|f| f.last_packet_ms_ago)
         .map(|ago| unix(now - Duration::from_millis(ago)))
         .unwrap_or(fallback_time);
-    let mut flags = vec![Value::str(if s.rtcp { "RTCP" } else { "RTP" })];
+    let mut flags = Vec::new();
+    if !s.rtcp {
+        flags.push("RTP");
+    }
+    if s.rtcp || s.mux {
+        flags.push("RTCP");
+    }
+    if s.rtcp && s.mux {
+        flags.push("fallback RTCP");
+    }
     if s.remote.is_some() {
-        flags.push(Value::str("filled"));
+        flags.push("filled");
     }
     if s.stat.is_some_and(|f| f.packets > 0) {
-        flags.push(Value::str("confirmed"));
+        flags.push("confirmed");
     }
-    Value::dict([
-        ("local port", Value::Int(s.local.port() as i64)),
-        ("local address", Value::str(&s.local.ip().to_string())),
-        ("family", Value::str(family(s.local.ip()))),
+    if s.strict {
+        flags.push("strict source address");
+    }
+    let mut v = Value::dict([
         ("endpoint", endpoint(s.remote)),
-        ("advertised endpoint", endpoint(s.advertised)),
+        ("advertised endpoint", endpoint(s.remote)),
         ("last packet", Value::Int(last)),
-        ("flags", Value::List(flags)),
+        (
+            "flags",
+            Value::List(flags.into_iter().map(Value::str).collect()),
+        ),
         ("stats", stream_stats(s.stat)),
-    ])
+    ]);
+    if let Some(l) = s.local {
+        v.set("local port", Value::Int(l.port() as i64));
+        v.set("local address", Value::str(&l.ip().to_string()));
+        v.set("family", Value::str(family(l.ip())));
+    }
+    v
 }
 
 /// Packet/byte counters, plus RTP loss and jitter when the data plane has them.
@@ -102,97 +124,150 @@ fn stream_stats(stat: Option<&FlowStat>) -> Value {
     c
 }
 
-/// The `query` reply for one call (also the body of a `delete` reply).
+/// Media flags in rtpengine's order and spelling.
+fn media_flags(side: &Side) -> Value {
+    let flags = [
+        (side.initialized, "initialized"),
+        (side.asymmetric, "asymmetric"),
+        (side.send, "send"),
+        (side.recv, "recv"),
+        (side.mux, "rtcp-mux"),
+        (side.ice_controlling, "ICE controlling"),
+    ];
+    Value::List(
+        flags
+            .iter()
+            .filter(|(on, _)| *on)
+            .map(|(_, f)| Value::str(f))
+            .collect(),
+    )
+}
+
+/// Running RTP and RTCP totals: (packets, bytes) each.
+type Totals = [(u64, u64); 2];
+
+/// One media section of one participant, adding its counters to `totals`.
+fn media(
+    i: usize,
+    side: &Side,
+    addr: IpAddr,
+    strict: bool,
+    created: i64,
+    stats: &HashMap<SocketAddr, FlowStat>,
+    totals: &mut Totals,
+) -> Value {
+    let now = SystemTime::now();
+    let live = !side.disabled && side.port != 0;
+    let rtp_local = SocketAddr::new(addr, side.port);
+    let rtcp_local = SocketAddr::new(addr, if side.rtcp_socket { side.port + 1 } else { 0 });
+    let a = stats.get(&rtp_local).filter(|_| live);
+    let b = stats.get(&rtcp_local).filter(|_| live && !side.mux);
+    for (t, s) in totals.iter_mut().zip([a, b]) {
+        t.0 += s.map_or(0, |s| s.packets);
+        t.1 += s.map_or(0, |s| s.bytes);
+    }
+    let one = |local, remote, rtcp, stat| Stream {
+        local: live.then_some(local),
+        remote,
+        rtcp,
+        mux: side.mux,
+        strict,
+        stat,
+    };
+    let streams = vec![
+        stream(&one(rtp_local, side.rtp, false, a), created, now),
+        stream(&one(rtcp_local, side.rtcp, true, b), created, now),
+    ];
+    Value::dict([
+        ("index", Value::Int(i as i64 + 1)),
+        ("type", Value::str(&side.kind)),
+        ("protocol", Value::str(&side.proto)),
+        ("streams", Value::List(streams)),
+        ("flags", media_flags(side)),
+    ])
+}
+
+/// `{tag, type}` entries naming participants.
+fn links<'a>(call: &Call, who: impl Iterator<Item = &'a usize>) -> Value {
+    Value::List(
+        who.map(|&i| {
+            Value::dict([
+                ("tag", Value::str(&call.parts[i].tag)),
+                ("type", Value::str("offer/answer")),
+            ])
+        })
+        .collect(),
+    )
+}
+
+/// One participant's entry: its key (`<untagged N>` before it has a tag)
+/// and its dictionary.
+fn participant(
+    call: &Call,
+    i: usize,
+    cfg: &MediaConfig,
+    stats: &HashMap<SocketAddr, FlowStat>,
+    totals: &mut Totals,
+) -> (Vec<u8>, Value) {
+    let p: &Participant = &call.parts[i];
+    let addr = cfg.interfaces[p.iface].address;
+    let created = unix(p.created);
+    let medias = p
+        .sides
+        .iter()
+        .enumerate()
+        .map(|(n, s)| media(n, s, addr, p.strict, created, stats, totals))
+        .collect();
+    let subscribers = (0..call.parts.len()).filter(|&j| call.parts[j].subs.contains(&i));
+    let subscribers: Vec<usize> = subscribers.collect();
+    let mut t = Value::dict([
+        ("tag", Value::str(&p.tag)),
+        ("created", Value::Int(created)),
+        ("subscriptions", links(call, p.subs.iter())),
+        ("subscribers", links(call, subscribers.iter())),
+        ("medias", Value::List(medias)),
+    ]);
+    if let Some(l) = &p.label {
+        t.set("label", Value::str(l));
+    }
+    let key = if p.tag.is_empty() {
+        format!("<untagged {i}>")
+    } else {
+        p.tag.clone()
+    };
+    (key.into_bytes(), t)
+}
+
+/// The `query` reply for one call (also the body of a `delete` reply):
+/// every participant, or with `only` that tag's and those it hears.
 pub fn query(
-    call_id: &str,
     call: &Call,
     cfg: &MediaConfig,
     stats: &HashMap<SocketAddr, FlowStat>,
+    only: Option<&str>,
 ) -> Value {
-    let now = SystemTime::now();
-    let (mut rtp, mut rtcp) = ((0u64, 0u64), (0u64, 0u64));
-    let mut tags = Vec::new();
-    for p in &call.parts {
-        let addr = cfg.interfaces[p.iface].address;
-        let mut medias = Vec::new();
-        for (i, side) in p.sides.iter().enumerate() {
-            let side: &Side = side;
-            let rtp_local = SocketAddr::new(addr, side.port);
-            let rtcp_local = SocketAddr::new(addr, side.port + 1);
-            let (a, b) = (
-                stats.get(&rtp_local),
-                if side.mux {
-                    None
-                } else {
-                    stats.get(&rtcp_local)
-                },
-            );
-            rtp.0 += a.map_or(0, |s| s.packets);
-            rtp.1 += a.map_or(0, |s| s.bytes);
-            rtcp.0 += b.map_or(0, |s| s.packets);
-            rtcp.1 += b.map_or(0, |s| s.bytes);
-            let created = unix(p.created);
-            let streams = vec![
-                stream(
-                    &Stream {
-                        local: rtp_local,
-                        remote: side.rtp,
-                        advertised: side.advertised,
-                        rtcp: false,
-                        stat: a,
-                    },
-                    created,
-                    now,
-                ),
-                stream(
-                    &Stream {
-                        local: rtcp_local,
-                        remote: side.rtcp,
-                        advertised: side
-                            .advertised
-                            .map(|x| SocketAddr::new(x.ip(), x.port() + 1)),
-                        rtcp: true,
-                        stat: b,
-                    },
-                    created,
-                    now,
-                ),
-            ];
-            let mut flags = vec![Value::str("initialized")];
-            if !side.disabled {
-                flags.extend([Value::str("send"), Value::str("recv")]);
-            }
-            if side.mux {
-                flags.push(Value::str("rtcp-mux"));
-            }
-            medias.push(Value::dict([
-                ("index", Value::Int(i as i64 + 1)),
-                ("type", Value::str(&side.kind)),
-                ("protocol", Value::str(&side.proto)),
-                ("streams", Value::List(streams)),
-                ("flags", Value::List(flags)),
-            ]));
-        }
-        let mut t = Value::dict([
-            ("tag", Value::str(&p.tag)),
-            ("created", Value::Int(unix(p.created))),
-            ("medias", Value::List(medias)),
-        ]);
-        if let Some(l) = &p.label {
-            t.set("label", Value::str(l));
-        }
-        if let Some(peer) = p.peer {
-            t.set("in dialogue with", Value::str(&call.parts[peer].tag));
-        }
-        tags.push((p.tag.clone(), t));
-    }
+    let live = |i: &usize| !call.parts[*i].gone;
+    let who: Vec<usize> = match only.and_then(|t| call.tags.get(t)) {
+        Some(&p) => std::iter::once(p)
+            .chain(call.parts[p].subs.iter().copied())
+            .collect(),
+        None if only.is_some() => Vec::new(),
+        None => (0..call.parts.len()).collect(),
+    };
+    let mut totals: Totals = [(0, 0); 2];
+    let tags = who
+        .iter()
+        .filter(|i| live(i))
+        .map(|&i| participant(call, i, cfg, stats, &mut totals))
+        .collect();
     let created = call.created.duration_since(UNIX_EPOCH).unwrap_or_default();
-    let mut v = Value::dict([
-        ("call-id", Value::str(call_id)),
+    let [rtp, rtcp] = totals;
+    Value::dict([
         ("created", Value::Int(created.as_secs() as i64)),
         ("created_us", Value::Int(created.subsec_micros() as i64)),
         ("last signal", Value::Int(unix(call.last_signal))),
         ("SSRC", Value::dict([])),
+        ("tags", Value::Dict(tags)),
         (
             "totals",
             Value::dict([
@@ -200,11 +275,5 @@ pub fn query(
                 ("RTCP", counters(rtcp.0, rtcp.1)),
             ]),
         ),
-        ("recording", Value::Int(call.recording as i64)),
-    ]);
-    v.set(
-        "tags",
-        Value::Dict(tags.into_iter().map(|(k, t)| (k.into_bytes(), t)).collect()),
-    );
-    v
+    ])
 }
