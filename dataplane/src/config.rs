@@ -4,13 +4,15 @@
 //! names the key and what is wrong.
 
 use serde::{Deserialize, Serialize};
+use std::net::IpAddr;
 use std::path::PathBuf;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
 pub struct DataplaneConfig {
-    /// `auto` (XDP when interfaces are configured and the kernel accepts the
-    /// program, else socket), `xdp` or `socket`.
+    /// `auto` (XDP on `xdp.interfaces`, or else on the devices holding the
+    /// media addresses, when the kernel accepts it; else socket), `xdp` or
+    /// `socket`.
     pub backend: BackendChoice,
     /// Cores for the packet workers; default: every core but 0 (core 0 on a
     /// one-core host).
@@ -21,6 +23,12 @@ pub struct DataplaneConfig {
     pub idle_timeout_secs: u64,
     pub xdp: XdpConfig,
     pub socket: SocketConfig,
+    /// The addresses of the node's media interfaces (`[media]`, or rtpengine's
+    /// `--interface`). Not a key of this section: the node's config loader
+    /// fills it in. `auto` without `xdp.interfaces` puts XDP on the devices
+    /// holding them.
+    #[serde(skip)]
+    pub media_addresses: Vec<IpAddr>,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -35,6 +43,8 @@ pub enum BackendChoice {
 #[serde(deny_unknown_fields, default)]
 pub struct XdpConfig {
     /// Interfaces the program is attached to; media arrives and leaves here.
+    /// Empty (the default): with `backend = "auto"`, the devices holding the
+    /// media addresses.
     pub interfaces: Vec<String>,
     /// `native` (driver hook) or `generic` (skb hook, slower, works everywhere).
     pub mode: XdpAttachMode,
@@ -74,6 +84,7 @@ impl Default for DataplaneConfig {
             idle_timeout_secs: 60,
             xdp: XdpConfig::default(),
             socket: SocketConfig::default(),
+            media_addresses: Vec::new(),
         }
     }
 }

@@ -17,7 +17,7 @@ pub mod table;
 pub mod wire;
 
 use backend::{socket::SocketBackend, xdp::XdpBackend, Backend, BackendError};
-use config::{BackendChoice, DataplaneConfig};
+use config::{BackendChoice, DataplaneConfig, XdpConfig};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -54,30 +54,81 @@ pub fn host_cores() -> usize {
     }
 }
 
-/// Starts the backend the configuration asks for (for `auto`: XDP when
-/// interfaces are configured and it starts, else the socket backend).
+/// Starts the backend the configuration asks for; `auto` is [`start_auto`].
 pub fn start_backend(cfg: &DataplaneConfig) -> Result<Box<dyn Backend>, StartError> {
-    let xdp = || XdpBackend::start(&cfg.xdp).map(|b| Box::new(b) as Box<dyn Backend>);
-    let socket = || {
-        SocketBackend::start(&cfg.socket, &cfg.worker_cores(host_cores()))
-            .map(|b| Box::new(b) as Box<dyn Backend>)
-            .map_err(|source| StartError::Backend {
-                backend: "socket",
-                source,
-            })
-    };
     match cfg.backend {
-        BackendChoice::Xdp => xdp().map_err(|source| StartError::Backend { backend: "xdp", source }),
-        BackendChoice::Socket => socket(),
-        BackendChoice::Auto if cfg.xdp.interfaces.is_empty() => {
-            tracing::info!("backend auto: no dataplane.xdp.interfaces configured, using the socket backend");
-            socket()
-        }
-        BackendChoice::Auto => xdp().or_else(|e| {
-            tracing::warn!(error = %e, "backend auto: XDP did not start, falling back to the socket backend");
-            socket()
-        }),
+        BackendChoice::Xdp => start_xdp(&cfg.xdp, "dataplane.xdp.interfaces"),
+        BackendChoice::Socket => start_socket(cfg),
+        BackendChoice::Auto => start_auto(cfg),
     }
+}
+
+/// `auto`: XDP on `dataplane.xdp.interfaces` when set, else on the devices
+/// holding the media addresses (see [`backend::xdp::devices`]); the socket
+/// backend when there are none (loopback-only nodes) or the kernel refuses
+/// XDP, in which case whatever the attempt left attached is removed so that
+/// no stale XDP program forwards beside the socket backend.
+fn start_auto(cfg: &DataplaneConfig) -> Result<Box<dyn Backend>, StartError> {
+    let (interfaces, from) = if cfg.xdp.interfaces.is_empty() {
+        match media_devices(&cfg.media_addresses) {
+            Ok(devices) => (devices, "the devices holding the media addresses"),
+            Err(why) => {
+                tracing::info!("backend auto: {why}; using the socket backend");
+                return start_socket(cfg);
+            }
+        }
+    } else {
+        (cfg.xdp.interfaces.clone(), "dataplane.xdp.interfaces")
+    };
+    let xdp = XdpConfig {
+        interfaces,
+        ..cfg.xdp.clone()
+    };
+    start_xdp(&xdp, from).or_else(|e| {
+        tracing::warn!(
+            devices = %xdp.interfaces.join(","),
+            "backend auto: {e}; falling back to the socket backend"
+        );
+        if let Err(e) = backend::xdp::detach(&xdp) {
+            tracing::warn!(pin_dir = %xdp.pin_dir.display(), error = %e, "could not remove what the XDP attempt left");
+        }
+        start_socket(cfg)
+    })
+}
+
+/// The devices for XDP from the media addresses, or why there are none.
+fn media_devices(media: &[std::net::IpAddr]) -> Result<Vec<String>, String> {
+    use backend::xdp::devices::{self, Selection};
+    let assigned =
+        devices::assigned().map_err(|e| format!("cannot list this host's addresses ({e})"))?;
+    match devices::select(media, &assigned) {
+        Selection::Xdp(d) => Ok(d),
+        Selection::Socket(why) => Err(why),
+    }
+}
+
+/// XDP on `xdp.interfaces`, which came `from` where the log says.
+fn start_xdp(xdp: &XdpConfig, from: &str) -> Result<Box<dyn Backend>, StartError> {
+    let b = XdpBackend::start(xdp).map_err(|source| StartError::Backend {
+        backend: "xdp",
+        source,
+    })?;
+    tracing::info!(
+        backend = "xdp",
+        devices = %xdp.interfaces.join(","),
+        mode = ?xdp.mode,
+        "XDP attached to {from}"
+    );
+    Ok(Box::new(b))
+}
+
+fn start_socket(cfg: &DataplaneConfig) -> Result<Box<dyn Backend>, StartError> {
+    SocketBackend::start(&cfg.socket, &cfg.worker_cores(host_cores()))
+        .map(|b| Box::new(b) as Box<dyn Backend>)
+        .map_err(|source| StartError::Backend {
+            backend: "socket",
+            source,
+        })
 }
 
 /// The socket backend holds two sockets per flow: lift the soft limit on

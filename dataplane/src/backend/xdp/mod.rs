@@ -6,8 +6,10 @@
 //! them: it loads its program against the pinned maps and swaps it into the
 //! pinned links atomically (`bpf_link_update`), so packets keep flowing while
 //! the process is gone and while it comes back. Leaving the process does not
-//! detach anything; [`detach`] does, on purpose.
+//! detach anything; [`detach`] does, on purpose. [`devices`] finds the
+//! devices that hold the media addresses, for `backend = "auto"`.
 
+pub mod devices;
 mod neighbour;
 
 use super::{ifindex, Backend, BackendError, FlowCounters};
@@ -41,6 +43,18 @@ pub struct XdpBackend {
 
 fn err(detail: impl std::fmt::Display) -> BackendError {
     BackendError::Other(detail.to_string())
+}
+
+/// `e` and its sources: aya's syscall errors keep the errno (what the kernel
+/// said) in the source, not in their message.
+fn with_sources(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut next = e.source();
+    while let Some(cause) = next {
+        s += &format!(": {cause}");
+        next = cause.source();
+    }
+    s
 }
 
 fn map_err(map: &'static str) -> impl Fn(aya::maps::MapError) -> BackendError {
@@ -185,8 +199,12 @@ impl XdpBackend {
             .load(tollgate_ebpf::OBJECT)
             .map_err(|e| err(format!("loading the XDP object: {e}")))?;
         let prog = program(&mut ebpf)?;
-        prog.load()
-            .map_err(|e| err(format!("the kernel refused the XDP program: {e}")))?;
+        prog.load().map_err(|e| {
+            err(format!(
+                "the kernel refused the XDP program: {}",
+                with_sources(&e)
+            ))
+        })?;
 
         let mut links = Vec::new();
         for name in &cfg.interfaces {
@@ -305,9 +323,12 @@ fn attach(
         XdpAttachMode::Native => XdpMode::Driver,
         XdpAttachMode::Generic => XdpMode::Skb,
     };
-    let id = prog
-        .attach(ifname, flags)
-        .map_err(|e| err(format!("attaching XDP to `{ifname}` ({mode:?} mode): {e}")))?;
+    let id = prog.attach(ifname, flags).map_err(|e| {
+        err(format!(
+            "attaching XDP to `{ifname}` ({mode:?} mode): {}",
+            with_sources(&e)
+        ))
+    })?;
     let link = FdLink::try_from(prog.take_link(id).map_err(err)?).map_err(|e| {
         err(format!(
             "`{ifname}`: the kernel gave no BPF link to pin ({e})"
