@@ -177,8 +177,11 @@ impl Config {
         cfg.validate(origin)
     }
 
-    /// Checks every section; used again after command-line overrides.
-    pub fn validate(self, origin: &str) -> Result<Config, ConfigError> {
+    /// Checks every section, and hands the media interfaces' addresses to
+    /// the data plane's backend choice; used again after command-line
+    /// overrides.
+    pub fn validate(mut self, origin: &str) -> Result<Config, ConfigError> {
+        self.dataplane.media_addresses = self.media.interfaces.iter().map(|i| i.address).collect();
         let mut problems = self.dataplane.validate(tollgate_dataplane::host_cores());
         problems.extend(self.media.validate());
         problems.extend(self.sip.validate());
@@ -191,6 +194,28 @@ impl Config {
                 problems,
             })
         }
+    }
+}
+
+/// The sections a `tollgate dataplane` child needs, as TOML.
+#[derive(Serialize)]
+struct DataplaneSections<'a> {
+    dataplane: &'a DataplaneConfig,
+    media: &'a MediaConfig,
+}
+
+impl Config {
+    /// This configuration's `[dataplane]` and `[media]` sections as TOML:
+    /// the config of a data-plane child, so that it runs on the effective
+    /// settings (the file's with the command line's overrides), media
+    /// interfaces included. Other sections are left out (they may hold
+    /// database credentials the data plane has no use for).
+    pub fn dataplane_toml(&self) -> String {
+        toml::to_string(&DataplaneSections {
+            dataplane: &self.dataplane,
+            media: &self.media,
+        })
+        .expect("the data plane and media sections serialize")
     }
 }
 
@@ -207,8 +232,30 @@ mod tests {
     #[test]
     fn empty_file_is_all_defaults() {
         let c = Config::parse("", "empty").unwrap();
-        assert_eq!(c.dataplane, DataplaneConfig::default());
+        assert_eq!(
+            c.dataplane,
+            DataplaneConfig {
+                media_addresses: vec![IpAddr::from([127, 0, 0, 1])],
+                ..DataplaneConfig::default()
+            }
+        );
         assert_eq!(c.media, MediaConfig::default());
+    }
+
+    #[test]
+    fn media_addresses_reach_the_data_plane_through_its_own_config() {
+        let mut c =
+            Config::parse("[dataplane]\ncontrol_socket = \"/tmp/x.sock\"\n", "t.toml").unwrap();
+        c.media.interfaces = ["ext/10.0.1.1", "int/fd00:2::1!198.51.100.5"]
+            .iter()
+            .map(|s| MediaConfig::parse_interface(s).unwrap())
+            .collect();
+        let c = c.validate("command line").unwrap();
+        let want: Vec<IpAddr> = vec!["10.0.1.1".parse().unwrap(), "fd00:2::1".parse().unwrap()];
+        assert_eq!(c.dataplane.media_addresses, want);
+        let child = Config::parse(&c.dataplane_toml(), "child.toml").unwrap();
+        assert_eq!(child.dataplane, c.dataplane);
+        assert_eq!(child.media, c.media);
     }
 
     #[test]

@@ -3,6 +3,14 @@
 //! plane (NG server, media sessions) in this process, and restarts the data
 //! plane if it dies (the control plane then re-installs its flows; with XDP
 //! forwarding never stopped). On SIGINT/SIGTERM both stop.
+//!
+//! The child runs on this process's effective configuration, not on the
+//! file alone: its `[dataplane]` and `[media]` sections, command-line
+//! overrides applied, are written next to the control socket
+//! (`<socket>.effective.toml`, e.g. `/run/tollgate/dataplane.effective.toml`)
+//! and passed as its `--config`. So `--interface NAME/ADDRESS` reaches the
+//! data plane's `auto` backend choice, and a restarted child gets the same
+//! settings as the first.
 
 use crate::config::Config;
 use anyhow::{bail, Context, Result};
@@ -14,14 +22,29 @@ use std::time::{Duration, Instant};
 use tollgate_dataplane::client::ControlClient;
 use tollgate_dataplane::control::Request;
 
-fn spawn_dataplane(config: Option<&Path>) -> Result<Child> {
-    let exe = std::env::current_exe().context("locating the tollgate binary")?;
-    let mut cmd = Command::new(exe);
-    cmd.arg("dataplane");
-    if let Some(c) = config {
-        cmd.arg("--config").arg(c);
+/// Writes the data-plane child's config (see the module doc); returns its path.
+fn write_dataplane_config(cfg: &Config) -> Result<PathBuf> {
+    let path = cfg
+        .dataplane
+        .control_socket
+        .with_extension("effective.toml");
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("creating {} for the data plane's config", dir.display()))?;
     }
-    cmd.spawn().context("starting the data plane")
+    std::fs::write(&path, cfg.dataplane_toml())
+        .with_context(|| format!("writing the data plane's config {}", path.display()))?;
+    Ok(path)
+}
+
+fn spawn_dataplane(config: &Path) -> Result<Child> {
+    let exe = std::env::current_exe().context("locating the tollgate binary")?;
+    Command::new(exe)
+        .arg("dataplane")
+        .arg("--config")
+        .arg(config)
+        .spawn()
+        .context("starting the data plane")
 }
 
 fn wait_ready(child: &mut Child, socket: &Path) -> Result<()> {
@@ -46,12 +69,12 @@ fn wait_ready(child: &mut Child, socket: &Path) -> Result<()> {
 
 pub fn run(cfg: Config, config_path: Option<PathBuf>, stop: Arc<AtomicBool>) -> Result<()> {
     let socket = cfg.dataplane.control_socket.clone();
-    let mut child = spawn_dataplane(config_path.as_deref())?;
-    let reload_from = config_path.clone();
+    let dp_config = write_dataplane_config(&cfg)?;
+    let mut child = spawn_dataplane(&dp_config)?;
     wait_ready(&mut child, &socket)?;
     let child = Arc::new(Mutex::new(child));
     let watcher = {
-        let (child, stop) = (child.clone(), stop.clone());
+        let (child, stop, dp_config) = (child.clone(), stop.clone(), dp_config.clone());
         std::thread::spawn(move || {
             while !stop.load(Ordering::Relaxed) {
                 std::thread::sleep(Duration::from_millis(200));
@@ -62,7 +85,7 @@ pub fn run(cfg: Config, config_path: Option<PathBuf>, stop: Arc<AtomicBool>) -> 
                     }
                     tracing::error!(status = %st, "the data plane exited; restarting it");
                     std::thread::sleep(Duration::from_millis(500));
-                    match spawn_dataplane(config_path.as_deref()) {
+                    match spawn_dataplane(&dp_config) {
                         Ok(n) => *c = n,
                         Err(e) => tracing::error!(error = %e, "could not restart the data plane"),
                     }
@@ -70,12 +93,13 @@ pub fn run(cfg: Config, config_path: Option<PathBuf>, stop: Arc<AtomicBool>) -> 
             }
         })
     };
-    let result = crate::controlplane(cfg, reload_from, stop.clone());
+    let result = crate::controlplane(cfg, config_path, stop.clone());
     stop.store(true, Ordering::Relaxed);
     let _ = watcher.join();
     let mut c = child.lock().expect("child");
     // SAFETY: signalling our own child process.
     unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
     let _ = c.wait();
+    let _ = std::fs::remove_file(&dp_config);
     result
 }
