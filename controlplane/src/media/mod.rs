@@ -84,6 +84,8 @@ struct Side {
     /// Its first codec ("PCMU/8000"), and that codec's RTP clock rate.
     codec: Option<String>,
     clock_rate: u32,
+    /// The formats of the last offer the relay sent it.
+    offered: Vec<String>,
     /// It uses rtcp-mux (as offered to it, then as answered).
     mux: bool,
     /// The offer fixed the offerer's rtcp-mux: the answer does not change it.
@@ -111,6 +113,7 @@ impl Side {
             rtcp: None,
             codec: None,
             clock_rate: 8000,
+            offered: Vec::new(),
             mux: false,
             mux_fixed: false,
             disabled: false,
@@ -545,7 +548,17 @@ impl Sessions {
                     xs.use_map(&mut pools[xi], None, want_rtcp, name, range)?;
                 }
             }
+            if role == Role::Answer {
+                // An answer keeps only formats the relay offered it.
+                let offered = &xs.offered;
+                if m.formats().iter().any(|f| offered.contains(f)) {
+                    m.retain_formats(|pt, _| offered.iter().any(|f| f == pt));
+                }
+            }
             rewrite_media(m, ys, relay, mux, o);
+            if role == Role::Offer {
+                ys.offered = m.formats();
+            }
         }
         rewrite_session(&mut sdp, relay, o);
         if o.replace_sdp_version {
