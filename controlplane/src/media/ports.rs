@@ -31,6 +31,7 @@ impl PortPool {
     }
 
     /// Number of pairs the range holds.
+    #[cfg(test)]
     pub fn capacity(&self) -> usize {
         self.free.len() + self.used.len()
     }
