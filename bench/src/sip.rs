@@ -61,7 +61,7 @@ const UAC: &str = "127.0.0.1:5070";
 const NG: &str = "127.0.0.1:22230";
 /// SIPp under load: 4 MiB socket buffers (the default drops bursts at
 /// 1000 cps) and more receive/schedule work per loop.
-const SIPP_LOAD: [&str; 6] = [
+pub const SIPP_LOAD: [&str; 6] = [
     "-buff_size",
     "4194304",
     "-max_recv_loops",
@@ -186,8 +186,18 @@ fn sipp_uas(dir: &Path) -> Result<Running> {
     })
 }
 
-/// Reads SIPp's statistics (last line of `-trace_stat`) and its setup times.
-fn results(dir: &Path, system: &str, a: &SipArgs, cpu_ns: u64) -> Result<SipResult> {
+/// The totals of a SIPp UAC run, from the last line of its `-trace_stat`
+/// file (`uac_stat.csv` in its directory).
+#[derive(Debug, Clone, Copy)]
+pub struct SippStat {
+    pub ok: u64,
+    pub failed: u64,
+    pub retransmissions: u64,
+    pub elapsed_s: f64,
+}
+
+/// Reads `dir/uac_stat.csv`.
+pub fn sipp_stat(dir: &Path) -> Result<SippStat> {
     let stat =
         std::fs::read_to_string(dir.join("uac_stat.csv")).context("SIPp wrote no statistics")?;
     let mut lines = stat.lines();
@@ -201,7 +211,6 @@ fn results(dir: &Path, system: &str, a: &SipArgs, cpu_ns: u64) -> Result<SipResu
         Ok(last.get(i).copied().unwrap_or_default())
     };
     let num = |name: &str| -> Result<u64> { Ok(col(name)?.trim().parse().unwrap_or(0)) };
-    let (ok, failed) = (num("SuccessfulCall(C)")?, num("FailedCall(C)")?);
     // "DATE<tab>TIME<tab>EPOCH": the epoch seconds have microseconds,
     // ElapsedTime only whole seconds.
     let epoch = |name: &str| -> Result<f64> {
@@ -211,7 +220,50 @@ fn results(dir: &Path, system: &str, a: &SipArgs, cpu_ns: u64) -> Result<SipResu
             .and_then(|e| e.trim().parse().ok())
             .unwrap_or(0.0))
     };
-    let elapsed = (epoch("CurrentTime")? - epoch("StartTime")?).max(0.0);
+    Ok(SippStat {
+        ok: num("SuccessfulCall(C)")?,
+        failed: num("FailedCall(C)")?,
+        retransmissions: num("Retransmissions(C)")?,
+        elapsed_s: (epoch("CurrentTime")? - epoch("StartTime")?).max(0.0),
+    })
+}
+
+/// SIPp's built-in `uac` offering `calls` calls to `number` at `cps` a
+/// second through `target` from 127.0.0.1:`local_port` (media on
+/// `media_port`), bounded to `limit_s` seconds, with its statistics and
+/// response times written into its working directory.
+pub fn sipp_uac_load(
+    target: &str,
+    number: &str,
+    (local_port, media_port): (u16, u16),
+    (cps, calls): (u32, u64),
+    limit_s: u32,
+) -> Command {
+    let mut cmd = Command::new("timeout");
+    cmd.args(["-s", "INT", "-k", "10", &limit_s.to_string()])
+        .args(["sipp", "-sn", "uac", target, "-s", number])
+        .args(["-i", "127.0.0.1", "-p", &local_port.to_string()])
+        .args(["-bind_local", "-nostdin"])
+        .args(["-mi", "127.0.0.1", "-mp", &media_port.to_string()])
+        .args(["-r", &cps.to_string(), "-m", &calls.to_string()])
+        .args(["-timeout", &format!("{}s", limit_s.saturating_sub(10))])
+        .args(["-trace_stat", "-stf", "uac_stat.csv"])
+        .args(["-trace_rtt", "-rtt_freq", "1"])
+        .args(SIPP_LOAD)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    cmd
+}
+
+/// Reads SIPp's statistics and its setup times.
+fn results(dir: &Path, system: &str, a: &SipArgs, cpu_ns: u64) -> Result<SipResult> {
+    let SippStat {
+        ok,
+        failed,
+        retransmissions,
+        elapsed_s: elapsed,
+    } = sipp_stat(dir)?;
     let mut h = Histogram::<u64>::new(3)?;
     for f in std::fs::read_dir(dir)?.flatten() {
         let name = f.file_name().to_string_lossy().into_owned();
@@ -235,7 +287,7 @@ fn results(dir: &Path, system: &str, a: &SipArgs, cpu_ns: u64) -> Result<SipResu
         calls: ok + failed,
         ok,
         failed,
-        retransmissions: num("Retransmissions(C)")?,
+        retransmissions,
         elapsed_s: elapsed,
         cps_achieved: if elapsed > 0.0 {
             ok as f64 / elapsed
@@ -273,46 +325,16 @@ fn run_once(system: &str, a: &SipArgs) -> Result<SipResult> {
     let limit = a.duration * 2 + 30;
     let before = sut.cpu_ns();
     let t0 = Instant::now();
-    let status = Command::new("timeout")
-        .args([
-            "-s",
-            "INT",
-            "-k",
-            "10",
-            &limit.to_string(),
-            "sipp",
-            "-sn",
-            "uac",
-            SUT,
-        ])
-        .args([
-            "-s",
-            "6000",
-            "-i",
-            "127.0.0.1",
-            "-p",
-            &UAC[10..],
-            "-bind_local",
-            "-nostdin",
-        ])
-        .args(["-mi", "127.0.0.1", "-mp", "7000"])
-        .args(["-r", &a.cps.to_string(), "-m", &calls.to_string()])
-        .args(["-timeout", &format!("{}s", limit.saturating_sub(10))])
-        .args([
-            "-trace_stat",
-            "-stf",
-            "uac_stat.csv",
-            "-trace_rtt",
-            "-rtt_freq",
-            "1",
-        ])
-        .args(SIPP_LOAD)
-        .current_dir(&dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .context("running sipp")?;
+    let status = sipp_uac_load(
+        SUT,
+        "6000",
+        (UAC[10..].parse()?, 7000),
+        (a.cps, calls),
+        limit,
+    )
+    .current_dir(&dir)
+    .status()
+    .context("running sipp")?;
     let cpu_ns = sut.cpu_ns().saturating_sub(before);
     drop(sut);
     let r = results(&dir, system, a, cpu_ns)?;
