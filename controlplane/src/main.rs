@@ -213,6 +213,19 @@ fn load(config: Option<&Path>) -> Result<Config> {
     }
 }
 
+/// A panic in any thread ends the whole process. A serving thread that died
+/// alone would leave a half-alive node (NG answering while SIP is silent);
+/// an exit lets the supervisor (systemd, or `tollgate run` for its data
+/// plane) restart it, handling calls and CDRs as on any restart.
+fn exit_on_panic() {
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        report(info);
+        eprintln!("tollgate: a thread panicked; exiting so that the node restarts whole");
+        std::process::abort();
+    }));
+}
+
 fn main() {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -231,6 +244,7 @@ fn main() {
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Dataplane { config, detach } => {
+            exit_on_panic();
             let cfg = load(config.as_deref())?;
             if detach {
                 tollgate_dataplane::backend::xdp::detach(&cfg.dataplane.xdp)
@@ -245,10 +259,12 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Run { config, overrides } => {
+            exit_on_panic();
             let cfg = overrides.apply(load(config.as_deref())?)?;
             supervisor::run(cfg, config, stop_on_signals()?)
         }
         Command::Controlplane { config, overrides } => {
+            exit_on_panic();
             let cfg = overrides.apply(load(config.as_deref())?)?;
             controlplane(cfg, config, stop_on_signals()?)
         }

@@ -14,6 +14,7 @@
 
 use crate::config::Config;
 use anyhow::{bail, Context, Result};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -39,12 +40,21 @@ fn write_dataplane_config(cfg: &Config) -> Result<PathBuf> {
 
 fn spawn_dataplane(config: &Path) -> Result<Child> {
     let exe = std::env::current_exe().context("locating the tollgate binary")?;
-    Command::new(exe)
-        .arg("dataplane")
-        .arg("--config")
-        .arg(config)
-        .spawn()
-        .context("starting the data plane")
+    let mut cmd = Command::new(exe);
+    cmd.arg("dataplane").arg("--config").arg(config);
+    // The data plane stops (XDP forwarding stays in place) when this process
+    // dies, say after a panic: the restarted node starts its own instead of
+    // finding an orphan holding the relay ports and the control socket.
+    // SAFETY: prctl is async-signal-safe and touches only the child.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    cmd.spawn().context("starting the data plane")
 }
 
 fn wait_ready(child: &mut Child, socket: &Path) -> Result<()> {
