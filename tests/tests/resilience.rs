@@ -381,7 +381,7 @@ fn sip_storm(sip: SocketAddr, n: usize, r: &mut Rng) -> usize {
 /// their encodings corrupted; counts the replies.
 fn ng_storm(ng: SocketAddr, n: usize, r: &mut Rng) -> usize {
     let s = UdpSocket::bind("127.0.0.1:0").expect("bind");
-    s.set_read_timeout(Some(Duration::from_millis(50)))
+    s.set_read_timeout(Some(Duration::from_millis(20)))
         .expect("timeout");
     let (deadline, mut buf, mut replies) =
         (Instant::now() + Duration::from_secs(90), [0u8; 65536], 0);
