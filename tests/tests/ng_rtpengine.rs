@@ -22,6 +22,8 @@ const RE_PORTS: (u16, u16) = (47000, 47499);
 const TG_PORTS: (u16, u16) = (47500, 47999);
 
 static COOKIE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+/// The tests of this file share the relays' fixed ports: one at a time.
+static RELAYS: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// One request: command and its keys; `sdp` is filled in by the conversation.
 type Step = (&'static str, Vec<(&'static str, Value)>);
@@ -420,7 +422,9 @@ impl Normaliser {
 fn exchange(sock: &UdpSocket, to: SocketAddr, m: &Message) -> Message {
     sock.send_to(&m.encode(), to).expect("send");
     let mut buf = vec![0u8; 65536];
-    let (n, _) = sock.recv_from(&mut buf).expect("NG reply");
+    let (n, _) = sock
+        .recv_from(&mut buf)
+        .unwrap_or_else(|e| panic!("no NG reply from {to} to {:?}: {e}", m.body));
     let (r, _) = Message::decode_prefix(&buf[..n]).expect("reply parses");
     assert_eq!(r.cookie, m.cookie);
     r
@@ -450,7 +454,10 @@ fn play(ng: &str, range: (u16, u16), steps: &[Step], format: Format) -> Vec<Valu
     out
 }
 
-fn start_both(dir: &TempDir) -> (peers::Proc, peers::Proc) {
+/// rtpengine and Tollgate on their NG ports, with the lock on those ports
+/// (bind it first, so it is released after both relays have stopped).
+fn start_both(dir: &TempDir) -> (std::sync::MutexGuard<'static, ()>, peers::Proc, peers::Proc) {
+    let one = RELAYS.lock().unwrap_or_else(|p| p.into_inner());
     peers::require("rtpengine");
     let mut cmd = std::process::Command::new("rtpengine");
     cmd.args([
@@ -492,7 +499,7 @@ fn start_both(dir: &TempDir) -> (peers::Proc, peers::Proc) {
         "0",
     ];
     let tg = peers::tollgate_run(None, &tg_dir, &config, &args, TG_NG.parse().unwrap());
-    (re, tg)
+    (one, re, tg)
 }
 
 /// Lines that differ, for the failure message.
@@ -504,7 +511,7 @@ fn diff(re: &Value, tg: &Value) -> String {
 fn replies_match_rtpengine() {
     tollgate_tests::require_root();
     let dir = TempDir::new("tgdiff");
-    let (_re, _tg) = start_both(&dir);
+    let (_one, _re, _tg) = start_both(&dir);
     let mut failed = Vec::new();
     for (name, steps) in conversations() {
         let re = play(RE_NG, RE_PORTS, &steps, Format::Bencode);
@@ -534,7 +541,7 @@ fn replies_match_rtpengine() {
 fn json_conversations_match_rtpengine() {
     tollgate_tests::require_root();
     let dir = TempDir::new("tgdiffj");
-    let (_re, _tg) = start_both(&dir);
+    let (_one, _re, _tg) = start_both(&dir);
     let steps = basic("json", vec![("flags", list(&["asymmetric"]))], "", "");
     let re = play(RE_NG, RE_PORTS, &steps, Format::Json);
     let tg = play(TG_NG, TG_PORTS, &steps, Format::Json);
@@ -547,7 +554,7 @@ fn json_conversations_match_rtpengine() {
 fn ice_is_stripped_where_rtpengine_runs_it() {
     tollgate_tests::require_root();
     let dir = TempDir::new("tgdiffi");
-    let (_re, _tg) = start_both(&dir);
+    let (_one, _re, _tg) = start_both(&dir);
     let ice = "a=ice-ufrag:abcd\r\na=ice-pwd:0123456789012345678901\r\na=candidate:1 1 UDP 2130706431 192.0.2.10 7000 typ host\r\n";
     let steps = vec![
         offer("ice", sdp("192.0.2.10", 7000, ice), vec![]),
