@@ -10,10 +10,13 @@
 //! corrupt tail is reported, moved aside into a `.damaged` file and cut
 //! off, and the records before it are kept. No existing crate offers this
 //! (a single-writer, multi-cursor, checksummed journal with group commit
-//! and per-sink retention), so it is written here on `std::fs`.
+//! and per-sink retention), so it is written here on `std::fs`; the
+//! writer reaches it through [`storage::Storage`], which tests replace with
+//! a simulated disk that loses what was not synced.
 
 pub mod cursor;
 pub mod segment;
+pub mod storage;
 mod writer;
 
 use crate::model::Record;
@@ -231,6 +234,15 @@ impl Spool {
     /// Opens (or creates) the spool for these sinks, repairing damage.
     /// Returns what was repaired, one sentence each (also logged).
     pub fn open(cfg: SpoolConfig, sinks: &[String]) -> Result<(Spool, Vec<String>), SpoolError> {
+        Spool::open_on(storage::Disk, cfg, sinks)
+    }
+
+    /// [`Spool::open`], with the writer's segment files on `storage`.
+    pub fn open_on<S: storage::Storage>(
+        mut storage: S,
+        cfg: SpoolConfig,
+        sinks: &[String],
+    ) -> Result<(Spool, Vec<String>), SpoolError> {
         let dir = cfg.dir.clone();
         std::fs::create_dir_all(cursor::dir(&dir)).map_err(io_err(&dir))?;
         // One process per spool: a second writer would interleave records.
@@ -333,11 +345,11 @@ impl Spool {
             cursors: Mutex::new(ready),
         });
         let (tx, rx) = std::sync::mpsc::channel();
-        let active = writer::Active::open(&shared, next_seq)?;
+        let active = writer::Active::open(&shared, &mut storage, next_seq)?;
         let w = shared.clone();
         let handle = std::thread::Builder::new()
             .name("cdr-spool".into())
-            .spawn(move || writer::run(w, rx, active))
+            .spawn(move || writer::run(w, rx, storage, active))
             .map_err(io_err(&dir))?;
         Ok((
             Spool {

@@ -5,10 +5,10 @@
 //! publishes the new last sequence number to readers, then acknowledges
 //! each append. A failed write is cut back off the segment and every
 //! append of the group gets the error, so no record is half-acknowledged.
+//! Every file operation goes through the [`Storage`] it was given.
 
+use super::storage::{SegmentFile, Storage};
 use super::{io_err, lock, segment, Fsync, Shared, SpoolError};
-use std::fs::{File, OpenOptions};
-use std::io::Write;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::Instant;
@@ -23,17 +23,21 @@ pub(super) struct Append {
 }
 
 /// The segment being appended to.
-pub(super) struct Active {
+pub(super) struct Active<F> {
     first: u64,
-    file: File,
+    file: F,
     len: u64,
     next_seq: u64,
 }
 
-impl Active {
+impl<F: SegmentFile> Active<F> {
     /// Continues the newest segment while it is under the size limit, else
     /// starts one at `next_seq`.
-    pub(super) fn open(shared: &Shared, next_seq: u64) -> Result<Active, SpoolError> {
+    pub(super) fn open<S: Storage<File = F>>(
+        shared: &Shared,
+        storage: &mut S,
+        next_seq: u64,
+    ) -> Result<Self, SpoolError> {
         let newest = lock(&shared.segments)
             .iter()
             .next_back()
@@ -41,10 +45,7 @@ impl Active {
         match newest {
             Some((first, len)) if len < shared.cfg.segment_bytes => {
                 let path = shared.segment_path(first);
-                let file = OpenOptions::new()
-                    .append(true)
-                    .open(&path)
-                    .map_err(io_err(&path))?;
+                let file = storage.open_append(&path).map_err(io_err(&path))?;
                 Ok(Active {
                     first,
                     file,
@@ -52,23 +53,22 @@ impl Active {
                     next_seq,
                 })
             }
-            _ => Active::create(shared, next_seq),
+            _ => Active::create(shared, storage, next_seq),
         }
     }
 
-    fn create(shared: &Shared, first: u64) -> Result<Active, SpoolError> {
+    fn create<S: Storage<File = F>>(
+        shared: &Shared,
+        storage: &mut S,
+        first: u64,
+    ) -> Result<Self, SpoolError> {
         let path = shared.segment_path(first);
-        let mut file = OpenOptions::new()
-            .create(true)
-            .truncate(true)
-            .write(true)
-            .open(&path)
-            .map_err(io_err(&path))?;
+        let mut file = storage.create(&path).map_err(io_err(&path))?;
         file.write_all(segment::MAGIC).map_err(io_err(&path))?;
         if shared.cfg.fsync != Fsync::Never {
             file.sync_all().map_err(io_err(&path))?;
-            File::open(&shared.cfg.dir)
-                .and_then(|d| d.sync_all())
+            storage
+                .sync_dir(&shared.cfg.dir)
                 .map_err(io_err(&shared.cfg.dir))?;
         }
         let len = segment::MAGIC.len() as u64;
@@ -82,7 +82,12 @@ impl Active {
     }
 }
 
-pub(super) fn run(shared: Arc<Shared>, appends: Receiver<Append>, mut active: Active) {
+pub(super) fn run<S: Storage>(
+    shared: Arc<Shared>,
+    appends: Receiver<Append>,
+    mut storage: S,
+    mut active: Active<S::File>,
+) {
     let mut buf = Vec::with_capacity(1 << 20);
     let mut unsynced: Option<Instant> = None;
     let mut alarmed = false;
@@ -92,7 +97,7 @@ pub(super) fn run(shared: Arc<Shared>, appends: Receiver<Append>, mut active: Ac
                 match appends.recv_timeout(every.saturating_sub(since.elapsed())) {
                     Ok(a) => a,
                     Err(RecvTimeoutError::Timeout) => {
-                        sync(&shared, &active);
+                        sync(&shared, &mut active);
                         unsynced = None;
                         continue;
                     }
@@ -111,22 +116,22 @@ pub(super) fn run(shared: Arc<Shared>, appends: Receiver<Append>, mut active: Ac
                 Err(_) => break,
             }
         }
-        commit(&shared, &mut active, group, &mut buf);
+        commit(&shared, &mut storage, &mut active, group, &mut buf);
         if let Fsync::Interval(every) = shared.cfg.fsync {
             let since = *unsynced.get_or_insert_with(Instant::now);
             if since.elapsed() >= every {
-                sync(&shared, &active);
+                sync(&shared, &mut active);
                 unsynced = None;
             }
         }
         alarmed = alarm(&shared, alarmed);
     }
     if shared.cfg.fsync != Fsync::Never {
-        sync(&shared, &active);
+        sync(&shared, &mut active);
     }
 }
 
-fn sync(shared: &Shared, active: &Active) {
+fn sync(shared: &Shared, active: &mut Active<impl SegmentFile>) {
     if let Err(e) = active.file.sync_data() {
         tracing::error!(segment = %shared.segment_path(active.first).display(), error = %e,
             "CDR spool sync failed");
@@ -152,7 +157,13 @@ fn alarm(shared: &Shared, was: bool) -> bool {
     now
 }
 
-fn commit(shared: &Shared, active: &mut Active, group: Vec<Append>, buf: &mut Vec<u8>) {
+fn commit<S: Storage>(
+    shared: &Shared,
+    storage: &mut S,
+    active: &mut Active<S::File>,
+    group: Vec<Append>,
+    buf: &mut Vec<u8>,
+) {
     let used = shared.bytes();
     let max = shared.cfg.max_bytes;
     let mut add = 0u64;
@@ -176,7 +187,7 @@ fn commit(shared: &Shared, active: &mut Active, group: Vec<Append>, buf: &mut Ve
         if shared.cfg.fsync != Fsync::Never {
             sync(shared, active);
         }
-        match Active::create(shared, active.next_seq) {
+        match Active::create(shared, storage, active.next_seq) {
             Ok(next) => *active = next,
             Err(e) => return fail(take, &e),
         }
