@@ -19,7 +19,7 @@ use crate::quality::RtpTracker;
 use crossbeam_channel::{Receiver, Sender};
 use relay_socket::{Closed, RelaySocket};
 use shared::{FlowShared, WorkerCounters};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -71,8 +71,9 @@ pub struct SocketBackend {
     /// Ids of sockets that are closed (their notice came), for reuse.
     free_ids: Vec<u32>,
     next_worker: usize,
-    /// Addresses whose socket was let go of but is not closed yet.
-    closing: HashSet<SocketAddr>,
+    /// Addresses whose socket was let go of but is not closed yet, with
+    /// that socket's id (a late notice of an older socket there is ignored).
+    closing: HashMap<SocketAddr, u32>,
     closed_tx: Sender<Closed>,
     closed: Receiver<Closed>,
 }
@@ -151,7 +152,7 @@ impl SocketBackend {
             next_id: 0,
             free_ids: Vec::new(),
             next_worker: 0,
-            closing: HashSet::new(),
+            closing: HashMap::new(),
             closed_tx,
             closed,
         })
@@ -207,13 +208,15 @@ impl SocketBackend {
             let b = self.sockets.remove(&addr).expect("present");
             self.workers[b.worker].send(Message::RemoveSocket { id: b.id });
             // The id and the address are reused once the socket is closed.
-            self.closing.insert(addr);
+            self.closing.insert(addr, b.id);
         }
     }
 
     /// Takes in one close notice: its id and address are free again.
     fn reap(&mut self, notice: Closed) {
-        self.closing.remove(&notice.addr);
+        if self.closing.get(&notice.addr) == Some(&notice.id) {
+            self.closing.remove(&notice.addr);
+        }
         self.free_ids.push(notice.id);
     }
 
@@ -227,17 +230,22 @@ impl SocketBackend {
         loop {
             let in_use = match UdpSocket::bind(addr) {
                 Err(e) if e.kind() == io::ErrorKind::AddrInUse => e,
-                done => return done,
+                done => {
+                    if done.is_ok() {
+                        self.closing.remove(&addr); // its notice may still come
+                    }
+                    return done;
+                }
             };
-            // Still ours and closing (a worker lets go of it in microseconds),
-            // or briefly held by an in-flight send: wait for the notice.
+            // Still ours and closing: the workers let go of it (their receive
+            // cancelled, their sends completed) within microseconds.
             let wait = deadline.saturating_duration_since(Instant::now());
             if wait.is_zero() {
                 return Err(in_use);
             }
             match self.closed.recv_timeout(wait.min(Duration::from_millis(5))) {
                 Ok(n) => self.reap(n),
-                Err(_) if self.closing.contains(&addr) => {}
+                Err(_) if self.closing.contains_key(&addr) => {}
                 // Not ours: someone else holds the port.
                 Err(_) => return Err(in_use),
             }
@@ -441,6 +449,20 @@ mod tests {
         assert!(b.closing.is_empty(), "still closing: {:?}", b.closing);
         assert!(b.sockets.is_empty());
         assert!(b.free_ids.len() >= 2 && b.next_id as usize <= b.free_ids.len());
+    }
+
+    /// A late notice of an older socket on an address does not end the
+    /// wait for the newer one closing there.
+    #[test]
+    fn a_late_notice_of_an_older_socket_is_ignored() {
+        let mut b = SocketBackend::start(&SocketConfig::default(), &[0]).expect("io_uring");
+        let a: SocketAddr = "127.0.0.1:21914".parse().unwrap();
+        b.closing.insert(a, 2);
+        b.reap(Closed { id: 1, addr: a });
+        assert_eq!(b.closing.get(&a), Some(&2));
+        b.reap(Closed { id: 2, addr: a });
+        assert!(b.closing.is_empty());
+        assert_eq!(b.free_ids, [1, 2]);
     }
 
     fn host_cores_for_test() -> usize {

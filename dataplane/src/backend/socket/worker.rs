@@ -66,6 +66,10 @@ pub struct Worker {
     ring: IoUring,
     bufs: BufRing,
     sends: Box<[SendSlot]>,
+    /// The socket each in-flight send goes out of, held until the send
+    /// completes: its port stays ours (and its descriptor number is not
+    /// reused) while the kernel may still use it.
+    sending: Box<[Option<Arc<RelaySocket>>]>,
     recv_hdr: Box<libc::msghdr>,
     slots: Vec<Option<Slot>>,
     inbox: Receiver<Message>,
@@ -93,12 +97,14 @@ impl Worker {
         let sends = (0..buffers)
             .map(|_| unsafe { std::mem::zeroed::<SendSlot>() })
             .collect();
+        let sending = (0..buffers).map(|_| None).collect();
         let mut recv_hdr: Box<libc::msghdr> = Box::new(unsafe { std::mem::zeroed() });
         recv_hdr.msg_namelen = NAME_LEN;
         Ok(Worker {
             ring,
             bufs,
             sends,
+            sending,
             recv_hdr,
             slots: Vec::new(),
             inbox,
@@ -226,7 +232,9 @@ impl Worker {
         if cqe.result() < 0 {
             self.counters.send_errors.inc();
         }
-        self.bufs.give((cqe.user_data() & 0xffff) as u16);
+        let bid = (cqe.user_data() & 0xffff) as u16;
+        self.sending[bid as usize] = None;
+        self.bufs.give(bid);
     }
 
     fn on_recv(&mut self, cqe: &cqueue::Entry) {
@@ -313,6 +321,7 @@ impl Worker {
             .and_then(|f| f.learned.load().as_deref().copied())
             .unwrap_or(flow.destination);
         let fd = flow.send_socket.as_raw_fd();
+        self.sending[bid as usize] = Some(flow.send_socket.clone());
 
         // The payload sits at a fixed offset in the buffer; send it from there.
         let offset = payload.as_ptr() as usize - buf.as_ptr() as usize;
