@@ -6,6 +6,8 @@
 //! With `fsync = always` nothing acknowledged may be lost; `interval`
 //! loses at most what it had not synced yet; `never` loses everything not
 //! synced by the kernel, which these tests assert as the documented cost.
+//! A write that fails halfway (a full disk) must leave nothing behind
+//! either.
 
 mod sim_disk;
 
@@ -273,4 +275,34 @@ fn fsync_never_loses_every_unsynced_record_on_power_loss() {
     // Not even a segment's directory entry was synced.
     assert!(ops > 10, "the writer used the disk");
     assert!(reboot_and_read(dir.path()).is_empty());
+}
+
+#[test]
+fn a_write_failing_halfway_leaves_no_trace_in_the_segment() {
+    // In a segment the writer created and in one it continued after a
+    // restart (opened for appending).
+    for restarted in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        if restarted {
+            let (spool, _) = Spool::open(cfg(dir.path(), Fsync::Always), &sinks()).unwrap();
+            assert_eq!(append_until_refused(&spool, 1), [1]);
+        }
+        let disk = SimDisk::default();
+        let (spool, _) =
+            Spool::open_on(disk.clone(), cfg(dir.path(), Fsync::Always), &sinks()).unwrap();
+        let first = spool.last_seq() + 1;
+        let ok = |i: u64| spool.append(&rec(i)).wait().expect("a record taken");
+        assert_eq!(ok(first - 1), first);
+        disk.fail_next_write(segment::HEADER + 5);
+        let refused = spool.append(&rec(999)).wait();
+        assert!(refused.is_err(), "a failed write is not acknowledged");
+        // The records after it follow the last good one directly.
+        assert_eq!(ok(first), first + 1);
+        assert_eq!(ok(first + 1), first + 2);
+        drop(spool);
+        let what = format!("restarted {restarted}");
+        let got = reboot_and_read(dir.path());
+        let want: Vec<u64> = (1..=first + 2).collect();
+        check_sequential(&what, &want, &got);
+    }
 }

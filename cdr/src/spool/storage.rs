@@ -50,12 +50,14 @@ pub struct Disk;
 impl Storage for Disk {
     type File = File;
 
+    /// In append mode, as [`Storage::open_append`]: a write after a failed
+    /// one that was cut back with `set_len` must land at the end, not
+    /// where the failed one stopped (leaving a hole the scan takes for
+    /// damage). `O_TRUNC` cannot go with `O_APPEND`, hence `set_len(0)`.
     fn create(&mut self, path: &Path) -> io::Result<File> {
-        OpenOptions::new()
-            .create(true)
-            .truncate(true)
-            .write(true)
-            .open(path)
+        let file = OpenOptions::new().create(true).append(true).open(path)?;
+        file.set_len(0)?;
+        Ok(file)
     }
 
     fn open_append(&mut self, path: &Path) -> io::Result<File> {

@@ -11,14 +11,18 @@
 //! by a torn prefix of its unsynced tail if asked; a file whose directory
 //! was not synced since its creation disappears. What the spool does
 //! outside the seam (cursor files, recovery's repairs, unlinks of taken
-//! segments) is taken as durable.
+//! segments) is taken as durable. A write can also be made to fail
+//! halfway, as a full disk fails it.
+//!
+//! The files are opened and written by the real [`Disk`], so they behave as
+//! the spool's own do (open modes, file positions).
 
 use std::collections::HashMap;
-use std::fs::{File, OpenOptions};
-use std::io::{self, Write};
+use std::fs::File;
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
-use tollgate_cdr::spool::storage::{SegmentFile, Storage};
+use tollgate_cdr::spool::storage::{Disk, SegmentFile, Storage};
 
 /// What a power loss leaves of a file's unsynced tail.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,6 +50,8 @@ struct State {
     cut: Option<(usize, Torn)>,
     /// Operations carried out.
     ops: usize,
+    /// The next write puts this many bytes down, then fails.
+    fail_write: Option<usize>,
 }
 
 /// The disk; clones share it, so a test keeps one to cut the power.
@@ -64,6 +70,7 @@ impl Default for SimDisk {
             powered: true,
             cut: None,
             ops: 0,
+            fail_write: None,
         })))
     }
 }
@@ -84,6 +91,12 @@ impl SimDisk {
     /// Cuts the power now.
     pub fn cut_power(&self, torn: Torn) {
         self.state().power_loss(torn);
+    }
+
+    /// The next write puts down its first `bytes` bytes and fails, as on
+    /// a full disk.
+    pub fn fail_next_write(&self, bytes: usize) {
+        self.state().fail_write = Some(bytes);
     }
 
     pub fn is_powered(&self) -> bool {
@@ -166,11 +179,7 @@ impl Storage for SimDisk {
     fn create(&mut self, path: &Path) -> io::Result<SimFile> {
         self.op(|st| {
             let existed = std::fs::read(path).ok();
-            let real = OpenOptions::new()
-                .create(true)
-                .truncate(true)
-                .write(true)
-                .open(path)?;
+            let real = Disk.create(path)?;
             // Emptying is not durable either, until a sync.
             st.files.entry(path.to_path_buf()).or_insert(Durable {
                 linked: existed.is_some(),
@@ -186,7 +195,7 @@ impl Storage for SimDisk {
 
     fn open_append(&mut self, path: &Path) -> io::Result<SimFile> {
         self.op(|st| {
-            let real = OpenOptions::new().append(true).open(path)?;
+            let real = Disk.open_append(path)?;
             if !st.files.contains_key(path) {
                 // What was on disk before this disk was used is durable.
                 let bytes = std::fs::read(path)?;
@@ -240,7 +249,13 @@ impl SimFile {
 impl SegmentFile for SimFile {
     fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
         let real = &mut self.real;
-        self.disk.op(|_| Write::write_all(real, buf))
+        self.disk.op(|st| match st.fail_write.take() {
+            None => real.write_all(buf),
+            Some(n) => {
+                real.write_all(&buf[..n.min(buf.len())])?;
+                Err(io::Error::from_raw_os_error(28)) // ENOSPC
+            }
+        })
     }
 
     fn sync_data(&mut self) -> io::Result<()> {
@@ -252,7 +267,7 @@ impl SegmentFile for SimFile {
     }
 
     fn set_len(&mut self, len: u64) -> io::Result<()> {
-        let real = &self.real;
-        self.disk.op(|_| File::set_len(real, len))
+        let real = &mut self.real;
+        self.disk.op(|_| real.set_len(len))
     }
 }
