@@ -3,7 +3,8 @@
 //! in the last [`CACHE_FOR`] gets the cached reply again instead of a second
 //! action (Kamailio retransmits when a reply is slow; a retransmission comes
 //! from the same socket, so two clients reusing a cookie do not collide). Malformed messages get an
-//! error reply when they carry a cookie and are counted either way.
+//! error reply when they carry a cookie and are counted either way; the
+//! count is in `statistics` as `totalstatistics.malformedmessages`.
 //!
 //! Call events and CDRs a request produces are queued on the CDR spool in
 //! the order the requests were handled, and the reply goes out only once
@@ -83,12 +84,16 @@ impl NgServer {
         }
         let head = m.reply(Value::Int(0));
         let body = m.body;
+        let statistics = body.get("command").and_then(Value::as_str) == Some("statistics");
         let reply = match self
             .with_handler(move |h| (h.handle(&body), Vec::new()))
             .await
         {
-            Some((reply, queued)) => {
+            Some((mut reply, queued)) => {
                 durable(queued).await;
+                if statistics {
+                    self.add_malformed(&mut reply);
+                }
                 reply
             }
             None => Value::dict([
@@ -102,6 +107,19 @@ impl NgServer {
             .expect("cache")
             .insert(key, (Instant::now(), bytes.clone()));
         bytes
+    }
+
+    /// Puts the malformed-message count into a `statistics` reply.
+    fn add_malformed(&self, reply: &mut Value) {
+        let total = reply
+            .as_dict_mut()
+            .and_then(|r| r.get_mut(b"statistics".as_slice()))
+            .and_then(Value::as_dict_mut)
+            .and_then(|s| s.get_mut(b"totalstatistics".as_slice()));
+        if let Some(total) = total {
+            let n = self.malformed.load(Ordering::Relaxed);
+            total.set("malformedmessages", Value::Int(n as i64));
+        }
     }
 
     fn bad(&self, cookie: Option<Vec<u8>>, e: MessageError) -> Option<Vec<u8>> {

@@ -30,11 +30,83 @@ fn offer_body(call: &str, port: u16) -> Value {
     ])
 }
 
-fn udp_exchange(sock: &UdpSocket, to: SocketAddr, bytes: &[u8]) -> Message {
+/// Sends `bytes` and returns the raw reply datagram.
+fn udp_raw(sock: &UdpSocket, to: SocketAddr, bytes: &[u8]) -> Vec<u8> {
     sock.send_to(bytes, to).unwrap();
     let mut buf = vec![0u8; 65536];
     let (n, _) = sock.recv_from(&mut buf).expect("NG reply");
-    Message::decode_prefix(&buf[..n]).expect("reply parses").0
+    buf.truncate(n);
+    buf
+}
+
+fn udp_exchange(sock: &UdpSocket, to: SocketAddr, bytes: &[u8]) -> Message {
+    let reply = udp_raw(sock, to, bytes);
+    Message::decode_prefix(&reply).expect("reply parses").0
+}
+
+/// A body-less command (`list`, `statistics`) under `cookie`.
+fn bare(sock: &UdpSocket, to: SocketAddr, cookie: &[u8], command: &str) -> Message {
+    let req = Message::new(cookie, Value::dict([("command", Value::str(command))]));
+    udp_exchange(sock, to, &req.encode())
+}
+
+fn calls(sock: &UdpSocket, to: SocketAddr, cookie: &[u8]) -> Option<Value> {
+    bare(sock, to, cookie, "list").body.get("calls").cloned()
+}
+
+/// One `totalstatistics` field of an NG `statistics` reply.
+fn total(sock: &UdpSocket, to: SocketAddr, cookie: &[u8], field: &str) -> Option<i64> {
+    let r = bare(sock, to, cookie, "statistics");
+    let v = r.body.get("statistics")?.get("totalstatistics")?.get(field);
+    v.and_then(Value::as_int)
+}
+
+/// Retransmissions are answered from the cache, not handled again: the
+/// same bytes come back even when handling again would answer differently
+/// (a `delete` of a call already gone gets a warning; an `offer` for it
+/// would create it again).
+fn retransmissions_get_the_cached_reply(sock: &UdpSocket, ng: SocketAddr) {
+    let offer = Message::new(b"retx-1", offer_body("r1", 9000)).encode();
+    let first = udp_raw(sock, ng, &offer);
+    assert_eq!(udp_raw(sock, ng, &offer), first, "a retransmitted offer");
+    let reply = Message::decode_prefix(&first).expect("reply parses").0;
+    assert_eq!(reply.cookie, b"retx-1");
+    assert_eq!(
+        calls(sock, ng, b"l1"),
+        Some(Value::List(vec![Value::str("r1")]))
+    );
+    // A new cookie is a new request: a re-offer, which keeps the call's ports.
+    let reoffer = udp_exchange(
+        sock,
+        ng,
+        &Message::new(b"retx-2", offer_body("r1", 9000)).encode(),
+    );
+    assert_eq!(reoffer.body.get("sdp"), reply.body.get("sdp"));
+
+    let delete = Value::dict([
+        ("command", Value::str("delete")),
+        ("call-id", Value::str("r1")),
+    ]);
+    let delete = Message::new(b"del-1", delete).encode();
+    let deleted = udp_raw(sock, ng, &delete);
+    assert_eq!(calls(sock, ng, b"l2"), Some(Value::List(vec![])), "deleted");
+    let again = udp_raw(sock, ng, &delete);
+    assert_eq!(
+        String::from_utf8_lossy(&again),
+        String::from_utf8_lossy(&deleted),
+        "a retransmitted delete gets the first reply, not a second delete's warning"
+    );
+    assert_eq!(
+        udp_raw(sock, ng, &offer),
+        first,
+        "a late retransmitted offer"
+    );
+    assert_eq!(
+        calls(sock, ng, b"l3"),
+        Some(Value::List(vec![])),
+        "a retransmission does not create the deleted call again"
+    );
+    assert_eq!(total(sock, ng, b"s1", "managedsessions"), Some(1));
 }
 
 #[test]
@@ -46,30 +118,10 @@ fn retransmissions_bad_input_and_tcp_framing() {
     let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
     sock.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
 
-    // The same offer twice with one cookie: one call, one port allocation, same SDP.
-    let req = Message::new(b"retx-1", offer_body("r1", 9000)).encode();
-    let first = udp_exchange(&sock, ng, &req);
-    let again = udp_exchange(&sock, ng, &req);
-    assert_eq!(first, again, "a retransmission gets the cached reply");
-    assert_eq!(first.cookie, b"retx-1");
-    let list = udp_exchange(
-        &sock,
-        ng,
-        &Message::new(b"l1", Value::dict([("command", Value::str("list"))])).encode(),
-    );
-    assert_eq!(
-        list.body.get("calls"),
-        Some(&Value::List(vec![Value::str("r1")]))
-    );
-    // A new cookie is a new request: a re-offer, which keeps the call's ports.
-    let reoffer = udp_exchange(
-        &sock,
-        ng,
-        &Message::new(b"retx-2", offer_body("r1", 9000)).encode(),
-    );
-    assert_eq!(reoffer.body.get("sdp"), first.body.get("sdp"));
+    retransmissions_get_the_cached_reply(&sock, ng);
 
     // Malformed input: answered with the cookie, counted, nothing created.
+    assert_eq!(total(&sock, ng, b"s2", "malformedmessages"), Some(0));
     let bad = udp_exchange(&sock, ng, b"bad-1 d7:command5:offer4:sdp");
     assert_eq!(bad.cookie, b"bad-1");
     assert_eq!(
@@ -82,6 +134,7 @@ fn retransmissions_bad_input_and_tcp_framing() {
         .and_then(Value::as_str)
         .unwrap()
         .contains("ends before it is complete"));
+    // Well-formed, but not a valid request: the handler refuses it.
     let bad = udp_exchange(&sock, ng, b"bad-2 d7:commandi5ee");
     assert_eq!(
         bad.body.get("error-reason").and_then(Value::as_str),
@@ -108,16 +161,14 @@ fn retransmissions_bad_input_and_tcp_framing() {
         .and_then(Value::as_str)
         .unwrap()
         .starts_with("offer SDP: SDP line 2"));
-    let list = udp_exchange(
-        &sock,
-        ng,
-        &Message::new(b"l2", Value::dict([("command", Value::str("list"))])).encode(),
-    );
     assert_eq!(
-        list.body.get("calls"),
-        Some(&Value::List(vec![Value::str("r1")])),
+        calls(&sock, ng, b"l4"),
+        Some(Value::List(vec![])),
         "bad input created nothing"
     );
+    // bad-1 (truncated), bad-3 (not a dictionary) and the cookie-less
+    // datagram; bad-2 and bad-4 parse and are refused by the handler.
+    assert_eq!(total(&sock, ng, b"s3", "malformedmessages"), Some(3));
 
     // TCP: two requests in one write, then one split across writes.
     let mut tcp = TcpStream::connect(ng).unwrap();
