@@ -378,37 +378,63 @@ fn socket_measures_rtp_quality() {
     assert_eq!(c["rtp"]["received"], 20, "{c}");
 }
 
+/// With a 1 s idle timeout: a flow silent since it was installed becomes
+/// idle; traffic through it ends that; silence after the traffic makes it
+/// idle again no sooner than the timeout, and the sweep logs it.
 fn idle_detection(backend: Backend) {
-    let OneWay {
-        r,
-        local,
-        tx,
-        rx: _rx,
-    } = one_way(backend, "idle_timeout_secs = 1");
-    rtp::send(&tx, local, 1, 0..3, Duration::ZERO);
-    assert_eq!(
-        r.dp.request(Request::Idle).expect("idle"),
-        serde_json::json!([])
-    );
-    std::thread::sleep(Duration::from_millis(1600));
-    let idle = r.dp.request(Request::Idle).expect("idle");
-    assert_eq!(idle[0]["flow"]["local"], "10.201.1.1:30000", "{idle}");
-    assert!(idle[0]["idle_ms"].as_u64().unwrap() >= 1000);
-    // The sweep reports it within one sweep period (1 s at this timeout).
-    let deadline = std::time::Instant::now() + Duration::from_secs(3);
-    while !r.dp.log_text().contains("flow idle") && std::time::Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let OneWay { r, local, tx, rx } = one_way(backend, "idle_timeout_secs = 1");
+    let idle = || r.dp.request(Request::Idle).expect("idle");
+    let listed = |v: &serde_json::Value| {
+        v.as_array()
+            .is_some_and(|l| l.iter().any(|f| f["flow"]["local"] == local.to_string()))
+    };
     assert!(
-        r.dp.log_text().contains("flow idle"),
+        tollgate_tests::wait_until(Duration::from_secs(5), || listed(&idle())),
+        "a flow without packets becomes idle: {}",
+        idle()
+    );
+    let through = |seqs: std::ops::Range<u16>| {
+        let n = seqs.len();
+        rtp::send(&tx, local, 1, seqs, Duration::ZERO);
+        assert_eq!(rtp::collect(&rx, n, QUIET, LIMIT).len(), n, "relayed");
+        std::time::Instant::now()
+    };
+    let sent = through(0..3);
+    let now_idle = idle();
+    let since = sent.elapsed();
+    assert!(
+        since >= Duration::from_secs(1) || !listed(&now_idle),
+        "traffic ends idleness: {now_idle}"
+    );
+    assert!(
+        tollgate_tests::wait_until(Duration::from_secs(5), || listed(&idle())),
+        "silence after traffic makes the flow idle again: {}",
+        idle()
+    );
+    assert!(
+        sent.elapsed() >= Duration::from_millis(990),
+        "idle after {:?} of silence, before the 1 s timeout",
+        sent.elapsed()
+    );
+    let report = idle();
+    assert!(report[0]["idle_ms"].as_u64().unwrap() >= 1000, "{report}");
+    assert!(
+        report[0]["last_packet_ms_ago"].as_u64().is_some(),
+        "{report}"
+    );
+    // The sweep reports it within one sweep period (1 s at this timeout).
+    assert!(
+        tollgate_tests::wait_until(Duration::from_secs(3), || r
+            .dp
+            .log_text()
+            .contains("flow idle")),
         "idle flows are reported in the log"
     );
-    rtp::send(&tx, local, 1, 3..6, Duration::ZERO);
-    std::thread::sleep(Duration::from_millis(100));
-    assert_eq!(
-        r.dp.request(Request::Idle).expect("idle"),
-        serde_json::json!([]),
-        "traffic ends idleness"
+    let sent = through(3..6);
+    let now_idle = idle();
+    assert!(
+        sent.elapsed() >= Duration::from_secs(1) || !listed(&now_idle),
+        "traffic ends idleness again: {now_idle}"
     );
 }
 
