@@ -17,6 +17,7 @@ pub mod media;
 pub mod peers;
 pub mod report;
 pub mod sip;
+pub mod stamp;
 pub mod sut;
 pub mod topology;
 pub mod traffic;
