@@ -2,7 +2,7 @@
 //! MariaDB, SQLite, RabbitMQ and Redis servers started on loopback.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tollgate_cdr::model::{CallStart, Record};
 use tollgate_cdr::sink::sql::Db;
 use tollgate_cdr::spool::Spool;
@@ -113,7 +113,8 @@ async fn every_field_lands_in_every_sink() {
     // While the call is up, Redis shows it as active.
     let mut conn = redis.get_multiplexed_tokio_connection().await.unwrap();
     let key = format!("session:{call_id}");
-    for _ in 0..100 {
+    let up = Instant::now();
+    loop {
         let active: bool = redis::cmd("SISMEMBER")
             .arg("active_calls")
             .arg(&call_id)
@@ -123,6 +124,10 @@ async fn every_field_lands_in_every_sink() {
         if active {
             break;
         }
+        assert!(
+            up.elapsed() < Duration::from_secs(10),
+            "Redis: {call_id} not in the SET active_calls 10 s after its call.started"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let status: Option<String> = redis::cmd("HGET")
@@ -220,7 +225,10 @@ async fn every_field_lands_in_every_sink() {
         .query_async(&mut conn)
         .await
         .unwrap();
-    assert!(!active);
+    assert!(
+        !active,
+        "Redis: {call_id} still in active_calls after its CDR"
+    );
     let (status, duration): (String, String) = redis::cmd("HMGET")
         .arg(&key)
         .arg("status")
