@@ -1,7 +1,8 @@
 //! What the CDR tests share: a CDR with every field filled, a `[cdr]`
-//! config with every sink kind pointed at the real servers, and readers
-//! that look at what actually landed in each sink (SQL rows, the JSON-lines
-//! file, messages on a queue bound to the AMQP exchange, Redis keys).
+//! config with every sink kind pointed at the real servers, readers that
+//! look at what actually landed in each sink (SQL rows, the JSON-lines
+//! file, messages on a queue bound to the AMQP exchange, Redis keys) and
+//! in the spool, and a way to hold the SQLite sink behind.
 
 use crate::services::{self, Service};
 use futures_util::StreamExt;
@@ -9,11 +10,12 @@ use lapin::options::{BasicAckOptions, BasicConsumeOptions, QueueBindOptions, Que
 use lapin::types::FieldTable;
 use lapin::{Connection, ConnectionProperties};
 use sqlx::Row;
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
 use std::time::{Duration, Instant};
 use tollgate_cdr::config::CdrConfig;
-use tollgate_cdr::model::Cdr;
+use tollgate_cdr::model::{Cdr, Record};
+use tollgate_cdr::spool::{segment, SpoolConfig};
 
 /// A CDR with every field set, distinct per `call_id`.
 pub use tollgate_cdr::bench::sample_cdr as full_cdr;
@@ -67,6 +69,63 @@ pub fn wait_drained(status: impl Fn() -> tollgate_cdr::spool::Status, within: Du
             "sinks did not drain within {within:?}: {st:#?}"
         );
         std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The call ids of the CDRs the spool holds after record `after`, read
+/// from its segment files (with the node stopped): what a sink whose
+/// cursor is at `after` has still to take.
+pub fn spooled_cdrs_after(spool: &SpoolConfig, after: u64) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    let dir = std::fs::read_dir(&spool.dir)
+        .unwrap_or_else(|e| panic!("read the spool {}: {e}", spool.dir.display()));
+    for entry in dir {
+        let path = entry.expect("a spool entry").path();
+        let name = path.file_name().unwrap_or_default().to_string_lossy();
+        let Some(first) = segment::parse_name(&name) else {
+            continue;
+        };
+        let bytes = std::fs::read(&path).expect("read a segment");
+        for found in segment::scan(&bytes, first).records {
+            if found.seq <= after {
+                continue;
+            }
+            let rec: Record = serde_json::from_slice(found.payload(&bytes))
+                .unwrap_or_else(|e| panic!("record {} in {}: {e}", found.seq, path.display()));
+            if let Record::Ended(cdr) = rec {
+                out.insert(cdr.call_id);
+            }
+        }
+    }
+    out
+}
+
+/// Holds the write lock of an SQLite sink's database, so that sink can
+/// take nothing (its inserts wait, time out and are retried) until
+/// [`SqliteHold::release`].
+pub struct SqliteHold(sqlx::SqliteConnection);
+
+impl SqliteHold {
+    /// Takes the lock, once any insert in progress has committed.
+    pub async fn take(url: &str) -> SqliteHold {
+        use sqlx::Connection;
+        let mut conn = sqlx::SqliteConnection::connect(url)
+            .await
+            .unwrap_or_else(|e| panic!("open {url}: {e}"));
+        sqlx::query("BEGIN IMMEDIATE")
+            .execute(&mut conn)
+            .await
+            .unwrap_or_else(|e| panic!("lock {url}: {e}"));
+        SqliteHold(conn)
+    }
+
+    pub async fn release(mut self) {
+        use sqlx::Connection;
+        sqlx::query("ROLLBACK")
+            .execute(&mut self.0)
+            .await
+            .expect("release the SQLite lock");
+        self.0.close().await.expect("close the SQLite connection");
     }
 }
 

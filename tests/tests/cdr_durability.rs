@@ -7,7 +7,9 @@
 //! was on disk in the spool then. Each acknowledged call must be in every
 //! SQL sink and the JSON-lines file exactly once, in Redis as ended, and on
 //! AMQP at least once (delivery there is at-least-once by design; repeats
-//! carry the same message id and are bounded by one batch).
+//! carry the same message id and are bounded by one batch). The kill finds
+//! a sink behind on purpose (its database locked), so the replay is seen
+//! to run and to deliver exactly what was behind.
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
@@ -189,34 +191,23 @@ async fn check_sinks(
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigkill_mid_run_loses_and_doubles_nothing() {
-    tollgate_tests::require_root();
-    let _turn = SERIAL.lock().await;
-    let dir = TempDir::new("cdr-kill");
-    let cfg = all_sinks(&dir.0);
-    let prefix = unique("kill");
-    let ng: SocketAddr = "127.0.0.1:22922".parse().unwrap();
-    let ports = (36000, 36999);
-    let amqp = cdrs::all_sinks_url(&cfg, "amqp");
-    let mut events = EventQueue::bind(&amqp, &prefix).await;
+/// Where every sink's cursor was, read from the spool on disk.
+fn cursors(cfg: &CdrConfig) -> tollgate_cdr::spool::Status {
+    tollgate_cdr::spool::inspect(&cfg.spool(), &cfg.sink_names()).expect("read the spool")
+}
 
-    let mut tg = start(&dir.0, "127.0.0.1:22922", ports);
-    let acked = Arc::new(Mutex::new(Vec::new()));
-    let stop = Arc::new(AtomicBool::new(false));
-    let driver = {
-        let (acked, stop, prefix) = (acked.clone(), stop.clone(), prefix.clone());
-        std::thread::spawn(move || drive(ng, &prefix, 20_000, &stop, &acked))
-    };
-    // Kill the whole node (supervisor and data plane) once calls flow.
-    let t0 = Instant::now();
-    while acked.lock().unwrap().len() < 1500 {
-        assert!(
-            !driver.is_finished() && t0.elapsed() < Duration::from_secs(60),
-            "calls are not being set up (the driver says why above)"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+fn sink<'a>(
+    st: &'a tollgate_cdr::spool::Status,
+    name: &str,
+) -> &'a tollgate_cdr::spool::SinkStatus {
+    st.sinks
+        .iter()
+        .find(|s| s.name == name)
+        .unwrap_or_else(|| panic!("no sink {name} in {st:#?}"))
+}
+
+/// SIGKILLs the node: its supervisor and its data plane.
+fn kill(tg: &mut Proc) {
     let pid = tg.child.id() as i32;
     let children =
         std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
@@ -230,16 +221,121 @@ async fn sigkill_mid_run_loses_and_doubles_nothing() {
         unsafe { libc::kill(c, libc::SIGKILL) };
     }
     let _ = tg.child.wait();
+}
+
+/// Waits until `acked` holds `n` calls, while the driver runs.
+async fn wait_acked(acked: &Mutex<Vec<String>>, n: usize, driver: &std::thread::JoinHandle<()>) {
+    let t0 = Instant::now();
+    while acked.lock().unwrap().len() < n {
+        assert!(
+            !driver.is_finished() && t0.elapsed() < Duration::from_secs(60),
+            "calls are not being set up (the driver says why above)"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_mid_run_loses_and_doubles_nothing() {
+    tollgate_tests::require_root();
+    let _turn = SERIAL.lock().await;
+    let dir = TempDir::new("cdr-kill");
+    let cfg = all_sinks(&dir.0);
+    let prefix = unique("kill");
+    let ng: SocketAddr = "127.0.0.1:22922".parse().unwrap();
+    let ports = (41000, 41999);
+    let amqp = cdrs::all_sinks_url(&cfg, "amqp");
+    let mut events = EventQueue::bind(&amqp, &prefix).await;
+
+    let mut tg = start(&dir.0, "127.0.0.1:22922", ports);
+    let acked = Arc::new(Mutex::new(Vec::new()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let driver = {
+        let (acked, stop, prefix) = (acked.clone(), stop.clone(), prefix.clone());
+        std::thread::spawn(move || drive(ng, &prefix, 20_000, &stop, &acked))
+    };
+    // Once calls flow, the SQLite sink is held behind (its database
+    // locked), so the kill finds at least one sink with records to replay.
+    wait_acked(&acked, 300, &driver).await;
+    let sqlite_url = cdrs::all_sinks_url(&cfg, "sqlite");
+    let hold = cdrs::SqliteHold::take(&sqlite_url).await;
+    let held_at = sink(&cursors(&cfg), "sqlite").delivered_seq;
+    wait_acked(&acked, 1500, &driver).await;
+    let t0 = Instant::now();
+    while cursors(&cfg).last_seq < held_at + 3 * cfg.batch as u64 {
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "{} more records not spooled within 60 s",
+            3 * cfg.batch
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    kill(&mut tg);
     stop.store(true, Ordering::Relaxed);
     driver.join().unwrap();
     let in_order = acked.lock().unwrap().clone();
     let acked: BTreeSet<String> = in_order.iter().cloned().collect();
     eprintln!("{} calls acknowledged before SIGKILL", acked.len());
 
-    // The restarted node replays its spool into every sink.
+    // What the kill left: the SQLite sink behind, by its cursor and in
+    // its database. Every acknowledged call is either in the database or
+    // in the spool after the cursor, never both.
+    let at_kill = cursors(&cfg);
+    let held = sink(&at_kill, "sqlite").clone();
+    for s in &at_kill.sinks {
+        eprintln!("at the kill: {} was {} records behind", s.name, s.lag);
+    }
+    assert!(
+        held.delivered_seq <= held_at + cfg.batch as u64,
+        "the held sink took at most the batch it was committing: {held:?}"
+    );
+    assert!(held.lag > 0, "the held sink is behind: {at_kill:#?}");
+    let behind = cdrs::spooled_cdrs_after(&cfg.spool(), held.delivered_seq);
+    hold.release().await;
+    let landed: BTreeSet<String> = cdrs::sql_counts(&sqlite_url, &format!("{prefix}-"))
+        .await
+        .into_keys()
+        .collect();
+    assert!(
+        !behind.is_empty() && behind.iter().any(|id| acked.contains(id)),
+        "no acknowledged CDR was waiting for the held sink: {behind:?}"
+    );
+    let both: Vec<_> = behind.intersection(&landed).collect();
+    assert!(
+        both.is_empty(),
+        "behind its cursor yet in the sink: {both:?}"
+    );
+    let nowhere: Vec<_> = acked
+        .iter()
+        .filter(|id| !behind.contains(*id) && !landed.contains(*id))
+        .collect();
+    assert!(
+        nowhere.is_empty(),
+        "neither in the sink nor spooled: {nowhere:?}"
+    );
+
+    // The restarted node replays its spool into every sink: each takes
+    // exactly the records it was behind by, and the held one exactly the
+    // CDRs that were waiting for it.
     drop(tg);
     let _tg = start(&dir.0, "127.0.0.1:22922", ports);
     drained(&cfg, Duration::from_secs(60));
+    let after = cursors(&cfg);
+    for s in &at_kill.sinks {
+        let now = sink(&after, &s.name);
+        assert_eq!(
+            now.delivered - s.delivered,
+            after.last_seq - s.delivered_seq,
+            "{}: replayed exactly the records after its cursor at the kill",
+            s.name
+        );
+    }
+    let replayed = cdrs::sql_counts(&sqlite_url, &format!("{prefix}-")).await;
+    let missing: Vec<_> = behind
+        .iter()
+        .filter(|id| !replayed.contains_key(*id))
+        .collect();
+    assert!(missing.is_empty(), "sqlite: not replayed: {missing:?}");
     check_sinks(&dir.0, &cfg, &prefix, &acked, &in_order, &mut events).await;
     cli_sees(&dir.0, &prefix, &acked);
 }
@@ -324,7 +420,7 @@ async fn sinks_down_under_load_get_every_cdr_once_when_back() {
     let ng: SocketAddr = "127.0.0.1:23022".parse().unwrap();
     let amqp = cdrs::all_sinks_url(&cfg, "amqp");
     let events = EventQueue::bind(&amqp, &prefix).await;
-    let _tg = start(&dir.0, "127.0.0.1:23022", (37000, 37999));
+    let _tg = start(&dir.0, "127.0.0.1:23022", (42000, 42999));
 
     let acked = Arc::new(Mutex::new(Vec::new()));
     let stop = Arc::new(AtomicBool::new(false));
