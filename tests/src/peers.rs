@@ -224,9 +224,55 @@ pub fn sipp_uas_with(
         ])
         .args(["-trace_msg", "-message_file"])
         .arg(dir.join("uas_messages.log"));
-    let p = spawn(cmd, dir, "sipp-uas");
-    std::thread::sleep(Duration::from_millis(500));
+    let mut p = spawn(cmd, dir, "sipp-uas");
+    let ports = [listen.port(), media_port];
+    let ready = crate::wait_until(Duration::from_secs(10), || {
+        let exited = p.child.try_wait().ok().flatten();
+        assert!(
+            exited.is_none(),
+            "sipp UAS exited: {exited:?}\n{}",
+            p.log_text()
+        );
+        ports.iter().all(|port| bound(p.child.id(), *port))
+    });
+    assert!(
+        ready,
+        "sipp UAS not listening on {listen} and media port {media_port} within 10 s\n{}",
+        p.log_text()
+    );
     p
+}
+
+/// Whether process `pid` is `sipp` holding a socket bound to `port` (UDP,
+/// or TCP listening), read from /proc: its file descriptors' socket inodes
+/// against its network namespace's socket tables.
+fn bound(pid: u32, port: u16) -> bool {
+    // Until `ip netns exec` or `timeout` has exec'd SIPp, the tables are another namespace's.
+    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+    if comm.trim_end() != "sipp" {
+        return false;
+    }
+    let inodes: std::collections::HashSet<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .into_iter()
+        .flatten()
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .filter_map(|l| {
+            let l = l.to_string_lossy();
+            Some(l.strip_prefix("socket:[")?.strip_suffix(']')?.to_string())
+        })
+        .collect();
+    let port = format!(":{port:04X}");
+    ["udp", "udp6", "tcp", "tcp6"].iter().any(|table| {
+        let text = std::fs::read_to_string(format!("/proc/{pid}/net/{table}")).unwrap_or_default();
+        text.lines().skip(1).any(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            // local_address, state (TCP: 0A is LISTEN), inode
+            f.len() > 9
+                && f[1].ends_with(&port)
+                && (table.starts_with("udp") || f[3] == "0A")
+                && inodes.contains(f[9])
+        })
+    })
 }
 
 /// Runs SIPp's `uac_pcap` scenario for one call (G.711 from a pcap, then
