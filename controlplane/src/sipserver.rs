@@ -255,14 +255,16 @@ fn serve(
     report(&lock(b2b).counters);
 }
 
-/// Loads the LCR tables every `every_secs`, and writes gateway health
-/// back; reconnects when the database was unavailable.
+/// Loads the LCR tables every `every_secs` (logging the number of gateways
+/// when it changes), and writes gateway health back; reconnects when the
+/// database was unavailable.
 async fn lcr_reloader(
     mut db: Option<lcr::LcrDb>,
     url: String,
     every_secs: u64,
     b2b: Arc<Mutex<B2bua>>,
 ) {
+    let mut gateways = None;
     loop {
         tokio::time::sleep(Duration::from_secs(every_secs)).await;
         if db.is_none() {
@@ -273,7 +275,13 @@ async fn lcr_reloader(
         }
         if let Some(d) = &db {
             match lcr::load(d).await {
-                Ok(t) => lock(&b2b).set_lcr(t),
+                Ok(t) => {
+                    let n = t.all_gateways().count();
+                    if gateways.replace(n) != Some(n) {
+                        tracing::info!(gateways = n, "LCR tables reloaded");
+                    }
+                    lock(&b2b).set_lcr(t)
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, "reading the LCR tables failed; keeping the last ones")
                 }

@@ -19,9 +19,15 @@ use tollgate_tests::TempDir;
 
 const SCENARIOS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/peers/b2bua");
 
+/// How long a node's spool must stay unchanged before its CDRs are taken
+/// as complete.
+const QUIET: Duration = Duration::from_millis(1500);
+
 /// A node with SIP on 127.0.0.1:`base`, NG on `base`+1, relay ports from
-/// 20000 + (`base`-5000)*12 (inside the reserved 20000-59999); the UAS on `base`+30 (media `base`+40), the UAC on `base`+20
-/// (media `base`+50).
+/// 49000 + (`base`-5000)*3 (inside the reserved 20000-59999, above the
+/// other test files' ranges); the UAS on `base`+30 (media `base`+40), the
+/// UAC on `base`+20 (media `base`+50). Bases are 5000-7900 in steps of 100,
+/// leaving out 7100-7299 (tests/tests/resilience.rs).
 struct Node {
     dir: TempDir,
     tollgate: Proc,
@@ -53,7 +59,8 @@ fn node_with(base: u16, sip_extra: &str, target_6000: &str) -> Node {
 fn node_full(base: u16, sip_extra: &str, target_6000: &str, more: &str) -> Node {
     let dir = TempDir::new("b2bua");
     let (sip, uas) = (addr(base), addr(base + 30));
-    let ports = ((base - 5000) * 12 + 20000, (base - 5000) * 12 + 20099);
+    let first = 49000 + (base - 5000) * 3;
+    let ports = (first, first + 99);
     let sections = format!(
         r#"
 [sip]
@@ -149,19 +156,47 @@ impl Node {
         self.call_with("uac_register.xml", "6000", &args)
     }
 
-    /// The CDR of the only call, waiting for the sink to write it.
+    /// The CDR of the only call, once the node is quiet (see [`Node::cdrs`]).
     fn cdr(&self) -> serde_json::Value {
+        self.cdrs(1).remove(0)
+    }
+
+    /// The `call.ended` CDRs in the sink, `want` of them exactly: waits for
+    /// them, then keeps watching until the spool has delivered everything
+    /// and nothing new was spooled for [`QUIET`], so that a late extra CDR
+    /// fails the test instead of arriving after it.
+    fn cdrs(&self, want: usize) -> Vec<serde_json::Value> {
         let path = self.dir.0.join("cdr.jsonl");
-        let end = Instant::now() + Duration::from_secs(15);
+        let spool = tollgate_cdr::spool::SpoolConfig::new(self.dir.0.join("spool"));
+        let end = Instant::now() + Duration::from_secs(20);
+        let mut still: Option<((u64, u64), Instant)> = None;
         loop {
             let ended: Vec<serde_json::Value> = tollgate_tests::cdrs::jsonl(&path)
                 .into_iter()
                 .filter(|r| r["event"] == "call.ended")
                 .collect();
-            if !ended.is_empty() || Instant::now() > end {
-                assert_eq!(ended.len(), 1, "one CDR expected: {ended:?}");
-                return ended[0].clone();
+            assert!(ended.len() <= want, "{want} CDR(s) expected: {ended:?}");
+            // Read while the node writes: a failed read is just not quiet yet.
+            let st = tollgate_cdr::spool::inspect(&spool, &["jsonl".to_string()]);
+            let drained = st.as_ref().ok().filter(|st| st.depth == 0).map(|st| {
+                let delivered: u64 = st.sinks.iter().map(|s| s.delivered).sum();
+                (st.last_seq, delivered)
+            });
+            let now = Instant::now();
+            match (drained, still) {
+                (None, _) => still = None,
+                _ if ended.len() < want => still = None,
+                (Some(state), Some((seen, since))) if seen == state => {
+                    if now - since >= QUIET {
+                        return ended;
+                    }
+                }
+                (Some(state), _) => still = Some((state, now)),
             }
+            assert!(
+                now < end,
+                "{want} CDR(s) and a quiet spool expected within 20 s: {ended:?}\n{st:?}"
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     }
@@ -316,13 +351,7 @@ fn dialplan_rejects_the_ivr_placeholder_and_unknown_numbers() {
     let log = n.call("uac_noanswer.xml", "9999");
     assert!(log.contains("480 IVR not available"), "{log}");
     n.call("uac_noroute.xml", "12345");
-    let cdrs: Vec<serde_json::Value> = {
-        std::thread::sleep(Duration::from_secs(1));
-        tollgate_tests::cdrs::jsonl(&n.dir.0.join("cdr.jsonl"))
-            .into_iter()
-            .filter(|r| r["event"] == "call.ended")
-            .collect()
-    };
+    let cdrs = n.cdrs(2);
     let codes: Vec<(u64, &str)> = cdrs
         .iter()
         .map(|c| {
@@ -684,35 +713,74 @@ fn calls_over_tcp_on_both_legs() {
     assert_eq!(cdr["legs"][1]["transport"], "tcp");
 }
 
+/// A user registered on node A is found by node B, which reads the stored
+/// registrations from Redis as it starts. (B is started once the
+/// registration is stored: a node that is already running merges it when
+/// A announces it, at a moment the test cannot observe.)
 #[test]
 fn nodes_sharing_redis_find_users_registered_on_each_other() {
     use tollgate_tests::services::{self, Service};
     let redis = services::url(Service::Redis);
+    let key = "tollgate:registration:6000";
+    let mut db = redis::Client::open(redis.as_str())
+        .and_then(|c| c.get_connection())
+        .unwrap_or_else(|e| panic!("Redis at {redis}: {e}"));
+    // A registration left by an earlier run would stand in for this one.
+    redis::cmd("DEL")
+        .arg(key)
+        .query::<()>(&mut db)
+        .expect("DEL");
     let extra = format!("{USERS}\ntrusted = [\"127.0.0.1/32\"]\nregistrar_redis = \"{redis}\"");
     let a = node_with(7000, &extra, REGISTERED);
-    let b = node_with(7100, &extra, REGISTERED);
     // The user registers on node A, with its contact where B's callee runs.
-    let port = b.uas.port().to_string();
-    a.register_6000(&b.uas);
-    std::thread::sleep(Duration::from_millis(1000));
+    let (b_base, b_uas) = (5100, addr(5130));
+    a.register_6000(&b_uas);
+    let stored = tollgate_tests::wait_until(Duration::from_secs(10), || {
+        let v: Option<String> = redis::cmd("GET").arg(key).query(&mut db).expect("GET");
+        v.is_some_and(|v| v.contains(&b_uas.to_string()))
+    });
+    assert!(
+        stored,
+        "A stored the registration in Redis\n{}",
+        a.tollgate.log_text()
+    );
+    let b = node_with(b_base, &extra, REGISTERED);
+    assert_eq!(b.uas, b_uas);
+    let in_step = tollgate_tests::wait_until(Duration::from_secs(10), || {
+        b.tollgate
+            .log_text()
+            .contains("shared registrations: in step with Redis")
+    });
+    assert!(
+        in_step,
+        "B read the stored registrations\n{}",
+        b.tollgate.log_text()
+    );
     let mut uas = b.uas("uas");
     b.call("uac", "6000");
     wait_exit(
         &mut uas,
         "node B routed to the contact registered on node A",
     );
-    assert_eq!(b.cdr()["trunk"], format!("sip:6000@127.0.0.1:{port}"));
+    assert_eq!(b.cdr()["trunk"], format!("sip:6000@{b_uas}"));
 }
 
 #[test]
 fn sighup_reloads_the_dialplan_and_a_bad_file_changes_nothing() {
-    let n = node(7200, "");
+    let n = node(5300, "");
     let cfg = n.dir.0.join("tollgate.toml");
     let text = std::fs::read_to_string(&cfg).expect("config");
+    // Each SIGHUP ends in one of these two lines.
+    let reloads = || {
+        let log = n.tollgate.log_text();
+        log.matches("dialplan reloaded").count() + log.matches("dialplan not reloaded").count()
+    };
     let hup = || {
+        let before = reloads();
         // SAFETY: signalling the node this test started.
         unsafe { libc::kill(n.tollgate.child.id() as i32, libc::SIGHUP) };
-        std::thread::sleep(Duration::from_millis(500));
+        let done = tollgate_tests::wait_until(Duration::from_secs(5), || reloads() > before);
+        assert!(done, "SIGHUP handled\n{}", n.tollgate.log_text());
     };
     let reason = |branch: &str| {
         let s = client();
@@ -813,28 +881,49 @@ fn sip_over_tls_with_the_configured_certificate() {
     drop(n);
 }
 
+/// Node A calls out over TLS trusting one certificate (`tls_ca`): node B
+/// presents it and the call reaches B; node C presents another, so A
+/// refuses the handshake, the INVITE never reaches C or its callee, and the
+/// caller gets 408 when A's transaction times out.
 #[test]
 fn calls_out_over_tls_verifying_the_target() {
-    let certs = TempDir::new("sip-tls");
+    let (certs, rogue) = (TempDir::new("sip-tls"), TempDir::new("sip-tls"));
     let (cert, key) = self_signed(&certs.0);
-    // Node B serves TLS; node A sends 8888 to B's 9999 over TLS, trusting B's certificate.
-    let b_tls = addr(7405);
+    let (rogue_cert, rogue_key) = self_signed(&rogue.0);
+    let (b_tls, c_tls) = (addr(7405), addr(5005));
     let _b = node(7400, &tls_extra(b_tls, &cert, &key));
-    let more =
-        format!("[[sip.routes]]\nmatch = \"8888\"\ntarget = \"sip:9999@{b_tls};transport=tls\"\n");
-    let a = node_full(
-        7500,
-        &format!("tls_ca = \"{}\"", cert.display()),
-        STATIC,
-        &more,
+    let c = node(5000, &tls_extra(c_tls, &rogue_cert, &rogue_key));
+    let more = format!(
+        "[[sip.routes]]\nmatch = \"8888\"\ntarget = \"sip:9999@{b_tls};transport=tls\"\n\
+         [[sip.routes]]\nmatch = \"8889\"\ntarget = \"sip:6000@{c_tls};transport=tls\"\n"
     );
+    // T1 = 50 ms: an INVITE nobody took times out (64*T1) in 3.2 s.
+    let trust = format!("tls_ca = \"{}\"\nt1_ms = 50\nt2_ms = 400", cert.display());
+    let a = node_full(7500, &trust, STATIC, &more);
     let log = a.call("uac_noanswer.xml", "8888");
     assert!(
         log.contains("480 IVR not available"),
         "B's answer came back through A: {log}"
     );
-    let cdr = a.cdr();
-    assert_eq!(cdr["legs"][1]["transport"], "tls", "{cdr}");
+
+    let _c_callee = c.uas("uas");
+    let log = a.call("uac_timeout.xml", "8889");
+    assert!(log.contains("SIP/2.0 408"), "{log}");
+    assert!(
+        a.tollgate.log_text().contains("SIP TLS connection failed"),
+        "{}",
+        a.tollgate.log_text()
+    );
+    let cdrs = a.cdrs(2);
+    assert_eq!(cdrs[0]["legs"][1]["transport"], "tls", "{cdrs:?}");
+    assert_eq!(cdrs[1]["sip_code"], 408, "{cdrs:?}");
+    assert!(
+        !c.uas_log().contains("INVITE sip:"),
+        "C's callee got no call: {}",
+        c.uas_log()
+    );
+    let at_c = tollgate_tests::cdrs::jsonl(&c.dir.0.join("cdr.jsonl"));
+    assert!(at_c.is_empty(), "C saw no call: {at_c:?}");
 }
 
 /// LCR tables in a shared database server: the node creates them, the
@@ -851,26 +940,47 @@ fn lcr_on_a_database_server(service: tollgate_tests::services::Service, base: u1
         .enable_all()
         .build()
         .unwrap();
-    rt.block_on(async {
-        sqlx::any::install_default_drivers();
-        let mut c = sqlx::AnyConnection::connect(&url).await.expect("database");
-        for stmt in [
-            "DELETE FROM bands".to_string(),
-            "DELETE FROM numbers".into(),
-            "DELETE FROM carriers".into(),
-            "DELETE FROM rates".into(),
-            "DELETE FROM carrier_gateways".into(),
-            "DELETE FROM overrides".into(),
-            "INSERT INTO bands VALUES (1, 'UK')".into(),
-            "INSERT INTO numbers VALUES ('44', 1)".into(),
-            "INSERT INTO carriers VALUES (1, 'alpha', 1)".into(),
-            "INSERT INTO rates VALUES (1, 1, 0.010)".into(),
-            format!("INSERT INTO carrier_gateways (id, carrier_id, address, priority, strip, prefix, enabled) VALUES (11, 1, '{gateway}', 0, 0, '', 1)"),
-        ] {
-            sqlx::query(&stmt).execute(&mut c).await.unwrap_or_else(|e| panic!("{stmt}: {e}"));
+    sqlx::any::install_default_drivers();
+    let mut c = rt
+        .block_on(sqlx::AnyConnection::connect(&url))
+        .expect("database");
+    let mut run = |stmts: &[String]| {
+        for stmt in stmts {
+            rt.block_on(sqlx::query(stmt).execute(&mut c))
+                .unwrap_or_else(|e| panic!("{stmt}: {e}"));
         }
-    });
-    std::thread::sleep(Duration::from_millis(2500)); // one reload
+    };
+    // The node logs the number of gateways whenever a reload changes it:
+    // wait for a reload of the emptied tables, then for one of the filled.
+    let reloaded = |now: usize, before: usize| {
+        let line = |k: usize| format!("LCR tables reloaded gateways={k}");
+        let done = tollgate_tests::wait_until(Duration::from_secs(10), || {
+            let log = n.tollgate.log_text();
+            log.rfind(&line(now)) > log.rfind(&line(before))
+        });
+        assert!(
+            done,
+            "a reload found {now} gateway(s)\n{}",
+            n.tollgate.log_text()
+        );
+    };
+    run(&[
+        "DELETE FROM bands".to_string(),
+        "DELETE FROM numbers".into(),
+        "DELETE FROM carriers".into(),
+        "DELETE FROM rates".into(),
+        "DELETE FROM carrier_gateways".into(),
+        "DELETE FROM overrides".into(),
+    ]);
+    reloaded(0, 1);
+    run(&[
+        "INSERT INTO bands VALUES (1, 'UK')".to_string(),
+        "INSERT INTO numbers VALUES ('44', 1)".into(),
+        "INSERT INTO carriers VALUES (1, 'alpha', 1)".into(),
+        "INSERT INTO rates VALUES (1, 1, 0.010)".into(),
+        format!("INSERT INTO carrier_gateways (id, carrier_id, address, priority, strip, prefix, enabled) VALUES (11, 1, '{gateway}', 0, 0, '', 1)"),
+    ]);
+    reloaded(1, 0);
     let mut uas = n.uas("uas");
     n.call("uac", "442071234567");
     wait_exit(&mut uas, "the call took the gateway from the database");
