@@ -10,16 +10,10 @@ use std::process::Command;
 fn main() {
     let out = PathBuf::from(env::var("OUT_DIR").expect("OUT_DIR"));
     let src = PathBuf::from("src/bpf");
-    for f in [
-        "tollgate.bpf.c",
-        "shared.h",
-        "maps.h",
-        "csum.h",
-        "parse.h",
-        "host_shim.c",
-    ] {
-        println!("cargo:rerun-if-changed=src/bpf/{f}");
-    }
+    // The whole directory: cargo rescans it, so an edit to any program
+    // (the ceiling included), header or the host shim, or a new file,
+    // rebuilds the objects.
+    println!("cargo:rerun-if-changed={}", src.display());
     let clang = env::var("CLANG").unwrap_or_else(|_| "clang".into());
     let multiarch = format!("/usr/include/{}-linux-gnu", env::consts::ARCH);
     for name in ["tollgate", "ceiling"] {

@@ -32,6 +32,22 @@ pub static CEILING_OBJECT: &[u8] = bpf_object!("ceiling.bpf.o");
 /// Name of the ceiling program's function, and its partner-interface map.
 pub const CEILING_PROGRAM: &str = "tollgate_ceiling";
 pub const CEILING_MAP: &str = "partner";
+/// The ceiling's per-CPU packet counts by outcome, indexed by [`CeilingOutcome`].
+pub const CEILING_OUTCOMES: &str = "outcomes";
+/// The ceiling's load-time switch that passes every packet (for the
+/// benchmark's tests that it refuses a floor that does not forward).
+pub const CEILING_PASS_ALL: &str = "pass_all";
+
+/// Indexes of the ceiling's `outcomes` map (`enum floor_outcome` in C).
+#[derive(Debug, Clone, Copy)]
+#[repr(u32)]
+pub enum CeilingOutcome {
+    Redirected = 0,
+    /// Not UDP, or `pass_all` set.
+    Passed = 1,
+    /// Arrived on an interface without a partner.
+    NoPartner = 2,
+}
 
 /// Map names in [`OBJECT`], as pinned in the bpffs.
 pub mod maps {
