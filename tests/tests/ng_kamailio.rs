@@ -104,9 +104,26 @@ fn call_through_kamailio(s: &Setup, dir: &Path, tollgate: &peers::Proc) -> Value
     let call = std::thread::spawn(move || {
         peers::sipp_uac_pcap(caller.as_deref(), &uac_dir, uac, uac_media, target)
     });
-    std::thread::sleep(Duration::from_secs(4));
-    let mid = ng.command("list", []).expect("NG list mid-call");
+    // Mid-call: the session is up and media has reached the relay.
+    let (mut mid, mut flowing) = (Value::List(vec![]), false);
+    tollgate_tests::wait_until(Duration::from_secs(20), || {
+        mid = ng.command("list", []).expect("NG list mid-call");
+        if let Some(id) = mid
+            .get("calls")
+            .and_then(Value::as_list)
+            .and_then(|c| c.first())
+        {
+            let q = ng.command("query", [("call-id", id.clone())]);
+            flowing = q.is_ok_and(|q| rtp_packets(&q).iter().any(|n| *n > 0));
+        }
+        flowing || call.is_finished()
+    });
     let (rc, uac_log) = call.join().expect("uac thread");
+    assert!(
+        flowing,
+        "no call with media at Tollgate while SIPp played its pcap: {mid:?}\n{}",
+        tollgate.log_text()
+    );
     assert_eq!(
         rc,
         0,
@@ -137,13 +154,13 @@ fn call_through_kamailio(s: &Setup, dir: &Path, tollgate: &peers::Proc) -> Value
         s.uas_media,
     );
 
-    std::thread::sleep(Duration::from_millis(500));
-    let after = ng.command("list", []).expect("NG list after BYE");
-    assert_eq!(
-        after.get("calls"),
-        Some(&Value::List(vec![])),
-        "sessions left after BYE"
-    );
+    // Kamailio deletes the session when the BYE passes; wait for that.
+    let mut after = Value::List(vec![]);
+    let deleted = tollgate_tests::wait_until(Duration::from_secs(5), || {
+        after = ng.command("list", []).expect("NG list after BYE");
+        after.get("calls") == Some(&Value::List(vec![]))
+    });
+    assert!(deleted, "sessions left after BYE: {after:?}");
     // Within the delete delay the deleted call can still be queried.
     let q = ng
         .command("query", [("call-id", Value::str(&call_id))])
@@ -181,9 +198,9 @@ fn kamailio_drives_tollgate_socket_backend_on_loopback() {
         netns: [None, None, None],
         kamailio: "127.0.0.1:5260".parse().unwrap(),
         uas: "127.0.0.1:5290".parse().unwrap(),
-        uas_media: 6200,
+        uas_media: 5280,
         uac: "127.0.0.1:5270".parse().unwrap(),
-        uac_media: 7200,
+        uac_media: 5284,
         ng,
         towards_uas: "127.0.0.1",
         towards_uac: "127.0.0.1",
