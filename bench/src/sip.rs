@@ -1,24 +1,35 @@
 //! `tollgate bench sip`: call setup through a SIP node, driven by SIPp on
 //! loopback the same way for each system. SIPp's UAC offers `--cps` calls a
 //! second for `--duration` seconds (INVITE, 200, ACK, BYE at once) through
-//! the system to a SIPp UAS. Measured: calls completed and failed,
-//! retransmissions, achieved calls per second, setup latency (INVITE to
-//! 200, SIPp's response-time trace, which has millisecond resolution)
-//! percentiles, and the system's CPU time
-//! per call (every thread of every process it runs). Systems: Tollgate's
-//! B2BUA (`tollgate run` with `[sip]`, media anchored through its session
-//! manager, CDRs spooled with `fsync = always`) and, with `--peer
-//! kamailio`, Kamailio as a stateful proxy calling rtpengine over NG, which
-//! is what Tollgate replaces.
+//! the system to a SIPp UAS. Measured per run, and every run kept: calls
+//! completed and failed, retransmissions, achieved calls per second, setup
+//! latency percentiles in microseconds from the packets themselves
+//! ([`capture`]: the UAC's INVITE to the 200 reaching it, kernel
+//! timestamps on `lo`), and the system's CPU time per call (every thread of
+//! every process it runs) from before the first INVITE until the node is
+//! idle again, so its trailing work (deleting sessions, draining CDRs)
+//! counts. Systems: Tollgate's B2BUA (`tollgate run` with `[sip]`, media
+//! anchored through its session manager, CDRs spooled with `fsync =
+//! always` into SQLite) and, with `--peer kamailio`, Kamailio as a stateful
+//! proxy calling rtpengine over NG, which is what Tollgate replaces.
+
+mod capture;
+mod results;
+mod sipp;
+
+pub use results::{SipReport, SipResult, Spread, SystemRuns};
+pub use sipp::{sipp_stat, sipp_uac_load, SippStat, SIPP_LOAD};
 
 use crate::cpu;
 use crate::peers;
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, ensure, Context, Result};
 use hdrhistogram::Histogram;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+use tollgate_ng::client::NgClient;
+use tollgate_ng::Value;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct SipArgs {
@@ -31,45 +42,86 @@ pub struct SipArgs {
     /// Also measure this peer the same way: `kamailio` (stateful proxy with rtpengine).
     #[arg(long)]
     pub peer: Option<String>,
-    /// Runs per system; the median run (by CPU per call) is reported.
+    /// Runs per system: every run is reported, with the median and the spread.
     #[arg(long, default_value_t = 1)]
     pub runs: u32,
     /// Write the results as JSON here.
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// SIP port of the system under test on 127.0.0.1; SIPp's UAC uses
+    /// this port +10 and its UAS +30 (their media ports +50 and +40).
+    #[arg(long, default_value_t = 5060)]
+    pub sip_port: u16,
+    /// NG port on 127.0.0.1 of the media relay (Tollgate's own, or rtpengine's).
+    #[arg(long, default_value_t = 22230)]
+    pub ng_port: u16,
+    /// Relay ports of the system under test, MIN-MAX.
+    #[arg(long, default_value = "30000-60000", value_parser = port_range)]
+    pub relay_ports: (u16, u16),
+    /// Seconds the node may take after the load to go idle (no session
+    /// left, CDRs drained, CPU quiet) before the run is refused.
+    #[arg(long, default_value_t = 60)]
+    pub idle_timeout: u32,
 }
 
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct SipResult {
-    pub system: String,
-    pub cps_offered: u32,
-    pub calls: u64,
-    pub ok: u64,
-    pub failed: u64,
-    pub retransmissions: u64,
-    pub elapsed_s: f64,
-    pub cps_achieved: f64,
-    pub setup_ms_p50: f64,
-    pub setup_ms_p90: f64,
-    pub setup_ms_p99: f64,
-    pub cpu_ms_per_call: f64,
+fn port_range(s: &str) -> Result<(u16, u16), String> {
+    let (min, max) = s
+        .split_once('-')
+        .ok_or_else(|| format!("{s:?}: expected MIN-MAX, e.g. 30000-60000"))?;
+    let port = |p: &str| {
+        p.trim()
+            .parse::<u16>()
+            .map_err(|e| format!("{s:?}: {p:?} is not a port: {e}"))
+    };
+    let (min, max) = (port(min)?, port(max)?);
+    if min < 1024 || min + 3 > max {
+        return Err(format!(
+            "{s:?}: the range must start above 1023 and hold at least two RTP/RTCP pairs"
+        ));
+    }
+    Ok((min, max))
 }
 
-const SUT: &str = "127.0.0.1:5060";
-const UAS: &str = "127.0.0.1:5090";
-const UAC: &str = "127.0.0.1:5070";
-const NG: &str = "127.0.0.1:22230";
-/// SIPp under load: 4 MiB socket buffers (the default drops bursts at
-/// 1000 cps) and more receive/schedule work per loop.
-pub const SIPP_LOAD: [&str; 6] = [
-    "-buff_size",
-    "4194304",
-    "-max_recv_loops",
-    "10000",
-    "-max_sched_loops",
-    "10000",
-];
+/// Where everything listens, all on 127.0.0.1.
+#[derive(Debug, Clone, Copy)]
+struct Ports {
+    sut: SocketAddr,
+    uac: u16,
+    uac_media: u16,
+    uas: SocketAddr,
+    uas_media: u16,
+    ng: SocketAddr,
+    relay: (u16, u16),
+}
 
+impl Ports {
+    fn of(a: &SipArgs) -> Result<Ports> {
+        ensure!(
+            (1024..=65000).contains(&a.sip_port),
+            "--sip-port {}: must be 1024-65000 (SIPp uses the ports up to +53)",
+            a.sip_port
+        );
+        let at = |port: u16| SocketAddr::from(([127, 0, 0, 1], port));
+        Ok(Ports {
+            sut: at(a.sip_port),
+            uac: a.sip_port + 10,
+            uac_media: a.sip_port + 50,
+            uas: at(a.sip_port + 30),
+            uas_media: a.sip_port + 40,
+            ng: at(a.ng_port),
+            relay: a.relay_ports,
+        })
+    }
+}
+
+/// The system is idle when, for [`QUIET_STEPS`] samples [`QUIET_STEP`]
+/// apart, nothing is pending and its CPU grew less than [`QUIET_NS`]
+/// (2 % of one core) per sample.
+const QUIET_STEP: Duration = Duration::from_millis(250);
+const QUIET_NS: u64 = 5_000_000;
+const QUIET_STEPS: u32 = 2;
+
+/// The processes of a system under test, terminated on drop.
 struct Running {
     children: Vec<Child>,
 }
@@ -119,7 +171,9 @@ fn spawn(mut cmd: Command, dir: &Path, name: &str) -> Result<Child> {
         .with_context(|| format!("starting {name} (scripts/setup.sh installs the peers)"))
 }
 
-fn tollgate(dir: &Path) -> Result<Running> {
+/// `tollgate run` with the B2BUA routing every call to the UAS; sessions
+/// are deleted at once after BYE, as rtpengine is run (`--delete-delay=0`).
+fn tollgate(dir: &Path, p: &Ports) -> Result<Running> {
     let cfg = dir.join("tollgate.toml");
     std::fs::write(
         &cfg,
@@ -128,22 +182,28 @@ fn tollgate(dir: &Path) -> Result<Running> {
 backend = "socket"
 control_socket = "{d}/dp.sock"
 [media]
-port_min = 30000
-port_max = 60000
+port_min = {min}
+port_max = {max}
+delete_delay_secs = 0
 [ng]
-listen = "{NG}"
+listen = "{ng}"
 [sip]
-listen = "{SUT}"
+listen = "{sut}"
 max_cps = 100000
 max_calls = 100000
 [[sip.routes]]
 match = "*"
-target = "sip:{{user}}@{UAS}"
+target = "sip:{{user}}@{uas}"
 [cdr]
 spool_dir = "{d}/spool"
 sinks = [{{ kind = "sqlite", url = "sqlite://{d}/cdr.sqlite" }}]
 "#,
-            d = dir.display()
+            d = dir.display(),
+            min = p.relay.0,
+            max = p.relay.1,
+            ng = p.ng,
+            sut = p.sut,
+            uas = p.uas,
         ),
     )?;
     let exe = std::env::current_exe().context("finding the tollgate binary")?;
@@ -157,260 +217,296 @@ sinks = [{{ kind = "sqlite", url = "sqlite://{d}/cdr.sqlite" }}]
     })
 }
 
-fn kamailio(dir: &Path) -> Result<Running> {
-    let ng: SocketAddr = NG.parse()?;
-    let rtpe = spawn(peers::rtpengine(dir, ng, (30000, 60000)), dir, "rtpengine")?;
+/// Whether an NG relay answers `ping` at `ng` within `within`.
+fn ng_answers(ng: SocketAddr, within: Duration) -> bool {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if let Ok(mut c) = NgClient::new(ng) {
+            c.timeout = Duration::from_millis(200);
+            c.attempts = 1;
+            if c.command("ping", []).is_ok() {
+                return true;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
+}
+
+/// Calls the relay at `ng` still lists (up to NG `list`'s default limit).
+fn ng_calls(ng: SocketAddr) -> Result<usize> {
+    let mut c = NgClient::new(ng).with_context(|| format!("NG client for {ng}"))?;
+    let r = c
+        .command("list", [])
+        .with_context(|| format!("NG list at {ng}"))?;
+    Ok(r.get("calls")
+        .and_then(Value::as_list)
+        .map_or(0, <[Value]>::len))
+}
+
+fn kamailio(dir: &Path, p: &Ports) -> Result<Running> {
+    let rtpe = spawn(peers::rtpengine(dir, p.ng, p.relay), dir, "rtpengine")?;
     let mut r = Running {
         children: vec![rtpe],
     };
-    std::thread::sleep(Duration::from_millis(500));
+    ensure!(
+        ng_answers(p.ng, Duration::from_secs(20)),
+        "rtpengine did not answer NG ping at {}; see {}",
+        p.ng,
+        dir.join("rtpengine.log").display()
+    );
     let kam = peers::kamailio(
         None,
         dir,
-        SUT.parse()?,
-        UAS.parse()?,
-        ng,
+        p.sut,
+        p.uas,
+        p.ng,
         "replace-origin replace-session-connection",
     );
     r.children.push(spawn(kam, dir, "kamailio")?);
     Ok(r)
 }
 
-fn sipp_uas(dir: &Path) -> Result<Running> {
+fn sipp_uas(dir: &Path, p: &Ports) -> Result<Running> {
     let mut cmd = Command::new("sipp");
-    cmd.args(["-sf", peers::UAS_NO180, "-i", "127.0.0.1", "-p", "5090"])
-        .args(["-mi", "127.0.0.1", "-mp", "6000", "-bind_local", "-nostdin"])
+    cmd.args(["-sf", peers::UAS_NO180, "-i", "127.0.0.1"])
+        .args(["-p", &p.uas.port().to_string()])
+        .args(["-mi", "127.0.0.1", "-mp", &p.uas_media.to_string()])
+        .args(["-bind_local", "-nostdin"])
         .args(SIPP_LOAD);
     Ok(Running {
         children: vec![spawn(cmd, dir, "sipp-uas")?],
     })
 }
 
-/// The totals of a SIPp UAC run, from the last line of its `-trace_stat`
-/// file (`uac_stat.csv` in its directory).
-#[derive(Debug, Clone, Copy)]
-pub struct SippStat {
-    pub ok: u64,
-    pub failed: u64,
-    pub retransmissions: u64,
-    pub elapsed_s: f64,
+/// Records still in Tollgate's CDR spool for its sink, from `tollgate cdr
+/// status` on the node's configuration.
+fn spool_depth(dir: &Path) -> Result<u64> {
+    let exe = std::env::current_exe().context("finding the tollgate binary")?;
+    let out = Command::new(exe)
+        .arg("cdr")
+        .arg("--config")
+        .arg(dir.join("tollgate.toml"))
+        .args(["status", "--json"])
+        .output()
+        .context("running tollgate cdr status")?;
+    ensure!(
+        out.status.success(),
+        "tollgate cdr status: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let st: serde_json::Value =
+        serde_json::from_slice(&out.stdout).context("tollgate cdr status --json")?;
+    st["depth"]
+        .as_u64()
+        .context("no depth in tollgate cdr status --json")
 }
 
-/// Reads `dir/uac_stat.csv`.
-pub fn sipp_stat(dir: &Path) -> Result<SippStat> {
-    let stat =
-        std::fs::read_to_string(dir.join("uac_stat.csv")).context("SIPp wrote no statistics")?;
-    let mut lines = stat.lines();
-    let head: Vec<&str> = lines.next().unwrap_or_default().split(';').collect();
-    let last: Vec<&str> = lines.last().unwrap_or_default().split(';').collect();
-    let col = |name: &str| -> Result<&str> {
-        let i = head
-            .iter()
-            .position(|h| *h == name)
-            .with_context(|| format!("no {name} column in SIPp's statistics"))?;
-        Ok(last.get(i).copied().unwrap_or_default())
-    };
-    let num = |name: &str| -> Result<u64> { Ok(col(name)?.trim().parse().unwrap_or(0)) };
-    // "DATE<tab>TIME<tab>EPOCH": the epoch seconds have microseconds,
-    // ElapsedTime only whole seconds.
-    let epoch = |name: &str| -> Result<f64> {
-        Ok(col(name)?
-            .rsplit('\t')
-            .next()
-            .and_then(|e| e.trim().parse().ok())
-            .unwrap_or(0.0))
-    };
-    Ok(SippStat {
-        ok: num("SuccessfulCall(C)")?,
-        failed: num("FailedCall(C)")?,
-        retransmissions: num("Retransmissions(C)")?,
-        elapsed_s: (epoch("CurrentTime")? - epoch("StartTime")?).max(0.0),
-    })
-}
-
-/// SIPp's built-in `uac` offering `calls` calls to `number` at `cps` a
-/// second through `target` from 127.0.0.1:`local_port` (media on
-/// `media_port`), bounded to `limit_s` seconds, with its statistics and
-/// response times written into its working directory.
-pub fn sipp_uac_load(
-    target: &str,
-    number: &str,
-    (local_port, media_port): (u16, u16),
-    (cps, calls): (u32, u64),
-    limit_s: u32,
-) -> Command {
-    let mut cmd = Command::new("timeout");
-    cmd.args(["-s", "INT", "-k", "10", &limit_s.to_string()])
-        .args(["sipp", "-sn", "uac", target, "-s", number])
-        .args(["-i", "127.0.0.1", "-p", &local_port.to_string()])
-        .args(["-bind_local", "-nostdin"])
-        .args(["-mi", "127.0.0.1", "-mp", &media_port.to_string()])
-        .args(["-r", &cps.to_string(), "-m", &calls.to_string()])
-        .args(["-timeout", &format!("{}s", limit_s.saturating_sub(10))])
-        .args(["-trace_stat", "-stf", "uac_stat.csv"])
-        .args(["-trace_rtt", "-rtt_freq", "1"])
-        .args(SIPP_LOAD)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    cmd
-}
-
-/// Reads SIPp's statistics and its setup times.
-fn results(dir: &Path, system: &str, a: &SipArgs, cpu_ns: u64) -> Result<SipResult> {
-    let SippStat {
-        ok,
-        failed,
-        retransmissions,
-        elapsed_s: elapsed,
-    } = sipp_stat(dir)?;
-    let mut h = Histogram::<u64>::new(3)?;
-    for f in std::fs::read_dir(dir)?.flatten() {
-        let name = f.file_name().to_string_lossy().into_owned();
-        if !name.ends_with("_rtt.csv") {
-            continue;
+/// Waits until the system is idle (see [`QUIET_STEPS`]): no call left at
+/// the relay, no CDR left in the spool (Tollgate), CPU quiet. Returns how
+/// long it took; refuses the run if it is not idle within `limit`.
+fn wait_idle(
+    system: &str,
+    sut: &Running,
+    dir: &Path,
+    p: &Ports,
+    limit: Duration,
+) -> Result<Duration> {
+    let t0 = Instant::now();
+    let mut last = sut.cpu_ns();
+    let mut quiet = 0;
+    loop {
+        std::thread::sleep(QUIET_STEP);
+        let now = sut.cpu_ns();
+        let grew = now.saturating_sub(last);
+        last = now;
+        let calls = ng_calls(p.ng)?;
+        let cdrs = if system == "tollgate" {
+            spool_depth(dir)?
+        } else {
+            0
+        };
+        quiet = if calls == 0 && cdrs == 0 && grew < QUIET_NS {
+            quiet + 1
+        } else {
+            0
+        };
+        if quiet >= QUIET_STEPS {
+            return Ok(t0.elapsed());
         }
-        for l in std::fs::read_to_string(f.path())?.lines().skip(1) {
-            if let Some(ms) = l
-                .split(';')
-                .nth(1)
-                .and_then(|v| v.trim().parse::<f64>().ok())
-            {
-                h.record((ms * 1000.0) as u64)?;
-            }
-        }
+        ensure!(
+            t0.elapsed() < limit,
+            "{system} was not idle {} s after SIPp finished ({calls} calls listed over NG, \
+             {cdrs} CDRs in the spool, {:.1} ms of CPU in the last {} ms): its CPU per call \
+             would leave work out",
+            limit.as_secs(),
+            grew as f64 / 1e6,
+            QUIET_STEP.as_millis()
+        );
     }
-    let q = |p: f64| h.value_at_quantile(p) as f64 / 1000.0;
+}
+
+/// Percentile `q` of the setup times, in microseconds.
+fn setup_us(h: &Histogram<u64>, q: f64) -> f64 {
+    h.value_at_quantile(q) as f64 / 1000.0
+}
+
+/// One run: SIPp's totals, the captured setup times, and the CPU window.
+struct Measured {
+    offered: u64,
+    setups: capture::Setups,
+    cpu_ns: u64,
+    trailing_ns: u64,
+    idle_after: Duration,
+}
+
+/// Checks what the figures rest on and turns them into a result.
+fn result(system: &str, run: u32, a: &SipArgs, stat: SippStat, m: Measured) -> Result<SipResult> {
+    let s = &m.setups;
+    let measured = s.setup_ns.len() as u64;
+    ensure!(
+        s.kernel_drops != u64::MAX,
+        "could not read the capture's drop counter: setup latency unverified"
+    );
+    ensure!(
+        stat.ok > 0 && measured >= stat.ok,
+        "{system}: the capture matched INVITE and 200 of {measured} calls, SIPp completed {} \
+         ({} INVITEs seen, {} datagrams unusable, {} dropped by the kernel): setup latency \
+         would rest on part of the calls",
+        stat.ok,
+        s.invites,
+        s.unusable,
+        s.kernel_drops
+    );
+    let mut h = Histogram::<u64>::new(3)?;
+    for ns in &s.setup_ns {
+        h.record(*ns)?;
+    }
+    let per_call = |ns: u64| ns as f64 / 1e6 / stat.ok as f64;
     Ok(SipResult {
         system: system.into(),
+        run,
         cps_offered: a.cps,
-        calls: ok + failed,
-        ok,
-        failed,
-        retransmissions,
-        elapsed_s: elapsed,
-        cps_achieved: if elapsed > 0.0 {
-            ok as f64 / elapsed
+        offered: m.offered,
+        ok: stat.ok,
+        failed: stat.failed,
+        retransmissions: stat.retransmissions,
+        elapsed_s: stat.elapsed_s,
+        cps_achieved: if stat.elapsed_s > 0.0 {
+            stat.ok as f64 / stat.elapsed_s
         } else {
             0.0
         },
-        setup_ms_p50: q(0.5),
-        setup_ms_p90: q(0.9),
-        setup_ms_p99: q(0.99),
-        cpu_ms_per_call: if ok > 0 {
-            cpu_ns as f64 / 1e6 / ok as f64
-        } else {
-            0.0
-        },
+        setup_measured: measured,
+        setup_us_p50: setup_us(&h, 0.5),
+        setup_us_p90: setup_us(&h, 0.9),
+        setup_us_p99: setup_us(&h, 0.99),
+        setup_us_max: h.max() as f64 / 1000.0,
+        capture_unusable: s.unusable,
+        capture_drops: s.kernel_drops,
+        cpu_ms: m.cpu_ns as f64 / 1e6,
+        cpu_ms_per_call: per_call(m.cpu_ns),
+        trailing_cpu_ms: m.trailing_ns as f64 / 1e6,
+        idle_after_s: m.idle_after.as_secs_f64(),
     })
 }
 
-fn run_once(system: &str, a: &SipArgs) -> Result<SipResult> {
+fn run_once(system: &str, run: u32, a: &SipArgs, p: &Ports) -> Result<SipResult> {
     let dir = std::env::temp_dir().join(format!("tg-bench-sip-{system}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir)?;
-    let _uas = sipp_uas(&dir)?;
+    let _uas = sipp_uas(&dir, p)?;
     let sut = match system {
-        "tollgate" => tollgate(&dir)?,
-        "kamailio" => kamailio(&dir)?,
+        "tollgate" => tollgate(&dir, p)?,
+        "kamailio" => kamailio(&dir, p)?,
         other => bail!("unknown system {other:?} (kamailio)"),
     };
-    if !peers::answers_options(SUT.parse()?, Duration::from_secs(20)) {
+    if !peers::answers_options(p.sut, Duration::from_secs(20)) {
         bail!(
-            "{system} did not answer OPTIONS on {SUT}; see {}",
+            "{system} did not answer OPTIONS on {}; see {}",
+            p.sut,
             dir.display()
         );
     }
-    let calls = u64::from(a.cps) * u64::from(a.duration);
+    let offered = u64::from(a.cps) * u64::from(a.duration);
     let limit = a.duration * 2 + 30;
+    let capture = capture::Capture::start(p.uac)?;
     let before = sut.cpu_ns();
-    let t0 = Instant::now();
     let status = sipp_uac_load(
-        SUT,
+        &p.sut.to_string(),
         "6000",
-        (UAC[10..].parse()?, 7000),
-        (a.cps, calls),
+        (p.uac, p.uac_media),
+        (a.cps, offered),
         limit,
     )
     .current_dir(&dir)
     .status()
     .context("running sipp")?;
-    let cpu_ns = sut.cpu_ns().saturating_sub(before);
+    let sipp_done = sut.cpu_ns();
+    let idle_after = wait_idle(
+        system,
+        &sut,
+        &dir,
+        p,
+        Duration::from_secs(a.idle_timeout.into()),
+    )?;
+    let after = sut.cpu_ns();
+    let setups = capture.stop();
     drop(sut);
-    let r = results(&dir, system, a, cpu_ns)?;
+    let stat = sipp_stat(&dir)?;
     eprintln!(
-        "  {system}: {} ok, {} failed in {:.1} s (sipp exit {}, wall {:.1} s)",
-        r.ok,
-        r.failed,
-        r.elapsed_s,
+        "  {system}: {} ok, {} failed in {:.1} s (sipp exit {}), idle {:.1} s later",
+        stat.ok,
+        stat.failed,
+        stat.elapsed_s,
         status.code().unwrap_or(-1),
-        t0.elapsed().as_secs_f64()
+        idle_after.as_secs_f64()
     );
+    let measured = Measured {
+        offered,
+        setups,
+        cpu_ns: after.saturating_sub(before),
+        trailing_ns: after.saturating_sub(sipp_done),
+        idle_after,
+    };
+    let r = result(system, run, a, stat, measured)?;
     let _ = std::fs::remove_dir_all(&dir);
     Ok(r)
 }
 
-pub fn main(a: &SipArgs) -> Result<Vec<SipResult>> {
+pub fn main(a: &SipArgs) -> Result<SipReport> {
     let mut systems = vec!["tollgate"];
     match a.peer.as_deref() {
         None => {}
         Some("kamailio") => systems.push("kamailio"),
         Some(p) => bail!("--peer {p:?}: the peer measured is `kamailio`"),
     }
-    let mut out = Vec::new();
+    let ports = Ports::of(a)?;
+    let runs = a.runs.max(1);
+    let mut report = SipReport {
+        stamp: crate::stamp::stamp()
+            .pinned("none: SIPp, the system under test and the capture share every core"),
+        cps: a.cps,
+        duration_s: a.duration,
+        runs_per_system: runs,
+        setup_latency: results::SETUP_LATENCY.into(),
+        systems: Vec::new(),
+    };
     for s in systems {
-        let mut runs = Vec::new();
-        for i in 0..a.runs.max(1) {
+        let mut done = Vec::new();
+        for i in 1..=runs {
             eprintln!(
-                "{s}: run {} of {} at {} cps for {} s",
-                i + 1,
-                a.runs.max(1),
-                a.cps,
-                a.duration
+                "{s}: run {i} of {runs} at {} cps for {} s",
+                a.cps, a.duration
             );
-            runs.push(run_once(s, a)?);
+            done.push(run_once(s, i, a, &ports)?);
         }
-        runs.sort_by(|x, y| x.cpu_ms_per_call.total_cmp(&y.cpu_ms_per_call));
-        out.push(runs[runs.len() / 2].clone());
+        report.systems.push(SystemRuns::of(s, done));
     }
-    println!(
-        "{:<10} {:>7} {:>8} {:>7} {:>7} {:>9} {:>8} {:>8} {:>8} {:>10}",
-        "system",
-        "offered",
-        "achieved",
-        "ok",
-        "failed",
-        "retrans",
-        "p50 ms",
-        "p90 ms",
-        "p99 ms",
-        "cpu ms/call"
-    );
-    for r in &out {
-        println!(
-            "{:<10} {:>7} {:>8.1} {:>7} {:>7} {:>9} {:>8.2} {:>8.2} {:>8.2} {:>10.3}",
-            r.system,
-            r.cps_offered,
-            r.cps_achieved,
-            r.ok,
-            r.failed,
-            r.retransmissions,
-            r.setup_ms_p50,
-            r.setup_ms_p90,
-            r.setup_ms_p99,
-            r.cpu_ms_per_call
-        );
+    report.print();
+    if let Some(path) = &a.out {
+        std::fs::write(path, serde_json::to_string_pretty(&report)?)
+            .with_context(|| format!("writing {}", path.display()))?;
     }
-    if let [t, k] = out.as_slice() {
-        if t.cpu_ms_per_call > 0.0 {
-            println!(
-                "kamailio+rtpengine / tollgate CPU per call: {:.2}x",
-                k.cpu_ms_per_call / t.cpu_ms_per_call
-            );
-        }
-    }
-    if let Some(p) = &a.out {
-        std::fs::write(p, serde_json::to_string_pretty(&out)?)?;
-    }
-    Ok(out)
+    Ok(report)
 }

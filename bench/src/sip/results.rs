@@ -1,0 +1,219 @@
+//! What `tollgate bench sip` reports: every run of every system, the median
+//! and spread (min to max) of the main figures, the stamp, and what was
+//! counted; printed as a table and written as JSON.
+
+use crate::stamp::Stamp;
+
+/// One run of one system.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SipResult {
+    pub system: String,
+    /// 1-based, in the order the runs were made.
+    pub run: u32,
+    pub cps_offered: u32,
+    /// Calls SIPp was told to offer (`--cps` x `--duration`).
+    pub offered: u64,
+    pub ok: u64,
+    pub failed: u64,
+    pub retransmissions: u64,
+    /// SIPp's first to last call, seconds.
+    pub elapsed_s: f64,
+    pub cps_achieved: f64,
+    /// Calls whose INVITE and 200 the capture matched (the latency sample).
+    pub setup_measured: u64,
+    pub setup_us_p50: f64,
+    pub setup_us_p90: f64,
+    pub setup_us_p99: f64,
+    pub setup_us_max: f64,
+    /// Datagrams the capture could not use, and packets the kernel dropped from it.
+    pub capture_unusable: u64,
+    pub capture_drops: u64,
+    /// The system's CPU over the whole window, and per completed call.
+    pub cpu_ms: f64,
+    pub cpu_ms_per_call: f64,
+    /// Of `cpu_ms`, what the system spent after SIPp finished, until idle.
+    pub trailing_cpu_ms: f64,
+    /// Seconds from SIPp's exit until the system was idle.
+    pub idle_after_s: f64,
+}
+
+/// A figure over a system's runs.
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub struct Spread {
+    pub median: f64,
+    pub min: f64,
+    pub max: f64,
+}
+
+impl Spread {
+    pub(super) fn of(mut v: Vec<f64>) -> Spread {
+        v.sort_by(f64::total_cmp);
+        let n = v.len();
+        let median = if n % 2 == 1 {
+            v[n / 2]
+        } else {
+            (v[n / 2 - 1] + v[n / 2]) / 2.0
+        };
+        Spread {
+            median,
+            min: v[0],
+            max: v[n - 1],
+        }
+    }
+}
+
+/// Every run of one system and the spread of its main figures.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SystemRuns {
+    pub system: String,
+    /// Which CPU time was counted, and until when, in words.
+    pub counted: String,
+    pub runs: Vec<SipResult>,
+    pub cps_achieved: Spread,
+    pub setup_us_p50: Spread,
+    pub setup_us_p90: Spread,
+    pub setup_us_p99: Spread,
+    pub cpu_ms_per_call: Spread,
+}
+
+impl SystemRuns {
+    pub(super) fn of(system: &str, runs: Vec<SipResult>) -> SystemRuns {
+        let spread = |f: fn(&SipResult) -> f64| Spread::of(runs.iter().map(f).collect());
+        SystemRuns {
+            system: system.into(),
+            counted: counted(system).into(),
+            cps_achieved: spread(|r| r.cps_achieved),
+            setup_us_p50: spread(|r| r.setup_us_p50),
+            setup_us_p90: spread(|r| r.setup_us_p90),
+            setup_us_p99: spread(|r| r.setup_us_p99),
+            cpu_ms_per_call: spread(|r| r.cpu_ms_per_call),
+            runs,
+        }
+    }
+}
+
+/// What `tollgate bench sip` reports, as printed and as written to `--out`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SipReport {
+    pub stamp: Stamp,
+    pub cps: u32,
+    pub duration_s: u32,
+    pub runs_per_system: u32,
+    /// How setup latency was measured.
+    pub setup_latency: String,
+    pub systems: Vec<SystemRuns>,
+}
+
+pub(super) const SETUP_LATENCY: &str =
+    "from the packets: the UAC's first INVITE to the first 200 for it \
+reaching the UAC, matched by Call-ID, kernel receive timestamps of an AF_PACKET capture on lo";
+
+fn counted(system: &str) -> &'static str {
+    if system == "tollgate" {
+        "CPU time of `tollgate run` and its data-plane child (each process's CPU clock: \
+         every thread it had, exited ones included), \
+         from before the first INVITE until the node was idle: no call left in NG `list`, \
+         the CDR spool drained into its SQLite sink, and under 2 % of a core for 0.5 s"
+    } else {
+        "CPU time of every Kamailio process and of rtpengine (each process's CPU clock: \
+         every thread it had, exited ones included), \
+         from before the first INVITE until they were idle: no call left in rtpengine's NG \
+         `list`, and under 2 % of a core for 0.5 s (this Kamailio writes no CDRs)"
+    }
+}
+
+impl SipReport {
+    /// The table: every run, then each system's median and spread.
+    pub fn print(&self) {
+        println!("tollgate bench sip: {}", self.stamp);
+        println!(
+            "{} cps for {} s, {} run(s) per system; setup latency {}",
+            self.cps, self.duration_s, self.runs_per_system, self.setup_latency
+        );
+        println!(
+            "{:<9} {:>6} {:>8} {:>6} {:>6} {:>7} {:>9} {:>9} {:>9} {:>11} {:>11}",
+            "system",
+            "run",
+            "achieved",
+            "ok",
+            "failed",
+            "retrans",
+            "p50 us",
+            "p90 us",
+            "p99 us",
+            "cpu ms/call",
+            "trailing ms"
+        );
+        for s in &self.systems {
+            for r in &s.runs {
+                println!(
+                    "{:<9} {:>6} {:>8.1} {:>6} {:>6} {:>7} {:>9.0} {:>9.0} {:>9.0} {:>11.3} {:>11.1}",
+                    r.system,
+                    r.run,
+                    r.cps_achieved,
+                    r.ok,
+                    r.failed,
+                    r.retransmissions,
+                    r.setup_us_p50,
+                    r.setup_us_p90,
+                    r.setup_us_p99,
+                    r.cpu_ms_per_call,
+                    r.trailing_cpu_ms
+                );
+            }
+            let m = |x: &Spread| x.median;
+            println!(
+                "{:<9} {:>6} {:>8.1} {:>6} {:>6} {:>7} {:>9.0} {:>9.0} {:>9.0} {:>11.3}",
+                s.system,
+                "median",
+                m(&s.cps_achieved),
+                "",
+                "",
+                "",
+                m(&s.setup_us_p50),
+                m(&s.setup_us_p90),
+                m(&s.setup_us_p99),
+                m(&s.cpu_ms_per_call)
+            );
+            let r =
+                |x: &Spread, digits: usize| format!("{:.*}-{:.*}", digits, x.min, digits, x.max);
+            println!(
+                "{:<9} {:>6} {:>8} {:>6} {:>6} {:>7} {:>9} {:>9} {:>9} {:>11}",
+                "",
+                "spread",
+                r(&s.cps_achieved, 1),
+                "",
+                "",
+                "",
+                r(&s.setup_us_p50, 0),
+                r(&s.setup_us_p90, 0),
+                r(&s.setup_us_p99, 0),
+                r(&s.cpu_ms_per_call, 3)
+            );
+            println!("  {}: {}", s.system, s.counted);
+        }
+        if let [t, k] = self.systems.as_slice() {
+            let (t, k) = (t.cpu_ms_per_call.median, k.cpu_ms_per_call.median);
+            if t > 0.0 && k > 0.0 {
+                println!(
+                    "median CPU per call: Kamailio+rtpengine / Tollgate = {:.2}; Tollgate costs {:.2}x Kamailio+rtpengine's",
+                    k / t,
+                    t / k
+                );
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Spread;
+
+    #[test]
+    fn the_spread_is_the_median_and_the_extremes() {
+        let s = Spread::of(vec![3.0, 1.0, 2.0]);
+        assert_eq!((s.median, s.min, s.max), (2.0, 1.0, 3.0));
+        let s = Spread::of(vec![4.0, 1.0, 2.0, 3.0]);
+        assert_eq!((s.median, s.min, s.max), (2.5, 1.0, 4.0));
+    }
+}
