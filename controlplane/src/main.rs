@@ -288,7 +288,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Cdr { config, command } => cdrs::run(&load(config.as_deref())?.cdr, command),
         Command::Bench {
             what: BenchCommand::Cdr(args),
-        } => tollgate_cdr::bench::main(&args),
+        } => tollgate_cdr::bench::main(&args, tollgate_bench::stamp::stamp()),
         Command::Bench {
             what: BenchCommand::Sip(args),
         } => tollgate_bench::sip::main(&args).map(|_| ()),
