@@ -11,20 +11,63 @@ use tollgate_dataplane::client::ControlClient;
 use tollgate_dataplane::control::Request;
 use tollgate_dataplane::flow::Flow;
 
-/// Path of the `tollgate` binary: $TOLLGATE_BIN, else next to the test binary.
+/// Path of the `tollgate` binary: $TOLLGATE_BIN as given, else
+/// `target/<profile>/tollgate` next to the test binary, refused when it is
+/// missing or older than a source file it was built from. `cargo test
+/// --workspace` builds it first (package `tollgate` has integration tests of
+/// its own, so Cargo links its binary before any test runs); `cargo test -p
+/// tollgate-tests` does not, hence the check.
 pub fn tollgate_bin() -> PathBuf {
     if let Some(p) = std::env::var_os("TOLLGATE_BIN") {
         return p.into();
     }
-    let exe = std::env::current_exe().expect("current exe");
-    let dir = exe.parent().and_then(Path::parent).expect("target dir");
-    let bin = dir.join("tollgate");
-    assert!(
-        bin.exists(),
-        "{} not found: build it first (`cargo build --workspace`)",
-        bin.display()
-    );
-    bin
+    static CHECKED: std::sync::OnceLock<Result<PathBuf, String>> = std::sync::OnceLock::new();
+    CHECKED
+        .get_or_init(|| {
+            let exe = std::env::current_exe().map_err(|e| format!("current exe: {e}"))?;
+            let dir = exe
+                .parent()
+                .and_then(Path::parent)
+                .ok_or("the test binary is not in target/<profile>/deps")?;
+            let bin = dir.join("tollgate");
+            current(&bin)?;
+            Ok(bin)
+        })
+        .clone()
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Ok when `bin` exists and is newer than every file listed in the
+/// dep-info file Cargo wrote beside it (`tollgate.d`: every Rust source,
+/// included file and build-script input the binary was built from).
+fn current(bin: &Path) -> Result<(), String> {
+    let build = "run `cargo build -p tollgate`";
+    let mtime = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified());
+    let built = mtime(bin).map_err(|e| format!("{}: {e}: {build}", bin.display()))?;
+    let deps = bin.with_extension("d");
+    let text = std::fs::read_to_string(&deps).map_err(|e| {
+        format!(
+            "{}: {e}: cannot tell whether {} is current; {build}",
+            deps.display(),
+            bin.display()
+        )
+    })?;
+    let sources = text
+        .split_once(": ")
+        .map(|(_, files)| files)
+        .unwrap_or_default();
+    for file in sources.split_whitespace().map(Path::new) {
+        // A listed file that is gone makes Cargo rebuild too.
+        let newer = mtime(file).map_or(true, |t| t > built);
+        if newer {
+            return Err(format!(
+                "{} is older than {}: {build}",
+                bin.display(),
+                file.display()
+            ));
+        }
+    }
+    Ok(())
 }
 
 pub enum Backend {
