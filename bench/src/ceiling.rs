@@ -3,26 +3,36 @@
 //! relay's veths, every UDP packet sent unchanged out of the partner
 //! interface. No flows, no NG: what any XDP relay must pay on this host, so
 //! Tollgate's cost can be stated as a ratio of it. Its packets keep their
-//! original addresses and are not delivered; CPU is counted per packet sent.
+//! original addresses and are not delivered to a socket; what proves it
+//! forwarded them is its own count of redirects and the far side's
+//! interfaces' count of packets received ([`FloorCounts`]).
 
-use crate::cpu;
-use crate::topology::Topology;
-use aya::maps::{DevMapHash, MapData};
+use crate::cpu::{self, Counted};
+use crate::guard::FloorCounts;
+use crate::topology::{self, Topology};
+use aya::maps::{DevMapHash, MapData, PerCpuArray};
 use aya::programs::{Xdp, XdpMode};
-use aya::Ebpf;
+use aya::{Ebpf, EbpfLoader};
+use tollgate_ebpf::CeilingOutcome;
 
 pub struct Ceiling {
     /// Holds the program attached; dropping it detaches.
-    _ebpf: Ebpf,
-    pub napi: Vec<u32>,
+    ebpf: Ebpf,
+    pub counted: Counted,
+    /// The end hosts' namespace and interface: where its packets arrive.
+    far_side: [(String, String); 2],
 }
 
 impl Ceiling {
     /// Attaches the program to `topo`'s relay veths, NAPI threads on `cores`.
-    pub fn attach(topo: &Topology, cores: &[usize]) -> anyhow::Result<Ceiling> {
+    /// `pass_all` loads it passing every packet to the kernel instead: a
+    /// floor that does not forward, for the tests that the benchmark refuses it.
+    pub fn attach(topo: &Topology, cores: &[usize], pass_all: bool) -> anyhow::Result<Ceiling> {
         let (ra, rb) = (topo.ra.clone(), topo.rb.clone());
         let ebpf = Topology::run_in(&topo.relay, move || -> anyhow::Result<Ebpf> {
-            let mut ebpf = Ebpf::load(tollgate_ebpf::CEILING_OBJECT)?;
+            let mut ebpf = EbpfLoader::new()
+                .override_global(tollgate_ebpf::CEILING_PASS_ALL, &u32::from(pass_all), true)
+                .load(tollgate_ebpf::CEILING_OBJECT)?;
             let prog: &mut Xdp = ebpf
                 .program_mut(tollgate_ebpf::CEILING_PROGRAM)
                 .ok_or_else(|| anyhow::anyhow!("no ceiling program in the object"))?
@@ -44,15 +54,41 @@ impl Ceiling {
             partner.insert(b, a, None, 0)?;
             Ok(ebpf)
         })?;
-        let napi = cpu::napi_threads(&[&topo.ra, &topo.rb]);
-        for t in &napi {
-            cpu::pin(*t, cores)?;
-        }
-        Ok(Ceiling { _ebpf: ebpf, napi })
+        let napi_threads = cpu::pin_napi_threads(&[&topo.ra, &topo.rb], cores)?;
+        Ok(Ceiling {
+            ebpf,
+            counted: Counted {
+                processes: Vec::new(),
+                napi_threads,
+            },
+            far_side: [
+                (topo.caller.clone(), topo.ca.clone()),
+                (topo.callee.clone(), topo.eb.clone()),
+            ],
+        })
     }
 
-    /// CPU nanoseconds so far: (processes: none, NAPI threads).
-    pub fn cpu_ns(&self) -> (u64, u64) {
-        (0, self.napi.iter().map(|t| cpu::task_ns(*t)).sum())
+    /// What the floor did so far: its counts, summed over CPUs, and the far
+    /// side's received packets.
+    pub fn counts(&self) -> anyhow::Result<FloorCounts> {
+        let map = self
+            .ebpf
+            .map(tollgate_ebpf::CEILING_OUTCOMES)
+            .ok_or_else(|| anyhow::anyhow!("no outcomes map in the ceiling"))?;
+        let outcomes: PerCpuArray<&MapData, u64> = PerCpuArray::try_from(map)?;
+        let sum = |o: CeilingOutcome| -> anyhow::Result<u64> {
+            Ok(outcomes.get(&(o as u32), 0)?.iter().sum())
+        };
+        let mut far_side_rx = 0;
+        for (ns, ifname) in &self.far_side {
+            far_side_rx += topology::rx_packets(ns, ifname)
+                .ok_or_else(|| anyhow::anyhow!("no packet counters for {ifname} in {ns}"))?;
+        }
+        Ok(FloorCounts {
+            redirected: sum(CeilingOutcome::Redirected)?,
+            passed: sum(CeilingOutcome::Passed)?,
+            no_partner: sum(CeilingOutcome::NoPartner)?,
+            far_side_rx,
+        })
     }
 }

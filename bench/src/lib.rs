@@ -3,7 +3,8 @@
 //!
 //! [`topology`] builds namespaces and veths, [`sut`] starts the system under
 //! test ([`ceiling`] is the host's redirect-only floor) and [`cpu`] accounts
-//! its CPU, [`traffic`] generates and receives the
+//! its CPU, [`guard`] refuses figures whose accounting preconditions fail,
+//! [`traffic`] generates and receives the
 //! RTP, [`measure`] turns arrivals into loss, latency and jitter, [`media`]
 //! runs single, ramped and compared benchmarks, and [`report`] prints, saves
 //! and plots them. Systems under test are driven only through NG and RTP.
@@ -12,6 +13,7 @@
 
 pub mod ceiling;
 pub mod cpu;
+pub mod guard;
 pub mod measure;
 pub mod media;
 pub mod peers;

@@ -51,8 +51,26 @@ pub struct TrafficResult {
     pub late_sends: u64,
     pub max_late_ms: f64,
     pub send_failed: u64,
+    /// Packets per second the generator actually offered: those the kernel
+    /// took, over the time from the first one due to the last one sent (one
+    /// period longer than the last is due). Below the offered rate, the
+    /// generator saturated.
+    pub achieved_pps: f64,
     /// Latency histogram: (upper bound in µs, packets) for plots.
     pub latency_histogram: Vec<(u64, u64)>,
+}
+
+/// What the generator did, for [`Receiver::finish`].
+#[derive(Debug, Clone, Default)]
+pub struct SendStats {
+    pub sent: u64,
+    /// Sends later than the lateness bound, and the latest.
+    pub late: u64,
+    pub max_late: Duration,
+    /// Packets the kernel refused.
+    pub failed: u64,
+    /// From the first packet's due time to the last send, plus one period.
+    pub span: Duration,
 }
 
 impl Receiver {
@@ -113,13 +131,8 @@ impl Receiver {
             .on_packet(at_ns, ssrc, u16::from_be_bytes([p[2], p[3]]), ts);
     }
 
-    pub fn finish(
-        self,
-        sent: u64,
-        late: u64,
-        max_late: Duration,
-        send_failed: u64,
-    ) -> TrafficResult {
+    pub fn finish(self, send: &SendStats) -> TrafficResult {
+        let sent = send.sent;
         let h = &self.latency;
         let jitters: Vec<f64> = self
             .streams
@@ -160,9 +173,11 @@ impl Receiver {
                 jitters.iter().sum::<f64>() / jitters.len() as f64
             },
             jitter_ms_max: jitters.iter().cloned().fold(0.0, f64::max),
-            late_sends: late,
-            max_late_ms: max_late.as_secs_f64() * 1000.0,
-            send_failed,
+            late_sends: send.late,
+            max_late_ms: send.max_late.as_secs_f64() * 1000.0,
+            send_failed: send.failed,
+            achieved_pps: sent.saturating_sub(send.failed) as f64
+                / send.span.as_secs_f64().max(1e-9),
             latency_histogram: hist,
         }
     }
@@ -185,7 +200,12 @@ mod tests {
         rx.packet(&buf[..10], t0); // not ours
         packet(&mut buf, 7, 0, t0); // no such stream
         rx.packet(&buf, t0);
-        let r = rx.finish(20, 0, Duration::ZERO, 0);
+        let r = rx.finish(&SendStats {
+            sent: 20,
+            failed: 4,
+            span: Duration::from_secs(2),
+            ..Default::default()
+        });
         assert_eq!(
             (r.received, r.lost, r.duplicates, r.reordered, r.foreign),
             (5, 15, 1, 1, 2)
@@ -196,5 +216,6 @@ mod tests {
             r.latency_us
         );
         assert_eq!(r.latency_histogram.iter().map(|(_, c)| c).sum::<u64>(), 5);
+        assert_eq!(r.achieved_pps, 8.0, "16 packets taken in 2 s");
     }
 }

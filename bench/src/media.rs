@@ -6,19 +6,25 @@
 //! relay's veths, pinned with the relay to the relay cores), starts the
 //! system under test there, sets the calls up over NG with real SDP, sends
 //! G.711 both ways for every call from a pinned generator core, and reads
-//! the relay's CPU time around the measured interval.
+//! the relay's CPU time and its cores' busy time around the measured
+//! interval. A run whose accounting preconditions fail ([`crate::guard`])
+//! is kept in the report with its reasons and no figure, and the command
+//! fails.
 
 use crate::ceiling::Ceiling;
-use crate::cpu;
+use crate::cpu::{self, Counted};
+use crate::guard::{self, Evidence, FloorCounts, Reading, Refusal, Usage};
 use crate::measure::TrafficResult;
-use crate::report::{self, Machine, Report, RunRecord, Summary};
+use crate::report::{
+    self, Capacity, CountedRecord, CrossCheck, Report, RunRecord, Spread, Summary,
+};
 use crate::sut::{Sut, System, NG};
-use crate::topology::{sh, Bpffs, Topology};
+use crate::topology::{sh, unique, Bpffs, Topology};
 use crate::traffic::{self, CallTarget};
 use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::net::{SocketAddr, UdpSocket};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -64,6 +70,14 @@ pub struct MediaArgs {
     /// Where the report (JSON, SVG, PNG) goes.
     #[arg(long, default_value = "bench-out")]
     pub out: PathBuf,
+    /// Test only: leave threaded NAPI off on the relay's veths, a broken
+    /// setup the benchmark must refuse (its tests check that it does).
+    #[arg(long, hide = true)]
+    pub break_threaded_napi: bool,
+    /// Test only: load the redirect-only floor passing every packet to the
+    /// kernel, a floor the benchmark must refuse.
+    #[arg(long, hide = true)]
+    pub break_floor: bool,
 }
 
 /// The relay's cores and the generator's, disjoint.
@@ -157,51 +171,38 @@ enum Relay {
 }
 
 impl Relay {
-    fn cpu_ns(&self) -> (u64, u64) {
+    fn counted(&self) -> &Counted {
         match self {
-            Relay::Process(s) => s.cpu_ns(),
-            Relay::Floor(f) => f.cpu_ns(),
+            Relay::Process(s) => &s.counted,
+            Relay::Floor(f) => &f.counted,
         }
     }
 }
 
-/// One run of `system` with `calls` for `duration`.
-pub fn run_once(
+/// Threaded NAPI on the relay's veths (it needs GRO or XDP first), so the
+/// relay's receive work runs in threads that can be pinned and counted.
+fn thread_napi(topo: &Topology) {
+    for ifname in [&topo.ra, &topo.rb] {
+        let ns = &topo.relay;
+        sh(&[
+            "ip", "netns", "exec", ns, "ethtool", "-K", ifname, "gro", "on",
+        ]);
+        let enable = format!("echo 1 > /sys/class/net/{ifname}/threaded");
+        sh(&["ip", "netns", "exec", ns, "sh", "-c", &enable]);
+    }
+}
+
+/// Starts `system` in `topo` and sets `calls` up; returns where the media goes.
+fn start(
     system: System,
     calls: usize,
-    duration: Duration,
+    topo: &Topology,
+    dir: &Path,
+    bpf: Option<&Bpffs>,
+    a: &MediaArgs,
     c: &Cores,
-    stop: &AtomicBool,
-) -> Result<RunRecord> {
-    let topo = Topology::with_prefix("bm");
-    // Threaded NAPI on the relay's veths (it needs GRO or XDP first), so the
-    // relay's receive work runs in threads we can pin and account.
-    for ifname in [&topo.ra, &topo.rb] {
-        sh(&[
-            "ip",
-            "netns",
-            "exec",
-            &topo.relay,
-            "ethtool",
-            "-K",
-            ifname,
-            "gro",
-            "on",
-        ]);
-        sh(&[
-            "ip",
-            "netns",
-            "exec",
-            &topo.relay,
-            "sh",
-            "-c",
-            &format!("echo 1 > /sys/class/net/{ifname}/threaded"),
-        ]);
-    }
-    let bpf = (system == System::Xdp).then(Bpffs::new);
-    let dir = std::env::temp_dir().join(crate::topology::unique("tgbench"));
-    std::fs::create_dir_all(&dir)?;
-    let (relay, mut ng, targets) = if system == System::Ceiling {
+) -> Result<(Relay, Option<NgClient>, Vec<CallTarget>)> {
+    if system == System::Ceiling {
         // No calls to set up: packets go to the relay's addresses unchanged.
         let targets = (0..calls as u16)
             .map(|i| CallTarget {
@@ -209,112 +210,214 @@ pub fn run_once(
                 to_relay_b: SocketAddr::from(([10, 201, 2, 1], 20000 + 2 * i)),
             })
             .collect();
-        (
-            Relay::Floor(Ceiling::attach(&topo, &c.relay)?),
-            None,
-            targets,
-        )
-    } else {
-        let sut = Sut::start(
-            system,
-            &topo,
-            &c.relay,
-            &dir,
-            bpf.as_ref().map(|b| b.dir.as_path()),
-        )?;
-        let ng_addr: SocketAddr = NG.parse().expect("literal");
-        let mut ng = Topology::run_in(&topo.relay, move || NgClient::new(ng_addr))?;
-        let b = bar(calls as u64, &format!("{}: NG call setup", system.name()));
-        let targets = setup_calls(&mut ng, calls, &b)?;
-        b.finish_and_clear();
-        (Relay::Process(sut), Some(ng), targets)
-    };
+        let floor = Ceiling::attach(topo, &c.relay, a.break_floor)?;
+        return Ok((Relay::Floor(floor), None, targets));
+    }
+    let sut = Sut::start(system, topo, &c.relay, dir, bpf.map(|b| b.dir.as_path()))?;
+    let ng_addr: SocketAddr = NG.parse().expect("literal");
+    let mut ng = Topology::run_in(&topo.relay, move || NgClient::new(ng_addr))?;
+    let b = bar(calls as u64, &format!("{}: NG call setup", system.name()));
+    let targets = setup_calls(&mut ng, calls, &b)?;
+    b.finish_and_clear();
+    Ok((Relay::Process(sut), Some(ng), targets))
+}
 
+/// What a run measured, and what its figures rest on.
+struct Measured {
+    traffic: TrafficResult,
+    wall: Duration,
+    usage: Result<Usage, Refusal>,
+    floor: Option<Result<FloorCounts, Refusal>>,
+    /// The relay's processes counted, and those there at the end.
+    processes: Option<(Vec<u32>, Vec<u32>)>,
+}
+
+/// Sends the media for `targets` from the generator cores and reads the
+/// relay's counters around it.
+fn measure(
+    relay: &Relay,
+    topo: &Topology,
+    targets: &[CallTarget],
+    name: String,
+    duration: Duration,
+    c: &Cores,
+    stop: &AtomicBool,
+) -> Result<Measured> {
     let caller = Topology::run_in(&topo.caller, || UdpSocket::bind("10.201.1.2:40000"))?;
     let callee = Topology::run_in(&topo.callee, || UdpSocket::bind("10.201.2.2:40000"))?;
     traffic::prepare(&caller)?;
     traffic::prepare(&callee)?;
-
-    let total = (duration.as_millis() / 20) as u64 * calls as u64 * 2;
+    let total = (duration.as_millis() / 20) as u64 * targets.len() as u64 * 2;
     let progress = Arc::new(AtomicU64::new(0));
-    let b = bar(total, &format!("{}: {} calls", system.name(), calls));
+    let b = bar(total, &name);
+    let done = Arc::new(AtomicBool::new(false));
     let watcher = {
-        let (p, b) = (progress.clone(), b.clone());
-        let done = Arc::new(AtomicBool::new(false));
-        let d = done.clone();
-        (
-            std::thread::spawn(move || {
-                while !d.load(Ordering::Relaxed) {
-                    b.set_position(p.load(Ordering::Relaxed));
-                    std::thread::sleep(Duration::from_millis(200));
-                }
-            }),
-            done,
-        )
+        let (p, b, d) = (progress.clone(), b.clone(), done.clone());
+        std::thread::spawn(move || {
+            while !d.load(Ordering::Relaxed) {
+                b.set_position(p.load(Ordering::Relaxed));
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        })
     };
-    let gen = c.generator.clone();
-    let (cpu0, t0) = (relay.cpu_ns(), Instant::now());
-    let result: TrafficResult = std::thread::scope(|s| {
-        s.spawn(|| {
-            let _ = cpu::pin(0, &gen);
-            traffic::run(&caller, &callee, &targets, duration, stop, &progress)
+    let floor_counts = || match relay {
+        Relay::Floor(f) => f.counts().map(Some),
+        Relay::Process(_) => Ok(None),
+    };
+    let floor0 = floor_counts()?;
+    let start = Reading::take(relay.counted(), &c.relay);
+    let t0 = Instant::now();
+    let traffic = std::thread::scope(|s| {
+        s.spawn(|| -> Result<TrafficResult> {
+            cpu::pin(0, &c.generator).context("pinning the generator")?;
+            Ok(traffic::run(
+                &caller, &callee, targets, duration, stop, &progress,
+            ))
         })
         .join()
         .expect("generator thread")
-    });
-    let (cpu1, wall) = (relay.cpu_ns(), t0.elapsed());
-    watcher.1.store(true, Ordering::Relaxed);
-    let _ = watcher.0.join();
+    })?;
+    let end = Reading::take(relay.counted(), &c.relay);
+    let wall = t0.elapsed();
+    let floor1 = floor_counts()?;
+    done.store(true, Ordering::Relaxed);
+    let _ = watcher.join();
     b.finish_and_clear();
-    // Tear the calls down over NG as a real proxy would; stop at Ctrl-C or
-    // at the first failure (the relay is about to be stopped anyway).
-    if let Some(ng) = ng.as_mut() {
-        for i in 0..calls {
-            let id = format!("bench-{i}");
-            if stop.load(Ordering::Relaxed)
-                || ng
-                    .command("delete", [("call-id", Value::str(&id))])
-                    .is_err()
-            {
-                break;
-            }
+    Ok(Measured {
+        traffic,
+        wall,
+        usage: start.and_then(|s| s.until(&end?)),
+        floor: floor0.zip(floor1).map(|(a, b)| a.until(&b)),
+        processes: match relay {
+            Relay::Process(s) => Some((
+                relay.counted().processes.iter().map(|t| t.pid).collect(),
+                s.processes(),
+            )),
+            Relay::Floor(_) => None,
+        },
+    })
+}
+
+/// Tears the calls down over NG as a real proxy would; stops at Ctrl-C or
+/// at the first failure (the relay is about to be stopped anyway).
+fn teardown(ng: &mut NgClient, calls: usize, stop: &AtomicBool) {
+    for i in 0..calls {
+        let id = format!("bench-{i}");
+        if stop.load(Ordering::Relaxed)
+            || ng
+                .command("delete", [("call-id", Value::str(&id))])
+                .is_err()
+        {
+            break;
         }
     }
+}
+
+/// One run of `system` with `calls` for `a.duration`.
+pub fn run_once(
+    system: System,
+    calls: usize,
+    a: &MediaArgs,
+    c: &Cores,
+    stop: &AtomicBool,
+) -> Result<RunRecord> {
+    // Interface names unique to this run: the NAPI threads are found by them.
+    let topo = Topology::with_prefix(&unique("b"));
+    if !a.break_threaded_napi {
+        thread_napi(&topo);
+    }
+    let bpf = (system == System::Xdp).then(Bpffs::new);
+    let dir = std::env::temp_dir().join(unique("tgbench"));
+    std::fs::create_dir_all(&dir)?;
+    let (relay, mut ng, targets) = start(system, calls, &topo, &dir, bpf.as_ref(), a, c)?;
+    let name = format!("{}: {} calls", system.name(), calls);
+    let duration = Duration::from_secs(a.duration);
+    let m = measure(&relay, &topo, &targets, name, duration, c, stop)?;
+    if let Some(ng) = ng.as_mut() {
+        teardown(ng, calls, stop);
+    }
+    let counted = relay.counted().clone();
     drop(relay);
     let _ = std::fs::remove_dir_all(&dir);
+    Ok(record(system, calls, c, &topo, counted, m))
+}
 
-    let (procs, napi) = (cpu1.0 - cpu0.0, cpu1.1 - cpu0.1);
+/// The run's record: its raw counts, and its figures unless a precondition failed.
+fn record(
+    system: System,
+    calls: usize,
+    c: &Cores,
+    topo: &Topology,
+    counted: Counted,
+    m: Measured,
+) -> RunRecord {
+    let offered_pps = calls as u64 * 100;
+    let floor = m.floor.as_ref().and_then(|f| f.as_ref().ok().copied());
     // The floor's packets are forwarded but, unchanged, not delivered.
-    let relayed = if system == System::Ceiling {
-        result.sent
-    } else {
-        result.received
-    }
-    .max(1);
-    Ok(RunRecord {
+    let relayed = match floor {
+        Some(f) => f.redirected,
+        None => m.traffic.received,
+    };
+    let refused = guard::check(&Evidence {
+        devices: [&topo.ra, &topo.rb],
+        counted: &counted,
+        offered_pps,
+        traffic: &m.traffic,
+        usage: m.usage.clone(),
+        wall_ns: m.wall.as_nanos() as u64,
+        relay_cores: c.relay.len(),
+        processes: m.processes,
+        relayed,
+        floor: m.floor,
+    });
+    let core_ns = m.wall.as_nanos() as f64 * c.relay.len() as f64;
+    let usage = m.usage.ok();
+    let stands = refused.is_empty();
+    let counted_ns = usage.map(|u| u.counted_ns());
+    RunRecord {
         system: system.name(),
         calls,
-        duration_s: wall.as_secs_f64(),
-        offered_pps: calls as u64 * 100,
-        loss_pct: if result.sent == 0 {
+        duration_s: m.wall.as_secs_f64(),
+        offered_pps,
+        loss_pct: if m.traffic.sent == 0 {
             0.0
         } else {
-            result.lost as f64 * 100.0 / result.sent as f64
+            m.traffic.lost as f64 * 100.0 / m.traffic.sent as f64
         },
-        relay_process_cpu_ns: procs,
-        relay_napi_cpu_ns: napi,
-        cpu_ns_per_packet: (procs + napi) as f64 / relayed as f64,
-        relay_cpu_pct: (procs + napi) as f64 * 100.0
-            / (wall.as_nanos() as f64 * c.relay.len() as f64),
+        refused: refused.iter().map(ToString::to_string).collect(),
+        relay_process_cpu_ns: usage.map(|u| u.processes_ns),
+        relay_napi_cpu_ns: usage.map(|u| u.napi_ns),
+        cpu_ns_per_packet: counted_ns
+            .filter(|_| stands)
+            .map(|n| n as f64 / relayed as f64),
+        relay_cpu_pct: counted_ns
+            .filter(|_| stands)
+            .map(|n| n as f64 * 100.0 / core_ns),
+        cross_check: usage.map(|u| CrossCheck {
+            cores_busy_ns: u.cores_busy_ns,
+            counted_ns: u.counted_ns(),
+            uncounted_ns: u.cores_busy_ns as i64 - u.counted_ns() as i64,
+            cores_busy_pct: u.cores_busy_ns as f64 * 100.0 / core_ns,
+            uncounted_pct: (u.cores_busy_ns as f64 - u.counted_ns() as f64) * 100.0 / core_ns,
+            tolerance_ns: guard::tick_tolerance_ns(
+                m.wall.as_nanos() as u64,
+                c.relay.len(),
+                u.cores_busy_ns,
+            ),
+        }),
+        floor,
         relay_cores: c.relay.clone(),
         generator_cores: c.generator.clone(),
-        counted: if system == System::Ceiling {
-            "the relay veths' threaded-NAPI kthreads running the redirect-only program, per packet sent (its packets are forwarded unchanged and not delivered, so loss is 100 % by design)".into()
-        } else {
-            "all threads of the relay's processes plus the relay veths' threaded-NAPI kthreads (receive path and XDP), from schedstat; not counted: the peers' veth work of delivering into the end hosts".into()
+        counted: CountedRecord {
+            what: if system == System::Ceiling {
+                "the relay veths' threaded-NAPI kthreads running the redirect-only program, per packet it redirected (its own count; its packets keep their addresses and reach no socket, so the generator receives none)".into()
+            } else {
+                "every thread (exited ones included) of the relay's processes plus the relay veths' threaded-NAPI kthreads (receive path and XDP), from their CPU clocks, per packet delivered; whatever else ran on the relay cores is the cross-check's uncounted time".into()
+            },
+            tasks: counted,
         },
-        traffic: result,
-    })
+        traffic: m.traffic,
+    }
 }
 
 fn within(r: &RunRecord, a: &MediaArgs) -> bool {
@@ -322,89 +425,134 @@ fn within(r: &RunRecord, a: &MediaArgs) -> bool {
 }
 
 /// Largest call count held within the bounds: doubling, then bisection.
+/// A refused run ends the search: what it found so far is a lower bound.
 fn ramp(
     system: System,
     a: &MediaArgs,
     c: &Cores,
     stop: &AtomicBool,
     runs: &mut Vec<RunRecord>,
-) -> Result<usize> {
-    let duration = Duration::from_secs(a.duration);
+) -> Result<Capacity> {
     let (mut good, mut bad) = (0usize, None::<usize>);
+    let mut stopped = Vec::new();
+    let mut step = |n: usize, runs: &mut Vec<RunRecord>| -> Result<Option<bool>> {
+        let r = run_once(system, n, a, c, stop)?;
+        report::print_table(std::slice::from_ref(&r));
+        let verdict = r.refused.is_empty().then(|| within(&r, a));
+        if verdict.is_none() {
+            stopped = r.refused.clone();
+        }
+        runs.push(r);
+        Ok(verdict)
+    };
     let mut n = a.calls.max(10);
     while bad.is_none()
         && n <= a.max_calls.min(crate::sut::MAX_CALLS)
         && !stop.load(Ordering::Relaxed)
     {
-        let r = run_once(system, n, duration, c, stop)?;
-        let ok = within(&r, a);
-        report::print_table(std::slice::from_ref(&r));
-        runs.push(r);
-        if ok {
-            good = n;
-            n *= 2;
-        } else {
-            bad = Some(n);
+        match step(n, runs)? {
+            None => break,
+            Some(true) => {
+                good = n;
+                n *= 2;
+            }
+            Some(false) => bad = Some(n),
         }
     }
     if let Some(mut hi) = bad {
         let mut lo = good;
         while hi - lo > (hi / 20).max(5) && !stop.load(Ordering::Relaxed) {
             let mid = (lo + hi) / 2;
-            let r = run_once(system, mid, duration, c, stop)?;
-            let ok = within(&r, a);
-            report::print_table(std::slice::from_ref(&r));
-            runs.push(r);
-            if ok {
-                lo = mid;
-            } else {
-                hi = mid;
+            match step(mid, runs)? {
+                None => break,
+                Some(true) => lo = mid,
+                Some(false) => hi = mid,
             }
         }
         good = lo;
     }
-    Ok(good)
+    Ok(Capacity {
+        system: system.name().into(),
+        calls: good,
+        stopped,
+    })
 }
 
+/// Per system: the spread of its figures over the runs that stand.
 fn summarise(systems: &[System], runs: &[RunRecord]) -> Vec<Summary> {
     let mut out: Vec<Summary> = Vec::new();
-    for s in systems {
+    let mut base = None;
+    for (i, s) in systems.iter().enumerate() {
         let mine: Vec<&RunRecord> = runs.iter().filter(|r| r.system == s.name()).collect();
-        if mine.is_empty() {
+        let stand: Vec<&RunRecord> = mine
+            .iter()
+            .copied()
+            .filter(|r| r.refused.is_empty())
+            .collect();
+        let spread = |f: fn(&RunRecord) -> Option<f64>| {
+            Spread::of(stand.iter().filter_map(|r| f(r)).collect())
+        };
+        let (Some(cpu), Some(p99), Some(loss)) = (
+            spread(|r| r.cpu_ns_per_packet),
+            spread(|r| Some(r.traffic.latency_us.p99 as f64)),
+            spread(|r| Some(r.loss_pct)),
+        ) else {
             continue;
+        };
+        if i == 0 {
+            base = Some(cpu.median);
         }
-        let cpu = report::median(mine.iter().map(|r| r.cpu_ns_per_packet).collect());
-        let base = out
-            .first()
-            .map(|f: &Summary| f.median_cpu_ns_per_packet)
-            .unwrap_or(cpu);
         out.push(Summary {
             system: s.name().into(),
-            runs: mine.len(),
-            median_cpu_ns_per_packet: cpu,
-            median_p99_us: report::median(
-                mine.iter()
-                    .map(|r| r.traffic.latency_us.p99 as f64)
-                    .collect(),
-            ) as u64,
-            median_loss_pct: report::median(mine.iter().map(|r| r.loss_pct).collect()),
-            cpu_per_packet_ratio: if base > 0.0 { cpu / base } else { 0.0 },
-            calls_per_core_at_this_cost: if cpu > 0.0 { 1e9 / cpu / 100.0 } else { 0.0 },
+            runs: stand.len(),
+            refused_runs: mine.len() - stand.len(),
+            cpu_ns_per_packet: cpu,
+            p99_us: p99,
+            loss_pct: loss,
+            cpu_per_packet_ratio: base.filter(|b| *b > 0.0).map(|b| cpu.median / b),
+            calls_per_core_at_this_cost: if cpu.median > 0.0 {
+                1e9 / cpu.median / 100.0
+            } else {
+                0.0
+            },
         });
     }
     out
 }
 
-/// Entry point of `tollgate bench media`; `stop` is set on Ctrl-C.
-pub fn main(a: &MediaArgs, command: String, stop: Arc<AtomicBool>) -> Result<Report> {
-    if a.codec != "pcmu" {
-        bail!(
-            "--codec {}: only pcmu (G.711 µ-law, 20 ms) is generated",
-            a.codec
+fn print_summary(summary: &[Summary], rounds: usize, base: System) {
+    println!(
+        "\nmedians (min-max) over {rounds} round(s), refused runs left out; ratios against {}:",
+        base.name()
+    );
+    for s in summary {
+        let (c, p, l) = (s.cpu_ns_per_packet, s.p99_us, s.loss_pct);
+        println!(
+            "  {:<16} CPU/packet {:>6.0} ns ({:.0}-{:.0})  ratio {}  p99 {:.0} µs ({:.0}-{:.0})  loss {:.3} % ({:.3}-{:.3})  (~{:.0} calls per core at this cost){}",
+            s.system,
+            c.median,
+            c.min,
+            c.max,
+            s.cpu_per_packet_ratio
+                .map_or("  n/a".into(), |r| format!("{r:>5.2}")),
+            p.median,
+            p.min,
+            p.max,
+            l.median,
+            l.min,
+            l.max,
+            s.calls_per_core_at_this_cost,
+            if s.refused_runs > 0 {
+                format!("  [{} refused]", s.refused_runs)
+            } else {
+                String::new()
+            }
         );
     }
-    let c = cores(a.relay_cores)?;
-    let systems: Vec<System> = match (&a.compare, &a.peer) {
+}
+
+fn systems(a: &MediaArgs) -> Result<Vec<System>> {
+    Ok(match (&a.compare, &a.peer) {
         (Some(list), _) => list
             .split(',')
             .map(|s| System::parse(s.trim()))
@@ -413,84 +561,155 @@ pub fn main(a: &MediaArgs, command: String, stop: Arc<AtomicBool>) -> Result<Rep
         (None, Some(p)) if p == "rtpengine" => vec![System::Rtpengine],
         (None, Some(p)) => bail!("--peer {p}: only rtpengine is supported"),
         (None, None) => vec![System::parse(&a.backend).map_err(anyhow::Error::msg)?],
-    };
-    let mut runs = Vec::new();
-    let mut capacity = Vec::new();
-    let mut notes = vec![format!(
-        "relay cores {:?}, generator cores {:?}; machine shared and noisy: compare medians and ratios, not single runs",
-        c.relay, c.generator
-    )];
-    if a.ramp {
-        if systems.contains(&System::Ceiling) {
-            bail!("the ceiling delivers no packets, so it has no capacity to search: use it with --compare or at fixed --calls");
-        }
-        for s in &systems {
-            let best = ramp(*s, a, &c, &stop, &mut runs)?;
+    })
+}
+
+/// `--ramp`: the capacity search for each system in turn.
+fn ramps(
+    systems: &[System],
+    a: &MediaArgs,
+    c: &Cores,
+    stop: &AtomicBool,
+    runs: &mut Vec<RunRecord>,
+) -> Result<Vec<Capacity>> {
+    if systems.contains(&System::Ceiling) {
+        bail!("the ceiling delivers no packets, so it has no capacity to search: use it with --compare or at fixed --calls");
+    }
+    let mut out = Vec::new();
+    for s in systems {
+        let found = ramp(*s, a, c, stop, runs)?;
+        if found.stopped.is_empty() {
             println!(
                 "{}: {} calls held (< {}% loss, p99 < {} ms)",
                 s.name(),
-                best,
+                found.calls,
                 a.max_loss_pct,
                 a.max_p99_ms
             );
-            capacity.push((s.name().to_string(), best));
-        }
-    } else {
-        let rounds = if a.compare.is_some() {
-            a.rounds.max(1)
         } else {
-            1
-        };
-        for round in 0..rounds {
-            for s in &systems {
-                if stop.load(Ordering::Relaxed) {
-                    break;
-                }
-                let r = run_once(*s, a.calls, Duration::from_secs(a.duration), &c, &stop)?;
-                if round == 0 && systems.len() == 1 {
-                    report::print_table(std::slice::from_ref(&r));
-                }
-                runs.push(r);
+            println!(
+                "{}: search stopped by a refused run; {} calls held before it (a lower bound)",
+                s.name(),
+                found.calls
+            );
+        }
+        out.push(found);
+    }
+    Ok(out)
+}
+
+/// Fixed `--calls`: every system in turn, interleaved over the rounds.
+fn rounds(
+    systems: &[System],
+    a: &MediaArgs,
+    c: &Cores,
+    stop: &AtomicBool,
+) -> Result<Vec<RunRecord>> {
+    let rounds = if a.compare.is_some() {
+        a.rounds.max(1)
+    } else {
+        1
+    };
+    let mut runs = Vec::new();
+    for round in 0..rounds {
+        for s in systems {
+            if stop.load(Ordering::Relaxed) {
+                break;
             }
+            let r = run_once(*s, a.calls, a, c, stop)?;
+            if round == 0 && systems.len() == 1 {
+                report::print_table(std::slice::from_ref(&r));
+            }
+            runs.push(r);
         }
     }
+    Ok(runs)
+}
+
+/// What the reader of the figures should know, and Tollgate's cost as a
+/// ratio of the floor when both stand.
+fn notes(runs: &[RunRecord], summary: &[Summary]) -> Vec<String> {
+    let mut notes =
+        vec!["machine shared and noisy: compare medians and ratios, not single runs".to_string()];
     if runs.iter().any(|r| r.traffic.late_sends > 0) {
-        notes.push("the generator fell behind its schedule in some runs (late_sends > 0): those runs measure the generator as much as the relay".into());
+        notes.push("the generator fell behind its schedule at times in some runs (late_sends > 0), though it achieved the offered rate overall".into());
+    }
+    if runs.iter().any(|r| {
+        r.refused.is_empty()
+            && r.cross_check
+                .as_ref()
+                .is_some_and(|x| x.uncounted_pct > CONTENDED_PCT)
+    }) {
+        notes.push(format!("in some runs over {CONTENDED_PCT} % of the relay cores' time went to work not counted (UNCNT %: other processes, ksoftirqd, interrupts): the relay competed for its cores, which inflates its cost"));
     }
     if runs.iter().any(|r| r.system == "tollgate-xdp") {
         notes.push("on veth, native XDP still pays an skb-to-xdp_buff conversion and the redirect into the peer veth; real NICs gain more".into());
-    }
-    let summary = summarise(&systems, &runs);
-    if systems.len() > 1 {
-        report::print_table(&runs);
-        println!(
-            "\nmedians over {} round(s); ratios against {}:",
-            a.rounds,
-            systems[0].name()
-        );
-        for s in &summary {
-            println!(
-                "  {:<16} CPU/packet {:>8.0} ns  ratio {:>5.2}  p99 {:>6} µs  loss {:.3} %  (~{:.0} calls per core at this cost)",
-                s.system, s.median_cpu_ns_per_packet, s.cpu_per_packet_ratio, s.median_p99_us, s.median_loss_pct, s.calls_per_core_at_this_cost
-            );
-        }
     }
     if let (Some(x), Some(f)) = (
         summary.iter().find(|s| s.system == System::Xdp.name()),
         summary.iter().find(|s| s.system == System::Ceiling.name()),
     ) {
+        let (x, f) = (x.cpu_ns_per_packet.median, f.cpu_ns_per_packet.median);
         let line = format!(
-            "tollgate-xdp costs {:.2}x the host's redirect-only XDP floor ({:.0} vs {:.0} ns per packet)",
-            x.median_cpu_ns_per_packet / f.median_cpu_ns_per_packet.max(1.0),
-            x.median_cpu_ns_per_packet,
-            f.median_cpu_ns_per_packet
+            "tollgate-xdp costs {:.2}x the host's redirect-only XDP floor ({x:.0} vs {f:.0} ns per packet)",
+            x / f.max(1.0),
         );
         println!("{line}");
         notes.push(line);
     }
+    notes
+}
+
+/// Above this share of the relay cores' time spent uncounted, a run's
+/// relay competed for its cores.
+const CONTENDED_PCT: f64 = 25.0;
+
+/// Entry point of `tollgate bench media`; `stop` is set on Ctrl-C. Fails,
+/// after writing the report, when any run was refused.
+pub fn main(a: &MediaArgs, command: String, stop: Arc<AtomicBool>) -> Result<Report> {
+    if a.codec != "pcmu" {
+        bail!(
+            "--codec {}: only pcmu (G.711 µ-law, 20 ms) is generated",
+            a.codec
+        );
+    }
+    let c = cores(a.relay_cores)?;
+    let systems = systems(a)?;
+    let stamp = crate::stamp::stamp().pinned(format!(
+        "relay cores {:?} (the system under test and its interfaces' NAPI threads), generator cores {:?}",
+        c.relay, c.generator
+    ));
+    println!("{stamp}");
+    let mut runs = Vec::new();
+    let capacity = if a.ramp {
+        ramps(&systems, a, &c, &stop, &mut runs)?
+    } else {
+        runs = rounds(&systems, a, &c, &stop)?;
+        Vec::new()
+    };
+    let summary = summarise(&systems, &runs);
+    if systems.len() > 1 {
+        report::print_table(&runs);
+        print_summary(&summary, a.rounds, systems[0]);
+    }
+    report::print_counted(&runs);
+    let notes = notes(&runs, &summary);
+    let refused: Vec<String> = runs
+        .iter()
+        .filter(|r| !r.refused.is_empty())
+        .map(|r| {
+            format!(
+                "{} at {} calls: {}",
+                r.system,
+                r.calls,
+                r.refused.join("; ")
+            )
+        })
+        .collect();
     let report = Report {
         command,
-        machine: Machine::probe(),
+        stamp,
+        load_average: report::load_average(),
         runs,
         summary,
         capacity,
@@ -498,5 +717,12 @@ pub fn main(a: &MediaArgs, command: String, stop: Arc<AtomicBool>) -> Result<Rep
     };
     report::write(&report, &a.out)?;
     println!("report: {}", a.out.join("report.json").display());
+    if !refused.is_empty() {
+        bail!(
+            "refused {} run(s), whose figures are left out of the report:\n  {}",
+            refused.len(),
+            refused.join("\n  ")
+        );
+    }
     Ok(report)
 }

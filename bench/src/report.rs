@@ -2,7 +2,10 @@
 //! written as JSON, and drawn (loss and p99 latency against offered calls
 //! for every system on the same axes; latency histograms) as SVG and PNG.
 
+use crate::cpu::Counted;
+use crate::guard::FloorCounts;
 use crate::measure::TrafficResult;
+use crate::stamp::Stamp;
 use plotters::prelude::*;
 use serde::Serialize;
 use std::path::Path;
@@ -17,89 +20,133 @@ pub struct RunRecord {
     pub offered_pps: u64,
     pub traffic: TrafficResult,
     pub loss_pct: f64,
-    /// CPU time of the relay's processes and of its interfaces' NAPI threads.
-    pub relay_process_cpu_ns: u64,
-    pub relay_napi_cpu_ns: u64,
-    pub cpu_ns_per_packet: f64,
-    /// Relay CPU as a share of its cores over the measured time.
-    pub relay_cpu_pct: f64,
+    /// Why this run's figures are refused (an accounting precondition
+    /// failed); empty when they stand. A refused run keeps its raw counts
+    /// but has no CPU figures.
+    pub refused: Vec<String>,
+    /// CPU time over the measured interval of the relay's processes and of
+    /// its interfaces' NAPI threads (None when it could not be read).
+    pub relay_process_cpu_ns: Option<u64>,
+    pub relay_napi_cpu_ns: Option<u64>,
+    /// Counted CPU per packet relayed (None when refused).
+    pub cpu_ns_per_packet: Option<f64>,
+    /// Counted CPU as a share of the relay cores over the measured time
+    /// (None when refused).
+    pub relay_cpu_pct: Option<f64>,
+    /// The relay cores' busy time from `/proc/stat` beside the counted CPU.
+    pub cross_check: Option<CrossCheck>,
+    /// What the redirect-only floor did with the packets (floor runs only).
+    pub floor: Option<FloorCounts>,
     pub relay_cores: Vec<usize>,
     pub generator_cores: Vec<usize>,
-    /// Which CPU time was counted, in words.
-    pub counted: String,
+    /// Which CPU time was counted: in words, and the tasks, each with the
+    /// cores it may run on.
+    pub counted: CountedRecord,
 }
 
 #[derive(Debug, Clone, Serialize)]
-pub struct Machine {
-    pub cores: usize,
-    pub kernel: String,
-    pub cpu: String,
-    pub load_average: String,
+pub struct CountedRecord {
+    pub what: String,
+    #[serde(flatten)]
+    pub tasks: Counted,
 }
 
-impl Machine {
-    pub fn probe() -> Machine {
-        let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
-        Machine {
-            cores: tollgate_dataplane::host_cores(),
-            kernel: read("/proc/sys/kernel/osrelease").trim().to_string(),
-            cpu: read("/proc/cpuinfo")
-                .lines()
-                .find_map(|l| {
-                    l.strip_prefix("model name")
-                        .map(|r| r.trim_start_matches([' ', '\t', ':']).to_string())
-                })
-                .unwrap_or_default(),
-            load_average: read("/proc/loadavg")
-                .split_whitespace()
-                .take(3)
-                .collect::<Vec<_>>()
-                .join(" "),
-        }
-    }
+/// The relay cores' busy time against the per-task sum: what ran on the
+/// relay cores uncounted (other processes, ksoftirqd, interrupts) shows as
+/// a positive difference; counted work that ran elsewhere as a negative one.
+#[derive(Debug, Clone, Serialize)]
+pub struct CrossCheck {
+    /// `/proc/stat` of the relay cores: user, nice, system, irq, softirq and
+    /// steal, whatever ran there (sampled at the kernel's tick).
+    pub cores_busy_ns: u64,
+    /// The relay's processes and NAPI threads, from their CPU clocks.
+    pub counted_ns: u64,
+    /// `cores_busy_ns - counted_ns`.
+    pub uncounted_ns: i64,
+    pub cores_busy_pct: f64,
+    /// `uncounted_ns` as a share of the relay cores' time.
+    pub uncounted_pct: f64,
+    /// How far apart tick sampling alone can put the two.
+    pub tolerance_ns: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
     pub command: String,
-    pub machine: Machine,
+    /// The code, build and machine measured, and the pinning.
+    pub stamp: Stamp,
+    pub load_average: String,
+    /// Every run, refused ones included.
     pub runs: Vec<RunRecord>,
-    /// Per system: medians over repeated runs at the same load (compare).
+    /// Per system: medians and spread over repeated runs at the same load.
     pub summary: Vec<Summary>,
     /// Largest call count each system held within the bounds (ramp).
-    pub capacity: Vec<(String, usize)>,
+    pub capacity: Vec<Capacity>,
     pub notes: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Capacity {
+    pub system: String,
+    /// Most calls held within the bounds by a run whose figures stand.
+    pub calls: usize,
+    /// Why the search stopped early: the reasons a run was refused.
+    pub stopped: Vec<String>,
+}
+
+/// Median and extremes of one figure over the runs that stand.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Spread {
+    pub median: f64,
+    pub min: f64,
+    pub max: f64,
+}
+
+impl Spread {
+    /// None for no values.
+    pub fn of(mut v: Vec<f64>) -> Option<Spread> {
+        v.sort_by(|a, b| a.total_cmp(b));
+        let (min, max) = (*v.first()?, *v.last()?);
+        let m = v.len() / 2;
+        let median = if v.len() % 2 == 1 {
+            v[m]
+        } else {
+            (v[m - 1] + v[m]) / 2.0
+        };
+        Some(Spread { median, min, max })
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Summary {
     pub system: String,
+    /// Runs whose figures stand, and runs refused (left out of the figures).
     pub runs: usize,
-    pub median_cpu_ns_per_packet: f64,
-    pub median_p99_us: u64,
-    pub median_loss_pct: f64,
-    /// Relative to the first system listed.
-    pub cpu_per_packet_ratio: f64,
-    /// Calls one relay core would carry at this CPU per packet (100 pps per call).
+    pub refused_runs: usize,
+    pub cpu_ns_per_packet: Spread,
+    pub p99_us: Spread,
+    pub loss_pct: Spread,
+    /// Median CPU per packet relative to the first system listed (None when
+    /// that system has no run that stands).
+    pub cpu_per_packet_ratio: Option<f64>,
+    /// Calls one relay core would carry at the median CPU per packet (100
+    /// pps per call).
     pub calls_per_core_at_this_cost: f64,
 }
 
-pub fn median(mut v: Vec<f64>) -> f64 {
-    if v.is_empty() {
-        return 0.0;
-    }
-    v.sort_by(|a, b| a.total_cmp(b));
-    let m = v.len() / 2;
-    if v.len() % 2 == 1 {
-        v[m]
-    } else {
-        (v[m - 1] + v[m]) / 2.0
-    }
+/// `/proc/loadavg`'s three averages: how busy the machine was otherwise.
+pub fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 pub fn print_table(runs: &[RunRecord]) {
     println!(
-        "{:<16} {:>6} {:>9} {:>9} {:>8} {:>8} {:>8} {:>9} {:>8} {:>10} {:>7}",
+        "{:<16} {:>6} {:>9} {:>9} {:>8} {:>8} {:>8} {:>9} {:>8} {:>10} {:>7} {:>7} {:>7}",
         "SYSTEM",
         "CALLS",
         "PPS",
@@ -110,12 +157,28 @@ pub fn print_table(runs: &[RunRecord]) {
         "P99.9 µs",
         "JIT ms",
         "CPU ns/pkt",
-        "CPU %"
+        "CPU %",
+        "CORE %",
+        "UNCNT %"
     );
     for r in runs {
         let t = &r.traffic;
+        let (Some(per_packet), Some(pct), Some(x), true) = (
+            r.cpu_ns_per_packet,
+            r.relay_cpu_pct,
+            r.cross_check.as_ref(),
+            r.refused.is_empty(),
+        ) else {
+            println!(
+                "{:<16} {:>6} REFUSED: {}",
+                r.system,
+                r.calls,
+                r.refused.join("; ")
+            );
+            continue;
+        };
         println!(
-            "{:<16} {:>6} {:>9} {:>9} {:>8.3} {:>8} {:>8} {:>9} {:>8.3} {:>10.0} {:>7.1}{}",
+            "{:<16} {:>6} {:>9} {:>9} {:>8.3} {:>8} {:>8} {:>9} {:>8.3} {:>10.0} {:>7.1} {:>7.1} {:>7.1}{}",
             r.system,
             r.calls,
             r.offered_pps,
@@ -125,13 +188,35 @@ pub fn print_table(runs: &[RunRecord]) {
             t.latency_us.p99,
             t.latency_us.p999,
             t.jitter_ms_mean,
-            r.cpu_ns_per_packet,
-            r.relay_cpu_pct,
+            per_packet,
+            pct,
+            x.cores_busy_pct,
+            x.uncounted_pct,
             if t.late_sends > 0 {
                 "  (generator fell behind)"
             } else {
                 ""
             }
+        );
+    }
+}
+
+/// Which tasks each run counted and where they could run.
+pub fn print_counted(runs: &[RunRecord]) {
+    for r in runs {
+        let tasks: Vec<String> = r
+            .counted
+            .tasks
+            .processes
+            .iter()
+            .chain(&r.counted.tasks.napi_threads)
+            .map(|t| format!("{} (pid {}, cores {})", t.name, t.pid, t.cores))
+            .collect();
+        println!(
+            "  {} at {} calls counted: {}",
+            r.system,
+            r.calls,
+            tasks.join(", ")
         );
     }
 }
@@ -175,10 +260,15 @@ const COLOURS: [RGBColor; 4] = [
     RGBColor(214, 39, 40),
 ];
 
+/// Runs to plot: those whose figures stand.
+fn plotted(runs: &[RunRecord]) -> Vec<&RunRecord> {
+    runs.iter().filter(|r| r.refused.is_empty()).collect()
+}
+
 /// Systems to plot: the floor delivers nothing, so it has no loss or latency to draw.
 fn systems(runs: &[RunRecord]) -> Vec<&'static str> {
     let mut s: Vec<&'static str> = Vec::new();
-    for r in runs {
+    for r in plotted(runs) {
         if r.system != "xdp-ceiling" && !s.contains(&r.system) {
             s.push(r.system);
         }
@@ -194,10 +284,10 @@ where
     DB::ErrorType: 'static,
 {
     let e = |e: DrawingAreaErrorKind<DB::ErrorType>| anyhow::anyhow!("{e:?}");
-    let plotted = systems(runs);
-    let runs: Vec<RunRecord> = runs
-        .iter()
-        .filter(|r| plotted.contains(&r.system))
+    let shown = systems(runs);
+    let runs: Vec<RunRecord> = plotted(runs)
+        .into_iter()
+        .filter(|r| shown.contains(&r.system))
         .cloned()
         .collect();
     let runs = &runs[..];
@@ -285,8 +375,8 @@ where
     // The largest-load run of each system.
     let mut chosen: Vec<&RunRecord> = Vec::new();
     for sys in systems(runs) {
-        if let Some(r) = runs
-            .iter()
+        if let Some(r) = plotted(runs)
+            .into_iter()
             .filter(|r| r.system == sys)
             .max_by_key(|r| r.calls)
         {

@@ -3,7 +3,7 @@
 //! Tollgate (`tollgate run`, XDP or socket backend) and rtpengine
 //! (userspace forwarding, one media thread).
 
-use crate::cpu;
+use crate::cpu::{self, Counted};
 use crate::topology::Topology;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -53,9 +53,8 @@ pub const MAX_CALLS: usize = (PORTS.1 - PORTS.0) as usize / 2;
 pub struct Sut {
     pub system: System,
     child: Child,
-    /// Processes whose threads do the relaying.
-    pub pids: Vec<u32>,
-    pub napi: Vec<u32>,
+    /// Its processes and the relay interfaces' NAPI threads.
+    pub counted: Counted,
     pub log: PathBuf,
     detach: Option<PathBuf>,
 }
@@ -154,32 +153,41 @@ impl Sut {
         let mut sut = Sut {
             system,
             child,
-            pids: Vec::new(),
-            napi: Vec::new(),
+            counted: Counted::default(),
             log,
             detach,
         };
         sut.wait_ready(topo)?;
-        // `ip netns exec` and taskset exec in place: the child's pid is the
-        // relay's. tollgate run's data plane is its child process.
-        let pid = sut.child.id();
-        sut.pids.push(pid);
-        if system != System::Rtpengine {
+        let mut processes = Vec::new();
+        for p in sut.processes() {
+            cpu::pin_process(p, cores);
+            // Read back after pinning, so the report shows where each may run.
+            processes.push(
+                cpu::Task::read(p).ok_or_else(|| anyhow::anyhow!("relay process {p} vanished"))?,
+            );
+        }
+        sut.counted = Counted {
+            processes,
+            napi_threads: cpu::pin_napi_threads(&[&topo.ra, &topo.rb], cores)?,
+        };
+        Ok(sut)
+    }
+
+    /// The processes that do the relaying, now: `ip netns exec` and taskset
+    /// exec in place, so the child's pid is the relay's, and `tollgate run`'s
+    /// data plane is its child process.
+    pub fn processes(&self) -> Vec<u32> {
+        let pid = self.child.id();
+        let mut out = vec![pid];
+        if self.system != System::Rtpengine {
             if let Ok(kids) = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")) {
-                sut.pids.extend(
+                out.extend(
                     kids.split_whitespace()
                         .filter_map(|p| p.parse::<u32>().ok()),
                 );
             }
         }
-        for p in &sut.pids {
-            cpu::pin_process(*p, cores);
-        }
-        sut.napi = cpu::napi_threads(&[&topo.ra, &topo.rb]);
-        for t in &sut.napi {
-            cpu::pin(*t, cores)?;
-        }
-        Ok(sut)
+        out
     }
 
     fn wait_ready(&mut self, topo: &Topology) -> anyhow::Result<()> {
@@ -209,13 +217,6 @@ impl Sut {
             self.system.name(),
             std::fs::read_to_string(&self.log).unwrap_or_default()
         )
-    }
-
-    /// CPU nanoseconds of the relay so far: its processes and NAPI threads.
-    pub fn cpu_ns(&self) -> (u64, u64) {
-        let procs = self.pids.iter().map(|p| cpu::process_ns(*p)).sum();
-        let napi = self.napi.iter().map(|t| cpu::task_ns(*t)).sum();
-        (procs, napi)
     }
 }
 

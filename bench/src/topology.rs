@@ -191,6 +191,20 @@ impl Topology {
     }
 }
 
+/// Packets `ifname` in `ns` has received, from the kernel's counters.
+pub fn rx_packets(ns: &str, ifname: &str) -> Option<u64> {
+    let out = Command::new("ip")
+        .args(["-n", ns, "-j", "-s", "link", "show", "dev", ifname])
+        .output()
+        .ok()?;
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+    v.get(0)?
+        .get("stats64")?
+        .get("rx")?
+        .get("packets")?
+        .as_u64()
+}
+
 /// Asks `ns`'s kernel to resolve `addr` on `ifname` and waits (at most 3 s)
 /// until it has.
 fn wait_neighbour(ns: &str, ifname: &str, addr: &str) {

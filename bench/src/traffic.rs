@@ -9,7 +9,7 @@
 //! does not add to measured latency. When the thread falls behind its
 //! schedule it says so in the result.
 
-use crate::measure::{Receiver, TrafficResult};
+use crate::measure::{Receiver, SendStats, TrafficResult};
 use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -230,6 +230,7 @@ pub fn run(
     let start = Instant::now() + Duration::from_millis(50);
     let mut next = 0u64;
     let (mut late, mut max_late, mut send_failed) = (0u64, Duration::ZERO, 0u64);
+    let mut last_send = start;
     while next < total && !stop.load(Ordering::Relaxed) {
         let now = Instant::now();
         let now_ns = realtime_ns();
@@ -260,6 +261,7 @@ pub fn run(
             next += 1;
         }
         send_failed += to_callee.flush(caller) + to_caller.flush(callee);
+        last_send = last_send.max(Instant::now());
         progress.store(next, Ordering::Relaxed);
         drain(callee, &mut rx);
         drain(caller, &mut rx);
@@ -276,5 +278,11 @@ pub fn run(
         drain(caller, &mut rx);
         std::thread::sleep(Duration::from_millis(1));
     }
-    rx.finish(next, late, max_late, send_failed)
+    rx.finish(&SendStats {
+        sent: next,
+        late,
+        max_late,
+        failed: send_failed,
+        span: last_send.saturating_duration_since(start) + Duration::from_nanos(slot_ns),
+    })
 }
