@@ -166,6 +166,7 @@ impl Side {
                 m.clone()
             }
             None => {
+                self.forget_oldest_map(pool);
                 let port = pool.allocate().ok_or_else(|| {
                     NgError(format!(
                         "no free media ports on interface {iface:?} ({}-{})",
@@ -181,7 +182,23 @@ impl Side {
         self.rtcp_socket = map.rtcp;
         Ok(())
     }
+
+    /// Keeps the pairs kept for earlier peer endpoints to [`MAX_MAPS`]: a
+    /// peer that moves on every re-offer must not drain the pool. The
+    /// oldest pair not in use goes back to the pool.
+    fn forget_oldest_map(&mut self, pool: &mut PortPool) {
+        if self.maps.len() < MAX_MAPS {
+            return;
+        }
+        if let Some(i) = self.maps.iter().position(|m| m.port != self.port) {
+            pool.release(self.maps.remove(i).port);
+        }
+    }
 }
+
+/// Port pairs one side keeps for the peer endpoints it has had (a move
+/// back to one of them gets its old pair again).
+const MAX_MAPS: usize = 4;
 
 #[derive(Debug)]
 struct Participant {
@@ -218,8 +235,9 @@ impl Participant {
         sdp.set_origin_version(v);
         let text = sdp.to_string();
         if self.last_sdp.as_ref().is_some_and(|l| *l != text) {
-            self.sdp_version = Some(v + 1);
-            sdp.set_origin_version(v + 1);
+            let next = v.wrapping_add(1);
+            self.sdp_version = Some(next);
+            sdp.set_origin_version(next);
         }
         self.last_sdp = Some(sdp.to_string());
     }
@@ -263,6 +281,24 @@ struct Call {
     managed: bool,
     /// Data-plane flows this call installed, by local address.
     flows: BTreeMap<SocketAddr, Flow>,
+}
+
+impl Call {
+    fn new(now: SystemTime) -> Call {
+        Call {
+            created: now,
+            created_mono: Instant::now(),
+            last_signal: now,
+            answered: None,
+            ended: false,
+            parts: Vec::new(),
+            tags: HashMap::new(),
+            delete_at: None,
+            recording: false,
+            managed: false,
+            flows: BTreeMap::new(),
+        }
+    }
 }
 
 /// Totals since start, for `statistics`.
@@ -368,37 +404,11 @@ impl Sessions {
         let call = self
             .calls
             .entry(call_id.to_string())
-            .or_insert_with(|| Call {
-                created: now,
-                created_mono: Instant::now(),
-                last_signal: now,
-                answered: None,
-                ended: false,
-                parts: Vec::new(),
-                tags: HashMap::new(),
-                delete_at: None,
-                recording: false,
-                managed: false,
-                flows: BTreeMap::new(),
-            });
-        if is_new {
-            self.totals.calls += 1;
-        }
+            .or_insert_with(|| Call::new(now));
         call.delete_at = None;
         call.last_signal = now;
         call.recording |= o.record_call;
-        let x = participant(call, from_tag, dirs.first().copied().unwrap_or(0));
-        let y = match to_tag.and_then(|t| call.tags.get(t).copied()) {
-            Some(y) => y,
-            None => match call.parts[x].peer {
-                Some(y) => y,
-                None => participant(
-                    call,
-                    to_tag.unwrap_or(""),
-                    dirs.get(1).copied().unwrap_or(call.parts[x].iface),
-                ),
-            },
-        };
+        let (x, y) = offer_parties(call, from_tag, to_tag, &dirs);
         if x == y {
             if is_new {
                 self.drop_call(plane, call_id);
@@ -424,6 +434,7 @@ impl Sessions {
             }
         };
         if is_new {
+            self.totals.calls += 1;
             self.records.push(Record::Started(CallStart {
                 call_id: call_id.to_string(),
                 at_ms: cdr::ms(now),
@@ -687,7 +698,8 @@ impl Sessions {
         // A branch the from-tag is not in dialogue with goes on its own.
         if let (Some(f), Some(t)) = (from_tag, to_tag) {
             if let (Some(&fp), Some(&tp)) = (call.tags.get(f), call.tags.get(t)) {
-                if fp != tp && call.parts[fp].peer != Some(tp) {
+                let in_dialogue = call.parts.iter().any(|q| !q.gone && q.peer == Some(tp));
+                if fp != tp && !in_dialogue {
                     self.drop_branch(plane, call_id, tp);
                     return Some(reply);
                 }
@@ -699,7 +711,8 @@ impl Sessions {
         if delay == 0 {
             self.drop_call(plane, call_id);
         } else if let Some(c) = self.calls.get_mut(call_id) {
-            c.delete_at = Some(Instant::now() + Duration::from_secs(delay));
+            // Requests are limited to a day; the configured delay is trusted.
+            c.delete_at = Instant::now().checked_add(Duration::from_secs(delay));
         }
         Some(reply)
     }
@@ -713,11 +726,14 @@ impl Sessions {
         gone.gone = true;
         gone.subs.clear();
         gone.peer = None;
-        release(&mut self.pools[gone.iface], gone);
+        release(&mut self.pools[gone.iface], gone, &[]);
         let tag = gone.tag.clone();
         call.tags.remove(&tag);
         for q in &mut call.parts {
             q.subs.retain(|&s| s != p);
+            if q.peer == Some(p) {
+                q.peer = None;
+            }
         }
         if let Err(e) = self.sync_flows(plane, call_id) {
             tracing::warn!(call_id, error = %e.0, "removing a branch's flows");
@@ -743,17 +759,21 @@ impl Sessions {
     }
 
     fn drop_call(&mut self, plane: &mut dyn MediaPlane, call_id: &str) {
-        let Some(call) = self.calls.remove(call_id) else {
+        let Some(mut call) = self.calls.remove(call_id) else {
             return;
         };
         let locals: Vec<SocketAddr> = call.flows.keys().copied().collect();
+        // A pair whose flow the data plane kept is never handed out again:
+        // a new call on it would collide with the flow left behind.
+        let mut stuck = Vec::new();
         for (local, r) in locals.iter().zip(plane.apply(&[], &locals)) {
             if let Err(e) = r {
-                tracing::warn!(call_id, %local, error = %e, "could not remove flow");
+                tracing::warn!(call_id, %local, error = %e, "could not remove flow; its port pair is retired");
+                stuck.push(local.port() & !1);
             }
         }
-        for p in call.parts.iter().filter(|p| !p.gone) {
-            release(&mut self.pools[p.iface], p);
+        for p in &mut call.parts {
+            release(&mut self.pools[p.iface], p, &stuck);
         }
     }
 
@@ -877,6 +897,30 @@ enum Role {
     Answer,
 }
 
+/// The offerer (`from_tag`) and whom it offers to: `to_tag`'s participant,
+/// else its current peer, else a new participant awaiting its tag. The
+/// interfaces come from `direction` (offerer's first).
+fn offer_parties(
+    call: &mut Call,
+    from_tag: &str,
+    to_tag: Option<&str>,
+    dirs: &[usize],
+) -> (usize, usize) {
+    let x = participant(call, from_tag, dirs.first().copied().unwrap_or(0));
+    let y = match to_tag.and_then(|t| call.tags.get(t).copied()) {
+        Some(y) => y,
+        None => match call.parts[x].peer {
+            Some(y) => y,
+            None => participant(
+                call,
+                to_tag.unwrap_or(""),
+                dirs.get(1).copied().unwrap_or(call.parts[x].iface),
+            ),
+        },
+    };
+    (x, y)
+}
+
 fn participant(call: &mut Call, tag: &str, iface: usize) -> usize {
     if let Some(&i) = call.tags.get(tag) {
         return i;
@@ -902,9 +946,13 @@ fn participant(call: &mut Call, tag: &str, iface: usize) -> usize {
 }
 
 /// Gives back every port pair held for `p`.
-fn release(pool: &mut PortPool, p: &Participant) {
-    for m in p.sides.iter().flat_map(|s| &s.maps) {
-        pool.release(m.port);
+/// Returns every port pair `p` holds to the pool, but those in `retired`
+/// (once: its maps are emptied).
+fn release(pool: &mut PortPool, p: &mut Participant, retired: &[u16]) {
+    for m in p.sides.iter_mut().flat_map(|s| s.maps.drain(..)) {
+        if !retired.contains(&m.port) {
+            pool.release(m.port);
+        }
     }
 }
 

@@ -9,6 +9,9 @@ use std::net::IpAddr;
 use tollgate_ng::Value;
 
 /// Which side's address the relay trusts for the offering endpoint.
+/// The longest `delete delay` a request may ask for: a day.
+pub const MAX_DELETE_DELAY_SECS: u64 = 86_400;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum AddressSource {
     /// The SDP's c= address (rtpengine's default, `trust address`).
@@ -144,18 +147,24 @@ impl Options {
             o.label = Some(l.to_string());
         }
         let dd = req.get("delete delay").or_else(|| req.get("delete-delay"));
-        match dd {
-            Some(Value::Int(n)) if *n >= 0 => o.delete_delay = Some(*n as u64),
+        let delay = match dd {
+            Some(Value::Int(n)) if *n >= 0 => Some(*n as u64),
             Some(Value::Bytes(_)) => {
                 let s = dd.and_then(Value::as_str).unwrap_or("");
-                o.delete_delay =
-                    Some(s.parse().map_err(|_| {
-                        format!("`delete delay`: {s:?} is not a number of seconds")
-                    })?);
+                Some(
+                    s.parse()
+                        .map_err(|_| format!("`delete delay`: {s:?} is not a number of seconds"))?,
+                )
             }
             Some(_) => return Err("`delete delay` must be a non-negative integer".into()),
-            None => {}
+            None => None,
+        };
+        if let Some(d) = delay.filter(|&d| d > MAX_DELETE_DELAY_SECS) {
+            return Err(format!(
+                "`delete delay` {d} is over the limit of {MAX_DELETE_DELAY_SECS} seconds (a day)"
+            ));
         }
+        o.delete_delay = delay.or(o.delete_delay);
         if let Some(r) = req.get("record call").and_then(Value::as_str) {
             o.record_call = matches!(r, "yes" | "on");
         }
