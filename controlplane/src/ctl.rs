@@ -77,7 +77,10 @@ pub fn run(socket: &Path, ng: SocketAddr, cmd: CtlCommand) -> Result<()> {
             let q = n
                 .command("query", [("call-id", Value::str(&call_id))])
                 .context("is the control plane running?")?;
-            println!("{}", serde_json::to_string_pretty(&to_json(&q))?);
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&tollgate_ng::json::to_json(&q))?
+            );
             return Ok(());
         }
         _ => {}
@@ -142,20 +145,6 @@ fn print_table(list: &Json) {
                 "no"
             },
         );
-    }
-}
-
-/// Bencode as JSON for people: byte strings as text, dictionaries as objects.
-fn to_json(v: &Value) -> Json {
-    match v {
-        Value::Int(i) => Json::from(*i),
-        Value::Bytes(b) => Json::from(String::from_utf8_lossy(b).into_owned()),
-        Value::List(l) => Json::Array(l.iter().map(to_json).collect()),
-        Value::Dict(d) => Json::Object(
-            d.iter()
-                .map(|(k, v)| (String::from_utf8_lossy(k).into_owned(), to_json(v)))
-                .collect(),
-        ),
     }
 }
 

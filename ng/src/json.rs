@@ -50,7 +50,9 @@ fn from_json(v: serde_json::Value) -> Result<Value, JsonError> {
     })
 }
 
-fn to_json(v: &Value) -> serde_json::Value {
+/// A bencoded value as JSON: byte strings as (lossy UTF-8) text,
+/// dictionaries as objects.
+pub fn to_json(v: &Value) -> serde_json::Value {
     use serde_json::Value as J;
     match v {
         Value::Int(i) => J::from(*i),

@@ -405,13 +405,10 @@ impl Media {
     /// direction, `a=rtcp:` (when given) and `a=rtcp-mux` (when set), then
     /// `a=ptime`.
     pub fn relay_layout(&mut self, direction: &str, rtcp: Option<u16>, mux: bool) {
-        const OWNED: [&str; 9] = [
-            "rtpmap", "fmtp", "rtcp-fb", "ptime", "rtcp", "rtcp-mux", "sendrecv", "sendonly",
-            "recvonly",
-        ];
+        const OWNED: [&str; 6] = ["rtpmap", "fmtp", "rtcp-fb", "ptime", "rtcp", "rtcp-mux"];
         let codecs = self.codec_lines();
         let ptime: Vec<String> = self.attrs("ptime").map(|v| format!("ptime:{v}")).collect();
-        self.remove_attrs(|n| OWNED.contains(&n) || n == "inactive");
+        self.remove_attrs(|n| OWNED.contains(&n) || DIRECTIONS.contains(&n));
         for l in codecs {
             self.push_attr(l);
         }
@@ -483,26 +480,6 @@ impl Media {
             !dropped.iter().any(|d| d == pt)
         });
     }
-
-    /// Reorders the m= line's formats: those `first` names come first, in its order.
-    pub fn prefer_formats(&mut self, first: &[String]) {
-        let fmts = self.formats();
-        let name_of = |pt: &str| self.codec_name(pt).unwrap_or_default();
-        let mut ordered: Vec<String> = Vec::new();
-        for want in first {
-            for pt in &fmts {
-                if name_of(pt).eq_ignore_ascii_case(want) && !ordered.contains(pt) {
-                    ordered.push(pt.clone());
-                }
-            }
-        }
-        for pt in &fmts {
-            if !ordered.contains(pt) {
-                ordered.push(pt.clone());
-            }
-        }
-        self.set_m(None, None, Some(&ordered));
-    }
 }
 
 /// `name/rate` of an RFC 3551 static payload type, as an rtpmap writes it.
@@ -572,7 +549,6 @@ m=video 0 RTP/AVP 96\r\n";
         let m = &mut s.media[0];
         m.set_port(30000);
         m.retain_formats(|_, name| name != Some("PCMA"));
-        m.prefer_formats(&["telephone-event".into()]);
         m.push_attr("rtcp:30001");
         let out = s.to_string();
         assert!(
@@ -580,7 +556,7 @@ m=video 0 RTP/AVP 96\r\n";
             "{out}"
         );
         assert!(out.contains("c=IN IP4 192.0.2.1\r\n"));
-        assert!(out.contains("m=audio 30000 RTP/AVP 101 0\r\n"), "{out}");
+        assert!(out.contains("m=audio 30000 RTP/AVP 0 101\r\n"), "{out}");
         assert!(!out.contains("candidate") && !out.contains("ice-ufrag"));
         assert!(out.contains("a=x-unknown:keep me\r\n") && out.contains("a=fmtp:101 0-15\r\n"));
         assert_eq!(Sdp::parse(&out).unwrap().media[0].rtcp_port(), 30001);
