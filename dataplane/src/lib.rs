@@ -67,7 +67,8 @@ pub fn start_backend(cfg: &DataplaneConfig) -> Result<Box<dyn Backend>, StartErr
 /// holding the media addresses (see [`backend::xdp::devices`]); the socket
 /// backend when there are none (loopback-only nodes) or the kernel refuses
 /// XDP, in which case whatever the attempt left attached is removed so that
-/// no stale XDP program forwards beside the socket backend.
+/// no stale XDP program forwards beside the socket backend (state pinned by
+/// an earlier run, which still forwards its calls, is left alone).
 fn start_auto(cfg: &DataplaneConfig) -> Result<Box<dyn Backend>, StartError> {
     let (interfaces, from) = if cfg.xdp.interfaces.is_empty() {
         match media_devices(&cfg.media_addresses) {
@@ -84,12 +85,21 @@ fn start_auto(cfg: &DataplaneConfig) -> Result<Box<dyn Backend>, StartError> {
         interfaces,
         ..cfg.xdp.clone()
     };
+    // State pinned by an earlier run forwards its calls' media: a failed
+    // attempt now must not take that away.
+    let adopted = backend::xdp::has_pinned_state(&xdp);
     start_xdp(&xdp, from).or_else(|e| {
         tracing::warn!(
             devices = %xdp.interfaces.join(","),
             "backend auto: {e}; falling back to the socket backend"
         );
-        if let Err(e) = backend::xdp::detach(&xdp) {
+        if adopted {
+            tracing::warn!(
+                pin_dir = %xdp.pin_dir.display(),
+                "XDP state pinned by an earlier run left in place (its calls keep their media); \
+                 `tollgate dataplane --detach` removes it"
+            );
+        } else if let Err(e) = backend::xdp::detach(&xdp) {
             tracing::warn!(pin_dir = %xdp.pin_dir.display(), error = %e, "could not remove what the XDP attempt left");
         }
         start_socket(cfg)

@@ -342,6 +342,11 @@ fn attach(
 
 /// Detaches the program from every interface and removes the pinned maps:
 /// forwarding stops. For operators and tests; a normal stop keeps forwarding.
+/// Whether an earlier run left pinned links or maps under `pin_dir`.
+pub fn has_pinned_state(cfg: &XdpConfig) -> bool {
+    std::fs::read_dir(versioned(&cfg.pin_dir)).is_ok_and(|mut d| d.next().is_some())
+}
+
 pub fn detach(cfg: &XdpConfig) -> io::Result<()> {
     let root = versioned(&cfg.pin_dir);
     if let Ok(dir) = std::fs::read_dir(root.join("links")) {
