@@ -179,6 +179,8 @@ fn retransmissions_bad_input_and_tcp_framing() {
     tcp.write_all(&two).unwrap();
     let split = ping(b"t3");
     tcp.write_all(&split[..5]).unwrap();
+    // A gap, not a wait for a condition: the two parts should reach the
+    // server in separate reads (it cannot be observed that they did).
     std::thread::sleep(Duration::from_millis(100));
     tcp.write_all(&split[5..]).unwrap();
     let mut got = Vec::new();
@@ -294,7 +296,7 @@ fn run_restarts_a_dead_data_plane_and_restores_flows() {
     tollgate_tests::require_root();
     let dir = TempDir::new("tgsup");
     let ng: SocketAddr = "127.0.0.1:22822".parse().unwrap();
-    let tg = start(&dir, "127.0.0.1:22822", (36000, 36099));
+    let tg = start(&dir, "127.0.0.1:22822", (38000, 38099));
     let mut c = peers::ng_client(None, ng);
     let a = UdpSocket::bind("127.0.0.1:0").unwrap();
     let b = UdpSocket::bind("127.0.0.1:0").unwrap();
