@@ -611,13 +611,13 @@ fn rounds(
         1
     };
     let mut runs = Vec::new();
-    for round in 0..rounds {
+    for _ in 0..rounds {
         for s in systems {
             if stop.load(Ordering::Relaxed) {
                 break;
             }
             let r = run_once(*s, a.calls, a, c, stop)?;
-            if round == 0 && systems.len() == 1 {
+            if systems.len() == 1 {
                 report::print_table(std::slice::from_ref(&r));
             }
             runs.push(r);
@@ -690,6 +690,8 @@ pub fn main(a: &MediaArgs, command: String, stop: Arc<AtomicBool>) -> Result<Rep
     let summary = summarise(&systems, &runs);
     if systems.len() > 1 {
         report::print_table(&runs);
+    }
+    if !a.ramp && runs.len() > 1 {
         print_summary(&summary, a.rounds, systems[0]);
     }
     report::print_counted(&runs);
