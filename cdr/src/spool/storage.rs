@@ -2,8 +2,9 @@
 //! writer creates, appends to, syncs and cuts back its segment files only
 //! through [`Storage`] and [`SegmentFile`].
 //!
-//! [`Disk`] is the real one, `std::fs` itself (a zero-sized type; each call
-//! is the `std::fs::File` call it names, monomorphised). Tests put a
+//! [`Disk`] is the real one: a zero-sized type whose file is a plain
+//! `std::fs::File`, so the writer, monomorphised, makes the same calls as
+//! without the seam. Tests put a
 //! simulated disk in its place that remembers what was synced and, on a
 //! simulated power loss, keeps only that, in the manner of TigerBeetle's
 //! and FoundationDB's simulated storage, so that a missing sync is a
