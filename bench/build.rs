@@ -1,7 +1,10 @@
 //! Records what the binary is built from, for the benchmark reports' stamp
 //! (`src/stamp.rs`): the commit, whether the tree the binary's crates come
-//! from differed from it, and the cargo profile. Reruns when HEAD moves or
-//! any file of a crate linked into the binary changes.
+//! from differed from it, and the cargo profile. Reruns when a file of a
+//! crate linked into the binary changes, not when only HEAD moves: a
+//! commit of the very sources a binary was built from leaves that binary
+//! stamped with the commit before and `dirty`, which stays true, and
+//! rebuilding every binary at every commit would serve no one.
 
 use std::path::Path;
 use std::process::Command;
@@ -45,15 +48,6 @@ fn main() {
     paths.extend(["Cargo.toml".into(), "Cargo.lock".into()]);
     for p in &paths {
         println!("cargo:rerun-if-changed={}", root.join(p).display());
-    }
-    if let Some(gitdir) = git(root, &["rev-parse", "--absolute-git-dir"]) {
-        // Only existing files: cargo reruns every build for a missing one.
-        for f in ["HEAD", "refs/heads", "packed-refs"] {
-            let p = Path::new(&gitdir).join(f);
-            if p.exists() {
-                println!("cargo:rerun-if-changed={}", p.display());
-            }
-        }
     }
     let commit = git(root, &["rev-parse", "HEAD"]).unwrap_or_else(|| "unknown".into());
     let mut status = vec!["status", "--porcelain", "--untracked-files=no", "--"];

@@ -370,7 +370,7 @@ fn result(system: &str, run: u32, a: &SipArgs, stat: SippStat, m: Measured) -> R
     );
     ensure!(
         stat.ok > 0 && measured >= stat.ok,
-        "{system}: the capture matched INVITE and 200 of {measured} calls, SIPp completed {} \
+        "the capture of the {system} run matched INVITE and 200 of {measured} calls, SIPp completed {} \
          ({} INVITEs seen, {} datagrams unusable, {} dropped by the kernel): setup latency \
          would rest on part of the calls",
         stat.ok,
