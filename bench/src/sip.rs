@@ -14,6 +14,7 @@
 //! proxy calling rtpengine over NG, which is what Tollgate replaces.
 
 mod capture;
+mod idle;
 mod results;
 mod sipp;
 
@@ -29,7 +30,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use tollgate_ng::client::NgClient;
-use tollgate_ng::Value;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct SipArgs {
@@ -113,13 +113,6 @@ impl Ports {
         })
     }
 }
-
-/// The system is idle when, for [`QUIET_STEPS`] samples [`QUIET_STEP`]
-/// apart, nothing is pending and its CPU grew less than [`QUIET_NS`]
-/// (2 % of one core) per sample.
-const QUIET_STEP: Duration = Duration::from_millis(250);
-const QUIET_NS: u64 = 5_000_000;
-const QUIET_STEPS: u32 = 2;
 
 /// The processes of a system under test, terminated on drop.
 struct Running {
@@ -233,17 +226,6 @@ fn ng_answers(ng: SocketAddr, within: Duration) -> bool {
     false
 }
 
-/// Calls the relay at `ng` still lists (up to NG `list`'s default limit).
-fn ng_calls(ng: SocketAddr) -> Result<usize> {
-    let mut c = NgClient::new(ng).with_context(|| format!("NG client for {ng}"))?;
-    let r = c
-        .command("list", [])
-        .with_context(|| format!("NG list at {ng}"))?;
-    Ok(r.get("calls")
-        .and_then(Value::as_list)
-        .map_or(0, <[Value]>::len))
-}
-
 fn kamailio(dir: &Path, p: &Ports) -> Result<Running> {
     let rtpe = spawn(peers::rtpengine(dir, p.ng, p.relay), dir, "rtpengine")?;
     let mut r = Running {
@@ -277,73 +259,6 @@ fn sipp_uas(dir: &Path, p: &Ports) -> Result<Running> {
     Ok(Running {
         children: vec![spawn(cmd, dir, "sipp-uas")?],
     })
-}
-
-/// Records still in Tollgate's CDR spool for its sink, from `tollgate cdr
-/// status` on the node's configuration.
-fn spool_depth(dir: &Path) -> Result<u64> {
-    let exe = std::env::current_exe().context("finding the tollgate binary")?;
-    let out = Command::new(exe)
-        .arg("cdr")
-        .arg("--config")
-        .arg(dir.join("tollgate.toml"))
-        .args(["status", "--json"])
-        .output()
-        .context("running tollgate cdr status")?;
-    ensure!(
-        out.status.success(),
-        "tollgate cdr status: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let st: serde_json::Value =
-        serde_json::from_slice(&out.stdout).context("tollgate cdr status --json")?;
-    st["depth"]
-        .as_u64()
-        .context("no depth in tollgate cdr status --json")
-}
-
-/// Waits until the system is idle (see [`QUIET_STEPS`]): no call left at
-/// the relay, no CDR left in the spool (Tollgate), CPU quiet. Returns how
-/// long it took; refuses the run if it is not idle within `limit`.
-fn wait_idle(
-    system: &str,
-    sut: &Running,
-    dir: &Path,
-    p: &Ports,
-    limit: Duration,
-) -> Result<Duration> {
-    let t0 = Instant::now();
-    let mut last = sut.cpu_ns();
-    let mut quiet = 0;
-    loop {
-        std::thread::sleep(QUIET_STEP);
-        let now = sut.cpu_ns();
-        let grew = now.saturating_sub(last);
-        last = now;
-        let calls = ng_calls(p.ng)?;
-        let cdrs = if system == "tollgate" {
-            spool_depth(dir)?
-        } else {
-            0
-        };
-        quiet = if calls == 0 && cdrs == 0 && grew < QUIET_NS {
-            quiet + 1
-        } else {
-            0
-        };
-        if quiet >= QUIET_STEPS {
-            return Ok(t0.elapsed());
-        }
-        ensure!(
-            t0.elapsed() < limit,
-            "{system} was not idle {} s after SIPp finished ({calls} calls listed over NG, \
-             {cdrs} CDRs in the spool, {:.1} ms of CPU in the last {} ms): its CPU per call \
-             would leave work out",
-            limit.as_secs(),
-            grew as f64 / 1e6,
-            QUIET_STEP.as_millis()
-        );
-    }
 }
 
 /// Percentile `q` of the setup times, in microseconds.
@@ -443,11 +358,10 @@ fn run_once(system: &str, run: u32, a: &SipArgs, p: &Ports) -> Result<SipResult>
     .status()
     .context("running sipp")?;
     let sipp_done = sut.cpu_ns();
-    let idle_after = wait_idle(
+    let idle_after = idle::wait_idle(
         system,
-        &sut,
-        &dir,
-        p,
+        || sut.cpu_ns(),
+        (p.ng, &dir),
         Duration::from_secs(a.idle_timeout.into()),
     )?;
     let after = sut.cpu_ns();

@@ -131,7 +131,7 @@ impl SipReport {
             self.cps, self.duration_s, self.runs_per_system, self.setup_latency
         );
         println!(
-            "{:<9} {:>6} {:>8} {:>6} {:>6} {:>7} {:>9} {:>9} {:>9} {:>11} {:>11}",
+            "{:<9} {:>6} {:>11} {:>6} {:>6} {:>7} {:>13} {:>13} {:>13} {:>13} {:>11}",
             "system",
             "run",
             "achieved",
@@ -147,7 +147,7 @@ impl SipReport {
         for s in &self.systems {
             for r in &s.runs {
                 println!(
-                    "{:<9} {:>6} {:>8.1} {:>6} {:>6} {:>7} {:>9.0} {:>9.0} {:>9.0} {:>11.3} {:>11.1}",
+                    "{:<9} {:>6} {:>11.1} {:>6} {:>6} {:>7} {:>13.0} {:>13.0} {:>13.0} {:>13.3} {:>11.1}",
                     r.system,
                     r.run,
                     r.cps_achieved,
@@ -163,7 +163,7 @@ impl SipReport {
             }
             let m = |x: &Spread| x.median;
             println!(
-                "{:<9} {:>6} {:>8.1} {:>6} {:>6} {:>7} {:>9.0} {:>9.0} {:>9.0} {:>11.3}",
+                "{:<9} {:>6} {:>11.1} {:>6} {:>6} {:>7} {:>13.0} {:>13.0} {:>13.0} {:>13.3}",
                 s.system,
                 "median",
                 m(&s.cps_achieved),
@@ -178,7 +178,7 @@ impl SipReport {
             let r =
                 |x: &Spread, digits: usize| format!("{:.*}-{:.*}", digits, x.min, digits, x.max);
             println!(
-                "{:<9} {:>6} {:>8} {:>6} {:>6} {:>7} {:>9} {:>9} {:>9} {:>11}",
+                "{:<9} {:>6} {:>11} {:>6} {:>6} {:>7} {:>13} {:>13} {:>13} {:>13}",
                 "",
                 "spread",
                 r(&s.cps_achieved, 1),
