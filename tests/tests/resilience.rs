@@ -1,7 +1,7 @@
 //! A running node under churn and hostile input (`tollgate run` on loopback,
 //! socket backend, real SIPp and Kamailio):
 //! - thousands of zero-length calls through the B2BUA, and through Kamailio
-//!   driving Tollgate over NG, against relay ranges of 50 and 100 pairs:
+//!   driving Tollgate over NG, against relay ranges of 100 pairs:
 //!   every call completes, and no call or flow is left afterwards;
 //! - an offer the data plane refuses (its port held by someone else) takes
 //!   nothing with it: no session left, its ports free for the next offer;
@@ -24,7 +24,7 @@ use tollgate_ng::Value;
 use tollgate_tests::peers::{self, Proc};
 use tollgate_tests::TempDir;
 
-/// These tests load both cores (SIPp at 125 cps, Kamailio, the storm):
+/// These tests load both cores (SIPp at 100 cps, Kamailio, the storm):
 /// one at a time, so that a call failing is the node's fault, not the
 /// machine's.
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
@@ -145,9 +145,9 @@ fn b2bua_churn_on_a_small_port_range_fails_no_call() {
     let _turn = one_at_a_time();
     let dir = TempDir::new("churn-b2bua");
     let (sip, uas_at, ng) = (addr(7100), addr(7130), addr(7101));
-    let (tollgate, ctl) = node(&dir.0, sip, uas_at, ng, (46000, 46099));
+    let (tollgate, ctl) = node(&dir.0, sip, uas_at, ng, (46000, 46199));
     let _uas = uas(&dir.0, uas_at, 7140);
-    churn(&dir.0, sip, (7120, 7150), 125, 2500, &tollgate);
+    churn(&dir.0, sip, (7120, 7150), 100, 2000, &tollgate);
     nothing_left(&mut peers::ng_client(None, ng), &ctl);
 }
 
@@ -167,7 +167,7 @@ fn kamailio_churn_over_ng_on_a_small_port_range_fails_no_call() {
         ng,
         "replace-origin replace-session-connection",
     );
-    churn(&dir.0, kam, (7190, 7196), 125, 2500, &tollgate);
+    churn(&dir.0, kam, (7190, 7196), 100, 2000, &tollgate);
     nothing_left(&mut peers::ng_client(None, ng), &ctl);
 }
 
