@@ -45,11 +45,19 @@ fn spawn_dataplane(config: &Path) -> Result<Child> {
     // The data plane stops (XDP forwarding stays in place) when this process
     // dies, say after a panic: the restarted node starts its own instead of
     // finding an orphan holding the relay ports and the control socket.
-    // SAFETY: prctl is async-signal-safe and touches only the child.
+    // (The signal follows the spawning thread: the main thread, or the
+    // watcher, which lives as long as the node.)
+    let parent = std::process::id();
+    // SAFETY: prctl and getppid are async-signal-safe and touch only the child.
     unsafe {
-        cmd.pre_exec(|| {
+        cmd.pre_exec(move || {
             if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
                 return Err(std::io::Error::last_os_error());
+            }
+            if libc::getppid() as u32 != parent {
+                return Err(std::io::Error::other(
+                    "the node exited while starting its data plane",
+                ));
             }
             Ok(())
         });
