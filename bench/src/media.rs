@@ -179,17 +179,31 @@ impl Relay {
     }
 }
 
-/// Threaded NAPI on the relay's veths (it needs GRO or XDP first), so the
-/// relay's receive work runs in threads that can be pinned and counted.
-fn thread_napi(topo: &Topology) {
-    for ifname in [&topo.ra, &topo.rb] {
-        let ns = &topo.relay;
-        sh(&[
-            "ip", "netns", "exec", ns, "ethtool", "-K", ifname, "gro", "on",
-        ]);
-        let enable = format!("echo 1 > /sys/class/net/{ifname}/threaded");
-        sh(&["ip", "netns", "exec", ns, "sh", "-c", &enable]);
+/// Threaded NAPI (it needs GRO or XDP first) on `ifname` in `ns`.
+fn thread_napi(ns: &str, ifname: &str) {
+    sh(&[
+        "ip", "netns", "exec", ns, "ethtool", "-K", ifname, "gro", "on",
+    ]);
+    let enable = format!("echo 1 > /sys/class/net/{ifname}/threaded");
+    sh(&["ip", "netns", "exec", ns, "sh", "-c", &enable]);
+}
+
+/// Threaded NAPI on the end hosts' veths, pinned to the generator's cores:
+/// their receive work is the end hosts', not the relay's. Without it, a
+/// packet the relay sends into a veth is received there in softirq on the
+/// relay's core, charged to whichever relay task sent it.
+fn thread_end_hosts(topo: &Topology, c: &Cores) -> Result<Vec<cpu::Task>> {
+    thread_napi(&topo.caller, &topo.ca);
+    thread_napi(&topo.callee, &topo.eb);
+    let found = cpu::pin_napi_threads(&[&topo.ca, &topo.eb], &c.generator)?;
+    if found.len() < 2 {
+        bail!(
+            "threaded NAPI on the end hosts' veths {} and {}: found only {found:?}",
+            topo.ca,
+            topo.eb
+        );
     }
+    Ok(found)
 }
 
 /// Starts `system` in `topo` and sets `calls` up; returns where the media goes.
@@ -323,9 +337,13 @@ pub fn run_once(
 ) -> Result<RunRecord> {
     // Interface names unique to this run: the NAPI threads are found by them.
     let topo = Topology::with_prefix(&unique("b"));
+    // Threaded NAPI on the relay's veths, so the relay's receive work runs
+    // in threads that can be pinned and counted.
     if !a.break_threaded_napi {
-        thread_napi(&topo);
+        thread_napi(&topo.relay, &topo.ra);
+        thread_napi(&topo.relay, &topo.rb);
     }
+    let end_hosts = thread_end_hosts(&topo, c)?;
     let bpf = (system == System::Xdp).then(Bpffs::new);
     let dir = std::env::temp_dir().join(unique("tgbench"));
     std::fs::create_dir_all(&dir)?;
@@ -339,16 +357,18 @@ pub fn run_once(
     let counted = relay.counted().clone();
     drop(relay);
     let _ = std::fs::remove_dir_all(&dir);
-    Ok(record(system, calls, c, &topo, counted, m))
+    Ok(record(system, calls, c, &topo, counted, end_hosts, m))
 }
 
-/// The run's record: its raw counts, and its figures unless a precondition failed.
+/// The run's record: its raw counts, and its figures unless a precondition
+/// failed; with the tasks counted and the end hosts' NAPI threads.
 fn record(
     system: System,
     calls: usize,
     c: &Cores,
     topo: &Topology,
     counted: Counted,
+    end_hosts: Vec<cpu::Task>,
     m: Measured,
 ) -> RunRecord {
     let offered_pps = calls as u64 * 100;
@@ -408,11 +428,12 @@ fn record(
         floor,
         relay_cores: c.relay.clone(),
         generator_cores: c.generator.clone(),
+        end_host_napi_threads: end_hosts,
         counted: CountedRecord {
             what: if system == System::Ceiling {
                 "the relay veths' threaded-NAPI kthreads running the redirect-only program, per packet it redirected (its own count; its packets keep their addresses and reach no socket, so the generator receives none)".into()
             } else {
-                "every thread (exited ones included) of the relay's processes plus the relay veths' threaded-NAPI kthreads (receive path and XDP), from their CPU clocks, per packet delivered; whatever else ran on the relay cores is the cross-check's uncounted time".into()
+                "every thread (exited ones included) of the relay's processes plus the relay veths' threaded-NAPI kthreads (receive path and XDP), from their CPU clocks, per packet delivered; not counted: the end hosts' receive work (their veths' threaded NAPI, on the generator cores); whatever else ran on the relay cores is the cross-check's uncounted time".into()
             },
             tasks: counted,
         },
@@ -676,7 +697,7 @@ pub fn main(a: &MediaArgs, command: String, stop: Arc<AtomicBool>) -> Result<Rep
     let c = cores(a.relay_cores)?;
     let systems = systems(a)?;
     let stamp = crate::stamp::stamp().pinned(format!(
-        "relay cores {:?} (the system under test and its interfaces' NAPI threads), generator cores {:?}",
+        "relay cores {:?} (the system under test and its interfaces' NAPI threads), generator cores {:?} (the generator and the end hosts' NAPI threads)",
         c.relay, c.generator
     ));
     println!("{stamp}");

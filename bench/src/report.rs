@@ -2,7 +2,7 @@
 //! written as JSON, and drawn (loss and p99 latency against offered calls
 //! for every system on the same axes; latency histograms) as SVG and PNG.
 
-use crate::cpu::Counted;
+use crate::cpu::{Counted, Task};
 use crate::guard::FloorCounts;
 use crate::measure::TrafficResult;
 use crate::stamp::Stamp;
@@ -39,6 +39,9 @@ pub struct RunRecord {
     pub floor: Option<FloorCounts>,
     pub relay_cores: Vec<usize>,
     pub generator_cores: Vec<usize>,
+    /// The end hosts' veths' NAPI threads, pinned to the generator cores so
+    /// that their receive work is not charged to the relay (not counted).
+    pub end_host_napi_threads: Vec<Task>,
     /// Which CPU time was counted: in words, and the tasks, each with the
     /// cores it may run on.
     pub counted: CountedRecord,

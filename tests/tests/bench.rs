@@ -80,6 +80,13 @@ fn assert_accounted(r: &Value, relayed: u64) {
     for p in r["counted"]["processes"].as_array().unwrap() {
         assert_eq!(p["cores"].as_str(), Some(relay_core.as_str()), "{p}");
     }
+    // The end hosts' receive work is theirs: on the generator's core.
+    let generator_core = r["generator_cores"][0].as_u64().unwrap().to_string();
+    let ends = r["end_host_napi_threads"].as_array().expect("end hosts");
+    assert_eq!(ends.len(), 2, "{r}");
+    for t in ends {
+        assert_eq!(t["cores"].as_str(), Some(generator_core.as_str()), "{t}");
+    }
     // The NAPI threads carry every relayed packet's receive path: at
     // least a few hundred ns each on veth, nothing if they were not the ones.
     let napi_per_packet = f64_of(&r["relay_napi_cpu_ns"]) / relayed as f64;
