@@ -33,7 +33,10 @@ fn write_dataplane_config(cfg: &Config) -> Result<PathBuf> {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("creating {} for the data plane's config", dir.display()))?;
     }
-    std::fs::write(&path, cfg.dataplane_toml())
+    let text = cfg
+        .dataplane_toml()
+        .context("writing the data plane's [dataplane] and [media] sections as TOML")?;
+    std::fs::write(&path, text)
         .with_context(|| format!("writing the data plane's config {}", path.display()))?;
     Ok(path)
 }

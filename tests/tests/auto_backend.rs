@@ -12,7 +12,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tollgate_dataplane::client::ControlClient;
 use tollgate_dataplane::control::Request;
 use tollgate_ng::client::NgClient;
@@ -96,6 +96,29 @@ fn xdp_attached(ns: &str, dev: &str) -> bool {
         .expect("ip link show");
     assert!(out.status.success(), "ip link show {dev} in {ns}");
     String::from_utf8_lossy(&out.stdout).contains("prog/xdp")
+}
+
+/// Waits (up to 5 s) until `ns` has resolved the link-layer address of each
+/// of `peers` (the data plane asks the kernel to when a flow is installed).
+fn wait_neighbours(ns: &str, peers: &[IpAddr]) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    for ip in peers {
+        loop {
+            let out = Command::new("ip")
+                .args(["-n", ns, "neigh", "show", &ip.to_string()])
+                .output()
+                .expect("ip neigh show");
+            let text = String::from_utf8_lossy(&out.stdout);
+            if text.contains("lladdr") && !text.contains("INCOMPLETE") {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{ns} never resolved {ip}: {text}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
 }
 
 fn sdp(ip: IpAddr, port: u16) -> String {
@@ -235,7 +258,7 @@ fn rtpengine_interfaces_get_xdp_on_their_devices() {
     );
     let (a_side, b_side) = offer_answer(&topo.relay, "auto-xdp", caller, callee, ["ext", "int"]);
     assert_eq!((a_side.ip(), b_side.ip()), (a.relay_a, a.relay_b));
-    std::thread::sleep(Duration::from_millis(300)); // next hops resolving
+    wait_neighbours(&topo.relay, &[a.caller, a.callee]);
     relay_both_ways(
         &node,
         (&topo.caller, caller),
