@@ -9,8 +9,8 @@
 //! report.
 //!
 //! Ports: SIP 8300-8353 (system 8300, SIPp UAC 8310 and UAS 8330, their
-//! media 8350 and 8340), NG 22730, relay ports 48100-48599 (reserved
-//! range).
+//! media 8350 and 8340) and 8400-8453 the same way, NG 22730 and 22731,
+//! relay ports 48100-48599 and 48600-48799 (reserved range).
 
 use serde_json::Value;
 use std::path::Path;
@@ -19,19 +19,24 @@ use tollgate_tests::process::tollgate_bin;
 use tollgate_tests::services::{self, Service};
 use tollgate_tests::TempDir;
 
-/// Runs `tollgate bench ...`; returns its stdout, failing with its output.
-fn bench(args: &[&str]) -> String {
+/// Runs `tollgate bench ...`: whether it succeeded, its stdout and stderr.
+fn run_bench(args: &[&str]) -> (bool, String, String) {
     let out = Command::new(tollgate_bin())
         .arg("bench")
         .args(args)
         .output()
         .expect("run tollgate bench");
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
+    (
         out.status.success(),
-        "tollgate bench {args:?} failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Runs `tollgate bench ...`; returns its stdout, failing with its output.
+fn bench(args: &[&str]) -> String {
+    let (ok, stdout, stderr) = run_bench(args);
+    assert!(ok, "tollgate bench {args:?} failed:\n{stdout}\n{stderr}");
     stdout
 }
 
@@ -199,6 +204,45 @@ fn bench_sip_short_form_keeps_every_run_and_times_setup_from_the_packets() {
         }
     }
     assert!(stdout.contains("spread"), "{stdout}");
+}
+
+#[test]
+fn bench_sip_refuses_a_cpu_window_that_closes_before_the_node_is_idle() {
+    tollgate_tests::require_root();
+    tollgate_tests::peers::require("sipp");
+    let out = TempDir::new("tgbenchsipidle");
+    let report = out.0.join("sip.json");
+    // No time at all to go idle: the trailing work would be left out.
+    let (ok, stdout, stderr) = run_bench(&[
+        "sip",
+        "--cps",
+        "20",
+        "--duration",
+        "1",
+        "--idle-timeout",
+        "0",
+        "--sip-port",
+        "8400",
+        "--ng-port",
+        "22731",
+        "--relay-ports",
+        "48600-48799",
+        "--out",
+        report.to_str().unwrap(),
+    ]);
+    assert!(
+        !ok,
+        "a run that never saw the node idle was reported:\n{stdout}"
+    );
+    assert!(
+        stderr.contains("was not idle 0 s after SIPp finished")
+            && stderr.contains("would leave work out"),
+        "the refusal says why:\n{stderr}"
+    );
+    assert!(
+        !report.exists() && !stdout.contains("cpu ms/call"),
+        "{stdout}"
+    );
 }
 
 /// Every measure's rounds, median and spread; the ratios from the medians.
