@@ -290,13 +290,13 @@ fn measure(
         })
         .join()
         .expect("generator thread")
-    })?;
+    });
     let end = Reading::take(relay.counted(), &c.relay);
     let wall = t0.elapsed();
-    let floor1 = floor_counts()?;
     done.store(true, Ordering::Relaxed);
     let _ = watcher.join();
     b.finish_and_clear();
+    let (traffic, floor1) = (traffic?, floor_counts()?);
     Ok(Measured {
         traffic,
         wall,
