@@ -235,6 +235,83 @@ async fn wait_acked(acked: &Mutex<Vec<String>>, n: usize, driver: &std::thread::
     }
 }
 
+/// What the kill left: the SQLite sink (held since its cursor was at
+/// `held_at`) behind, by its cursor and in its database. Every
+/// acknowledged call is either in the database or in the spool after the
+/// cursor, never both. Returns the cursors at the kill and the CDRs the
+/// held sink was behind by.
+async fn held_sink_behind(
+    cfg: &CdrConfig,
+    prefix: &str,
+    acked: &BTreeSet<String>,
+    held_at: u64,
+    hold: cdrs::SqliteHold,
+) -> (tollgate_cdr::spool::Status, BTreeSet<String>) {
+    let sqlite_url = cdrs::all_sinks_url(cfg, "sqlite");
+    let at_kill = cursors(cfg);
+    let held = sink(&at_kill, "sqlite").clone();
+    for s in &at_kill.sinks {
+        eprintln!("at the kill: {} was {} records behind", s.name, s.lag);
+    }
+    assert!(
+        held.delivered_seq <= held_at + cfg.batch as u64,
+        "the held sink took at most the batch it was committing: {held:?}"
+    );
+    assert!(held.lag > 0, "the held sink is behind: {at_kill:#?}");
+    let behind = cdrs::spooled_cdrs_after(&cfg.spool(), held.delivered_seq);
+    hold.release().await;
+    let landed: BTreeSet<String> = cdrs::sql_counts(&sqlite_url, &format!("{prefix}-"))
+        .await
+        .into_keys()
+        .collect();
+    assert!(
+        !behind.is_empty() && behind.iter().any(|id| acked.contains(id)),
+        "no acknowledged CDR was waiting for the held sink: {behind:?}"
+    );
+    let both: Vec<_> = behind.intersection(&landed).collect();
+    assert!(
+        both.is_empty(),
+        "behind its cursor yet in the sink: {both:?}"
+    );
+    let nowhere: Vec<_> = acked
+        .iter()
+        .filter(|id| !behind.contains(*id) && !landed.contains(*id))
+        .collect();
+    assert!(
+        nowhere.is_empty(),
+        "neither in the sink nor spooled: {nowhere:?}"
+    );
+
+    (at_kill, behind)
+}
+
+/// After the restart: every sink took exactly the records after its
+/// cursor at the kill, and the held one exactly the CDRs it was behind by.
+async fn replayed_exactly(
+    cfg: &CdrConfig,
+    prefix: &str,
+    at_kill: &tollgate_cdr::spool::Status,
+    behind: &BTreeSet<String>,
+) {
+    let sqlite_url = cdrs::all_sinks_url(cfg, "sqlite");
+    let after = cursors(cfg);
+    for s in &at_kill.sinks {
+        let now = sink(&after, &s.name);
+        assert_eq!(
+            now.delivered - s.delivered,
+            after.last_seq - s.delivered_seq,
+            "{}: replayed exactly the records after its cursor at the kill",
+            s.name
+        );
+    }
+    let replayed = cdrs::sql_counts(&sqlite_url, &format!("{prefix}-")).await;
+    let missing: Vec<_> = behind
+        .iter()
+        .filter(|id| !replayed.contains_key(*id))
+        .collect();
+    assert!(missing.is_empty(), "sqlite: not replayed: {missing:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_mid_run_loses_and_doubles_nothing() {
     tollgate_tests::require_root();
@@ -277,42 +354,7 @@ async fn sigkill_mid_run_loses_and_doubles_nothing() {
     let acked: BTreeSet<String> = in_order.iter().cloned().collect();
     eprintln!("{} calls acknowledged before SIGKILL", acked.len());
 
-    // What the kill left: the SQLite sink behind, by its cursor and in
-    // its database. Every acknowledged call is either in the database or
-    // in the spool after the cursor, never both.
-    let at_kill = cursors(&cfg);
-    let held = sink(&at_kill, "sqlite").clone();
-    for s in &at_kill.sinks {
-        eprintln!("at the kill: {} was {} records behind", s.name, s.lag);
-    }
-    assert!(
-        held.delivered_seq <= held_at + cfg.batch as u64,
-        "the held sink took at most the batch it was committing: {held:?}"
-    );
-    assert!(held.lag > 0, "the held sink is behind: {at_kill:#?}");
-    let behind = cdrs::spooled_cdrs_after(&cfg.spool(), held.delivered_seq);
-    hold.release().await;
-    let landed: BTreeSet<String> = cdrs::sql_counts(&sqlite_url, &format!("{prefix}-"))
-        .await
-        .into_keys()
-        .collect();
-    assert!(
-        !behind.is_empty() && behind.iter().any(|id| acked.contains(id)),
-        "no acknowledged CDR was waiting for the held sink: {behind:?}"
-    );
-    let both: Vec<_> = behind.intersection(&landed).collect();
-    assert!(
-        both.is_empty(),
-        "behind its cursor yet in the sink: {both:?}"
-    );
-    let nowhere: Vec<_> = acked
-        .iter()
-        .filter(|id| !behind.contains(*id) && !landed.contains(*id))
-        .collect();
-    assert!(
-        nowhere.is_empty(),
-        "neither in the sink nor spooled: {nowhere:?}"
-    );
+    let (at_kill, behind) = held_sink_behind(&cfg, &prefix, &acked, held_at, hold).await;
 
     // The restarted node replays its spool into every sink: each takes
     // exactly the records it was behind by, and the held one exactly the
@@ -320,22 +362,7 @@ async fn sigkill_mid_run_loses_and_doubles_nothing() {
     drop(tg);
     let _tg = start(&dir.0, "127.0.0.1:22922", ports);
     drained(&cfg, Duration::from_secs(60));
-    let after = cursors(&cfg);
-    for s in &at_kill.sinks {
-        let now = sink(&after, &s.name);
-        assert_eq!(
-            now.delivered - s.delivered,
-            after.last_seq - s.delivered_seq,
-            "{}: replayed exactly the records after its cursor at the kill",
-            s.name
-        );
-    }
-    let replayed = cdrs::sql_counts(&sqlite_url, &format!("{prefix}-")).await;
-    let missing: Vec<_> = behind
-        .iter()
-        .filter(|id| !replayed.contains_key(*id))
-        .collect();
-    assert!(missing.is_empty(), "sqlite: not replayed: {missing:?}");
+    replayed_exactly(&cfg, &prefix, &at_kill, &behind).await;
     check_sinks(&dir.0, &cfg, &prefix, &acked, &in_order, &mut events).await;
     cli_sees(&dir.0, &prefix, &acked);
 }
