@@ -67,19 +67,20 @@ pub fn kamailio(
 
 /// rtpengine 10.5 forwarding in userspace on 127.0.0.1, NG at `ng`.
 pub fn rtpengine(dir: &Path, ng: SocketAddr, ports: (u16, u16)) -> Command {
+    rtpengine_on(dir, ng, ports, &["127.0.0.1"])
+}
+
+/// [`rtpengine`] with the given `--interface` values (`[NAME/]ADDRESS`).
+pub fn rtpengine_on(dir: &Path, ng: SocketAddr, ports: (u16, u16), interfaces: &[&str]) -> Command {
     let mut cmd = Command::new("rtpengine");
-    cmd.args([
-        "--config-file=none",
-        "--table=-1",
-        "--interface=127.0.0.1",
-        "--foreground",
-        "--log-stderr",
-    ])
-    .arg(format!("--listen-ng={ng}"))
-    .arg(format!("--port-min={}", ports.0))
-    .arg(format!("--port-max={}", ports.1))
-    .args(["--delete-delay=0", "--log-level=5"])
-    .arg(format!("--pidfile={}/rtpengine.pid", dir.display()));
+    cmd.args(["--config-file=none", "--table=-1"])
+        .args(interfaces.iter().map(|i| format!("--interface={i}")))
+        .args(["--foreground", "--log-stderr"])
+        .arg(format!("--listen-ng={ng}"))
+        .arg(format!("--port-min={}", ports.0))
+        .arg(format!("--port-max={}", ports.1))
+        .args(["--delete-delay=0", "--log-level=5"])
+        .arg(format!("--pidfile={}/rtpengine.pid", dir.display()));
     cmd
 }
 

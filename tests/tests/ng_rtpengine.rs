@@ -225,30 +225,13 @@ fn conversations() -> Vec<(String, Vec<Step>)> {
         "media address",
         basic("maddr", vec![("media address", s("203.0.113.9"))], "", ""),
     );
-    add(
-        "SIP source address",
-        basic(
-            "sipsrc",
-            vec![
-                ("flags", list(&["SIP source address"])),
-                ("received from", list(&["IP4", "203.0.113.7"])),
-            ],
-            "",
-            "",
-        ),
-    );
-    add(
-        "trust address",
-        basic(
-            "trust",
-            vec![
-                ("flags", list(&["trust address"])),
-                ("received from", list(&["IP4", "203.0.113.7"])),
-            ],
-            "",
-            "",
-        ),
-    );
+    for (name, id) in [("SIP source address", "sipsrc"), ("trust address", "trust")] {
+        let keys = vec![
+            ("flags", list(&[name])),
+            ("received from", list(&["IP4", "203.0.113.7"])),
+        ];
+        add(name, basic(id, keys, "", ""));
+    }
     add(
         "answer narrows the codecs",
         vec![
@@ -459,21 +442,12 @@ fn play(ng: &str, range: (u16, u16), steps: &[Step], format: Format) -> Vec<Valu
 fn start_both(dir: &TempDir) -> (std::sync::MutexGuard<'static, ()>, peers::Proc, peers::Proc) {
     let one = RELAYS.lock().unwrap_or_else(|p| p.into_inner());
     peers::require("rtpengine");
-    let mut cmd = std::process::Command::new("rtpengine");
-    cmd.args([
-        "--config-file=none",
-        "--table=-1",
-        "--interface=priv/127.0.0.1",
-        "--interface=pub/127.0.0.2",
-        "--foreground",
-        "--log-stderr",
-        "--delete-delay=0",
-        "--log-level=6",
-    ])
-    .arg(format!("--listen-ng={RE_NG}"))
-    .arg(format!("--port-min={}", RE_PORTS.0))
-    .arg(format!("--port-max={}", RE_PORTS.1))
-    .arg(format!("--pidfile={}/rtpengine.pid", dir.0.display()));
+    let cmd = tollgate_bench::peers::rtpengine_on(
+        &dir.0,
+        RE_NG.parse().unwrap(),
+        RE_PORTS,
+        &["priv/127.0.0.1", "pub/127.0.0.2"],
+    );
     let re = peers::spawn(cmd, &dir.0, "rtpengine");
     peers::wait_ng(None, RE_NG.parse().unwrap(), &re);
     let tg_dir = dir.0.join("tg");
