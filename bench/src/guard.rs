@@ -41,7 +41,7 @@ pub enum Refusal {
     },
     #[error("no packet was relayed, so there is nothing to divide the CPU time by")]
     NothingRelayed,
-    #[error("the redirect-only floor redirected {} of {sent} packets sent ({} passed to the kernel, {} without a partner): it is not forwarding, so its cost is no floor", .floor.redirected, .floor.passed, .floor.no_partner)]
+    #[error("the redirect-only floor redirected {} of {sent} packets sent ({} passed to the kernel, {} without a partner): it did not forward what it was sent (not redirecting, or overloaded), so its cost is no floor", .floor.redirected, .floor.passed, .floor.no_partner)]
     FloorNotRedirecting { sent: u64, floor: FloorCounts },
     #[error("the floor redirected {} packets but only {} reached the far-side interfaces: its redirects failed", .floor.redirected, .floor.far_side_rx)]
     FloorNotArriving { floor: FloorCounts },
