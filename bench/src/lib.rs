@@ -10,6 +10,8 @@
 //! and plots them. Systems under test are driven only through NG and RTP.
 //! [`sip`] measures call setup through a SIP B2BUA or proxy with SIPp, and
 //! [`peers`] starts Kamailio and rtpengine for it and for the tests.
+//! [`stamp`] says what every report was measured with (commit, build,
+//! kernel, CPU, pinning).
 
 pub mod ceiling;
 pub mod cpu;
