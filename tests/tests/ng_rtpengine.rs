@@ -548,3 +548,39 @@ fn ice_is_stripped_where_rtpengine_runs_it() {
         "{tg}"
     );
 }
+
+/// The documented difference: a second branch answering with a codec it
+/// was never offered (18) is narrowed to what it was offered (8), as the
+/// first branch is; rtpengine instead hands the offerer the offer's codecs
+/// (0 and 8), one of which that branch never accepted.
+#[test]
+fn a_forked_answer_is_narrowed_to_what_it_was_offered() {
+    tollgate_tests::require_root();
+    let dir = TempDir::new("tgdifff");
+    let (_one, _re, _tg) = start_both(&dir);
+    let b2 = sdp("192.0.2.30", 6100, "").replace("RTP/AVP 0 8 101", "RTP/AVP 18 8");
+    let steps = vec![
+        offer("forkc", sdp("192.0.2.10", 7000, ""), vec![]),
+        answer("forkc", "B1", sdp("192.0.2.20", 6000, ""), vec![]),
+        answer("forkc", "B2", b2, vec![]),
+        delete("forkc", vec![]),
+    ];
+    let m_line = |replies: Vec<Value>| {
+        let sdp = replies[2]
+            .get("sdp")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
+        sdp.lines()
+            .find(|l| l.starts_with("m="))
+            .unwrap_or("")
+            .to_string()
+    };
+    let re = m_line(play(RE_NG, RE_PORTS, &steps, Format::Bencode));
+    let tg = m_line(play(TG_NG, TG_PORTS, &steps, Format::Bencode));
+    assert!(re.ends_with("RTP/AVP 0 8"), "rtpengine as documented: {re}");
+    assert!(
+        tg.ends_with("RTP/AVP 8"),
+        "the branch accepted only 8: {tg}"
+    );
+}

@@ -125,6 +125,17 @@ impl Side {
         }
     }
 
+    /// This side as another branch answering the same offer starts: what
+    /// it was offered, and no ports yet.
+    fn for_fork(&self) -> Side {
+        Side {
+            port: 0,
+            rtcp_socket: false,
+            maps: Vec::new(),
+            ..self.clone()
+        }
+    }
+
     /// Direction attribute of the SDP sent to this participant.
     fn direction(&self) -> &'static str {
         match (self.send, self.recv) {
@@ -479,8 +490,14 @@ impl Sessions {
                     call.tags.insert(to_tag.to_string(), y);
                     y
                 } else {
+                    // Another branch answering the same offer: it was offered
+                    // what the first branch was (so its answer is narrowed
+                    // the same way), on ports of its own.
                     let iface = call.parts[y].iface;
-                    participant(call, to_tag, iface)
+                    let sides = call.parts[y].sides.iter().map(Side::for_fork).collect();
+                    let f = participant(call, to_tag, iface);
+                    call.parts[f].sides = sides;
+                    f
                 }
             }
         };
