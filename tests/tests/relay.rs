@@ -312,7 +312,11 @@ fn xdp_restart_loses_no_packet() {
     let n = 3000u16;
     let sender =
         std::thread::spawn(move || rtp::send(&tx, local, 3, 0..n, Duration::from_millis(1)));
-    std::thread::sleep(Duration::from_millis(400));
+    // Kill it mid-stream: once packets are going through.
+    let flowing = tollgate_tests::wait_until(Duration::from_secs(5), || {
+        r.dp.flow(local)["counters"]["packets"].as_u64() >= Some(100)
+    });
+    assert!(flowing, "packets go through before the restart");
     r.dp.kill_and_restart();
     let got = rtp::collect(&rx, n as usize, QUIET, Duration::from_secs(30));
     sender.join().expect("sender");
