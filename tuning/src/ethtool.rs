@@ -28,6 +28,8 @@ pub enum EthtoolError {
     Socket(io::Error),
     #[error("ethtool fixture {path}: {what}")]
     Fixture { path: PathBuf, what: String },
+    #[error("{device}: {what}")]
+    Refused { device: String, what: String },
 }
 
 /// ETHTOOL_GDRVINFO.
@@ -104,6 +106,9 @@ const ETHTOOL_GSSET_INFO: u32 = 0x37;
 const ETHTOOL_GRXFHINDIR: u32 = 0x38;
 const ETHTOOL_GFEATURES: u32 = 0x3a;
 const ETHTOOL_GCHANNELS: u32 = 0x3c;
+const ETHTOOL_SRINGPARAM: u32 = 0x11;
+const ETHTOOL_SFEATURES: u32 = 0x3b;
+const ETHTOOL_SCHANNELS: u32 = 0x3d;
 const ETH_SS_FEATURES: u32 = 4;
 const ETH_GSTRING_LEN: usize = 32;
 const UDP_V4_FLOW: u32 = 0x02;
@@ -200,7 +205,7 @@ impl SysEthtool {
         req.name[..bytes.len()].copy_from_slice(bytes);
         // SAFETY: req is a valid ifreq; data is valid per the caller.
         let rc = unsafe { libc::ioctl(self.fd.as_raw_fd(), SIOCETHTOOL as _, &mut req) };
-        if rc == 0 {
+        if rc >= 0 {
             return Ok(true);
         }
         let source = io::Error::last_os_error();
@@ -249,6 +254,136 @@ impl SysEthtool {
             std::slice::from_raw_parts(buf[3..].as_ptr().cast::<u8>(), n * ETH_GSTRING_LEN)
         };
         Ok(Some(bytes.chunks(ETH_GSTRING_LEN).map(c_str).collect()))
+    }
+}
+
+impl SysEthtool {
+    /// A command on a struct of nine u32s (cmd first): ethtool_ringparam
+    /// and ethtool_channels, read or written whole. None when unsupported.
+    fn nine_words(
+        &self,
+        device: &str,
+        cmd: u32,
+        op: &'static str,
+    ) -> Result<Option<[u32; 9]>, EthtoolError> {
+        self.put_nine_words(device, cmd, op, [cmd, 0, 0, 0, 0, 0, 0, 0, 0])
+    }
+
+    fn put_nine_words(
+        &self,
+        device: &str,
+        cmd: u32,
+        op: &'static str,
+        mut raw: [u32; 9],
+    ) -> Result<Option<[u32; 9]>, EthtoolError> {
+        raw[0] = cmd;
+        // SAFETY: raw is a struct ethtool_ringparam / ethtool_channels, as
+        // `cmd` expects.
+        Ok(unsafe { self.ioctl(device, op, raw.as_mut_ptr().cast())? }.then_some(raw))
+    }
+
+    /// Gets the nine-word struct with `get`, sets word `index` to `value`
+    /// and writes it back with `set`.
+    fn set_word(
+        &self,
+        device: &str,
+        (get, set): ((u32, &'static str), (u32, &'static str)),
+        index: usize,
+        value: u32,
+    ) -> Result<(), EthtoolError> {
+        let refused = |what: String| EthtoolError::Refused {
+            device: device.to_string(),
+            what,
+        };
+        let mut raw = self
+            .nine_words(device, get.0, get.1)?
+            .ok_or_else(|| refused(format!("the driver does not support {}", get.1)))?;
+        raw[index] = value;
+        self.put_nine_words(device, set.0, set.1, raw)?
+            .map(|_| ())
+            .ok_or_else(|| refused(format!("the driver does not support {}", set.1)))
+    }
+}
+
+/// The set side of ethtool: what `tune apply` and `tune revert` change.
+pub trait EthtoolSet {
+    /// Turns a feature (by its kernel name, `rx-gro`) on or off; an error
+    /// when it is fixed or the kernel keeps it as it was.
+    fn set_feature(&mut self, device: &str, feature: &str, on: bool) -> Result<(), EthtoolError>;
+    /// Sets the `rx` or `tx` ring size.
+    fn set_ring(&mut self, device: &str, ring: &str, size: u32) -> Result<(), EthtoolError>;
+    /// Sets the number of combined channels.
+    fn set_combined(&mut self, device: &str, count: u32) -> Result<(), EthtoolError>;
+}
+
+impl EthtoolSet for SysEthtool {
+    fn set_feature(&mut self, device: &str, feature: &str, on: bool) -> Result<(), EthtoolError> {
+        let refused = |what: String| EthtoolError::Refused {
+            device: device.to_string(),
+            what,
+        };
+        let names = self
+            .feature_names(device)?
+            .ok_or_else(|| refused("the driver reports no features".into()))?;
+        let index = names
+            .iter()
+            .position(|n| n == feature)
+            .ok_or_else(|| refused(format!("no feature {feature:?}")))?;
+        let state = |on: bool| if on { "on" } else { "off" };
+        let current = self.features(device)?.unwrap_or_default();
+        if current.iter().any(|f| f.name == feature && !f.changeable) {
+            return Err(refused(format!("{feature} is fixed by the driver")));
+        }
+        // struct ethtool_sfeatures: cmd, size, then per block valid, requested.
+        let blocks = names.len().div_ceil(32);
+        let mut buf = vec![0u32; 2 + 2 * blocks];
+        buf[0] = ETHTOOL_SFEATURES;
+        buf[1] = blocks as u32;
+        let bit = 1u32 << (index % 32);
+        buf[2 + 2 * (index / 32)] = bit;
+        buf[3 + 2 * (index / 32)] = if on { bit } else { 0 };
+        // SAFETY: buf is a struct ethtool_sfeatures with `blocks` blocks.
+        if !unsafe { self.ioctl(device, "ETHTOOL_SFEATURES", buf.as_mut_ptr().cast())? } {
+            return Err(refused(
+                "the driver does not support ETHTOOL_SFEATURES".into(),
+            ));
+        }
+        let now = self.features(device)?.unwrap_or_default();
+        match now.iter().find(|f| f.name == feature) {
+            Some(f) if f.active == on => Ok(()),
+            _ => Err(refused(format!(
+                "the kernel kept {feature} {} (another setting holds it)",
+                state(!on)
+            ))),
+        }
+    }
+
+    fn set_ring(&mut self, device: &str, ring: &str, size: u32) -> Result<(), EthtoolError> {
+        // Pending counts: rx is word 5, tx word 8.
+        let index = match ring {
+            "rx" => 5,
+            "tx" => 8,
+            _ => {
+                return Err(EthtoolError::Refused {
+                    device: device.to_string(),
+                    what: format!("ring {ring:?} is neither \"rx\" nor \"tx\""),
+                })
+            }
+        };
+        let ops = (
+            (ETHTOOL_GRINGPARAM, "ETHTOOL_GRINGPARAM"),
+            (ETHTOOL_SRINGPARAM, "ETHTOOL_SRINGPARAM"),
+        );
+        self.set_word(device, ops, index, size)
+    }
+
+    fn set_combined(&mut self, device: &str, count: u32) -> Result<(), EthtoolError> {
+        let ops = (
+            (ETHTOOL_GCHANNELS, "ETHTOOL_GCHANNELS"),
+            (ETHTOOL_SCHANNELS, "ETHTOOL_SCHANNELS"),
+        );
+        // combined_count is word 8.
+        self.set_word(device, ops, 8, count)
     }
 }
 
@@ -315,12 +450,9 @@ impl Ethtool for SysEthtool {
     fn rings(&self, device: &str) -> Result<Option<Rings>, EthtoolError> {
         // struct ethtool_ringparam: cmd, rx/rx_mini/rx_jumbo/tx max, then
         // rx/rx_mini/rx_jumbo/tx pending.
-        let mut raw = [0u32; 9];
-        raw[0] = ETHTOOL_GRINGPARAM;
-        // SAFETY: raw is a struct ethtool_ringparam.
-        if !unsafe { self.ioctl(device, "ETHTOOL_GRINGPARAM", raw.as_mut_ptr().cast())? } {
+        let Some(raw) = self.nine_words(device, ETHTOOL_GRINGPARAM, "ETHTOOL_GRINGPARAM")? else {
             return Ok(None);
-        }
+        };
         Ok(Some(Rings {
             rx_max: raw[1],
             tx_max: raw[4],
@@ -331,12 +463,9 @@ impl Ethtool for SysEthtool {
 
     fn channels(&self, device: &str) -> Result<Option<Channels>, EthtoolError> {
         // struct ethtool_channels: cmd, max rx/tx/other/combined, then counts.
-        let mut raw = [0u32; 9];
-        raw[0] = ETHTOOL_GCHANNELS;
-        // SAFETY: raw is a struct ethtool_channels.
-        if !unsafe { self.ioctl(device, "ETHTOOL_GCHANNELS", raw.as_mut_ptr().cast())? } {
+        let Some(raw) = self.nine_words(device, ETHTOOL_GCHANNELS, "ETHTOOL_GCHANNELS")? else {
             return Ok(None);
-        }
+        };
         Ok(Some(Channels {
             rx_max: raw[1],
             tx_max: raw[2],

@@ -6,6 +6,8 @@
 //! Probes read the host through [`host::Host`], a root directory standing
 //! for `/`, so tests run them on fixture trees captured from real hosts.
 
+pub mod apply;
 pub mod ethtool;
 pub mod host;
 pub mod model;
+pub mod revert;
