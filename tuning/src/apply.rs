@@ -292,3 +292,155 @@ fn roll_back(
     }
     (restored, unrestored)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::settings::memory::Memory;
+    use super::*;
+    use crate::model::Change;
+
+    fn sysctl(name: &str) -> Setting {
+        Setting::Sysctl { name: name.into() }
+    }
+
+    fn finding(id: &str, change: Option<(Setting, &str)>, needs_reboot: bool) -> Finding {
+        Finding {
+            id: id.into(),
+            severity: Severity::Warning,
+            title: format!("{id} title"),
+            evidence: vec![],
+            command: Some(format!("fix {id}")),
+            why: String::new(),
+            change: change.map(|(setting, value)| Change {
+                setting,
+                value: value.into(),
+            }),
+            needs_reboot,
+        }
+    }
+
+    /// Three sysctls a, b, c at "1", each recommended "2".
+    fn three() -> (Vec<Finding>, Memory) {
+        let mut m = Memory::default();
+        let mut findings = vec![];
+        for n in ["a", "b", "c"] {
+            m.values.insert(sysctl(n), "1".into());
+            findings.push(finding(n, Some((sysctl(n), "2")), false));
+        }
+        (findings, m)
+    }
+
+    fn temp_revert_file(tag: &str) -> PathBuf {
+        let p = std::env::temp_dir().join(format!("tgta-unit-{tag}-{}.json", std::process::id()));
+        let _ = std::fs::remove_file(&p);
+        p
+    }
+
+    #[test]
+    fn plan_splits_changes_from_settings_already_set_reboots_and_manual_work() {
+        let (mut findings, mut m) = three();
+        m.values.insert(sysctl("b"), "2".into());
+        findings.push(finding("cmdline.isolcpus", Some((sysctl("x"), "1")), true));
+        findings.push(finding("nic.firmware", None, false));
+        let p = plan(&findings, &[], &m).unwrap();
+        let ids = |steps: &[Step]| steps.iter().map(|s| s.finding.clone()).collect::<Vec<_>>();
+        assert_eq!(ids(&p.steps), ["a", "c"]);
+        assert_eq!(
+            (p.steps[0].old.as_str(), p.steps[0].new.as_str()),
+            ("1", "2")
+        );
+        assert_eq!(ids(&p.already), ["b"]);
+        assert_eq!(p.reboot[0].finding, "cmdline.isolcpus");
+        assert_eq!(p.by_hand[0].finding, "nic.firmware");
+        let text = p.describe(Path::new("/x/revert.json"), true);
+        for want in [
+            "would change 2 setting(s)",
+            "a: sysctl a: 1 -> 2",
+            "would write the revert file /x/revert.json first",
+            "already set: b",
+            "needs a reboot, not made: cmdline.isolcpus",
+            "    fix cmdline.isolcpus",
+            "to do by hand, not made: nic.firmware",
+            "--yes applies",
+        ] {
+            assert!(text.contains(want), "{want:?} missing from:\n{text}");
+        }
+    }
+
+    #[test]
+    fn only_picks_findings_and_names_an_unknown_one() {
+        let (findings, m) = three();
+        let p = plan(&findings, &["b".into()], &m).unwrap();
+        assert_eq!(p.steps.len(), 1);
+        let e = plan(&findings, &["nope".into()], &m)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("--only nope") && e.contains("a, b, c"), "{e}");
+    }
+
+    #[test]
+    fn two_findings_wanting_one_setting_differently_conflict() {
+        let (mut findings, m) = three();
+        findings.push(finding("a2", Some((sysctl("a"), "3")), false));
+        let e = plan(&findings, &[], &m).unwrap_err().to_string();
+        assert!(e.contains("findings a and a2 want sysctl a"), "{e}");
+    }
+
+    #[test]
+    fn an_unreadable_setting_stops_the_plan() {
+        let (mut findings, m) = three();
+        findings.push(finding("gone", Some((sysctl("gone"), "1")), false));
+        let e = plan(&findings, &[], &m).unwrap_err().to_string();
+        assert!(e.contains("cannot read sysctl gone (for gone)"), "{e}");
+    }
+
+    #[test]
+    fn apply_writes_the_revert_file_first_and_logs_each_change() {
+        let (findings, mut m) = three();
+        let file = temp_revert_file("first");
+        m.must_exist = Some(file.clone());
+        let p = plan(&findings, &[], &m).unwrap();
+        let mut logged = vec![];
+        apply(&p, &mut m, &file, "node1", &mut |s| {
+            logged.push(s.finding.clone())
+        })
+        .unwrap();
+        assert_eq!(logged, ["a", "b", "c"]);
+        assert!(m.values.values().all(|v| v == "2"));
+        let rf = RevertFile::load(&file).unwrap();
+        assert_eq!((rf.host.as_str(), rf.changes), ("node1", p.steps.clone()));
+        let e = apply(&p, &mut m, &file, "node1", &mut |_| {}).unwrap_err();
+        assert!(e.to_string().contains("exists already"), "{e}");
+        std::fs::remove_file(&file).unwrap();
+    }
+
+    #[test]
+    fn a_failed_write_rolls_back_what_was_made_in_reverse_order() {
+        let (findings, mut m) = three();
+        m.refuse = Some(sysctl("c"));
+        let file = temp_revert_file("rollback");
+        let p = plan(&findings, &[], &m).unwrap();
+        let mut logged = 0;
+        let e = apply(&p, &mut m, &file, "node1", &mut |_| logged += 1).unwrap_err();
+        let writes: Vec<String> = m.writes.iter().map(|(s, v)| format!("{s}={v}")).collect();
+        assert_eq!(
+            writes,
+            [
+                "sysctl a=2",
+                "sysctl b=2",
+                "sysctl c=2",
+                "sysctl b=1",
+                "sysctl a=1"
+            ]
+        );
+        assert!(m.values.values().all(|v| v == "1"));
+        assert_eq!(logged, 2);
+        let e = e.to_string();
+        assert!(
+            e.contains("could not set sysctl c to \"2\": Invalid argument")
+                && e.contains("rolled back, in reverse order: sysctl b, sysctl a"),
+            "{e}"
+        );
+        std::fs::remove_file(&file).unwrap();
+    }
+}

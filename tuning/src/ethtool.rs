@@ -579,3 +579,63 @@ impl Ethtool for FixtureEthtool {
         Ok(self.device(device)?.rss_indirection.clone())
     }
 }
+
+/// Writes change the fixture in memory, so apply and revert run on fixture
+/// trees; a feature the fixture marks fixed is refused as the kernel does.
+impl EthtoolSet for FixtureEthtool {
+    fn set_feature(&mut self, device: &str, feature: &str, on: bool) -> Result<(), EthtoolError> {
+        let refused = |what: String| EthtoolError::Refused {
+            device: device.to_string(),
+            what,
+        };
+        let f = self
+            .device_mut(device)?
+            .features
+            .iter_mut()
+            .flatten()
+            .find(|f| f.name == feature)
+            .ok_or_else(|| refused(format!("no feature {feature:?}")))?;
+        if !f.changeable {
+            return Err(refused(format!("{feature} is fixed by the driver")));
+        }
+        f.active = on;
+        Ok(())
+    }
+
+    fn set_ring(&mut self, device: &str, ring: &str, size: u32) -> Result<(), EthtoolError> {
+        let r = self.device_mut(device)?.rings.as_mut();
+        match (r, ring) {
+            (Some(r), "rx") => r.rx = size,
+            (Some(r), "tx") => r.tx = size,
+            _ => return Err(fixture_refuses(device, &format!("{ring} ring"))),
+        }
+        Ok(())
+    }
+
+    fn set_combined(&mut self, device: &str, count: u32) -> Result<(), EthtoolError> {
+        match self.device_mut(device)?.channels.as_mut() {
+            Some(c) if count <= c.combined_max => c.combined = count,
+            _ => {
+                return Err(fixture_refuses(
+                    device,
+                    &format!("{count} combined channels"),
+                ))
+            }
+        }
+        Ok(())
+    }
+}
+
+impl FixtureEthtool {
+    fn device_mut(&mut self, device: &str) -> Result<&mut FixtureDevice, EthtoolError> {
+        self.device(device)?;
+        Ok(self.devices.get_mut(device).expect("looked up just above"))
+    }
+}
+
+fn fixture_refuses(device: &str, what: &str) -> EthtoolError {
+    EthtoolError::Refused {
+        device: device.to_string(),
+        what: format!("the fixture does not support {what}"),
+    }
+}

@@ -143,3 +143,78 @@ fn utc_rfc3339(t: SystemTime) -> String {
         rem % 60
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::apply::settings::memory::Memory;
+    use crate::model::Setting;
+
+    fn step(name: &str, old: &str, new: &str) -> Step {
+        Step {
+            finding: format!("sysctl.{name}"),
+            setting: Setting::Sysctl { name: name.into() },
+            old: old.into(),
+            new: new.into(),
+        }
+    }
+
+    #[test]
+    fn revert_restores_last_first_and_names_what_was_back_or_refused() {
+        let file = RevertFile::new(
+            "node1",
+            vec![
+                step("a", "1", "2"),
+                step("b", "1", "2"),
+                step("c", "1", "2"),
+            ],
+        );
+        let mut m = Memory::default();
+        for (n, v) in [("a", "2"), ("b", "1"), ("c", "5")] {
+            m.values
+                .insert(Setting::Sysctl { name: n.into() }, v.into());
+        }
+        m.refuse = Some(Setting::Sysctl { name: "a".into() });
+        let out = revert(&file, &mut m);
+        let names = |v: Vec<&Step>| v.iter().map(|s| s.finding.clone()).collect::<Vec<_>>();
+        assert_eq!(
+            names(out.restored.iter().map(|r| &r.0).collect()),
+            ["sysctl.c"]
+        );
+        assert_eq!(names(out.already.iter().collect()), ["sysctl.b"]);
+        assert_eq!(
+            names(out.failed.iter().map(|r| &r.0).collect()),
+            ["sysctl.a"]
+        );
+        let text = out.describe();
+        for want in [
+            "restored sysctl c: 5 -> 1 (it was 5, not the 2 apply set)",
+            "already back: sysctl b is 1",
+            "NOT restored: sysctl a (to 1): Invalid argument",
+        ] {
+            assert!(text.contains(want), "{want:?} missing from:\n{text}");
+        }
+    }
+
+    #[test]
+    fn a_value_that_does_not_read_back_is_not_restored() {
+        struct Stuck;
+        impl Settings for Stuck {
+            fn read(&self, _: &Setting) -> Result<String, String> {
+                Ok("2".into())
+            }
+            fn write(&mut self, _: &Setting, _: &str) -> Result<(), String> {
+                Ok(())
+            }
+        }
+        let out = revert(&RevertFile::new("n", vec![step("a", "1", "2")]), &mut Stuck);
+        assert_eq!(out.failed[0].1, "wrote \"1\", but it reads back \"2\"");
+    }
+
+    #[test]
+    fn timestamps_are_utc_rfc3339() {
+        let t = |s| utc_rfc3339(SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(s));
+        assert_eq!(t(0), "1970-01-01T00:00:00Z");
+        assert_eq!(t(951_782_400 + 86_399), "2000-02-29T23:59:59Z");
+    }
+}

@@ -183,3 +183,88 @@ fn write_device(
     };
     done.map_err(|e| e.to_string())
 }
+
+/// Settings in memory for unit tests: every write is recorded, and writes
+/// of `refuse` fail as the kernel would refuse them.
+#[cfg(test)]
+pub(crate) mod memory {
+    use super::Settings;
+    use crate::model::Setting;
+    use std::collections::HashMap;
+
+    #[derive(Default)]
+    pub struct Memory {
+        pub values: HashMap<Setting, String>,
+        pub writes: Vec<(Setting, String)>,
+        pub refuse: Option<Setting>,
+        /// Every write checks this file exists (the revert file comes first).
+        pub must_exist: Option<std::path::PathBuf>,
+    }
+
+    impl Settings for Memory {
+        fn read(&self, s: &Setting) -> Result<String, String> {
+            self.values.get(s).cloned().ok_or_else(|| format!("no {s}"))
+        }
+
+        fn write(&mut self, s: &Setting, v: &str) -> Result<(), String> {
+            if let Some(p) = &self.must_exist {
+                assert!(
+                    p.exists(),
+                    "{s} written before the revert file {}",
+                    p.display()
+                );
+            }
+            self.writes.push((s.clone(), v.to_string()));
+            if self.refuse.as_ref() == Some(s) {
+                return Err("Invalid argument".into());
+            }
+            self.values.insert(s.clone(), v.to_string());
+            Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ethtool::FixtureEthtool;
+
+    #[test]
+    fn sysctl_names_map_to_proc_sys_with_slashes_for_dots() {
+        assert_eq!(
+            sysctl_path("net.ipv4.conf.eth0/100.rp_filter").unwrap(),
+            PathBuf::from("net/ipv4/conf/eth0.100/rp_filter")
+        );
+        for bad in ["net..core", "net.//.x", ".net", "net.core."] {
+            assert!(sysctl_path(bad).is_err(), "{bad}");
+        }
+        assert!(device_name("../x").is_err() && device_name("..").is_err());
+    }
+
+    #[test]
+    fn files_are_read_without_their_newline_and_written_whole() {
+        let root = std::env::temp_dir().join(format!("tgta-settings-{}", std::process::id()));
+        let dir = root.join("proc/sys/net/core");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("somaxconn"), "4096\n").unwrap();
+        let mut s = HostSettings::new(Host::at(&root), FixtureEthtool::default());
+        let somaxconn = Setting::Sysctl {
+            name: "net.core.somaxconn".into(),
+        };
+        assert_eq!(s.read(&somaxconn).unwrap(), "4096");
+        s.write(&somaxconn, "65535").unwrap();
+        assert_eq!(s.read(&somaxconn).unwrap(), "65535");
+        let missing = Setting::ThreadedNapi {
+            device: "eth9".into(),
+        };
+        let e = s.read(&missing).unwrap_err();
+        assert!(e.contains("sys/class/net/eth9/threaded"), "{e}");
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn values_differing_in_white_space_are_the_same() {
+        assert!(same_value("4096\t131072\t6291456", "4096 131072 6291456"));
+        assert!(!same_value("0-3", "0,1,2,3"));
+    }
+}
