@@ -9,7 +9,7 @@ use crate::apply::Step;
 use serde::{Deserialize, Serialize};
 use std::fmt::Write as _;
 use std::io::Write as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 /// The record of one `apply`, as JSON.
@@ -57,6 +57,16 @@ impl RevertFile {
         serde_json::from_str(&text)
             .map_err(|e| format!("{} is not a tollgate revert file: {e}", path.display()))
     }
+}
+
+/// Where `apply` writes the revert file unless told: the node's state
+/// directory, named by the time (`revert-20261201T094000Z.json`).
+pub fn default_file() -> PathBuf {
+    let stamp: String = utc_rfc3339(SystemTime::now())
+        .chars()
+        .filter(|c| !matches!(c, '-' | ':'))
+        .collect();
+    PathBuf::from(format!("/var/lib/tollgate/tune/revert-{stamp}.json"))
 }
 
 /// What `revert` did with each change of the file.
