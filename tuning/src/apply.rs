@@ -208,9 +208,9 @@ impl Plan {
             }
             let _ = writeln!(
                 s,
-                "{} the revert file {} first (`tollgate tune revert {0}` undoes it all)",
+                "{} the revert file {path} first (`tollgate tune revert {path}` undoes it all)",
                 if dry_run { "would write" } else { "writing" },
-                revert_file.display()
+                path = revert_file.display()
             );
         }
         for st in &self.already {
@@ -356,7 +356,7 @@ mod tests {
         for want in [
             "would change 2 setting(s)",
             "a: sysctl a: 1 -> 2",
-            "would write the revert file /x/revert.json first",
+            "would write the revert file /x/revert.json first (`tollgate tune revert /x/revert.json` undoes",
             "already set: b",
             "needs a reboot, not made: cmdline.isolcpus",
             "    fix cmdline.isolcpus",
