@@ -200,11 +200,8 @@ impl Plan {
         } else {
             let _ = writeln!(s, "{verb} {} setting(s):", self.steps.len());
             for st in &self.steps {
-                let _ = writeln!(
-                    s,
-                    "  {}: {}: {} -> {}",
-                    st.finding, st.setting, st.old, st.new
-                );
+                let (old, new) = (shown(&st.old), shown(&st.new));
+                let _ = writeln!(s, "  {}: {}: {old} -> {new}", st.finding, st.setting);
             }
             let _ = writeln!(
                 s,
@@ -235,6 +232,15 @@ impl Plan {
             s.push_str("dry run: nothing was changed; --yes applies\n");
         }
         s
+    }
+}
+
+/// A value as the plan prints it: an empty one as `""`.
+fn shown(value: &str) -> &str {
+    if value.is_empty() {
+        "\"\""
+    } else {
+        value
     }
 }
 
