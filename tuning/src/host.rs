@@ -93,7 +93,7 @@ impl Host {
             })?;
             names.push(entry.file_name().to_string_lossy().into_owned());
         }
-        names.sort_by(|a, b| natural(a).cmp(&natural(b)));
+        names.sort_by_key(|n| natural(n));
         Ok(names)
     }
 

@@ -10,4 +10,8 @@ pub mod apply;
 pub mod ethtool;
 pub mod host;
 pub mod model;
+pub mod plan;
+pub mod probe;
+pub mod report;
 pub mod revert;
+pub mod topology;
