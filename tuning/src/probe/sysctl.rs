@@ -285,4 +285,27 @@ mod tests {
         assert!(!covers(&r, 29999, 40000));
         assert!(parse_port_ranges("1-x").unwrap_err().contains("\"1-x\""));
     }
+
+    #[test]
+    fn rp_filter_is_the_larger_of_all_and_the_interface() {
+        let dir = std::env::temp_dir().join(format!("tgtu-rp-{}", std::process::id()));
+        let host = Host::at(&dir);
+        let set = |name: &str, v: &str| {
+            let path = host.path(&sysctl_path(name));
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, v).unwrap();
+        };
+        for (all, dev, strict) in [
+            ("1", "0", true),
+            ("2", "1", false),
+            ("0", "1", true),
+            ("0", "0", false),
+        ] {
+            set("net.ipv4.conf.all.rp_filter", all);
+            set("net.ipv4.conf.x.rp_filter", dev);
+            let f = rp_filter(&host, "x").unwrap().unwrap();
+            assert_eq!(f.change.is_some(), strict, "all {all}, x {dev}: {f:?}");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }
