@@ -1,6 +1,6 @@
 //! `tollgate`: the single binary of a Tollgate node. Subcommands exist only
 //! once they work: `run`, `dataplane`, `controlplane`, `ctl`, `cdr`, `bench`,
-//! `check-config`.
+//! `tune`, `check-config`.
 
 mod b2bua;
 mod cdrs;
@@ -14,6 +14,7 @@ mod regshare;
 mod sipserver;
 mod siptransport;
 mod supervisor;
+mod tune;
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
@@ -93,6 +94,20 @@ enum Command {
     Bench {
         #[command(subcommand)]
         what: BenchCommand,
+    },
+    /// Tune this host for media: report (NICs, IRQs, NUMA, cores,
+    /// hugepages, offloads, sysctls), apply the safe changes, revert them.
+    Tune {
+        /// The node's config: its data-plane cores, media interfaces and
+        /// port range are what the report checks.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Read this tree, laid out like / (a fixture captured from another
+        /// host), instead of this host: for `report` and dry runs.
+        #[arg(long, value_name = "DIR")]
+        root: Option<PathBuf>,
+        #[command(subcommand)]
+        command: tune::TuneCommand,
     },
     /// Validate a configuration file and print the effective configuration.
     CheckConfig { file: PathBuf },
@@ -299,6 +314,11 @@ fn run(cli: Cli) -> Result<()> {
             tollgate_bench::media::main(&args, command, stop_on_signals()?)?;
             Ok(())
         }
+        Command::Tune {
+            config,
+            root,
+            command,
+        } => tune::run(&load(config.as_deref())?, root.as_deref(), command),
         Command::CheckConfig { file } => {
             let cfg = Config::load(&file)?;
             println!("{}: valid", file.display());
