@@ -385,7 +385,7 @@ fn record(
         traffic: &m.traffic,
         usage: m.usage.clone(),
         wall_ns: m.wall.as_nanos() as u64,
-        relay_cores: c.relay.len(),
+        relay_cores: &c.relay,
         processes: m.processes,
         relayed,
         floor: m.floor,
@@ -662,6 +662,13 @@ fn notes(runs: &[RunRecord], summary: &[Summary]) -> Vec<String> {
                 .is_some_and(|x| x.uncounted_pct > CONTENDED_PCT)
     }) {
         notes.push(format!("in some runs over {CONTENDED_PCT} % of the relay cores' time went to work not counted (UNCNT %: other processes, ksoftirqd, interrupts): the relay competed for its cores, which inflates its cost"));
+    }
+    if runs.iter().any(|r| {
+        r.cross_check
+            .as_ref()
+            .is_some_and(|x| x.uncounted_ns < -(x.tolerance_ns as i64))
+    }) {
+        notes.push("in some runs the counted CPU exceeds the relay cores' busy time in /proc/stat (negative UNCNT %) by more than even tick sampling explains: /proc/stat samples busy time at the tick, and a tickless core woken for every packet is mostly idle at the tick, so it under-counts; the task clocks counted are exact, and the tasks' pinning to the relay cores is checked".into());
     }
     if runs.iter().any(|r| r.system == "tollgate-xdp") {
         notes.push("on veth, native XDP still pays an skb-to-xdp_buff conversion and the redirect into the peer veth; real NICs gain more".into());
