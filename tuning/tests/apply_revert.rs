@@ -255,3 +255,47 @@ fn a_write_the_kernel_refuses_half_way_rolls_back_what_was_made() {
     assert_eq!(RevertFile::load(&file).unwrap().changes.len(), 4);
     std::fs::remove_file(&file).unwrap();
 }
+
+/// The bare-metal fixture, copied so that apply may write its files.
+fn metal_copy() -> PathBuf {
+    let from = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/metal");
+    let to = std::env::temp_dir().join(format!("tgta-metal-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&to);
+    run(&["cp", "-a", from.to_str().unwrap(), to.to_str().unwrap()]);
+    to
+}
+
+#[test]
+fn on_a_fixture_host_apply_settles_what_the_report_asks_and_revert_brings_back_the_same_report() {
+    use tollgate_tuning::ethtool::FixtureEthtool;
+    use tollgate_tuning::probe::NodeSpec;
+    use tollgate_tuning::report;
+    let root = metal_copy();
+    let host = Host::at(&root);
+    let spec = NodeSpec {
+        interfaces: vec!["eth1".into()],
+        worker_cores: None,
+        media_ports: (30000, 40000),
+    };
+    let mut s = HostSettings::new(host.clone(), FixtureEthtool::load(&host).unwrap());
+    let text = |s: &HostSettings<FixtureEthtool>| {
+        report::text(&report::build(&host, s.ethtool(), &spec).unwrap())
+    };
+    let before = report::build(&host, s.ethtool(), &spec).unwrap();
+    let plan = apply::plan(&before.findings, &[], &s).unwrap();
+    assert!(plan.steps.len() >= 10, "{plan:?}");
+    let file = root.join("revert.json");
+    apply::apply(&plan, &mut s, &file, "metal", &mut |_| {}).unwrap();
+    let after = report::build(&host, s.ethtool(), &spec).unwrap();
+    let again = apply::plan(&after.findings, &[], &s).unwrap();
+    assert!(
+        again.steps.is_empty(),
+        "the report still asks for {:?}",
+        again.steps
+    );
+    let outcome = revert::revert(&RevertFile::load(&file).unwrap(), &mut s);
+    assert!(outcome.failed.is_empty(), "{}", outcome.describe());
+    assert_eq!(outcome.restored.len(), plan.steps.len());
+    assert_eq!(text(&s), report::text(&before));
+    std::fs::remove_dir_all(&root).unwrap();
+}

@@ -47,6 +47,11 @@ impl<E: Ethtool + EthtoolSet> HostSettings<E> {
         HostSettings { host, ethtool }
     }
 
+    /// The ethtool it writes through (a fixture's holds the writes).
+    pub fn ethtool(&self) -> &E {
+        &self.ethtool
+    }
+
     /// The file holding `setting`, or None for the ethtool settings.
     fn file(&self, setting: &Setting) -> Result<Option<PathBuf>, String> {
         Ok(Some(match setting {
