@@ -32,12 +32,15 @@ impl RevertFile {
         }
     }
 
-    /// Writes the file at `path` and syncs it; refuses to replace one.
+    /// Writes the file at `path` and syncs it and its directory, so it
+    /// survives a crash during the changes; refuses to replace one.
     pub fn create(&self, path: &Path) -> Result<(), String> {
         let json = serde_json::to_string_pretty(self).map_err(|e| e.to_string())?;
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
-        }
+        let dir = path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
         let mut f = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
@@ -49,6 +52,7 @@ impl RevertFile {
         f.write_all(json.as_bytes())
             .and_then(|()| f.write_all(b"\n"))
             .and_then(|()| f.sync_all())
+            .and_then(|()| std::fs::File::open(dir)?.sync_all())
             .map_err(|e| e.to_string())
     }
 

@@ -1,7 +1,9 @@
 //! `tune apply` and `tune revert` on a veth pair in a network namespace
 //! this test makes (names `tgta*`): every value the round trip touches is
 //! restored, a write the kernel refuses half-way rolls back what was made,
-//! and reverting again says the values are already back. The host's own
+//! reverting again says the values are already back, and a feature the
+//! driver fixes is refused by name. On a copy of the bare-metal fixture,
+//! everything the report recommends is applied and reverted. The host's own
 //! settings are never written: apply runs on a thread that entered the
 //! namespace, with a sysfs mounted there (in a private mount namespace) so
 //! /sys/class/net shows the namespace's devices, and /proc/sys/net opened
@@ -298,4 +300,20 @@ fn on_a_fixture_host_apply_settles_what_the_report_asks_and_revert_brings_back_t
     assert_eq!(outcome.restored.len(), plan.steps.len());
     assert_eq!(text(&s), report::text(&before));
     std::fs::remove_dir_all(&root).unwrap();
+}
+
+#[test]
+fn a_feature_the_driver_fixes_is_refused_by_name_and_left_as_it_was() {
+    let ns = Netns::new("fx");
+    let lo = Setting::Feature {
+        device: "tgta0".into(),
+        feature: "loopback".into(),
+    };
+    let (err, after) = ns.enter(|host| {
+        let mut s = HostSettings::new(host.clone(), SysEthtool::new().unwrap());
+        let err = s.write(&lo, "on").unwrap_err();
+        (err, s.read(&lo).unwrap())
+    });
+    assert_eq!(err, "tgta0: loopback is fixed by the driver");
+    assert_eq!(after, "off");
 }
