@@ -35,7 +35,13 @@ pub fn build(host: &Host, ethtool: &dyn Ethtool, spec: &NodeSpec) -> Result<Repo
     nic_nodes.sort_unstable();
     nic_nodes.dedup();
     let mut findings: Vec<Finding> = nics.iter().flat_map(|n| nic::findings(n, &plan)).collect();
-    findings.extend(cpu::findings(host, &topo, &workers, &nic_nodes)?);
+    findings.extend(cpu::findings(
+        host,
+        &topo,
+        &workers,
+        &nic_nodes,
+        &plan.worker_cores,
+    )?);
     findings.extend(memory::findings(host, &nic_nodes)?);
     findings.extend(sysctl::findings(host, spec, &interfaces)?);
     findings.extend(services::findings(host)?);

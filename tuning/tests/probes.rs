@@ -159,8 +159,9 @@ fn nic_findings_metal() {
 
 #[test]
 fn nic_inspect_and_findings_vm() {
-    let (_, nic, _, plan) = setup("vm", "eth0");
+    let (host, nic, _, plan) = setup("vm", "eth0");
     assert_eq!(nic.driver_name(), Some("virtio_net"));
+    assert_eq!(nic::interfaces(&host, &NodeSpec::default()).unwrap(), vec!["eth0"]);
     // Found through the device link (virtio0) and its driver link.
     assert_eq!(nic.sysfs_driver.as_deref(), Some("virtio_net"));
     assert_eq!(
@@ -222,7 +223,7 @@ fn plan_vm_uses_the_one_core_besides_core0() {
 #[test]
 fn cpu_findings_metal_for_the_plan_and_for_bad_cores() {
     let (host, _, topo, plan) = setup("metal", "eth1");
-    let f = cpu::findings(&host, &topo, &plan.worker_cores, &[0]).unwrap();
+    let f = cpu::findings(&host, &topo, &plan.worker_cores, &[0], &plan.worker_cores).unwrap();
     for id in ["cpu.isolcpus", "cpu.nohz_full", "cpu.smt", "cpu.numa"] {
         assert_eq!(get(&f, id).severity, Severity::Ok, "{id}");
     }
@@ -236,7 +237,7 @@ fn cpu_findings_metal_for_the_plan_and_for_bad_cores() {
     assert!(get(&f, "cpu.cstates").evidence[0].contains("C6 exit latency 133"));
     assert!(!f.iter().any(|f| f.id == "cpu.core0"));
 
-    let bad = cpu::findings(&host, &topo, &[0, 4, 12], &[0]).unwrap();
+    let bad = cpu::findings(&host, &topo, &[0, 4, 12], &[0], &plan.worker_cores).unwrap();
     assert_eq!(
         get(&bad, "cpu.smt").title,
         "data-plane cores share physical cores: 4+12"
@@ -248,12 +249,19 @@ fn cpu_findings_metal_for_the_plan_and_for_bad_cores() {
     assert_eq!(get(&bad, "cpu.isolcpus").severity, Severity::Warning);
     assert!(get(&bad, "cpu.isolcpus").needs_reboot);
     assert_eq!(get(&bad, "cpu.core0").severity, Severity::Advice);
+    for id in ["cpu.smt", "cpu.numa", "cpu.core0"] {
+        assert_eq!(
+            get(&bad, id).command.as_deref(),
+            Some("[dataplane] cores = [1, 2, 3]"),
+            "{id}"
+        );
+    }
 }
 
 #[test]
 fn cpu_findings_vm() {
     let (host, _, topo, _) = setup("vm", "eth0");
-    let f = cpu::findings(&host, &topo, &[1], &[]).unwrap();
+    let f = cpu::findings(&host, &topo, &[1], &[], &[1]).unwrap();
     let iso = get(&f, "cpu.isolcpus");
     assert_eq!((iso.severity, iso.needs_reboot), (Severity::Warning, true));
     assert!(iso

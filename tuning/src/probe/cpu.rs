@@ -12,14 +12,17 @@ use crate::topology::Topology;
 const MAX_EXIT_LATENCY_US: i64 = 10;
 
 /// Findings about `workers`, the data plane's cores; `nic_nodes` are the
-/// NUMA nodes of the media NICs (empty when unknown).
+/// NUMA nodes of the media NICs (empty when unknown); `planned` are the
+/// plan's worker cores, which the commands suggest instead.
 pub fn findings(
     host: &Host,
     topo: &Topology,
     workers: &[usize],
     nic_nodes: &[usize],
+    planned: &[usize],
 ) -> Result<Vec<Finding>, ProbeError> {
     let list = format_cpu_list(workers);
+    let use_plan = format!("[dataplane] cores = {planned:?}");
     let mut out: Vec<Finding> = [
         ("isolcpus", &topo.isolcpus, Severity::Warning, WHY_ISOLCPUS),
         ("nohz_full", &topo.nohz_full, Severity::Advice, WHY_NOHZ),
@@ -30,8 +33,12 @@ pub fn findings(
     .collect();
     out.push(governor(host, workers, &list)?);
     out.push(cstates(host, workers, &list)?);
-    out.push(smt(topo, workers));
-    out.push(numa(topo, workers, nic_nodes));
+    for mut f in [smt(topo, workers), numa(topo, workers, nic_nodes)] {
+        if f.severity != Severity::Ok {
+            f.command = Some(use_plan.clone());
+        }
+        out.push(f);
+    }
     if workers.contains(&0) {
         let f = finding(
             "cpu.core0",
@@ -42,7 +49,7 @@ pub fn findings(
         out.push(with(
             f,
             vec![format!("data-plane cores: {list}")],
-            Some("[dataplane] cores = [...] without 0".into()),
+            Some(use_plan),
             None,
         ));
     }
@@ -264,7 +271,7 @@ fn smt(topo: &Topology, workers: &[usize]) -> Finding {
     with(
         finding("cpu.smt", Severity::Warning, title, WHY_SMT),
         evidence,
-        Some("[dataplane] cores = the plan's".into()),
+        None,
         None,
     )
 }
@@ -335,7 +342,7 @@ fn numa(topo: &Topology, workers: &[usize], nic_nodes: &[usize]) -> Finding {
     with(
         finding("cpu.numa", Severity::Warning, title, WHY_NUMA),
         evidence,
-        Some("[dataplane] cores = the plan's".into()),
+        None,
         None,
     )
 }

@@ -102,7 +102,11 @@ fn node_finding(pools: &[Hugepages], node: Option<usize>, nic_nodes: &[usize]) -
             None,
         );
     }
-    let title = format!("{name} has no hugepages and a media NIC uses it");
+    let title = if nic_nodes.is_empty() {
+        format!("{name} has no hugepages (the media NICs' node is unknown)")
+    } else {
+        format!("{name} has no hugepages and a media NIC uses it")
+    };
     let f = finding(id, Severity::Advice, title, WHY);
     match node {
         Some(_) => {

@@ -26,8 +26,8 @@ pub enum ProbeError {
 /// What the node is meant to run, as the probes need it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeSpec {
-    /// The media interfaces (XDP and relay traffic); empty: every
-    /// non-loopback device in /sys/class/net.
+    /// The media interfaces (XDP and relay traffic); empty: every device
+    /// in /sys/class/net backed by a NIC (one with a `device` link).
     pub interfaces: Vec<String>,
     /// The data plane's worker cores as configured; None: the plan's.
     pub worker_cores: Option<Vec<usize>>,

@@ -85,7 +85,8 @@ impl Nic {
     }
 }
 
-/// The devices to inspect: the spec's, or every non-loopback device.
+/// The devices to inspect: the spec's, or every device backed by a NIC
+/// (one with a `device` link: not lo, bridges, veths or tunnels).
 pub fn interfaces(host: &Host, spec: &NodeSpec) -> Result<Vec<String>, HostError> {
     if !spec.interfaces.is_empty() {
         return Ok(spec.interfaces.clone());
@@ -93,7 +94,7 @@ pub fn interfaces(host: &Host, spec: &NodeSpec) -> Result<Vec<String>, HostError
     Ok(host
         .list("/sys/class/net")?
         .into_iter()
-        .filter(|n| n != "lo" && !n.starts_with("bonding_"))
+        .filter(|n| host.exists(&format!("/sys/class/net/{n}/device")))
         .collect())
 }
 
@@ -396,6 +397,9 @@ struct Offload {
     want: bool,
     severity: Severity,
     why: &'static str,
+    /// What to do when the driver holds it in the wrong state; None: a
+    /// device that cannot change it (no checksum offload) is not reported.
+    fixed: Option<&'static str>,
 }
 
 const OFFLOADS: &[Offload] = &[
@@ -406,6 +410,7 @@ const OFFLOADS: &[Offload] = &[
         severity: Severity::Warning,
         why: "LRO merges packets in the NIC: a relay must forward them as sent, and native XDP will not attach \
               while it is on.",
+        fixed: Some("the driver holds it on: turn LRO/RSC off in the NIC's firmware or driver module options"),
     },
     Offload {
         feature: "rx-gro-hw",
@@ -414,6 +419,7 @@ const OFFLOADS: &[Offload] = &[
         severity: Severity::Warning,
         why: "Hardware GRO merges packets before XDP sees them; drivers (bnxt_en, mlx5_core, qede, virtio_net) \
               refuse XDP while it is on.",
+        fixed: Some("the driver holds it on: on virtio_net give the guest control of its offloads (QEMU: -device virtio-net-pci,ctrl_guest_offloads=on) or turn them off on the host (guest_tso4=off,guest_tso6=off,guest_ecn=off,guest_ufo=off)"),
     },
     Offload {
         feature: "rx-udp-gro-forwarding",
@@ -421,6 +427,7 @@ const OFFLOADS: &[Offload] = &[
         want: false,
         severity: Severity::Advice,
         why: "Merging forwarded UDP into super-packets delays RTP until a batch is full and adds jitter.",
+        fixed: None,
     },
     Offload {
         feature: "rx-checksum",
@@ -428,6 +435,7 @@ const OFFLOADS: &[Offload] = &[
         want: true,
         severity: Severity::Advice,
         why: "Without receive checksum offload the kernel sums every UDP packet on the socket path in software.",
+        fixed: None,
     },
     Offload {
         feature: "tx-checksum-ip-generic",
@@ -435,6 +443,7 @@ const OFFLOADS: &[Offload] = &[
         want: true,
         severity: Severity::Advice,
         why: "Without transmit checksum offload every relayed packet is summed in software on the socket path.",
+        fixed: None,
     },
 ];
 
@@ -498,7 +507,7 @@ fn offloads(nic: &Nic) -> Vec<Finding> {
 fn offload(nic: &Nic, o: &Offload) -> Option<Finding> {
     let dev = &nic.name;
     let f = nic.feature(o.feature)?;
-    if f.active == o.want || (!f.changeable && !f.active && o.want) {
+    if f.active == o.want || (!f.changeable && o.fixed.is_none()) {
         return None;
     }
     let word = |b: bool| if b { "on" } else { "off" };
@@ -515,9 +524,10 @@ fn offload(nic: &Nic, o: &Offload) -> Option<Finding> {
         },
         value: word(o.want).to_string(),
     });
-    let command = f
-        .changeable
-        .then(|| format!("ethtool -K {dev} {} {}", o.cli, word(o.want)));
+    let command = match o.fixed {
+        Some(hint) if !f.changeable => hint.to_string(),
+        _ => format!("ethtool -K {dev} {} {}", o.cli, word(o.want)),
+    };
     let title = format!(
         "{dev}: {} is {}, should be {}",
         o.feature,
@@ -532,7 +542,7 @@ fn offload(nic: &Nic, o: &Offload) -> Option<Finding> {
             o.why,
         ),
         evidence,
-        command,
+        Some(command),
         change,
     ))
 }
@@ -764,7 +774,61 @@ fn threaded_napi(nic: &Nic) -> Option<Finding> {
 
 #[cfg(test)]
 mod tests {
-    use super::queue_of;
+    use super::*;
+
+    fn nic_with(features: &[(&str, bool, bool)]) -> Nic {
+        let features = features
+            .iter()
+            .map(|&(name, active, changeable)| Feature {
+                name: name.into(),
+                active,
+                changeable,
+            })
+            .collect();
+        Nic {
+            name: "eth9".into(),
+            driver: None,
+            sysfs_driver: Some("virtio_net".into()),
+            numa_node: None,
+            speed_mbps: None,
+            rx_queues: 1,
+            tx_queues: 1,
+            channels: None,
+            rings: None,
+            features: Some(features),
+            udp4_hash: None,
+            rss_indirection: None,
+            irqs: Vec::new(),
+            threaded: None,
+        }
+    }
+
+    #[test]
+    fn a_fixed_offload_gets_a_hint_not_a_change_and_a_missing_one_is_not_reported() {
+        let nic = nic_with(&[
+            ("rx-gro-hw", true, false),
+            ("tx-checksum-ip-generic", false, false),
+        ]);
+        let f = offloads(&nic);
+        let gro = f
+            .iter()
+            .find(|f| f.id == "nic.feature.rx-gro-hw.eth9")
+            .unwrap();
+        assert!(gro.change.is_none());
+        assert!(
+            gro.command
+                .as_deref()
+                .unwrap()
+                .contains("ctrl_guest_offloads=on"),
+            "{gro:?}"
+        );
+        assert!(!f.iter().any(|f| f.id.contains("tx-checksum")), "{f:?}");
+        let changeable = offloads(&nic_with(&[("rx-gro-hw", true, true)]));
+        assert_eq!(
+            changeable[0].command.as_deref(),
+            Some("ethtool -K eth9 rx-gro-hw off")
+        );
+    }
 
     #[test]
     fn irq_names_map_to_queues_of_their_device_only() {
