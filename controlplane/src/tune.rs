@@ -159,8 +159,8 @@ fn apply(
         return Ok(());
     }
     let mut log = |s: &Step| {
-        println!("changed {}: {} -> {}", s.setting, s.old, s.new);
-        tracing::info!(finding = %s.finding, setting = %s.setting, old = %s.old, new = %s.new, "tune: changed");
+        let (old, new) = (apply::shown(&s.old), apply::shown(&s.new));
+        tracing::info!(finding = %s.finding, setting = %s.setting, old = %old, new = %new, "tune: changed");
     };
     apply::apply(&plan, &mut *settings, &revert_file, &hostname(), &mut log)?;
     println!(

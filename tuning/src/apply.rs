@@ -235,8 +235,8 @@ impl Plan {
     }
 }
 
-/// A value as the plan prints it: an empty one as `""`.
-fn shown(value: &str) -> &str {
+/// A value as apply and revert print it: an empty one as `""`.
+pub fn shown(value: &str) -> &str {
     if value.is_empty() {
         "\"\""
     } else {

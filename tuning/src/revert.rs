@@ -5,7 +5,7 @@
 //! restored.
 
 use crate::apply::settings::{same_value, Settings};
-use crate::apply::Step;
+use crate::apply::{shown, Step};
 use serde::{Deserialize, Serialize};
 use std::fmt::Write as _;
 use std::io::Write as _;
@@ -120,15 +120,30 @@ impl Outcome {
             let note = if same_value(was, &st.new) {
                 String::new()
             } else {
-                format!(" (it was {was}, not the {} apply set)", st.new)
+                format!(
+                    " (it was {}, not the {} apply set)",
+                    shown(was),
+                    shown(&st.new)
+                )
             };
-            let _ = writeln!(s, "restored {}: {} -> {}{note}", st.setting, was, st.old);
+            let _ = writeln!(
+                s,
+                "restored {}: {} -> {}{note}",
+                st.setting,
+                shown(was),
+                shown(&st.old)
+            );
         }
         for st in &self.already {
-            let _ = writeln!(s, "already back: {} is {}", st.setting, st.old);
+            let _ = writeln!(s, "already back: {} is {}", st.setting, shown(&st.old));
         }
         for (st, why) in &self.failed {
-            let _ = writeln!(s, "NOT restored: {} (to {}): {why}", st.setting, st.old);
+            let _ = writeln!(
+                s,
+                "NOT restored: {} (to {}): {why}",
+                st.setting,
+                shown(&st.old)
+            );
         }
         s
     }
