@@ -12,8 +12,10 @@ use std::path::{Path, PathBuf};
 pub enum HostError {
     #[error("cannot read {path}: {source}")]
     Read { path: PathBuf, source: io::Error },
+    /// What is there (or is missing where it is required) is not what it
+    /// should be.
     #[error("{path}: {what}")]
-    Parse { path: PathBuf, what: String },
+    Invalid { path: PathBuf, what: String },
 }
 
 /// The machine being inspected, seen from `root`.
@@ -57,7 +59,7 @@ impl Host {
         let Some(s) = self.read(path)? else {
             return Ok(None);
         };
-        let n: i64 = s.parse().map_err(|_| HostError::Parse {
+        let n: i64 = s.parse().map_err(|_| HostError::Invalid {
             path: self.path(path),
             what: format!("{s:?} is not a number"),
         })?;
@@ -71,7 +73,7 @@ impl Host {
         };
         parse_cpu_list(&s)
             .map(Some)
-            .map_err(|what| HostError::Parse {
+            .map_err(|what| HostError::Invalid {
                 path: self.path(path),
                 what,
             })

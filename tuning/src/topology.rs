@@ -54,7 +54,7 @@ impl Topology {
         let cmdline = host.read("/proc/cmdline")?.unwrap_or_default();
         let path = host.path("/proc/cmdline");
         let param = |key: &str| {
-            cmdline_cpus(&cmdline, key).map_err(|what| HostError::Parse {
+            cmdline_cpus(&cmdline, key).map_err(|what| HostError::Invalid {
                 path: path.clone(),
                 what,
             })

@@ -130,7 +130,7 @@ const WHY_RESERVED: &str = "Outgoing connections (databases, SIP over TCP, DNS) 
 fn reserved_ports(host: &Host, (lo, hi): (u16, u16)) -> Result<Finding, ProbeError> {
     let id = format!("sysctl.{RESERVED}");
     let now = read(host, RESERVED)?.unwrap_or_default();
-    let ranges = parse_port_ranges(&now).map_err(|what| crate::host::HostError::Parse {
+    let ranges = parse_port_ranges(&now).map_err(|what| crate::host::HostError::Invalid {
         path: host.path(&sysctl_path(RESERVED)),
         what,
     })?;

@@ -108,7 +108,7 @@ pub fn inspect(host: &Host, ethtool: &dyn Ethtool, dev: &str) -> Result<Nic, Pro
     let sys = format!("/sys/class/net/{dev}");
     if !host.exists(&sys) {
         let what = "no such network interface".to_string();
-        return Err(HostError::Parse {
+        return Err(HostError::Invalid {
             path: host.path(&sys),
             what,
         }
