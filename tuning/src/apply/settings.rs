@@ -268,6 +268,58 @@ mod tests {
     }
 
     #[test]
+    fn device_settings_go_through_ethtool_by_the_kernel_or_ethtool_8_name() {
+        use crate::ethtool::{Channels, Feature, FixtureDevice, Rings};
+        let feature = |name: &str, changeable| Feature {
+            name: name.into(),
+            active: true,
+            changeable,
+        };
+        let dev = FixtureDevice {
+            features: Some(vec![feature("rx-gro", true), feature("rx-lro", false)]),
+            rings: Some(Rings {
+                rx: 512,
+                rx_max: 4096,
+                tx: 512,
+                tx_max: 4096,
+            }),
+            channels: Some(Channels {
+                rx: 0,
+                rx_max: 0,
+                tx: 0,
+                tx_max: 0,
+                combined: 2,
+                combined_max: 4,
+            }),
+            ..FixtureDevice::default()
+        };
+        let mut ethtool = FixtureEthtool::default();
+        ethtool.devices.insert("eth1".into(), dev);
+        let mut s = HostSettings::new(Host::at("/nonexistent"), ethtool);
+        let feat = |f: &str| Setting::Feature {
+            device: "eth1".into(),
+            feature: f.into(),
+        };
+        s.write(&feat("generic-receive-offload"), "off").unwrap();
+        assert_eq!(s.read(&feat("rx-gro")).unwrap(), "off");
+        let e = s.write(&feat("large-receive-offload"), "off").unwrap_err();
+        assert_eq!(e, "eth1: rx-lro is fixed by the driver");
+        let e = s.write(&feat("rx-gro"), "yes").unwrap_err();
+        assert!(e.contains("neither \"on\" nor \"off\""), "{e}");
+        let rx = Setting::Ring {
+            device: "eth1".into(),
+            ring: "rx".into(),
+        };
+        s.write(&rx, "4096").unwrap();
+        assert_eq!(s.read(&rx).unwrap(), "4096");
+        let channels = Setting::Channels {
+            device: "eth1".into(),
+        };
+        assert!(s.write(&channels, "8").is_err());
+        assert_eq!(s.read(&channels).unwrap(), "2");
+    }
+
+    #[test]
     fn values_differing_in_white_space_are_the_same() {
         assert!(same_value("4096\t131072\t6291456", "4096 131072 6291456"));
         assert!(!same_value("0-3", "0,1,2,3"));
