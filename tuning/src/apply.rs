@@ -74,6 +74,8 @@ pub enum ApplyError {
 /// A write `apply` could not make, and how the rollback went.
 #[derive(Debug)]
 pub struct WriteFailure {
+    /// The finding whose change failed (`--only` can leave it out).
+    pub finding: String,
     pub failed: Setting,
     pub value: String,
     pub why: String,
@@ -88,8 +90,8 @@ impl std::fmt::Display for WriteFailure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "could not set {} to {:?}: {}; ",
-            self.failed, self.value, self.why
+            "could not set {} to {:?} (for {}): {}; ",
+            self.failed, self.value, self.finding, self.why
         )?;
         if self.restored.is_empty() {
             f.write_str("nothing had been changed before it")?;
@@ -268,6 +270,7 @@ pub fn apply(
         if let Err(why) = settings.write(&step.setting, &step.new) {
             let (restored, unrestored) = roll_back(&plan.steps[..i], step, settings);
             return Err(ApplyError::Write(Box::new(WriteFailure {
+                finding: step.finding.clone(),
                 failed: step.setting.clone(),
                 value: step.new.clone(),
                 why,
@@ -443,7 +446,7 @@ mod tests {
         assert_eq!(logged, 2);
         let e = e.to_string();
         assert!(
-            e.contains("could not set sysctl c to \"2\": Invalid argument")
+            e.contains("could not set sysctl c to \"2\" (for c): Invalid argument")
                 && e.contains("rolled back, in reverse order: sysctl b, sysctl a"),
             "{e}"
         );

@@ -250,8 +250,9 @@ fn a_write_the_kernel_refuses_half_way_rolls_back_what_was_made() {
     assert!(w.unrestored.is_empty(), "{err}");
     let text = err.to_string();
     assert!(
-        text.starts_with("could not set tgta0 combined channels to \"2\": ")
-            && text.contains("ETHTOOL_SCHANNELS on tgta0: Invalid argument"),
+        text.starts_with(
+            "could not set tgta0 combined channels to \"2\" (for nic.channels.tgta0): "
+        ) && text.contains("ETHTOOL_SCHANNELS on tgta0: Invalid argument"),
         "{text}"
     );
     assert_eq!(RevertFile::load(&file).unwrap().changes.len(), 4);
