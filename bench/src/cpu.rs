@@ -186,6 +186,17 @@ pub fn pin(pid: u32, cores: &[usize]) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Gives task `pid` the lowest real-time priority (SCHED_FIFO 1), so that it
+/// runs as soon as it wakes, ahead of every ordinary task on its core.
+pub fn realtime(pid: u32) -> std::io::Result<()> {
+    let param = libc::sched_param { sched_priority: 1 };
+    // SAFETY: sched_setscheduler reads one sched_param.
+    if unsafe { libc::sched_setscheduler(pid as i32, libc::SCHED_FIFO, &param) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// Pins every thread of process `pid` to `cores`.
 pub fn pin_process(pid: u32, cores: &[usize]) {
     if let Ok(dir) = fs::read_dir(format!("/proc/{pid}/task")) {

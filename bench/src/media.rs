@@ -191,11 +191,18 @@ fn thread_napi(ns: &str, ifname: &str) {
 /// Threaded NAPI on the end hosts' veths, pinned to the generator's cores:
 /// their receive work is the end hosts', not the relay's. Without it, a
 /// packet the relay sends into a veth is received there in softirq on the
-/// relay's core, charged to whichever relay task sent it.
+/// relay's core, charged to whichever relay task sent it. They run at the
+/// lowest real-time priority: the generator keeps its core busy, and a
+/// receive thread waiting behind it for its time slice would add
+/// milliseconds to every latency measured.
 fn thread_end_hosts(topo: &Topology, c: &Cores) -> Result<Vec<cpu::Task>> {
     thread_napi(&topo.caller, &topo.ca);
     thread_napi(&topo.callee, &topo.eb);
     let found = cpu::pin_napi_threads(&[&topo.ca, &topo.eb], &c.generator)?;
+    for t in &found {
+        cpu::realtime(t.pid)
+            .with_context(|| format!("real-time priority for {} (pid {})", t.name, t.pid))?;
+    }
     if found.len() < 2 {
         bail!(
             "threaded NAPI on the end hosts' veths {} and {}: found only {found:?}",
