@@ -60,13 +60,15 @@ def media(r):
     rows = []
     for s in r["summary"]:
         ratio = s.get("cpu_per_packet_ratio")
+        # The floor's packets keep their addresses: none is delivered.
+        floor = s["system"].endswith("ceiling")
         rows.append([
             s["system"],
             f"{s['runs']} ({s['refused_runs']} refused)",
             spread(s["cpu_ns_per_packet"], 1e-3, 2, " µs"),
             "—" if ratio is None else f"{ratio:.2f}",
-            spread(s["p99_us"], 1, 0, " µs"),
-            spread(s["loss_pct"], 1, 3, " %"),
+            "not delivered" if floor else spread(s["p99_us"], 1, 0, " µs"),
+            "not delivered" if floor else spread(s["loss_pct"], 1, 3, " %"),
             f"{s['calls_per_core_at_this_cost']:,.0f}",
         ])
     out += table(["system", "runs", "relay CPU per packet, median (min–max)", "ratio",
