@@ -161,7 +161,10 @@ fn nic_findings_metal() {
 fn nic_inspect_and_findings_vm() {
     let (host, nic, _, plan) = setup("vm", "eth0");
     assert_eq!(nic.driver_name(), Some("virtio_net"));
-    assert_eq!(nic::interfaces(&host, &NodeSpec::default()).unwrap(), vec!["eth0"]);
+    assert_eq!(
+        nic::interfaces(&host, &NodeSpec::default()).unwrap(),
+        vec!["eth0"]
+    );
     // Found through the device link (virtio0) and its driver link.
     assert_eq!(nic.sysfs_driver.as_deref(), Some("virtio_net"));
     assert_eq!(
