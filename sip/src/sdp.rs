@@ -476,7 +476,9 @@ impl Media {
             if !["rtpmap", "fmtp", "rtcp-fb"].contains(&name) {
                 return true;
             }
-            let pt = l.value[name.len() + 1..].split(' ').next().unwrap_or("");
+            // `a=rtpmap` with no value names no payload type.
+            let value = l.value.get(name.len() + 1..).unwrap_or("");
+            let pt = value.split(' ').next().unwrap_or("");
             !dropped.iter().any(|d| d == pt)
         });
     }
@@ -516,6 +518,15 @@ mod tests {
 m=audio 7000 RTP/AVP 0 8 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-15\r\n\
 a=x-unknown:keep me\r\na=sendonly\r\na=ice-ufrag:abcd\r\na=candidate:1 1 UDP 2130706431 10.0.0.5 7000 typ host\r\n\
 m=video 0 RTP/AVP 96\r\n";
+
+    #[test]
+    fn a_codec_attribute_without_a_value_is_kept_and_does_not_panic() {
+        let text = OFFER.replace("a=rtpmap:0 PCMU/8000\r\n", "a=rtpmap\r\na=fmtp\r\n");
+        let mut s = Sdp::parse(&text).unwrap();
+        s.media[0].retain_formats(|pt, _| pt != "8");
+        assert_eq!(s.media[0].formats(), ["0", "101"]);
+        assert!(s.to_string().contains("a=rtpmap\r\n"));
+    }
 
     #[test]
     fn round_trips_and_reads_fields() {
