@@ -113,7 +113,6 @@ fn assert_accounted(r: &Value, relayed: u64) {
         r["relay_process_cpu_ns"].as_i64().unwrap() + r["relay_napi_cpu_ns"].as_i64().unwrap()
     );
     assert_eq!(x["uncounted_ns"].as_i64(), Some(busy - counted), "{x}");
-    assert!(busy > 0, "the relay core did some work: {x}");
     assert!(
         tolerance < 1_000_000_000,
         "a tolerance that explains anything: {x}"
