@@ -18,7 +18,7 @@ mod idle;
 mod results;
 mod sipp;
 
-pub use results::{SipReport, SipResult, Spread, SystemRuns};
+pub use results::{SipReport, SipResult, SystemRuns};
 pub use sipp::{sipp_stat, sipp_uac_load, SippStat, SIPP_LOAD};
 
 use crate::cpu;

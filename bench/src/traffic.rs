@@ -196,7 +196,9 @@ fn drain(sock: &UdpSocket, rx: &mut Receiver) -> usize {
     }
 }
 
-fn kernel_timestamp(h: &libc::msghdr) -> Option<u64> {
+/// The kernel's receive timestamp (`SCM_TIMESTAMPNS`) in a received
+/// message's control data, in ns since the epoch.
+pub(crate) fn kernel_timestamp(h: &libc::msghdr) -> Option<u64> {
     // SAFETY: walking the control buffer the kernel filled, with libc's macros.
     unsafe {
         let mut c = libc::CMSG_FIRSTHDR(h);

@@ -202,22 +202,7 @@ fn recv(fd: &OwnedFd, buf: &mut [u8]) -> Option<(usize, Option<u64>)> {
     if n < 0 {
         return None;
     }
-    Some((n as usize, timestamp(&h)))
-}
-
-fn timestamp(h: &libc::msghdr) -> Option<u64> {
-    // SAFETY: walking the control buffer the kernel filled, with libc's macros.
-    unsafe {
-        let mut c = libc::CMSG_FIRSTHDR(h);
-        while !c.is_null() {
-            if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_TIMESTAMPNS {
-                let ts = std::ptr::read_unaligned(libc::CMSG_DATA(c) as *const libc::timespec);
-                return Some(ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64);
-            }
-            c = libc::CMSG_NXTHDR(h, c);
-        }
-    }
-    None
+    Some((n as usize, crate::traffic::kernel_timestamp(&h)))
 }
 
 /// The UDP ports and SIP message of an Ethernet/IPv4 frame.

@@ -2,6 +2,7 @@
 //! and spread (min to max) of the main figures, the stamp, and what was
 //! counted; printed as a table and written as JSON.
 
+use crate::report::Spread;
 use crate::stamp::Stamp;
 
 /// One run of one system.
@@ -37,43 +38,19 @@ pub struct SipResult {
     pub idle_after_s: f64,
 }
 
-/// A figure over a system's runs.
-#[derive(Debug, Clone, Copy, serde::Serialize)]
-pub struct Spread {
-    pub median: f64,
-    pub min: f64,
-    pub max: f64,
-}
-
-impl Spread {
-    pub(super) fn of(mut v: Vec<f64>) -> Spread {
-        v.sort_by(f64::total_cmp);
-        let n = v.len();
-        let median = if n % 2 == 1 {
-            v[n / 2]
-        } else {
-            (v[n / 2 - 1] + v[n / 2]) / 2.0
-        };
-        Spread {
-            median,
-            min: v[0],
-            max: v[n - 1],
-        }
-    }
-}
-
-/// Every run of one system and the spread of its main figures.
+/// Every run of one system and the spread of its main figures (None with
+/// no runs).
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct SystemRuns {
     pub system: String,
     /// Which CPU time was counted, and until when, in words.
     pub counted: String,
     pub runs: Vec<SipResult>,
-    pub cps_achieved: Spread,
-    pub setup_us_p50: Spread,
-    pub setup_us_p90: Spread,
-    pub setup_us_p99: Spread,
-    pub cpu_ms_per_call: Spread,
+    pub cps_achieved: Option<Spread>,
+    pub setup_us_p50: Option<Spread>,
+    pub setup_us_p90: Option<Spread>,
+    pub setup_us_p99: Option<Spread>,
+    pub cpu_ms_per_call: Option<Spread>,
 }
 
 impl SystemRuns {
@@ -161,7 +138,7 @@ impl SipReport {
                     r.trailing_cpu_ms
                 );
             }
-            let m = |x: &Spread| x.median;
+            let m = |x: &Option<Spread>| x.map_or(f64::NAN, |x| x.median);
             println!(
                 "{:<9} {:>6} {:>11.1} {:>6} {:>6} {:>7} {:>13.0} {:>13.0} {:>13.0} {:>13.3}",
                 s.system,
@@ -175,8 +152,11 @@ impl SipReport {
                 m(&s.setup_us_p99),
                 m(&s.cpu_ms_per_call)
             );
-            let r =
-                |x: &Spread, digits: usize| format!("{:.*}-{:.*}", digits, x.min, digits, x.max);
+            let r = |x: &Option<Spread>, digits: usize| {
+                x.map_or("-".into(), |x| {
+                    format!("{:.*}-{:.*}", digits, x.min, digits, x.max)
+                })
+            };
             println!(
                 "{:<9} {:>6} {:>11} {:>6} {:>6} {:>7} {:>13} {:>13} {:>13} {:>13}",
                 "",
@@ -193,7 +173,8 @@ impl SipReport {
             println!("  {}: {}", s.system, s.counted);
         }
         if let [t, k] = self.systems.as_slice() {
-            let (t, k) = (t.cpu_ms_per_call.median, k.cpu_ms_per_call.median);
+            let median = |s: &SystemRuns| s.cpu_ms_per_call.map_or(0.0, |x| x.median);
+            let (t, k) = (median(t), median(k));
             if t > 0.0 && k > 0.0 {
                 println!(
                     "median CPU per call: Kamailio+rtpengine / Tollgate = {:.2}; Tollgate costs {:.2}x Kamailio+rtpengine's",
@@ -202,18 +183,5 @@ impl SipReport {
                 );
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::Spread;
-
-    #[test]
-    fn the_spread_is_the_median_and_the_extremes() {
-        let s = Spread::of(vec![3.0, 1.0, 2.0]);
-        assert_eq!((s.median, s.min, s.max), (2.0, 1.0, 3.0));
-        let s = Spread::of(vec![4.0, 1.0, 2.0, 3.0]);
-        assert_eq!((s.median, s.min, s.max), (2.5, 1.0, 4.0));
     }
 }
