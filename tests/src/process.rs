@@ -37,28 +37,14 @@ pub fn tollgate_bin() -> PathBuf {
         .unwrap_or_else(|e| panic!("{e}"))
 }
 
-/// Ok when `bin` exists and is newer than every file listed in the
-/// dep-info file Cargo wrote beside it (`tollgate.d`: every Rust source,
-/// included file and build-script input the binary was built from).
+/// Ok when `bin` exists and is newer than every source it is built from.
 fn current(bin: &Path) -> Result<(), String> {
     let build = "run `cargo build -p tollgate`";
     let mtime = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified());
     let built = mtime(bin).map_err(|e| format!("{}: {e}: {build}", bin.display()))?;
-    let deps = bin.with_extension("d");
-    let text = std::fs::read_to_string(&deps).map_err(|e| {
-        format!(
-            "{}: {e}: cannot tell whether {} is current; {build}",
-            deps.display(),
-            bin.display()
-        )
-    })?;
-    let sources = text
-        .split_once(": ")
-        .map(|(_, files)| files)
-        .unwrap_or_default();
-    for file in sources.split_whitespace().map(Path::new) {
+    for file in sources(bin)? {
         // A listed file that is gone makes Cargo rebuild too.
-        let newer = mtime(file).map_or(true, |t| t > built);
+        let newer = mtime(&file).map_or(true, |t| t > built);
         if newer {
             return Err(format!(
                 "{} is older than {}: {build}",
@@ -68,6 +54,56 @@ fn current(bin: &Path) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// The crates linked into the `tollgate` binary.
+const CRATES: [&str; 8] = [
+    "controlplane",
+    "dataplane",
+    "ebpf",
+    "ng",
+    "sip",
+    "cdr",
+    "bench",
+    "tuning",
+];
+
+/// What `bin` is built from: the dep-info file Cargo writes beside it after
+/// `cargo build` (`tollgate.d`: every Rust source, included file and
+/// build-script input), else (`cargo test` alone writes none there) every
+/// file under the linked crates' `src/` and their manifests and build
+/// scripts.
+fn sources(bin: &Path) -> Result<Vec<PathBuf>, String> {
+    if let Ok(text) = std::fs::read_to_string(bin.with_extension("d")) {
+        let files = text.split_once(": ").map(|(_, f)| f).unwrap_or_default();
+        return Ok(files.split_whitespace().map(PathBuf::from).collect());
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .ok_or("the tests crate has no workspace above it")?;
+    let mut out = Vec::new();
+    for c in CRATES {
+        let dir = root.join(c);
+        out.extend(
+            ["Cargo.toml", "build.rs"]
+                .map(|f| dir.join(f))
+                .into_iter()
+                .filter(|f| f.exists()),
+        );
+        walk(&dir.join("src"), &mut out);
+    }
+    Ok(out)
+}
+
+fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            walk(&p, out);
+        } else {
+            out.push(p);
+        }
+    }
 }
 
 pub enum Backend {
