@@ -122,14 +122,24 @@ impl NgServer {
         }
     }
 
-    fn bad(&self, cookie: Option<Vec<u8>>, e: MessageError) -> Option<Vec<u8>> {
+    /// The error reply to a message that cannot be decoded (none without a
+    /// cookie), in the format the message was written in.
+    fn bad(&self, raw: &[u8], cookie: Option<Vec<u8>>, e: MessageError) -> Option<Vec<u8>> {
         self.malformed.fetch_add(1, Ordering::Relaxed);
         tracing::warn!(error = %e, "malformed NG message");
         let body = Value::dict([
             ("result", Value::str("error")),
             ("error-reason", Value::str(&e.to_string())),
         ]);
-        cookie.map(|c| Message::new(&c, body).encode())
+        cookie.map(|cookie| {
+            let format = Message::format_of(raw);
+            Message {
+                cookie,
+                body,
+                format,
+            }
+            .encode()
+        })
     }
 
     pub async fn serve_udp(self: Arc<Self>, sock: UdpSocket) {
@@ -141,7 +151,7 @@ impl NgServer {
             let out = match Message::decode_prefix(&buf[..n]) {
                 Ok((m, _)) => Some(self.reply(from, m).await),
                 // A datagram is the whole message: incomplete means truncated.
-                Err((cookie, e)) => self.bad(cookie, e),
+                Err((cookie, e)) => self.bad(&buf[..n], cookie, e),
             };
             if let Some(out) = out {
                 let _ = sock.send_to(&out, from).await;
@@ -178,7 +188,7 @@ impl NgServer {
                 Err((_, MessageError::Incomplete)) if buf.len() < 1 << 20 => {}
                 Err((cookie, e)) => {
                     // The stream is out of step: answer if we can, then close.
-                    if let Some(out) = self.bad(cookie, e) {
+                    if let Some(out) = self.bad(&buf, cookie, e) {
                         let _ = stream.write_all(&out).await;
                     }
                     return;

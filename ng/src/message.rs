@@ -86,7 +86,7 @@ impl Message {
             return Err((None, MessageError::NoCookie));
         }
         let cookie = buf[..space].to_vec();
-        if buf.get(space + 1) == Some(&b'{') {
+        if Self::format_of(buf) == Format::Json {
             return Self::decode_json(cookie, space + 1, &buf[space + 1..]);
         }
         match Value::decode_prefix(&buf[space + 1..]) {
@@ -112,6 +112,17 @@ impl Message {
 }
 
 impl Message {
+    /// The format of the body after the cookie in `buf` (a JSON object
+    /// starts with `{`), also for answering a message too broken to decode
+    /// in the format it was written in.
+    pub fn format_of(buf: &[u8]) -> Format {
+        let body = buf.iter().position(|b| *b == b' ').map(|s| s + 1);
+        match body.and_then(|at| buf.get(at)) {
+            Some(b'{') => Format::Json,
+            _ => Format::Bencode,
+        }
+    }
+
     /// The JSON body that starts `skip` bytes into the message.
     fn decode_json(cookie: Vec<u8>, skip: usize, body: &[u8]) -> Decoded {
         match json::decode_prefix(body) {
@@ -140,6 +151,14 @@ impl Message {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_body_format_is_told_by_its_first_byte() {
+        assert_eq!(Message::format_of(b"c1 {\"command\":"), Format::Json);
+        assert_eq!(Message::format_of(b"c1 d7:command"), Format::Bencode);
+        assert_eq!(Message::format_of(b"c1"), Format::Bencode);
+        assert_eq!(Message::format_of(b"c1 "), Format::Bencode);
+    }
 
     #[test]
     fn parses_a_datagram_and_a_stream() {

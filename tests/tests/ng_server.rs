@@ -147,6 +147,13 @@ fn retransmissions_bad_input_and_tcp_framing() {
         .and_then(Value::as_str)
         .unwrap()
         .contains("not a bencoded dictionary"));
+    // Broken JSON is answered in JSON.
+    let bad = udp_exchange(&sock, ng, br#"bad-5 {"command": "offer", "#);
+    assert_eq!(bad.format, tollgate_ng::Format::Json, "{bad:?}");
+    assert_eq!(
+        bad.body.get("result").and_then(Value::as_str),
+        Some("error")
+    );
     sock.send_to(b"no-space-no-cookie", ng).unwrap(); // unanswerable: dropped
     let bad_sdp = Value::dict([
         ("command", Value::str("offer")),
@@ -166,9 +173,10 @@ fn retransmissions_bad_input_and_tcp_framing() {
         Some(Value::List(vec![])),
         "bad input created nothing"
     );
-    // bad-1 (truncated), bad-3 (not a dictionary) and the cookie-less
-    // datagram; bad-2 and bad-4 parse and are refused by the handler.
-    assert_eq!(total(&sock, ng, b"s3", "malformedmessages"), Some(3));
+    // bad-1 (truncated), bad-3 (not a dictionary), bad-5 (broken JSON) and
+    // the cookie-less datagram; bad-2 and bad-4 parse and are refused by
+    // the handler.
+    assert_eq!(total(&sock, ng, b"s3", "malformedmessages"), Some(4));
 
     // TCP: two requests in one write, then one split across writes.
     let mut tcp = TcpStream::connect(ng).unwrap();
