@@ -183,7 +183,7 @@ impl NgHandler {
                     .sessions
                     .set_recording(call_id, command == "start recording")
                 {
-                    return Err(NgError(format!("Unknown call-ID {call_id:?}")));
+                    return Err(crate::media::unknown_call(call_id));
                 }
                 Ok(ok())
             }

@@ -55,7 +55,7 @@ pub fn run(cfg: &Config, root: Option<&Path>, command: TuneCommand) -> Result<()
         TuneCommand::Report { json } => {
             let report = report(cfg, root)?;
             let text = if json {
-                tollgate_tuning::report::json(&report)
+                tollgate_tuning::report::json(&report).context("writing the report as JSON")?
             } else {
                 tollgate_tuning::report::text(&report)
             };

@@ -551,11 +551,9 @@ impl FixtureEthtool {
     }
 
     fn device(&self, device: &str) -> Result<&FixtureDevice, EthtoolError> {
-        self.devices.get(device).ok_or_else(|| EthtoolError::Ioctl {
-            device: device.to_string(),
-            op: "(fixture)",
-            source: io::Error::from_raw_os_error(libc::ENODEV),
-        })
+        self.devices
+            .get(device)
+            .ok_or_else(|| no_fixture_device(device))
     }
 }
 
@@ -628,8 +626,18 @@ impl EthtoolSet for FixtureEthtool {
 
 impl FixtureEthtool {
     fn device_mut(&mut self, device: &str) -> Result<&mut FixtureDevice, EthtoolError> {
-        self.device(device)?;
-        Ok(self.devices.get_mut(device).expect("looked up just above"))
+        self.devices
+            .get_mut(device)
+            .ok_or_else(|| no_fixture_device(device))
+    }
+}
+
+/// A device the fixture does not have, as the kernel says it (ENODEV).
+fn no_fixture_device(device: &str) -> EthtoolError {
+    EthtoolError::Ioctl {
+        device: device.to_string(),
+        op: "(fixture)",
+        source: io::Error::from_raw_os_error(libc::ENODEV),
     }
 }
 

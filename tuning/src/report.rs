@@ -155,6 +155,6 @@ fn plan_text(s: &mut String, report: &Report) {
 }
 
 /// The report as JSON (the model's serde form).
-pub fn json(report: &Report) -> String {
-    serde_json::to_string_pretty(report).expect("a report always serialises")
+pub fn json(report: &Report) -> Result<String, serde_json::Error> {
+    serde_json::to_string_pretty(report)
 }

@@ -417,7 +417,7 @@ fn report_is_worst_first_per_area_and_round_trips_as_json() {
                 pair[1].id
             );
         }
-        let back: Report = serde_json::from_str(&report::json(&r)).unwrap();
+        let back: Report = serde_json::from_str(&report::json(&r).unwrap()).unwrap();
         assert_eq!(back, r, "{name}");
     }
 }

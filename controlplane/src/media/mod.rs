@@ -470,7 +470,7 @@ impl Sessions {
         let call = self
             .calls
             .get_mut(call_id)
-            .ok_or_else(|| NgError(format!("Unknown call-ID {call_id:?}")))?;
+            .ok_or_else(|| unknown_call(call_id))?;
         let x = *call
             .tags
             .get(from_tag)
@@ -512,7 +512,10 @@ impl Sessions {
         }
         let out = self.signal(call_id, y, x, parsed, o, Role::Answer)?;
         self.sync_flows(plane, call_id)?;
-        let call = self.calls.get_mut(call_id).expect("call");
+        let call = self
+            .calls
+            .get_mut(call_id)
+            .ok_or_else(|| unknown_call(call_id))?;
         if call.answered.is_none() {
             let now = SystemTime::now();
             call.answered = Some(now);
@@ -538,7 +541,9 @@ impl Sessions {
         let Sessions {
             cfg, pools, calls, ..
         } = self;
-        let call = calls.get_mut(call_id).expect("call");
+        let call = calls
+            .get_mut(call_id)
+            .ok_or_else(|| unknown_call(call_id))?;
         let (xi, yi) = (call.parts[x].iface, call.parts[y].iface);
         let y_if = &cfg.interfaces[yi];
         let relay = o
@@ -598,8 +603,15 @@ impl Sessions {
 
     /// Installs, updates and removes this call's flows to match its state.
     fn sync_flows(&mut self, plane: &mut dyn MediaPlane, call_id: &str) -> Result<(), NgError> {
-        let want = self.desired_flows(call_id);
-        let call = self.calls.get_mut(call_id).expect("call");
+        let call = self
+            .calls
+            .get(call_id)
+            .ok_or_else(|| unknown_call(call_id))?;
+        let want = self.desired_flows(call);
+        let call = self
+            .calls
+            .get_mut(call_id)
+            .ok_or_else(|| unknown_call(call_id))?;
         let puts: Vec<Flow> = want
             .iter()
             .filter(|(local, flow)| call.flows.get(*local) != Some(*flow))
@@ -639,8 +651,7 @@ impl Sessions {
         first_err.map_or(Ok(()), |e| Err(NgError(e)))
     }
 
-    fn desired_flows(&self, call_id: &str) -> BTreeMap<SocketAddr, Flow> {
-        let call = &self.calls[call_id];
+    fn desired_flows(&self, call: &Call) -> BTreeMap<SocketAddr, Flow> {
         let mut out = BTreeMap::new();
         let pairs = call
             .parts
@@ -987,6 +998,13 @@ fn two<T>(v: &mut [T], a: usize, b: usize) -> Option<(&mut T, &mut T)> {
         }
         Equal => None,
     }
+}
+
+/// The refusal for a request naming a call the relay does not have. (Inside
+/// offer and answer the call was looked up or made just before, so there
+/// this is never reached; it stands in for a panic.)
+pub(crate) fn unknown_call(call_id: &str) -> NgError {
+    NgError(format!("Unknown call-ID {call_id:?}"))
 }
 
 /// The refusal for a request whose two tags resolve to one participant
