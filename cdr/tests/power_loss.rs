@@ -11,21 +11,14 @@
 
 mod sim_disk;
 
+mod common;
+
+use common::rec;
 use sim_disk::{SimDisk, Torn};
 use std::path::Path;
 use std::time::{Duration, Instant};
-use tollgate_cdr::model::{CallStart, Record};
+use tollgate_cdr::model::Record;
 use tollgate_cdr::spool::{segment, Fsync, Spool, SpoolConfig};
-
-fn rec(i: u64) -> Record {
-    Record::Started(CallStart {
-        call_id: format!("call-{i}"),
-        at_ms: i as i64,
-        from_number: "100".into(),
-        to_number: "200".into(),
-        ..CallStart::default()
-    })
-}
 
 /// Small segments, so runs roll over several of them.
 fn cfg(dir: &Path, fsync: Fsync) -> SpoolConfig {

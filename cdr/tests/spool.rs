@@ -1,19 +1,11 @@
 //! The spool on a real file system: order, restart, damage, bounds and
 //! per-sink retention.
 
-use std::path::Path;
-use tollgate_cdr::model::{CallStart, Record};
-use tollgate_cdr::spool::{inspect, Fsync, Spool, SpoolConfig, SpoolError};
+mod common;
 
-fn rec(i: u64) -> Record {
-    Record::Started(CallStart {
-        call_id: format!("call-{i}"),
-        at_ms: i as i64,
-        from_number: "100".into(),
-        to_number: "200".into(),
-        ..CallStart::default()
-    })
-}
+use common::rec;
+use std::path::Path;
+use tollgate_cdr::spool::{inspect, Fsync, Spool, SpoolConfig, SpoolError};
 
 fn cfg(dir: &Path) -> SpoolConfig {
     SpoolConfig {
