@@ -5,7 +5,7 @@
 //! against the C compiler's view of the header.
 
 /// Version of the layout below; equals `TG_ABI_VERSION` in shared.h.
-pub const ABI_VERSION: u64 = 1;
+pub const ABI_VERSION: u64 = 2;
 
 pub const AF_INET: u8 = 4;
 pub const AF_INET6: u8 = 6;
@@ -14,6 +14,12 @@ pub const FLOW_LEARN: u16 = 1 << 0;
 pub const FLOW_STRICT: u16 = 1 << 1;
 pub const FLOW_EXPECT: u16 = 1 << 2;
 pub const FLOW_FOLLOW: u16 = 1 << 3;
+/// After the rewrite the frame goes to an AF_XDP worker (the flow's
+/// `slot` of stages) instead of out of the egress interface.
+pub const FLOW_PIPELINE: u16 = 1 << 4;
+
+/// `tg_xsk_meta.magic`: the program wrote the metadata in front of a frame.
+pub const XSK_META_MAGIC: u32 = 0x7467_786d;
 
 /// A flow's match: the local address and UDP port packets are sent to.
 #[repr(C)]
@@ -40,6 +46,19 @@ pub struct FlowAction {
     pub flags: u16,
     pub egress_ifindex: u32,
     pub clock_rate: u32,
+    /// With [`FLOW_PIPELINE`]: the workers' index of the flow's stages.
+    pub slot: u32,
+}
+
+/// What the program puts just before a pipeline frame's data in the UMEM
+/// (`struct tg_xsk_meta`). The frame is already rewritten for `egress_ifindex`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct XskMeta {
+    pub magic: u32,
+    pub slot: u32,
+    pub egress_ifindex: u32,
+    pub ingress_ifindex: u32,
 }
 
 /// A source learned from a flow's first packet.
@@ -64,7 +83,7 @@ pub struct FlowStats {
 }
 
 /// Global counters, in the order of `enum tg_counter`.
-pub const COUNTER_NAMES: [&str; 12] = [
+pub const COUNTER_NAMES: [&str; 15] = [
     "rx",
     "forwarded",
     "tx_same_interface",
@@ -77,14 +96,18 @@ pub const COUNTER_NAMES: [&str; 12] = [
     "drop_no_route",
     "drop_no_neighbour",
     "drop_no_egress",
+    "to_worker",
+    "drop_no_worker",
+    "drop_no_metadata",
 ];
 
-// SAFETY: all four are plain `repr(C)` integers and byte arrays with explicit
+// SAFETY: all of them are plain `repr(C)` integers and byte arrays with explicit
 // padding fields, so every bit pattern is valid and there are no implicit holes.
 unsafe impl aya::Pod for FlowKey {}
 unsafe impl aya::Pod for FlowAction {}
 unsafe impl aya::Pod for Learned {}
 unsafe impl aya::Pod for FlowStats {}
+unsafe impl aya::Pod for XskMeta {}
 
 #[cfg(test)]
 mod tests {
@@ -94,7 +117,7 @@ mod tests {
     #[test]
     fn layouts_match_the_c_header() {
         let c = crate::host::layout();
-        let rust: [u64; 16] = [
+        let rust: [u64; crate::host::LAYOUT_LEN] = [
             size_of::<FlowKey>() as u64,
             offset_of!(FlowKey, port) as u64,
             offset_of!(FlowKey, family) as u64,
@@ -111,6 +134,13 @@ mod tests {
             COUNTER_NAMES.len() as u64,
             ABI_VERSION,
             offset_of!(FlowAction, expect_port) as u64,
+            offset_of!(FlowAction, slot) as u64,
+            size_of::<XskMeta>() as u64,
+            offset_of!(XskMeta, slot) as u64,
+            offset_of!(XskMeta, egress_ifindex) as u64,
+            offset_of!(XskMeta, ingress_ifindex) as u64,
+            XSK_META_MAGIC as u64,
+            FLOW_PIPELINE as u64,
         ];
         assert_eq!(rust, c);
     }

@@ -11,10 +11,13 @@ mod ffi {
     }
 }
 
+/// How many values [`layout`] returns (`TG_HOST_LAYOUT_LEN` in the shim).
+pub const LAYOUT_LEN: usize = 23;
+
 /// Sizes and offsets of the shared structs as the C compiler lays them out.
-pub fn layout() -> [u64; 16] {
-    let mut out = [0u64; 16];
-    // SAFETY: the shim writes exactly 16 values into `out`.
+pub fn layout() -> [u64; LAYOUT_LEN] {
+    let mut out = [0u64; LAYOUT_LEN];
+    // SAFETY: the shim writes exactly LAYOUT_LEN values into `out`.
     unsafe { ffi::tg_host_layout(out.as_mut_ptr()) };
     out
 }

@@ -57,4 +57,8 @@ pub mod maps {
     pub const COUNTERS: &str = "counters";
     pub const TX_PORTS: &str = "tx_ports";
     pub const HAIRPIN_REDIRECT: &str = "hairpin_redirect";
+    /// The pipeline workers' AF_XDP sockets (XSKMAP).
+    pub const XSKS: &str = "xsks";
+    /// Ingress ifindex -> the index of its rx queue 0 in `xsks`.
+    pub const XSK_BASE: &str = "xsk_base";
 }

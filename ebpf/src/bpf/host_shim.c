@@ -7,8 +7,10 @@
 #include "shared.h"
 #include "csum.h"
 
+#define TG_HOST_LAYOUT_LEN 23
+
 /* Sizes and offsets, in the order abi.rs's test expects them. */
-void tg_host_layout(__u64 out[16])
+void tg_host_layout(__u64 out[TG_HOST_LAYOUT_LEN])
 {
 	out[0] = sizeof(struct tg_flow_key);
 	out[1] = offsetof(struct tg_flow_key, port);
@@ -26,6 +28,13 @@ void tg_host_layout(__u64 out[16])
 	out[13] = TG_C_MAX;
 	out[14] = TG_ABI_VERSION;
 	out[15] = offsetof(struct tg_flow_action, expect_port);
+	out[16] = offsetof(struct tg_flow_action, slot);
+	out[17] = sizeof(struct tg_xsk_meta);
+	out[18] = offsetof(struct tg_xsk_meta, slot);
+	out[19] = offsetof(struct tg_xsk_meta, egress_ifindex);
+	out[20] = offsetof(struct tg_xsk_meta, ingress_ifindex);
+	out[21] = TG_XSK_META_MAGIC;
+	out[22] = TG_FLOW_PIPELINE;
 }
 
 /* Apply the XDP program's update to `check` for `n` words changing from old to new. */

@@ -3,8 +3,8 @@
  * maps.h - the program's maps. All are pinned by name under the data plane's
  * pin directory so they outlive the process that loaded them.
  *
- * Ownership: user space is the only writer of `flows`, `tx_ports` and
- * `hairpin_redirect`; the XDP program writes `learned` (first source only),
+ * Ownership: user space is the only writer of `flows`, `tx_ports`,
+ * `hairpin_redirect`, `xsks` and `xsk_base`; the XDP program writes `learned` (first source only),
  * `flow_stats` and `counters`.
  */
 #ifndef TOLLGATE_MAPS_H
@@ -16,6 +16,7 @@
 
 #define TG_MAX_FLOWS 65536
 #define TG_MAX_PORTS 64
+#define TG_MAX_XSKS 1024
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -70,5 +71,26 @@ struct {
 	__type(value, __u8);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } hairpin_redirect SEC(".maps");
+
+/*
+ * AF_XDP sockets of the pipeline workers: the socket for (interface, rx
+ * queue) is at xsk_base[ingress ifindex] + rx_queue_index. An interface
+ * without an entry in xsk_base has no workers.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_XSKMAP);
+	__uint(max_entries, TG_MAX_XSKS);
+	__type(key, __u32);
+	__type(value, __u32);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} xsks SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, TG_MAX_PORTS);
+	__type(key, __u32);
+	__type(value, __u32);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} xsk_base SEC(".maps");
 
 #endif

@@ -11,7 +11,7 @@
 
 #include <linux/types.h>
 
-#define TG_ABI_VERSION 1
+#define TG_ABI_VERSION 2
 
 /* Address family of a flow key/action (both ends of a flow share one family). */
 #define TG_AF_INET 4
@@ -31,6 +31,7 @@ struct tg_flow_key {
 #define TG_FLOW_STRICT       (1u << 1) /* drop packets whose source is not the expected one */
 #define TG_FLOW_EXPECT       (1u << 2) /* expect_addr/expect_port are set */
 #define TG_FLOW_FOLLOW       (1u << 3) /* send to the source learned on `follow` when known */
+#define TG_FLOW_PIPELINE     (1u << 4) /* after the rewrite, hand the frame to an AF_XDP worker */
 
 /* What to do with a packet that matched: rewrite it to come from src and go to dst. */
 struct tg_flow_action {
@@ -44,6 +45,22 @@ struct tg_flow_action {
 	__u16 flags;
 	__u32 egress_ifindex; /* 0: the routing table decides */
 	__u32 clock_rate;     /* RTP clock rate, kept for user space (adoption after restart) */
+	__u32 slot;           /* TG_FLOW_PIPELINE: the workers' index of the flow's stages */
+};
+
+/*
+ * Metadata the program puts in front of a pipeline flow's frame
+ * (bpf_xdp_adjust_meta) before redirecting it into `xsks`; the AF_XDP worker
+ * reads it just before the frame's data. The frame itself is already
+ * rewritten (addresses, ports, checksums, MACs) for `egress_ifindex`.
+ * Its size must stay a multiple of 4 and at most 32 bytes.
+ */
+#define TG_XSK_META_MAGIC 0x7467786du /* "tgxm" */
+struct tg_xsk_meta {
+	__u32 magic;          /* TG_XSK_META_MAGIC: the program wrote this */
+	__u32 slot;           /* tg_flow_action.slot */
+	__u32 egress_ifindex; /* where the FIB sends the frame */
+	__u32 ingress_ifindex;
 };
 
 /* A source address learned from the first packet of a flow (symmetric RTP). */
@@ -77,6 +94,9 @@ enum tg_counter {
 	TG_C_DROP_NO_ROUTE,   /* no route to the destination */
 	TG_C_DROP_NO_NEIGH,   /* next hop's MAC address unknown */
 	TG_C_DROP_NO_EGRESS,  /* egress interface not in tx_ports */
+	TG_C_TO_WORKER,       /* pipeline flow: redirected into an AF_XDP socket */
+	TG_C_DROP_NO_WORKER,  /* pipeline flow, but no AF_XDP socket on the rx queue */
+	TG_C_DROP_NO_META,    /* pipeline flow, but the driver has no room for metadata */
 	TG_C_MAX,
 };
 

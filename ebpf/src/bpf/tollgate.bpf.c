@@ -9,6 +9,12 @@
  * interface and MAC addresses, counts, and redirects (XDP_TX when the egress is
  * the ingress interface, unless `hairpin_redirect` names it). Everything else
  * goes on to the kernel, counted.
+ *
+ * A flow with TG_FLOW_PIPELINE goes through all of the above but the last
+ * step: its rewritten frame, with a struct tg_xsk_meta in front of it, goes
+ * into the AF_XDP socket of its rx queue, where a worker runs the flow's
+ * stages and transmits it. Learning and rewriting live here for both paths,
+ * so a flow moves between them by a flag, keeping what it learned.
  */
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
@@ -53,6 +59,43 @@ TG_INLINE __u32 sum_change(__u32 sum, const void *from, const void *to, int len)
 		if (i * 2 < len)
 			sum = tg_csum_word(sum, f[i], t[i]);
 	return sum;
+}
+
+/*
+ * Hands a rewritten pipeline frame to the AF_XDP socket of its rx queue, with
+ * the metadata the worker needs in front. Without a socket there (no worker
+ * on that queue yet, or any more) the frame is dropped, counted.
+ */
+TG_INLINE int to_worker(struct xdp_md *ctx, __u32 slot, __u32 egress)
+{
+	__u32 ingress = ctx->ingress_ifindex;
+	__u32 *base = bpf_map_lookup_elem(&xsk_base, &ingress);
+	if (!base) {
+		count(TG_C_DROP_NO_WORKER);
+		return XDP_DROP;
+	}
+	__u32 idx = *base + ctx->rx_queue_index;
+	/* A driver without room for metadata cannot take pipeline flows. */
+	if (bpf_xdp_adjust_meta(ctx, -(int)sizeof(struct tg_xsk_meta)) != 0) {
+		count(TG_C_DROP_NO_META);
+		return XDP_DROP;
+	}
+	struct tg_xsk_meta *meta = (void *)(long)ctx->data_meta;
+	void *data = (void *)(long)ctx->data;
+	if ((void *)(meta + 1) > data) {
+		count(TG_C_DROP_NO_META);
+		return XDP_DROP;
+	}
+	meta->magic = TG_XSK_META_MAGIC;
+	meta->slot = slot;
+	meta->egress_ifindex = egress;
+	meta->ingress_ifindex = ingress;
+	if (bpf_redirect_map(&xsks, idx, XDP_DROP) != XDP_REDIRECT) {
+		count(TG_C_DROP_NO_WORKER);
+		return XDP_DROP;
+	}
+	count(TG_C_TO_WORKER);
+	return XDP_REDIRECT;
 }
 
 SEC("xdp")
@@ -113,6 +156,7 @@ int tollgate_relay(struct xdp_md *ctx)
 
 	/* Source: learn the first one, enforce the expected one. */
 	__u16 flags = act->flags;
+	__u32 slot = act->slot;
 	struct tg_learned *seen = 0;
 	if (flags & (TG_FLOW_LEARN | TG_FLOW_STRICT)) {
 		seen = bpf_map_lookup_elem(&learned, &key);
@@ -212,6 +256,9 @@ int tollgate_relay(struct xdp_md *ctx)
 	st->packets += 1;
 	st->bytes += bpf_ntohs(udp->len) - sizeof(*udp); /* RTP bytes, as the socket path counts */
 	st->last_seen_ns = bpf_ktime_get_ns();
+
+	if (flags & TG_FLOW_PIPELINE)
+		return to_worker(ctx, slot, fib.ifindex);
 
 	int hairpin = fib.ifindex == ctx->ingress_ifindex;
 	if (hairpin && !bpf_map_lookup_elem(&hairpin_redirect, &fib.ifindex)) {
