@@ -11,6 +11,7 @@
 
 pub mod devices;
 mod neighbour;
+pub mod xsk;
 
 use super::{ifindex, Backend, BackendError, FlowCounters};
 use crate::config::{XdpAttachMode, XdpConfig};
