@@ -55,6 +55,96 @@ pub struct XdpConfig {
     /// Turn on IP forwarding on the attached interfaces (the kernel's FIB
     /// lookup from XDP requires it).
     pub set_forwarding: bool,
+    /// The AF_XDP workers that run the media pipeline for flows with stages.
+    pub afxdp: AfXdpConfig,
+}
+
+/// `[dataplane.xdp.afxdp]`: one AF_XDP socket per (interface, rx queue),
+/// on workers pinned to `dataplane.cores`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AfXdpConfig {
+    /// Start the workers (flows with stages are refused without them).
+    pub enabled: bool,
+    /// `auto`: zero-copy where the driver supports it, else copy mode
+    /// (veth); `off`: copy mode always.
+    pub zero_copy: ZeroCopyChoice,
+    /// Busy polling on the sockets (SO_PREFER_BUSY_POLL): lower latency,
+    /// the worker core spins in the driver's poll.
+    pub busy_poll: bool,
+    pub busy_poll_usecs: u32,
+    pub busy_poll_budget: u32,
+    /// Bytes per UMEM frame: 2048 or 4096.
+    pub frame_size: u32,
+    /// Frames per socket's UMEM (a power of two, 64-65536).
+    pub frames: u32,
+    /// Entries per ring (a power of two, 64 up to `frames`).
+    pub ring_size: u32,
+    /// Most frames a worker takes from one socket at a time (1-256).
+    pub burst: u32,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ZeroCopyChoice {
+    Auto,
+    Off,
+}
+
+impl Default for AfXdpConfig {
+    fn default() -> Self {
+        AfXdpConfig {
+            enabled: true,
+            zero_copy: ZeroCopyChoice::Auto,
+            busy_poll: false,
+            busy_poll_usecs: 20,
+            busy_poll_budget: 64,
+            frame_size: 2048,
+            frames: 4096,
+            ring_size: 2048,
+            burst: 64,
+        }
+    }
+}
+
+impl AfXdpConfig {
+    fn validate(&self, errs: &mut Vec<String>) {
+        let k = "dataplane.xdp.afxdp";
+        if self.frame_size != 2048 && self.frame_size != 4096 {
+            errs.push(format!(
+                "{k}.frame_size: {} must be 2048 or 4096",
+                self.frame_size
+            ));
+        }
+        if !(64..=65536).contains(&self.frames) || !self.frames.is_power_of_two() {
+            errs.push(format!(
+                "{k}.frames: {} must be a power of two from 64 to 65536",
+                self.frames
+            ));
+        }
+        if self.ring_size < 64 || self.ring_size > self.frames || !self.ring_size.is_power_of_two()
+        {
+            errs.push(format!(
+                "{k}.ring_size: {} must be a power of two from 64 up to frames ({})",
+                self.ring_size, self.frames
+            ));
+        }
+        if !(1..=256).contains(&self.burst) {
+            errs.push(format!("{k}.burst: {} is outside 1-256", self.burst));
+        }
+        if self.busy_poll && !(1..=1000).contains(&self.busy_poll_usecs) {
+            errs.push(format!(
+                "{k}.busy_poll_usecs: {} is outside 1-1000",
+                self.busy_poll_usecs
+            ));
+        }
+        if self.busy_poll && !(1..=1024).contains(&self.busy_poll_budget) {
+            errs.push(format!(
+                "{k}.busy_poll_budget: {} is outside 1-1024",
+                self.busy_poll_budget
+            ));
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -96,6 +186,7 @@ impl Default for XdpConfig {
             mode: XdpAttachMode::Native,
             pin_dir: PathBuf::from("/sys/fs/bpf/tollgate"),
             set_forwarding: true,
+            afxdp: AfXdpConfig::default(),
         }
     }
 }
@@ -156,6 +247,7 @@ impl DataplaneConfig {
                 self.xdp.pin_dir
             ));
         }
+        self.xdp.afxdp.validate(&mut errs);
         let s = &self.socket;
         if !(1..=1024).contains(&s.burst) {
             errs.push(format!(
@@ -223,5 +315,20 @@ mod tests {
         );
         assert!(e.contains("dataplane.xdp.interfaces"), "{e}");
         assert!(e.contains("dataplane.socket.buffers: 100"), "{e}");
+    }
+
+    #[test]
+    fn afxdp_settings_are_checked() {
+        let mut c = DataplaneConfig::default();
+        c.xdp.afxdp.frame_size = 3000;
+        c.xdp.afxdp.ring_size = 8192;
+        let e = c.validate(2).join("\n");
+        assert!(e.contains("dataplane.xdp.afxdp.frame_size: 3000"), "{e}");
+        assert!(e.contains("dataplane.xdp.afxdp.ring_size: 8192"), "{e}");
+        let parsed: DataplaneConfig =
+            serde_json::from_str(r#"{"xdp": {"afxdp": {"zero_copy": "off", "busy_poll": true}}}"#)
+                .unwrap();
+        assert_eq!(parsed.xdp.afxdp.zero_copy, ZeroCopyChoice::Off);
+        assert!(parsed.xdp.afxdp.busy_poll && parsed.validate(2).is_empty());
     }
 }

@@ -58,7 +58,7 @@ pub fn host_cores() -> usize {
 /// Starts the backend the configuration asks for; `auto` is [`start_auto`].
 pub fn start_backend(cfg: &DataplaneConfig) -> Result<Box<dyn Backend>, StartError> {
     match cfg.backend {
-        BackendChoice::Xdp => start_xdp(&cfg.xdp, "dataplane.xdp.interfaces"),
+        BackendChoice::Xdp => start_xdp(&cfg.xdp, cfg, "dataplane.xdp.interfaces"),
         BackendChoice::Socket => start_socket(cfg),
         BackendChoice::Auto => start_auto(cfg),
     }
@@ -89,7 +89,7 @@ fn start_auto(cfg: &DataplaneConfig) -> Result<Box<dyn Backend>, StartError> {
     // State pinned by an earlier run forwards its calls' media: a failed
     // attempt now must not take that away.
     let adopted = backend::xdp::has_pinned_state(&xdp);
-    start_xdp(&xdp, from).or_else(|e| {
+    start_xdp(&xdp, cfg, from).or_else(|e| {
         tracing::warn!(
             devices = %xdp.interfaces.join(","),
             "backend auto: {e}; falling back to the socket backend"
@@ -118,11 +118,18 @@ fn media_devices(media: &[std::net::IpAddr]) -> Result<Vec<String>, String> {
     }
 }
 
-/// XDP on `xdp.interfaces`, which came `from` where the log says.
-fn start_xdp(xdp: &XdpConfig, from: &str) -> Result<Box<dyn Backend>, StartError> {
-    let b = XdpBackend::start(xdp).map_err(|source| StartError::Backend {
-        backend: "xdp",
-        source,
+/// XDP on `xdp.interfaces`, which came `from` where the log says, with
+/// its AF_XDP workers on the data plane's cores.
+fn start_xdp(
+    xdp: &XdpConfig,
+    cfg: &DataplaneConfig,
+    from: &str,
+) -> Result<Box<dyn Backend>, StartError> {
+    let b = XdpBackend::start(xdp, &cfg.worker_cores(host_cores())).map_err(|source| {
+        StartError::Backend {
+            backend: "xdp",
+            source,
+        }
     })?;
     tracing::info!(
         backend = "xdp",

@@ -8,26 +8,93 @@
 //! the process is gone and while it comes back. Leaving the process does not
 //! detach anything; [`detach`] does, on purpose. [`devices`] finds the
 //! devices that hold the media addresses, for `backend = "auto"`.
+//!
+//! Flows with stages run the media pipeline on [`afxdp`] workers: the
+//! program rewrites their frames as for any flow and hands them to the
+//! AF_XDP socket of their rx queue ([`xsk`] is the ring layer). A flow
+//! moves between the fast path and a worker by one map write: stages are
+//! installed on every worker (and acknowledged) before the entry gains
+//! `FLOW_PIPELINE`; a flow losing them loses the flag first and its slot
+//! is removed from the workers only later ([`RETIRE_AFTER`]), so frames
+//! already in the rx rings are still handled: nothing lost, nothing twice.
+//! Stages do not survive a restart of the process (the map keeps no
+//! stages): adopted pipeline flows go back to the fast path until the
+//! control plane sends them again.
 
+pub mod afxdp;
 pub mod devices;
 mod neighbour;
 pub mod xsk;
 
-use super::{ifindex, Backend, BackendError, FlowCounters};
+use super::{ifindex, Backend, BackendError, FlowCounters, WorkerReport};
 use crate::config::{XdpAttachMode, XdpConfig};
 use crate::flow::{self, Flow};
-use aya::maps::{DevMapHash, HashMap, MapData, PerCpuArray, PerCpuHashMap, PerCpuValues};
+use crate::pipeline::{Event, PipelineFlow, Slot};
+use afxdp::{Interface, Route, Workers};
+use aya::maps::{DevMapHash, HashMap, MapData, PerCpuArray, PerCpuHashMap, PerCpuValues, XskMap};
 use aya::programs::links::{FdLink, PinnedLink};
 use aya::programs::{Xdp, XdpMode};
 use aya::{Ebpf, EbpfLoader};
 use std::ffi::CString;
 use std::io;
+use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 use tollgate_ebpf::abi::{self, FlowAction, FlowKey, FlowStats, Learned};
 use tollgate_ebpf::maps as names;
 
 const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
+
+/// How long a slot whose flow left the pipeline stays on the workers, for
+/// frames already steered to them.
+pub const RETIRE_AFTER: Duration = Duration::from_millis(200);
+
+/// Pipeline slots by flow, with the free ones and those retiring.
+#[derive(Default)]
+struct Slots {
+    by_local: std::collections::HashMap<SocketAddr, Slot>,
+    free: Vec<Slot>,
+    next: Slot,
+    retiring: Vec<(Slot, Instant)>,
+}
+
+impl Slots {
+    fn get_or_alloc(&mut self, local: SocketAddr) -> Slot {
+        if let Some(s) = self.by_local.get(&local) {
+            return *s;
+        }
+        let s = self.free.pop().unwrap_or_else(|| {
+            self.next += 1;
+            self.next - 1
+        });
+        self.by_local.insert(local, s);
+        s
+    }
+
+    /// The flow at `local` leaves the pipeline: its slot retires.
+    fn retire(&mut self, local: SocketAddr) {
+        if let Some(s) = self.by_local.remove(&local) {
+            self.retiring.push((s, Instant::now()));
+        }
+    }
+
+    /// Slots retired long enough ago, now free again.
+    fn reap(&mut self, workers: &mut Option<Workers>) {
+        let now = Instant::now();
+        let free = &mut self.free;
+        self.retiring.retain(|(s, at)| {
+            if now.duration_since(*at) < RETIRE_AFTER {
+                return true;
+            }
+            if let Some(w) = workers.as_mut() {
+                w.remove(*s);
+            }
+            free.push(*s);
+            false
+        });
+    }
+}
 
 pub struct XdpBackend {
     flows: HashMap<MapData, FlowKey, FlowAction>,
@@ -37,6 +104,11 @@ pub struct XdpBackend {
     adopted: Vec<Flow>,
     /// `drop_no_neighbour` at the last housekeeping, to notice new drops.
     no_neigh_seen: u64,
+    /// The AF_XDP pipeline workers, unless disabled or refused by the kernel.
+    workers: Option<Workers>,
+    slots: Slots,
+    /// Holds the XSKMAP the workers' sockets are in.
+    _xsks: Option<XskMap<MapData>>,
     /// Keeps the program loaded; the links hold it attached.
     _ebpf: Ebpf,
     _links: Vec<FdLink>,
@@ -171,7 +243,9 @@ where
 }
 
 impl XdpBackend {
-    pub fn start(cfg: &XdpConfig) -> Result<Self, BackendError> {
+    /// Attaches the program to `cfg.interfaces` and starts the AF_XDP
+    /// workers on `cores` (see [`afxdp`]).
+    pub fn start(cfg: &XdpConfig, cores: &[usize]) -> Result<Self, BackendError> {
         if cfg.interfaces.is_empty() {
             return Err(err(
                 "dataplane.xdp.interfaces is empty: name the interfaces media uses",
@@ -255,7 +329,19 @@ impl XdpBackend {
             }
         }
 
-        let flows: HashMap<MapData, FlowKey, FlowAction> = take(&mut ebpf, names::FLOWS)?;
+        let mut flows: HashMap<MapData, FlowKey, FlowAction> = take(&mut ebpf, names::FLOWS)?;
+        // Stages died with the process that ran them: back to the fast path.
+        let orphans: Vec<(FlowKey, FlowAction)> = flows
+            .iter()
+            .filter_map(Result::ok)
+            .filter(|(_, a)| a.flags & abi::FLOW_PIPELINE != 0)
+            .collect();
+        for (k, mut a) in orphans {
+            a.flags &= !abi::FLOW_PIPELINE;
+            a.slot = 0;
+            tracing::warn!(local = %flow::addr_of(&k), "adopted a pipeline flow without its stages; it is relayed by XDP until they are sent again");
+            flows.insert(k, a, 0).map_err(map_err(names::FLOWS))?;
+        }
         let adopted: Vec<Flow> = flows
             .iter()
             .filter_map(Result::ok)
@@ -269,6 +355,17 @@ impl XdpBackend {
         if adopting {
             tracing::info!(flows = adopted.len(), dir = %root.display(), "adopted pinned XDP state");
         }
+        let (workers, xsks) = if cfg.afxdp.enabled {
+            match start_workers(&mut ebpf, cfg, &indexes, cores) {
+                Ok((w, m)) => (Some(w), Some(m)),
+                Err(e) => {
+                    tracing::warn!(error = %e, "no AF_XDP workers: flows with stages will be refused");
+                    (None, None)
+                }
+            }
+        } else {
+            (None, None)
+        };
         Ok(XdpBackend {
             flows,
             learned: take(&mut ebpf, names::LEARNED)?,
@@ -276,6 +373,9 @@ impl XdpBackend {
             counters: take(&mut ebpf, names::COUNTERS)?,
             adopted,
             no_neigh_seen: 0,
+            workers,
+            slots: Slots::default(),
+            _xsks: xsks,
             _ebpf: ebpf,
             _links: links,
         })
@@ -292,6 +392,56 @@ impl XdpBackend {
             }),
         }
     }
+}
+
+/// Starts the AF_XDP workers and puts their sockets in the XSKMAP: the
+/// interface at position i gets base `sum of the queues before it`.
+fn start_workers(
+    ebpf: &mut Ebpf,
+    cfg: &XdpConfig,
+    indexes: &[u32],
+    cores: &[usize],
+) -> Result<(Workers, XskMap<MapData>), BackendError> {
+    let mut xsks: XskMap<MapData> = take(ebpf, names::XSKS)?;
+    let mut base_map: HashMap<MapData, u32, u32> = take(ebpf, names::XSK_BASE)?;
+    let interfaces: Vec<Interface> = cfg
+        .interfaces
+        .iter()
+        .zip(indexes)
+        .map(|(name, &ifindex)| Interface {
+            name: name.clone(),
+            ifindex,
+            queues: afxdp::rx_queues(name),
+        })
+        .collect();
+    let mut bases = Vec::new();
+    let mut next = 0u32;
+    for itf in &interfaces {
+        bases.push(next);
+        next += itf.queues;
+    }
+    if next > xsks.len() {
+        return Err(err(format!(
+            "{next} rx queues on the media interfaces, more than the {} AF_XDP sockets the program has room for",
+            xsks.len()
+        )));
+    }
+    let (workers, placed) = Workers::start(&cfg.afxdp, &interfaces, &bases, cores)?;
+    for p in &placed {
+        // SAFETY: the worker keeps this descriptor open for as long as it runs.
+        let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(p.fd) };
+        xsks.set(p.key, fd, 0).map_err(map_err(names::XSKS))?;
+    }
+    let old: Vec<u32> = base_map.keys().filter_map(Result::ok).collect();
+    for k in old {
+        let _ = base_map.remove(&k);
+    }
+    for (itf, base) in interfaces.iter().zip(&bases) {
+        base_map
+            .insert(itf.ifindex, *base, 0)
+            .map_err(map_err(names::XSK_BASE))?;
+    }
+    Ok((workers, xsks))
 }
 
 /// Attaches `prog` to `ifname` through the link pinned at `pin`, replacing
@@ -393,12 +543,48 @@ impl Backend for XdpBackend {
     }
 
     fn put(&mut self, flow: &Flow, previous: Option<&Flow>) -> Result<(), BackendError> {
-        let (key, action) = flow.to_abi(Self::egress_index(flow)?);
+        self.slots.reap(&mut self.workers);
+        let (key, mut action) = flow.to_abi(Self::egress_index(flow)?);
+        if !flow.stages.is_empty() {
+            let Some(workers) = self.workers.as_mut() else {
+                return Err(err(format!(
+                    "flow {}: it has stages, but no AF_XDP workers run (see the data plane's log at start)",
+                    flow.local
+                )));
+            };
+            // Every worker holds the stages before a frame can reach it.
+            let slot = self.slots.get_or_alloc(flow.local);
+            let route = Route {
+                source: flow.source,
+                destination: flow.destination,
+            };
+            if !workers.install(slot, || PipelineFlow::new(flow), route) {
+                self.slots.retire(flow.local);
+                return Err(err(format!(
+                    "flow {}: the AF_XDP workers did not take its stages within 1 s",
+                    flow.local
+                )));
+            }
+            action.flags |= abi::FLOW_PIPELINE;
+            action.slot = slot;
+        }
         self.flows
             .insert(key, action, 0)
             .map_err(map_err(names::FLOWS))?;
-        if previous.is_some() {
-            // A changed flow learns its peer again (a re-INVITE may move it).
+        if flow.stages.is_empty() {
+            // Off the pipeline (if it was on): the slot goes later.
+            self.slots.retire(flow.local);
+        }
+        let moved_only = previous.is_some_and(|p| {
+            let strip = |f: &Flow| Flow {
+                stages: Vec::new(),
+                ..f.clone()
+            };
+            strip(p) == strip(flow)
+        });
+        if previous.is_some() && !moved_only {
+            // A changed flow learns its peer again (a re-INVITE may move it);
+            // one only gaining or losing stages keeps what it learned.
             let _ = self.learned.remove(&key);
         }
         if let Err(e) = neighbour::prime(flow.destination.ip(), action.egress_ifindex) {
@@ -412,6 +598,8 @@ impl Backend for XdpBackend {
         self.flows.remove(&key).map_err(map_err(names::FLOWS))?;
         let _ = self.learned.remove(&key);
         let _ = self.stats.remove(&key);
+        self.slots.retire(flow.local);
+        self.slots.reap(&mut self.workers);
         Ok(())
     }
 
@@ -436,7 +624,7 @@ impl Backend for XdpBackend {
     }
 
     fn counters(&self) -> Vec<(String, u64)> {
-        abi::COUNTER_NAMES
+        let mut c: Vec<(String, u64)> = abi::COUNTER_NAMES
             .iter()
             .enumerate()
             .map(|(i, name)| {
@@ -447,17 +635,36 @@ impl Backend for XdpBackend {
                     .unwrap_or(0);
                 (name.to_string(), v)
             })
-            .collect()
+            .collect();
+        if let Some(w) = &self.workers {
+            c.extend(w.totals());
+        }
+        c
     }
 
     fn adopted(&self) -> Vec<Flow> {
         self.adopted.clone()
     }
 
+    fn workers(&self) -> Vec<WorkerReport> {
+        self.workers
+            .as_ref()
+            .map(Workers::reports)
+            .unwrap_or_default()
+    }
+
+    fn take_events(&mut self) -> Vec<Event> {
+        self.workers
+            .as_mut()
+            .map(Workers::take_events)
+            .unwrap_or_default()
+    }
+
     /// When packets were dropped for want of a next-hop MAC (the peer was
     /// down when the flow was installed, or its entry expired and failed),
     /// asks the kernel to resolve every current destination again.
     fn maintain(&mut self) {
+        self.slots.reap(&mut self.workers);
         let idx = abi::COUNTER_NAMES
             .iter()
             .position(|n| *n == "drop_no_neighbour")
