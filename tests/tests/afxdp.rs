@@ -426,31 +426,54 @@ fn rtcp_demux_sends_rtcp_to_port_plus_one() {
 
 /// `silence` consumes what arrives and originates a PCMU packet every
 /// 20 ms from the flow's source to its destination (raw socket path).
-#[test]
-fn silence_originates_packets_every_ptime() {
+fn silence(a: Addrs) {
     let r = relay();
-    let a = netns::v4();
     let rx = rtp::bind(&r.topo.callee, sa(a.callee, 4000));
+    let local = sa(a.relay_a, 30000);
     r.dp.put(with(
-        flow("10.201.1.1:30000", "10.201.2.1:30002", "10.201.2.2:4000"),
+        flow(
+            &local.to_string(),
+            &sa(a.relay_b, 30002).to_string(),
+            &sa(a.callee, 4000).to_string(),
+        ),
         &[StageSpec::Silence {
             payload_type: 0,
             ptime_ms: 20,
         }],
     ));
+    let tx = rtp::bind(&r.topo.caller, sa(a.caller, 5000));
+    rtp::send(&tx, local, 1, 0..5, Duration::ZERO);
     let start = Instant::now();
     let got = rtp::collect(&rx, 25, QUIET, LIMIT);
     let took = start.elapsed();
     assert_eq!(got.len(), 25, "counters {}", r.counters());
-    assert!(got
-        .iter()
-        .all(|(p, s)| *s == sa(a.relay_b, 30002) && p[1] & 0x7f == 0));
+    assert!(
+        got.iter().all(|(p, s)| *s == sa(a.relay_b, 30002)
+            && p[1] & 0x7f == 0
+            && p[12..].iter().all(|b| *b == 0xff)),
+        "silence from the relay, not the caller's packets"
+    );
     assert!(
         took >= Duration::from_millis(400) && took < Duration::from_millis(1500),
         "25 packets at 20 ms took {took:?}"
     );
     assert!(r.dp.counter("worker_originated_sent") >= 25);
     assert_eq!(r.dp.counter("worker_originate_failed"), 0);
+    assert_eq!(
+        r.pipeline("consumed"),
+        5,
+        "what the caller sent was consumed"
+    );
+}
+
+#[test]
+fn silence_originates_packets_every_ptime_ipv4() {
+    silence(netns::v4());
+}
+
+#[test]
+fn silence_originates_packets_every_ptime_ipv6() {
+    silence(netns::v6());
 }
 
 /// A flow moved from the fast path to the pipeline and back, several
@@ -506,4 +529,41 @@ fn a_flow_moves_between_fast_path_and_pipeline_without_loss_or_duplicates() {
     );
     assert_eq!(via_worker + fast, n as u64);
     assert_eq!(r.dp.flow(local)["counters"]["packets"], n as u64);
+}
+
+/// Without workers (`[dataplane.xdp.afxdp] enabled = false`) a flow with
+/// stages is refused by name, and one without is relayed as ever.
+#[test]
+fn without_workers_a_flow_with_stages_is_refused() {
+    tollgate_tests::require_root();
+    let topo = Topology::new();
+    let bpf = Bpffs::new();
+    let dp = Dataplane::start(
+        Some(&topo.relay),
+        Backend::Xdp,
+        Some(&bpf),
+        "[dataplane.xdp.afxdp]\nenabled = false\n",
+    );
+    let f = flow("10.201.1.1:30000", "10.201.2.1:30002", "10.201.2.2:4000");
+    let e = dp
+        .request(Request::FlowPut {
+            flow: with(f.clone(), &[StageSpec::Null]),
+        })
+        .expect_err("refused")
+        .to_string();
+    assert!(
+        e.contains("flow 10.201.1.1:30000") && e.contains("no AF_XDP workers"),
+        "{e}"
+    );
+    assert_eq!(
+        dp.request(Request::Workers).expect("workers"),
+        serde_json::json!([])
+    );
+    dp.put(f);
+    let a = netns::v4();
+    let tx = rtp::bind(&topo.caller, sa(a.caller, 5000));
+    let rx = rtp::bind(&topo.callee, sa(a.callee, 4000));
+    rtp::send(&tx, sa(a.relay_a, 30000), 1, 0..5, Duration::ZERO);
+    assert_eq!(rtp::collect(&rx, 5, QUIET, LIMIT).len(), 5);
+    drop(dp);
 }

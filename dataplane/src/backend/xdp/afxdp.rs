@@ -30,6 +30,12 @@
 //! - idle: the worker spins for [`SPIN_NS`], then sleeps in `poll` on its
 //!   sockets and its eventfd, at most until the next 20 ms tick.
 //!
+//! Every worker holds every pipeline flow's stages (its own copy of their
+//! state): which queue, hence which worker, a packet reaches is the NIC's
+//! RSS hash, not ours. RSS keeps a 5-tuple on one queue, so in practice
+//! one worker's copy sees a stream; a stage whose state must span queues
+//! (none yet) would need the flow steered to one queue (ntuple rules).
+//!
 //! No allocation, lock, log or syscall per packet; counters are plain
 //! per-worker integers published to atomics once per loop that did work.
 //! Flow changes arrive by message (crossbeam channel plus an eventfd wake)
@@ -644,12 +650,6 @@ impl Worker {
                 continue;
             }
             // Sleep until a frame, a message or the next tick.
-            for x in &mut self.xsks {
-                x.refill(self.ring_size);
-                if x.fill_needs_wakeup() {
-                    x.wake_rx();
-                }
-            }
             let timeout_ms = next_tick.saturating_sub(now).div_ceil(1_000_000).min(20) as i32;
             for p in &mut pollfds {
                 p.revents = 0;
@@ -686,6 +686,11 @@ impl Worker {
         x.complete();
         let spare = x.free_frames().saturating_sub(reserve) as u32;
         x.refill(spare.min(self.ring_size));
+        // Zero-copy drivers may wait to be told the fill ring has frames.
+        if x.fill_needs_wakeup() {
+            x.wake_rx();
+            self.counters[C::Wakeups as usize] += 1;
+        }
         let mut burst = std::mem::take(&mut self.burst);
         let n = self.xsks[i].rx_burst(&mut burst);
         for f in &burst[..n] {
