@@ -31,10 +31,15 @@ struct Relay {
 }
 
 fn relay() -> Relay {
+    relay_with("")
+}
+
+/// A relay whose config has `extra` after the `[dataplane]` keys.
+fn relay_with(extra: &str) -> Relay {
     tollgate_tests::require_root();
     let topo = Topology::new();
     let bpf = Bpffs::new();
-    let dp = Dataplane::start(Some(&topo.relay), Backend::Xdp, Some(&bpf), "");
+    let dp = Dataplane::start(Some(&topo.relay), Backend::Xdp, Some(&bpf), extra);
     let r = Relay {
         dp,
         _bpf: bpf,
@@ -88,8 +93,8 @@ fn with(mut f: Flow, stages: &[StageSpec]) -> Flow {
 
 /// Caller -> relay -> callee and back through `stages`, checking every
 /// packet and the wire.
-fn round_trip(a: Addrs) {
-    let r = relay();
+fn round_trip(a: Addrs, extra: &str) {
+    let r = relay_with(extra);
     let (t, dp) = (&r.topo, &r.dp);
     let (a_local, b_local) = (sa(a.relay_a, 30000), sa(a.relay_b, 30002));
     let (caller, callee) = (sa(a.caller, 5000), sa(a.callee, 4000));
@@ -193,12 +198,21 @@ fn round_trip(a: Addrs) {
 
 #[test]
 fn pipeline_relays_ipv4_both_ways() {
-    round_trip(netns::v4());
+    round_trip(netns::v4(), "");
 }
 
 #[test]
 fn pipeline_relays_ipv6_both_ways() {
-    round_trip(netns::v6());
+    round_trip(netns::v6(), "");
+}
+
+/// Busy polling on, small rings and bursts, copy mode forced: the same.
+#[test]
+fn pipeline_relays_with_busy_polling_and_small_rings() {
+    round_trip(
+        netns::v4(),
+        "[dataplane.xdp.afxdp]\nbusy_poll = true\nzero_copy = \"off\"\nframes = 256\nring_size = 64\nburst = 8\n",
+    );
 }
 
 /// The caller is behind NAT (sends from 5000, signalled 5999): the
@@ -566,4 +580,64 @@ fn without_workers_a_flow_with_stages_is_refused() {
     rtp::send(&tx, sa(a.relay_a, 30000), 1, 0..5, Duration::ZERO);
     assert_eq!(rtp::collect(&rx, 5, QUIET, LIMIT).len(), 5);
     drop(dp);
+}
+
+/// A flood into small rings: whatever is lost is counted where it was lost.
+/// Every frame the program steered to a socket was either taken by a worker
+/// or dropped by the kernel for want of room (counted per socket), and
+/// every frame a worker took was sent or dropped by a named reason.
+#[test]
+fn a_flood_into_small_rings_is_accounted_for() {
+    let r = relay_with("[dataplane.xdp.afxdp]\nframes = 128\nring_size = 64\nburst = 8\n");
+    let a = netns::v4();
+    let local = sa(a.relay_a, 30000);
+    r.dp.put(with(
+        flow("10.201.1.1:30000", "10.201.2.1:30002", "10.201.2.2:4000"),
+        &[StageSpec::Null],
+    ));
+    let tx = rtp::bind(&r.topo.caller, sa(a.caller, 5000));
+    let rx = rtp::bind(&r.topo.callee, sa(a.callee, 4000));
+    let n = 5000u16;
+    rtp::send(&tx, local, 1, 0..n, Duration::ZERO);
+    let got = rtp::collect(&rx, n as usize, QUIET, LIMIT);
+    let w = r.workers();
+    let sum = |f: &dyn Fn(&Value) -> u64| -> u64 { w.as_array().unwrap().iter().map(f).sum() };
+    let worker_rx = sum(&|w| w["rx_packets"].as_u64().unwrap());
+    let worker_tx = sum(&|w| w["tx_packets"].as_u64().unwrap());
+    let kernel = sum(&|w| {
+        w["drops"]["xsk_rx_dropped"].as_u64().unwrap()
+            + w["drops"]["xsk_rx_ring_full"].as_u64().unwrap()
+    });
+    let worker_drops = sum(&|w| {
+        w["drops"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .filter(|(k, _)| !k.starts_with("xsk_"))
+            .map(|(_, v)| v.as_u64().unwrap())
+            .sum()
+    });
+    let stage_drops = r.pipeline("dropped_stage") + r.pipeline("dropped_no_flow");
+    let steered = r.dp.counter("to_worker");
+    eprintln!(
+        "flood of {n}: steered {steered}, kernel dropped {kernel}, worker rx {worker_rx}, tx {worker_tx}, \
+         dropped {worker_drops}, received {}",
+        got.len()
+    );
+    assert!(steered > 0 && !got.is_empty(), "{w}");
+    assert_eq!(
+        steered,
+        worker_rx + kernel,
+        "steered = taken + dropped by the kernel: {w}"
+    );
+    assert_eq!(
+        worker_rx,
+        worker_tx + worker_drops + stage_drops,
+        "taken = sent + dropped: {w}"
+    );
+    assert!(got.len() as u64 <= worker_tx);
+    assert_eq!(
+        r.dp.counter("worker_bad_metadata") + r.dp.counter("worker_malformed"),
+        0
+    );
 }

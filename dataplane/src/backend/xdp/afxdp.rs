@@ -28,7 +28,10 @@
 //!   tick. They go to the flow's destination, or to where the flow's frames
 //!   were last rewritten to go (a followed, learned peer).
 //! - idle: the worker spins for [`SPIN_NS`], then sleeps in `poll` on its
-//!   sockets and its eventfd, at most until the next 20 ms tick.
+//!   sockets and its eventfd, at most until the next 20 ms tick. With busy
+//!   polling on, an empty rx ring is answered by a `recvfrom`, which runs the
+//!   driver's NAPI poll on the worker's core (the point of busy polling;
+//!   one syscall per empty poll, never per packet).
 //!
 //! Every worker holds every pipeline flow's stages (its own copy of their
 //! state): which queue, hence which worker, a packet reaches is the NIC's
@@ -42,7 +45,7 @@
 //! and are acknowledged, so the control thread writes a flow's map entry
 //! only once every worker has its stages.
 
-use super::xsk::{RxFrame, Xsk, XskConfig, ZeroCopy};
+use super::xsk::{kernel_stats, KernelStats, RxFrame, Xsk, XskConfig, ZeroCopy};
 use crate::backend::{monotonic_ns, BackendError, WorkerReport};
 use crate::config::{AfXdpConfig, ZeroCopyChoice};
 use crate::pipeline::{
@@ -144,9 +147,25 @@ struct Handle {
     /// Sequence number of the last message sent.
     sent: u64,
     sockets: Vec<String>,
+    /// The worker's sockets, open while it runs, for their kernel counters.
+    fds: Vec<RawFd>,
 }
 
 impl Handle {
+    /// The kernel's counters summed over this worker's sockets.
+    fn kernel_stats(&self) -> KernelStats {
+        let mut t = KernelStats::default();
+        for s in self.fds.iter().filter_map(|fd| kernel_stats(*fd).ok()) {
+            t.rx_dropped += s.rx_dropped;
+            t.rx_ring_full += s.rx_ring_full;
+            t.rx_invalid += s.rx_invalid;
+            t.tx_invalid += s.tx_invalid;
+            t.fill_ring_empty += s.fill_ring_empty;
+            t.tx_ring_empty += s.tx_ring_empty;
+        }
+        t
+    }
+
     fn send(&mut self, m: Message) -> u64 {
         if self.tx.send(m).is_ok() {
             self.sent += 1;
@@ -271,8 +290,10 @@ impl Workers {
                 .unwrap_or_else(|_| Err(io::Error::other("worker thread exited during setup")))
                 .map_err(|e| other(format!("AF_XDP worker on core {core}: {e}")))?;
             let mut names = Vec::new();
+            let mut worker_fds = Vec::new();
             for ((_, _, key, name), (fd, zc)) in mine.into_iter().zip(fds) {
                 placed.push(Placed { key, fd });
+                worker_fds.push(fd);
                 names.push(format!("{name}{}", if zc { " zero-copy" } else { " copy" }));
             }
             tracing::info!(core, sockets = %names.join(", "), "AF_XDP worker started");
@@ -285,6 +306,7 @@ impl Workers {
                 started_ns: monotonic_ns(),
                 sent: 0,
                 sockets: names,
+                fds: worker_fds,
             });
         }
         Ok((Workers { handles, events }, placed))
@@ -369,16 +391,26 @@ impl Workers {
                     tx_packets: c(C::Tx),
                     busy_ns: h.shared.busy_ns.load(Ordering::Relaxed),
                     uptime_ns: now.saturating_sub(h.started_ns),
-                    drops: NAMES[FIRST_DROP..]
-                        .iter()
-                        .enumerate()
-                        .map(|(j, n)| {
-                            (
-                                *n,
-                                h.shared.counters[FIRST_DROP + j].load(Ordering::Relaxed),
-                            )
-                        })
-                        .collect(),
+                    drops: {
+                        let mut d: std::collections::BTreeMap<&'static str, u64> = NAMES
+                            [FIRST_DROP..]
+                            .iter()
+                            .enumerate()
+                            .map(|(j, n)| {
+                                (
+                                    *n,
+                                    h.shared.counters[FIRST_DROP + j].load(Ordering::Relaxed),
+                                )
+                            })
+                            .collect();
+                        // What the kernel dropped before the worker saw it.
+                        let k = h.kernel_stats();
+                        d.insert("xsk_rx_dropped", k.rx_dropped);
+                        d.insert("xsk_rx_ring_full", k.rx_ring_full);
+                        d.insert("xsk_rx_invalid", k.rx_invalid);
+                        d.insert("xsk_tx_invalid", k.tx_invalid);
+                        d
+                    },
                     pipeline: h.shared.pipeline.load(),
                 }
             })
@@ -517,6 +549,9 @@ struct Worker {
     v6: Batch,
     originate_buf: Box<[u8]>,
     applied: u64,
+    /// Busy polling: an empty rx ring is answered with a `recvfrom`, which
+    /// runs the driver's poll on this core (SO_PREFER_BUSY_POLL).
+    busy_poll: bool,
 }
 
 impl Worker {
@@ -559,6 +594,7 @@ impl Worker {
             v6: Batch::new(libc::AF_INET6),
             originate_buf: vec![0u8; ORIGINATE_BUF].into_boxed_slice(),
             applied: 0,
+            busy_poll: cfg.busy_poll.is_some(),
         })
     }
 
@@ -692,7 +728,11 @@ impl Worker {
             self.counters[C::Wakeups as usize] += 1;
         }
         let mut burst = std::mem::take(&mut self.burst);
-        let n = self.xsks[i].rx_burst(&mut burst);
+        let mut n = self.xsks[i].rx_burst(&mut burst);
+        if n == 0 && self.busy_poll {
+            self.xsks[i].wake_rx();
+            n = self.xsks[i].rx_burst(&mut burst);
+        }
         for f in &burst[..n] {
             self.counters[C::Rx as usize] += 1;
             self.frame(i, *f, now);

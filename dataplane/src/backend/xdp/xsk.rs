@@ -582,29 +582,35 @@ impl Xsk {
 
     /// The kernel's counters for this socket.
     pub fn kernel_stats(&self) -> io::Result<KernelStats> {
-        // SAFETY: all-zero is valid; the kernel fills it.
-        let mut s: libc::xdp_statistics = unsafe { std::mem::zeroed() };
-        let mut len = std::mem::size_of::<libc::xdp_statistics>() as libc::socklen_t;
-        // SAFETY: getsockopt writes at most `len` bytes.
-        let r = unsafe {
-            libc::getsockopt(
-                self.fd.as_raw_fd(),
-                libc::SOL_XDP,
-                libc::XDP_STATISTICS,
-                (&mut s as *mut libc::xdp_statistics).cast(),
-                &mut len,
-            )
-        };
-        check(r, "XDP_STATISTICS")?;
-        Ok(KernelStats {
-            rx_dropped: s.rx_dropped,
-            rx_invalid: s.rx_invalid_descs,
-            tx_invalid: s.tx_invalid_descs,
-            rx_ring_full: s.rx_ring_full,
-            fill_ring_empty: s.rx_fill_ring_empty_descs,
-            tx_ring_empty: s.tx_ring_empty_descs,
-        })
+        kernel_stats(self.fd.as_raw_fd())
     }
+}
+
+/// The kernel's counters for the AF_XDP socket `fd` (`XDP_STATISTICS`);
+/// any thread may ask while the socket is open.
+pub fn kernel_stats(fd: RawFd) -> io::Result<KernelStats> {
+    // SAFETY: all-zero is valid; the kernel fills it.
+    let mut s: libc::xdp_statistics = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::xdp_statistics>() as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `len` bytes.
+    let r = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_XDP,
+            libc::XDP_STATISTICS,
+            (&mut s as *mut libc::xdp_statistics).cast(),
+            &mut len,
+        )
+    };
+    check(r, "XDP_STATISTICS")?;
+    Ok(KernelStats {
+        rx_dropped: s.rx_dropped,
+        rx_invalid: s.rx_invalid_descs,
+        tx_invalid: s.tx_invalid_descs,
+        rx_ring_full: s.rx_ring_full,
+        fill_ring_empty: s.rx_fill_ring_empty_descs,
+        tx_ring_empty: s.tx_ring_empty_descs,
+    })
 }
 
 #[cfg(test)]
