@@ -682,7 +682,11 @@ fn notes(runs: &[RunRecord], summary: &[Summary]) -> Vec<String> {
         notes.push("on veth, native XDP still pays an skb-to-xdp_buff conversion and the redirect into the peer veth; real NICs gain more".into());
     }
     let ratios = [
-        (System::Xdp, System::Ceiling, "the host's redirect-only XDP floor"),
+        (
+            System::Xdp,
+            System::Ceiling,
+            "the host's redirect-only XDP floor",
+        ),
         (
             System::Afxdp,
             System::Socket,

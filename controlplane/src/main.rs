@@ -120,7 +120,7 @@ enum BenchCommand {
     Media(tollgate_bench::media::MediaArgs),
     /// CDR spool appends and batched sink throughput into PostgreSQL,
     /// against unbatched inserts measured in the same run.
-    Cdr(tollgate_cdr::bench::CdrBenchArgs),
+    Cdr(tollgate_bench::cdr::CdrBenchArgs),
     /// Call setup through the SIP B2BUA with SIPp: achieved CPS, failures,
     /// setup latency and CPU per call; `--peer kamailio` measures Kamailio
     /// with rtpengine the same way.
@@ -303,7 +303,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Cdr { config, command } => cdrs::run(&load(config.as_deref())?.cdr, command),
         Command::Bench {
             what: BenchCommand::Cdr(args),
-        } => tollgate_cdr::bench::main(&args, tollgate_bench::stamp::stamp()),
+        } => tollgate_bench::cdr::main(&args, tollgate_bench::stamp::stamp()),
         Command::Bench {
             what: BenchCommand::Sip(args),
         } => tollgate_bench::sip::main(&args).map(|_| ()),
