@@ -82,6 +82,9 @@ pub struct AfXdpConfig {
     pub ring_size: u32,
     /// Most frames a worker takes from one socket at a time (1-256).
     pub burst: u32,
+    /// Microseconds an idle worker keeps polling before it sleeps, when
+    /// packets come at least that close together (0-1000; 0: sleep at once).
+    pub spin_us: u32,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -103,6 +106,7 @@ impl Default for AfXdpConfig {
             frames: 4096,
             ring_size: 2048,
             burst: 64,
+            spin_us: 50,
         }
     }
 }
@@ -131,6 +135,9 @@ impl AfXdpConfig {
         }
         if !(1..=256).contains(&self.burst) {
             errs.push(format!("{k}.burst: {} is outside 1-256", self.burst));
+        }
+        if self.spin_us > 1000 {
+            errs.push(format!("{k}.spin_us: {} is above 1000", self.spin_us));
         }
         if self.busy_poll && !(1..=1000).contains(&self.busy_poll_usecs) {
             errs.push(format!(

@@ -27,11 +27,15 @@
 //!   resolves the next hop's MAC, batched into one `sendmmsg` per family per
 //!   tick. They go to the flow's destination, or to where the flow's frames
 //!   were last rewritten to go (a followed, learned peer).
-//! - idle: the worker spins for [`SPIN_NS`], then sleeps in `poll` on its
-//!   sockets and its eventfd, at most until the next 20 ms tick. With busy
-//!   polling on, an empty rx ring is answered by a `recvfrom`, which runs the
-//!   driver's NAPI poll on the worker's core (the point of busy polling;
-//!   one syscall per empty poll, never per packet).
+//! - idle: the worker keeps polling its rings (yielding the core between
+//!   polls, as the interfaces' NAPI threads may share it) for up to
+//!   `spin_us` if the last bursts came closer together than that, so it
+//!   catches the next one without a wakeup; else (lower rates, where a
+//!   wakeup costs less than the spin) it sleeps at once in `poll` on its
+//!   sockets and its eventfd, at most until the next 20 ms tick. With busy polling on, an empty rx ring is
+//!   answered by a `recvfrom`, which runs the driver's NAPI poll on the
+//!   worker's core (the point of busy polling; one syscall per empty poll,
+//!   never per packet).
 //!
 //! Every worker holds every pipeline flow's stages (its own copy of their
 //! state): which queue, hence which worker, a packet reaches is the NIC's
@@ -62,8 +66,6 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use tollgate_ebpf::abi::{XskMeta, XSK_META_MAGIC};
 
-/// How long an idle worker keeps polling its rings before it sleeps.
-pub const SPIN_NS: u64 = 50_000;
 /// Longest sleep: one tick of the pipeline's timer wheel.
 const TICK_NS: u64 = crate::pipeline::wheel::TICK_MS as u64 * 1_000_000;
 /// Originated packets one worker sends per family per tick (more wait).
@@ -263,7 +265,10 @@ impl Workers {
             let shared = Arc::new(Shared::default());
             let (ready_tx, ready) = crossbeam_channel::bounded(1);
             let (w_shared, w_cfg, ev_tx) = (shared.clone(), xcfg.clone(), ev_tx.clone());
-            let burst = cfg.burst as usize;
+            let pace = Pace {
+                burst: cfg.burst as usize,
+                spin_ns: cfg.spin_us as u64 * 1000,
+            };
             let queues: Vec<(u32, u32)> = mine.iter().map(|m| (m.0, m.1)).collect();
             let thread = std::thread::Builder::new()
                 .name(format!("tg-afxdp-{core}"))
@@ -272,7 +277,7 @@ impl Workers {
                         tracing::warn!(core, "could not pin the AF_XDP worker to its core");
                     }
                     // Sockets and UMEMs are made on the worker's own core.
-                    match Worker::new(&w_cfg, &queues, rx, wake_fd, w_shared, ev_tx, burst) {
+                    match Worker::new(&w_cfg, &queues, rx, wake_fd, w_shared, ev_tx, pace) {
                         Ok(w) => {
                             let fds: Vec<(RawFd, bool)> =
                                 w.xsks.iter().map(|x| (x.fd(), x.zero_copy)).collect();
@@ -530,6 +535,13 @@ impl Batch {
     }
 }
 
+/// How a worker takes its frames: burst size and idle spin.
+#[derive(Clone, Copy)]
+struct Pace {
+    burst: usize,
+    spin_ns: u64,
+}
+
 struct Worker {
     xsks: Vec<Xsk>,
     /// For each interface (ifindex), the index in `xsks` of the socket this
@@ -549,6 +561,8 @@ struct Worker {
     v6: Batch,
     originate_buf: Box<[u8]>,
     applied: u64,
+    /// How long an idle worker keeps polling before it sleeps (ns).
+    spin_ns: u64,
     /// Busy polling: an empty rx ring is answered with a `recvfrom`, which
     /// runs the driver's poll on this core (SO_PREFER_BUSY_POLL).
     busy_poll: bool,
@@ -562,8 +576,9 @@ impl Worker {
         wake: RawFd,
         shared: Arc<Shared>,
         events: EventSink,
-        burst: usize,
+        pace: Pace,
     ) -> io::Result<Worker> {
+        let Pace { burst, spin_ns } = pace;
         let mut xsks = Vec::new();
         let mut tx_on: Vec<(u32, usize)> = Vec::new();
         for &(ifindex, queue) in queues {
@@ -595,6 +610,7 @@ impl Worker {
             originate_buf: vec![0u8; ORIGINATE_BUF].into_boxed_slice(),
             applied: 0,
             busy_poll: cfg.busy_poll.is_some(),
+            spin_ns,
         })
     }
 
@@ -633,6 +649,11 @@ impl Worker {
 
     fn run(mut self) {
         let mut idle_since: Option<u64> = None;
+        // End of the last loop that found work, and whether the gap before
+        // it was short enough that spinning would have caught it.
+        let mut last_work = 0u64;
+        let mut spin = false;
+        let spin_ns = self.spin_ns;
         let mut next_tick = 0u64;
         let mut pollfds: Vec<libc::pollfd> = self
             .xsks
@@ -672,6 +693,8 @@ impl Worker {
             if work > 0 || unsent {
                 idle_since = None;
                 if work > 0 {
+                    spin = start.saturating_sub(last_work) <= spin_ns;
+                    last_work = now;
                     let busy = self.shared.busy_ns.load(Ordering::Relaxed);
                     self.shared
                         .busy_ns
@@ -681,8 +704,10 @@ impl Worker {
                 continue;
             }
             let since = *idle_since.get_or_insert(now);
-            if now - since < SPIN_NS {
-                std::hint::spin_loop();
+            if spin && now - since < spin_ns {
+                // Yield, not pause: the interfaces' NAPI threads may share
+                // this core, and they are what brings the next frames.
+                std::thread::yield_now();
                 continue;
             }
             // Sleep until a frame, a message or the next tick.
