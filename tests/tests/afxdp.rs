@@ -641,3 +641,34 @@ fn a_flood_into_small_rings_is_accounted_for() {
         0
     );
 }
+
+/// A pipeline flow whose peer is behind the interface the packets came in
+/// on: the worker sends the received frame itself back out (no copy).
+#[test]
+fn pipeline_hairpins_the_frame_itself() {
+    let r = relay();
+    let a = netns::v4();
+    r.dp.put(with(
+        flow("10.201.1.1:30010", "10.201.1.1:30012", "10.201.1.2:6000"),
+        &[StageSpec::Null],
+    ));
+    let tx = rtp::bind(&r.topo.caller, sa(a.caller, 5000));
+    let rx = rtp::bind(&r.topo.caller, sa(a.caller, 6000));
+    rtp::send(
+        &tx,
+        sa(a.relay_a, 30010),
+        5,
+        0..50,
+        Duration::from_micros(200),
+    );
+    let got = rtp::collect(&rx, 50, QUIET, LIMIT);
+    assert_eq!(got.len(), 50, "counters {}", r.counters());
+    assert!(got.iter().all(|(_, s)| *s == sa(a.relay_a, 30012)));
+    assert_eq!(r.dp.counter("worker_tx"), 50);
+    assert_eq!(
+        r.dp.counter("worker_tx_copied"),
+        0,
+        "same interface, same frame"
+    );
+    assert_eq!(r.dp.counter("tx_same_interface"), 0, "not by XDP_TX");
+}
