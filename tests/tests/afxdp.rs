@@ -672,3 +672,81 @@ fn pipeline_hairpins_the_frame_itself() {
     );
     assert_eq!(r.dp.counter("tx_same_interface"), 0, "not by XDP_TX");
 }
+
+/// Two rx queues on every veth and two worker cores: a socket per
+/// (interface, queue), the queues split over the workers, and every packet
+/// of eight flows relayed whichever queue it arrived on.
+#[test]
+fn two_queues_two_workers() {
+    tollgate_tests::require_root();
+    let topo = Topology::new();
+    for (ns, ifname) in [
+        (&topo.relay, &topo.ra),
+        (&topo.relay, &topo.rb),
+        (&topo.caller, &topo.ca),
+        (&topo.callee, &topo.eb),
+    ] {
+        netns::sh(&[
+            "ip", "netns", "exec", ns, "ethtool", "-L", ifname, "rx", "2", "tx", "2",
+        ]);
+    }
+    let bpf = Bpffs::new();
+    let dp = Dataplane::start(
+        Some(&topo.relay),
+        Backend::Xdp,
+        Some(&bpf),
+        "cores = [0, 1]",
+    );
+    let r = Relay {
+        dp,
+        _bpf: bpf,
+        topo,
+    };
+    let w = r.workers();
+    let workers = w.as_array().expect("a list");
+    assert_eq!(workers.len(), 2, "{w}");
+    let a = netns::v4();
+    let n = 8u16;
+    let mut pairs = Vec::new();
+    for i in 0..n {
+        r.dp.put(with(
+            flow(
+                &format!("10.201.1.1:{}", 30000 + 2 * i),
+                &format!("10.201.2.1:{}", 30100 + 2 * i),
+                &format!("10.201.2.2:{}", 4000 + 2 * i),
+            ),
+            &[StageSpec::Null],
+        ));
+        pairs.push((
+            rtp::bind(&r.topo.caller, sa(a.caller, 5000 + i)),
+            rtp::bind(&r.topo.callee, sa(a.callee, 4000 + 2 * i)),
+        ));
+    }
+    for (i, (tx, _)) in pairs.iter().enumerate() {
+        let local = sa(a.relay_a, 30000 + 2 * i as u16);
+        rtp::send(tx, local, i as u32, 0..50, Duration::from_micros(100));
+    }
+    for (i, (_, rx)) in pairs.iter().enumerate() {
+        let got = rtp::collect(rx, 50, QUIET, LIMIT);
+        assert_eq!(
+            got.len(),
+            50,
+            "flow {i}: counters {}; workers {}",
+            r.counters(),
+            r.workers()
+        );
+    }
+    let w = r.workers();
+    let per: Vec<u64> = w
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["rx_packets"].as_u64().unwrap())
+        .collect();
+    eprintln!("frames per worker: {per:?}");
+    assert_eq!(per.iter().sum::<u64>(), 400, "{w}");
+    assert!(
+        w.as_array().unwrap().iter().all(|w| w["flows"] == n as u64),
+        "{w}"
+    );
+}
