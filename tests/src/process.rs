@@ -216,6 +216,14 @@ impl Dataplane {
         self.spawn();
     }
 
+    /// SIGTERM (a clean stop), then start again with the same config.
+    pub fn stop_and_restart(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            tollgate_bench::sut::terminate(&mut c, Duration::from_secs(5));
+        }
+        self.spawn();
+    }
+
     pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();

@@ -750,3 +750,109 @@ fn two_queues_two_workers() {
         "{w}"
     );
 }
+
+/// The data plane is killed while a pipeline flow carries a 1 ms stream:
+/// its workers' sockets die with it, so the program drops the flow's
+/// packets, counted as `drop_no_worker`, until the restarted process
+/// adopts the flow (its stages are gone with the old process) back onto
+/// the fast path. Beyond those, only frames already in the dying process's
+/// rings are lost (a ring's worth at most, and counted: steered to a worker
+/// but never sent).
+#[test]
+fn a_killed_data_plane_leaves_its_pipeline_flows_to_the_fast_path() {
+    let mut r = relay();
+    let a = netns::v4();
+    let local = sa(a.relay_a, 30000);
+    r.dp.put(with(
+        flow("10.201.1.1:30000", "10.201.2.1:30002", "10.201.2.2:4000"),
+        &[StageSpec::Null],
+    ));
+    let tx = rtp::bind(&r.topo.caller, sa(a.caller, 5000));
+    let rx = rtp::bind(&r.topo.callee, sa(a.callee, 4000));
+    let n = 2000u16;
+    let sender =
+        std::thread::spawn(move || rtp::send(&tx, local, 3, 0..n, Duration::from_millis(1)));
+    let flowing = tollgate_tests::wait_until(Duration::from_secs(5), || {
+        r.dp.flow(local)["counters"]["packets"].as_u64() >= Some(200)
+    });
+    assert!(flowing, "packets go through the pipeline first");
+    r.dp.kill_and_restart();
+    let got = rtp::collect(&rx, n as usize, QUIET, Duration::from_secs(30));
+    sender.join().expect("sender");
+    let seqs: std::collections::BTreeSet<u16> = rtp::seqs(&got).into_iter().collect();
+    assert_eq!(seqs.len(), got.len(), "no duplicates");
+    let (no_worker, steered, fast) = (
+        r.dp.counter("drop_no_worker"),
+        r.dp.counter("to_worker"),
+        r.dp.counter("forwarded"),
+    );
+    assert_eq!(
+        steered + no_worker + fast,
+        n as u64,
+        "the program saw every packet"
+    );
+    // Received through the old process's workers: all but the fast path's.
+    let by_workers = got.len() as u64 - fast;
+    let in_dying_rings = steered - by_workers;
+    eprintln!(
+        "sent {n}: {by_workers} by the workers, {fast} by XDP after the restart, \
+         {no_worker} dropped for want of a worker, {in_dying_rings} left in the dying process's rings"
+    );
+    assert!(
+        in_dying_rings <= 64,
+        "{in_dying_rings} lost in the dying process"
+    );
+    assert!(
+        (n - 200..n).all(|s| seqs.contains(&s)),
+        "the end of the stream arrives, by the fast path"
+    );
+    assert!(r.dp.counter("forwarded") > 0);
+    let log = r.dp.log_text();
+    assert!(
+        log.contains("adopted a pipeline flow without its stages"),
+        "{log}"
+    );
+    let f = r.dp.flow(local);
+    assert!(f["flow"]["stages"].is_null(), "adopted without stages: {f}");
+}
+
+/// A clean stop (SIGTERM) hands the pipeline flows to the fast path first:
+/// through the restart of the data plane under a 1 ms stream, every packet
+/// arrives once, by a worker before and by XDP after.
+#[test]
+fn a_clean_restart_loses_no_packet_of_a_pipeline_flow() {
+    let mut r = relay();
+    let a = netns::v4();
+    let local = sa(a.relay_a, 30000);
+    r.dp.put(with(
+        flow("10.201.1.1:30000", "10.201.2.1:30002", "10.201.2.2:4000"),
+        &[StageSpec::Null],
+    ));
+    let tx = rtp::bind(&r.topo.caller, sa(a.caller, 5000));
+    let rx = rtp::bind(&r.topo.callee, sa(a.callee, 4000));
+    let n = 2000u16;
+    let sender =
+        std::thread::spawn(move || rtp::send(&tx, local, 3, 0..n, Duration::from_millis(1)));
+    let flowing = tollgate_tests::wait_until(Duration::from_secs(5), || {
+        r.dp.flow(local)["counters"]["packets"].as_u64() >= Some(200)
+    });
+    assert!(flowing, "packets go through the pipeline first");
+    r.dp.stop_and_restart();
+    let got = rtp::collect(&rx, n as usize, QUIET, Duration::from_secs(30));
+    sender.join().expect("sender");
+    let seqs: std::collections::BTreeSet<u16> = rtp::seqs(&got).into_iter().collect();
+    assert_eq!(
+        (got.len(), seqs.len()),
+        (n as usize, n as usize),
+        "every packet once; counters {}",
+        r.counters()
+    );
+    assert_eq!(r.dp.counter("drop_no_worker"), 0);
+    assert!(r.dp.counter("forwarded") > 0, "XDP took over");
+    assert!(
+        r.dp.log_text()
+            .contains("pipeline flows handed to the XDP fast path"),
+        "{}",
+        r.dp.log_text()
+    );
+}

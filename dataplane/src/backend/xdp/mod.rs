@@ -537,6 +537,35 @@ fn force_detach(pin: &Path) -> io::Result<()> {
     Ok(())
 }
 
+/// A clean stop hands the pipeline flows to the fast path before the
+/// workers go: their map entries lose `FLOW_PIPELINE`, the workers get
+/// [`RETIRE_AFTER`] to finish what is in their rings, and XDP forwards the
+/// flows (without their stages) until a new process gets them back. A
+/// killed process cannot do this; its flows' packets are dropped, counted
+/// (`drop_no_worker`), until the next one adopts them.
+impl Drop for XdpBackend {
+    fn drop(&mut self) {
+        if self.workers.is_none() || self.slots.by_local.is_empty() {
+            return;
+        }
+        for local in self.slots.by_local.keys() {
+            let key = flow::key_of(*local);
+            if let Ok(mut a) = self.flows.get(&key, 0) {
+                a.flags &= !abi::FLOW_PIPELINE;
+                a.slot = 0;
+                if let Err(e) = self.flows.insert(key, a, 0) {
+                    tracing::warn!(%local, error = %e, "could not hand a pipeline flow to the fast path");
+                }
+            }
+        }
+        tracing::info!(
+            flows = self.slots.by_local.len(),
+            "pipeline flows handed to the XDP fast path for the restart"
+        );
+        std::thread::sleep(RETIRE_AFTER);
+    }
+}
+
 impl Backend for XdpBackend {
     fn name(&self) -> &'static str {
         "xdp"
