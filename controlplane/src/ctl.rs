@@ -10,6 +10,7 @@ use std::path::Path;
 use tollgate_dataplane::client::ControlClient;
 use tollgate_dataplane::control::Request;
 use tollgate_dataplane::flow::Flow;
+use tollgate_dataplane::pipeline::StageSpec;
 use tollgate_ng::client::NgClient;
 use tollgate_ng::Value;
 
@@ -67,6 +68,19 @@ pub struct FlowArgs {
     follow: Option<SocketAddr>,
     #[arg(long, default_value_t = 8000)]
     clock_rate: u32,
+    /// A media pipeline stage, repeatable, in order: a name (`null`,
+    /// `rtcp_demux`, `silence`) or a JSON object (`{"kind":"drop_every","n":5}`).
+    #[arg(long, value_parser = parse_stage)]
+    stage: Vec<StageSpec>,
+}
+
+fn parse_stage(s: &str) -> Result<StageSpec, String> {
+    let json = if s.trim_start().starts_with('{') {
+        s.to_string()
+    } else {
+        format!("{{\"kind\":{}}}", Json::from(s))
+    };
+    serde_json::from_str(&json).map_err(|e| format!("stage {s:?}: {e}"))
 }
 
 pub fn run(socket: &Path, ng: SocketAddr, cmd: CtlCommand) -> Result<()> {
@@ -104,6 +118,7 @@ pub fn run(socket: &Path, ng: SocketAddr, cmd: CtlCommand) -> Result<()> {
                 strict: a.strict,
                 follow: a.follow,
                 clock_rate: a.clock_rate,
+                stages: a.stage,
             };
             c.request(&Request::FlowPut { flow })?;
             println!("flow {} installed", a.local);

@@ -18,6 +18,8 @@
 //! | `flow_list` |                     | list of reports                  |
 //! | `idle`      |                     | reports of idle flows            |
 //! | `counters`  |                     | `{name: value}` global counters  |
+//! | `workers`   |                     | list of per-worker reports       |
+//! | `events`    |                     | pipeline events since last asked |
 //!
 //! Reply: `{"ok": true, "result": ...}` or `{"ok": false, "error": "..."}`;
 //! the error says what was wrong with which field. A frame over the size
@@ -45,6 +47,8 @@ pub enum Request {
     FlowList,
     Idle,
     Counters,
+    Workers,
+    Events,
 }
 
 /// Parses one request frame's JSON, checking the version first so an old or

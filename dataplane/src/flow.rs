@@ -6,6 +6,7 @@
 //! source from its first packet, and send the reverse direction there) and
 //! strict source checking. The same [`Flow`] drives every backend.
 
+use crate::pipeline::StageSpec;
 use serde::{Deserialize, Serialize};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use tollgate_ebpf::abi;
@@ -39,7 +40,14 @@ pub struct Flow {
     /// RTP clock rate for jitter, in Hz.
     #[serde(default = "default_clock_rate")]
     pub clock_rate: u32,
+    /// Media pipeline stages, in order. A flow without stages stays in the
+    /// fast path (XDP); one with stages is handled by a pipeline worker.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stages: Vec<StageSpec>,
 }
+
+/// Most stages one flow may carry.
+pub const MAX_STAGES: usize = 16;
 
 fn default_clock_rate() -> u32 {
     8000
@@ -70,6 +78,14 @@ pub enum FlowError {
     ClockRate { local: SocketAddr, rate: u32 },
     #[error("flow {local}: `strict` needs `expect` or `learn`, else no source could ever match")]
     StrictWithoutSource { local: SocketAddr },
+    #[error("flow {local}: stages[{index}]: {why}")]
+    Stage {
+        local: SocketAddr,
+        index: usize,
+        why: String,
+    },
+    #[error("flow {local}: more than {MAX_STAGES} stages")]
+    TooManyStages { local: SocketAddr },
     #[error("flow {local}: egress interface `{name}` does not exist")]
     NoSuchInterface { local: SocketAddr, name: String },
 }
@@ -127,6 +143,13 @@ impl Flow {
         if self.strict && self.expect.is_none() && !self.learn {
             return Err(FlowError::StrictWithoutSource { local });
         }
+        if self.stages.len() > MAX_STAGES {
+            return Err(FlowError::TooManyStages { local });
+        }
+        for (index, s) in self.stages.iter().enumerate() {
+            s.check()
+                .map_err(|why| FlowError::Stage { local, index, why })?;
+        }
         Ok(())
     }
 
@@ -177,6 +200,7 @@ impl Flow {
             strict: a.flags & abi::FLOW_STRICT != 0,
             follow: (a.flags & abi::FLOW_FOLLOW != 0).then(|| addr_of(&a.follow)),
             clock_rate: a.clock_rate,
+            stages: Vec::new(),
         }
     }
 }
@@ -237,6 +261,7 @@ mod tests {
             strict: true,
             follow: Some("10.0.2.1:30002".parse().unwrap()),
             clock_rate: 8000,
+            stages: Vec::new(),
         }
     }
 
@@ -291,6 +316,10 @@ mod tests {
         let mut f = flow();
         f.clock_rate = 0;
         assert!(matches!(f.validate(), Err(FlowError::ClockRate { .. })));
+        let mut f = flow();
+        f.stages = vec![StageSpec::Null, StageSpec::DropEvery { n: 0 }];
+        let e = f.validate().unwrap_err().to_string();
+        assert!(e.contains("stages[1]: drop_every: `n`"), "{e}");
         assert!(flow().validate().is_ok());
     }
 }

@@ -11,6 +11,7 @@ pub mod client;
 pub mod config;
 pub mod control;
 pub mod flow;
+pub mod pipeline;
 pub mod quality;
 pub mod server;
 pub mod table;

@@ -103,6 +103,8 @@ fn handle(req: Request, table: &Mutex<FlowTable>) -> Vec<u8> {
         Request::FlowGet { local } => t.report(local).map(|r| to_json(&r)),
         Request::FlowList => Ok(to_json(&t.list())),
         Request::Idle => Ok(to_json(&t.idle())),
+        Request::Workers => Ok(to_json(&t.workers())),
+        Request::Events => Ok(to_json(&t.take_events())),
         Request::Counters => Ok(Value::Object(
             t.counters()
                 .into_iter()

@@ -66,6 +66,14 @@ impl FlowTable {
         self.backend.name()
     }
 
+    pub fn workers(&self) -> Vec<crate::backend::WorkerReport> {
+        self.backend.workers()
+    }
+
+    pub fn take_events(&mut self) -> Vec<crate::pipeline::Event> {
+        self.backend.take_events()
+    }
+
     /// Installs or updates a flow.
     pub fn put(&mut self, flow: Flow) -> Result<(), TableError> {
         flow.validate().map_err(BackendError::from)?;

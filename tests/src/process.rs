@@ -277,5 +277,6 @@ pub fn flow(local: &str, source: &str, destination: &str) -> Flow {
         strict: false,
         follow: None,
         clock_rate: 8000,
+        stages: Vec::new(),
     }
 }

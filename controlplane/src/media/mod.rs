@@ -681,6 +681,7 @@ impl Sessions {
                     strict: x.strict && !x.asymmetric,
                     follow: follow(ys.port),
                     clock_rate: xs.clock_rate,
+                    stages: Vec::new(),
                 };
                 if xs.rtcp_socket && !xs.mux {
                     let src = if ys.mux || !ys.rtcp_socket {

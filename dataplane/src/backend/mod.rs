@@ -12,6 +12,7 @@ pub mod socket;
 pub mod xdp;
 
 use crate::flow::Flow;
+use crate::pipeline::{Event, PipelineCounters};
 use crate::quality::Quality;
 use serde::Serialize;
 use std::net::SocketAddr;
@@ -34,6 +35,28 @@ pub struct FlowCounters {
     /// RTCP packets seen on the flow, where packets pass through user space.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rtcp_packets: Option<u64>,
+}
+
+/// What one packet worker did since it started, for `tollgate ctl workers`.
+/// Counters are cumulative: a reader samples twice for rates.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct WorkerReport {
+    /// The worker's index in its backend.
+    pub worker: usize,
+    /// The core it is pinned to.
+    pub core: usize,
+    /// Flows this worker handles.
+    pub flows: usize,
+    pub rx_packets: u64,
+    pub tx_packets: u64,
+    /// Nanoseconds spent handling packets and timers (not waiting).
+    pub busy_ns: u64,
+    /// Nanoseconds since the worker started.
+    pub uptime_ns: u64,
+    /// Packets dropped, by reason, outside the pipeline's own counters.
+    pub drops: std::collections::BTreeMap<&'static str, u64>,
+    /// The worker's media pipeline.
+    pub pipeline: PipelineCounters,
 }
 
 /// A backend failed to apply a change.
@@ -68,7 +91,19 @@ pub trait Backend: Send {
     fn adopted(&self) -> Vec<Flow>;
     /// Periodic housekeeping from the control path (about twice a second).
     fn maintain(&mut self) {}
+    /// The packet workers (none where the kernel does all the work).
+    fn workers(&self) -> Vec<WorkerReport> {
+        Vec::new()
+    }
+    /// Events the pipeline stages reported since the last call.
+    fn take_events(&mut self) -> Vec<Event> {
+        Vec::new()
+    }
 }
+
+/// Events a worker may queue before the control thread drains them; beyond
+/// it they are counted lost (`events_lost`), never waited for.
+pub const EVENT_QUEUE: usize = 4096;
 
 /// Interface index of `name` in this network namespace, or None.
 pub fn ifindex(name: &str) -> Option<u32> {

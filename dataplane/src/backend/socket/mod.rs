@@ -417,6 +417,7 @@ mod tests {
             strict: false,
             follow: None,
             clock_rate: 8000,
+            stages: Vec::new(),
         }
     }
 
