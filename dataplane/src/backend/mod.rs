@@ -8,6 +8,7 @@
 //! Future backends (AF_XDP, DPDK, user-space media endpoints) implement the
 //! same trait.
 
+pub mod dpdk;
 pub mod socket;
 pub mod xdp;
 
