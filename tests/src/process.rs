@@ -110,6 +110,29 @@ pub enum Backend {
     Socket,
     /// XDP on the relay's veths, state pinned in a bpffs the test mounts.
     Xdp,
+    /// DPDK on the relay's veths through net_af_packet, without hugepages:
+    /// a `tollgate` built with `--features dpdk`. The port addresses are
+    /// the topology's relay addresses.
+    Dpdk,
+}
+
+/// `[dataplane.dpdk]` for the relay's veths `ra` and `rb` of a topology.
+pub fn dpdk_section() -> String {
+    let mut s = String::from(
+        "[dataplane.dpdk]\nno_huge = true\nin_memory = true\nmemory_mb = 128\nmbufs = 4095\nmax_sleep_us = 500\n",
+    );
+    for (i, (name, a4, a6)) in [
+        ("ra", "10.201.1.1/24", "fd00:201:1::1/64"),
+        ("rb", "10.201.2.1/24", "fd00:201:2::1/64"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        s.push_str(&format!(
+            "[[dataplane.dpdk.ports]]\nname = \"{name}\"\nvdev = \"net_af_packet{i},iface={name}\"\naddresses = [\"{a4}\", \"{a6}\"]\n"
+        ));
+    }
+    s
 }
 
 pub struct Dataplane {
@@ -135,6 +158,7 @@ impl Dataplane {
         let config = dir.0.join("tollgate.toml");
         let (name, xdp_section) = match backend {
             Backend::Socket => ("socket", String::new()),
+            Backend::Dpdk => ("dpdk", dpdk_section()),
             Backend::Xdp => (
                 "xdp",
                 format!(

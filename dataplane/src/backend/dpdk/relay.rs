@@ -230,6 +230,61 @@ fn set_ports_len(dg: &mut udp::Datagram<&mut [u8]>, from: SocketAddr, to: Socket
     dg.set_len(len);
 }
 
+/// Builds, at the start of `out`, an Ethernet frame carrying a UDP datagram
+/// `from` -> `to` with `payload` (MAC addresses left zero for the caller;
+/// TTL/hop limit 64; full checksums). Returns its length, or None when
+/// `out` is too small.
+pub fn build(out: &mut [u8], from: SocketAddr, to: SocketAddr, payload: &[u8]) -> Option<usize> {
+    let l3 = ethernet::HEADER_LEN;
+    let ip_len = if from.is_ipv4() {
+        ipv4::MIN_HEADER_LEN
+    } else {
+        ipv6::HEADER_LEN
+    };
+    let l4 = l3 + ip_len;
+    let udp_len = udp::HEADER_LEN + payload.len();
+    let end = l4 + udp_len;
+    if out.len() < end.max(60) || udp_len > u16::MAX as usize - ip_len {
+        return None;
+    }
+    out[..l4].fill(0);
+    let mut eth = ethernet::Frame::new_checked(&mut out[..]).expect("room");
+    match (from.ip(), to.ip()) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => {
+            eth.set_ethertype(ethernet::ETHERTYPE_IPV4);
+            let h = &mut out[l3..l4];
+            h[0] = 0x45;
+            h[2..4].copy_from_slice(&((ip_len + udp_len) as u16).to_be_bytes());
+            h[6] = 0x40; // don't fragment
+            h[8] = 64;
+            h[9] = ipv4::PROTO_UDP;
+            h[12..16].copy_from_slice(&s.octets());
+            h[16..20].copy_from_slice(&d.octets());
+            let c = checksum::compute(h);
+            h[10..12].copy_from_slice(&c.to_be_bytes());
+        }
+        (IpAddr::V6(s), IpAddr::V6(d)) => {
+            eth.set_ethertype(ethernet::ETHERTYPE_IPV6);
+            let h = &mut out[l3..l4];
+            h[0] = 0x60;
+            h[4..6].copy_from_slice(&(udp_len as u16).to_be_bytes());
+            h[6] = ipv4::PROTO_UDP;
+            h[7] = 64;
+            h[8..24].copy_from_slice(&s.octets());
+            h[24..40].copy_from_slice(&d.octets());
+        }
+        _ => return None,
+    }
+    out[l4 + udp::HEADER_LEN..end].copy_from_slice(payload);
+    let mut dg = udp::Datagram::new_unchecked(&mut out[l4..end]);
+    set_ports_len(&mut dg, from, to, udp_len as u16);
+    dg.set_checksum(0);
+    let c = checksum::udp(from.ip(), to.ip(), dg.segment());
+    dg.set_checksum(c);
+    out[end..end.max(60)].fill(0);
+    Some(end.max(60))
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -421,6 +476,23 @@ pub(crate) mod tests {
         assert!(ipv4::Packet::new_checked(&f[14..end])
             .unwrap()
             .checksum_ok());
+    }
+
+    #[test]
+    fn built_datagrams_classify_and_verify() {
+        let mut out = [0u8; 300];
+        for (from, to) in [
+            (sa("10.0.2.1:30002"), sa("10.0.2.2:4000")),
+            (sa("[fd00:2::1]:30002"), sa("[fd00:2::2]:4000")),
+        ] {
+            let n = build(&mut out, from, to, b"silence").unwrap();
+            assert!(n >= 60);
+            verifies(&out[..n], from, to, b"silence");
+        }
+        assert_eq!(
+            build(&mut out[..40], sa("10.0.0.1:1"), sa("10.0.0.2:2"), b"x"),
+            None
+        );
     }
 
     proptest! {

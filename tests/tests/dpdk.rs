@@ -1,0 +1,442 @@
+//! The DPDK backend relaying real UDP between network namespaces: DPDK owns
+//! the relay's veths through net_af_packet (no hugepages), and the kernel's
+//! addresses are taken off them, so the relay's ARP replies and neighbour
+//! advertisements can only come from DPDK, and DPDK resolves the peers
+//! itself. IPv4 and IPv6 both ways (addresses, ports, MACs, checksums,
+//! every packet), latching and strict source, counters, removal, malformed
+//! UDP, a flow with pipeline stages, and neighbour discovery answered for
+//! the media addresses only.
+//!
+//! Needs a `tollgate` built with `--features dpdk` (libdpdk-dev) and root:
+//! `cargo build -p tollgate --features dpdk && cargo test -p tollgate-tests
+//! --features dpdk --test dpdk`.
+#![cfg(feature = "dpdk")]
+
+use std::collections::BTreeSet;
+use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::process::Command;
+use std::time::Duration;
+use tollgate_dataplane::control::Request;
+use tollgate_dataplane::pipeline::StageSpec;
+use tollgate_tests::capture::Capture;
+use tollgate_tests::netns::{self, sh, Addrs, Topology};
+use tollgate_tests::process::{flow, Backend, Dataplane};
+use tollgate_tests::rtp;
+
+const QUIET: Duration = Duration::from_millis(1500);
+const LIMIT: Duration = Duration::from_secs(20);
+
+struct Relay {
+    // Drop order: data plane, then namespaces.
+    dp: Dataplane,
+    topo: Topology,
+}
+
+/// A topology whose relay veths belong to DPDK alone: no kernel address on
+/// them (IPv6 off), and end hosts that forgot the relay's MAC addresses.
+fn relay(extra: &str) -> Relay {
+    tollgate_tests::require_root();
+    let topo = Topology::new();
+    for ifname in [&topo.ra, &topo.rb] {
+        sh(&["ip", "-n", &topo.relay, "addr", "flush", "dev", ifname]);
+        sh(&[
+            "ip",
+            "netns",
+            "exec",
+            &topo.relay,
+            "sysctl",
+            "-qw",
+            &format!("net.ipv6.conf.{ifname}.disable_ipv6=1"),
+        ]);
+    }
+    for (ns, ifname) in [(&topo.caller, &topo.ca), (&topo.callee, &topo.eb)] {
+        sh(&["ip", "-n", ns, "neigh", "flush", "dev", ifname]);
+    }
+    let dp = Dataplane::start(Some(&topo.relay), Backend::Dpdk, None, extra);
+    let log = dp.log_text();
+    assert!(
+        log.contains("DPDK port started"),
+        "the data plane did not start DPDK (is `tollgate` built with --features dpdk?):\n{log}"
+    );
+    Relay { dp, topo }
+}
+
+fn sa(ip: IpAddr, port: u16) -> SocketAddr {
+    SocketAddr::new(ip, port)
+}
+
+/// The MAC `ns` has for `addr` on `ifname`, once it has one (at most 3 s).
+fn neighbour_mac(ns: &str, ifname: &str, addr: IpAddr) -> Option<[u8; 6]> {
+    let mut mac = None;
+    tollgate_tests::wait_until(Duration::from_secs(3), || {
+        let out = Command::new("ip")
+            .args(["-n", ns, "neigh", "show", &addr.to_string(), "dev", ifname])
+            .output()
+            .expect("ip neigh");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        mac = text.split("lladdr ").nth(1).and_then(|s| {
+            let m: Vec<u8> = s
+                .split_whitespace()
+                .next()?
+                .split(':')
+                .map(|h| u8::from_str_radix(h, 16).ok())
+                .collect::<Option<_>>()?;
+            m.try_into().ok()
+        });
+        mac.is_some()
+    });
+    mac
+}
+
+fn counters(dp: &Dataplane) -> String {
+    dp.request(Request::Counters)
+        .map(|c| c.to_string())
+        .unwrap_or_default()
+}
+
+/// Caller -> relay -> callee and back, checking every packet and the wire,
+/// and that the end hosts learned the relay's MACs from DPDK.
+fn round_trip(a: Addrs) {
+    let r = relay("");
+    let (t, dp) = (&r.topo, &r.dp);
+    let (a_local, b_local) = (sa(a.relay_a, 30000), sa(a.relay_b, 30002));
+    let (caller, callee) = (sa(a.caller, 5000), sa(a.callee, 4000));
+    dp.put(flow(
+        &a_local.to_string(),
+        &b_local.to_string(),
+        &callee.to_string(),
+    ));
+    dp.put(flow(
+        &b_local.to_string(),
+        &a_local.to_string(),
+        &caller.to_string(),
+    ));
+    let caller_sock = rtp::bind(&t.caller, caller);
+    let callee_sock = rtp::bind(&t.callee, callee);
+    let n = 300u16;
+    for (from_sock, to_sock, to_ns, to_if, relay_if, local, relay_src, dest) in [
+        (
+            &caller_sock,
+            &callee_sock,
+            &t.callee,
+            "eb",
+            "rb",
+            a_local,
+            b_local,
+            callee,
+        ),
+        (
+            &callee_sock,
+            &caller_sock,
+            &t.caller,
+            "ca",
+            "ra",
+            b_local,
+            a_local,
+            caller,
+        ),
+    ] {
+        let cap = Capture::open(to_ns, to_if);
+        rtp::send(from_sock, local, 0x1000, 0..n, Duration::from_micros(300));
+        let got = rtp::collect(to_sock, n as usize, QUIET, LIMIT);
+        let seqs: BTreeSet<u16> = rtp::seqs(&got).into_iter().collect();
+        assert_eq!(
+            seqs.len(),
+            n as usize,
+            "-> {to_if}: {} of {n} arrived; counters {}",
+            seqs.len(),
+            counters(dp)
+        );
+        assert_eq!(got.len(), n as usize, "duplicates");
+        assert!(got.iter().all(|(_, src)| *src == relay_src));
+        assert!(
+            got.iter()
+                .all(|(p, _)| *p == rtp::packet(0x1000, u16::from_be_bytes([p[2], p[3]]))),
+            "payload changed"
+        );
+        let frames = cap.udp_to(dest, n as usize, LIMIT);
+        assert_eq!(frames.len(), n as usize, "capture on {to_if}");
+        let (relay_mac, peer_mac) = (
+            Topology::mac(&t.relay, relay_if),
+            Topology::mac(to_ns, to_if),
+        );
+        for f in &frames {
+            assert_eq!(f.from, relay_src, "rewritten source");
+            assert!(f.ip_checksum_ok, "IP header checksum invalid: {f:?}");
+            assert!(
+                f.udp_checksum_ok && f.udp_checksum != 0,
+                "UDP checksum invalid or absent: {f:?}"
+            );
+            assert_eq!((f.src_mac, f.dst_mac), (relay_mac, peer_mac), "MAC rewrite");
+        }
+    }
+    for local in [a_local, b_local] {
+        let c = &dp.flow(local)["counters"];
+        assert_eq!(c["packets"], n as u64, "flow {local} counters: {c}");
+        assert_eq!(c["bytes"], n as u64 * 172, "flow {local} counters: {c}");
+    }
+    // Only DPDK could have told the end hosts the relay's MACs, and the
+    // relay learned theirs by asking.
+    for (ns, ifname, addr, relay_if) in [
+        (&t.caller, "ca", a.relay_a, "ra"),
+        (&t.callee, "eb", a.relay_b, "rb"),
+    ] {
+        assert_eq!(
+            neighbour_mac(ns, ifname, addr),
+            Some(Topology::mac(&t.relay, relay_if)),
+            "{ns} resolved {addr}"
+        );
+    }
+    let (answered, asked) = if a.caller.is_ipv4() {
+        ("arp_requests_answered", "neighbour_requests_sent")
+    } else {
+        (
+            "neighbour_solicitations_answered",
+            "neighbour_requests_sent",
+        )
+    };
+    assert!(dp.counter(answered) >= 2, "{}", counters(dp));
+    assert!(dp.counter(asked) >= 1, "{}", counters(dp));
+    assert_eq!(dp.counter("port_ra_neighbours"), 1, "{}", counters(dp));
+    assert_eq!(dp.counter("forwarded"), 2 * n as u64);
+    assert_eq!(dp.counter("drop_no_neighbour"), 0);
+}
+
+#[test]
+fn dpdk_relays_ipv4_both_ways() {
+    round_trip(netns::v4());
+}
+
+#[test]
+fn dpdk_relays_ipv6_both_ways() {
+    round_trip(netns::v6());
+}
+
+/// One flow caller 10.201.1.2:5000 -> 10.201.1.1:30000 -> callee 10.201.2.2:4000.
+fn one_way(extra: &str) -> (Relay, SocketAddr, UdpSocket, UdpSocket) {
+    let r = relay(extra);
+    let a = netns::v4();
+    r.dp.put(flow(
+        "10.201.1.1:30000",
+        "10.201.2.1:30002",
+        "10.201.2.2:4000",
+    ));
+    let tx = rtp::bind(&r.topo.caller, sa(a.caller, 5000));
+    let rx = rtp::bind(&r.topo.callee, sa(a.callee, 4000));
+    (r, sa(a.relay_a, 30000), tx, rx)
+}
+
+#[test]
+fn dpdk_removal_stops_forwarding() {
+    let (r, local, tx, rx) = one_way("");
+    rtp::send(&tx, local, 1, 0..20, Duration::from_micros(200));
+    assert_eq!(rtp::collect(&rx, 20, QUIET, LIMIT).len(), 20);
+    let last = r.dp.request(Request::FlowDel { local }).expect("flow_del");
+    assert_eq!(last["counters"]["packets"], 20, "final counters: {last}");
+    let before = r.dp.counter("drop_no_flow");
+    rtp::send(&tx, local, 1, 20..40, Duration::from_micros(200));
+    let after = rtp::collect(&rx, 1, Duration::from_millis(700), LIMIT);
+    assert!(after.is_empty(), "{} forwarded after removal", after.len());
+    assert!(
+        tollgate_tests::wait_until(Duration::from_secs(2), || r.dp.counter("drop_no_flow")
+            >= before + 20),
+        "packets for no flow are counted: {}",
+        counters(&r.dp)
+    );
+    let e =
+        r.dp.request(Request::FlowGet { local })
+            .unwrap_err()
+            .to_string();
+    assert!(
+        e.contains("no flow matches local address 10.201.1.1:30000"),
+        "{e}"
+    );
+}
+
+/// The caller sends from 5000 although its SDP said 5999: the reverse flow
+/// follows the learned source, and the strict flow drops a stranger.
+#[test]
+fn dpdk_symmetric_rtp_latching_and_strict_source() {
+    let r = relay("");
+    let a = netns::v4();
+    let (a_local, b_local) = (sa(a.relay_a, 30000), sa(a.relay_b, 30002));
+    let mut fa = flow("10.201.1.1:30000", "10.201.2.1:30002", "10.201.2.2:4000");
+    fa.learn = true;
+    fa.strict = true;
+    let mut fb = flow("10.201.2.1:30002", "10.201.1.1:30000", "10.201.1.2:5999");
+    fb.follow = Some(a_local);
+    r.dp.put(fa);
+    r.dp.put(fb);
+    let caller = rtp::bind(&r.topo.caller, sa(a.caller, 5000));
+    let stranger = rtp::bind(&r.topo.caller, sa(a.caller, 5001));
+    let callee = rtp::bind(&r.topo.callee, sa(a.callee, 4000));
+
+    rtp::send(&caller, a_local, 7, 0..10, Duration::from_micros(200));
+    assert_eq!(rtp::collect(&callee, 10, QUIET, LIMIT).len(), 10);
+    assert_eq!(
+        r.dp.flow(a_local)["counters"]["learned"],
+        "10.201.1.2:5000",
+        "learned source"
+    );
+    rtp::send(&callee, b_local, 8, 0..10, Duration::from_micros(200));
+    let back = rtp::collect(&caller, 10, QUIET, LIMIT);
+    assert_eq!(back.len(), 10, "replies go to the learned 5000, not 5999");
+    assert!(back.iter().all(|(_, s)| *s == a_local));
+
+    rtp::send(&stranger, a_local, 9, 0..10, Duration::from_micros(200));
+    let leaked = rtp::collect(&callee, 1, Duration::from_millis(700), LIMIT);
+    assert!(
+        leaked.is_empty(),
+        "strict flow forwarded a stranger's packets"
+    );
+    let c = &r.dp.flow(a_local)["counters"];
+    assert_eq!(c["dropped_source"], 10, "{c}");
+    assert_eq!(c["packets"], 10, "{c}");
+    assert_eq!(r.dp.counter("drop_source_mismatch"), 10);
+}
+
+/// A UDP header whose length disagrees with the IP packet is counted as
+/// malformed and not relayed; the flow still relays good packets.
+#[test]
+fn dpdk_counts_malformed_udp_and_does_not_relay_it() {
+    let (r, local, tx, rx) = one_way("");
+    // Resolve first, so the raw packets are not held by the caller's kernel.
+    rtp::send(&tx, local, 1, 0..3, Duration::ZERO);
+    assert_eq!(rtp::collect(&rx, 3, QUIET, LIMIT).len(), 3);
+    let raw = Topology::run_in(&r.topo.caller, || {
+        // SAFETY: a raw UDP socket; the kernel adds the IP header.
+        let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_UDP) };
+        assert!(fd >= 0, "raw socket: {}", std::io::Error::last_os_error());
+        fd
+    });
+    let mut pkt = vec![0x13, 0x88, 0x75, 0x30, 0x00, 0xc8, 0x00, 0x00]; // 5000 -> 30000, length 200
+    pkt.extend_from_slice(&rtp::packet(1, 0)[..20]);
+    // SAFETY: all-zero is a valid sockaddr_in.
+    let mut to: libc::sockaddr_in = unsafe { std::mem::zeroed() };
+    to.sin_family = libc::AF_INET as u16;
+    to.sin_addr.s_addr = u32::from_ne_bytes([10, 201, 1, 1]);
+    for _ in 0..5 {
+        // SAFETY: sending a buffer we own to a valid sockaddr_in.
+        let n = unsafe {
+            libc::sendto(
+                raw,
+                pkt.as_ptr() as *const libc::c_void,
+                pkt.len(),
+                0,
+                &to as *const _ as *const libc::sockaddr,
+                16,
+            )
+        };
+        assert_eq!(n, pkt.len() as isize, "{}", std::io::Error::last_os_error());
+    }
+    // SAFETY: closing the raw socket we opened.
+    unsafe { libc::close(raw) };
+    assert!(
+        rtp::collect(&rx, 1, Duration::from_millis(700), LIMIT).is_empty(),
+        "malformed packets were relayed"
+    );
+    assert_eq!(r.dp.counter("drop_malformed"), 5, "{}", counters(&r.dp));
+    rtp::send(&tx, local, 1, 3..8, Duration::ZERO);
+    assert_eq!(rtp::collect(&rx, 5, QUIET, LIMIT).len(), 5);
+    assert_eq!(r.dp.flow(local)["counters"]["packets"], 8);
+}
+
+/// A flow with stages runs the pipeline on the worker before the rewrite:
+/// `drop_every` 4 drops a quarter of the packets, counted and reported.
+#[test]
+fn dpdk_runs_the_pipeline_on_flows_with_stages() {
+    let r = relay("");
+    let a = netns::v4();
+    let mut f = flow("10.201.1.1:30000", "10.201.2.1:30002", "10.201.2.2:4000");
+    f.stages = vec![StageSpec::DropEvery { n: 4 }];
+    r.dp.put(f);
+    let tx = rtp::bind(&r.topo.caller, sa(a.caller, 5000));
+    let rx = rtp::bind(&r.topo.callee, sa(a.callee, 4000));
+    let local = sa(a.relay_a, 30000);
+    rtp::send(&tx, local, 2, 0..100, Duration::from_micros(300));
+    let got = rtp::collect(&rx, 75, QUIET, LIMIT);
+    let seqs = rtp::seqs(&got);
+    assert_eq!(seqs.len(), 75, "{}", counters(&r.dp));
+    assert!(
+        seqs.iter().all(|s| (s + 1) % 4 != 0),
+        "every 4th dropped: {seqs:?}"
+    );
+    assert_eq!(r.dp.counter("drop_pipeline"), 25, "{}", counters(&r.dp));
+    assert_eq!(r.dp.flow(local)["counters"]["packets"], 100);
+}
+
+/// ARP requests and neighbour solicitations are answered for the ports'
+/// addresses, and not for other addresses on the same prefixes.
+#[test]
+fn dpdk_answers_arp_and_ndp_for_its_addresses_only() {
+    let r = relay("");
+    let t = &r.topo;
+    let ra_mac = Topology::mac(&t.relay, "ra");
+    for (ours, other, from) in [
+        ("10.201.1.1", "10.201.1.77", "10.201.1.2:5100"),
+        ("fd00:201:1::1", "fd00:201:1::77", "[fd00:201:1::2]:5100"),
+    ] {
+        let sock = rtp::bind(&t.caller, from.parse().unwrap());
+        for target in [ours, other] {
+            // Any datagram makes the caller's kernel ask for the target.
+            let to = SocketAddr::new(target.parse().unwrap(), 9);
+            let _ = sock.send_to(b"who", to);
+        }
+        assert_eq!(
+            neighbour_mac(&t.caller, "ca", ours.parse().unwrap()),
+            Some(ra_mac),
+            "{ours} is answered with ra's MAC"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+        assert_eq!(
+            neighbour_mac_now(&t.caller, "ca", other.parse().unwrap()),
+            None,
+            "{other} is not ours and must stay unresolved"
+        );
+    }
+    assert!(
+        r.dp.counter("arp_requests_answered") >= 1,
+        "{}",
+        counters(&r.dp)
+    );
+    assert!(
+        r.dp.counter("neighbour_solicitations_answered") >= 1,
+        "{}",
+        counters(&r.dp)
+    );
+    assert!(
+        r.dp.counter("neighbour_ignored") >= 2,
+        "{}",
+        counters(&r.dp)
+    );
+}
+
+fn neighbour_mac_now(ns: &str, ifname: &str, addr: IpAddr) -> Option<String> {
+    let out = Command::new("ip")
+        .args(["-n", ns, "neigh", "show", &addr.to_string(), "dev", ifname])
+        .output()
+        .expect("ip neigh");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.split("lladdr ")
+        .nth(1)
+        .map(|s| s.split_whitespace().next().unwrap_or_default().to_string())
+}
+
+/// Workers report through `tollgate ctl workers`' request: rx, tx, busy
+/// time, and an idle worker sleeps (busy well under its uptime).
+#[test]
+fn dpdk_worker_report_and_idle_sleep() {
+    let (r, local, tx, rx) = one_way("");
+    rtp::send(&tx, local, 1, 0..50, Duration::from_micros(200));
+    assert_eq!(rtp::collect(&rx, 50, QUIET, LIMIT).len(), 50);
+    std::thread::sleep(Duration::from_millis(500));
+    let w = r.dp.request(Request::Workers).expect("workers");
+    let w0 = &w[0];
+    assert!(w0["rx_packets"].as_u64() >= Some(50), "{w}");
+    assert!(w0["tx_packets"].as_u64() >= Some(50), "{w}");
+    let (busy, up) = (
+        w0["busy_ns"].as_u64().unwrap(),
+        w0["uptime_ns"].as_u64().unwrap(),
+    );
+    assert!(up > 0 && busy < up / 2, "an idle worker must not spin: {w}");
+}
