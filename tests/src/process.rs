@@ -240,6 +240,11 @@ impl Dataplane {
         self.spawn();
     }
 
+    /// The data plane's process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();

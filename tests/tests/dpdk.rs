@@ -195,7 +195,9 @@ fn round_trip(a: Addrs) {
             "neighbour_requests_sent",
         )
     };
-    assert!(dp.counter(answered) >= 2, "{}", counters(dp));
+    // The callee learns the relay from the relay's own request (the kernel
+    // records the sender of a request for itself), so one answer suffices.
+    assert!(dp.counter(answered) >= 1, "{}", counters(dp));
     assert!(dp.counter(asked) >= 1, "{}", counters(dp));
     assert_eq!(dp.counter("port_ra_neighbours"), 1, "{}", counters(dp));
     assert_eq!(dp.counter("forwarded"), 2 * n as u64);
@@ -422,21 +424,54 @@ fn neighbour_mac_now(ns: &str, ifname: &str, addr: IpAddr) -> Option<String> {
         .map(|s| s.split_whitespace().next().unwrap_or_default().to_string())
 }
 
-/// Workers report through `tollgate ctl workers`' request: rx, tx, busy
-/// time, and an idle worker sleeps (busy well under its uptime).
+/// CPU time (user + system, in clock ticks) of `pid`'s threads named `tg-dpdk-*`.
+fn worker_cpu_ticks(pid: u32) -> u64 {
+    let mut total = 0;
+    for e in std::fs::read_dir(format!("/proc/{pid}/task"))
+        .expect("/proc task list")
+        .flatten()
+    {
+        let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
+        let Some((comm, rest)) = stat.split_once(") ") else {
+            continue;
+        };
+        if !comm.contains("(tg-dpdk-") {
+            continue;
+        }
+        // After the command: state, then fields 4.. of proc(5); utime and
+        // stime are fields 14 and 15.
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        total += f[11].parse::<u64>().unwrap_or(0) + f[12].parse::<u64>().unwrap_or(0);
+    }
+    total
+}
+
+/// Workers report rx, tx and busy time through the `workers` request, and
+/// an idle worker sleeps instead of spinning: over a quiet second it uses
+/// well under half a core.
 #[test]
 fn dpdk_worker_report_and_idle_sleep() {
     let (r, local, tx, rx) = one_way("");
     rtp::send(&tx, local, 1, 0..50, Duration::from_micros(200));
     assert_eq!(rtp::collect(&rx, 50, QUIET, LIMIT).len(), 50);
-    std::thread::sleep(Duration::from_millis(500));
     let w = r.dp.request(Request::Workers).expect("workers");
     let w0 = &w[0];
     assert!(w0["rx_packets"].as_u64() >= Some(50), "{w}");
     assert!(w0["tx_packets"].as_u64() >= Some(50), "{w}");
-    let (busy, up) = (
-        w0["busy_ns"].as_u64().unwrap(),
-        w0["uptime_ns"].as_u64().unwrap(),
+    assert!(w0["busy_ns"].as_u64() > Some(0), "{w}");
+    assert!(w0["uptime_ns"].as_u64() > w0["busy_ns"].as_u64(), "{w}");
+
+    let pid = r.dp.pid().expect("running");
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as u64;
+    let before = worker_cpu_ticks(pid);
+    let t0 = std::time::Instant::now();
+    std::thread::sleep(Duration::from_secs(1));
+    let used = (worker_cpu_ticks(pid) - before) as f64 / hz as f64;
+    let share = used / t0.elapsed().as_secs_f64();
+    assert!(
+        share < 0.5,
+        "an idle DPDK worker used {:.0}% of a core",
+        share * 100.0
     );
-    assert!(up > 0 && busy < up / 2, "an idle worker must not spin: {w}");
 }
