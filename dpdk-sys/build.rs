@@ -50,14 +50,24 @@ fn main() {
         .clang_args(&cflags)
         .allowlist_function("rte_eal_init|rte_eal_cleanup|rte_strerror")
         .allowlist_function("rte_thread_register|rte_thread_unregister|rte_socket_id")
-        .allowlist_function("rte_eth_dev_count_avail|rte_eth_dev_get_port_by_name|rte_eth_dev_get_name_by_port")
+        .allowlist_function(
+            "rte_eth_dev_count_avail|rte_eth_dev_get_port_by_name|rte_eth_dev_get_name_by_port",
+        )
         .allowlist_function("rte_eth_dev_configure|rte_eth_rx_queue_setup|rte_eth_tx_queue_setup")
-        .allowlist_function("rte_eth_dev_start|rte_eth_dev_stop|rte_eth_dev_close|rte_eth_dev_info_get")
-        .allowlist_function("rte_eth_macaddr_get|rte_eth_promiscuous_enable|rte_eth_allmulticast_enable")
-        .allowlist_function("rte_eth_stats_get|rte_eth_dev_socket_id|rte_eth_dev_set_mtu|rte_eth_link_get_nowait")
+        .allowlist_function(
+            "rte_eth_dev_start|rte_eth_dev_stop|rte_eth_dev_close|rte_eth_dev_info_get",
+        )
+        .allowlist_function(
+            "rte_eth_macaddr_get|rte_eth_promiscuous_enable|rte_eth_allmulticast_enable",
+        )
+        .allowlist_function(
+            "rte_eth_stats_get|rte_eth_dev_socket_id|rte_eth_dev_set_mtu|rte_eth_link_get_nowait",
+        )
         .allowlist_function("rte_pktmbuf_pool_create|rte_mempool_free|rte_pktmbuf_free_bulk")
         .allowlist_function("tg_.*")
-        .allowlist_var("RTE_MBUF_DEFAULT_BUF_SIZE|RTE_PKTMBUF_HEADROOM|SOCKET_ID_ANY|RTE_ETH_NAME_MAX_LEN")
+        .allowlist_var(
+            "RTE_MBUF_DEFAULT_BUF_SIZE|RTE_PKTMBUF_HEADROOM|SOCKET_ID_ANY|RTE_ETH_NAME_MAX_LEN",
+        )
         .opaque_type("rte_mbuf")
         .opaque_type("rte_mempool")
         .derive_default(true)

@@ -4,10 +4,15 @@
 //! mbuf allocation and data access, per-lcore errno). `rte_mbuf` and
 //! `rte_mempool` are opaque here: use the shim's accessors.
 //!
-//! Poll-mode drivers register themselves from constructors in their shared
-//! objects. Debian's DPDK is a shared build, so EAL loads every driver in
-//! its plugin directory at `rte_eal_init`; the safe layer also passes `-d`
-//! for the drivers it needs, so they load even where that directory moved.
+//! Poll-mode drivers (net_af_packet, net_af_xdp, net_tap, net_null, the
+//! NIC drivers) register themselves from constructors in their shared
+//! objects, so linking them is not enough when nothing references them
+//! (the linker's `--as-needed` drops them, and a `rustc-link-arg` would not
+//! reach the final binary from here). Debian's DPDK is a shared build: EAL
+//! loads every driver in its plugin directory
+//! (`/usr/lib/<triplet>/dpdk/pmds-23.0`) during `rte_eal_init`, which is
+//! what this crate relies on; a driver elsewhere is loaded with EAL's
+//! `-d <path>` (the data plane's `eal_args`).
 //!
 //! Linking: pkg-config's `libdpdk` libraries (shared), plus the shim.
 
