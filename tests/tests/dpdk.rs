@@ -475,3 +475,71 @@ fn dpdk_worker_report_and_idle_sleep() {
         share * 100.0
     );
 }
+
+/// `rtcp_demux`: RTCP on the RTP port goes out from the relay's port + 1 to
+/// the callee's port + 1 (Verdict::ForwardRtcp); RTP goes on as before.
+#[test]
+fn dpdk_rtcp_demux_sends_rtcp_to_the_next_ports() {
+    let r = relay("");
+    let a = netns::v4();
+    let mut f = flow("10.201.1.1:30000", "10.201.2.1:30002", "10.201.2.2:4000");
+    f.stages = vec![StageSpec::RtcpDemux];
+    r.dp.put(f);
+    let tx = rtp::bind(&r.topo.caller, sa(a.caller, 5000));
+    let rtp_rx = rtp::bind(&r.topo.callee, sa(a.callee, 4000));
+    let rtcp_rx = rtp::bind(&r.topo.callee, sa(a.callee, 4001));
+    let local = sa(a.relay_a, 30000);
+    rtp::send(&tx, local, 3, 0..10, Duration::from_micros(300));
+    let rr = [0x80, 201, 0, 1, 0, 0, 0, 3]; // receiver report, SSRC 3
+    for _ in 0..3 {
+        tx.send_to(&rr, local).expect("send RTCP");
+    }
+    let media = rtp::collect(&rtp_rx, 10, QUIET, LIMIT);
+    assert_eq!(media.len(), 10, "{}", counters(&r.dp));
+    assert!(media.iter().all(|(_, s)| *s == sa(a.relay_b, 30002)));
+    let reports = rtp::collect(&rtcp_rx, 3, QUIET, LIMIT);
+    assert_eq!(reports.len(), 3, "{}", counters(&r.dp));
+    assert!(
+        reports
+            .iter()
+            .all(|(p, s)| p[..] == rr[..] && *s == sa(a.relay_b, 30003)),
+        "RTCP from the relay's port + 1: {reports:?}"
+    );
+}
+
+/// `silence` originates G.711 silence every 20 ms from the worker's timer
+/// wheel towards the destination (resolving it first), and consumes what
+/// the caller sends.
+#[test]
+fn dpdk_originates_silence_from_the_timer_wheel() {
+    let r = relay("");
+    let a = netns::v4();
+    let mut f = flow("10.201.1.1:30000", "10.201.2.1:30002", "10.201.2.2:4000");
+    f.stages = vec![StageSpec::Silence {
+        payload_type: 0,
+        ptime_ms: 20,
+    }];
+    r.dp.put(f);
+    let tx = rtp::bind(&r.topo.caller, sa(a.caller, 5000));
+    let rx = rtp::bind(&r.topo.callee, sa(a.callee, 4000));
+    rtp::send(
+        &tx,
+        sa(a.relay_a, 30000),
+        0x5151,
+        0..10,
+        Duration::from_millis(5),
+    );
+    let got = rtp::collect(&rx, 20, QUIET, LIMIT);
+    assert!(
+        got.len() >= 20,
+        "{} silence packets; {}",
+        got.len(),
+        counters(&r.dp)
+    );
+    assert!(got.iter().all(|(p, s)| {
+        *s == sa(a.relay_b, 30002) && p[1] & 0x7f == 0 && p[8..12] != 0x5151u32.to_be_bytes()
+    }));
+    let w = r.dp.request(Request::Workers).expect("workers");
+    assert!(w[0]["pipeline"]["originated"].as_u64() >= Some(20), "{w}");
+    assert_eq!(w[0]["pipeline"]["consumed"].as_u64(), Some(10), "{w}");
+}
