@@ -109,7 +109,13 @@ pub struct DpdkConfig {
     pub ports: Vec<DpdkPort>,
 }
 
-/// One port given to DPDK.
+/// One port given to DPDK. Its addresses belong to DPDK alone: a NIC bound
+/// to vfio-pci has no kernel side, but a kernel interface used through
+/// net_af_packet or net_af_xdp must not keep them too (its kernel would
+/// answer ARP and neighbour solicitations beside DPDK). The port's receive
+/// queue is polled by one worker (ports are dealt round robin); each worker
+/// has a transmit queue on every port, so a vdev needs as many queues as
+/// there are workers (net_af_packet: `qpairs=N`).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct DpdkPort {

@@ -225,6 +225,19 @@ impl Port {
         descriptors: u16,
         rx_pool: &Pool,
     ) -> Result<Port, BackendError> {
+        // SAFETY: zeroed rte_eth_dev_info is valid; the call fills it.
+        let mut info: sys::rte_eth_dev_info = unsafe { std::mem::zeroed() };
+        let r = unsafe { sys::rte_eth_dev_info_get(id, &mut info) };
+        if r != 0 {
+            return Err(err(format!("port {id}: device info"), r));
+        }
+        if info.max_tx_queues < tx_queues {
+            return Err(BackendError::Other(format!(
+                "port {id}: the device has {} transmit queues and each of the {tx_queues} \
+                 workers needs its own (for net_af_packet add `qpairs={tx_queues}` to the vdev)",
+                info.max_tx_queues
+            )));
+        }
         // SAFETY: a zeroed rte_eth_conf asks for no offloads and no RSS.
         let conf: sys::rte_eth_conf = unsafe { std::mem::zeroed() };
         // SAFETY: valid port id (found by name) and conf.

@@ -102,8 +102,13 @@ pub enum Answer {
         learned: Option<(IpAddr, [u8; 6])>,
     },
     /// Nothing to send; the sender's address was learned (a reply to us,
-    /// or a request we need not answer).
+    /// a solicited advertisement).
     Learned(IpAddr, [u8; 6]),
+    /// Nothing to send; a neighbour announced its address without our
+    /// asking (a request for someone else, gratuitous ARP, an unsolicited
+    /// advertisement): update its entry if there is one, create none
+    /// (RFC 826's merge, RFC 4861 7.2.5).
+    Refresh(IpAddr, [u8; 6]),
     /// Not for us, or not something we answer.
     Ignored,
     /// Not a well-formed ARP or NDP message.
@@ -158,10 +163,9 @@ fn answer_arp(iface: &Interface, buf: &mut [u8], len: usize) -> Answer {
             }
         }
         arp::OP_REPLY | arp::OP_REQUEST => match learn {
-            // A reply to us, or a request whose sender we already talk to
-            // (RFC 826's merge); the caller keeps what it already has.
-            Some((ip, mac)) if for_us || r.operation == arp::OP_REPLY => Answer::Learned(ip, mac),
-            _ => Answer::Ignored,
+            Some((ip, mac)) if r.operation == arp::OP_REPLY && for_us => Answer::Learned(ip, mac),
+            Some((ip, mac)) => Answer::Refresh(ip, mac),
+            None => Answer::Ignored,
         },
         _ => Answer::Ignored,
     }
@@ -233,7 +237,11 @@ fn answer_ndp(iface: &Interface, buf: &mut [u8], len: usize) -> Answer {
         }
         ndp::NEIGHBOR_ADVERT => match lladdr {
             Some(mac) if unicast_mac(mac) && iface.on_link(IpAddr::V6(target)) => {
-                Answer::Learned(IpAddr::V6(target), mac)
+                if m.solicited() {
+                    Answer::Learned(IpAddr::V6(target), mac)
+                } else {
+                    Answer::Refresh(IpAddr::V6(target), mac)
+                }
             }
             _ => Answer::Ignored,
         },
@@ -304,6 +312,16 @@ impl Table {
     /// Records `ip` at `mac`; true when that changed the table.
     pub fn learn(&mut self, ip: IpAddr, mac: [u8; 6]) -> bool {
         self.entries.insert(ip, mac) != Some(mac)
+    }
+    /// Updates `ip`'s entry if there is one; true when that changed it.
+    pub fn refresh(&mut self, ip: IpAddr, mac: [u8; 6]) -> bool {
+        match self.entries.get_mut(&ip) {
+            Some(m) if *m != mac => {
+                *m = mac;
+                true
+            }
+            _ => false,
+        }
     }
     pub fn get(&self, ip: IpAddr) -> Option<[u8; 6]> {
         self.entries.get(&ip).copied()
@@ -514,8 +532,12 @@ mod tests {
                 "10.0.1.2".parse().unwrap()
             )
         );
+        // A request for someone else only refreshes what we know of its sender.
         let mut other = arp_request("10.0.1.9");
-        assert_eq!(answer(&iface(), &mut other, 60), Answer::Ignored);
+        assert_eq!(
+            answer(&iface(), &mut other, 60),
+            Answer::Refresh(ip("10.0.1.2"), PEER)
+        );
         let mut short = arp_request("10.0.1.1");
         assert_eq!(answer(&iface(), &mut short, 30), Answer::Malformed);
     }
@@ -643,6 +665,9 @@ mod tests {
         assert!(t.learn(ip("10.0.1.2"), OURS));
         assert_eq!(t.get(ip("10.0.1.2")), Some(OURS));
         assert_eq!(t.len(), 1);
+        assert!(!t.refresh(ip("10.0.1.3"), PEER), "refresh creates nothing");
+        assert!(t.refresh(ip("10.0.1.2"), PEER));
+        assert_eq!((t.get(ip("10.0.1.2")), t.len()), (Some(PEER), 1));
     }
 
     #[test]

@@ -88,6 +88,7 @@ worker_counters! {
     solicits => "neighbour_requests_sent",
     learned => "neighbours_learned",
     ignored => "neighbour_ignored",
+    announcements => "neighbour_announcements",
     neighbour_malformed => "neighbour_malformed",
 }
 

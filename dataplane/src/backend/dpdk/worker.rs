@@ -217,6 +217,7 @@ impl Worker {
         let c = &self.stats;
         let ctx = &self.ports[port];
         let is_arp = m.room()[12..14] == arp::ETHERTYPE.to_be_bytes();
+        let mut refresh = false;
         let learned = match neighbour::answer(&ctx.iface, m.room(), len) {
             Answer::Reply { len, learned } => {
                 if is_arp {
@@ -231,6 +232,11 @@ impl Worker {
                 learned
             }
             Answer::Learned(ip, mac) => Some((ip, mac)),
+            Answer::Refresh(ip, mac) => {
+                c.announcements.inc();
+                refresh = true;
+                Some((ip, mac))
+            }
             Answer::Ignored => {
                 c.ignored.inc();
                 None
@@ -242,7 +248,12 @@ impl Worker {
         };
         if let Some((ip, mac)) = learned {
             if let Some(t) = st.tables.get_mut(&port) {
-                if t.learn(ip, mac) {
+                let changed = if refresh {
+                    t.refresh(ip, mac)
+                } else {
+                    t.learn(ip, mac)
+                };
+                if changed {
                     c.learned.inc();
                     ctx.neighbours.store(Arc::new(t.clone()));
                 }
