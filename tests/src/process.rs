@@ -112,12 +112,16 @@ pub enum Backend {
     Xdp,
     /// DPDK on the relay's veths through net_af_packet, without hugepages:
     /// a `tollgate` built with `--features dpdk`. The port addresses are
-    /// the topology's relay addresses.
-    Dpdk,
+    /// the topology's relay addresses; each port has a queue pair per
+    /// worker (as many as `dataplane.cores`, which the test's extra config sets).
+    Dpdk {
+        workers: usize,
+    },
 }
 
-/// `[dataplane.dpdk]` for the relay's veths `ra` and `rb` of a topology.
-pub fn dpdk_section() -> String {
+/// `[dataplane.dpdk]` for the relay's veths `ra` and `rb` of a topology,
+/// with `workers` queue pairs per port.
+pub fn dpdk_section(workers: usize) -> String {
     let mut s = String::from(
         "[dataplane.dpdk]\nno_huge = true\nin_memory = true\nmemory_mb = 128\nmbufs = 4095\nmax_sleep_us = 500\n",
     );
@@ -129,7 +133,7 @@ pub fn dpdk_section() -> String {
     .enumerate()
     {
         s.push_str(&format!(
-            "[[dataplane.dpdk.ports]]\nname = \"{name}\"\nvdev = \"net_af_packet{i},iface={name}\"\naddresses = [\"{a4}\", \"{a6}\"]\n"
+            "[[dataplane.dpdk.ports]]\nname = \"{name}\"\nvdev = \"net_af_packet{i},iface={name},qpairs={workers}\"\naddresses = [\"{a4}\", \"{a6}\"]\n"
         ));
     }
     s
@@ -158,7 +162,7 @@ impl Dataplane {
         let config = dir.0.join("tollgate.toml");
         let (name, xdp_section) = match backend {
             Backend::Socket => ("socket", String::new()),
-            Backend::Dpdk => ("dpdk", dpdk_section()),
+            Backend::Dpdk { workers } => ("dpdk", dpdk_section(workers)),
             Backend::Xdp => (
                 "xdp",
                 format!(

@@ -35,6 +35,11 @@ struct Relay {
 /// A topology whose relay veths belong to DPDK alone: no kernel address on
 /// them (IPv6 off), and end hosts that forgot the relay's MAC addresses.
 fn relay(extra: &str) -> Relay {
+    relay_with(1, extra)
+}
+
+/// [`relay`] with `workers` DPDK workers (`extra` sets as many cores).
+fn relay_with(workers: usize, extra: &str) -> Relay {
     tollgate_tests::require_root();
     let topo = Topology::new();
     for ifname in [&topo.ra, &topo.rb] {
@@ -52,7 +57,7 @@ fn relay(extra: &str) -> Relay {
     for (ns, ifname) in [(&topo.caller, &topo.ca), (&topo.callee, &topo.eb)] {
         sh(&["ip", "-n", ns, "neigh", "flush", "dev", ifname]);
     }
-    let dp = Dataplane::start(Some(&topo.relay), Backend::Dpdk, None, extra);
+    let dp = Dataplane::start(Some(&topo.relay), Backend::Dpdk { workers }, None, extra);
     let log = dp.log_text();
     assert!(
         log.contains("DPDK port started"),
@@ -97,7 +102,11 @@ fn counters(dp: &Dataplane) -> String {
 /// Caller -> relay -> callee and back, checking every packet and the wire,
 /// and that the end hosts learned the relay's MACs from DPDK.
 fn round_trip(a: Addrs) {
-    let r = relay("");
+    round_trip_with(1, "", a)
+}
+
+fn round_trip_with(workers: usize, extra: &str, a: Addrs) {
+    let r = relay_with(workers, extra);
     let (t, dp) = (&r.topo, &r.dp);
     let (a_local, b_local) = (sa(a.relay_a, 30000), sa(a.relay_b, 30002));
     let (caller, callee) = (sa(a.caller, 5000), sa(a.callee, 4000));
@@ -201,6 +210,14 @@ fn round_trip(a: Addrs) {
     assert!(dp.counter(asked) >= 1, "{}", counters(dp));
     assert_eq!(dp.counter("port_ra_neighbours"), 1, "{}", counters(dp));
     assert_eq!(dp.counter("forwarded"), 2 * n as u64);
+    let report = dp.request(Request::Workers).expect("workers");
+    let busy: Vec<u64> = (0..workers)
+        .map(|w| report[w]["rx_packets"].as_u64().unwrap_or(0))
+        .collect();
+    assert!(
+        busy.iter().all(|&rx| rx >= n as u64),
+        "every worker polls its port: {report}"
+    );
     assert_eq!(dp.counter("drop_no_neighbour"), 0);
 }
 
@@ -212,6 +229,13 @@ fn dpdk_relays_ipv4_both_ways() {
 #[test]
 fn dpdk_relays_ipv6_both_ways() {
     round_trip(netns::v6());
+}
+
+/// Two workers: each polls one port (both queues of it) and sends on its
+/// own queue of the other, with the neighbours the other worker learned.
+#[test]
+fn dpdk_two_workers_relay_both_ways() {
+    round_trip_with(2, "cores = [0, 1]", netns::v4());
 }
 
 /// One flow caller 10.201.1.2:5000 -> 10.201.1.1:30000 -> callee 10.201.2.2:4000.

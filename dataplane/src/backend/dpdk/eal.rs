@@ -198,6 +198,7 @@ impl Drop for Mbuf {
 pub struct Port {
     pub id: u16,
     pub mac: [u8; 6],
+    pub queues: u16,
 }
 
 impl Port {
@@ -215,13 +216,15 @@ impl Port {
         Ok(id)
     }
 
-    /// Configures `id` with one receive queue (fed from `rx_pool`) and
-    /// `tx_queues` transmit queues of `descriptors` each, enables
+    /// Configures `id` with `queues` receive queues (fed from `rx_pool`,
+    /// all polled by one worker: a device that spreads packets over its
+    /// queues, as net_af_packet does with `qpairs`, loses none) and as many
+    /// transmit queues (one per worker) of `descriptors` each, enables
     /// promiscuous and all-multicast reception (neighbour solicitations go
     /// to multicast groups), and starts it.
     pub fn start(
         id: u16,
-        tx_queues: u16,
+        queues: u16,
         descriptors: u16,
         rx_pool: &Pool,
     ) -> Result<Port, BackendError> {
@@ -231,36 +234,36 @@ impl Port {
         if r != 0 {
             return Err(err(format!("port {id}: device info"), r));
         }
-        if info.max_tx_queues < tx_queues {
+        if info.max_tx_queues < queues || info.max_rx_queues < queues {
             return Err(BackendError::Other(format!(
-                "port {id}: the device has {} transmit queues and each of the {tx_queues} \
-                 workers needs its own (for net_af_packet add `qpairs={tx_queues}` to the vdev)",
-                info.max_tx_queues
+                "port {id}: the device has {} receive and {} transmit queues; each of the \
+                 {queues} workers needs its own (for net_af_packet add `qpairs={queues}` to the vdev)",
+                info.max_rx_queues, info.max_tx_queues
             )));
         }
+        let tx_queues = queues;
         // SAFETY: a zeroed rte_eth_conf asks for no offloads and no RSS.
         let conf: sys::rte_eth_conf = unsafe { std::mem::zeroed() };
         // SAFETY: valid port id (found by name) and conf.
-        let r = unsafe { sys::rte_eth_dev_configure(id, 1, tx_queues, &conf) };
+        let r = unsafe { sys::rte_eth_dev_configure(id, queues, tx_queues, &conf) };
         if r != 0 {
-            return Err(err(
-                format!("port {id}: configure 1 rx, {tx_queues} tx queues"),
-                r,
-            ));
+            return Err(err(format!("port {id}: configure {queues} queue pairs"), r));
         }
-        // SAFETY: port configured; NULL queue configs take the defaults.
-        let r = unsafe {
-            sys::rte_eth_rx_queue_setup(
-                id,
-                0,
-                descriptors,
-                sys::SOCKET_ID_ANY as u32,
-                std::ptr::null(),
-                rx_pool.raw(),
-            )
-        };
-        if r != 0 {
-            return Err(err(format!("port {id}: receive queue"), r));
+        for q in 0..queues {
+            // SAFETY: port configured; NULL queue configs take the defaults.
+            let r = unsafe {
+                sys::rte_eth_rx_queue_setup(
+                    id,
+                    q,
+                    descriptors,
+                    sys::SOCKET_ID_ANY as u32,
+                    std::ptr::null(),
+                    rx_pool.raw(),
+                )
+            };
+            if r != 0 {
+                return Err(err(format!("port {id}: receive queue {q}"), r));
+            }
         }
         for q in 0..tx_queues {
             // SAFETY: as above.
@@ -296,6 +299,7 @@ impl Port {
         Ok(Port {
             id,
             mac: mac.addr_bytes,
+            queues,
         })
     }
 
@@ -321,10 +325,10 @@ impl Drop for Port {
     }
 }
 
-/// Receives up to `out.len()` packets from queue 0 of `port`.
-pub fn rx_burst(port: u16, out: &mut [*mut sys::rte_mbuf]) -> usize {
+/// Receives up to `out.len()` packets from `queue` of `port`.
+pub fn rx_burst(port: u16, queue: u16, out: &mut [*mut sys::rte_mbuf]) -> usize {
     // SAFETY: the queue is polled by this thread only; out has room.
-    unsafe { sys::tg_eth_rx_burst(port, 0, out.as_mut_ptr(), out.len() as u16) as usize }
+    unsafe { sys::tg_eth_rx_burst(port, queue, out.as_mut_ptr(), out.len() as u16) as usize }
 }
 
 /// Sends `pkts` on `queue` of `port`; returns how many the driver took (the

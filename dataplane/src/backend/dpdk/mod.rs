@@ -121,6 +121,7 @@ mod backend {
                 );
                 ctx.push(PortCtx {
                     id,
+                    rx_queues: port.queues,
                     name: p.name.clone(),
                     iface: Interface {
                         mac: port.mac,

@@ -96,6 +96,8 @@ worker_counters! {
 pub struct PortCtx {
     /// The DPDK port id.
     pub id: u16,
+    /// Receive queues, all polled by `poller`.
+    pub rx_queues: u16,
     pub name: String,
     pub iface: Interface,
     /// The worker that polls the port's receive queue.

@@ -1,5 +1,5 @@
 //! One DPDK worker: a thread pinned to a core, registered with DPDK, that
-//! polls the receive queue of its ports and transmits on its own queue of
+//! polls the receive queues of its ports and transmits on its own queue of
 //! every port. Per burst: receive, classify, answer neighbours, relay (with
 //! the flow's pipeline stages first when it has any), send in bursts per
 //! port; then packets waiting for a next hop, originating stages, and flow
@@ -112,12 +112,14 @@ impl Worker {
             let mut got = 0;
             for i in 0..st.polled.len() {
                 let p = st.polled[i];
-                let n = eal::rx_burst(self.ports[p].id, &mut rx);
-                got += n;
-                for &m in &rx[..n] {
-                    // SAFETY: the driver handed us these mbufs.
-                    let m = unsafe { Mbuf::from_raw(m) };
-                    self.on_frame(&mut st, now, p, m);
+                for q in 0..self.ports[p].rx_queues {
+                    let n = eal::rx_burst(self.ports[p].id, q, &mut rx);
+                    got += n;
+                    for &m in &rx[..n] {
+                        // SAFETY: the driver handed us these mbufs.
+                        let m = unsafe { Mbuf::from_raw(m) };
+                        self.on_frame(&mut st, now, p, m);
+                    }
                 }
             }
             let mut work = got > 0;
