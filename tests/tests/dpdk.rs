@@ -574,3 +574,38 @@ fn dpdk_originates_silence_from_the_timer_wheel() {
     assert!(w[0]["pipeline"]["originated"].as_u64() >= Some(20), "{w}");
     assert_eq!(w[0]["pipeline"]["consumed"].as_u64(), Some(10), "{w}");
 }
+
+/// RTP receive quality and RTCP counts, as the socket backend measures them.
+#[test]
+fn dpdk_measures_rtp_quality() {
+    let (r, local, tx, rx) = one_way("");
+    // 100 sequence numbers with 50..60 missing, then a new SSRC.
+    rtp::send(
+        &tx,
+        local,
+        0xaaaa,
+        (0..50).chain(60..100),
+        Duration::from_micros(200),
+    );
+    assert_eq!(rtp::collect(&rx, 90, QUIET, LIMIT).len(), 90);
+    let q = r.dp.flow(local)["counters"]["rtp"].clone();
+    assert_eq!(
+        ["expected", "received", "lost"].map(|k| q[k].as_u64()),
+        [Some(100), Some(90), Some(10)],
+        "{q}"
+    );
+    rtp::send(&tx, local, 0xbbbb, 500..520, Duration::from_micros(200));
+    assert_eq!(rtp::collect(&rx, 20, QUIET, LIMIT).len(), 20);
+    let q = r.dp.flow(local)["counters"]["rtp"].clone();
+    assert_eq!(
+        ["ssrc", "ssrc_changes", "lost"].map(|k| q[k].as_u64()),
+        [Some(0xbbbb), Some(1), Some(0)],
+        "{q}"
+    );
+    tx.send_to(&[0x80, 201, 0, 1, 0, 0, 0xaa, 0xaa], local)
+        .expect("send RTCP");
+    assert_eq!(rtp::collect(&rx, 1, QUIET, LIMIT).len(), 1);
+    let c = r.dp.flow(local)["counters"].clone();
+    assert_eq!(c["rtcp_packets"], 1, "{c}");
+    assert_eq!(c["rtp"]["received"], 20, "{c}");
+}

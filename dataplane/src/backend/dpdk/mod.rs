@@ -252,6 +252,7 @@ mod backend {
                 follow,
                 egress,
                 slot,
+                tracker: crate::quality::RtpTracker::new(flow.clock_rate),
             };
             let _ = self.workers[worker].tx.send(Message::Put {
                 flow: Box::new(wf),
@@ -293,8 +294,8 @@ mod backend {
                 last_seen_ns: (last != 0).then_some(last),
                 dropped_source: s.dropped_source.get(),
                 learned: s.learned.load().as_deref().copied(),
-                rtp: None,
-                rtcp_packets: None,
+                rtp: s.rtp(),
+                rtcp_packets: Some(s.rtcp_packets.get()),
             }
         }
 

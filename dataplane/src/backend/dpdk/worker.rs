@@ -12,7 +12,9 @@ use super::relay::{self, Class, Policy};
 use super::shared::{FlowStats, PortCtx, WorkerStats};
 use crate::backend::monotonic_ns;
 use crate::pipeline::{Payload, Pipeline, PipelineFlow, Slot, Verdict};
+use crate::quality::RtpTracker;
 use crate::wire::{arp, ethernet};
+use crate::wire::{rtcp, rtp};
 use crossbeam_channel::Receiver;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -30,6 +32,8 @@ pub struct WorkerFlow {
     /// Index of the port packets leave from.
     pub egress: usize,
     pub slot: Option<Slot>,
+    /// Receive quality of the RTP arriving on the flow.
+    pub tracker: RtpTracker,
 }
 
 pub enum Message {
@@ -265,7 +269,7 @@ impl Worker {
 
     fn relay(&mut self, st: &mut State, now: u64, mut m: Mbuf, u: relay::Udp) {
         let c = &self.stats;
-        let Some(f) = st.flows.get(&u.dst) else {
+        let Some(f) = st.flows.get_mut(&u.dst) else {
             c.no_flow.inc();
             return;
         };
@@ -283,6 +287,17 @@ impl Worker {
         s.packets.inc();
         s.bytes.add(u.payload_len as u64);
         s.last_seen_ns.set(now);
+        {
+            let at = u.payload_at();
+            let payload = &m.room()[at..at + u.payload_len];
+            if let Ok(r) = rtp::Packet::new_checked(payload) {
+                f.tracker
+                    .on_packet(now, r.ssrc(), r.sequence(), r.timestamp());
+                s.publish_rtp(&f.tracker.quality());
+            } else if rtcp::Packet::new_checked(payload).is_ok() {
+                s.rtcp_packets.inc();
+            }
+        }
         let (mut from, mut to) = (
             f.source,
             f.follow
