@@ -34,7 +34,8 @@ use tollgate_sip::sdp::Sdp;
 
 #[derive(Debug, clap::Args)]
 pub struct MediaArgs {
-    /// Tollgate backend to measure: xdp or socket.
+    /// Tollgate backend to measure: xdp, afxdp (XDP with a null pipeline
+    /// stage on every flow, so media runs through the AF_XDP workers) or socket.
     #[arg(long, default_value = "xdp")]
     pub backend: String,
     /// Measure this peer instead of Tollgate (rtpengine).
@@ -351,7 +352,7 @@ pub fn run_once(
         thread_napi(&topo.relay, &topo.rb);
     }
     let end_hosts = thread_end_hosts(&topo, c)?;
-    let bpf = (system == System::Xdp).then(Bpffs::new);
+    let bpf = system.uses_xdp().then(Bpffs::new);
     let dir = std::env::temp_dir().join(unique("tgbench"));
     std::fs::create_dir_all(&dir)?;
     let (relay, mut ng, targets) = start(system, calls, &topo, &dir, bpf.as_ref(), a, c)?;
@@ -680,17 +681,31 @@ fn notes(runs: &[RunRecord], summary: &[Summary]) -> Vec<String> {
     if runs.iter().any(|r| r.system == "tollgate-xdp") {
         notes.push("on veth, native XDP still pays an skb-to-xdp_buff conversion and the redirect into the peer veth; real NICs gain more".into());
     }
-    if let (Some(x), Some(f)) = (
-        summary.iter().find(|s| s.system == System::Xdp.name()),
-        summary.iter().find(|s| s.system == System::Ceiling.name()),
-    ) {
-        let (x, f) = (x.cpu_ns_per_packet.median, f.cpu_ns_per_packet.median);
-        let line = format!(
-            "tollgate-xdp costs {:.2}x the host's redirect-only XDP floor ({x:.0} vs {f:.0} ns per packet)",
-            x / f.max(1.0),
-        );
-        println!("{line}");
-        notes.push(line);
+    let ratios = [
+        (
+            System::Xdp,
+            System::Ceiling,
+            "the host's redirect-only XDP floor",
+        ),
+        (
+            System::Afxdp,
+            System::Socket,
+            "the socket backend, relaying through the pipeline with a null stage",
+        ),
+        (System::Afxdp, System::Rtpengine, "rtpengine"),
+    ];
+    for (system, base, what) in ratios {
+        let find = |s: System| summary.iter().find(|x| x.system == s.name());
+        if let (Some(x), Some(b)) = (find(system), find(base)) {
+            let (x, b) = (x.cpu_ns_per_packet.median, b.cpu_ns_per_packet.median);
+            let line = format!(
+                "{} costs {:.2}x {what} ({x:.0} vs {b:.0} ns per packet)",
+                system.name(),
+                x / b.max(1.0),
+            );
+            println!("{line}");
+            notes.push(line);
+        }
     }
     notes
 }

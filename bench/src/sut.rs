@@ -14,6 +14,9 @@ use std::time::{Duration, Instant};
 #[serde(rename_all = "lowercase")]
 pub enum System {
     Xdp,
+    /// The XDP backend with a null stage on every flow: media through the
+    /// AF_XDP pipeline workers.
+    Afxdp,
     Socket,
     Rtpengine,
     /// Redirect-only XDP, no relay work: the host's forwarding floor.
@@ -24,18 +27,25 @@ impl System {
     pub fn parse(s: &str) -> Result<System, String> {
         match s {
             "xdp" => Ok(System::Xdp),
+            "afxdp" => Ok(System::Afxdp),
             "socket" => Ok(System::Socket),
             "rtpengine" => Ok(System::Rtpengine),
             "ceiling" => Ok(System::Ceiling),
             _ => Err(format!(
-                "unknown system {s:?} (xdp, socket, rtpengine, ceiling)"
+                "unknown system {s:?} (xdp, afxdp, socket, rtpengine, ceiling)"
             )),
         }
+    }
+
+    /// Whether it runs Tollgate's XDP program (and needs a bpffs).
+    pub fn uses_xdp(self) -> bool {
+        matches!(self, System::Xdp | System::Afxdp)
     }
 
     pub fn name(self) -> &'static str {
         match self {
             System::Xdp => "tollgate-xdp",
+            System::Afxdp => "tollgate-afxdp",
             System::Socket => "tollgate-socket",
             System::Rtpengine => "rtpengine",
             System::Ceiling => "xdp-ceiling",
@@ -81,15 +91,15 @@ impl Sut {
             System::Ceiling => {
                 anyhow::bail!("the ceiling is a program, not a process: see crate::ceiling")
             }
-            System::Xdp | System::Socket => {
+            System::Xdp | System::Afxdp | System::Socket => {
                 let cfg = dir.join(format!("{}.toml", system.name()));
                 let ctl = dir.join(format!("{}.sock", system.name()));
                 let mut text = format!(
                     "[dataplane]\nbackend = \"{}\"\ncores = [{cores_list}]\ncontrol_socket = \"{}\"\nidle_timeout_secs = 3600\n",
-                    if system == System::Xdp { "xdp" } else { "socket" },
+                    if system.uses_xdp() { "xdp" } else { "socket" },
                     ctl.display()
                 );
-                if system == System::Xdp {
+                if system.uses_xdp() {
                     let pin = bpffs.ok_or_else(|| anyhow::anyhow!("XDP needs a bpffs"))?;
                     text += &format!(
                         "[dataplane.xdp]\ninterfaces = [\"{}\", \"{}\"]\npin_dir = \"{}\"\n",
@@ -100,6 +110,9 @@ impl Sut {
                     detach = Some(cfg.clone());
                 }
                 text += "[media]\ntimeout_secs = 3600\ndelete_delay_secs = 0\n";
+                if system == System::Afxdp {
+                    text += "stages = [{ kind = \"null\" }]\n";
+                }
                 text += &format!(
                     "[cdr]\nspool_dir = \"{0}/spool\"\nsinks = [{{ kind = \"sqlite\", url = \"sqlite://{0}/cdr.sqlite\" }}]\n",
                     dir.display()

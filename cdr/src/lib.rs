@@ -2,7 +2,6 @@
 //! record passes through, and the sinks that take records from it (SQL
 //! databases, AMQP, Redis, JSON lines), each at its own pace.
 
-pub mod bench;
 pub mod config;
 pub mod export;
 pub mod model;

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use tollgate_dataplane::config::DataplaneConfig;
+use tollgate_dataplane::pipeline::StageSpec;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -45,6 +46,11 @@ pub struct MediaConfig {
     pub final_timeout_secs: u64,
     /// After `delete`, keep relaying this long (0: remove at once).
     pub delete_delay_secs: u64,
+    /// Media pipeline stages every flow carries, e.g. `[{ kind = "null" }]`
+    /// to run all media through the pipeline workers (AF_XDP on the XDP
+    /// backend) rather than the kernel fast path.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub stages: Vec<StageSpec>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -67,6 +73,7 @@ impl Default for MediaConfig {
             timeout_secs: 60,
             final_timeout_secs: 0,
             delete_delay_secs: 30,
+            stages: Vec::new(),
         }
     }
 }
@@ -112,6 +119,11 @@ impl MediaConfig {
             ));
         } else if (self.port_max - self.port_min) < 3 {
             errs.push("media.port_min/port_max: the range holds no RTP/RTCP pair".into());
+        }
+        for (i, s) in self.stages.iter().enumerate() {
+            if let Err(why) = s.check() {
+                errs.push(format!("media.stages[{i}]: {why}"));
+            }
         }
         errs
     }

@@ -1,35 +1,16 @@
-//! `tollgate`: the single binary of a Tollgate node. Subcommands exist only
-//! once they work: `run`, `dataplane`, `controlplane`, `ctl`, `cdr`, `bench`,
-//! `tune`, `check-config`.
-
-mod b2bua;
-mod cdrs;
-mod config;
-mod ctl;
-mod media;
-mod ng;
-mod ngserver;
-mod plane;
-mod regshare;
-mod sipserver;
-mod siptransport;
-mod supervisor;
-mod tune;
+//! `tollgate`: the single binary of a Tollgate node, its command line only;
+//! what the commands run lives in the library ([`tollgate`]). Subcommands
+//! exist only once they work: `run`, `dataplane`, `controlplane`, `ctl`,
+//! `cdr`, `bench`, `tune`, `check-config`.
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
-use config::Config;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
-use tollgate_cdr::spool::Spool;
-
-/// Locks `m`, taking the data over if a thread panicked holding it (the
-/// state machines behind these locks stay consistent between calls).
-fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
+use tollgate::config::{self, Config};
+use tollgate::{cdrs, ctl, supervisor, tune};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -120,7 +101,7 @@ enum BenchCommand {
     Media(tollgate_bench::media::MediaArgs),
     /// CDR spool appends and batched sink throughput into PostgreSQL,
     /// against unbatched inserts measured in the same run.
-    Cdr(tollgate_cdr::bench::CdrBenchArgs),
+    Cdr(tollgate_bench::cdr::CdrBenchArgs),
     /// Call setup through the SIP B2BUA with SIPp: achieved CPS, failures,
     /// setup latency and CPU per call; `--peer kamailio` measures Kamailio
     /// with rtpengine the same way.
@@ -171,46 +152,6 @@ impl Overrides {
         cfg.ng.listen = self.listen_ng.unwrap_or(cfg.ng.listen);
         Ok(cfg.validate("command line")?)
     }
-}
-
-/// Runs the control plane until `stop` is set; `config_path` is read again
-/// on SIGHUP for the dialplan.
-fn controlplane(cfg: Config, config_path: Option<PathBuf>, stop: Arc<AtomicBool>) -> Result<()> {
-    let (spool, repairs) =
-        Spool::open(cfg.cdr.spool(), &cfg.cdr.sink_names()).context("opening the CDR spool")?;
-    for r in repairs {
-        eprintln!("tollgate: CDR spool repaired: {r}");
-    }
-    let spool = Arc::new(spool);
-    let link = plane::DataplaneLink::new(cfg.dataplane.control_socket.clone());
-    let handler = ng::NgHandler::new(media::Sessions::new(cfg.media.clone()), Box::new(link));
-    let server = ngserver::NgServer::new(handler, spool.clone());
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .thread_name("tg-control")
-        .build()
-        .context("starting the control plane runtime")?;
-    rt.block_on(async {
-        let sinks = tollgate_cdr::sink::spawn_all(&spool, &cfg.cdr);
-        let sip = tokio::spawn(sipserver::run(
-            server.clone(),
-            cfg.sip.clone(),
-            config_path,
-            stop.clone(),
-        ));
-        let served = ngserver::run(server, cfg.ng.listen, stop)
-            .await
-            .with_context(|| format!("NG listener on {}", cfg.ng.listen));
-        let sip = match sip.await {
-            Ok(r) => r.with_context(|| format!("SIP listener on {:?}", cfg.sip.listen)),
-            Err(e) => Err(anyhow::anyhow!("SIP listener: {e}")),
-        };
-        for s in sinks {
-            s.abort();
-        }
-        served.and(sip)
-    })
 }
 
 fn stop_on_signals() -> Result<Arc<AtomicBool>> {
@@ -281,7 +222,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Controlplane { config, overrides } => {
             exit_on_panic();
             let cfg = overrides.apply(load(config.as_deref())?)?;
-            controlplane(cfg, config, stop_on_signals()?)
+            tollgate::controlplane(cfg, config, stop_on_signals()?)
         }
         Command::Ctl {
             socket,
@@ -303,7 +244,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Cdr { config, command } => cdrs::run(&load(config.as_deref())?.cdr, command),
         Command::Bench {
             what: BenchCommand::Cdr(args),
-        } => tollgate_cdr::bench::main(&args, tollgate_bench::stamp::stamp()),
+        } => tollgate_bench::cdr::main(&args, tollgate_bench::stamp::stamp()),
         Command::Bench {
             what: BenchCommand::Sip(args),
         } => tollgate_bench::sip::main(&args).map(|_| ()),
@@ -328,5 +269,46 @@ fn run(cli: Cli) -> Result<()> {
             );
             Ok(())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_command_line_takes_several_ids_and_the_revert_file() {
+        let cli = Cli::try_parse_from([
+            "tollgate",
+            "tune",
+            "--config",
+            "n.toml",
+            "apply",
+            "--only",
+            "a",
+            "b",
+            "--yes",
+            "--revert-file",
+            "/x.json",
+        ])
+        .unwrap();
+        let Command::Tune {
+            config,
+            command:
+                tune::TuneCommand::Apply {
+                    only,
+                    yes,
+                    revert_file,
+                },
+            ..
+        } = cli.command
+        else {
+            panic!("{:?}", cli.command)
+        };
+        assert_eq!(config, Some(PathBuf::from("n.toml")));
+        assert_eq!(
+            (only, yes, revert_file),
+            (vec!["a".into(), "b".into()], true, Some("/x.json".into()))
+        );
     }
 }

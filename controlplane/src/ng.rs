@@ -370,6 +370,51 @@ mod tests {
             .cloned()
     }
 
+    /// A muxing caller, a callee offered no mux: the caller's RTCP, which
+    /// arrives on its RTP port, is split off to the callee's RTCP port by
+    /// the data plane's rtcp_demux stage; the other flows need no stage.
+    #[test]
+    fn rtcp_mux_demux_puts_the_split_in_the_pipeline() {
+        use tollgate_dataplane::pipeline::StageSpec;
+        let (mut h, p) = handler(MediaConfig {
+            delete_delay_secs: 0,
+            ..MediaConfig::default()
+        });
+        let demux = ("rtcp-mux", list(&["demux"]));
+        let to_b = offer(
+            &mut h,
+            sdp("192.0.2.10", 7000, "a=rtcp-mux\r\n"),
+            vec![demux],
+        );
+        assert!(!to_b.contains("a=rtcp-mux"), "B is offered no mux: {to_b}");
+        let pb = port_of(&to_b);
+        let to_a = answer(&mut h, sdp("192.0.2.20", 6000, ""), vec![]);
+        assert!(to_a.contains("a=rtcp-mux"), "A keeps its mux: {to_a}");
+        let pa = port_of(&to_a);
+        let a_to_b = flow(&p, &format!("127.0.0.1:{pa}")).unwrap();
+        assert_eq!(a_to_b.stages, vec![StageSpec::RtcpDemux]);
+        assert_eq!(a_to_b.destination, "192.0.2.20:6000".parse().unwrap());
+        let b_to_a = flow(&p, &format!("127.0.0.1:{pb}")).unwrap();
+        assert!(b_to_a.stages.is_empty(), "{b_to_a:?}");
+        let b_rtcp = flow(&p, &format!("127.0.0.1:{}", pb + 1)).unwrap();
+        assert_eq!(b_rtcp.destination, "192.0.2.10:7000".parse().unwrap());
+        assert!(b_rtcp.stages.is_empty());
+    }
+
+    #[test]
+    fn stages_from_the_config_go_on_every_flow() {
+        use tollgate_dataplane::pipeline::StageSpec;
+        let (mut h, p) = handler(MediaConfig {
+            stages: vec![StageSpec::Null],
+            ..MediaConfig::default()
+        });
+        offer(&mut h, sdp("192.0.2.10", 7000, ""), vec![]);
+        answer(&mut h, sdp("192.0.2.20", 6000, ""), vec![]);
+        let flows = p.flows.lock().unwrap();
+        assert_eq!(flows.len(), 4);
+        assert!(flows.values().all(|f| f.stages == [StageSpec::Null]));
+    }
+
     #[test]
     fn offer_answer_rewrites_sdp_and_installs_both_directions() {
         let (mut h, p) = handler(MediaConfig {

@@ -10,8 +10,8 @@
 //! the order the requests were handled, and the reply goes out only once
 //! they are durable: a `delete` answered means its CDR is on disk.
 
-use crate::lock;
 use crate::ng::NgHandler;
+use crate::sync::lock;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

@@ -8,7 +8,7 @@
 
 use crate::b2bua::registrar::Shared;
 use crate::b2bua::B2bua;
-use crate::lock;
+use crate::sync::lock;
 use futures_util::StreamExt;
 use redis::AsyncCommands;
 use std::sync::atomic::{AtomicBool, Ordering};

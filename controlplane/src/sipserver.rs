@@ -14,12 +14,12 @@
 
 use crate::b2bua::config::SipConfig;
 use crate::b2bua::{lcr, B2bua, Media, Transport};
-use crate::lock;
 use crate::ngserver::{wait_durable, NgServer};
 use crate::siptransport::{
     accept_tcp, accept_tls, receive_udp, tls_client_config, tls_config, Connections, Inbound,
     Outbound,
 };
+use crate::sync::lock;
 use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};

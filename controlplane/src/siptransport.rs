@@ -9,7 +9,7 @@
 //! from a channel.
 
 use crate::b2bua::Transport;
-use crate::lock;
+use crate::sync::lock;
 use std::collections::HashMap;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};

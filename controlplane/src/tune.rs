@@ -209,46 +209,9 @@ fn hostname() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::Parser;
 
     fn metal() -> PathBuf {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../tuning/tests/fixtures/metal")
-    }
-
-    #[test]
-    fn the_command_line_takes_several_ids_and_the_revert_file() {
-        let cli = crate::Cli::try_parse_from([
-            "tollgate",
-            "tune",
-            "--config",
-            "n.toml",
-            "apply",
-            "--only",
-            "a",
-            "b",
-            "--yes",
-            "--revert-file",
-            "/x.json",
-        ])
-        .unwrap();
-        let crate::Command::Tune {
-            config,
-            command:
-                TuneCommand::Apply {
-                    only,
-                    yes,
-                    revert_file,
-                },
-            ..
-        } = cli.command
-        else {
-            panic!("{:?}", cli.command)
-        };
-        assert_eq!(config, Some(PathBuf::from("n.toml")));
-        assert_eq!(
-            (only, yes, revert_file),
-            (vec!["a".into(), "b".into()], true, Some("/x.json".into()))
-        );
     }
 
     #[test]

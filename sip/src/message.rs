@@ -57,36 +57,53 @@ pub struct Message {
 
 /// Compact forms (RFC 3261 §7.3.3 and later RFCs) and the usual spelling
 /// of long names, so lookups and output are uniform.
+const KNOWN: [(&str, &str); 23] = [
+    ("i", "Call-ID"),
+    ("m", "Contact"),
+    ("e", "Content-Encoding"),
+    ("l", "Content-Length"),
+    ("c", "Content-Type"),
+    ("f", "From"),
+    ("s", "Subject"),
+    ("k", "Supported"),
+    ("t", "To"),
+    ("v", "Via"),
+    ("r", "Refer-To"),
+    ("o", "Event"),
+    ("u", "Allow-Events"),
+    ("x", "Session-Expires"),
+    ("call-id", "Call-ID"),
+    ("cseq", "CSeq"),
+    ("www-authenticate", "WWW-Authenticate"),
+    ("max-forwards", "Max-Forwards"),
+    ("record-route", "Record-Route"),
+    ("content-length", "Content-Length"),
+    ("content-type", "Content-Type"),
+    ("session-expires", "Session-Expires"),
+    ("min-se", "Min-SE"),
+];
+
+/// The usual spelling of a compact form or a known long name, found
+/// without allocating.
+fn known(name: &str) -> Option<&'static str> {
+    KNOWN
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, long)| *long)
+}
+
+/// Whether a stored (canonical) header name is what a lookup for `query`
+/// (any case, compact or long) means. No allocation: header lookups run
+/// many times per message.
+fn same_header(stored: &str, query: &str) -> bool {
+    stored.eq_ignore_ascii_case(known(query).unwrap_or(query))
+}
+
 fn canonical(name: &str) -> String {
-    let known = [
-        ("i", "Call-ID"),
-        ("m", "Contact"),
-        ("e", "Content-Encoding"),
-        ("l", "Content-Length"),
-        ("c", "Content-Type"),
-        ("f", "From"),
-        ("s", "Subject"),
-        ("k", "Supported"),
-        ("t", "To"),
-        ("v", "Via"),
-        ("r", "Refer-To"),
-        ("o", "Event"),
-        ("u", "Allow-Events"),
-        ("x", "Session-Expires"),
-        ("call-id", "Call-ID"),
-        ("cseq", "CSeq"),
-        ("www-authenticate", "WWW-Authenticate"),
-        ("max-forwards", "Max-Forwards"),
-        ("record-route", "Record-Route"),
-        ("content-length", "Content-Length"),
-        ("content-type", "Content-Type"),
-        ("session-expires", "Session-Expires"),
-        ("min-se", "Min-SE"),
-    ];
-    let lower = name.to_ascii_lowercase();
-    if let Some((_, long)) = known.iter().find(|(k, _)| *k == lower) {
+    if let Some(long) = known(name) {
         return long.to_string();
     }
+    let lower = name.to_ascii_lowercase();
     // Title-Case each dash-separated word: "max-forwards" -> "Max-Forwards".
     lower
         .split('-')
@@ -346,20 +363,18 @@ impl Message {
 
     /// The first header called `name` (any spelling, compact forms too).
     pub fn header(&self, name: &str) -> Option<&str> {
-        let name = canonical(name);
         self.headers
             .iter()
-            .find(|h| h.name == name)
+            .find(|h| same_header(&h.name, name))
             .map(|h| h.value.as_str())
     }
 
     /// Every value of `name`: all its headers, each split at top-level
     /// commas (Via, Route, Record-Route, Contact carry lists).
     pub fn header_values(&self, name: &str) -> Vec<&str> {
-        let name = canonical(name);
         self.headers
             .iter()
-            .filter(|h| h.name == name)
+            .filter(|h| same_header(&h.name, name))
             .flat_map(|h| split_list(&h.value))
             .collect()
     }
@@ -400,8 +415,7 @@ impl Message {
     }
 
     pub fn remove_header(&mut self, name: &str) {
-        let name = canonical(name);
-        self.headers.retain(|h| h.name != name);
+        self.headers.retain(|h| !same_header(&h.name, name));
     }
 
     pub fn call_id(&self) -> Option<&str> {
@@ -916,6 +930,23 @@ CSeq: 314159 INVITE\r\n\
 Contact: <sip:alice@pc33.atlanta.example.com>\r\n\
 Content-Type: application/sdp\r\n\
 Content-Length: 4\r\n\r\nv=0\n";
+
+    #[test]
+    fn lookups_take_any_spelling_of_a_name() {
+        let m = Message::parse(
+            b"OPTIONS sip:a@b SIP/2.0\r\nv: SIP/2.0/UDP h;branch=z9hG4bK1\r\ni: abc\r\nX-Custom-Thing: 1\r\n\r\n",
+        )
+        .unwrap();
+        for q in ["Call-ID", "call-id", "CALL-ID", "i", "I"] {
+            assert_eq!(m.header(q), Some("abc"), "{q}");
+        }
+        assert_eq!(m.header_values("v").len(), 1);
+        assert_eq!(m.header("x-custom-thing"), Some("1"));
+        assert_eq!(m.header("X-Custom"), None);
+        let mut m = m;
+        m.remove_header("VIA");
+        assert!(m.header("Via").is_none());
+    }
 
     #[test]
     fn parses_and_reserialises_a_plain_invite() {

@@ -18,7 +18,7 @@ use tollgate_cdr::model::{Cdr, Record};
 use tollgate_cdr::spool::{segment, SpoolConfig};
 
 /// A CDR with every field set, distinct per `call_id`.
-pub use tollgate_cdr::bench::sample_cdr as full_cdr;
+pub use tollgate_bench::cdr::sample_cdr as full_cdr;
 
 /// A `[cdr]` section with a spool under `dir` and one sink of each kind.
 pub fn all_sinks_toml(dir: &Path) -> String {

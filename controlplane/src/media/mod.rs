@@ -25,6 +25,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant, SystemTime};
 use tollgate_cdr::model::{CallStart, Record};
 use tollgate_dataplane::flow::Flow;
+use tollgate_dataplane::pipeline::StageSpec;
 use tollgate_sip::sdp::{Media as SdpMedia, Sdp};
 
 pub use cdr::{ms, Ending};
@@ -651,6 +652,21 @@ impl Sessions {
         first_err.map_or(Ok(()), |e| Err(NgError(e)))
     }
 
+    /// The pipeline stages of the flow from x's side to y's: RTCP split off
+    /// towards y's RTCP port when x muxes and y does not (rtcp-mux demux;
+    /// the data plane sends it to the RTP port + 1, so only when y's RTCP
+    /// is there), then the stages every flow carries (`media.stages`).
+    fn stages(&self, xs: &Side, ys: &Side, y_rtp: SocketAddr) -> Vec<StageSpec> {
+        let next_port = SocketAddr::new(y_rtp.ip(), y_rtp.port().wrapping_add(1));
+        let demux = xs.mux && !ys.mux && ys.rtcp_socket && ys.rtcp.is_none_or(|r| r == next_port);
+        let mut stages = Vec::new();
+        if demux {
+            stages.push(StageSpec::RtcpDemux);
+        }
+        stages.extend_from_slice(&self.cfg.stages);
+        stages
+    }
+
     fn desired_flows(&self, call: &Call) -> BTreeMap<SocketAddr, Flow> {
         let mut out = BTreeMap::new();
         let pairs = call
@@ -681,7 +697,7 @@ impl Sessions {
                     strict: x.strict && !x.asymmetric,
                     follow: follow(ys.port),
                     clock_rate: xs.clock_rate,
-                    stages: Vec::new(),
+                    stages: self.stages(xs, ys, y_rtp),
                 };
                 if xs.rtcp_socket && !xs.mux {
                     let src = if ys.mux || !ys.rtcp_socket {
@@ -699,6 +715,7 @@ impl Sessions {
                         source: sock(ya, src),
                         destination: dst,
                         follow: follow(src),
+                        stages: self.cfg.stages.clone(),
                         ..rtp.clone()
                     };
                     out.insert(rtcp.local, rtcp);

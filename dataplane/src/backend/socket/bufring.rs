@@ -90,6 +90,13 @@ impl BufRing {
         }
     }
 
+    /// The first `len` bytes of buffer `bid`, for writing (a buffer the
+    /// kernel handed back and that is not in the ring).
+    pub fn get_mut(&mut self, bid: u16, len: usize) -> &mut [u8] {
+        let start = bid as usize * self.buf_size;
+        &mut self.bufs[start..start + len.min(self.buf_size)]
+    }
+
     /// The first `len` bytes of buffer `bid`.
     pub fn get(&self, bid: u16, len: usize) -> &[u8] {
         let start = bid as usize * self.buf_size;

@@ -12,9 +12,10 @@ mod relay_socket;
 mod shared;
 mod worker;
 
-use super::{Backend, BackendError, FlowCounters};
+use super::{Backend, BackendError, FlowCounters, WorkerReport};
 use crate::config::SocketConfig;
 use crate::flow::{Flow, FlowError};
+use crate::pipeline::{Event, PipelineFlow, SharedCounters, StageSpec};
 use crate::quality::RtpTracker;
 use crossbeam_channel::{Receiver, Sender};
 use relay_socket::{Closed, RelaySocket};
@@ -26,12 +27,14 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
-use worker::{Message, Worker, WorkerFlow};
+use worker::{Message, Worker, WorkerFlow, WorkerShared};
 
 struct WorkerHandle {
+    core: usize,
     tx: Sender<Message>,
     wake: Arc<OwnedFd>,
     counters: Arc<WorkerCounters>,
+    pipeline: Arc<SharedCounters>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -76,6 +79,8 @@ pub struct SocketBackend {
     closing: HashMap<SocketAddr, u32>,
     closed_tx: Sender<Closed>,
     closed: Receiver<Closed>,
+    /// Pipeline events from every worker.
+    events: Receiver<Event>,
 }
 
 /// How long binding an address waits for its previous socket to close
@@ -96,15 +101,22 @@ impl SocketBackend {
     /// Starts one worker per core in `cores`.
     pub fn start(cfg: &SocketConfig, cores: &[usize]) -> Result<Self, BackendError> {
         let mut workers = Vec::new();
+        let (events_tx, events) = crossbeam_channel::bounded(super::EVENT_QUEUE);
         for &core in cores {
             let (tx, rx) = crossbeam_channel::unbounded();
             let wake =
                 Arc::new(eventfd().map_err(|e| BackendError::Other(format!("eventfd: {e}")))?);
             let counters = Arc::new(WorkerCounters::default());
+            let pipeline = Arc::new(SharedCounters::default());
             // The worker is built on its own thread (its ring memory never
             // moves between threads); setup errors come back on `ready`.
             let (ready_tx, ready) = crossbeam_channel::bounded(1);
-            let (w_wake, w_counters) = (wake.clone(), counters.clone());
+            let w_wake = wake.clone();
+            let shared = WorkerShared {
+                counters: counters.clone(),
+                pipeline: pipeline.clone(),
+                events: events_tx.clone(),
+            };
             let (buffers, buf_size, burst) = (
                 cfg.buffers as u16,
                 cfg.buffer_size as usize,
@@ -116,7 +128,7 @@ impl SocketBackend {
                     if !core_affinity::set_for_current(core_affinity::CoreId { id: core }) {
                         tracing::warn!(core, "could not pin the worker to its core");
                     }
-                    match Worker::new(rx, w_wake, w_counters, buffers, buf_size, burst) {
+                    match Worker::new(rx, w_wake, shared, buffers, buf_size, burst) {
                         Ok(w) => {
                             let _ = ready_tx.send(Ok(()));
                             w.run()
@@ -137,9 +149,11 @@ impl SocketBackend {
                 })?;
             tracing::info!(core, "socket worker started");
             workers.push(WorkerHandle {
+                core,
                 tx,
                 wake,
                 counters,
+                pipeline,
                 thread: Some(thread),
             });
         }
@@ -155,6 +169,7 @@ impl SocketBackend {
             closing: HashMap::new(),
             closed_tx,
             closed,
+            events,
         })
     }
 
@@ -252,6 +267,15 @@ impl SocketBackend {
         }
     }
 
+    /// Lets go of the sockets `flow` held.
+    fn release_flow_sockets(&mut self, flow: &Flow) {
+        self.release(flow.local);
+        self.release(flow.source);
+        if let Some(rtcp) = rtcp_source(flow) {
+            self.release(rtcp);
+        }
+    }
+
     fn shared_for(&mut self, local: SocketAddr) -> Arc<FlowShared> {
         self.shared.entry(local).or_default().clone()
     }
@@ -312,9 +336,19 @@ impl Backend for SocketBackend {
                 return Err(e);
             }
         };
+        let rtcp_socket = match rtcp_source(flow) {
+            None => None,
+            Some(addr) => match self.acquire(addr, flow.egress.as_deref()) {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    self.release(flow.local);
+                    self.release(flow.source);
+                    return Err(e);
+                }
+            },
+        };
         if let Some(p) = previous {
-            self.release(p.local);
-            self.release(p.source);
+            self.release_flow_sockets(p);
         }
         let shared = self.shared_for(flow.local);
         if previous.is_some() {
@@ -326,15 +360,18 @@ impl Backend for SocketBackend {
             follow,
             destination: flow.destination,
             send_socket,
+            rtcp_socket,
             learn: flow.learn,
             strict: flow.strict,
             expect: flow.expect,
             tracker: RtpTracker::new(flow.clock_rate),
         };
         let b = &self.sockets[&flow.local];
+        let stages = (!flow.stages.is_empty()).then(|| PipelineFlow::new(flow));
         self.workers[b.worker].send(Message::SetFlow {
             id: b.id,
             flow: Box::new(wf),
+            stages,
         });
         self.flows.insert(flow.local, shared);
         Ok(())
@@ -348,8 +385,7 @@ impl Backend for SocketBackend {
         // A new flow on this address starts with fresh counters; followers
         // that still point here keep the old holder until they change.
         self.shared.remove(&flow.local);
-        self.release(flow.local);
-        self.release(flow.source);
+        self.release_flow_sockets(flow);
         Ok(())
     }
 
@@ -387,6 +423,50 @@ impl Backend for SocketBackend {
     fn adopted(&self) -> Vec<Flow> {
         Vec::new()
     }
+
+    fn workers(&self) -> Vec<WorkerReport> {
+        let mut flows = vec![0; self.workers.len()];
+        for (addr, b) in &self.sockets {
+            if self.flows.contains_key(addr) {
+                flows[b.worker] += 1;
+            }
+        }
+        self.workers
+            .iter()
+            .enumerate()
+            .map(|(i, w)| {
+                let c = &w.counters;
+                let named = c.named();
+                WorkerReport {
+                    worker: i,
+                    core: w.core,
+                    flows: flows[i],
+                    rx_packets: c.rx.get(),
+                    tx_packets: c.forwarded.get(),
+                    busy_ns: c.busy_ns.get(),
+                    uptime_ns: c.uptime_ns.get(),
+                    drops: named
+                        .into_iter()
+                        .filter(|(n, _)| n.starts_with("drop_"))
+                        .collect(),
+                    pipeline: w.pipeline.load(),
+                }
+            })
+            .collect()
+    }
+
+    fn take_events(&mut self) -> Vec<Event> {
+        self.events.try_iter().collect()
+    }
+}
+
+/// The relay's RTCP address (source port + 1) for a flow that demuxes RTCP.
+fn rtcp_source(flow: &Flow) -> Option<SocketAddr> {
+    flow.stages.contains(&StageSpec::RtcpDemux).then(|| {
+        let mut a = flow.source;
+        a.set_port(a.port().wrapping_add(1));
+        a
+    })
 }
 
 impl Drop for SocketBackend {

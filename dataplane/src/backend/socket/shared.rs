@@ -81,10 +81,15 @@ pub struct WorkerCounters {
     pub malformed: Counter,
     pub send_errors: Counter,
     pub recv_errors: Counter,
+    /// Originated packets dropped for want of a free send buffer.
+    pub origin_dropped: Counter,
+    /// Time spent handling packets (not waiting), and since the start.
+    pub busy_ns: Counter,
+    pub uptime_ns: Counter,
 }
 
 impl WorkerCounters {
-    pub fn named(&self) -> [(&'static str, u64); 7] {
+    pub fn named(&self) -> [(&'static str, u64); 8] {
         [
             ("rx", self.rx.get()),
             ("forwarded", self.forwarded.get()),
@@ -93,6 +98,7 @@ impl WorkerCounters {
             ("drop_malformed", self.malformed.get()),
             ("send_errors", self.send_errors.get()),
             ("recv_errors", self.recv_errors.get()),
+            ("drop_origin_no_buffer", self.origin_dropped.get()),
         ]
     }
 }

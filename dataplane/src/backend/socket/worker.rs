@@ -7,10 +7,17 @@
 //! buffer returns to the ring when the send completes. Completions are taken
 //! in bursts; sends are submitted once per burst. Flow changes arrive on a
 //! channel and are applied between bursts; an eventfd wakes the worker.
+//!
+//! A flow with stages runs them in the worker's [`Pipeline`] on the payload
+//! in place before the send. Packets its stages originate go out of a small
+//! pool of send buffers of their own, on the pipeline's 20 ms tick (the wait
+//! for completions is bounded by the next deadline).
 
 use super::bufring::BufRing;
 use super::relay_socket::RelaySocket;
 use super::shared::{sockaddr_from, sockaddr_to, FlowShared, WorkerCounters};
+use crate::backend::monotonic_ns;
+use crate::pipeline::{EventSink, Payload, Pipeline, PipelineFlow, SharedCounters, Verdict};
 use crate::quality::RtpTracker;
 use crate::wire::{rtcp, rtp};
 use crossbeam_channel::Receiver;
@@ -23,6 +30,10 @@ const OP_RECV: u64 = 1 << 56;
 const OP_SEND: u64 = 2 << 56;
 const OP_WAKE: u64 = 3 << 56;
 const OP_CANCEL: u64 = 4 << 56;
+const OP_ORIGIN: u64 = 5 << 56;
+/// Send buffers for packets stages originate, per worker.
+const ORIGIN_BUFFERS: usize = 256;
+const ORIGIN_SIZE: usize = 1500;
 const OP_MASK: u64 = 0xff << 56;
 /// Room for a `sockaddr_in6` in each received buffer.
 const NAME_LEN: u32 = std::mem::size_of::<libc::sockaddr_in6>() as u32;
@@ -33,6 +44,8 @@ pub struct WorkerFlow {
     pub follow: Option<Arc<FlowShared>>,
     pub destination: SocketAddr,
     pub send_socket: Arc<RelaySocket>,
+    /// The relay's RTCP port (source + 1), for a flow that demuxes RTCP.
+    pub rtcp_socket: Option<Arc<RelaySocket>>,
     pub learn: bool,
     pub strict: bool,
     pub expect: Option<SocketAddr>,
@@ -40,10 +53,22 @@ pub struct WorkerFlow {
 }
 
 pub enum Message {
-    AddSocket { id: u32, socket: Arc<RelaySocket> },
-    SetFlow { id: u32, flow: Box<WorkerFlow> },
-    ClearFlow { id: u32 },
-    RemoveSocket { id: u32 },
+    AddSocket {
+        id: u32,
+        socket: Arc<RelaySocket>,
+    },
+    /// Installs a flow; with `stages`, it runs through the pipeline.
+    SetFlow {
+        id: u32,
+        flow: Box<WorkerFlow>,
+        stages: Option<PipelineFlow>,
+    },
+    ClearFlow {
+        id: u32,
+    },
+    RemoveSocket {
+        id: u32,
+    },
     Stop,
 }
 
@@ -78,13 +103,49 @@ pub struct Worker {
     counters: Arc<WorkerCounters>,
     burst: usize,
     buf_size: usize,
+    pipeline: Pipeline,
+    pipeline_counters: Arc<SharedCounters>,
+    origin: OriginPool,
+}
+
+/// Send buffers for originated packets: each stays put until its send
+/// completes, then returns to the free list.
+struct OriginPool {
+    bufs: Box<[[u8; ORIGIN_SIZE]]>,
+    sends: Box<[SendSlot]>,
+    sending: Box<[Option<Arc<RelaySocket>>]>,
+    free: Vec<u16>,
+    /// Where a tick writes each packet before it is copied to a free buffer.
+    scratch: Box<[u8; ORIGIN_SIZE]>,
+}
+
+impl OriginPool {
+    fn new() -> Self {
+        OriginPool {
+            bufs: vec![[0u8; ORIGIN_SIZE]; ORIGIN_BUFFERS].into_boxed_slice(),
+            // SAFETY: all-zero is a valid msghdr/iovec/sockaddr_storage.
+            sends: (0..ORIGIN_BUFFERS)
+                .map(|_| unsafe { std::mem::zeroed::<SendSlot>() })
+                .collect(),
+            sending: (0..ORIGIN_BUFFERS).map(|_| None).collect(),
+            free: (0..ORIGIN_BUFFERS as u16).rev().collect(),
+            scratch: Box::new([0u8; ORIGIN_SIZE]),
+        }
+    }
+}
+
+/// What a worker shares with its backend besides messages.
+pub struct WorkerShared {
+    pub counters: Arc<WorkerCounters>,
+    pub pipeline: Arc<SharedCounters>,
+    pub events: EventSink,
 }
 
 impl Worker {
     pub fn new(
         inbox: Receiver<Message>,
         wake: Arc<OwnedFd>,
-        counters: Arc<WorkerCounters>,
+        shared: WorkerShared,
         buffers: u16,
         buf_size: usize,
         burst: usize,
@@ -110,9 +171,12 @@ impl Worker {
             inbox,
             wake,
             wake_buf: Box::new(0),
-            counters,
+            counters: shared.counters,
             burst,
             buf_size,
+            pipeline: Pipeline::new(shared.events),
+            pipeline_counters: shared.pipeline,
+            origin: OriginPool::new(),
         })
     }
 
@@ -152,13 +216,21 @@ impl Worker {
     pub fn run(mut self) {
         self.arm_wake();
         let mut batch: Vec<cqueue::Entry> = Vec::with_capacity(self.burst);
+        let started = monotonic_ns();
+        let mut idle_ns = 0;
         loop {
-            if let Err(e) = self.ring.submit_and_wait(1) {
-                if e.raw_os_error() != Some(libc::EINTR) {
-                    tracing::error!(error = %e, "io_uring submit failed; worker stops");
-                    return;
-                }
+            let before = monotonic_ns();
+            if let Err(e) = self.wait() {
+                tracing::error!(error = %e, "io_uring submit failed; worker stops");
+                return;
             }
+            let now = monotonic_ns();
+            idle_ns += now - before;
+            self.counters
+                .busy_ns
+                .set((now - started).saturating_sub(idle_ns));
+            self.counters.uptime_ns.set(now - started);
+            self.originate(now);
             let mut woken = false;
             loop {
                 batch.clear();
@@ -170,11 +242,13 @@ impl Worker {
                     match cqe.user_data() & OP_MASK {
                         OP_RECV => self.on_recv(cqe),
                         OP_SEND => self.on_send(cqe),
+                        OP_ORIGIN => self.on_origin_sent(cqe),
                         OP_WAKE => woken = true,
                         _ => {} // cancellation acknowledgements
                     }
                 }
                 self.bufs.publish();
+                self.pipeline_counters.store(self.pipeline.counters());
                 let _ = self.ring.submit();
             }
             if woken {
@@ -184,6 +258,77 @@ impl Worker {
                 self.arm_wake();
             }
         }
+    }
+
+    /// Waits for at least one completion, or until the pipeline's next
+    /// originated packet is due.
+    fn wait(&mut self) -> std::io::Result<()> {
+        let r = match self.pipeline.next_deadline() {
+            None => self.ring.submit_and_wait(1),
+            Some(due) => {
+                let wait = due.saturating_sub(monotonic_ns());
+                let ts = types::Timespec::new()
+                    .sec(wait / 1_000_000_000)
+                    .nsec((wait % 1_000_000_000) as u32);
+                let args = types::SubmitArgs::new().timespec(&ts);
+                self.ring.submitter().submit_with_args(1, &args)
+            }
+        };
+        match r {
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EINTR | libc::ETIME)) => Ok(()),
+            r => r.map(|_| ()),
+        }
+    }
+
+    /// Sends what the pipeline's originating stages have due by `now`.
+    fn originate(&mut self, now: u64) {
+        let Worker {
+            pipeline,
+            origin,
+            slots,
+            ring,
+            counters,
+            ..
+        } = self;
+        let scratch = &mut origin.scratch[..];
+        pipeline.tick(now, scratch, |id, payload| {
+            let Some(flow) = slots
+                .get(id as usize)
+                .and_then(Option::as_ref)
+                .and_then(|s| s.flow.as_deref())
+            else {
+                return;
+            };
+            let Some(b) = origin.free.pop() else {
+                counters.origin_dropped.inc();
+                return;
+            };
+            let i = b as usize;
+            origin.bufs[i][..payload.len()].copy_from_slice(payload.bytes());
+            let slot = &mut origin.sends[i];
+            slot.prepare(
+                flow.current_destination(),
+                &mut origin.bufs[i][..payload.len()],
+            );
+            origin.sending[i] = Some(flow.send_socket.clone());
+            let e = opcode::SendMsg::new(types::Fd(flow.send_socket.as_raw_fd()), &slot.hdr)
+                .build()
+                .user_data(OP_ORIGIN | b as u64);
+            // SAFETY: the entry points at origin buffer `b`, which stays out
+            // of the free list until this send completes.
+            while unsafe { ring.submission().push(&e) }.is_err() {
+                let _ = ring.submit();
+            }
+        });
+    }
+
+    fn on_origin_sent(&mut self, cqe: &cqueue::Entry) {
+        if cqe.result() < 0 {
+            self.counters.send_errors.inc();
+        }
+        let b = (cqe.user_data() & 0xffff) as u16;
+        self.origin.sending[b as usize] = None;
+        self.origin.free.push(b);
     }
 
     /// Applies queued flow changes; false when told to stop.
@@ -202,20 +347,26 @@ impl Worker {
                     });
                     self.arm_recv(id);
                 }
-                Message::SetFlow { id, flow } => {
+                Message::SetFlow { id, flow, stages } => {
                     if let Some(Some(s)) = self.slots.get_mut(id as usize) {
                         s.flow = Some(flow);
+                        match stages {
+                            Some(p) => self.pipeline.install(id, p),
+                            None => drop(self.pipeline.remove(id)),
+                        }
                     }
                 }
                 Message::ClearFlow { id } => {
                     if let Some(Some(s)) = self.slots.get_mut(id as usize) {
                         s.flow = None;
                     }
+                    self.pipeline.remove(id);
                 }
                 Message::RemoveSocket { id } => {
                     if let Some(Some(s)) = self.slots.get_mut(id as usize) {
                         s.closing = true;
                         s.flow = None;
+                        self.pipeline.remove(id);
                         let e = opcode::AsyncCancel::new(OP_RECV | id as u64)
                             .build()
                             .user_data(OP_CANCEL);
@@ -315,26 +466,36 @@ impl Worker {
         } else if rtcp::Packet::new_checked(payload).is_ok() {
             s.rtcp_packets.inc();
         }
-        let dest = flow
-            .follow
-            .as_ref()
-            .and_then(|f| f.learned.load().as_deref().copied())
-            .unwrap_or(flow.destination);
-        let fd = flow.send_socket.as_raw_fd();
-        self.sending[bid as usize] = Some(flow.send_socket.clone());
-
-        // The payload sits at a fixed offset in the buffer; send it from there.
-        let offset = payload.as_ptr() as usize - buf.as_ptr() as usize;
-        let base = self.bufs.get(bid, self.buf_size).as_ptr();
-        let slot = &mut self.sends[bid as usize];
-        slot.addr_len(dest);
-        // SAFETY: base + offset .. + len lies inside buffer `bid`, which stays
-        // out of the ring until this send completes.
-        slot.iov.iov_base = unsafe { base.add(offset) } as *mut libc::c_void;
-        slot.iov.iov_len = payload.len();
-        slot.hdr.msg_iov = &mut slot.iov;
-        slot.hdr.msg_iovlen = 1;
-        let e = opcode::SendMsg::new(types::Fd(fd), &slot.hdr)
+        let mut dest = flow.current_destination();
+        let mut socket = &flow.send_socket;
+        // The payload sits at a fixed offset in the buffer; stages work on it
+        // there and it is sent from there.
+        let (offset, mut len) = (
+            payload.as_ptr() as usize - buf.as_ptr() as usize,
+            payload.len(),
+        );
+        if self.pipeline.has(id) {
+            let room = self.bufs.get_mut(bid, self.buf_size);
+            let mut p = Payload::new(&mut room[offset..], len);
+            match self.pipeline.process(now, id, &mut p) {
+                Verdict::Forward => {}
+                Verdict::ForwardRtcp => match &flow.rtcp_socket {
+                    Some(s) => {
+                        socket = s;
+                        dest.set_port(dest.port().wrapping_add(1));
+                    }
+                    None => return false,
+                },
+                Verdict::Drop(_) => return false,
+            }
+            len = p.len();
+        }
+        let fd = socket.as_raw_fd();
+        self.sending[bid as usize] = Some(socket.clone());
+        let room = self.bufs.get_mut(bid, self.buf_size);
+        // Buffer `bid` stays out of the ring until this send completes.
+        self.sends[bid as usize].prepare(dest, &mut room[offset..offset + len]);
+        let e = opcode::SendMsg::new(types::Fd(fd), &self.sends[bid as usize].hdr)
             .build()
             .user_data(OP_SEND | bid as u64);
         c.forwarded.inc();
@@ -343,10 +504,26 @@ impl Worker {
     }
 }
 
+impl WorkerFlow {
+    /// Where packets go now: the followed flow's learned peer, if any.
+    fn current_destination(&self) -> SocketAddr {
+        self.follow
+            .as_ref()
+            .and_then(|f| f.learned.load().as_deref().copied())
+            .unwrap_or(self.destination)
+    }
+}
+
 impl SendSlot {
-    fn addr_len(&mut self, dest: SocketAddr) {
+    /// Points the message at `dest` and at `data`, which must stay put (and
+    /// this slot too) until the send completes.
+    fn prepare(&mut self, dest: SocketAddr, data: &mut [u8]) {
         let len = sockaddr_to(dest, &mut self.addr);
         self.hdr.msg_name = &mut self.addr as *mut _ as *mut libc::c_void;
         self.hdr.msg_namelen = len;
+        self.iov.iov_base = data.as_mut_ptr() as *mut libc::c_void;
+        self.iov.iov_len = data.len();
+        self.hdr.msg_iov = &mut self.iov;
+        self.hdr.msg_iovlen = 1;
     }
 }

@@ -2,6 +2,8 @@
 //! to the data plane over its control socket; `calls` and `call` ask the
 //! control plane over NG (`list` and `query`), exactly as any NG client can.
 
+mod workers;
+
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 use serde_json::Value as Json;
@@ -32,6 +34,14 @@ pub enum CtlCommand {
     Idle,
     /// Global counters: totals and drops by reason.
     Counters,
+    /// Packet workers: flows, packets per second, busy %, drops by reason.
+    Workers {
+        /// Print the raw cumulative report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Events media pipeline stages reported since the last time asked.
+    Events,
     /// Backend and protocol version of the running data plane.
     Status,
     /// Calls the control plane relays (NG `list` + `query`).
@@ -127,6 +137,8 @@ pub fn run(socket: &Path, ng: SocketAddr, cmd: CtlCommand) -> Result<()> {
         CtlCommand::Del { local } => c.request(&Request::FlowDel { local })?,
         CtlCommand::Idle => c.request(&Request::Idle)?,
         CtlCommand::Counters => c.request(&Request::Counters)?,
+        CtlCommand::Workers { json } => return workers::run(&mut c, json),
+        CtlCommand::Events => c.request(&Request::Events)?,
         CtlCommand::Status => c.request(&Request::Hello)?,
         CtlCommand::Calls | CtlCommand::Call { .. } => unreachable!("answered over NG above"),
     };

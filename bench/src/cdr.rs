@@ -17,10 +17,6 @@
 mod facts;
 mod floor;
 
-use crate::config::SinkKind;
-use crate::model::{Cdr, Disposition, HangupBy, Leg, MediaStats, Record};
-use crate::sink::sql::{Db, SqlSink};
-use crate::spool::{Fsync, Spool, SpoolConfig};
 use anyhow::{ensure, Context};
 use facts::{PgSettings, SpoolFs};
 use serde::Serialize;
@@ -29,6 +25,10 @@ use std::collections::VecDeque;
 use std::fmt::Display;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tollgate_cdr::config::SinkKind;
+use tollgate_cdr::model::{Cdr, Disposition, HangupBy, Leg, MediaStats, Record};
+use tollgate_cdr::sink::sql::{Db, SqlSink};
+use tollgate_cdr::spool::{Fsync, Spool, SpoolConfig};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct CdrBenchArgs {
@@ -187,7 +187,7 @@ fn drain_limit(records: u64) -> Duration {
 async fn drain_rate(args: &CdrBenchArgs, spool: &Arc<Spool>) -> anyhow::Result<f64> {
     let t0 = Instant::now();
     let sink = SqlSink::new(SinkKind::Postgres, args.postgres.clone());
-    let runner = tokio::spawn(crate::sink::run(
+    let runner = tokio::spawn(tollgate_cdr::sink::run(
         spool.clone(),
         "pg".into(),
         sink,

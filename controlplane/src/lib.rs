@@ -1,0 +1,71 @@
+//! Tollgate's control plane and node: the sans-IO cores (B2BUA, media
+//! sessions, NG handler) and their I/O adapters (SIP transports, NG server,
+//! data-plane link, databases), the supervisor of `tollgate run`, and what
+//! `tollgate ctl`, `cdr` and `tune` do. The binary (`main.rs`) is only the
+//! command line over it; tests drive these modules directly.
+
+pub mod b2bua;
+pub mod cdrs;
+pub mod config;
+pub mod ctl;
+pub mod media;
+pub mod ng;
+pub mod ngserver;
+pub mod plane;
+pub mod regshare;
+pub mod sipserver;
+pub mod siptransport;
+pub mod supervisor;
+mod sync;
+pub mod tune;
+
+use anyhow::{Context, Result};
+use config::Config;
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use tollgate_cdr::spool::Spool;
+
+/// Runs the control plane until `stop` is set; `config_path` is read again
+/// on SIGHUP for the dialplan.
+pub fn controlplane(
+    cfg: Config,
+    config_path: Option<PathBuf>,
+    stop: Arc<AtomicBool>,
+) -> Result<()> {
+    let (spool, repairs) =
+        Spool::open(cfg.cdr.spool(), &cfg.cdr.sink_names()).context("opening the CDR spool")?;
+    for r in repairs {
+        eprintln!("tollgate: CDR spool repaired: {r}");
+    }
+    let spool = Arc::new(spool);
+    let link = plane::DataplaneLink::new(cfg.dataplane.control_socket.clone());
+    let handler = ng::NgHandler::new(media::Sessions::new(cfg.media.clone()), Box::new(link));
+    let server = ngserver::NgServer::new(handler, spool.clone());
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .thread_name("tg-control")
+        .build()
+        .context("starting the control plane runtime")?;
+    rt.block_on(async {
+        let sinks = tollgate_cdr::sink::spawn_all(&spool, &cfg.cdr);
+        let sip = tokio::spawn(sipserver::run(
+            server.clone(),
+            cfg.sip.clone(),
+            config_path,
+            stop.clone(),
+        ));
+        let served = ngserver::run(server, cfg.ng.listen, stop)
+            .await
+            .with_context(|| format!("NG listener on {}", cfg.ng.listen));
+        let sip = match sip.await {
+            Ok(r) => r.with_context(|| format!("SIP listener on {:?}", cfg.sip.listen)),
+            Err(e) => Err(anyhow::anyhow!("SIP listener: {e}")),
+        };
+        for s in sinks {
+            s.abort();
+        }
+        served.and(sip)
+    })
+}
