@@ -609,3 +609,47 @@ fn dpdk_measures_rtp_quality() {
     assert_eq!(c["rtcp_packets"], 1, "{c}");
     assert_eq!(c["rtp"]["received"], 20, "{c}");
 }
+
+/// A destination off the port's prefixes goes to the port's gateway (the
+/// callee's host here: the capture sees frames for 192.0.2.10 sent to its
+/// MAC); one with no gateway on its port is dropped, counted.
+#[test]
+fn dpdk_routes_off_link_destinations_through_the_gateway() {
+    let r = relay("");
+    let a = netns::v4();
+    r.dp.put(flow(
+        "10.201.1.1:30000",
+        "10.201.2.1:30002",
+        "192.0.2.10:4000",
+    ));
+    r.dp.put(flow(
+        "10.201.2.1:30004",
+        "10.201.1.1:30006",
+        "198.51.100.1:4000",
+    ));
+    let tx = rtp::bind(&r.topo.caller, sa(a.caller, 5000));
+    let back = rtp::bind(&r.topo.callee, sa(a.callee, 4000));
+    let cap = Capture::open(&r.topo.callee, "eb");
+    rtp::send(
+        &tx,
+        sa(a.relay_a, 30000),
+        4,
+        0..20,
+        Duration::from_micros(300),
+    );
+    let off_link: SocketAddr = "192.0.2.10:4000".parse().unwrap();
+    let frames = cap.udp_to(off_link, 20, LIMIT);
+    assert_eq!(frames.len(), 20, "{}", counters(&r.dp));
+    let gw_mac = Topology::mac(&r.topo.callee, "eb");
+    assert!(frames
+        .iter()
+        .all(|f| f.dst_mac == gw_mac && f.udp_checksum_ok));
+
+    rtp::send(&back, sa(a.relay_b, 30004), 5, 0..7, Duration::ZERO);
+    assert!(
+        tollgate_tests::wait_until(Duration::from_secs(2), || r.dp.counter("drop_no_route")
+            == 7),
+        "no gateway on ra: {}",
+        counters(&r.dp)
+    );
+}
