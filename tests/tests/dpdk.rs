@@ -653,3 +653,38 @@ fn dpdk_routes_off_link_destinations_through_the_gateway() {
         counters(&r.dp)
     );
 }
+
+/// A flow gains and loses pipeline stages while a 1 ms stream runs through
+/// it: no packet lost or duplicated.
+#[test]
+fn dpdk_flow_gains_and_loses_stages_under_a_stream() {
+    let (r, local, tx, rx) = one_way("");
+    let n = 1000u16;
+    let sender =
+        std::thread::spawn(move || rtp::send(&tx, local, 6, 0..n, Duration::from_millis(1)));
+    let plain = flow("10.201.1.1:30000", "10.201.2.1:30002", "10.201.2.2:4000");
+    let mut staged = plain.clone();
+    staged.stages = vec![StageSpec::Null];
+    for i in 0..8 {
+        std::thread::sleep(Duration::from_millis(100));
+        r.dp.put(if i % 2 == 0 {
+            staged.clone()
+        } else {
+            plain.clone()
+        });
+    }
+    sender.join().expect("sender");
+    let got = rtp::collect(&rx, n as usize, QUIET, LIMIT);
+    let seqs: BTreeSet<u16> = rtp::seqs(&got).into_iter().collect();
+    assert_eq!(
+        (got.len(), seqs.len()),
+        (n as usize, n as usize),
+        "received, distinct of {n}; {}",
+        counters(&r.dp)
+    );
+    let w = r.dp.request(Request::Workers).expect("workers");
+    assert!(
+        w[0]["pipeline"]["processed"].as_u64() > Some(100),
+        "the stages ran: {w}"
+    );
+}
