@@ -11,7 +11,9 @@
 //! - [`solicit`]: builds the ARP request or neighbour solicitation for a
 //!   next hop.
 //! - [`Table`]: MAC addresses learned on one port (the worker that polls the
-//!   port writes it; the others read a published copy).
+//!   port writes it; the others read a published copy); an entry not
+//!   confirmed for 30 s is asked for again, and forgotten 5 s later if its
+//!   neighbour stays silent.
 //! - [`Resolver`]: one worker's packets waiting for a next hop, with the
 //!   retry and give-up timing.
 
@@ -302,35 +304,81 @@ pub fn solicit(iface: &Interface, target: IpAddr, out: &mut [u8]) -> Option<usiz
     }
 }
 
-/// MAC addresses learned on one port.
+/// An entry confirmed longer ago than this is asked for again (its
+/// traffic keeps using it meanwhile)...
+pub const STALE_NS: u64 = 30_000_000_000;
+/// ...once a second...
+pub const PROBE_EVERY_NS: u64 = 1_000_000_000;
+/// ...and forgotten when no answer came for this long after it went stale.
+pub const FORGET_AFTER_STALE_NS: u64 = 5_000_000_000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Entry {
+    mac: [u8; 6],
+    confirmed_ns: u64,
+    probed_ns: u64,
+}
+
+/// MAC addresses learned on one port, with when each was last confirmed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Table {
-    entries: HashMap<IpAddr, [u8; 6]>,
+    entries: HashMap<IpAddr, Entry>,
 }
 
 impl Table {
-    /// Records `ip` at `mac`; true when that changed the table.
-    pub fn learn(&mut self, ip: IpAddr, mac: [u8; 6]) -> bool {
-        self.entries.insert(ip, mac) != Some(mac)
+    /// Records `ip` at `mac`, confirmed now; true when its MAC changed
+    /// (or it is new).
+    pub fn learn(&mut self, ip: IpAddr, mac: [u8; 6], now_ns: u64) -> bool {
+        let e = Entry {
+            mac,
+            confirmed_ns: now_ns,
+            probed_ns: 0,
+        };
+        self.entries.insert(ip, e).map(|old| old.mac) != Some(mac)
     }
-    /// Updates `ip`'s entry if there is one; true when that changed it.
-    pub fn refresh(&mut self, ip: IpAddr, mac: [u8; 6]) -> bool {
+    /// Updates `ip`'s entry if there is one; true when its MAC changed.
+    pub fn refresh(&mut self, ip: IpAddr, mac: [u8; 6], now_ns: u64) -> bool {
         match self.entries.get_mut(&ip) {
-            Some(m) if *m != mac => {
-                *m = mac;
-                true
+            Some(e) => {
+                let changed = e.mac != mac;
+                *e = Entry {
+                    mac,
+                    confirmed_ns: now_ns,
+                    probed_ns: 0,
+                };
+                changed
             }
-            _ => false,
+            None => false,
         }
     }
     pub fn get(&self, ip: IpAddr) -> Option<[u8; 6]> {
-        self.entries.get(&ip).copied()
+        self.entries.get(&ip).map(|e| e.mac)
     }
     pub fn len(&self) -> usize {
         self.entries.len()
     }
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
+    }
+    /// Calls `probe` for each stale entry due a request, and forgets those
+    /// that stayed unanswered; true when an entry was forgotten.
+    pub fn age(&mut self, now_ns: u64, mut probe: impl FnMut(IpAddr)) -> bool {
+        let before = self.entries.len();
+        self.entries.retain(|ip, e| {
+            let stale_for = now_ns.saturating_sub(e.confirmed_ns + STALE_NS);
+            if now_ns < e.confirmed_ns + STALE_NS {
+                return true;
+            }
+            if stale_for >= FORGET_AFTER_STALE_NS {
+                return false;
+            }
+            if e.probed_ns == 0 || now_ns.saturating_sub(e.probed_ns) >= PROBE_EVERY_NS {
+                e.probed_ns = now_ns;
+                probe(*ip);
+            }
+            true
+        });
+        self.entries.len() != before
     }
 }
 
@@ -660,14 +708,42 @@ mod tests {
     #[test]
     fn table_reports_changes() {
         let mut t = Table::default();
-        assert!(t.learn(ip("10.0.1.2"), PEER));
-        assert!(!t.learn(ip("10.0.1.2"), PEER));
-        assert!(t.learn(ip("10.0.1.2"), OURS));
+        assert!(t.learn(ip("10.0.1.2"), PEER, 1));
+        assert!(!t.learn(ip("10.0.1.2"), PEER, 2));
+        assert!(t.learn(ip("10.0.1.2"), OURS, 3));
         assert_eq!(t.get(ip("10.0.1.2")), Some(OURS));
         assert_eq!(t.len(), 1);
-        assert!(!t.refresh(ip("10.0.1.3"), PEER), "refresh creates nothing");
-        assert!(t.refresh(ip("10.0.1.2"), PEER));
+        assert!(
+            !t.refresh(ip("10.0.1.3"), PEER, 4),
+            "refresh creates nothing"
+        );
+        assert!(t.refresh(ip("10.0.1.2"), PEER, 5));
         assert_eq!((t.get(ip("10.0.1.2")), t.len()), (Some(PEER), 1));
+    }
+
+    #[test]
+    fn stale_entries_are_probed_then_forgotten_unless_confirmed() {
+        let mut t = Table::default();
+        let (a, b) = (ip("10.0.1.2"), ip("10.0.1.3"));
+        t.learn(a, PEER, 0);
+        t.learn(b, PEER, 0);
+        let mut probed = Vec::new();
+        assert!(!t.age(STALE_NS - 1, |i| probed.push(i)));
+        assert!(probed.is_empty(), "fresh entries are left alone");
+        let mut now = STALE_NS;
+        t.age(now, |i| probed.push(i));
+        probed.sort();
+        assert_eq!(probed, [a, b], "stale: asked again");
+        probed.clear();
+        t.age(now + PROBE_EVERY_NS / 2, |i| probed.push(i));
+        assert!(probed.is_empty(), "not more than once a second");
+        // a answers; b never does.
+        now += PROBE_EVERY_NS;
+        t.refresh(a, PEER, now);
+        t.age(now, |i| probed.push(i));
+        assert_eq!(probed, [b]);
+        assert!(t.age(STALE_NS + FORGET_AFTER_STALE_NS, |_| {}));
+        assert_eq!((t.get(a), t.get(b)), (Some(PEER), None));
     }
 
     #[test]

@@ -51,6 +51,8 @@ pub enum Message {
 /// Empty polls before the first sleep (a few microseconds of spinning).
 const SPINS: u32 = 256;
 const FIRST_SLEEP_NS: u64 = 5_000;
+/// How often the neighbour tables are aged.
+const AGE_EVERY_NS: u64 = 250_000_000;
 
 pub struct Worker {
     pub index: usize,
@@ -78,6 +80,9 @@ struct State {
     /// Reused between bursts: originated frames, resolver steps.
     frames: Vec<(Mbuf, usize, IpAddr)>,
     steps: Vec<Step<Mbuf>>,
+    probes: Vec<(usize, IpAddr)>,
+    /// When the neighbour tables were last aged.
+    aged_ns: u64,
 }
 
 impl Worker {
@@ -104,6 +109,8 @@ impl Worker {
             scratch: vec![0u8; 2048],
             frames: Vec::new(),
             steps: Vec::new(),
+            probes: Vec::new(),
+            aged_ns: 0,
         };
         let mut rx: Vec<RawMbuf> = vec![std::ptr::null_mut(); self.burst];
         let start = monotonic_ns();
@@ -129,6 +136,10 @@ impl Worker {
             let mut work = got > 0;
             if !st.resolver.is_idle() {
                 work |= self.resolve(&mut st, now);
+            }
+            if now.saturating_sub(st.aged_ns) >= AGE_EVERY_NS {
+                st.aged_ns = now;
+                self.age_neighbours(&mut st, now);
             }
             if self.pipeline.flows() > 0 && self.pipeline.next_deadline().is_some_and(|d| d <= now)
             {
@@ -211,7 +222,7 @@ impl Worker {
         }
         match class {
             Class::Udp(u) => self.relay(st, now, m, u),
-            Class::Neighbour => self.neighbour(st, port, m, len),
+            Class::Neighbour => self.neighbour(st, now, port, m, len),
             Class::NotIp => c.not_ip.inc(),
             Class::NotUdp => c.not_udp.inc(),
             Class::Fragment => c.fragment.inc(),
@@ -219,7 +230,7 @@ impl Worker {
         }
     }
 
-    fn neighbour(&mut self, st: &mut State, port: usize, mut m: Mbuf, len: usize) {
+    fn neighbour(&mut self, st: &mut State, now: u64, port: usize, mut m: Mbuf, len: usize) {
         let c = &self.stats;
         let ctx = &self.ports[port];
         let is_arp = m.room()[12..14] == arp::ETHERTYPE.to_be_bytes();
@@ -255,9 +266,9 @@ impl Worker {
         if let Some((ip, mac)) = learned {
             if let Some(t) = st.tables.get_mut(&port) {
                 let changed = if refresh {
-                    t.refresh(ip, mac)
+                    t.refresh(ip, mac, now)
                 } else {
-                    t.learn(ip, mac)
+                    t.learn(ip, mac, now)
                 };
                 if changed {
                     c.learned.inc();
@@ -378,6 +389,24 @@ impl Worker {
                 st.tx[port].push(m.into_raw());
             }
         }
+    }
+
+    /// Asks again for neighbours not confirmed for a while; forgets those
+    /// that never answered.
+    fn age_neighbours(&self, st: &mut State, now: u64) {
+        let mut probes = std::mem::take(&mut st.probes);
+        for &p in &st.polled {
+            let Some(t) = st.tables.get_mut(&p) else {
+                continue;
+            };
+            if t.age(now, |ip| probes.push((p, ip))) {
+                self.ports[p].neighbours.store(Arc::new(t.clone()));
+            }
+        }
+        for (p, ip) in probes.drain(..) {
+            self.solicit(st, p, ip);
+        }
+        st.probes = probes;
     }
 
     /// Packets waiting for next hops: send the resolved, ask again, give up.
