@@ -2,10 +2,34 @@
 //! pinned to cores, for relay flows and flows with pipeline stages alike
 //! (there is no kernel fast path beside DPDK).
 //!
+//! - Start-up: the EAL from `[dataplane.dpdk]` (memory options, lcores,
+//!   `--vdev` per virtual port, extra arguments), one mbuf pool per worker,
+//!   then every port, each with one receive and one transmit queue per
+//!   worker. A port's receive queues are all polled by one worker (ports
+//!   are dealt round robin), so the packets of a flow, matched on its
+//!   `local` address, always meet the same worker and its pipeline state;
+//!   any worker transmits on its own queue of any port.
+//! - Neighbours: DPDK takes the port from the kernel, so the node answers
+//!   ARP and neighbour solicitations for the port's addresses and resolves
+//!   next hops itself (on-link, else the port's gateway), holding packets
+//!   until the answer comes (bounded, counted when dropped). A port's table
+//!   is written by its polling worker and published by RCU-style swap to
+//!   the workers that send through it.
+//! - Flows: the control thread sends each worker its flows by message; a
+//!   flow with stages also gets a pipeline slot. Counters are per flow and
+//!   per worker, one writer each, summed on read.
+//! - Polling adapts: after a few hundred empty polls a worker sleeps, for
+//!   5 us doubling up to `max_sleep_us`, and spins again once packets come.
+//!
 //! The sans-IO parts are always built and tested: [`neighbour`] (ARP and
 //! neighbour discovery, next hops, packets held for resolution) and
 //! [`relay`] (classification, source rules, the header rewrite). The rest
-//! needs the `dpdk` feature (DPDK's libraries on the host).
+//! needs the `dpdk` feature (DPDK's libraries on the host; `dpdk-sys/`).
+//!
+//! Not yet: RSS across several workers for one port (one core per port),
+//! IPv4 options and IPv6 extension headers (dropped, counted), multi-segment
+//! mbufs (dropped, counted), hardware checksum offload (checksums are
+//! updated in software, incrementally).
 
 pub mod neighbour;
 pub mod relay;
