@@ -396,3 +396,66 @@ mod backend {
         }
     }
 }
+
+/// The whole backend in this process on DPDK's null driver (no device, no
+/// namespace): EAL start, pools, a port, a worker that receives what the
+/// driver makes up and counts it, flows put and removed, and a clean stop.
+/// EAL starts once per process, so this is the only test that starts it.
+#[cfg(all(test, feature = "dpdk"))]
+mod tests {
+    use super::DpdkBackend;
+    use crate::backend::Backend;
+    use crate::config::{DpdkConfig, DpdkPort};
+    use crate::flow::Flow;
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn starts_polls_takes_flows_and_stops_on_the_null_driver() {
+        let cfg = DpdkConfig {
+            no_huge: true,
+            memory_mb: 128,
+            mbufs: 2047,
+            ports: vec![DpdkPort {
+                name: "null".into(),
+                vdev: Some("net_null0".into()),
+                device: None,
+                addresses: vec!["10.9.0.1/24".into()],
+                gateways: vec![],
+            }],
+            ..Default::default()
+        };
+        let mut b = DpdkBackend::start(&cfg, &[0]).expect("DPDK on net_null");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let rx = |b: &DpdkBackend| b.workers()[0].rx_packets;
+        while rx(&b) == 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(rx(&b) > 0, "the worker polls the port: {:?}", b.counters());
+        let f = Flow {
+            local: "10.9.0.1:30000".parse().unwrap(),
+            source: "10.9.0.1:30002".parse().unwrap(),
+            destination: "10.9.0.2:4000".parse().unwrap(),
+            expect: None,
+            egress: None,
+            learn: true,
+            strict: false,
+            follow: None,
+            clock_rate: 8000,
+            stages: vec![crate::pipeline::StageSpec::Null],
+        };
+        b.put(&f, None).expect("a flow on the port's address");
+        let mut other = f.clone();
+        other.local = "10.9.9.9:30000".parse().unwrap();
+        let e = b.put(&other, None).unwrap_err().to_string();
+        assert!(e.contains("not an address of a DPDK port"), "{e}");
+        let c = b.counters();
+        assert!(c.iter().any(|(n, v)| n == "flows" && *v == 1), "{c:?}");
+        b.remove(&f).expect("remove");
+        assert_eq!(b.flow_counters(&f), Default::default());
+        drop(b);
+        let e = DpdkBackend::start(&cfg, &[0])
+            .err()
+            .expect("EAL once per process");
+        assert!(e.to_string().contains("once per process"), "{e}");
+    }
+}
