@@ -17,6 +17,7 @@ use crate::wire::{arp, ethernet};
 use crate::wire::{rtcp, rtp};
 use crossbeam_channel::Receiver;
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
@@ -54,6 +55,41 @@ const FIRST_SLEEP_NS: u64 = 5_000;
 /// How often the neighbour tables are aged.
 const AGE_EVERY_NS: u64 = 250_000_000;
 
+/// The flow table's hasher: one multiply-and-rotate per word. Its keys
+/// are the node's own addresses (installed by the control plane), so a
+/// keyed hash buys nothing against collisions here, and SipHash would cost
+/// more per packet than the rest of the lookup.
+#[derive(Default)]
+pub struct AddrHasher(u64);
+
+impl Hasher for AddrHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for c in bytes.chunks(8) {
+            let mut w = [0u8; 8];
+            w[..c.len()].copy_from_slice(c);
+            self.write_u64(u64::from_ne_bytes(w));
+        }
+    }
+    fn write_u8(&mut self, i: u8) {
+        self.write_u64(i as u64)
+    }
+    fn write_u16(&mut self, i: u16) {
+        self.write_u64(i as u64)
+    }
+    fn write_u32(&mut self, i: u32) {
+        self.write_u64(i as u64)
+    }
+    fn write_u64(&mut self, i: u64) {
+        self.0 = (self.0.rotate_left(23) ^ i).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+    fn write_usize(&mut self, i: usize) {
+        self.write_u64(i as u64)
+    }
+    fn finish(&self) -> u64 {
+        self.0 ^ (self.0 >> 29)
+    }
+}
+
 pub struct Worker {
     pub index: usize,
     pub ports: Arc<[PortCtx]>,
@@ -70,7 +106,7 @@ struct State {
     polled: Vec<usize>,
     /// This worker's copy of its polled ports' neighbour tables.
     tables: HashMap<usize, neighbour::Table>,
-    flows: HashMap<SocketAddr, WorkerFlow>,
+    flows: HashMap<SocketAddr, WorkerFlow, BuildHasherDefault<AddrHasher>>,
     /// Each pipeline slot's flow.
     slots: HashMap<Slot, SocketAddr>,
     resolver: Resolver<Mbuf>,
@@ -100,7 +136,7 @@ impl Worker {
         let mut st = State {
             tables: polled.iter().map(|&p| (p, Default::default())).collect(),
             polled,
-            flows: HashMap::new(),
+            flows: HashMap::default(),
             slots: HashMap::new(),
             resolver: Resolver::default(),
             tx: (0..self.ports.len())
@@ -499,6 +535,34 @@ impl Drop for State {
                 drop(unsafe { Mbuf::from_raw(m) });
             }
             q.clear();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::hash::BuildHasher;
+
+    /// Ports of one address, the usual flow keys, spread over the low bits
+    /// the table picks buckets with.
+    #[test]
+    fn addr_hasher_spreads_ports_of_one_address() {
+        let b = BuildHasherDefault::<AddrHasher>::default();
+        for base in ["10.0.1.1:30000", "[fd00::1]:30000"] {
+            let a: SocketAddr = base.parse().unwrap();
+            let buckets: std::collections::HashSet<u64> = (0..1024u16)
+                .map(|i| {
+                    let mut k = a;
+                    k.set_port(30000 + 2 * i);
+                    b.hash_one(k) & 1023
+                })
+                .collect();
+            assert!(
+                buckets.len() > 600,
+                "{base}: {} buckets of 1024",
+                buckets.len()
+            );
         }
     }
 }
