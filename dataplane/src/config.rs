@@ -11,8 +11,9 @@ use std::path::PathBuf;
 #[serde(deny_unknown_fields, default)]
 pub struct DataplaneConfig {
     /// `auto` (XDP on `xdp.interfaces`, or else on the devices holding the
-    /// media addresses, when the kernel accepts it; else socket), `xdp` or
-    /// `socket`.
+    /// media addresses, when the kernel accepts it; else socket), `xdp`,
+    /// `socket`, or `dpdk` (the ports of `[dataplane.dpdk]`; never chosen by
+    /// `auto`).
     pub backend: BackendChoice,
     /// Cores for the packet workers; default: every core but 0 (core 0 on a
     /// one-core host).
@@ -354,6 +355,24 @@ impl DataplaneConfig {
         }
         if self.backend == BackendChoice::Dpdk {
             self.dpdk.validate(&mut errs);
+            // Flows are matched on media addresses: each must be a port's
+            // (loopback, the default media interface, never can be; it is
+            // left to fail per flow).
+            let owned: Vec<IpAddr> = self
+                .dpdk
+                .ports
+                .iter()
+                .flat_map(|p| p.addresses.iter())
+                .filter_map(|a| parse_prefix(a).ok().map(|(ip, _)| ip))
+                .collect();
+            for m in &self.media_addresses {
+                if !m.is_unspecified() && !m.is_loopback() && !owned.contains(m) {
+                    errs.push(format!(
+                        "dataplane.dpdk.ports: media address {m} is on no DPDK port; \
+                         add it to a port's `addresses`"
+                    ));
+                }
+            }
         }
         errs
     }
@@ -447,5 +466,16 @@ mod tests {
         assert!(e.contains("at most one gateway per family"), "{e}");
         bad.dpdk.ports.clear();
         assert!(bad.validate(2).join("\n").contains("at least one port"));
+
+        let mut media = c.clone();
+        media.media_addresses = ["10.201.1.1", "192.0.2.7", "127.0.0.1"]
+            .map(|a| a.parse().unwrap())
+            .to_vec();
+        let e = media.validate(2).join("\n");
+        assert!(
+            e.contains("media address 192.0.2.7 is on no DPDK port"),
+            "{e}"
+        );
+        assert!(!e.contains("10.201.1.1") && !e.contains("127.0.0.1"), "{e}");
     }
 }
