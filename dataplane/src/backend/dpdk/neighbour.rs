@@ -121,10 +121,17 @@ fn unicast_mac(m: [u8; 6]) -> bool {
     m[0] & 1 == 0 && m != [0; 6]
 }
 
+/// Room [`answer`] needs in its buffer for the largest reply it writes.
+pub const ANSWER_ROOM: usize = ethernet::HEADER_LEN + ipv6::HEADER_LEN + ndp::LEN_WITH_LLADDR;
+
 /// Handles one ARP or ICMPv6 neighbour-discovery frame received on `iface`:
-/// `buf` holds the frame in its first `len` bytes and has room after it.
-/// A request for one of our addresses becomes the reply in place.
+/// `buf` holds the frame in its first `len` bytes and has room after it
+/// (at least [`ANSWER_ROOM`] in all, else the frame is ignored). A request
+/// for one of our addresses becomes the reply in place.
 pub fn answer(iface: &Interface, buf: &mut [u8], len: usize) -> Answer {
+    if buf.len() < ANSWER_ROOM || len > buf.len() {
+        return Answer::Ignored;
+    }
     let Ok(eth) = ethernet::Frame::new_checked(&buf[..len]) else {
         return Answer::Malformed;
     };
@@ -592,7 +599,7 @@ mod tests {
 
     #[test]
     fn learns_from_arp_replies_on_link_only() {
-        let mut b = vec![0u8; 64];
+        let mut b = vec![0u8; 128];
         let body = ethernet_header(&mut b, OURS, PEER, arp::ETHERTYPE);
         let mut reply = arp::Repr {
             operation: arp::OP_REPLY,
@@ -703,6 +710,31 @@ mod tests {
             ..iface()
         };
         assert_eq!(solicit(&v4_only, ip("fd00:1::2"), &mut b), None);
+    }
+
+    proptest::proptest! {
+        /// Whatever arrives, answering never panics and a reply fits.
+        #[test]
+        fn any_frame_is_answered_or_refused_without_panic(
+            mut frame in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..120),
+            kind in 0u8..3,
+        ) {
+            if frame.len() >= 14 {
+                let t: u16 = [arp::ETHERTYPE, ethernet::ETHERTYPE_IPV6, 0x0800][kind as usize];
+                frame[12..14].copy_from_slice(&t.to_be_bytes());
+                if kind == 1 && frame.len() > 21 {
+                    frame[14] = 0x60;
+                    frame[20] = ndp::NEXT_HEADER_ICMPV6;
+                }
+            }
+            let len = frame.len();
+            frame.resize(len.max(ANSWER_ROOM), 0);
+            if let Answer::Reply { len, .. } = answer(&iface(), &mut frame, len) {
+                proptest::prop_assert!(len <= frame.len());
+            }
+            let mut small = vec![0u8; 20];
+            answer(&iface(), &mut small, 20);
+        }
     }
 
     #[test]
