@@ -27,9 +27,11 @@ pub const RETRY_NS: u64 = 250_000_000;
 /// ...and this many times in all, then the packets waiting are dropped.
 pub const TRIES: u32 = 4;
 /// Packets one worker holds for all next hops together.
-pub const HOLD_TOTAL: usize = 256;
-/// Packets held for one next hop (the newest are dropped beyond it).
-pub const HOLD_PER_HOP: usize = 32;
+pub const HOLD_TOTAL: usize = 1024;
+/// Packets held for one next hop (the newest are dropped beyond it): as
+/// many as Linux queues per unresolved neighbour (`unres_qlen`), two
+/// seconds of a 20 ms stream, or 100 ms of fifty.
+pub const HOLD_PER_HOP: usize = 101;
 
 /// A port as neighbour discovery sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
