@@ -476,8 +476,10 @@ impl<T> Resolver<T> {
         mut step: impl FnMut(Step<T>),
     ) {
         let mut gave_up: Vec<(u16, IpAddr)> = Vec::new();
+        let mut answered = false;
         self.asking.retain(|&(port, hop), a| {
             if lookup(port, hop).is_some() {
+                answered = true;
                 return false;
             }
             if now_ns.saturating_sub(a.sent_ns) < RETRY_NS {
@@ -492,6 +494,11 @@ impl<T> Resolver<T> {
             step(Step::Ask { port, hop });
             true
         });
+        // Every held packet's hop is being asked for until it answers or
+        // is given up: with neither, no packet can move.
+        if !answered && gave_up.is_empty() {
+            return;
+        }
         for _ in 0..self.held.len() {
             let h = self.held.pop_front().expect("counted");
             if let Some(mac) = lookup(h.port, h.hop) {
