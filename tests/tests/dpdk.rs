@@ -389,6 +389,15 @@ fn dpdk_runs_the_pipeline_on_flows_with_stages() {
     );
     assert_eq!(r.dp.counter("drop_pipeline"), 25, "{}", counters(&r.dp));
     assert_eq!(r.dp.flow(local)["counters"]["packets"], 100);
+    let events = r.dp.request(Request::Events).expect("events");
+    let drops: Vec<&serde_json::Value> = events
+        .as_array()
+        .expect("a list")
+        .iter()
+        .filter(|e| e["kind"]["event"] == "stage_drop" && e["local"] == local.to_string())
+        .collect();
+    assert_eq!(drops.len(), 25, "each drop reported: {events}");
+    assert_eq!(drops[0]["kind"]["packet"], 4, "{events}");
 }
 
 /// ARP requests and neighbour solicitations are answered for the ports'

@@ -27,9 +27,11 @@ pub const RETRY_NS: u64 = 250_000_000;
 /// ...and this many times in all, then the packets waiting are dropped.
 pub const TRIES: u32 = 4;
 /// Packets one worker holds for all next hops together.
-pub const HOLD_TOTAL: usize = 256;
-/// Packets held for one next hop (the newest are dropped beyond it).
-pub const HOLD_PER_HOP: usize = 32;
+pub const HOLD_TOTAL: usize = 1024;
+/// Packets held for one next hop (the newest are dropped beyond it): as
+/// many as Linux queues per unresolved neighbour (`unres_qlen`), two
+/// seconds of a 20 ms stream, or 100 ms of fifty.
+pub const HOLD_PER_HOP: usize = 101;
 
 /// A port as neighbour discovery sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -121,10 +123,17 @@ fn unicast_mac(m: [u8; 6]) -> bool {
     m[0] & 1 == 0 && m != [0; 6]
 }
 
+/// Room [`answer`] needs in its buffer for the largest reply it writes.
+pub const ANSWER_ROOM: usize = ethernet::HEADER_LEN + ipv6::HEADER_LEN + ndp::LEN_WITH_LLADDR;
+
 /// Handles one ARP or ICMPv6 neighbour-discovery frame received on `iface`:
-/// `buf` holds the frame in its first `len` bytes and has room after it.
-/// A request for one of our addresses becomes the reply in place.
+/// `buf` holds the frame in its first `len` bytes and has room after it
+/// (at least [`ANSWER_ROOM`] in all, else the frame is ignored). A request
+/// for one of our addresses becomes the reply in place.
 pub fn answer(iface: &Interface, buf: &mut [u8], len: usize) -> Answer {
+    if buf.len() < ANSWER_ROOM || len > buf.len() {
+        return Answer::Ignored;
+    }
     let Ok(eth) = ethernet::Frame::new_checked(&buf[..len]) else {
         return Answer::Malformed;
     };
@@ -467,8 +476,10 @@ impl<T> Resolver<T> {
         mut step: impl FnMut(Step<T>),
     ) {
         let mut gave_up: Vec<(u16, IpAddr)> = Vec::new();
+        let mut answered = false;
         self.asking.retain(|&(port, hop), a| {
             if lookup(port, hop).is_some() {
+                answered = true;
                 return false;
             }
             if now_ns.saturating_sub(a.sent_ns) < RETRY_NS {
@@ -483,6 +494,11 @@ impl<T> Resolver<T> {
             step(Step::Ask { port, hop });
             true
         });
+        // Every held packet's hop is being asked for until it answers or
+        // is given up: with neither, no packet can move.
+        if !answered && gave_up.is_empty() {
+            return;
+        }
         for _ in 0..self.held.len() {
             let h = self.held.pop_front().expect("counted");
             if let Some(mac) = lookup(h.port, h.hop) {
@@ -592,7 +608,7 @@ mod tests {
 
     #[test]
     fn learns_from_arp_replies_on_link_only() {
-        let mut b = vec![0u8; 64];
+        let mut b = vec![0u8; 128];
         let body = ethernet_header(&mut b, OURS, PEER, arp::ETHERTYPE);
         let mut reply = arp::Repr {
             operation: arp::OP_REPLY,
@@ -703,6 +719,31 @@ mod tests {
             ..iface()
         };
         assert_eq!(solicit(&v4_only, ip("fd00:1::2"), &mut b), None);
+    }
+
+    proptest::proptest! {
+        /// Whatever arrives, answering never panics and a reply fits.
+        #[test]
+        fn any_frame_is_answered_or_refused_without_panic(
+            mut frame in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..120),
+            kind in 0u8..3,
+        ) {
+            if frame.len() >= 14 {
+                let t: u16 = [arp::ETHERTYPE, ethernet::ETHERTYPE_IPV6, 0x0800][kind as usize];
+                frame[12..14].copy_from_slice(&t.to_be_bytes());
+                if kind == 1 && frame.len() > 21 {
+                    frame[14] = 0x60;
+                    frame[20] = ndp::NEXT_HEADER_ICMPV6;
+                }
+            }
+            let len = frame.len();
+            frame.resize(len.max(ANSWER_ROOM), 0);
+            if let Answer::Reply { len, .. } = answer(&iface(), &mut frame, len) {
+                proptest::prop_assert!(len <= frame.len());
+            }
+            let mut small = vec![0u8; 20];
+            answer(&iface(), &mut small, 20);
+        }
     }
 
     #[test]

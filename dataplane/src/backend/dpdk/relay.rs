@@ -519,6 +519,29 @@ pub(crate) mod tests {
             }
         }
 
+        /// Whatever arrives, classifying and rewriting never panic.
+        #[test]
+        fn any_frame_classifies_without_panic(
+            mut frame in proptest::collection::vec(any::<u8>(), 0..200),
+            kind in 0u8..3,
+        ) {
+            if frame.len() >= 14 {
+                let t: u16 = [0x0800, 0x86dd, 0x0806][kind as usize];
+                frame[12..14].copy_from_slice(&t.to_be_bytes());
+                if frame.len() > 23 {
+                    frame[14] = if kind == 1 { 0x60 } else { 0x45 };
+                    frame[if kind == 1 { 20 } else { 23 }] = 17;
+                }
+            }
+            if let Class::Udp(u) = classify(&frame) {
+                // Back where it came from: the same family, other addresses.
+                let (from, to) = (u.dst, u.src);
+                let end = rewrite(&mut frame, &u, from, to, None);
+                prop_assert!(end <= frame.len());
+                prop_assert!(matches!(classify(&frame[..end]), Class::Udp(_)));
+            }
+        }
+
         /// A payload a stage resized gets correct lengths and checksums.
         #[test]
         fn rewrite_after_a_stage_resized_the_payload(
