@@ -11,8 +11,9 @@ use std::path::PathBuf;
 #[serde(deny_unknown_fields, default)]
 pub struct DataplaneConfig {
     /// `auto` (XDP on `xdp.interfaces`, or else on the devices holding the
-    /// media addresses, when the kernel accepts it; else socket), `xdp` or
-    /// `socket`.
+    /// media addresses, when the kernel accepts it; else socket), `xdp`,
+    /// `socket`, or `dpdk` (the ports of `[dataplane.dpdk]`; never chosen by
+    /// `auto`).
     pub backend: BackendChoice,
     /// Cores for the packet workers; default: every core but 0 (core 0 on a
     /// one-core host).
@@ -23,6 +24,7 @@ pub struct DataplaneConfig {
     pub idle_timeout_secs: u64,
     pub xdp: XdpConfig,
     pub socket: SocketConfig,
+    pub dpdk: DpdkConfig,
     /// The addresses of the node's media interfaces (`[media]`, or rtpengine's
     /// `--interface`). Not a key of this section: the node's config loader
     /// fills it in. `auto` without `xdp.interfaces` puts XDP on the devices
@@ -37,6 +39,8 @@ pub enum BackendChoice {
     Auto,
     Xdp,
     Socket,
+    /// DPDK on the ports of `[dataplane.dpdk]` (a build with the `dpdk` feature).
+    Dpdk,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -172,6 +176,179 @@ pub struct SocketConfig {
     pub buffer_size: u32,
 }
 
+/// `[dataplane.dpdk]`: the EAL's options and the ports given to DPDK. DPDK
+/// takes a port from the kernel, so each port lists the addresses the node
+/// owns on it (it answers ARP and neighbour solicitations for them) and an
+/// optional gateway per family for destinations off its prefixes.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DpdkConfig {
+    /// Run without hugepages (`--no-huge`), in ordinary memory: for tests and
+    /// hosts with no hugepages reserved. Implies no files in /var/run/dpdk.
+    pub no_huge: bool,
+    /// Keep no shared files in hugetlbfs or /var/run/dpdk (`--in-memory`),
+    /// so several DPDK processes can run side by side.
+    pub in_memory: bool,
+    /// Memory for the EAL in MiB (`-m`); 0: DPDK's default.
+    pub memory_mb: u32,
+    /// EAL lcore list (`-l`) for its main thread; default: the first worker core.
+    pub lcores: Option<String>,
+    /// Further EAL arguments, passed as given (`--log-level=debug`, `-a 0000:01:00.0`).
+    pub eal_args: Vec<String>,
+    /// Packets per receive burst (1-256).
+    pub burst: u16,
+    /// Receive and transmit descriptors per queue (a power of two, 64-4096).
+    pub descriptors: u16,
+    /// Mbufs in the pool (per port and worker).
+    pub mbufs: u32,
+    /// How long an idle worker sleeps at most between polls, in
+    /// microseconds (it starts spinning again as soon as packets come).
+    pub max_sleep_us: u32,
+    pub ports: Vec<DpdkPort>,
+}
+
+/// One port given to DPDK. Its addresses belong to DPDK alone: a NIC bound
+/// to vfio-pci has no kernel side, but a kernel interface used through
+/// net_af_packet or net_af_xdp must not keep them too (its kernel would
+/// answer ARP and neighbour solicitations beside DPDK). The port's receive
+/// queue is polled by one worker (ports are dealt round robin); each worker
+/// has a transmit queue on every port, so a vdev needs as many queues as
+/// there are workers (net_af_packet: `qpairs=N`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct DpdkPort {
+    /// A name for logs and for flows' `egress`.
+    pub name: String,
+    /// A virtual device to create (`--vdev`), e.g. `net_af_packet0,iface=eth1`;
+    /// the port is then the device this creates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vdev: Option<String>,
+    /// Or a device DPDK probes on its own: its PCI address or DPDK name
+    /// (the port `rte_eth_dev_get_port_by_name` finds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<String>,
+    /// The node's addresses on this port with their prefix, `10.0.1.1/24`.
+    pub addresses: Vec<String>,
+    /// Next hops for destinations outside the prefixes, at most one per family.
+    #[serde(default)]
+    pub gateways: Vec<IpAddr>,
+}
+
+impl Default for DpdkConfig {
+    fn default() -> Self {
+        DpdkConfig {
+            no_huge: false,
+            in_memory: false,
+            memory_mb: 0,
+            lcores: None,
+            eal_args: Vec::new(),
+            burst: 32,
+            descriptors: 1024,
+            mbufs: 8191,
+            max_sleep_us: 1000,
+            ports: Vec::new(),
+        }
+    }
+}
+
+/// Parses `a.b.c.d/n` or `x::y/n`.
+pub fn parse_prefix(s: &str) -> Result<(IpAddr, u8), String> {
+    let (a, n) = s
+        .split_once('/')
+        .ok_or_else(|| format!("{s:?} has no prefix length (`10.0.1.1/24`)"))?;
+    let ip: IpAddr = a
+        .parse()
+        .map_err(|_| format!("{a:?} is not an IP address"))?;
+    let max = if ip.is_ipv4() { 32 } else { 128 };
+    match n.parse::<u8>() {
+        Ok(n) if n <= max => Ok((ip, n)),
+        _ => Err(format!("prefix length {n:?} is not 0-{max}")),
+    }
+}
+
+impl DpdkConfig {
+    /// Problems with `[dataplane.dpdk]`, each naming its key.
+    pub fn validate(&self, errs: &mut Vec<String>) {
+        let k = "dataplane.dpdk";
+        if !(1..=256).contains(&self.burst) {
+            errs.push(format!("{k}.burst: {} is outside 1-256", self.burst));
+        }
+        if !(64..=4096).contains(&self.descriptors) || !self.descriptors.is_power_of_two() {
+            errs.push(format!(
+                "{k}.descriptors: {} must be a power of two from 64 to 4096",
+                self.descriptors
+            ));
+        }
+        if self.mbufs < 1024 {
+            errs.push(format!("{k}.mbufs: {} is below 1024", self.mbufs));
+        }
+        if self.ports.is_empty() {
+            errs.push(format!(
+                "{k}.ports: backend \"dpdk\" needs at least one port ([[dataplane.dpdk.ports]])"
+            ));
+        }
+        let mut owned: Vec<IpAddr> = Vec::new();
+        for (i, p) in self.ports.iter().enumerate() {
+            let pk = format!("{k}.ports[{i}]");
+            if p.name.is_empty() || self.ports[..i].iter().any(|q| q.name == p.name) {
+                errs.push(format!("{pk}.name: {:?} is empty or used twice", p.name));
+            }
+            if p.vdev.is_some() == p.device.is_some() {
+                errs.push(format!("{pk}: set exactly one of `vdev` and `device`"));
+            }
+            if p.addresses.is_empty() {
+                errs.push(format!("{pk}.addresses: the port needs an address"));
+            }
+            for (j, a) in p.addresses.iter().enumerate() {
+                match parse_prefix(a) {
+                    Ok((ip, _)) if owned.contains(&ip) => {
+                        errs.push(format!("{pk}.addresses[{j}]: {ip} is listed twice"))
+                    }
+                    Ok((ip, _)) => owned.push(ip),
+                    Err(e) => errs.push(format!("{pk}.addresses[{j}]: {e}")),
+                }
+            }
+            for fam in [true, false] {
+                if p.gateways.iter().filter(|g| g.is_ipv4() == fam).count() > 1 {
+                    errs.push(format!("{pk}.gateways: at most one gateway per family"));
+                }
+            }
+        }
+    }
+
+    /// The EAL's command line (after the program name): memory options,
+    /// lcores, one `--vdev` per virtual port and the extra arguments.
+    pub fn eal_args(&self, first_core: usize) -> Vec<String> {
+        let mut a = Vec::new();
+        if self.no_huge {
+            // DPDK 22.11 refuses --in-memory with --no-huge; --no-shconf
+            // is what it would add (no shared files).
+            a.extend(["--no-huge".to_string(), "--no-shconf".to_string()]);
+        } else if self.in_memory {
+            a.push("--in-memory".into());
+        }
+        if self.memory_mb > 0 {
+            a.extend(["-m".to_string(), self.memory_mb.to_string()]);
+        }
+        let lcores = self
+            .lcores
+            .clone()
+            .unwrap_or_else(|| first_core.to_string());
+        a.extend(["-l".to_string(), lcores]);
+        if self.ports.iter().all(|p| p.device.is_none()) {
+            a.push("--no-pci".into());
+        }
+        a.push("--no-telemetry".into());
+        for p in &self.ports {
+            if let Some(v) = &p.vdev {
+                a.push(format!("--vdev={v}"));
+            }
+        }
+        a.extend(self.eal_args.iter().cloned());
+        a
+    }
+}
+
 impl Default for DataplaneConfig {
     fn default() -> Self {
         DataplaneConfig {
@@ -181,6 +358,7 @@ impl Default for DataplaneConfig {
             idle_timeout_secs: 60,
             xdp: XdpConfig::default(),
             socket: SocketConfig::default(),
+            dpdk: DpdkConfig::default(),
             media_addresses: Vec::new(),
         }
     }
@@ -274,6 +452,27 @@ impl DataplaneConfig {
                 s.buffer_size
             ));
         }
+        if self.backend == BackendChoice::Dpdk {
+            self.dpdk.validate(&mut errs);
+            // Flows are matched on media addresses: each must be a port's
+            // (loopback, the default media interface, never can be; it is
+            // left to fail per flow).
+            let owned: Vec<IpAddr> = self
+                .dpdk
+                .ports
+                .iter()
+                .flat_map(|p| p.addresses.iter())
+                .filter_map(|a| parse_prefix(a).ok().map(|(ip, _)| ip))
+                .collect();
+            for m in &self.media_addresses {
+                if !m.is_unspecified() && !m.is_loopback() && !owned.contains(m) {
+                    errs.push(format!(
+                        "dataplane.dpdk.ports: media address {m} is on no DPDK port; \
+                         add it to a port's `addresses`"
+                    ));
+                }
+            }
+        }
         errs
     }
 
@@ -337,5 +536,60 @@ mod tests {
                 .unwrap();
         assert_eq!(parsed.xdp.afxdp.zero_copy, ZeroCopyChoice::Off);
         assert!(parsed.xdp.afxdp.busy_poll && parsed.validate(2).is_empty());
+    }
+
+    #[test]
+    fn dpdk_section_parses_validates_and_builds_eal_args() {
+        let text = r#"
+            backend = "dpdk"
+            [dpdk]
+            no_huge = true
+            in_memory = true
+            memory_mb = 256
+            [[dpdk.ports]]
+            name = "ra"
+            vdev = "net_af_packet0,iface=ra"
+            addresses = ["10.201.1.1/24", "fd00:201:1::1/64"]
+            gateways = ["10.201.1.254"]
+        "#;
+        let c: DataplaneConfig = toml::from_str(text).expect("parses");
+        assert!(c.validate(2).is_empty(), "{:?}", c.validate(2));
+        assert_eq!(
+            c.dpdk.eal_args(1).join(" "),
+            "--no-huge --no-shconf -m 256 -l 1 --no-pci --no-telemetry --vdev=net_af_packet0,iface=ra"
+        );
+        assert_eq!(
+            parse_prefix("fd00::1/64"),
+            Ok(("fd00::1".parse().unwrap(), 64))
+        );
+
+        let mut bad = c.clone();
+        bad.dpdk.ports[0].addresses = vec!["10.0.0.1".into(), "10.0.0.2/33".into()];
+        bad.dpdk.ports[0].device = Some("0000:01:00.0".into());
+        bad.dpdk.ports[0].gateways.push("10.0.0.9".parse().unwrap());
+        let e = bad.validate(2).join("\n");
+        assert!(
+            e.contains("ports[0].addresses[0]: \"10.0.0.1\" has no prefix"),
+            "{e}"
+        );
+        assert!(
+            e.contains("ports[0].addresses[1]: prefix length \"33\""),
+            "{e}"
+        );
+        assert!(e.contains("exactly one of `vdev` and `device`"), "{e}");
+        assert!(e.contains("at most one gateway per family"), "{e}");
+        bad.dpdk.ports.clear();
+        assert!(bad.validate(2).join("\n").contains("at least one port"));
+
+        let mut media = c.clone();
+        media.media_addresses = ["10.201.1.1", "192.0.2.7", "127.0.0.1"]
+            .map(|a| a.parse().unwrap())
+            .to_vec();
+        let e = media.validate(2).join("\n");
+        assert!(
+            e.contains("media address 192.0.2.7 is on no DPDK port"),
+            "{e}"
+        );
+        assert!(!e.contains("10.201.1.1") && !e.contains("127.0.0.1"), "{e}");
     }
 }

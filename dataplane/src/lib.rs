@@ -61,7 +61,30 @@ pub fn start_backend(cfg: &DataplaneConfig) -> Result<Box<dyn Backend>, StartErr
         BackendChoice::Xdp => start_xdp(&cfg.xdp, cfg, "dataplane.xdp.interfaces"),
         BackendChoice::Socket => start_socket(cfg),
         BackendChoice::Auto => start_auto(cfg),
+        BackendChoice::Dpdk => start_dpdk(cfg),
     }
+}
+
+/// DPDK on the ports of `[dataplane.dpdk]`.
+#[cfg(feature = "dpdk")]
+fn start_dpdk(cfg: &DataplaneConfig) -> Result<Box<dyn Backend>, StartError> {
+    backend::dpdk::DpdkBackend::start(&cfg.dpdk, &cfg.worker_cores(host_cores()))
+        .map(|b| Box::new(b) as Box<dyn Backend>)
+        .map_err(|source| StartError::Backend {
+            backend: "dpdk",
+            source,
+        })
+}
+
+#[cfg(not(feature = "dpdk"))]
+fn start_dpdk(_: &DataplaneConfig) -> Result<Box<dyn Backend>, StartError> {
+    Err(StartError::Backend {
+        backend: "dpdk",
+        source: BackendError::Other(
+            "this build has no DPDK support: build with `--features dpdk` (needs libdpdk-dev)"
+                .into(),
+        ),
+    })
 }
 
 /// `auto`: XDP on `dataplane.xdp.interfaces` when set, else on the devices

@@ -110,6 +110,41 @@ pub enum Backend {
     Socket,
     /// XDP on the relay's veths, state pinned in a bpffs the test mounts.
     Xdp,
+    /// DPDK on the relay's veths through net_af_packet, without hugepages:
+    /// a `tollgate` built with `--features dpdk`. The port addresses are
+    /// the topology's relay addresses; each port has a queue pair per
+    /// worker (as many as `dataplane.cores`, which the test's extra config sets).
+    Dpdk {
+        workers: usize,
+    },
+}
+
+/// `[dataplane.dpdk]` for the relay's veths `ra` and `rb` of a topology,
+/// with `workers` queue pairs per port.
+pub fn dpdk_section(workers: usize) -> String {
+    let mut s = String::from(
+        "[dataplane.dpdk]\nno_huge = true\nin_memory = true\nmemory_mb = 128\nmbufs = 4095\nmax_sleep_us = 500\n",
+    );
+    // The callee side routes everything off its prefixes through the
+    // callee's host (a gateway that only the capture sees forward); the
+    // caller side has no gateway.
+    for (i, (name, a4, a6, gateways)) in [
+        ("ra", "10.201.1.1/24", "fd00:201:1::1/64", ""),
+        (
+            "rb",
+            "10.201.2.1/24",
+            "fd00:201:2::1/64",
+            "gateways = [\"10.201.2.2\", \"fd00:201:2::2\"]\n",
+        ),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        s.push_str(&format!(
+            "[[dataplane.dpdk.ports]]\nname = \"{name}\"\nvdev = \"net_af_packet{i},iface={name},qpairs={workers}\"\naddresses = [\"{a4}\", \"{a6}\"]\n{gateways}"
+        ));
+    }
+    s
 }
 
 pub struct Dataplane {
@@ -135,6 +170,7 @@ impl Dataplane {
         let config = dir.0.join("tollgate.toml");
         let (name, xdp_section) = match backend {
             Backend::Socket => ("socket", String::new()),
+            Backend::Dpdk { workers } => ("dpdk", dpdk_section(workers)),
             Backend::Xdp => (
                 "xdp",
                 format!(
@@ -222,6 +258,11 @@ impl Dataplane {
             tollgate_bench::sut::terminate(&mut c, Duration::from_secs(5));
         }
         self.spawn();
+    }
+
+    /// The data plane's process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     pub fn kill(&mut self) {

@@ -4,10 +4,13 @@
 //!
 //! - [`xdp`]: the whole forward in the driver hook, state in pinned BPF maps.
 //! - [`socket`]: io_uring on pinned worker threads; portable, and the baseline.
+//! - [`dpdk`]: ports given wholly to DPDK, polled by pinned workers that also
+//!   answer ARP/NDP for the node (the `dpdk` feature).
 //!
-//! Future backends (AF_XDP, DPDK, user-space media endpoints) implement the
-//! same trait.
+//! Future backends (AF_XDP, user-space media endpoints) implement the same
+//! trait.
 
+pub mod dpdk;
 pub mod socket;
 pub mod xdp;
 

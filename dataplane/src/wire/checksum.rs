@@ -41,7 +41,7 @@ pub fn verify(data: &[u8]) -> bool {
     sum(data) == 0xffff
 }
 
-fn pseudo_header_sum(src: IpAddr, dst: IpAddr, udp_len: u32) -> u32 {
+fn pseudo_header_sum(src: IpAddr, dst: IpAddr, proto: u32, udp_len: u32) -> u32 {
     let mut acc = 0u32;
     match (src, dst) {
         (IpAddr::V4(s), IpAddr::V4(d)) => {
@@ -53,7 +53,7 @@ fn pseudo_header_sum(src: IpAddr, dst: IpAddr, udp_len: u32) -> u32 {
             acc = sum32(&to_v6(d), acc);
         }
     }
-    acc += 17; // protocol UDP
+    acc += proto;
     acc += udp_len >> 16;
     acc += udp_len & 0xffff;
     acc
@@ -69,11 +69,42 @@ fn to_v6(a: IpAddr) -> [u8; 16] {
 /// UDP checksum for `segment` (header with its checksum field zeroed, plus
 /// payload) between `src` and `dst`; zero is sent as 0xffff (RFC 768).
 pub fn udp(src: IpAddr, dst: IpAddr, segment: &[u8]) -> u16 {
-    let acc = sum32(segment, pseudo_header_sum(src, dst, segment.len() as u32));
+    let acc = sum32(
+        segment,
+        pseudo_header_sum(src, dst, 17, segment.len() as u32),
+    );
     match !fold(acc) {
         0 => 0xffff,
         c => c,
     }
+}
+
+/// ICMPv6 checksum (RFC 4443) for `message` with its checksum field zeroed.
+pub fn icmpv6(src: IpAddr, dst: IpAddr, message: &[u8]) -> u16 {
+    !fold(sum32(
+        message,
+        pseudo_header_sum(src, dst, 58, message.len() as u32),
+    ))
+}
+
+/// Whether an ICMPv6 message (with its checksum field as received) verifies.
+pub fn icmpv6_verifies(src: IpAddr, dst: IpAddr, message: &[u8]) -> bool {
+    fold(sum32(
+        message,
+        pseudo_header_sum(src, dst, 58, message.len() as u32),
+    )) == 0xffff
+}
+
+/// Incremental update (RFC 1624) of a checksum field, as stored big-endian,
+/// for `from` changing to `to` (equal lengths, an even number of bytes at an
+/// even offset of the covered data).
+pub fn update(check: u16, from: &[u8], to: &[u8]) -> u16 {
+    let mut acc = (!check) as u32;
+    for (f, t) in from.chunks_exact(2).zip(to.chunks_exact(2)) {
+        acc += (!u16::from_be_bytes([f[0], f[1]])) as u32;
+        acc += u16::from_be_bytes([t[0], t[1]]) as u32;
+    }
+    !fold(acc)
 }
 
 /// Whether a UDP segment (with its checksum field as received) verifies.
@@ -84,7 +115,7 @@ pub fn udp_verifies(src: IpAddr, dst: IpAddr, segment: &[u8]) -> bool {
     }
     fold(sum32(
         segment,
-        pseudo_header_sum(src, dst, segment.len() as u32),
+        pseudo_header_sum(src, dst, 17, segment.len() as u32),
     )) == 0xffff
 }
 

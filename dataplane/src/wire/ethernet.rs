@@ -29,6 +29,21 @@ impl<T: AsRef<[u8]>> Frame<T> {
     }
 }
 
+impl<T: AsRef<[u8]> + AsMut<[u8]>> Frame<T> {
+    pub fn set_destination(&mut self, mac: [u8; 6]) {
+        self.0.as_mut()[0..6].copy_from_slice(&mac);
+    }
+    pub fn set_source(&mut self, mac: [u8; 6]) {
+        self.0.as_mut()[6..12].copy_from_slice(&mac);
+    }
+    pub fn set_ethertype(&mut self, t: u16) {
+        self.0.as_mut()[12..14].copy_from_slice(&t.to_be_bytes());
+    }
+    pub fn payload_mut(&mut self) -> &mut [u8] {
+        &mut self.0.as_mut()[HEADER_LEN..]
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

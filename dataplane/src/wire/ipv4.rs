@@ -73,6 +73,32 @@ impl<T: AsRef<[u8]>> Packet<T> {
     }
 }
 
+impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
+    /// Writes the source address, updating the header checksum incrementally.
+    pub fn set_source(&mut self, a: Ipv4Addr) {
+        self.replace_checked(12, a.octets());
+    }
+    /// Writes the destination address, updating the header checksum incrementally.
+    pub fn set_destination(&mut self, a: Ipv4Addr) {
+        self.replace_checked(16, a.octets());
+    }
+    /// Writes the total length, updating the header checksum incrementally.
+    pub fn set_total_len(&mut self, len: u16) {
+        self.replace_checked(2, len.to_be_bytes());
+    }
+    fn replace_checked<const N: usize>(&mut self, at: usize, new: [u8; N]) {
+        let b = self.0.as_mut();
+        let c = checksum::update(be16(b, 10), &b[at..at + N], &new);
+        b[at..at + N].copy_from_slice(&new);
+        b[10..12].copy_from_slice(&c.to_be_bytes());
+    }
+    /// The bytes after the header, up to the total length.
+    pub fn payload_mut(&mut self) -> &mut [u8] {
+        let (h, t) = (self.header_len(), self.total_len() as usize);
+        &mut self.0.as_mut()[h..t]
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

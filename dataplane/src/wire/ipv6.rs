@@ -50,6 +50,22 @@ impl<T: AsRef<[u8]>> Packet<T> {
     }
 }
 
+impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
+    pub fn set_source(&mut self, a: Ipv6Addr) {
+        self.0.as_mut()[8..24].copy_from_slice(&a.octets());
+    }
+    pub fn set_destination(&mut self, a: Ipv6Addr) {
+        self.0.as_mut()[24..40].copy_from_slice(&a.octets());
+    }
+    pub fn set_payload_len(&mut self, len: u16) {
+        self.0.as_mut()[4..6].copy_from_slice(&len.to_be_bytes());
+    }
+    pub fn payload_mut(&mut self) -> &mut [u8] {
+        let n = self.payload_len() as usize;
+        &mut self.0.as_mut()[HEADER_LEN..HEADER_LEN + n]
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,14 +1,17 @@
-//! Zero-copy views of the packets the data plane handles: Ethernet, IPv4,
-//! IPv6, UDP, RTP and RTCP, plus the Internet checksum.
+//! Zero-copy views of the packets the data plane handles: Ethernet, ARP,
+//! IPv4, IPv6 (with neighbour discovery), UDP, RTP and RTCP, plus the
+//! Internet checksum.
 //!
 //! Each view wraps a `T: AsRef<[u8]>`, checks its length once in
 //! `new_checked`, and then reads fields in place (writes too where `T` is
 //! mutable). Modelled on smoltcp's `wire`.
 
+pub mod arp;
 pub mod checksum;
 pub mod ethernet;
 pub mod ipv4;
 pub mod ipv6;
+pub mod ndp;
 pub mod rtcp;
 pub mod rtp;
 pub mod udp;

@@ -44,6 +44,35 @@ impl<T: AsRef<[u8]>> Datagram<T> {
     }
 }
 
+impl<T: AsRef<[u8]> + AsMut<[u8]>> Datagram<T> {
+    /// A view of `buf` whose length field is about to be written (a payload
+    /// whose length changed): the caller sets it before reading through it.
+    pub fn new_unchecked(buf: T) -> Self {
+        Datagram(buf)
+    }
+    pub fn set_source_port(&mut self, p: u16) {
+        self.0.as_mut()[0..2].copy_from_slice(&p.to_be_bytes());
+    }
+    pub fn set_destination_port(&mut self, p: u16) {
+        self.0.as_mut()[2..4].copy_from_slice(&p.to_be_bytes());
+    }
+    pub fn set_len(&mut self, len: u16) {
+        self.0.as_mut()[4..6].copy_from_slice(&len.to_be_bytes());
+    }
+    pub fn set_checksum(&mut self, c: u16) {
+        self.0.as_mut()[6..8].copy_from_slice(&c.to_be_bytes());
+    }
+    pub fn payload_mut(&mut self) -> &mut [u8] {
+        let n = self.len() as usize;
+        &mut self.0.as_mut()[HEADER_LEN..n]
+    }
+    /// Header and payload, as covered by the checksum.
+    pub fn segment_mut(&mut self) -> &mut [u8] {
+        let n = self.len() as usize;
+        &mut self.0.as_mut()[..n]
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
