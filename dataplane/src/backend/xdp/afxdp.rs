@@ -250,7 +250,12 @@ impl Workers {
                 .then_some((cfg.busy_poll_usecs, cfg.busy_poll_budget)),
         };
         let (ev_tx, events) = crossbeam_channel::bounded(crate::backend::EVENT_QUEUE);
-        let mut handles = Vec::new();
+        // Built up in place: a worker that fails to start stops the ones
+        // started before it (Drop).
+        let mut workers = Workers {
+            handles: Vec::new(),
+            events,
+        };
         let mut placed = Vec::new();
         for (w, &core) in cores.iter().enumerate().take(n) {
             let mut mine = Vec::new();
@@ -302,7 +307,7 @@ impl Workers {
                 names.push(format!("{name}{}", if zc { " zero-copy" } else { " copy" }));
             }
             tracing::info!(core, sockets = %names.join(", "), "AF_XDP worker started");
-            handles.push(Handle {
+            workers.handles.push(Handle {
                 tx,
                 wake,
                 shared,
@@ -314,7 +319,7 @@ impl Workers {
                 fds: worker_fds,
             });
         }
-        Ok((Workers { handles, events }, placed))
+        Ok((workers, placed))
     }
 
     pub fn len(&self) -> usize {
@@ -717,10 +722,11 @@ impl Worker {
             }
             // SAFETY: pollfds is a valid array of pollfd.
             unsafe { libc::poll(pollfds.as_mut_ptr(), pollfds.len() as u64, timeout_ms) };
-            if pollfds
-                .last()
-                .is_some_and(|p| p.revents & libc::POLLIN != 0)
-            {
+            let wake = pollfds.last().map_or(0, |p| p.revents);
+            if wake & libc::POLLNVAL != 0 {
+                return; // the control side is gone
+            }
+            if wake & libc::POLLIN != 0 {
                 let mut v = 0u64;
                 // SAFETY: reading the 8-byte eventfd counter (non-blocking).
                 unsafe { libc::read(self.wake, (&mut v as *mut u64).cast(), 8) };
