@@ -283,16 +283,9 @@ impl Drop for Dataplane {
 
 /// A flow with defaults for the optional parts.
 pub fn flow(local: &str, source: &str, destination: &str) -> Flow {
-    Flow {
-        local: local.parse().expect("local"),
-        source: source.parse().expect("source"),
-        destination: destination.parse().expect("destination"),
-        expect: None,
-        egress: None,
-        learn: false,
-        strict: false,
-        follow: None,
-        clock_rate: 8000,
-        stages: Vec::new(),
-    }
+    Flow::relay(
+        local.parse().expect("local"),
+        source.parse().expect("source"),
+        destination.parse().expect("destination"),
+    )
 }
