@@ -35,7 +35,8 @@ use tollgate_sip::sdp::Sdp;
 #[derive(Debug, clap::Args)]
 pub struct MediaArgs {
     /// Tollgate backend to measure: xdp, afxdp (XDP with a null pipeline
-    /// stage on every flow, so media runs through the AF_XDP workers) or socket.
+    /// stage on every flow, so media runs through the AF_XDP workers), dpdk
+    /// (a `tollgate` built with `--features dpdk`) or socket.
     #[arg(long, default_value = "xdp")]
     pub backend: String,
     /// Measure this peer instead of Tollgate (rtpengine).
@@ -693,6 +694,8 @@ fn notes(runs: &[RunRecord], summary: &[Summary]) -> Vec<String> {
             "the socket backend, relaying through the pipeline with a null stage",
         ),
         (System::Afxdp, System::Rtpengine, "rtpengine"),
+        (System::Dpdk, System::Socket, "the socket backend"),
+        (System::Dpdk, System::Rtpengine, "rtpengine"),
     ];
     for (system, base, what) in ratios {
         let find = |s: System| summary.iter().find(|x| x.system == s.name());

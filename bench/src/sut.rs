@@ -17,6 +17,9 @@ pub enum System {
     /// The XDP backend with a null stage on every flow: media through the
     /// AF_XDP pipeline workers.
     Afxdp,
+    /// The DPDK backend on net_af_packet over the relay's veths, which the
+    /// kernel gives up (no addresses): `tollgate` built with `--features dpdk`.
+    Dpdk,
     Socket,
     Rtpengine,
     /// Redirect-only XDP, no relay work: the host's forwarding floor.
@@ -28,11 +31,12 @@ impl System {
         match s {
             "xdp" => Ok(System::Xdp),
             "afxdp" => Ok(System::Afxdp),
+            "dpdk" => Ok(System::Dpdk),
             "socket" => Ok(System::Socket),
             "rtpengine" => Ok(System::Rtpengine),
             "ceiling" => Ok(System::Ceiling),
             _ => Err(format!(
-                "unknown system {s:?} (xdp, afxdp, socket, rtpengine, ceiling)"
+                "unknown system {s:?} (xdp, afxdp, dpdk, socket, rtpengine, ceiling)"
             )),
         }
     }
@@ -46,6 +50,7 @@ impl System {
         match self {
             System::Xdp => "tollgate-xdp",
             System::Afxdp => "tollgate-afxdp",
+            System::Dpdk => "tollgate-dpdk",
             System::Socket => "tollgate-socket",
             System::Rtpengine => "rtpengine",
             System::Ceiling => "xdp-ceiling",
@@ -91,12 +96,16 @@ impl Sut {
             System::Ceiling => {
                 anyhow::bail!("the ceiling is a program, not a process: see crate::ceiling")
             }
-            System::Xdp | System::Afxdp | System::Socket => {
+            System::Xdp | System::Afxdp | System::Dpdk | System::Socket => {
                 let cfg = dir.join(format!("{}.toml", system.name()));
                 let ctl = dir.join(format!("{}.sock", system.name()));
                 let mut text = format!(
                     "[dataplane]\nbackend = \"{}\"\ncores = [{cores_list}]\ncontrol_socket = \"{}\"\nidle_timeout_secs = 3600\n",
-                    if system.uses_xdp() { "xdp" } else { "socket" },
+                    match system {
+                        System::Dpdk => "dpdk",
+                        s if s.uses_xdp() => "xdp",
+                        _ => "socket",
+                    },
                     ctl.display()
                 );
                 if system.uses_xdp() {
@@ -108,6 +117,10 @@ impl Sut {
                         pin.display()
                     );
                     detach = Some(cfg.clone());
+                }
+                if system == System::Dpdk {
+                    topo.give_relay_links_away();
+                    text += &crate::topology::dpdk_section(&topo.ra, &topo.rb, cores.len());
                 }
                 text += "[media]\ntimeout_secs = 3600\ndelete_delay_secs = 0\n";
                 if system == System::Afxdp {

@@ -152,6 +152,28 @@ impl Topology {
         t
     }
 
+    /// Hands the relay's veths to a user-space network stack (DPDK over
+    /// net_af_packet): the kernel's addresses come off them (IPv6 off too),
+    /// so ARP and neighbour discovery can only be answered by that stack,
+    /// and the end hosts forget the relay's MAC addresses to ask it again.
+    pub fn give_relay_links_away(&self) {
+        for ifname in [&self.ra, &self.rb] {
+            sh(&["ip", "-n", &self.relay, "addr", "flush", "dev", ifname]);
+            sh(&[
+                "ip",
+                "netns",
+                "exec",
+                &self.relay,
+                "sysctl",
+                "-qw",
+                &format!("net.ipv6.conf.{ifname}.disable_ipv6=1"),
+            ]);
+        }
+        for (ns, ifname) in [(&self.caller, &self.ca), (&self.callee, &self.eb)] {
+            sh(&["ip", "-n", ns, "neigh", "flush", "dev", ifname]);
+        }
+    }
+
     /// Runs `f` on a thread inside namespace `ns` (sockets it creates stay there).
     pub fn run_in<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
         let path = format!("/var/run/netns/{ns}");
@@ -276,4 +298,33 @@ impl Drop for Bpffs {
         let _ = Command::new("umount").arg(&self.dir).status();
         let _ = std::fs::remove_dir(&self.dir);
     }
+}
+
+/// `[dataplane.dpdk]` for a topology's relay veths `ra` and `rb` (their
+/// names), over net_af_packet without hugepages, with `workers` queue pairs
+/// per port and the topology's relay addresses.
+pub fn dpdk_section(ra: &str, rb: &str, workers: usize) -> String {
+    let mut s = String::from(
+        "[dataplane.dpdk]\nno_huge = true\nin_memory = true\nmemory_mb = 128\nmbufs = 4095\nmax_sleep_us = 500\n",
+    );
+    // The callee side routes everything off its prefixes through the
+    // callee's host (a gateway that only the capture sees forward); the
+    // caller side has no gateway.
+    for (i, (name, a4, a6, gateways)) in [
+        (ra, "10.201.1.1/24", "fd00:201:1::1/64", ""),
+        (
+            rb,
+            "10.201.2.1/24",
+            "fd00:201:2::1/64",
+            "gateways = [\"10.201.2.2\", \"fd00:201:2::2\"]\n",
+        ),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        s.push_str(&format!(
+            "[[dataplane.dpdk.ports]]\nname = \"{name}\"\nvdev = \"net_af_packet{i},iface={name},qpairs={workers}\"\naddresses = [\"{a4}\", \"{a6}\"]\n{gateways}"
+        ));
+    }
+    s
 }

@@ -103,6 +103,23 @@ fn unicast(ip: IpAddr) -> bool {
 }
 
 impl Flow {
+    /// A plain relay flow: packets sent to `local` leave from `source` for
+    /// `destination`; no learning, no source check, 8 kHz, no stages.
+    pub fn relay(local: SocketAddr, source: SocketAddr, destination: SocketAddr) -> Flow {
+        Flow {
+            local,
+            source,
+            destination,
+            expect: None,
+            egress: None,
+            learn: false,
+            strict: false,
+            follow: None,
+            clock_rate: default_clock_rate(),
+            stages: Vec::new(),
+        }
+    }
+
     /// Checks what can be checked without touching the host.
     pub fn validate(&self) -> Result<(), FlowError> {
         let local = self.local;

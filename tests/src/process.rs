@@ -119,34 +119,6 @@ pub enum Backend {
     },
 }
 
-/// `[dataplane.dpdk]` for the relay's veths `ra` and `rb` of a topology,
-/// with `workers` queue pairs per port.
-pub fn dpdk_section(workers: usize) -> String {
-    let mut s = String::from(
-        "[dataplane.dpdk]\nno_huge = true\nin_memory = true\nmemory_mb = 128\nmbufs = 4095\nmax_sleep_us = 500\n",
-    );
-    // The callee side routes everything off its prefixes through the
-    // callee's host (a gateway that only the capture sees forward); the
-    // caller side has no gateway.
-    for (i, (name, a4, a6, gateways)) in [
-        ("ra", "10.201.1.1/24", "fd00:201:1::1/64", ""),
-        (
-            "rb",
-            "10.201.2.1/24",
-            "fd00:201:2::1/64",
-            "gateways = [\"10.201.2.2\", \"fd00:201:2::2\"]\n",
-        ),
-    ]
-    .into_iter()
-    .enumerate()
-    {
-        s.push_str(&format!(
-            "[[dataplane.dpdk.ports]]\nname = \"{name}\"\nvdev = \"net_af_packet{i},iface={name},qpairs={workers}\"\naddresses = [\"{a4}\", \"{a6}\"]\n{gateways}"
-        ));
-    }
-    s
-}
-
 pub struct Dataplane {
     child: Option<Child>,
     pub netns: String,
@@ -170,7 +142,10 @@ impl Dataplane {
         let config = dir.0.join("tollgate.toml");
         let (name, xdp_section) = match backend {
             Backend::Socket => ("socket", String::new()),
-            Backend::Dpdk { workers } => ("dpdk", dpdk_section(workers)),
+            Backend::Dpdk { workers } => (
+                "dpdk",
+                tollgate_bench::topology::dpdk_section("ra", "rb", workers),
+            ),
             Backend::Xdp => (
                 "xdp",
                 format!(
@@ -316,16 +291,9 @@ impl Drop for Dataplane {
 
 /// A flow with defaults for the optional parts.
 pub fn flow(local: &str, source: &str, destination: &str) -> Flow {
-    Flow {
-        local: local.parse().expect("local"),
-        source: source.parse().expect("source"),
-        destination: destination.parse().expect("destination"),
-        expect: None,
-        egress: None,
-        learn: false,
-        strict: false,
-        follow: None,
-        clock_rate: 8000,
-        stages: Vec::new(),
-    }
+    Flow::relay(
+        local.parse().expect("local"),
+        source.parse().expect("source"),
+        destination.parse().expect("destination"),
+    )
 }

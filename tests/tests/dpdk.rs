@@ -19,7 +19,7 @@ use std::time::Duration;
 use tollgate_dataplane::control::Request;
 use tollgate_dataplane::pipeline::StageSpec;
 use tollgate_tests::capture::Capture;
-use tollgate_tests::netns::{self, sh, Addrs, Topology};
+use tollgate_tests::netns::{self, Addrs, Topology};
 use tollgate_tests::process::{flow, Backend, Dataplane};
 use tollgate_tests::rtp;
 
@@ -42,21 +42,7 @@ fn relay(extra: &str) -> Relay {
 fn relay_with(workers: usize, extra: &str) -> Relay {
     tollgate_tests::require_root();
     let topo = Topology::new();
-    for ifname in [&topo.ra, &topo.rb] {
-        sh(&["ip", "-n", &topo.relay, "addr", "flush", "dev", ifname]);
-        sh(&[
-            "ip",
-            "netns",
-            "exec",
-            &topo.relay,
-            "sysctl",
-            "-qw",
-            &format!("net.ipv6.conf.{ifname}.disable_ipv6=1"),
-        ]);
-    }
-    for (ns, ifname) in [(&topo.caller, &topo.ca), (&topo.callee, &topo.eb)] {
-        sh(&["ip", "-n", ns, "neigh", "flush", "dev", ifname]);
-    }
+    topo.give_relay_links_away();
     let dp = Dataplane::start(Some(&topo.relay), Backend::Dpdk { workers }, None, extra);
     let log = dp.log_text();
     assert!(

@@ -12,6 +12,7 @@
 
 pub mod dpdk;
 pub mod socket;
+pub mod stats;
 pub mod xdp;
 
 use crate::flow::Flow;

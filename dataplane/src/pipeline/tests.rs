@@ -6,16 +6,12 @@ use crate::wire::rtp;
 
 fn flow(stages: Vec<StageSpec>) -> Flow {
     Flow {
-        local: "10.0.1.1:30000".parse().unwrap(),
-        source: "10.0.2.1:30002".parse().unwrap(),
-        destination: "10.0.2.2:4000".parse().unwrap(),
-        expect: None,
-        egress: None,
-        learn: false,
-        strict: false,
-        follow: None,
-        clock_rate: 8000,
         stages,
+        ..Flow::relay(
+            "10.0.1.1:30000".parse().unwrap(),
+            "10.0.2.1:30002".parse().unwrap(),
+            "10.0.2.2:4000".parse().unwrap(),
+        )
     }
 }
 

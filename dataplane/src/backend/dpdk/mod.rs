@@ -307,32 +307,14 @@ mod backend {
         }
 
         fn flow_counters(&self, flow: &Flow) -> FlowCounters {
-            let Some(i) = self.flows.get(&flow.local) else {
-                return FlowCounters::default();
-            };
-            let s = &i.stats;
-            let last = s.last_seen_ns.get();
-            FlowCounters {
-                packets: s.packets.get(),
-                bytes: s.bytes.get(),
-                last_seen_ns: (last != 0).then_some(last),
-                dropped_source: s.dropped_source.get(),
-                learned: s.learned.load().as_deref().copied(),
-                rtp: s.rtp(),
-                rtcp_packets: Some(s.rtcp_packets.get()),
-            }
+            self.flows
+                .get(&flow.local)
+                .map_or_else(FlowCounters::default, |i| i.stats.counters())
         }
 
         fn counters(&self) -> Vec<(String, u64)> {
-            let mut totals: Vec<(String, u64)> = Vec::new();
-            for w in &self.workers {
-                for (i, (name, v)) in w.stats.named().into_iter().enumerate() {
-                    match totals.get_mut(i) {
-                        Some(t) => t.1 += v,
-                        None => totals.push((name.to_string(), v)),
-                    }
-                }
-            }
+            let mut totals =
+                crate::backend::stats::sum_by_name(self.workers.iter().map(|w| w.stats.named()));
             for (p, port) in self.ctx.iter().zip(&self.ports) {
                 if let Some((_, _, missed)) = port.stats() {
                     totals.push((format!("port_{}_rx_missed", p.name), missed));
@@ -432,16 +414,13 @@ mod tests {
         }
         assert!(rx(&b) > 0, "the worker polls the port: {:?}", b.counters());
         let f = Flow {
-            local: "10.9.0.1:30000".parse().unwrap(),
-            source: "10.9.0.1:30002".parse().unwrap(),
-            destination: "10.9.0.2:4000".parse().unwrap(),
-            expect: None,
-            egress: None,
             learn: true,
-            strict: false,
-            follow: None,
-            clock_rate: 8000,
             stages: vec![crate::pipeline::StageSpec::Null],
+            ..Flow::relay(
+                "10.9.0.1:30000".parse().unwrap(),
+                "10.9.0.1:30002".parse().unwrap(),
+                "10.9.0.2:4000".parse().unwrap(),
+            )
         };
         b.put(&f, None).expect("a flow on the port's address");
         let mut other = f.clone();

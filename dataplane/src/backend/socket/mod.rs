@@ -19,7 +19,7 @@ use crate::pipeline::{Event, PipelineFlow, SharedCounters, StageSpec};
 use crate::quality::RtpTracker;
 use crossbeam_channel::{Receiver, Sender};
 use relay_socket::{Closed, RelaySocket};
-use shared::{FlowShared, WorkerCounters};
+use shared::{FlowStats, WorkerCounters};
 use std::collections::HashMap;
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
@@ -66,10 +66,10 @@ pub struct SocketBackend {
     workers: Vec<WorkerHandle>,
     sockets: HashMap<SocketAddr, Bound>,
     /// Installed flows' counters, by local address.
-    flows: HashMap<SocketAddr, Arc<FlowShared>>,
+    flows: HashMap<SocketAddr, Arc<FlowStats>>,
     /// Learned-source holders by local address, so a flow can follow another
     /// installed before or after it.
-    shared: HashMap<SocketAddr, Arc<FlowShared>>,
+    shared: HashMap<SocketAddr, Arc<FlowStats>>,
     next_id: u32,
     /// Ids of sockets that are closed (their notice came), for reuse.
     free_ids: Vec<u32>,
@@ -276,7 +276,7 @@ impl SocketBackend {
         }
     }
 
-    fn shared_for(&mut self, local: SocketAddr) -> Arc<FlowShared> {
+    fn shared_for(&mut self, local: SocketAddr) -> Arc<FlowStats> {
         self.shared.entry(local).or_default().clone()
     }
 }
@@ -390,31 +390,14 @@ impl Backend for SocketBackend {
     }
 
     fn flow_counters(&self, flow: &Flow) -> FlowCounters {
-        let Some(s) = self.flows.get(&flow.local) else {
-            return FlowCounters::default();
-        };
-        let last = s.last_seen_ns.get();
-        FlowCounters {
-            packets: s.packets.get(),
-            bytes: s.bytes.get(),
-            last_seen_ns: (last != 0).then_some(last),
-            dropped_source: s.dropped_source.get(),
-            learned: s.learned.load().as_deref().copied(),
-            rtp: s.rtp(),
-            rtcp_packets: Some(s.rtcp_packets.get()),
-        }
+        self.flows
+            .get(&flow.local)
+            .map_or_else(FlowCounters::default, |s| s.counters())
     }
 
     fn counters(&self) -> Vec<(String, u64)> {
-        let mut totals: Vec<(String, u64)> = Vec::new();
-        for w in &self.workers {
-            for (i, (name, v)) in w.counters.named().into_iter().enumerate() {
-                match totals.get_mut(i) {
-                    Some(t) => t.1 += v,
-                    None => totals.push((name.to_string(), v)),
-                }
-            }
-        }
+        let mut totals =
+            super::stats::sum_by_name(self.workers.iter().map(|w| w.counters.named().to_vec()));
         totals.push(("sockets".into(), self.sockets.len() as u64));
         totals.push(("workers".into(), self.workers.len() as u64));
         totals
@@ -488,16 +471,8 @@ mod tests {
 
     fn flow(local: SocketAddr, source: SocketAddr) -> Flow {
         Flow {
-            local,
-            source,
-            destination: "127.0.0.1:9".parse().unwrap(),
-            expect: None,
-            egress: None,
             learn: true,
-            strict: false,
-            follow: None,
-            clock_rate: 8000,
-            stages: Vec::new(),
+            ..Flow::relay(local, source, "127.0.0.1:9".parse().unwrap())
         }
     }
 

@@ -2,74 +2,8 @@
 //! counters (written by exactly one worker, read by anyone), and the learned
 //! source of a flow, which workers holding the reverse flow read.
 
-use crate::quality::Quality;
-use arc_swap::ArcSwapOption;
+pub use crate::backend::stats::{Counter, FlowStats};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::sync::atomic::{AtomicU64, Ordering};
-
-/// A counter with a single writer: plain load and store, no locked
-/// read-modify-write on the packet path; readers see a recent value.
-#[derive(Debug, Default)]
-pub struct Counter(AtomicU64);
-
-impl Counter {
-    pub fn inc(&self) {
-        self.add(1)
-    }
-    pub fn add(&self, n: u64) {
-        self.0.store(
-            self.0.load(Ordering::Relaxed).wrapping_add(n),
-            Ordering::Relaxed,
-        )
-    }
-    pub fn set(&self, v: u64) {
-        self.0.store(v, Ordering::Relaxed)
-    }
-    pub fn get(&self) -> u64 {
-        self.0.load(Ordering::Relaxed)
-    }
-}
-
-/// One flow's counters and learned source.
-#[derive(Debug, Default)]
-pub struct FlowShared {
-    pub packets: Counter,
-    pub bytes: Counter,
-    pub last_seen_ns: Counter,
-    pub dropped_source: Counter,
-    pub rtcp_packets: Counter,
-    rtp_ssrc: Counter,
-    rtp_received: Counter,
-    rtp_expected: Counter,
-    rtp_lost: Counter,
-    rtp_jitter: Counter,
-    rtp_ssrc_changes: Counter,
-    /// Set from the first packet when the flow learns; cleared when it changes.
-    pub learned: ArcSwapOption<SocketAddr>,
-}
-
-impl FlowShared {
-    pub fn publish_rtp(&self, q: &Quality) {
-        self.rtp_ssrc.set(q.ssrc as u64);
-        self.rtp_received.set(q.received);
-        self.rtp_expected.set(q.expected);
-        self.rtp_lost.set(q.lost);
-        self.rtp_jitter.set(q.jitter as u64);
-        self.rtp_ssrc_changes.set(q.ssrc_changes as u64);
-    }
-
-    pub fn rtp(&self) -> Option<Quality> {
-        let received = self.rtp_received.get();
-        (received > 0).then(|| Quality {
-            ssrc: self.rtp_ssrc.get() as u32,
-            received,
-            expected: self.rtp_expected.get(),
-            lost: self.rtp_lost.get(),
-            jitter: self.rtp_jitter.get() as u32,
-            ssrc_changes: self.rtp_ssrc_changes.get() as u32,
-        })
-    }
-}
 
 /// Totals of one worker; the backend sums them over workers.
 #[derive(Debug, Default)]

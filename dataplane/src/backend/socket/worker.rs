@@ -15,7 +15,7 @@
 
 use super::bufring::BufRing;
 use super::relay_socket::RelaySocket;
-use super::shared::{sockaddr_from, sockaddr_to, FlowShared, WorkerCounters};
+use super::shared::{sockaddr_from, sockaddr_to, FlowStats, WorkerCounters};
 use crate::backend::monotonic_ns;
 use crate::pipeline::{EventSink, Payload, Pipeline, PipelineFlow, SharedCounters, Verdict};
 use crate::quality::RtpTracker;
@@ -40,8 +40,8 @@ const NAME_LEN: u32 = std::mem::size_of::<libc::sockaddr_in6>() as u32;
 
 /// A flow as one worker holds it.
 pub struct WorkerFlow {
-    pub shared: Arc<FlowShared>,
-    pub follow: Option<Arc<FlowShared>>,
+    pub shared: Arc<FlowStats>,
+    pub follow: Option<Arc<FlowStats>>,
     pub destination: SocketAddr,
     pub send_socket: Arc<RelaySocket>,
     /// The relay's RTCP port (source + 1), for a flow that demuxes RTCP.
