@@ -50,6 +50,7 @@
 //! only once every worker has its stages.
 
 use super::xsk::{kernel_stats, KernelStats, RxFrame, Xsk, XskConfig, ZeroCopy};
+use crate::backend::stats::Counter;
 use crate::backend::{monotonic_ns, BackendError, WorkerReport};
 use crate::config::{AfXdpConfig, ZeroCopyChoice};
 use crate::pipeline::{
@@ -131,10 +132,10 @@ const FIRST_DROP: usize = C::BadMetadata as usize;
 /// What a worker publishes for the control thread.
 #[derive(Default)]
 struct Shared {
-    counters: [AtomicU64; C::Count as usize],
+    counters: [Counter; C::Count as usize],
     pipeline: SharedCounters,
-    flows: AtomicU64,
-    busy_ns: AtomicU64,
+    flows: Counter,
+    busy_ns: Counter,
     /// Sequence number of the last message applied.
     applied: AtomicU64,
 }
@@ -374,7 +375,7 @@ impl Workers {
         let mut t = vec![0u64; NAMES.len()];
         for h in &self.handles {
             for (v, c) in t.iter_mut().zip(&h.shared.counters) {
-                *v += c.load(Ordering::Relaxed);
+                *v += c.get();
             }
         }
         let mut out: Vec<(String, u64)> = NAMES
@@ -392,26 +393,21 @@ impl Workers {
             .iter()
             .enumerate()
             .map(|(i, h)| {
-                let c = |k: C| h.shared.counters[k as usize].load(Ordering::Relaxed);
+                let c = |k: C| h.shared.counters[k as usize].get();
                 WorkerReport {
                     worker: i,
                     core: h.core,
-                    flows: h.shared.flows.load(Ordering::Relaxed) as usize,
+                    flows: h.shared.flows.get() as usize,
                     rx_packets: c(C::Rx),
                     tx_packets: c(C::Tx),
-                    busy_ns: h.shared.busy_ns.load(Ordering::Relaxed),
+                    busy_ns: h.shared.busy_ns.get(),
                     uptime_ns: now.saturating_sub(h.started_ns),
                     drops: {
                         let mut d: std::collections::BTreeMap<&'static str, u64> = NAMES
                             [FIRST_DROP..]
                             .iter()
                             .enumerate()
-                            .map(|(j, n)| {
-                                (
-                                    *n,
-                                    h.shared.counters[FIRST_DROP + j].load(Ordering::Relaxed),
-                                )
-                            })
+                            .map(|(j, n)| (*n, h.shared.counters[FIRST_DROP + j].get()))
                             .collect();
                         // What the kernel dropped before the worker saw it.
                         let k = h.kernel_stats();
@@ -644,9 +640,7 @@ impl Worker {
             }
         }
         if any {
-            self.shared
-                .flows
-                .store(self.pipeline.flows() as u64, Ordering::Relaxed);
+            self.shared.flows.set(self.pipeline.flows() as u64);
             self.shared.applied.store(self.applied, Ordering::Release);
         }
         true
@@ -700,10 +694,7 @@ impl Worker {
                 if work > 0 {
                     spin = start.saturating_sub(last_work) <= spin_ns;
                     last_work = now;
-                    let busy = self.shared.busy_ns.load(Ordering::Relaxed);
-                    self.shared
-                        .busy_ns
-                        .store(busy + (monotonic_ns() - start), Ordering::Relaxed);
+                    self.shared.busy_ns.add(monotonic_ns() - start);
                     self.publish();
                 }
                 continue;
@@ -737,7 +728,7 @@ impl Worker {
 
     fn publish(&self) {
         for (a, v) in self.shared.counters.iter().zip(self.counters) {
-            a.store(v, Ordering::Relaxed);
+            a.set(v);
         }
         self.shared.pipeline.store(self.pipeline.counters());
     }
