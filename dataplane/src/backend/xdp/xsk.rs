@@ -377,28 +377,36 @@ impl Xsk {
         check(r, what)?;
 
         if let Some((usecs, budget)) = cfg.busy_poll {
+            // A kernel without these options still relays, without busy polling.
             let one: libc::c_int = 1;
-            setopt(
+            let set = setopt(
                 raw,
                 libc::SOL_SOCKET,
                 SO_PREFER_BUSY_POLL,
                 &one,
                 "SO_PREFER_BUSY_POLL",
-            )?;
-            setopt(
-                raw,
-                libc::SOL_SOCKET,
-                SO_BUSY_POLL,
-                &(usecs as libc::c_int),
-                "SO_BUSY_POLL",
-            )?;
-            setopt(
-                raw,
-                libc::SOL_SOCKET,
-                SO_BUSY_POLL_BUDGET,
-                &(budget as libc::c_int),
-                "SO_BUSY_POLL_BUDGET",
-            )?;
+            )
+            .and_then(|_| {
+                setopt(
+                    raw,
+                    libc::SOL_SOCKET,
+                    SO_BUSY_POLL,
+                    &(usecs as libc::c_int),
+                    "SO_BUSY_POLL",
+                )
+            })
+            .and_then(|_| {
+                setopt(
+                    raw,
+                    libc::SOL_SOCKET,
+                    SO_BUSY_POLL_BUDGET,
+                    &(budget as libc::c_int),
+                    "SO_BUSY_POLL_BUDGET",
+                )
+            });
+            if let Err(e) = set {
+                tracing::warn!(ifindex, queue, error = %e, "AF_XDP socket without busy polling");
+            }
         }
 
         let free = (0..cfg.frames as u64)
@@ -617,7 +625,8 @@ pub fn kernel_stats(fd: RawFd) -> io::Result<KernelStats> {
 mod tests {
     use super::*;
 
-    /// A socket on loopback (copy mode, lo always exists): the rings map,
+    /// A socket on loopback (copy mode, lo always exists; busy polling
+    /// asked for): the rings map,
     /// frames go round the free stack, a frame queued for transmission
     /// comes back on the completion ring. Needs root (CAP_NET_RAW).
     #[test]
@@ -632,7 +641,7 @@ mod tests {
             frames: 64,
             ring_size: 64,
             zero_copy: ZeroCopy::Auto,
-            busy_poll: None,
+            busy_poll: Some((20, 16)),
         };
         let lo = crate::backend::ifindex("lo").expect("lo");
         let mut x = Xsk::open(&cfg, lo, 0).expect("AF_XDP on lo");
