@@ -29,15 +29,17 @@ use table::FlowTable;
 pub enum StartError {
     #[error("invalid configuration:\n  {}", .0.join("\n  "))]
     Config(Vec<String>),
-    #[error("{backend} backend: {source}")]
+    // The cause is in the message, not a `source`: a reporter printing the
+    // chain would print it twice.
+    #[error("{backend} backend: {cause}")]
     Backend {
         backend: &'static str,
-        source: BackendError,
+        cause: BackendError,
     },
-    #[error("control socket {path}: {source}")]
+    #[error("control socket {path}: {cause}")]
     ControlSocket {
         path: String,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
 }
 
@@ -70,9 +72,9 @@ pub fn start_backend(cfg: &DataplaneConfig) -> Result<Box<dyn Backend>, StartErr
 fn start_dpdk(cfg: &DataplaneConfig) -> Result<Box<dyn Backend>, StartError> {
     backend::dpdk::DpdkBackend::start(&cfg.dpdk, &cfg.worker_cores(host_cores()))
         .map(|b| Box::new(b) as Box<dyn Backend>)
-        .map_err(|source| StartError::Backend {
+        .map_err(|cause| StartError::Backend {
             backend: "dpdk",
-            source,
+            cause,
         })
 }
 
@@ -80,7 +82,7 @@ fn start_dpdk(cfg: &DataplaneConfig) -> Result<Box<dyn Backend>, StartError> {
 fn start_dpdk(_: &DataplaneConfig) -> Result<Box<dyn Backend>, StartError> {
     Err(StartError::Backend {
         backend: "dpdk",
-        source: BackendError::Other(
+        cause: BackendError::Other(
             "this build has no DPDK support: build with `--features dpdk` (needs libdpdk-dev)"
                 .into(),
         ),
@@ -148,10 +150,10 @@ fn start_xdp(
     cfg: &DataplaneConfig,
     from: &str,
 ) -> Result<Box<dyn Backend>, StartError> {
-    let b = XdpBackend::start(xdp, &cfg.worker_cores(host_cores())).map_err(|source| {
+    let b = XdpBackend::start(xdp, &cfg.worker_cores(host_cores())).map_err(|cause| {
         StartError::Backend {
             backend: "xdp",
-            source,
+            cause,
         }
     })?;
     tracing::info!(
@@ -166,9 +168,9 @@ fn start_xdp(
 fn start_socket(cfg: &DataplaneConfig) -> Result<Box<dyn Backend>, StartError> {
     SocketBackend::start(&cfg.socket, &cfg.worker_cores(host_cores()))
         .map(|b| Box::new(b) as Box<dyn Backend>)
-        .map_err(|source| StartError::Backend {
+        .map_err(|cause| StartError::Backend {
             backend: "socket",
-            source,
+            cause,
         })
 }
 
@@ -197,9 +199,9 @@ pub fn run(cfg: &DataplaneConfig, stop: Arc<AtomicBool>) -> Result<(), StartErro
     }
     raise_file_limit();
     let listener =
-        server::bind(&cfg.control_socket).map_err(|source| StartError::ControlSocket {
+        server::bind(&cfg.control_socket).map_err(|cause| StartError::ControlSocket {
             path: cfg.control_socket.display().to_string(),
-            source,
+            cause,
         })?;
     let backend = start_backend(cfg)?;
     let table = Arc::new(Mutex::new(FlowTable::new(backend, cfg.idle_timeout_secs)));
