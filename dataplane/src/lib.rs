@@ -37,10 +37,7 @@ pub enum StartError {
         cause: BackendError,
     },
     #[error("control socket {path}: {cause}")]
-    ControlSocket {
-        path: String,
-        cause: std::io::Error,
-    },
+    ControlSocket { path: String, cause: std::io::Error },
 }
 
 /// Number of cores online on this host. Not the process's affinity mask:
