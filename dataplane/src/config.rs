@@ -89,6 +89,12 @@ pub struct AfXdpConfig {
     /// Microseconds an idle worker keeps polling before it sleeps, when
     /// packets come at least that close together (0-1000; 0: sleep at once).
     pub spin_us: u32,
+    /// Software interrupt coalescing: a worker that just had work and finds
+    /// no more sleeps this long before it looks again, rather than waiting
+    /// to be woken by the next frame, so one wakeup and one transmit kick
+    /// serve every frame that came meanwhile. Adds at most this much
+    /// latency (0-1000 µs; 0: woken per frame).
+    pub coalesce_us: u32,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -110,7 +116,8 @@ impl Default for AfXdpConfig {
             frames: 4096,
             ring_size: 2048,
             burst: 64,
-            spin_us: 50,
+            spin_us: 0,
+            coalesce_us: 200,
         }
     }
 }
@@ -142,6 +149,12 @@ impl AfXdpConfig {
         }
         if self.spin_us > 1000 {
             errs.push(format!("{k}.spin_us: {} is above 1000", self.spin_us));
+        }
+        if self.coalesce_us > 1000 {
+            errs.push(format!(
+                "{k}.coalesce_us: {} is above 1000",
+                self.coalesce_us
+            ));
         }
         if self.busy_poll && !(1..=1000).contains(&self.busy_poll_usecs) {
             errs.push(format!(
@@ -528,7 +541,9 @@ mod tests {
         let mut c = DataplaneConfig::default();
         c.xdp.afxdp.frame_size = 3000;
         c.xdp.afxdp.ring_size = 8192;
+        c.xdp.afxdp.coalesce_us = 5000;
         let e = c.validate(2).join("\n");
+        assert!(e.contains("dataplane.xdp.afxdp.coalesce_us: 5000"), "{e}");
         assert!(e.contains("dataplane.xdp.afxdp.frame_size: 3000"), "{e}");
         assert!(e.contains("dataplane.xdp.afxdp.ring_size: 8192"), "{e}");
         let parsed: DataplaneConfig =

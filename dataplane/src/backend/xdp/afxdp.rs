@@ -27,12 +27,18 @@
 //!   resolves the next hop's MAC, batched into one `sendmmsg` per family per
 //!   tick. They go to the flow's destination, or to where the flow's frames
 //!   were last rewritten to go (a followed, learned peer).
-//! - idle: the worker keeps polling its rings (yielding the core between
-//!   polls, as the interfaces' NAPI threads may share it) for up to
-//!   `spin_us` if the last bursts came closer together than that, so it
-//!   catches the next one without a wakeup; else (lower rates, where a
-//!   wakeup costs less than the spin) it sleeps at once in `poll` on its
-//!   sockets and its eventfd, at most until the next 20 ms tick. With busy polling on, an empty rx ring is
+//! - idle: a worker that just had work sleeps `coalesce_us` (software
+//!   interrupt coalescing) and then takes whatever gathered in one go: on
+//!   this VM's veths a wakeup per frame, and the transmit kick with the
+//!   peer's NAPI wakeup behind it, cost more than all the rest of the path
+//!   (`perf`: 26 % of the relay core in `__napi_schedule` alone), and one
+//!   of each per 200 µs instead of per frame took CPU per packet from 13.3
+//!   to the figure in docs/benchmarks.md. Optionally (`spin_us`) it keeps
+//!   polling its rings, yielding the core (the interfaces' NAPI threads may
+//!   share it), when bursts come closer together than that; spinning costs
+//!   the whole core, so it is off by default. A worker that found nothing
+//!   sleeps in `poll` on its sockets and its eventfd, at most until the
+//!   next 20 ms tick. With busy polling on, an empty rx ring is
 //!   answered by a `recvfrom`, which runs the driver's NAPI poll on the
 //!   worker's core (the point of busy polling; one syscall per empty poll,
 //!   never per packet).
@@ -274,6 +280,7 @@ impl Workers {
             let pace = Pace {
                 burst: cfg.burst as usize,
                 spin_ns: cfg.spin_us as u64 * 1000,
+                coalesce_ns: cfg.coalesce_us as u64 * 1000,
             };
             let queues: Vec<(u32, u32)> = mine.iter().map(|m| (m.0, m.1)).collect();
             let thread = std::thread::Builder::new()
@@ -536,11 +543,12 @@ impl Batch {
     }
 }
 
-/// How a worker takes its frames: burst size and idle spin.
+/// How a worker takes its frames: burst size, idle spin and coalescing.
 #[derive(Clone, Copy)]
 struct Pace {
     burst: usize,
     spin_ns: u64,
+    coalesce_ns: u64,
 }
 
 struct Worker {
@@ -564,6 +572,8 @@ struct Worker {
     applied: u64,
     /// How long an idle worker keeps polling before it sleeps (ns).
     spin_ns: u64,
+    /// How long a worker that just had work sleeps before looking again.
+    coalesce_ns: u64,
     /// Busy polling: an empty rx ring is answered with a `recvfrom`, which
     /// runs the driver's poll on this core (SO_PREFER_BUSY_POLL).
     busy_poll: bool,
@@ -579,7 +589,11 @@ impl Worker {
         events: EventSink,
         pace: Pace,
     ) -> io::Result<Worker> {
-        let Pace { burst, spin_ns } = pace;
+        let Pace {
+            burst,
+            spin_ns,
+            coalesce_ns,
+        } = pace;
         let mut xsks = Vec::new();
         let mut tx_on: Vec<(u32, usize)> = Vec::new();
         for &(ifindex, queue) in queues {
@@ -612,6 +626,7 @@ impl Worker {
             applied: 0,
             busy_poll: cfg.busy_poll.is_some(),
             spin_ns,
+            coalesce_ns,
         })
     }
 
@@ -651,6 +666,8 @@ impl Worker {
         // End of the last loop that found work, and whether the gap before
         // it was short enough that spinning would have caught it.
         let mut last_work = 0u64;
+        // Whether the last loop that did anything found frames or ticks.
+        let mut worked = false;
         let mut spin = false;
         let spin_ns = self.spin_ns;
         let mut next_tick = 0u64;
@@ -692,6 +709,7 @@ impl Worker {
             if work > 0 || unsent {
                 idle_since = None;
                 if work > 0 {
+                    worked = true;
                     spin = start.saturating_sub(last_work) <= spin_ns;
                     last_work = now;
                     self.shared.busy_ns.add(monotonic_ns() - start);
@@ -704,6 +722,13 @@ impl Worker {
                 // Yield, not pause: the interfaces' NAPI threads may share
                 // this core, and they are what brings the next frames.
                 std::thread::yield_now();
+                continue;
+            }
+            if self.coalesce_ns > 0 && std::mem::take(&mut worked) {
+                // Traffic is flowing: let frames gather, then take them in
+                // one go, rather than be woken for each.
+                std::thread::sleep(std::time::Duration::from_nanos(self.coalesce_ns));
+                idle_since = None;
                 continue;
             }
             // Sleep until a frame, a message or the next tick.
