@@ -73,6 +73,9 @@ def media(r):
         ])
     out += table(["system", "runs", "relay CPU per packet, median (min–max)", "ratio",
                   "p99 latency", "loss", "calls per core at that cost"], rows)
+    notes = r.get("notes") or []
+    if notes:
+        out += "\nThe run's notes:\n\n" + "".join(f"- {n}\n" for n in notes)
     out += "\nEvery run:\n\n"
     rows = []
     for run in r["runs"]:
