@@ -330,81 +330,17 @@ impl Xsk {
         ] {
             setopt(raw, libc::SOL_XDP, opt, &n, what)?;
         }
-        // SAFETY: all-zero is a valid xdp_mmap_offsets; the kernel fills it.
-        let mut off: libc::xdp_mmap_offsets = unsafe { std::mem::zeroed() };
-        let mut len = std::mem::size_of::<libc::xdp_mmap_offsets>() as libc::socklen_t;
-        // SAFETY: getsockopt writes at most `len` bytes into `off`.
-        let r = unsafe {
-            libc::getsockopt(
-                raw,
-                libc::SOL_XDP,
-                libc::XDP_MMAP_OFFSETS,
-                (&mut off as *mut libc::xdp_mmap_offsets).cast(),
-                &mut len,
-            )
-        };
-        check(r, "XDP_MMAP_OFFSETS")?;
-        if len as usize != std::mem::size_of::<libc::xdp_mmap_offsets>() {
-            return Err(io::Error::other(
-                "XDP_MMAP_OFFSETS: the kernel is too old (no ring flags, Linux < 5.4)",
-            ));
-        }
+        let off = mmap_offsets(raw)?;
         let fill = Ring::map(raw, &off.fr, n, libc::XDP_UMEM_PGOFF_FILL_RING)?;
         let comp = Ring::map(raw, &off.cr, n, libc::XDP_UMEM_PGOFF_COMPLETION_RING)?;
         let rx = Ring::map(raw, &off.rx, n, libc::XDP_PGOFF_RX_RING as u64)?;
         let tx = Ring::map(raw, &off.tx, n, libc::XDP_PGOFF_TX_RING as u32 as u64)?;
 
-        let sa = libc::sockaddr_xdp {
-            sxdp_family: libc::AF_XDP as u16,
-            sxdp_flags: mode | libc::XDP_USE_NEED_WAKEUP,
-            sxdp_ifindex: ifindex,
-            sxdp_queue_id: queue,
-            sxdp_shared_umem_fd: 0,
-        };
-        // SAFETY: bind with a sockaddr_xdp of its own size.
-        let r = unsafe {
-            libc::bind(
-                raw,
-                (&sa as *const libc::sockaddr_xdp).cast(),
-                std::mem::size_of::<libc::sockaddr_xdp>() as libc::socklen_t,
-            )
-        };
-        let what = if mode == libc::XDP_ZEROCOPY {
-            "bind (zero-copy)"
-        } else {
-            "bind (copy mode)"
-        };
-        check(r, what)?;
+        bind(raw, ifindex, queue, mode)?;
 
         if let Some((usecs, budget)) = cfg.busy_poll {
             // A kernel without these options still relays, without busy polling.
-            let one: libc::c_int = 1;
-            let set = setopt(
-                raw,
-                libc::SOL_SOCKET,
-                SO_PREFER_BUSY_POLL,
-                &one,
-                "SO_PREFER_BUSY_POLL",
-            )
-            .and_then(|_| {
-                setopt(
-                    raw,
-                    libc::SOL_SOCKET,
-                    SO_BUSY_POLL,
-                    &(usecs as libc::c_int),
-                    "SO_BUSY_POLL",
-                )
-            })
-            .and_then(|_| {
-                setopt(
-                    raw,
-                    libc::SOL_SOCKET,
-                    SO_BUSY_POLL_BUDGET,
-                    &(budget as libc::c_int),
-                    "SO_BUSY_POLL_BUDGET",
-                )
-            });
-            if let Err(e) = set {
+            if let Err(e) = busy_poll(raw, usecs, budget) {
                 tracing::warn!(ifindex, queue, error = %e, "AF_XDP socket without busy polling");
             }
         }
@@ -618,6 +554,85 @@ pub fn kernel_stats(fd: RawFd) -> io::Result<KernelStats> {
         rx_ring_full: s.rx_ring_full,
         fill_ring_empty: s.rx_fill_ring_empty_descs,
         tx_ring_empty: s.tx_ring_empty_descs,
+    })
+}
+
+/// Where the kernel put each ring's producer, consumer, flags and descriptors.
+fn mmap_offsets(raw: RawFd) -> io::Result<libc::xdp_mmap_offsets> {
+    // SAFETY: all-zero is a valid xdp_mmap_offsets; the kernel fills it.
+    let mut off: libc::xdp_mmap_offsets = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::xdp_mmap_offsets>() as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `len` bytes into `off`.
+    let r = unsafe {
+        libc::getsockopt(
+            raw,
+            libc::SOL_XDP,
+            libc::XDP_MMAP_OFFSETS,
+            (&mut off as *mut libc::xdp_mmap_offsets).cast(),
+            &mut len,
+        )
+    };
+    check(r, "XDP_MMAP_OFFSETS")?;
+    if len as usize != std::mem::size_of::<libc::xdp_mmap_offsets>() {
+        return Err(io::Error::other(
+            "XDP_MMAP_OFFSETS: the kernel is too old (no ring flags, Linux < 5.4)",
+        ));
+    }
+    Ok(off)
+}
+
+/// Binds the socket to `queue` of `ifindex` in `mode` (copy or zero-copy).
+fn bind(raw: RawFd, ifindex: u32, queue: u32, mode: u16) -> io::Result<()> {
+    let sa = libc::sockaddr_xdp {
+        sxdp_family: libc::AF_XDP as u16,
+        sxdp_flags: mode | libc::XDP_USE_NEED_WAKEUP,
+        sxdp_ifindex: ifindex,
+        sxdp_queue_id: queue,
+        sxdp_shared_umem_fd: 0,
+    };
+    // SAFETY: bind with a sockaddr_xdp of its own size.
+    let r = unsafe {
+        libc::bind(
+            raw,
+            (&sa as *const libc::sockaddr_xdp).cast(),
+            std::mem::size_of::<libc::sockaddr_xdp>() as libc::socklen_t,
+        )
+    };
+    let what = if mode == libc::XDP_ZEROCOPY {
+        "bind (zero-copy)"
+    } else {
+        "bind (copy mode)"
+    };
+    check(r, what)
+}
+
+/// Busy polling on the socket: SO_PREFER_BUSY_POLL, SO_BUSY_POLL, its budget.
+fn busy_poll(raw: RawFd, usecs: u32, budget: u32) -> io::Result<()> {
+    let one: libc::c_int = 1;
+    setopt(
+        raw,
+        libc::SOL_SOCKET,
+        SO_PREFER_BUSY_POLL,
+        &one,
+        "SO_PREFER_BUSY_POLL",
+    )
+    .and_then(|_| {
+        setopt(
+            raw,
+            libc::SOL_SOCKET,
+            SO_BUSY_POLL,
+            &(usecs as libc::c_int),
+            "SO_BUSY_POLL",
+        )
+    })
+    .and_then(|_| {
+        setopt(
+            raw,
+            libc::SOL_SOCKET,
+            SO_BUSY_POLL_BUDGET,
+            &(budget as libc::c_int),
+            "SO_BUSY_POLL_BUDGET",
+        )
     })
 }
 
