@@ -299,59 +299,9 @@ impl XdpBackend {
             }
         }
 
-        let mut ports: DevMapHash<MapData> = take(&mut ebpf, names::TX_PORTS)?;
-        let stale: Vec<u32> = ports
-            .keys()
-            .filter_map(Result::ok)
-            .filter(|k| !indexes.contains(k))
-            .collect();
-        for k in stale {
-            let _ = ports.remove(k);
-        }
-        for &i in &indexes {
-            ports.insert(i, i, None, 0).map_err(|e| BackendError::Map {
-                map: names::TX_PORTS,
-                detail: e.to_string(),
-            })?;
-        }
-
-        let mut hairpin: HashMap<MapData, u32, u8> = take(&mut ebpf, names::HAIRPIN_REDIRECT)?;
-        let old: Vec<u32> = hairpin.keys().filter_map(Result::ok).collect();
-        for k in old {
-            let _ = hairpin.remove(&k);
-        }
-        for (name, &i) in cfg.interfaces.iter().zip(&indexes) {
-            if driver(name).as_deref() == Some("veth") {
-                hairpin.insert(i, 1, 0).map_err(|e| BackendError::Map {
-                    map: names::HAIRPIN_REDIRECT,
-                    detail: e.to_string(),
-                })?;
-            }
-        }
-
+        set_ports(&mut ebpf, cfg, &indexes)?;
         let mut flows: HashMap<MapData, FlowKey, FlowAction> = take(&mut ebpf, names::FLOWS)?;
-        // Stages died with the process that ran them: back to the fast path.
-        let orphans: Vec<(FlowKey, FlowAction)> = flows
-            .iter()
-            .filter_map(Result::ok)
-            .filter(|(_, a)| a.flags & abi::FLOW_PIPELINE != 0)
-            .collect();
-        for (k, mut a) in orphans {
-            a.flags &= !abi::FLOW_PIPELINE;
-            a.slot = 0;
-            tracing::warn!(local = %flow::addr_of(&k), "adopted a pipeline flow without its stages; it is relayed by XDP until they are sent again");
-            flows.insert(k, a, 0).map_err(map_err(names::FLOWS))?;
-        }
-        let adopted: Vec<Flow> = flows
-            .iter()
-            .filter_map(Result::ok)
-            .map(|(k, a)| {
-                let egress = (a.egress_ifindex != 0)
-                    .then(|| ifname(a.egress_ifindex))
-                    .flatten();
-                Flow::from_abi(&k, &a, egress)
-            })
-            .collect();
+        let adopted = adopt(&mut flows)?;
         if adopting {
             tracing::info!(flows = adopted.len(), dir = %root.display(), "adopted pinned XDP state");
         }
@@ -442,6 +392,68 @@ fn start_workers(
             .map_err(map_err(names::XSK_BASE))?;
     }
     Ok((workers, xsks))
+}
+
+/// Fills `tx_ports` with the configured interfaces (and only them) and
+/// `hairpin_redirect` with those that are veths.
+fn set_ports(ebpf: &mut Ebpf, cfg: &XdpConfig, indexes: &[u32]) -> Result<(), BackendError> {
+    let mut ports: DevMapHash<MapData> = take(ebpf, names::TX_PORTS)?;
+    let stale: Vec<u32> = ports
+        .keys()
+        .filter_map(Result::ok)
+        .filter(|k| !indexes.contains(k))
+        .collect();
+    for k in stale {
+        let _ = ports.remove(k);
+    }
+    for &i in indexes {
+        ports.insert(i, i, None, 0).map_err(|e| BackendError::Map {
+            map: names::TX_PORTS,
+            detail: e.to_string(),
+        })?;
+    }
+
+    let mut hairpin: HashMap<MapData, u32, u8> = take(ebpf, names::HAIRPIN_REDIRECT)?;
+    let old: Vec<u32> = hairpin.keys().filter_map(Result::ok).collect();
+    for k in old {
+        let _ = hairpin.remove(&k);
+    }
+    for (name, &i) in cfg.interfaces.iter().zip(indexes) {
+        if driver(name).as_deref() == Some("veth") {
+            hairpin.insert(i, 1, 0).map_err(|e| BackendError::Map {
+                map: names::HAIRPIN_REDIRECT,
+                detail: e.to_string(),
+            })?;
+        }
+    }
+    Ok(())
+}
+
+/// The flows pinned maps hold, as flows; pipeline flows among them (their
+/// stages died with the process that ran them) go back to the fast path.
+fn adopt(flows: &mut HashMap<MapData, FlowKey, FlowAction>) -> Result<Vec<Flow>, BackendError> {
+    // Stages died with the process that ran them: back to the fast path.
+    let orphans: Vec<(FlowKey, FlowAction)> = flows
+        .iter()
+        .filter_map(Result::ok)
+        .filter(|(_, a)| a.flags & abi::FLOW_PIPELINE != 0)
+        .collect();
+    for (k, mut a) in orphans {
+        a.flags &= !abi::FLOW_PIPELINE;
+        a.slot = 0;
+        tracing::warn!(local = %flow::addr_of(&k), "adopted a pipeline flow without its stages; it is relayed by XDP until they are sent again");
+        flows.insert(k, a, 0).map_err(map_err(names::FLOWS))?;
+    }
+    Ok(flows
+        .iter()
+        .filter_map(Result::ok)
+        .map(|(k, a)| {
+            let egress = (a.egress_ifindex != 0)
+                .then(|| ifname(a.egress_ifindex))
+                .flatten();
+            Flow::from_abi(&k, &a, egress)
+        })
+        .collect())
 }
 
 /// Attaches `prog` to `ifname` through the link pinned at `pin`, replacing
