@@ -441,30 +441,9 @@ impl Worker {
             return false;
         };
         let now = crate::backend::monotonic_ns();
-        let s = &flow.shared;
-        if flow.learn && s.learned.load().is_none() {
-            s.learned.store(Some(Arc::new(src)));
-        }
-        if flow.strict {
-            let ok = match flow.expect {
-                Some(e) => e == src,
-                None => s.learned.load().as_deref().is_none_or(|l| *l == src),
-            };
-            if !ok {
-                s.dropped_source.inc();
-                c.drop_source.inc();
-                return false;
-            }
-        }
-        s.packets.inc();
-        s.bytes.add(payload.len() as u64);
-        s.last_seen_ns.set(now);
-        if let Ok(r) = rtp::Packet::new_checked(payload) {
-            flow.tracker
-                .on_packet(now, r.ssrc(), r.sequence(), r.timestamp());
-            s.publish_rtp(&flow.tracker.quality());
-        } else if rtcp::Packet::new_checked(payload).is_ok() {
-            s.rtcp_packets.inc();
+        if !flow.admit(src, payload, now) {
+            c.drop_source.inc();
+            return false;
         }
         let mut dest = flow.current_destination();
         let mut socket = &flow.send_socket;
@@ -505,6 +484,36 @@ impl Worker {
 }
 
 impl WorkerFlow {
+    /// Learns and checks the source of a packet, and counts it (with its RTP
+    /// quality or RTCP) if it is admitted; false: a strict flow's stranger.
+    fn admit(&mut self, src: SocketAddr, payload: &[u8], now: u64) -> bool {
+        let s = &self.shared;
+        if self.learn && s.learned.load().is_none() {
+            s.learned.store(Some(Arc::new(src)));
+        }
+        if self.strict {
+            let ok = match self.expect {
+                Some(e) => e == src,
+                None => s.learned.load().as_deref().is_none_or(|l| *l == src),
+            };
+            if !ok {
+                s.dropped_source.inc();
+                return false;
+            }
+        }
+        s.packets.inc();
+        s.bytes.add(payload.len() as u64);
+        s.last_seen_ns.set(now);
+        if let Ok(r) = rtp::Packet::new_checked(payload) {
+            self.tracker
+                .on_packet(now, r.ssrc(), r.sequence(), r.timestamp());
+            s.publish_rtp(&self.tracker.quality());
+        } else if rtcp::Packet::new_checked(payload).is_ok() {
+            s.rtcp_packets.inc();
+        }
+        true
+    }
+
     /// Where packets go now: the followed flow's learned peer, if any.
     fn current_destination(&self) -> SocketAddr {
         self.follow
