@@ -14,6 +14,7 @@ pub mod capture;
 pub mod cdrs;
 pub mod peers;
 pub mod process;
+pub mod relay;
 pub mod rtp;
 pub mod services;
 
