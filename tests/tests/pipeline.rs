@@ -1,8 +1,9 @@
 //! The media pipeline on real packets between network namespaces: flows
 //! that carry stages, on each backend with workers (socket; XDP, whose
-//! flows with stages go to its AF_XDP workers). What the callee receives
-//! says what the stages did: every Nth packet dropped and reported, RTCP
-//! sent to the RTCP port, silence originated every 20 ms, and a flow moved
+//! flows with stages go to its AF_XDP workers; with `--features dpdk`,
+//! DPDK). What the callee receives says what the stages did: every Nth
+//! packet dropped and reported, RTCP sent to the RTCP port, silence
+//! originated every 20 ms (IPv4, and IPv6 on AF_XDP), and a flow moved
 //! between the fast path and the pipeline under a 1 ms stream without a
 //! packet lost or doubled.
 
@@ -10,40 +11,27 @@ use std::collections::BTreeMap;
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
-use tollgate_dataplane::control::Request;
 use tollgate_dataplane::flow::Flow;
 use tollgate_dataplane::pipeline::StageSpec;
-use tollgate_tests::netns::{self, Topology};
-use tollgate_tests::process::{flow, Backend, Bpffs, Dataplane};
+use tollgate_tests::capture::Capture;
+use tollgate_tests::netns::{self, Addrs};
+use tollgate_tests::process::flow;
+use tollgate_tests::relay::{sa, Kind, Relay, LIMIT, QUIET};
 use tollgate_tests::rtp;
 
-const QUIET: Duration = Duration::from_millis(1500);
-const LIMIT: Duration = Duration::from_secs(20);
+#[cfg(feature = "dpdk")]
+const DPDK: Kind = Kind::Dpdk { workers: 1 };
 
-struct Relay {
-    // Drop order: data plane, then bpffs, then namespaces.
-    dp: Dataplane,
-    _bpf: Option<Bpffs>,
-    topo: Topology,
-}
-
-fn relay(backend: Backend) -> Relay {
-    let topo = Topology::new();
-    let bpf = matches!(backend, Backend::Xdp).then(Bpffs::new);
-    let dp = Dataplane::start(Some(&topo.relay), backend, bpf.as_ref(), "");
-    Relay {
-        dp,
-        _bpf: bpf,
-        topo,
-    }
-}
-
-/// Caller 10.201.1.2:5000 -> relay 10.201.1.1:30000 -> (from
-/// 10.201.2.1:30002) -> callee 10.201.2.2:4000, with `stages`.
-fn caller_to_callee(stages: Vec<StageSpec>) -> Flow {
+/// Caller 5000 -> relay 30000 -> (from 30002) -> callee 4000 over the
+/// addresses `a`, with `stages`.
+fn caller_to_callee(a: &Addrs, stages: Vec<StageSpec>) -> Flow {
     Flow {
         stages,
-        ..flow("10.201.1.1:30000", "10.201.2.1:30002", "10.201.2.2:4000")
+        ..flow(
+            &sa(a.relay_a, 30000).to_string(),
+            &sa(a.relay_b, 30002).to_string(),
+            &sa(a.callee, 4000).to_string(),
+        )
     }
 }
 
@@ -53,69 +41,82 @@ struct Ends {
     local: SocketAddr,
 }
 
-fn ends(r: &Relay) -> Ends {
-    let a = netns::v4();
+fn ends(r: &Relay, a: &Addrs) -> Ends {
     Ends {
-        caller: rtp::bind(&r.topo.caller, SocketAddr::new(a.caller, 5000)),
-        callee: rtp::bind(&r.topo.callee, SocketAddr::new(a.callee, 4000)),
-        local: SocketAddr::new(a.relay_a, 30000),
+        caller: rtp::bind(&r.topo.caller, sa(a.caller, 5000)),
+        callee: rtp::bind(&r.topo.callee, sa(a.callee, 4000)),
+        local: sa(a.relay_a, 30000),
     }
 }
 
-fn drop_every_nth_is_dropped_and_reported(backend: Backend) {
-    let r = relay(backend);
-    r.dp.put(caller_to_callee(vec![
-        StageSpec::Null,
-        StageSpec::DropEvery { n: 5 },
-    ]));
-    let e = ends(&r);
+/// `drop_every` with n = 5 drops packets 5, 10, 15, ... of the flow, exactly
+/// those, counts them, and reports each one as an event, in order.
+fn drop_every_nth_is_dropped_and_reported(kind: Kind) {
+    let r = Relay::new(kind, "");
+    let a = netns::v4();
+    let e = ends(&r, &a);
+    r.dp.put(caller_to_callee(
+        &a,
+        vec![StageSpec::Null, StageSpec::DropEvery { n: 5 }],
+    ));
+    let _ = r.events();
     // Packets 1..=100: the 5th, 10th, ... are dropped.
     rtp::send(&e.caller, e.local, 7, 1..=100, Duration::from_micros(500));
     let got = rtp::seqs(&rtp::collect(&e.callee, 80, QUIET, LIMIT));
     let want: Vec<u16> = (1..=100).filter(|s| s % 5 != 0).collect();
-    assert_eq!(got, want, "what the callee received");
-
-    let events = r.dp.request(Request::Events).expect("events");
-    let drops: Vec<u64> = events
-        .as_array()
-        .expect("a list")
-        .iter()
-        .filter(|ev| ev["kind"]["event"] == "stage_drop" && ev["local"] == e.local.to_string())
-        .map(|ev| ev["kind"]["packet"].as_u64().unwrap())
-        .collect();
-    assert_eq!(
-        drops,
-        (1..=20).map(|i| i * 5).collect::<Vec<_>>(),
-        "{events}"
+    assert_eq!(got, want, "what the callee received; {}", r.counters());
+    assert!(
+        rtp::collect(&e.callee, 1, Duration::from_millis(300), LIMIT).is_empty(),
+        "nothing more"
     );
-    let workers = r.dp.request(Request::Workers).expect("workers");
-    let stage_drops: u64 = workers
-        .as_array()
-        .expect("a list")
-        .iter()
-        .map(|w| w["pipeline"]["dropped_stage"].as_u64().unwrap())
-        .sum();
-    assert_eq!(stage_drops, 20, "{workers}");
+
+    let mut events = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while events.len() < 20 && Instant::now() < deadline {
+        events.extend(r.events());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(events.len(), 20, "{events:?}");
+    for (i, ev) in events.iter().enumerate() {
+        assert_eq!(ev["local"], e.local.to_string(), "{ev}");
+        assert_eq!(ev["kind"]["event"], "stage_drop", "{ev}");
+        assert_eq!(ev["kind"]["packet"], (i as u64 + 1) * 5, "{ev}");
+        assert_eq!(ev["kind"]["dropped"], i as u64 + 1, "{ev}");
+    }
+    assert_eq!(r.pipeline("dropped_stage"), 20, "{}", r.workers());
+    assert_eq!(r.pipeline("forwarded"), 80, "{}", r.workers());
     assert_eq!(r.dp.flow(e.local)["counters"]["packets"], 100);
+    if matches!(kind, Kind::Dpdk { .. }) {
+        assert_eq!(r.dp.counter("drop_pipeline"), 20, "{}", r.counters());
+    }
 }
 
 #[test]
 fn socket_drop_every_nth_is_dropped_and_reported() {
-    drop_every_nth_is_dropped_and_reported(Backend::Socket);
+    drop_every_nth_is_dropped_and_reported(Kind::Socket);
 }
 
 #[test]
 fn afxdp_drop_every_nth_is_dropped_and_reported() {
-    drop_every_nth_is_dropped_and_reported(Backend::Xdp);
+    drop_every_nth_is_dropped_and_reported(Kind::Afxdp);
 }
 
-/// RTCP on the muxed port leaves for the peer's RTCP port from the relay's.
-fn rtcp_is_demultiplexed(backend: Backend) {
-    let r = relay(backend);
-    r.dp.put(caller_to_callee(vec![StageSpec::RtcpDemux]));
-    let e = ends(&r);
+#[cfg(feature = "dpdk")]
+#[test]
+fn dpdk_drop_every_nth_is_dropped_and_reported() {
+    drop_every_nth_is_dropped_and_reported(DPDK);
+}
+
+/// `rtcp_demux`: RTP goes on to the callee's 4000 from the relay's 30002;
+/// RTCP on the muxed port leaves, unchanged, for 4001 from 30003, with
+/// valid checksums after the port change.
+fn rtcp_is_demultiplexed(kind: Kind) {
+    let r = Relay::new(kind, "");
     let a = netns::v4();
-    let callee_rtcp = rtp::bind(&r.topo.callee, SocketAddr::new(a.callee, 4001));
+    let e = ends(&r, &a);
+    r.dp.put(caller_to_callee(&a, vec![StageSpec::RtcpDemux]));
+    let callee_rtcp = rtp::bind(&r.topo.callee, sa(a.callee, 4001));
+    let cap = Capture::open(&r.topo.callee, "eb");
     let rr = [0x81u8, 201, 0, 1, 0, 0, 0, 7];
     for seq in 0..20u16 {
         e.caller
@@ -126,53 +127,83 @@ fn rtcp_is_demultiplexed(backend: Backend) {
     }
     let media = rtp::collect(&e.callee, 20, QUIET, LIMIT);
     let control = rtp::collect(&callee_rtcp, 20, QUIET, LIMIT);
-    assert_eq!(rtp::seqs(&media), (0..20).collect::<Vec<_>>());
-    assert!(
-        media.iter().all(|(p, _)| p.len() == 172),
-        "only RTP on 4000"
+    assert_eq!(
+        rtp::seqs(&media),
+        (0..20).collect::<Vec<_>>(),
+        "{}",
+        r.counters()
     );
-    assert_eq!(control.len(), 20, "RTCP on 4001");
-    let relay_rtcp = SocketAddr::new(a.relay_b, 30003);
+    assert!(
+        media
+            .iter()
+            .all(|(p, s)| p.len() == 172 && *s == sa(a.relay_b, 30002)),
+        "only RTP on 4000, from the relay's 30002"
+    );
+    assert_eq!(control.len(), 20, "RTCP on 4001; {}", r.counters());
+    let relay_rtcp = sa(a.relay_b, 30003);
     assert!(
         control
             .iter()
             .all(|(p, from)| p[..] == rr && *from == relay_rtcp),
         "RTCP unchanged, from the relay's RTCP port: {control:?}"
     );
+    let frames = cap.udp_to(sa(a.callee, 4001), 20, LIMIT);
+    assert_eq!(frames.len(), 20, "capture on eb");
+    assert!(
+        frames.iter().all(|f| f.udp_checksum_ok && f.ip_checksum_ok),
+        "checksums after the port change"
+    );
+    assert_eq!(r.pipeline("forwarded_rtcp"), 20, "{}", r.workers());
 }
 
 #[test]
 fn socket_rtcp_is_demultiplexed() {
-    rtcp_is_demultiplexed(Backend::Socket);
+    rtcp_is_demultiplexed(Kind::Socket);
 }
 
 #[test]
 fn afxdp_rtcp_is_demultiplexed() {
-    rtcp_is_demultiplexed(Backend::Xdp);
+    rtcp_is_demultiplexed(Kind::Afxdp);
 }
 
-/// An originating stage: silence every 20 ms, the caller's packets consumed.
-fn silence_is_originated_every_ptime(backend: Backend) {
-    let r = relay(backend);
-    let e = ends(&r);
-    r.dp.put(caller_to_callee(vec![StageSpec::Silence {
-        payload_type: 8,
-        ptime_ms: 20,
-    }]));
+#[cfg(feature = "dpdk")]
+#[test]
+fn dpdk_rtcp_is_demultiplexed() {
+    rtcp_is_demultiplexed(DPDK);
+}
+
+/// An originating stage: G.711 silence of `payload_type` (0 PCMU, 8 PCMA)
+/// every 20 ms from the flow's source to its destination, one continuous
+/// stream, the caller's packets consumed.
+fn silence_is_originated_every_ptime(kind: Kind, a: Addrs, payload_type: u8) {
+    let silent = match payload_type {
+        0 => 0xff,
+        8 => 0xd5,
+        pt => panic!("no G.711 silence for payload type {pt}"),
+    };
+    let r = Relay::new(kind, "");
+    let e = ends(&r, &a);
+    r.dp.put(caller_to_callee(
+        &a,
+        vec![StageSpec::Silence {
+            payload_type,
+            ptime_ms: 20,
+        }],
+    ));
     rtp::send(&e.caller, e.local, 7, 0..10, Duration::from_millis(1));
     let t0 = Instant::now();
     let got = rtp::collect(&e.callee, 50, QUIET, LIMIT);
-    let secs = t0.elapsed().as_secs_f64();
-    assert_eq!(got.len(), 50, "50 packets of silence");
+    let took = t0.elapsed();
+    assert_eq!(got.len(), 50, "50 packets of silence; {}", r.counters());
     assert!(
-        secs > 0.8,
-        "50 packets at 20 ms take about a second, not {secs:.2} s"
+        took > Duration::from_millis(800) && took < Duration::from_secs(3),
+        "50 packets at 20 ms take about a second, not {took:?}"
     );
-    let relay_src: SocketAddr = "10.201.2.1:30002".parse().unwrap();
+    let relay_src = sa(a.relay_b, 30002);
     for (p, from) in &got {
-        assert_eq!(*from, relay_src);
-        assert_eq!((p.len(), p[1]), (172, 8), "PCMA, 160 samples");
-        assert!(p[12..].iter().all(|&b| b == 0xd5), "PCMA silence");
+        assert_eq!(*from, relay_src, "silence from the relay");
+        assert_eq!((p.len(), p[1]), (172, payload_type), "160 samples");
+        assert!(p[12..].iter().all(|&b| b == silent), "G.711 silence");
     }
     let seqs = rtp::seqs(&got);
     assert!(
@@ -181,72 +212,115 @@ fn silence_is_originated_every_ptime(backend: Backend) {
     );
     let ssrc = u32::from_be_bytes(got[0].0[8..12].try_into().unwrap());
     assert_ne!(ssrc, 7, "the caller's packets were consumed, not forwarded");
+    assert_eq!(
+        r.pipeline("consumed"),
+        10,
+        "what the caller sent was consumed"
+    );
+    assert!(r.pipeline("originated") >= 50, "{}", r.workers());
+    if kind == Kind::Afxdp {
+        // Originated by the raw socket path.
+        assert!(r.dp.counter("worker_originated_sent") >= 50);
+        assert_eq!(r.dp.counter("worker_originate_failed"), 0);
+    }
 }
 
 #[test]
-fn socket_silence_is_originated_every_ptime() {
-    silence_is_originated_every_ptime(Backend::Socket);
+fn socket_silence_is_originated_every_ptime_ipv4() {
+    silence_is_originated_every_ptime(Kind::Socket, netns::v4(), 8);
 }
 
 #[test]
-fn afxdp_silence_is_originated_every_ptime() {
-    silence_is_originated_every_ptime(Backend::Xdp);
+fn afxdp_silence_is_originated_every_ptime_ipv4() {
+    silence_is_originated_every_ptime(Kind::Afxdp, netns::v4(), 8);
 }
 
-/// A 1 ms stream while the flow gains and loses a stage every 150 ms: each
-/// packet arrives exactly once.
-fn stages_come_and_go_without_loss(backend: Backend) {
-    let r = relay(backend);
-    let e = ends(&r);
-    r.dp.put(caller_to_callee(Vec::new()));
+#[test]
+fn afxdp_silence_is_originated_every_ptime_ipv6() {
+    silence_is_originated_every_ptime(Kind::Afxdp, netns::v6(), 0);
+}
+
+/// From the worker's timer wheel, towards the destination it resolves first.
+#[cfg(feature = "dpdk")]
+#[test]
+fn dpdk_silence_is_originated_every_ptime_ipv4() {
+    silence_is_originated_every_ptime(DPDK, netns::v4(), 0);
+}
+
+/// A 1 ms stream while the flow gains and loses a `null` stage every 150 ms
+/// (at least 8 times): each packet arrives exactly once, and both the
+/// pipeline and the path without it carried a good part of the stream.
+fn stages_come_and_go_without_loss(kind: Kind) {
+    let r = Relay::new(kind, "");
+    let a = netns::v4();
+    let e = ends(&r, &a);
+    r.dp.put(caller_to_callee(&a, Vec::new()));
     let n: u16 = 2500;
     let done = AtomicBool::new(false);
-    let got = std::thread::scope(|s| {
-        let rx = s.spawn(|| rtp::collect(&e.callee, n as usize, QUIET, LIMIT));
-        s.spawn(|| {
-            let mut with = true;
-            while !done.load(Ordering::Relaxed) {
+    let (got, switches) = std::thread::scope(|s| {
+        let rx = s.spawn(|| rtp::collect(&e.callee, n as usize, QUIET, Duration::from_secs(30)));
+        let switcher = s.spawn(|| {
+            let mut switches = 0u32;
+            while !done.load(Ordering::Relaxed) && switches < 16 {
                 std::thread::sleep(Duration::from_millis(150));
-                let stages = if with {
+                let stages = if switches.is_multiple_of(2) {
                     vec![StageSpec::Null]
                 } else {
                     Vec::new()
                 };
-                r.dp.put(caller_to_callee(stages));
-                with = !with;
+                r.dp.put(caller_to_callee(&a, stages));
+                switches += 1;
             }
+            switches
         });
         rtp::send(&e.caller, e.local, 9, 0..n, Duration::from_millis(1));
-        let got = rx.join().expect("receiver");
         done.store(true, Ordering::Relaxed);
-        got
+        let switches = switcher.join().expect("switcher");
+        (rx.join().expect("receiver"), switches)
     });
     let mut seen: BTreeMap<u16, u32> = BTreeMap::new();
     for s in rtp::seqs(&got) {
         *seen.entry(s).or_default() += 1;
     }
     let lost = (0..n).filter(|s| !seen.contains_key(s)).count();
-    let doubled = seen.values().filter(|&&c| c > 1).count();
-    assert_eq!((lost, doubled), (0, 0), "lost and doubled of {n}");
-    let workers = r.dp.request(Request::Workers).expect("workers");
-    let through_pipeline: u64 = workers
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|w| w["pipeline"]["processed"].as_u64().unwrap())
-        .sum();
-    assert!(
-        through_pipeline > 0 && through_pipeline < n as u64,
-        "part of the stream went through the pipeline: {workers}"
+    let doubled: u32 = seen.values().map(|c| c - 1).sum();
+    assert!(switches >= 8, "switched {switches} times");
+    assert_eq!(
+        (lost, doubled),
+        (0, 0),
+        "lost and doubled of {n} after {switches} switches; counters {}; workers {}",
+        r.counters(),
+        r.workers()
     );
+    let through_pipeline = r.pipeline("processed");
+    assert!(
+        through_pipeline > 200 && through_pipeline < n as u64,
+        "part of the stream went through the pipeline: {}",
+        r.workers()
+    );
+    if kind == Kind::Afxdp {
+        let fast = r.dp.counter("forwarded");
+        assert!(
+            fast > 200,
+            "both paths carried the stream: {through_pipeline} by a worker, {fast} by XDP"
+        );
+        assert_eq!(through_pipeline + fast, n as u64);
+        assert_eq!(r.dp.flow(e.local)["counters"]["packets"], n as u64);
+    }
 }
 
 #[test]
 fn socket_stages_come_and_go_without_loss() {
-    stages_come_and_go_without_loss(Backend::Socket);
+    stages_come_and_go_without_loss(Kind::Socket);
 }
 
 #[test]
 fn afxdp_stages_come_and_go_without_loss() {
-    stages_come_and_go_without_loss(Backend::Xdp);
+    stages_come_and_go_without_loss(Kind::Afxdp);
+}
+
+#[cfg(feature = "dpdk")]
+#[test]
+fn dpdk_stages_come_and_go_without_loss() {
+    stages_come_and_go_without_loss(DPDK);
 }
