@@ -231,7 +231,6 @@ impl Worker {
                 .set((now - started).saturating_sub(idle_ns));
             self.counters.uptime_ns.set(now - started);
             self.originate(now);
-            let mut woken = false;
             loop {
                 batch.clear();
                 batch.extend(self.ring.completion().take(self.burst));
@@ -243,19 +242,21 @@ impl Worker {
                         OP_RECV => self.on_recv(cqe),
                         OP_SEND => self.on_send(cqe),
                         OP_ORIGIN => self.on_origin_sent(cqe),
-                        OP_WAKE => woken = true,
+                        // In completion order: a packet that came after a
+                        // flow change meets the change (a removed flow
+                        // forwards nothing once `flow_del` has answered).
+                        OP_WAKE => {
+                            if !self.apply_messages() {
+                                return;
+                            }
+                            self.arm_wake();
+                        }
                         _ => {} // cancellation acknowledgements
                     }
                 }
                 self.bufs.publish();
                 self.pipeline_counters.store(self.pipeline.counters());
                 let _ = self.ring.submit();
-            }
-            if woken {
-                if !self.apply_messages() {
-                    return;
-                }
-                self.arm_wake();
             }
         }
     }
