@@ -28,7 +28,7 @@ impl Eal {
                 "DPDK's EAL was already started in this process (once per process)".into(),
             ));
         }
-        let mut argv: Vec<CString> = vec![CString::new("tollgate").expect("no NUL")];
+        let mut argv: Vec<CString> = vec![c"tollgate".to_owned()];
         for a in args {
             argv.push(CString::new(a.as_str()).map_err(|_| {
                 BackendError::Other(format!("EAL argument {a:?} contains a NUL byte"))
@@ -96,9 +96,15 @@ pub struct Pool(NonNull<sys::rte_mempool>);
 unsafe impl Send for Pool {}
 unsafe impl Sync for Pool {}
 
+/// `name` for DPDK; a NUL in it (from the config) is an error, not a panic.
+fn c_name(name: &str) -> Result<CString, BackendError> {
+    CString::new(name)
+        .map_err(|_| BackendError::Other(format!("DPDK name {name:?} contains a NUL byte")))
+}
+
 impl Pool {
     pub fn new(name: &str, mbufs: u32) -> Result<Pool, BackendError> {
-        let c = CString::new(name).expect("no NUL");
+        let c = c_name(name)?;
         // SAFETY: valid name; DPDK copies it.
         let p = unsafe {
             sys::rte_pktmbuf_pool_create(
@@ -204,7 +210,7 @@ pub struct Port {
 impl Port {
     /// The port DPDK created or probed under `name`.
     pub fn find(name: &str) -> Result<u16, BackendError> {
-        let c = CString::new(name).expect("no NUL");
+        let c = c_name(name)?;
         let mut id = 0u16;
         // SAFETY: valid name and out-pointer.
         let r = unsafe { sys::rte_eth_dev_get_port_by_name(c.as_ptr(), &mut id) };
