@@ -191,7 +191,11 @@ async fn drain_rate(args: &CdrBenchArgs, spool: &Arc<Spool>) -> anyhow::Result<f
         spool.clone(),
         "pg".into(),
         sink,
-        args.batch,
+        // The spool is full: every batch is full and none waits.
+        tollgate_cdr::sink::Batching {
+            max: args.batch,
+            linger: Duration::ZERO,
+        },
     ));
     let limit = drain_limit(args.records);
     let drained = loop {

@@ -3,6 +3,7 @@
 //! option has a default that works on one host: a spool and an SQLite
 //! database under `/var/lib/tollgate`.
 
+use crate::sink::Batching;
 use crate::spool::{Fsync, SpoolConfig};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
@@ -21,6 +22,9 @@ pub struct CdrConfig {
     pub alarm_percent: u8,
     /// Most records a sink takes per delivery.
     pub batch: usize,
+    /// How long a sink gathers records after the first before delivering
+    /// (one transaction and one cursor sync per batch); 0 delivers at once.
+    pub batch_linger_ms: u64,
     pub sinks: Vec<SinkConfig>,
 }
 
@@ -117,6 +121,7 @@ impl Default for CdrConfig {
             max_spool_mb: 4096,
             alarm_percent: 80,
             batch: 1000,
+            batch_linger_ms: 50,
             sinks: vec![SinkConfig::sqlite_default()],
         }
     }
@@ -136,6 +141,13 @@ impl CdrConfig {
             segment_bytes: self.segment_mb << 20,
             max_bytes: self.max_spool_mb << 20,
             alarm_percent: self.alarm_percent,
+        }
+    }
+
+    pub fn batching(&self) -> Batching {
+        Batching {
+            max: self.batch,
+            linger: Duration::from_millis(self.batch_linger_ms),
         }
     }
 

@@ -63,10 +63,13 @@ fn reboot_and_read(dir: &Path) -> Vec<(u64, Record)> {
     let mut out = Vec::new();
     rt.block_on(async {
         while out.last().map_or(0, |(s, _)| *s) < next {
-            let batch = tokio::time::timeout(Duration::from_secs(5), reader.next_batch(256))
-                .await
-                .expect("every record up to the newest is readable")
-                .expect("the reopened spool reads cleanly");
+            let batch = tokio::time::timeout(
+                Duration::from_secs(5),
+                reader.next_batch(256, Duration::ZERO),
+            )
+            .await
+            .expect("every record up to the newest is readable")
+            .expect("the reopened spool reads cleanly");
             out.extend(batch);
         }
     });

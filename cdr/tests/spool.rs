@@ -32,10 +32,13 @@ async fn read_ids(spool: &Spool, sink: &str, n: usize) -> Vec<(u64, String)> {
     let mut r = spool.reader(sink);
     let mut out = Vec::new();
     while out.len() < n {
-        let batch = tokio::time::timeout(std::time::Duration::from_secs(5), r.next_batch(64))
-            .await
-            .expect("records arrive")
-            .expect("read");
+        let batch = tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            r.next_batch(64, std::time::Duration::ZERO),
+        )
+        .await
+        .expect("records arrive")
+        .expect("read");
         out.extend(batch.into_iter().map(|(s, r)| (s, r.call_id().to_string())));
     }
     out

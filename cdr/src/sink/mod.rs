@@ -48,6 +48,14 @@ pub trait Sink: Send + 'static {
     ) -> impl Future<Output = Result<(), SinkError>> + Send;
 }
 
+/// How deliveries are cut: at most `max` records each, gathered for up to
+/// `linger` after the first one is written.
+#[derive(Debug, Clone, Copy)]
+pub struct Batching {
+    pub max: usize,
+    pub linger: Duration,
+}
+
 /// First and longest wait between failed deliveries.
 const BACKOFF_MIN: Duration = Duration::from_millis(200);
 const BACKOFF_MAX: Duration = Duration::from_secs(10);
@@ -55,7 +63,7 @@ const BACKOFF_MAX: Duration = Duration::from_secs(10);
 /// Feeds `sink` from the spool forever. Reading (and decoding) the next
 /// batch runs as its own task, so it overlaps the sink's delivery of the
 /// current one.
-pub async fn run<S: Sink>(spool: Arc<Spool>, name: String, mut sink: S, batch: usize) {
+pub async fn run<S: Sink>(spool: Arc<Spool>, name: String, mut sink: S, batch: Batching) {
     let (tx, mut batches) = tokio::sync::mpsc::channel::<Vec<(u64, Record)>>(2);
     tokio::spawn(read_ahead(spool.clone(), name.clone(), batch, tx));
     let mut backoff = BACKOFF_MIN;
@@ -88,12 +96,12 @@ pub async fn run<S: Sink>(spool: Arc<Spool>, name: String, mut sink: S, batch: u
 async fn read_ahead(
     spool: Arc<Spool>,
     name: String,
-    batch: usize,
+    batch: Batching,
     tx: tokio::sync::mpsc::Sender<Vec<(u64, Record)>>,
 ) {
     let mut reader = spool.reader(&name);
     loop {
-        match reader.next_batch(batch).await {
+        match reader.next_batch(batch.max, batch.linger).await {
             Ok(records) => {
                 if tx.send(records).await.is_err() {
                     return;
@@ -113,11 +121,11 @@ async fn read_ahead(
 pub fn spawn_all(spool: &Arc<Spool>, cfg: &CdrConfig) -> Vec<tokio::task::JoinHandle<()>> {
     cfg.sinks
         .iter()
-        .map(|s| spawn(spool.clone(), s, cfg.batch))
+        .map(|s| spawn(spool.clone(), s, cfg.batching()))
         .collect()
 }
 
-fn spawn(spool: Arc<Spool>, s: &SinkConfig, batch: usize) -> tokio::task::JoinHandle<()> {
+fn spawn(spool: Arc<Spool>, s: &SinkConfig, batch: Batching) -> tokio::task::JoinHandle<()> {
     let name = s.name();
     let url = s.url.clone().unwrap_or_default();
     match s.kind {

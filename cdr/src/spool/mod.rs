@@ -482,17 +482,33 @@ pub struct Reader {
 }
 
 impl Reader {
-    /// Up to `max` records from the cursor on, waiting until there is one.
-    pub async fn next_batch(&mut self, max: usize) -> Result<Vec<(u64, Record)>, SpoolError> {
-        loop {
+    /// Up to `max` records from the cursor on, waiting until there is one;
+    /// then, while fewer than `max` are written, waiting up to `linger` for
+    /// more, so a sink at a steady call rate takes one batch per `linger`
+    /// (one transaction, one cursor sync) instead of one per record.
+    pub async fn next_batch(
+        &mut self,
+        max: usize,
+        linger: Duration,
+    ) -> Result<Vec<(u64, Record)>, SpoolError> {
+        let mut upto = loop {
             let upto = *self.written.borrow_and_update();
             if self.next <= upto {
-                return self.read(upto, max);
+                break upto;
             }
             if self.written.changed().await.is_err() {
                 return Err(SpoolError::Closed);
             }
+        };
+        let deadline = tokio::time::Instant::now() + linger;
+        while upto + 1 - self.next < max as u64 {
+            match tokio::time::timeout_at(deadline, self.written.changed()).await {
+                Ok(Ok(())) => upto = *self.written.borrow_and_update(),
+                // Closed or lingered long enough: deliver what is there.
+                Ok(Err(_)) | Err(_) => break,
+            }
         }
+        self.read(upto, max)
     }
 
     /// Records `next..=upto` (at most `max`), which are all on disk.
