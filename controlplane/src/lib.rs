@@ -13,6 +13,7 @@ pub mod ng;
 pub mod ngserver;
 pub mod plane;
 pub mod regshare;
+pub mod sipinbox;
 pub mod sipserver;
 pub mod siptransport;
 pub mod supervisor;

@@ -1,6 +1,7 @@
-//! The B2BUA's thread and what feeds it. The transports (`siptransport`:
-//! UDP and TCP on `sip.listen`, TLS on `sip.tls_listen`) queue messages;
-//! the B2BUA thread takes a burst, hands it to the B2BUA in arrival order
+//! The B2BUA's thread and what feeds it. The thread reads its UDP socket
+//! itself (`sipinbox`); TCP on `sip.listen` and TLS on `sip.tls_listen`
+//! (`siptransport`) queue framed messages for it. The thread takes a
+//! burst of both, hands it to the B2BUA in arrival order
 //! under the lock the NG server also takes (they share the media session
 //! manager), runs due timers, and sends what the B2BUA produced once the
 //! call records of that step are durable in the CDR spool: a 200 to a BYE
@@ -15,20 +16,17 @@
 use crate::b2bua::config::SipConfig;
 use crate::b2bua::{lcr, B2bua, Media, Transport};
 use crate::ngserver::{wait_durable, NgServer};
+use crate::sipinbox::{inbox, Inbound, Mailbox, UdpIn, BURST};
 use crate::siptransport::{
-    accept_tcp, accept_tls, receive_udp, tls_client_config, tls_config, Connections, Inbound,
-    Outbound,
+    accept_tcp, accept_tls, tls_client_config, tls_config, Connections, Outbound,
 };
 use crate::sync::lock;
 use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// Datagrams taken in one step.
-const BURST: usize = 64;
 /// The longest the thread sleeps, so it notices `stop`.
 const NAP: Duration = Duration::from_millis(50);
 
@@ -107,7 +105,8 @@ pub async fn run(
     };
     let shared =
         cfg_redis.map(|url| tokio::spawn(crate::regshare::run(url, b2b.clone(), stop.clone())));
-    let (tx, rx) = mpsc::channel();
+    let (tx, mailbox) = inbox()?;
+    let udp = UdpIn::new(sock);
     let conns: Connections = Arc::default();
     let tls = tls.map(|(listener, config)| {
         tokio::spawn(accept_tls(listener, config, tx.clone(), conns.clone()))
@@ -130,7 +129,7 @@ pub async fn run(
     let (stop2, b2b_main) = (stop.clone(), b2b.clone());
     let serving = std::thread::Builder::new()
         .name("tg-sip".into())
-        .spawn(move || serve(sock, tcp, rx, out, &ng, &b2b, &stop2))?;
+        .spawn(move || serve(udp, tcp, mailbox, out, &ng, &b2b, &stop2))?;
     let hup = Arc::new(AtomicBool::new(false));
     signal_hook::flag::register(signal_hook::consts::SIGHUP, hup.clone())?;
     while !stop.load(Ordering::Relaxed) {
@@ -180,79 +179,84 @@ fn reload_dialplan(path: Option<&Path>, b2b: &Mutex<B2bua>) {
 }
 
 fn serve(
-    sock: UdpSocket,
+    udp: UdpIn,
     tcp: TcpListener,
-    rx: mpsc::Receiver<Inbound>,
+    mailbox: Mailbox,
     outbound: Outbound,
     ng: &NgServer,
     b2b: &Mutex<B2bua>,
     stop: &Arc<AtomicBool>,
 ) {
-    let Ok(udp_in) = sock.try_clone() else { return };
-    let tx = outbound.tx.clone();
-    let (tx2, stop2) = (tx.clone(), stop.clone());
-    let _ = std::thread::Builder::new()
-        .name("tg-sip-udp".into())
-        .spawn(move || receive_udp(udp_in, tx2, stop2));
-    let (tx3, conns3) = (tx, outbound.conns.clone());
+    let (tx, conns) = (outbound.tx.clone(), outbound.conns.clone());
     let _ = std::thread::Builder::new()
         .name("tg-sip-accept".into())
-        .spawn(move || accept_tcp(tcp, tx3, conns3));
-    let mut burst: Vec<Inbound> = Vec::with_capacity(BURST);
+        .spawn(move || accept_tcp(tcp, tx, conns));
+    let mut udp = udp;
+    let mut burst: Vec<Inbound> = Vec::with_capacity(2 * BURST);
     let mut reported = Instant::now();
     while !stop.load(Ordering::Relaxed) {
         if reported.elapsed() >= REPORT_EVERY {
             reported = Instant::now();
             report(&lock(b2b).counters);
         }
-        let wait = lock(b2b)
-            .poll_timeout()
-            .map(|t| t.saturating_duration_since(Instant::now()))
-            .unwrap_or(NAP)
-            .clamp(Duration::from_millis(1), NAP);
-        match rx.recv_timeout(wait) {
-            Ok(m) => burst.push(m),
-            Err(mpsc::RecvTimeoutError::Timeout) => {}
-            Err(mpsc::RecvTimeoutError::Disconnected) => return,
+        if !udp.take(&mailbox, &mut burst) {
+            return;
         }
-        while burst.len() < BURST {
-            match rx.try_recv() {
-                Ok(m) => burst.push(m),
-                Err(_) => break,
+        if burst.is_empty() {
+            let wait = lock(b2b)
+                .poll_timeout()
+                .map(|t| t.saturating_duration_since(Instant::now()))
+                .unwrap_or(NAP)
+                .clamp(Duration::from_millis(1), NAP);
+            udp.wait(&mailbox, wait);
+            if !udp.take(&mailbox, &mut burst) {
+                return;
             }
         }
-        let (out, queued) = ng.with_handler_here(|h| {
-            let mut b = lock(b2b);
-            let mut media = Media {
-                sessions: &mut h.sessions,
-                plane: h.plane.as_mut(),
-            };
-            let now = Instant::now();
-            for m in burst.drain(..) {
-                match m {
-                    Inbound::Datagram(from, bytes) => b.on_datagram(now, from, &bytes, &mut media),
-                    Inbound::Stream(from, transport, bytes) => {
-                        b.on_stream_message(now, transport, from, &bytes, &mut media)
-                    }
-                }
-            }
-            b.handle_timeout(now, &mut media);
-            let out: Vec<_> = std::iter::from_fn(|| b.poll_transmit()).collect();
-            (out, b.take_records())
-        });
-        wait_durable(queued);
-        for (transport, to, bytes) in out {
-            match transport {
-                Transport::Udp => {
-                    if let Err(e) = sock.send_to(&bytes, to) {
-                        tracing::debug!(%to, error = %e, "SIP send failed");
-                    }
-                }
-                stream => outbound.send(to, stream, &bytes),
-            }
-        }
+        step(&mut burst, ng, b2b, udp.socket(), &outbound);
     }
     report(&lock(b2b).counters);
+}
+
+/// Hands `burst` to the B2BUA, runs its due timers, and sends what it
+/// produced once the step's call records are durable.
+fn step(
+    burst: &mut Vec<Inbound>,
+    ng: &NgServer,
+    b2b: &Mutex<B2bua>,
+    sock: &UdpSocket,
+    outbound: &Outbound,
+) {
+    let (out, queued) = ng.with_handler_here(|h| {
+        let mut b = lock(b2b);
+        let mut media = Media {
+            sessions: &mut h.sessions,
+            plane: h.plane.as_mut(),
+        };
+        let now = Instant::now();
+        for m in burst.drain(..) {
+            match m {
+                Inbound::Datagram(from, bytes) => b.on_datagram(now, from, &bytes, &mut media),
+                Inbound::Stream(from, transport, bytes) => {
+                    b.on_stream_message(now, transport, from, &bytes, &mut media)
+                }
+            }
+        }
+        b.handle_timeout(now, &mut media);
+        let out: Vec<_> = std::iter::from_fn(|| b.poll_transmit()).collect();
+        (out, b.take_records())
+    });
+    wait_durable(queued);
+    for (transport, to, bytes) in out {
+        match transport {
+            Transport::Udp => {
+                if let Err(e) = sock.send_to(&bytes, to) {
+                    tracing::debug!(%to, error = %e, "SIP send failed");
+                }
+            }
+            stream => outbound.send(to, stream, &bytes),
+        }
+    }
 }
 
 /// Loads the LCR tables every `every_secs` (logging the number of gateways

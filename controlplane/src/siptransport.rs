@@ -1,6 +1,6 @@
-//! SIP transports for the B2BUA's thread: receivers that turn UDP
-//! datagrams and TCP/TLS byte streams (framed by Content-Length) into
-//! [`Inbound`] messages on one queue, and the open stream connections by
+//! SIP stream transports for the B2BUA's thread: receivers that turn
+//! TCP/TLS byte streams (framed by Content-Length) into [`Inbound`]
+//! messages in its [`Inbox`] (UDP it reads itself), and the open stream connections by
 //! peer ([`Connections`]) through which responses and requests to stream
 //! peers leave ([`Outbound`], which opens TCP and TLS connections to
 //! targets on demand). TCP runs on blocking threads (one per connection);
@@ -9,13 +9,13 @@
 //! from a channel.
 
 use crate::b2bua::Transport;
+use crate::sipinbox::{Inbound, Inbox};
 use crate::sync::lock;
 use std::collections::HashMap;
-use std::io::{ErrorKind, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tollgate_sip::message::{Message, ParseError};
@@ -23,15 +23,6 @@ use tollgate_sip::message::{Message, ParseError};
 /// A TCP or TLS peer that sends this much without completing a message is
 /// cut off.
 const MAX_STREAM_BUFFER: usize = 1 << 20;
-/// How long the UDP receiver blocks before looking at `stop`.
-const NAP: Duration = Duration::from_millis(50);
-
-/// A message as a receiver hands it to the B2BUA thread.
-pub enum Inbound {
-    Datagram(SocketAddr, Vec<u8>),
-    /// One whole message framed from a TCP or TLS connection.
-    Stream(SocketAddr, Transport, Vec<u8>),
-}
 
 /// How to write to an open stream connection (the reader holds the same
 /// TCP socket: reads and writes go through shared references).
@@ -44,37 +35,15 @@ pub enum Conn {
 /// The open stream connections, by peer.
 pub type Connections = Arc<Mutex<HashMap<SocketAddr, Conn>>>;
 
-/// Reads datagrams until `stop`.
-pub fn receive_udp(sock: UdpSocket, tx: mpsc::Sender<Inbound>, stop: Arc<AtomicBool>) {
-    let mut buf = vec![0u8; 65536];
-    let _ = sock.set_read_timeout(Some(NAP));
-    while !stop.load(Ordering::Relaxed) {
-        match sock.recv_from(&mut buf) {
-            Ok((n, from)) => {
-                if tx.send(Inbound::Datagram(from, buf[..n].to_vec())).is_err() {
-                    return;
-                }
-            }
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
-            Err(e) => tracing::debug!(error = %e, "SIP receive failed"),
-        }
-    }
-}
-
 /// Queues every whole message at the front of `buf`. False when the stream
 /// is out of step (what is left goes to the B2BUA, which answers 400 if it
 /// can) or the B2BUA is gone: the connection is to be closed.
-fn take_frames(
-    buf: &mut Vec<u8>,
-    peer: SocketAddr,
-    transport: Transport,
-    tx: &mpsc::Sender<Inbound>,
-) -> bool {
+fn take_frames(buf: &mut Vec<u8>, peer: SocketAddr, transport: Transport, tx: &Inbox) -> bool {
     loop {
         match Message::parse_stream(buf) {
             Ok((_, used)) => {
                 let msg: Vec<u8> = buf.drain(..used).collect();
-                if tx.send(Inbound::Stream(peer, transport, msg)).is_err() {
+                if !tx.send(Inbound::Stream(peer, transport, msg)) {
                     return false;
                 }
             }
@@ -88,12 +57,7 @@ fn take_frames(
     }
 }
 
-fn receive_tcp(
-    stream: Arc<TcpStream>,
-    peer: SocketAddr,
-    tx: mpsc::Sender<Inbound>,
-    conns: Connections,
-) {
+fn receive_tcp(stream: Arc<TcpStream>, peer: SocketAddr, tx: Inbox, conns: Connections) {
     let (mut buf, mut chunk) = (Vec::new(), vec![0u8; 65536]);
     while take_frames(&mut buf, peer, Transport::Tcp, &tx) {
         match (&*stream).read(&mut chunk) {
@@ -105,7 +69,7 @@ fn receive_tcp(
 }
 
 /// Accepts TCP connections for as long as the process runs.
-pub fn accept_tcp(listener: TcpListener, tx: mpsc::Sender<Inbound>, conns: Connections) {
+pub fn accept_tcp(listener: TcpListener, tx: Inbox, conns: Connections) {
     for stream in listener.incoming().flatten() {
         let Ok(peer) = stream.peer_addr() else {
             continue;
@@ -115,12 +79,7 @@ pub fn accept_tcp(listener: TcpListener, tx: mpsc::Sender<Inbound>, conns: Conne
 }
 
 /// Registers a TCP connection and starts its reader; returns it for writing.
-fn track(
-    stream: TcpStream,
-    peer: SocketAddr,
-    tx: &mpsc::Sender<Inbound>,
-    conns: &Connections,
-) -> Arc<TcpStream> {
+fn track(stream: TcpStream, peer: SocketAddr, tx: &Inbox, conns: &Connections) -> Arc<TcpStream> {
     let _ = stream.set_nodelay(true);
     let stream = Arc::new(stream);
     lock(conns).insert(peer, Conn::Tcp(stream.clone()));
@@ -135,7 +94,7 @@ fn track(
 /// ones (TCP directly; TLS on the runtime, verified against `tls`'s roots).
 pub struct Outbound {
     pub conns: Connections,
-    pub tx: mpsc::Sender<Inbound>,
+    pub tx: Inbox,
     pub tls: Option<(tokio::runtime::Handle, tokio_rustls::TlsConnector)>,
 }
 
@@ -217,7 +176,7 @@ pub fn tls_config(cert: &Path, key: &Path) -> Result<rustls::ServerConfig, Strin
 pub async fn accept_tls(
     listener: tokio::net::TcpListener,
     config: rustls::ServerConfig,
-    tx: mpsc::Sender<Inbound>,
+    tx: Inbox,
     conns: Connections,
 ) {
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
@@ -247,7 +206,7 @@ async fn session<S>(
     tls: S,
     peer: SocketAddr,
     mut out: tokio::sync::mpsc::UnboundedReceiver<Vec<u8>>,
-    tx: mpsc::Sender<Inbound>,
+    tx: Inbox,
     conns: Connections,
 ) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + 'static,
