@@ -18,24 +18,25 @@
 pub mod cdr;
 pub mod config;
 pub mod dialplan;
+pub mod ids;
 pub mod lcr;
 pub mod leg;
 pub mod registrar;
 
 use crate::media::options::Options;
 use crate::media::{MediaPlane, Sessions};
+use crate::time::Now;
 use cdr::{failure_status, CallFacts, Outcome};
 use config::SipConfig;
 use dialplan::{Decision, Dialplan};
+use ids::Ids;
 use lcr::{Candidate, LcrTable};
 use leg::{Leg, Side};
 use registrar::Registrar;
 use std::cmp::Reverse;
-use std::collections::hash_map::RandomState;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
-use std::hash::BuildHasher;
 use std::net::SocketAddr;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 use tollgate_cdr::model::{Disposition, HangupBy, Record};
 use tollgate_sip::digest::{Authenticator, Credentials, Rejection};
 use tollgate_sip::message::{reason_phrase, Message, NameAddr, Uri};
@@ -174,7 +175,7 @@ pub struct B2bua {
     clients: HashMap<ClientKey, ClientEntry>,
     out: VecDeque<(Transport, SocketAddr, Vec<u8>)>,
     records: Vec<Record>,
-    ids: (RandomState, u64),
+    ids: Ids,
     /// Start of the current one-second window and INVITEs accepted in it.
     cps_window: (Instant, u32),
     registrar: Registrar,
@@ -275,17 +276,13 @@ fn user_of(v: Option<&str>) -> Option<String> {
 }
 
 impl B2bua {
-    pub fn new(cfg: SipConfig, local: SocketAddr) -> Self {
+    /// A B2BUA at `local` (our address in Via and Contact) whose tags,
+    /// branches, Call-IDs and nonce key come from `ids`.
+    pub fn new(cfg: SipConfig, local: SocketAddr, now: Now, mut ids: Ids) -> Self {
         let contact = format!("<sip:{local}>");
-        // The nonce key: random per process (RandomState is seeded from the OS).
-        let seed = RandomState::new();
-        let mut key = [0u8; 32];
-        for (i, chunk) in key.chunks_mut(8).enumerate() {
-            chunk.copy_from_slice(&seed.hash_one(i).to_le_bytes());
-        }
         let auth = Authenticator::new(
             &cfg.realm,
-            key,
+            ids.key(),
             Duration::from_secs(300),
             cfg.digest_algorithms.clone(),
         );
@@ -301,8 +298,8 @@ impl B2bua {
             clients: HashMap::new(),
             out: VecDeque::new(),
             records: Vec::new(),
-            ids: (RandomState::new(), 0),
-            cps_window: (Instant::now(), 0),
+            ids,
+            cps_window: (now.mono, 0),
             pending_end: Vec::new(),
             counters: Counters::default(),
             registrar: Registrar::default(),
@@ -313,13 +310,8 @@ impl B2bua {
             health: HashMap::new(),
             health_changes: Vec::new(),
             next_ping: None,
-            media_checked: Instant::now(),
+            media_checked: now.mono,
         }
-    }
-
-    fn id(&mut self) -> String {
-        self.ids.1 += 1;
-        format!("{:016x}", self.ids.0.hash_one(self.ids.1))
     }
 
     fn transport_of(&self, peer: SocketAddr) -> Transport {
@@ -332,7 +324,7 @@ impl B2bua {
 
     /// Our Via for a request to `to`, and its branch.
     fn via(&mut self, to: SocketAddr) -> (String, String) {
-        let branch = format!("z9hG4bK{}", self.id());
+        let branch = format!("z9hG4bK{}", self.ids.id());
         let t = self.transport_of(to).token();
         (
             format!("SIP/2.0/{t} {};branch={branch};rport", self.local),
@@ -360,14 +352,14 @@ impl B2bua {
     }
 
     /// One datagram from `from`.
-    pub fn on_datagram(&mut self, now: Instant, from: SocketAddr, bytes: &[u8], media: &mut Media) {
+    pub fn on_datagram(&mut self, now: Now, from: SocketAddr, bytes: &[u8], media: &mut Media) {
         self.on_message(now, Transport::Udp, from, bytes, media);
     }
 
     /// One message read from the TCP or TLS connection with `from`.
     pub fn on_stream_message(
         &mut self,
-        now: Instant,
+        now: Now,
         transport: Transport,
         from: SocketAddr,
         bytes: &[u8],
@@ -378,7 +370,7 @@ impl B2bua {
 
     fn on_message(
         &mut self,
-        now: Instant,
+        now: Now,
         transport: Transport,
         from: SocketAddr,
         bytes: &[u8],
@@ -436,7 +428,7 @@ impl B2bua {
 
     fn on_request(
         &mut self,
-        now: Instant,
+        now: Now,
         from: SocketAddr,
         method: &str,
         req: Message,
@@ -449,7 +441,7 @@ impl B2bua {
             return;
         };
         if let Some(e) = self.servers.get_mut(&key) {
-            e.txn.on_request(now, &req); // a retransmission
+            e.txn.on_request(now.mono, &req); // a retransmission
             self.pump_server(&key);
             return;
         }
@@ -462,7 +454,7 @@ impl B2bua {
             "CANCEL" => self.on_cancel(now, from, key, req, media),
             _ if req.to_tag().is_some() => self.in_dialog(now, from, key, req, media),
             "OPTIONS" => {
-                let mut r = Message::response_to(&req, 200, "OK", Some(&self.id()));
+                let mut r = Message::response_to(&req, 200, "OK", Some(&self.ids.id()));
                 r.add_header("Allow", "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO");
                 self.respond_new(now, from, key, req, r, None);
             }
@@ -476,15 +468,15 @@ impl B2bua {
     /// Answers `req` at once through a new server transaction.
     fn respond_new(
         &mut self,
-        now: Instant,
+        now: Now,
         from: SocketAddr,
         key: Key,
         req: Message,
         resp: Message,
         call: Option<String>,
     ) {
-        let mut txn = Server::new(req, now, self.timers, self.reliable(from));
-        txn.respond(now, resp);
+        let mut txn = Server::new(req, now.mono, self.timers, self.reliable(from));
+        txn.respond(now.mono, resp);
         self.servers.insert(
             key.clone(),
             ServerEntry {
@@ -499,7 +491,13 @@ impl B2bua {
 
     /// Checks the digest credentials in `header`: the user's name, or the
     /// response to send (a challenge with `challenge` 401/407, or 403).
-    fn authenticate(&self, req: &Message, header: &str, challenge: u16) -> Result<String, Message> {
+    fn authenticate(
+        &self,
+        now: Now,
+        req: &Message,
+        header: &str,
+        challenge: u16,
+    ) -> Result<String, Message> {
         let method = req.method().unwrap_or_default();
         let challenged = |stale: bool| {
             let name = if challenge == 401 {
@@ -508,7 +506,7 @@ impl B2bua {
                 "Proxy-Authenticate"
             };
             let mut r = Message::response_to(req, challenge, reason_phrase(challenge), None);
-            for c in self.auth.challenges(SystemTime::now(), stale) {
+            for c in self.auth.challenges(now.wall, stale) {
                 r.add_header(name, c);
             }
             r
@@ -524,10 +522,7 @@ impl B2bua {
         let Some(user) = self.cfg.users.iter().find(|u| u.name == c.username) else {
             return Err(forbidden("unknown user"));
         };
-        match self
-            .auth
-            .verify(SystemTime::now(), method, &c, &user.password)
-        {
+        match self.auth.verify(now.wall, method, &c, &user.password) {
             Ok(()) => Ok(c.username),
             Err(Rejection::Stale) => Err(challenged(true)),
             Err(Rejection::Invalid(why)) => Err(forbidden(&why)),
@@ -535,11 +530,11 @@ impl B2bua {
     }
 
     /// A REGISTER: authenticated, then bindings changed; the response.
-    fn on_register(&mut self, now: Instant, from: SocketAddr, req: &Message) -> Message {
+    fn on_register(&mut self, now: Now, from: SocketAddr, req: &Message) -> Message {
         if self.cfg.users.is_empty() {
             return Message::response_to(req, 403, "No Users Configured", None);
         }
-        let user = match self.authenticate(req, "Authorization", 401) {
+        let user = match self.authenticate(now, req, "Authorization", 401) {
             Ok(u) => u,
             Err(r) => return r,
         };
@@ -564,19 +559,19 @@ impl B2bua {
             }
             all => all,
         };
-        self.registrar.apply(&user, change, from, now);
-        let mut r = Message::response_to(req, 200, "OK", Some(&self.id()));
-        for b in self.registrar.bindings(&user, now) {
-            let left = b.expires.saturating_duration_since(now).as_secs();
+        self.registrar.apply(&user, change, from, now.mono);
+        let mut r = Message::response_to(req, 200, "OK", Some(&self.ids.id()));
+        for b in self.registrar.bindings(&user, now.mono) {
+            let left = b.expires.saturating_duration_since(now.mono).as_secs();
             r.add_header("Contact", format!("<{}>;expires={left}", b.contact));
         }
         tracing::info!(user, %from, "registered");
         r
     }
 
-    fn overloaded(&mut self, now: Instant) -> bool {
-        if now.duration_since(self.cps_window.0) >= Duration::from_secs(1) {
-            self.cps_window = (now, 0);
+    fn overloaded(&mut self, now: Now) -> bool {
+        if now.mono.duration_since(self.cps_window.0) >= Duration::from_secs(1) {
+            self.cps_window = (now.mono, 0);
         }
         if self.calls.len() >= self.cfg.max_calls || self.cps_window.1 >= self.cfg.max_cps {
             return true;
@@ -587,7 +582,7 @@ impl B2bua {
 
     fn on_invite(
         &mut self,
-        now: Instant,
+        now: Now,
         from: SocketAddr,
         key: Key,
         invite: Message,
@@ -627,18 +622,19 @@ impl B2bua {
             if self.cfg.users.is_empty() || trusted {
                 return None;
             }
-            self.authenticate(&invite, "Proxy-Authorization", 407).err()
+            self.authenticate(now, &invite, "Proxy-Authorization", 407)
+                .err()
         });
         if let Some(r) = early {
             self.respond_new(now, from, key, invite, r, None);
             return;
         }
         self.counters.calls += 1;
-        let a_tag = self.id();
+        let a_tag = self.ids.id();
         let number = user_of(invite.request_uri()).unwrap_or_default();
         let mut facts = CallFacts {
             call_id: call_id.clone(),
-            start: SystemTime::now(),
+            start: now.wall,
             answered: None,
             from_number: user_of(invite.header("From")).unwrap_or_default(),
             to_number: number.clone(),
@@ -656,7 +652,7 @@ impl B2bua {
             gateway: None,
         };
         let a = Leg::from_invite(&invite, a_tag.clone(), from);
-        let txn = Server::new(invite.clone(), now, self.timers, self.reliable(from));
+        let txn = Server::new(invite.clone(), now.mono, self.timers, self.reliable(from));
         self.servers.insert(
             key.clone(),
             ServerEntry {
@@ -679,7 +675,7 @@ impl B2bua {
                 by: HangupBy::Relay,
             };
             let t = me.transport_of(a.addr).token().to_ascii_lowercase();
-            let cdr = facts.cdr(None, &out, a, None, [&t, ""], SystemTime::now());
+            let cdr = facts.cdr(None, &out, a, None, [&t, ""], now.wall);
             me.records.push(Record::Ended(Box::new(cdr)));
         };
         let mut candidates = VecDeque::new();
@@ -706,7 +702,7 @@ impl B2bua {
                     },
                 }
             }
-            Decision::Registered => match self.registrar.lookup(&number, now) {
+            Decision::Registered => match self.registrar.lookup(&number, now.mono) {
                 Some(b) => Decision::Forward {
                     uri: b.contact.clone(),
                     addr: b.addr,
@@ -741,7 +737,7 @@ impl B2bua {
         let b_offer =
             match media
                 .sessions
-                .offer(media.plane, &call_id, &a_from_tag, None, &offer, &o)
+                .offer(now, media.plane, &call_id, &a_from_tag, None, &offer, &o)
             {
                 Ok(s) => s,
                 Err(e) => {
@@ -763,8 +759,8 @@ impl B2bua {
         facts.trunk = Some(uri.clone());
         facts.destination_ip = Some(addr.ip());
 
-        let b_call_id = format!("{}@tollgate", self.id());
-        let b_tag = self.id();
+        let b_call_id = format!("{}@tollgate", self.ids.id());
+        let b_tag = self.ids.id();
         let from_uri = match NameAddr::parse(invite.header("From").unwrap_or_default()) {
             Ok(n) => n.without_tag().to_string(),
             Err(_) => format!("<sip:{}@{}>", facts.from_number, self.local.ip()),
@@ -814,7 +810,7 @@ impl B2bua {
             (call_id.clone(), Side::B),
         );
         tracing::info!(call_id, number, target = uri, "call routed");
-        let ring = now + Duration::from_secs(self.cfg.ring_timeout_secs);
+        let ring = now.mono + Duration::from_secs(self.cfg.ring_timeout_secs);
         self.due.push(Reverse((ring, Due::Ring(call_id.clone()))));
         self.calls.insert(
             call_id,
@@ -841,14 +837,14 @@ impl B2bua {
 
     fn start_client(
         &mut self,
-        now: Instant,
+        now: Now,
         key: ClientKey,
         req: Message,
         to: SocketAddr,
         call: &str,
         purpose: Purpose,
     ) {
-        let txn = Client::new(req, now, self.timers, self.reliable(to));
+        let txn = Client::new(req, now.mono, self.timers, self.reliable(to));
         self.clients.insert(
             key.clone(),
             ClientEntry {
@@ -863,9 +859,9 @@ impl B2bua {
     }
 
     /// Sends a response through an existing server transaction.
-    fn respond_server(&mut self, now: Instant, key: &Key, resp: Message) {
+    fn respond_server(&mut self, now: Now, key: &Key, resp: Message) {
         if let Some(e) = self.servers.get_mut(key) {
-            e.txn.respond(now, resp);
+            e.txn.respond(now.mono, resp);
         }
         self.pump_server(key);
     }
@@ -907,7 +903,7 @@ impl B2bua {
     }
 
     /// Sends what a client transaction queued and acts on its events.
-    fn pump_client(&mut self, key: &ClientKey, now: Instant, mut media: Option<&mut Media>) {
+    fn pump_client(&mut self, key: &ClientKey, now: Now, mut media: Option<&mut Media>) {
         let Some(e) = self.clients.get_mut(key) else {
             return;
         };
@@ -934,9 +930,9 @@ impl B2bua {
                 }
                 (Purpose::Ping(g), _) => match ev {
                     ClientEvent::Response(r) if r.code().is_some_and(|c| c >= 200) => {
-                        self.gateway_health(*g, true)
+                        self.gateway_health(now, *g, true)
                     }
-                    ClientEvent::Timeout => self.gateway_health(*g, false),
+                    ClientEvent::Timeout => self.gateway_health(now, *g, false),
                     ClientEvent::Response(_) => {}
                 },
                 _ => {}
@@ -944,11 +940,11 @@ impl B2bua {
         }
     }
 
-    fn on_response(&mut self, now: Instant, resp: Message, media: &mut Media) {
+    fn on_response(&mut self, now: Now, resp: Message, media: &mut Media) {
         let Some(k) = Key::client(&resp) else { return };
         let key = (k.branch, k.method);
         match self.clients.get_mut(&key) {
-            Some(e) => e.txn.on_response(now, resp),
+            Some(e) => e.txn.on_response(now.mono, resp),
             None => return, // late or stray: nothing waits for it
         }
         self.pump_client(&key, now, Some(media));
@@ -957,7 +953,7 @@ impl B2bua {
 
     fn on_b_invite_event(
         &mut self,
-        now: Instant,
+        now: Now,
         call_id: &str,
         to: SocketAddr,
         ev: ClientEvent,
@@ -993,8 +989,8 @@ impl B2bua {
                     self.send_cancel(now, call_id);
                     return;
                 }
-                let sdp =
-                    sdp_of(&resp).and_then(|answer| self.media_answer(call_id, &answer, media));
+                let sdp = sdp_of(&resp)
+                    .and_then(|answer| self.media_answer(now, call_id, &answer, media));
                 self.answer_a(now, call_id, &resp, code, sdp);
             }
             200..=299 => {
@@ -1023,12 +1019,12 @@ impl B2bua {
                     self.bye(now, call_id, Side::B);
                     return;
                 }
-                let sdp =
-                    sdp_of(&resp).and_then(|answer| self.media_answer(call_id, &answer, media));
+                let sdp = sdp_of(&resp)
+                    .and_then(|answer| self.media_answer(now, call_id, &answer, media));
                 let call = self.calls.get_mut(call_id).expect("checked");
                 call.phase = Phase::Answered;
                 call.ring_deadline = None;
-                call.facts.answered = Some(SystemTime::now());
+                call.facts.answered = Some(now.wall);
                 self.counters.answered += 1;
                 if let Some(r) = call.facts.answered_record() {
                     self.records.push(r);
@@ -1054,7 +1050,7 @@ impl B2bua {
     /// A provisional or 2xx response to A's INVITE, with our tag and Contact.
     fn answer_a(
         &mut self,
-        now: Instant,
+        now: Now,
         call_id: &str,
         resp: &Message,
         code: u16,
@@ -1074,14 +1070,20 @@ impl B2bua {
     }
 
     /// B's answer SDP through the media manager; the SDP for A.
-    fn media_answer(&mut self, call_id: &str, answer: &str, media: &mut Media) -> Option<String> {
+    fn media_answer(
+        &mut self,
+        now: Now,
+        call_id: &str,
+        answer: &str,
+        media: &mut Media,
+    ) -> Option<String> {
         let call = self.calls.get(call_id)?;
         let a_tag = call.a.remote_tag.clone().unwrap_or_default();
         let b_tag = call.b.remote_tag.clone().unwrap_or_default();
         let o = media_options(call.b.addr.ip());
         let r = media
             .sessions
-            .answer(media.plane, call_id, &a_tag, &b_tag, answer, &o);
+            .answer(now, media.plane, call_id, &a_tag, &b_tag, answer, &o);
         media.sessions.take_records(); // our answered record is the 2xx
         match r {
             Ok(s) => Some(s),
@@ -1094,14 +1096,7 @@ impl B2bua {
 
     /// The call fails before an answer: `code` to A (unless A already has a
     /// final), CANCEL to B if it is still ringing, CDR.
-    fn fail_call(
-        &mut self,
-        now: Instant,
-        call_id: &str,
-        code: u16,
-        reason: &str,
-        media: &mut Media,
-    ) {
+    fn fail_call(&mut self, now: Now, call_id: &str, code: u16, reason: &str, media: &mut Media) {
         let Some(call) = self.calls.get(call_id) else {
             return;
         };
@@ -1131,11 +1126,11 @@ impl B2bua {
             reason: reason.to_string(),
             by,
         };
-        self.end_call(call_id, out, media);
+        self.end_call(now, call_id, out, media);
     }
 
     /// Removes the call, its media session and dialogs, and writes its CDR.
-    fn end_call(&mut self, call_id: &str, out: Outcome, media: &mut Media) {
+    fn end_call(&mut self, now: Now, call_id: &str, out: Outcome, media: &mut Media) {
         let Some(call) = self.calls.remove(call_id) else {
             return;
         };
@@ -1145,14 +1140,9 @@ impl B2bua {
             .remove(&(call.b.call_id.clone(), call.b.local_tag.clone()));
         let mut media_cdr = None;
         if call.media {
-            let locals = media.sessions.call_flows(call_id);
-            let stats = media.plane.flow_stats(&locals).unwrap_or_else(|e| {
-                tracing::warn!(call_id, error = %e, "data plane counters unavailable");
-                HashMap::new()
-            });
             media
                 .sessions
-                .delete(media.plane, call_id, None, None, Some(0), &stats);
+                .delete(now, media.plane, call_id, None, None, Some(0));
             for r in media.sessions.take_records() {
                 match r {
                     Record::Ended(c) if c.call_id == call_id => media_cdr = Some(*c),
@@ -1168,7 +1158,7 @@ impl B2bua {
             &call.a,
             Some(&call.b),
             [&ta, &tb],
-            SystemTime::now(),
+            now.wall,
         );
         tracing::info!(
             call_id,
@@ -1179,7 +1169,7 @@ impl B2bua {
         self.records.push(Record::Ended(Box::new(cdr)));
     }
 
-    fn send_cancel(&mut self, now: Instant, call_id: &str) {
+    fn send_cancel(&mut self, now: Now, call_id: &str) {
         let Some(call) = self.calls.get_mut(call_id) else {
             return;
         };
@@ -1206,7 +1196,7 @@ impl B2bua {
 
     fn on_cancel(
         &mut self,
-        now: Instant,
+        now: Now,
         from: SocketAddr,
         key: Key,
         cancel: Message,
@@ -1231,10 +1221,10 @@ impl B2bua {
         self.fail_call(now, &call_id, 487, reason_phrase(487), media);
     }
 
-    fn on_ack(&mut self, now: Instant, ack: Message) {
+    fn on_ack(&mut self, now: Now, ack: Message) {
         if let Some(key) = Key::server(&ack) {
             if let Some(e) = self.servers.get_mut(&key) {
-                e.txn.on_request(now, &ack); // ACK of our non-2xx
+                e.txn.on_request(now.mono, &ack); // ACK of our non-2xx
                 self.pump_server(&key);
                 return;
             }
@@ -1259,19 +1249,12 @@ impl B2bua {
         };
         let (_, _, key) = call.server_invites.swap_remove(i);
         if let Some(e) = self.servers.get_mut(&key) {
-            e.txn.acknowledged(now);
+            e.txn.acknowledged(now.mono);
         }
         self.pump_server(&key);
     }
 
-    fn in_dialog(
-        &mut self,
-        now: Instant,
-        from: SocketAddr,
-        key: Key,
-        req: Message,
-        media: &mut Media,
-    ) {
+    fn in_dialog(&mut self, now: Now, from: SocketAddr, key: Key, req: Message, media: &mut Media) {
         let (Some(cid), Some(tag)) = (req.call_id(), req.to_tag()) else {
             return;
         };
@@ -1297,6 +1280,7 @@ impl B2bua {
                 };
                 tracing::info!(call_id, ?by, "hangup");
                 self.end_call(
+                    now,
                     &call_id,
                     Outcome {
                         status: Disposition::Answered,
@@ -1330,7 +1314,7 @@ impl B2bua {
             );
             match media
                 .sessions
-                .offer(media.plane, &call_id, &xt, yt.as_deref(), &offer, &o)
+                .offer(now, media.plane, &call_id, &xt, yt.as_deref(), &offer, &o)
             {
                 Ok(s) => body = Some(s),
                 Err(e) => {
@@ -1353,7 +1337,7 @@ impl B2bua {
                 .server_invites
                 .push((side, n, key.clone()));
         }
-        let server = Server::new(req.clone(), now, self.timers, self.reliable(from));
+        let server = Server::new(req.clone(), now.mono, self.timers, self.reliable(from));
         self.servers.insert(
             key.clone(),
             ServerEntry {
@@ -1393,7 +1377,7 @@ impl B2bua {
     /// A response to a relayed in-dialog request: back to the sender.
     fn on_relay_event(
         &mut self,
-        now: Instant,
+        now: Now,
         call_id: &str,
         server: &Key,
         from: Side,
@@ -1438,7 +1422,7 @@ impl B2bua {
                 );
                 sdp = media
                     .sessions
-                    .answer(media.plane, call_id, &xt, &yt, &answer, &o)
+                    .answer(now, media.plane, call_id, &xt, &yt, &answer, &o)
                     .map_err(|e| tracing::warn!(call_id, reason = %e.0, "re-INVITE answer refused"))
                     .ok();
                 media.sessions.take_records();
@@ -1478,7 +1462,7 @@ impl B2bua {
     }
 
     /// A BYE on `side` of the call.
-    fn bye(&mut self, now: Instant, call_id: &str, side: Side) {
+    fn bye(&mut self, now: Now, call_id: &str, side: Side) {
         if let Some((to, branch, bye)) = self.leg_request(call_id, side, "BYE", None) {
             let id = call_id.to_string();
             self.start_client(now, (branch, "BYE".into()), bye, to, &id, Purpose::Bye);
@@ -1516,7 +1500,7 @@ impl B2bua {
 
     /// A 2xx from `to` for an INVITE whose call is gone: ACK it, then BYE
     /// (§13.2.2.4), in the dialog the 2xx made.
-    fn ack_and_bye_orphan(&mut self, now: Instant, to: SocketAddr, resp: &Message) {
+    fn ack_and_bye_orphan(&mut self, now: Now, to: SocketAddr, resp: &Message) {
         let (Some(cid), Some(from), Some(callee)) =
             (resp.call_id(), resp.header("From"), resp.header("To"))
         else {
@@ -1547,18 +1531,18 @@ impl B2bua {
     }
 
     /// Registration changes made here, for nodes sharing registrations.
-    pub fn take_registrations(&mut self) -> Vec<(String, Vec<registrar::Shared>)> {
-        self.registrar.export(Instant::now())
+    pub fn take_registrations(&mut self, now: Now) -> Vec<(String, Vec<registrar::Shared>)> {
+        self.registrar.export(now)
     }
 
     /// Another node's bindings for `user`.
-    pub fn merge_registration(&mut self, user: &str, bindings: &[registrar::Shared]) {
-        self.registrar.merge(user, bindings, Instant::now());
+    pub fn merge_registration(&mut self, now: Now, user: &str, bindings: &[registrar::Shared]) {
+        self.registrar.merge(user, bindings, now);
     }
 
     /// (Re)starts the call's session timer (RFC 4028) when a session
     /// interval was negotiated: unless refreshed, the call ends with it.
-    fn arm_session(&mut self, now: Instant, call_id: &str, interval: Option<Duration>) {
+    fn arm_session(&mut self, now: Now, call_id: &str, interval: Option<Duration>) {
         let Some(call) = self.calls.get_mut(call_id) else {
             return;
         };
@@ -1566,7 +1550,7 @@ impl B2bua {
             call.session_interval = interval;
         }
         if let Some(i) = call.session_interval {
-            let t = now + i;
+            let t = now.mono + i;
             call.session_deadline = Some(t);
             self.due
                 .push(Reverse((t, Due::Session(call_id.to_string()))));
@@ -1574,10 +1558,10 @@ impl B2bua {
     }
 
     /// Replaces the least-cost routing tables (reloaded from SQL).
-    pub fn set_lcr(&mut self, table: LcrTable) {
+    pub fn set_lcr(&mut self, now: Now, table: LcrTable) {
         self.lcr = table;
         if self.cfg.lcr.ping_secs > 0 && self.next_ping.is_none() {
-            let t = Instant::now();
+            let t = now.mono;
             self.next_ping = Some(t);
             self.due.push(Reverse((t, Due::Ping)));
         }
@@ -1588,16 +1572,16 @@ impl B2bua {
         std::mem::take(&mut self.health_changes)
     }
 
-    fn gateway_health(&mut self, gateway: i64, up: bool) {
+    fn gateway_health(&mut self, now: Now, gateway: i64, up: bool) {
         if self.health.insert(gateway, up) != Some(up) {
             tracing::info!(gateway, up, "LCR gateway health changed");
         }
         self.health_changes
-            .push((gateway, up, crate::media::ms(SystemTime::now())));
+            .push((gateway, up, crate::media::ms(now.wall)));
     }
 
     /// OPTIONS to every LCR gateway; answers mark it up, silence down.
-    fn ping_gateways(&mut self, now: Instant) {
+    fn ping_gateways(&mut self, now: Now) {
         let gateways: Vec<(i64, SocketAddr)> =
             self.lcr.all_gateways().map(|g| (g.id, g.addr)).collect();
         for (id, addr) in gateways {
@@ -1605,10 +1589,10 @@ impl B2bua {
             let mut m = Message::request("OPTIONS", &format!("sip:{addr}"));
             m.add_header("Via", via);
             m.add_header("Max-Forwards", "70");
-            let tag = self.id();
+            let tag = self.ids.id();
             m.add_header("From", format!("<sip:ping@{}>;tag={tag}", self.local));
             m.add_header("To", format!("<sip:{addr}>"));
-            m.add_header("Call-ID", format!("{}@tollgate", self.id()));
+            m.add_header("Call-ID", format!("{}@tollgate", self.ids.id()));
             m.add_header("CSeq", "1 OPTIONS");
             self.start_client(
                 now,
@@ -1623,7 +1607,7 @@ impl B2bua {
 
     /// After a gateway failed: the call goes to the next candidate as a
     /// new B leg (same offer). False when none is left.
-    fn try_next_gateway(&mut self, now: Instant, call_id: &str) -> bool {
+    fn try_next_gateway(&mut self, now: Now, call_id: &str) -> bool {
         let Some(call) = self.calls.get_mut(call_id) else {
             return false;
         };
@@ -1642,7 +1626,7 @@ impl B2bua {
         let old = (call.b.call_id.clone(), call.b.local_tag.clone());
         let (local_uri, old_req) = (call.b.local_uri.clone(), call.b_invite_req.clone());
         self.dialogs.remove(&old);
-        let (b_call_id, b_tag) = (format!("{}@tollgate", self.id()), self.id());
+        let (b_call_id, b_tag) = (format!("{}@tollgate", self.ids.id()), self.ids.id());
         let mut b = Leg::outgoing(
             b_call_id,
             b_tag,
@@ -1680,8 +1664,12 @@ impl B2bua {
     }
 
     /// Runs every timer that is due.
-    pub fn handle_timeout(&mut self, now: Instant, media: &mut Media) {
-        while self.due.peek().is_some_and(|Reverse((t, _))| *t <= now) {
+    pub fn handle_timeout(&mut self, now: Now, media: &mut Media) {
+        while self
+            .due
+            .peek()
+            .is_some_and(|Reverse((t, _))| *t <= now.mono)
+        {
             let Some(Reverse((t, due))) = self.due.pop() else {
                 break;
             };
@@ -1691,7 +1679,7 @@ impl B2bua {
                         continue;
                     };
                     e.armed = None;
-                    e.txn.handle_timeout(now);
+                    e.txn.handle_timeout(now.mono);
                     self.pump_server(&k);
                 }
                 Due::Client(k) => {
@@ -1699,7 +1687,7 @@ impl B2bua {
                         continue;
                     };
                     e.armed = None;
-                    e.txn.handle_timeout(now);
+                    e.txn.handle_timeout(now.mono);
                     self.pump_client(&k, now, Some(media));
                 }
                 Due::Ring(call_id) => {
@@ -1726,7 +1714,7 @@ impl B2bua {
                 }
                 Due::Ping => {
                     if self.next_ping == Some(t) {
-                        let next = now + Duration::from_secs(self.cfg.lcr.ping_secs);
+                        let next = now.mono + Duration::from_secs(self.cfg.lcr.ping_secs);
                         self.next_ping = Some(next);
                         self.due.push(Reverse((next, Due::Ping)));
                         self.ping_gateways(now);
@@ -1734,8 +1722,8 @@ impl B2bua {
                 }
             }
         }
-        if now.duration_since(self.media_checked) >= media.sessions.stats_every() {
-            self.media_checked = now;
+        if now.mono.duration_since(self.media_checked) >= media.sessions.stats_every() {
+            self.media_checked = now.mono;
             self.end_silent_calls(now, media);
         }
         self.finish_pending(now, media);
@@ -1744,7 +1732,7 @@ impl B2bua {
     /// Answered calls whose media has been silent for the media timeout
     /// are ended with BYEs on both legs (the counters of those calls'
     /// flows only, in one pipelined exchange with the data plane).
-    fn end_silent_calls(&mut self, now: Instant, media: &mut Media) {
+    fn end_silent_calls(&mut self, now: Now, media: &mut Media) {
         let Some(limit) = media.sessions.media_timeout() else {
             return;
         };
@@ -1752,7 +1740,7 @@ impl B2bua {
             c.phase == Phase::Answered
                 && c.facts
                     .answered
-                    .and_then(|t| t.elapsed().ok())
+                    .and_then(|t| now.wall.duration_since(t).ok())
                     .is_some_and(|age| age >= limit)
         };
         let candidates: Vec<String> = self
@@ -1798,7 +1786,7 @@ impl B2bua {
     /// it was answered, then its CDR with `status`, `by` and `reason`.
     fn hang_up(
         &mut self,
-        now: Instant,
+        now: Now,
         call_id: &str,
         (status, by): (Disposition, HangupBy),
         reason: &str,
@@ -1815,6 +1803,7 @@ impl B2bua {
         let code = 408;
         let reason = reason.to_string();
         self.end_call(
+            now,
             call_id,
             Outcome {
                 status,
@@ -1827,7 +1816,7 @@ impl B2bua {
     }
 
     /// Calls whose caller never ACKed our 2xx: BYE both legs, CDR.
-    fn finish_pending(&mut self, now: Instant, media: &mut Media) {
+    fn finish_pending(&mut self, now: Now, media: &mut Media) {
         for (call_id, by, reason) in std::mem::take(&mut self.pending_end) {
             self.hang_up(now, &call_id, (Disposition::Failed, by), reason, media);
         }
