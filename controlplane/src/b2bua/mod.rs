@@ -972,7 +972,13 @@ impl B2bua {
         let resp = match ev {
             ClientEvent::Timeout => {
                 if !self.try_next_gateway(now, call_id) {
-                    self.fail_call(now, call_id, 408, reason_phrase(408), media);
+                    self.fail_call(
+                        now,
+                        call_id,
+                        (408, reason_phrase(408)),
+                        HangupBy::Relay,
+                        media,
+                    );
                 }
                 return;
             }
@@ -1042,7 +1048,7 @@ impl B2bua {
                     return;
                 }
                 let reason = resp.reason().to_string();
-                self.fail_call(now, call_id, code, &reason, media);
+                self.fail_call(now, call_id, (code, &reason), HangupBy::Callee, media);
             }
         }
     }
@@ -1095,8 +1101,15 @@ impl B2bua {
     }
 
     /// The call fails before an answer: `code` to A (unless A already has a
-    /// final), CANCEL to B if it is still ringing, CDR.
-    fn fail_call(&mut self, now: Now, call_id: &str, code: u16, reason: &str, media: &mut Media) {
+    /// final), then its CDR saying who ended it.
+    fn fail_call(
+        &mut self,
+        now: Now,
+        call_id: &str,
+        (code, reason): (u16, &str),
+        by: HangupBy,
+        media: &mut Media,
+    ) {
         let Some(call) = self.calls.get(call_id) else {
             return;
         };
@@ -1115,11 +1128,6 @@ impl B2bua {
             }
             self.respond_server(now, &key, r);
         }
-        let by = if code == 487 {
-            HangupBy::Caller
-        } else {
-            HangupBy::Callee
-        };
         let out = Outcome {
             status: failure_status(code),
             code,
@@ -1218,7 +1226,13 @@ impl B2bua {
         tracing::info!(call_id, "caller cancelled");
         self.send_cancel(now, &call_id);
         // 487 to A now; B's 487 later finds the call gone.
-        self.fail_call(now, &call_id, 487, reason_phrase(487), media);
+        self.fail_call(
+            now,
+            &call_id,
+            (487, reason_phrase(487)),
+            HangupBy::Caller,
+            media,
+        );
     }
 
     fn on_ack(&mut self, now: Now, ack: Message) {
@@ -1293,7 +1307,13 @@ impl B2bua {
             } else if side == Side::A {
                 // A BYE in A's early dialog ends the attempt like CANCEL.
                 self.send_cancel(now, &call_id);
-                self.fail_call(now, &call_id, 487, reason_phrase(487), media);
+                self.fail_call(
+                    now,
+                    &call_id,
+                    (487, reason_phrase(487)),
+                    HangupBy::Caller,
+                    media,
+                );
             }
             return;
         }
@@ -1698,7 +1718,7 @@ impl B2bua {
                     {
                         tracing::info!(call_id, "no answer within the ring timeout");
                         self.send_cancel(now, &call_id);
-                        self.fail_call(now, &call_id, 480, "No Answer", media);
+                        self.fail_call(now, &call_id, (480, "No Answer"), HangupBy::Relay, media);
                     }
                 }
                 Due::Session(call_id) => {
