@@ -110,10 +110,8 @@ struct Call {
     session_deadline: Option<Instant>,
     /// Gateways still to try if the current one fails (least-cost routing).
     candidates: VecDeque<Candidate>,
-    /// B has sent a provisional (a CANCEL may go out).
+    /// B has sent a provisional (a CANCEL may go out, §9.1).
     b_provisional: bool,
-    /// A CANCEL waits for B's first provisional (§9.1).
-    cancel_pending: bool,
     media: bool,
 }
 
@@ -829,7 +827,6 @@ impl B2bua {
                 session_deadline: None,
                 candidates,
                 b_provisional: false,
-                cancel_pending: false,
                 media: true,
             },
         );
@@ -924,7 +921,7 @@ impl B2bua {
         }
         for ev in events {
             match (&purpose, media.as_deref_mut()) {
-                (Purpose::BInvite, Some(m)) => self.on_b_invite_event(now, &call, to, ev, m),
+                (Purpose::BInvite, Some(m)) => self.on_b_invite_event(now, key, &call, to, ev, m),
                 (Purpose::Relay { server, from }, Some(m)) => {
                     self.on_relay_event(now, &call, server, *from, ev, m)
                 }
@@ -954,17 +951,21 @@ impl B2bua {
     fn on_b_invite_event(
         &mut self,
         now: Now,
+        key: &ClientKey,
         call_id: &str,
         to: SocketAddr,
         ev: ClientEvent,
         media: &mut Media,
     ) {
         if !self.calls.contains_key(call_id) {
-            // The call is over (cancelled, timed out): a late 2xx still
-            // needs its ACK, then a BYE.
+            // The call is over (cancelled, timed out) with this INVITE
+            // pending: B's first provisional lets the CANCEL go (§9.1); a
+            // late 2xx still needs its ACK, then a BYE.
             if let ClientEvent::Response(r) = ev {
-                if r.code().is_some_and(|c| (200..300).contains(&c)) {
-                    self.ack_and_bye_orphan(now, to, &r);
+                match r.code().unwrap_or(0) {
+                    101..=199 => self.cancel_invite(now, key, to),
+                    200..=299 => self.ack_and_bye_orphan(now, to, &r),
+                    _ => {}
                 }
             }
             return;
@@ -991,10 +992,6 @@ impl B2bua {
                 let call = self.calls.get_mut(call_id).expect("checked");
                 call.b_provisional = true;
                 call.b.update_from_response(&resp);
-                if call.cancel_pending {
-                    self.send_cancel(now, call_id);
-                    return;
-                }
                 let sdp = sdp_of(&resp)
                     .and_then(|answer| self.media_answer(now, call_id, &answer, media));
                 self.answer_a(now, call_id, &resp, code, sdp);
@@ -1018,13 +1015,7 @@ impl B2bua {
                 let ack = call.b.request("ACK", via, &contact, Some(ack_cseq));
                 let to = call.b.addr;
                 call.b_ack = Some(ack.clone());
-                let cancelled = call.cancel_pending;
                 self.send(to, &ack);
-                if cancelled {
-                    // A cancelled, B answered anyway: hang B up.
-                    self.bye(now, call_id, Side::B);
-                    return;
-                }
                 let sdp = sdp_of(&resp)
                     .and_then(|answer| self.media_answer(now, call_id, &answer, media));
                 let call = self.calls.get_mut(call_id).expect("checked");
@@ -1177,16 +1168,26 @@ impl B2bua {
         self.records.push(Record::Ended(Box::new(cdr)));
     }
 
+    /// Cancels B's INVITE: now if B has sent a provisional, else when its
+    /// first one reaches the transaction, which outlives the call (§9.1).
     fn send_cancel(&mut self, now: Now, call_id: &str) {
-        let Some(call) = self.calls.get_mut(call_id) else {
+        let Some(call) = self.calls.get(call_id).filter(|c| c.b_provisional) else {
             return;
         };
-        if !call.b_provisional {
-            call.cancel_pending = true;
+        let (invite, to) = (call.b_invite.clone(), call.b.addr);
+        self.cancel_invite(now, &invite, to);
+    }
+
+    /// A CANCEL of our INVITE transaction `invite` to `to`, unless one is
+    /// out already or the INVITE is over.
+    fn cancel_invite(&mut self, now: Now, invite: &ClientKey, to: SocketAddr) {
+        let key = (invite.0.clone(), "CANCEL".to_string());
+        if self.clients.contains_key(&key) {
             return;
         }
-        call.cancel_pending = false;
-        let inv = &call.b_invite_req;
+        let Some(inv) = self.clients.get(invite).map(|e| e.txn.request()) else {
+            return;
+        };
         let mut c = Message::request("CANCEL", inv.request_uri().unwrap_or_default());
         for h in ["Via", "From", "To", "Call-ID"] {
             if let Some(v) = inv.header_values(h).first() {
@@ -1196,10 +1197,7 @@ impl B2bua {
         let n = inv.cseq().map(|(n, _)| n).unwrap_or(1);
         c.add_header("CSeq", format!("{n} CANCEL"));
         c.add_header("Max-Forwards", "70");
-        let key = (call.b_invite.0.clone(), "CANCEL".to_string());
-        let to = call.b.addr;
-        let id = call_id.to_string();
-        self.start_client(now, key, c, to, &id, Purpose::Cancel);
+        self.start_client(now, key, c, to, "", Purpose::Cancel);
     }
 
     fn on_cancel(
@@ -1631,7 +1629,7 @@ impl B2bua {
         let Some(call) = self.calls.get_mut(call_id) else {
             return false;
         };
-        if call.phase != Phase::Calling || call.cancel_pending {
+        if call.phase != Phase::Calling {
             return false;
         }
         let Some(next) = call.candidates.pop_front() else {
