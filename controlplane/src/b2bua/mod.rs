@@ -40,7 +40,9 @@ use std::time::{Duration, Instant};
 use tollgate_cdr::model::{Disposition, HangupBy, Record};
 use tollgate_sip::digest::{Authenticator, Credentials, Rejection};
 use tollgate_sip::message::{reason_phrase, Message, NameAddr, Uri};
-use tollgate_sip::transaction::{Client, ClientEvent, Key, Server, ServerEvent, TimerConfig};
+use tollgate_sip::transaction::{
+    Client, ClientEvent, ClientState, Key, Server, ServerEvent, TimerConfig,
+};
 
 /// How a message travels: datagrams, or a stream connection (on which
 /// nothing is retransmitted and responses go back the way requests came).
@@ -1315,6 +1317,12 @@ impl B2bua {
             }
             return;
         }
+        if method == "INVITE" && self.reinvite_pending(&call_id, side) {
+            // Glare: our own re-INVITE on this leg is unanswered (§14.1).
+            let r = Message::response_to(&req, 491, reason_phrase(491), None);
+            self.respond_new(now, from, key, req, r, None);
+            return;
+        }
         // Anything else is relayed to the other leg; SDP goes through media.
         let Some(call) = self.calls.get(&call_id) else {
             return;
@@ -1390,6 +1398,20 @@ impl B2bua {
                 from: side,
             },
         );
+    }
+
+    /// Whether a re-INVITE we relayed onto the call's leg `side` still
+    /// waits for its final response.
+    fn reinvite_pending(&self, call_id: &str, side: Side) -> bool {
+        self.clients.iter().any(|((_, method), e)| {
+            method == "INVITE"
+                && e.call == call_id
+                && matches!(e.purpose, Purpose::Relay { from, .. } if from == side.other())
+                && matches!(
+                    e.txn.state(),
+                    ClientState::Calling | ClientState::Proceeding
+                )
+        })
     }
 
     /// A response to a relayed in-dialog request: back to the sender.
