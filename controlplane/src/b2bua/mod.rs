@@ -128,6 +128,8 @@ enum Due {
     Ring(String),
     Session(String),
     Ping,
+    /// A look at answered calls' media for the media timeout.
+    Media,
 }
 
 #[derive(Clone)]
@@ -192,8 +194,9 @@ pub struct B2bua {
     /// Health changes not yet written to the LCR database.
     health_changes: Vec<(i64, bool, i64)>,
     next_ping: Option<Instant>,
-    /// When answered calls' media was last looked at for the media timeout.
-    media_checked: Instant,
+    /// The next look at answered calls' media for the media timeout
+    /// (armed while any call is answered).
+    media_check: Option<Instant>,
     /// Calls to end once the current input is handled (a missing ACK
     /// is noticed where the media manager is not at hand).
     pending_end: Vec<(String, HangupBy, &'static str)>,
@@ -310,7 +313,7 @@ impl B2bua {
             health: HashMap::new(),
             health_changes: Vec::new(),
             next_ping: None,
-            media_checked: now.mono,
+            media_check: None,
         }
     }
 
@@ -1032,6 +1035,7 @@ impl B2bua {
                     .or_else(|| session_expires(&call.b_invite_req))
                     .map(Duration::from_secs);
                 self.arm_session(now, call_id, interval);
+                self.arm_media_check(now, media);
                 self.answer_a(now, call_id, &resp, code, sdp);
             }
             _ => {
@@ -1752,6 +1756,13 @@ impl B2bua {
                         self.hang_up(now, &call_id, ended, "Session timer expired", media);
                     }
                 }
+                Due::Media => {
+                    if self.media_check == Some(t) {
+                        self.media_check = None;
+                        self.end_silent_calls(now, media);
+                        self.arm_media_check(now, media);
+                    }
+                }
                 Due::Ping => {
                     if self.next_ping == Some(t) {
                         let next = now.mono + Duration::from_secs(self.cfg.lcr.ping_secs);
@@ -1762,11 +1773,19 @@ impl B2bua {
                 }
             }
         }
-        if now.mono.duration_since(self.media_checked) >= media.sessions.stats_every() {
-            self.media_checked = now.mono;
-            self.end_silent_calls(now, media);
-        }
         self.finish_pending(now, media);
+    }
+
+    /// Schedules the next media-timeout look, if there is a media timeout
+    /// and an answered call, and none is scheduled.
+    fn arm_media_check(&mut self, now: Now, media: &Media) {
+        let answered = self.calls.values().any(|c| c.phase == Phase::Answered);
+        if self.media_check.is_some() || !answered || media.sessions.media_timeout().is_none() {
+            return;
+        }
+        let t = now.mono + media.sessions.stats_every();
+        self.media_check = Some(t);
+        self.due.push(Reverse((t, Due::Media)));
     }
 
     /// Answered calls whose media has been silent for the media timeout
