@@ -237,47 +237,8 @@ impl NgHandler {
 mod tests {
     use super::*;
     use crate::config::{MediaConfig, MediaInterface};
-    use std::collections::BTreeMap;
-    use std::sync::{Arc, Mutex};
+    use crate::media::memory::MemoryPlane as Plane;
     use tollgate_dataplane::flow::Flow;
-
-    /// An in-memory data plane: the installed flows, and counters to report.
-    #[derive(Clone, Default)]
-    struct Plane {
-        flows: Arc<Mutex<BTreeMap<SocketAddr, Flow>>>,
-        stats: Arc<Mutex<HashMap<SocketAddr, FlowStat>>>,
-    }
-
-    impl MediaPlane for Plane {
-        fn apply(&mut self, puts: &[Flow], removes: &[SocketAddr]) -> Vec<Result<(), String>> {
-            let mut flows = self.flows.lock().unwrap();
-            let mut out = Vec::new();
-            for f in puts {
-                out.push(f.validate().map_err(|e| e.to_string()));
-                if out.last().is_some_and(Result::is_ok) {
-                    flows.insert(f.local, f.clone());
-                }
-            }
-            for l in removes {
-                flows.remove(l);
-                out.push(Ok(()));
-            }
-            out
-        }
-        fn stats(&mut self) -> Result<HashMap<SocketAddr, FlowStat>, String> {
-            Ok(self.stats.lock().unwrap().clone())
-        }
-        fn flow_stats(
-            &mut self,
-            locals: &[SocketAddr],
-        ) -> Result<HashMap<SocketAddr, FlowStat>, String> {
-            let all = self.stats.lock().unwrap();
-            Ok(locals
-                .iter()
-                .filter_map(|l| all.get(l).map(|s| (*l, *s)))
-                .collect())
-        }
-    }
 
     /// The handler on virtual time: requests and ticks happen at `now`,
     /// which only `advance` moves.
@@ -385,11 +346,7 @@ mod tests {
     }
 
     fn flow(p: &Plane, local: &str) -> Option<Flow> {
-        p.flows
-            .lock()
-            .unwrap()
-            .get(&local.parse().unwrap())
-            .cloned()
+        p.flow(local.parse().unwrap())
     }
 
     /// A muxing caller, a callee offered no mux: the caller's RTCP, which
@@ -432,7 +389,7 @@ mod tests {
         });
         offer(&mut h, sdp("192.0.2.10", 7000, ""), vec![]);
         answer(&mut h, sdp("192.0.2.20", 6000, ""), vec![]);
-        let flows = p.flows.lock().unwrap();
+        let flows = p.flows();
         assert_eq!(flows.len(), 4);
         assert!(flows.values().all(|f| f.stages == [StageSpec::Null]));
     }
@@ -458,7 +415,7 @@ mod tests {
         // Before the answer only B -> A can flow.
         let b_to_a = flow(&p, &format!("127.0.0.1:{pb}")).expect("B-facing flow after offer");
         assert_eq!(b_to_a.destination, "192.0.2.10:7000".parse().unwrap());
-        assert_eq!(p.flows.lock().unwrap().len(), 2, "RTP and RTCP towards A");
+        assert_eq!(p.flows().len(), 2, "RTP and RTCP towards A");
 
         let to_a = answer(&mut h, sdp("192.0.2.20", 6000, ""), vec![replace]);
         let pa = port_of(&to_a);
@@ -474,7 +431,7 @@ mod tests {
         );
         let rtcp = flow(&p, &format!("127.0.0.1:{}", pa + 1)).unwrap();
         assert_eq!(rtcp.destination, "192.0.2.20:6001".parse().unwrap());
-        assert_eq!(p.flows.lock().unwrap().len(), 4);
+        assert_eq!(p.flows().len(), 4);
 
         let r = h.handle(&req("list", vec![]));
         assert_eq!(r.get("calls"), Some(&list(&["c1"])));
@@ -507,7 +464,7 @@ mod tests {
             d.get("tags").is_some(),
             "delete replies with the call's stats"
         );
-        assert!(p.flows.lock().unwrap().is_empty());
+        assert!(p.flows().is_empty());
         assert_eq!(h.sessions.ports_in_use(), 0);
         assert_eq!(
             h.handle(&req("list", vec![])).get("calls"),
@@ -545,13 +502,11 @@ mod tests {
             jitter: Some(80),
             ..FlowStat::default()
         };
-        p.stats.lock().unwrap().extend([
-            (
-                format!("10.0.1.1:{pa}").parse().unwrap(),
-                stat(100, Some(2)),
-            ),
-            (format!("10.0.2.1:{pb}").parse().unwrap(), stat(90, None)),
-        ]);
+        p.set_stat(
+            format!("10.0.1.1:{pa}").parse().unwrap(),
+            stat(100, Some(2)),
+        );
+        p.set_stat(format!("10.0.2.1:{pb}").parse().unwrap(), stat(90, None));
         h.handle(&req(
             "delete",
             vec![("call-id", Value::str("c1")), ("from-tag", Value::str("B"))],
@@ -794,9 +749,7 @@ mod tests {
         ));
         ok_sdp(&r);
         assert!(p
-            .flows
-            .lock()
-            .unwrap()
+            .flows()
             .values()
             .any(|f| f.destination == "192.0.2.30:6000".parse().unwrap()));
         // Deleting the losing branch leaves the call up.
@@ -812,18 +765,10 @@ mod tests {
         assert_eq!(h.sessions.active(), 1);
         // Media timeout: every flow idle beyond the limit.
         h.advance(std::time::Duration::from_millis(1100));
-        for local in p.flows.lock().unwrap().keys() {
-            p.stats.lock().unwrap().insert(
-                *local,
-                FlowStat {
-                    idle_ms: 5000,
-                    ..Default::default()
-                },
-            );
-        }
+        p.set_idle(5000);
         h.tick();
         assert_eq!(h.sessions.active(), 0);
-        assert!(p.flows.lock().unwrap().is_empty());
+        assert!(p.flows().is_empty());
         assert_eq!(h.sessions.totals.timeouts, 1);
         let s = h.handle(&req("statistics", vec![]));
         let total = s
@@ -849,13 +794,9 @@ mod tests {
             h.handle(&req("list", vec![])).get("calls"),
             Some(&list(&[]))
         );
-        assert_eq!(
-            p.flows.lock().unwrap().len(),
-            4,
-            "media keeps flowing during the delay"
-        );
+        assert_eq!(p.flows().len(), 4, "media keeps flowing during the delay");
         h.tick();
-        assert_eq!(p.flows.lock().unwrap().len(), 4);
+        assert_eq!(p.flows().len(), 4);
     }
 
     #[test]

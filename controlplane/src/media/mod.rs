@@ -13,6 +13,7 @@
 //! server and the data-plane link.
 
 mod cdr;
+pub mod memory;
 pub mod options;
 pub mod ports;
 mod report;
