@@ -6,7 +6,8 @@ mod harness;
 
 use harness::*;
 use std::time::Duration;
-use tollgate::b2bua::config::SipConfig;
+use tollgate::b2bua::config::{RouteConfig, SipConfig};
+use tollgate::b2bua::lcr::{Gateway, LcrTable};
 use tollgate_cdr::model::{Disposition, HangupBy, Record};
 use tollgate_sip::message::Message;
 
@@ -523,4 +524,127 @@ fn media_timeout_ends_the_call() {
     assert_eq!(cdr.sip_reason.as_deref(), Some("Media timeout"));
     assert_eq!(cdr.end_ms, net.ms_at(26.0));
     assert!(net.plane.flows().is_empty());
+}
+
+/// Least-cost routing for 44...: carrier 1's gateway 11 (silent, at
+/// 192.0.2.31) first, then carrier 2's gateway 21 (the callee).
+fn lcr_net(ping_secs: u64) -> Net {
+    let mut sip = sip_config();
+    sip.ring_timeout_secs = 90;
+    sip.lcr.ping_secs = ping_secs;
+    sip.routes.push(RouteConfig {
+        pattern: "44*".into(),
+        target: Some("lcr".into()),
+        reject: None,
+        reason: None,
+    });
+    let mut net = Net::new(sip, media_config());
+    let mut t = LcrTable::default();
+    t.add_number("44", 1);
+    t.add_carrier(1, "first");
+    t.add_carrier(2, "second");
+    t.add_rate(1, 1, 0.01);
+    t.add_rate(1, 2, 0.02);
+    for (id, carrier, at) in [(11, 1, "192.0.2.31:5060"), (21, 2, CALLEE)] {
+        t.add_gateway(Gateway {
+            id,
+            carrier,
+            addr: addr(at),
+            priority: 0,
+            strip: 0,
+            prefix: String::new(),
+        });
+    }
+    net.b2b.set_lcr(net.now, t);
+    net
+}
+
+/// Timer B on a silent gateway: the call fails over to the next one as a
+/// new B leg (same offer), and the CDR names the gateway that answered.
+#[test]
+fn a_silent_gateway_fails_over_to_the_next_on_timer_b() {
+    let mut net = lcr_net(0);
+    let inv = net.caller.invite("447700", &sdp("192.0.2.10", 4000));
+    net.caller_sends(&inv);
+    assert_eq!(
+        net.wire(),
+        ["caller <- 100 INVITE", "192.0.2.31:5060 <- INVITE"]
+    );
+    net.advance(Duration::from_millis(31_999));
+    assert_eq!(net.wire(), ["192.0.2.31:5060 <- INVITE"; 6]);
+    net.advance(Duration::from_millis(1));
+    assert_eq!(
+        net.wire(),
+        ["callee <- INVITE"],
+        "no 408 to the caller: failover"
+    );
+    net.caller.expect("100 INVITE");
+    let b_inv = net.callee.expect("INVITE");
+    assert_eq!(
+        b_inv.request_uri(),
+        Some(format!("sip:447700@{CALLEE}").as_str())
+    );
+    let ok = net
+        .callee
+        .respond(&b_inv, 200, Some(&sdp("192.0.2.20", 5000)));
+    net.callee_sends(&ok);
+    assert_eq!(net.wire(), ["callee <- ACK", "caller <- 200 INVITE"]);
+    let ok_a = net.caller.expect("200 INVITE");
+    let ack = net.caller.ack(&ok_a);
+    net.caller_sends(&ack);
+    let bye = net.caller.request("BYE", None);
+    net.caller_sends(&bye);
+    let cdr = net.cdrs()[0];
+    assert_eq!(cdr.status, Some(Disposition::Answered));
+    assert_eq!(cdr.carrier.as_deref(), Some("second"));
+    assert_eq!(cdr.gateway.as_deref(), Some("21"));
+    assert_eq!(cdr.answer_ms, Some(net.ms_at(32.0)));
+}
+
+/// Both gateways fail (the first silent, the second 503): the caller gets
+/// the last failure and the CDR the last gateway tried.
+#[test]
+fn every_gateway_failing_relays_the_last_failure() {
+    let mut net = lcr_net(0);
+    let inv = net.caller.invite("447700", &sdp("192.0.2.10", 4000));
+    net.caller_sends(&inv);
+    net.advance(Duration::from_secs(32));
+    net.wire();
+    let b_inv = net.callee.expect("INVITE");
+    let busy = net.callee.respond(&b_inv, 503, None);
+    net.callee_sends(&busy);
+    assert_eq!(net.wire(), ["callee <- ACK", "caller <- 503 INVITE"]);
+    let cdr = net.cdrs()[0];
+    assert_eq!(cdr.status, Some(Disposition::Failed));
+    assert_eq!(cdr.sip_code, Some(503));
+    assert_eq!(cdr.hangup_by, Some(HangupBy::Callee));
+    assert_eq!(cdr.gateway.as_deref(), Some("21"));
+    assert!(net.plane.flows().is_empty());
+}
+
+/// OPTIONS pings every ping interval: a gateway that answers is up, one
+/// that stays silent (timer F) is down and skipped by the next call.
+#[test]
+fn gateway_pings_mark_health_and_dead_gateways_are_skipped() {
+    let mut net = lcr_net(30);
+    net.advance(Duration::ZERO);
+    assert_eq!(net.wire().len(), 2, "one OPTIONS per gateway at once");
+    let ping = net.callee.expect("OPTIONS");
+    let ok = net.callee.respond(&ping, 200, None);
+    net.callee_sends(&ok);
+    net.advance(Duration::from_secs(32));
+    let mut health = net.b2b.take_health();
+    health.sort();
+    assert_eq!(
+        health,
+        [(11, false, net.ms_at(32.0)), (21, true, net.ms_at(0.0))]
+    );
+    net.wire();
+    let inv = net.caller.invite("447700", &sdp("192.0.2.10", 4000));
+    net.caller_sends(&inv);
+    assert_eq!(
+        net.wire(),
+        ["caller <- 100 INVITE", "callee <- INVITE"],
+        "the dead gateway is skipped"
+    );
 }
