@@ -776,6 +776,11 @@ mod tests {
             .and_then(|s| s.get("totalstatistics"))
             .unwrap();
         assert_eq!(total.get("totaltimeoutsessions"), Some(&Value::Int(1)));
+        assert_eq!(
+            total.get("uptime"),
+            Some(&Value::Int(1)),
+            "1.1 s of virtual time"
+        );
     }
 
     #[test]
@@ -797,6 +802,14 @@ mod tests {
         assert_eq!(p.flows().len(), 4, "media keeps flowing during the delay");
         h.tick();
         assert_eq!(p.flows().len(), 4);
+        h.advance(std::time::Duration::from_millis(29_999));
+        h.tick();
+        assert_eq!(p.flows().len(), 4, "not before the delay is over");
+        h.advance(std::time::Duration::from_millis(1));
+        h.tick();
+        assert!(p.flows().is_empty(), "removed when it is");
+        let q = h.handle(&req("query", vec![("call-id", Value::str("c1"))]));
+        assert_eq!(q.get("result").and_then(Value::as_str), Some("error"));
     }
 
     #[test]

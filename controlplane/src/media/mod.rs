@@ -17,6 +17,8 @@ pub mod memory;
 pub mod options;
 pub mod ports;
 mod report;
+#[cfg(test)]
+mod tests;
 
 use crate::config::{MediaConfig, MediaInterface};
 use crate::time::Now;
