@@ -419,6 +419,15 @@ impl Net {
             .collect()
     }
 
+    /// The installed flows: (local port, destination), by port.
+    pub fn flows(&self) -> Vec<(u16, String)> {
+        let flows = self.plane.flows();
+        flows
+            .values()
+            .map(|f| (f.local.port(), f.destination.to_string()))
+            .collect()
+    }
+
     /// Flow changes since the last call: ("put"/"removed", local address).
     pub fn flow_changes(&self) -> Vec<(&'static str, SocketAddr)> {
         self.plane

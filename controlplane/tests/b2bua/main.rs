@@ -53,6 +53,11 @@ fn basic_call_the_caller_hangs_up() {
     net.callee_sends(&ringing);
     net.caller.recv();
     net.wire();
+    let towards_caller = [
+        (offered, "192.0.2.10:4000".to_string()),
+        (offered + 1, "192.0.2.10:4001".to_string()),
+    ];
+    assert_eq!(net.flows(), towards_caller, "before the answer only B -> A");
     net.flow_changes();
     net.advance(Duration::from_secs(5));
     let ok = net
@@ -64,6 +69,11 @@ fn basic_call_the_caller_hangs_up() {
     let ok_a = net.caller.recv();
     let answer_port = sdp_port(&ok_a);
     assert_ne!(answer_port, offered, "each side faces its own port");
+    let mut both = towards_caller.to_vec();
+    both.push((answer_port, "192.0.2.20:5000".into()));
+    both.push((answer_port + 1, "192.0.2.20:5001".into()));
+    both.sort();
+    assert_eq!(net.flows(), both);
     let puts = net.flow_changes();
     assert!(
         !puts.is_empty() && puts.iter().all(|(c, _)| *c == "put"),
