@@ -1,0 +1,317 @@
+//! Inside the dialogs of an established call: ACKs, BYE from either side,
+//! and other requests (re-INVITE, UPDATE, INFO...) relayed to the other
+//! leg with their SDP through the media manager, glare answered 491.
+
+use super::*;
+
+impl B2bua {
+    pub(super) fn on_ack(&mut self, now: Now, ack: Message) {
+        if let Some(key) = Key::server(&ack) {
+            if let Some(e) = self.servers.get_mut(&key) {
+                e.txn.on_request(now.mono, &ack); // ACK of our non-2xx
+                self.pump_server(&key);
+                return;
+            }
+        }
+        let (Some(cid), Some(tag)) = (ack.call_id(), ack.to_tag()) else {
+            return;
+        };
+        let Some((call_id, side)) = self.dialogs.get(&(cid.to_string(), tag)).cloned() else {
+            return;
+        };
+        // The INVITE (initial or re-INVITE) from that side with this CSeq.
+        let n = ack.cseq().map(|(n, _)| n).unwrap_or(0);
+        let Some(call) = self.calls.get_mut(&call_id) else {
+            return;
+        };
+        let Some(i) = call
+            .server_invites
+            .iter()
+            .position(|(s, c, _)| *s == side && *c == n)
+        else {
+            return;
+        };
+        let (_, _, key) = call.server_invites.swap_remove(i);
+        if let Some(e) = self.servers.get_mut(&key) {
+            e.txn.acknowledged(now.mono);
+        }
+        self.pump_server(&key);
+    }
+
+    pub(super) fn in_dialog(
+        &mut self,
+        now: Now,
+        from: SocketAddr,
+        key: Key,
+        req: Message,
+        media: &mut Media,
+    ) {
+        let (Some(cid), Some(tag)) = (req.call_id(), req.to_tag()) else {
+            return;
+        };
+        let Some((call_id, side)) = self.dialogs.get(&(cid.to_string(), tag)).cloned() else {
+            let r = Message::response_to(&req, 481, reason_phrase(481), None);
+            self.respond_new(now, from, key, req, r, None);
+            return;
+        };
+        let method = req.method().unwrap_or_default().to_string();
+        if method == "BYE" {
+            let r = Message::response_to(&req, 200, "OK", None);
+            self.respond_new(now, from, key, req, r, Some(call_id.clone()));
+            let answered = self
+                .calls
+                .get(&call_id)
+                .is_some_and(|c| c.phase == Phase::Answered);
+            if answered {
+                self.bye(now, &call_id, side.other());
+                let by = if side == Side::A {
+                    HangupBy::Caller
+                } else {
+                    HangupBy::Callee
+                };
+                tracing::info!(call_id, ?by, "hangup");
+                self.end_call(
+                    now,
+                    &call_id,
+                    Outcome {
+                        status: Disposition::Answered,
+                        code: 200,
+                        reason: "BYE".into(),
+                        by,
+                    },
+                    media,
+                );
+            } else if side == Side::A {
+                // A BYE in A's early dialog ends the attempt like CANCEL.
+                self.send_cancel(now, &call_id);
+                self.fail_call(
+                    now,
+                    &call_id,
+                    (487, reason_phrase(487)),
+                    HangupBy::Caller,
+                    media,
+                );
+            }
+            return;
+        }
+        if method == "INVITE" && self.reinvite_pending(&call_id, side) {
+            // Glare: our own re-INVITE on this leg is unanswered (§14.1).
+            let r = Message::response_to(&req, 491, reason_phrase(491), None);
+            self.respond_new(now, from, key, req, r, None);
+            return;
+        }
+        // Anything else is relayed to the other leg; SDP goes through media.
+        let Some(call) = self.calls.get(&call_id) else {
+            return;
+        };
+        let mut body = sdp_of(&req);
+        if let Some(offer) = body.take() {
+            let (x, y) = match side {
+                Side::A => (&call.a, &call.b),
+                Side::B => (&call.b, &call.a),
+            };
+            let o = media_options(from.ip());
+            let (xt, yt) = (
+                x.remote_tag.clone().unwrap_or_default(),
+                y.remote_tag.clone(),
+            );
+            match media
+                .sessions
+                .offer(now, media.plane, &call_id, &xt, yt.as_deref(), &offer, &o)
+            {
+                Ok(s) => body = Some(s),
+                Err(e) => {
+                    media.sessions.take_records();
+                    let r = Message::response_to(
+                        &req,
+                        488,
+                        &format!("Not Acceptable Here ({})", e.0),
+                        None,
+                    );
+                    self.respond_new(now, from, key, req, r, None);
+                    return;
+                }
+            }
+            media.sessions.take_records();
+        }
+        if method == "INVITE" {
+            let n = req.cseq().map(|(n, _)| n).unwrap_or(0);
+            call_mut(&mut self.calls, &call_id)
+                .server_invites
+                .push((side, n, key.clone()));
+        }
+        let server = Server::new(req.clone(), now.mono, self.timers, self.reliable(from));
+        self.servers.insert(
+            key.clone(),
+            ServerEntry {
+                txn: server,
+                armed: None,
+                to: from,
+                call: Some(call_id.clone()),
+            },
+        );
+        self.pump_server(&key);
+        let Some((to, branch, mut out)) = self.leg_request(&call_id, side.other(), &method, None)
+        else {
+            return;
+        };
+        if let Some(s) = body {
+            out = with_sdp(out, Some(s));
+        } else if !req.body.is_empty() {
+            if let Some(t) = req.header("Content-Type") {
+                out.set_header("Content-Type", t);
+            }
+            out.body = req.body.clone();
+        }
+        copy_headers(&req, &mut out, &SESSION_TIMER_HEADERS);
+        self.start_client(
+            now,
+            (branch, method),
+            out,
+            to,
+            &call_id,
+            Purpose::Relay {
+                server: key,
+                from: side,
+            },
+        );
+    }
+
+    /// Whether a re-INVITE we relayed onto the call's leg `side` still
+    /// waits for its final response.
+    pub(super) fn reinvite_pending(&self, call_id: &str, side: Side) -> bool {
+        self.clients.iter().any(|((_, method), e)| {
+            method == "INVITE"
+                && e.call == call_id
+                && matches!(e.purpose, Purpose::Relay { from, .. } if from == side.other())
+                && matches!(
+                    e.txn.state(),
+                    ClientState::Calling | ClientState::Proceeding
+                )
+        })
+    }
+
+    /// A response to a relayed in-dialog request: back to the sender.
+    pub(super) fn on_relay_event(
+        &mut self,
+        now: Now,
+        call_id: &str,
+        server: &Key,
+        from: Side,
+        ev: ClientEvent,
+        media: &mut Media,
+    ) {
+        let Some(req) = self.servers.get(server).map(|e| e.txn.request().clone()) else {
+            // Our side answered already (timeout): still ACK a late 2xx.
+            if let ClientEvent::Response(r) = ev {
+                if r.cseq().is_ok_and(|(_, m)| m == "INVITE")
+                    && r.code().is_some_and(|c| (200..300).contains(&c))
+                {
+                    self.ack_relayed(call_id, from.other(), &r);
+                }
+            }
+            return;
+        };
+        let resp = match ev {
+            ClientEvent::Timeout => {
+                let r = Message::response_to(&req, 408, reason_phrase(408), None);
+                self.respond_server(now, server, r);
+                return;
+            }
+            ClientEvent::Response(r) => r,
+        };
+        let code = resp.code().unwrap_or(500);
+        if code == 100 {
+            return;
+        }
+        let is_invite = req.method() == Some("INVITE");
+        let mut sdp = None;
+        if let (true, Some(answer)) = (is_invite && (200..300).contains(&code), sdp_of(&resp)) {
+            if let Some(call) = self.calls.get(call_id) {
+                let (x, y) = match from {
+                    Side::A => (&call.a, &call.b),
+                    Side::B => (&call.b, &call.a),
+                };
+                let o = media_options(y.addr.ip());
+                let (xt, yt) = (
+                    x.remote_tag.clone().unwrap_or_default(),
+                    y.remote_tag.clone().unwrap_or_default(),
+                );
+                sdp = media
+                    .sessions
+                    .answer(now, media.plane, call_id, &xt, &yt, &answer, &o)
+                    .map_err(|e| tracing::warn!(call_id, reason = %e.0, "re-INVITE answer refused"))
+                    .ok();
+                media.sessions.take_records();
+            }
+        }
+        if is_invite && (200..300).contains(&code) {
+            self.ack_relayed(call_id, from.other(), &resp);
+        }
+        let refresh = matches!(req.method(), Some("INVITE" | "UPDATE"));
+        if refresh && (200..300).contains(&code) {
+            let interval = session_expires(&resp).map(Duration::from_secs);
+            self.arm_session(now, call_id, interval);
+        }
+        let mut r = Message::response_to(&req, code, resp.reason(), None);
+        if is_invite && code < 300 {
+            r.add_header("Contact", self.contact.clone());
+        }
+        copy_headers(&resp, &mut r, &SESSION_TIMER_HEADERS);
+        if sdp.is_some() {
+            r = with_sdp(r, sdp);
+        } else if !resp.body.is_empty() && !is_invite {
+            if let Some(t) = resp.header("Content-Type") {
+                r.set_header("Content-Type", t);
+            }
+            r.body = resp.body.clone();
+        }
+        self.respond_server(now, server, r);
+    }
+
+    /// ACKs a relayed re-INVITE's 2xx on leg `side` ourselves; the
+    /// sender's own ACK is absorbed.
+    pub(super) fn ack_relayed(&mut self, call_id: &str, side: Side, resp: &Message) {
+        let n = resp.cseq().map(|(n, _)| n).ok();
+        if let Some((to, _, ack)) = self.leg_request(call_id, side, "ACK", n) {
+            self.send(to, &ack);
+        }
+    }
+
+    /// A BYE on `side` of the call.
+    pub(super) fn bye(&mut self, now: Now, call_id: &str, side: Side) {
+        if let Some((to, branch, bye)) = self.leg_request(call_id, side, "BYE", None) {
+            let id = call_id.to_string();
+            self.start_client(now, (branch, "BYE".into()), bye, to, &id, Purpose::Bye);
+        }
+    }
+
+    /// A request in the dialog on `side` of the call (the next CSeq unless
+    /// given): where it goes, its branch, the request.
+    pub(super) fn leg_request(
+        &mut self,
+        call_id: &str,
+        side: Side,
+        method: &str,
+        cseq: Option<u32>,
+    ) -> Option<(SocketAddr, String, Message)> {
+        let to = self.leg_addr(call_id, side)?;
+        let (via, branch) = self.via(to);
+        let contact = self.contact.clone();
+        let call = self.calls.get_mut(call_id)?;
+        let leg = match side {
+            Side::A => &mut call.a,
+            Side::B => &mut call.b,
+        };
+        Some((to, branch, leg.request(method, via, &contact, cseq)))
+    }
+
+    /// Where requests on `side` of the call go.
+    pub(super) fn leg_addr(&self, call_id: &str, side: Side) -> Option<SocketAddr> {
+        let call = self.calls.get(call_id)?;
+        Some(match side {
+            Side::A => call.a.addr,
+            Side::B => call.b.addr,
+        })
+    }
+}
