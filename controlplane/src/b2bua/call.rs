@@ -2,7 +2,43 @@
 //! routed and offered to B; B's provisionals, answer or failure relayed to
 //! A; CANCEL; and how a call that never got going ends (its CDR).
 
+use super::routing::Route;
 use super::*;
+
+/// Why an attempt fails before B is called: the code and reason for A.
+type Refusal = (u16, String);
+
+/// A's INVITE admitted, not yet routed: what the call starts from.
+struct Setup {
+    key: Key,
+    invite: Message,
+    facts: CallFacts,
+    a: Leg,
+}
+
+/// The facts of the call A's INVITE (from `from`) starts, for its CDR.
+fn call_facts(now: Now, from: SocketAddr, invite: &Message) -> CallFacts {
+    let uri = |h: &str| {
+        NameAddr::parse(invite.header(h).unwrap_or_default())
+            .ok()
+            .map(|n| n.uri)
+    };
+    CallFacts {
+        call_id: invite.call_id().unwrap_or_default().to_string(),
+        start: now.wall,
+        answered: None,
+        from_number: user_of(invite.header("From")).unwrap_or_default(),
+        to_number: user_of(invite.request_uri()).unwrap_or_default(),
+        from_uri: uri("From"),
+        to_uri: uri("To"),
+        request_uri: invite.request_uri().map(str::to_string),
+        source_ip: from.ip(),
+        destination_ip: None,
+        trunk: None,
+        carrier: None,
+        gateway: None,
+    }
+}
 
 impl B2bua {
     pub(super) fn overloaded(&mut self, now: Now) -> bool {
@@ -16,6 +52,8 @@ impl B2bua {
         false
     }
 
+    /// A's INVITE outside a dialog: admitted (or refused at once), routed,
+    /// offered to the media manager, and sent on to B as a new call.
     pub(super) fn on_invite(
         &mut self,
         now: Now,
@@ -24,9 +62,28 @@ impl B2bua {
         invite: Message,
         media: &mut Media,
     ) {
+        let Some(mut setup) = self.admit(now, from, key, invite) else {
+            return;
+        };
+        let route = match self.route(now, &setup.facts) {
+            Ok(r) => r,
+            Err((code, reason)) => return self.refuse(now, &setup, code, &reason),
+        };
+        setup.facts.carrier = route.carrier.clone();
+        setup.facts.gateway = route.gateway.map(|g| g.to_string());
+        match self.offer_to_b(now, &setup, media) {
+            Ok(b_offer) => self.call_b(now, setup, route, b_offer),
+            Err((code, reason)) => self.refuse(now, &setup, code, &reason),
+        }
+    }
+
+    /// The answer to an INVITE refused before it becomes a call: 483 for
+    /// Max-Forwards 0, 482 for a loop, 422 below Min-SE, 503 when
+    /// overloaded, a challenge or 403 for missing credentials.
+    fn refusal(&mut self, now: Now, from: SocketAddr, invite: &Message) -> Option<Message> {
         let retry_after = self.cfg.retry_after_secs.to_string();
         let reject = |code: u16, reason: &str| {
-            let mut r = Message::response_to(&invite, code, reason, None);
+            let mut r = Message::response_to(invite, code, reason, None);
             if code == 503 {
                 r.add_header("Retry-After", retry_after.clone());
             }
@@ -37,13 +94,12 @@ impl B2bua {
             tollgate_sip::message::Via::parse(v)
                 .is_ok_and(|v| format!("{}:{}", v.host, v.port.unwrap_or(5060)) == ours)
         });
-        let call_id = invite.call_id().unwrap_or_default().to_string();
-        let invite_cseq = invite.cseq().map(|(n, _)| n).unwrap_or(0);
+        let call_id = invite.call_id().unwrap_or_default();
         let early = if invite.max_forwards() == Some(0) {
             Some(reject(483, reason_phrase(483)))
-        } else if looped || self.calls.contains_key(&call_id) {
+        } else if looped || self.calls.contains_key(call_id) {
             Some(reject(482, reason_phrase(482)))
-        } else if session_expires(&invite).is_some_and(|se| se < self.cfg.min_se_secs) {
+        } else if session_expires(invite).is_some_and(|se| se < self.cfg.min_se_secs) {
             let mut r = reject(422, reason_phrase(422));
             r.add_header("Min-SE", self.cfg.min_se_secs.to_string());
             Some(r)
@@ -53,41 +109,26 @@ impl B2bua {
         } else {
             None
         };
-        let early = early.or_else(|| {
+        early.or_else(|| {
             let trusted = self.cfg.trusted.iter().any(|n| n.contains(&from.ip()));
             if self.cfg.users.is_empty() || trusted {
                 return None;
             }
-            self.authenticate(now, &invite, "Proxy-Authorization", 407)
+            self.authenticate(now, invite, "Proxy-Authorization", 407)
                 .err()
-        });
-        if let Some(r) = early {
+        })
+    }
+
+    /// A's INVITE becomes a call attempt (its server transaction, A's
+    /// leg, the started record), or is refused at once.
+    fn admit(&mut self, now: Now, from: SocketAddr, key: Key, invite: Message) -> Option<Setup> {
+        if let Some(r) = self.refusal(now, from, &invite) {
             self.respond_new(now, from, key, invite, r, None);
-            return;
+            return None;
         }
         self.counters.calls += 1;
-        let a_tag = self.ids.id();
-        let number = user_of(invite.request_uri()).unwrap_or_default();
-        let mut facts = CallFacts {
-            call_id: call_id.clone(),
-            start: now.wall,
-            answered: None,
-            from_number: user_of(invite.header("From")).unwrap_or_default(),
-            to_number: number.clone(),
-            from_uri: NameAddr::parse(invite.header("From").unwrap_or_default())
-                .ok()
-                .map(|n| n.uri),
-            to_uri: NameAddr::parse(invite.header("To").unwrap_or_default())
-                .ok()
-                .map(|n| n.uri),
-            request_uri: invite.request_uri().map(str::to_string),
-            source_ip: from.ip(),
-            destination_ip: None,
-            trunk: None,
-            carrier: None,
-            gateway: None,
-        };
-        let a = Leg::from_invite(&invite, a_tag.clone(), from);
+        let a = Leg::from_invite(&invite, self.ids.id(), from);
+        let facts = call_facts(now, from, &invite);
         let txn = Server::new(invite.clone(), now.mono, self.timers, self.reliable(from));
         self.servers.insert(
             key.clone(),
@@ -95,133 +136,103 @@ impl B2bua {
                 txn,
                 armed: None,
                 to: from,
-                call: Some(call_id.clone()),
+                call: Some(facts.call_id.clone()),
             },
         );
         self.pump_server(&key);
         self.records.push(facts.started());
+        Some(Setup {
+            key,
+            invite,
+            facts,
+            a,
+        })
+    }
 
-        let fail = |me: &mut Self, facts: &CallFacts, a: &Leg, code: u16, reason: &str| {
-            let r = Message::response_to(&invite, code, reason, Some(&a.local_tag));
-            me.respond_server(now, &key, r);
-            let out = Outcome {
-                status: Disposition::Failed,
-                code,
-                reason: reason.to_string(),
-                by: HangupBy::Relay,
-            };
-            let t = me.transport_of(a.addr).token().to_ascii_lowercase();
-            let cdr = facts.cdr(None, &out, a, None, [&t, ""], now.wall);
-            me.records.push(Record::Ended(Box::new(cdr)));
+    /// The attempt fails before B is called: `code` to A, a failed CDR.
+    fn refuse(&mut self, now: Now, s: &Setup, code: u16, reason: &str) {
+        let r = Message::response_to(&s.invite, code, reason, Some(&s.a.local_tag));
+        self.respond_server(now, &s.key, r);
+        let out = Outcome {
+            status: Disposition::Failed,
+            code,
+            reason: reason.to_string(),
+            by: HangupBy::Relay,
         };
-        let mut candidates = VecDeque::new();
-        let decision = match self.dialplan.decide(&number) {
-            Decision::Lcr => {
-                let health = &self.health;
-                let mut list: VecDeque<Candidate> = self
-                    .lcr
-                    .route(&number, |g| health.get(&g).copied().unwrap_or(true))
-                    .into();
-                match list.pop_front() {
-                    Some(first) => {
-                        facts.carrier = Some(first.carrier.clone());
-                        facts.gateway = Some(first.gateway.to_string());
-                        candidates = list;
-                        Decision::Forward {
-                            uri: first.uri,
-                            addr: first.addr,
-                        }
-                    }
-                    None => Decision::Reject {
-                        code: 503,
-                        reason: "No Route Available".into(),
-                    },
-                }
-            }
-            Decision::Registered => match self.registrar.lookup(&number, now.mono) {
-                Some(b) => Decision::Forward {
-                    uri: b.contact.clone(),
-                    addr: b.addr,
-                },
-                None => Decision::Reject {
-                    code: 480,
-                    reason: "Not Registered".into(),
-                },
-            },
-            d => d,
+        let t = self.transport_of(s.a.addr).token().to_ascii_lowercase();
+        let cdr = s.facts.cdr(None, &out, &s.a, None, [&t, ""], now.wall);
+        self.records.push(Record::Ended(Box::new(cdr)));
+    }
+
+    /// A's offer through the media manager: the SDP for B. The session
+    /// manager's own records and timeouts give way to this B2BUA's.
+    fn offer_to_b(&mut self, now: Now, s: &Setup, media: &mut Media) -> Result<String, Refusal> {
+        let Some(offer) = sdp_of(&s.invite) else {
+            return Err((488, "SDP Offer Required".into()));
         };
-        let (uri, addr) = match decision {
-            Decision::Lcr => return fail(self, &facts, &a, 503, "No Route Available"),
-            Decision::Forward { uri, addr } => (uri, addr),
-            Decision::Registered => return fail(self, &facts, &a, 480, "Not Registered"),
-            Decision::Reject { code, reason } => {
-                tracing::info!(
-                    call_id,
-                    number,
-                    code,
-                    reason,
-                    "call rejected by the dialplan"
-                );
-                return fail(self, &facts, &a, code, &reason);
-            }
-        };
-        let Some(offer) = sdp_of(&invite) else {
-            return fail(self, &facts, &a, 488, "SDP Offer Required");
-        };
-        let o = media_options(from.ip());
-        let a_from_tag = a.remote_tag.clone().unwrap_or_default();
-        let b_offer =
-            match media
-                .sessions
-                .offer(now, media.plane, &call_id, &a_from_tag, None, &offer, &o)
-            {
-                Ok(s) => s,
-                Err(e) => {
-                    media.sessions.take_records();
-                    tracing::warn!(call_id, reason = %e.0, "offer refused");
-                    return fail(
-                        self,
-                        &facts,
-                        &a,
-                        488,
-                        &format!("Not Acceptable Here ({})", e.0),
-                    );
-                }
-            };
-        // Our records replace the session manager's NG-style start, and
-        // this B2BUA, not the session manager's timeouts, ends the call.
+        let call_id = &s.facts.call_id;
+        let o = media_options(s.facts.source_ip);
+        let a_tag = s.a.remote_tag.clone().unwrap_or_default();
+        let b_offer = media
+            .sessions
+            .offer(now, media.plane, call_id, &a_tag, None, &offer, &o);
         media.sessions.take_records();
-        media.sessions.set_managed(&call_id);
-        facts.trunk = Some(uri.clone());
-        facts.destination_ip = Some(addr.ip());
+        match b_offer {
+            Ok(sdp) => {
+                media.sessions.set_managed(call_id);
+                Ok(sdp)
+            }
+            Err(e) => {
+                tracing::warn!(call_id, reason = %e.0, "offer refused");
+                Err((488, format!("Not Acceptable Here ({})", e.0)))
+            }
+        }
+    }
 
-        let b_call_id = format!("{}@tollgate", self.ids.id());
-        let b_tag = self.ids.id();
-        let from_uri = match NameAddr::parse(invite.header("From").unwrap_or_default()) {
+    /// B's leg towards `route`, over the transport its URI asks for.
+    fn b_leg(&mut self, s: &Setup, route: &Route) -> Leg {
+        let from_uri = match NameAddr::parse(s.invite.header("From").unwrap_or_default()) {
             Ok(n) => n.without_tag().to_string(),
-            Err(_) => format!("<sip:{}@{}>", facts.from_number, self.local.ip()),
+            Err(_) => format!("<sip:{}@{}>", s.facts.from_number, self.local.ip()),
         };
-        let mut b = Leg::outgoing(
-            b_call_id,
-            b_tag,
-            from_uri,
-            format!("<{uri}>"),
-            uri.clone(),
-            addr,
-        );
-        let asked = Uri::parse(&uri)
+        let asked = Uri::parse(&route.uri)
             .ok()
             .and_then(|u| u.param("transport").map(str::to_ascii_lowercase));
         match asked.as_deref() {
             Some("tcp") => {
-                self.streams.insert(addr, Transport::Tcp);
+                self.streams.insert(route.addr, Transport::Tcp);
             }
             Some("tls") => {
-                self.streams.insert(addr, Transport::Tls);
+                self.streams.insert(route.addr, Transport::Tls);
             }
             _ => {}
         }
-        let (via, branch) = self.via(addr);
+        let b_call_id = format!("{}@tollgate", self.ids.id());
+        let b_tag = self.ids.id();
+        Leg::outgoing(
+            b_call_id,
+            b_tag,
+            from_uri,
+            format!("<{}>", route.uri),
+            route.uri.clone(),
+            route.addr,
+        )
+    }
+
+    /// The INVITE to B with `b_offer`; the call is made, ringing until the
+    /// ring timeout.
+    fn call_b(&mut self, now: Now, s: Setup, route: Route, b_offer: String) {
+        let mut b = self.b_leg(&s, &route);
+        let Setup {
+            key,
+            invite,
+            mut facts,
+            a,
+        } = s;
+        let call_id = facts.call_id.clone();
+        facts.trunk = Some(route.uri.clone());
+        facts.destination_ip = Some(route.addr.ip());
+        let (via, branch) = self.via(route.addr);
         let contact = self.contact.clone();
         let mut b_req = b.request("INVITE", via, &contact, None);
         let mf = invite.max_forwards().unwrap_or(70).saturating_sub(1);
@@ -233,41 +244,41 @@ impl B2bua {
             now,
             ck.clone(),
             b_req.clone(),
-            addr,
+            route.addr,
             &call_id,
             Purpose::BInvite,
         );
-        self.dialogs.insert(
-            (a.call_id.clone(), a.local_tag.clone()),
-            (call_id.clone(), Side::A),
+        for (leg, side) in [(&a, Side::A), (&b, Side::B)] {
+            let dialog = (leg.call_id.clone(), leg.local_tag.clone());
+            self.dialogs.insert(dialog, (call_id.clone(), side));
+        }
+        tracing::info!(
+            call_id,
+            number = facts.to_number,
+            target = route.uri,
+            "call routed"
         );
-        self.dialogs.insert(
-            (b.call_id.clone(), b.local_tag.clone()),
-            (call_id.clone(), Side::B),
-        );
-        tracing::info!(call_id, number, target = uri, "call routed");
         let ring = now.mono + Duration::from_secs(self.cfg.ring_timeout_secs);
         self.due.push(Reverse((ring, Due::Ring(call_id.clone()))));
-        self.calls.insert(
-            call_id,
-            Call {
-                facts,
-                a,
-                b,
-                phase: Phase::Calling,
-                server_invites: vec![(Side::A, invite_cseq, key.clone())],
-                a_invite: key,
-                b_invite: ck,
-                b_invite_req: b_req,
-                b_ack: None,
-                ring_deadline: Some(ring),
-                session_interval: None,
-                session_deadline: None,
-                candidates,
-                b_provisional: false,
-                media: true,
-            },
-        );
+        let invite_cseq = invite.cseq().map(|(n, _)| n).unwrap_or(0);
+        let call = Call {
+            facts,
+            a,
+            b,
+            phase: Phase::Calling,
+            server_invites: vec![(Side::A, invite_cseq, key.clone())],
+            a_invite: key,
+            b_invite: ck,
+            b_invite_req: b_req,
+            b_ack: None,
+            ring_deadline: Some(ring),
+            session_interval: None,
+            session_deadline: None,
+            candidates: route.rest,
+            b_provisional: false,
+            media: true,
+        };
+        self.calls.insert(call_id, call);
     }
 
     pub(super) fn on_b_invite_event(

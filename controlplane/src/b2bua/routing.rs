@@ -3,7 +3,71 @@
 
 use super::*;
 
+/// Where a new call goes: the target, the LCR carrier and gateway when
+/// least-cost routing chose it, and the gateways left for failover.
+pub(super) struct Route {
+    pub(super) uri: String,
+    pub(super) addr: SocketAddr,
+    pub(super) carrier: Option<String>,
+    pub(super) gateway: Option<i64>,
+    pub(super) rest: VecDeque<Candidate>,
+}
+
+impl Route {
+    fn to(uri: String, addr: SocketAddr) -> Route {
+        Route {
+            uri,
+            addr,
+            carrier: None,
+            gateway: None,
+            rest: VecDeque::new(),
+        }
+    }
+}
+
 impl B2bua {
+    /// The dialplan's decision for the call's number, resolved: a URI, a
+    /// registered user's contact, or the best live LCR gateway; or the
+    /// code and reason to refuse it with.
+    pub(super) fn route(&self, now: Now, facts: &CallFacts) -> Result<Route, (u16, String)> {
+        let number = &facts.to_number;
+        match self.dialplan.decide(number) {
+            Decision::Forward { uri, addr } => Ok(Route::to(uri, addr)),
+            Decision::Registered => match self.registrar.lookup(number, now.mono) {
+                Some(b) => Ok(Route::to(b.contact.clone(), b.addr)),
+                None => Err((480, "Not Registered".into())),
+            },
+            Decision::Lcr => {
+                let health = &self.health;
+                let mut rest: VecDeque<Candidate> = self
+                    .lcr
+                    .route(number, |g| health.get(&g).copied().unwrap_or(true))
+                    .into();
+                let first = rest
+                    .pop_front()
+                    .ok_or((503, "No Route Available".to_string()))?;
+                Ok(Route {
+                    uri: first.uri,
+                    addr: first.addr,
+                    carrier: Some(first.carrier),
+                    gateway: Some(first.gateway),
+                    rest,
+                })
+            }
+            Decision::Reject { code, reason } => {
+                let call_id = &facts.call_id;
+                tracing::info!(
+                    call_id,
+                    number,
+                    code,
+                    reason,
+                    "call rejected by the dialplan"
+                );
+                Err((code, reason))
+            }
+        }
+    }
+
     pub(super) fn gateway_health(&mut self, now: Now, gateway: i64, up: bool) {
         if self.health.insert(gateway, up) != Some(up) {
             tracing::info!(gateway, up, "LCR gateway health changed");

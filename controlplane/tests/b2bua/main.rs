@@ -658,3 +658,74 @@ fn gateway_pings_mark_health_and_dead_gateways_are_skipped() {
         "the dead gateway is skipped"
     );
 }
+
+/// INVITEs refused before any call is made: each gets 100 and its final,
+/// the CDR (when the attempt was admitted) a failure by the relay.
+#[test]
+fn refusals_before_a_call_is_made() {
+    let mut sip = sip_config();
+    sip.max_calls = 1;
+    sip.routes.push(RouteConfig {
+        pattern: "7000".into(),
+        target: None,
+        reject: Some(486),
+        reason: Some("Busy Here".into()),
+    });
+    let mut net = Net::new(sip, media_config());
+    let refused = |net: &mut Net, inv: Message| {
+        net.caller_sends(&inv);
+        net.caller.expect("100 INVITE");
+        let r = net.caller.recv();
+        net.wire();
+        (r.code().unwrap(), r.reason().to_string(), r)
+    };
+    let inv = net.caller.invite("7000", &sdp("192.0.2.10", 4000));
+    let (code, reason, _) = refused(&mut net, inv);
+    assert_eq!(
+        (code, reason.as_str()),
+        (486, "Busy Here"),
+        "the dialplan's"
+    );
+    let inv = net.caller.invite("1234", &sdp("192.0.2.10", 4000));
+    assert_eq!(refused(&mut net, inv).0, 404, "no route matches");
+    let mut inv = net.caller.invite("6000", "");
+    inv.body.clear();
+    inv.remove_header("Content-Type");
+    let (code, reason, _) = refused(&mut net, inv);
+    assert_eq!((code, reason.as_str()), (488, "SDP Offer Required"));
+    let mut inv = net.caller.invite("6000", &sdp("192.0.2.10", 4000));
+    inv.set_header("Max-Forwards", "0");
+    assert_eq!(refused(&mut net, inv).0, 483);
+    let mut inv = net.caller.invite("6000", &sdp("192.0.2.10", 4000));
+    inv.add_header("Session-Expires", "30");
+    let (code, _, r) = refused(&mut net, inv);
+    assert_eq!((code, r.header("Min-SE")), (422, Some("90")));
+    let mut inv = net.caller.invite("6000", &sdp("192.0.2.10", 4000));
+    inv.push_front("Via", format!("SIP/2.0/UDP {RELAY};branch=z9hG4bKloop"));
+    assert_eq!(refused(&mut net, inv).0, 482, "our own Via: a loop");
+    assert!(net.plane.flows().is_empty(), "no media for any of them");
+    let cdrs: Vec<(u16, Disposition)> = net
+        .cdrs()
+        .iter()
+        .map(|c| (c.sip_code.unwrap(), c.status.unwrap()))
+        .collect();
+    assert_eq!(
+        cdrs,
+        [
+            (486, Disposition::Failed),
+            (404, Disposition::Failed),
+            (488, Disposition::Failed)
+        ],
+        "refused before admission: no CDR"
+    );
+    assert!(net
+        .cdrs()
+        .iter()
+        .all(|c| c.hangup_by == Some(HangupBy::Relay)));
+
+    // max_calls = 1: a second call while one is up gets 503.
+    invite(&mut net);
+    let inv = net.caller.invite("6000", &sdp("192.0.2.10", 4002));
+    let (code, _, r) = refused(&mut net, inv);
+    assert_eq!((code, r.header("Retry-After")), (503, Some("5")));
+}
