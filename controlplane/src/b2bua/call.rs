@@ -321,51 +321,8 @@ impl B2bua {
         let code = resp.code().unwrap_or(500);
         match code {
             100 => {}
-            101..=199 => {
-                let call = self.calls.get_mut(call_id).expect("checked");
-                call.b_provisional = true;
-                call.b.update_from_response(&resp);
-                let sdp = sdp_of(&resp)
-                    .and_then(|answer| self.media_answer(now, call_id, &answer, media));
-                self.answer_a(now, call_id, &resp, code, sdp);
-            }
-            200..=299 => {
-                let call = self.calls.get_mut(call_id).expect("checked");
-                if call.phase == Phase::Answered {
-                    // A retransmitted 2xx: our ACK was lost.
-                    if let Some(ack) = call.b_ack.clone() {
-                        let to = call.b.addr;
-                        self.send(to, &ack);
-                    }
-                    return;
-                }
-                call.b.update_from_response(&resp);
-                let ack_cseq = call.b_invite_req.cseq().map(|(n, _)| n).unwrap_or(1);
-                let b_addr = call.b.addr;
-                let (via, _) = self.via(b_addr);
-                let contact = self.contact.clone();
-                let call = self.calls.get_mut(call_id).expect("checked");
-                let ack = call.b.request("ACK", via, &contact, Some(ack_cseq));
-                let to = call.b.addr;
-                call.b_ack = Some(ack.clone());
-                self.send(to, &ack);
-                let sdp = sdp_of(&resp)
-                    .and_then(|answer| self.media_answer(now, call_id, &answer, media));
-                let call = self.calls.get_mut(call_id).expect("checked");
-                call.phase = Phase::Answered;
-                call.ring_deadline = None;
-                call.facts.answered = Some(now.wall);
-                self.counters.answered += 1;
-                if let Some(r) = call.facts.answered_record() {
-                    self.records.push(r);
-                }
-                let interval = session_expires(&resp)
-                    .or_else(|| session_expires(&call.b_invite_req))
-                    .map(Duration::from_secs);
-                self.arm_session(now, call_id, interval);
-                self.arm_media_check(now, media);
-                self.answer_a(now, call_id, &resp, code, sdp);
-            }
+            101..=199 => self.on_b_provisional(now, call_id, &resp, media),
+            200..=299 => self.on_b_answer(now, call_id, &resp, media),
             _ => {
                 // 408 and 5xx: the next gateway, if least-cost routing gave more.
                 let failover = code == 408 || (500..600).contains(&code);
@@ -376,6 +333,54 @@ impl B2bua {
                 self.fail_call(now, call_id, (code, &reason), HangupBy::Callee, media);
             }
         }
+    }
+
+    /// B rings or sends early media: relayed to A (its SDP through media).
+    fn on_b_provisional(&mut self, now: Now, call_id: &str, resp: &Message, media: &mut Media) {
+        let call = call_mut(&mut self.calls, call_id);
+        call.b_provisional = true;
+        call.b.update_from_response(resp);
+        let sdp = sdp_of(resp).and_then(|answer| self.media_answer(now, call_id, &answer, media));
+        self.answer_a(now, call_id, resp, resp.code().unwrap_or(180), sdp);
+    }
+
+    /// B answers: ACK to B, the answer to A, the call is up (session timer
+    /// and media timeout armed). A repeated 2xx only gets our ACK again.
+    fn on_b_answer(&mut self, now: Now, call_id: &str, resp: &Message, media: &mut Media) {
+        let call = call_mut(&mut self.calls, call_id);
+        if call.phase == Phase::Answered {
+            // A retransmitted 2xx: our ACK was lost.
+            if let Some(ack) = call.b_ack.clone() {
+                let to = call.b.addr;
+                self.send(to, &ack);
+            }
+            return;
+        }
+        call.b.update_from_response(resp);
+        let ack_cseq = call.b_invite_req.cseq().map(|(n, _)| n).unwrap_or(1);
+        let b_addr = call.b.addr;
+        let (via, _) = self.via(b_addr);
+        let contact = self.contact.clone();
+        let call = call_mut(&mut self.calls, call_id);
+        let ack = call.b.request("ACK", via, &contact, Some(ack_cseq));
+        let to = call.b.addr;
+        call.b_ack = Some(ack.clone());
+        self.send(to, &ack);
+        let sdp = sdp_of(resp).and_then(|answer| self.media_answer(now, call_id, &answer, media));
+        let call = call_mut(&mut self.calls, call_id);
+        call.phase = Phase::Answered;
+        call.ring_deadline = None;
+        call.facts.answered = Some(now.wall);
+        self.counters.answered += 1;
+        if let Some(r) = call.facts.answered_record() {
+            self.records.push(r);
+        }
+        let interval = session_expires(resp)
+            .or_else(|| session_expires(&call.b_invite_req))
+            .map(Duration::from_secs);
+        self.arm_session(now, call_id, interval);
+        self.arm_media_check(now, media);
+        self.answer_a(now, call_id, resp, resp.code().unwrap_or(200), sdp);
     }
 
     /// A provisional or 2xx response to A's INVITE, with our tag and Contact.

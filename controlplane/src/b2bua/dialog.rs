@@ -4,6 +4,16 @@
 
 use super::*;
 
+impl Call {
+    /// The leg on `side` and the other one.
+    fn legs(&self, side: Side) -> (&Leg, &Leg) {
+        match side {
+            Side::A => (&self.a, &self.b),
+            Side::B => (&self.b, &self.a),
+        }
+    }
+}
+
 impl B2bua {
     pub(super) fn on_ack(&mut self, now: Now, ack: Message) {
         if let Some(key) = Key::server(&ack) {
@@ -54,86 +64,81 @@ impl B2bua {
             self.respond_new(now, from, key, req, r, None);
             return;
         };
-        let method = req.method().unwrap_or_default().to_string();
-        if method == "BYE" {
-            let r = Message::response_to(&req, 200, "OK", None);
-            self.respond_new(now, from, key, req, r, Some(call_id.clone()));
-            let answered = self
-                .calls
-                .get(&call_id)
-                .is_some_and(|c| c.phase == Phase::Answered);
-            if answered {
-                self.bye(now, &call_id, side.other());
-                let by = if side == Side::A {
-                    HangupBy::Caller
-                } else {
-                    HangupBy::Callee
-                };
-                tracing::info!(call_id, ?by, "hangup");
-                self.end_call(
-                    now,
-                    &call_id,
-                    Outcome {
-                        status: Disposition::Answered,
-                        code: 200,
-                        reason: "BYE".into(),
-                        by,
-                    },
-                    media,
-                );
-            } else if side == Side::A {
-                // A BYE in A's early dialog ends the attempt like CANCEL.
-                self.send_cancel(now, &call_id);
-                self.fail_call(
-                    now,
-                    &call_id,
-                    (487, reason_phrase(487)),
-                    HangupBy::Caller,
-                    media,
-                );
+        match req.method() {
+            Some("BYE") => self.on_bye(now, from, key, req, (call_id, side), media),
+            Some("INVITE") if self.reinvite_pending(&call_id, side) => {
+                // Glare: our own re-INVITE on this leg is unanswered (§14.1).
+                let r = Message::response_to(&req, 491, reason_phrase(491), None);
+                self.respond_new(now, from, key, req, r, None);
             }
-            return;
+            _ => self.relay_request(now, from, key, req, (call_id, side), media),
         }
-        if method == "INVITE" && self.reinvite_pending(&call_id, side) {
-            // Glare: our own re-INVITE on this leg is unanswered (§14.1).
-            let r = Message::response_to(&req, 491, reason_phrase(491), None);
-            self.respond_new(now, from, key, req, r, None);
-            return;
-        }
-        // Anything else is relayed to the other leg; SDP goes through media.
-        let Some(call) = self.calls.get(&call_id) else {
-            return;
-        };
-        let mut body = sdp_of(&req);
-        if let Some(offer) = body.take() {
-            let (x, y) = match side {
-                Side::A => (&call.a, &call.b),
-                Side::B => (&call.b, &call.a),
+    }
+
+    /// A BYE from `side`: 200, then BYE on the other leg and the CDR; in
+    /// A's early dialog it ends the attempt like a CANCEL.
+    fn on_bye(
+        &mut self,
+        now: Now,
+        from: SocketAddr,
+        key: Key,
+        req: Message,
+        (call_id, side): (String, Side),
+        media: &mut Media,
+    ) {
+        let r = Message::response_to(&req, 200, "OK", None);
+        self.respond_new(now, from, key, req, r, Some(call_id.clone()));
+        let answered = self
+            .calls
+            .get(&call_id)
+            .is_some_and(|c| c.phase == Phase::Answered);
+        if answered {
+            self.bye(now, &call_id, side.other());
+            let by = if side == Side::A {
+                HangupBy::Caller
+            } else {
+                HangupBy::Callee
             };
-            let o = media_options(from.ip());
-            let (xt, yt) = (
-                x.remote_tag.clone().unwrap_or_default(),
-                y.remote_tag.clone(),
-            );
-            match media
-                .sessions
-                .offer(now, media.plane, &call_id, &xt, yt.as_deref(), &offer, &o)
-            {
-                Ok(s) => body = Some(s),
-                Err(e) => {
-                    media.sessions.take_records();
-                    let r = Message::response_to(
-                        &req,
-                        488,
-                        &format!("Not Acceptable Here ({})", e.0),
-                        None,
-                    );
-                    self.respond_new(now, from, key, req, r, None);
-                    return;
-                }
-            }
-            media.sessions.take_records();
+            tracing::info!(call_id, ?by, "hangup");
+            let out = Outcome {
+                status: Disposition::Answered,
+                code: 200,
+                reason: "BYE".into(),
+                by,
+            };
+            self.end_call(now, &call_id, out, media);
+        } else if side == Side::A {
+            self.send_cancel(now, &call_id);
+            let cancelled = (487, reason_phrase(487));
+            self.fail_call(now, &call_id, cancelled, HangupBy::Caller, media);
         }
+    }
+
+    /// Any other request from `side` goes to the other leg through a
+    /// transaction pair, its SDP offer through the media manager (488 if
+    /// refused).
+    fn relay_request(
+        &mut self,
+        now: Now,
+        from: SocketAddr,
+        key: Key,
+        req: Message,
+        (call_id, side): (String, Side),
+        media: &mut Media,
+    ) {
+        if !self.calls.contains_key(&call_id) {
+            return;
+        }
+        let sdp = match self.relay_offer(now, from, (&call_id, side), &req, media) {
+            Ok(sdp) => sdp,
+            Err(why) => {
+                let reason = format!("Not Acceptable Here ({why})");
+                let r = Message::response_to(&req, 488, &reason, None);
+                self.respond_new(now, from, key, req, r, None);
+                return;
+            }
+        };
+        let method = req.method().unwrap_or_default().to_string();
         if method == "INVITE" {
             let n = req.cseq().map(|(n, _)| n).unwrap_or(0);
             call_mut(&mut self.calls, &call_id)
@@ -155,26 +160,43 @@ impl B2bua {
         else {
             return;
         };
-        if let Some(s) = body {
-            out = with_sdp(out, Some(s));
-        } else if !req.body.is_empty() {
-            if let Some(t) = req.header("Content-Type") {
-                out.set_header("Content-Type", t);
-            }
-            out.body = req.body.clone();
+        match sdp {
+            Some(s) => out = with_sdp(out, Some(s)),
+            None => copy_body(&req, &mut out),
         }
         copy_headers(&req, &mut out, &SESSION_TIMER_HEADERS);
-        self.start_client(
-            now,
-            (branch, method),
-            out,
-            to,
-            &call_id,
-            Purpose::Relay {
-                server: key,
-                from: side,
-            },
+        let purpose = Purpose::Relay {
+            server: key,
+            from: side,
+        };
+        self.start_client(now, (branch, method), out, to, &call_id, purpose);
+    }
+
+    /// The SDP offer in an in-dialog request from `side` (at `from`),
+    /// rewritten for the other leg; None without SDP, the reason when the
+    /// media manager refuses it.
+    fn relay_offer(
+        &mut self,
+        now: Now,
+        from: SocketAddr,
+        (call_id, side): (&str, Side),
+        req: &Message,
+        media: &mut Media,
+    ) -> Result<Option<String>, String> {
+        let (Some(offer), Some(call)) = (sdp_of(req), self.calls.get(call_id)) else {
+            return Ok(None); // no SDP (the call was checked)
+        };
+        let (x, y) = call.legs(side);
+        let o = media_options(from.ip());
+        let (xt, yt) = (
+            x.remote_tag.clone().unwrap_or_default(),
+            y.remote_tag.clone(),
         );
+        let out = media
+            .sessions
+            .offer(now, media.plane, call_id, &xt, yt.as_deref(), &offer, &o);
+        media.sessions.take_records();
+        out.map(Some).map_err(|e| e.0)
     }
 
     /// Whether a re-INVITE we relayed onto the call's leg `side` still
@@ -225,27 +247,11 @@ impl B2bua {
             return;
         }
         let is_invite = req.method() == Some("INVITE");
-        let mut sdp = None;
-        if let (true, Some(answer)) = (is_invite && (200..300).contains(&code), sdp_of(&resp)) {
-            if let Some(call) = self.calls.get(call_id) {
-                let (x, y) = match from {
-                    Side::A => (&call.a, &call.b),
-                    Side::B => (&call.b, &call.a),
-                };
-                let o = media_options(y.addr.ip());
-                let (xt, yt) = (
-                    x.remote_tag.clone().unwrap_or_default(),
-                    y.remote_tag.clone().unwrap_or_default(),
-                );
-                sdp = media
-                    .sessions
-                    .answer(now, media.plane, call_id, &xt, &yt, &answer, &o)
-                    .map_err(|e| tracing::warn!(call_id, reason = %e.0, "re-INVITE answer refused"))
-                    .ok();
-                media.sessions.take_records();
-            }
-        }
-        if is_invite && (200..300).contains(&code) {
+        let accepted = (200..300).contains(&code);
+        let sdp = (is_invite && accepted)
+            .then(|| self.relay_answer(now, (call_id, from), &resp, media))
+            .flatten();
+        if is_invite && accepted {
             self.ack_relayed(call_id, from.other(), &resp);
         }
         let refresh = matches!(req.method(), Some("INVITE" | "UPDATE"));
@@ -260,13 +266,34 @@ impl B2bua {
         copy_headers(&resp, &mut r, &SESSION_TIMER_HEADERS);
         if sdp.is_some() {
             r = with_sdp(r, sdp);
-        } else if !resp.body.is_empty() && !is_invite {
-            if let Some(t) = resp.header("Content-Type") {
-                r.set_header("Content-Type", t);
-            }
-            r.body = resp.body.clone();
+        } else if !is_invite {
+            copy_body(&resp, &mut r);
         }
         self.respond_server(now, server, r);
+    }
+
+    /// The SDP answer in a 2xx to a re-INVITE from `from`, rewritten for
+    /// it; None without SDP or when the media manager refuses it.
+    fn relay_answer(
+        &mut self,
+        now: Now,
+        (call_id, from): (&str, Side),
+        resp: &Message,
+        media: &mut Media,
+    ) -> Option<String> {
+        let answer = sdp_of(resp)?;
+        let (x, y) = self.calls.get(call_id)?.legs(from);
+        let o = media_options(y.addr.ip());
+        let (xt, yt) = (
+            x.remote_tag.clone().unwrap_or_default(),
+            y.remote_tag.clone().unwrap_or_default(),
+        );
+        let out = media
+            .sessions
+            .answer(now, media.plane, call_id, &xt, &yt, &answer, &o);
+        media.sessions.take_records();
+        out.map_err(|e| tracing::warn!(call_id, reason = %e.0, "re-INVITE answer refused"))
+            .ok()
     }
 
     /// ACKs a relayed re-INVITE's 2xx on leg `side` ourselves; the

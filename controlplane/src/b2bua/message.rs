@@ -60,3 +60,14 @@ pub(super) fn user_of(v: Option<&str>) -> Option<String> {
     };
     Uri::parse(&uri).ok()?.user
 }
+
+/// A non-SDP body of `from` (INFO payloads, ...), with its type, onto `to`.
+pub(super) fn copy_body(from: &Message, to: &mut Message) {
+    if from.body.is_empty() {
+        return;
+    }
+    if let Some(t) = from.header("Content-Type") {
+        to.set_header("Content-Type", t);
+    }
+    to.body = from.body.clone();
+}

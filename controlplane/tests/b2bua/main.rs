@@ -729,3 +729,49 @@ fn refusals_before_a_call_is_made() {
     let (code, _, r) = refused(&mut net, inv);
     assert_eq!((code, r.header("Retry-After")), (503, Some("5")));
 }
+
+/// Other in-dialog requests are relayed with their bodies: an INFO from
+/// the callee reaches the caller as it was sent, and its answer comes
+/// back; a re-INVITE's SDP is rewritten to the relay both ways.
+#[test]
+fn in_dialog_requests_are_relayed_with_their_bodies() {
+    let mut net = Net::default();
+    establish(&mut net);
+    let mut info = net.callee.request("INFO", None);
+    info.set_header("Content-Type", "application/dtmf-relay");
+    info.body = b"Signal=5\r\nDuration=160\r\n".to_vec();
+    net.callee_sends(&info);
+    assert_eq!(net.wire(), ["caller <- INFO"]);
+    let got = net.caller.expect("INFO");
+    assert_eq!(got.header("Content-Type"), Some("application/dtmf-relay"));
+    assert_eq!(got.body, info.body);
+    let mut ok = net.caller.respond(&got, 200, None);
+    ok.set_header("Content-Type", "text/plain");
+    ok.body = b"seen".to_vec();
+    net.caller_sends(&ok);
+    assert_eq!(net.wire(), ["callee <- 200 INFO"]);
+    let back = net.callee.expect("200 INFO");
+    assert_eq!(back.body, b"seen");
+
+    let hold = net.callee.request("INVITE", Some(&sdp("192.0.2.20", 5000)));
+    net.callee_sends(&hold);
+    assert_eq!(net.wire(), ["callee <- 100 INVITE", "caller <- INVITE"]);
+    net.callee.expect("100 INVITE");
+    let reinvite = net.caller.expect("INVITE");
+    let offer = String::from_utf8_lossy(&reinvite.body).into_owned();
+    assert!(offer.contains("c=IN IP4 127.0.0.1"), "{offer}");
+    let ok = net
+        .caller
+        .respond(&reinvite, 200, Some(&sdp("192.0.2.10", 4000)));
+    net.caller_sends(&ok);
+    assert_eq!(net.wire(), ["caller <- ACK", "callee <- 200 INVITE"]);
+    let answer = net.callee.expect("200 INVITE");
+    assert!(String::from_utf8_lossy(&answer.body).contains("c=IN IP4 127.0.0.1"));
+    let ack = net.callee.ack(&answer);
+    net.callee_sends(&ack);
+    assert_eq!(
+        net.wire(),
+        Vec::<String>::new(),
+        "the callee's ACK is absorbed"
+    );
+}
