@@ -597,4 +597,17 @@ impl B2bua {
         let bye = leg.request("BYE", v, &contact, Some(n + 1));
         self.start_client(now, (branch, "BYE".into()), bye, to, "", Purpose::Bye);
     }
+
+    /// The ring timeout (`t`) of a call still ringing: 480 to A, CANCEL to B.
+    pub(super) fn ring_timer(&mut self, now: Now, t: Instant, call_id: &str, media: &mut Media) {
+        if self
+            .calls
+            .get(call_id)
+            .is_some_and(|c| c.ring_deadline == Some(t))
+        {
+            tracing::info!(call_id, "no answer within the ring timeout");
+            self.send_cancel(now, call_id);
+            self.fail_call(now, call_id, (480, "No Answer"), HangupBy::Relay, media);
+        }
+    }
 }

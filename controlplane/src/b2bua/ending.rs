@@ -125,4 +125,24 @@ impl B2bua {
             self.hang_up(now, &call_id, (Disposition::Failed, by), reason, media);
         }
     }
+
+    /// The session timer (`t`) of a call nobody refreshed: BYEs both ways.
+    pub(super) fn session_timer(&mut self, now: Now, t: Instant, call_id: &str, media: &mut Media) {
+        if self
+            .calls
+            .get(call_id)
+            .is_some_and(|c| c.session_deadline == Some(t))
+        {
+            tracing::info!(call_id, "session timer expired without a refresh");
+            let ended = (Disposition::Answered, HangupBy::Relay);
+            self.hang_up(now, call_id, ended, "Session timer expired", media);
+        }
+    }
+
+    /// The media-timeout look: silent calls end, the next look is armed.
+    pub(super) fn media_timer(&mut self, now: Now, media: &mut Media) {
+        self.media_check = None;
+        self.end_silent_calls(now, media);
+        self.arm_media_check(now, media);
+    }
 }

@@ -426,62 +426,21 @@ impl B2bua {
             let Some(Reverse((t, due))) = self.due.pop() else {
                 break;
             };
-            match due {
-                Due::Server(k) => {
-                    let Some(e) = self.servers.get_mut(&k).filter(|e| e.armed == Some(t)) else {
-                        continue;
-                    };
-                    e.armed = None;
-                    e.txn.handle_timeout(now.mono);
-                    self.pump_server(&k);
-                }
-                Due::Client(k) => {
-                    let Some(e) = self.clients.get_mut(&k).filter(|e| e.armed == Some(t)) else {
-                        continue;
-                    };
-                    e.armed = None;
-                    e.txn.handle_timeout(now.mono);
-                    self.pump_client(&k, now, Some(media));
-                }
-                Due::Ring(call_id) => {
-                    if self
-                        .calls
-                        .get(&call_id)
-                        .is_some_and(|c| c.ring_deadline == Some(t))
-                    {
-                        tracing::info!(call_id, "no answer within the ring timeout");
-                        self.send_cancel(now, &call_id);
-                        self.fail_call(now, &call_id, (480, "No Answer"), HangupBy::Relay, media);
-                    }
-                }
-                Due::Session(call_id) => {
-                    if self
-                        .calls
-                        .get(&call_id)
-                        .is_some_and(|c| c.session_deadline == Some(t))
-                    {
-                        tracing::info!(call_id, "session timer expired without a refresh");
-                        let ended = (Disposition::Answered, HangupBy::Relay);
-                        self.hang_up(now, &call_id, ended, "Session timer expired", media);
-                    }
-                }
-                Due::Media => {
-                    if self.media_check == Some(t) {
-                        self.media_check = None;
-                        self.end_silent_calls(now, media);
-                        self.arm_media_check(now, media);
-                    }
-                }
-                Due::Ping => {
-                    if self.next_ping == Some(t) {
-                        let next = now.mono + Duration::from_secs(self.cfg.lcr.ping_secs);
-                        self.next_ping = Some(next);
-                        self.due.push(Reverse((next, Due::Ping)));
-                        self.ping_gateways(now);
-                    }
-                }
-            }
+            self.fire(now, t, due, media);
         }
         self.finish_pending(now, media);
+    }
+
+    /// One timer-heap entry that came due (at `t`), unless it is stale.
+    fn fire(&mut self, now: Now, t: Instant, due: Due, media: &mut Media) {
+        match due {
+            Due::Server(k) => self.server_timer(now, t, &k),
+            Due::Client(k) => self.client_timer(now, t, &k, media),
+            Due::Ring(call_id) => self.ring_timer(now, t, &call_id, media),
+            Due::Session(call_id) => self.session_timer(now, t, &call_id, media),
+            Due::Media if self.media_check == Some(t) => self.media_timer(now, media),
+            Due::Ping if self.next_ping == Some(t) => self.ping_timer(now),
+            Due::Media | Due::Ping => {} // stale
+        }
     }
 }

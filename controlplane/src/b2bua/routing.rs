@@ -158,4 +158,12 @@ impl B2bua {
         self.start_client(now, ck, req, next.addr, call_id, Purpose::BInvite);
         true
     }
+
+    /// The ping interval came round: OPTIONS to every gateway, next armed.
+    pub(super) fn ping_timer(&mut self, now: Now) {
+        let next = now.mono + Duration::from_secs(self.cfg.lcr.ping_secs);
+        self.next_ping = Some(next);
+        self.due.push(Reverse((next, Due::Ping)));
+        self.ping_gateways(now);
+    }
 }

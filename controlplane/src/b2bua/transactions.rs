@@ -182,4 +182,30 @@ impl B2bua {
         self.pump_client(&key, now, Some(media));
         self.finish_pending(now, media);
     }
+
+    /// A server transaction's timer at `t`, unless the entry is stale.
+    pub(super) fn server_timer(&mut self, now: Now, t: Instant, key: &Key) {
+        let Some(e) = self.servers.get_mut(key).filter(|e| e.armed == Some(t)) else {
+            return;
+        };
+        e.armed = None;
+        e.txn.handle_timeout(now.mono);
+        self.pump_server(key);
+    }
+
+    /// A client transaction's timer at `t`, unless the entry is stale.
+    pub(super) fn client_timer(
+        &mut self,
+        now: Now,
+        t: Instant,
+        key: &ClientKey,
+        media: &mut Media,
+    ) {
+        let Some(e) = self.clients.get_mut(key).filter(|e| e.armed == Some(t)) else {
+            return;
+        };
+        e.armed = None;
+        e.txn.handle_timeout(now.mono);
+        self.pump_client(key, now, Some(media));
+    }
 }
