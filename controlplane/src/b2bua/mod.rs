@@ -1,12 +1,13 @@
 //! The B2BUA: each call is an A-leg dialog with the caller and a B-leg
 //! dialog with the callee, with the media anchored in Tollgate's relay.
 //!
-//! A plain state machine like the transactions under it: it takes `now`
-//! and datagrams, and queues datagrams to send, records for the CDR spool
-//! and timers. The SIP server owns the socket, the clock and the spool. The
-//! SDP of each leg is rewritten by the same media session manager the NG
-//! server uses, so flows are in the data plane before the SDP that points
-//! at them leaves.
+//! A plain state machine like the transactions under it: every input
+//! carries a [`Now`] (datagrams, `handle_timeout` at [`B2bua::poll_timeout`]),
+//! and it queues datagrams to send, records for the CDR spool and timers;
+//! its tags, branches and Call-IDs come from the [`Ids`] it was given. The
+//! SIP server owns the socket, the clock and the spool. The SDP of each leg
+//! is rewritten by the same media session manager the NG server uses, so
+//! flows are in the data plane before the SDP that points at them leaves.
 //!
 //! What a call does: INVITE from A (100 Trying at once) -> dialplan ->
 //! media offer -> INVITE to B -> 18x relayed (183 with SDP: early media) ->
@@ -14,6 +15,14 @@
 //! A cancels B; a ring timeout gives A 480 and cancels B; B's failures are
 //! relayed; re-INVITEs and other in-dialog requests are relayed to the
 //! other leg, re-INVITE SDP through the media manager.
+//!
+//! This file holds the state (calls, transactions, the timer heap) and the
+//! inputs and outputs; what happens to them lives by concern in
+//! `transactions` (one driver for client and server transactions), `call`
+//! (a call up to its answer), `dialog` (in-dialog requests), `routing`
+//! (LCR failover, gateway pings), `ending` (session timers, media timeout,
+//! missing ACK), `auth` (REGISTER, digest) and `message` (what is read
+//! from and carried between messages).
 
 pub mod cdr;
 pub mod config;
