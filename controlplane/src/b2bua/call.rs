@@ -276,6 +276,7 @@ impl B2bua {
             session_deadline: None,
             candidates: route.rest,
             b_provisional: false,
+            relayed_invite: None,
             media: true,
         };
         self.calls.insert(call_id, call);

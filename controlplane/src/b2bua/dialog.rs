@@ -165,11 +165,16 @@ impl B2bua {
             None => copy_body(&req, &mut out),
         }
         copy_headers(&req, &mut out, &SESSION_TIMER_HEADERS);
+        let client = (branch, method);
+        if client.1 == "INVITE" {
+            call_mut(&mut self.calls, &call_id).relayed_invite =
+                Some((side.other(), client.clone()));
+        }
         let purpose = Purpose::Relay {
             server: key,
             from: side,
         };
-        self.start_client(now, (branch, method), out, to, &call_id, purpose);
+        self.start_client(now, client, out, to, &call_id, purpose);
     }
 
     /// The SDP offer in an in-dialog request from `side` (at `from`),
@@ -202,15 +207,17 @@ impl B2bua {
     /// Whether a re-INVITE we relayed onto the call's leg `side` still
     /// waits for its final response.
     pub(super) fn reinvite_pending(&self, call_id: &str, side: Side) -> bool {
-        self.clients.iter().any(|((_, method), e)| {
-            method == "INVITE"
-                && e.call == call_id
-                && matches!(e.purpose, Purpose::Relay { from, .. } if from == side.other())
-                && matches!(
+        self.calls
+            .get(call_id)
+            .and_then(|c| c.relayed_invite.as_ref())
+            .filter(|(to, _)| *to == side)
+            .and_then(|(_, key)| self.clients.get(key))
+            .is_some_and(|e| {
+                matches!(
                     e.txn.state(),
                     ClientState::Calling | ClientState::Proceeding
                 )
-        })
+            })
     }
 
     /// A response to a relayed in-dialog request: back to the sender.

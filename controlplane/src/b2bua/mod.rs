@@ -132,6 +132,8 @@ struct Call {
     candidates: VecDeque<Candidate>,
     /// B has sent a provisional (a CANCEL may go out, §9.1).
     b_provisional: bool,
+    /// The last re-INVITE we relayed: the leg it went to, its transaction.
+    relayed_invite: Option<(Side, ClientKey)>,
     media: bool,
 }
 
