@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use tollgate::b2bua::config::{RouteConfig, SipConfig};
 use tollgate::b2bua::ids::Ids;
-use tollgate::b2bua::{B2bua, Media};
+use tollgate::b2bua::{B2bua, Media, Transport};
 use tollgate::config::MediaConfig;
 use tollgate::media::memory::{FlowChange, MemoryPlane};
 use tollgate::media::Sessions;
@@ -344,6 +344,17 @@ impl Net {
         self.flush();
     }
 
+    /// A message from `from` read off its TCP or TLS connection.
+    pub fn deliver_stream(&mut self, from: SocketAddr, transport: Transport, m: &Message) {
+        let mut media = Media {
+            sessions: &mut self.sessions,
+            plane: &mut self.plane,
+        };
+        self.b2b
+            .on_stream_message(self.now, transport, from, &m.to_bytes(), &mut media);
+        self.flush();
+    }
+
     pub fn caller_sends(&mut self, m: &Message) {
         self.deliver(addr(CALLER), m);
     }
@@ -358,14 +369,18 @@ impl Net {
     }
 
     fn flush(&mut self) {
-        while let Some((_, to, bytes)) = self.b2b.poll_transmit() {
+        while let Some((transport, to, bytes)) = self.b2b.poll_transmit() {
             let m = Message::parse(&bytes).expect("the relay sends valid SIP");
+            let line = match transport {
+                Transport::Udp => line(to, &m),
+                t => format!("{} ({})", line(to, &m), t.token()),
+            };
             if let Some(i) = self.losses.iter().position(|l| l(to, &m)) {
                 drop(self.losses.remove(i));
-                self.wire.push(format!("{} (lost)", line(to, &m)));
+                self.wire.push(format!("{line} (lost)"));
                 continue;
             }
-            self.wire.push(line(to, &m));
+            self.wire.push(line);
             if to == self.caller.addr {
                 self.caller.inbox.push_back(m);
             } else if to == self.callee.addr {

@@ -8,6 +8,7 @@ use harness::*;
 use std::time::Duration;
 use tollgate::b2bua::config::{RouteConfig, SipConfig};
 use tollgate::b2bua::lcr::{Gateway, LcrTable};
+use tollgate::b2bua::Transport;
 use tollgate_cdr::model::{Disposition, HangupBy, Record};
 use tollgate_sip::message::Message;
 
@@ -774,4 +775,53 @@ fn in_dialog_requests_are_relayed_with_their_bodies() {
         Vec::<String>::new(),
         "the callee's ACK is absorbed"
     );
+}
+
+/// A caller on TCP calling a target that asks for TCP: messages go back
+/// over the streams and nothing is retransmitted (RFC 3261 §17: reliable
+/// transports), but timers B and H still run.
+#[test]
+fn over_tcp_nothing_is_retransmitted() {
+    let mut sip = sip_config();
+    sip.routes.push(RouteConfig {
+        pattern: "6001".into(),
+        target: Some(format!("sip:6001@{CALLEE};transport=tcp")),
+        reject: None,
+        reason: None,
+    });
+    let mut net = Net::new(sip, media_config());
+    let mut inv = net.caller.invite("6001", &sdp("192.0.2.10", 4000));
+    let via = format!("SIP/2.0/TCP {CALLER};branch=z9hG4bKtcp1");
+    inv.set_header("Via", via);
+    net.caller.invite = Some(inv.clone());
+    net.deliver_stream(addr(CALLER), Transport::Tcp, &inv);
+    assert_eq!(
+        net.wire(),
+        ["caller <- 100 INVITE (TCP)", "callee <- INVITE (TCP)"]
+    );
+    net.caller.expect("100 INVITE");
+    let b_inv = net.callee.expect("INVITE");
+    assert!(b_inv.header("Via").unwrap().starts_with("SIP/2.0/TCP "));
+    net.advance(Duration::from_secs(1));
+    let ok = net
+        .callee
+        .respond(&b_inv, 200, Some(&sdp("192.0.2.20", 5000)));
+    net.deliver_stream(addr(CALLEE), Transport::Tcp, &ok);
+    assert_eq!(
+        net.wire(),
+        ["callee <- ACK (TCP)", "caller <- 200 INVITE (TCP)"]
+    );
+    net.advance(Duration::from_millis(31_999));
+    assert_eq!(
+        net.wire(),
+        Vec::<String>::new(),
+        "no 200 resent, though no ACK"
+    );
+    net.advance(Duration::from_millis(1));
+    assert_eq!(
+        net.wire(),
+        ["caller <- BYE (TCP)", "callee <- BYE (TCP)"],
+        "timer H: no ACK, the call ends"
+    );
+    assert_eq!(net.cdrs()[0].legs[1].transport.as_deref(), Some("tcp"));
 }
