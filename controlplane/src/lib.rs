@@ -18,6 +18,7 @@ pub mod sipserver;
 pub mod siptransport;
 pub mod supervisor;
 mod sync;
+pub mod time;
 pub mod tune;
 
 use anyhow::{Context, Result};
@@ -41,7 +42,8 @@ pub fn controlplane(
     }
     let spool = Arc::new(spool);
     let link = plane::DataplaneLink::new(cfg.dataplane.control_socket.clone());
-    let handler = ng::NgHandler::new(media::Sessions::new(cfg.media.clone()), Box::new(link));
+    let sessions = media::Sessions::new(cfg.media.clone());
+    let handler = ng::NgHandler::new(sessions, Box::new(link), time::Now::real());
     let server = ngserver::NgServer::new(handler, spool.clone());
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

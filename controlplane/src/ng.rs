@@ -2,9 +2,13 @@
 //! `delete`, `query`, `list`, `statistics`, `start recording` and `stop
 //! recording`. Replies follow rtpengine's shapes; anything wrong comes back
 //! as `result: error` with an `error-reason` that says what.
+//!
+//! A plain state machine: every request and the housekeeping tick carry a
+//! [`Now`]; the NG server owns the sockets and the clock.
 
 use crate::media::options::Options;
 use crate::media::{FlowStat, MediaPlane, NgError, Sessions};
+use crate::time::Now;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -53,25 +57,24 @@ fn opt_text<'a>(req: &'a Value, key: &str) -> Result<Option<&'a str>, NgError> {
 }
 
 impl NgHandler {
-    pub fn new(sessions: Sessions, plane: Box<dyn MediaPlane>) -> Self {
-        let now = Instant::now();
+    pub fn new(sessions: Sessions, plane: Box<dyn MediaPlane>, now: Now) -> Self {
         NgHandler {
             sessions,
             plane,
-            started: now,
+            started: now.mono,
             errors: 0,
-            last_stats: now,
+            last_stats: now.mono,
         }
     }
 
     /// Answers one request dictionary.
-    pub fn handle(&mut self, req: &Value) -> Value {
+    pub fn handle(&mut self, now: Now, req: &Value) -> Value {
         let command = match req.get("command").map(|c| c.as_str()) {
             Some(Some(c)) => c.to_string(),
             Some(None) => return error("`command` must be a string"),
             None => return error("missing required key `command`"),
         };
-        match self.dispatch(&command, req) {
+        match self.dispatch(now, &command, req) {
             Ok(v) => v,
             Err(NgError(reason)) => {
                 self.errors += 1;
@@ -88,16 +91,7 @@ impl NgHandler {
         })
     }
 
-    /// Counters of one call's flows.
-    fn call_stats(&mut self, call_id: &str) -> HashMap<SocketAddr, FlowStat> {
-        let locals = self.sessions.call_flows(call_id);
-        self.plane.flow_stats(&locals).unwrap_or_else(|e| {
-            tracing::warn!(call_id, error = %e, "data plane counters unavailable");
-            HashMap::new()
-        })
-    }
-
-    fn dispatch(&mut self, command: &str, req: &Value) -> Result<Value, NgError> {
+    fn dispatch(&mut self, now: Now, command: &str, req: &Value) -> Result<Value, NgError> {
         match command {
             "ping" => Ok(Value::dict([("result", Value::str("pong"))])),
             "offer" | "answer" => {
@@ -107,12 +101,14 @@ impl NgHandler {
                 let o = Options::parse(req).map_err(NgError)?;
                 let out = if command == "offer" {
                     let to_tag = opt_text(req, "to-tag")?;
+                    let plane = self.plane.as_mut();
                     self.sessions
-                        .offer(self.plane.as_mut(), call_id, from_tag, to_tag, sdp, &o)?
+                        .offer(now, plane, call_id, from_tag, to_tag, sdp, &o)?
                 } else {
                     let to_tag = text(req, "to-tag")?;
+                    let plane = self.plane.as_mut();
                     self.sessions
-                        .answer(self.plane.as_mut(), call_id, from_tag, to_tag, sdp, &o)?
+                        .answer(now, plane, call_id, from_tag, to_tag, sdp, &o)?
                 };
                 let mut r = ok();
                 r.set("sdp", Value::str(&out));
@@ -123,15 +119,11 @@ impl NgHandler {
                 let o = Options::parse(req).map_err(NgError)?;
                 let from_tag = opt_text(req, "from-tag")?;
                 let to_tag = opt_text(req, "to-tag")?;
-                let stats = self.call_stats(call_id);
-                match self.sessions.delete(
-                    self.plane.as_mut(),
-                    call_id,
-                    from_tag,
-                    to_tag,
-                    o.delete_delay,
-                    &stats,
-                ) {
+                let plane = self.plane.as_mut();
+                match self
+                    .sessions
+                    .delete(now, plane, call_id, from_tag, to_tag, o.delete_delay)
+                {
                     // As rtpengine: the statistics come back when a tag says
                     // whose; a whole-call delete by Call-ID alone is just ok.
                     Some(mut r) if from_tag.is_some_and(|t| !t.is_empty()) => {
@@ -152,10 +144,10 @@ impl NgHandler {
                 let only = opt_text(req, "to-tag")?
                     .filter(|t| !t.is_empty())
                     .or(opt_text(req, "from-tag")?.filter(|t| !t.is_empty()));
-                let stats = self.call_stats(call_id);
+                let stats = self.sessions.call_stats(self.plane.as_mut(), call_id);
                 let mut r = self
                     .sessions
-                    .query(call_id, only, &stats)
+                    .query(now, call_id, only, &stats)
                     .ok_or_else(|| NgError("Unknown call-id".into()))?;
                 r.set("result", Value::str("ok"));
                 Ok(r)
@@ -176,7 +168,7 @@ impl NgHandler {
                 r.set("calls", Value::List(calls));
                 Ok(r)
             }
-            "statistics" => Ok(self.statistics()),
+            "statistics" => Ok(self.statistics(now)),
             "start recording" | "stop recording" => {
                 let call_id = text(req, "call-id")?;
                 if !self
@@ -191,7 +183,7 @@ impl NgHandler {
         }
     }
 
-    fn statistics(&self) -> Value {
+    fn statistics(&self, now: Now) -> Value {
         let t = self.sessions.totals;
         let active = self.sessions.active() as i64;
         let current = Value::dict([
@@ -207,7 +199,7 @@ impl NgHandler {
         let total = Value::dict([
             (
                 "uptime",
-                Value::Int(self.started.elapsed().as_secs() as i64),
+                Value::Int(now.mono.saturating_duration_since(self.started).as_secs() as i64),
             ),
             ("managedsessions", Value::Int(t.calls as i64)),
             ("totaltimeoutsessions", Value::Int(t.timeouts as i64)),
@@ -230,15 +222,14 @@ impl NgHandler {
     }
 
     /// Housekeeping once a second: timeouts and delayed deletes.
-    pub fn tick(&mut self) {
-        let now = Instant::now();
-        let fresh = now.duration_since(self.last_stats) >= self.sessions.stats_every();
+    pub fn tick(&mut self, now: Now) {
+        let fresh = now.mono.duration_since(self.last_stats) >= self.sessions.stats_every();
         let stats = fresh.then(|| self.stats());
         if fresh {
-            self.last_stats = now;
+            self.last_stats = now.mono;
         }
         self.sessions
-            .expire(self.plane.as_mut(), now, stats.as_ref());
+            .expire(now, self.plane.as_mut(), stats.as_ref());
     }
 }
 
@@ -246,54 +237,46 @@ impl NgHandler {
 mod tests {
     use super::*;
     use crate::config::{MediaConfig, MediaInterface};
-    use std::collections::BTreeMap;
-    use std::sync::{Arc, Mutex};
+    use crate::media::memory::MemoryPlane as Plane;
     use tollgate_dataplane::flow::Flow;
 
-    /// An in-memory data plane: the installed flows, and counters to report.
-    #[derive(Clone, Default)]
-    struct Plane {
-        flows: Arc<Mutex<BTreeMap<SocketAddr, Flow>>>,
-        stats: Arc<Mutex<HashMap<SocketAddr, FlowStat>>>,
+    /// The handler on virtual time: requests and ticks happen at `now`,
+    /// which only `advance` moves.
+    struct Clocked {
+        h: NgHandler,
+        now: Now,
     }
 
-    impl MediaPlane for Plane {
-        fn apply(&mut self, puts: &[Flow], removes: &[SocketAddr]) -> Vec<Result<(), String>> {
-            let mut flows = self.flows.lock().unwrap();
-            let mut out = Vec::new();
-            for f in puts {
-                out.push(f.validate().map_err(|e| e.to_string()));
-                if out.last().is_some_and(Result::is_ok) {
-                    flows.insert(f.local, f.clone());
-                }
-            }
-            for l in removes {
-                flows.remove(l);
-                out.push(Ok(()));
-            }
-            out
+    impl Clocked {
+        fn handle(&mut self, req: &Value) -> Value {
+            self.h.handle(self.now, req)
         }
-        fn stats(&mut self) -> Result<HashMap<SocketAddr, FlowStat>, String> {
-            Ok(self.stats.lock().unwrap().clone())
+        fn tick(&mut self) {
+            self.h.tick(self.now)
         }
-        fn flow_stats(
-            &mut self,
-            locals: &[SocketAddr],
-        ) -> Result<HashMap<SocketAddr, FlowStat>, String> {
-            let all = self.stats.lock().unwrap();
-            Ok(locals
-                .iter()
-                .filter_map(|l| all.get(l).map(|s| (*l, *s)))
-                .collect())
+        fn advance(&mut self, d: std::time::Duration) {
+            self.now = self.now.after(d);
         }
     }
 
-    fn handler(cfg: MediaConfig) -> (NgHandler, Plane) {
+    impl std::ops::Deref for Clocked {
+        type Target = NgHandler;
+        fn deref(&self) -> &NgHandler {
+            &self.h
+        }
+    }
+
+    impl std::ops::DerefMut for Clocked {
+        fn deref_mut(&mut self) -> &mut NgHandler {
+            &mut self.h
+        }
+    }
+
+    fn handler(cfg: MediaConfig) -> (Clocked, Plane) {
         let plane = Plane::default();
-        (
-            NgHandler::new(Sessions::new(cfg), Box::new(plane.clone())),
-            plane,
-        )
+        let now = Now::virtual_start();
+        let h = NgHandler::new(Sessions::new(cfg), Box::new(plane.clone()), now);
+        (Clocked { h, now }, plane)
     }
 
     fn two_interfaces() -> MediaConfig {
@@ -341,7 +324,7 @@ mod tests {
         tollgate_sip::sdp::Sdp::parse(sdp).unwrap().media[0].port()
     }
 
-    fn offer(h: &mut NgHandler, from_sdp: String, extra: Vec<(&str, Value)>) -> String {
+    fn offer(h: &mut Clocked, from_sdp: String, extra: Vec<(&str, Value)>) -> String {
         let mut p = vec![
             ("sdp", Value::str(&from_sdp)),
             ("call-id", Value::str("c1")),
@@ -351,7 +334,7 @@ mod tests {
         ok_sdp(&h.handle(&req("offer", p)))
     }
 
-    fn answer(h: &mut NgHandler, from_sdp: String, extra: Vec<(&str, Value)>) -> String {
+    fn answer(h: &mut Clocked, from_sdp: String, extra: Vec<(&str, Value)>) -> String {
         let mut p = vec![
             ("sdp", Value::str(&from_sdp)),
             ("call-id", Value::str("c1")),
@@ -363,11 +346,7 @@ mod tests {
     }
 
     fn flow(p: &Plane, local: &str) -> Option<Flow> {
-        p.flows
-            .lock()
-            .unwrap()
-            .get(&local.parse().unwrap())
-            .cloned()
+        p.flow(local.parse().unwrap())
     }
 
     /// A muxing caller, a callee offered no mux: the caller's RTCP, which
@@ -410,7 +389,7 @@ mod tests {
         });
         offer(&mut h, sdp("192.0.2.10", 7000, ""), vec![]);
         answer(&mut h, sdp("192.0.2.20", 6000, ""), vec![]);
-        let flows = p.flows.lock().unwrap();
+        let flows = p.flows();
         assert_eq!(flows.len(), 4);
         assert!(flows.values().all(|f| f.stages == [StageSpec::Null]));
     }
@@ -436,7 +415,7 @@ mod tests {
         // Before the answer only B -> A can flow.
         let b_to_a = flow(&p, &format!("127.0.0.1:{pb}")).expect("B-facing flow after offer");
         assert_eq!(b_to_a.destination, "192.0.2.10:7000".parse().unwrap());
-        assert_eq!(p.flows.lock().unwrap().len(), 2, "RTP and RTCP towards A");
+        assert_eq!(p.flows().len(), 2, "RTP and RTCP towards A");
 
         let to_a = answer(&mut h, sdp("192.0.2.20", 6000, ""), vec![replace]);
         let pa = port_of(&to_a);
@@ -452,7 +431,7 @@ mod tests {
         );
         let rtcp = flow(&p, &format!("127.0.0.1:{}", pa + 1)).unwrap();
         assert_eq!(rtcp.destination, "192.0.2.20:6001".parse().unwrap());
-        assert_eq!(p.flows.lock().unwrap().len(), 4);
+        assert_eq!(p.flows().len(), 4);
 
         let r = h.handle(&req("list", vec![]));
         assert_eq!(r.get("calls"), Some(&list(&["c1"])));
@@ -485,7 +464,7 @@ mod tests {
             d.get("tags").is_some(),
             "delete replies with the call's stats"
         );
-        assert!(p.flows.lock().unwrap().is_empty());
+        assert!(p.flows().is_empty());
         assert_eq!(h.sessions.ports_in_use(), 0);
         assert_eq!(
             h.handle(&req("list", vec![])).get("calls"),
@@ -523,13 +502,11 @@ mod tests {
             jitter: Some(80),
             ..FlowStat::default()
         };
-        p.stats.lock().unwrap().extend([
-            (
-                format!("10.0.1.1:{pa}").parse().unwrap(),
-                stat(100, Some(2)),
-            ),
-            (format!("10.0.2.1:{pb}").parse().unwrap(), stat(90, None)),
-        ]);
+        p.set_stat(
+            format!("10.0.1.1:{pa}").parse().unwrap(),
+            stat(100, Some(2)),
+        );
+        p.set_stat(format!("10.0.2.1:{pb}").parse().unwrap(), stat(90, None));
         h.handle(&req(
             "delete",
             vec![("call-id", Value::str("c1")), ("from-tag", Value::str("B"))],
@@ -563,7 +540,7 @@ mod tests {
             ..MediaConfig::default()
         });
         offer(&mut h, sdp("192.0.2.10", 7000, ""), vec![]);
-        std::thread::sleep(std::time::Duration::from_millis(1100));
+        h.advance(std::time::Duration::from_millis(1100));
         h.tick();
         let recs = h.sessions.take_records();
         let Some(Record::Ended(cdr)) = recs.last() else {
@@ -772,9 +749,7 @@ mod tests {
         ));
         ok_sdp(&r);
         assert!(p
-            .flows
-            .lock()
-            .unwrap()
+            .flows()
             .values()
             .any(|f| f.destination == "192.0.2.30:6000".parse().unwrap()));
         // Deleting the losing branch leaves the call up.
@@ -789,19 +764,11 @@ mod tests {
         assert_eq!(d.get("result").and_then(Value::as_str), Some("ok"));
         assert_eq!(h.sessions.active(), 1);
         // Media timeout: every flow idle beyond the limit.
-        std::thread::sleep(std::time::Duration::from_millis(1100));
-        for local in p.flows.lock().unwrap().keys() {
-            p.stats.lock().unwrap().insert(
-                *local,
-                FlowStat {
-                    idle_ms: 5000,
-                    ..Default::default()
-                },
-            );
-        }
+        h.advance(std::time::Duration::from_millis(1100));
+        p.set_idle(5000);
         h.tick();
         assert_eq!(h.sessions.active(), 0);
-        assert!(p.flows.lock().unwrap().is_empty());
+        assert!(p.flows().is_empty());
         assert_eq!(h.sessions.totals.timeouts, 1);
         let s = h.handle(&req("statistics", vec![]));
         let total = s
@@ -809,6 +776,11 @@ mod tests {
             .and_then(|s| s.get("totalstatistics"))
             .unwrap();
         assert_eq!(total.get("totaltimeoutsessions"), Some(&Value::Int(1)));
+        assert_eq!(
+            total.get("uptime"),
+            Some(&Value::Int(1)),
+            "1.1 s of virtual time"
+        );
     }
 
     #[test]
@@ -827,13 +799,17 @@ mod tests {
             h.handle(&req("list", vec![])).get("calls"),
             Some(&list(&[]))
         );
-        assert_eq!(
-            p.flows.lock().unwrap().len(),
-            4,
-            "media keeps flowing during the delay"
-        );
+        assert_eq!(p.flows().len(), 4, "media keeps flowing during the delay");
         h.tick();
-        assert_eq!(p.flows.lock().unwrap().len(), 4);
+        assert_eq!(p.flows().len(), 4);
+        h.advance(std::time::Duration::from_millis(29_999));
+        h.tick();
+        assert_eq!(p.flows().len(), 4, "not before the delay is over");
+        h.advance(std::time::Duration::from_millis(1));
+        h.tick();
+        assert!(p.flows().is_empty(), "removed when it is");
+        let q = h.handle(&req("query", vec![("call-id", Value::str("c1"))]));
+        assert_eq!(q.get("result").and_then(Value::as_str), Some("error"));
     }
 
     #[test]

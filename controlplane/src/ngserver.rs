@@ -12,6 +12,7 @@
 
 use crate::ng::NgHandler;
 use crate::sync::lock;
+use crate::time::Now;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -86,7 +87,7 @@ impl NgServer {
         let body = m.body;
         let statistics = body.get("command").and_then(Value::as_str) == Some("statistics");
         let reply = match self
-            .with_handler(move |h| (h.handle(&body), Vec::new()))
+            .with_handler(move |h| (h.handle(Now::real(), &body), Vec::new()))
             .await
         {
             Some((mut reply, queued)) => {
@@ -205,7 +206,10 @@ impl NgServer {
     pub async fn housekeeping(self: Arc<Self>, stop: Arc<AtomicBool>) {
         while !stop.load(Ordering::Relaxed) {
             tokio::time::sleep(Duration::from_secs(1)).await;
-            if let Some(((), queued)) = self.with_handler(|h| (h.tick(), Vec::new())).await {
+            if let Some(((), queued)) = self
+                .with_handler(|h| (h.tick(Now::real()), Vec::new()))
+                .await
+            {
                 durable(queued).await;
             }
             self.cache

@@ -9,6 +9,7 @@
 use crate::b2bua::registrar::Shared;
 use crate::b2bua::B2bua;
 use crate::sync::lock;
+use crate::time::Now;
 use futures_util::StreamExt;
 use redis::AsyncCommands;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -55,7 +56,7 @@ async fn session(url: &str, b2b: &Mutex<B2bua>, stop: &AtomicBool) -> redis::Red
     for k in keys {
         let user = &k[PREFIX.len()..];
         let list = read(&mut conn, user).await?;
-        lock(b2b).merge_registration(user, &list);
+        lock(b2b).merge_registration(Now::real(), user, &list);
     }
     tracing::info!("shared registrations: in step with Redis");
     let mut tick = tokio::time::interval(Duration::from_millis(100));
@@ -65,10 +66,10 @@ async fn session(url: &str, b2b: &Mutex<B2bua>, stop: &AtomicBool) -> redis::Red
                 let Some(msg) = msg else { return Ok(()) };
                 let user: String = msg.get_payload()?;
                 let list = read(&mut conn, &user).await?;
-                lock(b2b).merge_registration(&user, &list);
+                lock(b2b).merge_registration(Now::real(), &user, &list);
             }
             _ = tick.tick() => {
-                let changes = lock(b2b).take_registrations();
+                let changes = lock(b2b).take_registrations(Now::real());
                 for (user, list) in changes {
                     let key = format!("{PREFIX}{user}");
                     let now = tollgate_cdr::model::now_ms();

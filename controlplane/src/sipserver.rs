@@ -14,13 +14,14 @@
 //! dialplan.
 
 use crate::b2bua::config::SipConfig;
-use crate::b2bua::{lcr, B2bua, Media, Transport};
+use crate::b2bua::{ids::Ids, lcr, B2bua, Media, Transport};
 use crate::ngserver::{wait_durable, NgServer};
 use crate::sipinbox::{inbox, Inbound, Mailbox, UdpIn, BURST};
 use crate::siptransport::{
     accept_tcp, accept_tls, tls_client_config, tls_config, Connections, Outbound,
 };
 use crate::sync::lock;
+use crate::time::Now;
 use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -77,14 +78,19 @@ pub async fn run(
     let lcr_cfg = cfg.lcr.clone();
     let tls_ca = cfg.tls_ca.clone();
     let cfg_redis = cfg.registrar_redis.clone();
-    let b2b = Arc::new(Mutex::new(B2bua::new(cfg, local)));
+    let b2b = Arc::new(Mutex::new(B2bua::new(
+        cfg,
+        local,
+        Now::real(),
+        Ids::from_os(),
+    )));
     let reloader = match &lcr_cfg.url {
         Some(url) => {
             let db = match lcr::connect(url).await {
                 Ok(db) => {
                     // Routes are ready before the first INVITE is read.
                     match lcr::load(&db).await {
-                        Ok(t) => lock(&b2b).set_lcr(t),
+                        Ok(t) => lock(&b2b).set_lcr(Now::real(), t),
                         Err(e) => tracing::error!(error = %e, "reading the LCR tables failed"),
                     }
                     Some(db)
@@ -233,7 +239,7 @@ fn step(
             sessions: &mut h.sessions,
             plane: h.plane.as_mut(),
         };
-        let now = Instant::now();
+        let now = Now::real();
         for m in burst.drain(..) {
             match m {
                 Inbound::Datagram(from, bytes) => b.on_datagram(now, from, &bytes, &mut media),
@@ -284,7 +290,7 @@ async fn lcr_reloader(
                     if gateways.replace(n) != Some(n) {
                         tracing::info!(gateways = n, "LCR tables reloaded");
                     }
-                    lock(&b2b).set_lcr(t)
+                    lock(&b2b).set_lcr(Now::real(), t)
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "reading the LCR tables failed; keeping the last ones")

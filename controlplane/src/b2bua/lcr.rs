@@ -57,6 +57,36 @@ fn longest<'a, V>(map: &'a HashMap<String, V>, number: &str) -> Option<&'a V> {
 }
 
 impl LcrTable {
+    /// Numbers starting with `prefix` are in `band`.
+    pub fn add_number(&mut self, prefix: &str, band: i64) {
+        self.numbers.insert(prefix.to_string(), band);
+    }
+
+    /// An enabled carrier.
+    pub fn add_carrier(&mut self, id: i64, name: &str) {
+        self.carriers.insert(id, name.to_string());
+    }
+
+    /// `carrier` carries `band` at `rate` (kept cheapest first).
+    pub fn add_rate(&mut self, band: i64, carrier: i64, rate: f64) {
+        let list = self.rates.entry(band).or_default();
+        let at = list.partition_point(|(r, _)| r.total_cmp(&rate).is_le());
+        list.insert(at, (rate, carrier));
+    }
+
+    /// An enabled gateway of its carrier (kept by priority).
+    pub fn add_gateway(&mut self, g: Gateway) {
+        let list = self.gateways.entry(g.carrier).or_default();
+        let at = list.partition_point(|x| x.priority <= g.priority);
+        list.insert(at, g);
+    }
+
+    /// Numbers starting with `prefix` try `carrier` first, by `priority`.
+    pub fn add_override(&mut self, prefix: &str, carrier: i64, priority: i64) {
+        let list = self.overrides.entry(prefix.to_string()).or_default();
+        list.push((priority, carrier));
+    }
+
     /// Every gateway, for health pings.
     pub fn all_gateways(&self) -> impl Iterator<Item = &Gateway> {
         self.gateways.values().flatten()
@@ -142,26 +172,21 @@ pub async fn load(db: &LcrDb) -> Result<LcrTable, sqlx::Error> {
         .fetch_all(pool)
         .await?
     {
-        t.numbers.insert(r.try_get(0)?, r.try_get(1)?);
+        let prefix: String = r.try_get(0)?;
+        t.add_number(&prefix, r.try_get(1)?);
     }
     for r in sqlx::query("SELECT id, name FROM carriers WHERE enabled <> 0")
         .fetch_all(pool)
         .await?
     {
-        t.carriers.insert(r.try_get(0)?, r.try_get(1)?);
+        let name: String = r.try_get(1)?;
+        t.add_carrier(r.try_get(0)?, &name);
     }
     for r in sqlx::query("SELECT band_id, carrier_id, rate FROM rates")
         .fetch_all(pool)
         .await?
     {
-        let band: i64 = r.try_get(0)?;
-        t.rates
-            .entry(band)
-            .or_default()
-            .push((r.try_get(2)?, r.try_get(1)?));
-    }
-    for list in t.rates.values_mut() {
-        list.sort_by(|a, b| a.0.total_cmp(&b.0));
+        t.add_rate(r.try_get(0)?, r.try_get(1)?, r.try_get(2)?);
     }
     for r in sqlx::query(
         "SELECT id, carrier_id, address, priority, strip, prefix FROM carrier_gateways WHERE enabled <> 0",
@@ -183,20 +208,14 @@ pub async fn load(db: &LcrDb) -> Result<LcrTable, sqlx::Error> {
             strip: strip.max(0) as usize,
             prefix: r.try_get(5)?,
         };
-        t.gateways.entry(g.carrier).or_default().push(g);
-    }
-    for list in t.gateways.values_mut() {
-        list.sort_by_key(|g| g.priority);
+        t.add_gateway(g);
     }
     for r in sqlx::query("SELECT prefix, carrier_id, priority FROM overrides")
         .fetch_all(pool)
         .await?
     {
         let prefix: String = r.try_get(0)?;
-        t.overrides
-            .entry(prefix)
-            .or_default()
-            .push((r.try_get(2)?, r.try_get(1)?));
+        t.add_override(&prefix, r.try_get(1)?, r.try_get(2)?);
     }
     Ok(t)
 }
@@ -246,15 +265,17 @@ mod tests {
 
     fn table() -> LcrTable {
         let mut t = LcrTable::default();
-        t.numbers.insert("44".into(), 1);
-        t.numbers.insert("4420".into(), 2);
-        t.carriers.insert(10, "cheap".into());
-        t.carriers.insert(20, "dear".into());
-        t.rates.insert(1, vec![(0.01, 10), (0.02, 20)]);
-        t.rates.insert(2, vec![(0.005, 20), (0.03, 10)]);
-        t.gateways
-            .insert(10, vec![gw(1, 10, 5001, 0), gw(2, 10, 5002, 1)]);
-        t.gateways.insert(20, vec![gw(3, 20, 5003, 0)]);
+        t.add_number("44", 1);
+        t.add_number("4420", 2);
+        t.add_carrier(10, "cheap");
+        t.add_carrier(20, "dear");
+        t.add_rate(1, 20, 0.02);
+        t.add_rate(1, 10, 0.01);
+        t.add_rate(2, 10, 0.03);
+        t.add_rate(2, 20, 0.005);
+        t.add_gateway(gw(2, 10, 5002, 1));
+        t.add_gateway(gw(1, 10, 5001, 0));
+        t.add_gateway(gw(3, 20, 5003, 0));
         t
     }
 
@@ -281,7 +302,7 @@ mod tests {
     #[test]
     fn overrides_go_first_and_disabled_carriers_never() {
         let mut t = table();
-        t.overrides.insert("447".into(), vec![(0, 20)]);
+        t.add_override("447", 20, 0);
         let ids: Vec<i64> = t
             .route("44770", |_| true)
             .iter()

@@ -5,9 +5,10 @@
 //! [`Shared`] list and other nodes' lists are merged in.
 
 use crate::media::ms;
+use crate::time::Now;
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 use tollgate_sip::message::{Message, NameAddr, Uri};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -105,8 +106,7 @@ impl Registrar {
 
     /// Users changed since the last call, with their live bindings (empty:
     /// unregistered), for other nodes.
-    pub fn export(&mut self, now: Instant) -> Vec<(String, Vec<Shared>)> {
-        let wall = SystemTime::now();
+    pub fn export(&mut self, now: Now) -> Vec<(String, Vec<Shared>)> {
         let mut users = std::mem::take(&mut self.changed);
         users.sort();
         users.dedup();
@@ -114,12 +114,12 @@ impl Registrar {
             .into_iter()
             .map(|u| {
                 let list = self
-                    .bindings(&u, now)
+                    .bindings(&u, now.mono)
                     .into_iter()
                     .map(|b| Shared {
                         contact: b.contact.clone(),
                         addr: b.addr,
-                        expires_ms: ms(wall + b.expires.saturating_duration_since(now)),
+                        expires_ms: ms(now.wall + b.expires.saturating_duration_since(now.mono)),
                     })
                     .collect();
                 (u, list)
@@ -128,15 +128,15 @@ impl Registrar {
     }
 
     /// Takes another node's view of `user`'s bindings as the truth.
-    pub fn merge(&mut self, user: &str, shared: &[Shared], now: Instant) {
-        let wall = ms(SystemTime::now());
+    pub fn merge(&mut self, user: &str, shared: &[Shared], now: Now) {
+        let wall = ms(now.wall);
         let list: Vec<Binding> = shared
             .iter()
             .filter(|b| b.expires_ms > wall)
             .map(|b| Binding {
                 contact: b.contact.clone(),
                 addr: b.addr,
-                expires: now + Duration::from_millis((b.expires_ms - wall) as u64),
+                expires: now.mono + Duration::from_millis((b.expires_ms - wall) as u64),
             })
             .collect();
         if list.is_empty() {
@@ -175,7 +175,8 @@ mod tests {
 
     #[test]
     fn bindings_expire_refresh_and_go() {
-        let now = Instant::now();
+        let t = Now::virtual_start();
+        let now = t.mono;
         let src: SocketAddr = "192.0.2.9:5062".parse().unwrap();
         let mut r = Registrar::default();
         let c = requested(
@@ -206,7 +207,7 @@ mod tests {
         );
         assert!(r.lookup("6000", now).is_none());
         assert!(requested(&register("*", Some("10")), 3600).is_err());
-        let exported = r.export(now);
+        let exported = r.export(t);
         assert_eq!(
             exported,
             vec![("6000".to_string(), vec![])],
@@ -214,14 +215,14 @@ mod tests {
         );
         let c = requested(&register("<sip:6000@192.0.2.1:5070>", Some("60")), 3600).unwrap();
         r.apply("6000", c, src, now);
-        let shared = r.export(now).pop().unwrap().1;
+        let shared = r.export(t).pop().unwrap().1;
         let mut other = Registrar::default();
-        other.merge("6000", &shared, now);
+        other.merge("6000", &shared, t);
         assert_eq!(
             other.lookup("6000", now).unwrap().addr,
             "192.0.2.1:5070".parse().unwrap()
         );
-        other.merge("6000", &[], now);
+        other.merge("6000", &[], t);
         assert!(other.lookup("6000", now).is_none());
         assert!(requested(&register("<sip:x@y>;expires=soon", None), 3600).is_err());
     }

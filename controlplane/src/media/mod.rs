@@ -8,16 +8,20 @@
 //! such direction is one data-plane flow (two with separate RTCP), learning
 //! the sender's real source (symmetric RTP) unless `asymmetric`.
 //!
-//! This module is a plain state machine over [`MediaPlane`]: it takes `now`
-//! and requests and returns replies; sockets and clocks live in the NG
+//! This module is a plain state machine over [`MediaPlane`]: every input
+//! carries a [`Now`] and requests and returns replies; sockets and clocks live in the NG
 //! server and the data-plane link.
 
 mod cdr;
+pub mod memory;
 pub mod options;
 pub mod ports;
 mod report;
+#[cfg(test)]
+mod tests;
 
 use crate::config::{MediaConfig, MediaInterface};
+use crate::time::Now;
 use options::{AddressSource, Options};
 use ports::PortPool;
 use std::collections::{BTreeMap, HashMap};
@@ -296,11 +300,11 @@ struct Call {
 }
 
 impl Call {
-    fn new(now: SystemTime) -> Call {
+    fn new(now: Now) -> Call {
         Call {
-            created: now,
-            created_mono: Instant::now(),
-            last_signal: now,
+            created: now.wall,
+            created_mono: now.mono,
+            last_signal: now.wall,
             answered: None,
             ended: false,
             parts: Vec::new(),
@@ -396,8 +400,10 @@ impl Sessions {
     }
 
     /// `offer`: `sdp` belongs to `from_tag`; the reply SDP goes to the peer.
+    #[allow(clippy::too_many_arguments)] // the NG request's fields, one each
     pub fn offer(
         &mut self,
+        now: Now,
         plane: &mut dyn MediaPlane,
         call_id: &str,
         from_tag: &str,
@@ -411,16 +417,15 @@ impl Sessions {
             .iter()
             .map(|d| self.iface_by_name(d))
             .collect::<Result<Vec<_>, _>>()?;
-        let now = SystemTime::now();
         let is_new = !self.calls.contains_key(call_id);
         let call = self
             .calls
             .entry(call_id.to_string())
             .or_insert_with(|| Call::new(now));
         call.delete_at = None;
-        call.last_signal = now;
+        call.last_signal = now.wall;
         call.recording |= o.record_call;
-        let (x, y) = offer_parties(call, from_tag, to_tag, &dirs);
+        let (x, y) = offer_parties(call, from_tag, to_tag, &dirs, now.wall);
         if x == y {
             if is_new {
                 self.drop_call(plane, call_id);
@@ -449,7 +454,7 @@ impl Sessions {
             self.totals.calls += 1;
             self.records.push(Record::Started(CallStart {
                 call_id: call_id.to_string(),
-                at_ms: cdr::ms(now),
+                at_ms: cdr::ms(now.wall),
                 source_ip: o.received_from,
                 ..CallStart::default()
             }));
@@ -458,8 +463,10 @@ impl Sessions {
     }
 
     /// `answer`: `sdp` belongs to `to_tag`; the reply SDP goes to `from_tag`.
+    #[allow(clippy::too_many_arguments)] // the NG request's fields, one each
     pub fn answer(
         &mut self,
+        now: Now,
         plane: &mut dyn MediaPlane,
         call_id: &str,
         from_tag: &str,
@@ -496,7 +503,7 @@ impl Sessions {
                     // the same way), on ports of its own.
                     let iface = call.parts[y].iface;
                     let sides = call.parts[y].sides.iter().map(Side::for_fork).collect();
-                    let f = participant(call, to_tag, iface);
+                    let f = participant(call, to_tag, iface, now.wall);
                     call.parts[f].sides = sides;
                     f
                 }
@@ -506,7 +513,7 @@ impl Sessions {
             return Err(same_participant(call_id, from_tag, to_tag));
         }
         subscribe(&mut call.parts, x, y);
-        call.last_signal = SystemTime::now();
+        call.last_signal = now.wall;
         call.delete_at = None;
         if let Some(l) = &o.label {
             call.parts[y].label = Some(l.clone());
@@ -518,11 +525,10 @@ impl Sessions {
             .get_mut(call_id)
             .ok_or_else(|| unknown_call(call_id))?;
         if call.answered.is_none() {
-            let now = SystemTime::now();
-            call.answered = Some(now);
+            call.answered = Some(now.wall);
             self.records.push(Record::Answered {
                 call_id: call_id.to_string(),
-                at_ms: cdr::ms(now),
+                at_ms: cdr::ms(now.wall),
             });
         }
         Ok(out)
@@ -728,19 +734,21 @@ impl Sessions {
 
     /// `delete`: the whole call, or one branch when `to_tag` names an alias;
     /// `from_tag` is the party hanging up, when the request says. Returns
-    /// the call's statistics as they were, or None if unknown.
+    /// the call's statistics as they were (its flows' counters read from
+    /// `plane`), or None if unknown.
     pub fn delete(
         &mut self,
+        now: Now,
         plane: &mut dyn MediaPlane,
         call_id: &str,
         from_tag: Option<&str>,
         to_tag: Option<&str>,
         delay: Option<u64>,
-        stats: &HashMap<SocketAddr, FlowStat>,
     ) -> Option<tollgate_ng::Value> {
         let call = self.calls.get(call_id)?;
+        let stats = &self.call_stats(plane, call_id);
         let only = to_tag.filter(|t| !t.is_empty()).or(from_tag);
-        let reply = report::query(call, &self.cfg, stats, only);
+        let reply = report::query(call, &self.cfg, stats, now.wall, only);
         // A branch the from-tag is not in dialogue with goes on its own.
         if let (Some(f), Some(t)) = (from_tag, to_tag) {
             if let (Some(&fp), Some(&tp)) = (call.tags.get(f), call.tags.get(t)) {
@@ -751,14 +759,14 @@ impl Sessions {
                 }
             }
         }
-        self.end(call_id, stats, Ending::Deleted { by_tag: from_tag });
+        self.end(now, call_id, stats, Ending::Deleted { by_tag: from_tag });
         let delay = delay.unwrap_or(self.cfg.delete_delay_secs);
         self.totals.deleted += 1;
         if delay == 0 {
             self.drop_call(plane, call_id);
         } else if let Some(c) = self.calls.get_mut(call_id) {
             // Requests are limited to a day; the configured delay is trusted.
-            c.delete_at = Instant::now().checked_add(Duration::from_secs(delay));
+            c.delete_at = now.mono.checked_add(Duration::from_secs(delay));
         }
         Some(reply)
     }
@@ -787,7 +795,7 @@ impl Sessions {
     }
 
     /// Writes the call's CDR, once.
-    fn end(&mut self, call_id: &str, stats: &HashMap<SocketAddr, FlowStat>, how: Ending) {
+    fn end(&mut self, now: Now, call_id: &str, stats: &HashMap<SocketAddr, FlowStat>, how: Ending) {
         let addresses: Vec<IpAddr> = self.cfg.interfaces.iter().map(|i| i.address).collect();
         let Some(call) = self.calls.get_mut(call_id) else {
             return;
@@ -795,7 +803,7 @@ impl Sessions {
         if std::mem::replace(&mut call.ended, true) {
             return;
         }
-        let cdr = cdr::build(call_id, call, &addresses, stats, SystemTime::now(), how);
+        let cdr = cdr::build(call_id, call, &addresses, stats, now.wall, how);
         self.records.push(Record::Ended(Box::new(cdr)));
     }
 
@@ -824,15 +832,31 @@ impl Sessions {
     }
 
     /// `query`: the call, or (`only`) one participant and whom it hears.
+    /// `stats` were read at `now`.
     pub fn query(
         &self,
+        now: Now,
         call_id: &str,
         only: Option<&str>,
         stats: &HashMap<SocketAddr, FlowStat>,
     ) -> Option<tollgate_ng::Value> {
         self.calls
             .get(call_id)
-            .map(|c| report::query(c, &self.cfg, stats, only))
+            .map(|c| report::query(c, &self.cfg, stats, now.wall, only))
+    }
+
+    /// Counters of one call's flows (none when the data plane cannot say).
+    pub fn call_stats(
+        &self,
+        plane: &mut dyn MediaPlane,
+        call_id: &str,
+    ) -> HashMap<SocketAddr, FlowStat> {
+        plane
+            .flow_stats(&self.call_flows(call_id))
+            .unwrap_or_else(|e| {
+                tracing::warn!(call_id, error = %e, "data plane counters unavailable");
+                HashMap::new()
+            })
     }
 
     pub fn set_recording(&mut self, call_id: &str, on: bool) -> bool {
@@ -842,7 +866,6 @@ impl Sessions {
             .is_some()
     }
 
-    /// Local addresses of the flows a call has installed.
     /// Hands the call's ending to its signalling (the B2BUA): no media or
     /// final timeout here.
     pub fn set_managed(&mut self, call_id: &str) {
@@ -856,6 +879,7 @@ impl Sessions {
         (self.cfg.timeout_secs > 0).then(|| Duration::from_secs(self.cfg.timeout_secs))
     }
 
+    /// Local addresses of the flows a call has installed.
     pub fn call_flows(&self, call_id: &str) -> Vec<SocketAddr> {
         self.calls
             .get(call_id)
@@ -874,20 +898,20 @@ impl Sessions {
     /// Returns what it deleted.
     pub fn expire(
         &mut self,
+        now: Now,
         plane: &mut dyn MediaPlane,
-        now: Instant,
         stats: Option<&HashMap<SocketAddr, FlowStat>>,
     ) -> Vec<(String, &'static str)> {
         let mut gone = Vec::new();
         for (id, c) in &self.calls {
-            if c.delete_at.is_some_and(|t| t <= now) {
+            if c.delete_at.is_some_and(|t| t <= now.mono) {
                 gone.push((id.clone(), "deleted"));
                 continue;
             }
             if c.managed {
                 continue;
             }
-            let age = now.saturating_duration_since(c.created_mono);
+            let age = now.mono.saturating_duration_since(c.created_mono);
             if self.cfg.final_timeout_secs > 0
                 && age >= Duration::from_secs(self.cfg.final_timeout_secs)
             {
@@ -923,12 +947,8 @@ impl Sessions {
                 None => {}
             }
             if let Some(how) = how {
-                let flows = self.call_flows(id);
-                let stats = plane.flow_stats(&flows).unwrap_or_else(|e| {
-                    tracing::warn!(call_id = %id, error = %e, "no counters for the CDR");
-                    HashMap::new()
-                });
-                self.end(id, &stats, how);
+                let stats = self.call_stats(plane, id);
+                self.end(now, id, &stats, how);
             }
             tracing::info!(call_id = %id, reason = why, "call removed");
             self.drop_call(plane, id);
@@ -951,8 +971,9 @@ fn offer_parties(
     from_tag: &str,
     to_tag: Option<&str>,
     dirs: &[usize],
+    now: SystemTime,
 ) -> (usize, usize) {
-    let x = participant(call, from_tag, dirs.first().copied().unwrap_or(0));
+    let x = participant(call, from_tag, dirs.first().copied().unwrap_or(0), now);
     let y = match to_tag.and_then(|t| call.tags.get(t).copied()) {
         Some(y) => y,
         None => match call.parts[x].peer {
@@ -961,20 +982,21 @@ fn offer_parties(
                 call,
                 to_tag.unwrap_or(""),
                 dirs.get(1).copied().unwrap_or(call.parts[x].iface),
+                now,
             ),
         },
     };
     (x, y)
 }
 
-fn participant(call: &mut Call, tag: &str, iface: usize) -> usize {
+fn participant(call: &mut Call, tag: &str, iface: usize, created: SystemTime) -> usize {
     if let Some(&i) = call.tags.get(tag) {
         return i;
     }
     call.parts.push(Participant {
         tag: tag.to_string(),
         label: None,
-        created: SystemTime::now(),
+        created,
         signal: None,
         iface,
         sides: Vec::new(),

@@ -146,17 +146,18 @@ fn media_flags(side: &Side) -> Value {
 /// Running RTP and RTCP totals: (packets, bytes) each.
 type Totals = [(u64, u64); 2];
 
-/// One media section of one participant, adding its counters to `totals`.
+/// One media section `side` of participant `p`, adding its counters (read
+/// at `now`) to `totals`.
 fn media(
     i: usize,
     side: &Side,
+    p: &Participant,
     addr: IpAddr,
-    strict: bool,
-    created: i64,
+    now: SystemTime,
     stats: &HashMap<SocketAddr, FlowStat>,
     totals: &mut Totals,
 ) -> Value {
-    let now = SystemTime::now();
+    let (strict, created) = (p.strict, unix(p.created));
     let live = !side.disabled && side.port != 0;
     let rtp_local = SocketAddr::new(addr, side.port);
     let rtcp_local = SocketAddr::new(addr, if side.rtcp_socket { side.port + 1 } else { 0 });
@@ -207,6 +208,7 @@ fn participant(
     i: usize,
     cfg: &MediaConfig,
     stats: &HashMap<SocketAddr, FlowStat>,
+    now: SystemTime,
     totals: &mut Totals,
 ) -> (Vec<u8>, Value) {
     let p: &Participant = &call.parts[i];
@@ -216,7 +218,7 @@ fn participant(
         .sides
         .iter()
         .enumerate()
-        .map(|(n, s)| media(n, s, addr, p.strict, created, stats, totals))
+        .map(|(n, s)| media(n, s, p, addr, now, stats, totals))
         .collect();
     let subscribers = (0..call.parts.len()).filter(|&j| call.parts[j].subs.contains(&i));
     let subscribers: Vec<usize> = subscribers.collect();
@@ -239,11 +241,13 @@ fn participant(
 }
 
 /// The `query` reply for one call (also the body of a `delete` reply):
-/// every participant, or with `only` that tag's and those it hears.
+/// every participant, or with `only` that tag's and those it hears;
+/// `stats` were read at `now`.
 pub fn query(
     call: &Call,
     cfg: &MediaConfig,
     stats: &HashMap<SocketAddr, FlowStat>,
+    now: SystemTime,
     only: Option<&str>,
 ) -> Value {
     let live = |i: &usize| !call.parts[*i].gone;
@@ -258,7 +262,7 @@ pub fn query(
     let tags = who
         .iter()
         .filter(|i| live(i))
-        .map(|&i| participant(call, i, cfg, stats, &mut totals))
+        .map(|&i| participant(call, i, cfg, stats, now, &mut totals))
         .collect();
     let created = call.created.duration_since(UNIX_EPOCH).unwrap_or_default();
     let [rtp, rtcp] = totals;

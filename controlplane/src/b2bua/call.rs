@@ -1,0 +1,614 @@
+//! The per-call state machine up to the answer: A's INVITE admitted,
+//! routed and offered to B; B's provisionals, answer or failure relayed to
+//! A; CANCEL; and how a call that never got going ends (its CDR).
+
+use super::routing::Route;
+use super::*;
+
+/// Why an attempt fails before B is called: the code and reason for A.
+type Refusal = (u16, String);
+
+/// A's INVITE admitted, not yet routed: what the call starts from.
+struct Setup {
+    key: Key,
+    invite: Message,
+    facts: CallFacts,
+    a: Leg,
+}
+
+/// The facts of the call A's INVITE (from `from`) starts, for its CDR.
+fn call_facts(now: Now, from: SocketAddr, invite: &Message) -> CallFacts {
+    let uri = |h: &str| {
+        NameAddr::parse(invite.header(h).unwrap_or_default())
+            .ok()
+            .map(|n| n.uri)
+    };
+    CallFacts {
+        call_id: invite.call_id().unwrap_or_default().to_string(),
+        start: now.wall,
+        answered: None,
+        from_number: user_of(invite.header("From")).unwrap_or_default(),
+        to_number: user_of(invite.request_uri()).unwrap_or_default(),
+        from_uri: uri("From"),
+        to_uri: uri("To"),
+        request_uri: invite.request_uri().map(str::to_string),
+        source_ip: from.ip(),
+        destination_ip: None,
+        trunk: None,
+        carrier: None,
+        gateway: None,
+    }
+}
+
+impl B2bua {
+    pub(super) fn overloaded(&mut self, now: Now) -> bool {
+        if now.mono.duration_since(self.cps_window.0) >= Duration::from_secs(1) {
+            self.cps_window = (now.mono, 0);
+        }
+        if self.calls.len() >= self.cfg.max_calls || self.cps_window.1 >= self.cfg.max_cps {
+            return true;
+        }
+        self.cps_window.1 += 1;
+        false
+    }
+
+    /// A's INVITE outside a dialog: admitted (or refused at once), routed,
+    /// offered to the media manager, and sent on to B as a new call.
+    pub(super) fn on_invite(
+        &mut self,
+        now: Now,
+        from: SocketAddr,
+        key: Key,
+        invite: Message,
+        media: &mut Media,
+    ) {
+        let Some(mut setup) = self.admit(now, from, key, invite) else {
+            return;
+        };
+        let route = match self.route(now, &setup.facts) {
+            Ok(r) => r,
+            Err((code, reason)) => return self.refuse(now, &setup, code, &reason),
+        };
+        setup.facts.carrier = route.carrier.clone();
+        setup.facts.gateway = route.gateway.map(|g| g.to_string());
+        match self.offer_to_b(now, &setup, media) {
+            Ok(b_offer) => self.call_b(now, setup, route, b_offer),
+            Err((code, reason)) => self.refuse(now, &setup, code, &reason),
+        }
+    }
+
+    /// The answer to an INVITE refused before it becomes a call: 483 for
+    /// Max-Forwards 0, 482 for a loop, 422 below Min-SE, 503 when
+    /// overloaded, a challenge or 403 for missing credentials.
+    fn refusal(&mut self, now: Now, from: SocketAddr, invite: &Message) -> Option<Message> {
+        let retry_after = self.cfg.retry_after_secs.to_string();
+        let reject = |code: u16, reason: &str| {
+            let mut r = Message::response_to(invite, code, reason, None);
+            if code == 503 {
+                r.add_header("Retry-After", retry_after.clone());
+            }
+            r
+        };
+        let ours = format!("{}", self.local);
+        let looped = invite.header_values("Via").iter().any(|v| {
+            tollgate_sip::message::Via::parse(v)
+                .is_ok_and(|v| format!("{}:{}", v.host, v.port.unwrap_or(5060)) == ours)
+        });
+        let call_id = invite.call_id().unwrap_or_default();
+        let early = if invite.max_forwards() == Some(0) {
+            Some(reject(483, reason_phrase(483)))
+        } else if looped || self.calls.contains_key(call_id) {
+            Some(reject(482, reason_phrase(482)))
+        } else if session_expires(invite).is_some_and(|se| se < self.cfg.min_se_secs) {
+            let mut r = reject(422, reason_phrase(422));
+            r.add_header("Min-SE", self.cfg.min_se_secs.to_string());
+            Some(r)
+        } else if self.overloaded(now) {
+            self.counters.overload += 1;
+            Some(reject(503, "Overloaded"))
+        } else {
+            None
+        };
+        early.or_else(|| {
+            let trusted = self.cfg.trusted.iter().any(|n| n.contains(&from.ip()));
+            if self.cfg.users.is_empty() || trusted {
+                return None;
+            }
+            self.authenticate(now, invite, "Proxy-Authorization", 407)
+                .err()
+        })
+    }
+
+    /// A's INVITE becomes a call attempt (its server transaction, A's
+    /// leg, the started record), or is refused at once.
+    fn admit(&mut self, now: Now, from: SocketAddr, key: Key, invite: Message) -> Option<Setup> {
+        if let Some(r) = self.refusal(now, from, &invite) {
+            self.respond_new(now, from, key, invite, r, None);
+            return None;
+        }
+        self.counters.calls += 1;
+        let a = Leg::from_invite(&invite, self.ids.id(), from);
+        let facts = call_facts(now, from, &invite);
+        let txn = Server::new(invite.clone(), now.mono, self.timers, self.reliable(from));
+        self.servers.insert(
+            key.clone(),
+            ServerEntry {
+                txn,
+                armed: None,
+                to: from,
+                call: Some(facts.call_id.clone()),
+            },
+        );
+        self.pump_server(&key);
+        self.records.push(facts.started());
+        Some(Setup {
+            key,
+            invite,
+            facts,
+            a,
+        })
+    }
+
+    /// The attempt fails before B is called: `code` to A, a failed CDR.
+    fn refuse(&mut self, now: Now, s: &Setup, code: u16, reason: &str) {
+        let r = Message::response_to(&s.invite, code, reason, Some(&s.a.local_tag));
+        self.respond_server(now, &s.key, r);
+        let out = Outcome {
+            status: Disposition::Failed,
+            code,
+            reason: reason.to_string(),
+            by: HangupBy::Relay,
+        };
+        let t = self.transport_of(s.a.addr).token().to_ascii_lowercase();
+        let cdr = s.facts.cdr(None, &out, &s.a, None, [&t, ""], now.wall);
+        self.records.push(Record::Ended(Box::new(cdr)));
+    }
+
+    /// A's offer through the media manager: the SDP for B. The session
+    /// manager's own records and timeouts give way to this B2BUA's.
+    fn offer_to_b(&mut self, now: Now, s: &Setup, media: &mut Media) -> Result<String, Refusal> {
+        let Some(offer) = sdp_of(&s.invite) else {
+            return Err((488, "SDP Offer Required".into()));
+        };
+        let call_id = &s.facts.call_id;
+        let o = media_options(s.facts.source_ip);
+        let a_tag = s.a.remote_tag.clone().unwrap_or_default();
+        let b_offer = media
+            .sessions
+            .offer(now, media.plane, call_id, &a_tag, None, &offer, &o);
+        media.sessions.take_records();
+        match b_offer {
+            Ok(sdp) => {
+                media.sessions.set_managed(call_id);
+                Ok(sdp)
+            }
+            Err(e) => {
+                tracing::warn!(call_id, reason = %e.0, "offer refused");
+                Err((488, format!("Not Acceptable Here ({})", e.0)))
+            }
+        }
+    }
+
+    /// B's leg towards `route`, over the transport its URI asks for.
+    fn b_leg(&mut self, s: &Setup, route: &Route) -> Leg {
+        let from_uri = match NameAddr::parse(s.invite.header("From").unwrap_or_default()) {
+            Ok(n) => n.without_tag().to_string(),
+            Err(_) => format!("<sip:{}@{}>", s.facts.from_number, self.local.ip()),
+        };
+        let asked = Uri::parse(&route.uri)
+            .ok()
+            .and_then(|u| u.param("transport").map(str::to_ascii_lowercase));
+        match asked.as_deref() {
+            Some("tcp") => {
+                self.streams.insert(route.addr, Transport::Tcp);
+            }
+            Some("tls") => {
+                self.streams.insert(route.addr, Transport::Tls);
+            }
+            _ => {}
+        }
+        let b_call_id = format!("{}@tollgate", self.ids.id());
+        let b_tag = self.ids.id();
+        Leg::outgoing(
+            b_call_id,
+            b_tag,
+            from_uri,
+            format!("<{}>", route.uri),
+            route.uri.clone(),
+            route.addr,
+        )
+    }
+
+    /// The INVITE to B with `b_offer`; the call is made, ringing until the
+    /// ring timeout.
+    fn call_b(&mut self, now: Now, s: Setup, route: Route, b_offer: String) {
+        let mut b = self.b_leg(&s, &route);
+        let Setup {
+            key,
+            invite,
+            mut facts,
+            a,
+        } = s;
+        let call_id = facts.call_id.clone();
+        facts.trunk = Some(route.uri.clone());
+        facts.destination_ip = Some(route.addr.ip());
+        let (via, branch) = self.via(route.addr);
+        let contact = self.contact.clone();
+        let mut b_req = b.request("INVITE", via, &contact, None);
+        let mf = invite.max_forwards().unwrap_or(70).saturating_sub(1);
+        b_req.set_header("Max-Forwards", mf.to_string());
+        copy_headers(&invite, &mut b_req, &SESSION_TIMER_HEADERS);
+        let b_req = with_sdp(b_req, Some(b_offer));
+        let ck = (branch, "INVITE".to_string());
+        self.start_client(
+            now,
+            ck.clone(),
+            b_req.clone(),
+            route.addr,
+            &call_id,
+            Purpose::BInvite,
+        );
+        for (leg, side) in [(&a, Side::A), (&b, Side::B)] {
+            let dialog = (leg.call_id.clone(), leg.local_tag.clone());
+            self.dialogs.insert(dialog, (call_id.clone(), side));
+        }
+        tracing::info!(
+            call_id,
+            number = facts.to_number,
+            target = route.uri,
+            "call routed"
+        );
+        let ring = now.mono + Duration::from_secs(self.cfg.ring_timeout_secs);
+        self.due.push(Reverse((ring, Due::Ring(call_id.clone()))));
+        let invite_cseq = invite.cseq().map(|(n, _)| n).unwrap_or(0);
+        let call = Call {
+            facts,
+            a,
+            b,
+            phase: Phase::Calling,
+            server_invites: vec![(Side::A, invite_cseq, key.clone())],
+            a_invite: key,
+            b_invite: ck,
+            b_invite_req: b_req,
+            b_ack: None,
+            ring_deadline: Some(ring),
+            session_interval: None,
+            session_deadline: None,
+            candidates: route.rest,
+            b_provisional: false,
+            relayed_invite: None,
+            media: true,
+        };
+        self.calls.insert(call_id, call);
+    }
+
+    pub(super) fn on_b_invite_event(
+        &mut self,
+        now: Now,
+        key: &ClientKey,
+        call_id: &str,
+        to: SocketAddr,
+        ev: ClientEvent,
+        media: &mut Media,
+    ) {
+        if !self.calls.contains_key(call_id) {
+            // The call is over (cancelled, timed out) with this INVITE
+            // pending: B's first provisional lets the CANCEL go (§9.1); a
+            // late 2xx still needs its ACK, then a BYE.
+            if let ClientEvent::Response(r) = ev {
+                match r.code().unwrap_or(0) {
+                    101..=199 => self.cancel_invite(now, key, to),
+                    200..=299 => self.ack_and_bye_orphan(now, to, &r),
+                    _ => {}
+                }
+            }
+            return;
+        }
+        let resp = match ev {
+            ClientEvent::Timeout => {
+                if !self.try_next_gateway(now, call_id) {
+                    self.fail_call(
+                        now,
+                        call_id,
+                        (408, reason_phrase(408)),
+                        HangupBy::Relay,
+                        media,
+                    );
+                }
+                return;
+            }
+            ClientEvent::Response(r) => r,
+        };
+        let code = resp.code().unwrap_or(500);
+        match code {
+            100 => {}
+            101..=199 => self.on_b_provisional(now, call_id, &resp, media),
+            200..=299 => self.on_b_answer(now, call_id, &resp, media),
+            _ => {
+                // 408 and 5xx: the next gateway, if least-cost routing gave more.
+                let failover = code == 408 || (500..600).contains(&code);
+                if failover && self.try_next_gateway(now, call_id) {
+                    return;
+                }
+                let reason = resp.reason().to_string();
+                self.fail_call(now, call_id, (code, &reason), HangupBy::Callee, media);
+            }
+        }
+    }
+
+    /// B rings or sends early media: relayed to A (its SDP through media).
+    fn on_b_provisional(&mut self, now: Now, call_id: &str, resp: &Message, media: &mut Media) {
+        let call = call_mut(&mut self.calls, call_id);
+        call.b_provisional = true;
+        call.b.update_from_response(resp);
+        let sdp = sdp_of(resp).and_then(|answer| self.media_answer(now, call_id, &answer, media));
+        self.answer_a(now, call_id, resp, resp.code().unwrap_or(180), sdp);
+    }
+
+    /// B answers: ACK to B, the answer to A, the call is up (session timer
+    /// and media timeout armed). A repeated 2xx only gets our ACK again.
+    fn on_b_answer(&mut self, now: Now, call_id: &str, resp: &Message, media: &mut Media) {
+        let call = call_mut(&mut self.calls, call_id);
+        if call.phase == Phase::Answered {
+            // A retransmitted 2xx: our ACK was lost.
+            if let Some(ack) = call.b_ack.clone() {
+                let to = call.b.addr;
+                self.send(to, &ack);
+            }
+            return;
+        }
+        call.b.update_from_response(resp);
+        let ack_cseq = call.b_invite_req.cseq().map(|(n, _)| n).unwrap_or(1);
+        let b_addr = call.b.addr;
+        let (via, _) = self.via(b_addr);
+        let contact = self.contact.clone();
+        let call = call_mut(&mut self.calls, call_id);
+        let ack = call.b.request("ACK", via, &contact, Some(ack_cseq));
+        let to = call.b.addr;
+        call.b_ack = Some(ack.clone());
+        self.send(to, &ack);
+        let sdp = sdp_of(resp).and_then(|answer| self.media_answer(now, call_id, &answer, media));
+        let call = call_mut(&mut self.calls, call_id);
+        call.phase = Phase::Answered;
+        call.ring_deadline = None;
+        call.facts.answered = Some(now.wall);
+        self.counters.answered += 1;
+        if let Some(r) = call.facts.answered_record() {
+            self.records.push(r);
+        }
+        let interval = session_expires(resp)
+            .or_else(|| session_expires(&call.b_invite_req))
+            .map(Duration::from_secs);
+        self.arm_session(now, call_id, interval);
+        self.arm_media_check(now, media);
+        self.answer_a(now, call_id, resp, resp.code().unwrap_or(200), sdp);
+    }
+
+    /// A provisional or 2xx response to A's INVITE, with our tag and Contact.
+    pub(super) fn answer_a(
+        &mut self,
+        now: Now,
+        call_id: &str,
+        resp: &Message,
+        code: u16,
+        sdp: Option<String>,
+    ) {
+        let Some(call) = self.calls.get(call_id) else {
+            return;
+        };
+        let Some(req) = self.servers.get(&call.a_invite).map(|e| e.txn.request()) else {
+            return;
+        };
+        let mut r = Message::response_to(req, code, resp.reason(), Some(&call.a.local_tag));
+        r.add_header("Contact", self.contact.clone());
+        copy_headers(resp, &mut r, &SESSION_TIMER_HEADERS);
+        let key = call.a_invite.clone();
+        self.respond_server(now, &key, with_sdp(r, sdp));
+    }
+
+    /// B's answer SDP through the media manager; the SDP for A.
+    pub(super) fn media_answer(
+        &mut self,
+        now: Now,
+        call_id: &str,
+        answer: &str,
+        media: &mut Media,
+    ) -> Option<String> {
+        let call = self.calls.get(call_id)?;
+        let a_tag = call.a.remote_tag.clone().unwrap_or_default();
+        let b_tag = call.b.remote_tag.clone().unwrap_or_default();
+        let o = media_options(call.b.addr.ip());
+        let r = media
+            .sessions
+            .answer(now, media.plane, call_id, &a_tag, &b_tag, answer, &o);
+        media.sessions.take_records(); // our answered record is the 2xx
+        match r {
+            Ok(s) => Some(s),
+            Err(e) => {
+                tracing::warn!(call_id, reason = %e.0, "answer SDP refused; relaying without SDP");
+                None
+            }
+        }
+    }
+
+    /// The call fails before an answer: `code` to A (unless A already has a
+    /// final), then its CDR saying who ended it.
+    pub(super) fn fail_call(
+        &mut self,
+        now: Now,
+        call_id: &str,
+        (code, reason): (u16, &str),
+        by: HangupBy,
+        media: &mut Media,
+    ) {
+        let Some(call) = self.calls.get(call_id) else {
+            return;
+        };
+        let key = call.a_invite.clone();
+        let a_done = self.servers.get(&key).is_none_or(|e| {
+            e.txn
+                .last_response()
+                .and_then(|r| r.code())
+                .is_some_and(|c| c >= 200)
+        });
+        if !a_done {
+            let req = self.servers[&key].txn.request().clone();
+            let mut r = Message::response_to(&req, code, reason, Some(&call.a.local_tag));
+            if code == 503 {
+                r.add_header("Retry-After", self.cfg.retry_after_secs.to_string());
+            }
+            self.respond_server(now, &key, r);
+        }
+        let out = Outcome {
+            status: failure_status(code),
+            code,
+            reason: reason.to_string(),
+            by,
+        };
+        self.end_call(now, call_id, out, media);
+    }
+
+    /// Removes the call, its media session and dialogs, and writes its CDR.
+    pub(super) fn end_call(&mut self, now: Now, call_id: &str, out: Outcome, media: &mut Media) {
+        let Some(call) = self.calls.remove(call_id) else {
+            return;
+        };
+        self.dialogs
+            .remove(&(call.a.call_id.clone(), call.a.local_tag.clone()));
+        self.dialogs
+            .remove(&(call.b.call_id.clone(), call.b.local_tag.clone()));
+        let mut media_cdr = None;
+        if call.media {
+            media
+                .sessions
+                .delete(now, media.plane, call_id, None, None, Some(0));
+            for r in media.sessions.take_records() {
+                match r {
+                    Record::Ended(c) if c.call_id == call_id => media_cdr = Some(*c),
+                    other => self.records.push(other),
+                }
+            }
+        }
+        let ta = self.transport_of(call.a.addr).token().to_ascii_lowercase();
+        let tb = self.transport_of(call.b.addr).token().to_ascii_lowercase();
+        let cdr = call.facts.cdr(
+            media_cdr,
+            &out,
+            &call.a,
+            Some(&call.b),
+            [&ta, &tb],
+            now.wall,
+        );
+        tracing::info!(
+            call_id,
+            status = out.status.as_str(),
+            code = out.code,
+            "call ended"
+        );
+        self.records.push(Record::Ended(Box::new(cdr)));
+    }
+
+    /// Cancels B's INVITE: now if B has sent a provisional, else when its
+    /// first one reaches the transaction, which outlives the call (§9.1).
+    pub(super) fn send_cancel(&mut self, now: Now, call_id: &str) {
+        let Some(call) = self.calls.get(call_id).filter(|c| c.b_provisional) else {
+            return;
+        };
+        let (invite, to) = (call.b_invite.clone(), call.b.addr);
+        self.cancel_invite(now, &invite, to);
+    }
+
+    /// A CANCEL of our INVITE transaction `invite` to `to`, unless one is
+    /// out already or the INVITE is over.
+    pub(super) fn cancel_invite(&mut self, now: Now, invite: &ClientKey, to: SocketAddr) {
+        let key = (invite.0.clone(), "CANCEL".to_string());
+        if self.clients.contains_key(&key) {
+            return;
+        }
+        let Some(inv) = self.clients.get(invite).map(|e| e.txn.request()) else {
+            return;
+        };
+        let mut c = Message::request("CANCEL", inv.request_uri().unwrap_or_default());
+        for h in ["Via", "From", "To", "Call-ID"] {
+            if let Some(v) = inv.header_values(h).first() {
+                c.add_header(h, *v);
+            }
+        }
+        let n = inv.cseq().map(|(n, _)| n).unwrap_or(1);
+        c.add_header("CSeq", format!("{n} CANCEL"));
+        c.add_header("Max-Forwards", "70");
+        self.start_client(now, key, c, to, "", Purpose::Cancel);
+    }
+
+    pub(super) fn on_cancel(
+        &mut self,
+        now: Now,
+        from: SocketAddr,
+        key: Key,
+        cancel: Message,
+        media: &mut Media,
+    ) {
+        let invite_key = Key {
+            method: "INVITE".into(),
+            ..key.clone()
+        };
+        let call_id = self
+            .servers
+            .get(&invite_key)
+            .and_then(|e| e.call.clone())
+            .filter(|c| self.calls.get(c).is_some_and(|c| c.phase == Phase::Calling));
+        let code = if call_id.is_some() { 200 } else { 481 };
+        let r = Message::response_to(&cancel, code, reason_phrase(code), None);
+        self.respond_new(now, from, key, cancel, r, None);
+        let Some(call_id) = call_id else { return };
+        tracing::info!(call_id, "caller cancelled");
+        self.send_cancel(now, &call_id);
+        // 487 to A now; B's 487 later finds the call gone.
+        self.fail_call(
+            now,
+            &call_id,
+            (487, reason_phrase(487)),
+            HangupBy::Caller,
+            media,
+        );
+    }
+
+    /// A 2xx from `to` for an INVITE whose call is gone: ACK it, then BYE
+    /// (§13.2.2.4), in the dialog the 2xx made.
+    pub(super) fn ack_and_bye_orphan(&mut self, now: Now, to: SocketAddr, resp: &Message) {
+        let (Some(cid), Some(from), Some(callee)) =
+            (resp.call_id(), resp.header("From"), resp.header("To"))
+        else {
+            return;
+        };
+        let (Ok(from), Ok(callee)) = (NameAddr::parse(from), NameAddr::parse(callee)) else {
+            return;
+        };
+        let strip = |n: NameAddr| n.without_tag().to_string();
+        let tag = from.tag().unwrap_or_default();
+        let target = callee.uri.clone();
+        let mut leg = Leg::outgoing(cid.to_string(), tag, strip(from), strip(callee), target, to);
+        leg.update_from_response(resp);
+        let n = resp.cseq().map(|(n, _)| n).unwrap_or(1);
+        let contact = self.contact.clone();
+        let (v, _) = self.via(to);
+        let ack = leg.request("ACK", v, &contact, Some(n));
+        self.send(to, &ack);
+        let (v, branch) = self.via(to);
+        let bye = leg.request("BYE", v, &contact, Some(n + 1));
+        self.start_client(now, (branch, "BYE".into()), bye, to, "", Purpose::Bye);
+    }
+
+    /// The ring timeout (`t`) of a call still ringing: 480 to A, CANCEL to B.
+    pub(super) fn ring_timer(&mut self, now: Now, t: Instant, call_id: &str, media: &mut Media) {
+        if self
+            .calls
+            .get(call_id)
+            .is_some_and(|c| c.ring_deadline == Some(t))
+        {
+            tracing::info!(call_id, "no answer within the ring timeout");
+            self.send_cancel(now, call_id);
+            self.fail_call(now, call_id, (480, "No Answer"), HangupBy::Relay, media);
+        }
+    }
+}

@@ -1,0 +1,351 @@
+//! Inside the dialogs of an established call: ACKs, BYE from either side,
+//! and other requests (re-INVITE, UPDATE, INFO...) relayed to the other
+//! leg with their SDP through the media manager, glare answered 491.
+
+use super::*;
+
+impl Call {
+    /// The leg on `side` and the other one.
+    fn legs(&self, side: Side) -> (&Leg, &Leg) {
+        match side {
+            Side::A => (&self.a, &self.b),
+            Side::B => (&self.b, &self.a),
+        }
+    }
+}
+
+impl B2bua {
+    pub(super) fn on_ack(&mut self, now: Now, ack: Message) {
+        if let Some(key) = Key::server(&ack) {
+            if let Some(e) = self.servers.get_mut(&key) {
+                e.txn.on_request(now.mono, &ack); // ACK of our non-2xx
+                self.pump_server(&key);
+                return;
+            }
+        }
+        let (Some(cid), Some(tag)) = (ack.call_id(), ack.to_tag()) else {
+            return;
+        };
+        let Some((call_id, side)) = self.dialogs.get(&(cid.to_string(), tag)).cloned() else {
+            return;
+        };
+        // The INVITE (initial or re-INVITE) from that side with this CSeq.
+        let n = ack.cseq().map(|(n, _)| n).unwrap_or(0);
+        let Some(call) = self.calls.get_mut(&call_id) else {
+            return;
+        };
+        let Some(i) = call
+            .server_invites
+            .iter()
+            .position(|(s, c, _)| *s == side && *c == n)
+        else {
+            return;
+        };
+        let (_, _, key) = call.server_invites.swap_remove(i);
+        if let Some(e) = self.servers.get_mut(&key) {
+            e.txn.acknowledged(now.mono);
+        }
+        self.pump_server(&key);
+    }
+
+    pub(super) fn in_dialog(
+        &mut self,
+        now: Now,
+        from: SocketAddr,
+        key: Key,
+        req: Message,
+        media: &mut Media,
+    ) {
+        let (Some(cid), Some(tag)) = (req.call_id(), req.to_tag()) else {
+            return;
+        };
+        let Some((call_id, side)) = self.dialogs.get(&(cid.to_string(), tag)).cloned() else {
+            let r = Message::response_to(&req, 481, reason_phrase(481), None);
+            self.respond_new(now, from, key, req, r, None);
+            return;
+        };
+        match req.method() {
+            Some("BYE") => self.on_bye(now, from, key, req, (call_id, side), media),
+            Some("INVITE") if self.reinvite_pending(&call_id, side) => {
+                // Glare: our own re-INVITE on this leg is unanswered (§14.1).
+                let r = Message::response_to(&req, 491, reason_phrase(491), None);
+                self.respond_new(now, from, key, req, r, None);
+            }
+            _ => self.relay_request(now, from, key, req, (call_id, side), media),
+        }
+    }
+
+    /// A BYE from `side`: 200, then BYE on the other leg and the CDR; in
+    /// A's early dialog it ends the attempt like a CANCEL.
+    fn on_bye(
+        &mut self,
+        now: Now,
+        from: SocketAddr,
+        key: Key,
+        req: Message,
+        (call_id, side): (String, Side),
+        media: &mut Media,
+    ) {
+        let r = Message::response_to(&req, 200, "OK", None);
+        self.respond_new(now, from, key, req, r, Some(call_id.clone()));
+        let answered = self
+            .calls
+            .get(&call_id)
+            .is_some_and(|c| c.phase == Phase::Answered);
+        if answered {
+            self.bye(now, &call_id, side.other());
+            let by = if side == Side::A {
+                HangupBy::Caller
+            } else {
+                HangupBy::Callee
+            };
+            tracing::info!(call_id, ?by, "hangup");
+            let out = Outcome {
+                status: Disposition::Answered,
+                code: 200,
+                reason: "BYE".into(),
+                by,
+            };
+            self.end_call(now, &call_id, out, media);
+        } else if side == Side::A {
+            self.send_cancel(now, &call_id);
+            let cancelled = (487, reason_phrase(487));
+            self.fail_call(now, &call_id, cancelled, HangupBy::Caller, media);
+        }
+    }
+
+    /// Any other request from `side` goes to the other leg through a
+    /// transaction pair, its SDP offer through the media manager (488 if
+    /// refused).
+    fn relay_request(
+        &mut self,
+        now: Now,
+        from: SocketAddr,
+        key: Key,
+        req: Message,
+        (call_id, side): (String, Side),
+        media: &mut Media,
+    ) {
+        if !self.calls.contains_key(&call_id) {
+            return;
+        }
+        let sdp = match self.relay_offer(now, from, (&call_id, side), &req, media) {
+            Ok(sdp) => sdp,
+            Err(why) => {
+                let reason = format!("Not Acceptable Here ({why})");
+                let r = Message::response_to(&req, 488, &reason, None);
+                self.respond_new(now, from, key, req, r, None);
+                return;
+            }
+        };
+        let method = req.method().unwrap_or_default().to_string();
+        if method == "INVITE" {
+            let n = req.cseq().map(|(n, _)| n).unwrap_or(0);
+            call_mut(&mut self.calls, &call_id)
+                .server_invites
+                .push((side, n, key.clone()));
+        }
+        let server = Server::new(req.clone(), now.mono, self.timers, self.reliable(from));
+        self.servers.insert(
+            key.clone(),
+            ServerEntry {
+                txn: server,
+                armed: None,
+                to: from,
+                call: Some(call_id.clone()),
+            },
+        );
+        self.pump_server(&key);
+        let Some((to, branch, mut out)) = self.leg_request(&call_id, side.other(), &method, None)
+        else {
+            return;
+        };
+        match sdp {
+            Some(s) => out = with_sdp(out, Some(s)),
+            None => copy_body(&req, &mut out),
+        }
+        copy_headers(&req, &mut out, &SESSION_TIMER_HEADERS);
+        let client = (branch, method);
+        if client.1 == "INVITE" {
+            call_mut(&mut self.calls, &call_id).relayed_invite =
+                Some((side.other(), client.clone()));
+        }
+        let purpose = Purpose::Relay {
+            server: key,
+            from: side,
+        };
+        self.start_client(now, client, out, to, &call_id, purpose);
+    }
+
+    /// The SDP offer in an in-dialog request from `side` (at `from`),
+    /// rewritten for the other leg; None without SDP, the reason when the
+    /// media manager refuses it.
+    fn relay_offer(
+        &mut self,
+        now: Now,
+        from: SocketAddr,
+        (call_id, side): (&str, Side),
+        req: &Message,
+        media: &mut Media,
+    ) -> Result<Option<String>, String> {
+        let (Some(offer), Some(call)) = (sdp_of(req), self.calls.get(call_id)) else {
+            return Ok(None); // no SDP (the call was checked)
+        };
+        let (x, y) = call.legs(side);
+        let o = media_options(from.ip());
+        let (xt, yt) = (
+            x.remote_tag.clone().unwrap_or_default(),
+            y.remote_tag.clone(),
+        );
+        let out = media
+            .sessions
+            .offer(now, media.plane, call_id, &xt, yt.as_deref(), &offer, &o);
+        media.sessions.take_records();
+        out.map(Some).map_err(|e| e.0)
+    }
+
+    /// Whether a re-INVITE we relayed onto the call's leg `side` still
+    /// waits for its final response.
+    pub(super) fn reinvite_pending(&self, call_id: &str, side: Side) -> bool {
+        self.calls
+            .get(call_id)
+            .and_then(|c| c.relayed_invite.as_ref())
+            .filter(|(to, _)| *to == side)
+            .and_then(|(_, key)| self.clients.get(key))
+            .is_some_and(|e| {
+                matches!(
+                    e.txn.state(),
+                    ClientState::Calling | ClientState::Proceeding
+                )
+            })
+    }
+
+    /// A response to a relayed in-dialog request: back to the sender.
+    pub(super) fn on_relay_event(
+        &mut self,
+        now: Now,
+        call_id: &str,
+        server: &Key,
+        from: Side,
+        ev: ClientEvent,
+        media: &mut Media,
+    ) {
+        let Some(req) = self.servers.get(server).map(|e| e.txn.request().clone()) else {
+            // Our side answered already (timeout): still ACK a late 2xx.
+            if let ClientEvent::Response(r) = ev {
+                if r.cseq().is_ok_and(|(_, m)| m == "INVITE")
+                    && r.code().is_some_and(|c| (200..300).contains(&c))
+                {
+                    self.ack_relayed(call_id, from.other(), &r);
+                }
+            }
+            return;
+        };
+        let resp = match ev {
+            ClientEvent::Timeout => {
+                let r = Message::response_to(&req, 408, reason_phrase(408), None);
+                self.respond_server(now, server, r);
+                return;
+            }
+            ClientEvent::Response(r) => r,
+        };
+        let code = resp.code().unwrap_or(500);
+        if code == 100 {
+            return;
+        }
+        let is_invite = req.method() == Some("INVITE");
+        let accepted = (200..300).contains(&code);
+        let sdp = (is_invite && accepted)
+            .then(|| self.relay_answer(now, (call_id, from), &resp, media))
+            .flatten();
+        if is_invite && accepted {
+            self.ack_relayed(call_id, from.other(), &resp);
+        }
+        let refresh = matches!(req.method(), Some("INVITE" | "UPDATE"));
+        if refresh && (200..300).contains(&code) {
+            let interval = session_expires(&resp).map(Duration::from_secs);
+            self.arm_session(now, call_id, interval);
+        }
+        let mut r = Message::response_to(&req, code, resp.reason(), None);
+        if is_invite && code < 300 {
+            r.add_header("Contact", self.contact.clone());
+        }
+        copy_headers(&resp, &mut r, &SESSION_TIMER_HEADERS);
+        if sdp.is_some() {
+            r = with_sdp(r, sdp);
+        } else if !is_invite {
+            copy_body(&resp, &mut r);
+        }
+        self.respond_server(now, server, r);
+    }
+
+    /// The SDP answer in a 2xx to a re-INVITE from `from`, rewritten for
+    /// it; None without SDP or when the media manager refuses it.
+    fn relay_answer(
+        &mut self,
+        now: Now,
+        (call_id, from): (&str, Side),
+        resp: &Message,
+        media: &mut Media,
+    ) -> Option<String> {
+        let answer = sdp_of(resp)?;
+        let (x, y) = self.calls.get(call_id)?.legs(from);
+        let o = media_options(y.addr.ip());
+        let (xt, yt) = (
+            x.remote_tag.clone().unwrap_or_default(),
+            y.remote_tag.clone().unwrap_or_default(),
+        );
+        let out = media
+            .sessions
+            .answer(now, media.plane, call_id, &xt, &yt, &answer, &o);
+        media.sessions.take_records();
+        out.map_err(|e| tracing::warn!(call_id, reason = %e.0, "re-INVITE answer refused"))
+            .ok()
+    }
+
+    /// ACKs a relayed re-INVITE's 2xx on leg `side` ourselves; the
+    /// sender's own ACK is absorbed.
+    pub(super) fn ack_relayed(&mut self, call_id: &str, side: Side, resp: &Message) {
+        let n = resp.cseq().map(|(n, _)| n).ok();
+        if let Some((to, _, ack)) = self.leg_request(call_id, side, "ACK", n) {
+            self.send(to, &ack);
+        }
+    }
+
+    /// A BYE on `side` of the call.
+    pub(super) fn bye(&mut self, now: Now, call_id: &str, side: Side) {
+        if let Some((to, branch, bye)) = self.leg_request(call_id, side, "BYE", None) {
+            let id = call_id.to_string();
+            self.start_client(now, (branch, "BYE".into()), bye, to, &id, Purpose::Bye);
+        }
+    }
+
+    /// A request in the dialog on `side` of the call (the next CSeq unless
+    /// given): where it goes, its branch, the request.
+    pub(super) fn leg_request(
+        &mut self,
+        call_id: &str,
+        side: Side,
+        method: &str,
+        cseq: Option<u32>,
+    ) -> Option<(SocketAddr, String, Message)> {
+        let to = self.leg_addr(call_id, side)?;
+        let (via, branch) = self.via(to);
+        let contact = self.contact.clone();
+        let call = self.calls.get_mut(call_id)?;
+        let leg = match side {
+            Side::A => &mut call.a,
+            Side::B => &mut call.b,
+        };
+        Some((to, branch, leg.request(method, via, &contact, cseq)))
+    }
+
+    /// Where requests on `side` of the call go.
+    pub(super) fn leg_addr(&self, call_id: &str, side: Side) -> Option<SocketAddr> {
+        let call = self.calls.get(call_id)?;
+        Some(match side {
+            Side::A => call.a.addr,
+            Side::B => call.b.addr,
+        })
+    }
+}

@@ -1,0 +1,73 @@
+//! What the B2BUA reads from SIP messages and carries between the legs:
+//! SDP bodies, session-timer headers, the users in URIs, and the media
+//! options for the SDP it rewrites.
+
+use super::*;
+
+/// NG options for SDP the B2BUA rewrites: `from` is where the SDP's
+/// sender signalled from; origin and session connection become ours.
+pub(super) fn media_options(from: std::net::IpAddr) -> Options {
+    Options {
+        received_from: Some(from),
+        replace_origin: true,
+        replace_session_connection: true,
+        ..Options::default()
+    }
+}
+
+/// RFC 4028 headers a B2BUA carries from one leg to the other.
+pub(super) const SESSION_TIMER_HEADERS: [&str; 4] =
+    ["Session-Expires", "Min-SE", "Supported", "Require"];
+
+pub(super) fn copy_headers(from: &Message, to: &mut Message, names: &[&str]) {
+    for h in names {
+        if let Some(v) = from.header(h) {
+            to.set_header(h, v);
+        }
+    }
+}
+
+/// The delta-seconds of a Session-Expires header.
+pub(super) fn session_expires(m: &Message) -> Option<u64> {
+    m.header("Session-Expires")?
+        .split(';')
+        .next()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+pub(super) fn sdp_of(m: &Message) -> Option<String> {
+    let is_sdp = m
+        .header("Content-Type")
+        .is_some_and(|t| t.to_ascii_lowercase().starts_with("application/sdp"));
+    (is_sdp && !m.body.is_empty()).then(|| String::from_utf8_lossy(&m.body).into_owned())
+}
+
+pub(super) fn with_sdp(mut m: Message, sdp: Option<String>) -> Message {
+    if let Some(s) = sdp {
+        m.set_header("Content-Type", "application/sdp");
+        m.body = s.into_bytes();
+    }
+    m
+}
+
+pub(super) fn user_of(v: Option<&str>) -> Option<String> {
+    let v = v?;
+    let uri = match NameAddr::parse(v) {
+        Ok(n) => n.uri,
+        Err(_) => v.to_string(),
+    };
+    Uri::parse(&uri).ok()?.user
+}
+
+/// A non-SDP body of `from` (INFO payloads, ...), with its type, onto `to`.
+pub(super) fn copy_body(from: &Message, to: &mut Message) {
+    if from.body.is_empty() {
+        return;
+    }
+    if let Some(t) = from.header("Content-Type") {
+        to.set_header("Content-Type", t);
+    }
+    to.body = from.body.clone();
+}

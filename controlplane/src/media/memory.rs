@@ -1,0 +1,103 @@
+//! An in-memory data plane, for driving the cores without a real one: it
+//! keeps the flows put, logs every put and removal in order, and reports
+//! for each installed flow the counters a test set (by default none, and
+//! not idle: media flowing). The tests of the B2BUA, the session manager
+//! and the NG handler use it as their fake data plane; clones share state,
+//! so a test keeps one while a core owns another.
+
+use super::{FlowStat, MediaPlane};
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use tollgate_dataplane::flow::Flow;
+
+/// One change the data plane was asked for and made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FlowChange {
+    Put(Flow),
+    Removed(SocketAddr),
+}
+
+#[derive(Debug, Default)]
+struct State {
+    flows: BTreeMap<SocketAddr, Flow>,
+    log: Vec<FlowChange>,
+    stats: HashMap<SocketAddr, FlowStat>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct MemoryPlane(Arc<Mutex<State>>);
+
+impl MemoryPlane {
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        crate::sync::lock(&self.0)
+    }
+
+    /// The installed flows, by local address.
+    pub fn flows(&self) -> BTreeMap<SocketAddr, Flow> {
+        self.state().flows.clone()
+    }
+
+    pub fn flow(&self, local: SocketAddr) -> Option<Flow> {
+        self.state().flows.get(&local).cloned()
+    }
+
+    /// The changes made since the last call, oldest first.
+    pub fn take_log(&self) -> Vec<FlowChange> {
+        std::mem::take(&mut self.state().log)
+    }
+
+    /// What the flow at `local` reports from now on.
+    pub fn set_stat(&self, local: SocketAddr, stat: FlowStat) {
+        self.state().stats.insert(local, stat);
+    }
+
+    /// Every installed flow reports `idle_ms` since its last packet.
+    pub fn set_idle(&self, idle_ms: u64) {
+        let mut s = self.state();
+        let locals: Vec<SocketAddr> = s.flows.keys().copied().collect();
+        for l in locals {
+            s.stats.entry(l).or_default().idle_ms = idle_ms;
+        }
+    }
+}
+
+impl MediaPlane for MemoryPlane {
+    /// Refuses a flow the real data plane would (`Flow::validate`).
+    fn apply(&mut self, puts: &[Flow], removes: &[SocketAddr]) -> Vec<Result<(), String>> {
+        let mut s = self.state();
+        let mut out = Vec::new();
+        for f in puts {
+            let r = f.validate().map_err(|e| e.to_string());
+            if r.is_ok() {
+                s.flows.insert(f.local, f.clone());
+                s.log.push(FlowChange::Put(f.clone()));
+            }
+            out.push(r);
+        }
+        for l in removes {
+            if s.flows.remove(l).is_some() {
+                s.log.push(FlowChange::Removed(*l));
+            }
+            out.push(Ok(()));
+        }
+        out
+    }
+
+    fn stats(&mut self) -> Result<HashMap<SocketAddr, FlowStat>, String> {
+        let locals: Vec<SocketAddr> = self.state().flows.keys().copied().collect();
+        self.flow_stats(&locals)
+    }
+
+    fn flow_stats(
+        &mut self,
+        locals: &[SocketAddr],
+    ) -> Result<HashMap<SocketAddr, FlowStat>, String> {
+        let s = self.state();
+        Ok(locals
+            .iter()
+            .filter(|l| s.flows.contains_key(l))
+            .map(|l| (*l, s.stats.get(l).copied().unwrap_or_default()))
+            .collect())
+    }
+}
