@@ -13,8 +13,11 @@ use std::time::Duration;
 #[serde(deny_unknown_fields, default)]
 pub struct CdrConfig {
     pub spool_dir: PathBuf,
-    /// `always` (sync before acknowledging), `interval` or `never`.
+    /// `always` (a CDR synced before it is acknowledged), `interval` or
+    /// `never`.
     pub fsync: FsyncPolicy,
+    /// `interval`'s period; under `always`, the longest a call event waits
+    /// for a CDR's sync to carry it.
     pub fsync_interval_ms: u64,
     pub segment_mb: u64,
     /// Appends are refused beyond this; an alarm is raised before.
@@ -141,6 +144,7 @@ impl CdrConfig {
             segment_bytes: self.segment_mb << 20,
             max_bytes: self.max_spool_mb << 20,
             alarm_percent: self.alarm_percent,
+            lazy_sync: Duration::from_millis(self.fsync_interval_ms),
         }
     }
 

@@ -260,6 +260,61 @@ fn fsync_interval_keeps_what_it_synced_and_loses_what_it_had_not() {
 }
 
 #[test]
+fn fsync_always_syncs_lazy_appends_with_the_next_awaited_one_or_soon() {
+    let one_segment = |dir: &Path| SpoolConfig {
+        segment_bytes: 1 << 20,
+        ..cfg(dir, Fsync::Always)
+    };
+    // Lazy appends are written, not synced: lost if the power goes first.
+    let dir = tempfile::tempdir().unwrap();
+    let disk = SimDisk::default();
+    let hour = SpoolConfig {
+        lazy_sync: Duration::from_secs(3600),
+        ..one_segment(dir.path())
+    };
+    let (spool, _) = Spool::open_on(disk.clone(), hour, &sinks()).unwrap();
+    for i in 0..3 {
+        spool.append_lazy(&rec(i)).wait().expect("written");
+    }
+    assert!(
+        disk.unsynced() > 0,
+        "a lazy append is not synced on its own"
+    );
+    disk.cut_power(Torn::Nothing);
+    drop(spool);
+    assert!(reboot_and_read(dir.path()).is_empty());
+
+    // An awaited append syncs every lazy one before it.
+    let dir = tempfile::tempdir().unwrap();
+    let disk = SimDisk::default();
+    let (spool, _) = Spool::open_on(disk.clone(), one_segment(dir.path()), &sinks()).unwrap();
+    let mut acked: Vec<u64> = (0..3)
+        .map(|i| spool.append_lazy(&rec(i)).wait().expect("written"))
+        .collect();
+    acked.push(spool.append(&rec(3)).wait().expect("durable"));
+    assert_eq!(
+        disk.unsynced(),
+        0,
+        "the awaited append synced the lazy ones"
+    );
+    disk.cut_power(Torn::Nothing);
+    drop(spool);
+    check_sequential("lazy then awaited", &acked, &reboot_and_read(dir.path()));
+
+    // With nothing awaited after them, the writer syncs them within its bound.
+    let dir = tempfile::tempdir().unwrap();
+    let disk = SimDisk::default();
+    let (spool, _) = Spool::open_on(disk.clone(), one_segment(dir.path()), &sinks()).unwrap();
+    let acked: Vec<u64> = (0..3)
+        .map(|i| spool.append_lazy(&rec(i)).wait().expect("written"))
+        .collect();
+    wait_synced(&disk, Duration::from_secs(10));
+    disk.cut_power(Torn::Nothing);
+    drop(spool);
+    check_sequential("lazy, synced soon", &acked, &reboot_and_read(dir.path()));
+}
+
+#[test]
 fn fsync_never_loses_every_unsynced_record_on_power_loss() {
     let dir = tempfile::tempdir().unwrap();
     let disk = SimDisk::default();

@@ -8,7 +8,8 @@
 //!
 //! Call events and CDRs a request produces are queued on the CDR spool in
 //! the order the requests were handled, and the reply goes out only once
-//! they are durable: a `delete` answered means its CDR is on disk.
+//! they are written and its CDRs durable: a `delete` answered means its
+//! CDR is on disk (call events are synced with the next CDR, or soon).
 
 use crate::ng::NgHandler;
 use crate::sync::lock;
@@ -70,7 +71,12 @@ impl NgServer {
         let queued = records
             .into_iter()
             .map(|r| {
-                let p = self.spool.append(&r);
+                // Only a CDR is acknowledged on (a BYE's 200, a delete's
+                // reply); call events ride on its sync.
+                let p = match r {
+                    Record::Ended(_) => self.spool.append(&r),
+                    _ => self.spool.append_lazy(&r),
+                };
                 (r, p)
             })
             .collect();

@@ -51,6 +51,10 @@ pub struct SpoolConfig {
     pub max_bytes: u64,
     /// A loud alarm once the spool holds this share of `max_bytes`.
     pub alarm_percent: u8,
+    /// Under [`Fsync::Always`], the longest a lazy append
+    /// ([`Spool::append_lazy`]) stays unsynced when no awaited append
+    /// comes to sync it.
+    pub lazy_sync: Duration,
 }
 
 impl SpoolConfig {
@@ -61,6 +65,7 @@ impl SpoolConfig {
             segment_bytes: 64 << 20,
             max_bytes: 4 << 30,
             alarm_percent: 80,
+            lazy_sync: Duration::from_millis(100),
         }
     }
 }
@@ -364,11 +369,29 @@ impl Spool {
 
     /// Queues a record; await [`Pending::durable`] before acknowledging it.
     pub fn append(&self, rec: &Record) -> Pending {
+        self.queue(rec, true)
+    }
+
+    /// Queues a record nothing is acknowledged on (a call's start or
+    /// answer event): written with the next group but not synced on its
+    /// own; the next synced group, or the writer at most
+    /// [`SpoolConfig::lazy_sync`] later, makes it durable. Records stay in
+    /// order, so a durable CDR implies its call's earlier events are too.
+    /// Waiting on the returned [`Pending`] says it was written, not synced.
+    pub fn append_lazy(&self, rec: &Record) -> Pending {
+        self.queue(rec, false)
+    }
+
+    fn queue(&self, rec: &Record, sync: bool) -> Pending {
         let (done, rx) = oneshot::channel();
         let payload = serde_json::to_vec(rec).expect("records serialise");
         match &self.appends {
             Some(tx) => {
-                if let Err(e) = tx.send(writer::Append { payload, done }) {
+                if let Err(e) = tx.send(writer::Append {
+                    payload,
+                    done,
+                    sync,
+                }) {
                     let _ = e.0.done.send(Err(SpoolError::Closed));
                 }
             }

@@ -1,8 +1,9 @@
 //! The spool's single writer thread: group commit into the active segment.
 //!
 //! It blocks for one append, takes every other append already queued (up
-//! to [`MAX_GROUP`]), writes them in one `write`, syncs per the policy,
-//! publishes the new last sequence number to readers, then acknowledges
+//! to [`MAX_GROUP`]), writes them in one `write`, syncs per the policy
+//! (under `always`, a group holding only lazy appends is not synced on its
+//! own: the next awaited group, or `lazy_sync` later, syncs it), publishes the new last sequence number to readers, then acknowledges
 //! each append. A failed write is cut back off the segment and every
 //! append of the group gets the error, so no record is half-acknowledged.
 //! Every file operation goes through the [`Storage`] it was given.
@@ -20,6 +21,8 @@ const MAX_GROUP: usize = 4096;
 pub(super) struct Append {
     pub payload: Vec<u8>,
     pub done: oneshot::Sender<Result<u64, SpoolError>>,
+    /// Whether the policy's sync must precede the acknowledgement.
+    pub sync: bool,
 }
 
 /// The segment being appended to.
@@ -89,11 +92,17 @@ pub(super) fn run<S: Storage>(
     mut active: Active<S::File>,
 ) {
     let mut buf = Vec::with_capacity(1 << 20);
+    // When the oldest written but unsynced record was written.
     let mut unsynced: Option<Instant> = None;
+    let bound = match shared.cfg.fsync {
+        Fsync::Interval(every) => Some(every),
+        Fsync::Always => Some(shared.cfg.lazy_sync),
+        Fsync::Never => None,
+    };
     let mut alarmed = false;
     loop {
-        let first = match (shared.cfg.fsync, unsynced) {
-            (Fsync::Interval(every), Some(since)) => {
+        let first = match (bound, unsynced) {
+            (Some(every), Some(since)) => {
                 match appends.recv_timeout(every.saturating_sub(since.elapsed())) {
                     Ok(a) => a,
                     Err(RecvTimeoutError::Timeout) => {
@@ -116,13 +125,16 @@ pub(super) fn run<S: Storage>(
                 Err(_) => break,
             }
         }
-        commit(&shared, &mut storage, &mut active, group, &mut buf);
-        if let Fsync::Interval(every) = shared.cfg.fsync {
-            let since = *unsynced.get_or_insert_with(Instant::now);
-            if since.elapsed() >= every {
-                sync(&shared, &mut active);
-                unsynced = None;
+        match commit(&shared, &mut storage, &mut active, group, &mut buf) {
+            Committed::Synced => unsynced = None,
+            Committed::Written => {
+                let since = *unsynced.get_or_insert_with(Instant::now);
+                if bound.is_some_and(|every| since.elapsed() >= every) {
+                    sync(&shared, &mut active);
+                    unsynced = None;
+                }
             }
+            Committed::Nothing => {}
         }
         alarmed = alarm(&shared, alarmed);
     }
@@ -157,13 +169,23 @@ fn alarm(shared: &Shared, was: bool) -> bool {
     now
 }
 
+/// What [`commit`] left on disk.
+enum Committed {
+    /// Nothing was written (every append refused, or the write failed).
+    Nothing,
+    /// Written, and synced before it was acknowledged.
+    Synced,
+    /// Written but not yet synced.
+    Written,
+}
+
 fn commit<S: Storage>(
     shared: &Shared,
     storage: &mut S,
     active: &mut Active<S::File>,
     group: Vec<Append>,
     buf: &mut Vec<u8>,
-) {
+) -> Committed {
     let used = shared.bytes();
     let max = shared.cfg.max_bytes;
     let mut add = 0u64;
@@ -181,7 +203,7 @@ fn commit<S: Storage>(
         }
     }
     if take.is_empty() {
-        return;
+        return Committed::Nothing;
     }
     if active.len >= shared.cfg.segment_bytes {
         if shared.cfg.fsync != Fsync::Never {
@@ -189,16 +211,20 @@ fn commit<S: Storage>(
         }
         match Active::create(shared, storage, active.next_seq) {
             Ok(next) => *active = next,
-            Err(e) => return fail(take, &e),
+            Err(e) => {
+                fail(take, &e);
+                return Committed::Nothing;
+            }
         }
     }
+    let synced = shared.cfg.fsync == Fsync::Always && take.iter().any(|a| a.sync);
     buf.clear();
     for (i, a) in take.iter().enumerate() {
         segment::encode(active.next_seq + i as u64, &a.payload, buf);
     }
     let path = shared.segment_path(active.first);
     let written = active.file.write_all(buf).and_then(|()| {
-        if shared.cfg.fsync == Fsync::Always {
+        if synced {
             active.file.sync_data()
         } else {
             Ok(())
@@ -207,7 +233,8 @@ fn commit<S: Storage>(
     if let Err(e) = written {
         // Cut the group back off so no reader or restart sees part of it.
         let _ = active.file.set_len(active.len);
-        return fail(take, &io_err(&path)(e));
+        fail(take, &io_err(&path)(e));
+        return Committed::Nothing;
     }
     active.len += buf.len() as u64;
     let first_seq = active.next_seq;
@@ -216,6 +243,11 @@ fn commit<S: Storage>(
     shared.written.send_replace(active.next_seq - 1);
     for (i, a) in take.into_iter().enumerate() {
         let _ = a.done.send(Ok(first_seq + i as u64));
+    }
+    if synced {
+        Committed::Synced
+    } else {
+        Committed::Written
     }
 }
 
