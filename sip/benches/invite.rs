@@ -1,0 +1,66 @@
+//! What one incoming INVITE costs the SIP thread: parsing it, and parsing
+//! it plus the header reads the B2BUA makes while handling it (validation,
+//! transaction key, dialog tags, Call-ID, CSeq, the Via loop check,
+//! Max-Forwards, From/To/Contact name-addrs), through the API the B2BUA
+//! uses today. `cargo bench -p tollgate-sip`.
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use std::hint::black_box;
+use tollgate_sip::message::{Message, NameAddr};
+
+const INVITE: &[u8] = b"INVITE sip:6000@198.51.100.1 SIP/2.0\r\n\
+Via: SIP/2.0/UDP 192.0.2.10:5060;branch=z9hG4bK-524287-1---e3bb36e0c23d1c2c;rport\r\n\
+Max-Forwards: 70\r\n\
+Contact: <sip:alice@192.0.2.10:5060;transport=UDP>\r\n\
+To: <sip:6000@198.51.100.1>\r\n\
+From: \"Alice\" <sip:alice@example.com>;tag=a73kszlfl\r\n\
+Call-ID: 1j9FpLxk3uxtm8tn@192.0.2.10\r\n\
+CSeq: 1 INVITE\r\n\
+Allow: INVITE, ACK, CANCEL, BYE, NOTIFY, REFER, MESSAGE, OPTIONS, INFO, SUBSCRIBE\r\n\
+Content-Type: application/sdp\r\n\
+Supported: replaces, norefersub, extended-refer, timer, X-cisco-serviceuri\r\n\
+User-Agent: Z 5.4.12 v2.10.13.2\r\n\
+Allow-Events: presence, kpml, talk\r\n\
+Content-Length: 130\r\n\
+\r\n\
+v=0\r\n\
+o=Z 0 0 IN IP4 192.0.2.10\r\n\
+s=Z\r\n\
+c=IN IP4 192.0.2.10\r\n\
+t=0 0\r\n\
+m=audio 8000 RTP/AVP 0 8 101\r\n\
+a=rtpmap:101 telephone-event/8000\r\n";
+
+/// The reads `b2bua` makes on an INVITE between receiving it and sending
+/// the B-leg INVITE (receive, transaction key, on_invite, Leg::from_invite).
+fn b2bua_reads(m: &Message) -> usize {
+    let mut n = 0;
+    m.validate().unwrap();
+    n += m.method().map_or(0, str::len);
+    n += usize::from(m.to_tag().is_none());
+    let via = m.top_via().unwrap();
+    n += via.branch().map_or(0, str::len);
+    n += m.cseq().unwrap().0 as usize;
+    n += m.header_values("Via").len();
+    n += m.call_id().map_or(0, str::len);
+    n += m.max_forwards().unwrap_or(0) as usize;
+    for h in ["From", "To", "From"] {
+        n += NameAddr::parse(m.header(h).unwrap()).unwrap().uri.len();
+    }
+    n += m.from_tag().map_or(0, |t| t.len());
+    n += m.header_values("Contact").len();
+    n += m.header_values("Record-Route").len();
+    n
+}
+
+fn bench(c: &mut Criterion) {
+    c.bench_function("parse INVITE", |b| {
+        b.iter(|| Message::parse(black_box(INVITE)).unwrap())
+    });
+    c.bench_function("parse INVITE + B2BUA reads", |b| {
+        b.iter(|| b2bua_reads(&Message::parse(black_box(INVITE)).unwrap()))
+    });
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
