@@ -2,7 +2,8 @@
 //! it plus the header reads the B2BUA makes while handling it (validation,
 //! transaction key, dialog tags, Call-ID, CSeq, the Via loop check,
 //! Max-Forwards, From/To/Contact name-addrs), through the API the B2BUA
-//! uses today, and the same reads through the typed view (`Message::view`).
+//! uses today, and the same reads through the typed view (`Message::view`);
+//! and parse plus building the view, what parsing it eagerly would cost.
 //! `cargo bench -p tollgate-sip`.
 
 use criterion::{criterion_group, criterion_main, Criterion};
@@ -78,6 +79,13 @@ fn view_reads(m: &Message) -> usize {
 fn bench(c: &mut Criterion) {
     c.bench_function("parse INVITE", |b| {
         b.iter(|| Message::parse(black_box(INVITE)).unwrap())
+    });
+    // What building the view at parse time would add to every message.
+    c.bench_function("parse INVITE + build the view", |b| {
+        b.iter(|| {
+            let m = Message::parse(black_box(INVITE)).unwrap();
+            m.view().call_id().map_or(0, str::len)
+        })
     });
     c.bench_function("parse INVITE + B2BUA reads", |b| {
         b.iter(|| b2bua_reads(&Message::parse(black_box(INVITE)).unwrap()))

@@ -5,13 +5,15 @@
 //! be changed through methods here, so the view can never go stale.
 
 use crate::view::{Parsed, View};
+use std::borrow::Cow;
 use std::ops::Deref;
 use std::sync::OnceLock;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Header {
-    /// The long form, spelled as RFC 3261 does for known headers.
-    pub name: String,
+    /// The long form, spelled as RFC 3261 does for known headers (which
+    /// are not allocated).
+    pub name: Cow<'static, str>,
     /// Unfolded, without leading and trailing whitespace.
     pub value: String,
 }
@@ -26,8 +28,9 @@ impl Header {
 }
 
 /// Compact forms (RFC 3261 §7.3.3 and later RFCs) and the usual spelling
-/// of long names, so lookups and output are uniform.
-const KNOWN: [(&str, &str); 23] = [
+/// of long names, so lookups and output are uniform and the names of
+/// common headers are never allocated.
+const KNOWN: &[(&str, &str)] = &[
     ("i", "Call-ID"),
     ("m", "Contact"),
     ("e", "Content-Encoding"),
@@ -42,13 +45,27 @@ const KNOWN: [(&str, &str); 23] = [
     ("o", "Event"),
     ("u", "Allow-Events"),
     ("x", "Session-Expires"),
+    ("via", "Via"),
+    ("from", "From"),
+    ("to", "To"),
     ("call-id", "Call-ID"),
     ("cseq", "CSeq"),
-    ("www-authenticate", "WWW-Authenticate"),
+    ("contact", "Contact"),
     ("max-forwards", "Max-Forwards"),
+    ("route", "Route"),
     ("record-route", "Record-Route"),
     ("content-length", "Content-Length"),
     ("content-type", "Content-Type"),
+    ("allow", "Allow"),
+    ("supported", "Supported"),
+    ("require", "Require"),
+    ("user-agent", "User-Agent"),
+    ("server", "Server"),
+    ("expires", "Expires"),
+    ("authorization", "Authorization"),
+    ("proxy-authorization", "Proxy-Authorization"),
+    ("proxy-authenticate", "Proxy-Authenticate"),
+    ("www-authenticate", "WWW-Authenticate"),
     ("session-expires", "Session-Expires"),
     ("min-se", "Min-SE"),
 ];
@@ -62,16 +79,16 @@ fn known(name: &str) -> Option<&'static str> {
         .map(|(_, long)| *long)
 }
 
-/// Whether a stored (canonical) header name is what a lookup for `query`
-/// (any case, compact or long) means. No allocation: header lookups run
-/// many times per message.
-pub(crate) fn same_header(stored: &str, query: &str) -> bool {
-    stored.eq_ignore_ascii_case(known(query).unwrap_or(query))
+/// What a lookup for `query` (any case, compact or long) compares stored
+/// (canonical) names with, ignoring case. Resolved once per lookup, not
+/// once per header; no allocation.
+pub(crate) fn lookup_name(query: &str) -> &str {
+    known(query).unwrap_or(query)
 }
 
-pub(crate) fn canonical(name: &str) -> String {
+pub(crate) fn canonical(name: &str) -> Cow<'static, str> {
     if let Some(long) = known(name) {
-        return long.to_string();
+        return Cow::Borrowed(long);
     }
     let mut out = String::with_capacity(name.len());
     // Title-Case each dash-separated word: "max-forwards" -> "Max-Forwards".
@@ -84,7 +101,7 @@ pub(crate) fn canonical(name: &str) -> String {
         });
         word_start = c == '-';
     }
-    out
+    Cow::Owned(out)
 }
 
 /// The headers of one message, in order, with their typed view.
@@ -173,7 +190,10 @@ mod tests {
         assert_eq!(canonical("MAX-forwards"), "Max-Forwards");
         assert_eq!(canonical("x-my-header"), "X-My-Header");
         assert_eq!(canonical("newfangledheader"), "Newfangledheader");
-        assert!(same_header("Call-ID", "i") && same_header("Call-ID", "CALL-id"));
+        assert_eq!(lookup_name("i"), "Call-ID");
+        assert_eq!(lookup_name("CALL-id"), "Call-ID");
+        assert_eq!(lookup_name("X-Other"), "X-Other");
+        assert!(matches!(canonical("via"), Cow::Borrowed("Via")));
     }
 
     #[test]

@@ -11,13 +11,16 @@
 //! unknown ones through, expands compact names, never panics, and says in
 //! its error which line is wrong and why.
 
-use crate::headers::{canonical, same_header};
+use crate::headers::{canonical, lookup_name};
 pub use crate::headers::{Header, Headers};
 use crate::lex::{self, clip, is_token, split_host_port};
 use crate::method::Method;
 use crate::view::{NameAddrRef, ViaRef, View};
+use std::borrow::Cow;
 use std::fmt;
+use std::iter::{Enumerate, Peekable};
 use std::net::IpAddr;
+use std::str::Split;
 
 /// Why bytes are not a SIP message, and where.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -70,6 +73,26 @@ fn header_end(buf: &[u8]) -> Option<(usize, usize)> {
     }
 }
 
+/// The header section's lines, numbered from 1, with folded continuation
+/// lines (§7.3.1) joined to the line they continue; borrowed unless folded.
+struct Unfolded<'a>(Peekable<Enumerate<Split<'a, char>>>);
+
+impl<'a> Iterator for Unfolded<'a> {
+    type Item = (usize, Cow<'a, str>);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let no_cr = |l: &'a str| l.strip_suffix('\r').unwrap_or(l);
+        let (i, raw) = self.0.next()?;
+        let mut line = Cow::Borrowed(no_cr(raw));
+        while let Some((_, more)) = self.0.next_if(|(_, l)| l.starts_with([' ', '\t'])) {
+            let line = line.to_mut();
+            line.push(' ');
+            line.push_str(more.trim());
+        }
+        Some((i + 1, line))
+    }
+}
+
 impl Message {
     /// Parses a whole datagram: a missing Content-Length means the rest of
     /// the datagram is the body.
@@ -115,19 +138,8 @@ impl Message {
         let (head_end, body_start) = header_end(buf).ok_or(ParseError::Incomplete)?;
         let head = std::str::from_utf8(&buf[..head_end])
             .map_err(|e| ParseError::Message(format!("header section is not UTF-8: {e}")))?;
-        let mut lines: Vec<(usize, String)> = Vec::new();
-        for (i, raw) in head.split('\n').enumerate() {
-            let l = raw.strip_suffix('\r').unwrap_or(raw);
-            if l.starts_with([' ', '\t']) && !lines.is_empty() {
-                // Folded continuation (LWS): joins the previous line.
-                let last = lines.last_mut().expect("checked non-empty");
-                last.1.push(' ');
-                last.1.push_str(l.trim());
-            } else {
-                lines.push((i + 1, l.to_string()));
-            }
-        }
-        let (first_no, first) = lines.first().cloned().ok_or_else(|| at(1, "empty"))?;
+        let mut lines = Unfolded(head.split('\n').enumerate().peekable());
+        let (first_no, first) = lines.next().ok_or_else(|| at(1, "empty"))?;
         let start = match parse_start(&first) {
             Ok(s) => s,
             Err(_) if lenient && first.ends_with(" SIP/2.0") => {
@@ -142,14 +154,14 @@ impl Message {
             }
             Err(w) => return Err(at(first_no, w)),
         };
-        let mut headers = Vec::with_capacity(lines.len());
-        for (no, l) in lines.iter().skip(1) {
+        let mut headers = Vec::with_capacity(16);
+        for (no, l) in lines {
             let (name, value) = l
                 .split_once(':')
-                .ok_or_else(|| at(*no, format!("header line without ':': {:?}", clip(l))))?;
+                .ok_or_else(|| at(no, format!("header line without ':': {:?}", clip(&l))))?;
             let name = name.trim();
             if !is_token(name) {
-                return Err(at(*no, format!("bad header name {:?}", clip(name))));
+                return Err(at(no, format!("bad header name {:?}", clip(name))));
             }
             headers.push(Header::new(name, value.trim()));
         }
@@ -236,7 +248,7 @@ impl Message {
     pub fn response_to(req: &Message, code: u16, reason: &str, to_tag: Option<&str>) -> Message {
         let mut headers = Vec::new();
         for h in req.headers.iter() {
-            if matches!(h.name.as_str(), "Via" | "From" | "Call-ID" | "CSeq") {
+            if matches!(&*h.name, "Via" | "From" | "Call-ID" | "CSeq") {
                 headers.push(h.clone());
             } else if h.name == "To" {
                 let mut value = h.value.clone();
@@ -300,9 +312,10 @@ impl Message {
 
     /// The first header called `name` (any spelling, compact forms too).
     pub fn header(&self, name: &str) -> Option<&str> {
+        let name = lookup_name(name);
         self.headers
             .iter()
-            .find(|h| same_header(&h.name, name))
+            .find(|h| h.name.eq_ignore_ascii_case(name))
             .map(|h| h.value.as_str())
     }
 
@@ -314,9 +327,10 @@ impl Message {
 
     /// [`Message::header_values`] without collecting them.
     pub fn values<'a, 'n>(&'a self, name: &'n str) -> impl Iterator<Item = &'a str> + use<'a, 'n> {
+        let name = lookup_name(name);
         self.headers
             .iter()
-            .filter(move |h| same_header(&h.name, name))
+            .filter(move |h| h.name.eq_ignore_ascii_case(name))
             .flat_map(|h| lex::list_items(&h.value))
     }
 
@@ -349,7 +363,8 @@ impl Message {
     }
 
     pub fn remove_header(&mut self, name: &str) {
-        self.headers.retain(|h| !same_header(&h.name, name));
+        let name = lookup_name(name);
+        self.headers.retain(|h| !h.name.eq_ignore_ascii_case(name));
     }
 
     pub fn call_id(&self) -> Option<&str> {
