@@ -7,8 +7,41 @@
 //! `cargo bench -p tollgate-sip`.
 
 use criterion::{criterion_group, criterion_main, Criterion};
+use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use tollgate_sip::message::{Message, NameAddr};
+
+/// Counts heap allocations, a figure the machine's load cannot blur.
+struct Counting;
+
+static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
+
+// SAFETY: forwards every call unchanged to the system allocator.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Relaxed);
+        System.alloc(layout)
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        System.dealloc(ptr, layout)
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Relaxed);
+        System.realloc(ptr, layout, new_size)
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+fn allocations<T>(f: impl Fn() -> T) -> usize {
+    let before = ALLOCATIONS.load(Relaxed);
+    black_box(f());
+    ALLOCATIONS.load(Relaxed) - before
+}
 
 const INVITE: &[u8] = b"INVITE sip:6000@198.51.100.1 SIP/2.0\r\n\
 Via: SIP/2.0/UDP 192.0.2.10:5060;branch=z9hG4bK-524287-1---e3bb36e0c23d1c2c;rport\r\n\
@@ -77,6 +110,14 @@ fn view_reads(m: &Message) -> usize {
 }
 
 fn bench(c: &mut Criterion) {
+    let parse = || Message::parse(black_box(INVITE)).unwrap();
+    eprintln!(
+        "allocations per INVITE: parse {}, + view {}, + B2BUA reads {}, + reads through the view {}",
+        allocations(parse),
+        allocations(|| parse().view().call_id().map_or(0, str::len)),
+        allocations(|| b2bua_reads(&parse())),
+        allocations(|| view_reads(&parse())),
+    );
     c.bench_function("parse INVITE", |b| {
         b.iter(|| Message::parse(black_box(INVITE)).unwrap())
     });
