@@ -21,6 +21,8 @@ pub enum Method<'a> {
     Refer,
     Message,
     Publish,
+    /// An extension method; make values with [`Method::parse`], which
+    /// never puts a known name here.
     Other(&'a str),
 }
 
@@ -60,12 +62,6 @@ impl<'a> Method<'a> {
                 .map_or("", |(_, n)| n),
         }
     }
-
-    /// Whether a request with this method creates a dialog when answered
-    /// 2xx (INVITE; SUBSCRIBE and REFER too, RFC 6665 §4.1.2, RFC 3515).
-    pub fn creates_dialog(&self) -> bool {
-        matches!(self, Method::Invite | Method::Subscribe | Method::Refer)
-    }
 }
 
 impl fmt::Display for Method<'_> {
@@ -86,6 +82,5 @@ mod tests {
         }
         assert_eq!(Method::parse("invite"), Method::Other("invite"));
         assert_eq!(Method::parse("FOO").to_string(), "FOO");
-        assert!(Method::Invite.creates_dialog() && !Method::Bye.creates_dialog());
     }
 }

@@ -536,6 +536,23 @@ l: 0\r\n\r\n";
     }
 
     #[test]
+    fn truncated_and_garbled_messages_never_panic() {
+        let bytes = COMPACT.as_bytes();
+        let nasty = b"<>\";,:@ \\\0\xff";
+        for n in 0..bytes.len() {
+            let mut garbled = bytes.to_vec();
+            garbled[n] = nasty[n % nasty.len()];
+            for text in [&bytes[..n], &garbled[..]] {
+                if let Ok(m) = Message::parse_lenient(text) {
+                    let v = m.view();
+                    let _ = (v.via(), v.from(), v.to(), v.cseq(), v.contact());
+                    let _ = (v.max_forwards(), v.call_id(), m.validate());
+                }
+            }
+        }
+    }
+
+    #[test]
     fn adversarial_values_never_panic() {
         let nasty = [
             "",
