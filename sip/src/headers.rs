@@ -197,6 +197,12 @@ mod tests {
     }
 
     #[test]
+    fn a_message_can_still_be_shared_across_threads() {
+        fn shared<T: Send + Sync>() {}
+        shared::<Headers>();
+    }
+
+    #[test]
     fn every_change_drops_the_view() {
         let mut h = Headers::from(vec![Header::new("i", "one")]);
         assert_eq!(h.view().call_id(), Some("one"));

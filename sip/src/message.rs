@@ -1,6 +1,9 @@
 //! SIP messages (RFC 3261 §7 and §25): parsing a datagram or a stream
-//! buffer into a start line, an ordered header list and a body; typed access
-//! to the headers transactions, dialogs and the B2BUA read; serialisation.
+//! buffer into a start line, an ordered header list ([`Headers`]) and a
+//! body; the owned [`Via`], [`Uri`] and [`NameAddr`] values; serialisation.
+//! The headers every message carries are read through [`Message::view`]
+//! (see [`crate::view`]), parsed once; the older accessors here (`cseq`,
+//! `top_via`, `from_tag`...) are thin wrappers over it.
 //!
 //! Written here rather than taken from `rsip` (the design's first choice):
 //! rsip 0.4.0, its latest release, rejects RFC 4475 §3.1.1.1 ("wsinv", a

@@ -2,8 +2,8 @@
 //! on every message (RFC 3261 §8.1.1, §18.2, RFC 3581): the top Via, From,
 //! To, Call-ID, CSeq, the first Contact and Max-Forwards.
 //!
-//! [`Parsed`] is built in one pass over a header list and keeps only
-//! [`Span`]s into the header values; [`View`] pairs it with the list and
+//! `Parsed` is built in one pass over a header list and keeps only
+//! spans into the header values; [`View`] pairs it with the list and
 //! hands out borrowed values, so reading a tag or a branch neither
 //! allocates nor parses again. The grammar of Via and name-addr values
 //! lives here once: the owned `message::Via` and `message::NameAddr` are
