@@ -2,8 +2,8 @@
 //! on every message (RFC 3261 §8.1.1, §18.2, RFC 3581): the top Via, From,
 //! To, Call-ID, CSeq, the first Contact and Max-Forwards.
 //!
-//! `Parsed` is built in one pass over a header list and keeps only
-//! spans into the header values; [`View`] pairs it with the list and
+//! `Parsed` is built once from a header list and keeps only spans into
+//! the header values; [`View`] pairs it with the list and
 //! hands out borrowed values, so reading a tag or a branch neither
 //! allocates nor parses again. The grammar of Via and name-addr values
 //! lives here once: the owned `message::Via` and `message::NameAddr` are
@@ -232,8 +232,9 @@ fn position(headers: &[Header], name: &str) -> Option<usize> {
         .position(|h| h.name.eq_ignore_ascii_case(name))
 }
 
-/// Parses the first `name` header (its first list item when `list`) with
-/// `parse`, then keeps what it found as spans via `spans`.
+/// Parses the first `name` header (the first list item of any `name`
+/// header when `list`) with `parse`, then keeps what it found as spans via
+/// `spans`. None when there is no such header (or list item).
 fn field<'h, P, T>(
     headers: &'h [Header],
     name: &'static str,
@@ -241,18 +242,14 @@ fn field<'h, P, T>(
     parse: impl FnOnce(&'h str) -> Result<P, String>,
     spans: impl FnOnce(P, &'h str) -> T,
 ) -> Option<Field<T>> {
-    let i = position(headers, name)?;
-    let value = headers[i].value.as_str();
-    let text = if list {
-        match lex::list_items(value).next() {
-            Some(first) => first,
-            None => return Some(Err(ParseError::Missing(name))),
-        }
+    let mut named = (headers.iter().enumerate()).filter(|(_, h)| h.name.eq_ignore_ascii_case(name));
+    let (i, text) = if list {
+        named.find_map(|(i, h)| lex::list_items(&h.value).next().map(|t| (i, t)))?
     } else {
-        value
+        named.next().map(|(i, h)| (i, h.value.as_str()))?
     };
     let parsed = parse(text).map_err(|what| ParseError::Header { name, what });
-    Some(parsed.map(|p| (i, spans(p, value))))
+    Some(parsed.map(|p| (i, spans(p, &headers[i].value))))
 }
 
 fn required<T>(f: Option<Field<T>>, name: &'static str) -> Field<T> {
@@ -530,6 +527,8 @@ l: 0\r\n\r\n";
             .to_string()
             .starts_with("Bad Contact: bad URI"));
         let m = with("v: SIP/2.0/udp", "v: ,,, , SIP/2.0/udp");
+        assert_eq!(m.view().via().unwrap().branch, Some("z9hG4bKtop"));
+        let m = with("v: SIP/2.0/udp", "Via: ,\r\nv: SIP/2.0/udp");
         assert_eq!(m.view().via().unwrap().branch, Some("z9hG4bKtop"));
         let m = with("i: a84b4c76e66710\r\n", "");
         assert_eq!(m.validate(), Err("Missing Call-ID".into()));
