@@ -242,7 +242,10 @@ fn field<'h, P, T>(
     parse: impl FnOnce(&'h str) -> Result<P, String>,
     spans: impl FnOnce(P, &'h str) -> T,
 ) -> Option<Field<T>> {
-    let mut named = (headers.iter().enumerate()).filter(|(_, h)| h.name.eq_ignore_ascii_case(name));
+    let mut named = headers
+        .iter()
+        .enumerate()
+        .filter(|(_, h)| h.name.eq_ignore_ascii_case(name));
     let (i, text) = if list {
         named.find_map(|(i, h)| lex::list_items(&h.value).next().map(|t| (i, t)))?
     } else {
