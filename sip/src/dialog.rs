@@ -10,9 +10,9 @@
 //! ([`Dialog::uac`], §12.1.2; the response carries everything the UAC
 //! needs). Sockets and where a request is sent are the owner's.
 
-use crate::message::{reason_phrase, Message, NameAddr, ParseError, Uri};
+use crate::message::{reason_phrase, Message, NameAddr, ParseError};
 use crate::method::Method;
-use crate::view::NameAddrRef;
+use crate::view::{NameAddrRef, UriRef};
 
 /// What identifies a dialog (§12): Call-ID and the two tags. The remote
 /// tag is None for a peer that sent none (RFC 2543, §12.1.1).
@@ -240,7 +240,7 @@ impl Dialog {
     fn request_uri_and_routes(&self) -> (String, Vec<String>) {
         let first = self.route_set.first().and_then(|r| {
             let uri = NameAddrRef::parse(r).ok()?.uri;
-            let strict = !Uri::parse(uri).ok()?.has_param("lr");
+            let strict = !UriRef::parse(uri).ok()?.has_param("lr");
             strict.then_some(uri)
         });
         match first {

@@ -16,9 +16,9 @@
 
 use crate::headers::{canonical, lookup_name};
 pub use crate::headers::{Header, Headers};
-use crate::lex::{self, clip, is_token, split_host_port};
+use crate::lex::{self, clip, is_token};
 use crate::method::Method;
-use crate::view::{NameAddrRef, ViaRef, View};
+use crate::view::{NameAddrRef, UriRef, ViaRef, View};
 use std::borrow::Cow;
 use std::fmt;
 use std::iter::{Enumerate, Peekable};
@@ -64,16 +64,19 @@ pub struct Message {
     pub body: Vec<u8>,
 }
 
-/// Where the header section ends: (end of headers, start of body).
+/// Where the header section ends: (end of headers, start of body), at the
+/// first blank line, CRLF or bare LF. One pass over the line ends only.
 fn header_end(buf: &[u8]) -> Option<(usize, usize)> {
-    let crlf = buf.windows(4).position(|w| w == b"\r\n\r\n");
-    let lf = buf.windows(2).position(|w| w == b"\n\n");
-    match (crlf, lf) {
-        (Some(a), Some(b)) if b + 1 < a => Some((b, b + 2)),
-        (Some(a), _) => Some((a, a + 4)),
-        (None, Some(b)) => Some((b, b + 2)),
-        (None, None) => None,
+    let mut from = 0;
+    while let Some(i) = buf[from..].iter().position(|b| *b == b'\n') {
+        let i = from + i;
+        match &buf[i + 1..] {
+            [b'\n', ..] => return Some((i, i + 2)),
+            [b'\r', b'\n', ..] if i > 0 && buf[i - 1] == b'\r' => return Some((i - 1, i + 3)),
+            _ => from = i + 1,
+        }
     }
+    None
 }
 
 /// The header section's lines, numbered from 1, with folded continuation
@@ -227,7 +230,7 @@ impl Message {
             if m != cseq.method.as_str() {
                 return Err(format!("CSeq method {} differs from {m}", cseq.method));
             }
-            Uri::parse(uri).map_err(|e| format!("Bad Request-URI: {e}"))?;
+            UriRef::parse(uri).map_err(|e| format!("Bad Request-URI: {e}"))?;
         }
         view.from().map_err(|e| e.to_string())?;
         view.to().map_err(|e| e.to_string())?;
@@ -589,38 +592,7 @@ pub struct Uri {
 
 impl Uri {
     pub fn parse(s: &str) -> Result<Uri, String> {
-        let s = s.trim();
-        if s.contains(char::is_whitespace) {
-            return Err(format!("{:?} contains whitespace", clip(s)));
-        }
-        let (scheme, rest) = s
-            .split_once(':')
-            .ok_or_else(|| format!("{:?} has no scheme", clip(s)))?;
-        let scheme = scheme.to_ascii_lowercase();
-        if scheme != "sip" && scheme != "sips" {
-            return Err(format!("unsupported URI scheme {:?}", clip(&scheme)));
-        }
-        // A user part may hold '?' and ';' but never a raw '@' (it is
-        // escaped), so the first '@' ends it; '?' after the host starts headers.
-        let (userinfo, hostpart) = match rest.find('@') {
-            Some(i) => (Some(&rest[..i]), &rest[i + 1..]),
-            None => (None, rest),
-        };
-        let hostpart = hostpart.split('?').next().unwrap_or_default();
-        let (hostport, params) = match hostpart.find(';') {
-            Some(i) => (&hostpart[..i], parse_params(&hostpart[i + 1..])),
-            None => (hostpart, Vec::new()),
-        };
-        let (host, port) = split_host_port(hostport)?;
-        let host = host.to_string();
-        let user = userinfo.map(|u| u.split(':').next().unwrap_or_default().to_string());
-        Ok(Uri {
-            scheme,
-            user,
-            host,
-            port,
-            params,
-        })
+        UriRef::parse(s).map(Uri::from)
     }
 
     pub fn param(&self, name: &str) -> Option<&str> {
@@ -723,6 +695,18 @@ impl From<ViaRef<'_>> for Via {
             host: v.host.to_string(),
             port: v.port,
             params: parse_params(v.params),
+        }
+    }
+}
+
+impl From<UriRef<'_>> for Uri {
+    fn from(u: UriRef<'_>) -> Uri {
+        Uri {
+            scheme: u.scheme.to_ascii_lowercase(),
+            user: u.user.map(str::to_string),
+            host: u.host.to_string(),
+            port: u.port,
+            params: parse_params(u.params),
         }
     }
 }
@@ -874,6 +858,20 @@ m:\"Quoted string \\\"\\\"\" <sip:jdrosen@example.com> ; newparam =\r\n      new
             Message::parse(bad.as_bytes()).unwrap().validate(),
             Err("CSeq method BYE differs from INVITE".into())
         );
+    }
+
+    #[test]
+    fn the_first_blank_line_ends_the_headers_crlf_or_bare_lf() {
+        let lf = INVITE.replace("\r\n", "\n").replace("v=0\n", "v=0\n\n");
+        let lf = lf.replace("Content-Length: 4", "Content-Length: 5");
+        let m = Message::parse(lf.as_bytes()).unwrap();
+        assert_eq!((m.headers.len(), &m.body[..]), (9, &b"v=0\n\n"[..]));
+        let mixed = INVITE.replacen("\r\n\r\n", "\r\n\n", 1);
+        let mixed = mixed.replace("Content-Length: 4", "Content-Length: 5");
+        let m = Message::parse(format!("{mixed}\r").as_bytes()).unwrap();
+        assert_eq!(m.body, b"v=0\n\r");
+        assert_eq!(header_end(b"a\n\r\nb\r\n\r\n"), Some((5, 9)));
+        assert_eq!(header_end(b"\n"), None);
     }
 
     #[test]

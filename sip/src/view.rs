@@ -100,6 +100,67 @@ impl<'a> NameAddrRef<'a> {
     }
 }
 
+/// A SIP or SIPS URI, `sip:user@host:port;params?headers`, borrowed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UriRef<'a> {
+    /// `sip` or `sips`, as written (compare it ignoring case).
+    pub scheme: &'a str,
+    pub user: Option<&'a str>,
+    /// IPv6 without brackets.
+    pub host: &'a str,
+    pub port: Option<u16>,
+    /// The URI parameters as written (`transport=tcp;lr`).
+    pub params: &'a str,
+}
+
+impl<'a> UriRef<'a> {
+    pub fn parse(s: &'a str) -> Result<UriRef<'a>, String> {
+        let s = s.trim();
+        if s.contains(char::is_whitespace) {
+            return Err(format!("{:?} contains whitespace", clip(s)));
+        }
+        let (scheme, rest) = s
+            .split_once(':')
+            .ok_or_else(|| format!("{:?} has no scheme", clip(s)))?;
+        if !scheme.eq_ignore_ascii_case("sip") && !scheme.eq_ignore_ascii_case("sips") {
+            return Err(format!("unsupported URI scheme {:?}", clip(scheme)));
+        }
+        // A user part may hold '?' and ';' but never a raw '@' (it is
+        // escaped), so the first '@' ends it; '?' after the host starts headers.
+        let (userinfo, hostpart) = match rest.find('@') {
+            Some(i) => (Some(&rest[..i]), &rest[i + 1..]),
+            None => (None, rest),
+        };
+        let hostpart = hostpart.split('?').next().unwrap_or_default();
+        let (hostport, params) = match hostpart.find(';') {
+            Some(i) => (&hostpart[..i], &hostpart[i + 1..]),
+            None => (hostpart, &hostpart[hostpart.len()..]),
+        };
+        let (host, port) = split_host_port(hostport)?;
+        Ok(UriRef {
+            scheme,
+            user: userinfo.map(|u| u.split(':').next().unwrap_or_default()),
+            host,
+            port,
+            params,
+        })
+    }
+
+    /// Parameter `name` (any case); None when absent or valueless.
+    pub fn param(&self, name: &str) -> Option<&'a str> {
+        lex::param(self.params, name).flatten()
+    }
+
+    /// Whether parameter `name` (any case) is there, with a value or not.
+    pub fn has_param(&self, name: &str) -> bool {
+        lex::param(self.params, name).is_some()
+    }
+
+    pub fn is_sips(&self) -> bool {
+        self.scheme.eq_ignore_ascii_case("sips")
+    }
+}
+
 /// One Via value, `SIP/2.0/UDP host:port;branch=...`; `S` is `&str` in a
 /// [`ViaRef`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -158,18 +219,32 @@ impl<'a> ViaRef<'a> {
             None => (after, &after[after.len()..]),
         };
         let (host, port) = split_host_port(sent_by)?;
-        let rport = lex::params(params)
-            .find(|(k, _)| k.eq_ignore_ascii_case("rport"))
-            .map(|(k, v)| v.unwrap_or(&k[k.len()..]));
-        Ok(ViaOf {
+        let mut via = ViaOf {
             transport,
             host,
             port,
             params,
-            branch: lex::param(params, "branch").flatten(),
-            received: lex::param(params, "received").flatten(),
-            rport,
-        })
+            branch: None,
+            received: None,
+            rport: None,
+        };
+        // One pass over the parameters; the first valued one of each counts.
+        for (k, v) in lex::params(params) {
+            let is = |name: &str| k.eq_ignore_ascii_case(name);
+            let (slot, value) = if is("branch") {
+                (&mut via.branch, v)
+            } else if is("received") {
+                (&mut via.received, v)
+            } else if is("rport") {
+                (&mut via.rport, Some(v.unwrap_or(&k[k.len()..])))
+            } else {
+                continue;
+            };
+            if slot.is_none() {
+                *slot = value;
+            }
+        }
+        Ok(via)
     }
 
     /// Parameter `name` (any case); None when absent or valueless.
@@ -420,6 +495,22 @@ l: 0\r\n\r\n";
         assert_eq!(v.max_forwards(), Ok(Some(69)));
         assert_eq!(m.request_method(), Some(Method::Bye));
         m.validate().unwrap();
+    }
+
+    #[test]
+    fn uris_are_read_in_place() {
+        let u = UriRef::parse(" SIPS:+1555;npdi@[2001:db8::1]:5061;LR;transport=tls?h=1 ").unwrap();
+        assert_eq!(
+            (u.user, u.host, u.port),
+            (Some("+1555;npdi"), "2001:db8::1", Some(5061))
+        );
+        assert!(u.is_sips() && u.has_param("lr") && !u.has_param("maddr"));
+        assert_eq!(u.param("Transport"), Some("tls"));
+        let e = |s| UriRef::parse(s).unwrap_err();
+        assert!(e("tel:+1555").starts_with("unsupported URI scheme \"tel\""));
+        assert!(e("sip:a b@h").contains("whitespace"));
+        assert!(e("sip:a@[::1").starts_with("unclosed '['"));
+        assert!(e("sip:a@h:70000").starts_with("bad port"));
     }
 
     #[test]
