@@ -45,9 +45,16 @@ pub(crate) fn clip(s: &str) -> String {
 /// The first `want` outside quoted strings (and, with `angles`, outside
 /// `<...>`). All the delimiters are ASCII, so scanning bytes is UTF-8 safe.
 fn find_top_level(s: &str, want: u8, angles: bool) -> Option<usize> {
+    let bytes = s.as_bytes();
+    // Until the first quote or '<' nothing is skipped: a plain search.
+    let opens = |b: u8| b == b'"' || (angles && b == b'<');
+    let start = bytes.iter().position(|b| *b == want || opens(*b))?;
+    if bytes[start] == want {
+        return Some(start);
+    }
     let (mut quoted, mut escaped, mut angle) = (false, false, false);
-    for (i, b) in s.bytes().enumerate() {
-        match b {
+    for (i, b) in bytes.iter().enumerate().skip(start) {
+        match *b {
             _ if escaped => escaped = false,
             b'\\' if quoted => escaped = true,
             b'"' => quoted = !quoted,
@@ -88,7 +95,7 @@ impl<'a> Iterator for Pieces<'a> {
                     rest
                 }
             };
-            let piece = piece.trim();
+            let piece = piece.trim_ascii();
             if !piece.is_empty() {
                 return Some(piece);
             }
@@ -115,7 +122,7 @@ pub(crate) fn params(s: &str) -> impl Iterator<Item = (&str, Option<&str>)> {
         angles: false,
     }
     .map(|p| match p.split_once('=') {
-        Some((k, v)) => (k.trim(), Some(v.trim())),
+        Some((k, v)) => (k.trim_ascii(), Some(v.trim_ascii())),
         None => (p, None),
     })
 }
@@ -130,7 +137,7 @@ pub(crate) fn param<'a>(s: &'a str, name: &str) -> Option<Option<&'a str>> {
 
 /// `host[:port]`, IPv6 in brackets; the host is returned without them.
 pub(crate) fn split_host_port(s: &str) -> Result<(&str, Option<u16>), String> {
-    let s = s.trim();
+    let s = s.trim_ascii();
     let (host, port) = if let Some(rest) = s.strip_prefix('[') {
         let (h, after) = rest
             .split_once(']')
@@ -168,6 +175,9 @@ mod tests {
         let items: Vec<_> = list_items(v).collect();
         assert_eq!(items, ["\"a, b\" <sip:x;p=1,2>;q=1", "<sip:y>"]);
         assert_eq!(list_items(" , ,").count(), 0);
+        let v = "sip:a;p=1 , <sip:b,c>;q=\"x,\\\"y\" , sip:d";
+        let items: Vec<_> = list_items(v).collect();
+        assert_eq!(items, ["sip:a;p=1", "<sip:b,c>;q=\"x,\\\"y\"", "sip:d"]);
     }
 
     #[test]

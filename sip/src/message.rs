@@ -93,7 +93,7 @@ impl<'a> Iterator for Unfolded<'a> {
         while let Some((_, more)) = self.0.next_if(|(_, l)| l.starts_with([' ', '\t'])) {
             let line = line.to_mut();
             line.push(' ');
-            line.push_str(more.trim());
+            line.push_str(more.trim_ascii());
         }
         Some((i + 1, line))
     }
@@ -165,11 +165,11 @@ impl Message {
             let (name, value) = l
                 .split_once(':')
                 .ok_or_else(|| at(no, format!("header line without ':': {:?}", clip(&l))))?;
-            let name = name.trim();
+            let name = name.trim_ascii();
             if !is_token(name) {
                 return Err(at(no, format!("bad header name {:?}", clip(name))));
             }
-            headers.push(Header::new(name, value.trim()));
+            headers.push(Header::new(name, value.trim_ascii()));
         }
         Ok((start, headers, body_start, skip))
     }

@@ -42,7 +42,7 @@ impl<S: Copy> NameAddrOf<S> {
 
 impl<'a> NameAddrRef<'a> {
     pub fn parse(v: &'a str) -> Result<NameAddrRef<'a>, String> {
-        let v = v.trim();
+        let v = v.trim_ascii();
         if v.is_empty() {
             return Err("empty".into());
         }
@@ -53,19 +53,19 @@ impl<'a> NameAddrRef<'a> {
             .find('>')
             .map(|i| i + lt)
             .ok_or_else(|| format!("unclosed '<' in {:?}", clip(v)))?;
-        let display = v[..lt].trim();
+        let display = v[..lt].trim_ascii();
         // A quoted display name is kept as written inside its quotes.
         let display = display
             .strip_prefix('"')
             .and_then(|d| d.strip_suffix('"'))
             .unwrap_or(display);
-        let after = v[gt + 1..].trim();
+        let after = v[gt + 1..].trim_ascii();
         let params = match after.strip_prefix(';') {
             Some(p) => p,
             None if after.is_empty() => after,
             None => return Err(format!("unexpected {:?} after '>'", clip(after))),
         };
-        let uri = v[lt + 1..gt].trim();
+        let uri = v[lt + 1..gt].trim_ascii();
         if !uri.contains(':') {
             return Err(format!("bad URI {:?}", clip(uri)));
         }
@@ -80,7 +80,7 @@ impl<'a> NameAddrRef<'a> {
     /// Without angle brackets, parameters after the URI are the header's.
     fn addr_spec(v: &'a str) -> Result<NameAddrRef<'a>, String> {
         let (uri, params) = match v.find(';') {
-            Some(i) => (v[..i].trim(), &v[i + 1..]),
+            Some(i) => (v[..i].trim_ascii(), &v[i + 1..]),
             None => (v, &v[v.len()..]),
         };
         if !uri.contains(':') || uri.contains(char::is_whitespace) {
@@ -115,7 +115,7 @@ pub struct UriRef<'a> {
 
 impl<'a> UriRef<'a> {
     pub fn parse(s: &'a str) -> Result<UriRef<'a>, String> {
-        let s = s.trim();
+        let s = s.trim_ascii();
         if s.contains(char::is_whitespace) {
             return Err(format!("{:?} contains whitespace", clip(s)));
         }
@@ -200,22 +200,22 @@ impl<'a> ViaRef<'a> {
         // "SIP / 2.0 / UDP host" (RFC 4475 allows whitespace around '/').
         let mut parts = v.splitn(3, '/');
         let (name, version, tail) = (parts.next(), parts.next(), parts.next());
-        if !name.is_some_and(|n| n.trim().eq_ignore_ascii_case("SIP"))
+        if !name.is_some_and(|n| n.trim_ascii().eq_ignore_ascii_case("SIP"))
             || version.map(str::trim) != Some("2.0")
         {
             return Err(format!("{:?} is not SIP/2.0/transport", clip(v)));
         }
-        let tail = tail.unwrap_or_default().trim_start();
+        let tail = tail.unwrap_or_default().trim_ascii_start();
         let t_end = tail
             .find(char::is_whitespace)
             .ok_or_else(|| format!("{:?} has no sent-by", clip(v)))?;
         let transport = &tail[..t_end];
-        let after = tail[t_end..].trim();
+        let after = tail[t_end..].trim_ascii();
         if !is_token(transport) || after.is_empty() {
             return Err(format!("{:?} has no transport or sent-by", clip(v)));
         }
         let (sent_by, params) = match after.find(';') {
-            Some(i) => (after[..i].trim(), &after[i + 1..]),
+            Some(i) => (after[..i].trim_ascii(), &after[i + 1..]),
             None => (after, &after[after.len()..]),
         };
         let (host, port) = split_host_port(sent_by)?;
