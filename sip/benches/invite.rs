@@ -4,7 +4,11 @@
 //! Max-Forwards, From/To/Contact name-addrs), through the API the B2BUA
 //! uses today, and the same reads through the typed view (`Message::view`);
 //! and parse plus building the view, what parsing it eagerly would cost.
-//! `cargo bench -p tollgate-sip`.
+//! `cargo bench -p tollgate-sip`. It prints allocations per INVITE first.
+//! On a shared or virtual machine, instruction counts are steadier than
+//! times: `valgrind --tool=callgrind <the invite bench binary> --bench
+//! --profile-time 1`, then `callgrind_annotate --inclusive=yes --tree=caller`
+//! gives each function's instructions and calls.
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use std::alloc::{GlobalAlloc, Layout, System};
