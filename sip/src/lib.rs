@@ -1,9 +1,16 @@
 //! SIP-side protocol cores of Tollgate: [`message`] (parsing and building
-//! SIP messages), [`sdp`] (the session descriptions offer/answer rewriting
-//! works on), [`transaction`] (RFC 3261 transactions as sans-IO state
-//! machines) and [`digest`] (digest authentication).
+//! SIP messages), [`headers`] and [`view`] (a message's header list and the
+//! typed view of it, parsed once), [`method`], [`sdp`] (the session
+//! descriptions offer/answer rewriting works on), [`transaction`] and
+//! [`dialog`] (RFC 3261 transactions and dialogs as sans-IO state machines)
+//! and [`digest`] (digest authentication).
 
+pub mod dialog;
 pub mod digest;
+pub mod headers;
+mod lex;
 pub mod message;
+pub mod method;
 pub mod sdp;
 pub mod transaction;
+pub mod view;

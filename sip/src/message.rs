@@ -1,6 +1,9 @@
 //! SIP messages (RFC 3261 §7 and §25): parsing a datagram or a stream
-//! buffer into a start line, an ordered header list and a body; typed access
-//! to the headers transactions, dialogs and the B2BUA read; serialisation.
+//! buffer into a start line, an ordered header list ([`Headers`]) and a
+//! body; the owned [`Via`], [`Uri`] and [`NameAddr`] values; serialisation.
+//! The headers every message carries are read through [`Message::view`]
+//! (see [`crate::view`]), parsed once; the older accessors here (`cseq`,
+//! `top_via`, `from_tag`...) are thin wrappers over it.
 //!
 //! Written here rather than taken from `rsip` (the design's first choice):
 //! rsip 0.4.0, its latest release, rejects RFC 4475 §3.1.1.1 ("wsinv", a
@@ -11,8 +14,16 @@
 //! unknown ones through, expands compact names, never panics, and says in
 //! its error which line is wrong and why.
 
+use crate::headers::{canonical, lookup_name};
+pub use crate::headers::{Header, Headers};
+use crate::lex::{self, clip, is_token};
+use crate::method::Method;
+use crate::view::{NameAddrRef, UriRef, ViaRef, View};
+use std::borrow::Cow;
 use std::fmt;
+use std::iter::{Enumerate, Peekable};
 use std::net::IpAddr;
+use std::str::Split;
 
 /// Why bytes are not a SIP message, and where.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -24,6 +35,12 @@ pub enum ParseError {
     Line { line: usize, what: String },
     #[error("{0}")]
     Message(String),
+    /// A header every message must carry is absent.
+    #[error("Missing {0}")]
+    Missing(&'static str),
+    /// A header's value does not parse.
+    #[error("Bad {name}: {what}")]
+    Header { name: &'static str, what: String },
 }
 
 fn at(line: usize, what: impl Into<String>) -> ParseError {
@@ -41,98 +58,44 @@ pub enum StartLine {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Header {
-    /// The long form, spelled as RFC 3261 does for known headers.
-    pub name: String,
-    /// Unfolded, without leading and trailing whitespace.
-    pub value: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Message {
     pub start: StartLine,
-    pub headers: Vec<Header>,
+    pub headers: Headers,
     pub body: Vec<u8>,
 }
 
-/// Compact forms (RFC 3261 §7.3.3 and later RFCs) and the usual spelling
-/// of long names, so lookups and output are uniform.
-const KNOWN: [(&str, &str); 23] = [
-    ("i", "Call-ID"),
-    ("m", "Contact"),
-    ("e", "Content-Encoding"),
-    ("l", "Content-Length"),
-    ("c", "Content-Type"),
-    ("f", "From"),
-    ("s", "Subject"),
-    ("k", "Supported"),
-    ("t", "To"),
-    ("v", "Via"),
-    ("r", "Refer-To"),
-    ("o", "Event"),
-    ("u", "Allow-Events"),
-    ("x", "Session-Expires"),
-    ("call-id", "Call-ID"),
-    ("cseq", "CSeq"),
-    ("www-authenticate", "WWW-Authenticate"),
-    ("max-forwards", "Max-Forwards"),
-    ("record-route", "Record-Route"),
-    ("content-length", "Content-Length"),
-    ("content-type", "Content-Type"),
-    ("session-expires", "Session-Expires"),
-    ("min-se", "Min-SE"),
-];
-
-/// The usual spelling of a compact form or a known long name, found
-/// without allocating.
-fn known(name: &str) -> Option<&'static str> {
-    KNOWN
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case(name))
-        .map(|(_, long)| *long)
-}
-
-/// Whether a stored (canonical) header name is what a lookup for `query`
-/// (any case, compact or long) means. No allocation: header lookups run
-/// many times per message.
-fn same_header(stored: &str, query: &str) -> bool {
-    stored.eq_ignore_ascii_case(known(query).unwrap_or(query))
-}
-
-fn canonical(name: &str) -> String {
-    if let Some(long) = known(name) {
-        return long.to_string();
-    }
-    let lower = name.to_ascii_lowercase();
-    // Title-Case each dash-separated word: "max-forwards" -> "Max-Forwards".
-    lower
-        .split('-')
-        .map(|w| {
-            let mut c = w.chars();
-            match c.next() {
-                Some(f) => f.to_ascii_uppercase().to_string() + c.as_str(),
-                None => String::new(),
-            }
-        })
-        .collect::<Vec<_>>()
-        .join("-")
-}
-
-fn is_token(s: &str) -> bool {
-    !s.is_empty()
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-.!%*_+`'~".contains(&b))
-}
-
-/// Where the header section ends: (end of headers, start of body).
+/// Where the header section ends: (end of headers, start of body), at the
+/// first blank line, CRLF or bare LF. One pass over the line ends only.
 fn header_end(buf: &[u8]) -> Option<(usize, usize)> {
-    let crlf = buf.windows(4).position(|w| w == b"\r\n\r\n");
-    let lf = buf.windows(2).position(|w| w == b"\n\n");
-    match (crlf, lf) {
-        (Some(a), Some(b)) if b + 1 < a => Some((b, b + 2)),
-        (Some(a), _) => Some((a, a + 4)),
-        (None, Some(b)) => Some((b, b + 2)),
-        (None, None) => None,
+    let mut from = 0;
+    while let Some(i) = buf[from..].iter().position(|b| *b == b'\n') {
+        let i = from + i;
+        match &buf[i + 1..] {
+            [b'\n', ..] => return Some((i, i + 2)),
+            [b'\r', b'\n', ..] if i > 0 && buf[i - 1] == b'\r' => return Some((i - 1, i + 3)),
+            _ => from = i + 1,
+        }
+    }
+    None
+}
+
+/// The header section's lines, numbered from 1, with folded continuation
+/// lines (§7.3.1) joined to the line they continue; borrowed unless folded.
+struct Unfolded<'a>(Peekable<Enumerate<Split<'a, char>>>);
+
+impl<'a> Iterator for Unfolded<'a> {
+    type Item = (usize, Cow<'a, str>);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let no_cr = |l: &'a str| l.strip_suffix('\r').unwrap_or(l);
+        let (i, raw) = self.0.next()?;
+        let mut line = Cow::Borrowed(no_cr(raw));
+        while let Some((_, more)) = self.0.next_if(|(_, l)| l.starts_with([' ', '\t'])) {
+            let line = line.to_mut();
+            line.push(' ');
+            line.push_str(more.trim_ascii());
+        }
+        Some((i + 1, line))
     }
 }
 
@@ -162,7 +125,7 @@ impl Message {
         let (start, headers, _, _) = Self::head(datagram, true)?;
         Ok(Message {
             start,
-            headers,
+            headers: headers.into(),
             body: Vec::new(),
         })
     }
@@ -181,19 +144,8 @@ impl Message {
         let (head_end, body_start) = header_end(buf).ok_or(ParseError::Incomplete)?;
         let head = std::str::from_utf8(&buf[..head_end])
             .map_err(|e| ParseError::Message(format!("header section is not UTF-8: {e}")))?;
-        let mut lines: Vec<(usize, String)> = Vec::new();
-        for (i, raw) in head.split('\n').enumerate() {
-            let l = raw.strip_suffix('\r').unwrap_or(raw);
-            if l.starts_with([' ', '\t']) && !lines.is_empty() {
-                // Folded continuation (LWS): joins the previous line.
-                let last = lines.last_mut().expect("checked non-empty");
-                last.1.push(' ');
-                last.1.push_str(l.trim());
-            } else {
-                lines.push((i + 1, l.to_string()));
-            }
-        }
-        let (first_no, first) = lines.first().cloned().ok_or_else(|| at(1, "empty"))?;
+        let mut lines = Unfolded(head.split('\n').enumerate().peekable());
+        let (first_no, first) = lines.next().ok_or_else(|| at(1, "empty"))?;
         let start = match parse_start(&first) {
             Ok(s) => s,
             Err(_) if lenient && first.ends_with(" SIP/2.0") => {
@@ -208,19 +160,16 @@ impl Message {
             }
             Err(w) => return Err(at(first_no, w)),
         };
-        let mut headers = Vec::with_capacity(lines.len());
-        for (no, l) in lines.iter().skip(1) {
+        let mut headers = Vec::with_capacity(16);
+        for (no, l) in lines {
             let (name, value) = l
                 .split_once(':')
-                .ok_or_else(|| at(*no, format!("header line without ':': {:?}", clip(l))))?;
-            let name = name.trim();
+                .ok_or_else(|| at(no, format!("header line without ':': {:?}", clip(&l))))?;
+            let name = name.trim_ascii();
             if !is_token(name) {
-                return Err(at(*no, format!("bad header name {:?}", clip(name))));
+                return Err(at(no, format!("bad header name {:?}", clip(name))));
             }
-            headers.push(Header {
-                name: canonical(name),
-                value: value.trim().to_string(),
-            });
+            headers.push(Header::new(name, value.trim_ascii()));
         }
         Ok((start, headers, body_start, skip))
     }
@@ -260,7 +209,7 @@ impl Message {
         }
         let m = Message {
             start,
-            headers,
+            headers: headers.into(),
             body: rest[..body_len].to_vec(),
         };
         Ok((m, skip + body_start + body_len))
@@ -269,27 +218,23 @@ impl Message {
     /// Checks the headers every request and response must carry (§8.1.1)
     /// and that they make sense; the error text suits a 400 reason phrase.
     pub fn validate(&self) -> Result<(), String> {
-        for h in ["Via", "From", "To", "Call-ID", "CSeq"] {
+        let view = self.view();
+        view.via().map_err(|e| e.to_string())?;
+        for h in ["From", "To", "Call-ID"] {
             if self.header(h).is_none() {
-                return Err(format!("Missing {h}"));
+                return Err(ParseError::Missing(h).to_string());
             }
         }
-        let (_, method) = self.cseq()?;
+        let cseq = view.cseq().map_err(|e| e.to_string())?;
         if let StartLine::Request { method: m, uri } = &self.start {
-            if m != method {
-                return Err(format!("CSeq method {method} differs from {m}"));
+            if m != cseq.method.as_str() {
+                return Err(format!("CSeq method {} differs from {m}", cseq.method));
             }
-            Uri::parse(uri).map_err(|e| format!("Bad Request-URI: {e}"))?;
+            UriRef::parse(uri).map_err(|e| format!("Bad Request-URI: {e}"))?;
         }
-        self.top_via()?;
-        NameAddr::parse(self.header("From").unwrap_or_default())
-            .map_err(|e| format!("Bad From: {e}"))?;
-        NameAddr::parse(self.header("To").unwrap_or_default())
-            .map_err(|e| format!("Bad To: {e}"))?;
-        if let Some(mf) = self.header("Max-Forwards") {
-            mf.parse::<u32>()
-                .map_err(|_| format!("Bad Max-Forwards {mf:?}"))?;
-        }
+        view.from().map_err(|e| e.to_string())?;
+        view.to().map_err(|e| e.to_string())?;
+        view.max_forwards().map_err(|e| e.to_string())?;
         Ok(())
     }
 
@@ -299,7 +244,7 @@ impl Message {
                 method: method.into(),
                 uri: uri.into(),
             },
-            headers: Vec::new(),
+            headers: Headers::new(),
             body: Vec::new(),
         }
     }
@@ -308,12 +253,12 @@ impl Message {
     /// the To tag added when given and the request's To has none.
     pub fn response_to(req: &Message, code: u16, reason: &str, to_tag: Option<&str>) -> Message {
         let mut headers = Vec::new();
-        for h in &req.headers {
-            if matches!(h.name.as_str(), "Via" | "From" | "Call-ID" | "CSeq") {
+        for h in req.headers.iter() {
+            if matches!(&*h.name, "Via" | "From" | "Call-ID" | "CSeq") {
                 headers.push(h.clone());
             } else if h.name == "To" {
                 let mut value = h.value.clone();
-                if let (Some(tag), None) = (to_tag, req.to_tag()) {
+                if let (Some(tag), None) = (to_tag, req.view().to_tag()) {
                     value = format!("{value};tag={tag}");
                 }
                 headers.push(Header {
@@ -327,9 +272,14 @@ impl Message {
                 code,
                 reason: reason.into(),
             },
-            headers,
+            headers: headers.into(),
             body: Vec::new(),
         }
+    }
+
+    /// The typed view of the headers every message carries, parsed once.
+    pub fn view(&self) -> View<'_> {
+        self.headers.view()
     }
 
     pub fn method(&self) -> Option<&str> {
@@ -337,6 +287,11 @@ impl Message {
             StartLine::Request { method, .. } => Some(method),
             StartLine::Response { .. } => None,
         }
+    }
+
+    /// The request's method as a value (None for a response).
+    pub fn request_method(&self) -> Option<Method<'_>> {
+        self.method().map(Method::parse)
     }
 
     pub fn code(&self) -> Option<u16> {
@@ -363,20 +318,26 @@ impl Message {
 
     /// The first header called `name` (any spelling, compact forms too).
     pub fn header(&self, name: &str) -> Option<&str> {
+        let name = lookup_name(name);
         self.headers
             .iter()
-            .find(|h| same_header(&h.name, name))
+            .find(|h| h.name.eq_ignore_ascii_case(name))
             .map(|h| h.value.as_str())
     }
 
     /// Every value of `name`: all its headers, each split at top-level
     /// commas (Via, Route, Record-Route, Contact carry lists).
     pub fn header_values(&self, name: &str) -> Vec<&str> {
+        self.values(name).collect()
+    }
+
+    /// [`Message::header_values`] without collecting them.
+    pub fn values<'a, 'n>(&'a self, name: &'n str) -> impl Iterator<Item = &'a str> + use<'a, 'n> {
+        let name = lookup_name(name);
         self.headers
             .iter()
-            .filter(|h| same_header(&h.name, name))
-            .flat_map(|h| split_list(&h.value))
-            .collect()
+            .filter(move |h| h.name.eq_ignore_ascii_case(name))
+            .flat_map(|h| lex::list_items(&h.value))
     }
 
     /// Replaces every `name` header with one holding `value`.
@@ -385,7 +346,9 @@ impl Message {
         let value = value.into();
         match self.headers.iter().position(|h| h.name == name) {
             Some(i) => {
-                self.headers[i].value = value;
+                if let Some(h) = self.headers.get_mut(i) {
+                    h.value = value;
+                }
                 let mut n = 0;
                 self.headers.retain(|h| {
                     n += usize::from(h.name == name);
@@ -397,68 +360,44 @@ impl Message {
     }
 
     pub fn add_header(&mut self, name: &str, value: impl Into<String>) {
-        self.headers.push(Header {
-            name: canonical(name),
-            value: value.into(),
-        });
+        self.headers.push(Header::new(name, value));
     }
 
     /// Inserts `name` before any other header (a new top Via).
     pub fn push_front(&mut self, name: &str, value: impl Into<String>) {
-        self.headers.insert(
-            0,
-            Header {
-                name: canonical(name),
-                value: value.into(),
-            },
-        );
+        self.headers.insert(0, Header::new(name, value));
     }
 
     pub fn remove_header(&mut self, name: &str) {
-        self.headers.retain(|h| !same_header(&h.name, name));
+        let name = lookup_name(name);
+        self.headers.retain(|h| !h.name.eq_ignore_ascii_case(name));
     }
 
     pub fn call_id(&self) -> Option<&str> {
-        self.header("Call-ID")
+        self.view().call_id()
     }
 
     /// CSeq number and method.
     pub fn cseq(&self) -> Result<(u32, &str), String> {
-        let v = self.header("CSeq").ok_or("Missing CSeq")?;
-        let mut it = v.split_whitespace();
-        let n = it
-            .next()
-            .and_then(|n| n.parse::<u32>().ok())
-            .ok_or_else(|| format!("Bad CSeq {v:?}"))?;
-        let m = it
-            .next()
-            .filter(|m| is_token(m))
-            .ok_or_else(|| format!("Bad CSeq {v:?}"))?;
-        if it.next().is_some() {
-            return Err(format!("Bad CSeq {v:?}"));
-        }
-        Ok((n, m))
+        let c = self.view().cseq().map_err(|e| e.to_string())?;
+        Ok((c.number, c.method.as_str()))
     }
 
     pub fn top_via(&self) -> Result<Via, String> {
-        let v = self
-            .header_values("Via")
-            .into_iter()
-            .next()
-            .ok_or("Missing Via")?;
-        Via::parse(v).map_err(|e| format!("Bad Via: {e}"))
+        let v = self.view().via().map_err(|e| e.to_string())?;
+        Ok(Via::from(v))
     }
 
     pub fn from_tag(&self) -> Option<String> {
-        NameAddr::parse(self.header("From")?).ok()?.tag()
+        self.view().from_tag().map(str::to_string)
     }
 
     pub fn to_tag(&self) -> Option<String> {
-        NameAddr::parse(self.header("To")?).ok()?.tag()
+        self.view().to_tag().map(str::to_string)
     }
 
     pub fn max_forwards(&self) -> Option<u32> {
-        self.header("Max-Forwards")?.parse().ok()
+        self.view().max_forwards().ok().flatten()
     }
 
     /// Serialises with a Content-Length matching the body.
@@ -522,10 +461,6 @@ pub fn reason_phrase(code: u16) -> &'static str {
     }
 }
 
-fn clip(s: &str) -> String {
-    s.chars().take(60).collect()
-}
-
 fn parse_start(l: &str) -> Result<StartLine, String> {
     if let Some(rest) = l.strip_prefix("SIP/") {
         let mut it = rest.splitn(3, ' ');
@@ -569,56 +504,16 @@ fn parse_start(l: &str) -> Result<StartLine, String> {
 
 /// Splits a header value at commas outside quotes and angle brackets.
 pub fn split_list(v: &str) -> Vec<&str> {
-    let (mut out, mut start, mut quoted, mut angle, mut escaped) =
-        (Vec::new(), 0, false, false, false);
-    for (i, c) in v.char_indices() {
-        match c {
-            _ if escaped => escaped = false,
-            '\\' if quoted => escaped = true,
-            '"' => quoted = !quoted,
-            '<' if !quoted => angle = true,
-            '>' if !quoted => angle = false,
-            ',' if !quoted && !angle => {
-                out.push(v[start..i].trim());
-                start = i + 1;
-            }
-            _ => {}
-        }
-    }
-    out.push(v[start..].trim());
-    out.retain(|s| !s.is_empty());
-    out
+    lex::list_items(v).collect()
 }
 
 /// `;name=value` parameters, as written (names lower-cased).
 pub type Params = Vec<(String, Option<String>)>;
 
 fn parse_params(s: &str) -> Params {
-    let mut out = Vec::new();
-    let (mut quoted, mut start) = (false, 0);
-    let mut pieces = Vec::new();
-    for (i, c) in s.char_indices() {
-        match c {
-            '"' => quoted = !quoted,
-            ';' if !quoted => {
-                pieces.push(&s[start..i]);
-                start = i + 1;
-            }
-            _ => {}
-        }
-    }
-    pieces.push(&s[start..]);
-    for p in pieces {
-        let p = p.trim();
-        if p.is_empty() {
-            continue;
-        }
-        match p.split_once('=') {
-            Some((k, v)) => out.push((k.trim().to_ascii_lowercase(), Some(v.trim().to_string()))),
-            None => out.push((p.to_ascii_lowercase(), None)),
-        }
-    }
-    out
+    lex::params(s)
+        .map(|(k, v)| (k.to_ascii_lowercase(), v.map(str::to_string)))
+        .collect()
 }
 
 fn param<'a>(params: &'a Params, name: &str) -> Option<&'a str> {
@@ -649,34 +544,7 @@ pub struct Via {
 
 impl Via {
     pub fn parse(v: &str) -> Result<Via, String> {
-        // "SIP / 2.0 / UDP host" (RFC 4475 allows whitespace around '/').
-        let mut parts = v.splitn(3, '/');
-        let (name, version, tail) = (parts.next(), parts.next(), parts.next());
-        if !name.is_some_and(|n| n.trim().eq_ignore_ascii_case("SIP"))
-            || version.map(str::trim) != Some("2.0")
-        {
-            return Err(format!("{:?} is not SIP/2.0/transport", clip(v)));
-        }
-        let tail = tail.unwrap_or_default().trim_start();
-        let t_end = tail
-            .find(char::is_whitespace)
-            .ok_or_else(|| format!("{:?} has no sent-by", clip(v)))?;
-        let transport = tail[..t_end].to_ascii_uppercase();
-        let after = tail[t_end..].trim();
-        if !is_token(&transport) || after.is_empty() {
-            return Err(format!("{:?} has no transport or sent-by", clip(v)));
-        }
-        let (sent_by, params) = match after.find(';') {
-            Some(i) => (after[..i].trim(), parse_params(&after[i + 1..])),
-            None => (after, Vec::new()),
-        };
-        let (host, port) = split_host_port(sent_by)?;
-        Ok(Via {
-            transport,
-            host,
-            port,
-            params,
-        })
+        ViaRef::parse(v).map(Via::from)
     }
 
     pub fn branch(&self) -> Option<&str> {
@@ -712,36 +580,6 @@ fn host_port(host: &str, port: Option<u16>) -> String {
     }
 }
 
-/// `host[:port]`, IPv6 in brackets; the host is returned without them.
-fn split_host_port(s: &str) -> Result<(String, Option<u16>), String> {
-    let s = s.trim();
-    let (host, port) = if let Some(rest) = s.strip_prefix('[') {
-        let (h, after) = rest
-            .split_once(']')
-            .ok_or_else(|| format!("unclosed '[' in {:?}", clip(s)))?;
-        (h, after.strip_prefix(':'))
-    } else {
-        match s.rsplit_once(':') {
-            Some((h, p)) => (h, Some(p)),
-            None => (s, None),
-        }
-    };
-    if host.is_empty()
-        || !host
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b".-_:".contains(&b))
-    {
-        return Err(format!("bad host {:?}", clip(host)));
-    }
-    let port = port
-        .map(|p| {
-            p.parse::<u16>()
-                .map_err(|_| format!("bad port {:?}", clip(p)))
-        })
-        .transpose()?;
-    Ok((host.to_string(), port))
-}
-
 /// A SIP or SIPS URI: `sip:user@host:port;params?headers`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Uri {
@@ -754,37 +592,7 @@ pub struct Uri {
 
 impl Uri {
     pub fn parse(s: &str) -> Result<Uri, String> {
-        let s = s.trim();
-        if s.contains(char::is_whitespace) {
-            return Err(format!("{:?} contains whitespace", clip(s)));
-        }
-        let (scheme, rest) = s
-            .split_once(':')
-            .ok_or_else(|| format!("{:?} has no scheme", clip(s)))?;
-        let scheme = scheme.to_ascii_lowercase();
-        if scheme != "sip" && scheme != "sips" {
-            return Err(format!("unsupported URI scheme {:?}", clip(&scheme)));
-        }
-        // A user part may hold '?' and ';' but never a raw '@' (it is
-        // escaped), so the first '@' ends it; '?' after the host starts headers.
-        let (userinfo, hostpart) = match rest.find('@') {
-            Some(i) => (Some(&rest[..i]), &rest[i + 1..]),
-            None => (None, rest),
-        };
-        let hostpart = hostpart.split('?').next().unwrap_or_default();
-        let (hostport, params) = match hostpart.find(';') {
-            Some(i) => (&hostpart[..i], parse_params(&hostpart[i + 1..])),
-            None => (hostpart, Vec::new()),
-        };
-        let (host, port) = split_host_port(hostport)?;
-        let user = userinfo.map(|u| u.split(':').next().unwrap_or_default().to_string());
-        Ok(Uri {
-            scheme,
-            user,
-            host,
-            port,
-            params,
-        })
+        UriRef::parse(s).map(Uri::from)
     }
 
     pub fn param(&self, name: &str) -> Option<&str> {
@@ -824,46 +632,7 @@ pub struct NameAddr {
 
 impl NameAddr {
     pub fn parse(v: &str) -> Result<NameAddr, String> {
-        let v = v.trim();
-        if v.is_empty() {
-            return Err("empty".into());
-        }
-        if let Some(lt) = find_unquoted(v, '<') {
-            let gt = v[lt..]
-                .find('>')
-                .map(|i| i + lt)
-                .ok_or_else(|| format!("unclosed '<' in {:?}", clip(v)))?;
-            let display = v[..lt].trim().trim_matches('"').trim();
-            let after = v[gt + 1..].trim();
-            let params = match after.strip_prefix(';') {
-                Some(p) => parse_params(p),
-                None if after.is_empty() => Vec::new(),
-                None => return Err(format!("unexpected {:?} after '>'", clip(after))),
-            };
-            let uri = v[lt + 1..gt].trim().to_string();
-            if !uri.contains(':') {
-                return Err(format!("bad URI {:?}", clip(&uri)));
-            }
-            Ok(NameAddr {
-                display: (!display.is_empty()).then(|| display.to_string()),
-                uri,
-                params,
-            })
-        } else {
-            // addr-spec: parameters after the URI belong to the header.
-            let (uri, params) = match v.find(';') {
-                Some(i) => (v[..i].trim(), parse_params(&v[i + 1..])),
-                None => (v, Vec::new()),
-            };
-            if !uri.contains(':') || uri.contains(char::is_whitespace) {
-                return Err(format!("bad URI {:?}", clip(uri)));
-            }
-            Ok(NameAddr {
-                display: None,
-                uri: uri.to_string(),
-                params,
-            })
-        }
+        NameAddrRef::parse(v).map(NameAddr::from)
     }
 
     pub fn tag(&self) -> Option<String> {
@@ -892,28 +661,64 @@ impl NameAddr {
     }
 }
 
+/// Whether `d` can go between quotes as it is: every quote and backslash
+/// escaped (a parsed display name keeps its escapes).
+fn is_quoted_content(d: &str) -> bool {
+    let mut escaped = false;
+    for b in d.bytes() {
+        match b {
+            _ if escaped => escaped = false,
+            b'\\' => escaped = true,
+            b'"' => return false,
+            _ => {}
+        }
+    }
+    !escaped
+}
+
 impl fmt::Display for NameAddr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if let Some(d) = &self.display {
-            write!(f, "\"{}\" ", d.replace('"', ""))?;
+        match &self.display {
+            Some(d) if is_quoted_content(d) => write!(f, "\"{d}\" ")?,
+            Some(d) => write!(f, "\"{}\" ", d.replace(['"', '\\'], ""))?,
+            None => {}
         }
         write!(f, "<{}>", self.uri)?;
         f.write_str(&params_to_string(&self.params))
     }
 }
 
-fn find_unquoted(s: &str, want: char) -> Option<usize> {
-    let (mut quoted, mut escaped) = (false, false);
-    for (i, c) in s.char_indices() {
-        match c {
-            _ if escaped => escaped = false,
-            '\\' if quoted => escaped = true,
-            '"' => quoted = !quoted,
-            c if c == want && !quoted => return Some(i),
-            _ => {}
+impl From<ViaRef<'_>> for Via {
+    fn from(v: ViaRef<'_>) -> Via {
+        Via {
+            transport: v.transport.to_ascii_uppercase(),
+            host: v.host.to_string(),
+            port: v.port,
+            params: parse_params(v.params),
         }
     }
-    None
+}
+
+impl From<UriRef<'_>> for Uri {
+    fn from(u: UriRef<'_>) -> Uri {
+        Uri {
+            scheme: u.scheme.to_ascii_lowercase(),
+            user: u.user.map(str::to_string),
+            host: u.host.to_string(),
+            port: u.port,
+            params: parse_params(u.params),
+        }
+    }
+}
+
+impl From<NameAddrRef<'_>> for NameAddr {
+    fn from(n: NameAddrRef<'_>) -> NameAddr {
+        NameAddr {
+            display: n.display.map(str::to_string),
+            uri: n.uri.to_string(),
+            params: parse_params(n.params),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -1008,6 +813,27 @@ m:\"Quoted string \\\"\\\"\" <sip:jdrosen@example.com> ; newparam =\r\n      new
         assert_eq!(contact.uri, "sip:jdrosen@example.com");
         assert_eq!(contact.param("q"), Some("0.33"));
         assert_eq!(m.body, body.as_bytes());
+        let v = m.view();
+        let via = v.via().unwrap();
+        assert_eq!(
+            (via.transport, via.host, via.port),
+            ("UDP", "192.0.2.2", None)
+        );
+        assert_eq!(via.branch, Some("390skdjuw"));
+        assert_eq!(v.to().unwrap().uri, "sip:vivekg@chair-dnrc.example.com");
+        let from = v.from().unwrap();
+        assert_eq!(from.uri, "sip:jdrosen@example.com");
+        assert_eq!(from.display, Some(r#"J Rosenberg \\\""#));
+        assert_eq!(v.call_id(), Some("wsinv.ndaksdj@192.0.2.1"));
+        assert_eq!(v.cseq().unwrap().method, Method::Invite);
+        let contact = v.contact().unwrap().unwrap();
+        assert_eq!(contact.display, Some(r#"Quoted string \"\""#));
+        let again = NameAddr::from(contact).to_string();
+        let again = NameAddrRef::parse(&again).unwrap();
+        assert_eq!((again.display, again.uri), (contact.display, contact.uri));
+        assert_eq!(again.param("q"), Some("0.33"));
+        assert_eq!(contact.param("newparam"), Some("newvalue"));
+        assert_eq!(v.max_forwards(), Ok(Some(68)));
     }
 
     #[test]
@@ -1032,6 +858,20 @@ m:\"Quoted string \\\"\\\"\" <sip:jdrosen@example.com> ; newparam =\r\n      new
             Message::parse(bad.as_bytes()).unwrap().validate(),
             Err("CSeq method BYE differs from INVITE".into())
         );
+    }
+
+    #[test]
+    fn the_first_blank_line_ends_the_headers_crlf_or_bare_lf() {
+        let lf = INVITE.replace("\r\n", "\n").replace("v=0\n", "v=0\n\n");
+        let lf = lf.replace("Content-Length: 4", "Content-Length: 5");
+        let m = Message::parse(lf.as_bytes()).unwrap();
+        assert_eq!((m.headers.len(), &m.body[..]), (9, &b"v=0\n\n"[..]));
+        let mixed = INVITE.replacen("\r\n\r\n", "\r\n\n", 1);
+        let mixed = mixed.replace("Content-Length: 4", "Content-Length: 5");
+        let m = Message::parse(format!("{mixed}\r").as_bytes()).unwrap();
+        assert_eq!(m.body, b"v=0\n\r");
+        assert_eq!(header_end(b"a\n\r\nb\r\n\r\n"), Some((5, 9)));
+        assert_eq!(header_end(b"\n"), None);
     }
 
     #[test]

@@ -12,6 +12,7 @@
 //! and D, I, J and K are zero.
 
 use crate::message::{reason_phrase, Message};
+use crate::method::Method;
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
@@ -53,24 +54,26 @@ pub struct Key {
 impl Key {
     /// A request's server-transaction key; None without an RFC 3261 branch.
     pub fn server(req: &Message) -> Option<Key> {
-        let via = req.top_via().ok()?;
-        let branch = via.branch()?.to_string();
-        let (_, method) = req.cseq().ok()?;
+        let v = req.view();
+        let via = v.via().ok()?;
+        let method = match v.cseq().ok()?.method {
+            Method::Ack => Method::Invite,
+            m => m,
+        };
         Some(Key {
-            branch,
+            branch: via.branch?.to_string(),
             sent_by: format!("{}:{}", via.host, via.port.unwrap_or(5060)),
-            method: if method == "ACK" { "INVITE" } else { method }.to_string(),
+            method: method.as_str().to_string(),
         })
     }
 
     /// A response's client-transaction key.
     pub fn client(resp: &Message) -> Option<Key> {
-        let via = resp.top_via().ok()?;
-        let (_, method) = resp.cseq().ok()?;
+        let v = resp.view();
         Some(Key {
-            branch: via.branch()?.to_string(),
+            branch: v.via().ok()?.branch?.to_string(),
             sent_by: String::new(),
-            method: method.to_string(),
+            method: v.cseq().ok()?.method.as_str().to_string(),
         })
     }
 }
@@ -170,7 +173,7 @@ pub struct Client {
 impl Client {
     /// Starts the transaction: `request` is queued for sending.
     pub fn new(request: Message, now: Instant, timers: TimerConfig, reliable: bool) -> Client {
-        let invite = request.method() == Some("INVITE");
+        let invite = request.request_method() == Some(Method::Invite);
         let mut c = Client {
             invite,
             reliable,
@@ -347,7 +350,7 @@ impl Server {
     /// A new server transaction for `request`; an INVITE is answered with
     /// 100 Trying at once (§17.2.1: it stops the client retransmitting).
     pub fn new(request: Message, now: Instant, timers: TimerConfig, reliable: bool) -> Server {
-        let invite = request.method() == Some("INVITE");
+        let invite = request.request_method() == Some(Method::Invite);
         let mut s = Server {
             invite,
             reliable,
@@ -382,7 +385,7 @@ impl Server {
     /// A request matching this transaction arrived again: a retransmission
     /// (answered with the last response) or the ACK of a non-2xx final.
     pub fn on_request(&mut self, now: Instant, req: &Message) {
-        if req.method() == Some("ACK") {
+        if req.request_method() == Some(Method::Ack) {
             if self.state == ServerState::Completed {
                 self.state = ServerState::Confirmed;
                 self.clock.retransmit = None;
