@@ -10,7 +10,7 @@ Each generated block sits between two markers naming its kind and JSON file
 
 Kinds: `media` (summary with spread, then every run), `capacity` (a
 `--ramp` report), `cdr` (`tollgate bench cdr --json`), `sip` (`tollgate
-bench sip --out`). Every block starts with the stamp of the run that made
+bench sip --out`), `sip-capacity` (`tollgate bench sip --capacity --out`). Every block starts with the stamp of the run that made
 its JSON: commit, build profile, kernel, CPU, pinning. Prose outside the
 blocks is left as written, so it must not repeat figures.
 
@@ -145,7 +145,28 @@ def sip(r):
     return out
 
 
-KINDS = {"media": media, "capacity": capacity, "cdr": cdr, "sip": sip}
+def sip_capacity(r):
+    out = stamp_line(r.get("stamp"))
+    out += (f"Probes of {r['duration_s']} s each, up to {r['max_cps']:,} cps; a probe passes with "
+            f"{r['criteria']}.\n\n")
+    rows = []
+    for c in r["capacity"]:
+        for p in c["probes"]:
+            run = p["run"]
+            rows.append([c["system"], f"{run['cps_offered']:,}", f"{run['cps_achieved']:,.1f}",
+                         run["failed"], f"{run['setup_us_p99']:,.0f} µs",
+                         f"{run['cpu_ms_per_call']:.2f} ms",
+                         "pass" if p["passed"] else "; ".join(p["failed_because"])])
+    out += table(["system", "offered cps", "achieved", "failed", "setup p99", "CPU per call", "probe"], rows)
+    out += "\n" + table(["system", "capacity (highest passing rate)"],
+                        [[c["system"], f"{c['cps']:,} cps"] for c in r["capacity"]])
+    if len(r["capacity"]) == 2 and r["capacity"][1]["cps"] > 0:
+        a, b = r["capacity"]
+        out += f"\n{a['system']} carries {a['cps'] / b['cps']:.2f}x the call rate of {b['system']}.\n"
+    return out
+
+
+KINDS = {"media": media, "capacity": capacity, "cdr": cdr, "sip": sip, "sip-capacity": sip_capacity}
 
 
 def render(doc_path):

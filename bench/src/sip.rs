@@ -13,11 +13,13 @@
 //! always` into SQLite) and, with `--peer kamailio`, Kamailio as a stateful
 //! proxy calling rtpengine over NG, which is what Tollgate replaces.
 
+mod capacity;
 mod capture;
 mod idle;
 mod results;
 mod sipp;
 
+pub use capacity::{Capacity, CapacityReport, Probe};
 pub use results::{SipReport, SipResult, SystemRuns};
 pub use sipp::{sipp_stat, sipp_uac_load, SippStat, SIPP_LOAD};
 
@@ -42,9 +44,23 @@ pub struct SipArgs {
     /// Also measure this peer the same way: `kamailio` (stateful proxy with rtpengine).
     #[arg(long)]
     pub peer: Option<String>,
-    /// Runs per system: every run is reported, with the median and the spread.
+    /// Runs per system, interleaved between the systems (so a slow spell
+    /// of the host hits both): every run is reported, with the median and
+    /// the spread.
     #[arg(long, default_value_t = 1)]
     pub runs: u32,
+    /// Search each system's capacity instead: probes of `--duration`
+    /// seconds from `--cps` up (doubling, then bisecting), each passing
+    /// with 0 failed calls, setup p99 under 20 ms and the offered rate
+    /// achieved; reports the highest passing rate.
+    #[arg(long)]
+    pub capacity: bool,
+    /// The highest rate `--capacity` probes.
+    #[arg(long, default_value_t = 4000)]
+    pub max_cps: u32,
+    /// A `--capacity` probe fails with its setup p99 at or over this.
+    #[arg(long, default_value_t = 20)]
+    pub p99_limit_ms: u32,
     /// Write the results as JSON here.
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -395,7 +411,7 @@ fn run_once(system: &str, run: u32, a: &SipArgs, p: &Ports) -> Result<SipResult>
     Ok(r)
 }
 
-pub fn main(a: &SipArgs) -> Result<SipReport> {
+pub fn main(a: &SipArgs) -> Result<()> {
     let mut systems = vec!["tollgate"];
     match a.peer.as_deref() {
         None => {}
@@ -403,31 +419,85 @@ pub fn main(a: &SipArgs) -> Result<SipReport> {
         Some(p) => bail!("--peer {p:?}: the peer measured is `kamailio`"),
     }
     let ports = Ports::of(a)?;
-    let runs = a.runs.max(1);
-    let mut report = SipReport {
-        stamp: crate::stamp::stamp()
-            .pinned("none: SIPp, the system under test and the capture share every core"),
-        cps: a.cps,
-        duration_s: a.duration,
-        runs_per_system: runs,
-        setup_latency: results::SETUP_LATENCY.into(),
-        systems: Vec::new(),
+    let stamp = crate::stamp::stamp()
+        .pinned("none: SIPp, the system under test and the capture share every core");
+    let json = if a.capacity {
+        let report = capacities(&systems, a, &ports, stamp)?;
+        report.print();
+        serde_json::to_string_pretty(&report)?
+    } else {
+        let report = fixed_rate(&systems, a, &ports, stamp)?;
+        report.print();
+        serde_json::to_string_pretty(&report)?
     };
-    for s in systems {
-        let mut done = Vec::new();
-        for i in 1..=runs {
+    if let Some(path) = &a.out {
+        std::fs::write(path, json).with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// `--runs` runs of each system at `--cps`, interleaved.
+fn fixed_rate(
+    systems: &[&str],
+    a: &SipArgs,
+    ports: &Ports,
+    stamp: crate::stamp::Stamp,
+) -> Result<SipReport> {
+    let runs = a.runs.max(1);
+    let mut done: Vec<Vec<SipResult>> = vec![Vec::new(); systems.len()];
+    for i in 1..=runs {
+        for (s, runs_of) in systems.iter().zip(&mut done) {
             eprintln!(
                 "{s}: run {i} of {runs} at {} cps for {} s",
                 a.cps, a.duration
             );
-            done.push(run_once(s, i, a, &ports)?);
+            runs_of.push(run_once(s, i, a, ports)?);
         }
-        report.systems.push(SystemRuns::of(s, done));
     }
-    report.print();
-    if let Some(path) = &a.out {
-        std::fs::write(path, serde_json::to_string_pretty(&report)?)
-            .with_context(|| format!("writing {}", path.display()))?;
+    Ok(SipReport {
+        stamp,
+        cps: a.cps,
+        duration_s: a.duration,
+        runs_per_system: runs,
+        setup_latency: results::SETUP_LATENCY.into(),
+        systems: systems
+            .iter()
+            .zip(done)
+            .map(|(s, runs)| SystemRuns::of(s, runs))
+            .collect(),
+    })
+}
+
+/// `--capacity`: each system's search in turn.
+fn capacities(
+    systems: &[&str],
+    a: &SipArgs,
+    ports: &Ports,
+    stamp: crate::stamp::Stamp,
+) -> Result<CapacityReport> {
+    let mut out = Vec::new();
+    for s in systems {
+        let mut search = capacity::Search::new(a.cps, a.max_cps);
+        let mut probes = Vec::new();
+        while let Some(cps) = search.next() {
+            eprintln!("{s}: capacity probe at {cps} cps for {} s", a.duration);
+            let at = SipArgs { cps, ..a.clone() };
+            let run = run_once(s, probes.len() as u32 + 1, &at, ports)?;
+            let probe = Probe::judge(run, f64::from(a.p99_limit_ms) * 1000.0);
+            search.record(cps, probe.passed);
+            probes.push(probe);
+        }
+        out.push(Capacity {
+            system: s.to_string(),
+            cps: search.found(),
+            probes,
+        });
     }
-    Ok(report)
+    Ok(CapacityReport {
+        stamp,
+        duration_s: a.duration,
+        max_cps: a.max_cps,
+        criteria: CapacityReport::criteria(a.p99_limit_ms),
+        capacity: out,
+    })
 }

@@ -247,7 +247,7 @@ fn run(cli: Cli) -> Result<()> {
         } => tollgate_bench::cdr::main(&args, tollgate_bench::stamp::stamp()),
         Command::Bench {
             what: BenchCommand::Sip(args),
-        } => tollgate_bench::sip::main(&args).map(|_| ()),
+        } => tollgate_bench::sip::main(&args),
         Command::Bench {
             what: BenchCommand::Media(args),
         } => {
