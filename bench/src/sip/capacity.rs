@@ -194,7 +194,7 @@ mod tests {
     fn a_failing_first_probe_searches_downward() {
         let (found, probes) = search(400, 10_000, 90);
         assert_eq!(probes[0], 400);
-        assert!(found <= 90 && found >= 80, "{found} from {probes:?}");
+        assert!((80..=90).contains(&found), "{found} from {probes:?}");
     }
 
     #[test]
