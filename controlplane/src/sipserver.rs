@@ -1,17 +1,17 @@
 //! The B2BUA's thread and what feeds it. The thread reads its UDP socket
 //! itself (`sipinbox`); TCP on `sip.listen` and TLS on `sip.tls_listen`
 //! (`siptransport`) queue framed messages for it. The thread takes a
-//! burst of both, hands it to the B2BUA in arrival order
+//! burst of both and hands it to the B2BUA in arrival order, each message
 //! under the lock the NG server also takes (they share the media session
-//! manager), runs due timers, and sends what the B2BUA produced once the
-//! call records of that step are durable in the CDR spool: a 200 to a BYE
-//! means the call's CDR is on disk. While one step waits for the disk,
-//! messages queue and the next step takes them together (group commit
-//! across calls). Blocking threads rather than tokio tasks: per-message
-//! hand-offs between the runtime and its blocking pool cost more than the
-//! SIP work itself. Tokio tasks keep the least-cost routing tables loaded,
-//! share registrations through Redis, and serve TLS; SIGHUP reloads the
-//! dialplan.
+//! manager), then runs due timers. What a message produced is sent at
+//! once, except where it also produced a CDR: those messages leave once
+//! the step's CDRs are durable in the spool, so a 200 to a BYE means the
+//! call's CDR is on disk. While one step waits for the disk, messages
+//! queue and the next step takes them together (group commit across
+//! calls). Blocking threads rather than tokio tasks: per-message hand-offs
+//! between the runtime and its blocking pool cost more than the SIP work
+//! itself. Tokio tasks keep the least-cost routing tables loaded, share
+//! registrations through Redis, and serve TLS; SIGHUP reloads the dialplan.
 
 use crate::b2bua::config::SipConfig;
 use crate::b2bua::{ids::Ids, lcr, B2bua, Media, Transport};
@@ -27,6 +27,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use tollgate_cdr::model::Record;
 
 /// The longest the thread sleeps, so it notices `stop`.
 const NAP: Duration = Duration::from_millis(50);
@@ -224,8 +225,14 @@ fn serve(
     report(&lock(b2b).counters);
 }
 
-/// Hands `burst` to the B2BUA, runs its due timers, and sends what it
-/// produced once the step's call records are durable.
+/// A message to send: how, to whom, what.
+type Transmit = (Transport, SocketAddr, Vec<u8>);
+
+/// Hands `burst` to the B2BUA one message at a time (the handler lock NG
+/// also takes is held per message, so an NG request waits for one SIP
+/// message, not a burst), then runs its due timers. What an input produced
+/// leaves at once unless the input also produced a CDR: those messages (a
+/// BYE's 200) wait until the step's CDRs are durable.
 fn step(
     burst: &mut Vec<Inbound>,
     ng: &NgServer,
@@ -233,26 +240,40 @@ fn step(
     sock: &UdpSocket,
     outbound: &Outbound,
 ) {
-    let (out, queued) = ng.with_handler_here(|h| {
-        let mut b = lock(b2b);
-        let mut media = Media {
-            sessions: &mut h.sessions,
-            plane: h.plane.as_mut(),
-        };
-        let now = Now::real();
-        for m in burst.drain(..) {
-            match m {
-                Inbound::Datagram(from, bytes) => b.on_datagram(now, from, &bytes, &mut media),
-                Inbound::Stream(from, transport, bytes) => {
+    let (mut held, mut queued) = (Vec::new(), Vec::new());
+    let inputs = burst.drain(..).map(Some).chain([None]);
+    for input in inputs {
+        let (out, records) = ng.with_handler_here(|h| {
+            let mut b = lock(b2b);
+            let mut media = Media {
+                sessions: &mut h.sessions,
+                plane: h.plane.as_mut(),
+            };
+            let now = Now::real();
+            match input {
+                Some(Inbound::Datagram(from, bytes)) => {
+                    b.on_datagram(now, from, &bytes, &mut media)
+                }
+                Some(Inbound::Stream(from, transport, bytes)) => {
                     b.on_stream_message(now, transport, from, &bytes, &mut media)
                 }
+                None => b.handle_timeout(now, &mut media),
             }
+            let out: Vec<Transmit> = std::iter::from_fn(|| b.poll_transmit()).collect();
+            (out, b.take_records())
+        });
+        if records.iter().any(|(r, _)| matches!(r, Record::Ended(_))) {
+            held.extend(out);
+        } else {
+            send(sock, outbound, out);
         }
-        b.handle_timeout(now, &mut media);
-        let out: Vec<_> = std::iter::from_fn(|| b.poll_transmit()).collect();
-        (out, b.take_records())
-    });
+        queued.extend(records);
+    }
     wait_durable(queued);
+    send(sock, outbound, held);
+}
+
+fn send(sock: &UdpSocket, outbound: &Outbound, out: Vec<Transmit>) {
     for (transport, to, bytes) in out {
         match transport {
             Transport::Udp => {
