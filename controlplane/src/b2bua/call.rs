@@ -18,19 +18,16 @@ struct Setup {
 
 /// The facts of the call A's INVITE (from `from`) starts, for its CDR.
 fn call_facts(now: Now, from: SocketAddr, invite: &Message) -> CallFacts {
-    let uri = |h: &str| {
-        NameAddr::parse(invite.header(h).unwrap_or_default())
-            .ok()
-            .map(|n| n.uri)
-    };
+    let v = invite.view();
+    let (from_uri, to_uri) = (v.from().ok().map(|n| n.uri), v.to().ok().map(|n| n.uri));
     CallFacts {
-        call_id: invite.call_id().unwrap_or_default().to_string(),
+        call_id: v.call_id().unwrap_or_default().to_string(),
         start: now.wall,
         answered: None,
-        from_number: user_of(invite.header("From")).unwrap_or_default(),
-        to_number: user_of(invite.request_uri()).unwrap_or_default(),
-        from_uri: uri("From"),
-        to_uri: uri("To"),
+        from_number: from_uri.and_then(user_of).unwrap_or_default(),
+        to_number: invite.request_uri().and_then(user_of).unwrap_or_default(),
+        from_uri: from_uri.map(str::to_string),
+        to_uri: to_uri.map(str::to_string),
         request_uri: invite.request_uri().map(str::to_string),
         source_ip: from.ip(),
         destination_ip: None,
@@ -89,13 +86,15 @@ impl B2bua {
             }
             r
         };
-        let ours = format!("{}", self.local);
-        let looped = invite.header_values("Via").iter().any(|v| {
-            tollgate_sip::message::Via::parse(v)
-                .is_ok_and(|v| format!("{}:{}", v.host, v.port.unwrap_or(5060)) == ours)
-        });
-        let call_id = invite.call_id().unwrap_or_default();
-        let early = if invite.max_forwards() == Some(0) {
+        let looped = invite
+            .values("Via")
+            .filter_map(|v| ViaRef::parse(v).ok())
+            .any(|v| {
+                v.host.parse() == Ok(self.local.ip()) && v.port.unwrap_or(5060) == self.local.port()
+            });
+        let view = invite.view();
+        let call_id = view.call_id().unwrap_or_default();
+        let early = if view.max_forwards() == Ok(Some(0)) {
             Some(reject(483, reason_phrase(483)))
         } else if looped || self.calls.contains_key(call_id) {
             Some(reject(482, reason_phrase(482)))
@@ -191,21 +190,15 @@ impl B2bua {
 
     /// B's leg towards `route`, over the transport its URI asks for.
     fn b_leg(&mut self, s: &Setup, route: &Route) -> Leg {
-        let from_uri = match NameAddr::parse(s.invite.header("From").unwrap_or_default()) {
-            Ok(n) => n.without_tag().to_string(),
-            Err(_) => format!("<sip:{}@{}>", s.facts.from_number, self.local.ip()),
-        };
-        let asked = Uri::parse(&route.uri)
+        let from_uri = s.a.remote_uri.clone();
+        let asked = UriRef::parse(&route.uri)
             .ok()
-            .and_then(|u| u.param("transport").map(str::to_ascii_lowercase));
-        match asked.as_deref() {
-            Some("tcp") => {
-                self.streams.insert(route.addr, Transport::Tcp);
-            }
-            Some("tls") => {
-                self.streams.insert(route.addr, Transport::Tls);
-            }
-            _ => {}
+            .and_then(|u| u.param("transport"))
+            .unwrap_or_default();
+        if asked.eq_ignore_ascii_case("tcp") {
+            self.streams.insert(route.addr, Transport::Tcp);
+        } else if asked.eq_ignore_ascii_case("tls") {
+            self.streams.insert(route.addr, Transport::Tls);
         }
         let b_call_id = format!("{}@tollgate", self.ids.id());
         let b_tag = self.ids.id();
@@ -235,7 +228,8 @@ impl B2bua {
         let (via, branch) = self.via(route.addr);
         let contact = self.contact.clone();
         let mut b_req = b.request("INVITE", via, &contact, None);
-        let mf = invite.max_forwards().unwrap_or(70).saturating_sub(1);
+        let mf = invite.view().max_forwards().ok().flatten().unwrap_or(70);
+        let mf = mf.saturating_sub(1);
         b_req.set_header("Max-Forwards", mf.to_string());
         copy_headers(&invite, &mut b_req, &SESSION_TIMER_HEADERS);
         let b_req = with_sdp(b_req, Some(b_offer));
@@ -260,7 +254,7 @@ impl B2bua {
         );
         let ring = now.mono + Duration::from_secs(self.cfg.ring_timeout_secs);
         self.due.push(Reverse((ring, Due::Ring(call_id.clone()))));
-        let invite_cseq = invite.cseq().map(|(n, _)| n).unwrap_or(0);
+        let invite_cseq = invite.view().cseq().map_or(0, |c| c.number);
         let call = Call {
             facts,
             a,
@@ -358,7 +352,7 @@ impl B2bua {
             return;
         }
         call.b.update_from_response(resp);
-        let ack_cseq = call.b_invite_req.cseq().map(|(n, _)| n).unwrap_or(1);
+        let ack_cseq = call.b_invite_req.view().cseq().map_or(1, |c| c.number);
         let b_addr = call.b.addr;
         let (via, _) = self.via(b_addr);
         let contact = self.contact.clone();
@@ -530,11 +524,11 @@ impl B2bua {
         };
         let mut c = Message::request("CANCEL", inv.request_uri().unwrap_or_default());
         for h in ["Via", "From", "To", "Call-ID"] {
-            if let Some(v) = inv.header_values(h).first() {
-                c.add_header(h, *v);
+            if let Some(v) = inv.values(h).next() {
+                c.add_header(h, v);
             }
         }
-        let n = inv.cseq().map(|(n, _)| n).unwrap_or(1);
+        let n = inv.view().cseq().map_or(1, |c| c.number);
         c.add_header("CSeq", format!("{n} CANCEL"));
         c.add_header("Max-Forwards", "70");
         self.start_client(now, key, c, to, "", Purpose::Cancel);
@@ -589,7 +583,7 @@ impl B2bua {
         let target = callee.uri.clone();
         let mut leg = Leg::outgoing(cid.to_string(), tag, strip(from), strip(callee), target, to);
         leg.update_from_response(resp);
-        let n = resp.cseq().map(|(n, _)| n).unwrap_or(1);
+        let n = resp.view().cseq().map_or(1, |c| c.number);
         let contact = self.contact.clone();
         let (v, _) = self.via(to);
         let ack = leg.request("ACK", v, &contact, Some(n));

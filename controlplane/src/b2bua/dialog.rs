@@ -23,14 +23,15 @@ impl B2bua {
                 return;
             }
         }
-        let (Some(cid), Some(tag)) = (ack.call_id(), ack.to_tag()) else {
+        let v = ack.view();
+        let (Some(cid), Some(tag)) = (v.call_id(), v.to_tag()) else {
             return;
         };
-        let Some((call_id, side)) = self.dialogs.get(&(cid.to_string(), tag)).cloned() else {
+        let Some((call_id, side)) = self.dialogs.get(&(cid.into(), tag.into())).cloned() else {
             return;
         };
         // The INVITE (initial or re-INVITE) from that side with this CSeq.
-        let n = ack.cseq().map(|(n, _)| n).unwrap_or(0);
+        let n = v.cseq().map_or(0, |c| c.number);
         let Some(call) = self.calls.get_mut(&call_id) else {
             return;
         };
@@ -56,17 +57,18 @@ impl B2bua {
         req: Message,
         media: &mut Media,
     ) {
-        let (Some(cid), Some(tag)) = (req.call_id(), req.to_tag()) else {
+        let v = req.view();
+        let (Some(cid), Some(tag)) = (v.call_id(), v.to_tag()) else {
             return;
         };
-        let Some((call_id, side)) = self.dialogs.get(&(cid.to_string(), tag)).cloned() else {
+        let Some((call_id, side)) = self.dialogs.get(&(cid.into(), tag.into())).cloned() else {
             let r = Message::response_to(&req, 481, reason_phrase(481), None);
             self.respond_new(now, from, key, req, r, None);
             return;
         };
-        match req.method() {
-            Some("BYE") => self.on_bye(now, from, key, req, (call_id, side), media),
-            Some("INVITE") if self.reinvite_pending(&call_id, side) => {
+        match req.request_method() {
+            Some(Method::Bye) => self.on_bye(now, from, key, req, (call_id, side), media),
+            Some(Method::Invite) if self.reinvite_pending(&call_id, side) => {
                 // Glare: our own re-INVITE on this leg is unanswered (§14.1).
                 let r = Message::response_to(&req, 491, reason_phrase(491), None);
                 self.respond_new(now, from, key, req, r, None);
@@ -139,8 +141,8 @@ impl B2bua {
             }
         };
         let method = req.method().unwrap_or_default().to_string();
-        if method == "INVITE" {
-            let n = req.cseq().map(|(n, _)| n).unwrap_or(0);
+        if req.request_method() == Some(Method::Invite) {
+            let n = req.view().cseq().map_or(0, |c| c.number);
             call_mut(&mut self.calls, &call_id)
                 .server_invites
                 .push((side, n, key.clone()));
@@ -233,7 +235,7 @@ impl B2bua {
         let Some(req) = self.servers.get(server).map(|e| e.txn.request().clone()) else {
             // Our side answered already (timeout): still ACK a late 2xx.
             if let ClientEvent::Response(r) = ev {
-                if r.cseq().is_ok_and(|(_, m)| m == "INVITE")
+                if r.view().cseq().is_ok_and(|c| c.method == Method::Invite)
                     && r.code().is_some_and(|c| (200..300).contains(&c))
                 {
                     self.ack_relayed(call_id, from.other(), &r);
@@ -253,7 +255,7 @@ impl B2bua {
         if code == 100 {
             return;
         }
-        let is_invite = req.method() == Some("INVITE");
+        let is_invite = req.request_method() == Some(Method::Invite);
         let accepted = (200..300).contains(&code);
         let sdp = (is_invite && accepted)
             .then(|| self.relay_answer(now, (call_id, from), &resp, media))
@@ -261,7 +263,7 @@ impl B2bua {
         if is_invite && accepted {
             self.ack_relayed(call_id, from.other(), &resp);
         }
-        let refresh = matches!(req.method(), Some("INVITE" | "UPDATE"));
+        let refresh = matches!(req.request_method(), Some(Method::Invite | Method::Update));
         if refresh && (200..300).contains(&code) {
             let interval = session_expires(&resp).map(Duration::from_secs);
             self.arm_session(now, call_id, interval);
@@ -306,7 +308,7 @@ impl B2bua {
     /// ACKs a relayed re-INVITE's 2xx on leg `side` ourselves; the
     /// sender's own ACK is absorbed.
     pub(super) fn ack_relayed(&mut self, call_id: &str, side: Side, resp: &Message) {
-        let n = resp.cseq().map(|(n, _)| n).ok();
+        let n = resp.view().cseq().map(|c| c.number).ok();
         if let Some((to, _, ack)) = self.leg_request(call_id, side, "ACK", n) {
             self.send(to, &ack);
         }
