@@ -43,8 +43,9 @@ mod transactions;
 use crate::media::options::Options;
 use crate::media::{MediaPlane, Sessions};
 use crate::time::Now;
-use cdr::{failure_status, CallFacts, Outcome};
+use cdr::{failure_status, CallFacts, LegIds, Outcome};
 use config::SipConfig;
+use dialog::key_of_invite;
 use dialplan::{Decision, Dialplan};
 use ids::Ids;
 use lcr::{Candidate, LcrTable};
@@ -56,8 +57,9 @@ use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use tollgate_cdr::model::{Disposition, HangupBy, Record};
+use tollgate_sip::dialog::Dialog;
 use tollgate_sip::digest::{Authenticator, Credentials, Rejection};
-use tollgate_sip::message::{reason_phrase, Message, NameAddr};
+use tollgate_sip::message::{reason_phrase, Message};
 use tollgate_sip::method::Method;
 use tollgate_sip::transaction::{
     Client, ClientEvent, ClientState, Key, Server, ServerEvent, TimerConfig,
@@ -113,7 +115,9 @@ enum Phase {
 struct Call {
     facts: CallFacts,
     a: Leg,
-    b: Leg,
+    /// B's dialog comes with its first tagged response; until then B's
+    /// Call-ID, tag and URIs are those of `b_invite_req`.
+    b: Leg<Option<Dialog>>,
     phase: Phase,
     /// A's INVITE server transaction.
     a_invite: Key,

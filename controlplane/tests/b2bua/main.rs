@@ -825,3 +825,55 @@ fn over_tcp_nothing_is_retransmitted() {
     );
     assert_eq!(net.cdrs()[0].legs[1].transport.as_deref(), Some("tcp"));
 }
+
+/// The callee's 2xx fixes its dialog's route set (RFC 3261 §13.2.2.4): a
+/// Record-Route only a provisional carried is not used, and one on a later
+/// 2xx (to a re-INVITE) changes nothing.
+#[test]
+fn the_callees_2xx_fixes_the_route_set() {
+    let mut net = Net::default();
+    let b_inv = invite(&mut net);
+    let mut ringing = net.callee.respond(&b_inv, 180, None);
+    ringing.add_header("Record-Route", "<sip:early.example.com;lr>");
+    net.callee_sends(&ringing);
+    net.caller.expect("180 INVITE");
+    let ok = net
+        .callee
+        .respond(&b_inv, 200, Some(&sdp("192.0.2.20", 5000)));
+    net.callee_sends(&ok);
+    assert_eq!(
+        net.wire(),
+        [
+            "caller <- 180 INVITE",
+            "callee <- ACK",
+            "caller <- 200 INVITE"
+        ]
+    );
+    let ack = net.callee.expect("ACK");
+    assert_eq!(ack.header("Route"), None, "the 2xx had no Record-Route");
+    let ok_a = net.caller.expect("200 INVITE");
+    let m = net.caller.ack(&ok_a);
+    net.caller_sends(&m);
+
+    let reinvite = net.caller.request("INVITE", Some(&sdp("192.0.2.10", 4000)));
+    net.caller_sends(&reinvite);
+    net.caller.expect("100 INVITE");
+    let relayed = net.callee.expect("INVITE");
+    assert_eq!(relayed.header("Route"), None);
+    let mut ok = net
+        .callee
+        .respond(&relayed, 200, Some(&sdp("192.0.2.20", 5000)));
+    ok.add_header("Record-Route", "<sip:late.example.com;lr>");
+    net.callee_sends(&ok);
+    net.callee.expect("ACK");
+    let ok_a = net.caller.expect("200 INVITE");
+    let m = net.caller.ack(&ok_a);
+    net.caller_sends(&m);
+    net.wire();
+
+    let bye = net.caller.request("BYE", None);
+    net.caller_sends(&bye);
+    assert_eq!(net.wire(), ["caller <- 200 BYE", "callee <- BYE"]);
+    let b_bye = net.callee.expect("BYE");
+    assert_eq!(b_bye.header("Route"), None, "the route set stayed empty");
+}
