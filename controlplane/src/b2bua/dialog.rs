@@ -1,6 +1,7 @@
 //! Inside the dialogs of an established call: ACKs, BYE from either side,
 //! and other requests (re-INVITE, UPDATE, INFO...) relayed to the other
-//! leg with their SDP through the media manager, glare answered 491.
+//! leg with their SDP through the media manager, glare answered 491, an
+//! out-of-order CSeq 500 (RFC 3261 §12.2.2).
 
 use super::*;
 
@@ -113,6 +114,16 @@ impl B2bua {
             self.respond_new(now, from, key, req, r, None);
             return;
         };
+        let out_of_order = self
+            .calls
+            .get_mut(&call_id)
+            .and_then(|c| c.dialog_mut(side))
+            .and_then(|d| d.on_request(&req).err());
+        if let Some(r) = out_of_order {
+            tracing::debug!(call_id, "in-dialog request with a lower CSeq; 500");
+            self.respond_new(now, from, key, req, r, None);
+            return;
+        }
         match req.request_method() {
             Some(Method::Bye) => self.on_bye(now, from, key, req, (call_id, side), media),
             Some(Method::Invite) if self.reinvite_pending(&call_id, side) => {

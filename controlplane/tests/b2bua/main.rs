@@ -877,3 +877,41 @@ fn the_callees_2xx_fixes_the_route_set() {
     let b_bye = net.callee.expect("BYE");
     assert_eq!(b_bye.header("Route"), None, "the route set stayed empty");
 }
+
+/// An in-dialog request with a CSeq lower than the last one from its side
+/// is out of order: answered 500 and not relayed (RFC 3261 §12.2.2), on
+/// either leg; the call goes on.
+#[test]
+fn an_out_of_order_cseq_is_answered_500() {
+    let mut net = Net::default();
+    establish(&mut net);
+    let info = net.caller.request("INFO", None);
+    net.caller_sends(&info);
+    let got = net.callee.expect("INFO");
+    let m = net.callee.respond(&got, 200, None);
+    net.callee_sends(&m);
+    assert_eq!(net.wire(), ["callee <- INFO", "caller <- 200 INFO"]);
+    net.caller.expect("200 INFO");
+    let mut stale = net.caller.request("INFO", None);
+    stale.set_header("CSeq", "1 INFO");
+    net.caller_sends(&stale);
+    assert_eq!(net.wire(), ["caller <- 500 INFO"], "not relayed");
+    net.caller.expect("500 INFO");
+
+    let info = net.callee.request("INFO", None);
+    net.callee_sends(&info);
+    let got = net.caller.expect("INFO");
+    let m = net.caller.respond(&got, 200, None);
+    net.caller_sends(&m);
+    assert_eq!(net.wire(), ["caller <- INFO", "callee <- 200 INFO"]);
+    net.callee.expect("200 INFO");
+    let mut stale = net.callee.request("INFO", None);
+    stale.set_header("CSeq", "0 INFO");
+    net.callee_sends(&stale);
+    assert_eq!(net.wire(), ["callee <- 500 INFO"], "not relayed");
+
+    let bye = net.caller.request("BYE", None);
+    net.caller_sends(&bye);
+    assert_eq!(net.wire(), ["caller <- 200 BYE", "callee <- BYE"]);
+    assert_eq!(net.cdrs()[0].status, Some(Disposition::Answered));
+}
