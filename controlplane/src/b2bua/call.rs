@@ -402,24 +402,33 @@ impl B2bua {
     }
 
     /// B's dialog from a tagged 1xx or 2xx to our INVITE (§12.1.2): made
-    /// by the first one (or one from another fork, whose tag differs) that
-    /// has a Contact, confirmed by the 2xx.
+    /// by the first one (or one from another fork, whose tag differs) and
+    /// confirmed by the 2xx. A 1xx without Contact makes none; a 2xx
+    /// without one leaves B reached at our INVITE's Request-URI.
     fn learn_b_dialog(&mut self, call_id: &str, resp: &Message) {
-        let Some(tag) = resp.view().to_tag() else {
+        let (Some(tag), Some(call)) = (resp.view().to_tag(), self.calls.get_mut(call_id)) else {
             return;
         };
-        let Some(call) = self.calls.get(call_id) else {
-            return;
-        };
+        if let Some(d) = call
+            .b
+            .dialog
+            .as_mut()
+            .filter(|d| d.id.remote_tag.as_deref() == Some(tag))
+        {
+            return d.on_response(resp);
+        }
+        let call = &self.calls[call_id];
         let secure = self.secure(call.b.addr, call.b_invite_req.request_uri());
-        let call = call_mut(&mut self.calls, call_id);
-        match call.b.dialog.as_mut() {
-            Some(d) if d.id.remote_tag.as_deref() == Some(tag) => d.on_response(resp),
-            _ => {
-                if let Ok(d) = Dialog::uac(resp, &self.contact, secure) {
-                    call.b.dialog = Some(d);
-                }
+        let uac = |m: &Message| Dialog::uac(m, &self.contact, secure);
+        let made = match resp.code() {
+            Some(200..=299) => {
+                let target = call.b_invite_req.request_uri().unwrap_or_default();
+                leg::or_contact(resp, target, uac)
             }
+            _ => uac(resp),
+        };
+        if let Ok(d) = made {
+            call_mut(&mut self.calls, call_id).b.dialog = Some(d);
         }
     }
 

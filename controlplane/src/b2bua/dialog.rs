@@ -186,7 +186,15 @@ impl B2bua {
         (call_id, side): (String, Side),
         media: &mut Media,
     ) {
-        if !self.calls.contains_key(&call_id) {
+        if self
+            .calls
+            .get(&call_id)
+            .and_then(|c| c.dialog(side.other()))
+            .is_none()
+        {
+            // The other leg is B before its dialog: nowhere to relay to.
+            let r = Message::response_to(&req, 481, reason_phrase(481), None);
+            self.respond_new(now, from, key, req, r, None);
             return;
         }
         let sdp = match self.relay_offer(now, from, (&call_id, side), &req, media) {

@@ -42,15 +42,26 @@ impl Leg {
         from: SocketAddr,
         secure: bool,
     ) -> Result<Leg, ParseError> {
-        let dialog = match Dialog::uas(invite, local_tag, contact, secure) {
-            Err(ParseError::Missing("Contact")) => {
-                let mut with_contact = invite.clone();
-                with_contact.add_header("Contact", format!("<sip:{from}>"));
-                Dialog::uas(&with_contact, local_tag, contact, secure)?
-            }
-            made => made?,
-        };
+        let uas = |m: &Message| Dialog::uas(m, local_tag, contact, secure);
+        let dialog = or_contact(invite, &format!("sip:{from}"), uas)?;
         Ok(Leg { dialog, addr: from })
+    }
+}
+
+/// `make` of `m`; when `m` has no Contact, of a copy of `m` whose Contact
+/// is `target`: a peer that sent none is reached there.
+pub fn or_contact<T>(
+    m: &Message,
+    target: &str,
+    make: impl Fn(&Message) -> Result<T, ParseError>,
+) -> Result<T, ParseError> {
+    match make(m) {
+        Err(ParseError::Missing("Contact")) => {
+            let mut with_contact = m.clone();
+            with_contact.add_header("Contact", format!("<{target}>"));
+            make(&with_contact)
+        }
+        made => made,
     }
 }
 

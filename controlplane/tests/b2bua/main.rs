@@ -915,3 +915,39 @@ fn an_out_of_order_cseq_is_answered_500() {
     assert_eq!(net.wire(), ["caller <- 200 BYE", "callee <- BYE"]);
     assert_eq!(net.cdrs()[0].status, Some(Disposition::Answered));
 }
+
+/// A callee that sends no Contact: its 180 makes no dialog, so a request
+/// the caller sends in its early dialog has nowhere to go (481); its 200
+/// leaves it reached at the INVITE's Request-URI, as before.
+#[test]
+fn a_callee_without_contact_is_reached_at_the_request_uri() {
+    let mut net = Net::default();
+    let b_inv = invite(&mut net);
+    let mut ringing = net.callee.respond(&b_inv, 180, None);
+    ringing.remove_header("Contact");
+    net.callee_sends(&ringing);
+    let ringing_a = net.caller.expect("180 INVITE");
+    net.caller.dialog.remote_tag = ringing_a.to_tag();
+    let info = net.caller.request("INFO", None);
+    net.caller_sends(&info);
+    assert_eq!(net.wire(), ["caller <- 180 INVITE", "caller <- 481 INFO"]);
+    net.caller.expect("481 INFO");
+
+    let mut ok = net
+        .callee
+        .respond(&b_inv, 200, Some(&sdp("192.0.2.20", 5000)));
+    ok.remove_header("Contact");
+    net.callee_sends(&ok);
+    assert_eq!(net.wire(), ["callee <- ACK", "caller <- 200 INVITE"]);
+    let ack = net.callee.expect("ACK");
+    assert_eq!(ack.request_uri(), b_inv.request_uri());
+    assert_eq!(ack.to_tag(), Some(net.callee.dialog.local_tag.clone()));
+    let ok_a = net.caller.expect("200 INVITE");
+    let m = net.caller.ack(&ok_a);
+    net.caller_sends(&m);
+    let bye = net.caller.request("BYE", None);
+    net.caller_sends(&bye);
+    assert_eq!(net.wire(), ["caller <- 200 BYE", "callee <- BYE"]);
+    let b_bye = net.callee.expect("BYE");
+    assert_eq!(b_bye.request_uri(), b_inv.request_uri());
+}
