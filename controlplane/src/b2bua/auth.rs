@@ -54,7 +54,8 @@ impl B2bua {
             Ok(u) => u,
             Err(r) => return r,
         };
-        let aor = user_of(req.header("To")).unwrap_or_default();
+        let to = req.view().to().ok();
+        let aor = to.and_then(|n| user_of(n.uri)).unwrap_or_default();
         if aor != user {
             return Message::response_to(req, 403, "Not Your Address of Record", None);
         }

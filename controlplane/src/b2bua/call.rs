@@ -18,19 +18,16 @@ struct Setup {
 
 /// The facts of the call A's INVITE (from `from`) starts, for its CDR.
 fn call_facts(now: Now, from: SocketAddr, invite: &Message) -> CallFacts {
-    let uri = |h: &str| {
-        NameAddr::parse(invite.header(h).unwrap_or_default())
-            .ok()
-            .map(|n| n.uri)
-    };
+    let v = invite.view();
+    let (from_uri, to_uri) = (v.from().ok().map(|n| n.uri), v.to().ok().map(|n| n.uri));
     CallFacts {
-        call_id: invite.call_id().unwrap_or_default().to_string(),
+        call_id: v.call_id().unwrap_or_default().to_string(),
         start: now.wall,
         answered: None,
-        from_number: user_of(invite.header("From")).unwrap_or_default(),
-        to_number: user_of(invite.request_uri()).unwrap_or_default(),
-        from_uri: uri("From"),
-        to_uri: uri("To"),
+        from_number: from_uri.and_then(user_of).unwrap_or_default(),
+        to_number: invite.request_uri().and_then(user_of).unwrap_or_default(),
+        from_uri: from_uri.map(str::to_string),
+        to_uri: to_uri.map(str::to_string),
         request_uri: invite.request_uri().map(str::to_string),
         source_ip: from.ip(),
         destination_ip: None,
@@ -89,13 +86,15 @@ impl B2bua {
             }
             r
         };
-        let ours = format!("{}", self.local);
-        let looped = invite.header_values("Via").iter().any(|v| {
-            tollgate_sip::message::Via::parse(v)
-                .is_ok_and(|v| format!("{}:{}", v.host, v.port.unwrap_or(5060)) == ours)
-        });
-        let call_id = invite.call_id().unwrap_or_default();
-        let early = if invite.max_forwards() == Some(0) {
+        let looped = invite
+            .values("Via")
+            .filter_map(|v| ViaRef::parse(v).ok())
+            .any(|v| {
+                v.host.parse() == Ok(self.local.ip()) && v.port.unwrap_or(5060) == self.local.port()
+            });
+        let view = invite.view();
+        let call_id = view.call_id().unwrap_or_default();
+        let early = if view.max_forwards() == Ok(Some(0)) {
             Some(reject(483, reason_phrase(483)))
         } else if looped || self.calls.contains_key(call_id) {
             Some(reject(482, reason_phrase(482)))
@@ -126,8 +125,17 @@ impl B2bua {
             self.respond_new(now, from, key, invite, r, None);
             return None;
         }
+        let secure = self.secure(from, invite.request_uri());
+        let a = match Leg::caller(&invite, &self.ids.id(), &self.contact, from, secure) {
+            Ok(a) => a,
+            Err(e) => {
+                self.counters.bad_requests += 1;
+                let r = Message::response_to(&invite, 400, &e.to_string(), None);
+                self.respond_new(now, from, key, invite, r, None);
+                return None;
+            }
+        };
         self.counters.calls += 1;
-        let a = Leg::from_invite(&invite, self.ids.id(), from);
         let facts = call_facts(now, from, &invite);
         let txn = Server::new(invite.clone(), now.mono, self.timers, self.reliable(from));
         self.servers.insert(
@@ -151,7 +159,7 @@ impl B2bua {
 
     /// The attempt fails before B is called: `code` to A, a failed CDR.
     fn refuse(&mut self, now: Now, s: &Setup, code: u16, reason: &str) {
-        let r = Message::response_to(&s.invite, code, reason, Some(&s.a.local_tag));
+        let r = Message::response_to(&s.invite, code, reason, Some(&s.a.dialog.id.local_tag));
         self.respond_server(now, &s.key, r);
         let out = Outcome {
             status: Disposition::Failed,
@@ -160,7 +168,8 @@ impl B2bua {
             by: HangupBy::Relay,
         };
         let t = self.transport_of(s.a.addr).token().to_ascii_lowercase();
-        let cdr = s.facts.cdr(None, &out, &s.a, None, [&t, ""], now.wall);
+        let a = LegIds::of(&s.a.dialog, s.a.addr);
+        let cdr = s.facts.cdr(None, &out, a, None, [&t, ""], now.wall);
         self.records.push(Record::Ended(Box::new(cdr)));
     }
 
@@ -172,10 +181,10 @@ impl B2bua {
         };
         let call_id = &s.facts.call_id;
         let o = media_options(s.facts.source_ip);
-        let a_tag = s.a.remote_tag.clone().unwrap_or_default();
+        let a_tag = s.a.dialog.id.remote_tag.as_deref().unwrap_or_default();
         let b_offer = media
             .sessions
-            .offer(now, media.plane, call_id, &a_tag, None, &offer, &o);
+            .offer(now, media.plane, call_id, a_tag, None, &offer, &o);
         media.sessions.take_records();
         match b_offer {
             Ok(sdp) => {
@@ -189,40 +198,45 @@ impl B2bua {
         }
     }
 
-    /// B's leg towards `route`, over the transport its URI asks for.
-    fn b_leg(&mut self, s: &Setup, route: &Route) -> Leg {
-        let from_uri = match NameAddr::parse(s.invite.header("From").unwrap_or_default()) {
-            Ok(n) => n.without_tag().to_string(),
-            Err(_) => format!("<sip:{}@{}>", s.facts.from_number, self.local.ip()),
-        };
-        let asked = Uri::parse(&route.uri)
+    /// Requests to `route` go over the transport its URI asks for.
+    fn use_transport_of(&mut self, route: &Route) {
+        let asked = UriRef::parse(&route.uri)
             .ok()
-            .and_then(|u| u.param("transport").map(str::to_ascii_lowercase));
-        match asked.as_deref() {
-            Some("tcp") => {
-                self.streams.insert(route.addr, Transport::Tcp);
-            }
-            Some("tls") => {
-                self.streams.insert(route.addr, Transport::Tls);
-            }
-            _ => {}
+            .and_then(|u| u.param("transport"))
+            .unwrap_or_default();
+        if asked.eq_ignore_ascii_case("tcp") {
+            self.streams.insert(route.addr, Transport::Tcp);
+        } else if asked.eq_ignore_ascii_case("tls") {
+            self.streams.insert(route.addr, Transport::Tls);
         }
-        let b_call_id = format!("{}@tollgate", self.ids.id());
-        let b_tag = self.ids.id();
-        Leg::outgoing(
-            b_call_id,
-            b_tag,
-            from_uri,
-            format!("<{}>", route.uri),
-            route.uri.clone(),
-            route.addr,
-        )
+    }
+
+    /// A new B leg's INVITE (outside any dialog) from `from_uri` to `uri`
+    /// at `to`, with a fresh Call-ID and tag; and its branch.
+    pub(super) fn outgoing_invite(
+        &mut self,
+        from_uri: &str,
+        uri: &str,
+        to: SocketAddr,
+    ) -> (Message, String) {
+        let call_id = format!("{}@tollgate", self.ids.id());
+        let tag = self.ids.id();
+        let (via, branch) = self.via(to);
+        let mut m = Message::request("INVITE", uri);
+        m.add_header("Via", via);
+        m.add_header("Max-Forwards", "70");
+        m.add_header("From", format!("{from_uri};tag={tag}"));
+        m.add_header("To", format!("<{uri}>"));
+        m.add_header("Call-ID", call_id);
+        m.add_header("CSeq", "1 INVITE");
+        m.add_header("Contact", self.contact.clone());
+        (m, branch)
     }
 
     /// The INVITE to B with `b_offer`; the call is made, ringing until the
     /// ring timeout.
     fn call_b(&mut self, now: Now, s: Setup, route: Route, b_offer: String) {
-        let mut b = self.b_leg(&s, &route);
+        self.use_transport_of(&route);
         let Setup {
             key,
             invite,
@@ -232,10 +246,10 @@ impl B2bua {
         let call_id = facts.call_id.clone();
         facts.trunk = Some(route.uri.clone());
         facts.destination_ip = Some(route.addr.ip());
-        let (via, branch) = self.via(route.addr);
-        let contact = self.contact.clone();
-        let mut b_req = b.request("INVITE", via, &contact, None);
-        let mf = invite.max_forwards().unwrap_or(70).saturating_sub(1);
+        let (mut b_req, branch) =
+            self.outgoing_invite(&a.dialog.remote_uri, &route.uri, route.addr);
+        let mf = invite.view().max_forwards().ok().flatten().unwrap_or(70);
+        let mf = mf.saturating_sub(1);
         b_req.set_header("Max-Forwards", mf.to_string());
         copy_headers(&invite, &mut b_req, &SESSION_TIMER_HEADERS);
         let b_req = with_sdp(b_req, Some(b_offer));
@@ -248,10 +262,6 @@ impl B2bua {
             &call_id,
             Purpose::BInvite,
         );
-        for (leg, side) in [(&a, Side::A), (&b, Side::B)] {
-            let dialog = (leg.call_id.clone(), leg.local_tag.clone());
-            self.dialogs.insert(dialog, (call_id.clone(), side));
-        }
         tracing::info!(
             call_id,
             number = facts.to_number,
@@ -260,7 +270,11 @@ impl B2bua {
         );
         let ring = now.mono + Duration::from_secs(self.cfg.ring_timeout_secs);
         self.due.push(Reverse((ring, Due::Ring(call_id.clone()))));
-        let invite_cseq = invite.cseq().map(|(n, _)| n).unwrap_or(0);
+        let invite_cseq = invite.view().cseq().map_or(0, |c| c.number);
+        let b = Leg {
+            dialog: None,
+            addr: route.addr,
+        };
         let call = Call {
             facts,
             a,
@@ -279,6 +293,9 @@ impl B2bua {
             relayed_invite: None,
             media: true,
         };
+        for (dialog, side) in call.dialog_keys().into_iter().zip([Side::A, Side::B]) {
+            self.dialogs.insert(dialog, (call_id.clone(), side));
+        }
         self.calls.insert(call_id, call);
     }
 
@@ -338,9 +355,8 @@ impl B2bua {
 
     /// B rings or sends early media: relayed to A (its SDP through media).
     fn on_b_provisional(&mut self, now: Now, call_id: &str, resp: &Message, media: &mut Media) {
-        let call = call_mut(&mut self.calls, call_id);
-        call.b_provisional = true;
-        call.b.update_from_response(resp);
+        call_mut(&mut self.calls, call_id).b_provisional = true;
+        self.learn_b_dialog(call_id, resp);
         let sdp = sdp_of(resp).and_then(|answer| self.media_answer(now, call_id, &answer, media));
         self.answer_a(now, call_id, resp, resp.code().unwrap_or(180), sdp);
     }
@@ -357,16 +373,17 @@ impl B2bua {
             }
             return;
         }
-        call.b.update_from_response(resp);
-        let ack_cseq = call.b_invite_req.cseq().map(|(n, _)| n).unwrap_or(1);
-        let b_addr = call.b.addr;
-        let (via, _) = self.via(b_addr);
-        let contact = self.contact.clone();
+        self.learn_b_dialog(call_id, resp);
         let call = call_mut(&mut self.calls, call_id);
-        let ack = call.b.request("ACK", via, &contact, Some(ack_cseq));
+        let ack_cseq = call.b_invite_req.view().cseq().map_or(1, |c| c.number);
         let to = call.b.addr;
-        call.b_ack = Some(ack.clone());
-        self.send(to, &ack);
+        let (via, _) = self.via(to);
+        let call = call_mut(&mut self.calls, call_id);
+        call.a.dialog.confirm();
+        call.b_ack = call.b.dialog.as_ref().map(|d| d.ack(ack_cseq, &via));
+        if let Some(ack) = call.b_ack.clone() {
+            self.send(to, &ack);
+        }
         let sdp = sdp_of(resp).and_then(|answer| self.media_answer(now, call_id, &answer, media));
         let call = call_mut(&mut self.calls, call_id);
         call.phase = Phase::Answered;
@@ -384,6 +401,37 @@ impl B2bua {
         self.answer_a(now, call_id, resp, resp.code().unwrap_or(200), sdp);
     }
 
+    /// B's dialog from a tagged 1xx or 2xx to our INVITE (§12.1.2): made
+    /// by the first one (or one from another fork, whose tag differs) and
+    /// confirmed by the 2xx. A 1xx without Contact makes none; a 2xx
+    /// without one leaves B reached at our INVITE's Request-URI.
+    fn learn_b_dialog(&mut self, call_id: &str, resp: &Message) {
+        let (Some(tag), Some(call)) = (resp.view().to_tag(), self.calls.get_mut(call_id)) else {
+            return;
+        };
+        if let Some(d) = call
+            .b
+            .dialog
+            .as_mut()
+            .filter(|d| d.id.remote_tag.as_deref() == Some(tag))
+        {
+            return d.on_response(resp);
+        }
+        let call = &self.calls[call_id];
+        let secure = self.secure(call.b.addr, call.b_invite_req.request_uri());
+        let uac = |m: &Message| Dialog::uac(m, &self.contact, secure);
+        let made = match resp.code() {
+            Some(200..=299) => {
+                let target = call.b_invite_req.request_uri().unwrap_or_default();
+                leg::or_contact(resp, target, uac)
+            }
+            _ => uac(resp),
+        };
+        if let Ok(d) = made {
+            call_mut(&mut self.calls, call_id).b.dialog = Some(d);
+        }
+    }
+
     /// A provisional or 2xx response to A's INVITE, with our tag and Contact.
     pub(super) fn answer_a(
         &mut self,
@@ -399,7 +447,8 @@ impl B2bua {
         let Some(req) = self.servers.get(&call.a_invite).map(|e| e.txn.request()) else {
             return;
         };
-        let mut r = Message::response_to(req, code, resp.reason(), Some(&call.a.local_tag));
+        let tag = Some(call.a.dialog.id.local_tag.as_str());
+        let mut r = Message::response_to(req, code, resp.reason(), tag);
         r.add_header("Contact", self.contact.clone());
         copy_headers(resp, &mut r, &SESSION_TIMER_HEADERS);
         let key = call.a_invite.clone();
@@ -415,12 +464,12 @@ impl B2bua {
         media: &mut Media,
     ) -> Option<String> {
         let call = self.calls.get(call_id)?;
-        let a_tag = call.a.remote_tag.clone().unwrap_or_default();
-        let b_tag = call.b.remote_tag.clone().unwrap_or_default();
+        let a_tag = call.remote_tag(Side::A).unwrap_or_default();
+        let b_tag = call.remote_tag(Side::B).unwrap_or_default();
         let o = media_options(call.b.addr.ip());
         let r = media
             .sessions
-            .answer(now, media.plane, call_id, &a_tag, &b_tag, answer, &o);
+            .answer(now, media.plane, call_id, a_tag, b_tag, answer, &o);
         media.sessions.take_records(); // our answered record is the 2xx
         match r {
             Ok(s) => Some(s),
@@ -453,7 +502,8 @@ impl B2bua {
         });
         if !a_done {
             let req = self.servers[&key].txn.request().clone();
-            let mut r = Message::response_to(&req, code, reason, Some(&call.a.local_tag));
+            let tag = Some(call.a.dialog.id.local_tag.as_str());
+            let mut r = Message::response_to(&req, code, reason, tag);
             if code == 503 {
                 r.add_header("Retry-After", self.cfg.retry_after_secs.to_string());
             }
@@ -473,10 +523,9 @@ impl B2bua {
         let Some(call) = self.calls.remove(call_id) else {
             return;
         };
-        self.dialogs
-            .remove(&(call.a.call_id.clone(), call.a.local_tag.clone()));
-        self.dialogs
-            .remove(&(call.b.call_id.clone(), call.b.local_tag.clone()));
+        for key in call.dialog_keys() {
+            self.dialogs.remove(&key);
+        }
         let mut media_cdr = None;
         if call.media {
             media
@@ -491,14 +540,9 @@ impl B2bua {
         }
         let ta = self.transport_of(call.a.addr).token().to_ascii_lowercase();
         let tb = self.transport_of(call.b.addr).token().to_ascii_lowercase();
-        let cdr = call.facts.cdr(
-            media_cdr,
-            &out,
-            &call.a,
-            Some(&call.b),
-            [&ta, &tb],
-            now.wall,
-        );
+        let a = LegIds::of(&call.a.dialog, call.a.addr);
+        let b = Some(call.b_ids());
+        let cdr = call.facts.cdr(media_cdr, &out, a, b, [&ta, &tb], now.wall);
         tracing::info!(
             call_id,
             status = out.status.as_str(),
@@ -530,11 +574,11 @@ impl B2bua {
         };
         let mut c = Message::request("CANCEL", inv.request_uri().unwrap_or_default());
         for h in ["Via", "From", "To", "Call-ID"] {
-            if let Some(v) = inv.header_values(h).first() {
-                c.add_header(h, *v);
+            if let Some(v) = inv.values(h).next() {
+                c.add_header(h, v);
             }
         }
-        let n = inv.cseq().map(|(n, _)| n).unwrap_or(1);
+        let n = inv.view().cseq().map_or(1, |c| c.number);
         c.add_header("CSeq", format!("{n} CANCEL"));
         c.add_header("Max-Forwards", "70");
         self.start_client(now, key, c, to, "", Purpose::Cancel);
@@ -576,26 +620,17 @@ impl B2bua {
     /// A 2xx from `to` for an INVITE whose call is gone: ACK it, then BYE
     /// (§13.2.2.4), in the dialog the 2xx made.
     pub(super) fn ack_and_bye_orphan(&mut self, now: Now, to: SocketAddr, resp: &Message) {
-        let (Some(cid), Some(from), Some(callee)) =
-            (resp.call_id(), resp.header("From"), resp.header("To"))
-        else {
+        // Our INVITE's To URI is its Request-URI.
+        let secure = self.secure(to, resp.view().to().ok().map(|n| n.uri));
+        let Ok(mut dialog) = Dialog::uac(resp, &self.contact, secure) else {
             return;
         };
-        let (Ok(from), Ok(callee)) = (NameAddr::parse(from), NameAddr::parse(callee)) else {
-            return;
-        };
-        let strip = |n: NameAddr| n.without_tag().to_string();
-        let tag = from.tag().unwrap_or_default();
-        let target = callee.uri.clone();
-        let mut leg = Leg::outgoing(cid.to_string(), tag, strip(from), strip(callee), target, to);
-        leg.update_from_response(resp);
-        let n = resp.cseq().map(|(n, _)| n).unwrap_or(1);
-        let contact = self.contact.clone();
+        let n = resp.view().cseq().map_or(1, |c| c.number);
         let (v, _) = self.via(to);
-        let ack = leg.request("ACK", v, &contact, Some(n));
+        let ack = dialog.ack(n, &v);
         self.send(to, &ack);
         let (v, branch) = self.via(to);
-        let bye = leg.request("BYE", v, &contact, Some(n + 1));
+        let bye = dialog.request(Method::Bye, &v);
         self.start_client(now, (branch, "BYE".into()), bye, to, "", Purpose::Bye);
     }
 

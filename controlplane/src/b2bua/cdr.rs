@@ -4,11 +4,12 @@
 //! and given what only SIP knows: numbers, URIs, the final response, who
 //! hung up and each leg's own Call-ID.
 
-use super::leg::Leg;
 use crate::media::ms;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::SystemTime;
 use tollgate_cdr::model::{CallStart, Cdr, Disposition, HangupBy, Record};
+use tollgate_sip::dialog::Dialog;
+use tollgate_sip::message::{Message, NameAddr};
 
 /// What the B2BUA knows of a call for its CDR.
 #[derive(Debug, Clone)]
@@ -28,6 +29,45 @@ pub struct CallFacts {
     /// The carrier and gateway least-cost routing chose.
     pub carrier: Option<String>,
     pub gateway: Option<String>,
+}
+
+/// What a CDR leg names: the leg's Call-ID, our and the peer's tags and
+/// URIs (without tags), and the peer's signalling address.
+#[derive(Debug, Clone)]
+pub struct LegIds {
+    pub call_id: String,
+    pub local_tag: String,
+    pub remote_tag: Option<String>,
+    pub local_uri: String,
+    pub remote_uri: String,
+    pub addr: SocketAddr,
+}
+
+impl LegIds {
+    pub fn of(d: &Dialog, addr: SocketAddr) -> LegIds {
+        LegIds {
+            call_id: d.id.call_id.clone(),
+            local_tag: d.id.local_tag.clone(),
+            remote_tag: d.id.remote_tag.clone(),
+            local_uri: d.local_uri.clone(),
+            remote_uri: d.remote_uri.clone(),
+            addr,
+        }
+    }
+
+    /// A callee that made no dialog: as the INVITE we sent it names it.
+    pub fn of_invite(invite: &Message, addr: SocketAddr) -> LegIds {
+        let v = invite.view();
+        let uri = |n: Option<NameAddr>| n.map(|n| n.without_tag().to_string());
+        LegIds {
+            call_id: v.call_id().unwrap_or_default().to_string(),
+            local_tag: v.from_tag().unwrap_or_default().to_string(),
+            remote_tag: None,
+            local_uri: uri(v.from().ok().map(NameAddr::from)).unwrap_or_default(),
+            remote_uri: uri(v.to().ok().map(NameAddr::from)).unwrap_or_default(),
+            addr,
+        }
+    }
 }
 
 /// How a call ended.
@@ -64,8 +104,8 @@ impl CallFacts {
         &self,
         media: Option<Cdr>,
         out: &Outcome,
-        a: &Leg,
-        b: Option<&Leg>,
+        a: LegIds,
+        b: Option<LegIds>,
         transports: [&str; 2],
         end: SystemTime,
     ) -> Cdr {
@@ -104,22 +144,22 @@ impl CallFacts {
         }
         for ((l, leg), t) in c.legs.iter_mut().zip(legs).zip(transports) {
             let Some(leg) = leg else { continue };
-            l.sip_call_id = leg.call_id.clone();
+            l.sip_call_id = leg.call_id;
             l.transport = Some(t.into());
             l.answer_ms = c.answer_ms;
             l.signal_ip = Some(leg.addr.ip());
             l.sip_code = Some(out.code);
-            let (ours, theirs) = (Some(leg.local_tag.clone()), leg.remote_tag.clone());
+            let (ours, theirs) = (Some(leg.local_tag), leg.remote_tag);
             // A leg: the caller's From tag, our To tag; B leg: ours, the callee's.
             if l.leg == "a" {
                 (l.from_tag, l.to_tag) = (theirs, ours);
-                l.from_uri = Some(leg.remote_uri.clone());
-                l.to_uri = Some(leg.local_uri.clone());
+                l.from_uri = Some(leg.remote_uri);
+                l.to_uri = Some(leg.local_uri);
                 l.request_uri = self.request_uri.clone();
             } else {
                 (l.from_tag, l.to_tag) = (ours, theirs);
-                l.from_uri = Some(leg.local_uri.clone());
-                l.to_uri = Some(leg.remote_uri.clone());
+                l.from_uri = Some(leg.local_uri);
+                l.to_uri = Some(leg.remote_uri);
                 l.request_uri = self.trunk.clone();
             }
         }

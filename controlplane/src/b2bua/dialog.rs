@@ -1,15 +1,63 @@
 //! Inside the dialogs of an established call: ACKs, BYE from either side,
 //! and other requests (re-INVITE, UPDATE, INFO...) relayed to the other
-//! leg with their SDP through the media manager, glare answered 491.
+//! leg with their SDP through the media manager, glare answered 491, an
+//! out-of-order CSeq 500 (RFC 3261 §12.2.2).
 
 use super::*;
 
+/// A dialog's key in the B2BUA's map, from the INVITE that made it (the
+/// one we sent B): its Call-ID and the From tag (ours).
+pub(super) fn key_of_invite(invite: &Message) -> (String, String) {
+    let v = invite.view();
+    let cid = v.call_id().unwrap_or_default();
+    (
+        cid.to_string(),
+        v.from_tag().unwrap_or_default().to_string(),
+    )
+}
+
 impl Call {
-    /// The leg on `side` and the other one.
-    fn legs(&self, side: Side) -> (&Leg, &Leg) {
+    /// The dialog on `side`; B has none before its first tagged response.
+    pub(super) fn dialog(&self, side: Side) -> Option<&Dialog> {
         match side {
-            Side::A => (&self.a, &self.b),
-            Side::B => (&self.b, &self.a),
+            Side::A => Some(&self.a.dialog),
+            Side::B => self.b.dialog.as_ref(),
+        }
+    }
+
+    pub(super) fn dialog_mut(&mut self, side: Side) -> Option<&mut Dialog> {
+        match side {
+            Side::A => Some(&mut self.a.dialog),
+            Side::B => self.b.dialog.as_mut(),
+        }
+    }
+
+    /// Where requests on `side` go.
+    pub(super) fn addr(&self, side: Side) -> SocketAddr {
+        match side {
+            Side::A => self.a.addr,
+            Side::B => self.b.addr,
+        }
+    }
+
+    /// The peer's tag on `side`, once known.
+    pub(super) fn remote_tag(&self, side: Side) -> Option<&str> {
+        self.dialog(side)?.id.remote_tag.as_deref()
+    }
+
+    /// The keys of both legs' dialogs in the B2BUA's map (B's as our
+    /// INVITE made it, whatever B's responses say).
+    pub(super) fn dialog_keys(&self) -> [(String, String); 2] {
+        let a = &self.a.dialog.id;
+        let b = key_of_invite(&self.b_invite_req);
+        [(a.call_id.clone(), a.local_tag.clone()), b]
+    }
+
+    /// What the CDR names of B's leg.
+    pub(super) fn b_ids(&self) -> LegIds {
+        match &self.b.dialog {
+            Some(d) => LegIds::of(d, self.b.addr),
+            None => LegIds::of_invite(&self.b_invite_req, self.b.addr),
         }
     }
 }
@@ -23,14 +71,15 @@ impl B2bua {
                 return;
             }
         }
-        let (Some(cid), Some(tag)) = (ack.call_id(), ack.to_tag()) else {
+        let v = ack.view();
+        let (Some(cid), Some(tag)) = (v.call_id(), v.to_tag()) else {
             return;
         };
-        let Some((call_id, side)) = self.dialogs.get(&(cid.to_string(), tag)).cloned() else {
+        let Some((call_id, side)) = self.dialogs.get(&(cid.into(), tag.into())).cloned() else {
             return;
         };
         // The INVITE (initial or re-INVITE) from that side with this CSeq.
-        let n = ack.cseq().map(|(n, _)| n).unwrap_or(0);
+        let n = v.cseq().map_or(0, |c| c.number);
         let Some(call) = self.calls.get_mut(&call_id) else {
             return;
         };
@@ -56,17 +105,28 @@ impl B2bua {
         req: Message,
         media: &mut Media,
     ) {
-        let (Some(cid), Some(tag)) = (req.call_id(), req.to_tag()) else {
+        let v = req.view();
+        let (Some(cid), Some(tag)) = (v.call_id(), v.to_tag()) else {
             return;
         };
-        let Some((call_id, side)) = self.dialogs.get(&(cid.to_string(), tag)).cloned() else {
+        let Some((call_id, side)) = self.dialogs.get(&(cid.into(), tag.into())).cloned() else {
             let r = Message::response_to(&req, 481, reason_phrase(481), None);
             self.respond_new(now, from, key, req, r, None);
             return;
         };
-        match req.method() {
-            Some("BYE") => self.on_bye(now, from, key, req, (call_id, side), media),
-            Some("INVITE") if self.reinvite_pending(&call_id, side) => {
+        let out_of_order = self
+            .calls
+            .get_mut(&call_id)
+            .and_then(|c| c.dialog_mut(side))
+            .and_then(|d| d.on_request(&req).err());
+        if let Some(r) = out_of_order {
+            tracing::debug!(call_id, "in-dialog request with a lower CSeq; 500");
+            self.respond_new(now, from, key, req, r, None);
+            return;
+        }
+        match req.request_method() {
+            Some(Method::Bye) => self.on_bye(now, from, key, req, (call_id, side), media),
+            Some(Method::Invite) if self.reinvite_pending(&call_id, side) => {
                 // Glare: our own re-INVITE on this leg is unanswered (§14.1).
                 let r = Message::response_to(&req, 491, reason_phrase(491), None);
                 self.respond_new(now, from, key, req, r, None);
@@ -126,7 +186,15 @@ impl B2bua {
         (call_id, side): (String, Side),
         media: &mut Media,
     ) {
-        if !self.calls.contains_key(&call_id) {
+        if self
+            .calls
+            .get(&call_id)
+            .and_then(|c| c.dialog(side.other()))
+            .is_none()
+        {
+            // The other leg is B before its dialog: nowhere to relay to.
+            let r = Message::response_to(&req, 481, reason_phrase(481), None);
+            self.respond_new(now, from, key, req, r, None);
             return;
         }
         let sdp = match self.relay_offer(now, from, (&call_id, side), &req, media) {
@@ -139,8 +207,9 @@ impl B2bua {
             }
         };
         let method = req.method().unwrap_or_default().to_string();
-        if method == "INVITE" {
-            let n = req.cseq().map(|(n, _)| n).unwrap_or(0);
+        let is_invite = req.request_method() == Some(Method::Invite);
+        if is_invite {
+            let n = req.view().cseq().map_or(0, |c| c.number);
             call_mut(&mut self.calls, &call_id)
                 .server_invites
                 .push((side, n, key.clone()));
@@ -156,7 +225,8 @@ impl B2bua {
             },
         );
         self.pump_server(&key);
-        let Some((to, branch, mut out)) = self.leg_request(&call_id, side.other(), &method, None)
+        let Some((to, branch, mut out)) =
+            self.leg_request(&call_id, side.other(), Method::parse(&method))
         else {
             return;
         };
@@ -166,7 +236,7 @@ impl B2bua {
         }
         copy_headers(&req, &mut out, &SESSION_TIMER_HEADERS);
         let client = (branch, method);
-        if client.1 == "INVITE" {
+        if is_invite {
             call_mut(&mut self.calls, &call_id).relayed_invite =
                 Some((side.other(), client.clone()));
         }
@@ -191,15 +261,12 @@ impl B2bua {
         let (Some(offer), Some(call)) = (sdp_of(req), self.calls.get(call_id)) else {
             return Ok(None); // no SDP (the call was checked)
         };
-        let (x, y) = call.legs(side);
         let o = media_options(from.ip());
-        let (xt, yt) = (
-            x.remote_tag.clone().unwrap_or_default(),
-            y.remote_tag.clone(),
-        );
+        let xt = call.remote_tag(side).unwrap_or_default();
+        let yt = call.remote_tag(side.other());
         let out = media
             .sessions
-            .offer(now, media.plane, call_id, &xt, yt.as_deref(), &offer, &o);
+            .offer(now, media.plane, call_id, xt, yt, &offer, &o);
         media.sessions.take_records();
         out.map(Some).map_err(|e| e.0)
     }
@@ -233,7 +300,7 @@ impl B2bua {
         let Some(req) = self.servers.get(server).map(|e| e.txn.request().clone()) else {
             // Our side answered already (timeout): still ACK a late 2xx.
             if let ClientEvent::Response(r) = ev {
-                if r.cseq().is_ok_and(|(_, m)| m == "INVITE")
+                if r.view().cseq().is_ok_and(|c| c.method == Method::Invite)
                     && r.code().is_some_and(|c| (200..300).contains(&c))
                 {
                     self.ack_relayed(call_id, from.other(), &r);
@@ -253,15 +320,22 @@ impl B2bua {
         if code == 100 {
             return;
         }
-        let is_invite = req.method() == Some("INVITE");
+        let is_invite = req.request_method() == Some(Method::Invite);
         let accepted = (200..300).contains(&code);
         let sdp = (is_invite && accepted)
             .then(|| self.relay_answer(now, (call_id, from), &resp, media))
             .flatten();
+        if accepted {
+            // A target refresh's 2xx moves where the leg's requests go.
+            let to = self.calls.get_mut(call_id);
+            if let Some(d) = to.and_then(|c| c.dialog_mut(from.other())) {
+                d.on_response(&resp);
+            }
+        }
         if is_invite && accepted {
             self.ack_relayed(call_id, from.other(), &resp);
         }
-        let refresh = matches!(req.method(), Some("INVITE" | "UPDATE"));
+        let refresh = matches!(req.request_method(), Some(Method::Invite | Method::Update));
         if refresh && (200..300).contains(&code) {
             let interval = session_expires(&resp).map(Duration::from_secs);
             self.arm_session(now, call_id, interval);
@@ -289,15 +363,13 @@ impl B2bua {
         media: &mut Media,
     ) -> Option<String> {
         let answer = sdp_of(resp)?;
-        let (x, y) = self.calls.get(call_id)?.legs(from);
-        let o = media_options(y.addr.ip());
-        let (xt, yt) = (
-            x.remote_tag.clone().unwrap_or_default(),
-            y.remote_tag.clone().unwrap_or_default(),
-        );
+        let call = self.calls.get(call_id)?;
+        let o = media_options(call.addr(from.other()).ip());
+        let xt = call.remote_tag(from).unwrap_or_default();
+        let yt = call.remote_tag(from.other()).unwrap_or_default();
         let out = media
             .sessions
-            .answer(now, media.plane, call_id, &xt, &yt, &answer, &o);
+            .answer(now, media.plane, call_id, xt, yt, &answer, &o);
         media.sessions.take_records();
         out.map_err(|e| tracing::warn!(call_id, reason = %e.0, "re-INVITE answer refused"))
             .ok()
@@ -306,46 +378,43 @@ impl B2bua {
     /// ACKs a relayed re-INVITE's 2xx on leg `side` ourselves; the
     /// sender's own ACK is absorbed.
     pub(super) fn ack_relayed(&mut self, call_id: &str, side: Side, resp: &Message) {
-        let n = resp.cseq().map(|(n, _)| n).ok();
-        if let Some((to, _, ack)) = self.leg_request(call_id, side, "ACK", n) {
+        let Ok(cseq) = resp.view().cseq() else {
+            return;
+        };
+        let Some(to) = self.leg_addr(call_id, side) else {
+            return;
+        };
+        let (via, _) = self.via(to);
+        let dialog = self.calls.get(call_id).and_then(|c| c.dialog(side));
+        if let Some(ack) = dialog.map(|d| d.ack(cseq.number, &via)) {
             self.send(to, &ack);
         }
     }
 
     /// A BYE on `side` of the call.
     pub(super) fn bye(&mut self, now: Now, call_id: &str, side: Side) {
-        if let Some((to, branch, bye)) = self.leg_request(call_id, side, "BYE", None) {
+        if let Some((to, branch, bye)) = self.leg_request(call_id, side, Method::Bye) {
             let id = call_id.to_string();
             self.start_client(now, (branch, "BYE".into()), bye, to, &id, Purpose::Bye);
         }
     }
 
-    /// A request in the dialog on `side` of the call (the next CSeq unless
-    /// given): where it goes, its branch, the request.
+    /// A request in the dialog on `side` of the call with its next CSeq:
+    /// where it goes, its branch, the request. None without that dialog.
     pub(super) fn leg_request(
         &mut self,
         call_id: &str,
         side: Side,
-        method: &str,
-        cseq: Option<u32>,
+        method: Method<'_>,
     ) -> Option<(SocketAddr, String, Message)> {
         let to = self.leg_addr(call_id, side)?;
         let (via, branch) = self.via(to);
-        let contact = self.contact.clone();
-        let call = self.calls.get_mut(call_id)?;
-        let leg = match side {
-            Side::A => &mut call.a,
-            Side::B => &mut call.b,
-        };
-        Some((to, branch, leg.request(method, via, &contact, cseq)))
+        let dialog = self.calls.get_mut(call_id)?.dialog_mut(side)?;
+        Some((to, branch, dialog.request(method, &via)))
     }
 
     /// Where requests on `side` of the call go.
     pub(super) fn leg_addr(&self, call_id: &str, side: Side) -> Option<SocketAddr> {
-        let call = self.calls.get(call_id)?;
-        Some(match side {
-            Side::A => call.a.addr,
-            Side::B => call.b.addr,
-        })
+        Some(self.calls.get(call_id)?.addr(side))
     }
 }

@@ -52,13 +52,9 @@ pub(super) fn with_sdp(mut m: Message, sdp: Option<String>) -> Message {
     m
 }
 
-pub(super) fn user_of(v: Option<&str>) -> Option<String> {
-    let v = v?;
-    let uri = match NameAddr::parse(v) {
-        Ok(n) => n.uri,
-        Err(_) => v.to_string(),
-    };
-    Uri::parse(&uri).ok()?.user
+/// The user part of a SIP URI.
+pub(super) fn user_of(uri: &str) -> Option<String> {
+    UriRef::parse(uri).ok()?.user.map(str::to_string)
 }
 
 /// A non-SDP body of `from` (INFO payloads, ...), with its type, onto `to`.

@@ -43,8 +43,9 @@ mod transactions;
 use crate::media::options::Options;
 use crate::media::{MediaPlane, Sessions};
 use crate::time::Now;
-use cdr::{failure_status, CallFacts, Outcome};
+use cdr::{failure_status, CallFacts, LegIds, Outcome};
 use config::SipConfig;
+use dialog::key_of_invite;
 use dialplan::{Decision, Dialplan};
 use ids::Ids;
 use lcr::{Candidate, LcrTable};
@@ -56,11 +57,14 @@ use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use tollgate_cdr::model::{Disposition, HangupBy, Record};
+use tollgate_sip::dialog::Dialog;
 use tollgate_sip::digest::{Authenticator, Credentials, Rejection};
-use tollgate_sip::message::{reason_phrase, Message, NameAddr, Uri};
+use tollgate_sip::message::{reason_phrase, Message};
+use tollgate_sip::method::Method;
 use tollgate_sip::transaction::{
     Client, ClientEvent, ClientState, Key, Server, ServerEvent, TimerConfig,
 };
+use tollgate_sip::view::{UriRef, ViaRef};
 
 /// How a message travels: datagrams, or a stream connection (on which
 /// nothing is retransmitted and responses go back the way requests came).
@@ -111,7 +115,9 @@ enum Phase {
 struct Call {
     facts: CallFacts,
     a: Leg,
-    b: Leg,
+    /// B's dialog comes with its first tagged response; until then B's
+    /// Call-ID, tag and URIs are those of `b_invite_req`.
+    b: Leg<Option<Dialog>>,
     phase: Phase,
     /// A's INVITE server transaction.
     a_invite: Key,
@@ -323,10 +329,10 @@ impl B2bua {
             Ok(m) => m,
             Err(e) => return self.on_malformed(from, bytes, e),
         };
-        match msg.method().map(str::to_string) {
+        match msg.request_method() {
             None => self.on_response(now, msg, media),
-            Some(m) if m == "ACK" => self.on_ack(now, msg),
-            Some(m) => self.on_request(now, from, &m, msg, media),
+            Some(Method::Ack) => self.on_ack(now, msg),
+            Some(_) => self.on_request(now, from, msg, media),
         }
     }
 
@@ -339,15 +345,16 @@ impl B2bua {
         e: tollgate_sip::message::ParseError,
     ) {
         let why = e.to_string().replace(['\r', '\n'], " ");
-        let answerable = Message::parse_lenient(bytes)
-            .ok()
-            .filter(|m| m.method().is_some_and(|x| x != "ACK") && m.top_via().is_ok());
+        let answerable = Message::parse_lenient(bytes).ok().filter(|m| {
+            !matches!(m.request_method(), None | Some(Method::Ack)) && m.view().via().is_ok()
+        });
         match answerable {
             Some(req) => {
                 self.counters.bad_requests += 1;
                 tracing::debug!(%from, why, "bad request; 400");
                 let mut r = Message::response_to(&req, 400, &why, None);
-                r.headers.retain(|h| h.name != "CSeq" || req.cseq().is_ok());
+                let cseq_ok = req.view().cseq().is_ok();
+                r.headers.retain(|h| h.name != "CSeq" || cseq_ok);
                 self.send(from, &r);
             }
             None => {
@@ -357,14 +364,7 @@ impl B2bua {
         }
     }
 
-    fn on_request(
-        &mut self,
-        now: Now,
-        from: SocketAddr,
-        method: &str,
-        req: Message,
-        media: &mut Media,
-    ) {
+    fn on_request(&mut self, now: Now, from: SocketAddr, req: Message, media: &mut Media) {
         let Some(key) = Key::server(&req) else {
             let r = Message::response_to(&req, 400, "Missing Via branch", None);
             self.counters.bad_requests += 1;
@@ -376,15 +376,17 @@ impl B2bua {
             self.pump_server(&key);
             return;
         }
-        match method {
-            "INVITE" if req.to_tag().is_none() => self.on_invite(now, from, key, req, media),
-            "REGISTER" => {
+        match req.request_method() {
+            Some(Method::Invite) if req.view().to_tag().is_none() => {
+                self.on_invite(now, from, key, req, media)
+            }
+            Some(Method::Register) => {
                 let r = self.on_register(now, from, &req);
                 self.respond_new(now, from, key, req, r, None);
             }
-            "CANCEL" => self.on_cancel(now, from, key, req, media),
-            _ if req.to_tag().is_some() => self.in_dialog(now, from, key, req, media),
-            "OPTIONS" => {
+            Some(Method::Cancel) => self.on_cancel(now, from, key, req, media),
+            _ if req.view().to_tag().is_some() => self.in_dialog(now, from, key, req, media),
+            Some(Method::Options) => {
                 let mut r = Message::response_to(&req, 200, "OK", Some(&self.ids.id()));
                 r.add_header("Allow", "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO");
                 self.respond_new(now, from, key, req, r, None);

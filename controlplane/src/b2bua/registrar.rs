@@ -9,7 +9,8 @@ use crate::time::Now;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
-use tollgate_sip::message::{Message, NameAddr, Uri};
+use tollgate_sip::message::Message;
+use tollgate_sip::view::{NameAddrRef, UriRef};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Binding {
@@ -51,24 +52,24 @@ pub fn requested(req: &Message, default_expires: u32) -> Result<Change, String> 
         .header("Expires")
         .map(|e| e.parse::<u32>().map_err(|_| format!("Bad Expires {e:?}")))
         .transpose()?;
-    let contacts = req.header_values("Contact");
-    if contacts == ["*"] {
+    let mut contacts = req.values("Contact");
+    if contacts.next() == Some("*") && contacts.next().is_none() {
         return match header_expires {
             Some(0) => Ok(Change::RemoveAll),
             _ => Err("Contact * needs Expires: 0".into()),
         };
     }
     let mut out = Vec::new();
-    for c in contacts {
-        let n = NameAddr::parse(c).map_err(|e| format!("Bad Contact: {e}"))?;
-        Uri::parse(&n.uri).map_err(|e| format!("Bad Contact: {e}"))?;
+    for c in req.values("Contact") {
+        let n = NameAddrRef::parse(c).map_err(|e| format!("Bad Contact: {e}"))?;
+        UriRef::parse(n.uri).map_err(|e| format!("Bad Contact: {e}"))?;
         let exp = match n.param("expires") {
             Some(e) => e
                 .parse::<u32>()
                 .map_err(|_| format!("Bad Contact expires {e:?}"))?,
             None => header_expires.unwrap_or(default_expires),
         };
-        out.push((n.uri, exp));
+        out.push((n.uri.to_string(), exp));
     }
     Ok(Change::Set(out))
 }
@@ -86,9 +87,12 @@ impl Registrar {
                     if secs == 0 {
                         continue;
                     }
-                    let addr = Uri::parse(&contact)
+                    let addr = UriRef::parse(&contact)
                         .ok()
-                        .and_then(|u| Some(SocketAddr::new(u.ip()?, u.port.unwrap_or(5060))))
+                        .and_then(|u| {
+                            let ip = u.host.parse().ok()?;
+                            Some(SocketAddr::new(ip, u.port.unwrap_or(5060)))
+                        })
                         .unwrap_or(source);
                     list.push(Binding {
                         contact,

@@ -119,21 +119,10 @@ impl B2bua {
             gateway = next.gateway,
             "failing over to the next gateway"
         );
-        let old = (call.b.call_id.clone(), call.b.local_tag.clone());
-        let (local_uri, old_req) = (call.b.local_uri.clone(), call.b_invite_req.clone());
+        let [_, old] = call.dialog_keys();
+        let (local_uri, old_req) = (call.a.dialog.remote_uri.clone(), call.b_invite_req.clone());
         self.dialogs.remove(&old);
-        let (b_call_id, b_tag) = (format!("{}@tollgate", self.ids.id()), self.ids.id());
-        let mut b = Leg::outgoing(
-            b_call_id,
-            b_tag,
-            local_uri,
-            format!("<{}>", next.uri),
-            next.uri.clone(),
-            next.addr,
-        );
-        let (via, branch) = self.via(next.addr);
-        let contact = self.contact.clone();
-        let mut req = b.request("INVITE", via, &contact, None);
+        let (mut req, branch) = self.outgoing_invite(&local_uri, &next.uri, next.addr);
         for h in ["Max-Forwards", "Content-Type"] {
             if let Some(v) = old_req.header(h) {
                 req.set_header(h, v);
@@ -141,16 +130,17 @@ impl B2bua {
         }
         req.body = old_req.body.clone();
         let ck = (branch, "INVITE".to_string());
-        self.dialogs.insert(
-            (b.call_id.clone(), b.local_tag.clone()),
-            (call_id.to_string(), Side::B),
-        );
+        self.dialogs
+            .insert(key_of_invite(&req), (call_id.to_string(), Side::B));
         let call = call_mut(&mut self.calls, call_id);
         call.facts.trunk = Some(next.uri.clone());
         call.facts.destination_ip = Some(next.addr.ip());
         call.facts.carrier = Some(next.carrier);
         call.facts.gateway = Some(next.gateway.to_string());
-        call.b = b;
+        call.b = Leg {
+            dialog: None,
+            addr: next.addr,
+        };
         call.b_invite = ck.clone();
         call.b_invite_req = req.clone();
         call.b_provisional = false;

@@ -28,6 +28,13 @@ impl B2bua {
         self.transport_of(peer) != Transport::Udp
     }
 
+    /// Whether a dialog with `peer` is secure (§12.1.1, §12.1.2): over TLS
+    /// with a SIPS `request_uri`.
+    pub(super) fn secure(&self, peer: SocketAddr, request_uri: Option<&str>) -> bool {
+        let sips = request_uri.is_some_and(|u| UriRef::parse(u).is_ok_and(|u| u.is_sips()));
+        sips && self.transport_of(peer) == Transport::Tls
+    }
+
     /// Our Via for a request to `to`, and its branch.
     pub(super) fn via(&mut self, to: SocketAddr) -> (String, String) {
         let branch = format!("z9hG4bK{}", self.ids.id());

@@ -825,3 +825,129 @@ fn over_tcp_nothing_is_retransmitted() {
     );
     assert_eq!(net.cdrs()[0].legs[1].transport.as_deref(), Some("tcp"));
 }
+
+/// The callee's 2xx fixes its dialog's route set (RFC 3261 §13.2.2.4): a
+/// Record-Route only a provisional carried is not used, and one on a later
+/// 2xx (to a re-INVITE) changes nothing.
+#[test]
+fn the_callees_2xx_fixes_the_route_set() {
+    let mut net = Net::default();
+    let b_inv = invite(&mut net);
+    let mut ringing = net.callee.respond(&b_inv, 180, None);
+    ringing.add_header("Record-Route", "<sip:early.example.com;lr>");
+    net.callee_sends(&ringing);
+    net.caller.expect("180 INVITE");
+    let ok = net
+        .callee
+        .respond(&b_inv, 200, Some(&sdp("192.0.2.20", 5000)));
+    net.callee_sends(&ok);
+    assert_eq!(
+        net.wire(),
+        [
+            "caller <- 180 INVITE",
+            "callee <- ACK",
+            "caller <- 200 INVITE"
+        ]
+    );
+    let ack = net.callee.expect("ACK");
+    assert_eq!(ack.header("Route"), None, "the 2xx had no Record-Route");
+    let ok_a = net.caller.expect("200 INVITE");
+    let m = net.caller.ack(&ok_a);
+    net.caller_sends(&m);
+
+    let reinvite = net.caller.request("INVITE", Some(&sdp("192.0.2.10", 4000)));
+    net.caller_sends(&reinvite);
+    net.caller.expect("100 INVITE");
+    let relayed = net.callee.expect("INVITE");
+    assert_eq!(relayed.header("Route"), None);
+    let mut ok = net
+        .callee
+        .respond(&relayed, 200, Some(&sdp("192.0.2.20", 5000)));
+    ok.add_header("Record-Route", "<sip:late.example.com;lr>");
+    net.callee_sends(&ok);
+    net.callee.expect("ACK");
+    let ok_a = net.caller.expect("200 INVITE");
+    let m = net.caller.ack(&ok_a);
+    net.caller_sends(&m);
+    net.wire();
+
+    let bye = net.caller.request("BYE", None);
+    net.caller_sends(&bye);
+    assert_eq!(net.wire(), ["caller <- 200 BYE", "callee <- BYE"]);
+    let b_bye = net.callee.expect("BYE");
+    assert_eq!(b_bye.header("Route"), None, "the route set stayed empty");
+}
+
+/// An in-dialog request with a CSeq lower than the last one from its side
+/// is out of order: answered 500 and not relayed (RFC 3261 §12.2.2), on
+/// either leg; the call goes on.
+#[test]
+fn an_out_of_order_cseq_is_answered_500() {
+    let mut net = Net::default();
+    establish(&mut net);
+    let info = net.caller.request("INFO", None);
+    net.caller_sends(&info);
+    let got = net.callee.expect("INFO");
+    let m = net.callee.respond(&got, 200, None);
+    net.callee_sends(&m);
+    assert_eq!(net.wire(), ["callee <- INFO", "caller <- 200 INFO"]);
+    net.caller.expect("200 INFO");
+    let mut stale = net.caller.request("INFO", None);
+    stale.set_header("CSeq", "1 INFO");
+    net.caller_sends(&stale);
+    assert_eq!(net.wire(), ["caller <- 500 INFO"], "not relayed");
+    net.caller.expect("500 INFO");
+
+    let info = net.callee.request("INFO", None);
+    net.callee_sends(&info);
+    let got = net.caller.expect("INFO");
+    let m = net.caller.respond(&got, 200, None);
+    net.caller_sends(&m);
+    assert_eq!(net.wire(), ["caller <- INFO", "callee <- 200 INFO"]);
+    net.callee.expect("200 INFO");
+    let mut stale = net.callee.request("INFO", None);
+    stale.set_header("CSeq", "0 INFO");
+    net.callee_sends(&stale);
+    assert_eq!(net.wire(), ["callee <- 500 INFO"], "not relayed");
+
+    let bye = net.caller.request("BYE", None);
+    net.caller_sends(&bye);
+    assert_eq!(net.wire(), ["caller <- 200 BYE", "callee <- BYE"]);
+    assert_eq!(net.cdrs()[0].status, Some(Disposition::Answered));
+}
+
+/// A callee that sends no Contact: its 180 makes no dialog, so a request
+/// the caller sends in its early dialog has nowhere to go (481); its 200
+/// leaves it reached at the INVITE's Request-URI, as before.
+#[test]
+fn a_callee_without_contact_is_reached_at_the_request_uri() {
+    let mut net = Net::default();
+    let b_inv = invite(&mut net);
+    let mut ringing = net.callee.respond(&b_inv, 180, None);
+    ringing.remove_header("Contact");
+    net.callee_sends(&ringing);
+    let ringing_a = net.caller.expect("180 INVITE");
+    net.caller.dialog.remote_tag = ringing_a.to_tag();
+    let info = net.caller.request("INFO", None);
+    net.caller_sends(&info);
+    assert_eq!(net.wire(), ["caller <- 180 INVITE", "caller <- 481 INFO"]);
+    net.caller.expect("481 INFO");
+
+    let mut ok = net
+        .callee
+        .respond(&b_inv, 200, Some(&sdp("192.0.2.20", 5000)));
+    ok.remove_header("Contact");
+    net.callee_sends(&ok);
+    assert_eq!(net.wire(), ["callee <- ACK", "caller <- 200 INVITE"]);
+    let ack = net.callee.expect("ACK");
+    assert_eq!(ack.request_uri(), b_inv.request_uri());
+    assert_eq!(ack.to_tag(), Some(net.callee.dialog.local_tag.clone()));
+    let ok_a = net.caller.expect("200 INVITE");
+    let m = net.caller.ack(&ok_a);
+    net.caller_sends(&m);
+    let bye = net.caller.request("BYE", None);
+    net.caller_sends(&bye);
+    assert_eq!(net.wire(), ["caller <- 200 BYE", "callee <- BYE"]);
+    let b_bye = net.callee.expect("BYE");
+    assert_eq!(b_bye.request_uri(), b_inv.request_uri());
+}
