@@ -71,7 +71,7 @@ m=audio 8000 RTP/AVP 0 8 101\r\n\
 a=rtpmap:101 telephone-event/8000\r\n";
 
 /// The reads `b2bua` makes on an INVITE between receiving it and sending
-/// the B-leg INVITE (receive, transaction key, on_invite, Leg::from_invite).
+/// the B-leg INVITE (receive, transaction key, on_invite, the A-leg dialog).
 fn b2bua_reads(m: &Message) -> usize {
     let mut n = 0;
     m.validate().unwrap();
