@@ -4,9 +4,9 @@
 //! burst of both and hands it to the B2BUA in arrival order, each message
 //! under the lock the NG server also takes (they share the media session
 //! manager), then runs due timers. What a message produced is sent at
-//! once, except where it also produced a CDR: those messages leave once
-//! the step's CDRs are durable in the spool, so a 200 to a BYE means the
-//! call's CDR is on disk. While one step waits for the disk, messages
+//! once until a message produces a CDR: from there on, the step's messages
+//! leave in order once its CDRs are durable in the spool, so a 200 to a
+//! BYE means the call's CDR is on disk. While one step waits for the disk, messages
 //! queue and the next step takes them together (group commit across
 //! calls). Blocking threads rather than tokio tasks: per-message hand-offs
 //! between the runtime and its blocking pool cost more than the SIP work
@@ -231,8 +231,9 @@ type Transmit = (Transport, SocketAddr, Vec<u8>);
 /// Hands `burst` to the B2BUA one message at a time (the handler lock NG
 /// also takes is held per message, so an NG request waits for one SIP
 /// message, not a burst), then runs its due timers. What an input produced
-/// leaves at once unless the input also produced a CDR: those messages (a
-/// BYE's 200) wait until the step's CDRs are durable.
+/// leaves at once until an input produces a CDR: from then on the step's
+/// messages (a BYE's 200 and what follows it) wait until its CDRs are
+/// durable, so messages still leave in the order produced.
 fn step(
     burst: &mut Vec<Inbound>,
     ng: &NgServer,
@@ -262,7 +263,9 @@ fn step(
             let out: Vec<Transmit> = std::iter::from_fn(|| b.poll_transmit()).collect();
             (out, b.take_records())
         });
-        if records.iter().any(|(r, _)| matches!(r, Record::Ended(_))) {
+        // Messages leave in the order produced: once one waits for a CDR,
+        // every later one of the step waits behind it.
+        if !held.is_empty() || records.iter().any(|(r, _)| matches!(r, Record::Ended(_))) {
             held.extend(out);
         } else {
             send(sock, outbound, out);
