@@ -137,6 +137,45 @@ fn offer_answer_and_delete_are_flow_changes_and_records() {
 }
 
 #[test]
+fn a_delete_reads_and_removes_the_flows_in_one_exchange() {
+    let mut r = Relay::new(cfg());
+    r.call(0.0);
+    let a_facing = r
+        .plane
+        .flows()
+        .values()
+        .find(|f| f.destination.to_string() == "192.0.2.20:6000")
+        .map(|f| f.local)
+        .unwrap();
+    let stat = FlowStat {
+        packets: 50,
+        bytes: 8000,
+        lost: Some(2),
+        ..FlowStat::default()
+    };
+    r.plane.set_stat(a_facing, stat);
+    let before = r.plane.exchanges();
+    let reply =
+        r.s.delete(r.at(10.0), &mut r.plane, "c1", Some("A"), None, None);
+    assert_eq!(r.plane.exchanges() - before, 1, "one exchange per teardown");
+    assert!(r.plane.flows().is_empty());
+    let totals = reply
+        .unwrap()
+        .get("totals")
+        .and_then(|t| t.get("RTP"))
+        .cloned();
+    let packets = totals.and_then(|t| t.get("packets").and_then(Value::as_int));
+    assert_eq!(packets, Some(50), "the reply has the final counters");
+    let Some(Record::Ended(cdr)) = r.s.take_records().pop() else {
+        panic!("no CDR");
+    };
+    let a = &cdr.legs[0];
+    assert_eq!((a.received.packets, a.received.bytes), (50, 8000), "{a:?}");
+    assert_eq!(a.received.lost, Some(2));
+    assert_eq!(cdr.legs[1].sent.packets, 50, "what A sent went to B");
+}
+
+#[test]
 fn a_delete_delay_keeps_media_until_it_runs_out() {
     let mut r = Relay::new(cfg());
     r.call(0.0);
