@@ -6,7 +6,8 @@
 //! A plain state machine: every request and the housekeeping tick carry a
 //! [`Now`]; the NG server owns the sockets and the clock.
 
-use crate::media::options::Options;
+pub mod options;
+
 use crate::media::{FlowStat, MediaPlane, NgError, Sessions};
 use crate::time::Now;
 use std::collections::HashMap;
@@ -98,7 +99,7 @@ impl NgHandler {
                 let sdp = text(req, "sdp")?;
                 let call_id = text(req, "call-id")?;
                 let from_tag = text(req, "from-tag")?;
-                let o = Options::parse(req).map_err(NgError)?;
+                let o = options::parse(req).map_err(NgError)?;
                 let out = if command == "offer" {
                     let to_tag = opt_text(req, "to-tag")?;
                     let plane = self.plane.as_mut();
@@ -116,7 +117,7 @@ impl NgHandler {
             }
             "delete" => {
                 let call_id = text(req, "call-id")?;
-                let o = Options::parse(req).map_err(NgError)?;
+                let o = options::parse(req).map_err(NgError)?;
                 let from_tag = opt_text(req, "from-tag")?;
                 let to_tag = opt_text(req, "to-tag")?;
                 let plane = self.plane.as_mut();
