@@ -8,9 +8,11 @@
 //! such direction is one data-plane flow (two with separate RTCP), learning
 //! the sender's real source (symmetric RTP) unless `asymmetric`.
 //!
-//! This module is a plain state machine over [`MediaPlane`]: every input
-//! carries a [`Now`] and requests and returns replies; sockets and clocks live in the NG
-//! server and the data-plane link.
+//! This module is a plain state machine over [`MediaPlane`], speaking typed
+//! Rust: every input carries a [`Now`] and [`options::Options`], and it
+//! answers with SDP and [`CallReport`]s. The NG module translates NG
+//! dictionaries to and from these; sockets and clocks live in the NG server
+//! and the data-plane link.
 
 mod cdr;
 pub mod memory;
@@ -33,7 +35,7 @@ use tollgate_dataplane::pipeline::StageSpec;
 use tollgate_sip::sdp::{Media as SdpMedia, Sdp};
 
 pub use cdr::{ms, Ending};
-pub use report::FlowStat;
+pub use report::{CallReport, FlowStat, MediaReport, PartyReport, StreamReport};
 
 /// The data plane as the session manager needs it.
 pub trait MediaPlane: Send {
@@ -756,12 +758,12 @@ impl Sessions {
         from_tag: Option<&str>,
         to_tag: Option<&str>,
         delay: Option<u64>,
-    ) -> Option<tollgate_ng::Value> {
+    ) -> Option<CallReport> {
         let call = self.calls.get(call_id)?;
         let only = to_tag.filter(|t| !t.is_empty()).or(from_tag);
         if let Some(branch) = lone_branch(call, from_tag, to_tag) {
             let stats = self.call_stats(plane, call_id);
-            let reply = report::query(call, &self.cfg, &stats, now.wall, only);
+            let reply = report::call(call, &self.cfg, &stats, now.wall, only);
             self.drop_branch(plane, call_id, branch);
             return Some(reply);
         }
@@ -771,7 +773,7 @@ impl Sessions {
         } else {
             (self.call_stats(plane, call_id), Vec::new())
         };
-        let reply = report::query(self.calls.get(call_id)?, &self.cfg, &stats, now.wall, only);
+        let reply = report::call(self.calls.get(call_id)?, &self.cfg, &stats, now.wall, only);
         self.end(now, call_id, &stats, Ending::Deleted { by_tag: from_tag });
         self.totals.deleted += 1;
         if delay == 0 {
@@ -875,10 +877,10 @@ impl Sessions {
         call_id: &str,
         only: Option<&str>,
         stats: &HashMap<SocketAddr, FlowStat>,
-    ) -> Option<tollgate_ng::Value> {
+    ) -> Option<CallReport> {
         self.calls
             .get(call_id)
-            .map(|c| report::query(c, &self.cfg, stats, now.wall, only))
+            .map(|c| report::call(c, &self.cfg, stats, now.wall, only))
     }
 
     /// Counters of one call's flows (none when the data plane cannot say).
