@@ -9,17 +9,17 @@
 //!
 //! Request: `{"v": 1, "op": "<op>", ...}` where `v` is [`PROTOCOL_VERSION`].
 //!
-//! | op          | fields              | result                           |
-//! |-------------|---------------------|----------------------------------|
-//! | `hello`     |                     | `{"version", "backend", "instance"}` |
-//! | `flow_put`  | `flow`: a [`Flow`]  | `null` (installs or updates)     |
-//! | `flow_del`  | `local`: "ip:port"  | the flow's final report          |
-//! | `flow_get`  | `local`             | a report (flow, counters, idle)  |
-//! | `flow_list` |                     | list of reports                  |
-//! | `idle`      |                     | reports of idle flows            |
-//! | `counters`  |                     | `{name: value}` global counters  |
-//! | `workers`   |                     | list of per-worker reports       |
-//! | `events`    |                     | pipeline events since last asked |
+//! | op          | fields              | result ([`Reply`] variant)                 |
+//! |-------------|---------------------|--------------------------------------------|
+//! | `hello`     |                     | [`Hello`]: `{"version", "backend", "instance"}` |
+//! | `flow_put`  | `flow`: a [`Flow`]  | `Installed`: `null` (installs or updates)  |
+//! | `flow_del`  | `local`: "ip:port"  | `Flow`: the flow's final [`FlowReport`]    |
+//! | `flow_get`  | `local`             | `Flow`: its report (flow, counters, idle)  |
+//! | `flow_list` |                     | `Flows`: every flow's report               |
+//! | `idle`      |                     | `Flows`: reports of idle flows             |
+//! | `counters`  |                     | `Counters`: `{name: value}` global counters |
+//! | `workers`   |                     | `Workers`: per-worker [`WorkerReport`]s    |
+//! | `events`    |                     | `Events`: pipeline [`Event`]s since last asked |
 //!
 //! Reply: `{"ok": true, "result": ...}` (a [`Reply`], whose shape the
 //! request's op decides) or `{"ok": false, "error": "...", "kind": "..."}` (a
@@ -347,6 +347,40 @@ mod tests {
         let frame = encode_reply(&Ok(counters.clone()));
         assert_eq!(frame, br#"{"ok":true,"result":{"flows":2}}"#);
         assert_eq!(answer(&Request::Counters, &frame), Ok(counters));
+    }
+
+    #[test]
+    fn a_flow_report_reads_back_as_sent() {
+        let flow: Flow = serde_json::from_str(
+            r#"{"local":"127.0.0.1:1","source":"127.0.0.1:2","destination":"127.0.0.1:3","stages":[{"kind":"rtcp_demux"}]}"#,
+        )
+        .unwrap();
+        let report = FlowReport {
+            flow,
+            counters: crate::backend::FlowCounters {
+                packets: 9,
+                bytes: 900,
+                learned: "192.0.2.1:4000".parse().ok(),
+                rtp: Some(crate::quality::Quality {
+                    lost: 2,
+                    jitter: 40,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+            last_packet_ms_ago: Some(20),
+            idle_ms: 20,
+            idle: false,
+        };
+        let reply = Reply::Flow(Box::new(report));
+        let frame = encode_reply(&Ok(reply.clone()));
+        let del = Request::FlowDel {
+            local: "127.0.0.1:1".parse().unwrap(),
+        };
+        assert_eq!(answer(&del, &frame), Ok(reply));
+        let v: serde_json::Value = serde_json::from_slice(&frame).unwrap();
+        assert_eq!(v["result"]["counters"]["rtp"]["lost"], 2, "{v}");
+        assert_eq!(v["result"]["flow"]["local"], "127.0.0.1:1");
     }
 
     #[test]

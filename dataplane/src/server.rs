@@ -119,3 +119,69 @@ fn refusal(e: TableError) -> ControlError {
     };
     ControlError::new(kind, e.to_string())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::{Backend, FlowCounters};
+    use crate::flow::Flow;
+
+    /// A backend that installs anything and sees no packets.
+    struct Quiet;
+
+    impl Backend for Quiet {
+        fn name(&self) -> &'static str {
+            "quiet"
+        }
+        fn put(&mut self, _: &Flow, _: Option<&Flow>) -> Result<(), BackendError> {
+            Ok(())
+        }
+        fn remove(&mut self, _: &Flow) -> Result<(), BackendError> {
+            Ok(())
+        }
+        fn flow_counters(&self, _: &Flow) -> FlowCounters {
+            FlowCounters::default()
+        }
+        fn counters(&self) -> Vec<(String, u64)> {
+            Vec::new()
+        }
+        fn adopted(&self) -> Vec<Flow> {
+            Vec::new()
+        }
+    }
+
+    fn flow(local: &str, destination: &str) -> Flow {
+        serde_json::from_value(serde_json::json!({
+            "local": local, "source": local, "destination": destination,
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn requests_get_typed_replies_and_refusals_their_kind() {
+        let table = Mutex::new(FlowTable::new(Box::new(Quiet), 30));
+        let f = flow("127.0.0.1:30000", "127.0.0.1:4000");
+        let local = f.local;
+        let put = handle(Request::FlowPut { flow: f.clone() }, &table);
+        assert_eq!(put, Ok(Reply::Installed));
+        let Ok(Reply::Hello(hello)) = handle(Request::Hello, &table) else {
+            panic!("hello");
+        };
+        assert_eq!((hello.version, hello.backend.as_str()), (1, "quiet"));
+        let Ok(Reply::Flow(last)) = handle(Request::FlowDel { local }, &table) else {
+            panic!("the final report");
+        };
+        assert_eq!(last.flow, f);
+        let gone = handle(Request::FlowDel { local }, &table).unwrap_err();
+        assert_eq!(gone.kind, ErrorKind::NoSuchFlow);
+        assert_eq!(
+            gone.message,
+            "no flow matches local address 127.0.0.1:30000"
+        );
+        let mixed = flow("127.0.0.1:30002", "[::1]:4000");
+        let bad = handle(Request::FlowPut { flow: mixed }, &table).unwrap_err();
+        assert_eq!(bad.kind, ErrorKind::Invalid, "{bad}");
+        let counters = handle(Request::Counters, &table);
+        assert_eq!(counters, Ok(Reply::Counters([("flows".into(), 0)].into())));
+    }
+}
