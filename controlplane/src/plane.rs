@@ -5,14 +5,14 @@
 //! restart on any backend (with XDP the flows were never gone and
 //! re-installing is a no-op).
 
-use crate::media::{FlowStat, MediaPlane};
-use serde_json::Value as Json;
+use crate::media::{Applied, FlowStat, MediaPlane};
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use tollgate_dataplane::client::{ClientError, ControlClient};
-use tollgate_dataplane::control::Request;
+use tollgate_dataplane::client::{Answer, ControlClient};
+use tollgate_dataplane::control::{ErrorKind, Reply, Request};
 use tollgate_dataplane::flow::Flow;
+use tollgate_dataplane::table::FlowReport;
 
 pub struct DataplaneLink {
     socket: PathBuf,
@@ -36,33 +36,46 @@ impl DataplaneLink {
         if self.client.is_none() {
             let mut c = ControlClient::connect(&self.socket)
                 .map_err(|e| format!("data plane unreachable: {e}"))?;
-            let hello = c
-                .request(&Request::Hello)
-                .map_err(|e| format!("data plane hello: {e}"))?;
-            let instance = hello["instance"].as_u64();
-            if self.instance.is_some() && instance != self.instance && !self.flows.is_empty() {
-                tracing::warn!(
-                    flows = self.flows.len(),
-                    "the data plane restarted; installing flows again"
-                );
-                for f in self.flows.values() {
-                    if let Err(e) = c.request(&Request::FlowPut { flow: f.clone() }) {
-                        tracing::error!(local = %f.local, error = %e, "flow not restored");
-                    }
-                }
+            let hello = match c.request_typed(&Request::Hello) {
+                Ok(Ok(Reply::Hello(h))) => h,
+                Ok(Ok(other)) => return Err(unexpected(&other)),
+                Ok(Err(e)) => return Err(format!("data plane hello: {e}")),
+                Err(e) => return Err(format!("data plane hello: {e}")),
+            };
+            let restarted = self.instance.is_some_and(|i| i != hello.instance);
+            if restarted && !self.flows.is_empty() {
+                self.restore(&mut c);
             }
-            self.instance = instance;
+            self.instance = Some(hello.instance);
             self.client = Some(c);
         }
         Ok(self.client.as_mut().expect("just connected"))
     }
 
-    /// One request, reconnecting once if the connection broke.
-    fn call(&mut self, req: &Request) -> Result<Json, String> {
+    /// Installs every remembered flow into a data plane that lost them.
+    fn restore(&self, c: &mut ControlClient) {
+        tracing::warn!(
+            flows = self.flows.len(),
+            "the data plane restarted; installing flows again"
+        );
+        for f in self.flows.values() {
+            let req = Request::FlowPut { flow: f.clone() };
+            let failed = match c.request_typed(&req) {
+                Ok(Ok(_)) => continue,
+                Ok(Err(e)) => e.to_string(),
+                Err(e) => e.to_string(),
+            };
+            tracing::error!(local = %f.local, error = %failed, "flow not restored");
+        }
+    }
+
+    /// Several requests in one exchange, reconnecting once if the
+    /// connection broke (every request here may be repeated safely). The
+    /// error is the link's; each answer is the data plane's.
+    fn call_all(&mut self, reqs: &[Request]) -> Result<Vec<Answer<Reply>>, String> {
         for attempt in 0..2 {
-            match self.connect()?.request(req) {
-                Ok(v) => return Ok(v),
-                Err(ClientError::Refused(msg)) => return Err(msg),
+            match self.connect()?.request_all_typed(reqs) {
+                Ok(answers) => return Ok(answers),
                 Err(e) if attempt == 0 => {
                     tracing::warn!(error = %e, "data plane connection lost; reconnecting");
                     self.client = None;
@@ -72,71 +85,50 @@ impl DataplaneLink {
         }
         unreachable!("the loop returns on its second attempt")
     }
-
-    /// Several requests in one exchange, reconnecting once if the
-    /// connection broke (every request here may be repeated safely).
-    fn call_all(&mut self, reqs: &[Request]) -> Vec<Result<Json, String>> {
-        for attempt in 0..2 {
-            let client = match self.connect() {
-                Ok(c) => c,
-                Err(e) => return reqs.iter().map(|_| Err(e.clone())).collect(),
-            };
-            match client.request_all(reqs) {
-                Ok(rs) => {
-                    return rs
-                        .into_iter()
-                        .map(|r| {
-                            r.map_err(|e| match e {
-                                ClientError::Refused(msg) => msg,
-                                e => e.to_string(),
-                            })
-                        })
-                        .collect()
-                }
-                Err(e) if attempt == 0 => {
-                    tracing::warn!(error = %e, "data plane connection lost; reconnecting");
-                    self.client = None;
-                }
-                Err(e) => return reqs.iter().map(|_| Err(e.to_string())).collect(),
-            }
-        }
-        unreachable!("the loop returns on its second attempt")
-    }
 }
 
 impl MediaPlane for DataplaneLink {
-    fn apply(&mut self, puts: &[Flow], removes: &[SocketAddr]) -> Vec<Result<(), String>> {
+    fn apply(&mut self, puts: &[Flow], removes: &[SocketAddr]) -> Applied {
         let reqs: Vec<Request> = puts
             .iter()
             .map(|f| Request::FlowPut { flow: f.clone() })
             .chain(removes.iter().map(|l| Request::FlowDel { local: *l }))
             .collect();
-        let results = self.call_all(&reqs);
-        for (f, r) in puts.iter().zip(&results) {
-            if r.is_ok() {
+        let answers = match self.call_all(&reqs) {
+            Ok(a) => a,
+            Err(e) => {
+                return Applied {
+                    puts: puts.iter().map(|_| Err(e.clone())).collect(),
+                    removed: removes.iter().map(|_| Err(e.clone())).collect(),
+                }
+            }
+        };
+        let mut answers = answers.into_iter();
+        let mut applied = Applied::default();
+        for (f, a) in puts.iter().zip(answers.by_ref()) {
+            if a.is_ok() {
                 self.flows.insert(f.local, f.clone());
             }
+            applied.puts.push(a.map(|_| ()).map_err(|e| e.message));
         }
-        for l in removes {
+        for (l, a) in removes.iter().zip(answers) {
             self.flows.remove(l);
+            applied
+                .removed
+                .push(report(a).map(|r| r.as_ref().map(flow_stat)));
         }
-        results
-            .into_iter()
-            .map(|r| match r {
-                Err(e) if e.starts_with("no flow matches") => Ok(()),
-                r => r.map(|_| ()),
-            })
-            .collect()
+        applied
     }
 
     fn stats(&mut self) -> Result<HashMap<SocketAddr, FlowStat>, String> {
-        let list = self.call(&Request::FlowList)?;
-        Ok(list
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(parse_report)
-            .collect())
+        let answer = self.call_all(&[Request::FlowList])?.pop();
+        match answer.expect("one answer per request") {
+            Ok(Reply::Flows(list)) => {
+                Ok(list.iter().map(|r| (r.flow.local, flow_stat(r))).collect())
+            }
+            Ok(other) => Err(unexpected(&other)),
+            Err(e) => Err(e.message),
+        }
     }
 
     fn flow_stats(
@@ -148,29 +140,41 @@ impl MediaPlane for DataplaneLink {
             .map(|l| Request::FlowGet { local: *l })
             .collect();
         let mut out = HashMap::new();
-        for r in self.call_all(&reqs) {
-            match r {
-                Ok(r) => out.extend(parse_report(&r)),
-                Err(e) if e.starts_with("no flow matches") => {}
-                Err(e) => return Err(e),
+        for a in self.call_all(&reqs)? {
+            if let Some(r) = report(a)? {
+                out.insert(r.flow.local, flow_stat(&r));
             }
         }
         Ok(out)
     }
 }
 
+/// The answer to `flow_get` or `flow_del`: the flow's report, or None when
+/// the data plane has no such flow.
+fn report(answer: Answer<Reply>) -> Result<Option<FlowReport>, String> {
+    match answer {
+        Ok(Reply::Flow(r)) => Ok(Some(*r)),
+        Ok(other) => Err(unexpected(&other)),
+        Err(e) if e.kind == ErrorKind::NoSuchFlow => Ok(None),
+        Err(e) => Err(e.message),
+    }
+}
+
 /// A data-plane flow report as the session manager needs it.
-fn parse_report(r: &Json) -> Option<(SocketAddr, FlowStat)> {
-    let local = r["flow"]["local"].as_str()?.parse().ok()?;
-    Some((
-        local,
-        FlowStat {
-            packets: r["counters"]["packets"].as_u64().unwrap_or(0),
-            bytes: r["counters"]["bytes"].as_u64().unwrap_or(0),
-            idle_ms: r["idle_ms"].as_u64().unwrap_or(0),
-            last_packet_ms_ago: r["last_packet_ms_ago"].as_u64(),
-            lost: r["counters"]["rtp"]["lost"].as_u64(),
-            jitter: r["counters"]["rtp"]["jitter"].as_u64(),
-        },
-    ))
+fn flow_stat(r: &FlowReport) -> FlowStat {
+    let rtp = r.counters.rtp;
+    FlowStat {
+        packets: r.counters.packets,
+        bytes: r.counters.bytes,
+        idle_ms: r.idle_ms,
+        last_packet_ms_ago: r.last_packet_ms_ago,
+        lost: rtp.map(|q| q.lost),
+        jitter: rtp.map(|q| u64::from(q.jitter)),
+    }
+}
+
+/// A reply of another op's shape than the request's: [`Reply::decode`]
+/// rules it out, so only a data plane speaking another protocol gets here.
+fn unexpected(r: &Reply) -> String {
+    format!("unexpected reply from the data plane: {r:?}")
 }

@@ -1,7 +1,13 @@
 //! A blocking client for the control socket, used by `tollgate ctl`, the
 //! control plane and the tests.
+//!
+//! [`ControlClient::request_typed`] and [`ControlClient::request_all_typed`]
+//! answer with the typed [`Reply`] or the typed refusal ([`ControlError`]),
+//! the connection's own failures apart; [`ControlClient::request`] and
+//! [`ControlClient::raw`] answer with the reply's JSON, for tools and tests
+//! that look at the wire.
 
-use crate::control::{self, Frame, Request};
+use crate::control::{self, ControlError, Frame, Reply, Request};
 use serde_json::Value;
 use std::io;
 use std::os::unix::net::UnixStream;
@@ -22,6 +28,15 @@ pub enum ClientError {
     Refused(String),
 }
 
+impl From<ControlError> for ClientError {
+    fn from(e: ControlError) -> Self {
+        ClientError::Refused(e.message)
+    }
+}
+
+/// What the data plane answered one request: its reply, or its refusal.
+pub type Answer<T> = Result<T, ControlError>;
+
 pub struct ControlClient {
     stream: UnixStream,
 }
@@ -35,6 +50,27 @@ impl ControlClient {
         Ok(ControlClient { stream })
     }
 
+    /// Sends a request and returns the data plane's typed answer. The outer
+    /// error is the connection's (or a reply that does not fit the request).
+    pub fn request_typed(&mut self, req: &Request) -> Result<Answer<Reply>, ClientError> {
+        control::write_frame(&mut self.stream, &control::encode_request(req))?;
+        typed(req, self.reply()?)
+    }
+
+    /// Sends every request before reading any reply (the data plane answers
+    /// a connection's requests in order), saving a round trip per request.
+    /// The outer error is the connection's; the inner ones each request's.
+    pub fn request_all_typed(
+        &mut self,
+        reqs: &[Request],
+    ) -> Result<Vec<Answer<Reply>>, ClientError> {
+        let answers = self.exchange_all(reqs)?;
+        reqs.iter()
+            .zip(answers)
+            .map(|(req, a)| typed(req, a))
+            .collect()
+    }
+
     /// Sends a request and returns the `result` of a successful reply.
     pub fn request(&mut self, req: &Request) -> Result<Value, ClientError> {
         self.raw(&control::encode_request(req))
@@ -43,52 +79,46 @@ impl ControlClient {
     /// Sends an already-encoded request body (tests use this for bad input).
     pub fn raw(&mut self, body: &[u8]) -> Result<Value, ClientError> {
         control::write_frame(&mut self.stream, body)?;
-        self.reply()
+        Ok(self.reply()??)
     }
 
-    /// Sends every request before reading any reply (the data plane answers
-    /// a connection's requests in order), saving a round trip per request.
-    /// The outer error is the connection's; the inner ones each request's.
+    /// [`ControlClient::request_all_typed`], answering with the JSON.
     pub fn request_all(
         &mut self,
         reqs: &[Request],
     ) -> Result<Vec<Result<Value, ClientError>>, ClientError> {
+        let answers = self.exchange_all(reqs)?;
+        Ok(answers
+            .into_iter()
+            .map(|a| a.map_err(ClientError::from))
+            .collect())
+    }
+
+    fn exchange_all(&mut self, reqs: &[Request]) -> Result<Vec<Answer<Value>>, ClientError> {
         let mut frames = Vec::new();
         for r in reqs {
             control::write_frame(&mut frames, &control::encode_request(r))?;
         }
         std::io::Write::write_all(&mut self.stream, &frames)?;
-        let mut out = Vec::with_capacity(reqs.len());
-        for _ in reqs {
-            match self.reply() {
-                Err(e @ ClientError::Refused(_)) => out.push(Err(e)),
-                Err(e) => return Err(e),
-                Ok(v) => out.push(Ok(v)),
-            }
-        }
-        Ok(out)
+        reqs.iter().map(|_| self.reply()).collect()
     }
 
     /// Reads one reply: the `result` of a success, or the refusal.
-    fn reply(&mut self) -> Result<Value, ClientError> {
-        let reply = match control::read_frame(&mut self.stream, control::MAX_REPLY)? {
-            Frame::Body(b) => b,
-            Frame::Closed => return Err(ClientError::Closed),
-            Frame::TooLarge(n) => return Err(ClientError::BadReply(format!("{n}-byte frame"))),
-        };
-        let mut v: Value =
-            serde_json::from_slice(&reply).map_err(|e| ClientError::BadReply(e.to_string()))?;
-        match v.get("ok").and_then(Value::as_bool) {
-            Some(true) => Ok(v.get_mut("result").map(Value::take).unwrap_or(Value::Null)),
-            Some(false) => Err(ClientError::Refused(
-                v.get("error")
-                    .and_then(Value::as_str)
-                    .unwrap_or("unspecified error")
-                    .to_string(),
-            )),
-            None => Err(ClientError::BadReply(
-                String::from_utf8_lossy(&reply).into_owned(),
-            )),
+    fn reply(&mut self) -> Result<Answer<Value>, ClientError> {
+        match control::read_frame(&mut self.stream, control::MAX_REPLY)? {
+            Frame::Body(b) => control::decode_reply(&b).map_err(ClientError::BadReply),
+            Frame::Closed => Err(ClientError::Closed),
+            Frame::TooLarge(n) => Err(ClientError::BadReply(format!("{n}-byte frame"))),
         }
+    }
+}
+
+/// An answer to `req`, its `result` read as the reply to that request.
+fn typed(req: &Request, answer: Answer<Value>) -> Result<Answer<Reply>, ClientError> {
+    match answer {
+        Ok(v) => Reply::decode(req, v)
+            .map(Ok)
+            .map_err(|e| ClientError::BadReply(format!("{req:?}: {e}"))),
+        Err(refused) => Ok(Err(refused)),
     }
 }

@@ -9,25 +9,31 @@
 //!
 //! Request: `{"v": 1, "op": "<op>", ...}` where `v` is [`PROTOCOL_VERSION`].
 //!
-//! | op          | fields              | result                           |
-//! |-------------|---------------------|----------------------------------|
-//! | `hello`     |                     | `{"version", "backend", "instance"}` |
-//! | `flow_put`  | `flow`: a [`Flow`]  | `null` (installs or updates)     |
-//! | `flow_del`  | `local`: "ip:port"  | the flow's final report          |
-//! | `flow_get`  | `local`             | a report (flow, counters, idle)  |
-//! | `flow_list` |                     | list of reports                  |
-//! | `idle`      |                     | reports of idle flows            |
-//! | `counters`  |                     | `{name: value}` global counters  |
-//! | `workers`   |                     | list of per-worker reports       |
-//! | `events`    |                     | pipeline events since last asked |
+//! | op          | fields              | result ([`Reply`] variant)                 |
+//! |-------------|---------------------|--------------------------------------------|
+//! | `hello`     |                     | [`Hello`]: `{"version", "backend", "instance"}` |
+//! | `flow_put`  | `flow`: a [`Flow`]  | `Installed`: `null` (installs or updates)  |
+//! | `flow_del`  | `local`: "ip:port"  | `Flow`: the flow's final [`FlowReport`]    |
+//! | `flow_get`  | `local`             | `Flow`: its report (flow, counters, idle)  |
+//! | `flow_list` |                     | `Flows`: every flow's report               |
+//! | `idle`      |                     | `Flows`: reports of idle flows             |
+//! | `counters`  |                     | `Counters`: `{name: value}` global counters |
+//! | `workers`   |                     | `Workers`: per-worker [`WorkerReport`]s    |
+//! | `events`    |                     | `Events`: pipeline [`Event`]s since last asked |
 //!
-//! Reply: `{"ok": true, "result": ...}` or `{"ok": false, "error": "..."}`;
-//! the error says what was wrong with which field. A frame over the size
-//! limit is answered with an error and the connection is closed, since the
-//! stream can no longer be trusted to be in step.
+//! Reply: `{"ok": true, "result": ...}` (a [`Reply`], whose shape the
+//! request's op decides) or `{"ok": false, "error": "...", "kind": "..."}` (a
+//! [`ControlError`]): the error says what was wrong with which field, the
+//! kind lets a client act on it without reading the text. A frame over the
+//! size limit is answered with an error and the connection is closed, since
+//! the stream can no longer be trusted to be in step.
 
+use crate::backend::WorkerReport;
 use crate::flow::Flow;
+use crate::pipeline::Event;
+use crate::table::FlowReport;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
 
@@ -51,25 +57,120 @@ pub enum Request {
     Events,
 }
 
+/// `hello`'s result: who is answering.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hello {
+    /// The protocol version the data plane speaks ([`PROTOCOL_VERSION`]).
+    pub version: u64,
+    /// The running backend (`xdp`, `socket`, `dpdk`).
+    pub backend: String,
+    /// Identifies the data-plane process: it changes when the data plane
+    /// restarts, so a client knows to install its flows again.
+    pub instance: u64,
+}
+
+/// The `result` of a successful reply; which variant answers which op is in
+/// the table above, and [`Reply::decode`] reads it accordingly.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum Reply {
+    Hello(Hello),
+    /// `flow_put` done (`null` on the wire).
+    Installed,
+    /// `flow_get`, and `flow_del` (the flow's final report).
+    Flow(Box<FlowReport>),
+    /// `flow_list` and `idle`.
+    Flows(Vec<FlowReport>),
+    /// Global counters by name.
+    Counters(BTreeMap<String, u64>),
+    Workers(Vec<WorkerReport>),
+    Events(Vec<Event>),
+}
+
+impl Reply {
+    /// Reads the `result` of a successful reply to `req`.
+    pub fn decode(req: &Request, result: serde_json::Value) -> Result<Reply, serde_json::Error> {
+        use serde_json::from_value;
+        Ok(match req {
+            Request::Hello => Reply::Hello(from_value(result)?),
+            Request::FlowPut { .. } => from_value::<()>(result).map(|()| Reply::Installed)?,
+            Request::FlowDel { .. } | Request::FlowGet { .. } => Reply::Flow(from_value(result)?),
+            Request::FlowList | Request::Idle => Reply::Flows(from_value(result)?),
+            Request::Counters => Reply::Counters(from_value(result)?),
+            Request::Workers => Reply::Workers(from_value(result)?),
+            Request::Events => Reply::Events(from_value(result)?),
+        })
+    }
+}
+
+/// What kind of refusal an error reply is.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    /// The request could not be read: not JSON, wrong version, unknown op,
+    /// a bad or missing field, or too large.
+    BadRequest,
+    /// No flow is installed at the `local` address named.
+    NoSuchFlow,
+    /// The flow is not installable as given (it mixes address families, ...).
+    Invalid,
+    /// The backend could not apply the change (a bind or BPF map failed).
+    Backend,
+    /// A kind this client does not know, or none (a data plane older than
+    /// error kinds).
+    #[default]
+    #[serde(other)]
+    Other,
+}
+
+/// A refused request: its kind, and a message naming the input and what is
+/// wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct ControlError {
+    pub kind: ErrorKind,
+    pub message: String,
+}
+
+impl ControlError {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        ControlError {
+            kind,
+            message: message.into(),
+        }
+    }
+
+    fn bad_request(message: impl Into<String>) -> Self {
+        ControlError::new(ErrorKind::BadRequest, message)
+    }
+}
+
 /// Parses one request frame's JSON, checking the version first so an old or
 /// new client gets a clear answer.
-pub fn decode_request(body: &[u8]) -> Result<Request, String> {
+pub fn decode_request(body: &[u8]) -> Result<Request, ControlError> {
+    let bad = ControlError::bad_request;
     let mut v: serde_json::Value =
-        serde_json::from_slice(body).map_err(|e| format!("request is not valid JSON: {e}"))?;
-    let obj = v.as_object_mut().ok_or("request must be a JSON object")?;
+        serde_json::from_slice(body).map_err(|e| bad(format!("request is not valid JSON: {e}")))?;
+    let obj = v
+        .as_object_mut()
+        .ok_or_else(|| bad("request must be a JSON object".into()))?;
     match obj.remove("v") {
         Some(serde_json::Value::Number(n)) if n.as_u64() == Some(PROTOCOL_VERSION) => {}
         Some(other) => {
-            return Err(format!(
+            return Err(bad(format!(
                 "unsupported protocol version {other}; this data plane speaks version {PROTOCOL_VERSION}"
-            ))
+            )))
         }
-        None => return Err(format!("request has no \"v\" (protocol version, {PROTOCOL_VERSION})")),
+        None => {
+            return Err(bad(format!(
+                "request has no \"v\" (protocol version, {PROTOCOL_VERSION})"
+            )))
+        }
     }
     if !obj.contains_key("op") {
-        return Err("request has no \"op\"".into());
+        return Err(bad("request has no \"op\"".into()));
     }
-    serde_json::from_value(v).map_err(|e| format!("bad request: {e}"))
+    serde_json::from_value(v).map_err(|e| bad(format!("bad request: {e}")))
 }
 
 pub fn encode_request(req: &Request) -> Vec<u8> {
@@ -80,13 +181,56 @@ pub fn encode_request(req: &Request) -> Vec<u8> {
     serde_json::to_vec(&v).expect("values serialize")
 }
 
-pub fn ok_reply(result: serde_json::Value) -> Vec<u8> {
-    serde_json::to_vec(&serde_json::json!({"ok": true, "result": result}))
-        .expect("values serialize")
+/// A reply frame's JSON, as the server writes it.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Outgoing<'a> {
+    Ok {
+        ok: bool,
+        result: &'a Reply,
+    },
+    Refused {
+        ok: bool,
+        error: &'a str,
+        kind: ErrorKind,
+    },
 }
 
-pub fn error_reply(msg: &str) -> Vec<u8> {
-    serde_json::to_vec(&serde_json::json!({"ok": false, "error": msg})).expect("values serialize")
+/// A reply frame's JSON, as a client reads it.
+#[derive(Deserialize)]
+struct Incoming {
+    ok: bool,
+    #[serde(default)]
+    result: serde_json::Value,
+    #[serde(default)]
+    error: Option<String>,
+    #[serde(default)]
+    kind: ErrorKind,
+}
+
+pub fn encode_reply(reply: &Result<Reply, ControlError>) -> Vec<u8> {
+    let out = match reply {
+        Ok(result) => Outgoing::Ok { ok: true, result },
+        Err(e) => Outgoing::Refused {
+            ok: false,
+            error: &e.message,
+            kind: e.kind,
+        },
+    };
+    serde_json::to_vec(&out).expect("replies serialize")
+}
+
+/// Reads a reply frame: the `result` of a success (for [`Reply::decode`]),
+/// or the refusal. The outer error says the frame is not a reply at all.
+pub fn decode_reply(body: &[u8]) -> Result<Result<serde_json::Value, ControlError>, String> {
+    let r: Incoming = serde_json::from_slice(body)
+        .map_err(|e| format!("{e}: {}", String::from_utf8_lossy(body)))?;
+    Ok(if r.ok {
+        Ok(r.result)
+    } else {
+        let message = r.error.unwrap_or_else(|| "unspecified error".into());
+        Err(ControlError::new(r.kind, message))
+    })
 }
 
 /// What reading a frame produced.
@@ -143,19 +287,122 @@ mod tests {
     #[test]
     fn errors_say_what_is_wrong() {
         let e = decode_request(b"{nope").unwrap_err();
+        assert_eq!(e.kind, ErrorKind::BadRequest);
+        let e = e.message;
         assert!(e.starts_with("request is not valid JSON"), "{e}");
-        let e = decode_request(br#"{"op":"hello"}"#).unwrap_err();
+        let e = decode_request(br#"{"op":"hello"}"#).unwrap_err().message;
         assert!(e.contains("no \"v\""), "{e}");
-        let e = decode_request(br#"{"v":2,"op":"hello"}"#).unwrap_err();
+        let e = decode_request(br#"{"v":2,"op":"hello"}"#)
+            .unwrap_err()
+            .message;
         assert!(e.contains("unsupported protocol version 2"), "{e}");
-        let e = decode_request(br#"{"v":1,"op":"explode"}"#).unwrap_err();
+        let e = decode_request(br#"{"v":1,"op":"explode"}"#)
+            .unwrap_err()
+            .message;
         assert!(e.contains("explode"), "{e}");
-        let e = decode_request(br#"{"v":1,"op":"flow_del","local":"nowhere"}"#).unwrap_err();
+        let e = decode_request(br#"{"v":1,"op":"flow_del","local":"nowhere"}"#)
+            .unwrap_err()
+            .message;
         assert!(e.contains("invalid socket address"), "{e}");
-        let e =
-            decode_request(br#"{"v":1,"op":"flow_put","flow":{"local":"1.2.3.4:5"}}"#).unwrap_err();
+        let e = decode_request(br#"{"v":1,"op":"flow_put","flow":{"local":"1.2.3.4:5"}}"#)
+            .unwrap_err()
+            .message;
         assert!(e.contains("missing field `source`"), "{e}");
-        assert!(decode_request(b"[1]").unwrap_err().contains("JSON object"));
+        assert!(decode_request(b"[1]")
+            .unwrap_err()
+            .message
+            .contains("JSON object"));
+    }
+
+    fn answer(req: &Request, frame: &[u8]) -> Result<Reply, ControlError> {
+        decode_reply(frame)
+            .unwrap()
+            .map(|v| Reply::decode(req, v).unwrap())
+    }
+
+    #[test]
+    fn replies_keep_their_wire_shape_and_read_back_typed() {
+        let hello = Reply::Hello(Hello {
+            version: 1,
+            backend: "socket".into(),
+            instance: 7,
+        });
+        let frame = encode_reply(&Ok(hello.clone()));
+        let v: serde_json::Value = serde_json::from_slice(&frame).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"ok": true, "result": {"version": 1, "backend": "socket", "instance": 7}})
+        );
+        assert_eq!(answer(&Request::Hello, &frame), Ok(hello));
+        let put = Request::FlowPut {
+            flow: serde_json::from_str(
+                r#"{"local":"127.0.0.1:1","source":"127.0.0.1:2","destination":"127.0.0.1:3"}"#,
+            )
+            .unwrap(),
+        };
+        let frame = encode_reply(&Ok(Reply::Installed));
+        assert_eq!(frame, br#"{"ok":true,"result":null}"#);
+        assert_eq!(answer(&put, &frame), Ok(Reply::Installed));
+        let counters = Reply::Counters([("flows".to_string(), 2)].into());
+        let frame = encode_reply(&Ok(counters.clone()));
+        assert_eq!(frame, br#"{"ok":true,"result":{"flows":2}}"#);
+        assert_eq!(answer(&Request::Counters, &frame), Ok(counters));
+    }
+
+    #[test]
+    fn a_flow_report_reads_back_as_sent() {
+        let flow: Flow = serde_json::from_str(
+            r#"{"local":"127.0.0.1:1","source":"127.0.0.1:2","destination":"127.0.0.1:3","stages":[{"kind":"rtcp_demux"}]}"#,
+        )
+        .unwrap();
+        let report = FlowReport {
+            flow,
+            counters: crate::backend::FlowCounters {
+                packets: 9,
+                bytes: 900,
+                learned: "192.0.2.1:4000".parse().ok(),
+                rtp: Some(crate::quality::Quality {
+                    lost: 2,
+                    jitter: 40,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+            last_packet_ms_ago: Some(20),
+            idle_ms: 20,
+            idle: false,
+        };
+        let reply = Reply::Flow(Box::new(report));
+        let frame = encode_reply(&Ok(reply.clone()));
+        let del = Request::FlowDel {
+            local: "127.0.0.1:1".parse().unwrap(),
+        };
+        assert_eq!(answer(&del, &frame), Ok(reply));
+        let v: serde_json::Value = serde_json::from_slice(&frame).unwrap();
+        assert_eq!(v["result"]["counters"]["rtp"]["lost"], 2, "{v}");
+        assert_eq!(v["result"]["flow"]["local"], "127.0.0.1:1");
+    }
+
+    #[test]
+    fn refusals_carry_their_kind() {
+        let e = ControlError::new(
+            ErrorKind::NoSuchFlow,
+            "no flow matches local address 1.2.3.4:5",
+        );
+        let frame = encode_reply(&Err(e.clone()));
+        let v: serde_json::Value = serde_json::from_slice(&frame).unwrap();
+        assert_eq!(v["error"], "no flow matches local address 1.2.3.4:5");
+        assert_eq!(v["kind"], "no_such_flow");
+        assert_eq!(answer(&Request::FlowList, &frame), Err(e));
+        // A data plane older than kinds, or one with a kind this side does not know.
+        let old = answer(&Request::FlowList, br#"{"ok":false,"error":"nope"}"#).unwrap_err();
+        assert_eq!((old.kind, old.message.as_str()), (ErrorKind::Other, "nope"));
+        let new = br#"{"ok":false,"error":"x","kind":"solar_flare"}"#;
+        assert_eq!(
+            answer(&Request::FlowList, new).unwrap_err().kind,
+            ErrorKind::Other
+        );
+        assert!(decode_reply(b"[]").is_err());
     }
 
     #[test]

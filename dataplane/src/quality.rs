@@ -5,7 +5,7 @@
 
 /// What the tracker has measured so far for the current SSRC (loss and
 /// expected count) and over the flow's life (SSRC changes).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Quality {
     pub ssrc: u32,
     /// RTP packets received for the current SSRC.

@@ -2,9 +2,9 @@
 //! requests (see [`crate::control`]) and applies them to the flow table. One
 //! thread per connection; clients are few (the control plane, `tollgate ctl`).
 
-use crate::control::{self, Frame, Request};
+use crate::backend::BackendError;
+use crate::control::{self, ControlError, ErrorKind, Frame, Hello, Reply, Request};
 use crate::table::{FlowTable, TableError};
-use serde_json::{json, Value};
 use std::io;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
@@ -60,20 +60,21 @@ fn connection(mut stream: UnixStream, table: &Mutex<FlowTable>) {
     }
     loop {
         let reply = match control::read_frame(&mut stream, control::MAX_REQUEST) {
-            Ok(Frame::Body(body)) => match control::decode_request(&body) {
-                Ok(req) => handle(req, table),
-                Err(msg) => control::error_reply(&msg),
-            },
+            Ok(Frame::Body(body)) => {
+                control::decode_request(&body).and_then(|req| handle(req, table))
+            }
             Ok(Frame::TooLarge(len)) => {
                 let msg = format!(
                     "frame of {len} bytes exceeds the {} byte limit; closing",
                     control::MAX_REQUEST
                 );
-                let _ = control::write_frame(&mut stream, &control::error_reply(&msg));
+                let refusal = Err(ControlError::new(ErrorKind::BadRequest, msg));
+                let _ = control::write_frame(&mut stream, &control::encode_reply(&refusal));
                 return;
             }
             Ok(Frame::Closed) | Err(_) => return,
         };
+        let reply = control::encode_reply(&reply);
         if let Err(e) = control::write_frame(&mut stream, &reply) {
             tracing::warn!(error = %e, bytes = reply.len(), "control socket: reply not sent; closing the connection");
             return;
@@ -81,43 +82,106 @@ fn connection(mut stream: UnixStream, table: &Mutex<FlowTable>) {
     }
 }
 
-fn handle(req: Request, table: &Mutex<FlowTable>) -> Vec<u8> {
+fn handle(req: Request, table: &Mutex<FlowTable>) -> Result<Reply, ControlError> {
     let mut t = match table.lock() {
         Ok(t) => t,
         Err(poisoned) => poisoned.into_inner(),
     };
-    let result: Result<Value, TableError> = match req {
-        Request::Hello => Ok(json!({
-            "version": control::PROTOCOL_VERSION,
-            "backend": t.backend_name(),
-            "instance": t.instance,
-        })),
+    let reply = match req {
+        Request::Hello => Reply::Hello(Hello {
+            version: control::PROTOCOL_VERSION,
+            backend: t.backend_name().into(),
+            instance: t.instance,
+        }),
         Request::FlowPut { flow } => {
             let local = flow.local;
-            t.put(flow).map(|()| {
-                tracing::debug!(%local, "flow installed");
-                Value::Null
-            })
+            t.put(flow).map_err(refusal)?;
+            tracing::debug!(%local, "flow installed");
+            Reply::Installed
         }
-        Request::FlowDel { local } => t.remove(local).map(|r| to_json(&r)),
-        Request::FlowGet { local } => t.report(local).map(|r| to_json(&r)),
-        Request::FlowList => Ok(to_json(&t.list())),
-        Request::Idle => Ok(to_json(&t.idle())),
-        Request::Workers => Ok(to_json(&t.workers())),
-        Request::Events => Ok(to_json(&t.take_events())),
-        Request::Counters => Ok(Value::Object(
-            t.counters()
-                .into_iter()
-                .map(|(k, v)| (k, v.into()))
-                .collect(),
-        )),
+        Request::FlowDel { local } => Reply::Flow(t.remove(local).map_err(refusal)?.into()),
+        Request::FlowGet { local } => Reply::Flow(t.report(local).map_err(refusal)?.into()),
+        Request::FlowList => Reply::Flows(t.list()),
+        Request::Idle => Reply::Flows(t.idle()),
+        Request::Workers => Reply::Workers(t.workers()),
+        Request::Events => Reply::Events(t.take_events()),
+        Request::Counters => Reply::Counters(t.counters().into_iter().collect()),
     };
-    match result {
-        Ok(v) => control::ok_reply(v),
-        Err(e) => control::error_reply(&e.to_string()),
-    }
+    Ok(reply)
 }
 
-fn to_json<T: serde::Serialize>(v: &T) -> Value {
-    serde_json::to_value(v).expect("reports serialize")
+/// The refusal a client sees for a table error, its kind from the variant.
+fn refusal(e: TableError) -> ControlError {
+    let kind = match &e {
+        TableError::NoSuchFlow(_) => ErrorKind::NoSuchFlow,
+        TableError::Backend(BackendError::Flow(_)) => ErrorKind::Invalid,
+        TableError::Backend(_) => ErrorKind::Backend,
+    };
+    ControlError::new(kind, e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::{Backend, FlowCounters};
+    use crate::flow::Flow;
+
+    /// A backend that installs anything and sees no packets.
+    struct Quiet;
+
+    impl Backend for Quiet {
+        fn name(&self) -> &'static str {
+            "quiet"
+        }
+        fn put(&mut self, _: &Flow, _: Option<&Flow>) -> Result<(), BackendError> {
+            Ok(())
+        }
+        fn remove(&mut self, _: &Flow) -> Result<(), BackendError> {
+            Ok(())
+        }
+        fn flow_counters(&self, _: &Flow) -> FlowCounters {
+            FlowCounters::default()
+        }
+        fn counters(&self) -> Vec<(String, u64)> {
+            Vec::new()
+        }
+        fn adopted(&self) -> Vec<Flow> {
+            Vec::new()
+        }
+    }
+
+    fn flow(local: &str, destination: &str) -> Flow {
+        serde_json::from_value(serde_json::json!({
+            "local": local, "source": local, "destination": destination,
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn requests_get_typed_replies_and_refusals_their_kind() {
+        let table = Mutex::new(FlowTable::new(Box::new(Quiet), 30));
+        let f = flow("127.0.0.1:30000", "127.0.0.1:4000");
+        let local = f.local;
+        let put = handle(Request::FlowPut { flow: f.clone() }, &table);
+        assert_eq!(put, Ok(Reply::Installed));
+        let Ok(Reply::Hello(hello)) = handle(Request::Hello, &table) else {
+            panic!("hello");
+        };
+        assert_eq!((hello.version, hello.backend.as_str()), (1, "quiet"));
+        let Ok(Reply::Flow(last)) = handle(Request::FlowDel { local }, &table) else {
+            panic!("the final report");
+        };
+        assert_eq!(last.flow, f);
+        let gone = handle(Request::FlowDel { local }, &table).unwrap_err();
+        assert_eq!(gone.kind, ErrorKind::NoSuchFlow);
+        assert_eq!(
+            gone.message,
+            "no flow matches local address 127.0.0.1:30000"
+        );
+        let mixed = flow("127.0.0.1:30002", "[::1]:4000");
+        let bad = handle(Request::FlowPut { flow: mixed }, &table).unwrap_err();
+        assert_eq!(bad.kind, ErrorKind::Invalid, "{bad}");
+        let counters = handle(Request::Counters, &table);
+        assert_eq!(counters, Ok(Reply::Counters([("flows".into(), 0)].into())));
+    }
 }

@@ -7,12 +7,12 @@
 
 use crate::backend::{monotonic_ns, Backend, BackendError, FlowCounters};
 use crate::flow::Flow;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
 
 /// A flow with its counters and idle state, as reported to clients.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FlowReport {
     pub flow: Flow,
     pub counters: FlowCounters,

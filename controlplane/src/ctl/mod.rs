@@ -10,9 +10,10 @@ use serde_json::Value as Json;
 use std::net::SocketAddr;
 use std::path::Path;
 use tollgate_dataplane::client::ControlClient;
-use tollgate_dataplane::control::Request;
+use tollgate_dataplane::control::{Reply, Request};
 use tollgate_dataplane::flow::Flow;
 use tollgate_dataplane::pipeline::StageSpec;
+use tollgate_dataplane::table::FlowReport;
 use tollgate_ng::client::NgClient;
 use tollgate_ng::Value;
 
@@ -110,67 +111,58 @@ pub fn run(socket: &Path, ng: SocketAddr, cmd: CtlCommand) -> Result<()> {
         _ => {}
     }
     let mut c = ControlClient::connect(socket).context("is the data plane running?")?;
-    let out = match cmd {
-        CtlCommand::Flows { json: false } => {
-            print_table(&c.request(&Request::FlowList)?);
-            return Ok(());
-        }
-        CtlCommand::Flows { json: true } => c.request(&Request::FlowList)?,
-        CtlCommand::Flow { local } => c.request(&Request::FlowGet { local })?,
-        CtlCommand::Add(a) => {
-            let flow = Flow {
-                local: a.local,
-                source: a.source,
-                destination: a.destination,
-                expect: a.expect,
-                egress: a.egress,
-                learn: a.learn,
-                strict: a.strict,
-                follow: a.follow,
-                clock_rate: a.clock_rate,
-                stages: a.stage,
-            };
-            c.request(&Request::FlowPut { flow })?;
-            println!("flow {} installed", a.local);
-            return Ok(());
-        }
-        CtlCommand::Del { local } => c.request(&Request::FlowDel { local })?,
-        CtlCommand::Idle => c.request(&Request::Idle)?,
-        CtlCommand::Counters => c.request(&Request::Counters)?,
+    let table = matches!(cmd, CtlCommand::Flows { json: false });
+    let req = match cmd {
+        CtlCommand::Flows { .. } => Request::FlowList,
+        CtlCommand::Flow { local } => Request::FlowGet { local },
+        CtlCommand::Add(a) => Request::FlowPut { flow: flow(*a) },
+        CtlCommand::Del { local } => Request::FlowDel { local },
+        CtlCommand::Idle => Request::Idle,
+        CtlCommand::Counters => Request::Counters,
         CtlCommand::Workers { json } => return workers::run(&mut c, json),
-        CtlCommand::Events => c.request(&Request::Events)?,
-        CtlCommand::Status => c.request(&Request::Hello)?,
+        CtlCommand::Events => Request::Events,
+        CtlCommand::Status => Request::Hello,
         CtlCommand::Calls | CtlCommand::Call { .. } => unreachable!("answered over NG above"),
     };
-    println!("{}", serde_json::to_string_pretty(&out)?);
+    match (c.request_typed(&req)??, &req) {
+        (Reply::Flows(list), _) if table => print_table(&list),
+        (Reply::Installed, Request::FlowPut { flow }) => println!("flow {} installed", flow.local),
+        (reply, _) => println!("{}", serde_json::to_string_pretty(&reply)?),
+    }
     Ok(())
 }
 
-fn print_table(list: &Json) {
+fn flow(a: FlowArgs) -> Flow {
+    Flow {
+        local: a.local,
+        source: a.source,
+        destination: a.destination,
+        expect: a.expect,
+        egress: a.egress,
+        learn: a.learn,
+        strict: a.strict,
+        follow: a.follow,
+        clock_rate: a.clock_rate,
+        stages: a.stage,
+    }
+}
+
+fn print_table(list: &[FlowReport]) {
     println!(
         "{:<24} {:<24} {:<24} {:>10} {:>12} {:>8} {:<5}",
         "LOCAL", "DESTINATION", "LEARNED", "PACKETS", "BYTES", "LOST", "IDLE"
     );
-    for r in list.as_array().into_iter().flatten() {
-        let s = |v: &Json| v.as_str().unwrap_or("-").to_string();
-        let n = |v: &Json| {
-            v.as_u64()
-                .map(|x| x.to_string())
-                .unwrap_or_else(|| "-".into())
-        };
+    let or_dash = |v: Option<String>| v.unwrap_or_else(|| "-".into());
+    for r in list {
         println!(
             "{:<24} {:<24} {:<24} {:>10} {:>12} {:>8} {:<5}",
-            s(&r["flow"]["local"]),
-            s(&r["flow"]["destination"]),
-            s(&r["counters"]["learned"]),
-            n(&r["counters"]["packets"]),
-            n(&r["counters"]["bytes"]),
-            n(&r["counters"]["rtp"]["lost"]),
-            if r["idle"].as_bool() == Some(true) {
-                "yes"
-            } else {
-                "no"
-            },
+            r.flow.local.to_string(),
+            r.flow.destination.to_string(),
+            or_dash(r.counters.learned.map(|a| a.to_string())),
+            r.counters.packets,
+            r.counters.bytes,
+            or_dash(r.counters.rtp.map(|q| q.lost.to_string())),
+            if r.idle { "yes" } else { "no" },
         );
     }
 }

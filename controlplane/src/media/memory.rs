@@ -3,9 +3,11 @@
 //! for each installed flow the counters a test set (by default none, and
 //! not idle: media flowing). The tests of the B2BUA, the session manager
 //! and the NG handler use it as their fake data plane; clones share state,
-//! so a test keeps one while a core owns another.
+//! so a test keeps one while a core owns another. It counts exchanges (one
+//! per trait call, as the real link makes one round trip per call), so a
+//! test can see what an operation costs.
 
-use super::{FlowStat, MediaPlane};
+use super::{Applied, FlowStat, MediaPlane};
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -23,6 +25,7 @@ struct State {
     flows: BTreeMap<SocketAddr, Flow>,
     log: Vec<FlowChange>,
     stats: HashMap<SocketAddr, FlowStat>,
+    exchanges: u64,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -47,6 +50,11 @@ impl MemoryPlane {
         std::mem::take(&mut self.state().log)
     }
 
+    /// Exchanges with this data plane so far.
+    pub fn exchanges(&self) -> u64 {
+        self.state().exchanges
+    }
+
     /// What the flow at `local` reports from now on.
     pub fn set_stat(&self, local: SocketAddr, stat: FlowStat) {
         self.state().stats.insert(local, stat);
@@ -63,25 +71,28 @@ impl MemoryPlane {
 }
 
 impl MediaPlane for MemoryPlane {
-    /// Refuses a flow the real data plane would (`Flow::validate`).
-    fn apply(&mut self, puts: &[Flow], removes: &[SocketAddr]) -> Vec<Result<(), String>> {
+    /// Refuses a flow the real data plane would (`Flow::validate`); a
+    /// removal answers the flow's counters, as the real one's final report.
+    fn apply(&mut self, puts: &[Flow], removes: &[SocketAddr]) -> Applied {
         let mut s = self.state();
-        let mut out = Vec::new();
+        s.exchanges += 1;
+        let mut applied = Applied::default();
         for f in puts {
             let r = f.validate().map_err(|e| e.to_string());
             if r.is_ok() {
                 s.flows.insert(f.local, f.clone());
                 s.log.push(FlowChange::Put(f.clone()));
             }
-            out.push(r);
+            applied.puts.push(r);
         }
         for l in removes {
-            if s.flows.remove(l).is_some() {
+            let stat = s.flows.remove(l).map(|_| s.stat(l));
+            if stat.is_some() {
                 s.log.push(FlowChange::Removed(*l));
             }
-            out.push(Ok(()));
+            applied.removed.push(Ok(stat));
         }
-        out
+        applied
     }
 
     fn stats(&mut self) -> Result<HashMap<SocketAddr, FlowStat>, String> {
@@ -93,11 +104,18 @@ impl MediaPlane for MemoryPlane {
         &mut self,
         locals: &[SocketAddr],
     ) -> Result<HashMap<SocketAddr, FlowStat>, String> {
-        let s = self.state();
+        let mut s = self.state();
+        s.exchanges += 1;
         Ok(locals
             .iter()
             .filter(|l| s.flows.contains_key(l))
-            .map(|l| (*l, s.stats.get(l).copied().unwrap_or_default()))
+            .map(|l| (*l, s.stat(l)))
             .collect())
+    }
+}
+
+impl State {
+    fn stat(&self, local: &SocketAddr) -> FlowStat {
+        self.stats.get(local).copied().unwrap_or_default()
     }
 }

@@ -8,9 +8,11 @@
 //! such direction is one data-plane flow (two with separate RTCP), learning
 //! the sender's real source (symmetric RTP) unless `asymmetric`.
 //!
-//! This module is a plain state machine over [`MediaPlane`]: every input
-//! carries a [`Now`] and requests and returns replies; sockets and clocks live in the NG
-//! server and the data-plane link.
+//! This module is a plain state machine over [`MediaPlane`], speaking typed
+//! Rust: every input carries a [`Now`] and [`options::Options`], and it
+//! answers with SDP and [`CallReport`]s. The NG module translates NG
+//! dictionaries to and from these; sockets and clocks live in the NG server
+//! and the data-plane link.
 
 mod cdr;
 pub mod memory;
@@ -33,14 +35,15 @@ use tollgate_dataplane::pipeline::StageSpec;
 use tollgate_sip::sdp::{Media as SdpMedia, Sdp};
 
 pub use cdr::{ms, Ending};
-pub use report::FlowStat;
+pub use report::{CallReport, FlowStat, MediaReport, PartyReport, StreamReport};
 
 /// The data plane as the session manager needs it.
 pub trait MediaPlane: Send {
     /// Installs or updates the flows `puts` and removes those matching
     /// `removes` (absent is fine), in one exchange where the data plane
-    /// allows it; one result per item, puts first.
-    fn apply(&mut self, puts: &[Flow], removes: &[SocketAddr]) -> Vec<Result<(), String>>;
+    /// allows it. A removal answers the flow's final counters, so a call's
+    /// teardown reads them and removes its flows in one exchange.
+    fn apply(&mut self, puts: &[Flow], removes: &[SocketAddr]) -> Applied;
     /// Counters of every installed flow, by local address.
     fn stats(&mut self) -> Result<HashMap<SocketAddr, FlowStat>, String>;
     /// Counters of the given flows only (one call's: cheap at any scale).
@@ -48,6 +51,16 @@ pub trait MediaPlane: Send {
         &mut self,
         locals: &[SocketAddr],
     ) -> Result<HashMap<SocketAddr, FlowStat>, String>;
+}
+
+/// What [`MediaPlane::apply`] did, item by item.
+#[derive(Debug, Default)]
+pub struct Applied {
+    /// One result per put, in order.
+    pub puts: Vec<Result<(), String>>,
+    /// One per removal, in order: the flow's final counters, or None when
+    /// it was not installed.
+    pub removed: Vec<Result<Option<FlowStat>, String>>,
 }
 
 /// An NG request the relay refuses, with the reason for `error-reason`.
@@ -630,9 +643,9 @@ impl Sessions {
             .filter(|l| !want.contains_key(l))
             .copied()
             .collect();
-        let results = plane.apply(&puts, &stale);
+        let applied = plane.apply(&puts, &stale);
         let mut first_err = None;
-        for (flow, r) in puts.iter().zip(&results) {
+        for (flow, r) in puts.iter().zip(&applied.puts) {
             match r {
                 Ok(()) => {
                     call.flows.insert(flow.local, flow.clone());
@@ -644,9 +657,9 @@ impl Sessions {
                 }
             }
         }
-        for (local, r) in stale.iter().zip(results.iter().skip(puts.len())) {
+        for (local, r) in stale.iter().zip(&applied.removed) {
             match r {
-                Ok(()) => {
+                Ok(_) => {
                     call.flows.remove(local);
                 }
                 Err(e) => {
@@ -734,8 +747,9 @@ impl Sessions {
 
     /// `delete`: the whole call, or one branch when `to_tag` names an alias;
     /// `from_tag` is the party hanging up, when the request says. Returns
-    /// the call's statistics as they were (its flows' counters read from
-    /// `plane`), or None if unknown.
+    /// the call's statistics as they were, or None if unknown. One exchange
+    /// with `plane`: without a delay the flows go at once and their final
+    /// counters are the call's; with one they are read and stay.
     pub fn delete(
         &mut self,
         now: Now,
@@ -744,26 +758,26 @@ impl Sessions {
         from_tag: Option<&str>,
         to_tag: Option<&str>,
         delay: Option<u64>,
-    ) -> Option<tollgate_ng::Value> {
+    ) -> Option<CallReport> {
         let call = self.calls.get(call_id)?;
-        let stats = &self.call_stats(plane, call_id);
         let only = to_tag.filter(|t| !t.is_empty()).or(from_tag);
-        let reply = report::query(call, &self.cfg, stats, now.wall, only);
-        // A branch the from-tag is not in dialogue with goes on its own.
-        if let (Some(f), Some(t)) = (from_tag, to_tag) {
-            if let (Some(&fp), Some(&tp)) = (call.tags.get(f), call.tags.get(t)) {
-                let in_dialogue = call.parts.iter().any(|q| !q.gone && q.peer == Some(tp));
-                if fp != tp && !in_dialogue {
-                    self.drop_branch(plane, call_id, tp);
-                    return Some(reply);
-                }
-            }
+        if let Some(branch) = lone_branch(call, from_tag, to_tag) {
+            let stats = self.call_stats(plane, call_id);
+            let reply = report::call(call, &self.cfg, &stats, now.wall, only);
+            self.drop_branch(plane, call_id, branch);
+            return Some(reply);
         }
-        self.end(now, call_id, stats, Ending::Deleted { by_tag: from_tag });
         let delay = delay.unwrap_or(self.cfg.delete_delay_secs);
+        let (stats, retired) = if delay == 0 {
+            self.remove_flows(plane, call_id)
+        } else {
+            (self.call_stats(plane, call_id), Vec::new())
+        };
+        let reply = report::call(self.calls.get(call_id)?, &self.cfg, &stats, now.wall, only);
+        self.end(now, call_id, &stats, Ending::Deleted { by_tag: from_tag });
         self.totals.deleted += 1;
         if delay == 0 {
-            self.drop_call(plane, call_id);
+            self.release_call(call_id, &retired);
         } else if let Some(c) = self.calls.get_mut(call_id) {
             // Requests are limited to a day; the configured delay is trusted.
             c.delete_at = now.mono.checked_add(Duration::from_secs(delay));
@@ -812,22 +826,46 @@ impl Sessions {
         std::mem::take(&mut self.records)
     }
 
+    /// Removes the call, its flows and its ports, writing no CDR.
     fn drop_call(&mut self, plane: &mut dyn MediaPlane, call_id: &str) {
+        let (_, retired) = self.remove_flows(plane, call_id);
+        self.release_call(call_id, &retired);
+    }
+
+    /// Removes the call's flows in one exchange. Returns their final
+    /// counters, and the port pairs to retire: a pair whose flow the data
+    /// plane kept is never handed out again, since a new call on it would
+    /// collide with the flow left behind.
+    fn remove_flows(
+        &self,
+        plane: &mut dyn MediaPlane,
+        call_id: &str,
+    ) -> (HashMap<SocketAddr, FlowStat>, Vec<u16>) {
+        let locals = self.call_flows(call_id);
+        let mut stats = HashMap::new();
+        let mut retired = Vec::new();
+        for (local, r) in locals.iter().zip(plane.apply(&[], &locals).removed) {
+            match r {
+                Ok(Some(stat)) => {
+                    stats.insert(*local, stat);
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(call_id, %local, error = %e, "could not remove flow; its port pair is retired");
+                    retired.push(local.port() & !1);
+                }
+            }
+        }
+        (stats, retired)
+    }
+
+    /// Forgets the call and frees its ports, but the `retired` pairs.
+    fn release_call(&mut self, call_id: &str, retired: &[u16]) {
         let Some(mut call) = self.calls.remove(call_id) else {
             return;
         };
-        let locals: Vec<SocketAddr> = call.flows.keys().copied().collect();
-        // A pair whose flow the data plane kept is never handed out again:
-        // a new call on it would collide with the flow left behind.
-        let mut stuck = Vec::new();
-        for (local, r) in locals.iter().zip(plane.apply(&[], &locals)) {
-            if let Err(e) = r {
-                tracing::warn!(call_id, %local, error = %e, "could not remove flow; its port pair is retired");
-                stuck.push(local.port() & !1);
-            }
-        }
         for p in &mut call.parts {
-            release(&mut self.pools[p.iface], p, &stuck);
+            release(&mut self.pools[p.iface], p, retired);
         }
     }
 
@@ -839,10 +877,10 @@ impl Sessions {
         call_id: &str,
         only: Option<&str>,
         stats: &HashMap<SocketAddr, FlowStat>,
-    ) -> Option<tollgate_ng::Value> {
+    ) -> Option<CallReport> {
         self.calls
             .get(call_id)
-            .map(|c| report::query(c, &self.cfg, stats, now.wall, only))
+            .map(|c| report::call(c, &self.cfg, stats, now.wall, only))
     }
 
     /// Counters of one call's flows (none when the data plane cannot say).
@@ -946,12 +984,12 @@ impl Sessions {
                 Some(_) => self.totals.final_timeouts += 1,
                 None => {}
             }
+            let (stats, retired) = self.remove_flows(plane, id);
             if let Some(how) = how {
-                let stats = self.call_stats(plane, id);
                 self.end(now, id, &stats, how);
             }
             tracing::info!(call_id = %id, reason = why, "call removed");
-            self.drop_call(plane, id);
+            self.release_call(id, &retired);
         }
         gone
     }
@@ -1016,6 +1054,14 @@ fn participant(call: &mut Call, tag: &str, iface: usize, created: SystemTime) ->
 /// Gives back every port pair held for `p`.
 /// Returns every port pair `p` holds to the pool, but those in `retired`
 /// (once: its maps are emptied).
+/// The participant `to_tag` names when it is a branch the `from_tag` party
+/// is not in dialogue with: a delete naming both removes that branch alone.
+fn lone_branch(call: &Call, from_tag: Option<&str>, to_tag: Option<&str>) -> Option<usize> {
+    let (&fp, &tp) = (call.tags.get(from_tag?)?, call.tags.get(to_tag?)?);
+    let in_dialogue = call.parts.iter().any(|q| !q.gone && q.peer == Some(tp));
+    (fp != tp && !in_dialogue).then_some(tp)
+}
+
 fn release(pool: &mut PortPool, p: &mut Participant, retired: &[u16]) {
     for m in p.sides.iter_mut().flat_map(|s| s.maps.drain(..)) {
         if !retired.contains(&m.port) {

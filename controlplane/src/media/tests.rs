@@ -8,7 +8,6 @@ use super::*;
 use crate::time::Now;
 use std::time::Duration;
 use tollgate_cdr::model::{Disposition, HangupBy};
-use tollgate_ng::Value;
 
 const A: &str = "192.0.2.10";
 const B: &str = "192.0.2.20";
@@ -137,6 +136,44 @@ fn offer_answer_and_delete_are_flow_changes_and_records() {
 }
 
 #[test]
+fn a_delete_reads_and_removes_the_flows_in_one_exchange() {
+    let mut r = Relay::new(cfg());
+    r.call(0.0);
+    let a_facing = r
+        .plane
+        .flows()
+        .values()
+        .find(|f| f.destination.to_string() == "192.0.2.20:6000")
+        .map(|f| f.local)
+        .unwrap();
+    let stat = FlowStat {
+        packets: 50,
+        bytes: 8000,
+        lost: Some(2),
+        ..FlowStat::default()
+    };
+    r.plane.set_stat(a_facing, stat);
+    let before = r.plane.exchanges();
+    let reply =
+        r.s.delete(r.at(10.0), &mut r.plane, "c1", Some("A"), None, None);
+    assert_eq!(r.plane.exchanges() - before, 1, "one exchange per teardown");
+    assert!(r.plane.flows().is_empty());
+    let a_media = &reply.unwrap().parties[0].medias[0];
+    assert_eq!(
+        a_media.rtp.stat.map(|s| s.packets),
+        Some(50),
+        "the reply has the final counters"
+    );
+    let Some(Record::Ended(cdr)) = r.s.take_records().pop() else {
+        panic!("no CDR");
+    };
+    let a = &cdr.legs[0];
+    assert_eq!((a.received.packets, a.received.bytes), (50, 8000), "{a:?}");
+    assert_eq!(a.received.lost, Some(2));
+    assert_eq!(cdr.legs[1].sent.packets, 50, "what A sent went to B");
+}
+
+#[test]
 fn a_delete_delay_keeps_media_until_it_runs_out() {
     let mut r = Relay::new(cfg());
     r.call(0.0);
@@ -241,29 +278,10 @@ fn query_reports_the_data_planes_counters_as_of_now() {
     );
     let stats = r.s.call_stats(&mut r.plane, "c1");
     let q = r.s.query(r.at(10.0), "c1", None, &stats).unwrap();
-    let tag_a = q.get("tags").and_then(|t| t.get("A")).unwrap();
-    let rtp = &tag_a.get("medias").unwrap().as_list().unwrap()[0]
-        .get("streams")
-        .unwrap()
-        .as_list()
-        .unwrap()[0];
-    assert_eq!(
-        rtp.get("local port").and_then(Value::as_int),
-        Some(a_facing.port() as i64)
-    );
-    let at_8s = r.ms(8.0) / 1000;
-    assert_eq!(
-        rtp.get("last packet").and_then(Value::as_int),
-        Some(at_8s),
-        "now - 2 s"
-    );
-    let s = rtp.get("stats").unwrap();
-    assert_eq!(s.get("packets").and_then(Value::as_int), Some(50));
-    assert_eq!(s.get("bytes").and_then(Value::as_int), Some(8000));
-    let totals = q.get("totals").and_then(|t| t.get("RTP")).unwrap();
-    assert_eq!(totals.get("packets").and_then(Value::as_int), Some(50));
-    assert_eq!(
-        q.get("created").and_then(Value::as_int),
-        Some(r.ms(0.0) / 1000)
-    );
+    let tag_a = q.parties.iter().find(|p| p.tag == "A").unwrap();
+    let rtp = &tag_a.medias[0].rtp;
+    assert_eq!(rtp.local, Some(a_facing));
+    assert_eq!(rtp.stat.map(|s| (s.packets, s.bytes)), Some((50, 8000)));
+    assert_eq!(q.at, r.at(10.0).wall, "counters as of now");
+    assert_eq!(q.created, r.at(0.0).wall);
 }

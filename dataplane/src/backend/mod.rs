@@ -18,11 +18,12 @@ pub mod xdp;
 use crate::flow::Flow;
 use crate::pipeline::{Event, PipelineCounters};
 use crate::quality::Quality;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
 use std::net::SocketAddr;
 
 /// What a backend measured for one flow.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FlowCounters {
     pub packets: u64,
     pub bytes: u64,
@@ -43,7 +44,7 @@ pub struct FlowCounters {
 
 /// What one packet worker did since it started, for `tollgate ctl workers`.
 /// Counters are cumulative: a reader samples twice for rates.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WorkerReport {
     /// The worker's index in its backend.
     pub worker: usize,
@@ -58,7 +59,7 @@ pub struct WorkerReport {
     /// Nanoseconds since the worker started.
     pub uptime_ns: u64,
     /// Packets dropped, by reason, outside the pipeline's own counters.
-    pub drops: std::collections::BTreeMap<&'static str, u64>,
+    pub drops: std::collections::BTreeMap<Cow<'static, str>, u64>,
     /// The worker's media pipeline.
     pub pipeline: PipelineCounters,
 }

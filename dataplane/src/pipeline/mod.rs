@@ -22,7 +22,7 @@ pub use payload::{Payload, TooLong};
 pub use stages::{Stage, StageSpec};
 
 use crate::flow::Flow;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use wheel::{Timer, Wheel};
@@ -52,7 +52,7 @@ pub enum DropReason {
 }
 
 /// Something a stage reports to the control plane.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Event {
     /// The flow's local address.
     pub local: SocketAddr,
@@ -61,7 +61,7 @@ pub struct Event {
     pub kind: EventKind,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum EventKind {
     /// `drop_every` dropped the flow's `packet`th packet, its `dropped`th drop.
@@ -72,7 +72,7 @@ pub enum EventKind {
 pub type EventSink = crossbeam_channel::Sender<Event>;
 
 /// A worker's pipeline counters, owned by the worker.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PipelineCounters {
     /// Packets handed to `process`.
     pub processed: u64,

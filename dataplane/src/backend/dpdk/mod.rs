@@ -352,7 +352,7 @@ mod backend {
                         drops: named
                             .into_iter()
                             .filter(|(n, _)| n.starts_with("drop_"))
-                            .map(|(n, v)| (n.trim_start_matches("drop_"), v))
+                            .map(|(n, v)| (n.trim_start_matches("drop_").into(), v))
                             .collect(),
                         pipeline: s.pipeline.load(),
                     }

@@ -431,6 +431,7 @@ impl Backend for SocketBackend {
                     drops: named
                         .into_iter()
                         .filter(|(n, _)| n.starts_with("drop_"))
+                        .map(|(n, v)| (n.into(), v))
                         .collect(),
                     pipeline: w.pipeline.load(),
                 }

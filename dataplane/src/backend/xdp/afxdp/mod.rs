@@ -412,18 +412,20 @@ impl Workers {
                     busy_ns: h.shared.busy_ns.get(),
                     uptime_ns: now.saturating_sub(h.started_ns),
                     drops: {
-                        let mut d: std::collections::BTreeMap<&'static str, u64> = NAMES
-                            [FIRST_DROP..]
-                            .iter()
-                            .enumerate()
-                            .map(|(j, n)| (*n, h.shared.counters[FIRST_DROP + j].get()))
-                            .collect();
+                        let mut d: std::collections::BTreeMap<std::borrow::Cow<'static, str>, u64> =
+                            NAMES[FIRST_DROP..]
+                                .iter()
+                                .enumerate()
+                                .map(|(j, n)| {
+                                    ((*n).into(), h.shared.counters[FIRST_DROP + j].get())
+                                })
+                                .collect();
                         // What the kernel dropped before the worker saw it.
                         let k = h.kernel_stats();
-                        d.insert("xsk_rx_dropped", k.rx_dropped);
-                        d.insert("xsk_rx_ring_full", k.rx_ring_full);
-                        d.insert("xsk_rx_invalid", k.rx_invalid);
-                        d.insert("xsk_tx_invalid", k.tx_invalid);
+                        d.insert("xsk_rx_dropped".into(), k.rx_dropped);
+                        d.insert("xsk_rx_ring_full".into(), k.rx_ring_full);
+                        d.insert("xsk_rx_invalid".into(), k.rx_invalid);
+                        d.insert("xsk_tx_invalid".into(), k.tx_invalid);
                         d
                     },
                     pipeline: h.shared.pipeline.load(),

@@ -4,11 +4,17 @@
 //! as `result: error` with an `error-reason` that says what.
 //!
 //! A plain state machine: every request and the housekeeping tick carry a
-//! [`Now`]; the NG server owns the sockets and the clock.
+//! [`Now`]; the NG server owns the sockets and the clock. It translates
+//! between NG dictionaries and the session manager's typed requests and
+//! reports: [`options`] reads what a request asks for, [`reply`] shapes
+//! what comes back.
 
-use crate::media::options::Options;
+pub mod options;
+pub mod reply;
+
 use crate::media::{FlowStat, MediaPlane, NgError, Sessions};
 use crate::time::Now;
+use reply::{error, ok};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -26,17 +32,6 @@ pub struct NgHandler {
 
 /// rtpengine's words for a `delete` of an unknown call or tag.
 const NOT_FOUND: &str = "Call-ID not found or tags didn't match";
-
-fn error(reason: &str) -> Value {
-    Value::dict([
-        ("result", Value::str("error")),
-        ("error-reason", Value::str(reason)),
-    ])
-}
-
-fn ok() -> Value {
-    Value::dict([("result", Value::str("ok"))])
-}
 
 fn text<'a>(req: &'a Value, key: &str) -> Result<&'a str, NgError> {
     match req.get(key) {
@@ -98,7 +93,7 @@ impl NgHandler {
                 let sdp = text(req, "sdp")?;
                 let call_id = text(req, "call-id")?;
                 let from_tag = text(req, "from-tag")?;
-                let o = Options::parse(req).map_err(NgError)?;
+                let o = options::parse(req).map_err(NgError)?;
                 let out = if command == "offer" {
                     let to_tag = opt_text(req, "to-tag")?;
                     let plane = self.plane.as_mut();
@@ -116,7 +111,7 @@ impl NgHandler {
             }
             "delete" => {
                 let call_id = text(req, "call-id")?;
-                let o = Options::parse(req).map_err(NgError)?;
+                let o = options::parse(req).map_err(NgError)?;
                 let from_tag = opt_text(req, "from-tag")?;
                 let to_tag = opt_text(req, "to-tag")?;
                 let plane = self.plane.as_mut();
@@ -126,7 +121,8 @@ impl NgHandler {
                 {
                     // As rtpengine: the statistics come back when a tag says
                     // whose; a whole-call delete by Call-ID alone is just ok.
-                    Some(mut r) if from_tag.is_some_and(|t| !t.is_empty()) => {
+                    Some(report) if from_tag.is_some_and(|t| !t.is_empty()) => {
+                        let mut r = reply::call(&report);
                         r.set("result", Value::str("ok"));
                         Ok(r)
                     }
@@ -145,10 +141,11 @@ impl NgHandler {
                     .filter(|t| !t.is_empty())
                     .or(opt_text(req, "from-tag")?.filter(|t| !t.is_empty()));
                 let stats = self.sessions.call_stats(self.plane.as_mut(), call_id);
-                let mut r = self
+                let report = self
                     .sessions
                     .query(now, call_id, only, &stats)
                     .ok_or_else(|| NgError("Unknown call-id".into()))?;
+                let mut r = reply::call(&report);
                 r.set("result", Value::str("ok"));
                 Ok(r)
             }
@@ -184,41 +181,13 @@ impl NgHandler {
     }
 
     fn statistics(&self, now: Now) -> Value {
-        let t = self.sessions.totals;
-        let active = self.sessions.active() as i64;
-        let current = Value::dict([
-            ("sessionsown", Value::Int(active)),
-            ("sessionsforeign", Value::Int(0)),
-            ("sessionstotal", Value::Int(active)),
-            ("transcodedmedia", Value::Int(0)),
-            (
-                "portsinuse",
-                Value::Int(self.sessions.ports_in_use() as i64 * 2),
-            ),
-        ]);
-        let total = Value::dict([
-            (
-                "uptime",
-                Value::Int(now.mono.saturating_duration_since(self.started).as_secs() as i64),
-            ),
-            ("managedsessions", Value::Int(t.calls as i64)),
-            ("totaltimeoutsessions", Value::Int(t.timeouts as i64)),
-            (
-                "totalfinaltimeoutsessions",
-                Value::Int(t.final_timeouts as i64),
-            ),
-            (
-                "totalregularterminatedsessions",
-                Value::Int(t.deleted as i64),
-            ),
-            ("errors", Value::Int(self.errors as i64)),
-        ]);
-        let mut r = ok();
-        r.set(
-            "statistics",
-            Value::dict([("currentstatistics", current), ("totalstatistics", total)]),
-        );
-        r
+        reply::statistics(&reply::Statistics {
+            totals: self.sessions.totals,
+            active: self.sessions.active(),
+            ports_in_use: self.sessions.ports_in_use(),
+            uptime: now.mono.saturating_duration_since(self.started),
+            errors: self.errors,
+        })
     }
 
     /// Housekeeping once a second: timeouts and delayed deletes.
