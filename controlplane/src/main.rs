@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
-use tollgate::config::{self, Config};
+use tollgate::config::Config;
 use tollgate::{cdrs, ctl, supervisor, tune};
 
 #[derive(Debug, Parser)]
@@ -139,7 +139,7 @@ impl Overrides {
             cfg.media.interfaces = self
                 .interfaces
                 .iter()
-                .map(|s| config::MediaConfig::parse_interface(s))
+                .map(|s| tollgate::media::config::MediaConfig::parse_interface(s))
                 .collect::<Result<_, _>>()
                 .map_err(anyhow::Error::msg)?;
         }

@@ -15,6 +15,7 @@
 //! and the data-plane link.
 
 mod cdr;
+pub mod config;
 pub mod memory;
 pub mod options;
 pub mod ports;
@@ -22,7 +23,7 @@ mod report;
 #[cfg(test)]
 mod tests;
 
-use crate::config::{MediaConfig, MediaInterface};
+use crate::media::config::{MediaConfig, MediaInterface};
 use crate::time::Now;
 use options::{AddressSource, Options};
 use ports::PortPool;

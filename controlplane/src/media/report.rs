@@ -4,7 +4,7 @@
 //! as rtpengine's reply ([`crate::ng::reply`]).
 
 use super::{Call, Participant, Side};
-use crate::config::MediaConfig;
+use crate::media::config::MediaConfig;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::SystemTime;

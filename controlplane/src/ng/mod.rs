@@ -9,6 +9,7 @@
 //! reports: [`options`] reads what a request asks for, [`reply`] shapes
 //! what comes back.
 
+pub mod config;
 pub mod options;
 pub mod reply;
 
@@ -205,7 +206,7 @@ impl NgHandler {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{MediaConfig, MediaInterface};
+    use crate::media::config::{MediaConfig, MediaInterface};
     use crate::media::memory::MemoryPlane as Plane;
     use tollgate_dataplane::flow::Flow;
 

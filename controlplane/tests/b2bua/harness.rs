@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use tollgate::b2bua::config::{RouteConfig, SipConfig};
 use tollgate::b2bua::ids::Ids;
 use tollgate::b2bua::{B2bua, Media, Transport};
-use tollgate::config::MediaConfig;
+use tollgate::media::config::MediaConfig;
 use tollgate::media::memory::{FlowChange, MemoryPlane};
 use tollgate::media::Sessions;
 use tollgate::time::Now;
