@@ -14,6 +14,7 @@ pub mod ngserver;
 pub mod plane;
 pub mod regshare;
 pub mod sipinbox;
+pub mod sipsend;
 pub mod sipserver;
 pub mod siptransport;
 pub mod supervisor;
