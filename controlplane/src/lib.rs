@@ -14,7 +14,6 @@ pub mod ngserver;
 pub mod plane;
 pub mod regshare;
 pub mod sipinbox;
-pub mod sipsend;
 pub mod sipserver;
 pub mod siptransport;
 pub mod supervisor;

@@ -14,10 +14,9 @@
 //! registrations through Redis, and serve TLS; SIGHUP reloads the dialplan.
 
 use crate::b2bua::config::SipConfig;
-use crate::b2bua::{ids::Ids, lcr, B2bua, Media};
-use crate::ngserver::NgServer;
+use crate::b2bua::{ids::Ids, lcr, B2bua, Media, Transport};
+use crate::ngserver::{wait_durable, NgServer};
 use crate::sipinbox::{inbox, Inbound, Mailbox, UdpIn, BURST};
-use crate::sipsend::{Sender, Transmit};
 use crate::siptransport::{
     accept_tcp, accept_tls, tls_client_config, tls_config, Connections, Outbound,
 };
@@ -28,6 +27,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use tollgate_cdr::model::Record;
 
 /// The longest the thread sleeps, so it notices `stop`.
 const NAP: Duration = Duration::from_millis(50);
@@ -198,18 +198,6 @@ fn serve(
     let _ = std::thread::Builder::new()
         .name("tg-sip-accept".into())
         .spawn(move || accept_tcp(tcp, tx, conns));
-    let sender = match udp
-        .socket()
-        .try_clone()
-        .and_then(|s| Sender::new(s, outbound))
-    {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::error!(error = %e, "SIP sender thread not started; the B2BUA stops");
-            stop.store(true, Ordering::Relaxed);
-            return;
-        }
-    };
     let mut udp = udp;
     let mut burst: Vec<Inbound> = Vec::with_capacity(2 * BURST);
     let mut reported = Instant::now();
@@ -232,16 +220,28 @@ fn serve(
                 return;
             }
         }
-        step(&mut burst, ng, b2b, &sender);
+        step(&mut burst, ng, b2b, udp.socket(), &outbound);
     }
     report(&lock(b2b).counters);
 }
 
+/// A message to send: how, to whom, what.
+type Transmit = (Transport, SocketAddr, Vec<u8>);
+
 /// Hands `burst` to the B2BUA one message at a time (the handler lock NG
 /// also takes is held per message, so an NG request waits for one SIP
-/// message, not a burst), then runs its due timers; what each produced
-/// goes to the [`Sender`].
-fn step(burst: &mut Vec<Inbound>, ng: &NgServer, b2b: &Mutex<B2bua>, sender: &Sender) {
+/// message, not a burst), then runs its due timers. What an input produced
+/// leaves at once until an input produces a CDR: from then on the step's
+/// messages (a BYE's 200 and what follows it) wait until its CDRs are
+/// durable, so messages still leave in the order produced.
+fn step(
+    burst: &mut Vec<Inbound>,
+    ng: &NgServer,
+    b2b: &Mutex<B2bua>,
+    sock: &UdpSocket,
+    outbound: &Outbound,
+) {
+    let (mut held, mut queued) = (Vec::new(), Vec::new());
     let inputs = burst.drain(..).map(Some).chain([None]);
     for input in inputs {
         let (out, records) = ng.with_handler_here(|h| {
@@ -263,7 +263,29 @@ fn step(burst: &mut Vec<Inbound>, ng: &NgServer, b2b: &Mutex<B2bua>, sender: &Se
             let out: Vec<Transmit> = std::iter::from_fn(|| b.poll_transmit()).collect();
             (out, b.take_records())
         });
-        sender.submit(out, records);
+        // Messages leave in the order produced: once one waits for a CDR,
+        // every later one of the step waits behind it.
+        if !held.is_empty() || records.iter().any(|(r, _)| matches!(r, Record::Ended(_))) {
+            held.extend(out);
+        } else {
+            send(sock, outbound, out);
+        }
+        queued.extend(records);
+    }
+    wait_durable(queued);
+    send(sock, outbound, held);
+}
+
+fn send(sock: &UdpSocket, outbound: &Outbound, out: Vec<Transmit>) {
+    for (transport, to, bytes) in out {
+        match transport {
+            Transport::Udp => {
+                if let Err(e) = sock.send_to(&bytes, to) {
+                    tracing::debug!(%to, error = %e, "SIP send failed");
+                }
+            }
+            stream => outbound.send(to, stream, &bytes),
+        }
     }
 }
 
