@@ -152,11 +152,14 @@ def sip_capacity(r):
     rows = []
     for c in r["capacity"]:
         for p in c["probes"]:
-            run = p["run"]
-            rows.append([c["system"], f"{run['cps_offered']:,}", f"{run['cps_achieved']:,.1f}",
+            run = p.get("run")
+            verdict = "pass" if p["passed"] else "; ".join(p["failed_because"])
+            if run is None:
+                rows.append([c["system"], f"{p['cps']:,}", "—", "—", "—", "—", verdict])
+                continue
+            rows.append([c["system"], f"{p['cps']:,}", f"{run['cps_achieved']:,.1f}",
                          run["failed"], f"{run['setup_us_p99']:,.0f} µs",
-                         f"{run['cpu_ms_per_call']:.2f} ms",
-                         "pass" if p["passed"] else "; ".join(p["failed_because"])])
+                         f"{run['cpu_ms_per_call']:.2f} ms", verdict])
     out += table(["system", "offered cps", "achieved", "failed", "setup p99", "CPU per call", "probe"], rows)
     out += "\n" + table(["system", "capacity (highest passing rate)"],
                         [[c["system"], f"{c['cps']:,} cps"] for c in r["capacity"]])

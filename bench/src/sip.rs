@@ -482,8 +482,16 @@ fn capacities(
         while let Some(cps) = search.next() {
             eprintln!("{s}: capacity probe at {cps} cps for {} s", a.duration);
             let at = SipArgs { cps, ..a.clone() };
-            let run = run_once(s, probes.len() as u32 + 1, &at, ports)?;
-            let probe = Probe::judge(run, f64::from(a.p99_limit_ms) * 1000.0);
+            let probe = match run_once(s, probes.len() as u32 + 1, &at, ports) {
+                Ok(run) => Probe::judge(run, f64::from(a.p99_limit_ms) * 1000.0),
+                // The first probe is the least load: a refusal there is the
+                // set-up's, not the system's limit.
+                Err(e) if probes.is_empty() => return Err(e),
+                Err(e) => {
+                    eprintln!("  {s}: probe at {cps} cps refused: {e:#}");
+                    Probe::refused(cps, &e)
+                }
+            };
             search.record(cps, probe.passed);
             probes.push(probe);
         }

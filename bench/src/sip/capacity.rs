@@ -18,7 +18,10 @@ const RESOLUTION: f64 = 0.10;
 /// One probe and why it passed or failed.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Probe {
-    pub run: SipResult,
+    pub cps: u32,
+    /// The run; None when the run itself was refused (the error is in
+    /// `failed_because`), as an overloaded system that never goes idle is.
+    pub run: Option<SipResult>,
     pub passed: bool,
     /// Empty when it passed.
     pub failed_because: Vec<String>,
@@ -44,9 +47,20 @@ impl Probe {
             ));
         }
         Probe {
+            cps: run.cps_offered,
             passed: why.is_empty(),
             failed_because: why,
-            run,
+            run: Some(run),
+        }
+    }
+
+    /// A probe whose run was refused.
+    pub fn refused(cps: u32, error: &anyhow::Error) -> Probe {
+        Probe {
+            cps,
+            run: None,
+            passed: false,
+            failed_because: vec![format!("run refused: {error:#}")],
         }
     }
 }
@@ -134,20 +148,18 @@ impl CapacityReport {
         );
         for c in &self.capacity {
             for p in &c.probes {
-                println!(
-                    "{:<9} {:>6} cps  achieved {:>8.1}  failed {:>5}  p99 {:>8.0} us  cpu {:.3} ms/call  {}",
-                    c.system,
-                    p.run.cps_offered,
-                    p.run.cps_achieved,
-                    p.run.failed,
-                    p.run.setup_us_p99,
-                    p.run.cpu_ms_per_call,
-                    if p.passed {
-                        "pass".to_string()
-                    } else {
-                        p.failed_because.join("; ")
-                    }
-                );
+                let verdict = if p.passed {
+                    "pass".to_string()
+                } else {
+                    p.failed_because.join("; ")
+                };
+                match &p.run {
+                    Some(r) => println!(
+                        "{:<9} {:>6} cps  achieved {:>8.1}  failed {:>5}  p99 {:>8.0} us  cpu {:.3} ms/call  {verdict}",
+                        c.system, p.cps, r.cps_achieved, r.failed, r.setup_us_p99, r.cpu_ms_per_call
+                    ),
+                    None => println!("{:<9} {:>6} cps  {verdict}", c.system, p.cps),
+                }
             }
             println!("{:<9} capacity {} cps", c.system, c.cps);
         }
