@@ -23,7 +23,7 @@ import re
 import sys
 from pathlib import Path
 
-BLOCK = re.compile(r"(<!-- bench: (\w+) (\S+) -->\n)(.*?)(<!-- /bench -->)", re.S)
+BLOCK = re.compile(r"(<!-- bench: ([\w-]+) (\S+) -->\n)(.*?)(<!-- /bench -->)", re.S)
 
 
 def stamp_line(stamp, extra=""):
