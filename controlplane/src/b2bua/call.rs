@@ -137,17 +137,8 @@ impl B2bua {
         };
         self.counters.calls += 1;
         let facts = call_facts(now, from, &invite);
-        let txn = Server::new(invite.clone(), now.mono, self.timers, self.reliable(from));
-        self.servers.insert(
-            key.clone(),
-            ServerEntry {
-                txn,
-                armed: None,
-                to: from,
-                call: Some(facts.call_id.clone()),
-            },
-        );
-        self.pump_server(&key);
+        let call = Some(facts.call_id.clone());
+        self.open_server(now, from, key.clone(), invite.clone(), None, call);
         self.records.push(facts.started());
         Some(Setup {
             key,

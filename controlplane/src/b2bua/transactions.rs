@@ -60,8 +60,24 @@ impl B2bua {
         resp: Message,
         call: Option<String>,
     ) {
+        self.open_server(now, from, key, req, Some(resp), call);
+    }
+
+    /// A new server transaction for `req` from `from`, answered with
+    /// `resp` when given, then run once.
+    pub(super) fn open_server(
+        &mut self,
+        now: Now,
+        from: SocketAddr,
+        key: Key,
+        req: Message,
+        resp: Option<Message>,
+        call: Option<String>,
+    ) {
         let mut txn = Server::new(req, now.mono, self.timers, self.reliable(from));
-        txn.respond(now.mono, resp);
+        if let Some(resp) = resp {
+            txn.respond(now.mono, resp);
+        }
         self.servers.insert(
             key.clone(),
             ServerEntry {

@@ -27,6 +27,16 @@ struct Relay {
 }
 
 impl Relay {
+    /// The relay address of the flow that sends to A (192.0.2.20:6000).
+    fn a_facing(&self) -> SocketAddr {
+        self.plane
+            .flows()
+            .values()
+            .find(|f| f.destination.to_string() == "192.0.2.20:6000")
+            .map(|f| f.local)
+            .expect("a flow towards A")
+    }
+
     fn new(cfg: MediaConfig) -> Relay {
         Relay {
             s: Sessions::new(cfg),
@@ -139,13 +149,7 @@ fn offer_answer_and_delete_are_flow_changes_and_records() {
 fn a_delete_reads_and_removes_the_flows_in_one_exchange() {
     let mut r = Relay::new(cfg());
     r.call(0.0);
-    let a_facing = r
-        .plane
-        .flows()
-        .values()
-        .find(|f| f.destination.to_string() == "192.0.2.20:6000")
-        .map(|f| f.local)
-        .unwrap();
+    let a_facing = r.a_facing();
     let stat = FlowStat {
         packets: 50,
         bytes: 8000,
@@ -260,13 +264,7 @@ fn a_managed_call_is_left_to_its_signalling() {
 fn query_reports_the_data_planes_counters_as_of_now() {
     let mut r = Relay::new(cfg());
     r.call(0.0);
-    let a_facing = r
-        .plane
-        .flows()
-        .values()
-        .find(|f| f.destination.to_string() == "192.0.2.20:6000")
-        .map(|f| f.local)
-        .unwrap();
+    let a_facing = r.a_facing();
     r.plane.set_stat(
         a_facing,
         FlowStat {
