@@ -172,6 +172,12 @@ pub enum Record {
 }
 
 impl Record {
+    /// Whether this is a call's CDR: the record a BYE's 200 or an NG
+    /// delete's reply is acknowledged on (call events are not).
+    pub fn is_cdr(&self) -> bool {
+        matches!(self, Record::Ended(_))
+    }
+
     pub fn call_id(&self) -> &str {
         match self {
             Record::Started(s) => &s.call_id,

@@ -73,9 +73,10 @@ impl NgServer {
             .map(|r| {
                 // Only a CDR is acknowledged on (a BYE's 200, a delete's
                 // reply); call events ride on its sync.
-                let p = match r {
-                    Record::Ended(_) => self.spool.append(&r),
-                    _ => self.spool.append_lazy(&r),
+                let p = if r.is_cdr() {
+                    self.spool.append(&r)
+                } else {
+                    self.spool.append_lazy(&r)
                 };
                 (r, p)
             })

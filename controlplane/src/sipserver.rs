@@ -27,7 +27,6 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tollgate_cdr::model::Record;
 
 /// The longest the thread sleeps, so it notices `stop`.
 const NAP: Duration = Duration::from_millis(50);
@@ -265,7 +264,7 @@ fn step(
         });
         // Messages leave in the order produced: once one waits for a CDR,
         // every later one of the step waits behind it.
-        if !held.is_empty() || records.iter().any(|(r, _)| matches!(r, Record::Ended(_))) {
+        if !held.is_empty() || records.iter().any(|(r, _)| r.is_cdr()) {
             held.extend(out);
         } else {
             send(sock, outbound, out);

@@ -408,7 +408,9 @@ impl B2bua {
         {
             return d.on_response(resp);
         }
-        let call = &self.calls[call_id];
+        let Some(call) = self.calls.get(call_id) else {
+            return;
+        };
         let secure = self.secure(call.b.addr, call.b_invite_req.request_uri());
         let uac = |m: &Message| Dialog::uac(m, &self.contact, secure);
         let made = match resp.code() {
