@@ -9,7 +9,7 @@
 
 use crate::control::{self, ControlError, Frame, Reply, Request};
 use serde_json::Value;
-use std::io;
+use std::io::{self, BufReader};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 
@@ -37,8 +37,13 @@ impl From<ControlError> for ClientError {
 /// What the data plane answered one request: its reply, or its refusal.
 pub type Answer<T> = Result<T, ControlError>;
 
+/// The most requests sent before their replies are read.
+const BATCH: usize = 128;
+
 pub struct ControlClient {
-    stream: UnixStream,
+    /// Replies are read through a buffer: one `read` takes every reply
+    /// the data plane sent for a batch of requests.
+    stream: BufReader<UnixStream>,
 }
 
 impl ControlClient {
@@ -47,13 +52,15 @@ impl ControlClient {
             path: path.display().to_string(),
             source,
         })?;
-        Ok(ControlClient { stream })
+        Ok(ControlClient {
+            stream: BufReader::new(stream),
+        })
     }
 
     /// Sends a request and returns the data plane's typed answer. The outer
     /// error is the connection's (or a reply that does not fit the request).
     pub fn request_typed(&mut self, req: &Request) -> Result<Answer<Reply>, ClientError> {
-        control::write_frame(&mut self.stream, &control::encode_request(req))?;
+        control::write_frame(self.stream.get_mut(), &control::encode_request(req))?;
         typed(req, self.reply()?)
     }
 
@@ -78,7 +85,7 @@ impl ControlClient {
 
     /// Sends an already-encoded request body (tests use this for bad input).
     pub fn raw(&mut self, body: &[u8]) -> Result<Value, ClientError> {
-        control::write_frame(&mut self.stream, body)?;
+        control::write_frame(self.stream.get_mut(), body)?;
         Ok(self.reply()??)
     }
 
@@ -95,12 +102,21 @@ impl ControlClient {
     }
 
     fn exchange_all(&mut self, reqs: &[Request]) -> Result<Vec<Answer<Value>>, ClientError> {
+        let mut answers = Vec::with_capacity(reqs.len());
         let mut frames = Vec::new();
-        for r in reqs {
-            control::write_frame(&mut frames, &control::encode_request(r))?;
+        // In chunks whose replies fit the socket's buffer: a data plane
+        // blocked writing replies nobody reads would stop reading requests.
+        for chunk in reqs.chunks(BATCH) {
+            frames.clear();
+            for r in chunk {
+                control::push_frame(&mut frames, &control::encode_request(r))?;
+            }
+            std::io::Write::write_all(self.stream.get_mut(), &frames)?;
+            for _ in chunk {
+                answers.push(self.reply()?);
+            }
         }
-        std::io::Write::write_all(&mut self.stream, &frames)?;
-        reqs.iter().map(|_| self.reply()).collect()
+        Ok(answers)
     }
 
     /// Reads one reply: the `result` of a success, or the refusal.

@@ -260,12 +260,22 @@ pub fn read_frame(r: &mut impl Read, max: usize) -> io::Result<Frame> {
     Ok(Frame::Body(body))
 }
 
+/// Writes one frame with one `write` (a length and a body written apart
+/// would cost the peer two reads).
 pub fn write_frame(w: &mut impl Write, body: &[u8]) -> io::Result<()> {
+    let mut frame = Vec::with_capacity(4 + body.len());
+    push_frame(&mut frame, body)?;
+    w.write_all(&frame)?;
+    w.flush()
+}
+
+/// Appends one frame to `out`, for a writer that sends several at once.
+pub fn push_frame(out: &mut Vec<u8>, body: &[u8]) -> io::Result<()> {
     let len = u32::try_from(body.len())
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "frame longer than 4 GiB"))?;
-    w.write_all(&len.to_be_bytes())?;
-    w.write_all(body)?;
-    w.flush()
+    out.extend_from_slice(&len.to_be_bytes());
+    out.extend_from_slice(body);
+    Ok(())
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@
 use crate::backend::BackendError;
 use crate::control::{self, ControlError, ErrorKind, Frame, Hello, Reply, Request};
 use crate::table::{FlowTable, TableError};
-use std::io;
+use std::io::{self, BufReader, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -32,6 +32,9 @@ pub fn bind(path: &Path) -> io::Result<UnixListener> {
     Ok(l)
 }
 
+/// Room for a batch of requests read at once (a call's flows are a few KB).
+const READ_BUFFER: usize = 64 * 1024;
+
 /// Serves until `stop` is set.
 pub fn serve(listener: UnixListener, table: Arc<Mutex<FlowTable>>, stop: Arc<AtomicBool>) {
     while !stop.load(Ordering::Relaxed) {
@@ -54,12 +57,21 @@ pub fn serve(listener: UnixListener, table: Arc<Mutex<FlowTable>>, stop: Arc<Ato
     }
 }
 
-fn connection(mut stream: UnixStream, table: &Mutex<FlowTable>) {
+/// Serves one client. Requests are read through a buffer and their replies
+/// gathered until the buffer is empty: a client that sends a batch (a
+/// call's flows) gets every reply in one `write`, and its batch costs the
+/// data plane one `read`.
+fn connection(stream: UnixStream, table: &Mutex<FlowTable>) {
     if stream.set_nonblocking(false).is_err() {
         return;
     }
+    let Ok(mut writer) = stream.try_clone() else {
+        return;
+    };
+    let mut reader = BufReader::with_capacity(READ_BUFFER, stream);
+    let mut replies = Vec::new();
     loop {
-        let reply = match control::read_frame(&mut stream, control::MAX_REQUEST) {
+        let reply = match control::read_frame(&mut reader, control::MAX_REQUEST) {
             Ok(Frame::Body(body)) => {
                 control::decode_request(&body).and_then(|req| handle(req, table))
             }
@@ -69,16 +81,24 @@ fn connection(mut stream: UnixStream, table: &Mutex<FlowTable>) {
                     control::MAX_REQUEST
                 );
                 let refusal = Err(ControlError::new(ErrorKind::BadRequest, msg));
-                let _ = control::write_frame(&mut stream, &control::encode_reply(&refusal));
+                let _ = control::push_frame(&mut replies, &control::encode_reply(&refusal));
+                let _ = writer.write_all(&replies);
                 return;
             }
             Ok(Frame::Closed) | Err(_) => return,
         };
-        let reply = control::encode_reply(&reply);
-        if let Err(e) = control::write_frame(&mut stream, &reply) {
-            tracing::warn!(error = %e, bytes = reply.len(), "control socket: reply not sent; closing the connection");
+        if let Err(e) = control::push_frame(&mut replies, &control::encode_reply(&reply)) {
+            tracing::warn!(error = %e, "control socket: reply not encoded; closing the connection");
             return;
         }
+        if !reader.buffer().is_empty() {
+            continue;
+        }
+        if let Err(e) = writer.write_all(&replies) {
+            tracing::warn!(error = %e, bytes = replies.len(), "control socket: reply not sent; closing the connection");
+            return;
+        }
+        replies.clear();
     }
 }
 

@@ -8,6 +8,7 @@
 //! socket. Workers never take a lock: they learn of changes by message.
 
 mod bufring;
+mod doorbell;
 mod relay_socket;
 mod shared;
 mod worker;
@@ -18,12 +19,13 @@ use crate::flow::{Flow, FlowError};
 use crate::pipeline::{Event, PipelineFlow, SharedCounters, StageSpec};
 use crate::quality::RtpTracker;
 use crossbeam_channel::{Receiver, Sender};
+use doorbell::Doorbell;
 use relay_socket::{Closed, RelaySocket};
 use shared::{FlowStats, WorkerCounters};
 use std::collections::HashMap;
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -32,7 +34,7 @@ use worker::{Message, Worker, WorkerFlow, WorkerShared};
 struct WorkerHandle {
     core: usize,
     tx: Sender<Message>,
-    wake: Arc<OwnedFd>,
+    doorbell: Arc<Doorbell>,
     counters: Arc<WorkerCounters>,
     pipeline: Arc<SharedCounters>,
     thread: Option<JoinHandle<()>>,
@@ -41,15 +43,7 @@ struct WorkerHandle {
 impl WorkerHandle {
     fn send(&self, m: Message) {
         if self.tx.send(m).is_ok() {
-            let one: u64 = 1;
-            // SAFETY: writing 8 bytes to an eventfd we own.
-            unsafe {
-                libc::write(
-                    self.wake.as_raw_fd(),
-                    &one as *const u64 as *const libc::c_void,
-                    8,
-                )
-            };
+            self.doorbell.ring();
         }
     }
 }
@@ -87,16 +81,6 @@ pub struct SocketBackend {
 /// before the flow is refused.
 const REBIND_WAIT: Duration = Duration::from_secs(1);
 
-fn eventfd() -> io::Result<OwnedFd> {
-    // SAFETY: eventfd(2) returns a new descriptor or -1.
-    let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: fd is a fresh descriptor we now own.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-}
-
 impl SocketBackend {
     /// Starts one worker per core in `cores`.
     pub fn start(cfg: &SocketConfig, cores: &[usize]) -> Result<Self, BackendError> {
@@ -104,14 +88,15 @@ impl SocketBackend {
         let (events_tx, events) = crossbeam_channel::bounded(super::EVENT_QUEUE);
         for &core in cores {
             let (tx, rx) = crossbeam_channel::unbounded();
-            let wake =
-                Arc::new(eventfd().map_err(|e| BackendError::Other(format!("eventfd: {e}")))?);
+            let doorbell = Arc::new(
+                Doorbell::new().map_err(|e| BackendError::Other(format!("eventfd: {e}")))?,
+            );
             let counters = Arc::new(WorkerCounters::default());
             let pipeline = Arc::new(SharedCounters::default());
             // The worker is built on its own thread (its ring memory never
             // moves between threads); setup errors come back on `ready`.
             let (ready_tx, ready) = crossbeam_channel::bounded(1);
-            let w_wake = wake.clone();
+            let w_doorbell = doorbell.clone();
             let shared = WorkerShared {
                 counters: counters.clone(),
                 pipeline: pipeline.clone(),
@@ -128,7 +113,7 @@ impl SocketBackend {
                     if !core_affinity::set_for_current(core_affinity::CoreId { id: core }) {
                         tracing::warn!(core, "could not pin the worker to its core");
                     }
-                    match Worker::new(rx, w_wake, shared, buffers, buf_size, burst) {
+                    match Worker::new(rx, w_doorbell, shared, buffers, buf_size, burst) {
                         Ok(w) => {
                             let _ = ready_tx.send(Ok(()));
                             w.run()
@@ -151,7 +136,7 @@ impl SocketBackend {
             workers.push(WorkerHandle {
                 core,
                 tx,
-                wake,
+                doorbell,
                 counters,
                 pipeline,
                 thread: Some(thread),

@@ -6,7 +6,7 @@
 //! flow's source socket straight out of the receive buffer (no copy). The
 //! buffer returns to the ring when the send completes. Completions are taken
 //! in bursts; sends are submitted once per burst. Flow changes arrive on a
-//! channel and are applied between bursts; an eventfd wakes the worker.
+//! channel and are applied between bursts; its [`Doorbell`] wakes the worker.
 //!
 //! A flow with stages runs them in the worker's [`Pipeline`] on the payload
 //! in place before the send. Packets its stages originate go out of a small
@@ -14,6 +14,7 @@
 //! for completions is bounded by the next deadline).
 
 use super::bufring::BufRing;
+use super::doorbell::Doorbell;
 use super::relay_socket::RelaySocket;
 use super::shared::{sockaddr_from, sockaddr_to, FlowStats, WorkerCounters};
 use crate::backend::monotonic_ns;
@@ -23,7 +24,7 @@ use crate::wire::{rtcp, rtp};
 use crossbeam_channel::Receiver;
 use io_uring::{cqueue, opcode, squeue, types, IoUring};
 use std::net::SocketAddr;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::AsRawFd;
 use std::sync::Arc;
 
 const OP_RECV: u64 = 1 << 56;
@@ -98,7 +99,7 @@ pub struct Worker {
     recv_hdr: Box<libc::msghdr>,
     slots: Vec<Option<Slot>>,
     inbox: Receiver<Message>,
-    wake: Arc<OwnedFd>,
+    doorbell: Arc<Doorbell>,
     wake_buf: Box<u64>,
     counters: Arc<WorkerCounters>,
     burst: usize,
@@ -144,7 +145,7 @@ pub struct WorkerShared {
 impl Worker {
     pub fn new(
         inbox: Receiver<Message>,
-        wake: Arc<OwnedFd>,
+        doorbell: Arc<Doorbell>,
         shared: WorkerShared,
         buffers: u16,
         buf_size: usize,
@@ -169,7 +170,7 @@ impl Worker {
             recv_hdr,
             slots: Vec::new(),
             inbox,
-            wake,
+            doorbell,
             wake_buf: Box::new(0),
             counters: shared.counters,
             burst,
@@ -203,7 +204,7 @@ impl Worker {
 
     fn arm_wake(&mut self) {
         let e = opcode::Read::new(
-            types::Fd(self.wake.as_raw_fd()),
+            types::Fd(self.doorbell.raw_fd()),
             &mut *self.wake_buf as *mut u64 as *mut u8,
             8,
         )
@@ -334,6 +335,7 @@ impl Worker {
 
     /// Applies queued flow changes; false when told to stop.
     fn apply_messages(&mut self) -> bool {
+        self.doorbell.answer();
         while let Ok(m) = self.inbox.try_recv() {
             match m {
                 Message::AddSocket { id, socket } => {
