@@ -265,7 +265,7 @@ fn fsync_always_syncs_lazy_appends_with_the_next_awaited_one_or_soon() {
         segment_bytes: 1 << 20,
         ..cfg(dir, Fsync::Always)
     };
-    // Lazy appends are written, not synced: lost if the power goes first.
+    // Lazy appends are written soon, not synced: lost if the power goes first.
     let dir = tempfile::tempdir().unwrap();
     let disk = SimDisk::default();
     let hour = SpoolConfig {
@@ -274,7 +274,15 @@ fn fsync_always_syncs_lazy_appends_with_the_next_awaited_one_or_soon() {
     };
     let (spool, _) = Spool::open_on(disk.clone(), hour, &sinks()).unwrap();
     for i in 0..3 {
-        spool.append_lazy(&rec(i)).wait().expect("written");
+        spool.append_lazy(&rec(i));
+    }
+    let end = Instant::now() + Duration::from_secs(10);
+    while spool.last_seq() < 3 {
+        assert!(
+            Instant::now() < end,
+            "lazy appends are written within LAZY_WRITE"
+        );
+        std::thread::sleep(Duration::from_millis(2));
     }
     assert!(
         disk.unsynced() > 0,
@@ -288,10 +296,11 @@ fn fsync_always_syncs_lazy_appends_with_the_next_awaited_one_or_soon() {
     let dir = tempfile::tempdir().unwrap();
     let disk = SimDisk::default();
     let (spool, _) = Spool::open_on(disk.clone(), one_segment(dir.path()), &sinks()).unwrap();
-    let mut acked: Vec<u64> = (0..3)
-        .map(|i| spool.append_lazy(&rec(i)).wait().expect("written"))
-        .collect();
-    acked.push(spool.append(&rec(3)).wait().expect("durable"));
+    for i in 0..3 {
+        spool.append_lazy(&rec(i));
+    }
+    let last = spool.append(&rec(3)).wait().expect("durable");
+    assert_eq!(last, 4, "the lazy appends came first");
     assert_eq!(
         disk.unsynced(),
         0,
@@ -299,19 +308,30 @@ fn fsync_always_syncs_lazy_appends_with_the_next_awaited_one_or_soon() {
     );
     disk.cut_power(Torn::Nothing);
     drop(spool);
-    check_sequential("lazy then awaited", &acked, &reboot_and_read(dir.path()));
+    check_sequential(
+        "lazy then awaited",
+        &[1, 2, 3, 4],
+        &reboot_and_read(dir.path()),
+    );
 
     // With nothing awaited after them, the writer syncs them within its bound.
     let dir = tempfile::tempdir().unwrap();
     let disk = SimDisk::default();
     let (spool, _) = Spool::open_on(disk.clone(), one_segment(dir.path()), &sinks()).unwrap();
-    let acked: Vec<u64> = (0..3)
-        .map(|i| spool.append_lazy(&rec(i)).wait().expect("written"))
-        .collect();
+    for i in 0..3 {
+        spool.append_lazy(&rec(i));
+    }
+    while spool.last_seq() < 3 {
+        std::thread::sleep(Duration::from_millis(2));
+    }
     wait_synced(&disk, Duration::from_secs(10));
     disk.cut_power(Torn::Nothing);
     drop(spool);
-    check_sequential("lazy, synced soon", &acked, &reboot_and_read(dir.path()));
+    check_sequential(
+        "lazy, synced soon",
+        &[1, 2, 3],
+        &reboot_and_read(dir.path()),
+    );
 }
 
 #[test]

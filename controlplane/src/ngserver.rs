@@ -68,17 +68,18 @@ impl NgServer {
         let mut h = lock(&self.handler);
         let (out, mut records) = f(&mut h);
         records.extend(h.sessions.take_records());
+        // Only a CDR is acknowledged on (a BYE's 200, a delete's reply):
+        // call events ride on its sync, and nobody waits for them.
         let queued = records
             .into_iter()
-            .map(|r| {
-                // Only a CDR is acknowledged on (a BYE's 200, a delete's
-                // reply); call events ride on its sync.
-                let p = if r.is_cdr() {
-                    self.spool.append(&r)
+            .filter_map(|r| {
+                if r.is_cdr() {
+                    let p = self.spool.append(&r);
+                    Some((r, p))
                 } else {
-                    self.spool.append_lazy(&r)
-                };
-                (r, p)
+                    self.spool.append_lazy(&r);
+                    None
+                }
             })
             .collect();
         (out, queued)

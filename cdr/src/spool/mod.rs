@@ -15,6 +15,7 @@
 //! a simulated disk that loses what was not synced.
 
 pub mod cursor;
+mod queue;
 pub mod segment;
 pub mod storage;
 mod writer;
@@ -56,6 +57,9 @@ pub struct SpoolConfig {
     /// comes to sync it.
     pub lazy_sync: Duration,
 }
+
+/// The longest a lazy append waits in memory for the writer to take it.
+pub const LAZY_WRITE: Duration = Duration::from_millis(10);
 
 impl SpoolConfig {
     pub fn new(dir: impl Into<PathBuf>) -> Self {
@@ -141,7 +145,7 @@ impl Pending {
 
 pub struct Spool {
     shared: Arc<Shared>,
-    appends: Option<std::sync::mpsc::Sender<writer::Append>>,
+    appends: Arc<queue::Queue>,
     writer: Option<std::thread::JoinHandle<()>>,
     /// Held (flock) while the spool is open.
     _lock: File,
@@ -349,17 +353,17 @@ impl Spool {
             written,
             cursors: Mutex::new(ready),
         });
-        let (tx, rx) = std::sync::mpsc::channel();
+        let appends = Arc::new(queue::Queue::default());
         let active = writer::Active::open(&shared, &mut storage, next_seq)?;
-        let w = shared.clone();
+        let (w, q) = (shared.clone(), appends.clone());
         let handle = std::thread::Builder::new()
             .name("cdr-spool".into())
-            .spawn(move || writer::run(w, rx, storage, active))
+            .spawn(move || writer::run(w, q, storage, active))
             .map_err(io_err(&dir))?;
         Ok((
             Spool {
                 shared,
-                appends: Some(tx),
+                appends,
                 writer: Some(handle),
                 _lock: lock,
             },
@@ -369,37 +373,27 @@ impl Spool {
 
     /// Queues a record; await [`Pending::durable`] before acknowledging it.
     pub fn append(&self, rec: &Record) -> Pending {
-        self.queue(rec, true)
+        let (done, rx) = oneshot::channel();
+        self.queue(rec, Some(done));
+        Pending(rx)
     }
 
     /// Queues a record nothing is acknowledged on (a call's start or
-    /// answer event): written with the next group but not synced on its
-    /// own; the next synced group, or the writer at most
-    /// [`SpoolConfig::lazy_sync`] later, makes it durable. Records stay in
-    /// order, so a durable CDR implies its call's earlier events are too.
-    /// Waiting on the returned [`Pending`] says it was written, not synced.
-    pub fn append_lazy(&self, rec: &Record) -> Pending {
-        self.queue(rec, false)
+    /// answer event), without waking the writer: it is written with the
+    /// next awaited append, or at most [`LAZY_WRITE`] later, and synced
+    /// with the next synced group or at most [`SpoolConfig::lazy_sync`]
+    /// later. Records stay in order, so a durable CDR implies its call's
+    /// earlier events are too. Nobody waits for it: the writer logs a
+    /// failure with the record.
+    pub fn append_lazy(&self, rec: &Record) {
+        self.queue(rec, None);
     }
 
-    fn queue(&self, rec: &Record, sync: bool) -> Pending {
-        let (done, rx) = oneshot::channel();
+    fn queue(&self, rec: &Record, done: Option<oneshot::Sender<Result<u64, SpoolError>>>) {
         let payload = serde_json::to_vec(rec).expect("records serialise");
-        match &self.appends {
-            Some(tx) => {
-                if let Err(e) = tx.send(writer::Append {
-                    payload,
-                    done,
-                    sync,
-                }) {
-                    let _ = e.0.done.send(Err(SpoolError::Closed));
-                }
-            }
-            None => {
-                let _ = done.send(Err(SpoolError::Closed));
-            }
+        if let Err(refused) = self.appends.push(writer::Append { payload, done }) {
+            refused.answer(Err(SpoolError::Closed));
         }
-        Pending(rx)
     }
 
     /// A reader for `sink`, from the record after its cursor.
@@ -486,7 +480,7 @@ impl Spool {
 impl Drop for Spool {
     /// Stops taking appends and lets the writer finish what it has.
     fn drop(&mut self) {
-        self.appends.take();
+        self.appends.close();
         if let Some(h) = self.writer.take() {
             let _ = h.join();
         }
@@ -506,9 +500,9 @@ pub struct Reader {
 
 impl Reader {
     /// Up to `max` records from the cursor on, waiting until there is one;
-    /// then, while fewer than `max` are written, waiting up to `linger` for
-    /// more, so a sink at a steady call rate takes one batch per `linger`
-    /// (one transaction, one cursor sync) instead of one per record.
+    /// then, if fewer than `max` are written, waiting `linger` for more, so
+    /// a sink at a steady call rate takes one batch per `linger` (one
+    /// transaction, one cursor sync, one wakeup) instead of one per record.
     pub async fn next_batch(
         &mut self,
         max: usize,
@@ -523,13 +517,12 @@ impl Reader {
                 return Err(SpoolError::Closed);
             }
         };
-        let deadline = tokio::time::Instant::now() + linger;
-        while upto + 1 - self.next < max as u64 {
-            match tokio::time::timeout_at(deadline, self.written.changed()).await {
-                Ok(Ok(())) => upto = *self.written.borrow_and_update(),
-                // Closed or lingered long enough: deliver what is there.
-                Ok(Err(_)) | Err(_) => break,
-            }
+        if upto + 1 - self.next < max as u64 {
+            // One timer, not a wakeup per record written meanwhile: a
+            // batch that fills up early waits out the linger, and the
+            // backlog beyond `max` is taken at once by the next call.
+            tokio::time::sleep(linger).await;
+            upto = *self.written.borrow_and_update();
         }
         self.read(upto, max)
     }

@@ -1,16 +1,17 @@
 //! The spool's single writer thread: group commit into the active segment.
 //!
-//! It blocks for one append, takes every other append already queued (up
-//! to [`MAX_GROUP`]), writes them in one `write`, syncs per the policy
-//! (under `always`, a group holding only lazy appends is not synced on its
-//! own: the next awaited group, or `lazy_sync` later, syncs it), publishes the new last sequence number to readers, then acknowledges
-//! each append. A failed write is cut back off the segment and every
+//! It waits for an append someone awaits (or a lazy one grown old, see
+//! [`super::queue`]), takes every append queued (up to [`MAX_GROUP`]),
+//! writes them in one `write`, syncs per the policy (under `always`, a
+//! group holding only lazy appends is not synced on its own: the next
+//! awaited group, or `lazy_sync` later, syncs it), publishes the new last
+//! sequence number to readers, then acknowledges each append. A failed write is cut back off the segment and every
 //! append of the group gets the error, so no record is half-acknowledged.
 //! Every file operation goes through the [`Storage`] it was given.
 
+use super::queue::{Queue, Taken};
 use super::storage::{SegmentFile, Storage};
 use super::{io_err, lock, segment, Fsync, Shared, SpoolError};
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::sync::oneshot;
@@ -18,11 +19,30 @@ use tokio::sync::oneshot;
 /// Most appends committed by one write and sync.
 const MAX_GROUP: usize = 4096;
 
+#[derive(Debug)]
 pub(super) struct Append {
     pub payload: Vec<u8>,
-    pub done: oneshot::Sender<Result<u64, SpoolError>>,
-    /// Whether the policy's sync must precede the acknowledgement.
-    pub sync: bool,
+    /// Who waits for the record (the policy's sync precedes the answer);
+    /// None for a lazy append, whose failure the writer logs itself.
+    pub done: Option<oneshot::Sender<Result<u64, SpoolError>>>,
+}
+
+impl Append {
+    pub fn awaited(&self) -> bool {
+        self.done.is_some()
+    }
+
+    /// Tells the waiter, or logs a lazy append's failure with the record.
+    pub fn answer(self, result: Result<u64, SpoolError>) {
+        match (self.done, result) {
+            (Some(done), result) => {
+                let _ = done.send(result);
+            }
+            (None, Err(e)) => tracing::error!(error = %e,
+                record = %String::from_utf8_lossy(&self.payload), "call event not spooled"),
+            (None, Ok(_)) => {}
+        }
+    }
 }
 
 /// The segment being appended to.
@@ -87,7 +107,7 @@ impl<F: SegmentFile> Active<F> {
 
 pub(super) fn run<S: Storage>(
     shared: Arc<Shared>,
-    appends: Receiver<Append>,
+    queue: Arc<Queue>,
     mut storage: S,
     mut active: Active<S::File>,
 ) {
@@ -100,32 +120,26 @@ pub(super) fn run<S: Storage>(
         Fsync::Never => None,
     };
     let mut alarmed = false;
+    let mut group = Vec::new();
     loop {
-        let first = match (bound, unsynced) {
-            (Some(every), Some(since)) => {
-                match appends.recv_timeout(every.saturating_sub(since.elapsed())) {
-                    Ok(a) => a,
-                    Err(RecvTimeoutError::Timeout) => {
-                        sync(&shared, &mut active);
-                        unsynced = None;
-                        continue;
-                    }
-                    Err(RecvTimeoutError::Disconnected) => break,
-                }
+        let until = bound.zip(unsynced).map(|(every, since)| since + every);
+        let lazy = shared.cfg.lazy_sync.min(super::LAZY_WRITE);
+        match queue.take(&mut group, MAX_GROUP, lazy, until) {
+            Taken::Group => {}
+            Taken::TimedOut => {
+                sync(&shared, &mut active);
+                unsynced = None;
+                continue;
             }
-            _ => match appends.recv() {
-                Ok(a) => a,
-                Err(_) => break,
-            },
-        };
-        let mut group = vec![first];
-        while group.len() < MAX_GROUP {
-            match appends.try_recv() {
-                Ok(a) => group.push(a),
-                Err(_) => break,
-            }
+            Taken::Closed => break,
         }
-        match commit(&shared, &mut storage, &mut active, group, &mut buf) {
+        match commit(
+            &shared,
+            &mut storage,
+            &mut active,
+            group.drain(..),
+            &mut buf,
+        ) {
             Committed::Synced => unsynced = None,
             Committed::Written => {
                 let since = *unsynced.get_or_insert_with(Instant::now);
@@ -183,17 +197,17 @@ fn commit<S: Storage>(
     shared: &Shared,
     storage: &mut S,
     active: &mut Active<S::File>,
-    group: Vec<Append>,
+    group: impl Iterator<Item = Append>,
     buf: &mut Vec<u8>,
 ) -> Committed {
     let used = shared.bytes();
     let max = shared.cfg.max_bytes;
     let mut add = 0u64;
-    let mut take = Vec::with_capacity(group.len());
+    let mut take = Vec::with_capacity(group.size_hint().0);
     for a in group {
         let size = (segment::HEADER + a.payload.len()) as u64;
         if used + add + size > max {
-            let _ = a.done.send(Err(SpoolError::Full {
+            a.answer(Err(SpoolError::Full {
                 used: used + add,
                 max,
             }));
@@ -217,7 +231,7 @@ fn commit<S: Storage>(
             }
         }
     }
-    let synced = shared.cfg.fsync == Fsync::Always && take.iter().any(|a| a.sync);
+    let synced = shared.cfg.fsync == Fsync::Always && take.iter().any(Append::awaited);
     buf.clear();
     for (i, a) in take.iter().enumerate() {
         segment::encode(active.next_seq + i as u64, &a.payload, buf);
@@ -242,7 +256,7 @@ fn commit<S: Storage>(
     lock(&shared.segments).insert(active.first, active.len);
     shared.written.send_replace(active.next_seq - 1);
     for (i, a) in take.into_iter().enumerate() {
-        let _ = a.done.send(Ok(first_seq + i as u64));
+        a.answer(Ok(first_seq + i as u64));
     }
     if synced {
         Committed::Synced
@@ -254,6 +268,6 @@ fn commit<S: Storage>(
 fn fail(take: Vec<Append>, e: &SpoolError) {
     tracing::error!(error = %e, records = take.len(), "CDR spool could not write records");
     for a in take {
-        let _ = a.done.send(Err(SpoolError::WriteFailed(e.to_string())));
+        a.answer(Err(SpoolError::WriteFailed(e.to_string())));
     }
 }
