@@ -86,6 +86,10 @@ impl<'a> NameAddrRef<'a> {
         if !uri.contains(':') || uri.contains(char::is_whitespace) {
             return Err(format!("bad URI {:?}", clip(uri)));
         }
+        // Printed back in brackets, a '>' here would close them early.
+        if uri.contains(['<', '>']) {
+            return Err(format!("'<' or '>' in the bare URI {:?}", clip(uri)));
+        }
         Ok(NameAddrOf {
             display: None,
             uri,
