@@ -20,3 +20,26 @@ fn a_bare_uri_with_an_angle_bracket_is_refused() {
         r#"Bad From: '<' or '>' in the bare URI "sip:sipp@192.0.2.1:5061>""#
     );
 }
+
+/// Parameters with an unclosed quote parsed; the tag the B2BUA then added
+/// (`with_tag`) was read as inside the quoted string, so the dialog's own
+/// tag was lost. Such a name-addr is now refused.
+#[test]
+fn a_name_addr_with_an_unclosed_quote_in_its_parameters_is_refused() {
+    let err = NameAddr::parse("\"bob\" <sip:bob@192.0.2.4>;branch=z9\"-7").unwrap_err();
+    assert_eq!(err, r#"unclosed '"' in the parameters "branch=z9\"-7""#);
+    assert!(NameAddr::parse("sip:bob@192.0.2.4;x=\"a").is_err());
+    let ok = NameAddr::parse("<sip:bob@192.0.2.4>;x=\"a;b\\\"\"").unwrap();
+    assert_eq!(ok.with_tag("t1").tag().as_deref(), Some("t1"));
+    let text = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../fuzz/corpus/sip_message/unclosed-quote-in-params"
+    ))
+    .unwrap();
+    let m = Message::parse(&text).unwrap();
+    let second_from = m.header_values("From")[1];
+    assert_eq!(
+        NameAddr::parse(second_from).unwrap_err(),
+        r#"unclosed '"' in the parameters "Proxy-Authorization: Digest username=\"tg=4242SIPpTag007""#
+    );
+}
