@@ -14,7 +14,11 @@ fn a_cursor_beyond_the_sequence_limit_is_refused_by_name() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(dir.path().join("cursors")).unwrap();
     let path = dir.path().join("cursors/db.json");
-    std::fs::write(&path, r#"{"delivered_seq":18446744073709551615,"delivered":1}"#).unwrap();
+    std::fs::write(
+        &path,
+        r#"{"delivered_seq":18446744073709551615,"delivered":1}"#,
+    )
+    .unwrap();
     let err = match Spool::open(SpoolConfig::new(dir.path()), &sinks()) {
         Ok(_) => panic!("a spool with an impossible cursor opened"),
         Err(e) => e.to_string(),

@@ -20,22 +20,55 @@ pub const MAX_RUN: usize = 70_000;
 /// One change to an input.
 #[derive(Debug, Clone)]
 pub enum Mutation {
-    FlipBit { at: usize, bit: u8 },
-    SetByte { at: usize, byte: u8 },
-    Truncate { at: usize },
-    Remove { at: usize, len: usize },
+    FlipBit {
+        at: usize,
+        bit: u8,
+    },
+    SetByte {
+        at: usize,
+        byte: u8,
+    },
+    Truncate {
+        at: usize,
+    },
+    Remove {
+        at: usize,
+        len: usize,
+    },
     /// Copies `len` bytes at `at` in place right after themselves.
-    Duplicate { at: usize, len: usize },
+    Duplicate {
+        at: usize,
+        len: usize,
+    },
     /// Inserts `len` bytes of seed `seed` (from `from`) at `at`.
-    Splice { seed: usize, from: usize, len: usize, at: usize },
+    Splice {
+        seed: usize,
+        from: usize,
+        len: usize,
+        at: usize,
+    },
     /// Inserts dictionary token `token` at `at`.
-    Token { token: usize, at: usize },
+    Token {
+        token: usize,
+        at: usize,
+    },
     /// Overwrites the bytes at `at` with dictionary token `token`.
-    OverwriteToken { token: usize, at: usize },
-    DuplicateLine { line: usize },
-    RemoveLine { line: usize },
+    OverwriteToken {
+        token: usize,
+        at: usize,
+    },
+    DuplicateLine {
+        line: usize,
+    },
+    RemoveLine {
+        line: usize,
+    },
     /// Inserts `len` copies of `byte` at `at`.
-    Huge { at: usize, len: usize, byte: u8 },
+    Huge {
+        at: usize,
+        len: usize,
+        byte: u8,
+    },
 }
 
 /// Seeds and the dictionary mutations draw on.
@@ -190,19 +223,40 @@ mod tests {
         let run = |m: Mutation| String::from_utf8(apply(&p, 0, &[m])).unwrap();
         assert_eq!(run(Mutation::Truncate { at: 4 }), "a: 1");
         assert_eq!(run(Mutation::Remove { at: 0, len: 6 }), "b: 2\r\n");
-        assert_eq!(run(Mutation::Duplicate { at: 0, len: 2 }), "a:a: 1\r\nb: 2\r\n");
         assert_eq!(
-            run(Mutation::Splice { seed: 1, from: 1, len: 9, at: 0 }),
+            run(Mutation::Duplicate { at: 0, len: 2 }),
+            "a:a: 1\r\nb: 2\r\n"
+        );
+        assert_eq!(
+            run(Mutation::Splice {
+                seed: 1,
+                from: 1,
+                len: 9,
+                at: 0
+            }),
             "yza: 1\r\nb: 2\r\n"
         );
-        assert_eq!(run(Mutation::Token { token: 7, at: 6 }), "a: 1\r\nTOKENb: 2\r\n");
+        assert_eq!(
+            run(Mutation::Token { token: 7, at: 6 }),
+            "a: 1\r\nTOKENb: 2\r\n"
+        );
         assert_eq!(
             run(Mutation::OverwriteToken { token: 0, at: 9 }),
             "a: 1\r\nb: TOKEN"
         );
-        assert_eq!(run(Mutation::DuplicateLine { line: 3 }), "a: 1\r\nb: 2\r\nb: 2\r\n");
+        assert_eq!(
+            run(Mutation::DuplicateLine { line: 3 }),
+            "a: 1\r\nb: 2\r\nb: 2\r\n"
+        );
         assert_eq!(run(Mutation::RemoveLine { line: 0 }), "b: 2\r\n");
-        assert_eq!(run(Mutation::Huge { at: 1, len: 3, byte: b'!' }), "a!!!: 1\r\nb: 2\r\n");
+        assert_eq!(
+            run(Mutation::Huge {
+                at: 1,
+                len: 3,
+                byte: b'!'
+            }),
+            "a!!!: 1\r\nb: 2\r\n"
+        );
         assert_eq!(run(Mutation::FlipBit { at: 0, bit: 5 }), "A: 1\r\nb: 2\r\n");
     }
 
@@ -217,7 +271,12 @@ mod tests {
             Mutation::Remove { at: 3, len: 3 },
             Mutation::Duplicate { at: 3, len: 3 },
             Mutation::DuplicateLine { line: 2 },
-            Mutation::Splice { seed: 1, from: 1, len: 1, at: 1 },
+            Mutation::Splice {
+                seed: 1,
+                from: 1,
+                len: 1,
+                at: 1,
+            },
             Mutation::Token { token: 1, at: 1 },
         ];
         assert!(apply(&p, 0, &all).is_empty());

@@ -17,7 +17,7 @@ fn env_or(name: &str, default: u64) -> u64 {
 
 fn fuzz(name: &str) {
     let target = targets::find(name).unwrap_or_else(|| panic!("no target {name}"));
-    let cases = env_or("TOLLGATE_FUZZ_CASES", 150) as u32 * target.weight;
+    let cases = env_or("TOLLGATE_FUZZ_CASES", 1000) as u32 * target.weight;
     tollgate_fuzz::run(target, cases, env_or("TOLLGATE_FUZZ_SEED", 18));
 }
 

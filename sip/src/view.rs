@@ -106,7 +106,10 @@ impl<'a> NameAddrRef<'a> {
         if lex::quotes_closed(params) {
             Ok(())
         } else {
-            Err(format!("unclosed '\"' in the parameters {:?}", clip(params)))
+            Err(format!(
+                "unclosed '\"' in the parameters {:?}",
+                clip(params)
+            ))
         }
     }
 

@@ -8,7 +8,10 @@ use tollgate_sip::message::{Message, NameAddr};
 #[test]
 fn a_bare_uri_with_an_angle_bracket_is_refused() {
     let err = NameAddr::parse("sip:sipp@192.0.2.1:5061>;tag=1").unwrap_err();
-    assert_eq!(err, r#"'<' or '>' in the bare URI "sip:sipp@192.0.2.1:5061>""#);
+    assert_eq!(
+        err,
+        r#"'<' or '>' in the bare URI "sip:sipp@192.0.2.1:5061>""#
+    );
     let text = std::fs::read(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../fuzz/corpus/sip_message/bare-uri-with-gt"

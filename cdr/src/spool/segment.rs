@@ -244,9 +244,15 @@ mod tests {
         let s = scan(&bytes, MAX_SEQ);
         assert_eq!(s.last_seq(), Some(MAX_SEQ));
         let at = s.records[0].end();
-        assert_eq!(s.damage, Some((at, Damage::SeqBeyondLimit { seq: MAX_SEQ + 1 })));
+        assert_eq!(
+            s.damage,
+            Some((at, Damage::SeqBeyondLimit { seq: MAX_SEQ + 1 }))
+        );
         let s = scan(&segment(u64::MAX, &[b"x"]), u64::MAX);
-        assert_eq!(s.damage, Some((MAGIC.len(), Damage::SeqBeyondLimit { seq: u64::MAX })));
+        assert_eq!(
+            s.damage,
+            Some((MAGIC.len(), Damage::SeqBeyondLimit { seq: u64::MAX }))
+        );
         assert_eq!(
             Damage::SeqBeyondLimit { seq: u64::MAX }.to_string(),
             "record 18446744073709551615 is numbered beyond the limit 9223372036854775807"

@@ -75,7 +75,12 @@ pub fn json(data: &[u8]) {
         return;
     };
     assert!(used <= data.len());
-    assert_eq!(json_again(&v, data), v, "JSON {} does not come back", crate::show(data));
+    assert_eq!(
+        json_again(&v, data),
+        v,
+        "JSON {} does not come back",
+        crate::show(data)
+    );
     let _ = options::parse(&v);
 }
 
@@ -101,7 +106,13 @@ pub fn message(data: &[u8]) {
     let bytes = m.encode();
     match Message::decode_prefix(&bytes) {
         Ok((again, used)) => {
-            assert_eq!(used, bytes.len(), "{} re-encoded as {}", crate::show(data), crate::show(&bytes));
+            assert_eq!(
+                used,
+                bytes.len(),
+                "{} re-encoded as {}",
+                crate::show(data),
+                crate::show(&bytes)
+            );
             assert_eq!(again.cookie, m.cookie);
             assert_eq!(again.format, m.format);
             assert_eq!(again.body, m.body, "{}", crate::show(data));

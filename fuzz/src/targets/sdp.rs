@@ -62,10 +62,25 @@ pub fn sdp(data: &[u8]) {
 
 /// Every accessor, on every media section.
 fn read_all(sdp: &Sdp) {
-    let _ = (sdp.origin_addr(), sdp.origin_version(), sdp.session_connection());
+    let _ = (
+        sdp.origin_addr(),
+        sdp.origin_version(),
+        sdp.session_connection(),
+    );
     for (i, m) in sdp.media.iter().enumerate() {
-        let _ = (sdp.connection(i), m.kind(), m.port(), m.proto(), m.own_connection());
-        let _ = (m.rtcp_port(), m.rtcp_attr(), m.direction(), m.has_attr("rtcp-mux"));
+        let _ = (
+            sdp.connection(i),
+            m.kind(),
+            m.port(),
+            m.proto(),
+            m.own_connection(),
+        );
+        let _ = (
+            m.rtcp_port(),
+            m.rtcp_attr(),
+            m.direction(),
+            m.has_attr("rtcp-mux"),
+        );
         for pt in m.formats() {
             let _ = m.codec_name(&pt);
         }

@@ -78,7 +78,11 @@ pub const TOKENS: &[&[u8]] = &[
 pub fn message(data: &[u8]) {
     let _ = Message::parse_lenient(data).map(|m| accessors(&m));
     if let Ok((m, used)) = Message::parse_stream(data) {
-        assert!(used <= data.len(), "stream parse used {used} of {} bytes", data.len());
+        assert!(
+            used <= data.len(),
+            "stream parse used {used} of {} bytes",
+            data.len()
+        );
         accessors(&m);
     }
     if let Ok(m) = Message::parse(data) {
@@ -90,9 +94,22 @@ pub fn message(data: &[u8]) {
 fn accessors(m: &Message) {
     let _ = m.validate();
     let v = m.view();
-    let _ = (v.via(), v.from(), v.to(), v.cseq(), v.contact(), v.max_forwards());
+    let _ = (
+        v.via(),
+        v.from(),
+        v.to(),
+        v.cseq(),
+        v.contact(),
+        v.max_forwards(),
+    );
     let _ = (v.call_id(), v.from_tag(), v.to_tag());
-    let _ = (m.top_via(), m.from_tag(), m.to_tag(), m.cseq(), m.max_forwards());
+    let _ = (
+        m.top_via(),
+        m.from_tag(),
+        m.to_tag(),
+        m.cseq(),
+        m.max_forwards(),
+    );
     let _ = (m.request_method(), m.code(), m.reason(), m.call_id());
     if let Some(uri) = m.request_uri() {
         uri_value(uri);
@@ -130,7 +147,12 @@ fn round_trip(m: &Message, data: &[u8]) {
     match Message::parse_stream(&bytes) {
         Ok((s, used)) => {
             assert_eq!(used, bytes.len(), "stream read of {}", crate::show(&bytes));
-            assert_eq!(s, again, "stream and datagram reads of {}", crate::show(&bytes));
+            assert_eq!(
+                s,
+                again,
+                "stream and datagram reads of {}",
+                crate::show(&bytes)
+            );
         }
         Err(e) => panic!("{} is not one stream message: {e}", crate::show(&bytes)),
     }
@@ -142,7 +164,11 @@ fn header_value(v: &str) {
     if ViaRef::parse(v).is_ok() {
         let via = Via::parse(v).expect("owned Via parses where the view does");
         let printed = via.to_string();
-        assert_eq!(Via::parse(&printed).as_ref(), Ok(&via), "Via {v:?} printed as {printed:?}");
+        assert_eq!(
+            Via::parse(&printed).as_ref(),
+            Ok(&via),
+            "Via {v:?} printed as {printed:?}"
+        );
     }
     if NameAddrRef::parse(v).is_ok() {
         let na = NameAddr::parse(v).expect("owned name-addr parses where the view does");
@@ -173,7 +199,11 @@ fn uri_value(v: &str) {
         let uri = Uri::parse(v).expect("owned URI parses where the view does");
         let _ = uri.ip();
         let printed = uri.to_string();
-        assert_eq!(Uri::parse(&printed).as_ref(), Ok(&uri), "URI {v:?} printed as {printed:?}");
+        assert_eq!(
+            Uri::parse(&printed).as_ref(),
+            Ok(&uri),
+            "URI {v:?} printed as {printed:?}"
+        );
     }
 }
 

@@ -51,7 +51,11 @@ pub fn segment(data: &[u8]) {
     }
     let mut again = segment::MAGIC.to_vec();
     for (i, r) in scan.records.iter().enumerate() {
-        assert_eq!(r.offset, again.len(), "record {i} is not where the last one ended");
+        assert_eq!(
+            r.offset,
+            again.len(),
+            "record {i} is not where the last one ended"
+        );
         assert_eq!(r.seq, first + i as u64);
         segment::encode(r.seq, r.payload(data), &mut again);
     }
@@ -78,7 +82,10 @@ pub fn spool(data: &[u8]) {
         .collect();
     let (spool, repairs) = match Spool::open(config(dir.path()), &["db".to_string()]) {
         Ok(s) => s,
-        Err(e) => panic!("a spool with segment {} does not open: {e}", crate::show(data)),
+        Err(e) => panic!(
+            "a spool with segment {} does not open: {e}",
+            crate::show(data)
+        ),
     };
     assert_eq!(
         repairs.is_empty(),
@@ -87,12 +94,22 @@ pub fn spool(data: &[u8]) {
         scan.damage
     );
     if good.len() == scan.records.len() {
-        assert_eq!(read(&spool, good.len()), good, "the good records of {}", crate::show(data));
+        assert_eq!(
+            read(&spool, good.len()),
+            good,
+            "the good records of {}",
+            crate::show(data)
+        );
     }
     let rec = Record::Started(Default::default());
     let seq = spool.append(&rec).wait().expect("an append after repair");
     if let Some(last) = scan.last_seq() {
-        assert_eq!(seq, last + 1, "the append after the records of {}", crate::show(data));
+        assert_eq!(
+            seq,
+            last + 1,
+            "the append after the records of {}",
+            crate::show(data)
+        );
     }
 }
 
@@ -129,6 +146,10 @@ pub fn cursor(data: &[u8]) {
     // leave a spool that appends.
     if let Ok((spool, _)) = Spool::open(config(dir.path()), &["db".to_string()]) {
         let seq = spool.append(&Record::Started(Default::default())).wait();
-        assert!(seq.is_ok(), "append with cursor {}: {seq:?}", crate::show(data));
+        assert!(
+            seq.is_ok(),
+            "append with cursor {}: {seq:?}",
+            crate::show(data)
+        );
     }
 }

@@ -45,7 +45,10 @@ fn interface() -> Interface {
         mac: [2, 0, 0, 0, 0, 1],
         addresses: vec![
             (IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)), 24),
-            (IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1)), 64),
+            (
+                IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1)),
+                64,
+            ),
         ],
         gateways: vec![IpAddr::V4(Ipv4Addr::new(192, 0, 2, 254))],
     }
@@ -75,8 +78,18 @@ fn views(data: &[u8]) {
         assert_eq!(arp::Repr::parse(&again), r, "ARP round trip of {:?}", l3);
     }
     if let Ok(ip) = ipv4::Packet::new_checked(l3) {
-        let _ = (ip.ttl(), ip.protocol(), ip.source(), ip.destination(), ip.checksum_ok());
-        transport(IpAddr::V4(ip.source()), IpAddr::V4(ip.destination()), ip.payload());
+        let _ = (
+            ip.ttl(),
+            ip.protocol(),
+            ip.source(),
+            ip.destination(),
+            ip.checksum_ok(),
+        );
+        transport(
+            IpAddr::V4(ip.source()),
+            IpAddr::V4(ip.destination()),
+            ip.payload(),
+        );
     }
     if let Ok(ip) = ipv6::Packet::new_checked(l3) {
         let (s, d) = (ip.source(), ip.destination());
@@ -105,8 +118,14 @@ fn relayed(data: &[u8], u: &relay::Udp) {
         )
     } else {
         (
-            SocketAddr::new(Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 1).into(), 30_000),
-            SocketAddr::new(Ipv6Addr::new(0x2001, 0xdb8, 2, 0, 0, 0, 0, 7).into(), 40_001),
+            SocketAddr::new(
+                Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 1).into(),
+                30_000,
+            ),
+            SocketAddr::new(
+                Ipv6Addr::new(0x2001, 0xdb8, 2, 0, 0, 0, 0, 7).into(),
+                40_001,
+            ),
         )
     };
     let verified = udp_ok(data, u);
@@ -116,15 +135,25 @@ fn relayed(data: &[u8], u: &relay::Udp) {
     let Class::Udp(r) = relay::classify(out) else {
         panic!("frame {data:?} rewritten as {out:?} no longer classifies as UDP");
     };
-    assert_eq!((r.src, r.dst, r.payload_len), (from, to, u.payload_len), "rewrite of {data:?}");
+    assert_eq!(
+        (r.src, r.dst, r.payload_len),
+        (from, to, u.payload_len),
+        "rewrite of {data:?}"
+    );
     if verified {
-        assert!(udp_ok(out, &r), "UDP checksum broken by the rewrite of {data:?}: {out:?}");
+        assert!(
+            udp_ok(out, &r),
+            "UDP checksum broken by the rewrite of {data:?}: {out:?}"
+        );
     }
     if u.src.is_ipv4() {
         let before = ipv4::Packet::new_checked(&data[ethernet::HEADER_LEN..]).expect("classified");
         let after = ipv4::Packet::new_checked(&out[ethernet::HEADER_LEN..]).expect("classified");
         if before.checksum_ok() {
-            assert!(after.checksum_ok(), "IPv4 checksum broken by the rewrite of {data:?}");
+            assert!(
+                after.checksum_ok(),
+                "IPv4 checksum broken by the rewrite of {data:?}"
+            );
         }
     }
     built(u, &data[u.payload_at()..u.payload_at() + u.payload_len]);
@@ -145,8 +174,14 @@ fn built(u: &relay::Udp, payload: &[u8]) {
         panic!("a built frame does not classify as UDP: {:?}", &out[..len]);
     };
     assert_eq!((b.src, b.dst), (u.src, u.dst));
-    assert_eq!(&out[b.payload_at()..b.payload_at() + b.payload_len], payload);
-    assert!(udp_ok(&out, &b), "a built frame's UDP checksum does not verify");
+    assert_eq!(
+        &out[b.payload_at()..b.payload_at() + b.payload_len],
+        payload
+    );
+    assert!(
+        udp_ok(&out, &b),
+        "a built frame's UDP checksum does not verify"
+    );
 }
 
 /// ARP and neighbour discovery answered for our interface.
@@ -166,7 +201,13 @@ fn answered(data: &[u8]) {
 /// A UDP payload, as media: RTP or RTCP.
 pub fn payload(data: &[u8]) {
     if let Ok(p) = rtp::Packet::new_checked(data) {
-        let _ = (p.marker(), p.payload_type(), p.sequence(), p.timestamp(), p.ssrc());
+        let _ = (
+            p.marker(),
+            p.payload_type(),
+            p.sequence(),
+            p.timestamp(),
+            p.ssrc(),
+        );
     }
     if let Ok(p) = rtcp::Packet::new_checked(data) {
         let _ = (p.packet_type(), p.count(), p.sender_ssrc());
