@@ -46,3 +46,24 @@ fn a_name_addr_with_an_unclosed_quote_in_its_parameters_is_refused() {
         r#"unclosed '"' in the parameters "Proxy-Authorization: Digest username=\"tg=4242SIPpTag007""#
     );
 }
+
+/// A display name of backslashes alone (found by AFL++ on `sip_message`)
+/// printed as `""`, which reads back as no display name, so printing
+/// again changed the header; it now prints as no display name at once.
+#[test]
+fn a_display_name_with_nothing_quotable_is_left_out() {
+    let na = NameAddr::parse(r"\\\ <sip:a@192.0.2.1>").unwrap();
+    assert_eq!(na.display.as_deref(), Some(r"\\\"));
+    assert_eq!(na.to_string(), "<sip:a@192.0.2.1>");
+    let text = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../fuzz/corpus/sip_message/display-name-of-backslashes"
+    ))
+    .unwrap();
+    let m = Message::parse(&text).unwrap();
+    let mangled_cseq = NameAddr::parse(m.header("CSeq").unwrap()).unwrap();
+    assert_eq!(
+        mangled_cseq.to_string(),
+        "<sip0192.0.2.1:5061;transport=UDP>"
+    );
+}
