@@ -66,11 +66,12 @@ pub fn corpus(target: &str) -> Vec<(String, Vec<u8>)> {
 /// `target/fuzz-failures/<target>/` (to be kept in the corpus once fixed),
 /// and reported.
 pub fn run(t: &Target, cases: u32, rng_seed: u64) {
-    let seeds: Vec<Vec<u8>> = corpus(t.name).into_iter().map(|(_, b)| b).collect();
-    assert!(!seeds.is_empty(), "{}: empty corpus", t.name);
-    for (name, bytes) in corpus(t.name) {
-        timed(t, &bytes).unwrap_or_else(|e| panic!("{}: corpus file {name}: {e}", t.name));
+    let files = corpus(t.name);
+    assert!(!files.is_empty(), "{}: empty corpus", t.name);
+    for (name, bytes) in &files {
+        timed(t, bytes).unwrap_or_else(|e| panic!("{}: corpus file {name}: {e}", t.name));
     }
+    let seeds: Vec<Vec<u8>> = files.into_iter().map(|(_, b)| b).collect();
     let pool = mutate::Pool {
         seeds: &seeds,
         tokens: t.tokens,
@@ -107,7 +108,7 @@ fn timed(t: &Target, input: &[u8]) -> Result<(), String> {
     let outcome = std::panic::catch_unwind(|| (t.run)(input));
     let took = start.elapsed();
     match outcome {
-        Err(p) => Err(panic_text(&p)),
+        Err(p) => Err(panic_text(&*p)),
         Ok(()) if took > SLOW => Err(format!(
             "{} bytes took {took:?}, more than {SLOW:?}",
             input.len()

@@ -80,15 +80,15 @@ pub struct Pool<'a> {
 pub fn mutation() -> impl Strategy<Value = Mutation> {
     let at = any::<usize>();
     prop_oneof![
-        3 => (at.clone(), 0u8..8).prop_map(|(at, bit)| Mutation::FlipBit { at, bit }),
-        2 => (at.clone(), any::<u8>()).prop_map(|(at, byte)| Mutation::SetByte { at, byte }),
-        1 => at.clone().prop_map(|at| Mutation::Truncate { at }),
-        2 => (at.clone(), 1usize..64).prop_map(|(at, len)| Mutation::Remove { at, len }),
-        2 => (at.clone(), 1usize..64).prop_map(|(at, len)| Mutation::Duplicate { at, len }),
-        2 => (any::<usize>(), at.clone(), 1usize..256, at.clone())
+        3 => (at, 0u8..8).prop_map(|(at, bit)| Mutation::FlipBit { at, bit }),
+        2 => (at, any::<u8>()).prop_map(|(at, byte)| Mutation::SetByte { at, byte }),
+        1 => at.prop_map(|at| Mutation::Truncate { at }),
+        2 => (at, 1usize..64).prop_map(|(at, len)| Mutation::Remove { at, len }),
+        2 => (at, 1usize..64).prop_map(|(at, len)| Mutation::Duplicate { at, len }),
+        2 => (any::<usize>(), at, 1usize..256, at)
             .prop_map(|(seed, from, len, at)| Mutation::Splice { seed, from, len, at }),
-        4 => (any::<usize>(), at.clone()).prop_map(|(token, at)| Mutation::Token { token, at }),
-        2 => (any::<usize>(), at.clone())
+        4 => (any::<usize>(), at).prop_map(|(token, at)| Mutation::Token { token, at }),
+        2 => (any::<usize>(), at)
             .prop_map(|(token, at)| Mutation::OverwriteToken { token, at }),
         2 => any::<usize>().prop_map(|line| Mutation::DuplicateLine { line }),
         1 => any::<usize>().prop_map(|line| Mutation::RemoveLine { line }),
