@@ -103,7 +103,7 @@ pub fn run(t: &Target, cases: u32, rng_seed: u64) {
 }
 
 /// Runs one input, catching a panic and a run slower than [`SLOW`].
-fn timed(t: &Target, input: &[u8]) -> Result<(), String> {
+pub fn timed(t: &Target, input: &[u8]) -> Result<(), String> {
     let start = Instant::now();
     let outcome = std::panic::catch_unwind(|| (t.run)(input));
     let took = start.elapsed();

@@ -7,9 +7,10 @@
 //! Positions are taken modulo the input's length when applied, so a
 //! mutation stays meaningful on any seed and proptest can shrink a failing
 //! case to the fewest, smallest mutations. Hand-written because the
-//! coverage-guided mutators (AFL++, libFuzzer) need instrumented nightly or
-//! C toolchains in CI; the same targets run under cargo-afl for the long
-//! pass (docs/fuzzing.md).
+//! coverage-guided mutators do not fit a `cargo test` pass: libFuzzer's
+//! needs nightly, AFL++'s a separately instrumented build of the whole
+//! tree (16 minutes here) and a fork server; the same targets run under
+//! cargo-afl for the long pass (docs/fuzzing.md).
 
 use proptest::prelude::*;
 
