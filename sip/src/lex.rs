@@ -67,6 +67,21 @@ fn find_top_level(s: &str, want: u8, angles: bool) -> Option<usize> {
     None
 }
 
+/// Whether every quoted string in `s` is closed: text appended after an
+/// unclosed one would be read as part of it.
+pub(crate) fn quotes_closed(s: &str) -> bool {
+    let (mut quoted, mut escaped) = (false, false);
+    for b in s.bytes() {
+        match b {
+            _ if escaped => escaped = false,
+            b'\\' if quoted => escaped = true,
+            b'"' => quoted = !quoted,
+            _ => {}
+        }
+    }
+    !quoted
+}
+
 /// The first `want` outside quoted strings.
 pub(crate) fn find_unquoted(s: &str, want: u8) -> Option<usize> {
     find_top_level(s, want, false)

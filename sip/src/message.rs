@@ -680,7 +680,11 @@ impl fmt::Display for NameAddr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.display {
             Some(d) if is_quoted_content(d) => write!(f, "\"{d}\" ")?,
-            Some(d) => write!(f, "\"{}\" ", d.replace(['"', '\\'], ""))?,
+            // Nothing left once unquotable: no display name, not `""`.
+            Some(d) => match d.replace(['"', '\\'], "") {
+                d if d.is_empty() => {}
+                d => write!(f, "\"{d}\" ")?,
+            },
             None => {}
         }
         write!(f, "<{}>", self.uri)?;

@@ -69,6 +69,7 @@ impl<'a> NameAddrRef<'a> {
         if !uri.contains(':') {
             return Err(format!("bad URI {:?}", clip(uri)));
         }
+        Self::check_params(params)?;
         Ok(NameAddrOf {
             display: (!display.is_empty()).then_some(display),
             uri,
@@ -86,12 +87,30 @@ impl<'a> NameAddrRef<'a> {
         if !uri.contains(':') || uri.contains(char::is_whitespace) {
             return Err(format!("bad URI {:?}", clip(uri)));
         }
+        // Printed back in brackets, a '>' here would close them early.
+        if uri.contains(['<', '>']) {
+            return Err(format!("'<' or '>' in the bare URI {:?}", clip(uri)));
+        }
+        Self::check_params(params)?;
         Ok(NameAddrOf {
             display: None,
             uri,
             params,
             tag: lex::param(params, "tag").flatten(),
         })
+    }
+
+    /// A tag added after parameters with an unclosed quote would be read
+    /// as inside it.
+    fn check_params(params: &str) -> Result<(), String> {
+        if lex::quotes_closed(params) {
+            Ok(())
+        } else {
+            Err(format!(
+                "unclosed '\"' in the parameters {:?}",
+                clip(params)
+            ))
+        }
     }
 
     /// Header parameter `name` (any case); None when absent or valueless.

@@ -4,6 +4,7 @@
 //! either the old cursor or the new one; `tollgate cdr status` reads these
 //! files whether or not the node is running.
 
+use super::segment::MAX_SEQ;
 use serde::{Deserialize, Serialize};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -33,13 +34,23 @@ fn path(spool: &Path, sink: &str) -> PathBuf {
 /// The sink's cursor, or None when it has none yet.
 pub fn load(spool: &Path, sink: &str) -> std::io::Result<Option<Cursor>> {
     let p = path(spool, sink);
+    let invalid = |what: String| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("{}: {what}", p.display()),
+        )
+    };
     match std::fs::read(&p) {
-        Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
-            std::io::Error::new(
-                std::io::ErrorKind::InvalidData,
-                format!("{}: {e}", p.display()),
-            )
-        }),
+        Ok(bytes) => {
+            let c: Cursor = serde_json::from_slice(&bytes).map_err(|e| invalid(e.to_string()))?;
+            if c.delivered_seq > MAX_SEQ {
+                return Err(invalid(format!(
+                    "delivered_seq {} is beyond the limit {MAX_SEQ}",
+                    c.delivered_seq
+                )));
+            }
+            Ok(Some(c))
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(e),
     }

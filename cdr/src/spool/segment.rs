@@ -18,6 +18,10 @@ pub const MAGIC: &[u8; 8] = b"TGSPOOL1";
 pub const HEADER: usize = 16;
 /// A payload larger than this is damage, not a CDR.
 pub const MAX_PAYLOAD: usize = 16 << 20;
+/// The highest sequence number a record may carry: what an SQL sink's
+/// signed 64-bit column holds, and far from where `+ 1` overflows. A
+/// record beyond it is damage, not a CDR.
+pub const MAX_SEQ: u64 = i64::MAX as u64;
 
 pub fn file_name(first_seq: u64) -> String {
     format!("{first_seq:020}.seg")
@@ -65,6 +69,9 @@ pub enum Damage {
         expected: u64,
         found: u64,
     },
+    SeqBeyondLimit {
+        seq: u64,
+    },
 }
 
 impl fmt::Display for Damage {
@@ -82,6 +89,9 @@ impl fmt::Display for Damage {
             Damage::BadChecksum { seq } => write!(f, "checksum mismatch in record {seq}"),
             Damage::OutOfOrder { expected, found } => {
                 write!(f, "record {found} where {expected} was expected")
+            }
+            Damage::SeqBeyondLimit { seq } => {
+                write!(f, "record {seq} is numbered beyond the limit {MAX_SEQ}")
             }
         }
     }
@@ -130,6 +140,9 @@ pub fn decode_at(bytes: &[u8], offset: usize, expected: Option<u64>) -> Result<F
     }
     if checksum(seq, &rest[HEADER..HEADER + len]) != crc {
         return Err(Damage::BadChecksum { seq });
+    }
+    if seq > MAX_SEQ {
+        return Err(Damage::SeqBeyondLimit { seq });
     }
     if let Some(e) = expected {
         if seq != e {
@@ -221,6 +234,29 @@ mod tests {
         let seqs: Vec<u64> = s.records.iter().map(|r| r.seq).collect();
         assert_eq!(seqs, [7, 8, 9]);
         assert_eq!(s.records[2].payload(&bytes), b"three");
+    }
+
+    /// Found by fuzzing (fuzz/corpus/spool_segment/seed-last-seq): the
+    /// scan's `expected += 1` overflowed after a record numbered 2^64-1.
+    #[test]
+    fn a_record_numbered_beyond_the_limit_is_damage() {
+        let bytes = segment(MAX_SEQ, &[b"last", b"beyond"]);
+        let s = scan(&bytes, MAX_SEQ);
+        assert_eq!(s.last_seq(), Some(MAX_SEQ));
+        let at = s.records[0].end();
+        assert_eq!(
+            s.damage,
+            Some((at, Damage::SeqBeyondLimit { seq: MAX_SEQ + 1 }))
+        );
+        let s = scan(&segment(u64::MAX, &[b"x"]), u64::MAX);
+        assert_eq!(
+            s.damage,
+            Some((MAGIC.len(), Damage::SeqBeyondLimit { seq: u64::MAX }))
+        );
+        assert_eq!(
+            Damage::SeqBeyondLimit { seq: u64::MAX }.to_string(),
+            "record 18446744073709551615 is numbered beyond the limit 9223372036854775807"
+        );
     }
 
     #[test]
