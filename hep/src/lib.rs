@@ -161,7 +161,11 @@ pub fn packet_len(buf: &[u8]) -> Option<usize> {
 mod tests {
     use super::*;
 
-    fn sip_v4<'a>(payload: &'a [u8], password: Option<&'a str>, corr: Option<&'a str>) -> Capture<'a> {
+    fn sip_v4<'a>(
+        payload: &'a [u8],
+        password: Option<&'a str>,
+        corr: Option<&'a str>,
+    ) -> Capture<'a> {
         Capture {
             src: "192.0.2.1:5060".parse().unwrap(),
             dst: "198.51.100.7:5080".parse().unwrap(),
@@ -241,7 +245,10 @@ mod tests {
             ch(0x0f, &[0x81, 0xc8]),
         ]
         .concat();
-        assert_eq!(&out[1..7], &[b'H', b'E', b'P', b'3', 0, 6 + chunks.len() as u8]);
+        assert_eq!(
+            &out[1..7],
+            &[b'H', b'E', b'P', b'3', 0, 6 + chunks.len() as u8]
+        );
         assert_eq!(&out[7..], &chunks[..]);
     }
 
