@@ -16,6 +16,8 @@ packages=(clang libbpf-dev linux-libc-dev iproute2 ethtool util-linux openssl si
 packages+=(libdpdk-dev pkg-config libclang-dev)
 # Node.js for the HEP collector of tests/tests/hep.rs (hep-js, below).
 packages+=(nodejs npm)
+# sngrep (its HEP listener) and tshark decode the HEP export in tests/tests/hep.rs.
+packages+=(sngrep tshark)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

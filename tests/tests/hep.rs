@@ -7,9 +7,12 @@
 //! id on both legs, the agent id and password; over UDP and TCP, and the
 //! NG control messages with `ng = true`.
 //!
+//! The UDP export is also decoded by Debian's own tools: sngrep's HEP
+//! listener turns it back into SIP packets in a pcap, which tshark reads.
+//!
 //! Ports: SIP and media 49300-49599 (a node's SIP on `base`, the UAC on
-//! `base`+20 and the UAS on `base`+30, media +40/+50; relay ports given),
-//! NG 22460-22469, HEP collectors 9060-9079.
+//! `base`+20 and the UAS on `base`+30, media +40/+50, relay ports from
+//! `base`+60), NG 22460-22469, HEP collectors 9060-9079.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -178,9 +181,8 @@ fn endpoint(rc: &serde_json::Value, side: &str) -> SocketAddr {
     SocketAddr::new(ip, port)
 }
 
-/// Checks the exported SIP against both SIPp logs; returns each leg's
-/// packets' correlation ids, by Call-ID.
-fn check_call(dir: &Path, base: u16, agent: u64, password: &str) -> BTreeMap<String, Vec<String>> {
+/// What SIPp saw, the UAC's messages then the UAS's.
+fn sipp_legs(dir: &Path, base: u16) -> (Vec<Seen>, Vec<Seen>) {
     let node = addr(base);
     let uac = sipp_saw(&read(dir, "uac_messages.log"), addr(base + 20), node);
     let uas = sipp_saw(&read(dir, "uas_messages.log"), addr(base + 30), node);
@@ -188,7 +190,24 @@ fn check_call(dir: &Path, base: u16, agent: u64, password: &str) -> BTreeMap<Str
         uac.len() >= 7 && uas.len() >= 6,
         "SIPp logs: {uac:?}\n{uas:?}"
     );
-    let got = packets(dir, 1, uac.len() + uas.len());
+    (uac, uas)
+}
+
+/// The exported messages (`hep`) are those SIPp saw on each leg.
+fn assert_legs(base: u16, (uac, uas): (Vec<Seen>, Vec<Seen>), mut hep: Vec<Seen>) {
+    hep.sort();
+    let (a, b): (Vec<Seen>, Vec<Seen>) = hep
+        .into_iter()
+        .partition(|m| m.0 == addr(base + 20) || m.1 == addr(base + 20));
+    assert_eq!(a, uac, "A leg: HEP against what the UAC saw");
+    assert_eq!(b, uas, "B leg: HEP against what the UAS saw");
+}
+
+/// Checks the SIP hep-js decoded against both SIPp logs, and its agent id
+/// and password; returns each leg's packets' correlation ids, by Call-ID.
+fn check_call(dir: &Path, base: u16, agent: u64, password: &str) -> BTreeMap<String, Vec<String>> {
+    let legs = sipp_legs(dir, base);
+    let got = packets(dir, 1, legs.0.len() + legs.1.len());
     let mut hep: Vec<Seen> = Vec::new();
     let mut correlations: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for p in &got {
@@ -210,12 +229,7 @@ fn check_call(dir: &Path, base: u16, agent: u64, password: &str) -> BTreeMap<Str
             cseq,
         ));
     }
-    hep.sort();
-    let (a, b): (Vec<Seen>, Vec<Seen>) = hep
-        .into_iter()
-        .partition(|m| m.0 == addr(base + 20) || m.1 == addr(base + 20));
-    assert_eq!(a, uac, "A leg: HEP against what the UAC saw");
-    assert_eq!(b, uas, "B leg: HEP against what the UAS saw");
+    assert_legs(base, legs, hep);
     correlations
 }
 
@@ -240,39 +254,65 @@ fn assert_one_correlation(dir: &Path, correlations: &BTreeMap<String, Vec<String
     }
 }
 
+/// The collector and what the node's `[hep]` section says beyond it.
+struct Export {
+    transport: &'static str,
+    port: u16,
+    agent: u64,
+    password: &'static str,
+    /// More `[hep]` keys.
+    more: &'static str,
+}
+
+/// One call through a node on `base` (NG on `ng`, relay ports `relay`)
+/// exporting as `export` says, checked against SIPp's logs on both legs
+/// with one correlation id; returns the test's directory, collector and node.
+fn exported_call(
+    name: &str,
+    base: u16,
+    ng: u16,
+    relay: (u16, u16),
+    export: Export,
+) -> (TempDir, Proc, Proc) {
+    let dir = TempDir::new(name);
+    let collector = collector(&dir.0, export.transport, export.port);
+    let hep = format!(
+        "collector = \"{}\"\ntransport = \"{}\"\nagent_id = {}\npassword = \"{}\"\n{}",
+        addr(export.port),
+        export.transport,
+        export.agent,
+        export.password,
+        export.more
+    );
+    let node = node(&dir.0, base, ng, relay, &hep);
+    call(&dir.0, base);
+    let correlations = check_call(&dir.0, base, export.agent, export.password);
+    assert_one_correlation(&dir.0, &correlations);
+    (dir, collector, node)
+}
+
 #[test]
 fn udp_export_matches_both_legs_sipp_saw_with_the_a_leg_call_id_on_both() {
-    let dir = TempDir::new("hep-udp");
-    let base = 49300;
-    let _collector = collector(&dir.0, "udp", 9060);
-    let _node = node(
-        &dir.0,
-        base,
-        22460,
-        (49400, 49449),
-        "collector = \"127.0.0.1:9060\"\nagent_id = 4242\npassword = \"homer\"",
-    );
-    call(&dir.0, base);
-    let correlations = check_call(&dir.0, base, 4242, "homer");
-    assert_one_correlation(&dir.0, &correlations);
+    let export = Export {
+        transport: "udp",
+        port: 9060,
+        agent: 4242,
+        password: "homer",
+        more: "",
+    };
+    exported_call("hep-udp", 49300, 22460, (49360, 49379), export);
 }
 
 #[test]
 fn tcp_export_carries_the_call_and_the_ng_messages() {
-    let dir = TempDir::new("hep-tcp");
-    let base = 49450;
-    let _collector = collector(&dir.0, "tcp", 9061);
-    let _node = node(
-        &dir.0,
-        base,
-        22461,
-        (49510, 49559),
-        "collector = \"127.0.0.1:9061\"\ntransport = \"tcp\"\nng = true\npassword = \"p\"",
-    );
-    call(&dir.0, base);
-    let correlations = check_call(&dir.0, base, 1, "p");
-    assert_one_correlation(&dir.0, &correlations);
-
+    let export = Export {
+        transport: "tcp",
+        port: 9061,
+        agent: 1,
+        password: "p",
+        more: "ng = true",
+    };
+    let (dir, _collector, _node) = exported_call("hep-tcp", 49400, 22461, (49460, 49479), export);
     let mut ng = peers::ng_client(None, addr(22461));
     let query = ng.command("query", [("call-id", Value::str("hep-ng-call"))]);
     assert!(query.is_err(), "an unknown call: {query:?}");
@@ -297,4 +337,81 @@ fn tcp_export_carries_the_call_and_the_ng_messages() {
     assert_eq!(endpoint(req, "dst"), addr(22461));
     assert_eq!(endpoint(reply, "src"), addr(22461));
     assert_eq!(endpoint(req, "src"), endpoint(reply, "dst"));
+}
+
+/// sngrep (Debian) as the collector: its HEP listener writes what it
+/// decodes as plain SIP packets, with the addresses and ports HEP carried,
+/// into `dir/sngrep.pcap`.
+fn sngrep(dir: &Path, port: u16) -> Proc {
+    peers::require("sngrep");
+    let mut cmd = Command::new("sngrep");
+    cmd.args(["-N", "-q", "-F", "-L", &format!("udp:{}", addr(port))])
+        .arg("-O")
+        .arg(dir.join("sngrep.pcap"));
+    let mut p = peers::spawn(cmd, dir, "sngrep");
+    let hex = format!("0100007F:{port:04X}");
+    let up = tollgate_tests::wait_until(Duration::from_secs(10), || {
+        assert!(
+            p.child.try_wait().ok().flatten().is_none(),
+            "sngrep exited: {}",
+            p.log_text()
+        );
+        read(Path::new("/proc/net"), "udp").contains(&hex)
+    });
+    assert!(up, "sngrep not listening on {port}: {}", p.log_text());
+    p
+}
+
+/// The SIP messages in a pcap, decoded by tshark.
+fn tshark_sip(pcap: &Path) -> Vec<Seen> {
+    peers::require("tshark");
+    let fields = [
+        "ip.src",
+        "udp.srcport",
+        "ip.dst",
+        "udp.dstport",
+        "sip.Request-Line",
+        "sip.Status-Line",
+        "sip.Call-ID",
+        "sip.CSeq",
+    ];
+    let mut cmd = Command::new("tshark");
+    cmd.arg("-r").arg(pcap).args(["-Y", "sip", "-T", "fields"]);
+    for f in fields {
+        cmd.args(["-e", f]);
+    }
+    let out = cmd.output().expect("tshark");
+    assert!(out.status.success(), "tshark: {out:?}");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| {
+            let f: Vec<&str> = l.split('\t').collect();
+            assert_eq!(f.len(), fields.len(), "tshark line {l:?}");
+            let at =
+                |ip: &str, port: &str| SocketAddr::new(ip.parse().unwrap(), port.parse().unwrap());
+            let start = if f[4].is_empty() { f[5] } else { f[4] };
+            (
+                at(f[0], f[1]),
+                at(f[2], f[3]),
+                start.to_string(),
+                f[6].to_string(),
+                f[7].to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn sngrep_and_tshark_decode_the_udp_export_as_the_sip_sipp_saw() {
+    let dir = TempDir::new("hep-sngrep");
+    let base = 49500;
+    let mut sngrep = sngrep(&dir.0, 9062);
+    let hep = "collector = \"127.0.0.1:9062\"\npassword = \"x\"";
+    let _node = node(&dir.0, base, 22462, (49560, 49579), hep);
+    call(&dir.0, base);
+    let legs = sipp_legs(&dir.0, base);
+    // The pcap is complete once sngrep has ended.
+    std::thread::sleep(Duration::from_secs(1));
+    tollgate_bench::sut::terminate(&mut sngrep.child, Duration::from_secs(3));
+    assert_legs(base, legs, tshark_sip(&dir.0.join("sngrep.pcap")));
 }
