@@ -25,7 +25,7 @@ use crate::sipinbox::Inbound;
 use config::HepConfig;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{self, SyncSender, TrySendError};
+use std::sync::mpsc::{self, SyncSender};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tollgate_hep::PayloadKind;
@@ -90,8 +90,10 @@ impl Tap {
         }))
     }
 
+    /// Queues `item` unless the queue is full (or the exporter gone):
+    /// then it is counted and dropped.
     fn queue(&self, item: Item) {
-        if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) = self.tx.try_send(item) {
+        if self.tx.try_send(item).is_err() {
             self.counters.dropped.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -153,7 +155,9 @@ pub struct SipTap {
 
 impl SipTap {
     /// Captures one step of the B2BUA thread: the message it handled (none
-    /// for timers) and what that produced, `out`, before it is sent.
+    /// for timers) and what that produced, `out`, timestamped when produced
+    /// (a message held for a CDR's sync leaves a little later). TLS is
+    /// exported as TCP, its payload decrypted.
     pub fn step(
         &self,
         b2b: &B2bua,
@@ -177,5 +181,86 @@ impl SipTap {
                 ..item(self.local, *to, bytes)
             });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use config::HepTransport;
+    use std::io::Read;
+    use std::net::TcpListener;
+    use std::time::Instant;
+
+    fn tcp_tap(port: u16, queue: usize) -> Tap {
+        let cfg = HepConfig {
+            collector: Some(SocketAddr::from(([127, 0, 0, 1], port))),
+            transport: HepTransport::Tcp,
+            queue,
+            ..HepConfig::default()
+        };
+        Tap::start(&cfg).unwrap().expect("a collector is set")
+    }
+
+    fn a() -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], 40000))
+    }
+
+    #[test]
+    fn a_tcp_collector_that_comes_late_gets_the_reports_sent_after_it_is_up() {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .unwrap()
+            .port();
+        let tap = tcp_tap(port, 64);
+        let end = Instant::now() + Duration::from_secs(2);
+        while tap.counters.unsent.load(Ordering::Relaxed) < 2 && Instant::now() < end {
+            tap.rtcp(a(), a(), b"\x81\xc9early", "call-1");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(
+            tap.counters.unsent.load(Ordering::Relaxed) >= 2,
+            "no collector yet"
+        );
+        let listener = TcpListener::bind(("127.0.0.1", port)).unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let end = Instant::now() + Duration::from_secs(15);
+        let mut conn = loop {
+            tap.rtcp(a(), a(), b"\x81\xc9late", "call-1");
+            if let Ok((c, _)) = listener.accept() {
+                break c;
+            }
+            assert!(
+                Instant::now() < end,
+                "the exporter did not reconnect within 15 s"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        conn.set_nonblocking(false).unwrap();
+        conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut head = [0u8; 6];
+        conn.read_exact(&mut head).unwrap();
+        let mut rest = vec![0u8; tollgate_hep::packet_len(&head).unwrap() - 6];
+        conn.read_exact(&mut rest).unwrap();
+        let text = String::from_utf8_lossy(&rest);
+        assert!(
+            text.ends_with("call-1"),
+            "the correlation chunk comes last: {text}"
+        );
+    }
+
+    #[test]
+    fn a_stuck_collector_never_holds_up_the_tap_and_what_overflows_is_counted() {
+        // Accepted by the kernel, never read: the exporter's writes stall.
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let tap = tcp_tap(listener.local_addr().unwrap().port(), 4);
+        let report = vec![0x81u8; 60_000];
+        let started = Instant::now();
+        for _ in 0..2000 {
+            tap.rtcp(a(), a(), &report, "call-2");
+        }
+        let took = started.elapsed();
+        assert!(took < Duration::from_secs(3), "2000 captures took {took:?}");
+        assert!(tap.counters.dropped.load(Ordering::Relaxed) > 0);
     }
 }
