@@ -14,6 +14,10 @@ packages=(clang libbpf-dev linux-libc-dev iproute2 ethtool util-linux openssl si
 # DPDK 22.11 for the data plane's `dpdk` feature: its headers and libraries
 # (found by pkg-config) and libclang for bindgen over them (dpdk-sys/).
 packages+=(libdpdk-dev pkg-config libclang-dev)
+# Node.js for the HEP collector of tests/tests/hep.rs (hep-js, below).
+packages+=(nodejs npm)
+# sngrep (its HEP listener) and tshark decode the HEP export in tests/tests/hep.rs.
+packages+=(sngrep tshark)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -34,5 +38,9 @@ bash -c 'source "$1/data/lib.sh" && apt_install mariadb-server postgresql-15 red
 # media range. Ephemeral ports then come from 60000-65000.
 sysctl -qw net.ipv4.ip_local_port_range="32768 65000" net.ipv4.ip_local_reserved_ports=20000-59999 ||
   echo "setup: could not reserve the relay ports (net.ipv4.ip_local_reserved_ports); tests may collide with ephemeral ports" >&2
+# sipcapture's HEP decoder (hep-js, from npm) for the HEP export tests'
+# collector: Debian 12's tshark has no HEP dissector.
+[ -d /opt/hep-js/node_modules/hep-js ] ||
+  npm install --no-audit --no-fund --prefix /opt/hep-js hep-js@1.0.22
 command -v cargo >/dev/null || { echo "setup: cargo not found; install stable Rust (rustup)" >&2; exit 1; }
 echo "setup: ready ($(clang --version | head -n1); $(cargo --version))"

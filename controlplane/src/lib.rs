@@ -8,6 +8,7 @@ pub mod b2bua;
 pub mod cdrs;
 pub mod config;
 pub mod ctl;
+pub mod hep;
 pub mod media;
 pub mod ng;
 pub mod ngserver;
@@ -44,7 +45,8 @@ pub fn controlplane(
     let link = plane::DataplaneLink::new(cfg.dataplane.control_socket.clone());
     let sessions = media::Sessions::new(cfg.media.clone());
     let handler = ng::NgHandler::new(sessions, Box::new(link), time::Now::real());
-    let server = ngserver::NgServer::new(handler, spool.clone());
+    let hep = hep::Tap::start(&cfg.hep).context("starting the HEP exporter")?;
+    let server = ngserver::NgServer::new(handler, spool.clone(), hep);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

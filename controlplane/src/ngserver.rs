@@ -11,6 +11,7 @@
 //! they are written and its CDRs durable: a `delete` answered means its
 //! CDR is on disk (call events are synced with the next CDR, or soon).
 
+use crate::hep::Tap;
 use crate::ng::NgHandler;
 use crate::sync::lock;
 use crate::time::Now;
@@ -35,15 +36,18 @@ pub struct NgServer {
     cache: Mutex<HashMap<CacheKey, (Instant, Vec<u8>)>>,
     pub malformed: AtomicU64,
     spool: Arc<Spool>,
+    /// Where messages are exported as HEP (SIP always, NG with `hep.ng`).
+    pub hep: Option<Tap>,
 }
 
 impl NgServer {
-    pub fn new(handler: NgHandler, spool: Arc<Spool>) -> Arc<Self> {
+    pub fn new(handler: NgHandler, spool: Arc<Spool>, hep: Option<Tap>) -> Arc<Self> {
         Arc::new(NgServer {
             handler: Arc::new(Mutex::new(handler)),
             cache: Mutex::new(HashMap::new()),
             malformed: AtomicU64::new(0),
             spool,
+            hep,
         })
     }
 
@@ -153,16 +157,19 @@ impl NgServer {
 
     pub async fn serve_udp(self: Arc<Self>, sock: UdpSocket) {
         let mut buf = vec![0u8; 65536];
+        let local = sock.local_addr().ok();
         loop {
             let Ok((n, from)) = sock.recv_from(&mut buf).await else {
                 continue;
             };
+            self.export(Some(from), local, false, &buf[..n]);
             let out = match Message::decode_prefix(&buf[..n]) {
                 Ok((m, _)) => Some(self.reply(from, m).await),
                 // A datagram is the whole message: incomplete means truncated.
                 Err((cookie, e)) => self.bad(&buf[..n], cookie, e),
             };
             if let Some(out) = out {
+                self.export(local, Some(from), false, &out);
                 let _ = sock.send_to(&out, from).await;
             }
         }
@@ -178,6 +185,7 @@ impl NgServer {
     }
 
     async fn tcp_connection(self: Arc<Self>, mut stream: TcpStream, peer: SocketAddr) {
+        let local = stream.local_addr().ok();
         let mut buf = Vec::new();
         let mut chunk = vec![0u8; 65536];
         loop {
@@ -187,8 +195,10 @@ impl NgServer {
                         .iter()
                         .take_while(|b| b.is_ascii_whitespace())
                         .count();
+                    self.export(Some(peer), local, true, &buf[..used]);
                     buf.drain(..used + gap);
                     let out = self.reply(peer, m).await;
+                    self.export(local, Some(peer), true, &out);
                     if stream.write_all(&out).await.is_err() {
                         return;
                     }
@@ -207,6 +217,13 @@ impl NgServer {
                 Ok(0) | Err(_) => return,
                 Ok(n) => buf.extend_from_slice(&chunk[..n]),
             }
+        }
+    }
+
+    /// Hands an NG message to the HEP exporter, if there is one.
+    fn export(&self, src: Option<SocketAddr>, dst: Option<SocketAddr>, tcp: bool, bytes: &[u8]) {
+        if let (Some(hep), Some(src), Some(dst)) = (&self.hep, src, dst) {
+            hep.ng(src, dst, tcp, bytes);
         }
     }
 

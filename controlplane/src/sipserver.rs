@@ -15,6 +15,7 @@
 
 use crate::b2bua::config::SipConfig;
 use crate::b2bua::{ids::Ids, lcr, B2bua, Media, Transport};
+use crate::hep::SipTap;
 use crate::ngserver::{wait_durable, NgServer};
 use crate::sipinbox::{inbox, Inbound, Mailbox, UdpIn, BURST};
 use crate::siptransport::{
@@ -133,9 +134,10 @@ pub async fn run(
         tls: tls_out,
     };
     let (stop2, b2b_main) = (stop.clone(), b2b.clone());
+    let hep = ng.hep.clone().map(|tap| SipTap { tap, local });
     let serving = std::thread::Builder::new()
         .name("tg-sip".into())
-        .spawn(move || serve(udp, tcp, mailbox, out, &ng, &b2b, &stop2))?;
+        .spawn(move || serve(udp, tcp, mailbox, out, &ng, &b2b, &stop2, hep))?;
     let hup = Arc::new(AtomicBool::new(false));
     signal_hook::flag::register(signal_hook::consts::SIGHUP, hup.clone())?;
     while !stop.load(Ordering::Relaxed) {
@@ -184,6 +186,7 @@ fn reload_dialplan(path: Option<&Path>, b2b: &Mutex<B2bua>) {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn serve(
     udp: UdpIn,
     tcp: TcpListener,
@@ -192,6 +195,7 @@ fn serve(
     ng: &NgServer,
     b2b: &Mutex<B2bua>,
     stop: &Arc<AtomicBool>,
+    hep: Option<SipTap>,
 ) {
     let (tx, conns) = (outbound.tx.clone(), outbound.conns.clone());
     let _ = std::thread::Builder::new()
@@ -219,7 +223,7 @@ fn serve(
                 return;
             }
         }
-        step(&mut burst, ng, b2b, udp.socket(), &outbound);
+        step(&mut burst, ng, b2b, udp.socket(), &outbound, hep.as_ref());
     }
     report(&lock(b2b).counters);
 }
@@ -239,6 +243,7 @@ fn step(
     b2b: &Mutex<B2bua>,
     sock: &UdpSocket,
     outbound: &Outbound,
+    hep: Option<&SipTap>,
 ) {
     let (mut held, mut queued) = (Vec::new(), Vec::new());
     let inputs = burst.drain(..).map(Some).chain([None]);
@@ -250,16 +255,19 @@ fn step(
                 plane: h.plane.as_mut(),
             };
             let now = Now::real();
-            match input {
+            match &input {
                 Some(Inbound::Datagram(from, bytes)) => {
-                    b.on_datagram(now, from, &bytes, &mut media)
+                    b.on_datagram(now, *from, bytes, &mut media)
                 }
                 Some(Inbound::Stream(from, transport, bytes)) => {
-                    b.on_stream_message(now, transport, from, &bytes, &mut media)
+                    b.on_stream_message(now, *transport, *from, bytes, &mut media)
                 }
                 None => b.handle_timeout(now, &mut media),
             }
             let out: Vec<Transmit> = std::iter::from_fn(|| b.poll_transmit()).collect();
+            if let Some(hep) = hep {
+                hep.step(&b, input.as_ref(), &out);
+            }
             (out, b.take_records())
         });
         // Messages leave in the order produced: once one waits for a CDR,

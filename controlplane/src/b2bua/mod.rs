@@ -278,6 +278,13 @@ impl B2bua {
         self.out.pop_front()
     }
 
+    /// The call (named by its A leg's Call-ID) that the dialog with
+    /// `call_id` and our tag `local_tag` is a leg of.
+    pub fn call_of_dialog(&self, call_id: &str, local_tag: &str) -> Option<&str> {
+        let key = (call_id.to_string(), local_tag.to_string());
+        self.dialogs.get(&key).map(|(call, _)| call.as_str())
+    }
+
     pub fn take_records(&mut self) -> Vec<Record> {
         std::mem::take(&mut self.records)
     }

@@ -1,0 +1,417 @@
+//! HEP export (Homer) from the real binary: SIPp UAC -> Tollgate B2BUA ->
+//! SIPp UAS, with `[hep]` pointing at a collector that decodes every
+//! packet with sipcapture's hep-js (installed by scripts/setup.sh; tshark
+//! 4.0 in Debian 12 has no HEP dissector). Checked against SIPp's own
+//! message logs: every message of both legs, with its addresses and
+//! ports, start line, Call-ID and CSeq, the A leg's Call-ID as correlation
+//! id on both legs, the agent id and password; over UDP and TCP, and the
+//! NG control messages with `ng = true`.
+//!
+//! The UDP export is also decoded by Debian's own tools: sngrep's HEP
+//! listener turns it back into SIP packets in a pcap, which tshark reads.
+//!
+//! Ports: SIP and media 49300-49599 (a node's SIP on `base`, the UAC on
+//! `base`+20 and the UAS on `base`+30, media +40/+50, relay ports from
+//! `base`+60), NG 22460-22469, HEP collectors 9060-9079.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+use tollgate_ng::Value;
+use tollgate_tests::peers::{self, Proc};
+use tollgate_tests::TempDir;
+
+/// Where setup.sh installs hep-js.
+const HEP_JS: &str = "/opt/hep-js/node_modules";
+const COLLECTOR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/peers/hep/collector.js");
+
+fn addr(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+/// The collector on 127.0.0.1:`port`, writing decoded packets to `dir/hep.jsonl`.
+fn collector(dir: &Path, transport: &str, port: u16) -> Proc {
+    peers::require("node");
+    assert!(
+        Path::new(HEP_JS).join("hep-js").exists(),
+        "hep-js is not installed in {HEP_JS}: run scripts/setup.sh"
+    );
+    let mut cmd = Command::new("node");
+    cmd.env("NODE_PATH", HEP_JS)
+        .arg(COLLECTOR)
+        .args([transport, &port.to_string()])
+        .arg(dir.join("hep.jsonl"));
+    let mut p = peers::spawn(cmd, dir, "collector");
+    let up = tollgate_tests::wait_until(Duration::from_secs(10), || {
+        assert!(
+            p.child.try_wait().ok().flatten().is_none(),
+            "collector exited: {}",
+            p.log_text()
+        );
+        p.log_text().contains("listening")
+    });
+    assert!(up, "HEP collector not listening: {}", p.log_text());
+    p
+}
+
+/// A node with SIP on `base`, NG on `ng`, relay ports `ports`, 6000
+/// routed to the UAS at `base`+30, exporting HEP with `hep` (the `[hep]`
+/// section's keys).
+fn node(dir: &Path, base: u16, ng: u16, ports: (u16, u16), hep: &str) -> Proc {
+    let sections = format!(
+        "[sip]\nlisten = \"{}\"\n[[sip.routes]]\nmatch = \"6000\"\ntarget = \"sip:6000@{}\"\n[hep]\n{hep}\n",
+        addr(base),
+        addr(base + 30)
+    );
+    let ng = addr(ng).to_string();
+    peers::tollgate_loopback(dir, &ng, ports, &[], &sections).0
+}
+
+/// One basic call UAC (`base`+20) -> node -> UAS (`base`+30).
+fn call(dir: &Path, base: u16) {
+    let mut uas = peers::sipp_uas_with(
+        None,
+        dir,
+        addr(base + 30),
+        base + 40,
+        &["-sn", "uas", "-m", "1"],
+    );
+    let args = ["-sn", "uac", "-s", "6000", "-d", "200"];
+    let (rc, log) = peers::sipp_uac(None, dir, addr(base + 20), base + 50, addr(base), &args);
+    assert_eq!(rc, 0, "the call failed: {log}");
+    // The UAS ends after its one call, its message log complete.
+    let ended = tollgate_tests::wait_until(Duration::from_secs(10), || {
+        uas.child.try_wait().ok().flatten().is_some()
+    });
+    assert!(
+        ended,
+        "the UAS did not end after its call: {}",
+        uas.log_text()
+    );
+}
+
+/// What is compared of one SIP message: from, to, start line, Call-ID, CSeq.
+type Seen = (SocketAddr, SocketAddr, String, String, String);
+
+/// The start line, Call-ID and CSeq of a SIP message's text.
+fn summary(text: &str) -> (String, String, String) {
+    let mut lines = text.lines().map(str::trim_end);
+    let start = lines.next().unwrap_or_default().to_string();
+    let header = |names: &[&str]| {
+        text.lines()
+            .find_map(|l| {
+                let (n, v) = l.split_once(':')?;
+                names
+                    .iter()
+                    .any(|w| n.trim().eq_ignore_ascii_case(w))
+                    .then(|| v.trim().to_string())
+            })
+            .unwrap_or_default()
+    };
+    (start, header(&["Call-ID", "i"]), header(&["CSeq"]))
+}
+
+/// The messages in a SIPp `-trace_msg` log of a peer at `peer` that only
+/// talked to `node`: what it sent went from it to the node, and back.
+fn sipp_saw(log: &str, peer: SocketAddr, node: SocketAddr) -> Vec<Seen> {
+    let mut seen = Vec::new();
+    for entry in log
+        .split("-----------------------------------------------")
+        .skip(1)
+    {
+        let mut parts = entry.splitn(2, "\n\n");
+        let (head, text) = (
+            parts.next().unwrap_or_default(),
+            parts.next().unwrap_or_default(),
+        );
+        let (from, to) = if head.contains("message sent") {
+            (peer, node)
+        } else if head.contains("message received") {
+            (node, peer)
+        } else {
+            continue;
+        };
+        let (start, call_id, cseq) = summary(text.trim_start());
+        seen.push((from, to, start, call_id, cseq));
+    }
+    seen.sort();
+    seen
+}
+
+/// The decoded packets the collector wrote, once `want` of `kind` (HEP
+/// payload type) are there and no more arrive for half a second.
+fn packets(dir: &Path, kind: u64, want: usize) -> Vec<serde_json::Value> {
+    let path = dir.join("hep.jsonl");
+    let read = || -> Vec<serde_json::Value> {
+        std::fs::read_to_string(&path)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("collector line"))
+            .collect()
+    };
+    let of_kind = |all: &[serde_json::Value]| {
+        all.iter()
+            .filter(|p| p["rcinfo"]["payloadType"] == kind)
+            .count()
+    };
+    let end = Instant::now() + Duration::from_secs(10);
+    while of_kind(&read()) < want && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let all = read();
+    assert!(
+        all.iter().all(|p| p["error"].is_null()),
+        "hep-js refused a packet: {all:?}"
+    );
+    all.into_iter()
+        .filter(|p| p["rcinfo"]["payloadType"] == kind)
+        .collect()
+}
+
+fn endpoint(rc: &serde_json::Value, side: &str) -> SocketAddr {
+    let ip = rc[format!("{side}Ip")]
+        .as_str()
+        .expect("IP")
+        .parse()
+        .expect("IPv4");
+    let port = rc[format!("{side}Port")].as_u64().expect("port") as u16;
+    SocketAddr::new(ip, port)
+}
+
+/// What SIPp saw, the UAC's messages then the UAS's.
+fn sipp_legs(dir: &Path, base: u16) -> (Vec<Seen>, Vec<Seen>) {
+    let node = addr(base);
+    let uac = sipp_saw(&read(dir, "uac_messages.log"), addr(base + 20), node);
+    let uas = sipp_saw(&read(dir, "uas_messages.log"), addr(base + 30), node);
+    assert!(
+        uac.len() >= 7 && uas.len() >= 6,
+        "SIPp logs: {uac:?}\n{uas:?}"
+    );
+    (uac, uas)
+}
+
+/// The exported messages (`hep`) are those SIPp saw on each leg.
+fn assert_legs(base: u16, (uac, uas): (Vec<Seen>, Vec<Seen>), mut hep: Vec<Seen>) {
+    hep.sort();
+    let (a, b): (Vec<Seen>, Vec<Seen>) = hep
+        .into_iter()
+        .partition(|m| m.0 == addr(base + 20) || m.1 == addr(base + 20));
+    assert_eq!(a, uac, "A leg: HEP against what the UAC saw");
+    assert_eq!(b, uas, "B leg: HEP against what the UAS saw");
+}
+
+/// Checks the SIP hep-js decoded against both SIPp logs, and its agent id
+/// and password; returns each leg's packets' correlation ids, by Call-ID.
+fn check_call(dir: &Path, base: u16, agent: u64, password: &str) -> BTreeMap<String, Vec<String>> {
+    let legs = sipp_legs(dir, base);
+    let got = packets(dir, 1, legs.0.len() + legs.1.len());
+    let mut hep: Vec<Seen> = Vec::new();
+    let mut correlations: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for p in &got {
+        let rc = &p["rcinfo"];
+        assert_eq!(rc["captureId"], agent, "{p}");
+        assert_eq!(rc["capturePass"], password, "{p}");
+        assert_eq!(rc["protocol"], 17, "SIP over UDP: {p}");
+        let (start, call_id, cseq) = summary(p["payload"].as_str().expect("payload"));
+        let corr = rc["correlation_id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        correlations.entry(call_id.clone()).or_default().push(corr);
+        hep.push((
+            endpoint(rc, "src"),
+            endpoint(rc, "dst"),
+            start,
+            call_id,
+            cseq,
+        ));
+    }
+    assert_legs(base, legs, hep);
+    correlations
+}
+
+fn read(dir: &Path, name: &str) -> String {
+    std::fs::read_to_string(dir.join(name)).unwrap_or_default()
+}
+
+/// Both legs' packets carry the A leg's Call-ID as correlation id.
+fn assert_one_correlation(dir: &Path, correlations: &BTreeMap<String, Vec<String>>) {
+    let uac = read(dir, "uac_messages.log");
+    let a_call_id = summary(uac.split("\n\n").nth(1).unwrap_or_default()).1;
+    assert_eq!(correlations.len(), 2, "two dialogs: {correlations:?}");
+    assert!(
+        correlations.contains_key(&a_call_id),
+        "{a_call_id}: {correlations:?}"
+    );
+    for (call_id, ids) in correlations {
+        assert!(
+            ids.iter().all(|c| *c == a_call_id),
+            "{call_id}'s packets correlate to the A leg's Call-ID {a_call_id}: {ids:?}"
+        );
+    }
+}
+
+/// The collector and what the node's `[hep]` section says beyond it.
+struct Export {
+    transport: &'static str,
+    port: u16,
+    agent: u64,
+    password: &'static str,
+    /// More `[hep]` keys.
+    more: &'static str,
+}
+
+/// One call through a node on `base` (NG on `ng`, relay ports `relay`)
+/// exporting as `export` says, checked against SIPp's logs on both legs
+/// with one correlation id; returns the test's directory, collector and node.
+fn exported_call(
+    name: &str,
+    base: u16,
+    ng: u16,
+    relay: (u16, u16),
+    export: Export,
+) -> (TempDir, Proc, Proc) {
+    let dir = TempDir::new(name);
+    let collector = collector(&dir.0, export.transport, export.port);
+    let hep = format!(
+        "collector = \"{}\"\ntransport = \"{}\"\nagent_id = {}\npassword = \"{}\"\n{}",
+        addr(export.port),
+        export.transport,
+        export.agent,
+        export.password,
+        export.more
+    );
+    let node = node(&dir.0, base, ng, relay, &hep);
+    call(&dir.0, base);
+    let correlations = check_call(&dir.0, base, export.agent, export.password);
+    assert_one_correlation(&dir.0, &correlations);
+    (dir, collector, node)
+}
+
+#[test]
+fn udp_export_matches_both_legs_sipp_saw_with_the_a_leg_call_id_on_both() {
+    let export = Export {
+        transport: "udp",
+        port: 9060,
+        agent: 4242,
+        password: "homer",
+        more: "",
+    };
+    exported_call("hep-udp", 49300, 22460, (49360, 49379), export);
+}
+
+#[test]
+fn tcp_export_carries_the_call_and_the_ng_messages() {
+    let export = Export {
+        transport: "tcp",
+        port: 9061,
+        agent: 1,
+        password: "p",
+        more: "ng = true",
+    };
+    let (dir, _collector, _node) = exported_call("hep-tcp", 49400, 22461, (49460, 49479), export);
+    let mut ng = peers::ng_client(None, addr(22461));
+    let query = ng.command("query", [("call-id", Value::str("hep-ng-call"))]);
+    assert!(query.is_err(), "an unknown call: {query:?}");
+    let got = packets(&dir.0, 100, 2);
+    let of_call: Vec<&serde_json::Value> = got
+        .iter()
+        .filter(|p| p["rcinfo"]["correlation_id"] == "hep-ng-call")
+        .collect();
+    assert_eq!(of_call.len(), 2, "the query and its reply: {got:?}");
+    let (req, reply) = (&of_call[0]["rcinfo"], &of_call[1]["rcinfo"]);
+    assert!(
+        of_call[0]["payload"].as_str().unwrap().contains("5:query"),
+        "{got:?}"
+    );
+    assert!(
+        of_call[1]["payload"]
+            .as_str()
+            .unwrap()
+            .contains("Unknown call-id"),
+        "{got:?}"
+    );
+    assert_eq!(endpoint(req, "dst"), addr(22461));
+    assert_eq!(endpoint(reply, "src"), addr(22461));
+    assert_eq!(endpoint(req, "src"), endpoint(reply, "dst"));
+}
+
+/// sngrep (Debian) as the collector: its HEP listener writes what it
+/// decodes as plain SIP packets, with the addresses and ports HEP carried,
+/// into `dir/sngrep.pcap`.
+fn sngrep(dir: &Path, port: u16) -> Proc {
+    peers::require("sngrep");
+    let mut cmd = Command::new("sngrep");
+    cmd.args(["-N", "-q", "-F", "-L", &format!("udp:{}", addr(port))])
+        .arg("-O")
+        .arg(dir.join("sngrep.pcap"));
+    let mut p = peers::spawn(cmd, dir, "sngrep");
+    let hex = format!("0100007F:{port:04X}");
+    let up = tollgate_tests::wait_until(Duration::from_secs(10), || {
+        assert!(
+            p.child.try_wait().ok().flatten().is_none(),
+            "sngrep exited: {}",
+            p.log_text()
+        );
+        read(Path::new("/proc/net"), "udp").contains(&hex)
+    });
+    assert!(up, "sngrep not listening on {port}: {}", p.log_text());
+    p
+}
+
+/// The SIP messages in a pcap, decoded by tshark.
+fn tshark_sip(pcap: &Path) -> Vec<Seen> {
+    peers::require("tshark");
+    let fields = [
+        "ip.src",
+        "udp.srcport",
+        "ip.dst",
+        "udp.dstport",
+        "sip.Request-Line",
+        "sip.Status-Line",
+        "sip.Call-ID",
+        "sip.CSeq",
+    ];
+    let mut cmd = Command::new("tshark");
+    cmd.arg("-r").arg(pcap).args(["-Y", "sip", "-T", "fields"]);
+    for f in fields {
+        cmd.args(["-e", f]);
+    }
+    let out = cmd.output().expect("tshark");
+    assert!(out.status.success(), "tshark: {out:?}");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| {
+            let f: Vec<&str> = l.split('\t').collect();
+            assert_eq!(f.len(), fields.len(), "tshark line {l:?}");
+            let at =
+                |ip: &str, port: &str| SocketAddr::new(ip.parse().unwrap(), port.parse().unwrap());
+            let start = if f[4].is_empty() { f[5] } else { f[4] };
+            (
+                at(f[0], f[1]),
+                at(f[2], f[3]),
+                start.to_string(),
+                f[6].to_string(),
+                f[7].to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn sngrep_and_tshark_decode_the_udp_export_as_the_sip_sipp_saw() {
+    let dir = TempDir::new("hep-sngrep");
+    let base = 49500;
+    let mut sngrep = sngrep(&dir.0, 9062);
+    let hep = "collector = \"127.0.0.1:9062\"\npassword = \"x\"";
+    let _node = node(&dir.0, base, 22462, (49560, 49579), hep);
+    call(&dir.0, base);
+    let legs = sipp_legs(&dir.0, base);
+    // The pcap is complete once sngrep has ended.
+    std::thread::sleep(Duration::from_secs(1));
+    tollgate_bench::sut::terminate(&mut sngrep.child, Duration::from_secs(3));
+    assert_legs(base, legs, tshark_sip(&dir.0.join("sngrep.pcap")));
+}
