@@ -1,5 +1,6 @@
 //! RTCP common header view (RFC 3550 section 6.4), enough to recognise and
-//! count RTCP on a flow and read the sender's SSRC.
+//! count RTCP on a flow, read the sender's SSRC, an SR's NTP timestamp and
+//! the first report block of an SR or RR.
 
 use super::{be16, be32, need, WireError};
 
@@ -50,6 +51,39 @@ impl<T: AsRef<[u8]>> Packet<T> {
     pub fn sender_ssrc(&self) -> u32 {
         be32(self.0.as_ref(), 4)
     }
+    /// An SR's NTP timestamp, middle 32 bits (what a report's LSR names).
+    pub fn sr_ntp_middle(&self) -> Option<u32> {
+        let b = self.0.as_ref();
+        (self.packet_type() == SR && b.len() >= 28).then(|| be32(b, 10))
+    }
+    /// The first report block of an SR or RR, if it has one in the buffer.
+    pub fn first_report_block(&self) -> Option<ReportBlock> {
+        let at = match self.packet_type() {
+            SR => 28,
+            RR => 8,
+            _ => return None,
+        };
+        let b = self.0.as_ref();
+        (self.count() > 0 && b.len() >= at + 24).then(|| ReportBlock {
+            lost: be32(b, at + 4),
+            jitter: be32(b, at + 12),
+            lsr: be32(b, at + 16),
+            dlsr: be32(b, at + 20),
+        })
+    }
+}
+
+/// A reception report block's figures (RFC 3550 6.4.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReportBlock {
+    /// Fraction lost (high 8 bits) and cumulative packets lost (low 24, signed).
+    pub lost: u32,
+    /// Interarrival jitter, in timestamp units.
+    pub jitter: u32,
+    /// Middle 32 bits of the NTP timestamp of the last SR received (0: none).
+    pub lsr: u32,
+    /// Delay since that SR, in 1/65536 s.
+    pub dlsr: u32,
 }
 
 #[cfg(test)]
@@ -71,5 +105,23 @@ mod tests {
         let mut rtp = rr;
         rtp[1] = 0;
         assert!(Packet::new_checked(&rtp[..]).is_err());
+        assert_eq!(p.first_report_block(), None);
+        assert_eq!(p.sr_ntp_middle(), None);
+    }
+
+    #[test]
+    fn reads_an_sr_timestamp_and_its_report_block() {
+        let mut sr = vec![0x81, SR, 0, 12, 0, 0, 0, 9];
+        sr.extend([0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88]); // NTP
+        sr.extend([0; 12]); // RTP timestamp, packet and octet counts
+        sr.extend([0, 0, 0, 7, 0x40, 0xff, 0xff, 0xfe, 0, 0, 1, 0]); // SSRC, lost, ext seq
+        sr.extend([0, 0, 0, 80, 0x33, 0x44, 0x55, 0x66, 0, 1, 0, 0]); // jitter, LSR, DLSR
+        let p = Packet::new_checked(&sr[..]).unwrap();
+        assert_eq!(p.sr_ntp_middle(), Some(0x3344_5566));
+        let b = p.first_report_block().unwrap();
+        assert_eq!(
+            (b.lost, b.jitter, b.lsr, b.dlsr),
+            (0x40ff_fffe, 80, 0x3344_5566, 0x1_0000)
+        );
     }
 }
