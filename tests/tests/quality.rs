@@ -70,6 +70,8 @@ fn pair(kind: Kind) -> Pair {
 /// and how late it sends each packet.
 struct Caller {
     lcg: u64,
+    /// How late each sequence number was sent, in ms.
+    late_ms: Vec<f64>,
 }
 
 impl Caller {
@@ -84,7 +86,19 @@ impl Caller {
     fn impair(&mut self) -> (bool, Duration) {
         let skip = self.next(1000) < (LOSS * 1000.0) as u64;
         let late = Duration::from_micros(self.next(2 * JITTER_MS as u64 * 1000));
+        self.late_ms.push(late.as_secs_f64() * 1000.0);
         (skip, late)
+    }
+
+    /// RFC 3550's estimator over the lateness chosen for `seqs`, in the
+    /// order they arrived: the jitter a perfect relay would report.
+    fn jitter_ms(&self, seqs: &[u16]) -> f64 {
+        let mut j = 0.0;
+        for w in seqs.windows(2) {
+            let d = self.late_ms[usize::from(w[1])] - self.late_ms[usize::from(w[0])];
+            j += (d.abs() - j) / 16.0;
+        }
+        j
     }
 }
 
@@ -92,11 +106,11 @@ impl Caller {
 /// 8 kHz time it was due (so the sender's own pacing is no jitter: it
 /// stamps after sleeping, less only the lateness it chose), with a STUN
 /// binding request after every 50th; returns the RTP packets B received.
-fn stream(p: &Pair, ssrc: u32, n: u16, mut caller: Option<Caller>) -> Vec<Vec<u8>> {
+fn stream(p: &Pair, ssrc: u32, n: u16, mut caller: Option<&mut Caller>) -> Vec<Vec<u8>> {
     let t0 = Instant::now();
     for seq in 0..n {
         let (skip, late) = caller
-            .as_mut()
+            .as_deref_mut()
             .map_or((false, Duration::ZERO), Caller::impair);
         let due = t0 + GAP * u32::from(seq) + late;
         if let Some(wait) = due.checked_duration_since(Instant::now()) {
@@ -208,7 +222,7 @@ fn measures_induced_loss_and_jitter(kind: Kind, impair: Impair) {
     );
 
     // Loss, and delay with uniform jitter, from netem on A's link or from A.
-    let caller = match impair {
+    let mut caller = match impair {
         Impair::Netem => {
             netem(
                 &p,
@@ -216,10 +230,13 @@ fn measures_induced_loss_and_jitter(kind: Kind, impair: Impair) {
             );
             None
         }
-        Impair::Caller => Some(Caller { lcg: 0x5eed }),
+        Impair::Caller => Some(Caller {
+            lcg: 0x5eed,
+            late_ms: Vec::new(),
+        }),
     };
     let n = 500;
-    let got = stream(&p, 0x2222, n, caller);
+    let got = stream(&p, 0x2222, n, caller.as_mut());
     let q = rtp_of(&p, p.a_flow);
     // B missed exactly what the relay counts lost (up to the highest sequence seen).
     let seqs: Vec<u16> = got
@@ -243,12 +260,16 @@ fn measures_induced_loss_and_jitter(kind: Kind, impair: Impair) {
         (ratio - LOSS).abs() <= 0.03,
         "loss {ratio:.3}, netem {LOSS} (tolerance 0.03): {q}"
     );
-    // Two independent uniform delays ±J differ by 2J/3 on average.
-    let expect = 2.0 * JITTER_MS / 3.0;
+    // The caller knows what its lateness gives; of netem's independent
+    // uniform ±J delays, two differ by 2J/3 on average.
+    let (expect, tolerance) = match &caller {
+        Some(c) => (c.jitter_ms(&seqs), 0.1),
+        None => (2.0 * JITTER_MS / 3.0, 0.35),
+    };
     let j = jitter_ms(&q);
     assert!(
-        (j - expect).abs() <= 0.35 * expect + 1.0,
-        "jitter {j:.2} ms, expected {expect:.2} ms ±(35% + 1 ms): {q}"
+        (j - expect).abs() <= tolerance * expect + 0.5,
+        "jitter {j:.2} ms, expected {expect:.2} ms ±({tolerance} of it + 0.5 ms): {q}"
     );
 
     // RTCP: the caller's reports read back, and the round trip is netem's delay.
@@ -272,6 +293,7 @@ fn measures_induced_loss_and_jitter(kind: Kind, impair: Impair) {
         .as_u64()
         .expect("an RTT from the caller's RR") as f64
         / 1000.0;
+    eprintln!("{kind:?}: loss {ratio:.3} (induced {LOSS}), jitter {j:.2} ms (expected {expect:.2}), RTT {rtt_ms:.1} ms (delay {DELAY_MS})");
     assert!(
         (rtt_ms - DELAY_MS).abs() <= JITTER_MS + 3.0,
         "RTT {rtt_ms:.1} ms, netem delay {DELAY_MS} ms ±{JITTER_MS} ms (+3 ms): {c}"
@@ -304,4 +326,15 @@ fn xdp_measures_a_callers_loss_and_jitter() {
 #[test]
 fn socket_measures_a_callers_loss_and_jitter() {
     measures_induced_loss_and_jitter(Kind::Socket, Impair::Caller);
+}
+
+#[test]
+fn afxdp_measures_a_callers_loss_and_jitter() {
+    measures_induced_loss_and_jitter(Kind::Afxdp, Impair::Caller);
+}
+
+#[cfg(feature = "dpdk")]
+#[test]
+fn dpdk_measures_a_callers_loss_and_jitter() {
+    measures_induced_loss_and_jitter(Kind::Dpdk { workers: 1 }, Impair::Caller);
 }
