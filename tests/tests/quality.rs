@@ -179,6 +179,46 @@ fn rtcp_rounds(p: &Pair, rounds: u32, understate: Duration) {
     std::thread::sleep(Duration::from_millis(200));
 }
 
+/// `tollgate ctl flows` prints A's flow with its jitter, RTT and a MOS.
+fn ctl_flows_show_quality(p: &Pair) {
+    let out = std::process::Command::new(tollgate_tests::process::tollgate_bin())
+        .arg("ctl")
+        .arg("--socket")
+        .arg(&p.r.dp.socket)
+        .arg("flows")
+        .output()
+        .expect("run tollgate ctl flows");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let head: Vec<&str> = text
+        .lines()
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    assert!(
+        head.ends_with(&["LOST", "JITTER", "ms", "RTT", "ms", "MOS", "IDLE"]),
+        "{text}"
+    );
+    let row: Vec<&str> = text
+        .lines()
+        .find(|l| l.starts_with(&p.a_flow.to_string()))
+        .unwrap_or_else(|| panic!("no row for {}: {text}", p.a_flow))
+        .split_whitespace()
+        .collect();
+    let [jitter, rtt, mos] =
+        [row[row.len() - 4], row[row.len() - 3], row[row.len() - 2]].map(|v| {
+            v.parse::<f64>()
+                .unwrap_or_else(|_| panic!("{v:?} in {row:?}"))
+        });
+    assert!(jitter > 0.0 && rtt > 10.0, "{row:?}");
+    assert!(mos > 3.0 && mos < 4.5, "a 4% loss scores between: {row:?}");
+}
+
 fn netem(p: &Pair, args: &str) {
     let mut cmd = vec![
         "ip",
@@ -298,6 +338,7 @@ fn measures_induced_loss_and_jitter(kind: Kind, impair: Impair) {
         (rtt_ms - DELAY_MS).abs() <= JITTER_MS + 3.0,
         "RTT {rtt_ms:.1} ms, netem delay {DELAY_MS} ms ±{JITTER_MS} ms (+3 ms): {c}"
     );
+    ctl_flows_show_quality(&p);
     // B's SRs on the other flow are counted, not taken for RTP.
     let back = p.r.dp.flow(p.b_flow)["counters"].clone();
     assert_eq!(back["rtcp_packets"].as_u64(), Some(6), "{back}");
