@@ -200,7 +200,8 @@ impl RtpTracker {
     }
 
     /// Records an SR's timestamp and a report block's figures, and the round
-    /// trip when the block's LSR names the reverse flow's last SR.
+    /// trip when the block's LSR names the reverse flow's last SR; of plain
+    /// RTCP only (SRTCP's reports are encrypted).
     fn on_rtcp(
         &mut self,
         now_ns: u64,
@@ -209,6 +210,9 @@ impl RtpTracker {
     ) {
         let s = &mut self.s;
         s.rtcp_packets += 1;
+        if !r.is_plain() {
+            return;
+        }
         if let Some(mid) = r.sr_ntp_middle() {
             s.sr_ntp_mid = mid;
             s.sr_seen_ns = now_ns;

@@ -156,11 +156,17 @@ fn a_report_naming_the_reverse_sr_gives_the_round_trip() {
         ),
         (1, 64, -2, 80, Some(50_000))
     );
+    // SRTCP (index and tag after the report) is counted, its report not read.
+    let mut srtcp = rtcp_packet(None, Some((0x0300_0009, 66, sr.0, 0)));
+    srtcp.extend([0x80, 0, 0, 1, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+    assert_eq!(t.on_payload(1350 * MS, &srtcp, || Some(sr)), Measured::Rtcp);
+    assert_eq!((t.remote(), t.state().rtcp_packets), (Some(r), 2));
     // A block naming another SR, or none, keeps the last round trip.
     let other = rtcp_packet(None, Some((0, 8, 0x1234, 0)));
     t.on_payload(1400 * MS, &other, || Some(sr));
     let r = t.remote().unwrap();
     assert_eq!((r.reports, r.jitter, r.rtt_us), (2, 8, Some(50_000)));
+    assert_eq!(t.state().rtcp_packets, 3);
     assert_eq!(t.state().rtt_samples, 1);
 }
 
@@ -197,6 +203,12 @@ fn mixed_stream() -> Vec<(u64, Vec<u8>)> {
                 arrival,
                 rtcp_packet(None, Some((0x0100_0003, 55, (i as u32) << 8, 99))),
             )),
+            6 => {
+                // SRTCP: an index and a tag after the (encrypted) report.
+                let mut p = rtcp_packet(None, Some((0x0300_0009, 66, 0, 0)));
+                p.extend([0x80, 0, 0, i as u8, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+                out.push((arrival, p));
+            }
             _ => {}
         }
         out.push((arrival, rtp_packet(ssrc, seq, ts)));

@@ -7,6 +7,8 @@ use super::{be16, be32, need, WireError};
 pub const SR: u8 = 200;
 pub const RR: u8 = 201;
 pub const BYE: u8 = 203;
+/// Most packets of a compound [`Packet::is_plain`] walks.
+pub const MAX_PARTS: usize = 4;
 
 /// A view of the first RTCP packet of a compound packet.
 #[derive(Debug, Clone)]
@@ -50,6 +52,23 @@ impl<T: AsRef<[u8]>> Packet<T> {
     }
     pub fn sender_ssrc(&self) -> u32 {
         be32(self.0.as_ref(), 4)
+    }
+    /// Whether the buffer is plain RTCP: its compound's packets (at most
+    /// [`MAX_PARTS`]) end exactly at the buffer's end. SRTCP appends an
+    /// index and an authentication tag (and encrypts the reports), so it is not.
+    pub fn is_plain(&self) -> bool {
+        let b = self.0.as_ref();
+        let mut at = 0;
+        for _ in 0..MAX_PARTS {
+            if b.len() < at + 4 || b[at] >> 6 != 2 {
+                return false;
+            }
+            at += (be16(b, at + 2) as usize + 1) * 4;
+            if at >= b.len() {
+                return at == b.len();
+            }
+        }
+        false
     }
     /// An SR's NTP timestamp, middle 32 bits (what a report's LSR names).
     pub fn sr_ntp_middle(&self) -> Option<u32> {
@@ -117,7 +136,16 @@ mod tests {
         sr.extend([0, 0, 0, 7, 0x40, 0xff, 0xff, 0xfe, 0, 0, 1, 0]); // SSRC, lost, ext seq
         sr.extend([0, 0, 0, 80, 0x33, 0x44, 0x55, 0x66, 0, 1, 0, 0]); // jitter, LSR, DLSR
         let p = Packet::new_checked(&sr[..]).unwrap();
+        assert!(p.is_plain());
         assert_eq!(p.sr_ntp_middle(), Some(0x3344_5566));
+        // With an SDES after it, still plain; with SRTCP's index and tag, not.
+        let mut compound = sr.clone();
+        compound.extend([0x81, 202, 0, 1, 0, 0, 0, 9]);
+        assert!(Packet::new_checked(&compound[..]).unwrap().is_plain());
+        let mut srtcp = sr.clone();
+        srtcp.extend([0x80, 0, 0, 1]);
+        srtcp.extend([0xab; 10]);
+        assert!(!Packet::new_checked(&srtcp[..]).unwrap().is_plain());
         let b = p.first_report_block().unwrap();
         assert_eq!(
             (b.lost, b.jitter, b.lsr, b.dlsr),

@@ -63,7 +63,7 @@ int tg_host_measure(struct tg_flow_quality *q, const struct tg_flow_quality *rev
 		tg_rtp_packet(q, now_ns, rate, ssrc, seq, ts);
 	} else if (kind == TG_PAYLOAD_RTCP) {
 		struct tg_rtcp_seen r;
-		tg_rtcp_parse(p, end, &r);
+		tg_rtcp_parse(p, end, len, &r);
 		tg_rtcp_apply(q, &r, now_ns, rev ? rev->sr_ntp_mid : 0, rev ? rev->sr_seen_ns : 0);
 	}
 	return kind;

@@ -121,13 +121,44 @@ TG_INLINE void tg_rtp_fields(const __u8 *p, __u32 *ssrc, __u16 *seq, __u32 *ts)
 	*ssrc = tg_be32(p + 8);
 }
 
+/* Most packets of a compound walked to find its end. */
+#define TG_RTCP_MAX_PARTS 4
+
 /*
- * Reads an SR's NTP timestamp and the first report block of an SR or RR.
- * Other RTCP types, and blocks beyond the payload, read as nothing.
+ * Plain RTCP: the compound's packets (at most TG_RTCP_MAX_PARTS) end exactly
+ * at the end of the `len` bytes of payload. SRTCP appends an index and an
+ * authentication tag and encrypts the reports, so it fails this and its
+ * reports are not read.
  */
-TG_INLINE void tg_rtcp_parse(const __u8 *p, const void *end, struct tg_rtcp_seen *r)
+TG_INLINE int tg_rtcp_plain(const __u8 *p, const void *end, __u32 len)
+{
+	__u32 off = 0;
+	for (int i = 0; i < TG_RTCP_MAX_PARTS; i++) {
+		/* An opaque bound the compiler cannot drop, for the verifier. */
+		asm volatile("" : "+r"(off));
+		off &= 0x3fff;
+		const __u8 *h = p + off;
+		if ((const void *)(h + 4) > end || h[0] >> 6 != 2)
+			return 0;
+		off += ((__u32)(h[2] << 8 | h[3]) + 1) * 4;
+		if (off == len)
+			return 1;
+		if (off > len || off > 0x3fff)
+			return 0;
+	}
+	return 0;
+}
+
+/*
+ * Reads an SR's NTP timestamp and the first report block of an SR or RR of
+ * plain RTCP (`len` bytes of payload). Other RTCP types, SRTCP, and blocks
+ * beyond the payload read as nothing.
+ */
+TG_INLINE void tg_rtcp_parse(const __u8 *p, const void *end, __u32 len, struct tg_rtcp_seen *r)
 {
 	__builtin_memset(r, 0, sizeof(*r));
+	if (!tg_rtcp_plain(p, end, len))
+		return;
 	const __u8 *block;
 	if (p[1] == 200) {
 		if ((const void *)(p + 28) > end)

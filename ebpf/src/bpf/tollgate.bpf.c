@@ -83,7 +83,7 @@ TG_INLINE struct tg_flow_quality *quality_of(const struct tg_flow_key *key)
  * before the entry's lock is taken; only quality.h's arithmetic runs under it.
  */
 TG_INLINE void measure(const struct tg_flow_key *key, const struct tg_flow_action *act,
-		       const __u8 *payload, const void *end, __u64 now)
+		       const __u8 *payload, const void *end, __u32 len, __u64 now)
 {
 	int kind = tg_payload_kind(payload, end);
 	if (kind == TG_PAYLOAD_OTHER)
@@ -101,7 +101,7 @@ TG_INLINE void measure(const struct tg_flow_key *key, const struct tg_flow_actio
 		return;
 	}
 	struct tg_rtcp_seen r;
-	tg_rtcp_parse(payload, end, &r);
+	tg_rtcp_parse(payload, end, len, &r);
 	__u32 rev_mid = 0;
 	__u64 rev_ns = 0;
 	if (r.has_block && r.lsr && (act->flags & TG_FLOW_FOLLOW)) {
@@ -315,7 +315,7 @@ int tollgate_relay(struct xdp_md *ctx)
 	st->bytes += bpf_ntohs(udp->len) - sizeof(*udp); /* RTP bytes, as the socket path counts */
 	st->last_seen_ns = now;
 	/* Before to_worker: adjusting the metadata invalidates packet pointers. */
-	measure(&key, act, (const __u8 *)(udp + 1), data_end, now);
+	measure(&key, act, (const __u8 *)(udp + 1), data_end, bpf_ntohs(udp->len) - sizeof(*udp), now);
 
 	if (flags & TG_FLOW_PIPELINE)
 		return to_worker(ctx, slot, fib.ifindex);
