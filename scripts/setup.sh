@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what building and testing Tollgate needs on a Debian host (run as
 # root): clang and libbpf headers for the XDP program, DPDK for the `dpdk`
-# feature, iproute2 and ethtool
+# feature, iproute2 (tc netem, which kmod loads) and ethtool
 # for the network-namespace tests, and the real peers the end-to-end tests
 # drive: SIPp (sip-tester), Kamailio (its rtpengine module is in the main
 # package) and rtpengine itself; a font for the benchmark plots; and the
@@ -10,7 +10,7 @@
 # be present.
 set -euo pipefail
 
-packages=(clang libbpf-dev linux-libc-dev iproute2 ethtool util-linux openssl sip-tester kamailio rtpengine-daemon fonts-dejavu-core)
+packages=(clang libbpf-dev linux-libc-dev iproute2 kmod ethtool util-linux openssl sip-tester kamailio rtpengine-daemon fonts-dejavu-core)
 # DPDK 22.11 for the data plane's `dpdk` feature: its headers and libraries
 # (found by pkg-config) and libclang for bindgen over them (dpdk-sys/).
 packages+=(libdpdk-dev pkg-config libclang-dev)

@@ -2,7 +2,8 @@
 //! redirect-only program (`ebpf/src/bpf/ceiling.bpf.c`) attached to the
 //! relay's veths, every UDP packet sent unchanged out of the partner
 //! interface. No flows, no NG: what any XDP relay must pay on this host, so
-//! Tollgate's cost can be stated as a ratio of it. Its packets keep their
+//! Tollgate's cost can be stated as a ratio of it. Tollgate's program has
+//! its per-flow RTP/RTCP quality tracking always on, so the ratio includes it. Its packets keep their
 //! original addresses and are not delivered to a socket; what proves it
 //! forwarded them is its own count of redirects and the far side's
 //! interfaces' count of packets received ([`FloorCounts`]).

@@ -138,7 +138,8 @@ impl Receiver {
             .streams
             .iter()
             .filter(|s| s.highest.is_some())
-            .map(|s| s.tracker.quality().jitter as f64 / 8.0)
+            .filter_map(|s| s.tracker.quality())
+            .map(|q| q.jitter as f64 / 8.0)
             .collect();
         let mut hist = Vec::new();
         if !h.is_empty() {

@@ -80,13 +80,23 @@ impl Topology {
 
     /// A topology whose interfaces are named `{prefix}ca`, `{prefix}ra`, ...
     pub fn with_prefix(prefix: &str) -> Self {
+        Self::named("tg", prefix)
+    }
+
+    /// A topology whose namespaces' names start with `ns_prefix`, so a
+    /// suite can tell its own apart; interfaces keep their plain names.
+    pub fn in_namespaces(ns_prefix: &str) -> Self {
+        Self::named(ns_prefix, "")
+    }
+
+    fn named(ns_prefix: &str, prefix: &str) -> Self {
         // SAFETY: geteuid has no preconditions.
         assert_eq!(
             unsafe { libc::geteuid() },
             0,
             "network namespaces need root"
         );
-        let base = unique("tg");
+        let base = unique(ns_prefix);
         let t = Topology {
             caller: format!("{base}c"),
             relay: format!("{base}r"),

@@ -56,9 +56,9 @@ impl HangupBy {
     }
 }
 
-/// Media in one direction of one leg. Loss, jitter and MOS are present only
-/// where the data plane read the RTP headers (the XDP fast path forwards
-/// without reading them, so it reports packets and bytes only).
+/// Media in one direction of one leg. Loss, jitter and MOS are present once
+/// the data plane read RTP headers on the leg (every backend does, the XDP
+/// fast path included); the MOS counts the RTCP round trip when known.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct MediaStats {
     pub packets: u64,

@@ -170,6 +170,7 @@ fn flow_stat(r: &FlowReport) -> FlowStat {
         last_packet_ms_ago: r.last_packet_ms_ago,
         lost: rtp.map(|q| q.lost),
         jitter: rtp.map(|q| u64::from(q.jitter)),
+        rtt_us: r.counters.remote.and_then(|x| x.rtt_us),
     }
 }
 

@@ -376,6 +376,13 @@ mod tests {
                     jitter: 40,
                     ..Default::default()
                 }),
+                remote: Some(crate::quality::RemoteReport {
+                    reports: 3,
+                    fraction_lost: 12,
+                    cumulative_lost: -1,
+                    jitter: 80,
+                    rtt_us: Some(41_500),
+                }),
                 ..Default::default()
             },
             last_packet_ms_ago: Some(20),
@@ -390,6 +397,11 @@ mod tests {
         assert_eq!(answer(&del, &frame), Ok(reply));
         let v: serde_json::Value = serde_json::from_slice(&frame).unwrap();
         assert_eq!(v["result"]["counters"]["rtp"]["lost"], 2, "{v}");
+        assert_eq!(v["result"]["counters"]["remote"]["rtt_us"], 41_500, "{v}");
+        assert_eq!(
+            v["result"]["counters"]["remote"]["cumulative_lost"], -1,
+            "{v}"
+        );
         assert_eq!(v["result"]["flow"]["local"], "127.0.0.1:1");
     }
 

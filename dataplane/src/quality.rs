@@ -1,7 +1,27 @@
-//! Per-flow RTP receive quality: sequence loss, interarrival jitter and SSRC
-//! changes, following RFC 3550 appendix A.1 (sequence tracking) and A.8
-//! (jitter). A plain state machine: feed it each packet's header fields and
-//! arrival time; read [`Quality`] whenever.
+//! Per-flow RTP receive quality and RTCP report reading, for the user-space
+//! workers (socket, DPDK): sequence loss, interarrival jitter and SSRC
+//! changes after RFC 3550 appendix A.1 (sequence tracking) and A.8 (jitter,
+//! computed in nanoseconds), and from RTCP SR/RR the first report block
+//! (remote loss and jitter) and a round trip from its LSR/DLSR.
+//!
+//! The XDP program does the same in C (`ebpf/src/bpf/quality.h`) on the same
+//! state, [`abi::FlowQuality`]; the BPF verifier runs only C, so the logic
+//! exists twice, and a test feeds both the same packets and compares their
+//! states field by field. [`Quality::of`] and [`RemoteReport::of`] derive
+//! the figures from that state for every backend.
+//!
+//! A plain state machine: feed it each payload and its arrival time; read
+//! the figures whenever.
+
+use crate::wire::{rtcp, rtp};
+use tollgate_ebpf::abi;
+
+const NS: u64 = 1_000_000_000;
+/// A jump of this many sequence numbers or more is a restart, not loss.
+const MAX_DROPOUT: u16 = 3000;
+const MAX_MISORDER: u16 = 100;
+/// A transit change this large is a sender's timeline jump, not jitter.
+const JITTER_MAX_D_NS: u64 = 10 * NS;
 
 /// What the tracker has measured so far for the current SSRC (loss and
 /// expected count) and over the flow's life (SSRC changes).
@@ -21,6 +41,24 @@ pub struct Quality {
 }
 
 impl Quality {
+    /// The figures of a tracker's state for a clock of `clock_rate` Hz;
+    /// None before the first RTP packet.
+    pub fn of(s: &abi::FlowQuality, clock_rate: u32) -> Option<Quality> {
+        if s.received == 0 {
+            return None;
+        }
+        let expected = u64::from(s.ext_max.wrapping_sub(s.base_seq)) + 1;
+        let jitter_ns = s.jitter16_ns >> 4;
+        Some(Quality {
+            ssrc: s.ssrc,
+            received: s.received,
+            expected,
+            lost: expected.saturating_sub(s.received),
+            jitter: (jitter_ns * u64::from(clock_rate) / NS) as u32,
+            ssrc_changes: s.ssrc_changes,
+        })
+    }
+
     /// Jitter in microseconds for a clock of `clock_rate` Hz.
     pub fn jitter_us(&self, clock_rate: u32) -> u64 {
         if clock_rate == 0 {
@@ -30,167 +68,193 @@ impl Quality {
     }
 }
 
-/// Sequence and jitter tracking for one flow.
-#[derive(Debug, Clone)]
-pub struct RtpTracker {
-    clock_rate: u64,
-    started: bool,
-    q: Quality,
-    base_seq: u32,
-    max_seq: u16,
-    cycles: u32,
-    /// Previous transit time in RTP units, and jitter scaled by 16 (A.8).
-    transit: i64,
-    jitter16: u64,
+/// What the flow's sender said about the stream it receives, in the last
+/// report block of its RTCP SR/RR, and the relay's round trip to it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RemoteReport {
+    /// Report blocks read.
+    pub reports: u64,
+    /// Fraction of packets lost since its previous report, in 1/256.
+    pub fraction_lost: u8,
+    /// Packets lost over the stream's life (may be negative with duplicates).
+    pub cumulative_lost: i32,
+    /// Interarrival jitter it measured, in RTP units of the stream it receives.
+    pub jitter: u32,
+    /// Relay -> this flow's sender -> relay: from a report's LSR/DLSR naming
+    /// the last SR the relay saw pass towards it on the reverse flow.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rtt_us: Option<u64>,
 }
 
-/// A jump of more than this many sequence numbers is a restart, not loss.
-const MAX_DROPOUT: u16 = 3000;
-const MAX_MISORDER: u16 = 100;
+impl RemoteReport {
+    /// The report figures of a tracker's state; None before the first block.
+    pub fn of(s: &abi::FlowQuality) -> Option<RemoteReport> {
+        (s.reports > 0).then(|| RemoteReport {
+            reports: u64::from(s.reports),
+            fraction_lost: (s.remote_lost >> 24) as u8,
+            cumulative_lost: ((s.remote_lost << 8) as i32) >> 8,
+            jitter: s.remote_jitter,
+            rtt_us: (s.rtt_samples > 0).then_some(s.rtt_ns / 1000),
+        })
+    }
+}
+
+/// What a payload was, for the counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Measured {
+    Rtp,
+    Rtcp,
+    /// STUN, DTLS, anything else: not measured.
+    Other,
+}
+
+/// Sequence, jitter and RTCP tracking for one flow.
+#[derive(Debug, Clone)]
+pub struct RtpTracker {
+    clock_rate: u32,
+    s: abi::FlowQuality,
+}
 
 impl RtpTracker {
     pub fn new(clock_rate: u32) -> Self {
         RtpTracker {
-            clock_rate: clock_rate.max(1) as u64,
-            started: false,
-            q: Quality::default(),
-            base_seq: 0,
-            max_seq: 0,
-            cycles: 0,
-            transit: 0,
-            jitter16: 0,
+            clock_rate: clock_rate.max(1),
+            s: abi::FlowQuality::default(),
         }
     }
 
-    /// Accounts one packet that arrived at `now_ns` (any monotonic clock).
+    /// Measures one UDP payload that arrived at `now_ns` (CLOCK_MONOTONIC).
+    /// `reverse_sr` gives the last SR seen on the reverse flow (NTP middle
+    /// bits, when), asked only for a report block that names one.
+    pub fn on_payload(
+        &mut self,
+        now_ns: u64,
+        payload: &[u8],
+        reverse_sr: impl FnOnce() -> Option<(u32, u64)>,
+    ) -> Measured {
+        if let Ok(r) = rtp::Packet::new_checked(payload) {
+            self.on_packet(now_ns, r.ssrc(), r.sequence(), r.timestamp());
+            Measured::Rtp
+        } else if let Ok(r) = rtcp::Packet::new_checked(payload) {
+            self.on_rtcp(now_ns, &r, reverse_sr);
+            Measured::Rtcp
+        } else {
+            Measured::Other
+        }
+    }
+
+    /// Accounts one RTP packet.
     pub fn on_packet(&mut self, now_ns: u64, ssrc: u32, seq: u16, timestamp: u32) {
-        if !self.started || ssrc != self.q.ssrc {
-            if self.started {
-                self.q.ssrc_changes += 1;
+        self.sequence(ssrc, seq);
+        self.s.received += 1;
+        if self.s.received > 1 {
+            self.jitter(now_ns, timestamp);
+        }
+        self.s.prev_ns = now_ns;
+        self.s.prev_ts = timestamp;
+    }
+
+    /// A.1: the highest sequence number, its wraps, and restarts on jumps.
+    fn sequence(&mut self, ssrc: u32, seq: u16) {
+        let s = &mut self.s;
+        if s.received == 0 || ssrc != s.ssrc {
+            if s.received > 0 {
+                s.ssrc_changes += 1;
             }
             self.restart(ssrc, seq);
-        } else {
-            let delta = seq.wrapping_sub(self.max_seq);
-            if delta != 0 && delta < MAX_DROPOUT {
-                if seq < self.max_seq {
-                    self.cycles += 1 << 16;
-                }
-                self.max_seq = seq;
-            } else if delta != 0 && delta <= u16::MAX - MAX_MISORDER {
-                // A large jump: the sender restarted its sequence. Start over.
-                self.restart(ssrc, seq);
-            }
-            // else: duplicate or reordered packet; counted as received only.
+            return;
         }
-        self.q.received += 1;
-        let ext_max = self.cycles as u64 + self.max_seq as u64;
-        self.q.expected = ext_max + 1 - self.base_seq as u64;
-        self.q.lost = self.q.expected.saturating_sub(self.q.received);
-
-        // A.8: transit = arrival (in RTP units) - timestamp; J += (|D| - J) / 16.
-        let arrival = (now_ns as u128 * self.clock_rate as u128 / 1_000_000_000) as i64;
-        let transit = arrival - timestamp as i64;
-        if self.q.received > 1 {
-            let d = (transit - self.transit).unsigned_abs();
-            // Wrapping timestamps give absurd differences; ignore those samples.
-            if d < 1 << 31 {
-                self.jitter16 = self.jitter16 + d - ((self.jitter16 + 8) >> 4);
+        let max = s.ext_max as u16;
+        let delta = seq.wrapping_sub(max);
+        if delta != 0 && delta < MAX_DROPOUT {
+            if seq < max {
+                s.ext_max = s.ext_max.wrapping_add(1 << 16);
             }
+            s.ext_max = (s.ext_max & 0xffff_0000) | u32::from(seq);
+        } else if delta != 0 && delta <= u16::MAX - MAX_MISORDER {
+            self.restart(ssrc, seq);
         }
-        self.transit = transit;
-        self.q.jitter = (self.jitter16 >> 4) as u32;
+        // else: a duplicate or reordered packet, counted as received only.
     }
 
     fn restart(&mut self, ssrc: u32, seq: u16) {
-        self.started = true;
-        self.q = Quality {
-            ssrc,
-            ssrc_changes: self.q.ssrc_changes,
-            ..Quality::default()
-        };
-        self.base_seq = seq as u32;
-        self.max_seq = seq;
-        self.cycles = 0;
-        self.jitter16 = 0;
+        let s = &mut self.s;
+        s.ssrc = ssrc;
+        s.base_seq = u32::from(seq);
+        s.ext_max = u32::from(seq);
+        s.received = 0;
+        s.jitter16_ns = 0;
     }
 
-    pub fn quality(&self) -> Quality {
-        self.q
+    /// A.8 in nanoseconds: D = arrival gap - timestamp gap; J += (|D| - J) / 16.
+    fn jitter(&mut self, now_ns: u64, timestamp: u32) {
+        let s = &mut self.s;
+        let dts = timestamp.wrapping_sub(s.prev_ts) as i32;
+        let ts_ns = (u64::from(dts.unsigned_abs()) * NS / u64::from(self.clock_rate)) as i64;
+        let d =
+            (now_ns.wrapping_sub(s.prev_ns) as i64).wrapping_sub(ts_ns * i64::from(dts.signum()));
+        let d = d.unsigned_abs();
+        if d < JITTER_MAX_D_NS {
+            s.jitter16_ns = s.jitter16_ns + d - ((s.jitter16_ns + 8) >> 4);
+        }
+    }
+
+    /// Records an SR's timestamp and a report block's figures, and the round
+    /// trip when the block's LSR names the reverse flow's last SR; of plain
+    /// RTCP only (SRTCP's reports are encrypted).
+    fn on_rtcp(
+        &mut self,
+        now_ns: u64,
+        r: &rtcp::Packet<&[u8]>,
+        reverse_sr: impl FnOnce() -> Option<(u32, u64)>,
+    ) {
+        let s = &mut self.s;
+        s.rtcp_packets += 1;
+        if !r.is_plain() {
+            return;
+        }
+        if let Some(mid) = r.sr_ntp_middle() {
+            s.sr_ntp_mid = mid;
+            s.sr_seen_ns = now_ns;
+        }
+        let Some(b) = r.first_report_block() else {
+            return;
+        };
+        s.reports += 1;
+        s.remote_lost = b.lost;
+        s.remote_jitter = b.jitter;
+        if b.lsr == 0 {
+            return;
+        }
+        let Some((mid, seen_ns)) = reverse_sr() else {
+            return;
+        };
+        let held = (u64::from(b.dlsr) * NS) >> 16;
+        match now_ns
+            .checked_sub(seen_ns)
+            .and_then(|e| e.checked_sub(held))
+        {
+            Some(rtt) if mid == b.lsr && seen_ns != 0 => {
+                s.rtt_ns = rtt;
+                s.rtt_samples += 1;
+            }
+            _ => {}
+        }
+    }
+
+    pub fn quality(&self) -> Option<Quality> {
+        Quality::of(&self.s, self.clock_rate)
+    }
+
+    pub fn remote(&self) -> Option<RemoteReport> {
+        RemoteReport::of(&self.s)
+    }
+
+    /// The raw state, laid out as the XDP program keeps it.
+    pub fn state(&self) -> &abi::FlowQuality {
+        &self.s
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const MS: u64 = 1_000_000;
-
-    #[test]
-    fn steady_stream_has_no_loss_and_no_jitter() {
-        let mut t = RtpTracker::new(8000);
-        for i in 0..500u32 {
-            t.on_packet(
-                i as u64 * 20 * MS,
-                7,
-                65000u16.wrapping_add(i as u16),
-                1000 + i * 160,
-            );
-        }
-        let q = t.quality();
-        assert_eq!(
-            (q.received, q.expected, q.lost, q.jitter, q.ssrc_changes),
-            (500, 500, 0, 0, 0)
-        );
-    }
-
-    #[test]
-    fn counts_gaps_across_wrap() {
-        let mut t = RtpTracker::new(8000);
-        for (i, seq) in [65533u16, 65534, 1, 2, 3].iter().enumerate() {
-            t.on_packet(i as u64 * 20 * MS, 1, *seq, i as u32 * 160);
-        }
-        let q = t.quality();
-        // 65533..=3 is 7 numbers; 5 arrived.
-        assert_eq!((q.expected, q.received, q.lost), (7, 5, 2));
-    }
-
-    #[test]
-    fn jitter_follows_rfc3550_estimator() {
-        let mut t = RtpTracker::new(8000);
-        // Alternate arrivals 10 ms early/late: |D| = 20 ms = 160 units each time.
-        let mut j = 0f64;
-        for i in 0..200u32 {
-            let off = if i % 2 == 0 { 0 } else { 20 * MS };
-            t.on_packet(i as u64 * 40 * MS + off, 1, i as u16, i * 320);
-            if i > 0 {
-                j += (160.0 - j) / 16.0;
-            }
-        }
-        let got = t.quality().jitter as f64;
-        assert!((got - j).abs() <= 1.0, "jitter {got}, estimator {j}");
-        assert_eq!(t.quality().jitter_us(8000), t.quality().jitter as u64 * 125);
-    }
-
-    #[test]
-    fn ssrc_change_restarts_counts() {
-        let mut t = RtpTracker::new(8000);
-        for i in 0..10u16 {
-            t.on_packet(i as u64 * 20 * MS, 1, i, i as u32 * 160);
-        }
-        for i in 0..5u16 {
-            t.on_packet((10 + i) as u64 * 20 * MS, 2, 5000 + i, i as u32 * 160);
-        }
-        let q = t.quality();
-        assert_eq!((q.ssrc, q.received, q.lost, q.ssrc_changes), (2, 5, 0, 1));
-    }
-
-    #[test]
-    fn duplicates_and_reorder_are_not_loss() {
-        let mut t = RtpTracker::new(8000);
-        for (i, seq) in [1u16, 2, 4, 3, 4, 5].iter().enumerate() {
-            t.on_packet(i as u64 * 20 * MS, 1, *seq, *seq as u32 * 160);
-        }
-        let q = t.quality();
-        assert_eq!((q.expected, q.lost), (5, 0));
-    }
-}
+mod tests;

@@ -5,7 +5,7 @@
 //! against the C compiler's view of the header.
 
 /// Version of the layout below; equals `TG_ABI_VERSION` in shared.h.
-pub const ABI_VERSION: u64 = 2;
+pub const ABI_VERSION: u64 = 3;
 
 pub const AF_INET: u8 = 4;
 pub const AF_INET6: u8 = 6;
@@ -82,6 +82,37 @@ pub struct FlowStats {
     pub dropped: u64,
 }
 
+/// A flow's RTP receive quality and RTCP figures (`struct tg_flow_quality`):
+/// the raw state the program keeps, from which the data plane derives loss,
+/// jitter and the remote report. `lock` is the program's `bpf_spin_lock`; the
+/// kernel leaves it out of what a lookup copies.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FlowQuality {
+    pub lock: u32,
+    pub ssrc: u32,
+    pub base_seq: u32,
+    /// Highest sequence number, wrap count in the high 16 bits.
+    pub ext_max: u32,
+    pub prev_ts: u32,
+    pub ssrc_changes: u32,
+    pub received: u64,
+    pub prev_ns: u64,
+    /// Interarrival jitter in nanoseconds, times 16 (RFC 3550 A.8).
+    pub jitter16_ns: u64,
+    pub rtcp_packets: u64,
+    pub sr_seen_ns: u64,
+    /// The last SR's NTP timestamp, middle 32 bits.
+    pub sr_ntp_mid: u32,
+    pub reports: u32,
+    /// Last report block: fraction lost << 24 | cumulative lost (24 bits).
+    pub remote_lost: u32,
+    pub remote_jitter: u32,
+    pub rtt_ns: u64,
+    pub rtt_samples: u32,
+    pub pad: u32,
+}
+
 /// Global counters, in the order of `enum tg_counter`.
 pub const COUNTER_NAMES: [&str; 15] = [
     "rx",
@@ -107,6 +138,7 @@ unsafe impl aya::Pod for FlowKey {}
 unsafe impl aya::Pod for FlowAction {}
 unsafe impl aya::Pod for Learned {}
 unsafe impl aya::Pod for FlowStats {}
+unsafe impl aya::Pod for FlowQuality {}
 unsafe impl aya::Pod for XskMeta {}
 
 #[cfg(test)]
@@ -141,6 +173,13 @@ mod tests {
             offset_of!(XskMeta, ingress_ifindex) as u64,
             XSK_META_MAGIC as u64,
             FLOW_PIPELINE as u64,
+            size_of::<FlowQuality>() as u64,
+            offset_of!(FlowQuality, ssrc) as u64,
+            offset_of!(FlowQuality, received) as u64,
+            offset_of!(FlowQuality, jitter16_ns) as u64,
+            offset_of!(FlowQuality, sr_ntp_mid) as u64,
+            offset_of!(FlowQuality, rtt_ns) as u64,
+            offset_of!(FlowQuality, pad) as u64,
         ];
         assert_eq!(rust, c);
     }

@@ -54,6 +54,8 @@ pub mod maps {
     pub const FLOWS: &str = "flows";
     pub const LEARNED: &str = "learned";
     pub const FLOW_STATS: &str = "flow_stats";
+    /// Per-flow RTP/RTCP quality (`struct tg_flow_quality`), shared, locked.
+    pub const FLOW_QUALITY: &str = "flow_quality";
     pub const COUNTERS: &str = "counters";
     pub const TX_PORTS: &str = "tx_ports";
     pub const HAIRPIN_REDIRECT: &str = "hairpin_redirect";

@@ -323,6 +323,16 @@ fn socket_measures_rtp_quality() {
     measures_rtp_quality(Kind::Socket);
 }
 
+#[test]
+fn xdp_measures_rtp_quality() {
+    measures_rtp_quality(Kind::Xdp);
+}
+
+#[test]
+fn afxdp_measures_rtp_quality() {
+    measures_rtp_quality(Kind::Afxdp);
+}
+
 #[cfg(feature = "dpdk")]
 #[test]
 fn dpdk_measures_rtp_quality() {

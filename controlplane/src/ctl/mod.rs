@@ -9,6 +9,7 @@ use clap::{Args, Subcommand};
 use serde_json::Value as Json;
 use std::net::SocketAddr;
 use std::path::Path;
+use tollgate_cdr::quality;
 use tollgate_dataplane::client::ControlClient;
 use tollgate_dataplane::control::{Reply, Request};
 use tollgate_dataplane::flow::Flow;
@@ -149,22 +150,49 @@ fn flow(a: FlowArgs) -> Flow {
 
 fn print_table(list: &[FlowReport]) {
     println!(
-        "{:<24} {:<24} {:<24} {:>10} {:>12} {:>8} {:<5}",
-        "LOCAL", "DESTINATION", "LEARNED", "PACKETS", "BYTES", "LOST", "IDLE"
+        "{:<24} {:<24} {:<24} {:>10} {:>12} {:>8} {:>10} {:>8} {:>5} {:<5}",
+        "LOCAL",
+        "DESTINATION",
+        "LEARNED",
+        "PACKETS",
+        "BYTES",
+        "LOST",
+        "JITTER ms",
+        "RTT ms",
+        "MOS",
+        "IDLE"
     );
     let or_dash = |v: Option<String>| v.unwrap_or_else(|| "-".into());
     for r in list {
+        let q = quality(r);
         println!(
-            "{:<24} {:<24} {:<24} {:>10} {:>12} {:>8} {:<5}",
+            "{:<24} {:<24} {:<24} {:>10} {:>12} {:>8} {:>10} {:>8} {:>5} {:<5}",
             r.flow.local.to_string(),
             r.flow.destination.to_string(),
             or_dash(r.counters.learned.map(|a| a.to_string())),
             r.counters.packets,
             r.counters.bytes,
             or_dash(r.counters.rtp.map(|q| q.lost.to_string())),
+            or_dash(q.map(|m| format!("{:.1}", m.jitter_ms))),
+            or_dash(q.and_then(|m| m.rtt_ms).map(|v| format!("{v:.1}"))),
+            or_dash(q.map(|m| format!("{:.2}", quality::mos(&m)))),
             if r.idle { "yes" } else { "no" },
         );
     }
+}
+
+/// What the E-model needs of a flow's report, once RTP arrived on it.
+fn quality(r: &FlowReport) -> Option<quality::Impairments> {
+    let q = r.counters.rtp?;
+    Some(quality::Impairments {
+        loss_ratio: q.lost as f64 / q.expected.max(1) as f64,
+        jitter_ms: q.jitter_us(r.flow.clock_rate) as f64 / 1000.0,
+        rtt_ms: r
+            .counters
+            .remote
+            .and_then(|x| x.rtt_us)
+            .map(|us| us as f64 / 1000.0),
+    })
 }
 
 fn calls(ng: SocketAddr) -> Result<()> {

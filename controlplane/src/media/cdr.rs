@@ -50,6 +50,7 @@ fn received_from(
 ) -> MediaStats {
     let mut m = MediaStats::default();
     let (mut rtp_packets, mut lost, mut jitter_ms) = (0u64, None::<u64>, None::<f64>);
+    let mut rtt_ms = None::<f64>;
     for side in &p.sides {
         for (port, rtp) in [(side.port, true), (side.port + 1, false)] {
             let Some(s) = stats.get(&SocketAddr::new(local_ip, port)) else {
@@ -57,6 +58,11 @@ fn received_from(
             };
             m.packets += s.packets;
             m.bytes += s.bytes;
+            // RTCP reports arrive on either flow (muxed or not).
+            if let Some(rtt) = s.rtt_us {
+                let rtt = rtt as f64 / 1000.0;
+                rtt_ms = Some(rtt_ms.map_or(rtt, |x: f64| x.max(rtt)));
+            }
             if rtp {
                 rtp_packets += s.packets;
                 if let Some(l) = s.lost {
@@ -73,7 +79,11 @@ fn received_from(
     m.jitter_ms = jitter_ms.map(|j| (j * 100.0).round() / 100.0);
     m.mos = lost.map(|l| {
         let expected = (l + rtp_packets).max(1);
-        quality::mos(l as f64 / expected as f64, jitter_ms.unwrap_or(0.0))
+        quality::mos(&quality::Impairments {
+            loss_ratio: l as f64 / expected as f64,
+            jitter_ms: jitter_ms.unwrap_or(0.0),
+            rtt_ms,
+        })
     });
     m
 }

@@ -17,10 +17,13 @@ pub struct FlowStat {
     /// Since the last packet, or since installation when none came.
     pub idle_ms: u64,
     pub last_packet_ms_ago: Option<u64>,
-    /// RTP loss and jitter (timestamp units), where the data plane sees
-    /// payloads (socket backend); XDP forwards without reading them.
+    /// RTP loss and jitter (timestamp units) of what the flow's sender
+    /// sends, measured by the data plane on every backend; None before RTP.
     pub lost: Option<u64>,
     pub jitter: Option<u64>,
+    /// The round trip from the relay to the flow's sender, from its RTCP
+    /// reports (LSR/DLSR), when one named an SR the relay saw.
+    pub rtt_us: Option<u64>,
 }
 
 /// A call as reported, with its flows' counters as read at `at`.

@@ -472,9 +472,13 @@ mod tests {
             jitter: Some(80),
             ..FlowStat::default()
         };
+        // A's RTCP (muxed) gave a 400 ms round trip.
         p.set_stat(
             format!("10.0.1.1:{pa}").parse().unwrap(),
-            stat(100, Some(2)),
+            FlowStat {
+                rtt_us: Some(400_000),
+                ..stat(100, Some(2))
+            },
         );
         p.set_stat(format!("10.0.2.1:{pb}").parse().unwrap(), stat(90, None));
         h.handle(&req(
@@ -498,7 +502,19 @@ mod tests {
         assert_eq!((b.received.packets, b.sent.packets), (90, 100));
         assert_eq!(a.received.lost, Some(2));
         assert_eq!(a.received.jitter_ms, Some(10.0), "80 ticks at 8 kHz");
-        assert!(a.received.mos.is_some_and(|m| m > 3.5 && m < 4.5));
+        let impaired = |rtt_ms| {
+            tollgate_cdr::quality::mos(&tollgate_cdr::quality::Impairments {
+                loss_ratio: 2.0 / 102.0,
+                jitter_ms: 10.0,
+                rtt_ms,
+            })
+        };
+        assert_eq!(
+            a.received.mos,
+            Some(impaired(Some(400.0))),
+            "loss, jitter and RTT"
+        );
+        assert!(impaired(Some(400.0)) < impaired(None) && impaired(Some(400.0)) > 3.5);
         assert_eq!(b.received.mos, None, "no RTP view, no MOS");
     }
 

@@ -17,7 +17,7 @@ pub mod xdp;
 
 use crate::flow::Flow;
 use crate::pipeline::{Event, PipelineCounters};
-use crate::quality::Quality;
+use crate::quality::{Quality, RemoteReport};
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
 use std::net::SocketAddr;
@@ -34,12 +34,17 @@ pub struct FlowCounters {
     pub dropped_source: u64,
     /// The source learned from the first packet (symmetric RTP).
     pub learned: Option<SocketAddr>,
-    /// RTP receive quality, where packets pass through user space.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// RTP receive quality of what the flow's sender sends (every backend
+    /// reads the headers; None before the first RTP packet).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rtp: Option<Quality>,
-    /// RTCP packets seen on the flow, where packets pass through user space.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// RTCP packets seen on the flow.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rtcp_packets: Option<u64>,
+    /// What the flow's sender reported in RTCP about the stream it receives,
+    /// and the relay's round trip to it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote: Option<RemoteReport>,
 }
 
 /// What one packet worker did since it started, for `tollgate ctl workers`.

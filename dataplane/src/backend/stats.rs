@@ -1,12 +1,14 @@
 //! Counters shared between a packet worker and the control thread, for
 //! the backends whose workers run in user space (socket, DPDK): each has one
-//! writer (the worker), any number of readers, and a flow's learned source.
+//! writer (the worker), any number of readers, and a flow's learned source;
+//! and the measuring of a flow's payloads that both workers share.
 
 use super::FlowCounters;
-use crate::quality::Quality;
+use crate::quality::{Measured, Quality, RemoteReport, RtpTracker};
 use arc_swap::ArcSwapOption;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
+use tollgate_ebpf::abi;
 
 /// A counter with a single writer: plain load and store, no locked
 /// read-modify-write on the packet path.
@@ -45,12 +47,64 @@ pub struct FlowStats {
     rtp_lost: Counter,
     rtp_jitter: Counter,
     rtp_ssrc_changes: Counter,
+    /// The last SR seen on the flow, for the reverse flow's round trip.
+    sr_ntp_mid: Counter,
+    sr_seen_ns: Counter,
+    remote_reports: Counter,
+    remote_lost: Counter,
+    remote_jitter: Counter,
+    rtt_ns: Counter,
+    rtt_samples: Counter,
     /// Set from the first packet when the flow learns; cleared when it changes.
     pub learned: ArcSwapOption<SocketAddr>,
 }
 
 impl FlowStats {
-    pub fn publish_rtp(&self, q: &Quality) {
+    /// Measures an admitted packet's payload with the flow's tracker and
+    /// publishes the figures; `follow` is the reverse flow's (whose SRs a
+    /// report on this flow may name).
+    pub fn measure(
+        &self,
+        tracker: &mut RtpTracker,
+        follow: Option<&FlowStats>,
+        payload: &[u8],
+        now: u64,
+    ) {
+        let reverse_sr = || follow.map(|f| (f.sr_ntp_mid.get() as u32, f.sr_seen_ns.get()));
+        match tracker.on_payload(now, payload, reverse_sr) {
+            Measured::Rtp => {
+                if let Some(q) = tracker.quality() {
+                    self.publish_rtp(&q)
+                }
+            }
+            Measured::Rtcp => self.publish_rtcp(tracker.state()),
+            Measured::Other => {}
+        }
+    }
+
+    fn publish_rtcp(&self, s: &abi::FlowQuality) {
+        self.rtcp_packets.set(s.rtcp_packets);
+        self.sr_ntp_mid.set(u64::from(s.sr_ntp_mid));
+        self.sr_seen_ns.set(s.sr_seen_ns);
+        self.remote_reports.set(u64::from(s.reports));
+        self.remote_lost.set(u64::from(s.remote_lost));
+        self.remote_jitter.set(u64::from(s.remote_jitter));
+        self.rtt_ns.set(s.rtt_ns);
+        self.rtt_samples.set(u64::from(s.rtt_samples));
+    }
+
+    fn remote(&self) -> Option<RemoteReport> {
+        RemoteReport::of(&abi::FlowQuality {
+            reports: self.remote_reports.get() as u32,
+            remote_lost: self.remote_lost.get() as u32,
+            remote_jitter: self.remote_jitter.get() as u32,
+            rtt_ns: self.rtt_ns.get(),
+            rtt_samples: self.rtt_samples.get() as u32,
+            ..Default::default()
+        })
+    }
+
+    fn publish_rtp(&self, q: &Quality) {
         self.rtp_ssrc.set(q.ssrc as u64);
         self.rtp_received.set(q.received);
         self.rtp_expected.set(q.expected);
@@ -59,7 +113,7 @@ impl FlowStats {
         self.rtp_ssrc_changes.set(q.ssrc_changes as u64);
     }
 
-    pub fn rtp(&self) -> Option<Quality> {
+    fn rtp(&self) -> Option<Quality> {
         let received = self.rtp_received.get();
         (received > 0).then(|| Quality {
             ssrc: self.rtp_ssrc.get() as u32,
@@ -84,6 +138,7 @@ impl FlowStats {
             learned: self.learned.load().as_deref().copied(),
             rtp: self.rtp(),
             rtcp_packets: Some(self.rtcp_packets.get()),
+            remote: self.remote(),
         }
     }
 }

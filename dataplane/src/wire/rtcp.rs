@@ -1,11 +1,14 @@
 //! RTCP common header view (RFC 3550 section 6.4), enough to recognise and
-//! count RTCP on a flow and read the sender's SSRC.
+//! count RTCP on a flow, read the sender's SSRC, an SR's NTP timestamp and
+//! the first report block of an SR or RR.
 
 use super::{be16, be32, need, WireError};
 
 pub const SR: u8 = 200;
 pub const RR: u8 = 201;
 pub const BYE: u8 = 203;
+/// Most packets of a compound [`Packet::is_plain`] walks.
+pub const MAX_PARTS: usize = 4;
 
 /// A view of the first RTCP packet of a compound packet.
 #[derive(Debug, Clone)]
@@ -50,6 +53,56 @@ impl<T: AsRef<[u8]>> Packet<T> {
     pub fn sender_ssrc(&self) -> u32 {
         be32(self.0.as_ref(), 4)
     }
+    /// Whether the buffer is plain RTCP: its compound's packets (at most
+    /// [`MAX_PARTS`]) end exactly at the buffer's end. SRTCP appends an
+    /// index and an authentication tag (and encrypts the reports), so it is not.
+    pub fn is_plain(&self) -> bool {
+        let b = self.0.as_ref();
+        let mut at = 0;
+        for _ in 0..MAX_PARTS {
+            if b.len() < at + 4 || b[at] >> 6 != 2 {
+                return false;
+            }
+            at += (be16(b, at + 2) as usize + 1) * 4;
+            if at >= b.len() {
+                return at == b.len();
+            }
+        }
+        false
+    }
+    /// An SR's NTP timestamp, middle 32 bits (what a report's LSR names).
+    pub fn sr_ntp_middle(&self) -> Option<u32> {
+        let b = self.0.as_ref();
+        (self.packet_type() == SR && b.len() >= 28).then(|| be32(b, 10))
+    }
+    /// The first report block of an SR or RR, if it has one in the buffer.
+    pub fn first_report_block(&self) -> Option<ReportBlock> {
+        let at = match self.packet_type() {
+            SR => 28,
+            RR => 8,
+            _ => return None,
+        };
+        let b = self.0.as_ref();
+        (self.count() > 0 && b.len() >= at + 24).then(|| ReportBlock {
+            lost: be32(b, at + 4),
+            jitter: be32(b, at + 12),
+            lsr: be32(b, at + 16),
+            dlsr: be32(b, at + 20),
+        })
+    }
+}
+
+/// A reception report block's figures (RFC 3550 6.4.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReportBlock {
+    /// Fraction lost (high 8 bits) and cumulative packets lost (low 24, signed).
+    pub lost: u32,
+    /// Interarrival jitter, in timestamp units.
+    pub jitter: u32,
+    /// Middle 32 bits of the NTP timestamp of the last SR received (0: none).
+    pub lsr: u32,
+    /// Delay since that SR, in 1/65536 s.
+    pub dlsr: u32,
 }
 
 #[cfg(test)]
@@ -71,5 +124,32 @@ mod tests {
         let mut rtp = rr;
         rtp[1] = 0;
         assert!(Packet::new_checked(&rtp[..]).is_err());
+        assert_eq!(p.first_report_block(), None);
+        assert_eq!(p.sr_ntp_middle(), None);
+    }
+
+    #[test]
+    fn reads_an_sr_timestamp_and_its_report_block() {
+        let mut sr = vec![0x81, SR, 0, 12, 0, 0, 0, 9];
+        sr.extend([0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88]); // NTP
+        sr.extend([0; 12]); // RTP timestamp, packet and octet counts
+        sr.extend([0, 0, 0, 7, 0x40, 0xff, 0xff, 0xfe, 0, 0, 1, 0]); // SSRC, lost, ext seq
+        sr.extend([0, 0, 0, 80, 0x33, 0x44, 0x55, 0x66, 0, 1, 0, 0]); // jitter, LSR, DLSR
+        let p = Packet::new_checked(&sr[..]).unwrap();
+        assert!(p.is_plain());
+        assert_eq!(p.sr_ntp_middle(), Some(0x3344_5566));
+        // With an SDES after it, still plain; with SRTCP's index and tag, not.
+        let mut compound = sr.clone();
+        compound.extend([0x81, 202, 0, 1, 0, 0, 0, 9]);
+        assert!(Packet::new_checked(&compound[..]).unwrap().is_plain());
+        let mut srtcp = sr.clone();
+        srtcp.extend([0x80, 0, 0, 1]);
+        srtcp.extend([0xab; 10]);
+        assert!(!Packet::new_checked(&srtcp[..]).unwrap().is_plain());
+        let b = p.first_report_block().unwrap();
+        assert_eq!(
+            (b.lost, b.jitter, b.lsr, b.dlsr),
+            (0x40ff_fffe, 80, 0x3344_5566, 0x1_0000)
+        );
     }
 }

@@ -5,7 +5,8 @@
  *
  * Ownership: user space is the only writer of `flows`, `tx_ports`,
  * `hairpin_redirect`, `xsks` and `xsk_base`; the XDP program writes `learned` (first source only),
- * `flow_stats` and `counters`.
+ * `flow_stats`, `flow_quality` and `counters`. User space deletes a flow's
+ * entries in all of them when it removes the flow.
  */
 #ifndef TOLLGATE_MAPS_H
 #define TOLLGATE_MAPS_H
@@ -41,6 +42,15 @@ struct {
 	__type(value, struct tg_flow_stats);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } flow_stats SEC(".maps");
+
+/* RTP/RTCP quality per flow: shared, under its lock (see shared.h). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, TG_MAX_FLOWS);
+	__type(key, struct tg_flow_key);
+	__type(value, struct tg_flow_quality);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} flow_quality SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);

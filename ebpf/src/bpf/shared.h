@@ -10,8 +10,9 @@
 #define TOLLGATE_SHARED_H
 
 #include <linux/types.h>
+#include <linux/bpf.h>
 
-#define TG_ABI_VERSION 2
+#define TG_ABI_VERSION 3
 
 /* Address family of a flow key/action (both ends of a flow share one family). */
 #define TG_AF_INET 4
@@ -78,6 +79,40 @@ struct tg_flow_stats {
 	__u64 bytes;
 	__u64 last_seen_ns; /* bpf_ktime_get_ns(), CLOCK_MONOTONIC */
 	__u64 dropped;      /* source did not match under TG_FLOW_STRICT */
+};
+
+/*
+ * Per-flow receive quality of the RTP arriving on a flow (RFC 3550 A.1
+ * sequence tracking, A.8 interarrival jitter) and what the flow's RTCP said.
+ * Written only by the XDP program, under `lock`; user space reads it (the
+ * kernel leaves the lock out of what it copies) and derives the figures.
+ *
+ * Shared, not per-CPU: sequence and jitter state depend on packet order and
+ * cannot be summed per CPU. A flow's packets normally arrive on one rx
+ * queue (RSS hashes the 5-tuple), so the lock is uncontended and the entry
+ * stays in that core's cache; where they do not (veth runs the program on
+ * the sender's CPU, an RSS rehash) the lock keeps the figures exact.
+ */
+struct tg_flow_quality {
+	struct bpf_spin_lock lock;
+	__u32 ssrc;           /* SSRC of the stream being tracked */
+	__u32 base_seq;       /* its first sequence number */
+	__u32 ext_max;        /* highest sequence number, wrap count in the high 16 bits */
+	__u32 prev_ts;        /* RTP timestamp of the previous packet */
+	__u32 ssrc_changes;   /* times the SSRC changed after the first */
+	__u64 received;       /* RTP packets since the stream (re)started */
+	__u64 prev_ns;        /* arrival of the previous RTP packet */
+	__u64 jitter16_ns;    /* interarrival jitter in ns, times 16 (A.8) */
+	/* RTCP sender and receiver reports seen on the flow. */
+	__u64 rtcp_packets;
+	__u64 sr_seen_ns;     /* when the last SR passed */
+	__u32 sr_ntp_mid;     /* its NTP timestamp's middle 32 bits: what an LSR names */
+	__u32 reports;        /* report blocks read */
+	__u32 remote_lost;    /* last block: fraction lost << 24 | cumulative lost (24 bits) */
+	__u32 remote_jitter;  /* last block: jitter, RTP units of the reported stream */
+	__u64 rtt_ns;         /* last round trip to this flow's sender (LSR/DLSR) */
+	__u32 rtt_samples;
+	__u32 pad;
 };
 
 /* Indexes of the global per-CPU counter array. */

@@ -15,6 +15,10 @@
  * into the AF_XDP socket of its rx queue, where a worker runs the flow's
  * stages and transmits it. Learning and rewriting live here for both paths,
  * so a flow moves between them by a flag, keeping what it learned.
+ *
+ * Every flow's RTP and RTCP is measured here too (quality.h), on both paths,
+ * so a call on the fast path reports loss, jitter and RTCP figures like one
+ * through a worker.
  */
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
@@ -25,6 +29,7 @@
 #include "maps.h"
 #include "csum.h"
 #include "parse.h"
+#include "quality.h"
 
 #define AF_INET 2
 #define AF_INET6 10
@@ -59,6 +64,58 @@ TG_INLINE __u32 sum_change(__u32 sum, const void *from, const void *to, int len)
 		if (i * 2 < len)
 			sum = tg_csum_word(sum, f[i], t[i]);
 	return sum;
+}
+
+/* The flow's quality entry, created zeroed on its first measured packet. */
+TG_INLINE struct tg_flow_quality *quality_of(const struct tg_flow_key *key)
+{
+	struct tg_flow_quality *q = bpf_map_lookup_elem(&flow_quality, key);
+	if (q)
+		return q;
+	struct tg_flow_quality zero = {};
+	bpf_map_update_elem(&flow_quality, key, &zero, BPF_NOEXIST);
+	return bpf_map_lookup_elem(&flow_quality, key);
+}
+
+/*
+ * Measures a forwarded packet's payload: RTP into the sequence and jitter
+ * state, RTCP SR/RR into the report figures. Helpers (map lookups) run
+ * before the entry's lock is taken; only quality.h's arithmetic runs under it.
+ */
+TG_INLINE void measure(const struct tg_flow_key *key, const struct tg_flow_action *act,
+		       const __u8 *payload, const void *end, __u32 len, __u64 now)
+{
+	int kind = tg_payload_kind(payload, end);
+	if (kind == TG_PAYLOAD_OTHER)
+		return;
+	struct tg_flow_quality *q = quality_of(key);
+	if (!q)
+		return;
+	if (kind == TG_PAYLOAD_RTP) {
+		__u32 ssrc, ts, rate = act->clock_rate;
+		__u16 seq;
+		tg_rtp_fields(payload, &ssrc, &seq, &ts);
+		bpf_spin_lock(&q->lock);
+		tg_rtp_packet(q, now, rate, ssrc, seq, ts);
+		bpf_spin_unlock(&q->lock);
+		return;
+	}
+	struct tg_rtcp_seen r;
+	tg_rtcp_parse(payload, end, len, &r);
+	__u32 rev_mid = 0;
+	__u64 rev_ns = 0;
+	if (r.has_block && r.lsr && (act->flags & TG_FLOW_FOLLOW)) {
+		/* Read without the reverse entry's lock (one lock at a time):
+		 * an SR landing meanwhile costs at most one RTT sample. */
+		struct tg_flow_quality *rev = bpf_map_lookup_elem(&flow_quality, &act->follow);
+		if (rev) {
+			rev_mid = rev->sr_ntp_mid;
+			rev_ns = rev->sr_seen_ns;
+		}
+	}
+	bpf_spin_lock(&q->lock);
+	tg_rtcp_apply(q, &r, now, rev_mid, rev_ns);
+	bpf_spin_unlock(&q->lock);
 }
 
 /*
@@ -253,9 +310,12 @@ int tollgate_relay(struct xdp_md *ctx)
 	__builtin_memcpy(h.eth->h_source, fib.smac, ETH_ALEN);
 	__builtin_memcpy(h.eth->h_dest, fib.dmac, ETH_ALEN);
 
+	__u64 now = bpf_ktime_get_ns();
 	st->packets += 1;
 	st->bytes += bpf_ntohs(udp->len) - sizeof(*udp); /* RTP bytes, as the socket path counts */
-	st->last_seen_ns = bpf_ktime_get_ns();
+	st->last_seen_ns = now;
+	/* Before to_worker: adjusting the metadata invalidates packet pointers. */
+	measure(&key, act, (const __u8 *)(udp + 1), data_end, bpf_ntohs(udp->len) - sizeof(*udp), now);
 
 	if (flags & TG_FLOW_PIPELINE)
 		return to_worker(ctx, slot, fib.ifindex);

@@ -14,7 +14,6 @@ use crate::backend::monotonic_ns;
 use crate::pipeline::{Payload, Pipeline, PipelineFlow, Slot, Verdict};
 use crate::quality::RtpTracker;
 use crate::wire::{arp, ethernet};
-use crate::wire::{rtcp, rtp};
 use crossbeam_channel::Receiver;
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
@@ -337,13 +336,7 @@ impl Worker {
         {
             let at = u.payload_at();
             let payload = &m.room()[at..at + u.payload_len];
-            if let Ok(r) = rtp::Packet::new_checked(payload) {
-                f.tracker
-                    .on_packet(now, r.ssrc(), r.sequence(), r.timestamp());
-                s.publish_rtp(&f.tracker.quality());
-            } else if rtcp::Packet::new_checked(payload).is_ok() {
-                s.rtcp_packets.inc();
-            }
+            s.measure(&mut f.tracker, f.follow.as_deref(), payload, now);
         }
         let (mut from, mut to) = (
             f.source,

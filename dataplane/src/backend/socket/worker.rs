@@ -20,7 +20,6 @@ use super::shared::{sockaddr_from, sockaddr_to, FlowStats, WorkerCounters};
 use crate::backend::monotonic_ns;
 use crate::pipeline::{EventSink, Payload, Pipeline, PipelineFlow, SharedCounters, Verdict};
 use crate::quality::RtpTracker;
-use crate::wire::{rtcp, rtp};
 use crossbeam_channel::Receiver;
 use io_uring::{cqueue, opcode, squeue, types, IoUring};
 use std::net::SocketAddr;
@@ -507,13 +506,7 @@ impl WorkerFlow {
         s.packets.inc();
         s.bytes.add(payload.len() as u64);
         s.last_seen_ns.set(now);
-        if let Ok(r) = rtp::Packet::new_checked(payload) {
-            self.tracker
-                .on_packet(now, r.ssrc(), r.sequence(), r.timestamp());
-            s.publish_rtp(&self.tracker.quality());
-        } else if rtcp::Packet::new_checked(payload).is_ok() {
-            s.rtcp_packets.inc();
-        }
+        s.measure(&mut self.tracker, self.follow.as_deref(), payload, now);
         true
     }
 

@@ -30,6 +30,7 @@ use super::{ifindex, Backend, BackendError, FlowCounters, WorkerReport};
 use crate::config::{XdpAttachMode, XdpConfig};
 use crate::flow::{self, Flow};
 use crate::pipeline::{Event, PipelineFlow, Slot};
+use crate::quality::{Quality, RemoteReport};
 use afxdp::{Interface, Route, Workers};
 use aya::maps::{DevMapHash, HashMap, MapData, PerCpuArray, PerCpuHashMap, PerCpuValues, XskMap};
 use aya::programs::links::{FdLink, PinnedLink};
@@ -41,7 +42,7 @@ use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-use tollgate_ebpf::abi::{self, FlowAction, FlowKey, FlowStats, Learned};
+use tollgate_ebpf::abi::{self, FlowAction, FlowKey, FlowQuality, FlowStats, Learned};
 use tollgate_ebpf::maps as names;
 
 const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
@@ -100,6 +101,7 @@ pub struct XdpBackend {
     flows: HashMap<MapData, FlowKey, FlowAction>,
     learned: HashMap<MapData, FlowKey, Learned>,
     stats: PerCpuHashMap<MapData, FlowKey, FlowStats>,
+    quality: HashMap<MapData, FlowKey, FlowQuality>,
     counters: PerCpuArray<MapData, u64>,
     adopted: Vec<Flow>,
     /// `drop_no_neighbour` at the last housekeeping, to notice new drops.
@@ -320,6 +322,7 @@ impl XdpBackend {
             flows,
             learned: take(&mut ebpf, names::LEARNED)?,
             stats: take(&mut ebpf, names::FLOW_STATS)?,
+            quality: take(&mut ebpf, names::FLOW_QUALITY)?,
             counters: take(&mut ebpf, names::COUNTERS)?,
             adopted,
             no_neigh_seen: 0,
@@ -639,6 +642,7 @@ impl Backend for XdpBackend {
         self.flows.remove(&key).map_err(map_err(names::FLOWS))?;
         let _ = self.learned.remove(&key);
         let _ = self.stats.remove(&key);
+        let _ = self.quality.remove(&key);
         self.slots.retire(flow.local);
         self.slots.reap(&mut self.workers);
         Ok(())
@@ -660,6 +664,11 @@ impl Backend for XdpBackend {
         }
         if let Ok(l) = self.learned.get(&key, 0) {
             c.learned = Some(flow::sock(key.family, &l.addr, l.port));
+        }
+        if let Ok(q) = self.quality.get(&key, 0) {
+            c.rtp = Quality::of(&q, flow.clock_rate);
+            c.rtcp_packets = Some(q.rtcp_packets);
+            c.remote = RemoteReport::of(&q);
         }
         c
     }
