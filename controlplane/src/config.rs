@@ -4,8 +4,9 @@
 //! media data plane, `tollgate_dataplane::config`), `[media]` (relay
 //! addresses, ports, timeouts: `media::config`), `[ng]` (the
 //! rtpengine-compatible control protocol: `ng::config`), `[sip]` (the
-//! B2BUA and its dialplan: `b2bua::config`) and `[cdr]` (the CDR spool and
-//! sinks: `tollgate_cdr::config`). This file joins them and checks them all.
+//! B2BUA and its dialplan: `b2bua::config`), `[cdr]` (the CDR spool and
+//! sinks: `tollgate_cdr::config`) and `[http]` (metrics and the API:
+//! `http::config`). This file joins them and checks them all.
 
 use crate::media::config::MediaConfig;
 use crate::ng::config::NgConfig;
@@ -23,6 +24,7 @@ pub struct Config {
     pub ng: NgConfig,
     pub sip: crate::b2bua::config::SipConfig,
     pub cdr: tollgate_cdr::config::CdrConfig,
+    pub http: crate::http::config::HttpConfig,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -67,6 +69,7 @@ impl Config {
         problems.extend(self.media.validate());
         problems.extend(self.sip.validate());
         problems.extend(self.cdr.validate());
+        problems.extend(self.http.validate());
         if problems.is_empty() {
             Ok(self)
         } else {

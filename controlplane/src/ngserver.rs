@@ -35,6 +35,9 @@ pub struct NgServer {
     cache: Mutex<HashMap<CacheKey, (Instant, Vec<u8>)>>,
     pub malformed: AtomicU64,
     spool: Arc<Spool>,
+    /// Counters for the HTTP server's metrics (SIP's too: every record
+    /// and the SIP thread pass here).
+    pub observed: Arc<crate::http::meters::Observed>,
 }
 
 impl NgServer {
@@ -44,6 +47,7 @@ impl NgServer {
             cache: Mutex::new(HashMap::new()),
             malformed: AtomicU64::new(0),
             spool,
+            observed: Arc::default(),
         })
     }
 
@@ -68,6 +72,7 @@ impl NgServer {
         let mut h = lock(&self.handler);
         let (out, mut records) = f(&mut h);
         records.extend(h.sessions.take_records());
+        self.observed.calls.on_records(&records);
         let queued = records
             .into_iter()
             .map(|r| {
@@ -92,7 +97,11 @@ impl NgServer {
         }
         let head = m.reply(Value::Int(0));
         let body = m.body;
-        let statistics = body.get("command").and_then(Value::as_str) == Some("statistics");
+        let command = body
+            .get("command")
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        let statistics = command.as_deref() == Some("statistics");
         let reply = match self
             .with_handler(move |h| (h.handle(Now::real(), &body), Vec::new()))
             .await
@@ -109,6 +118,8 @@ impl NgServer {
                 ("error-reason", Value::str("internal error")),
             ]),
         };
+        let failed = reply.get("result").and_then(Value::as_str) == Some("error");
+        self.observed.ng.count(command.as_deref(), failed);
         let bytes = head.reply(reply).encode();
         self.cache
             .lock()
@@ -261,6 +272,7 @@ pub async fn run(
     let udp = UdpSocket::bind(listen).await?;
     let tcp = TcpListener::bind(listen).await?;
     tracing::info!(%listen, "NG control protocol listening (UDP and TCP)");
+    server.observed.ng_listening();
     let tasks = [
         tokio::spawn(server.clone().serve_udp(udp)),
         tokio::spawn(server.clone().serve_tcp(tcp)),
