@@ -4,7 +4,10 @@
 //! own text parser (Python `prometheus_client`) read it, and checks the
 //! SIP counters against the message counts SIPp itself kept (`-trace_counts`)
 //! on both sides. Also: the token rule (refused at start beyond loopback
-//! without one; 401 without it when set) and readiness.
+//! without one; 401 without it when set) and readiness; and the
+//! dashboard in headless Chromium on a phone-sized screen during calls
+//! (its active-calls count, no console errors, no sideways scrolling, a
+//! screenshot kept under target/tmp/).
 //!
 //! Ports: SIP 49000-49299, HTTP 9180-9199, NG 22450-22459.
 
@@ -453,4 +456,109 @@ fn a_token_is_required_beyond_loopback_and_asked_for_when_set() {
     let (code, text) = get(http, "/metrics", Some("s3cret"));
     assert_eq!(code, 200);
     assert!(text.contains("tollgate_calls_started_total 0"), "{text}");
+}
+
+#[test]
+fn the_dashboard_shows_the_calls_in_progress_on_a_phone_screen() {
+    peers::require("sipp");
+    let dir = TempDir::new("http-dash");
+    let (sip, uac, uas, http) = (addr(49220), addr(49230), addr(49240), addr(9183));
+    let node = b2bua_node(&dir.0, sip, addr(22452), http, (49270, 49299), uas);
+    let n = "3";
+    let _callee = peers::sipp_uas_with(None, &dir.0, uas, 49250, &["-sn", "uas", "-m", n]);
+    let mut cmd = tollgate_bench::peers::command(None, "timeout");
+    cmd.args([
+        "-s",
+        "INT",
+        "-k",
+        "10",
+        "60",
+        "sipp",
+        &sip.to_string(),
+        "-sn",
+        "uac",
+    ])
+    .args([
+        "-s",
+        "6000",
+        "-i",
+        "127.0.0.1",
+        "-p",
+        &uac.port().to_string(),
+        "-bind_local",
+    ])
+    .args([
+        "-nostdin",
+        "-mi",
+        "127.0.0.1",
+        "-mp",
+        "49260",
+        "-m",
+        n,
+        "-l",
+        n,
+        "-r",
+        "10",
+    ])
+    .args(["-d", "30000", "-timeout", "50s"]);
+    let _caller = peers::spawn(cmd, &dir.0, "sipp-uac");
+    let answered = |v: &Value| {
+        v["calls"]
+            .as_array()
+            .is_some_and(|c| c.len() == 3 && c.iter().all(|c| c["state"] == "answered"))
+    };
+    let up = wait_until(Duration::from_secs(15), || {
+        answered(&get_json(http, "/api/calls"))
+    });
+    assert!(
+        up,
+        "3 answered calls: {}\n{}",
+        get(http, "/api/calls", None).1,
+        node.log_text()
+    );
+
+    let mut b = tollgate_tests::browser::Browser::launch(&dir.0);
+    b.open(&format!("http://{http}/"), 390, 844, true);
+    let drawn = b.wait_for(
+        "document.body.dataset.updated !== undefined && \
+         document.getElementById('active-calls').textContent === '3'",
+        Duration::from_secs(20),
+    );
+    let count = b.eval("document.getElementById('active-calls').textContent");
+    assert!(
+        drawn,
+        "the dashboard shows {count} active calls, not 3; console: {:?}",
+        b.console
+    );
+    assert_eq!(
+        b.eval("document.querySelectorAll('#calls tbody tr').length"),
+        6,
+        "a row per leg"
+    );
+    assert_eq!(
+        b.eval("document.getElementById('link').textContent"),
+        "live"
+    );
+    assert_eq!(b.eval("document.getElementById('errors').hidden"), true);
+    let sideways = b.eval("document.documentElement.scrollWidth > window.innerWidth");
+    assert_eq!(sideways, false, "the page scrolls sideways on a phone");
+    assert!(
+        b.eval("document.querySelectorAll('#workers .bar').length")
+            .as_u64()
+            >= Some(1)
+    );
+    let shot = Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard-phone.png");
+    b.screenshot(&shot);
+    let png = std::fs::read(&shot).expect("screenshot");
+    assert!(
+        png.starts_with(b"\x89PNG") && png.len() > 10_000,
+        "screenshot {}",
+        shot.display()
+    );
+    assert!(b.console.is_empty(), "console messages: {:?}", b.console);
+    assert_eq!(
+        answered(&get_json(http, "/api/calls")),
+        true,
+        "the calls were still up"
+    );
 }

@@ -31,8 +31,13 @@ impl HttpConfig {
     pub fn validate(&self) -> Vec<String> {
         let mut problems = Vec::new();
         let token = self.token.as_deref();
-        if token.is_some_and(|t| t.trim().is_empty() || t.contains(char::is_whitespace)) {
-            problems.push("http.token: must be non-empty and without spaces".into());
+        let url_safe = |c: char| c.is_ascii_alphanumeric() || "-._~".contains(c);
+        if token.is_some_and(|t| t.is_empty() || !t.chars().all(url_safe)) {
+            problems.push(
+                "http.token: must be non-empty, of letters, digits and - . _ ~ \
+                 (it may travel in a URL as ?access_token=)"
+                    .into(),
+            );
         }
         if self.enabled && !self.listen.ip().is_loopback() && token.is_none() {
             problems.push(format!(
@@ -58,7 +63,7 @@ mod tests {
         assert!(p.len() == 1 && p[0].contains("http.token"), "{p:?}");
         c.token = Some("s3cret".into());
         assert!(c.validate().is_empty());
-        c.token = Some(" ".into());
+        c.token = Some("a b".into());
         assert!(c.validate()[0].contains("non-empty"));
     }
 }

@@ -2,7 +2,8 @@
 //! runtime): Prometheus metrics, health and readiness, and a JSON API for
 //! operators. On by default on `127.0.0.1:8088` (`[http]`, see
 //! [`config`]); on any other address every request but `/health` needs
-//! `Authorization: Bearer <http.token>` (401 otherwise), and the node
+//! `Authorization: Bearer <http.token>` (401 otherwise; or
+//! `?access_token=`), and the node
 //! refuses to start without a token there.
 //!
 //! Routes:
@@ -32,9 +33,15 @@
 //!   "priority", "up"}]}` from the LCR tables (`up` null until pinged).
 //! - `GET /api/registrations`: `{"registrations": [{"user", "contact",
 //!   "addr", "expires_in_secs"}]}`.
+//! - `GET /`: the live dashboard, fed by `GET /api/events` (server-sent
+//!   events, one `snapshot` a second; see [`dashboard`]).
+//!
+//! The token may also come as `?access_token=TOKEN` (what a browser can
+//! send on a page and an event stream).
 
 pub mod api;
 pub mod config;
+pub mod dashboard;
 pub mod meters;
 pub mod metrics;
 pub mod sampler;
@@ -119,6 +126,10 @@ fn router(state: Shared) -> Router {
         .route("/api/cdrs", get(cdrs))
         .route("/api/gateways", get(gateways))
         .route("/api/registrations", get(registrations))
+        .route("/api/events", get(dashboard::events))
+        .route("/", get(dashboard::page))
+        .route("/dashboard.js", get(dashboard::script))
+        .route("/dashboard.css", get(dashboard::style))
         .route_layer(middleware::from_fn_with_state(state.clone(), authorize));
     Router::new()
         .route("/health", get(|| async { "ok\n" }))
@@ -131,11 +142,17 @@ async fn authorize(With(state): With<Shared>, req: Request, next: Next) -> Respo
     let Some(token) = &state.token else {
         return next.run(req).await;
     };
-    let given = req
+    let header = req
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
+    // A browser's page and event stream carry it in the query (RFC 6750 §2.3).
+    let query = req
+        .uri()
+        .query()
+        .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("access_token=")));
+    let given = header.or(query);
     if given.is_some_and(|g| same(g.as_bytes(), token.as_bytes())) {
         return next.run(req).await;
     }
