@@ -63,10 +63,14 @@ fn b2bua_node(
     p
 }
 
+/// A sample's name and sorted labels.
+type SampleKey = (String, Vec<(String, String)>);
+type Samples = HashMap<SampleKey, f64>;
+
 /// Samples of Prometheus text as Python's `prometheus_client` parser
 /// reads it (it raises on anything that is not the text format): (sample
 /// name, labels) to value.
-fn parse_metrics(text: &str) -> HashMap<(String, Vec<(String, String)>), f64> {
+fn parse_metrics(text: &str) -> Samples {
     // Debian's python3, where scripts/setup.sh installs the parser.
     let script = r#"
 import json, sys
@@ -74,7 +78,7 @@ from prometheus_client.parser import text_string_to_metric_families
 out = []
 for fam in text_string_to_metric_families(sys.stdin.read()):
     for s in fam.samples:
-        out.append([s.name, sorted(s.labels.items()), s.value])
+        out.append([[s.name, sorted(s.labels.items())], s.value])
 json.dump(out, sys.stdout)
 "#;
     let mut child = Command::new("/usr/bin/python3")
@@ -101,18 +105,14 @@ json.dump(out, sys.stdout)
         out.status.success(),
         "the Prometheus parser refused /metrics: {err}\n{text}"
     );
-    let samples: Vec<(String, Vec<(String, String)>, f64)> =
+    let samples: Vec<(SampleKey, f64)> =
         serde_json::from_slice(&out.stdout).expect("parser output");
-    samples.into_iter().map(|(n, l, v)| ((n, l), v)).collect()
+    samples.into_iter().collect()
 }
 
 /// The value of sample `name` with exactly `labels` (0 when absent: a
 /// labelled counter appears once it counted something).
-fn sample(
-    m: &HashMap<(String, Vec<(String, String)>), f64>,
-    name: &str,
-    labels: &[(&str, &str)],
-) -> f64 {
+fn sample(m: &Samples, name: &str, labels: &[(&str, &str)]) -> f64 {
     let mut l: Vec<(String, String)> = labels
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -556,9 +556,8 @@ fn the_dashboard_shows_the_calls_in_progress_on_a_phone_screen() {
         shot.display()
     );
     assert!(b.console.is_empty(), "console messages: {:?}", b.console);
-    assert_eq!(
+    assert!(
         answered(&get_json(http, "/api/calls")),
-        true,
         "the calls were still up"
     );
 }

@@ -91,7 +91,7 @@ fn sip_call(c: CallView, parties: &[PartyQuality]) -> CallJson {
         let media = parties
             .iter()
             .find(|p| l.remote_tag.as_deref() == Some(p.tag.as_str()))
-            .map(|p| p.stats.clone());
+            .map(|p| p.stats);
         LegJson {
             leg: l.leg.to_string(),
             sip_call_id: Some(l.sip_call_id),
