@@ -175,6 +175,66 @@ fn with_retrans(
 
 const CALLS: u32 = 4;
 
+/// A SIPp UAC at `uac` (media on `media`) placing `calls` calls of the
+/// built-in `scenario` to 6000 at `sip`, `rate` a second, all at once at
+/// most; bounded to 60 s.
+#[allow(clippy::too_many_arguments)] // SIPp's own knobs, one each
+fn caller(
+    dir: &Path,
+    sip: SocketAddr,
+    uac: SocketAddr,
+    media: u16,
+    scenario: &str,
+    calls: u32,
+    rate: u32,
+    extra: &[&str],
+) -> Proc {
+    let (n, r, mp, port) = (
+        calls.to_string(),
+        rate.to_string(),
+        media.to_string(),
+        uac.port().to_string(),
+    );
+    let mut cmd = tollgate_bench::peers::command(None, "timeout");
+    cmd.args([
+        "-s",
+        "INT",
+        "-k",
+        "10",
+        "60",
+        "sipp",
+        &sip.to_string(),
+        "-sn",
+        scenario,
+    ])
+    .args([
+        "-s",
+        "6000",
+        "-i",
+        "127.0.0.1",
+        "-p",
+        &port,
+        "-bind_local",
+        "-nostdin",
+    ])
+    .args([
+        "-mi",
+        "127.0.0.1",
+        "-mp",
+        &mp,
+        "-m",
+        &n,
+        "-l",
+        &n,
+        "-r",
+        &r,
+        "-timeout",
+        "50s",
+    ])
+    .args(extra);
+    peers::spawn(cmd, dir, "sipp-uac")
+}
+
 #[test]
 fn metrics_match_what_sipp_counted_and_the_api_shows_calls_with_quality() {
     peers::require("sipp");
@@ -198,51 +258,10 @@ fn metrics_match_what_sipp_counted_and_the_api_shows_calls_with_quality() {
         49040,
         &["-sn", "uas", "-m", &n, "-trace_counts"],
     );
-    let mut cmd = tollgate_bench::peers::command(None, "timeout");
-    cmd.args([
-        "-s",
-        "INT",
-        "-k",
-        "10",
-        "60",
-        "sipp",
-        &sip.to_string(),
-        "-sn",
-        "uac_pcap",
-    ])
-    .args([
-        "-s",
-        "6000",
-        "-i",
-        "127.0.0.1",
-        "-p",
-        &uac.port().to_string(),
-        "-bind_local",
-    ])
-    .args([
-        "-nostdin",
-        "-mi",
-        "127.0.0.1",
-        "-mp",
-        "49050",
-        "-m",
-        &n,
-        "-l",
-        &n,
-        "-r",
-        "2",
-    ])
-    .args([
-        "-timeout",
-        "45s",
-        "-trace_counts",
-        "-trace_stat",
-        "-stf",
-        "uac_stat.csv",
-    ]);
     let pcap = dir.0.join("pcap");
     std::os::unix::fs::symlink("/usr/share/sip-tester", &pcap).expect("pcap link");
-    let mut caller = peers::spawn(cmd, &dir.0, "sipp-uac");
+    let stats = ["-trace_counts", "-trace_stat", "-stf", "uac_stat.csv"];
+    let mut caller = caller(&dir.0, sip, uac, 49050, "uac_pcap", CALLS, 2, &stats);
 
     // While the calls play their RTP: the API lists them with both legs
     // and what each leg's party sent (the socket backend measures RTP).
@@ -466,42 +485,7 @@ fn the_dashboard_shows_the_calls_in_progress_on_a_phone_screen() {
     let node = b2bua_node(&dir.0, sip, addr(22452), http, (49270, 49299), uas);
     let n = "3";
     let _callee = peers::sipp_uas_with(None, &dir.0, uas, 49250, &["-sn", "uas", "-m", n]);
-    let mut cmd = tollgate_bench::peers::command(None, "timeout");
-    cmd.args([
-        "-s",
-        "INT",
-        "-k",
-        "10",
-        "60",
-        "sipp",
-        &sip.to_string(),
-        "-sn",
-        "uac",
-    ])
-    .args([
-        "-s",
-        "6000",
-        "-i",
-        "127.0.0.1",
-        "-p",
-        &uac.port().to_string(),
-        "-bind_local",
-    ])
-    .args([
-        "-nostdin",
-        "-mi",
-        "127.0.0.1",
-        "-mp",
-        "49260",
-        "-m",
-        n,
-        "-l",
-        n,
-        "-r",
-        "10",
-    ])
-    .args(["-d", "30000", "-timeout", "50s"]);
-    let _caller = peers::spawn(cmd, &dir.0, "sipp-uac");
+    let _caller = caller(&dir.0, sip, uac, 49260, "uac", 3, 10, &["-d", "30000"]);
     let answered = |v: &Value| {
         v["calls"]
             .as_array()
