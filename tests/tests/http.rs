@@ -235,36 +235,9 @@ fn caller(
     peers::spawn(cmd, dir, "sipp-uac")
 }
 
-#[test]
-fn metrics_match_what_sipp_counted_and_the_api_shows_calls_with_quality() {
-    peers::require("sipp");
-    let dir = TempDir::new("http");
-    let (sip, uac, uas, http) = (addr(49000), addr(49020), addr(49030), addr(9180));
-    let node = b2bua_node(&dir.0, sip, addr(22450), http, (49100, 49199), uas);
-    let ready = wait_until(Duration::from_secs(10), || {
-        get(http, "/ready", None).0 == 200
-    });
-    assert!(
-        ready,
-        "never ready: {:?}\n{}",
-        get(http, "/ready", None),
-        node.log_text()
-    );
-    let n = CALLS.to_string();
-    let mut callee = peers::sipp_uas_with(
-        None,
-        &dir.0,
-        uas,
-        49040,
-        &["-sn", "uas", "-m", &n, "-trace_counts"],
-    );
-    let pcap = dir.0.join("pcap");
-    std::os::unix::fs::symlink("/usr/share/sip-tester", &pcap).expect("pcap link");
-    let stats = ["-trace_counts", "-trace_stat", "-stf", "uac_stat.csv"];
-    let mut caller = caller(&dir.0, sip, uac, 49050, "uac_pcap", CALLS, 2, &stats);
-
-    // While the calls play their RTP: the API lists them with both legs
-    // and what each leg's party sent (the socket backend measures RTP).
+/// While the calls play their RTP: the API lists them with both legs
+/// and what each leg's party sent (the socket backend measures RTP).
+fn check_calls_while_they_play(http: SocketAddr, uac: SocketAddr, uas: SocketAddr) {
     let mut seen = Value::Null;
     let playing = wait_until(Duration::from_secs(20), || {
         seen = get_json(http, "/api/calls");
@@ -305,6 +278,37 @@ fn metrics_match_what_sipp_counted_and_the_api_shows_calls_with_quality() {
     let one = get_json(http, &format!("/api/calls/{id}"));
     assert_eq!(one["call_id"], id);
     assert_eq!(get(http, "/api/calls/no-such-call", None).0, 404);
+}
+
+#[test]
+fn metrics_match_what_sipp_counted_and_the_api_shows_calls_with_quality() {
+    peers::require("sipp");
+    let dir = TempDir::new("http");
+    let (sip, uac, uas, http) = (addr(49000), addr(49020), addr(49030), addr(9180));
+    let node = b2bua_node(&dir.0, sip, addr(22450), http, (49100, 49199), uas);
+    let ready = wait_until(Duration::from_secs(10), || {
+        get(http, "/ready", None).0 == 200
+    });
+    assert!(
+        ready,
+        "never ready: {:?}\n{}",
+        get(http, "/ready", None),
+        node.log_text()
+    );
+    let n = CALLS.to_string();
+    let mut callee = peers::sipp_uas_with(
+        None,
+        &dir.0,
+        uas,
+        49040,
+        &["-sn", "uas", "-m", &n, "-trace_counts"],
+    );
+    let pcap = dir.0.join("pcap");
+    std::os::unix::fs::symlink("/usr/share/sip-tester", &pcap).expect("pcap link");
+    let stats = ["-trace_counts", "-trace_stat", "-stf", "uac_stat.csv"];
+    let mut caller = caller(&dir.0, sip, uac, 49050, "uac_pcap", CALLS, 2, &stats);
+
+    check_calls_while_they_play(http, uac, uas);
 
     let st = caller.child.wait().expect("sipp uac");
     assert!(

@@ -279,6 +279,12 @@ pub struct Observed {
     ng_listening: AtomicBool,
 }
 
+impl std::fmt::Debug for Observed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Observed") // counters, read through their own methods
+    }
+}
+
 impl Observed {
     /// The SIP server is listening with this B2BUA.
     pub fn sip_listening(&self, b2bua: Arc<Mutex<B2bua>>) {

@@ -67,12 +67,6 @@ pub struct Scrape {
     pub spool: Status,
 }
 
-impl std::fmt::Debug for Observed {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Observed")
-    }
-}
-
 /// `rows` as one metric family of `kind` (a family without rows is
 /// still described, so every name is always there).
 fn family<M: EncodeMetric>(
@@ -117,6 +111,7 @@ impl Collector for Scrape {
     fn encode(&self, mut enc: DescriptorEncoder) -> Result<(), Error> {
         self.calls(&mut enc)?;
         self.sip(&mut enc)?;
+        self.b2bua(&mut enc)?;
         self.ng(&mut enc)?;
         self.dataplane(&mut enc)?;
         self.workers(&mut enc)?;
@@ -190,7 +185,10 @@ impl Scrape {
             "tollgate_sip_responses",
             "SIP responses, by direction, CSeq method and code",
             resp,
-        )?;
+        )
+    }
+
+    fn b2bua(&self, enc: &mut DescriptorEncoder) -> Result<(), Error> {
         let Some((c, _, registrations, gateways)) = &self.sip else {
             return Ok(());
         };
