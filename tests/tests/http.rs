@@ -476,9 +476,38 @@ fn a_token_is_required_beyond_loopback_and_asked_for_when_set() {
         (200, &Value::Null, &Value::Bool(true)),
         "{body}"
     );
+    for (path, key) in [
+        ("/api/gateways", "gateways"),
+        ("/api/registrations", "registrations"),
+    ] {
+        let (code, body) = get(http, path, Some("s3cret"));
+        let v: Value = serde_json::from_str(&body).expect("JSON");
+        assert_eq!(
+            (code, &v[key]),
+            (200, &Value::Array(Vec::new())),
+            "{path}: {body}"
+        );
+    }
+    // NG requests are counted by command, failed ones as errors.
+    let mut ng = peers::ng_client(None, addr(22451));
+    ng.command("ping", []).expect("ping");
+    assert!(ng.command("no such command", []).is_err());
     let (code, text) = get(http, "/metrics", Some("s3cret"));
     assert_eq!(code, 200);
-    assert!(text.contains("tollgate_calls_started_total 0"), "{text}");
+    let m = parse_metrics(&text);
+    assert_eq!(
+        sample(&m, "tollgate_calls_started_total", &[]),
+        0.0,
+        "{text}"
+    );
+    let ng = |name: &str, c: &str| sample(&m, name, &[("command", c)]);
+    assert!(
+        ng("tollgate_ng_commands_total", "ping") >= 2.0,
+        "the harness's ping and ours\n{text}"
+    );
+    assert_eq!(ng("tollgate_ng_errors_total", "ping"), 0.0);
+    assert_eq!(ng("tollgate_ng_commands_total", "other"), 1.0);
+    assert_eq!(ng("tollgate_ng_errors_total", "other"), 1.0);
 }
 
 #[test]
