@@ -4,7 +4,8 @@
 # feature, iproute2 (tc netem, which kmod loads) and ethtool
 # for the network-namespace tests, and the real peers the end-to-end tests
 # drive: SIPp (sip-tester), Kamailio (its rtpengine module is in the main
-# package) and rtpengine itself; a font for the benchmark plots; and the
+# package) and rtpengine itself; Python's prometheus_client parser and
+# headless Chromium for the HTTP tests; a font for the benchmark plots; and the
 # data-tier servers the CDR tests start on loopback (PostgreSQL, MariaDB,
 # Redis, RabbitMQ; scripts/data starts them). Idempotent; Rust (stable) must
 # be present.
@@ -18,6 +19,9 @@ packages+=(libdpdk-dev pkg-config libclang-dev)
 packages+=(nodejs npm)
 # sngrep (its HEP listener) and tshark decode the HEP export in tests/tests/hep.rs.
 packages+=(sngrep tshark)
+# The HTTP tests: Prometheus's own text parser (Python prometheus_client)
+# reads /metrics, and headless Chromium loads the dashboard.
+packages+=(python3-prometheus-client chromium)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -206,6 +206,8 @@ target = "sip:{{user}}@{uas}"
 [cdr]
 spool_dir = "{d}/spool"
 sinks = [{{ kind = "sqlite", url = "sqlite://{d}/cdr.sqlite" }}]
+[http]
+listen = "127.0.0.1:0"
 "#,
             d = dir.display(),
             min = p.relay.0,

@@ -4,9 +4,10 @@
 //! media data plane, `tollgate_dataplane::config`), `[media]` (relay
 //! addresses, ports, timeouts: `media::config`), `[ng]` (the
 //! rtpengine-compatible control protocol: `ng::config`), `[sip]` (the
-//! B2BUA and its dialplan: `b2bua::config`) and `[cdr]` (the CDR spool and
-//! sinks: `tollgate_cdr::config`) and `[hep]` (HEP export to Homer:
-//! `hep::config`). This file joins them and checks them all.
+//! B2BUA and its dialplan: `b2bua::config`), `[cdr]` (the CDR spool and
+//! sinks: `tollgate_cdr::config`), `[hep]` (HEP export to Homer:
+//! `hep::config`) and `[http]` (metrics and the API: `http::config`). This
+//! file joins them and checks them all.
 
 use crate::media::config::MediaConfig;
 use crate::ng::config::NgConfig;
@@ -25,6 +26,7 @@ pub struct Config {
     pub sip: crate::b2bua::config::SipConfig,
     pub cdr: tollgate_cdr::config::CdrConfig,
     pub hep: crate::hep::config::HepConfig,
+    pub http: crate::http::config::HttpConfig,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -70,6 +72,7 @@ impl Config {
         problems.extend(self.sip.validate());
         problems.extend(self.cdr.validate());
         problems.extend(self.hep.validate());
+        problems.extend(self.http.validate());
         if problems.is_empty() {
             Ok(self)
         } else {

@@ -1,6 +1,6 @@
 //! Tollgate's control plane and node: the sans-IO cores (B2BUA, media
 //! sessions, NG handler) and their I/O adapters (SIP transports, NG server,
-//! data-plane link, databases), the supervisor of `tollgate run`, and what
+//! data-plane link, databases, HTTP), the supervisor of `tollgate run`, and what
 //! `tollgate ctl`, `cdr` and `tune` do. The binary (`main.rs`) is only the
 //! command line over it; tests drive these modules directly.
 
@@ -9,6 +9,7 @@ pub mod cdrs;
 pub mod config;
 pub mod ctl;
 pub mod hep;
+pub mod http;
 pub mod media;
 pub mod ng;
 pub mod ngserver;
@@ -54,6 +55,21 @@ pub fn controlplane(
         .build()
         .context("starting the control plane runtime")?;
     rt.block_on(async {
+        let http = match cfg.http.enabled {
+            true => Some(
+                http::start(
+                    &cfg.http,
+                    server.clone(),
+                    spool.clone(),
+                    cfg.dataplane.control_socket.clone(),
+                    cfg.sip.listen.is_some(),
+                    stop.clone(),
+                )
+                .await
+                .with_context(|| format!("HTTP listener on {} ([http] listen)", cfg.http.listen))?,
+            ),
+            false => None,
+        };
         let sinks = tollgate_cdr::sink::spawn_all(&spool, &cfg.cdr);
         let sip = tokio::spawn(sipserver::run(
             server.clone(),
@@ -70,6 +86,9 @@ pub fn controlplane(
         };
         for s in sinks {
             s.abort();
+        }
+        if let Some(h) = http {
+            let _ = h.await;
         }
         served.and(sip)
     })

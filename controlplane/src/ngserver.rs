@@ -38,6 +38,9 @@ pub struct NgServer {
     spool: Arc<Spool>,
     /// Where messages are exported as HEP (SIP always, NG with `hep.ng`).
     pub hep: Option<Tap>,
+    /// Counters for the HTTP server's metrics (SIP's too: every record
+    /// and the SIP thread pass here).
+    pub observed: Arc<crate::http::meters::Observed>,
 }
 
 impl NgServer {
@@ -48,6 +51,7 @@ impl NgServer {
             malformed: AtomicU64::new(0),
             spool,
             hep,
+            observed: Arc::default(),
         })
     }
 
@@ -72,6 +76,7 @@ impl NgServer {
         let mut h = lock(&self.handler);
         let (out, mut records) = f(&mut h);
         records.extend(h.sessions.take_records());
+        self.observed.calls.on_records(&records);
         // Only a CDR is acknowledged on (a BYE's 200, a delete's reply):
         // call events ride on its sync, and nobody waits for them.
         let queued = records
@@ -97,7 +102,11 @@ impl NgServer {
         }
         let head = m.reply(Value::Int(0));
         let body = m.body;
-        let statistics = body.get("command").and_then(Value::as_str) == Some("statistics");
+        let command = body
+            .get("command")
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        let statistics = command.as_deref() == Some("statistics");
         let reply = match self
             .with_handler(move |h| (h.handle(Now::real(), &body), Vec::new()))
             .await
@@ -114,6 +123,8 @@ impl NgServer {
                 ("error-reason", Value::str("internal error")),
             ]),
         };
+        let failed = reply.get("result").and_then(Value::as_str) == Some("error");
+        self.observed.ng.count(command.as_deref(), failed);
         let bytes = head.reply(reply).encode();
         self.cache
             .lock()
@@ -279,6 +290,7 @@ pub async fn run(
     let udp = UdpSocket::bind(listen).await?;
     let tcp = TcpListener::bind(listen).await?;
     tracing::info!(%listen, "NG control protocol listening (UDP and TCP)");
+    server.observed.ng_listening();
     let tasks = [
         tokio::spawn(server.clone().serve_udp(udp)),
         tokio::spawn(server.clone().serve_tcp(tcp)),

@@ -161,7 +161,7 @@ fn report(answer: Answer<Reply>) -> Result<Option<FlowReport>, String> {
 }
 
 /// A data-plane flow report as the session manager needs it.
-fn flow_stat(r: &FlowReport) -> FlowStat {
+pub fn flow_stat(r: &FlowReport) -> FlowStat {
     let rtp = r.counters.rtp;
     FlowStat {
         packets: r.counters.packets,

@@ -16,6 +16,7 @@
 use crate::b2bua::config::SipConfig;
 use crate::b2bua::{ids::Ids, lcr, B2bua, Media, Transport};
 use crate::hep::SipTap;
+use crate::http::meters::{Direction, SipMeters};
 use crate::ngserver::{wait_durable, NgServer};
 use crate::sipinbox::{inbox, Inbound, Mailbox, UdpIn, BURST};
 use crate::siptransport::{
@@ -110,6 +111,7 @@ pub async fn run(
         }
         None => None,
     };
+    ng.observed.sip_listening(b2b.clone());
     let shared =
         cfg_redis.map(|url| tokio::spawn(crate::regshare::run(url, b2b.clone(), stop.clone())));
     let (tx, mailbox) = inbox()?;
@@ -247,7 +249,11 @@ fn step(
 ) {
     let (mut held, mut queued) = (Vec::new(), Vec::new());
     let inputs = burst.drain(..).map(Some).chain([None]);
+    let meters = &ng.observed.sip;
     for input in inputs {
+        if let Some(Inbound::Datagram(_, m) | Inbound::Stream(_, _, m)) = &input {
+            meters.count(Direction::Received, m);
+        }
         let (out, records) = ng.with_handler_here(|h| {
             let mut b = lock(b2b);
             let mut media = Media {
@@ -275,16 +281,17 @@ fn step(
         if !held.is_empty() || records.iter().any(|(r, _)| r.is_cdr()) {
             held.extend(out);
         } else {
-            send(sock, outbound, out);
+            send(sock, outbound, meters, out);
         }
         queued.extend(records);
     }
     wait_durable(queued);
-    send(sock, outbound, held);
+    send(sock, outbound, meters, held);
 }
 
-fn send(sock: &UdpSocket, outbound: &Outbound, out: Vec<Transmit>) {
+fn send(sock: &UdpSocket, outbound: &Outbound, meters: &SipMeters, out: Vec<Transmit>) {
     for (transport, to, bytes) in out {
+        meters.count(Direction::Sent, &bytes);
         match transport {
             Transport::Udp => {
                 if let Err(e) = sock.send_to(&bytes, to) {

@@ -26,7 +26,10 @@ pub enum Method<'a> {
     Other(&'a str),
 }
 
-const KNOWN: [(Method<'static>, &str); 14] = [
+/// How many methods are known (not [`Method::Other`]).
+pub const KNOWN_COUNT: usize = 14;
+
+const KNOWN: [(Method<'static>, &str); KNOWN_COUNT] = [
     (Method::Invite, "INVITE"),
     (Method::Ack, "ACK"),
     (Method::Bye, "BYE"),
@@ -50,6 +53,17 @@ impl<'a> Method<'a> {
             .iter()
             .find(|(_, n)| *n == name)
             .map_or(Method::Other(name), |(m, _)| *m)
+    }
+
+    /// A known method's place in a fixed order (0..[`KNOWN_COUNT`]), for
+    /// tables indexed by method; None for an extension method.
+    pub fn known_index(&self) -> Option<usize> {
+        KNOWN.iter().position(|(m, _)| m == self)
+    }
+
+    /// The known methods' names, in [`Method::known_index`] order.
+    pub fn known_names() -> impl Iterator<Item = &'static str> {
+        KNOWN.iter().map(|(_, n)| *n)
     }
 
     /// The name as it goes on the wire.

@@ -275,6 +275,11 @@ impl Client {
         }
     }
 
+    /// Messages queued and not yet taken by [`Self::poll_transmit`].
+    pub fn queued(&self) -> usize {
+        self.out.len()
+    }
+
     pub fn poll_transmit(&mut self) -> Option<Message> {
         self.out.pop_front()
     }
@@ -477,6 +482,11 @@ impl Server {
         if fired.ended {
             self.state = ServerState::Terminated;
         }
+    }
+
+    /// Messages queued and not yet taken by [`Self::poll_transmit`].
+    pub fn queued(&self) -> usize {
+        self.out.len()
     }
 
     pub fn poll_transmit(&mut self) -> Option<Message> {

@@ -69,6 +69,15 @@ pub fn with_own_cdrs(config: &str, dir: &Path) -> String {
     )
 }
 
+/// `config` with an `[http]` section on an ephemeral loopback port, unless
+/// it has one: nodes of parallel tests must not share the default 8088.
+pub fn with_own_http(config: &str) -> String {
+    if config.contains("[http]") {
+        return config.to_string();
+    }
+    format!("{config}\n[http]\nlisten = \"127.0.0.1:0\"\n")
+}
+
 /// `tollgate run` with `args`, waiting until NG answers `ping` at `ng`.
 pub fn tollgate_run(
     netns: Option<&str>,
@@ -78,7 +87,8 @@ pub fn tollgate_run(
     ng: SocketAddr,
 ) -> Proc {
     let cfg = dir.join("tollgate.toml");
-    std::fs::write(&cfg, with_own_cdrs(config, dir)).expect("write config");
+    let config = with_own_http(&with_own_cdrs(config, dir));
+    std::fs::write(&cfg, config).expect("write config");
     let mut cmd = command(
         netns,
         crate::process::tollgate_bin().to_str().expect("utf-8 path"),

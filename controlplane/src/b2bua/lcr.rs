@@ -87,6 +87,11 @@ impl LcrTable {
         list.push((priority, carrier));
     }
 
+    /// The name of an enabled carrier.
+    pub fn carrier_name(&self, id: i64) -> Option<&str> {
+        self.carriers.get(&id).map(String::as_str)
+    }
+
     /// Every gateway, for health pings.
     pub fn all_gateways(&self) -> impl Iterator<Item = &Gateway> {
         self.gateways.values().flatten()

@@ -31,6 +31,7 @@ pub mod ids;
 pub mod lcr;
 pub mod leg;
 pub mod registrar;
+pub mod view;
 
 mod auth;
 mod call;
@@ -103,6 +104,10 @@ pub struct Counters {
     pub overload: u64,
     pub calls: u64,
     pub answered: u64,
+    /// Requests received again for a transaction we have (absorbed).
+    pub retransmissions_received: u64,
+    /// Requests and responses our transactions sent again on their timers.
+    pub retransmissions_sent: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -380,6 +385,7 @@ impl B2bua {
         };
         if let Some(e) = self.servers.get_mut(&key) {
             e.txn.on_request(now.mono, &req); // a retransmission
+            self.counters.retransmissions_received += 1;
             self.pump_server(&key);
             return;
         }

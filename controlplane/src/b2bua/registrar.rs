@@ -158,6 +158,15 @@ impl Registrar {
             .unwrap_or_default()
     }
 
+    /// Every user's live bindings.
+    pub fn all(&self, now: Instant) -> impl Iterator<Item = (&str, &Binding)> {
+        self.bindings.iter().flat_map(move |(user, l)| {
+            l.iter()
+                .filter(move |b| b.expires > now)
+                .map(move |b| (user.as_str(), b))
+        })
+    }
+
     /// Where a call to `user` goes: its newest live binding.
     pub fn lookup(&self, user: &str, now: Instant) -> Option<&Binding> {
         self.bindings(user, now).into_iter().last()

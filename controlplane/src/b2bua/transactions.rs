@@ -213,6 +213,7 @@ impl B2bua {
         };
         e.armed = None;
         e.txn.handle_timeout(now.mono);
+        self.counters.retransmissions_sent += e.txn.queued() as u64;
         self.pump_server(key);
     }
 
@@ -229,6 +230,7 @@ impl B2bua {
         };
         e.armed = None;
         e.txn.handle_timeout(now.mono);
+        self.counters.retransmissions_sent += e.txn.queued() as u64;
         self.pump_client(key, now, Some(media));
     }
 }

@@ -34,7 +34,7 @@ pub fn ms(t: SystemTime) -> i64 {
 }
 
 /// Leg names in order of appearance: a, b, b2, b3...
-fn leg_name(i: usize) -> String {
+pub fn leg_name(i: usize) -> String {
     match i {
         0 => "a".into(),
         1 => "b".into(),
@@ -43,7 +43,7 @@ fn leg_name(i: usize) -> String {
 }
 
 /// Sums the flows on `p`'s facing ports: what `p` sent to the relay.
-fn received_from(
+pub(super) fn received_from(
     p: &Participant,
     local_ip: std::net::IpAddr,
     stats: &HashMap<SocketAddr, FlowStat>,

@@ -35,7 +35,7 @@ use tollgate_dataplane::flow::Flow;
 use tollgate_dataplane::pipeline::StageSpec;
 use tollgate_sip::sdp::{Media as SdpMedia, Sdp};
 
-pub use cdr::{ms, Ending};
+pub use cdr::{leg_name, ms, Ending};
 pub use report::{CallReport, FlowStat, MediaReport, PartyReport, StreamReport};
 
 /// The data plane as the session manager needs it.
@@ -916,6 +916,27 @@ impl Sessions {
     /// The media timeout, if any.
     pub fn media_timeout(&self) -> Option<Duration> {
         (self.cfg.timeout_secs > 0).then(|| Duration::from_secs(self.cfg.timeout_secs))
+    }
+
+    /// What each present participant of a call sent to the relay
+    /// (packets, bytes; RTP loss, jitter and a MOS estimate where the
+    /// data plane measures them), by tag, from `stats`.
+    pub fn quality(
+        &self,
+        call_id: &str,
+        stats: &HashMap<SocketAddr, FlowStat>,
+    ) -> Vec<(String, tollgate_cdr::model::MediaStats)> {
+        let Some(call) = self.calls.get(call_id) else {
+            return Vec::new();
+        };
+        call.parts
+            .iter()
+            .filter(|p| !p.gone)
+            .map(|p| {
+                let local = self.iface(p.iface).address;
+                (p.tag.clone(), cdr::received_from(p, local, stats))
+            })
+            .collect()
     }
 
     /// Local addresses of the flows a call has installed.
