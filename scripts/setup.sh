@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what building and testing Tollgate needs on a Debian host (run as
 # root): clang and libbpf headers for the XDP program, DPDK for the `dpdk`
-# feature, iproute2 (tc netem, which kmod loads) and ethtool
+# feature, iproute2 (and kmod, to load sch_netem for the ignored netem tests) and ethtool
 # for the network-namespace tests, and the real peers the end-to-end tests
 # drive: SIPp (sip-tester), Kamailio (its rtpengine module is in the main
 # package) and rtpengine itself; Python's prometheus_client parser and
@@ -15,8 +15,10 @@ packages=(clang libbpf-dev linux-libc-dev iproute2 kmod ethtool util-linux opens
 # DPDK 22.11 for the data plane's `dpdk` feature: its headers and libraries
 # (found by pkg-config) and libclang for bindgen over them (dpdk-sys/).
 packages+=(libdpdk-dev pkg-config libclang-dev)
-# Node.js for the HEP collector of tests/tests/hep.rs (hep-js, below).
-packages+=(nodejs npm)
+# Node.js for the HEP collector of tests/tests/hep.rs (hep-js, below),
+# from Debian unless a Node.js with npm is there already (NodeSource's
+# nodejs bundles npm and conflicts with Debian's npm package).
+command -v npm >/dev/null || packages+=(nodejs npm)
 # sngrep (its HEP listener) and tshark decode the HEP export in tests/tests/hep.rs.
 packages+=(sngrep tshark)
 # The HTTP tests: Prometheus's own text parser (Python prometheus_client)
