@@ -49,7 +49,7 @@ pub mod sampler;
 use crate::ngserver::NgServer;
 use crate::sync::lock;
 use axum::extract::{Path, Query, Request, State as With};
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -162,7 +162,7 @@ async fn authorize(With(state): With<Shared>, req: Request, next: Next) -> Respo
     )
         .into_response();
     r.headers_mut()
-        .insert(header::WWW_AUTHENTICATE, "Bearer".parse().expect("header"));
+        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
     r
 }
 

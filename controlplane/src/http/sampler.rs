@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tollgate_dataplane::backend::WorkerReport;
 use tollgate_dataplane::client::ControlClient;
@@ -62,13 +62,13 @@ pub struct Second {
 /// The latest sample and the history, shared with the HTTP handlers.
 #[derive(Default)]
 pub struct Samples {
-    latest: RwLock<Arc<PlaneSample>>,
+    latest: Mutex<Arc<PlaneSample>>,
     history: Mutex<VecDeque<Second>>,
 }
 
 impl Samples {
     pub fn latest(&self) -> Arc<PlaneSample> {
-        self.latest.read().expect("sample lock").clone()
+        lock(&self.latest).clone()
     }
 
     pub fn history(&self) -> Vec<Second> {
@@ -102,7 +102,7 @@ pub fn spawn(
             while !stop.load(Ordering::Relaxed) {
                 let sample = s.sample(&observed);
                 record(&samples, &observed, &sample);
-                *samples.latest.write().expect("sample lock") = Arc::new(sample);
+                *lock(&samples.latest) = Arc::new(sample);
                 std::thread::sleep(EVERY);
             }
         })
@@ -154,18 +154,19 @@ impl Sampler {
 
     /// One exchange: hello, counters, workers, flows.
     fn ask(&mut self) -> Result<PlaneSample, String> {
-        if self.client.is_none() {
-            let c = ControlClient::connect(&self.socket)
-                .map_err(|e| format!("data plane unreachable: {e}"))?;
-            self.client = Some(c);
-        }
+        let client = match &mut self.client {
+            Some(c) => c,
+            None => self.client.insert(
+                ControlClient::connect(&self.socket)
+                    .map_err(|e| format!("data plane unreachable: {e}"))?,
+            ),
+        };
         let reqs = [
             Request::Hello,
             Request::Counters,
             Request::Workers,
             Request::FlowList,
         ];
-        let client = self.client.as_mut().expect("connected above");
         let answers = client
             .request_all_typed(&reqs)
             .map_err(|e| format!("data plane: {e}"))?;
