@@ -52,6 +52,18 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } flow_quality SEC(".maps");
 
+/*
+ * A zeroed quality entry that new flow_quality entries are copied from
+ * (one on the stack would not fit in the program's 512 bytes). Nobody
+ * writes it.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct tg_flow_quality);
+} quality_zero SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, TG_C_MAX);
