@@ -9,7 +9,8 @@
 //! netem loss 5% delay 20ms 5ms`), or, where the kernel has no netem, from
 //! the caller itself: it skips 5% of its sequence numbers, sends each
 //! packet up to 10 ms late while stamping the time it was due, and reports
-//! 20 ms less holding time (DLSR) than it held the SR. The netem tests are
+//! 20 ms less holding time (DLSR) than it held the SR. The last report is
+//! read back whole (what HEP exports). The netem tests are
 //! ignored by default (this project's CI kernel has no sch_netem); run
 //! with `--ignored` they fail, saying so, on a kernel without it. Namespaces `tgq*`, relay ports
 //! 49600-49602.
@@ -339,6 +340,21 @@ fn measures_induced_loss_and_jitter(kind: Kind, impair: Impair) {
         (rtt_ms - DELAY_MS).abs() <= JITTER_MS + 3.0,
         "RTT {rtt_ms:.1} ms, netem delay {DELAY_MS} ms ±{JITTER_MS} ms (+3 ms): {c}"
     );
+    // The last RR is kept whole, for HEP export: header and first block.
+    let last = &c["rtcp"];
+    let block = &last["block"];
+    assert_eq!(
+        (
+            last["packet_type"].as_u64(),
+            last["ssrc"].as_u64(),
+            block["ssrc"].as_u64(),
+            block["highest_seq"].as_u64(),
+            block["packets_lost"].as_i64()
+        ),
+        (Some(201), Some(0xaaaa), Some(0xbbbb), Some(99), Some(30)),
+        "{c}"
+    );
+    assert!((1..=6).contains(&last["seq"].as_u64().unwrap_or(0)), "{c}");
     ctl_flows_show_quality(&p);
     // B's SRs on the other flow are counted, not taken for RTP.
     let back = p.r.dp.flow(p.b_flow)["counters"].clone();

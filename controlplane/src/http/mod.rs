@@ -90,7 +90,7 @@ pub async fn start(
     let listener = tokio::net::TcpListener::bind(cfg.listen).await?;
     let observed = ng.observed.clone();
     let samples = Arc::new(Samples::default());
-    sampler::spawn(socket, observed.clone(), samples.clone(), stop.clone())?;
+    sampler::spawn(socket, ng.clone(), samples.clone(), stop.clone())?;
     let state = Arc::new(State {
         observed,
         ng,

@@ -4,10 +4,14 @@
 //! worker, calls per second), and a few minutes of that history for the
 //! dashboard. Scrapes and API calls read the latest sample, so they never
 //! wait on the data plane, and the data plane is asked once a second
-//! however many clients look.
+//! however many clients look. With HEP export on, the same flow list
+//! yields the RTCP reports that are new since the last sample
+//! ([`crate::hep::rtcp`]); the sampler then runs even without `[http]`.
 
 use super::meters::Observed;
+use crate::hep::rtcp::Cursor;
 use crate::media::FlowStat;
+use crate::ngserver::NgServer;
 use crate::sync::lock;
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -19,6 +23,7 @@ use std::time::{Duration, Instant};
 use tollgate_dataplane::backend::WorkerReport;
 use tollgate_dataplane::client::ControlClient;
 use tollgate_dataplane::control::{Reply, Request};
+use tollgate_dataplane::table::FlowReport;
 
 /// How often the data plane is sampled.
 pub const EVERY: Duration = Duration::from_secs(1);
@@ -80,6 +85,9 @@ impl Samples {
 struct Sampler {
     socket: PathBuf,
     client: Option<ControlClient>,
+    ng: Arc<NgServer>,
+    /// What of each flow's RTCP was exported (with HEP on).
+    rtcp: Cursor,
     /// The previous sample: when, its workers, and calls started by then.
     prev: Option<(Instant, Vec<WorkerReport>, u64)>,
 }
@@ -87,16 +95,19 @@ struct Sampler {
 /// Samples into `samples` every [`EVERY`] until `stop` is set.
 pub fn spawn(
     socket: PathBuf,
-    observed: Arc<Observed>,
+    ng: Arc<NgServer>,
     samples: Arc<Samples>,
     stop: Arc<AtomicBool>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
+    let observed = ng.observed.clone();
     std::thread::Builder::new()
         .name("tg-http-sample".into())
         .spawn(move || {
             let mut s = Sampler {
                 socket,
                 client: None,
+                ng,
+                rtcp: Cursor::default(),
                 prev: None,
             };
             while !stop.load(Ordering::Relaxed) {
@@ -180,6 +191,7 @@ impl Sampler {
                 Reply::Counters(c) => s.counters = c,
                 Reply::Workers(w) => s.workers = w.into_iter().map(unrated).collect(),
                 Reply::Flows(f) => {
+                    self.export_rtcp(&f);
                     s.flows = f
                         .iter()
                         .map(|r| (r.flow.local, crate::plane::flow_stat(r)))
@@ -189,6 +201,18 @@ impl Sampler {
             }
         }
         Ok(s)
+    }
+}
+
+impl Sampler {
+    /// The RTCP reports new in `flows`, to the HEP collector.
+    fn export_rtcp(&mut self, flows: &[FlowReport]) {
+        let Some(tap) = &self.ng.hep else { return };
+        let handler = &self.ng.handler;
+        // Twice the interval: a report that passed since the previous poll.
+        tap.rtcp_reports(&mut self.rtcp, flows, 2 * EVERY, || {
+            lock(handler).sessions.flow_calls()
+        });
     }
 }
 

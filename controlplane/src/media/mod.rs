@@ -939,6 +939,14 @@ impl Sessions {
             .collect()
     }
 
+    /// Every installed flow's call, by the flow's local address.
+    pub fn flow_calls(&self) -> HashMap<SocketAddr, String> {
+        self.calls
+            .iter()
+            .flat_map(|(id, c)| c.flows.keys().map(move |l| (*l, id.clone())))
+            .collect()
+    }
+
     /// Local addresses of the flows a call has installed.
     pub fn call_flows(&self, call_id: &str) -> Vec<SocketAddr> {
         self.calls

@@ -73,7 +73,7 @@ TG_INLINE struct tg_flow_quality *quality_of(const struct tg_flow_key *key)
 	if (q)
 		return q;
 	__u32 first = 0;
-	const struct tg_flow_quality *zero = bpf_map_lookup_elem(&quality_zero, &first);
+	const struct tg_quality_zero *zero = bpf_map_lookup_elem(&quality_zero, &first);
 	if (!zero)
 		return 0;
 	bpf_map_update_elem(&flow_quality, key, zero, BPF_NOEXIST);
