@@ -553,7 +553,9 @@ fn rtcp_reports_reach_the_collector(
     sr.extend(words(&[0xbbbb, 3_900_000_000, 1 << 31, 8000, 50, 8000]));
     sr.extend(words(&[0xaaaa, 0x0100_0003, 65537, 12, 0, 0]));
     relayed(&b.rtcp, rtcp(b_side), &sr, &a.rtcp);
-    // A's RR on B's stream naming that SR (LSR: NTP's middle bits), held 0.5 s.
+    // A's RR on B's stream naming that SR (LSR: NTP's middle bits), sent
+    // 0.6 s after it arrived, saying it held it 0.5 s (DLSR): a 0.1 s RTT.
+    std::thread::sleep(Duration::from_millis(600));
     let mut rr = vec![0x81, 201, 0, 7];
     rr.extend(words(&[
         0xaaaa,
@@ -561,7 +563,7 @@ fn rtcp_reports_reach_the_collector(
         0x0200_0007,
         1000,
         40,
-        0xb1d2_8000,
+        0x4700_8000,
         0x8000,
     ]));
     relayed(&a.rtcp, rtcp(a_side), &rr, &b.rtcp);
@@ -614,12 +616,57 @@ fn rtcp_reports_reach_the_collector(
         body(rr_hep),
         serde_json::json!({"type": 201, "ssrc": 0xaaaa, "report_count": 1,
             "report_blocks": [{"source_ssrc": 0xbbbb, "fraction_lost": 2, "packets_lost": 7,
-                "highest_seq_no": 1000, "ia_jitter": 40, "lsr": 0xb1d2_8000_u32,
+                "highest_seq_no": 1000, "ia_jitter": 40, "lsr": 0x4700_8000_u32,
                 "dlsr": 0x8000}]})
     );
     // Later polls find nothing new: still those two.
     std::thread::sleep(Duration::from_millis(2500));
     assert_eq!(packets(dir, 5, 2).len(), 2, "a report exported twice");
+
+    // The call's CDR has what each party reported, and A's round trip.
+    ng.command("delete", [("call-id", Value::str(call))])
+        .expect("delete");
+    let legs = cdr_legs(dir, call);
+    let [(a_lost, a_jitter, a_rtt), (b_lost, b_jitter, b_rtt)] = legs[..] else {
+        panic!("two legs: {legs:?}");
+    };
+    assert_eq!((a_lost, a_jitter), (Some(7), Some(5.0)), "A's RR: {legs:?}");
+    assert_eq!(
+        (b_lost, b_jitter, b_rtt),
+        (Some(3), Some(1.5), None),
+        "B's SR: {legs:?}"
+    );
+    let rtt = a_rtt.expect("A's RR named the SR it got");
+    assert!(
+        (90.0..400.0).contains(&rtt),
+        "RTT {rtt} ms, 100 ms expected"
+    );
+}
+
+/// The remote loss, remote jitter and RTT of the call's CDR legs, a then
+/// b, as the node's SQLite sink stored them (once it has).
+fn cdr_legs(dir: &Path, call: &str) -> Vec<(Option<i64>, Option<f64>, Option<f64>)> {
+    let url = format!("sqlite://{}/cdr.sqlite", dir.display());
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(async {
+        let sql = "SELECT remote_lost, remote_jitter_ms, rtt_ms FROM cdr_legs WHERE call_id = ? ORDER BY leg";
+        let end = Instant::now() + Duration::from_secs(10);
+        loop {
+            // The sink creates the file with its first CDR.
+            let rows = match sqlx::SqlitePool::connect(&url).await {
+                Ok(pool) => sqlx::query_as(sql)
+                    .bind(call)
+                    .fetch_all(&pool)
+                    .await
+                    .unwrap_or_default(),
+                Err(_) => Vec::new(),
+            };
+            if !rows.is_empty() || Instant::now() > end {
+                return rows;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
 }
 
 #[test]

@@ -42,6 +42,42 @@ pub fn leg_name(i: usize) -> String {
     }
 }
 
+/// What `p` said in RTCP, on either of its facing flows (muxed or not),
+/// the worst of its streams: cumulative loss, jitter, and the round trip.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub(super) struct Reported {
+    pub lost: Option<i64>,
+    pub jitter_ms: Option<f64>,
+    pub rtt_ms: Option<f64>,
+}
+
+pub(super) fn reported_by(
+    p: &Participant,
+    local_ip: std::net::IpAddr,
+    stats: &HashMap<SocketAddr, FlowStat>,
+) -> Reported {
+    let worst = |a: Option<f64>, b: f64| Some(a.map_or(b, |x| x.max(b)));
+    let mut r = Reported::default();
+    for side in &p.sides {
+        for port in [side.port, side.port + 1] {
+            let Some(s) = stats.get(&SocketAddr::new(local_ip, port)) else {
+                continue;
+            };
+            if let Some(rtt) = s.rtt_us {
+                r.rtt_ms = worst(r.rtt_ms, rtt as f64 / 1000.0);
+            }
+            if let Some(l) = s.remote_lost {
+                r.lost = Some(r.lost.map_or(l, |x| x.max(l)));
+            }
+            if let Some(j) = s.remote_jitter {
+                let j = j as f64 * 1000.0 / side.clock_rate.max(1) as f64;
+                r.jitter_ms = worst(r.jitter_ms, (j * 100.0).round() / 100.0);
+            }
+        }
+    }
+    r
+}
+
 /// Sums the flows on `p`'s facing ports: what `p` sent to the relay.
 pub(super) fn received_from(
     p: &Participant,
@@ -50,7 +86,7 @@ pub(super) fn received_from(
 ) -> MediaStats {
     let mut m = MediaStats::default();
     let (mut rtp_packets, mut lost, mut jitter_ms) = (0u64, None::<u64>, None::<f64>);
-    let mut rtt_ms = None::<f64>;
+    let rtt_ms = reported_by(p, local_ip, stats).rtt_ms;
     for side in &p.sides {
         for (port, rtp) in [(side.port, true), (side.port + 1, false)] {
             let Some(s) = stats.get(&SocketAddr::new(local_ip, port)) else {
@@ -58,11 +94,6 @@ pub(super) fn received_from(
             };
             m.packets += s.packets;
             m.bytes += s.bytes;
-            // RTCP reports arrive on either flow (muxed or not).
-            if let Some(rtt) = s.rtt_us {
-                let rtt = rtt as f64 / 1000.0;
-                rtt_ms = Some(rtt_ms.map_or(rtt, |x: f64| x.max(rtt)));
-            }
             if rtp {
                 rtp_packets += s.packets;
                 if let Some(l) = s.lost {
@@ -106,6 +137,10 @@ pub fn build(
         .iter()
         .map(|p| received_from(p, addresses[p.iface], stats))
         .collect();
+    let reported: Vec<Reported> = parts
+        .iter()
+        .map(|p| reported_by(p, addresses[p.iface], stats))
+        .collect();
     let legs = parts
         .iter()
         .enumerate()
@@ -132,6 +167,9 @@ pub fn build(
                 end_ms,
                 received: received[i],
                 sent: peer.map(|j| received[j]).unwrap_or_default(),
+                remote_lost: reported[i].lost,
+                remote_jitter_ms: reported[i].jitter_ms,
+                rtt_ms: reported[i].rtt_ms,
                 ..Leg::default()
             }
         })
