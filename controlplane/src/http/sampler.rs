@@ -53,6 +53,9 @@ pub struct PlaneSample {
     /// Every installed flow's counters, by its local address.
     pub flows: HashMap<SocketAddr, FlowStat>,
     pub cps: f64,
+    /// Packets per second the backend received (its `rx` counter: the XDP
+    /// program's, or its workers' summed), over the last interval.
+    pub rx_pps: f64,
 }
 
 /// One second of the dashboard's charts.
@@ -88,8 +91,9 @@ struct Sampler {
     ng: Arc<NgServer>,
     /// What of each flow's RTCP was exported (with HEP on).
     rtcp: Cursor,
-    /// The previous sample: when, its workers, and calls started by then.
-    prev: Option<(Instant, Vec<WorkerReport>, u64)>,
+    /// The previous sample: when, its workers, calls started by then, and
+    /// the backend's `rx` counter.
+    prev: Option<(Instant, Vec<WorkerReport>, u64, Option<u64>)>,
 }
 
 /// Samples into `samples` every [`EVERY`] until `stop` is set.
@@ -150,16 +154,20 @@ impl Sampler {
             }
         };
         let reports: Vec<WorkerReport> = out.workers.iter().map(|w| w.report.clone()).collect();
-        if let Some((then, before, started_then)) = &self.prev {
+        let rx = out.counters.get("rx").copied();
+        if let Some((then, before, started_then, rx_then)) = &self.prev {
             let secs = now.duration_since(*then).as_secs_f64().max(1e-3);
             out.cps = started.saturating_sub(*started_then) as f64 / secs;
+            if let (Some(rx), Some(rx_then)) = (rx, rx_then) {
+                out.rx_pps = rx.saturating_sub(*rx_then) as f64 / secs;
+            }
             for w in &mut out.workers {
                 if let Some(b) = before.iter().find(|b| b.worker == w.report.worker) {
                     rates(w, b, secs);
                 }
             }
         }
-        self.prev = Some((now, reports, started));
+        self.prev = Some((now, reports, started, rx));
         out
     }
 
