@@ -70,7 +70,7 @@ pub fn controlplane(
             ),
             false => {
                 // Nobody reads the samples, but HEP exports their RTCP.
-                if server.hep.is_some() {
+                if server.hep.as_ref().is_some_and(|t| t.rtcp) {
                     let samples = Arc::default();
                     let socket = cfg.dataplane.control_socket.clone();
                     http::sampler::spawn(socket, server.clone(), samples, stop.clone())

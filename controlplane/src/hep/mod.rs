@@ -76,6 +76,8 @@ enum Correlation {
 pub struct Tap {
     tx: SyncSender<Item>,
     ng: bool,
+    /// Whether RTCP reports are exported (`hep.rtcp`).
+    pub rtcp: bool,
     pub counters: Arc<Counters>,
 }
 
@@ -88,10 +90,12 @@ impl Tap {
         let (tx, rx) = mpsc::sync_channel(cfg.queue);
         let counters = Arc::<Counters>::default();
         exporter::spawn(cfg.clone(), collector, rx, counters.clone())?;
-        tracing::info!(%collector, transport = ?cfg.transport, ng = cfg.ng, "HEP export on");
+        tracing::info!(%collector, transport = ?cfg.transport, ng = cfg.ng, rtcp = cfg.rtcp,
+            "HEP export on");
         Ok(Some(Tap {
             tx,
             ng: cfg.ng,
+            rtcp: cfg.rtcp,
             counters,
         }))
     }

@@ -21,8 +21,8 @@
 //!   "sip_call_id", "peer", "remote_uri", "tag", "media"}`; `media` (null
 //!   before the leg's party has relay ports) is what that party sent the
 //!   relay, as in CDRs: `{"packets", "bytes", "lost", "jitter_ms", "mos"}`,
-//!   the last three only where the data plane measures RTP (today the
-//!   socket backend). Counters are at most a second old (the sampler's).
+//!   the last three once the data plane read RTP on the leg (every
+//!   backend does). Counters are at most a second old (the sampler's).
 //! - `GET /api/calls/{call_id}`: one such call, or 404 `{"error"}`.
 //! - `GET /api/cdrs?limit=N`: `{"source", "cdrs": [cdr]}`, the newest
 //!   first, N (default 20) at most 100: the CDRs this process wrote to

@@ -215,7 +215,9 @@ impl Sampler {
 impl Sampler {
     /// The RTCP reports new in `flows`, to the HEP collector.
     fn export_rtcp(&mut self, flows: &[FlowReport]) {
-        let Some(tap) = &self.ng.hep else { return };
+        let Some(tap) = self.ng.hep.as_ref().filter(|t| t.rtcp) else {
+            return;
+        };
         let handler = &self.ng.handler;
         // Twice the interval: a report that passed since the previous poll.
         tap.rtcp_reports(&mut self.rtcp, flows, 2 * EVERY, || {
