@@ -14,12 +14,15 @@
 //! NG call's parties send an SR and an RR from their own sockets through
 //! the relay, on the socket backend and on XDP in namespaces, and the
 //! collector's decoded reports are checked field by field against them,
-//! with the call-id as correlation id and each exported once.
+//! with the call-id as correlation id and each exported once; the CDR
+//! then holds what each party reported and the RTT. A B2BUA call's RTCP
+//! carries its A leg's Call-ID, as its SIP does.
 //!
 //! Ports: SIP and media 49300-49599 (a node's SIP on `base`, the UAC on
 //! `base`+20 and the UAS on `base`+30, media +40/+50, relay ports from
-//! `base`+60), NG 22460-22479, HEP collectors 9060-9079, RTCP tests' relay
-//! ports 51200-51399 and parties 51900-51999; namespaces `tgh*`.
+//! `base`+60), NG 22460-22479, HEP collectors 9060-9079, RTCP tests' SIP
+//! on 50000-50099, relay ports 51200-51499 and parties 51900-51999;
+//! namespaces `tgh*`.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -746,4 +749,88 @@ fn xdp_backend_exports_the_rtcp_reports_of_an_ng_call() {
     );
     rtcp_reports_reach_the_collector(&dir.0, &mut ng, parties, &["ext", "int"]);
     drop(node);
+}
+
+/// The relay's address that carries RTCP to `to`: the local address of the
+/// flow whose destination it is, once the call has installed it (≤ 10 s).
+fn relay_port_towards(socket: &Path, to: SocketAddr) -> Option<SocketAddr> {
+    let end = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < end {
+        let flows = tollgate_dataplane::client::ControlClient::connect(socket)
+            .and_then(|mut c| c.request(&tollgate_dataplane::control::Request::FlowList));
+        if let Some(f) = flows
+            .ok()
+            .as_ref()
+            .and_then(|f| f.as_array())
+            .and_then(|fs| {
+                fs.iter()
+                    .find(|f| f["flow"]["destination"] == to.to_string())
+            })
+        {
+            return f["flow"]["local"].as_str().and_then(|l| l.parse().ok());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    None
+}
+
+#[test]
+fn a_b2bua_calls_rtcp_is_correlated_to_its_a_leg_call_id() {
+    let dir = TempDir::new("hep-rtcp-b2bua");
+    let base = 50000;
+    let _collector = collector(&dir.0, "udp", 9065);
+    let hep = "collector = \"127.0.0.1:9065\"";
+    let _node = node(&dir.0, base, 22472, (51400, 51499), hep);
+    // While SIPp's call is up, a party on A's side sends an RR to the
+    // relay's RTCP port towards the UAS (its media on base+40).
+    let socket = dir.0.join("dp.sock");
+    let uas_rtcp = addr(base + 41);
+    let sender = std::thread::spawn(move || {
+        let relay = relay_port_towards(&socket, uas_rtcp).expect("the call's RTCP flow");
+        let a = std::net::UdpSocket::bind(addr(base + 60)).expect("bind");
+        let mut rr = vec![0x81, 201, 0, 7];
+        rr.extend(words(&[0x1234, 0x5678, 0x0000_0004, 321, 16, 0, 0]));
+        a.send_to(&rr, relay).expect("send RR");
+        relay
+    });
+    let args = ["-sn", "uac", "-s", "6000", "-d", "3000"];
+    let mut uas = peers::sipp_uas_with(
+        None,
+        &dir.0,
+        addr(base + 30),
+        base + 40,
+        &["-sn", "uas", "-m", "1"],
+    );
+    let (rc, log) = peers::sipp_uac(None, &dir.0, addr(base + 20), base + 50, addr(base), &args);
+    assert_eq!(rc, 0, "the call failed: {log}");
+    let relay = sender.join().expect("the RR was sent");
+    let _ = tollgate_tests::wait_until(Duration::from_secs(5), || {
+        uas.child.try_wait().ok().flatten().is_some()
+    });
+    let uac = read(&dir.0, "uac_messages.log");
+    let a_call_id = summary(uac.split("\n\n").nth(1).unwrap_or_default()).1;
+    assert!(!a_call_id.is_empty(), "the UAC's Call-ID: {uac}");
+    let got = packets(&dir.0, 5, 1);
+    assert_eq!(got.len(), 1, "the one RR: {got:?}");
+    let rc = &got[0]["rcinfo"];
+    assert_eq!(rc["correlation_id"], a_call_id.as_str(), "{rc}");
+    assert_eq!(
+        (endpoint(rc, "src"), endpoint(rc, "dst")),
+        (addr(base + 60), relay)
+    );
+    let body: serde_json::Value =
+        serde_json::from_str(got[0]["payload"].as_str().expect("payload")).expect("JSON");
+    assert_eq!(
+        (
+            &body["type"],
+            &body["ssrc"],
+            &body["report_blocks"][0]["highest_seq_no"]
+        ),
+        (
+            &serde_json::json!(201),
+            &serde_json::json!(0x1234),
+            &serde_json::json!(321)
+        ),
+        "{body}"
+    );
 }
