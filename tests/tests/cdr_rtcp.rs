@@ -155,32 +155,29 @@ fn expected() -> Vec<Vec<Rtcp>> {
     ]
 }
 
+/// The test on a database of its own on `service`'s server, dropped after.
+async fn on_own_database(service: Service, kind: SinkKind, engine: &str) {
+    let name = unique(&format!("tg_rtcp_{engine}")).to_lowercase();
+    let base = services::url(service);
+    let url = fresh_database(&base, &name).await;
+    match kind {
+        SinkKind::Postgres => {
+            at_schema_0001(&sqlx::PgPool::connect(&url).await.unwrap(), engine).await
+        }
+        _ => at_schema_0001(&sqlx::MySqlPool::connect(&url).await.unwrap(), engine).await,
+    }
+    assert_eq!(migrate_insert_export(kind, &url).await, expected());
+    on_server(&base, &format!("DROP DATABASE {name}")).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_migrates_to_the_rtcp_columns_and_stores_them() {
-    let name = unique("tg_rtcp_pg").to_lowercase();
-    let url = fresh_database(&services::url(Service::Postgres), &name).await;
-    at_schema_0001(&sqlx::PgPool::connect(&url).await.unwrap(), "postgres").await;
-    let got = migrate_insert_export(SinkKind::Postgres, &url).await;
-    assert_eq!(got, expected());
-    on_server(
-        &services::url(Service::Postgres),
-        &format!("DROP DATABASE {name}"),
-    )
-    .await;
+    on_own_database(Service::Postgres, SinkKind::Postgres, "postgres").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mariadb_migrates_to_the_rtcp_columns_and_stores_them() {
-    let name = unique("tg_rtcp_my").to_lowercase();
-    let url = fresh_database(&services::url(Service::Mariadb), &name).await;
-    at_schema_0001(&sqlx::MySqlPool::connect(&url).await.unwrap(), "mysql").await;
-    let got = migrate_insert_export(SinkKind::Mysql, &url).await;
-    assert_eq!(got, expected());
-    on_server(
-        &services::url(Service::Mariadb),
-        &format!("DROP DATABASE {name}"),
-    )
-    .await;
+    on_own_database(Service::Mariadb, SinkKind::Mysql, "mysql").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
