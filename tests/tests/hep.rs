@@ -534,6 +534,7 @@ fn rtcp_reports_reach_the_collector(
     ng: &mut tollgate_ng::client::NgClient,
     (a, b): (Party, Party),
     direction: &[&str],
+    api: Option<SocketAddr>,
 ) {
     let call = "hep-rtcp-call";
     let (a_side, b_side) = offer_answer(ng, call, (&a, &b), direction);
@@ -626,6 +627,9 @@ fn rtcp_reports_reach_the_collector(
     std::thread::sleep(Duration::from_millis(2500));
     assert_eq!(packets(dir, 5, 2).len(), 2, "a report exported twice");
 
+    if let Some(http) = api {
+        api_shows_what_each_party_reported(http, call);
+    }
     // The call's CDR has what each party reported, and A's round trip.
     ng.command("delete", [("call-id", Value::str(call))])
         .expect("delete");
@@ -644,6 +648,38 @@ fn rtcp_reports_reach_the_collector(
         (90.0..400.0).contains(&rtt),
         "RTT {rtt} ms, 100 ms expected"
     );
+}
+
+/// `/api/calls/{call}`: each leg with what its party reported in RTCP.
+fn api_shows_what_each_party_reported(http: SocketAddr, call: &str) {
+    let url = format!("http://{http}/api/calls/{call}");
+    let body = ureq::get(&url)
+        .timeout(Duration::from_secs(5))
+        .call()
+        .unwrap_or_else(|e| panic!("{url}: {e}"))
+        .into_string()
+        .expect("body");
+    let c: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    let (a, b) = (&c["legs"][0]["rtcp"], &c["legs"][1]["rtcp"]);
+    assert_eq!(
+        (
+            &a["remote_lost"],
+            &a["remote_jitter_ms"],
+            &b["remote_lost"],
+            &b["rtt_ms"]
+        ),
+        (
+            &serde_json::json!(7),
+            &serde_json::json!(5.0),
+            &serde_json::json!(3),
+            &serde_json::Value::Null
+        ),
+        "{c}"
+    );
+    let rtt = a["rtt_ms"]
+        .as_f64()
+        .unwrap_or_else(|| panic!("A's RTT: {c}"));
+    assert!((90.0..400.0).contains(&rtt), "RTT {rtt} ms: {c}");
 }
 
 /// The remote loss, remote jitter and RTT of the call's CDR legs, a then
@@ -676,14 +712,14 @@ fn cdr_legs(dir: &Path, call: &str) -> Vec<(Option<i64>, Option<f64>, Option<f64
 fn socket_backend_exports_the_rtcp_reports_of_an_ng_call() {
     let dir = TempDir::new("hep-rtcp-socket");
     let _collector = collector(&dir.0, "udp", 9063);
-    let hep = "[hep]\ncollector = \"127.0.0.1:9063\"\n";
+    let hep = "[hep]\ncollector = \"127.0.0.1:9063\"\n[http]\nlisten = \"127.0.0.1:9184\"\n";
     let _node = peers::tollgate_loopback(&dir.0, "127.0.0.1:22470", (51200, 51299), &[], hep);
     let mut ng = peers::ng_client(None, addr(22470));
     let parties = (
         Party::bind(None, addr(51900)),
         Party::bind(None, addr(51910)),
     );
-    rtcp_reports_reach_the_collector(&dir.0, &mut ng, parties, &[]);
+    rtcp_reports_reach_the_collector(&dir.0, &mut ng, parties, &[], Some(addr(9184)));
 }
 
 /// A node on XDP in `topo`'s relay namespace; its pinned XDP state is
@@ -747,7 +783,7 @@ fn xdp_backend_exports_the_rtcp_reports_of_an_ng_call() {
         Party::bind(Some(&topo.caller), SocketAddr::new(n.caller, 51920)),
         Party::bind(Some(&topo.callee), SocketAddr::new(n.callee, 51930)),
     );
-    rtcp_reports_reach_the_collector(&dir.0, &mut ng, parties, &["ext", "int"]);
+    rtcp_reports_reach_the_collector(&dir.0, &mut ng, parties, &["ext", "int"], None);
     drop(node);
 }
 

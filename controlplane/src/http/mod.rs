@@ -18,7 +18,10 @@
 //!   "calling"|"answered"|"media", "from_number", "to_number", "start_ms",
 //!   "answer_ms", "gateway", "carrier", "legs": [leg]}` (absent facts are
 //!   null; NG calls carry no numbers) and a leg is `{"leg": "a"|"b"|"b2"...,
-//!   "sip_call_id", "peer", "remote_uri", "tag", "media"}`; `media` (null
+//!   "sip_call_id", "peer", "remote_uri", "tag", "media", "rtcp"}`; `rtcp`
+//!   (null before the party's first RTCP report) is `{"remote_lost",
+//!   "remote_jitter_ms", "rtt_ms"}`, what it reported of the media it
+//!   receives and the relay's round trip to it; `media` (null
 //!   before the leg's party has relay ports) is what that party sent the
 //!   relay, as in CDRs: `{"packets", "bytes", "lost", "jitter_ms", "mos"}`,
 //!   the last three once the data plane read RTP on the leg (every

@@ -44,11 +44,20 @@ pub fn leg_name(i: usize) -> String {
 
 /// What `p` said in RTCP, on either of its facing flows (muxed or not),
 /// the worst of its streams: cumulative loss, jitter, and the round trip.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub(super) struct Reported {
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
+pub struct Reported {
+    #[serde(rename = "remote_lost")]
     pub lost: Option<i64>,
+    #[serde(rename = "remote_jitter_ms")]
     pub jitter_ms: Option<f64>,
     pub rtt_ms: Option<f64>,
+}
+
+impl Reported {
+    /// None when `p` reported nothing.
+    pub fn some(self) -> Option<Reported> {
+        (self != Reported::default()).then_some(self)
+    }
 }
 
 pub(super) fn reported_by(

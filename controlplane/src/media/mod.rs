@@ -35,7 +35,7 @@ use tollgate_dataplane::flow::Flow;
 use tollgate_dataplane::pipeline::StageSpec;
 use tollgate_sip::sdp::{Media as SdpMedia, Sdp};
 
-pub use cdr::{leg_name, ms, Ending};
+pub use cdr::{leg_name, ms, Ending, Reported};
 pub use report::{CallReport, FlowStat, MediaReport, PartyReport, StreamReport};
 
 /// The data plane as the session manager needs it.
@@ -920,12 +920,13 @@ impl Sessions {
 
     /// What each present participant of a call sent to the relay
     /// (packets, bytes; RTP loss, jitter and a MOS estimate where the
-    /// data plane measures them), by tag, from `stats`.
+    /// data plane measures them) and what it reported in RTCP, by tag,
+    /// from `stats`.
     pub fn quality(
         &self,
         call_id: &str,
         stats: &HashMap<SocketAddr, FlowStat>,
-    ) -> Vec<(String, tollgate_cdr::model::MediaStats)> {
+    ) -> Vec<(String, tollgate_cdr::model::MediaStats, Reported)> {
         let Some(call) = self.calls.get(call_id) else {
             return Vec::new();
         };
@@ -934,7 +935,8 @@ impl Sessions {
             .filter(|p| !p.gone)
             .map(|p| {
                 let local = self.iface(p.iface).address;
-                (p.tag.clone(), cdr::received_from(p, local, stats))
+                let reported = cdr::reported_by(p, local, stats);
+                (p.tag.clone(), cdr::received_from(p, local, stats), reported)
             })
             .collect()
     }
