@@ -528,7 +528,8 @@ fn words(ws: &[u32]) -> Vec<u8> {
 /// An NG call between `a` and `b` through the node whose NG is `ng`: RTP
 /// both ways, then B's SR and A's RR naming it through the relay's RTCP
 /// ports; the collector's reports (in `dir`) must be exactly those two,
-/// sent by each party to the relay, with the call-id as correlation id.
+/// sent by each party to the relay, with the call-id as correlation id;
+/// then the API (at `api`, if given) and the CDR show what each reported.
 fn rtcp_reports_reach_the_collector(
     dir: &Path,
     ng: &mut tollgate_ng::client::NgClient,
@@ -538,19 +539,29 @@ fn rtcp_reports_reach_the_collector(
 ) {
     let call = "hep-rtcp-call";
     let (a_side, b_side) = offer_answer(ng, call, (&a, &b), direction);
+    send_reports((&a, a_side), (&b, b_side));
     let rtcp = |s: SocketAddr| SocketAddr::new(s.ip(), s.port() + 1);
-    relayed(
-        &a.rtp,
-        a_side,
-        &tollgate_tests::rtp::packet(0xaaaa, 1),
-        &b.rtp,
+    exported_as_sent(
+        dir,
+        call,
+        (a.rtcp_at(), rtcp(a_side)),
+        (b.rtcp_at(), rtcp(b_side)),
     );
-    relayed(
-        &b.rtp,
-        b_side,
-        &tollgate_tests::rtp::packet(0xbbbb, 1),
-        &a.rtp,
-    );
+    if let Some(http) = api {
+        api_shows_what_each_party_reported(http, call);
+    }
+    ng.command("delete", [("call-id", Value::str(call))])
+        .expect("delete");
+    cdr_has_what_each_party_reported(dir, call);
+}
+
+/// RTP each way, then B's SR and A's RR, each through the relay (`a_side`
+/// faces A, `b_side` B).
+fn send_reports((a, a_side): (&Party, SocketAddr), (b, b_side): (&Party, SocketAddr)) {
+    let rtcp = |s: SocketAddr| SocketAddr::new(s.ip(), s.port() + 1);
+    let rtp = tollgate_tests::rtp::packet;
+    relayed(&a.rtp, a_side, &rtp(0xaaaa, 1), &b.rtp);
+    relayed(&b.rtp, b_side, &rtp(0xbbbb, 1), &a.rtp);
     // B's SR: NTP 3900000000.5, RTP ts 8000, 50 packets, 8000 octets; a block
     // on A's stream: 1/256 lost, 3 cumulative, ext seq 65537, jitter 12.
     let mut sr = vec![0x81, 200, 0, 12];
@@ -561,17 +572,19 @@ fn rtcp_reports_reach_the_collector(
     // 0.6 s after it arrived, saying it held it 0.5 s (DLSR): a 0.1 s RTT.
     std::thread::sleep(Duration::from_millis(600));
     let mut rr = vec![0x81, 201, 0, 7];
-    rr.extend(words(&[
-        0xaaaa,
-        0xbbbb,
-        0x0200_0007,
-        1000,
-        40,
-        0x4700_8000,
-        0x8000,
-    ]));
+    let block = [0xaaaa, 0xbbbb, 0x0200_0007, 1000, 40, 0x4700_8000, 0x8000];
+    rr.extend(words(&block));
     relayed(&a.rtcp, rtcp(a_side), &rr, &b.rtcp);
+}
 
+/// The collector got exactly B's SR and A's RR, each once, from the party
+/// to the relay (`(from, to)` of A's and of B's), field by field.
+fn exported_as_sent(
+    dir: &Path,
+    call: &str,
+    a: (SocketAddr, SocketAddr),
+    b: (SocketAddr, SocketAddr),
+) {
     let got = packets(dir, 5, 2);
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -593,20 +606,9 @@ fn rtcp_reports_reach_the_collector(
     };
     let (sr_hep, rr_hep) = (find(200), find(201));
     assert_eq!(got.len(), 2, "one export per report: {got:?}");
-    assert_eq!(
-        (
-            endpoint(&sr_hep["rcinfo"], "src"),
-            endpoint(&sr_hep["rcinfo"], "dst")
-        ),
-        (b.rtcp_at(), rtcp(b_side))
-    );
-    assert_eq!(
-        (
-            endpoint(&rr_hep["rcinfo"], "src"),
-            endpoint(&rr_hep["rcinfo"], "dst")
-        ),
-        (a.rtcp_at(), rtcp(a_side))
-    );
+    let ends =
+        |p: &serde_json::Value| (endpoint(&p["rcinfo"], "src"), endpoint(&p["rcinfo"], "dst"));
+    assert_eq!((ends(sr_hep), ends(rr_hep)), (b, a));
     assert_eq!(
         body(sr_hep),
         serde_json::json!({"type": 200, "ssrc": 0xbbbb, "report_count": 1,
@@ -626,23 +628,17 @@ fn rtcp_reports_reach_the_collector(
     // Later polls find nothing new: still those two.
     std::thread::sleep(Duration::from_millis(2500));
     assert_eq!(packets(dir, 5, 2).len(), 2, "a report exported twice");
+}
 
-    if let Some(http) = api {
-        api_shows_what_each_party_reported(http, call);
-    }
-    // The call's CDR has what each party reported, and A's round trip.
-    ng.command("delete", [("call-id", Value::str(call))])
-        .expect("delete");
+/// The ended call's CDR has what each party reported, and A's round trip.
+fn cdr_has_what_each_party_reported(dir: &Path, call: &str) {
     let legs = cdr_legs(dir, call);
     let [(a_lost, a_jitter, a_rtt), (b_lost, b_jitter, b_rtt)] = legs[..] else {
         panic!("two legs: {legs:?}");
     };
     assert_eq!((a_lost, a_jitter), (Some(7), Some(5.0)), "A's RR: {legs:?}");
-    assert_eq!(
-        (b_lost, b_jitter, b_rtt),
-        (Some(3), Some(1.5), None),
-        "B's SR: {legs:?}"
-    );
+    let b = (b_lost, b_jitter, b_rtt);
+    assert_eq!(b, (Some(3), Some(1.5), None), "B's SR: {legs:?}");
     let rtt = a_rtt.expect("A's RR named the SR it got");
     assert!(
         (90.0..400.0).contains(&rtt),
