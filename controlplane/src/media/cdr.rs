@@ -183,34 +183,8 @@ pub fn build(
             }
         })
         .collect();
-    let (status, hangup_by, reason) = match how {
-        Ending::Deleted { by_tag } => {
-            let by = match by_tag {
-                Some(t) if Some(t) == caller_tag.as_deref() => HangupBy::Caller,
-                Some(t) if parts.iter().skip(1).any(|p| p.tag == t) => HangupBy::Callee,
-                _ => HangupBy::Unknown,
-            };
-            let status = if answer_ms.is_some() {
-                Disposition::Answered
-            } else {
-                Disposition::Cancelled
-            };
-            (status, by, "deleted over NG")
-        }
-        Ending::MediaTimeout | Ending::FinalTimeout => {
-            let status = if answer_ms.is_some() {
-                Disposition::Answered
-            } else {
-                Disposition::Failed
-            };
-            let why = if how == Ending::MediaTimeout {
-                "media timeout"
-            } else {
-                "final timeout"
-            };
-            (status, HangupBy::Relay, why)
-        }
-    };
+    let answered = answer_ms.is_some();
+    let (status, hangup_by, reason) = ending(how, answered, caller_tag.as_deref(), &parts);
     Cdr {
         call_id: call_id.to_string(),
         source_ip: parts.first().and_then(|p| p.signal),
@@ -223,5 +197,42 @@ pub fn build(
         hangup_by: Some(hangup_by),
         legs,
         ..Cdr::default()
+    }
+}
+
+/// How the call ended, who ended it and why, as the CDR says it.
+fn ending(
+    how: Ending,
+    answered: bool,
+    caller_tag: Option<&str>,
+    parts: &[&Participant],
+) -> (Disposition, HangupBy, &'static str) {
+    match how {
+        Ending::Deleted { by_tag } => {
+            let by = match by_tag {
+                Some(t) if Some(t) == caller_tag => HangupBy::Caller,
+                Some(t) if parts.iter().skip(1).any(|p| p.tag == t) => HangupBy::Callee,
+                _ => HangupBy::Unknown,
+            };
+            let status = if answered {
+                Disposition::Answered
+            } else {
+                Disposition::Cancelled
+            };
+            (status, by, "deleted over NG")
+        }
+        Ending::MediaTimeout | Ending::FinalTimeout => {
+            let status = if answered {
+                Disposition::Answered
+            } else {
+                Disposition::Failed
+            };
+            let why = if how == Ending::MediaTimeout {
+                "media timeout"
+            } else {
+                "final timeout"
+            };
+            (status, HangupBy::Relay, why)
+        }
     }
 }
