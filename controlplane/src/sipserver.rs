@@ -206,10 +206,14 @@ fn serve(
     let mut udp = udp;
     let mut burst: Vec<Inbound> = Vec::with_capacity(2 * BURST);
     let mut reported = Instant::now();
+    let mut load = ThreadLoad::start();
     while !stop.load(Ordering::Relaxed) {
         if reported.elapsed() >= REPORT_EVERY {
             reported = Instant::now();
             report(&lock(b2b).counters);
+        }
+        if let Some(busy) = load.sample(LOAD_EVERY) {
+            lock(b2b).guard.set_load(busy);
         }
         if !udp.take(&mailbox, &mut burst) {
             return;
@@ -248,6 +252,13 @@ fn step(
     hep: Option<&SipTap>,
 ) {
     let (mut held, mut queued) = (Vec::new(), Vec::new());
+    // A banned source's messages go before anything is spent on them: one
+    // lock for the burst, no parse, no counting, no export.
+    {
+        let mut b = lock(b2b);
+        let now = Instant::now();
+        burst.retain(|m| !b.guard.banned(now, m.from().ip()));
+    }
     let inputs = burst.drain(..).map(Some).chain([None]);
     let meters = &ng.observed.sip;
     for input in inputs {
@@ -340,4 +351,45 @@ async fn lcr_reloader(
             }
         }
     }
+}
+
+/// How often the SIP thread's busy share is handed to the B2BUA's guard.
+const LOAD_EVERY: Duration = Duration::from_millis(500);
+
+/// The calling thread's CPU time against the wall clock: its busy share.
+struct ThreadLoad {
+    at: Instant,
+    cpu: Duration,
+}
+
+impl ThreadLoad {
+    fn start() -> ThreadLoad {
+        ThreadLoad {
+            at: Instant::now(),
+            cpu: thread_cpu(),
+        }
+    }
+
+    /// The busy share since the last sample, once `every` has passed.
+    fn sample(&mut self, every: Duration) -> Option<f64> {
+        let wall = self.at.elapsed();
+        if wall < every {
+            return None;
+        }
+        let cpu = thread_cpu();
+        let busy = cpu.saturating_sub(self.cpu).as_secs_f64() / wall.as_secs_f64();
+        (self.at, self.cpu) = (Instant::now(), cpu);
+        Some(busy.min(1.0))
+    }
+}
+
+/// CPU time the calling thread has used (std has no per-thread clock).
+fn thread_cpu() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: writes one timespec into a live local.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
 }

@@ -102,6 +102,8 @@ impl B2bua {
             let mut r = reject(422, reason_phrase(422));
             r.add_header("Min-SE", self.cfg.min_se_secs.to_string());
             Some(r)
+        } else if let Some(closed) = self.guard.closed() {
+            Some(reject(503, closed_reason(closed)))
         } else if self.overloaded(now) {
             self.counters.overload += 1;
             Some(reject(503, "Overloaded"))
@@ -113,8 +115,10 @@ impl B2bua {
             if self.cfg.users.is_empty() || trusted {
                 return None;
             }
-            self.authenticate(now, invite, "Proxy-Authorization", 407)
+            let refused = self.authenticate(now, invite, "Proxy-Authorization", 407);
+            refused
                 .err()
+                .map(|r| self.refused_credentials(now, from, r))
         })
     }
 
@@ -638,5 +642,13 @@ impl B2bua {
             self.send_cancel(now, call_id);
             self.fail_call(now, call_id, (480, "No Answer"), HangupBy::Relay, media);
         }
+    }
+}
+
+/// The reason phrase of a 503 for a node that takes no new calls now.
+fn closed_reason(closed: guard::Closed) -> &'static str {
+    match closed {
+        guard::Closed::Draining => "Draining",
+        guard::Closed::Shedding => "Overloaded",
     }
 }
