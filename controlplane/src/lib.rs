@@ -77,7 +77,7 @@ pub fn controlplane(
             config_path,
             stop.clone(),
         ));
-        let served = ngserver::run(server, cfg.ng.listen, stop)
+        let served = ngserver::run(server, cfg.ng.clone(), stop)
             .await
             .with_context(|| format!("NG listener on {}", cfg.ng.listen));
         let sip = match sip.await {

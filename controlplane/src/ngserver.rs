@@ -12,6 +12,7 @@
 //! CDR is on disk (call events are synced with the next CDR, or soon).
 
 use crate::hep::Tap;
+use crate::ng::config::NgConfig;
 use crate::ng::NgHandler;
 use crate::sync::lock;
 use crate::time::Now;
@@ -35,6 +36,8 @@ pub struct NgServer {
     pub handler: Arc<Mutex<NgHandler>>,
     cache: Mutex<HashMap<CacheKey, (Instant, Vec<u8>)>>,
     pub malformed: AtomicU64,
+    /// Messages dropped because their source is not in `ng.allow`.
+    pub refused: AtomicU64,
     spool: Arc<Spool>,
     /// Where messages are exported as HEP (SIP always, NG with `hep.ng`).
     pub hep: Option<Tap>,
@@ -49,6 +52,7 @@ impl NgServer {
             handler: Arc::new(Mutex::new(handler)),
             cache: Mutex::new(HashMap::new()),
             malformed: AtomicU64::new(0),
+            refused: AtomicU64::new(0),
             spool,
             hep,
             observed: Arc::default(),
@@ -166,13 +170,29 @@ impl NgServer {
         })
     }
 
-    pub async fn serve_udp(self: Arc<Self>, sock: UdpSocket) {
+    /// True when `from` may not use NG: counted, and logged for its first
+    /// message and then at every power of two, so a flood cannot fill logs.
+    fn refuse(&self, cfg: &NgConfig, from: SocketAddr) -> bool {
+        if cfg.allows(from.ip()) {
+            return false;
+        }
+        let n = self.refused.fetch_add(1, Ordering::Relaxed) + 1;
+        if n.is_power_of_two() {
+            tracing::warn!(%from, refused = n, "NG message from a source not in ng.allow; dropped");
+        }
+        true
+    }
+
+    pub async fn serve_udp(self: Arc<Self>, sock: UdpSocket, cfg: Arc<NgConfig>) {
         let mut buf = vec![0u8; 65536];
         let local = sock.local_addr().ok();
         loop {
             let Ok((n, from)) = sock.recv_from(&mut buf).await else {
                 continue;
             };
+            if self.refuse(&cfg, from) {
+                continue;
+            }
             self.export(Some(from), local, false, &buf[..n]);
             let out = match Message::decode_prefix(&buf[..n]) {
                 Ok((m, _)) => Some(self.reply(from, m).await),
@@ -186,11 +206,14 @@ impl NgServer {
         }
     }
 
-    pub async fn serve_tcp(self: Arc<Self>, listener: TcpListener) {
+    pub async fn serve_tcp(self: Arc<Self>, listener: TcpListener, cfg: Arc<NgConfig>) {
         loop {
             let Ok((stream, peer)) = listener.accept().await else {
                 continue;
             };
+            if self.refuse(&cfg, peer) {
+                continue; // dropping the stream closes it
+            }
             tokio::spawn(self.clone().tcp_connection(stream, peer));
         }
     }
@@ -281,19 +304,24 @@ fn not_spooled(rec: &Record, e: &tollgate_cdr::spool::SpoolError) {
         "CDR not spooled");
 }
 
-/// Binds UDP and TCP on `listen` and serves until `stop` is set.
+/// Binds UDP and TCP on `ng.listen` and serves until `stop` is set.
 pub async fn run(
     server: Arc<NgServer>,
-    listen: SocketAddr,
+    cfg: NgConfig,
     stop: Arc<AtomicBool>,
 ) -> std::io::Result<()> {
+    let listen = cfg.listen;
     let udp = UdpSocket::bind(listen).await?;
     let tcp = TcpListener::bind(listen).await?;
-    tracing::info!(%listen, "NG control protocol listening (UDP and TCP)");
+    tracing::info!(%listen, allow = ?cfg.allow, "NG control protocol listening (UDP and TCP)");
+    if let Some(w) = cfg.warning() {
+        tracing::warn!("{w}");
+    }
     server.observed.ng_listening();
+    let cfg = Arc::new(cfg);
     let tasks = [
-        tokio::spawn(server.clone().serve_udp(udp)),
-        tokio::spawn(server.clone().serve_tcp(tcp)),
+        tokio::spawn(server.clone().serve_udp(udp, cfg.clone())),
+        tokio::spawn(server.clone().serve_tcp(tcp, cfg)),
         tokio::spawn(server.clone().housekeeping(stop.clone())),
     ];
     while !stop.load(Ordering::Relaxed) {
