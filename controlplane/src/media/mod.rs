@@ -402,6 +402,12 @@ impl Sessions {
             .collect()
     }
 
+    /// Whether a call with this id is known (deleted ones included until
+    /// they are gone).
+    pub fn has_call(&self, call_id: &str) -> bool {
+        self.calls.contains_key(call_id)
+    }
+
     pub fn active(&self) -> usize {
         self.calls
             .values()
