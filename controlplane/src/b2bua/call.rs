@@ -394,6 +394,7 @@ impl B2bua {
         self.arm_session(now, call_id, interval);
         self.arm_media_check(now, media);
         self.answer_a(now, call_id, resp, resp.code().unwrap_or(200), sdp);
+        self.touch(call_id);
     }
 
     /// B's dialog from a tagged 1xx or 2xx to our INVITE (§12.1.2): made
@@ -520,6 +521,7 @@ impl B2bua {
         let Some(call) = self.calls.remove(call_id) else {
             return;
         };
+        self.touch(call_id);
         for key in call.dialog_keys() {
             self.dialogs.remove(&key);
         }

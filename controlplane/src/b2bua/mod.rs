@@ -29,6 +29,7 @@ pub mod config;
 pub mod dialplan;
 pub mod guard;
 pub mod ids;
+pub mod journal;
 pub mod lcr;
 pub mod leg;
 pub mod registrar;
@@ -56,7 +57,7 @@ use leg::{Leg, Side};
 use message::*;
 use registrar::Registrar;
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::collections::{BTreeSet, BinaryHeap, HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use tollgate_cdr::model::{Disposition, HangupBy, Record};
@@ -235,6 +236,10 @@ pub struct B2bua {
     pending_end: Vec<(String, HangupBy, &'static str)>,
     /// Per-source bans, drain and shedding.
     pub guard: Guard,
+    /// Calls the input being handled changed, and those in the journal
+    /// (see [`journal`]).
+    touched: BTreeSet<String>,
+    journaled: HashSet<String>,
     pub counters: Counters,
 }
 
@@ -257,6 +262,8 @@ impl B2bua {
         );
         B2bua {
             guard: Guard::new(cfg.flood.clone(), cfg.trusted.clone()),
+            touched: BTreeSet::new(),
+            journaled: HashSet::new(),
             timers: cfg.timers(),
             dialplan: Dialplan::new(&cfg.routes),
             cfg,
