@@ -44,10 +44,17 @@ pub struct NgServer {
     /// Counters for the HTTP server's metrics (SIP's too: every record
     /// and the SIP thread pass here).
     pub observed: Arc<crate::http::meters::Observed>,
+    /// Where the cores' call state goes to survive a restart.
+    pub journal: Option<Arc<crate::journal::Shared>>,
 }
 
 impl NgServer {
-    pub fn new(handler: NgHandler, spool: Arc<Spool>, hep: Option<Tap>) -> Arc<Self> {
+    pub fn new(
+        handler: NgHandler,
+        spool: Arc<Spool>,
+        hep: Option<Tap>,
+        journal: Option<Arc<crate::journal::Shared>>,
+    ) -> Arc<Self> {
         Arc::new(NgServer {
             handler: Arc::new(Mutex::new(handler)),
             cache: Mutex::new(HashMap::new()),
@@ -56,6 +63,7 @@ impl NgServer {
             spool,
             hep,
             observed: Arc::default(),
+            journal,
         })
     }
 
@@ -72,6 +80,14 @@ impl NgServer {
             .ok()
     }
 
+    /// Writes the call-state journal entries held since the last time (call
+    /// once the CDRs of the same requests are durable).
+    pub fn flush_journal(&self) {
+        if let Some(j) = &self.journal {
+            j.flush();
+        }
+    }
+
     /// [`NgServer::with_handler`] on the calling thread.
     pub fn with_handler_here<T>(
         &self,
@@ -80,6 +96,9 @@ impl NgServer {
         let mut h = lock(&self.handler);
         let (out, mut records) = f(&mut h);
         records.extend(h.sessions.take_records());
+        if let Some(j) = &self.journal {
+            j.hold(crate::journal::MEDIA, h.sessions.take_journal());
+        }
         self.observed.calls.on_records(&records);
         // Only a CDR is acknowledged on (a BYE's 200, a delete's reply):
         // call events ride on its sync, and nobody waits for them.
@@ -117,6 +136,7 @@ impl NgServer {
         {
             Some((mut reply, queued)) => {
                 durable(queued).await;
+                self.flush_journal();
                 if statistics {
                     self.add_malformed(&mut reply);
                 }
@@ -270,6 +290,7 @@ impl NgServer {
                 .await
             {
                 durable(queued).await;
+                self.flush_journal();
             }
             self.cache
                 .lock()

@@ -14,6 +14,7 @@
 //! registrations through Redis, and serve TLS; SIGHUP reloads the dialplan.
 
 use crate::b2bua::config::SipConfig;
+use crate::b2bua::journal::CallSnapshot;
 use crate::b2bua::{ids::Ids, lcr, B2bua, Media, Transport};
 use crate::hep::SipTap;
 use crate::http::meters::{Direction, SipMeters};
@@ -38,6 +39,7 @@ const NAP: Duration = Duration::from_millis(50);
 pub async fn run(
     ng: Arc<NgServer>,
     cfg: SipConfig,
+    restored: Vec<CallSnapshot>,
     config_path: Option<PathBuf>,
     stop: Arc<AtomicBool>,
 ) -> std::io::Result<()> {
@@ -86,6 +88,7 @@ pub async fn run(
         Now::real(),
         Ids::from_os(),
     )));
+    restore(&ng, &b2b, restored);
     let reloader = match &lcr_cfg.url {
         Some(url) => {
             let db = match lcr::connect(url).await {
@@ -282,6 +285,9 @@ fn step(
                 None => b.handle_timeout(now, &mut media),
             }
             let out: Vec<Transmit> = std::iter::from_fn(|| b.poll_transmit()).collect();
+            if let Some(j) = &ng.journal {
+                j.hold(crate::journal::SIP, b.take_journal(now));
+            }
             if let Some(hep) = hep {
                 hep.step(&b, input.as_ref(), &out);
             }
@@ -297,6 +303,7 @@ fn step(
         queued.extend(records);
     }
     wait_durable(queued);
+    ng.flush_journal();
     send(sock, outbound, meters, held);
 }
 
@@ -351,6 +358,29 @@ async fn lcr_reloader(
             }
         }
     }
+}
+
+/// Gives the B2BUA back the answered calls of the journal.
+fn restore(ng: &NgServer, b2b: &Mutex<B2bua>, calls: Vec<CallSnapshot>) {
+    if calls.is_empty() {
+        return;
+    }
+    let (n, mut failed) = (calls.len(), 0);
+    ng.with_handler_here(|h| {
+        let mut b = lock(b2b);
+        let media = Media {
+            sessions: &mut h.sessions,
+            plane: h.plane.as_mut(),
+        };
+        for c in calls {
+            if let Err(e) = b.restore(Now::real(), c, &media) {
+                failed += 1;
+                tracing::error!(error = %e, "journaled call not restored");
+            }
+        }
+        ((), Vec::new())
+    });
+    tracing::info!(calls = n, failed, "B2BUA calls restored from the journal");
 }
 
 /// How often the SIP thread's busy share is handed to the B2BUA's guard.
