@@ -102,6 +102,8 @@ impl B2bua {
             let mut r = reject(422, reason_phrase(422));
             r.add_header("Min-SE", self.cfg.min_se_secs.to_string());
             Some(r)
+        } else if let Some(closed) = self.guard.closed() {
+            Some(reject(503, closed_reason(closed)))
         } else if self.overloaded(now) {
             self.counters.overload += 1;
             Some(reject(503, "Overloaded"))
@@ -113,8 +115,10 @@ impl B2bua {
             if self.cfg.users.is_empty() || trusted {
                 return None;
             }
-            self.authenticate(now, invite, "Proxy-Authorization", 407)
+            let refused = self.authenticate(now, invite, "Proxy-Authorization", 407);
+            refused
                 .err()
+                .map(|r| self.refused_credentials(now, from, r))
         })
     }
 
@@ -390,6 +394,7 @@ impl B2bua {
         self.arm_session(now, call_id, interval);
         self.arm_media_check(now, media);
         self.answer_a(now, call_id, resp, resp.code().unwrap_or(200), sdp);
+        self.touch(call_id);
     }
 
     /// B's dialog from a tagged 1xx or 2xx to our INVITE (§12.1.2): made
@@ -516,6 +521,7 @@ impl B2bua {
         let Some(call) = self.calls.remove(call_id) else {
             return;
         };
+        self.touch(call_id);
         for key in call.dialog_keys() {
             self.dialogs.remove(&key);
         }
@@ -638,5 +644,13 @@ impl B2bua {
             self.send_cancel(now, call_id);
             self.fail_call(now, call_id, (480, "No Answer"), HangupBy::Relay, media);
         }
+    }
+}
+
+/// The reason phrase of a 503 for a node that takes no new calls now.
+fn closed_reason(closed: guard::Closed) -> &'static str {
+    match closed {
+        guard::Closed::Draining => "Draining",
+        guard::Closed::Shedding => "Overloaded",
     }
 }

@@ -63,6 +63,8 @@ pub struct SipConfig {
     pub min_expires_secs: u32,
     pub max_expires_secs: u32,
     pub lcr: LcrConfig,
+    /// `[sip.flood]`: per-source bans and load shedding.
+    pub flood: super::guard::FloodConfig,
 }
 
 /// `[sip.lcr]`: where the least-cost routing tables are, how often they
@@ -148,6 +150,7 @@ impl Default for SipConfig {
             min_expires_secs: 60,
             max_expires_secs: 7200,
             lcr: LcrConfig::default(),
+            flood: super::guard::FloodConfig::default(),
         }
     }
 }
@@ -169,6 +172,7 @@ impl SipConfig {
                 self.t1_ms, self.t2_ms, self.t4_ms
             ));
         }
+        errs.extend(self.flood.check());
         if self.ring_timeout_secs == 0 {
             errs.push("sip.ring_timeout_secs: must be at least 1".into());
         }

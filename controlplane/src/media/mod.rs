@@ -16,6 +16,7 @@
 
 mod cdr;
 pub mod config;
+mod journal;
 pub mod memory;
 pub mod options;
 pub mod ports;
@@ -27,7 +28,8 @@ use crate::media::config::{MediaConfig, MediaInterface};
 use crate::time::Now;
 use options::{AddressSource, Options};
 use ports::PortPool;
-use std::collections::{BTreeMap, HashMap};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant, SystemTime};
 use tollgate_cdr::model::{CallStart, Record};
@@ -78,7 +80,7 @@ impl<T: Into<String>> From<T> for NgError {
 /// peer (rtpengine's endpoint map): a peer that moves gets a new pair, one
 /// that comes back gets its old one. `key` None is the wildcard made with
 /// the offer, taken by the first answer.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct PortMap {
     key: Option<SocketAddr>,
     port: u16,
@@ -87,7 +89,7 @@ struct PortMap {
 }
 
 /// One SDP media section of one participant.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct Side {
     kind: String,
     proto: String,
@@ -230,7 +232,7 @@ impl Side {
 /// back to one of them gets its old pair again).
 const MAX_MAPS: usize = 4;
 
-#[derive(Debug)]
+#[derive(Debug, Serialize, Deserialize)]
 struct Participant {
     tag: String,
     label: Option<String>,
@@ -292,9 +294,12 @@ fn subscribe(parts: &mut [Participant], x: usize, y: usize) {
     }
 }
 
-#[derive(Debug)]
+#[derive(Debug, Serialize, Deserialize)]
 struct Call {
     created: SystemTime,
+    /// Not journaled: a restored call counts its age from the restore (the
+    /// clock is read there, in the journal's adapter, not by the core).
+    #[serde(skip, default = "Instant::now")]
     created_mono: Instant,
     last_signal: SystemTime,
     /// When the first answer came.
@@ -304,6 +309,8 @@ struct Call {
     parts: Vec<Participant>,
     /// Tags (including branch aliases) to participants.
     tags: HashMap<String, usize>,
+    /// A call in its delayed delete is not journaled (its CDR is out).
+    #[serde(skip)]
     delete_at: Option<Instant>,
     recording: bool,
     /// Signalled by Tollgate's own B2BUA, which ends it (with BYEs) when its
@@ -347,6 +354,9 @@ pub struct Sessions {
     pub totals: Totals,
     /// Call events and CDRs produced, for the CDR spool.
     records: Vec<Record>,
+    /// Calls changed since the journal was last taken, and those in it.
+    touched: BTreeSet<String>,
+    journaled: HashSet<String>,
 }
 
 fn sock(ip: IpAddr, port: u16) -> SocketAddr {
@@ -366,6 +376,8 @@ impl Sessions {
             calls: BTreeMap::new(),
             totals: Totals::default(),
             records: Vec::new(),
+            touched: BTreeSet::new(),
+            journaled: HashSet::new(),
         }
     }
 
@@ -402,6 +414,12 @@ impl Sessions {
             .collect()
     }
 
+    /// Whether a call with this id is known (deleted ones included until
+    /// they are gone).
+    pub fn has_call(&self, call_id: &str) -> bool {
+        self.calls.contains_key(call_id)
+    }
+
     pub fn active(&self) -> usize {
         self.calls
             .values()
@@ -426,6 +444,7 @@ impl Sessions {
         o: &Options,
     ) -> Result<String, NgError> {
         let parsed = Sdp::parse(sdp).map_err(|e| NgError(format!("offer SDP: {e}")))?;
+        self.touch(call_id);
         let dirs = o
             .direction
             .iter()
@@ -489,6 +508,7 @@ impl Sessions {
         o: &Options,
     ) -> Result<String, NgError> {
         let parsed = Sdp::parse(sdp).map_err(|e| NgError(format!("answer SDP: {e}")))?;
+        self.touch(call_id);
         let call = self
             .calls
             .get_mut(call_id)
@@ -760,6 +780,8 @@ impl Sessions {
         to_tag: Option<&str>,
         delay: Option<u64>,
     ) -> Option<CallReport> {
+        self.calls.get(call_id)?;
+        self.touch(call_id);
         let call = self.calls.get(call_id)?;
         let only = to_tag.filter(|t| !t.is_empty()).or(from_tag);
         if let Some(branch) = lone_branch(call, from_tag, to_tag) {
@@ -899,6 +921,7 @@ impl Sessions {
     }
 
     pub fn set_recording(&mut self, call_id: &str, on: bool) -> bool {
+        self.touch(call_id);
         self.calls
             .get_mut(call_id)
             .map(|c| c.recording = on)
@@ -908,6 +931,7 @@ impl Sessions {
     /// Hands the call's ending to its signalling (the B2BUA): no media or
     /// final timeout here.
     pub fn set_managed(&mut self, call_id: &str) {
+        self.touch(call_id);
         if let Some(c) = self.calls.get_mut(call_id) {
             c.managed = true;
         }
@@ -1006,6 +1030,7 @@ impl Sessions {
             }
         }
         for (id, why) in &gone {
+            self.touch(id);
             let how = match *why {
                 "media timeout" => Some(Ending::MediaTimeout),
                 "final timeout" => Some(Ending::FinalTimeout),

@@ -29,6 +29,8 @@ pub struct NgHandler {
     pub errors: u64,
     /// When counters were last read for media timeouts.
     last_stats: Instant,
+    /// Drain mode: offers for calls not known yet are refused.
+    pub draining: bool,
 }
 
 /// rtpengine's words for a `delete` of an unknown call or tag.
@@ -60,6 +62,7 @@ impl NgHandler {
             started: now.mono,
             errors: 0,
             last_stats: now.mono,
+            draining: false,
         }
     }
 
@@ -96,6 +99,9 @@ impl NgHandler {
                 let from_tag = text(req, "from-tag")?;
                 let o = options::parse(req).map_err(NgError)?;
                 let out = if command == "offer" {
+                    if self.draining && !self.sessions.has_call(call_id) {
+                        return Err(NgError("draining: no new calls on this node".into()));
+                    }
                     let to_tag = opt_text(req, "to-tag")?;
                     let plane = self.plane.as_mut();
                     self.sessions
