@@ -84,6 +84,9 @@ pub fn sample_cdr(call_id: &str, start_ms: i64) -> Cdr {
         sip_code: Some(200),
         received: media(3000),
         sent: media(2990),
+        remote_lost: Some(10),
+        remote_jitter_ms: Some(1.5),
+        rtt_ms: Some(38.25),
     };
     Cdr {
         call_id: call_id.into(),

@@ -97,6 +97,16 @@ pub struct Leg {
     pub received: MediaStats,
     /// Media the relay sent to this leg.
     pub sent: MediaStats,
+    /// What this leg's party said in RTCP of the media the relay sent it
+    /// (its last report block): packets lost over the stream's life and
+    /// interarrival jitter; and the relay's round trip to it (from the
+    /// block's LSR/DLSR). None when it sent no such report.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote_lost: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote_jitter_ms: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rtt_ms: Option<f64>,
 }
 
 /// One finished call.

@@ -82,7 +82,16 @@ pub fn controlplane(
                 .await
                 .with_context(|| format!("HTTP listener on {} ([http] listen)", cfg.http.listen))?,
             ),
-            false => None,
+            false => {
+                // Nobody reads the samples, but HEP exports their RTCP.
+                if server.hep.as_ref().is_some_and(|t| t.rtcp) {
+                    let samples = Arc::default();
+                    let socket = cfg.dataplane.control_socket.clone();
+                    http::sampler::spawn(socket, server.clone(), samples, stop.clone())
+                        .context("starting the RTCP sampler for HEP")?;
+                }
+                None
+            }
         };
         let sinks = tollgate_cdr::sink::spawn_all(&spool, &cfg.cdr);
         let sip = tokio::spawn(sipserver::run(

@@ -24,10 +24,16 @@
 //!   `tollgate_dataplane_packets_total{backend,counter}` (the backend's own
 //!   counters: rx, forwarded, pass_*, to_worker, ...),
 //!   `tollgate_dataplane_drops_total{backend,reason}` (its `drop_*`
-//!   counters), `tollgate_flows`, `tollgate_flow_packets` and
-//!   `tollgate_flow_bytes` (summed over the installed flows);
+//!   counters), `tollgate_dataplane_bytes_total{backend,counter}` (its
+//!   `*_bytes` counters: the user-space workers' rx and tx),
+//!   `tollgate_dataplane_rx_packets_per_second{backend}` (from its `rx`
+//!   counter, the XDP program's included), `tollgate_flows`,
+//!   `tollgate_flow_packets` and `tollgate_flow_bytes` (summed over the
+//!   installed flows);
 //!   per worker `tollgate_worker_rx_packets_total`,
-//!   `tollgate_worker_tx_packets_total`, `tollgate_worker_busy_seconds_total`,
+//!   `tollgate_worker_tx_packets_total`, `tollgate_worker_rx_bytes_total`,
+//!   `tollgate_worker_tx_bytes_total` (UDP payloads on the socket backend,
+//!   frames on DPDK and AF_XDP), `tollgate_worker_busy_seconds_total`,
 //!   `tollgate_worker_drops_total{reason}`, `tollgate_worker_flows`,
 //!   `tollgate_worker_rx_packets_per_second` (labels `worker`, `core`);
 //! - CDRs: `tollgate_cdr_spool_depth` (records some sink still has to
@@ -114,6 +120,7 @@ impl Collector for Scrape {
         self.b2bua(&mut enc)?;
         self.ng(&mut enc)?;
         self.dataplane(&mut enc)?;
+        self.throughput(&mut enc)?;
         self.workers(&mut enc)?;
         self.cdrs(&mut enc)
     }
@@ -294,6 +301,7 @@ impl Scrape {
             .counters
             .iter()
             .filter(|(k, _)| !matches!(k.as_str(), "flows" | "sockets" | "workers"))
+            .filter(|(k, _)| !k.ends_with("_bytes"))
             .partition(|(k, _)| k.starts_with("drop_"));
         let with = |key: &'static str, name: &str| {
             vec![("backend", backend.clone()), (key, name.to_string())]
@@ -336,6 +344,38 @@ impl Scrape {
         )
     }
 
+    /// The backend's byte counters and receive rate.
+    fn throughput(&self, enc: &mut DescriptorEncoder) -> Result<(), Error> {
+        let p = &self.plane;
+        let backend = p.backend.clone().unwrap_or_default();
+        let bytes = p
+            .counters
+            .iter()
+            .filter(|(k, _)| k.ends_with("_bytes"))
+            .map(|(k, v)| {
+                (
+                    vec![("backend", backend.clone()), ("counter", k.clone())],
+                    *v,
+                )
+            });
+        counters(
+            enc,
+            "tollgate_dataplane_bytes",
+            "The backend's byte counters, by name",
+            bytes,
+        )?;
+        let rate = p
+            .backend
+            .iter()
+            .map(|b| (vec![("backend", b.clone())], p.rx_pps));
+        gauges(
+            enc,
+            "tollgate_dataplane_rx_packets_per_second",
+            "Packets the backend received per second, over the last second",
+            rate,
+        )
+    }
+
     fn workers(&self, enc: &mut DescriptorEncoder) -> Result<(), Error> {
         let ws = &self.plane.workers;
         let id = |w: &super::sampler::WorkerSample| {
@@ -355,6 +395,18 @@ impl Scrape {
             "tollgate_worker_tx_packets",
             "Packets a worker sent",
             ws.iter().map(|w| (id(w), w.report.tx_packets)),
+        )?;
+        counters(
+            enc,
+            "tollgate_worker_rx_bytes",
+            "Bytes a worker received (UDP payloads on socket, frames on DPDK and AF_XDP)",
+            ws.iter().map(|w| (id(w), w.report.rx_bytes)),
+        )?;
+        counters(
+            enc,
+            "tollgate_worker_tx_bytes",
+            "Bytes a worker sent (UDP payloads on socket, frames on DPDK and AF_XDP)",
+            ws.iter().map(|w| (id(w), w.report.tx_bytes)),
         )?;
         let busy = ws
             .iter()

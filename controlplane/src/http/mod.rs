@@ -18,11 +18,14 @@
 //!   "calling"|"answered"|"media", "from_number", "to_number", "start_ms",
 //!   "answer_ms", "gateway", "carrier", "legs": [leg]}` (absent facts are
 //!   null; NG calls carry no numbers) and a leg is `{"leg": "a"|"b"|"b2"...,
-//!   "sip_call_id", "peer", "remote_uri", "tag", "media"}`; `media` (null
+//!   "sip_call_id", "peer", "remote_uri", "tag", "media", "rtcp"}`; `rtcp`
+//!   (null before the party's first RTCP report) is `{"remote_lost",
+//!   "remote_jitter_ms", "rtt_ms"}`, what it reported of the media it
+//!   receives and the relay's round trip to it; `media` (null
 //!   before the leg's party has relay ports) is what that party sent the
 //!   relay, as in CDRs: `{"packets", "bytes", "lost", "jitter_ms", "mos"}`,
-//!   the last three only where the data plane measures RTP (today the
-//!   socket backend). Counters are at most a second old (the sampler's).
+//!   the last three once the data plane read RTP on the leg (every
+//!   backend does). Counters are at most a second old (the sampler's).
 //! - `GET /api/calls/{call_id}`: one such call, or 404 `{"error"}`.
 //! - `GET /api/cdrs?limit=N`: `{"source", "cdrs": [cdr]}`, the newest
 //!   first, N (default 20) at most 100: the CDRs this process wrote to
@@ -96,7 +99,7 @@ pub async fn start(
     let listener = tokio::net::TcpListener::bind(cfg.listen).await?;
     let observed = ng.observed.clone();
     let samples = Arc::new(Samples::default());
-    sampler::spawn(socket, observed.clone(), samples.clone(), stop.clone())?;
+    sampler::spawn(socket, ng.clone(), samples.clone(), stop.clone())?;
     let state = Arc::new(State {
         observed,
         ng,

@@ -37,7 +37,7 @@ use tollgate_dataplane::flow::Flow;
 use tollgate_dataplane::pipeline::StageSpec;
 use tollgate_sip::sdp::{Media as SdpMedia, Sdp};
 
-pub use cdr::{leg_name, ms, Ending};
+pub use cdr::{leg_name, ms, Ending, Reported};
 pub use report::{CallReport, FlowStat, MediaReport, PartyReport, StreamReport};
 
 /// The data plane as the session manager needs it.
@@ -944,12 +944,13 @@ impl Sessions {
 
     /// What each present participant of a call sent to the relay
     /// (packets, bytes; RTP loss, jitter and a MOS estimate where the
-    /// data plane measures them), by tag, from `stats`.
+    /// data plane measures them) and what it reported in RTCP, by tag,
+    /// from `stats`.
     pub fn quality(
         &self,
         call_id: &str,
         stats: &HashMap<SocketAddr, FlowStat>,
-    ) -> Vec<(String, tollgate_cdr::model::MediaStats)> {
+    ) -> Vec<(String, tollgate_cdr::model::MediaStats, Reported)> {
         let Some(call) = self.calls.get(call_id) else {
             return Vec::new();
         };
@@ -958,8 +959,17 @@ impl Sessions {
             .filter(|p| !p.gone)
             .map(|p| {
                 let local = self.iface(p.iface).address;
-                (p.tag.clone(), cdr::received_from(p, local, stats))
+                let reported = cdr::reported_by(p, local, stats);
+                (p.tag.clone(), cdr::received_from(p, local, stats), reported)
             })
+            .collect()
+    }
+
+    /// Every installed flow's call, by the flow's local address.
+    pub fn flow_calls(&self) -> HashMap<SocketAddr, String> {
+        self.calls
+            .iter()
+            .flat_map(|(id, c)| c.flows.keys().map(move |l| (*l, id.clone())))
             .collect()
     }
 

@@ -24,6 +24,10 @@ pub struct FlowStat {
     /// The round trip from the relay to the flow's sender, from its RTCP
     /// reports (LSR/DLSR), when one named an SR the relay saw.
     pub rtt_us: Option<u64>,
+    /// What the flow's sender reported in its last RTCP block of the
+    /// stream it receives: cumulative loss, and jitter in timestamp units.
+    pub remote_lost: Option<i64>,
+    pub remote_jitter: Option<u64>,
 }
 
 /// A call as reported, with its flows' counters as read at `at`.

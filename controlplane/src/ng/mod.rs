@@ -483,6 +483,8 @@ mod tests {
             format!("10.0.1.1:{pa}").parse().unwrap(),
             FlowStat {
                 rtt_us: Some(400_000),
+                remote_lost: Some(3),
+                remote_jitter: Some(160),
                 ..stat(100, Some(2))
             },
         );
@@ -508,6 +510,12 @@ mod tests {
         assert_eq!((b.received.packets, b.sent.packets), (90, 100));
         assert_eq!(a.received.lost, Some(2));
         assert_eq!(a.received.jitter_ms, Some(10.0), "80 ticks at 8 kHz");
+        assert_eq!(
+            (a.remote_lost, a.remote_jitter_ms, a.rtt_ms),
+            (Some(3), Some(20.0), Some(400.0)),
+            "what A reported in RTCP"
+        );
+        assert_eq!((b.remote_lost, b.rtt_ms), (None, None), "B sent no RTCP");
         let impaired = |rtt_ms| {
             tollgate_cdr::quality::mos(&tollgate_cdr::quality::Impairments {
                 loss_ratio: 2.0 / 102.0,
