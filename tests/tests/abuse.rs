@@ -235,6 +235,23 @@ fn a_sip_flood_is_banned_at_its_source_while_another_sources_calls_complete() {
         !log.contains("source=127.0.0.1 "),
         "the honest source was banned: {log}"
     );
+    let metrics = ureq::get("http://127.0.0.1:9200/metrics")
+        .call()
+        .expect("metrics")
+        .into_string()
+        .expect("text");
+    let value = |name: &str| {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse::<f64>().ok())
+            .unwrap_or_else(|| panic!("no {name} in\n{metrics}"))
+    };
+    assert_eq!(value("tollgate_sip_bans_total{reason=\"flood\"}"), 1.0);
+    let dropped = value("tollgate_sip_banned_dropped_total");
+    assert!(
+        dropped + seen.len() as f64 >= 69_000.0,
+        "{dropped} dropped as banned"
+    );
 }
 
 #[test]

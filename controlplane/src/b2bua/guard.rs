@@ -180,6 +180,11 @@ impl Guard {
         let Some(s) = self.source(now, ip) else {
             return true;
         };
+        if s.banned_until.is_some_and(|u| now < u) {
+            // Banned within this burst: the rest of it goes the same way.
+            self.counters.banned_dropped += 1;
+            return false;
+        }
         if now.duration_since(s.window_start) >= window {
             s.window_start = now;
             s.requests = 0;
@@ -337,6 +342,7 @@ mod tests {
             assert!(g.on_new_request(t0, FLOODER), "request {i}");
         }
         assert!(!g.on_new_request(t0, FLOODER));
+        assert!(!g.on_new_request(t0, FLOODER), "the rest of its burst");
         assert!(g.banned(t0, FLOODER));
         assert!(!g.banned(t0, HONEST) && g.on_new_request(t0, HONEST));
         // Flooding on through the ban's end keeps it.

@@ -16,10 +16,15 @@
 //!   CSeq), `tollgate_sip_retransmissions_total{direction}`,
 //!   `tollgate_sip_malformed_total`, `tollgate_sip_bad_requests_total`,
 //!   `tollgate_sip_overload_rejections_total`, `tollgate_registrations`,
+//!   `tollgate_sip_banned_dropped_total` (datagrams of banned sources),
+//!   `tollgate_sip_bans_total{reason}` (flood, auth),
+//!   `tollgate_sip_sources_banned`, `tollgate_sip_closed_rejections_total{reason}`
+//!   (new INVITEs refused while draining or shedding), `tollgate_draining`,
 //!   `tollgate_gateway_up{gateway,carrier,address}` (1 up or not yet
 //!   pinged, 0 down);
 //! - NG: `tollgate_ng_commands_total{command}`,
-//!   `tollgate_ng_errors_total{command}`, `tollgate_ng_malformed_total`;
+//!   `tollgate_ng_errors_total{command}`, `tollgate_ng_malformed_total`,
+//!   `tollgate_ng_refused_total` (from sources outside `ng.allow`);
 //! - data plane: `tollgate_dataplane_up`, `tollgate_dataplane_info{backend}`,
 //!   `tollgate_dataplane_packets_total{backend,counter}` (the backend's own
 //!   counters: rx, forwarded, pass_*, to_worker, ...),
@@ -42,6 +47,7 @@
 
 use super::meters::Observed;
 use super::sampler::PlaneSample;
+use crate::b2bua::guard::GuardCounters;
 use crate::b2bua::view::GatewayView;
 use crate::b2bua::Counters;
 use crate::sync::lock;
@@ -67,8 +73,12 @@ pub struct Scrape {
     /// The B2BUA's counters, calls, registrations and gateways (None
     /// without SIP).
     pub sip: Option<(Counters, usize, usize, Vec<GatewayView>)>,
+    /// The B2BUA guard's counters and the sources banned now.
+    pub guard: Option<(GuardCounters, usize)>,
     pub media_sessions: usize,
     pub ng_malformed: u64,
+    pub ng_refused: u64,
+    pub draining: bool,
     pub plane: Arc<PlaneSample>,
     pub spool: Status,
 }
@@ -118,6 +128,7 @@ impl Collector for Scrape {
         self.calls(&mut enc)?;
         self.sip(&mut enc)?;
         self.b2bua(&mut enc)?;
+        self.guard(&mut enc)?;
         self.ng(&mut enc)?;
         self.dataplane(&mut enc)?;
         self.throughput(&mut enc)?;
@@ -275,6 +286,55 @@ impl Scrape {
             "tollgate_ng_malformed",
             "NG messages that could not be decoded",
             [(Vec::new(), self.ng_malformed)],
+        )?;
+        counters(
+            enc,
+            "tollgate_ng_refused",
+            "NG messages dropped: their source is not in ng.allow",
+            [(Vec::new(), self.ng_refused)],
+        )
+    }
+
+    fn guard(&self, enc: &mut DescriptorEncoder) -> Result<(), Error> {
+        gauges(
+            enc,
+            "tollgate_draining",
+            "1 while drain mode refuses new calls",
+            one(u8::from(self.draining)),
+        )?;
+        let Some((g, banned)) = &self.guard else {
+            return Ok(());
+        };
+        let reason = |r: &str| vec![("reason", r.to_string())];
+        counters(
+            enc,
+            "tollgate_sip_banned_dropped",
+            "SIP datagrams of banned sources, dropped unparsed",
+            [(Vec::new(), g.banned_dropped)],
+        )?;
+        counters(
+            enc,
+            "tollgate_sip_bans",
+            "Sources banned, by reason (request flood, digest failures)",
+            [
+                (reason("flood"), g.flood_bans),
+                (reason("auth"), g.auth_bans),
+            ],
+        )?;
+        gauges(
+            enc,
+            "tollgate_sip_sources_banned",
+            "Sources banned now",
+            one(*banned as f64),
+        )?;
+        counters(
+            enc,
+            "tollgate_sip_closed_rejections",
+            "New INVITEs refused 503 while draining or shedding load",
+            [
+                (reason("drain"), g.drain_refused),
+                (reason("shed"), g.shed_refused),
+            ],
         )
     }
 
@@ -507,20 +567,32 @@ pub fn encode(scrape: Scrape) -> Result<String, Error> {
 /// Copies the live state into a [`Scrape`] (blocking: takes the B2BUA's
 /// and the media handler's locks briefly).
 pub fn gather(state: &super::State) -> Scrape {
-    let sip = state.observed.b2bua().map(|b| {
-        let b = lock(b);
-        let now = std::time::Instant::now();
-        (
-            b.counters,
-            b.active_calls(),
-            b.registrations_view(now).len(),
-            b.gateways_view(),
-        )
-    });
+    let now = std::time::Instant::now();
+    let (sip, guard) = state
+        .observed
+        .b2bua()
+        .map(|b| {
+            let b = lock(b);
+            let sip = (
+                b.counters,
+                b.active_calls(),
+                b.registrations_view(now).len(),
+                b.gateways_view(),
+            );
+            (sip, (b.guard.counters, b.guard.bans(now)))
+        })
+        .unzip();
+    let (media_sessions, draining) = {
+        let h = lock(&state.ng.handler);
+        (h.sessions.active(), h.draining)
+    };
     Scrape {
         observed: state.observed.clone(),
         sip,
-        media_sessions: lock(&state.ng.handler).sessions.active(),
+        guard,
+        media_sessions,
+        draining,
+        ng_refused: state.ng.refused.load(std::sync::atomic::Ordering::Relaxed),
         ng_malformed: state
             .ng
             .malformed
