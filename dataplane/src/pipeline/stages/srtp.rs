@@ -1,0 +1,165 @@
+//! `srtp_decrypt` and `srtp_encrypt`: the transcrypt stages. Decrypt runs
+//! first on a flow whose sender speaks SRTP (SRTP in, RTP on to the other
+//! stages), encrypt last on a flow whose receiver does (RTP in, SRTP out);
+//! a flow between two SRTP legs carries both, each with its leg's key.
+//! RTCP is told from RTP by its packet type (RFC 5761), so one stage serves
+//! a muxed port, the RTCP port (+ 1) and RTCP split off by `rtcp_demux`.
+//! A packet that fails (authentication, replay, a spent key, no room for
+//! the tag) is dropped and counted by reason; the keys live in the
+//! [`Context`] and never print.
+
+use super::rtcp_demux::is_rtcp;
+use crate::pipeline::{DropReason, Payload, Verdict};
+use crate::srtp::{Context, Error, Keying};
+
+/// Why a transcrypt stage dropped packets, counted per flow.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SrtpDrops {
+    pub auth: u64,
+    pub replayed: u64,
+    pub malformed: u64,
+    pub expired: u64,
+}
+
+impl SrtpDrops {
+    fn count(&mut self, e: Error) -> Verdict {
+        let n = match e {
+            Error::Auth | Error::Mki => &mut self.auth,
+            Error::Replayed | Error::TooOld => &mut self.replayed,
+            Error::TooShort | Error::NotVersion2 | Error::NoRoom => &mut self.malformed,
+            Error::KeyExpired => &mut self.expired,
+        };
+        *n += 1;
+        Verdict::Drop(DropReason::Stage)
+    }
+}
+
+/// One transcrypt direction's state.
+pub struct Srtp {
+    context: Context,
+    drops: SrtpDrops,
+}
+
+impl std::fmt::Debug for Srtp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Srtp").field("drops", &self.drops).finish_non_exhaustive()
+    }
+}
+
+impl Srtp {
+    pub fn new(k: &Keying) -> Self {
+        Srtp {
+            context: Context::new(k),
+            drops: SrtpDrops::default(),
+        }
+    }
+
+    pub fn drops(&self) -> SrtpDrops {
+        self.drops
+    }
+
+    /// SRTP or SRTCP in, RTP or RTCP out.
+    pub fn decrypt(&mut self, p: &mut Payload) -> Verdict {
+        let rtcp = is_rtcp(p.bytes());
+        let buf = p.bytes_mut();
+        let r = if rtcp {
+            self.context.unprotect_rtcp(buf)
+        } else {
+            self.context.unprotect_rtp(buf)
+        };
+        match r {
+            Ok(len) => {
+                // Shorter than it was: always fits.
+                let _ = p.set_len(len);
+                Verdict::Forward
+            }
+            Err(e) => self.drops.count(e),
+        }
+    }
+
+    /// RTP or RTCP in, SRTP or SRTCP out, the trailer in the room after it.
+    pub fn encrypt(&mut self, p: &mut Payload) -> Verdict {
+        let len = p.len();
+        let rtcp = is_rtcp(p.bytes());
+        let overhead = if rtcp {
+            self.context.rtcp_overhead()
+        } else {
+            self.context.rtp_overhead()
+        };
+        if p.set_len(len + overhead).is_err() {
+            return self.drops.count(Error::NoRoom);
+        }
+        let buf = p.bytes_mut();
+        let r = if rtcp {
+            self.context.protect_rtcp(buf, len)
+        } else {
+            self.context.protect_rtp(buf, len)
+        };
+        match r {
+            Ok(_) => Verdict::Forward,
+            Err(e) => {
+                let _ = p.set_len(len);
+                self.drops.count(e)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::srtp::{MasterKey, Suite};
+
+    fn keying(fill: u8) -> Keying {
+        Keying {
+            suite: Suite::AesCm128HmacSha1_80,
+            key: MasterKey::new(&[fill; 30]).unwrap(),
+            mki: None,
+            lifetime: None,
+        }
+    }
+
+    fn through(stage: &mut Srtp, encrypt: bool, buf: &mut [u8], len: usize) -> (Verdict, Vec<u8>) {
+        let mut p = Payload::new(buf, len);
+        let v = if encrypt {
+            stage.encrypt(&mut p)
+        } else {
+            stage.decrypt(&mut p)
+        };
+        (v, p.bytes().to_vec())
+    }
+
+    #[test]
+    fn rtp_and_rtcp_go_through_encrypt_then_decrypt_unchanged() {
+        let (mut enc, mut dec) = (Srtp::new(&keying(1)), Srtp::new(&keying(1)));
+        let rtp = [0x80, 0, 0, 9, 0, 0, 1, 0, 0, 0, 0, 7, 0xd5, 0xd5, 0xd5, 0xd5];
+        let rr = [0x81, 201, 0, 1, 0, 0, 0, 7];
+        for plain in [&rtp[..], &rr[..]] {
+            let mut buf = [0u8; 64];
+            buf[..plain.len()].copy_from_slice(plain);
+            let (v, sealed) = through(&mut enc, true, &mut buf, plain.len());
+            assert_eq!(v, Verdict::Forward);
+            assert!(sealed.len() > plain.len());
+            let (v, opened) = through(&mut dec, false, &mut buf, sealed.len());
+            assert_eq!((v, &opened[..]), (Verdict::Forward, plain));
+        }
+    }
+
+    #[test]
+    fn failures_drop_and_are_counted_by_reason() {
+        let (mut enc, mut dec) = (Srtp::new(&keying(1)), Srtp::new(&keying(2)));
+        let rtp = [0x80, 0, 0, 9, 0, 0, 1, 0, 0, 0, 0, 7, 0xd5, 0xd5];
+        let mut buf = [0u8; 64];
+        buf[..rtp.len()].copy_from_slice(&rtp);
+        let (_, sealed) = through(&mut enc, true, &mut buf, rtp.len());
+        let (v, _) = through(&mut dec, false, &mut buf, sealed.len());
+        assert_eq!(v, Verdict::Drop(DropReason::Stage));
+        let mut tight = rtp;
+        let (v, kept) = through(&mut enc, true, &mut tight, rtp.len());
+        assert_eq!(v, Verdict::Drop(DropReason::Stage), "no room for the tag");
+        assert_eq!(kept, rtp, "the packet is left as it was");
+        assert_eq!(dec.drops().auth, 1);
+        assert_eq!(enc.drops().malformed, 1);
+        assert!(!format!("{enc:?}").contains("context"), "no key state printed");
+    }
+}
