@@ -75,16 +75,41 @@ static INIT: std::sync::Once = std::sync::Once::new();
 impl Session {
     /// A session for `suite` under `key_salt` (key || salt).
     pub fn new(suite: Suite, key_salt: &[u8], direction: Direction) -> Session {
-        assert_eq!(key_salt.len(), suite.key_len() + suite.salt_len(), "{suite:?} key length");
+        assert_eq!(
+            key_salt.len(),
+            suite.key_len() + suite.salt_len(),
+            "{suite:?} key length"
+        );
         // SAFETY: srtp_init has no preconditions; Once runs it once.
         INIT.call_once(|| assert_eq!(unsafe { srtp_init() }, 0, "srtp_init"));
-        let set = match suite {
-            Suite::AesCm128HmacSha1_80 => srtp_crypto_policy_set_rtp_default,
-            Suite::AesCm128HmacSha1_32 => srtp_crypto_policy_set_aes_cm_128_hmac_sha1_32,
-            Suite::Aes256CmHmacSha1_80 => srtp_crypto_policy_set_aes_cm_256_hmac_sha1_80,
-            Suite::Aes256CmHmacSha1_32 => srtp_crypto_policy_set_aes_cm_256_hmac_sha1_32,
-            Suite::AeadAes128Gcm => srtp_crypto_policy_set_aes_gcm_128_16_auth,
-            Suite::AeadAes256Gcm => srtp_crypto_policy_set_aes_gcm_256_16_auth,
+        // SRTCP keeps the 80-bit tag under the _32 suites (RFC 4568 6.2),
+        // as libsrtp's own profiles set it.
+        type Set = unsafe extern "C" fn(*mut CryptoPolicy);
+        let (set_rtp, set_rtcp): (Set, Set) = match suite {
+            Suite::AesCm128HmacSha1_80 => (
+                srtp_crypto_policy_set_rtp_default,
+                srtp_crypto_policy_set_rtp_default,
+            ),
+            Suite::AesCm128HmacSha1_32 => (
+                srtp_crypto_policy_set_aes_cm_128_hmac_sha1_32,
+                srtp_crypto_policy_set_rtp_default,
+            ),
+            Suite::Aes256CmHmacSha1_80 => (
+                srtp_crypto_policy_set_aes_cm_256_hmac_sha1_80,
+                srtp_crypto_policy_set_aes_cm_256_hmac_sha1_80,
+            ),
+            Suite::Aes256CmHmacSha1_32 => (
+                srtp_crypto_policy_set_aes_cm_256_hmac_sha1_32,
+                srtp_crypto_policy_set_aes_cm_256_hmac_sha1_80,
+            ),
+            Suite::AeadAes128Gcm => (
+                srtp_crypto_policy_set_aes_gcm_128_16_auth,
+                srtp_crypto_policy_set_aes_gcm_128_16_auth,
+            ),
+            Suite::AeadAes256Gcm => (
+                srtp_crypto_policy_set_aes_gcm_256_16_auth,
+                srtp_crypto_policy_set_aes_gcm_256_16_auth,
+            ),
         };
         let mut p = Policy {
             ssrc_type: direction as c_int,
@@ -104,8 +129,8 @@ impl Session {
         let mut s = std::ptr::null_mut();
         // SAFETY: the policy and key outlive the call; libsrtp copies them.
         unsafe {
-            set(&mut p.rtp);
-            set(&mut p.rtcp);
+            set_rtp(&mut p.rtp);
+            set_rtcp(&mut p.rtcp);
             assert_eq!(srtp_create(&mut s, &p), 0, "srtp_create {suite:?}");
         }
         Session(s)
@@ -161,7 +186,10 @@ impl Session {
     pub fn unprotect_in_place(&mut self, buf: &mut [u8], len: usize) -> usize {
         let mut n = len.min(buf.len()) as c_int;
         // SAFETY: `n` bytes of `buf` are the packet; it only shrinks.
-        assert_eq!(unsafe { srtp_unprotect(self.0, buf.as_mut_ptr(), &mut n) }, 0);
+        assert_eq!(
+            unsafe { srtp_unprotect(self.0, buf.as_mut_ptr(), &mut n) },
+            0
+        );
         n as usize
     }
 }

@@ -20,6 +20,7 @@ pub mod memory;
 pub mod options;
 pub mod ports;
 mod report;
+mod sdes;
 #[cfg(test)]
 mod tests;
 
@@ -33,6 +34,7 @@ use std::time::{Duration, Instant, SystemTime};
 use tollgate_cdr::model::{CallStart, Record};
 use tollgate_dataplane::flow::Flow;
 use tollgate_dataplane::pipeline::StageSpec;
+use tollgate_sip::sdes::{is_srtp_proto as is_secure, with_srtp};
 use tollgate_sip::sdp::{Media as SdpMedia, Sdp};
 
 pub use cdr::{leg_name, ms, Ending};
@@ -118,6 +120,8 @@ struct Side {
     recv: bool,
     asymmetric: bool,
     ice_controlling: bool,
+    /// SDES keys, when the relay transcrypts this participant's SRTP.
+    srtp: sdes::SideSrtp,
 }
 
 impl Side {
@@ -141,6 +145,7 @@ impl Side {
             recv: true,
             asymmetric: false,
             ice_controlling: false,
+            srtp: sdes::SideSrtp::default(),
         }
     }
 
@@ -610,6 +615,9 @@ impl Sessions {
                 }
             }
             rewrite_media(m, ys, relay, mux, o);
+            if !ys.disabled {
+                transcrypt(xs, ys, m, o, role)?;
+            }
             if role == Role::Offer {
                 ys.offered = m.formats();
             }
@@ -672,19 +680,32 @@ impl Sessions {
         first_err.map_or(Ok(()), |e| Err(NgError(e)))
     }
 
-    /// The pipeline stages of the flow from x's side to y's: RTCP split off
-    /// towards y's RTCP port when x muxes and y does not (rtcp-mux demux;
-    /// the data plane sends it to the RTP port + 1, so only when y's RTCP
-    /// is there), then the stages every flow carries (`media.stages`).
-    fn stages(&self, xs: &Side, ys: &Side, y_rtp: SocketAddr) -> Vec<StageSpec> {
-        let next_port = SocketAddr::new(y_rtp.ip(), y_rtp.port().wrapping_add(1));
-        let demux = xs.mux && !ys.mux && ys.rtcp_socket && ys.rtcp.is_none_or(|r| r == next_port);
+    /// The pipeline stages of the flow from x's side to y's, in the one
+    /// order every flow keeps: RTCP split off towards y's RTCP port when x
+    /// muxes and y does not (`demux`, see [`Self::demuxes`]); SRTP from x
+    /// decrypted; the stages every flow carries (`media.stages`); SRTP to y
+    /// encrypted last.
+    fn stages(&self, xs: &Side, ys: &Side, demux: bool) -> Vec<StageSpec> {
         let mut stages = Vec::new();
         if demux {
             stages.push(StageSpec::RtcpDemux);
         }
+        if let Some(k) = xs.srtp.rx {
+            stages.push(StageSpec::SrtpDecrypt(k));
+        }
         stages.extend_from_slice(&self.cfg.stages);
+        if let Some(k) = ys.srtp.tx {
+            stages.push(StageSpec::SrtpEncrypt(k));
+        }
         stages
+    }
+
+    /// Whether RTCP arriving muxed from x goes to y's RTCP port (rtcp-mux
+    /// demux; the data plane sends it to the RTP port + 1, so only when y's
+    /// RTCP is there).
+    fn demuxes(xs: &Side, ys: &Side, y_rtp: SocketAddr) -> bool {
+        let next_port = SocketAddr::new(y_rtp.ip(), y_rtp.port().wrapping_add(1));
+        xs.mux && !ys.mux && ys.rtcp_socket && ys.rtcp.is_none_or(|r| r == next_port)
     }
 
     fn desired_flows(&self, call: &Call) -> BTreeMap<SocketAddr, Flow> {
@@ -717,7 +738,7 @@ impl Sessions {
                     strict: x.strict && !x.asymmetric,
                     follow: follow(ys.port),
                     clock_rate: xs.clock_rate,
-                    stages: self.stages(xs, ys, y_rtp),
+                    stages: self.stages(xs, ys, Self::demuxes(xs, ys, y_rtp)),
                 };
                 if xs.rtcp_socket && !xs.mux {
                     let src = if ys.mux || !ys.rtcp_socket {
@@ -735,7 +756,7 @@ impl Sessions {
                         source: sock(ya, src),
                         destination: dst,
                         follow: follow(src),
-                        stages: self.cfg.stages.clone(),
+                        stages: self.stages(xs, ys, false),
                         ..rtp.clone()
                     };
                     out.insert(rtcp.local, rtcp);
@@ -1124,10 +1145,6 @@ fn same_participant(call_id: &str, from_tag: &str, to_tag: &str) -> NgError {
     ))
 }
 
-fn is_secure(proto: &str) -> bool {
-    proto.contains("SAVP")
-}
-
 /// The section's first format as `name/rate`: its rtpmap, else the RFC 3551
 /// name of a static payload type.
 fn first_codec(m: &SdpMedia) -> Option<String> {
@@ -1232,21 +1249,53 @@ fn drop_orphan_supplements(m: &mut SdpMedia) {
     m.retain_formats(|pt, _| keep.iter().any(|k| k == pt));
 }
 
-/// Refuses a `transport protocol` change of an SRTP section.
+/// Refuses a `transport protocol` change the relay cannot make: SRTP is
+/// transcrypted between RTP/SAVP(F) and RTP/AVP(F) (SDES), not DTLS-SRTP.
 fn check_transport(sdp: &Sdp, o: &Options) -> Result<(), NgError> {
     let Some(tp) = &o.transport_protocol else {
         return Ok(());
     };
     for (i, m) in sdp.media.iter().enumerate() {
-        if is_secure(m.proto()) {
+        if m.proto().contains("TLS") && m.proto() != tp {
             return Err(NgError(format!(
-                "media {}: {} is SRTP, which this relay cannot turn into {tp}",
+                "media {}: {} is DTLS-SRTP, which this relay cannot turn into {tp}",
                 i + 1,
                 m.proto()
             )));
         }
     }
     Ok(())
+}
+
+/// SDES for one section after its rewrite for y: keys offered, picked or
+/// answered (see [`sdes`]); an answer given to y in y's own profile when
+/// the relay transcrypts between the two.
+fn transcrypt(
+    xs: &mut Side,
+    ys: &mut Side,
+    m: &mut SdpMedia,
+    o: &Options,
+    role: Role,
+) -> Result<(), NgError> {
+    let sections = sdes::Sections {
+        from: &mut xs.srtp,
+        to: &mut ys.srtp,
+    };
+    match role {
+        Role::Offer => {
+            let secure = (is_secure(&xs.proto), is_secure(m.proto()));
+            sdes::offer(sections, m, secure, &o.sdes)
+        }
+        Role::Answer => {
+            sdes::answer(sections, m)?;
+            let y_secure = is_secure(&ys.proto);
+            let crypted = xs.srtp.tx.is_some() || ys.srtp.tx.is_some();
+            if o.transport_protocol.is_none() && crypted && is_secure(m.proto()) != y_secure {
+                m.set_proto(&with_srtp(m.proto(), y_secure));
+            }
+            Ok(())
+        }
+    }
 }
 
 /// What the rtcp-mux negotiation decided for the SDP sent on.

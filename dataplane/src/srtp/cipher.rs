@@ -58,16 +58,14 @@ impl Aes {
         use aes::cipher::{InnerIvInit, StreamCipherCoreWrapper};
         type Core<C> = ctr::CtrCore<C, ctr::flavors::Ctr128BE>;
         match self {
-            Aes::A128(a) => StreamCipherCoreWrapper::from_core(Core::inner_iv_init(
-                a.clone(),
-                iv.into(),
-            ))
-            .apply_keystream(data),
-            Aes::A256(a) => StreamCipherCoreWrapper::from_core(Core::inner_iv_init(
-                a.clone(),
-                iv.into(),
-            ))
-            .apply_keystream(data),
+            Aes::A128(a) => {
+                StreamCipherCoreWrapper::from_core(Core::inner_iv_init(a.clone(), iv.into()))
+                    .apply_keystream(data)
+            }
+            Aes::A256(a) => {
+                StreamCipherCoreWrapper::from_core(Core::inner_iv_init(a.clone(), iv.into()))
+                    .apply_keystream(data)
+            }
         }
     }
 }
@@ -216,7 +214,13 @@ impl GcmKeys {
     }
 
     /// Checks `tag` and decrypts `data` in place; leaves it alone on failure.
-    pub fn open(&self, nonce: &[u8; 12], aad: &[u8], data: &mut [u8], tag: &[u8]) -> Result<(), Error> {
+    pub fn open(
+        &self,
+        nonce: &[u8; 12],
+        aad: &[u8],
+        data: &mut [u8],
+        tag: &[u8],
+    ) -> Result<(), Error> {
         let tag = tag.into();
         match &self.aead {
             Gcm::A128(a) => a.decrypt_in_place_detached(nonce.into(), aad, data, tag),

@@ -102,7 +102,11 @@ impl Context {
     /// new one.
     fn stream(&mut self, ssrc: u32) -> &mut Stream {
         self.clock += 1;
-        let i = match self.streams.iter().position(|s| s.used > 0 && s.ssrc == ssrc) {
+        let i = match self
+            .streams
+            .iter()
+            .position(|s| s.used > 0 && s.ssrc == ssrc)
+        {
             Some(i) => i,
             None => {
                 let i = (0..STREAMS)

@@ -49,7 +49,9 @@ fn every_suite_round_trips_rtp_and_rtcp() {
         assert_ne!(srtp[12..172], plain[12..], "{suite:?}: the payload is not");
         assert_eq!(unprotect(&mut rx, &srtp).unwrap(), plain, "{suite:?}");
 
-        let rr = [0x81, 201, 0, 7, 0xde, 0xad, 0xbe, 0xef, 1, 2, 3, 4, 5, 6, 7, 8];
+        let rr = [
+            0x81, 201, 0, 7, 0xde, 0xad, 0xbe, 0xef, 1, 2, 3, 4, 5, 6, 7, 8,
+        ];
         let mut buf = rr.to_vec();
         buf.resize(rr.len() + tx.rtcp_overhead(), 0);
         tx.protect_rtcp(&mut buf, rr.len()).unwrap();
@@ -90,15 +92,26 @@ fn the_rollover_counter_carries_across_a_sequence_wrap() {
         let k = keying(suite);
         let (mut tx, mut rx) = (Context::new(&k), Context::new(&k));
         let seqs: Vec<u16> = (65530..=65535).chain(0..5).collect();
-        let sent: Vec<Vec<u8>> = seqs.iter().map(|&s| protect(&mut tx, &rtp(s, s as u8))).collect();
+        let sent: Vec<Vec<u8>> = seqs
+            .iter()
+            .map(|&s| protect(&mut tx, &rtp(s, s as u8)))
+            .collect();
         // Reordered around the wrap: 0 before 65535.
         let order = [0, 1, 2, 3, 4, 6, 5, 7, 8, 9, 10];
         for i in order {
-            assert_eq!(unprotect(&mut rx, &sent[i]).unwrap(), rtp(seqs[i], seqs[i] as u8), "{suite:?} packet {i}");
+            assert_eq!(
+                unprotect(&mut rx, &sent[i]).unwrap(),
+                rtp(seqs[i], seqs[i] as u8),
+                "{suite:?} packet {i}"
+            );
         }
         // A receiver that guessed ROC 0 for seq 3 would fail to authenticate.
         let fresh = unprotect(&mut Context::new(&k), &sent[9]);
-        assert_eq!(fresh, Err(Error::Auth), "{suite:?}: ROC is part of the tag/nonce");
+        assert_eq!(
+            fresh,
+            Err(Error::Auth),
+            "{suite:?}: ROC is part of the tag/nonce"
+        );
     }
 }
 
@@ -137,5 +150,8 @@ fn checks_name_what_is_wrong_and_keys_never_print() {
     let json = serde_json::to_string(&keying(Suite::AesCm128HmacSha1_80)).unwrap();
     let back: Keying = serde_json::from_str(&json).unwrap();
     assert_eq!(back, keying(Suite::AesCm128HmacSha1_80));
-    assert!(json.contains(r#""suite":"AES_CM_128_HMAC_SHA1_80""#), "{json}");
+    assert!(
+        json.contains(r#""suite":"AES_CM_128_HMAC_SHA1_80""#),
+        "{json}"
+    );
 }

@@ -165,7 +165,10 @@ mod tests {
         assert!(srtp.check().is_ok());
         let json = serde_json::to_string(&srtp).unwrap();
         assert_eq!(serde_json::from_str::<StageSpec>(&json).unwrap(), srtp);
-        assert!(!format!("{srtp:?}").contains("AAECAw"), "the key never prints");
+        assert!(
+            !format!("{srtp:?}").contains("AAECAw"),
+            "the key never prints"
+        );
         let e = serde_json::from_str::<StageSpec>(r#"{"kind":"nul"}"#).unwrap_err();
         assert!(e.to_string().contains("unknown variant `nul`"), "{e}");
     }

@@ -42,7 +42,9 @@ pub struct Srtp {
 
 impl std::fmt::Debug for Srtp {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Srtp").field("drops", &self.drops).finish_non_exhaustive()
+        f.debug_struct("Srtp")
+            .field("drops", &self.drops)
+            .finish_non_exhaustive()
     }
 }
 
@@ -132,7 +134,9 @@ mod tests {
     #[test]
     fn rtp_and_rtcp_go_through_encrypt_then_decrypt_unchanged() {
         let (mut enc, mut dec) = (Srtp::new(&keying(1)), Srtp::new(&keying(1)));
-        let rtp = [0x80, 0, 0, 9, 0, 0, 1, 0, 0, 0, 0, 7, 0xd5, 0xd5, 0xd5, 0xd5];
+        let rtp = [
+            0x80, 0, 0, 9, 0, 0, 1, 0, 0, 0, 0, 7, 0xd5, 0xd5, 0xd5, 0xd5,
+        ];
         let rr = [0x81, 201, 0, 1, 0, 0, 0, 7];
         for plain in [&rtp[..], &rr[..]] {
             let mut buf = [0u8; 64];
@@ -160,6 +164,9 @@ mod tests {
         assert_eq!(kept, rtp, "the packet is left as it was");
         assert_eq!(dec.drops().auth, 1);
         assert_eq!(enc.drops().malformed, 1);
-        assert!(!format!("{enc:?}").contains("context"), "no key state printed");
+        assert!(
+            !format!("{enc:?}").contains("context"),
+            "no key state printed"
+        );
     }
 }
