@@ -41,6 +41,8 @@ pub struct Crypto {
     pub keys: Vec<KeyParam>,
     /// Session parameters (`UNENCRYPTED_SRTCP`, `KDR=1`, ...), as given.
     pub params: Vec<String>,
+    /// Keys are written with base64's `=` padding (read either way).
+    pub padded: bool,
 }
 
 /// Why an `a=crypto` value could not be read.
@@ -124,26 +126,25 @@ impl Crypto {
             suite: suite.to_string(),
             keys,
             params: f.map(str::to_string).collect(),
+            padded: ["=|", "= ", "=;"].iter().any(|p| value.contains(p)) || value.ends_with('='),
         })
     }
 
-    /// A line with one key and no parameters, as a relay writes its own.
-    pub fn new(tag: u32, suite: &str, key_salt: Vec<u8>) -> Crypto {
+    /// A line with one key and no session parameters, as a relay writes
+    /// its own.
+    pub fn new(tag: u32, suite: &str, key: KeyParam, padded: bool) -> Crypto {
         Crypto {
             tag,
             suite: suite.to_string(),
-            keys: vec![KeyParam {
-                key_salt,
-                lifetime: None,
-                mki: None,
-            }],
+            keys: vec![key],
             params: Vec::new(),
+            padded,
         }
     }
 }
 
 /// Writes the attribute value, keys in unpadded base64 as rtpengine does
-/// (both forms are read).
+/// unless `padded`.
 impl fmt::Display for Crypto {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} {} ", self.tag, self.suite)?;
@@ -151,7 +152,12 @@ impl fmt::Display for Crypto {
             if i > 0 {
                 f.write_str(";")?;
             }
-            write!(f, "inline:{}", STANDARD_NO_PAD.encode(&k.key_salt))?;
+            let engine = if self.padded {
+                &STANDARD
+            } else {
+                &STANDARD_NO_PAD
+            };
+            write!(f, "inline:{}", engine.encode(&k.key_salt))?;
             match k.lifetime {
                 Some(l) if l.is_power_of_two() => write!(f, "|2^{}", l.trailing_zeros())?,
                 Some(l) => write!(f, "|{l}")?,
@@ -206,7 +212,9 @@ mod tests {
         assert_eq!(c.keys.len(), 2);
         assert_eq!(c.keys[0].lifetime, Some(1000));
         assert_eq!(c.keys[1].mki, Some((2, 1)));
+        assert!(c.padded);
         assert_eq!(Crypto::parse(&c.to_string()).unwrap(), c);
+        assert!(c.to_string().contains("Hdw==|1000"), "{c}");
     }
 
     #[test]

@@ -1287,7 +1287,7 @@ fn transcrypt(
             sdes::offer(sections, m, secure, &o.sdes)
         }
         Role::Answer => {
-            sdes::answer(sections, m)?;
+            sdes::answer(sections, m, &o.sdes)?;
             let y_secure = is_secure(&ys.proto);
             let crypted = xs.srtp.tx.is_some() || ys.srtp.tx.is_some();
             if o.transport_protocol.is_none() && crypted && is_secure(m.proto()) != y_secure {

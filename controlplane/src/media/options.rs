@@ -52,6 +52,10 @@ pub struct Sdes {
     pub no: Vec<String>,
     /// `SDES-only-<suite>`: only these.
     pub only: Vec<String>,
+    /// `SDES-pad`: the relay's keys in padded base64.
+    pub pad: bool,
+    /// `SDES-lifetime`: the relay's keys carry the lifetime 2^31.
+    pub lifetime: bool,
 }
 
 impl Options {

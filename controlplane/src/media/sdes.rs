@@ -16,7 +16,7 @@
 use super::options::Sdes;
 use super::NgError;
 use tollgate_dataplane::srtp::{Keying, MasterKey, Mki, Suite};
-use tollgate_sip::sdes::Crypto;
+use tollgate_sip::sdes::{Crypto, KeyParam};
 use tollgate_sip::sdp::Media as SdpMedia;
 
 /// The suites the relay offers, in rtpengine's order (strongest first).
@@ -87,8 +87,8 @@ fn supported(m: &SdpMedia, o: &Sdes) -> Vec<(u32, Keying)> {
         .collect()
 }
 
-/// A fresh key for `suite`.
-fn fresh(suite: Suite) -> Result<Keying, NgError> {
+/// A fresh key for `suite` (with the lifetime 2^31 when `o` asks).
+fn fresh(suite: Suite, o: &Sdes) -> Result<Keying, NgError> {
     let mut bytes = [0u8; 46];
     let n = suite.key_len() + suite.salt_len();
     getrandom::getrandom(&mut bytes[..n])
@@ -97,12 +97,17 @@ fn fresh(suite: Suite) -> Result<Keying, NgError> {
         suite,
         key: MasterKey::new(&bytes[..n]).expect("46 bytes at most"),
         mki: None,
-        lifetime: None,
+        lifetime: o.lifetime.then_some(1 << 31),
     })
 }
 
-fn push_line(m: &mut SdpMedia, tag: u32, k: &Keying) {
-    let line = Crypto::new(tag, k.suite.name(), k.key.bytes().to_vec());
+fn push_line(m: &mut SdpMedia, tag: u32, k: &Keying, o: &Sdes) {
+    let key = KeyParam {
+        key_salt: k.key.bytes().to_vec(),
+        lifetime: k.lifetime,
+        mki: None,
+    };
+    let line = Crypto::new(tag, k.suite.name(), key, o.pad);
     m.push_attr(format!("crypto:{line}"));
 }
 
@@ -144,12 +149,12 @@ pub fn offer(
                 if !same {
                     s.to.offered = suites
                         .zip(1..)
-                        .map(|(suite, tag)| Ok((tag, fresh(suite)?)))
+                        .map(|(suite, tag)| Ok((tag, fresh(suite, o)?)))
                         .collect::<Result<_, NgError>>()?;
                 }
             }
             for (tag, k) in &s.to.offered {
-                push_line(m, *tag, k);
+                push_line(m, *tag, k, o);
             }
             *s.from = SideSrtp::default();
         }
@@ -164,7 +169,7 @@ pub fn offer(
 /// The answer `m` (from the answerer, `s.from`, rewritten for the offerer
 /// `s.to`): the answerer's pick among the relay's keys, or the relay's own
 /// pick among the offerer's, answered with a key of the relay's.
-pub fn answer(s: Sections, m: &mut SdpMedia) -> Result<(), NgError> {
+pub fn answer(s: Sections, m: &mut SdpMedia, o: &Sdes) -> Result<(), NgError> {
     if !s.from.offered.is_empty() {
         // The relay offered SRTP to the answerer.
         let picked =
@@ -188,10 +193,10 @@ pub fn answer(s: Sections, m: &mut SdpMedia) -> Result<(), NgError> {
         // The offerer offered SRTP; the answerer speaks plain RTP.
         let tx = match s.to.tx.filter(|t| t.suite == rx.suite) {
             Some(t) => t,
-            None => fresh(rx.suite)?,
+            None => fresh(rx.suite, o)?,
         };
         strip(m);
-        push_line(m, tag, &tx);
+        push_line(m, tag, &tx, o);
         s.to.remote.clear();
         (s.to.tx, s.to.rx, s.to.tag) = (Some(tx), Some(rx), Some(tag));
     }

@@ -250,8 +250,12 @@ fn flag(o: &mut Options, raw: &str) -> Result<(), OptError> {
 /// One `SDES` item (`off`, `no-<suite>`, `only-<suite>`), `raw` as sent
 /// (suite names keep their case).
 fn set_sdes(o: &mut Options, item: &str, raw: &str) -> Result<(), OptError> {
-    if item == "off" {
+    if matches!(item, "off" | "no" | "disable") {
         o.sdes.off = true;
+    } else if item == "pad" {
+        o.sdes.pad = true;
+    } else if item == "lifetime" {
+        o.sdes.lifetime = true;
     } else if let Some(s) = item.strip_prefix("no-") {
         o.sdes.no.push(raw[raw.len() - s.len()..].to_string());
     } else if let Some(s) = item.strip_prefix("only-") {
@@ -389,8 +393,8 @@ mod tests {
         )]))
         .unwrap_err();
         assert!(e.contains("DTLS-SRTP is not supported"), "{e}");
-        let e = parse(&req(vec![("flags", list(&["SDES-pad"]))])).unwrap_err();
-        assert!(e.contains("`SDES` \"pad\""), "{e}");
+        let e = parse(&req(vec![("flags", list(&["SDES-nonew"]))])).unwrap_err();
+        assert!(e.contains("`SDES` \"nonew\""), "{e}");
         let e = parse(&req(vec![("ICE", Value::str("sideways"))])).unwrap_err();
         assert!(e.contains("`ICE`: unknown value"), "{e}");
         let e = parse(&req(vec![("media address", Value::str("somewhere"))])).unwrap_err();
