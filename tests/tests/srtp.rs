@@ -309,3 +309,243 @@ fn afxdp_transcrypts_aes_cm_and_gcm() {
     transcrypts_through_the_data_plane(Kind::Afxdp, Suite::AesCm128HmacSha1_32);
     transcrypts_through_the_data_plane(Kind::Afxdp, Suite::AeadAes128Gcm);
 }
+
+use tollgate_ng::client::NgClient;
+use tollgate_ng::Value;
+use tollgate_sip::sdes::Crypto;
+use tollgate_sip::sdp::Sdp;
+use tollgate_tests::{peers, TempDir};
+
+const NG: &str = "127.0.0.1:22490";
+
+fn loopback(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+/// An SDP from 127.0.0.1:`port` in `proto` with `extra` lines.
+fn sdp(port: u16, proto: &str, extra: &str) -> String {
+    format!(
+        "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+         m=audio {port} {proto} 8\r\na=rtpmap:8 PCMA/8000\r\n{extra}"
+    )
+}
+
+fn ng_sdp(
+    ng: &mut NgClient,
+    command: &str,
+    call: &str,
+    sdp: String,
+    more: Vec<(&str, Value)>,
+) -> Sdp {
+    let mut params = vec![
+        ("call-id", Value::str(call)),
+        ("from-tag", Value::str("A")),
+        ("sdp", Value::str(&sdp)),
+    ];
+    if command == "answer" {
+        params.push(("to-tag", Value::str("B")));
+    }
+    params.extend(more);
+    let r = ng
+        .command(command, params)
+        .unwrap_or_else(|e| panic!("{command}: {e}"));
+    Sdp::parse(r.get("sdp").and_then(Value::as_str).expect("an SDP"))
+        .expect("the relay's SDP parses")
+}
+
+/// Protects (`seal`) or unprotects each packet with libsrtp, RTP or RTCP by
+/// its packet type.
+fn libsrtp_all(s: &mut Session, packets: Vec<Vec<u8>>, seal: bool) -> Vec<Vec<u8>> {
+    packets
+        .into_iter()
+        .map(|mut p| {
+            let rtcp = p[1] == 201;
+            match (seal, rtcp) {
+                (true, false) => s.protect(&mut p),
+                (true, true) => s.protect_rtcp(&mut p),
+                (false, false) => s.unprotect(&mut p),
+                (false, true) => s.unprotect_rtcp(&mut p),
+            }
+            .unwrap_or_else(|e| panic!("libsrtp: {e:?}"));
+            p
+        })
+        .collect()
+}
+
+/// RTP to `rtp`, RTCP to `rtp` + 1, from the matching sockets; what
+/// arrives on the far side's two sockets.
+fn both_ports(
+    from: [&UdpSocket; 2],
+    to: u16,
+    rtp: &[Vec<u8>],
+    rtcp: &[Vec<u8>],
+    at: [&UdpSocket; 2],
+) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
+    let media = exchange(from[0], loopback(to), rtp, at[0], rtp.len());
+    let control = exchange(from[1], loopback(to + 1), rtcp, at[1], rtcp.len());
+    (media, control)
+}
+
+/// A real `tollgate run` driven over NG: a plain caller and an SDES callee
+/// (the relay offers SRTP, the callee picks AEAD_AES_128_GCM), then an
+/// SDES caller (AES_CM_128_HMAC_SHA1_80, a key lifetime) and a plain callee;
+/// RTP and RTCP (on port + 1) both ways, the SRTP end done by libsrtp with
+/// the keys from the SDP, compared byte for byte with what was sent.
+#[test]
+fn ng_calls_transcrypt_between_sdes_and_plain_rtp() {
+    tollgate_tests::require_root();
+    let dir = TempDir::new("tgsrtp");
+    let (_tg, _) =
+        peers::tollgate_loopback(&dir.0, NG, (53000, 53099), &["--delete-delay", "0"], "");
+    let mut ng = NgClient::new(NG.parse().unwrap()).expect("NG client");
+    let lo = |port| UdpSocket::bind(loopback(port)).unwrap_or_else(|e| panic!("bind {port}: {e}"));
+    let a = [lo(53900), lo(53901)];
+    let b = [lo(53910), lo(53911)];
+    let (a, b) = ([&a[0], &a[1]], [&b[0], &b[1]]);
+    let rtp_out: Vec<Vec<u8>> = (100..130).map(|s| rtp(0xa11ce, s)).collect();
+    let rtcp_out: Vec<Vec<u8>> = (0..3).map(|n| rtcp(0xa11ce, n)).collect();
+
+    // Plain A, SDES B.
+    let savp = [("transport-protocol", Value::str("RTP/SAVP"))];
+    let to_b = ng_sdp(
+        &mut ng,
+        "offer",
+        "srtp1",
+        sdp(53900, "RTP/AVP", ""),
+        savp.to_vec(),
+    );
+    assert_eq!(to_b.media[0].proto(), "RTP/SAVP");
+    let ours = to_b.media[0]
+        .attrs("crypto")
+        .map(|v| Crypto::parse(v).unwrap())
+        .find(|c| c.suite == "AEAD_AES_128_GCM")
+        .expect("the relay offers AEAD_AES_128_GCM");
+    let b_key = key(Suite::AeadAes128Gcm, 0x5b);
+    let b_line = Crypto::new(
+        ours.tag,
+        &ours.suite,
+        tollgate_sip::sdes::KeyParam {
+            key_salt: b_key.clone(),
+            lifetime: None,
+            mki: None,
+        },
+        false,
+    );
+    let to_a = ng_sdp(
+        &mut ng,
+        "answer",
+        "srtp1",
+        sdp(53910, "RTP/SAVP", &format!("a=crypto:{b_line}\r\n")),
+        vec![],
+    );
+    assert_eq!(to_a.media[0].proto(), "RTP/AVP");
+    assert!(!to_a.media[0].has_attr("crypto"));
+    let (a_side, b_side) = (to_a.media[0].port(), to_b.media[0].port());
+    let (media, control) = both_ports(a, a_side, &rtp_out, &rtcp_out, b);
+    let mut open = Session::new(
+        Suite::AeadAes128Gcm,
+        &ours.keys[0].key_salt,
+        Direction::Inbound,
+    );
+    assert_eq!(
+        libsrtp_all(&mut open, media, false),
+        rtp_out,
+        "A's RTP reaches B encrypted"
+    );
+    assert_eq!(
+        libsrtp_all(&mut open, control, false),
+        rtcp_out,
+        "A's RTCP reaches B as SRTCP"
+    );
+    let mut seal = Session::new(Suite::AeadAes128Gcm, &b_key, Direction::Outbound);
+    let (rtp_in, rtcp_in) = (
+        libsrtp_all(&mut seal, rtp_out.clone(), true),
+        libsrtp_all(&mut seal, rtcp_out.clone(), true),
+    );
+    let (media, control) = both_ports(b, b_side, &rtp_in, &rtcp_in, a);
+    assert_eq!(
+        (media, control),
+        (rtp_out.clone(), rtcp_out.clone()),
+        "B's SRTP reaches A decrypted"
+    );
+    ng.command("delete", [("call-id", Value::str("srtp1"))])
+        .unwrap();
+
+    // SDES A (with a key lifetime), plain B.
+    let a_key = key(Suite::AesCm128HmacSha1_80, 0xa5);
+    let a_line = Crypto::new(
+        3,
+        "AES_CM_128_HMAC_SHA1_80",
+        tollgate_sip::sdes::KeyParam {
+            key_salt: a_key.clone(),
+            lifetime: Some(1 << 31),
+            mki: None,
+        },
+        false,
+    );
+    let avp = [("transport-protocol", Value::str("RTP/AVP"))];
+    let to_b = ng_sdp(
+        &mut ng,
+        "offer",
+        "srtp2",
+        sdp(53900, "RTP/SAVP", &format!("a=crypto:{a_line}\r\n")),
+        avp.to_vec(),
+    );
+    assert_eq!(to_b.media[0].proto(), "RTP/AVP");
+    let to_a = ng_sdp(
+        &mut ng,
+        "answer",
+        "srtp2",
+        sdp(53910, "RTP/AVP", ""),
+        vec![],
+    );
+    assert_eq!(to_a.media[0].proto(), "RTP/SAVP");
+    let lines: Vec<Crypto> = to_a.media[0]
+        .attrs("crypto")
+        .map(|v| Crypto::parse(v).unwrap())
+        .collect();
+    let [relay] = &lines[..] else {
+        panic!("one crypto line: {lines:?}")
+    };
+    assert_eq!(
+        (relay.tag, relay.suite.as_str()),
+        (3, "AES_CM_128_HMAC_SHA1_80")
+    );
+    let (a_side, b_side) = (to_a.media[0].port(), to_b.media[0].port());
+    let mut seal = Session::new(Suite::AesCm128HmacSha1_80, &a_key, Direction::Outbound);
+    let (rtp_in, rtcp_in) = (
+        libsrtp_all(&mut seal, rtp_out.clone(), true),
+        libsrtp_all(&mut seal, rtcp_out.clone(), true),
+    );
+    let (media, control) = both_ports(a, a_side, &rtp_in, &rtcp_in, b);
+    assert_eq!(
+        (media, control),
+        (rtp_out.clone(), rtcp_out.clone()),
+        "A's SRTP reaches B decrypted"
+    );
+    let (media, control) = both_ports(b, b_side, &rtp_out, &rtcp_out, a);
+    let mut open = Session::new(
+        Suite::AesCm128HmacSha1_80,
+        &relay.keys[0].key_salt,
+        Direction::Inbound,
+    );
+    assert_eq!(
+        libsrtp_all(&mut open, media, false),
+        rtp_out,
+        "B's RTP reaches A encrypted"
+    );
+    assert_eq!(libsrtp_all(&mut open, control, false), rtcp_out);
+    let q = ng
+        .command("query", [("call-id", Value::str("srtp2"))])
+        .unwrap();
+    let suite = q
+        .get("tags")
+        .and_then(|t| t.get("A"))
+        .and_then(|t| t.get("medias"))
+        .and_then(|m| m.as_list())
+        .and_then(|m| m[0].get("streams"))
+        .and_then(|s| s.as_list())
+        .and_then(|s| s[0].get("crypto suite"))
+        .and_then(Value::as_str);
+    assert_eq!(suite, Some("AES_CM_128_HMAC_SHA1_80"), "{q:?}");
+}
