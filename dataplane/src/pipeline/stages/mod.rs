@@ -12,7 +12,7 @@ mod srtp;
 pub use drop_every::DropEvery;
 pub use rtcp_demux::RtcpDemux;
 pub use silence::Silence;
-pub use srtp::{Srtp, SrtpDrops};
+pub use srtp::{Srtp, SrtpDropReason, SrtpDrops};
 
 use super::{Cx, Payload, Verdict};
 use crate::srtp::Keying;
@@ -109,8 +109,8 @@ impl Stage {
             Stage::DropEvery(s) => s.process(cx, p),
             Stage::RtcpDemux(s) => s.process(p),
             Stage::Silence(_) => Verdict::Drop(super::DropReason::Consumed),
-            Stage::SrtpDecrypt(s) => s.decrypt(p),
-            Stage::SrtpEncrypt(s) => s.encrypt(p),
+            Stage::SrtpDecrypt(s) => s.decrypt(cx, p),
+            Stage::SrtpEncrypt(s) => s.encrypt(cx, p),
         }
     }
 

@@ -5,12 +5,28 @@
 //! RTCP is told from RTP by its packet type (RFC 5761), so one stage serves
 //! a muxed port, the RTCP port (+ 1) and RTCP split off by `rtcp_demux`.
 //! A packet that fails (authentication, replay, a spent key, no room for
-//! the tag) is dropped and counted by reason; the keys live in the
+//! the tag) is dropped and counted by reason, and reported as an event at
+//! the 1st, 2nd, 4th, 8th, ... drop of each reason; the keys live in the
 //! [`Context`] and never print.
 
 use super::rtcp_demux::is_rtcp;
-use crate::pipeline::{DropReason, Payload, Verdict};
+use crate::pipeline::{Cx, DropReason, EventKind, Payload, Verdict};
 use crate::srtp::{Context, Error, Keying};
+use serde::{Deserialize, Serialize};
+
+/// Why a transcrypt stage dropped a packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SrtpDropReason {
+    /// The tag did not verify, or the MKI is not the key's.
+    Auth,
+    /// Seen before, or older than the replay window.
+    Replayed,
+    /// Too short, not version 2, or no room for the trailer.
+    Malformed,
+    /// The key's lifetime is used up.
+    Expired,
+}
 
 /// Why a transcrypt stage dropped packets, counted per flow.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -22,14 +38,19 @@ pub struct SrtpDrops {
 }
 
 impl SrtpDrops {
-    fn count(&mut self, e: Error) -> Verdict {
-        let n = match e {
-            Error::Auth | Error::Mki => &mut self.auth,
-            Error::Replayed | Error::TooOld => &mut self.replayed,
-            Error::TooShort | Error::NotVersion2 | Error::NoRoom => &mut self.malformed,
-            Error::KeyExpired => &mut self.expired,
+    fn count(&mut self, cx: &mut Cx, e: Error) -> Verdict {
+        let (reason, n) = match e {
+            Error::Auth | Error::Mki => (SrtpDropReason::Auth, &mut self.auth),
+            Error::Replayed | Error::TooOld => (SrtpDropReason::Replayed, &mut self.replayed),
+            Error::TooShort | Error::NotVersion2 | Error::NoRoom => {
+                (SrtpDropReason::Malformed, &mut self.malformed)
+            }
+            Error::KeyExpired => (SrtpDropReason::Expired, &mut self.expired),
         };
         *n += 1;
+        if n.is_power_of_two() {
+            cx.report(EventKind::SrtpDrop { reason, count: *n });
+        }
         Verdict::Drop(DropReason::Stage)
     }
 }
@@ -61,7 +82,7 @@ impl Srtp {
     }
 
     /// SRTP or SRTCP in, RTP or RTCP out.
-    pub fn decrypt(&mut self, p: &mut Payload) -> Verdict {
+    pub fn decrypt(&mut self, cx: &mut Cx, p: &mut Payload) -> Verdict {
         let rtcp = is_rtcp(p.bytes());
         let buf = p.bytes_mut();
         let r = if rtcp {
@@ -75,12 +96,12 @@ impl Srtp {
                 let _ = p.set_len(len);
                 Verdict::Forward
             }
-            Err(e) => self.drops.count(e),
+            Err(e) => self.drops.count(cx, e),
         }
     }
 
     /// RTP or RTCP in, SRTP or SRTCP out, the trailer in the room after it.
-    pub fn encrypt(&mut self, p: &mut Payload) -> Verdict {
+    pub fn encrypt(&mut self, cx: &mut Cx, p: &mut Payload) -> Verdict {
         let len = p.len();
         let rtcp = is_rtcp(p.bytes());
         let overhead = if rtcp {
@@ -89,7 +110,7 @@ impl Srtp {
             self.context.rtp_overhead()
         };
         if p.set_len(len + overhead).is_err() {
-            return self.drops.count(Error::NoRoom);
+            return self.drops.count(cx, Error::NoRoom);
         }
         let buf = p.bytes_mut();
         let r = if rtcp {
@@ -101,7 +122,7 @@ impl Srtp {
             Ok(_) => Verdict::Forward,
             Err(e) => {
                 let _ = p.set_len(len);
-                self.drops.count(e)
+                self.drops.count(cx, e)
             }
         }
     }
@@ -122,11 +143,19 @@ mod tests {
     }
 
     fn through(stage: &mut Srtp, encrypt: bool, buf: &mut [u8], len: usize) -> (Verdict, Vec<u8>) {
+        let (tx, _rx) = crossbeam_channel::bounded(8);
+        let mut lost = 0;
+        let mut cx = Cx {
+            now_ns: 0,
+            local: "127.0.0.1:1".parse().unwrap(),
+            events: &tx,
+            lost: &mut lost,
+        };
         let mut p = Payload::new(buf, len);
         let v = if encrypt {
-            stage.encrypt(&mut p)
+            stage.encrypt(&mut cx, &mut p)
         } else {
-            stage.decrypt(&mut p)
+            stage.decrypt(&mut cx, &mut p)
         };
         (v, p.bytes().to_vec())
     }
