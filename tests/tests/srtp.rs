@@ -228,19 +228,7 @@ fn transcrypts_through_the_data_plane(kind: Kind, suite: Suite) {
         .chain((0..4).map(|n| rtcp(0xca11e4, n)))
         .collect();
     let mut sealer = Session::new(suite, &ka, Direction::Outbound);
-    let sealed: Vec<Vec<u8>> = plain
-        .iter()
-        .map(|p| {
-            let mut s = p.clone();
-            if p[1] == 201 {
-                sealer.protect_rtcp(&mut s)
-            } else {
-                sealer.protect(&mut s)
-            }
-            .unwrap();
-            s
-        })
-        .collect();
+    let sealed = libsrtp_all(&mut sealer, plain.clone(), true);
     let mut forged = sealed[3].clone();
     forged[20] ^= 0x40;
     let mut sent = sealed.clone();
@@ -263,18 +251,7 @@ fn transcrypts_through_the_data_plane(kind: Kind, suite: Suite) {
     // Callee -> caller: encrypted by the relay with KR.
     let got = exchange(&callee, in_b, &plain, &caller, plain.len());
     let mut opener = Session::new(suite, &kr, Direction::Inbound);
-    let opened: Vec<Vec<u8>> = got
-        .into_iter()
-        .map(|mut p| {
-            if p[1] == 201 {
-                opener.unprotect_rtcp(&mut p)
-            } else {
-                opener.unprotect(&mut p)
-            }
-            .unwrap_or_else(|e| panic!("{suite:?}: libsrtp refused the relay's packet: {e:?}"));
-            p
-        })
-        .collect();
+    let opened = libsrtp_all(&mut opener, got, false);
     assert_eq!(
         opened, plain,
         "{suite:?}: the caller decrypts what the callee sent"
@@ -283,18 +260,7 @@ fn transcrypts_through_the_data_plane(kind: Kind, suite: Suite) {
     // SRTP in with KA, SRTP out with KB.
     let got = exchange(&caller, in_b2, &sealed, &callee2, plain.len());
     let mut opener = Session::new(suite, &kb, Direction::Inbound);
-    let opened: Vec<Vec<u8>> = got
-        .into_iter()
-        .map(|mut p| {
-            if p[1] == 201 {
-                opener.unprotect_rtcp(&mut p)
-            } else {
-                opener.unprotect(&mut p)
-            }
-            .unwrap();
-            p
-        })
-        .collect();
+    let opened = libsrtp_all(&mut opener, got, false);
     assert_eq!(opened, plain, "{suite:?}: re-keyed from KA to KB");
 }
 
@@ -312,7 +278,7 @@ fn afxdp_transcrypts_aes_cm_and_gcm() {
 
 use tollgate_ng::client::NgClient;
 use tollgate_ng::Value;
-use tollgate_sip::sdes::Crypto;
+use tollgate_sip::sdes::{Crypto, KeyParam};
 use tollgate_sip::sdp::Sdp;
 use tollgate_tests::{peers, TempDir};
 
@@ -372,18 +338,70 @@ fn libsrtp_all(s: &mut Session, packets: Vec<Vec<u8>>, seal: bool) -> Vec<Vec<u8
         .collect()
 }
 
-/// RTP to `rtp`, RTCP to `rtp` + 1, from the matching sockets; what
-/// arrives on the far side's two sockets.
-fn both_ports(
-    from: [&UdpSocket; 2],
-    to: u16,
-    rtp: &[Vec<u8>],
-    rtcp: &[Vec<u8>],
-    at: [&UdpSocket; 2],
-) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
-    let media = exchange(from[0], loopback(to), rtp, at[0], rtp.len());
-    let control = exchange(from[1], loopback(to + 1), rtcp, at[1], rtcp.len());
-    (media, control)
+/// The two sockets (RTP, RTCP on port + 1) of one end of a call.
+type Ends<'a> = [&'a UdpSocket; 2];
+
+/// RTP to `port`, RTCP to `port` + 1, from the matching sockets of `from`;
+/// what arrives at `at`'s two sockets.
+fn both_ports(from: Ends, port: u16, packets: &[Vec<u8>], at: Ends) -> Vec<Vec<u8>> {
+    let (rtp, rtcp): (Vec<Vec<u8>>, Vec<Vec<u8>>) =
+        packets.iter().cloned().partition(|p| p[1] != 201);
+    let mut got = exchange(from[0], loopback(port), &rtp, at[0], rtp.len());
+    got.extend(exchange(
+        from[1],
+        loopback(port + 1),
+        &rtcp,
+        at[1],
+        rtcp.len(),
+    ));
+    got
+}
+
+/// One transcrypted call, checked both ways: `plain` (its relay port
+/// `plain.1`) sends `packets` and the SRTP end `srtp` receives them
+/// encrypted with `relay_key`; `srtp` sends them encrypted with `peer_key`
+/// to its relay port `srtp.1` and `plain` receives them as sent.
+fn check_call(
+    plain: (Ends, u16),
+    srtp: (Ends, u16),
+    suite: Suite,
+    relay_key: &[u8],
+    peer_key: &[u8],
+    packets: &[Vec<u8>],
+) {
+    let got = both_ports(plain.0, plain.1, packets, srtp.0);
+    let mut open = Session::new(suite, relay_key, Direction::Inbound);
+    assert_eq!(
+        libsrtp_all(&mut open, got, false),
+        packets,
+        "{suite:?}: the plain end's media reaches the SRTP end encrypted"
+    );
+    let mut seal = Session::new(suite, peer_key, Direction::Outbound);
+    let sealed = libsrtp_all(&mut seal, packets.to_vec(), true);
+    let got = both_ports(srtp.0, srtp.1, &sealed, plain.0);
+    assert_eq!(
+        got, packets,
+        "{suite:?}: the SRTP end's media reaches the plain end decrypted"
+    );
+}
+
+fn crypto_lines(s: &Sdp) -> Vec<Crypto> {
+    s.media[0]
+        .attrs("crypto")
+        .map(|v| Crypto::parse(v).unwrap())
+        .collect()
+}
+
+fn line(tag: u32, suite: Suite, key_salt: &[u8], lifetime: Option<u64>) -> String {
+    let key = KeyParam {
+        key_salt: key_salt.to_vec(),
+        lifetime,
+        mki: None,
+    };
+    format!(
+        "a=crypto:{}\r\n",
+        Crypto::new(tag, suite.name(), key, false)
+    )
 }
 
 /// A real `tollgate run` driven over NG: a plain caller and an SDES callee
@@ -399,97 +417,54 @@ fn ng_calls_transcrypt_between_sdes_and_plain_rtp() {
         peers::tollgate_loopback(&dir.0, NG, (53000, 53099), &["--delete-delay", "0"], "");
     let mut ng = NgClient::new(NG.parse().unwrap()).expect("NG client");
     let lo = |port| UdpSocket::bind(loopback(port)).unwrap_or_else(|e| panic!("bind {port}: {e}"));
-    let a = [lo(53900), lo(53901)];
-    let b = [lo(53910), lo(53911)];
+    let (a, b) = ([lo(53900), lo(53901)], [lo(53910), lo(53911)]);
     let (a, b) = ([&a[0], &a[1]], [&b[0], &b[1]]);
-    let rtp_out: Vec<Vec<u8>> = (100..130).map(|s| rtp(0xa11ce, s)).collect();
-    let rtcp_out: Vec<Vec<u8>> = (0..3).map(|n| rtcp(0xa11ce, n)).collect();
+    let packets: Vec<Vec<u8>> = (100..130)
+        .map(|s| rtp(0xa11ce, s))
+        .chain((0..3).map(|n| rtcp(0xa11ce, n)))
+        .collect();
 
-    // Plain A, SDES B.
-    let savp = [("transport-protocol", Value::str("RTP/SAVP"))];
-    let to_b = ng_sdp(
-        &mut ng,
-        "offer",
-        "srtp1",
-        sdp(53900, "RTP/AVP", ""),
-        savp.to_vec(),
-    );
+    // Plain A, SDES B: B picks the relay's AEAD_AES_128_GCM line.
+    let savp = vec![("transport-protocol", Value::str("RTP/SAVP"))];
+    let to_b = ng_sdp(&mut ng, "offer", "srtp1", sdp(53900, "RTP/AVP", ""), savp);
     assert_eq!(to_b.media[0].proto(), "RTP/SAVP");
-    let ours = to_b.media[0]
-        .attrs("crypto")
-        .map(|v| Crypto::parse(v).unwrap())
-        .find(|c| c.suite == "AEAD_AES_128_GCM")
+    let gcm = Suite::AeadAes128Gcm;
+    let ours = crypto_lines(&to_b)
+        .into_iter()
+        .find(|c| c.suite == gcm.name())
         .expect("the relay offers AEAD_AES_128_GCM");
-    let b_key = key(Suite::AeadAes128Gcm, 0x5b);
-    let b_line = Crypto::new(
-        ours.tag,
-        &ours.suite,
-        tollgate_sip::sdes::KeyParam {
-            key_salt: b_key.clone(),
-            lifetime: None,
-            mki: None,
-        },
-        false,
-    );
+    let b_key = key(gcm, 0x5b);
     let to_a = ng_sdp(
         &mut ng,
         "answer",
         "srtp1",
-        sdp(53910, "RTP/SAVP", &format!("a=crypto:{b_line}\r\n")),
+        sdp(53910, "RTP/SAVP", &line(ours.tag, gcm, &b_key, None)),
         vec![],
     );
     assert_eq!(to_a.media[0].proto(), "RTP/AVP");
-    assert!(!to_a.media[0].has_attr("crypto"));
-    let (a_side, b_side) = (to_a.media[0].port(), to_b.media[0].port());
-    let (media, control) = both_ports(a, a_side, &rtp_out, &rtcp_out, b);
-    let mut open = Session::new(
-        Suite::AeadAes128Gcm,
+    assert!(crypto_lines(&to_a).is_empty());
+    let ports = (to_a.media[0].port(), to_b.media[0].port());
+    check_call(
+        (a, ports.0),
+        (b, ports.1),
+        gcm,
         &ours.keys[0].key_salt,
-        Direction::Inbound,
-    );
-    assert_eq!(
-        libsrtp_all(&mut open, media, false),
-        rtp_out,
-        "A's RTP reaches B encrypted"
-    );
-    assert_eq!(
-        libsrtp_all(&mut open, control, false),
-        rtcp_out,
-        "A's RTCP reaches B as SRTCP"
-    );
-    let mut seal = Session::new(Suite::AeadAes128Gcm, &b_key, Direction::Outbound);
-    let (rtp_in, rtcp_in) = (
-        libsrtp_all(&mut seal, rtp_out.clone(), true),
-        libsrtp_all(&mut seal, rtcp_out.clone(), true),
-    );
-    let (media, control) = both_ports(b, b_side, &rtp_in, &rtcp_in, a);
-    assert_eq!(
-        (media, control),
-        (rtp_out.clone(), rtcp_out.clone()),
-        "B's SRTP reaches A decrypted"
+        &b_key,
+        &packets,
     );
     ng.command("delete", [("call-id", Value::str("srtp1"))])
         .unwrap();
 
-    // SDES A (with a key lifetime), plain B.
-    let a_key = key(Suite::AesCm128HmacSha1_80, 0xa5);
-    let a_line = Crypto::new(
-        3,
-        "AES_CM_128_HMAC_SHA1_80",
-        tollgate_sip::sdes::KeyParam {
-            key_salt: a_key.clone(),
-            lifetime: Some(1 << 31),
-            mki: None,
-        },
-        false,
-    );
-    let avp = [("transport-protocol", Value::str("RTP/AVP"))];
+    // SDES A (with a key lifetime), plain B: the relay answers A's tag 3.
+    let cm = Suite::AesCm128HmacSha1_80;
+    let a_key = key(cm, 0xa5);
+    let avp = vec![("transport-protocol", Value::str("RTP/AVP"))];
     let to_b = ng_sdp(
         &mut ng,
         "offer",
         "srtp2",
-        sdp(53900, "RTP/SAVP", &format!("a=crypto:{a_line}\r\n")),
-        avp.to_vec(),
+        sdp(53900, "RTP/SAVP", &line(3, cm, &a_key, Some(1 << 31))),
+        avp,
     );
     assert_eq!(to_b.media[0].proto(), "RTP/AVP");
     let to_a = ng_sdp(
@@ -500,52 +475,34 @@ fn ng_calls_transcrypt_between_sdes_and_plain_rtp() {
         vec![],
     );
     assert_eq!(to_a.media[0].proto(), "RTP/SAVP");
-    let lines: Vec<Crypto> = to_a.media[0]
-        .attrs("crypto")
-        .map(|v| Crypto::parse(v).unwrap())
-        .collect();
+    let lines = crypto_lines(&to_a);
     let [relay] = &lines[..] else {
         panic!("one crypto line: {lines:?}")
     };
-    assert_eq!(
-        (relay.tag, relay.suite.as_str()),
-        (3, "AES_CM_128_HMAC_SHA1_80")
-    );
-    let (a_side, b_side) = (to_a.media[0].port(), to_b.media[0].port());
-    let mut seal = Session::new(Suite::AesCm128HmacSha1_80, &a_key, Direction::Outbound);
-    let (rtp_in, rtcp_in) = (
-        libsrtp_all(&mut seal, rtp_out.clone(), true),
-        libsrtp_all(&mut seal, rtcp_out.clone(), true),
-    );
-    let (media, control) = both_ports(a, a_side, &rtp_in, &rtcp_in, b);
-    assert_eq!(
-        (media, control),
-        (rtp_out.clone(), rtcp_out.clone()),
-        "A's SRTP reaches B decrypted"
-    );
-    let (media, control) = both_ports(b, b_side, &rtp_out, &rtcp_out, a);
-    let mut open = Session::new(
-        Suite::AesCm128HmacSha1_80,
+    assert_eq!((relay.tag, relay.suite.as_str()), (3, cm.name()));
+    let ports = (to_a.media[0].port(), to_b.media[0].port());
+    check_call(
+        (b, ports.1),
+        (a, ports.0),
+        cm,
         &relay.keys[0].key_salt,
-        Direction::Inbound,
+        &a_key,
+        &packets,
     );
-    assert_eq!(
-        libsrtp_all(&mut open, media, false),
-        rtp_out,
-        "B's RTP reaches A encrypted"
-    );
-    assert_eq!(libsrtp_all(&mut open, control, false), rtcp_out);
     let q = ng
         .command("query", [("call-id", Value::str("srtp2"))])
         .unwrap();
-    let suite = q
+    let stream = q
         .get("tags")
         .and_then(|t| t.get("A"))
         .and_then(|t| t.get("medias"))
-        .and_then(|m| m.as_list())
+        .and_then(Value::as_list)
         .and_then(|m| m[0].get("streams"))
-        .and_then(|s| s.as_list())
-        .and_then(|s| s[0].get("crypto suite"))
+        .and_then(Value::as_list)
+        .map(|s| s[0].clone());
+    let suite = stream
+        .as_ref()
+        .and_then(|s| s.get("crypto suite"))
         .and_then(Value::as_str);
-    assert_eq!(suite, Some("AES_CM_128_HMAC_SHA1_80"), "{q:?}");
+    assert_eq!(suite, Some(cm.name()), "{q:?}");
 }

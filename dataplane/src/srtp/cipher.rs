@@ -5,7 +5,7 @@
 
 use super::{Error, MasterKey, Suite};
 use aes::cipher::{KeyInit, KeyIvInit, StreamCipher};
-use aes::{Aes128, Aes256};
+use aes::{Aes128, Aes128Enc, Aes256, Aes256Enc};
 use aes_gcm::aead::AeadInPlace;
 use aes_gcm::{Aes128Gcm, Aes256Gcm};
 use hmac::{Hmac, Mac};
@@ -37,18 +37,22 @@ pub fn derive(master_key: &[u8], master_salt: &[u8], label: Label, out: &mut [u8
     }
 }
 
-/// AES-128 or AES-256 with its key schedule expanded once.
+/// AES-128 or AES-256 with its (encryption) key schedule expanded once.
+/// The variants' sizes differ by AES-256's longer schedule; a few hundred
+/// bytes per session key (the stage holding it is boxed once) are worth
+/// not chasing a pointer per packet.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone)]
 enum Aes {
-    A128(Aes128),
-    A256(Aes256),
+    A128(Aes128Enc),
+    A256(Aes256Enc),
 }
 
 impl Aes {
     fn new(key: &[u8]) -> Aes {
         match key.len() {
-            16 => Aes::A128(Aes128::new(key.into())),
-            _ => Aes::A256(Aes256::new(key.into())),
+            16 => Aes::A128(Aes128Enc::new(key.into())),
+            _ => Aes::A256(Aes256Enc::new(key.into())),
         }
     }
 
@@ -84,9 +88,10 @@ pub struct GcmKeys {
     salt: [u8; 12],
 }
 
+#[allow(clippy::large_enum_variant)] // as for `Aes`
 enum Gcm {
-    A128(Box<Aes128Gcm>),
-    A256(Box<Aes256Gcm>),
+    A128(Aes128Gcm),
+    A256(Aes256Gcm),
 }
 
 /// One of SRTP's or SRTCP's session keys, for either transform.
@@ -117,8 +122,8 @@ impl SessionKeys {
             let mut salt = [0u8; 12];
             derive(mk, ms, ls, &mut salt);
             let aead = match cipher_key.len() {
-                16 => Gcm::A128(Box::new(Aes128Gcm::new((&*cipher_key).into()))),
-                _ => Gcm::A256(Box::new(Aes256Gcm::new((&*cipher_key).into()))),
+                16 => Gcm::A128(Aes128Gcm::new((&*cipher_key).into())),
+                _ => Gcm::A256(Aes256Gcm::new((&*cipher_key).into())),
             };
             return SessionKeys::Gcm(GcmKeys { aead, salt });
         }
