@@ -1,6 +1,6 @@
 //! What the B2BUA reads from SIP messages and carries between the legs:
 //! SDP bodies, session-timer headers, the users in URIs, and the media
-//! options for the SDP it rewrites.
+//! options for the SDP it rewrites (with a route's SRTP profile).
 
 use super::*;
 
@@ -13,6 +13,17 @@ pub(super) fn media_options(from: std::net::IpAddr) -> Options {
         replace_session_connection: true,
         ..Options::default()
     }
+}
+
+/// The profile a route's `srtp` gives the offer towards its target: the
+/// offer's own (its first section's), secure or plain.
+pub(super) fn transport_towards(offer: &str, srtp: RouteSrtp) -> Option<String> {
+    let sdp = tollgate_sip::sdp::Sdp::parse(offer).ok()?;
+    let proto = sdp.media.first()?.proto();
+    Some(tollgate_sip::sdes::with_srtp(
+        proto,
+        srtp == RouteSrtp::Sdes,
+    ))
 }
 
 /// RFC 4028 headers a B2BUA carries from one leg to the other.

@@ -1277,24 +1277,38 @@ fn transcrypt(
     o: &Options,
     role: Role,
 ) -> Result<(), NgError> {
-    let sections = sdes::Sections {
-        from: &mut xs.srtp,
-        to: &mut ys.srtp,
-    };
     match role {
         Role::Offer => {
+            // A re-offer (a re-INVITE) without `transport protocol` keeps
+            // an established transcrypt.
+            let established = xs.srtp.rx.is_some() || ys.srtp.tx.is_some();
+            own_profile(m, &ys.proto, o, established);
             let secure = (is_secure(&xs.proto), is_secure(m.proto()));
+            let sections = sdes::Sections {
+                from: &mut xs.srtp,
+                to: &mut ys.srtp,
+            };
             sdes::offer(sections, m, secure, &o.sdes)
         }
         Role::Answer => {
+            let sections = sdes::Sections {
+                from: &mut xs.srtp,
+                to: &mut ys.srtp,
+            };
             sdes::answer(sections, m, &o.sdes)?;
-            let y_secure = is_secure(&ys.proto);
             let crypted = xs.srtp.tx.is_some() || ys.srtp.tx.is_some();
-            if o.transport_protocol.is_none() && crypted && is_secure(m.proto()) != y_secure {
-                m.set_proto(&with_srtp(m.proto(), y_secure));
-            }
+            own_profile(m, &ys.proto, o, crypted);
             Ok(())
         }
+    }
+}
+
+/// Gives y its own profile (`y_proto`'s SRTP or plain form) when the relay
+/// transcrypts and the request names no `transport protocol`.
+fn own_profile(m: &mut SdpMedia, y_proto: &str, o: &Options, transcrypting: bool) {
+    let y_secure = is_secure(y_proto);
+    if o.transport_protocol.is_none() && transcrypting && is_secure(m.proto()) != y_secure {
+        m.set_proto(&with_srtp(m.proto(), y_secure));
     }
 }
 

@@ -344,10 +344,12 @@ mod tests {
             };
             assert_eq!(k.key.bytes(), &b_key[..]);
         }
-        // A re-offer keeps the leg's key and tag.
+        // A re-offer keeps the leg's profile, key and tag, even without
+        // `transport protocol` (a re-INVITE through the B2BUA).
         let again = c
-            .offer(&sdp("192.0.2.10", 7000, "RTP/AVP", ""), &to_savp())
+            .offer(&sdp("192.0.2.10", 7000, "RTP/AVP", ""), &Options::default())
             .unwrap();
+        assert_eq!(again.media[0].proto(), "RTP/SAVP");
         let lines_again = crypto(&again);
         assert_eq!(lines_again.len(), 1);
         assert_eq!(
