@@ -1,9 +1,12 @@
 //! SDES-SRTP against an independent implementation, libsrtp 2.5 (Debian's
 //! libsrtp2, `tollgate_tests::libsrtp`): Tollgate's SRTP contexts agree
 //! with it packet for packet in both directions for every suite, RTP and
-//! RTCP, across a sequence-number wrap; and SRTP through a real data plane
+//! RTCP, across a sequence-number wrap; SRTP through a real data plane
 //! (socket backend, and XDP whose pipeline flows go to AF_XDP workers)
-//! comes out as the RTP that was sent, byte for byte, and the reverse.
+//! comes out as the RTP that was sent, byte for byte, and the reverse; a
+//! real `tollgate run` does the same for calls set up over NG; and real
+//! baresips, one with SRTP mandatory, talk through the B2BUA (sox checks
+//! the tone each hears).
 
 use tollgate_dataplane::srtp::{Context, Keying, MasterKey, Suite};
 use tollgate_tests::libsrtp::{Direction, Session};
@@ -505,4 +508,180 @@ fn ng_calls_transcrypt_between_sdes_and_plain_rtp() {
         .and_then(|s| s.get("crypto suite"))
         .and_then(Value::as_str);
     assert_eq!(suite, Some(cm.name()), "{q:?}");
+}
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+/// A baresip user agent's config directory under `dir`: SIP on `sip`, RTP
+/// from `rtp`, a 440 Hz tone as its microphone (`tone`), what it hears
+/// dumped as WAV by `sndfile`, and one account (`account` parameters:
+/// `mediaenc=srtp-mand` for mandatory SDES-SRTP, auto answer for a callee).
+fn baresip_dir(
+    dir: &Path,
+    name: &str,
+    sip: u16,
+    rtp: u16,
+    user: &str,
+    account: &str,
+) -> std::path::PathBuf {
+    let d = dir.join(name);
+    std::fs::create_dir_all(&d).unwrap();
+    let tone = dir.join("tone.wav");
+    let config = format!(
+        "module_path /usr/lib/baresip/modules\nmodule g711.so\nmodule aufile.so\nmodule sndfile.so\n\
+         module srtp.so\nmodule menu.so\nmodule account.so\nsip_listen 127.0.0.1:{sip}\n\
+         rtp_ports {rtp}-{}\naudio_source aufile,{}\naudio_player aufile,/dev/null\n\
+         audio_alert aufile,/dev/null\nsnd_path {}\n",
+        rtp + 9,
+        tone.display(),
+        d.display()
+    );
+    std::fs::write(d.join("config"), config).unwrap();
+    let acc = format!("<sip:{user}@127.0.0.1:{sip}>;regint=0;audio_codecs=PCMU{account}\n");
+    std::fs::write(d.join("accounts"), acc).unwrap();
+    d
+}
+
+/// Runs baresip on config `d` for `secs` (plus `dial`, a URI to call),
+/// its output in `d`/baresip.log.
+fn baresip(d: &Path, secs: u32, dial: Option<&str>) -> std::process::Child {
+    let mut cmd = Command::new("baresip");
+    cmd.arg("-f").arg(d).arg("-t").arg(secs.to_string());
+    if let Some(uri) = dial {
+        cmd.arg("-e").arg(format!("/dial {uri}"));
+    }
+    let log = std::fs::File::create(d.join("baresip.log")).unwrap();
+    cmd.current_dir(d)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .expect("start baresip")
+}
+
+/// Waits (at most 30 s) for `c` to exit.
+fn finish(c: &mut std::process::Child) {
+    let end = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < end {
+        if c.try_wait().expect("wait").is_some() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = c.kill();
+    panic!("baresip did not stop");
+}
+
+/// sox's rough frequency and RMS amplitude of what `d`'s baresip heard.
+fn heard(d: &Path) -> (f64, f64) {
+    let dec = std::fs::read_dir(d)
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| p.to_string_lossy().ends_with("-dec.wav"))
+        .unwrap_or_else(|| panic!("{} dumped no received audio", d.display()));
+    let out = Command::new("sox")
+        .arg(&dec)
+        .args(["-n", "stat"])
+        .output()
+        .expect("run sox");
+    let text = String::from_utf8_lossy(&out.stderr);
+    let field = |name: &str| -> f64 {
+        let line = text
+            .lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_else(|| panic!("sox stat: {text}"));
+        line.rsplit(' ').next().unwrap().trim().parse().unwrap()
+    };
+    (field("Rough   frequency"), field("RMS     amplitude"))
+}
+
+/// A call through Tollgate's B2BUA between two real baresips, one of them
+/// with SDES-SRTP mandatory (`srtp_caller`: the caller, else the callee),
+/// the route's `srtp` making the other leg plain or SRTP. Each end plays a
+/// 440 Hz tone and must hear the other's (sox), and the SRTP end's baresip
+/// must say it ran SRTP.
+fn baresip_call(base: u16, srtp_caller: bool) {
+    tollgate_tests::require_root();
+    for tool in ["baresip", "sox"] {
+        peers::require(tool);
+    }
+    let dir = TempDir::new("tgsrtpbs");
+    let tone = dir.0.join("tone.wav");
+    let sox = Command::new("sox")
+        .args(["-n", "-r", "8000", "-c", "1", "-b", "16"])
+        .arg(&tone)
+        .args(["synth", "4", "sine", "440", "vol", "0.5"])
+        .status()
+        .expect("run sox");
+    assert!(sox.success(), "sox made no tone");
+    // baresip takes its SIP port and the next (TLS).
+    let (sip, callee_sip, caller_sip) = (base, base + 2, base + 4);
+    let route = if srtp_caller { "off" } else { "sdes" };
+    let relay = 53200 + (base - 50930) * 10;
+    let sections = format!(
+        "[dataplane]\nbackend = \"socket\"\ncontrol_socket = \"{}\"\n\
+         [sip]\nlisten = \"127.0.0.1:{sip}\"\n\
+         [[sip.routes]]\nmatch = \"6000\"\ntarget = \"sip:6000@127.0.0.1:{callee_sip}\"\nsrtp = \"{route}\"\n",
+        dir.0.join("dp.sock").display()
+    );
+    let ng = format!("127.0.0.1:{}", 22491 + (base - 50930) / 10);
+    let (min, max) = (relay.to_string(), (relay + 99).to_string());
+    let args = [
+        "--interface",
+        "127.0.0.1",
+        "--listen-ng",
+        &ng,
+        "--port-min",
+        &min,
+        "--port-max",
+        &max,
+    ];
+    let _tg = peers::tollgate_run(None, &dir.0, &sections, &args, ng.parse().unwrap());
+    let mand = ";mediaenc=srtp-mand";
+    let rtp = 53900 + (base - 50930) * 4;
+    let (caller_enc, callee_enc) = if srtp_caller { (mand, "") } else { ("", mand) };
+    let callee_dir = baresip_dir(
+        &dir.0,
+        "callee",
+        callee_sip,
+        rtp + 20,
+        "6000",
+        &format!(";answermode=auto{callee_enc}"),
+    );
+    let caller_dir = baresip_dir(&dir.0, "caller", caller_sip, rtp + 40, "alice", caller_enc);
+    let mut callee = baresip(&callee_dir, 12, None);
+    std::thread::sleep(Duration::from_millis(500));
+    let mut caller = baresip(&caller_dir, 8, Some(&format!("sip:6000@127.0.0.1:{sip}")));
+    finish(&mut caller);
+    finish(&mut callee);
+    let srtp_dir = if srtp_caller {
+        &caller_dir
+    } else {
+        &callee_dir
+    };
+    let log = std::fs::read_to_string(srtp_dir.join("baresip.log")).unwrap();
+    assert!(
+        log.contains("SRTP is Enabled (cryptosuite="),
+        "the SRTP end ran no SRTP:\n{log}"
+    );
+    for d in [&caller_dir, &callee_dir] {
+        let (freq, rms) = heard(d);
+        assert!(
+            (420.0..=460.0).contains(&freq) && rms > 0.2,
+            "{}: heard {freq} Hz at RMS {rms}",
+            d.display()
+        );
+    }
+}
+
+#[test]
+fn baresip_with_mandatory_srtp_calls_a_plain_baresip_through_the_b2bua() {
+    baresip_call(50930, true);
+}
+
+#[test]
+fn a_plain_baresip_calls_one_with_mandatory_srtp_through_the_b2bua() {
+    baresip_call(50940, false);
 }

@@ -5,12 +5,18 @@
 use super::*;
 
 /// NG options for SDP the B2BUA rewrites: `from` is where the SDP's
-/// sender signalled from; origin and session connection become ours.
+/// sender signalled from; origin and session connection become ours; SDES
+/// keys the relay writes keep their base64 padding (libre, under baresip,
+/// reads an unpadded 44-byte AEAD_AES_256_GCM key as 42 bytes).
 pub(super) fn media_options(from: std::net::IpAddr) -> Options {
     Options {
         received_from: Some(from),
         replace_origin: true,
         replace_session_connection: true,
+        sdes: Sdes {
+            pad: true,
+            ..Sdes::default()
+        },
         ..Options::default()
     }
 }

@@ -41,7 +41,7 @@ mod message;
 mod routing;
 mod transactions;
 
-use crate::media::options::Options;
+use crate::media::options::{Options, Sdes};
 use crate::media::{MediaPlane, Sessions};
 use crate::time::Now;
 use cdr::{failure_status, CallFacts, LegIds, Outcome};
