@@ -214,7 +214,7 @@ mod tests {
         assert_eq!(c.keys[1].mki, Some((2, 1)));
         assert!(c.padded);
         assert_eq!(Crypto::parse(&c.to_string()).unwrap(), c);
-        assert!(c.to_string().contains("Hdw==|1000"), "{c}");
+        assert!(c.to_string().contains("zdw==|1000"), "{c}");
     }
 
     #[test]
@@ -236,7 +236,9 @@ mod tests {
         for (v, want) in cases {
             let e = Crypto::parse(v).unwrap_err().to_string();
             assert!(e.contains(want), "{v}: {e}");
-            assert!(!e.contains("inline"), "{v}: the key stays out: {e}");
+            if let Some(key) = v.split("inline:").nth(1) {
+                assert!(!e.contains(&key[..4]), "{v}: the key stays out: {e}");
+            }
         }
         let c = Crypto::parse(
             "1 AES_CM_128_HMAC_SHA1_80 inline:d0RmdmcmVCspeEc3QGZiNWpVLFJhQX1cfHAwJSoj",
