@@ -371,6 +371,30 @@ fn sdes() -> Vec<(&'static str, Vec<Step>)> {
                 delete("sdes2", vec![]),
             ],
         ),
+        (
+            "OSRTP offer, answered plain and with a crypto line",
+            vec![
+                offer("osrtp1", sdp("192.0.2.10", 7000, ""), vec![("OSRTP", list(&["offer"])), no_extra(), no_dtls()]),
+                answer("osrtp1", "B", sdp("192.0.2.20", 6000, ""), vec![]),
+                offer("osrtp2", sdp("192.0.2.10", 7002, ""), vec![("OSRTP", list(&["offer"])), no_extra(), no_dtls()]),
+                answer("osrtp2", "B", sdp("192.0.2.20", 6002, k1), vec![]),
+                query("osrtp2"),
+                delete("osrtp1", vec![]),
+                delete("osrtp2", vec![]),
+            ],
+        ),
+        (
+            "OSRTP-accept",
+            vec![
+                offer(
+                    "osrtp3",
+                    sdp("192.0.2.10", 7000, k2),
+                    vec![("flags", list(&["OSRTP-accept"])), ("transport-protocol", s("RTP/AVP"))],
+                ),
+                answer("osrtp3", "B", sdp("192.0.2.20", 6000, ""), vec![("flags", list(&["OSRTP-accept"]))]),
+                delete("osrtp3", vec![]),
+            ],
+        ),
         // rtpengine 10.5 does not yet know `SDES-only-` (it offers every
         // suite); `SDES-no-` in the `SDES` list, `pad` and `lifetime` it does.
         (

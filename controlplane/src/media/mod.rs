@@ -1283,7 +1283,13 @@ fn transcrypt(
             // an established transcrypt.
             let established = xs.srtp.rx.is_some() || ys.srtp.tx.is_some();
             own_profile(m, &ys.proto, o, established);
-            let secure = (is_secure(&xs.proto), is_secure(m.proto()));
+            // OSRTP (RFC 8643) is SRTP in an RTP/AVP section: accepted from
+            // x when asked, offered to y when asked or already in use.
+            let from_secure = is_secure(&xs.proto) || (o.sdes.osrtp_accept && m.has_attr("crypto"));
+            let to_secure = is_secure(m.proto())
+                || o.sdes.osrtp_offer
+                || (o.transport_protocol.is_none() && ys.srtp.tx.is_some());
+            let secure = (from_secure, to_secure);
             let sections = sdes::Sections {
                 from: &mut xs.srtp,
                 to: &mut ys.srtp,

@@ -56,6 +56,13 @@ pub struct Sdes {
     pub pad: bool,
     /// `SDES-lifetime`: the relay's keys carry the lifetime 2^31.
     pub lifetime: bool,
+    /// `OSRTP-offer`: a plain offer goes on as an opportunistic one (RFC
+    /// 8643: RTP/AVP with crypto lines); an answer with a crypto line makes
+    /// that leg SRTP, one without leaves it plain.
+    pub osrtp_offer: bool,
+    /// `OSRTP-accept`: an opportunistic offer's crypto lines are taken as
+    /// SRTP towards a plain answerer.
+    pub osrtp_accept: bool,
 }
 
 impl Options {

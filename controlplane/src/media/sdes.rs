@@ -42,6 +42,9 @@ pub struct SideSrtp {
     pub tx: Option<Keying>,
     /// The tag of the crypto line in use.
     tag: Option<u32>,
+    /// The relay's offer was opportunistic (OSRTP): an answer without
+    /// crypto leaves the leg plain.
+    opportunistic: bool,
 }
 
 impl SideSrtp {
@@ -156,6 +159,7 @@ pub fn offer(
             for (tag, k) in &s.to.offered {
                 push_line(m, *tag, k, o);
             }
+            s.to.opportunistic = !tollgate_sip::sdes::is_srtp_proto(m.proto());
             *s.from = SideSrtp::default();
         }
         _ => {
@@ -182,6 +186,11 @@ pub fn answer(s: Sections, m: &mut SdpMedia, o: &Sdes) -> Result<(), NgError> {
                     Some((c.tag, ours.1, keying(&c)?))
                 });
         let Some((tag, tx, rx)) = picked else {
+            if s.from.opportunistic && !m.has_attr("crypto") {
+                // An OSRTP offer answered in plain RTP.
+                *s.from = SideSrtp::default();
+                return Ok(());
+            }
             return Err(NgError(
                 "the answer accepts none of the crypto suites the relay offered".into(),
             ));
@@ -475,5 +484,43 @@ mod tests {
             )
             .unwrap_err();
         assert!(e.0.contains("no crypto suite"), "{e:?}");
+    }
+
+    #[test]
+    fn an_osrtp_offer_transcrypts_when_answered_with_crypto_and_not_otherwise() {
+        let mut o = Options::default();
+        o.sdes.osrtp_offer = true;
+        for with_crypto in [true, false] {
+            let mut c = Call::new();
+            let out = c
+                .offer(&sdp("192.0.2.10", 7000, "RTP/AVP", ""), &o)
+                .unwrap();
+            assert_eq!(
+                out.media[0].proto(),
+                "RTP/AVP",
+                "opportunistic: the profile stays"
+            );
+            assert_eq!(crypto(&out).len(), 6);
+            let line = format!("a=crypto:6 AES_CM_128_HMAC_SHA1_32 inline:{B_KEY}\r\n");
+            let extra = if with_crypto { line.as_str() } else { "" };
+            let back = c
+                .answer(
+                    &sdp("192.0.2.20", 6000, "RTP/AVP", extra),
+                    &Options::default(),
+                )
+                .unwrap();
+            assert!(crypto(&back).is_empty());
+            let staged = c
+                .plane
+                .flows()
+                .values()
+                .filter(|f| !f.stages.is_empty())
+                .count();
+            assert_eq!(
+                staged,
+                if with_crypto { 4 } else { 0 },
+                "crypto answered: {with_crypto}"
+            );
+        }
     }
 }

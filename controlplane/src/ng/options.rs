@@ -1,7 +1,7 @@
 //! What an NG offer/answer/delete asks for, read from its dictionary into
 //! the session manager's [`Options`]: the `flags` and `replace` lists,
 //! `ICE`, `rtcp-mux`, `direction`, `received from`, `media address`,
-//! `transport protocol`, `SDES`, `DTLS` (off only), `codec`, `label`,
+//! `transport protocol`, `SDES`, `OSRTP`, `DTLS` (off only), `codec`, `label`,
 //! `delete delay`. Flags may also
 //! arrive in the `flags` list with spaces written as hyphens and keyed forms
 //! such as `codec-strip-PCMA` or `ICE=remove`, as Kamailio's module sends
@@ -97,6 +97,9 @@ pub fn parse(req: &Value) -> Result<Options, OptError> {
     }
     for item in strings(req.get("SDES")) {
         set_sdes(&mut o, &norm(&item), item.trim())?;
+    }
+    for item in strings(req.get("OSRTP")) {
+        set_osrtp(&mut o, &norm(&item))?;
     }
     if let Some(v) = req.get("DTLS").and_then(Value::as_str) {
         set_dtls(v)?;
@@ -201,6 +204,9 @@ fn flag(o: &mut Options, raw: &str) -> Result<(), OptError> {
             return Ok(());
         }
     }
+    if let Some(osrtp) = f.strip_prefix("osrtp-") {
+        return set_osrtp(o, osrtp);
+    }
     if let Some(sdes) = f.strip_prefix("sdes-") {
         return set_sdes(o, sdes, &raw.trim()["SDES-".len()..]);
     }
@@ -264,6 +270,21 @@ fn set_sdes(o: &mut Options, item: &str, raw: &str) -> Result<(), OptError> {
         return Err(format!(
             "`SDES` {raw:?}: this relay knows off, no-<suite> and only-<suite>"
         ));
+    }
+    Ok(())
+}
+
+/// One `OSRTP` item: `offer` and `accept` (RFC 8643; `-RFC` spelled out or
+/// not); the legacy duplicated-section forms are refused.
+fn set_osrtp(o: &mut Options, item: &str) -> Result<(), OptError> {
+    match item {
+        "offer" | "offer-rfc" => o.sdes.osrtp_offer = true,
+        "accept" | "accept-rfc" => o.sdes.osrtp_accept = true,
+        other => {
+            return Err(format!(
+                "`OSRTP` {other:?}: this relay knows offer and accept"
+            ))
+        }
     }
     Ok(())
 }
@@ -381,6 +402,12 @@ mod tests {
         assert_eq!(o.transport_protocol.as_deref(), Some("RTP/SAVPF"));
         let e = parse(&req(vec![("DTLS", Value::str("passive"))])).unwrap_err();
         assert!(e.contains("DTLS-SRTP is not supported"), "{e}");
+        let o = parse(&req(vec![
+            ("flags", list(&["OSRTP-offer"])),
+            ("OSRTP", list(&["accept-RFC"])),
+        ]))
+        .unwrap();
+        assert!(o.sdes.osrtp_offer && o.sdes.osrtp_accept);
     }
 
     #[test]
