@@ -365,6 +365,20 @@ mod tests {
             (lines_again[0].tag, key_of(&lines_again[0])),
             (5, key_of(&lines[4]))
         );
+        // The CDR says B's leg was SDES with that suite, A's plain, no key.
+        c.s.delete(c.now, &mut c.plane, "c", None, None, Some(0));
+        let recs = c.s.take_records();
+        let cdr = recs
+            .iter()
+            .find_map(|r| match r {
+                tollgate_cdr::model::Record::Ended(cdr) => Some(cdr),
+                _ => None,
+            })
+            .expect("a CDR");
+        let srtp: Vec<Option<&str>> = cdr.legs.iter().map(|l| l.srtp.as_deref()).collect();
+        assert_eq!(srtp, [None, Some("SDES AES_CM_128_HMAC_SHA1_80")]);
+        let json = serde_json::to_string(cdr).unwrap();
+        assert!(!json.contains(B_KEY) && !json.contains("inline"), "{json}");
     }
 
     #[test]
