@@ -89,6 +89,10 @@ pub struct Leg {
     pub media_ip: Option<IpAddr>,
     pub transport: Option<String>,
     pub codec: Option<String>,
+    /// How the relay encrypted this leg's media, when it did:
+    /// `SDES AES_CM_128_HMAC_SHA1_80` (never a key).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub srtp: Option<String>,
     pub start_ms: i64,
     pub answer_ms: Option<i64>,
     pub end_ms: i64,

@@ -10,6 +10,9 @@
 //! times what is live, it is rewritten with the live entries only (to a
 //! temporary file, synced, renamed over).
 //!
+//! The file is the owner's only (mode 0600): the media sessions of
+//! transcrypted calls carry their SDES keys.
+//!
 //! Entries are written with one `write` per step of the cores and not
 //! synced each time: a process killed mid-call loses nothing the kernel
 //! has (SIGKILL, a panic), and the file is synced once a second against a
@@ -214,7 +217,16 @@ impl Journal {
         for (seq, payload) in (1u64..).zip(self.live.values()) {
             segment::encode(seq, payload, &mut out);
         }
-        let mut f = File::create(&tmp)?;
+        // Owner only: a transcrypted session's SDES keys are in it.
+        let mut f = {
+            use std::os::unix::fs::OpenOptionsExt;
+            OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&tmp)?
+        };
         f.write_all(&out)?;
         f.sync_all()?;
         std::fs::rename(&tmp, &self.path)?;

@@ -14,6 +14,7 @@ pub mod flow;
 pub mod pipeline;
 pub mod quality;
 pub mod server;
+pub mod srtp;
 pub mod table;
 pub mod wire;
 

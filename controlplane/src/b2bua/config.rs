@@ -116,6 +116,19 @@ pub struct RouteConfig {
     /// ... and reason phrase.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// SRTP towards the target: `sdes` offers it SDES-SRTP (RTP/SAVP),
+    /// `off` plain RTP, the relay transcrypting when the caller's side
+    /// differs; unset: the caller's offer as it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub srtp: Option<RouteSrtp>,
+}
+
+/// A route's `srtp` setting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RouteSrtp {
+    Sdes,
+    Off,
 }
 
 /// The route target meaning "where the dialled user registered".
@@ -297,12 +310,14 @@ mod tests {
                     target: Some("sip:6000@example.com".into()),
                     reject: None,
                     reason: None,
+                    srtp: None,
                 },
                 RouteConfig {
                     pattern: "9*9".into(),
                     target: None,
                     reject: Some(200),
                     reason: None,
+                    srtp: None,
                 },
             ],
             ..SipConfig::default()

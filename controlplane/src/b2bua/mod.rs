@@ -43,11 +43,11 @@ mod message;
 mod routing;
 mod transactions;
 
-use crate::media::options::Options;
+use crate::media::options::{Options, Sdes};
 use crate::media::{MediaPlane, Sessions};
 use crate::time::Now;
 use cdr::{failure_status, CallFacts, LegIds, Outcome};
-use config::SipConfig;
+use config::{RouteSrtp, SipConfig};
 use dialog::key_of_invite;
 use dialplan::{Decision, Dialplan};
 use guard::Guard;

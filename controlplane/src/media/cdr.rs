@@ -171,6 +171,11 @@ pub fn build(
                 signal_ip: p.signal,
                 media_ip: p.sides.iter().find_map(|s| s.rtp.map(|a| a.ip())),
                 codec: p.sides.first().and_then(|s| s.codec.clone()),
+                srtp: p
+                    .sides
+                    .iter()
+                    .find_map(|s| s.srtp.suite())
+                    .map(|s| format!("SDES {}", s.name())),
                 start_ms: ms(p.created),
                 answer_ms,
                 end_ms,

@@ -21,6 +21,7 @@ pub mod memory;
 pub mod options;
 pub mod ports;
 mod report;
+mod sdes;
 #[cfg(test)]
 mod tests;
 
@@ -35,6 +36,7 @@ use std::time::{Duration, Instant, SystemTime};
 use tollgate_cdr::model::{CallStart, Record};
 use tollgate_dataplane::flow::Flow;
 use tollgate_dataplane::pipeline::StageSpec;
+use tollgate_sip::sdes::{is_srtp_proto as is_secure, with_srtp};
 use tollgate_sip::sdp::{Media as SdpMedia, Sdp};
 
 pub use cdr::{leg_name, ms, Ending, Reported};
@@ -120,6 +122,8 @@ struct Side {
     recv: bool,
     asymmetric: bool,
     ice_controlling: bool,
+    /// SDES keys, when the relay transcrypts this participant's SRTP.
+    srtp: sdes::SideSrtp,
 }
 
 impl Side {
@@ -143,6 +147,7 @@ impl Side {
             recv: true,
             asymmetric: false,
             ice_controlling: false,
+            srtp: sdes::SideSrtp::default(),
         }
     }
 
@@ -630,6 +635,9 @@ impl Sessions {
                 }
             }
             rewrite_media(m, ys, relay, mux, o);
+            if !ys.disabled {
+                transcrypt(xs, ys, m, o, role)?;
+            }
             if role == Role::Offer {
                 ys.offered = m.formats();
             }
@@ -692,19 +700,32 @@ impl Sessions {
         first_err.map_or(Ok(()), |e| Err(NgError(e)))
     }
 
-    /// The pipeline stages of the flow from x's side to y's: RTCP split off
-    /// towards y's RTCP port when x muxes and y does not (rtcp-mux demux;
-    /// the data plane sends it to the RTP port + 1, so only when y's RTCP
-    /// is there), then the stages every flow carries (`media.stages`).
-    fn stages(&self, xs: &Side, ys: &Side, y_rtp: SocketAddr) -> Vec<StageSpec> {
-        let next_port = SocketAddr::new(y_rtp.ip(), y_rtp.port().wrapping_add(1));
-        let demux = xs.mux && !ys.mux && ys.rtcp_socket && ys.rtcp.is_none_or(|r| r == next_port);
+    /// The pipeline stages of the flow from x's side to y's, in the one
+    /// order every flow keeps: RTCP split off towards y's RTCP port when x
+    /// muxes and y does not (`demux`, see [`Self::demuxes`]); SRTP from x
+    /// decrypted; the stages every flow carries (`media.stages`); SRTP to y
+    /// encrypted last.
+    fn stages(&self, xs: &Side, ys: &Side, demux: bool) -> Vec<StageSpec> {
         let mut stages = Vec::new();
         if demux {
             stages.push(StageSpec::RtcpDemux);
         }
+        if let Some(k) = xs.srtp.rx {
+            stages.push(StageSpec::SrtpDecrypt(k));
+        }
         stages.extend_from_slice(&self.cfg.stages);
+        if let Some(k) = ys.srtp.tx {
+            stages.push(StageSpec::SrtpEncrypt(k));
+        }
         stages
+    }
+
+    /// Whether RTCP arriving muxed from x goes to y's RTCP port (rtcp-mux
+    /// demux; the data plane sends it to the RTP port + 1, so only when y's
+    /// RTCP is there).
+    fn demuxes(xs: &Side, ys: &Side, y_rtp: SocketAddr) -> bool {
+        let next_port = SocketAddr::new(y_rtp.ip(), y_rtp.port().wrapping_add(1));
+        xs.mux && !ys.mux && ys.rtcp_socket && ys.rtcp.is_none_or(|r| r == next_port)
     }
 
     fn desired_flows(&self, call: &Call) -> BTreeMap<SocketAddr, Flow> {
@@ -737,7 +758,7 @@ impl Sessions {
                     strict: x.strict && !x.asymmetric,
                     follow: follow(ys.port),
                     clock_rate: xs.clock_rate,
-                    stages: self.stages(xs, ys, y_rtp),
+                    stages: self.stages(xs, ys, Self::demuxes(xs, ys, y_rtp)),
                 };
                 if xs.rtcp_socket && !xs.mux {
                     let src = if ys.mux || !ys.rtcp_socket {
@@ -755,7 +776,7 @@ impl Sessions {
                         source: sock(ya, src),
                         destination: dst,
                         follow: follow(src),
-                        stages: self.cfg.stages.clone(),
+                        stages: self.stages(xs, ys, false),
                         ..rtp.clone()
                     };
                     out.insert(rtcp.local, rtcp);
@@ -1159,10 +1180,6 @@ fn same_participant(call_id: &str, from_tag: &str, to_tag: &str) -> NgError {
     ))
 }
 
-fn is_secure(proto: &str) -> bool {
-    proto.contains("SAVP")
-}
-
 /// The section's first format as `name/rate`: its rtpmap, else the RFC 3551
 /// name of a static payload type.
 fn first_codec(m: &SdpMedia) -> Option<String> {
@@ -1267,21 +1284,73 @@ fn drop_orphan_supplements(m: &mut SdpMedia) {
     m.retain_formats(|pt, _| keep.iter().any(|k| k == pt));
 }
 
-/// Refuses a `transport protocol` change of an SRTP section.
+/// Refuses a `transport protocol` change the relay cannot make: SRTP is
+/// transcrypted between RTP/SAVP(F) and RTP/AVP(F) (SDES), not DTLS-SRTP.
 fn check_transport(sdp: &Sdp, o: &Options) -> Result<(), NgError> {
     let Some(tp) = &o.transport_protocol else {
         return Ok(());
     };
     for (i, m) in sdp.media.iter().enumerate() {
-        if is_secure(m.proto()) {
+        if m.proto().contains("TLS") && m.proto() != tp {
             return Err(NgError(format!(
-                "media {}: {} is SRTP, which this relay cannot turn into {tp}",
+                "media {}: {} is DTLS-SRTP, which this relay cannot turn into {tp}",
                 i + 1,
                 m.proto()
             )));
         }
     }
     Ok(())
+}
+
+/// SDES for one section after its rewrite for y: keys offered, picked or
+/// answered (see [`sdes`]); an answer given to y in y's own profile when
+/// the relay transcrypts between the two.
+fn transcrypt(
+    xs: &mut Side,
+    ys: &mut Side,
+    m: &mut SdpMedia,
+    o: &Options,
+    role: Role,
+) -> Result<(), NgError> {
+    match role {
+        Role::Offer => {
+            // A re-offer (a re-INVITE) without `transport protocol` keeps
+            // an established transcrypt.
+            let established = xs.srtp.rx.is_some() || ys.srtp.tx.is_some();
+            own_profile(m, &ys.proto, o, established);
+            // OSRTP (RFC 8643) is SRTP in an RTP/AVP section: accepted from
+            // x when asked, offered to y when asked or already in use.
+            let from_secure = is_secure(&xs.proto) || (o.sdes.osrtp_accept && m.has_attr("crypto"));
+            let to_secure = is_secure(m.proto())
+                || o.sdes.osrtp_offer
+                || (o.transport_protocol.is_none() && ys.srtp.tx.is_some());
+            let secure = (from_secure, to_secure);
+            let sections = sdes::Sections {
+                from: &mut xs.srtp,
+                to: &mut ys.srtp,
+            };
+            sdes::offer(sections, m, secure, &o.sdes)
+        }
+        Role::Answer => {
+            let sections = sdes::Sections {
+                from: &mut xs.srtp,
+                to: &mut ys.srtp,
+            };
+            sdes::answer(sections, m, &o.sdes)?;
+            let crypted = xs.srtp.tx.is_some() || ys.srtp.tx.is_some();
+            own_profile(m, &ys.proto, o, crypted);
+            Ok(())
+        }
+    }
+}
+
+/// Gives y its own profile (`y_proto`'s SRTP or plain form) when the relay
+/// transcrypts and the request names no `transport protocol`.
+fn own_profile(m: &mut SdpMedia, y_proto: &str, o: &Options, transcrypting: bool) {
+    let y_secure = is_secure(y_proto);
+    if o.transport_protocol.is_none() && transcrypting && is_secure(m.proto()) != y_secure {
+        m.set_proto(&with_srtp(m.proto(), y_secure));
+    }
 }
 
 /// What the rtcp-mux negotiation decided for the SDP sent on.

@@ -70,6 +70,8 @@ pub struct MediaReport {
     pub recv: bool,
     pub mux: bool,
     pub ice_controlling: bool,
+    /// The SDES suite the relay transcrypts this participant's SRTP with.
+    pub crypto_suite: Option<&'static str>,
     pub rtp: StreamReport,
     pub rtcp: StreamReport,
 }
@@ -160,6 +162,7 @@ fn media(
         recv: side.recv,
         mux: side.mux,
         ice_controlling: side.ice_controlling,
+        crypto_suite: side.srtp.suite().map(|s| s.name()),
         rtp: stream(rtp_local, side.rtp, live),
         rtcp: stream(rtcp_local, side.rtcp, live && !side.mux),
     }
