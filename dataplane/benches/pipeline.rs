@@ -62,7 +62,7 @@ fn pipeline(c: &mut Criterion) {
                 now += 20_000_000;
                 for (i, buf) in bufs.iter_mut().enumerate() {
                     let mut payload = Payload::new(&mut buf[..], LEN);
-                    black_box(p.process(now, (i * 7 % 512) as u32, &mut payload));
+                    black_box(p.process(now, (i * 7 % 512) as u32, None, &mut payload));
                 }
             })
         });

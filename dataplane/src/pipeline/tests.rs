@@ -26,7 +26,7 @@ fn run(p: &mut Pipeline, slot: Slot, bytes: &[u8]) -> Verdict {
     let mut buf = [0u8; 64];
     buf[..bytes.len()].copy_from_slice(bytes);
     let mut payload = Payload::new(&mut buf, bytes.len());
-    let v = p.process(1, slot, &mut payload);
+    let v = p.process(1, slot, None, &mut payload);
     assert!(!payload.modified(), "these stages never write");
     v
 }
