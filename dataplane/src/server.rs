@@ -170,13 +170,22 @@ fn handle(req: Request, table: &Mutex<FlowTable>) -> Result<Reply, ControlError>
             Reply::Counters(t.counters().into_iter().chain(recorder).collect())
         }
         Request::RecordingOpen { dir } => {
-            let r = crate::recorder::global().open(&dir).map_err(recording_refusal)?;
+            let r = crate::recorder::global()
+                .open(&dir)
+                .map_err(recording_refusal)?;
             tracing::info!(recording = r.recording, dir = %dir.display(), "recording opened");
             Reply::Recording(r.into())
         }
         Request::RecordingClose { recording } => {
-            let r = crate::recorder::global().close(recording).map_err(recording_refusal)?;
-            tracing::info!(recording, packets = r.packets, lost = r.lost, "recording closed");
+            let r = crate::recorder::global()
+                .close(recording)
+                .map_err(recording_refusal)?;
+            tracing::info!(
+                recording,
+                packets = r.packets,
+                lost = r.lost,
+                "recording closed"
+            );
             Reply::Recording(r.into())
         }
         Request::Recordings => Reply::Recordings(crate::recorder::global().list()),
@@ -269,7 +278,10 @@ mod tests {
             panic!("counters");
         };
         assert_eq!(counters.get("flows"), Some(&0));
-        assert!(counters.contains_key("recorder_write_errors"), "{counters:?}");
+        assert!(
+            counters.contains_key("recorder_write_errors"),
+            "{counters:?}"
+        );
         let none = handle(Request::RecordingClose { recording: 999 }, &table).unwrap_err();
         assert_eq!(none.kind, ErrorKind::NoSuchRecording, "{none}");
         assert_eq!(none.message, "no recording 999 is open");

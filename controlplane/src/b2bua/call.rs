@@ -68,7 +68,8 @@ impl B2bua {
         };
         setup.facts.carrier = route.carrier.clone();
         setup.facts.gateway = route.gateway.map(|g| g.to_string());
-        match self.offer_to_b(now, &setup, media) {
+        let record = self.dialplan.records(&setup.facts.to_number);
+        match self.offer_to_b(now, &setup, record, media) {
             Ok(b_offer) => self.call_b(now, setup, route, b_offer),
             Err((code, reason)) => self.refuse(now, &setup, code, &reason),
         }
@@ -168,14 +169,24 @@ impl B2bua {
         self.records.push(Record::Ended(Box::new(cdr)));
     }
 
-    /// A's offer through the media manager: the SDP for B. The session
-    /// manager's own records and timeouts give way to this B2BUA's.
-    fn offer_to_b(&mut self, now: Now, s: &Setup, media: &mut Media) -> Result<String, Refusal> {
+    /// A's offer through the media manager (recorded when the route says):
+    /// the SDP for B. The session manager's own records and timeouts give
+    /// way to this B2BUA's.
+    fn offer_to_b(
+        &mut self,
+        now: Now,
+        s: &Setup,
+        record: bool,
+        media: &mut Media,
+    ) -> Result<String, Refusal> {
         let Some(offer) = sdp_of(&s.invite) else {
             return Err((488, "SDP Offer Required".into()));
         };
         let call_id = &s.facts.call_id;
-        let o = media_options(s.facts.source_ip);
+        let o = Options {
+            record_call: record.then_some(true),
+            ..media_options(s.facts.source_ip)
+        };
         let a_tag = s.a.dialog.id.remote_tag.as_deref().unwrap_or_default();
         let b_offer = media
             .sessions

@@ -116,6 +116,10 @@ pub struct RouteConfig {
     /// ... and reason phrase.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// Record the calls this route sends on (their media, both ways, from
+    /// the first offer to the end).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub record: bool,
 }
 
 /// The route target meaning "where the dialled user registered".
@@ -297,12 +301,14 @@ mod tests {
                     target: Some("sip:6000@example.com".into()),
                     reject: None,
                     reason: None,
+                    record: false,
                 },
                 RouteConfig {
                     pattern: "9*9".into(),
                     target: None,
                     reject: Some(200),
                     reason: None,
+                    record: false,
                 },
             ],
             ..SipConfig::default()

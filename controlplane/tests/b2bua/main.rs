@@ -548,6 +548,7 @@ fn lcr_net(ping_secs: u64) -> Net {
         target: Some("lcr".into()),
         reject: None,
         reason: None,
+        record: false,
     });
     let mut net = Net::new(sip, media_config());
     let mut t = LcrTable::default();
@@ -671,6 +672,7 @@ fn refusals_before_a_call_is_made() {
         target: None,
         reject: Some(486),
         reason: Some("Busy Here".into()),
+        record: false,
     });
     let mut net = Net::new(sip, media_config());
     let refused = |net: &mut Net, inv: Message| {
@@ -788,6 +790,7 @@ fn over_tcp_nothing_is_retransmitted() {
         target: Some(format!("sip:6001@{CALLEE};transport=tcp")),
         reject: None,
         reason: None,
+        record: false,
     });
     let mut net = Net::new(sip, media_config());
     let mut inv = net.caller.invite("6001", &sdp("192.0.2.10", 4000));

@@ -190,7 +190,12 @@ impl Capture {
             self.written += done as u64;
             return None;
         };
-        let whole = ends.iter().copied().filter(|&e| e <= done).max().unwrap_or(0);
+        let whole = ends
+            .iter()
+            .copied()
+            .filter(|&e| e <= done)
+            .max()
+            .unwrap_or(0);
         let unwritten = ends[1..].iter().filter(|&&e| e > whole).count() as u64;
         self.packets -= unwritten;
         self.lost += unwritten;
@@ -230,5 +235,6 @@ impl Capture {
 /// The SSRC of an RTP packet (version 2, not RTCP by RFC 5761's rule).
 fn rtp_ssrc(b: &[u8]) -> Option<u32> {
     let rtcp = crate::pipeline::stages::is_rtcp(b);
-    (b.len() >= 12 && b[0] >> 6 == 2 && !rtcp).then(|| u32::from_be_bytes([b[8], b[9], b[10], b[11]]))
+    (b.len() >= 12 && b[0] >> 6 == 2 && !rtcp)
+        .then(|| u32::from_be_bytes([b[8], b[9], b[10], b[11]]))
 }

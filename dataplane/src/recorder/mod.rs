@@ -185,7 +185,11 @@ impl Recorder {
 
     /// The open recordings.
     pub fn list(&self) -> Vec<RecordingReport> {
-        self.state().captures.values().map(Capture::report).collect()
+        self.state()
+            .captures
+            .values()
+            .map(Capture::report)
+            .collect()
     }
 
     /// The recorder's counters, for the control socket's `counters`.

@@ -126,7 +126,10 @@ impl RingReader {
         if self.rx.slots() < HEADER + r.len {
             return None;
         }
-        let _ = self.rx.read_chunk(HEADER).map(rtrb::chunks::ReadChunk::commit_all);
+        let _ = self
+            .rx
+            .read_chunk(HEADER)
+            .map(rtrb::chunks::ReadChunk::commit_all);
         self.rx.pop_entire_slice(&mut buf[..r.len]).ok()?;
         Some(r)
     }
@@ -153,7 +156,10 @@ mod tests {
         };
         assert!(tx.push(&r, &[0xab; 40]));
         assert!(tx.push(&r, &[0xab; 40]));
-        assert!(!tx.push(&r, &[0xab; 40]), "the third does not fit 256 bytes");
+        assert!(
+            !tx.push(&r, &[0xab; 40]),
+            "the third does not fit 256 bytes"
+        );
         let mut buf = vec![0u8; 65536];
         assert_eq!(rx.pop(&mut buf), Some(r));
         assert_eq!(&buf[..40], &[0xab; 40]);

@@ -95,7 +95,10 @@ fn packets_for_a_recording_not_open_are_counted_not_written() {
     let dir = temp_dir("unknown");
     let other = rec.open(&dir).unwrap().recording;
     rec.close(other).unwrap();
-    let unknown = rec.counters().into_iter().find(|(k, _)| k == "recorder_unknown_recording");
+    let unknown = rec
+        .counters()
+        .into_iter()
+        .find(|(k, _)| k == "recorder_unknown_recording");
     assert_eq!(unknown, Some(("recorder_unknown_recording".into(), 1)));
     std::fs::remove_dir_all(&dir).unwrap();
 }
@@ -117,10 +120,19 @@ fn a_device_that_takes_no_bytes_fails_the_capture_once_and_loses_no_calls() {
     }
     let report = rec.close(id).unwrap();
     let error = report.error.unwrap();
-    assert!(error.contains("rtp.pcap") && error.contains("No space left"), "{error}");
+    assert!(
+        error.contains("rtp.pcap") && error.contains("No space left"),
+        "{error}"
+    );
     assert_eq!((report.packets, report.lost), (0, 8));
-    assert_eq!(report.legs[0].packets, 8, "the leg's packets are still known");
-    let errors = rec.counters().into_iter().find(|(k, _)| k == "recorder_write_errors");
+    assert_eq!(
+        report.legs[0].packets, 8,
+        "the leg's packets are still known"
+    );
+    let errors = rec
+        .counters()
+        .into_iter()
+        .find(|(k, _)| k == "recorder_write_errors");
     assert_eq!(errors.map(|(_, v)| v), Some(1), "one failure, counted once");
     std::fs::remove_dir_all(&dir).unwrap();
 }

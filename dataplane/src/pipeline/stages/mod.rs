@@ -231,7 +231,10 @@ mod tests {
         let mut bare = Vec::new();
         StageSpec::Tap { recording: 3 }.place_in(&mut bare);
         StageSpec::RtcpDemux.place_in(&mut bare);
-        assert_eq!(bare, [StageSpec::RtcpDemux, StageSpec::Tap { recording: 3 }]);
+        assert_eq!(
+            bare,
+            [StageSpec::RtcpDemux, StageSpec::Tap { recording: 3 }]
+        );
         let tap: StageSpec = serde_json::from_str(r#"{"kind":"tap","recording":3}"#).unwrap();
         assert_eq!(tap, StageSpec::Tap { recording: 3 });
     }
