@@ -329,25 +329,16 @@ fn in_namespaces(xdp: bool, ng: &str, ports: (u16, u16), prepare: impl FnOnce(&P
         archive_section(&spool)
     );
     let n = netns::v4();
-    let (min, max) = (ports.0.to_string(), ports.1.to_string());
-    let (ia, ib) = (
+    let mut args = vec![
+        "--interface".to_string(),
         format!("caller/{}", n.relay_a),
+        "--interface".into(),
         format!("callee/{}", n.relay_b),
-    );
-    let args = [
-        "--interface",
-        &ia,
-        "--interface",
-        &ib,
-        "--listen-ng",
-        ng,
-        "--port-min",
-        &min,
-        "--port-max",
-        &max,
-        "--delete-delay",
-        "0",
+        "--delete-delay".into(),
+        "0".into(),
     ];
+    args.extend(peers::relay_args(ng, ports));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let ng: SocketAddr = ng.parse().expect("NG address");
     let tg = peers::tollgate_run(Some(&topo.relay), &dir.0, &config, &args, ng);
     Node {

@@ -53,14 +53,17 @@ impl Sessions {
         plane: &mut dyn MediaPlane,
         call_id: &str,
     ) -> Result<(), NgError> {
+        self.set_paused(call_id, true)?;
+        self.sync_flows(plane, call_id)
+    }
+
+    /// Pauses or resumes the call's recording; whether it has one.
+    fn set_paused(&mut self, call_id: &str, paused: bool) -> Result<bool, NgError> {
         let call = self
             .calls
             .get_mut(call_id)
             .ok_or_else(|| unknown_call(call_id))?;
-        if let Some(r) = call.recording.as_mut() {
-            r.paused = true;
-        }
-        self.sync_flows(plane, call_id)
+        Ok(call.recording.as_mut().map(|r| r.paused = paused).is_some())
     }
 
     /// `stop recording`: the recording is closed and handed over; a later
@@ -100,12 +103,7 @@ impl Sessions {
         plane: &mut dyn MediaPlane,
         call_id: &str,
     ) -> Result<(), NgError> {
-        let call = self
-            .calls
-            .get_mut(call_id)
-            .ok_or_else(|| unknown_call(call_id))?;
-        if let Some(r) = call.recording.as_mut() {
-            r.paused = false;
+        if self.set_paused(call_id, false)? {
             return Ok(());
         }
         self.recordings_made += 1;
@@ -114,7 +112,9 @@ impl Sessions {
             .open_recording(&self.recording_cfg.open_dir(&id))
             .map_err(|e| NgError(format!("cannot record call {call_id:?}: {e}")))?;
         tracing::info!(call_id, recording = %id, "recording started");
-        call.recording = Some(Recording::new(id, number, now.wall));
+        if let Some(call) = self.calls.get_mut(call_id) {
+            call.recording = Some(Recording::new(id, number, now.wall));
+        }
         Ok(())
     }
 
@@ -186,10 +186,5 @@ impl Sessions {
     /// ([`crate::recording::publish::publish`]).
     pub fn take_recordings(&mut self) -> Vec<Closed> {
         std::mem::take(&mut self.closed)
-    }
-
-    /// Whether the call is being recorded now (not paused).
-    pub fn recording(&self, call_id: &str) -> Option<&Recording> {
-        self.calls.get(call_id).and_then(|c| c.recording.as_ref())
     }
 }
