@@ -5,6 +5,7 @@
 //! recorder pops whole records. A full ring refuses the record (the worker
 //! counts it) rather than ever waiting.
 
+use std::mem::MaybeUninit;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 /// Bytes of one worker's ring: at 50 packets/s of 200 bytes per recorded
@@ -98,16 +99,43 @@ pub fn ring(bytes: usize) -> (TapRing, RingReader) {
 
 impl TapRing {
     /// Queues one packet; false (nothing queued) when the ring is full or
-    /// the payload is longer than a datagram.
+    /// the payload is longer than a datagram. Header and payload go in as
+    /// one chunk, made readable by one commit.
     pub fn push(&mut self, r: &Record, payload: &[u8]) -> bool {
-        if payload.len() > usize::from(u16::MAX) || self.tx.slots() < HEADER + payload.len() {
+        if payload.len() > usize::from(u16::MAX) {
             return false;
         }
-        // The room was checked: both pushes fit. The recorder waits for a
-        // whole record, so it never sees the header alone.
-        let header = self.tx.push_entire_slice(&r.encode());
-        let body = self.tx.push_entire_slice(payload);
-        header.is_ok() && body.is_ok()
+        let Ok(mut chunk) = self.tx.write_chunk_uninit(HEADER + payload.len()) else {
+            return false;
+        };
+        let (first, second) = chunk.as_mut_slices();
+        fill([first, second], [&r.encode(), payload]);
+        // SAFETY: `fill` wrote every byte of both slices (they are as long
+        // as the header and payload together).
+        unsafe { chunk.commit_all() };
+        true
+    }
+}
+
+/// Copies the `sources`, in order, into the `dests`, in order (the ring's
+/// two slices, split where it wraps), which are exactly as long together.
+fn fill(dests: [&mut [MaybeUninit<u8>]; 2], mut sources: [&[u8]; 2]) {
+    let [first, second] = dests;
+    if second.is_empty() {
+        // Mostly the ring does not wrap: two straight copies.
+        let (h, p) = first.split_at_mut(sources[0].len());
+        h.write_copy_of_slice(sources[0]);
+        p.write_copy_of_slice(sources[1]);
+        return;
+    }
+    for dst in [first, second] {
+        let mut at = 0;
+        for src in &mut sources {
+            let n = src.len().min(dst.len() - at);
+            dst[at..at + n].write_copy_of_slice(&src[..n]);
+            *src = &src[n..];
+            at += n;
+        }
     }
 }
 
@@ -176,5 +204,24 @@ mod tests {
         assert!(!rx.finished());
         drop(tx);
         assert!(rx.finished());
+    }
+
+    #[test]
+    fn a_record_split_where_the_ring_wraps_reads_back_whole() {
+        let (mut tx, mut rx) = ring(200);
+        let r = Record {
+            recording: 1,
+            at_ns: 9,
+            source: None,
+            local: "10.0.0.1:30000".parse().unwrap(),
+            len: 60,
+        };
+        let mut buf = vec![0u8; 65536];
+        for round in 0..20u8 {
+            let payload: Vec<u8> = (0..60).map(|i| i ^ round).collect();
+            assert!(tx.push(&r, &payload), "round {round}");
+            assert_eq!(rx.pop(&mut buf), Some(r));
+            assert_eq!(&buf[..60], &payload[..], "round {round}");
+        }
     }
 }
