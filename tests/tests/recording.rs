@@ -7,8 +7,8 @@
 //!   route with `record = true` that plays G.711 from a pcap, echoed by the
 //!   callee, with a re-INVITE while the audio plays: one recording, each
 //!   leg's packets exactly what was played, byte for byte, with its SSRC.
-//! - Through NG, on the socket backend and on XDP (AF_XDP workers) across
-//!   namespaces: `start recording` mid-call, `pause recording`, a resume,
+//! - Through NG, on the socket backend, on XDP (AF_XDP workers) and on DPDK
+//!   (with the `dpdk` feature) across namespaces: `start recording` mid-call, `pause recording`, a resume,
 //!   a re-offer that moves the caller (new ports facing it), an SSRC
 //!   change, `stop recording`; then a call recorded from its offer
 //!   (`record call`) to its delete. Each leg's recorded packets are
@@ -17,7 +17,7 @@
 //!   logged, one write error counted, every packet still relayed, and the
 //!   capture cut at its last whole packet, readable, and handed over.
 //!
-//! Ports: SIP 50600-50699, NG 22480-22483, relay media 52000-52399, RTP
+//! Ports: SIP 50600-50699, NG 22480-22484, relay media 52000-52499, RTP
 //! peers 52800-52999; namespaces `tgr*`.
 
 use std::collections::BTreeMap;
@@ -304,8 +304,25 @@ fn loopback(ng: &str, ports: (u16, u16), sections: &str) -> Node {
 
 /// A node in the relay namespace of a caller-relay-callee topology:
 /// interfaces `caller` and `callee` on the relay's two veths.
+/// The data plane's backend for a test.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Backend {
+    Socket,
+    /// XDP, recorded flows on its AF_XDP workers.
+    Xdp,
+    /// DPDK on the relay's veths (`net_af_packet`), a `tollgate` built with
+    /// `--features dpdk`.
+    #[cfg(feature = "dpdk")]
+    Dpdk,
+}
+
 /// `prepare` gets the spool directory before the node starts.
-fn in_namespaces(xdp: bool, ng: &str, ports: (u16, u16), prepare: impl FnOnce(&Path)) -> Node {
+fn in_namespaces(
+    backend: Backend,
+    ng: &str,
+    ports: (u16, u16),
+    prepare: impl FnOnce(&Path),
+) -> Node {
     tollgate_tests::require_root();
     let topo = Topology::in_namespaces("tgr");
     let dir = TempDir::new("tgrec");
@@ -313,15 +330,23 @@ fn in_namespaces(xdp: bool, ng: &str, ports: (u16, u16), prepare: impl FnOnce(&P
     std::fs::create_dir_all(&spool).expect("spool");
     prepare(&spool);
     let ctl = dir.0.join("dp.sock");
-    let bpf = xdp.then(Bpffs::new);
-    let backend = match &bpf {
-        Some(b) => format!(
+    let bpf = (backend == Backend::Xdp).then(Bpffs::new);
+    let backend = match (backend, &bpf) {
+        (Backend::Xdp, Some(b)) => format!(
             "backend = \"xdp\"\n[dataplane.xdp]\ninterfaces = [\"{}\", \"{}\"]\npin_dir = \"{}\"\n",
             topo.ra,
             topo.rb,
             b.dir.display()
         ),
-        None => "backend = \"socket\"\n".to_string(),
+        #[cfg(feature = "dpdk")]
+        (Backend::Dpdk, _) => {
+            topo.give_relay_links_away();
+            format!(
+                "backend = \"dpdk\"\n{}",
+                netns::dpdk_section(&topo.ra, &topo.rb, 1)
+            )
+        }
+        _ => "backend = \"socket\"\n".to_string(),
     };
     let config = format!(
         "[dataplane]\ncontrol_socket = \"{}\"\n{backend}\n{}",
@@ -499,21 +524,16 @@ fn start_pause_resume_stop(node: &Node) {
     same(&at(&d.b.to), &b, "the callee's, recorded from the offer on");
 }
 
-#[test]
-fn ng_recording_on_the_socket_backend() {
-    let node = in_namespaces(false, "127.0.0.1:22480", (52000, 52099), |_| {});
-    start_pause_resume_stop(&node);
-}
-
-#[test]
-fn ng_recording_on_xdp_through_afxdp_workers() {
-    let node = in_namespaces(true, "127.0.0.1:22481", (52100, 52199), |_| {});
+/// [`start_pause_resume_stop`] on `backend`: every recorded packet passed
+/// a tap on the backend's workers, and every recording was closed.
+fn ng_recording_on(backend: Backend, name: &str, ng: &str, ports: (u16, u16)) {
+    let node = in_namespaces(backend, ng, ports, |_| {});
     start_pause_resume_stop(&node);
     assert_eq!(node.counter("recordings_open"), 0, "every recording closed");
     let mut c =
         tollgate_dataplane::client::ControlClient::connect(&node.ctl).expect("control socket");
     let hello = c.request(&Request::Hello).expect("hello");
-    assert_eq!(hello["backend"], "xdp", "{hello}");
+    assert_eq!(hello["backend"], name, "{hello}");
     let workers = c.request(&Request::Workers).expect("workers");
     let tapped: u64 = workers
         .as_array()
@@ -524,8 +544,24 @@ fn ng_recording_on_xdp_through_afxdp_workers() {
     // Recorded: 50 + 30 each way in the first call, 25 each way in the second.
     assert_eq!(
         tapped, 210,
-        "every recorded packet went through an AF_XDP worker's tap: {workers}"
+        "every recorded packet went through a worker's tap: {workers}"
     );
+}
+
+#[test]
+fn ng_recording_on_the_socket_backend() {
+    ng_recording_on(Backend::Socket, "socket", "127.0.0.1:22480", (52000, 52099));
+}
+
+#[test]
+fn ng_recording_on_xdp_through_afxdp_workers() {
+    ng_recording_on(Backend::Xdp, "xdp", "127.0.0.1:22481", (52100, 52199));
+}
+
+#[cfg(feature = "dpdk")]
+#[test]
+fn ng_recording_on_dpdk() {
+    ng_recording_on(Backend::Dpdk, "dpdk", "127.0.0.1:22484", (52400, 52499));
 }
 
 /// A small tmpfs under the spool, unmounted on drop.
@@ -540,18 +576,23 @@ impl Drop for Tmpfs {
 #[test]
 fn a_full_spool_logs_once_keeps_the_call_up_and_keeps_what_was_written() {
     let mut mount = None;
-    let node = in_namespaces(false, "127.0.0.1:22482", (52200, 52299), |spool| {
-        sh(&[
-            "mount",
-            "-t",
-            "tmpfs",
-            "-o",
-            "size=400k",
-            "tmpfs",
-            spool.to_str().expect("utf-8"),
-        ]);
-        mount = Some(Tmpfs(spool.to_path_buf()));
-    });
+    let node = in_namespaces(
+        Backend::Socket,
+        "127.0.0.1:22482",
+        (52200, 52299),
+        |spool| {
+            sh(&[
+                "mount",
+                "-t",
+                "tmpfs",
+                "-o",
+                "size=400k",
+                "tmpfs",
+                spool.to_str().expect("utf-8"),
+            ]);
+            mount = Some(Tmpfs(spool.to_path_buf()));
+        },
+    );
     let (a_at, b_at) = parties(52820, 52830);
     let mut c = node.call("rec-full", a_at, b_at);
     c.offer_answer(1, Some("on"));
