@@ -114,6 +114,7 @@ struct Side {
     /// Its first codec ("PCMU/8000"), and that codec's RTP clock rate.
     codec: Option<String>,
     /// Every payload type of its SDP that names a codec.
+    #[serde(default)]
     codecs: Vec<tollgate_archive::meta::Codec>,
     clock_rate: u32,
     /// The formats of the last offer the relay sent it.

@@ -59,6 +59,7 @@ impl Sessions {
 
     /// Pauses or resumes the call's recording; whether it has one.
     fn set_paused(&mut self, call_id: &str, paused: bool) -> Result<bool, NgError> {
+        self.touch(call_id);
         let call = self
             .calls
             .get_mut(call_id)
@@ -112,6 +113,7 @@ impl Sessions {
             .open_recording(&self.recording_cfg.open_dir(&id))
             .map_err(|e| NgError(format!("cannot record call {call_id:?}: {e}")))?;
         tracing::info!(call_id, recording = %id, "recording started");
+        self.touch(call_id);
         if let Some(call) = self.calls.get_mut(call_id) {
             call.recording = Some(Recording::new(id, number, now.wall));
         }
@@ -148,6 +150,7 @@ impl Sessions {
     /// A call that never was (a refused first offer): its recording is
     /// closed in the data plane and not handed over.
     pub(super) fn discard_recording(&mut self, plane: &mut dyn MediaPlane, call_id: &str) {
+        self.touch(call_id);
         if let Some(r) = self.calls.get_mut(call_id).and_then(|c| c.recording.take()) {
             let _ = plane.close_recording(r.number);
         }
