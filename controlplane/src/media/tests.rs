@@ -342,7 +342,7 @@ fn a_journaled_recording_goes_on_in_the_restored_session() {
     let now = r.at(1.0);
     r.s.start_recording(now, &mut r.plane, "c1").unwrap();
     let tap = StageSpec::Tap { recording: 1 };
-    let rtp = |f: &&Flow| f.local.port() % 2 == 0;
+    let rtp = |f: &&Flow| f.local.port().is_multiple_of(2);
     let tapped = |fs: &[Flow]| {
         fs.iter().filter(rtp).count() == 2 && fs.iter().filter(rtp).all(|f| f.stages.contains(&tap))
     };
