@@ -6,8 +6,9 @@
 //! rtpengine-compatible control protocol: `ng::config`), `[sip]` (the
 //! B2BUA and its dialplan: `b2bua::config`), `[cdr]` (the CDR spool and
 //! sinks: `tollgate_cdr::config`), `[hep]` (HEP export to Homer:
-//! `hep::config`), `[http]` (metrics and the API: `http::config`) and
-//! `[journal]` (the call-state journal: `journal`). This
+//! `hep::config`), `[http]` (metrics and the API: `http::config`),
+//! `[journal]` (the call-state journal: `journal`) and `[archive]` (where
+//! recordings are spooled: `recording::config`). This
 //! file joins them and checks them all.
 
 use crate::media::config::MediaConfig;
@@ -29,6 +30,7 @@ pub struct Config {
     pub hep: crate::hep::config::HepConfig,
     pub http: crate::http::config::HttpConfig,
     pub journal: crate::journal::JournalConfig,
+    pub archive: crate::recording::config::RecordingConfig,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -75,6 +77,7 @@ impl Config {
         problems.extend(self.cdr.validate());
         problems.extend(self.hep.validate());
         problems.extend(self.http.validate());
+        problems.extend(self.archive.validate());
         if problems.is_empty() {
             Ok(self)
         } else {

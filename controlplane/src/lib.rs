@@ -15,6 +15,7 @@ pub mod media;
 pub mod ng;
 pub mod ngserver;
 pub mod plane;
+pub mod recording;
 pub mod regshare;
 pub mod sipinbox;
 pub mod sipserver;
@@ -45,7 +46,7 @@ pub fn controlplane(
     }
     let spool = Arc::new(spool);
     let mut link = plane::DataplaneLink::new(cfg.dataplane.control_socket.clone());
-    let mut sessions = media::Sessions::new(cfg.media.clone());
+    let mut sessions = media::Sessions::new(cfg.media.clone()).with_recordings(cfg.archive.clone());
     let (journal, sip_calls) = match cfg.journal.disabled {
         true => (None, Vec::new()),
         false => {

@@ -10,6 +10,8 @@
 //! the order the requests were handled, and the reply goes out only once
 //! they are written and its CDRs durable: a `delete` answered means its
 //! CDR is on disk (call events are synced with the next CDR, or soon).
+//! Recordings the request closed are handed to the archive's spool there
+//! too, before the reply.
 
 use crate::hep::Tap;
 use crate::ng::config::NgConfig;
@@ -98,6 +100,9 @@ impl NgServer {
         records.extend(h.sessions.take_records());
         if let Some(j) = &self.journal {
             j.hold(crate::journal::MEDIA, h.sessions.take_journal());
+        }
+        for closed in h.sessions.take_recordings() {
+            crate::recording::publish::publish(&closed);
         }
         self.observed.calls.on_records(&records);
         // Only a CDR is acknowledged on (a BYE's 200, a delete's reply):

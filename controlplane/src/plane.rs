@@ -8,10 +8,11 @@
 use crate::media::{Applied, FlowStat, MediaPlane};
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use tollgate_dataplane::client::{Answer, ControlClient};
 use tollgate_dataplane::control::{ErrorKind, Reply, Request};
 use tollgate_dataplane::flow::Flow;
+use tollgate_dataplane::recorder::RecordingReport;
 use tollgate_dataplane::table::FlowReport;
 
 pub struct DataplaneLink {
@@ -121,13 +122,9 @@ impl MediaPlane for DataplaneLink {
     }
 
     fn stats(&mut self) -> Result<HashMap<SocketAddr, FlowStat>, String> {
-        let answer = self.call_all(&[Request::FlowList])?.pop();
-        match answer.expect("one answer per request") {
-            Ok(Reply::Flows(list)) => {
-                Ok(list.iter().map(|r| (r.flow.local, flow_stat(r))).collect())
-            }
-            Ok(other) => Err(unexpected(&other)),
-            Err(e) => Err(e.message),
+        match self.call_one(Request::FlowList)? {
+            Reply::Flows(list) => Ok(list.iter().map(|r| (r.flow.local, flow_stat(r))).collect()),
+            other => Err(unexpected(&other)),
         }
     }
 
@@ -146,6 +143,36 @@ impl MediaPlane for DataplaneLink {
             }
         }
         Ok(out)
+    }
+
+    /// Makes the directory (with room for its description) on this host,
+    /// then has the data plane open the capture in it.
+    fn open_recording(&mut self, dir: &Path) -> Result<u32, String> {
+        crate::recording::publish::prepare(dir)?;
+        let dir = dir.to_path_buf();
+        self.recording(Request::RecordingOpen { dir })
+            .map(|r| r.recording)
+    }
+
+    fn close_recording(&mut self, recording: u32) -> Result<RecordingReport, String> {
+        self.recording(Request::RecordingClose { recording })
+    }
+}
+
+impl DataplaneLink {
+    /// One request, its answer the data plane's or the link's error.
+    fn call_one(&mut self, req: Request) -> Result<Reply, String> {
+        let answer = self.call_all(&[req])?.pop();
+        answer
+            .expect("one answer per request")
+            .map_err(|e| e.message)
+    }
+
+    fn recording(&mut self, req: Request) -> Result<RecordingReport, String> {
+        match self.call_one(req)? {
+            Reply::Recording(r) => Ok(*r),
+            other => Err(unexpected(&other)),
+        }
     }
 }
 

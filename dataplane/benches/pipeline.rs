@@ -2,12 +2,18 @@
 //! measured in the same run: a burst of 64 G.711 payloads through
 //! `Pipeline::process` with no stage (the slot lookup and accounting alone),
 //! the null stage, and a chain of three; and the packet-touching floor, a
-//! copy of the same payloads. `cargo bench -p tollgate-dataplane`.
+//! copy of the same payloads. Then what recording costs: the same burst on
+//! flows with a `null` stage, unrecorded, against flows that also carry a
+//! `tap` (each packet copied into the worker's tap ring), in the same run;
+//! the ring is emptied between bursts, outside the timing, as the recorder
+//! thread would. `cargo bench -p tollgate-dataplane`.
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use std::hint::black_box;
+use std::time::{Duration, Instant};
 use tollgate_dataplane::flow::Flow;
 use tollgate_dataplane::pipeline::{Payload, Pipeline, PipelineFlow, StageSpec};
+use tollgate_dataplane::recorder::ring;
 
 const BURST: usize = 64;
 const LEN: usize = 172;
@@ -62,7 +68,7 @@ fn pipeline(c: &mut Criterion) {
                 now += 20_000_000;
                 for (i, buf) in bufs.iter_mut().enumerate() {
                     let mut payload = Payload::new(&mut buf[..], LEN);
-                    black_box(p.process(now, (i * 7 % 512) as u32, &mut payload));
+                    black_box(p.process(now, (i * 7 % 512) as u32, None, &mut payload));
                 }
             })
         });
@@ -82,5 +88,48 @@ fn pipeline(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, pipeline);
+/// Null-stage flows against the same flows with a tap, each burst timed on
+/// its own and the tap ring drained after it.
+fn tap(c: &mut Criterion) {
+    let mut g = c.benchmark_group("tap");
+    g.throughput(Throughput::Elements(BURST as u64));
+    let (tx, _rx) = crossbeam_channel::bounded(1024);
+    let chains: [(&str, Vec<StageSpec>); 2] = [
+        ("null stage, unrecorded", vec![StageSpec::Null]),
+        (
+            "null stage + tap, recorded",
+            vec![StageSpec::Null, StageSpec::Tap { recording: 1 }],
+        ),
+    ];
+    for (name, stages) in chains {
+        let (tap, mut reader) = ring::ring(ring::RING_BYTES);
+        let mut p = Pipeline::with_tap(tx.clone(), tap);
+        for slot in 0..512 {
+            p.install(slot, PipelineFlow::new(&flow(stages.clone())));
+        }
+        let mut bufs = burst();
+        let mut scratch = vec![0u8; 64 << 10];
+        let mut now = 0u64;
+        g.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                let mut spent = Duration::ZERO;
+                for _ in 0..iters {
+                    now += 20_000_000;
+                    let t = Instant::now();
+                    for (i, buf) in bufs.iter_mut().enumerate() {
+                        let mut payload = Payload::new(&mut buf[..], LEN);
+                        black_box(p.process(now, (i * 7 % 512) as u32, None, &mut payload));
+                    }
+                    spent += t.elapsed();
+                    while reader.pop(&mut scratch).is_some() {}
+                }
+                spent
+            })
+        });
+        assert_eq!(p.counters().tap_dropped, 0, "the ring never filled");
+    }
+    g.finish();
+}
+
+criterion_group!(benches, pipeline, tap);
 criterion_main!(benches);

@@ -20,6 +20,9 @@
 //! | `counters`  |                     | `Counters`: `{name: value}` global counters |
 //! | `workers`   |                     | `Workers`: per-worker [`WorkerReport`]s    |
 //! | `events`    |                     | `Events`: pipeline [`Event`]s since last asked |
+//! | `recording_open` | `dir`: a directory | `Recording`: a fresh [`RecordingReport`] (its number for `tap` stages) |
+//! | `recording_close` | `recording`: N    | `Recording`: what the closed capture holds |
+//! | `recordings` |                    | `Recordings`: the open recordings          |
 //!
 //! Reply: `{"ok": true, "result": ...}` (a [`Reply`], whose shape the
 //! request's op decides) or `{"ok": false, "error": "...", "kind": "..."}` (a
@@ -31,6 +34,7 @@
 use crate::backend::WorkerReport;
 use crate::flow::Flow;
 use crate::pipeline::Event;
+use crate::recorder::RecordingReport;
 use crate::table::FlowReport;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -55,6 +59,9 @@ pub enum Request {
     Counters,
     Workers,
     Events,
+    RecordingOpen { dir: std::path::PathBuf },
+    RecordingClose { recording: u32 },
+    Recordings,
 }
 
 /// `hello`'s result: who is answering.
@@ -85,6 +92,9 @@ pub enum Reply {
     Counters(BTreeMap<String, u64>),
     Workers(Vec<WorkerReport>),
     Events(Vec<Event>),
+    /// `recording_open` and `recording_close`.
+    Recording(Box<RecordingReport>),
+    Recordings(Vec<RecordingReport>),
 }
 
 impl Reply {
@@ -99,6 +109,10 @@ impl Reply {
             Request::Counters => Reply::Counters(from_value(result)?),
             Request::Workers => Reply::Workers(from_value(result)?),
             Request::Events => Reply::Events(from_value(result)?),
+            Request::RecordingOpen { .. } | Request::RecordingClose { .. } => {
+                Reply::Recording(from_value(result)?)
+            }
+            Request::Recordings => Reply::Recordings(from_value(result)?),
         })
     }
 }
@@ -112,6 +126,8 @@ pub enum ErrorKind {
     BadRequest,
     /// No flow is installed at the `local` address named.
     NoSuchFlow,
+    /// No recording with the number named is open.
+    NoSuchRecording,
     /// The flow is not installable as given (it mixes address families, ...).
     Invalid,
     /// The backend could not apply the change (a bind or BPF map failed).

@@ -13,6 +13,7 @@ pub mod control;
 pub mod flow;
 pub mod pipeline;
 pub mod quality;
+pub mod recorder;
 pub mod server;
 pub mod srtp;
 pub mod table;

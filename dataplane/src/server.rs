@@ -165,9 +165,42 @@ fn handle(req: Request, table: &Mutex<FlowTable>) -> Result<Reply, ControlError>
         Request::Idle => Reply::Flows(t.idle()),
         Request::Workers => Reply::Workers(t.workers()),
         Request::Events => Reply::Events(t.take_events()),
-        Request::Counters => Reply::Counters(t.counters().into_iter().collect()),
+        Request::Counters => {
+            let recorder = crate::recorder::global().counters();
+            Reply::Counters(t.counters().into_iter().chain(recorder).collect())
+        }
+        Request::RecordingOpen { dir } => {
+            let r = crate::recorder::global()
+                .open(&dir)
+                .map_err(recording_refusal)?;
+            tracing::info!(recording = r.recording, dir = %dir.display(), "recording opened");
+            Reply::Recording(r.into())
+        }
+        Request::RecordingClose { recording } => {
+            let r = crate::recorder::global()
+                .close(recording)
+                .map_err(recording_refusal)?;
+            tracing::info!(
+                recording,
+                packets = r.packets,
+                lost = r.lost,
+                "recording closed"
+            );
+            Reply::Recording(r.into())
+        }
+        Request::Recordings => Reply::Recordings(crate::recorder::global().list()),
     };
     Ok(reply)
+}
+
+/// The refusal a client sees for a recorder error.
+fn recording_refusal(e: crate::recorder::RecorderError) -> ControlError {
+    use crate::recorder::RecorderError;
+    let kind = match e {
+        RecorderError::Open(_) => ErrorKind::Backend,
+        RecorderError::NoSuchRecording(_) => ErrorKind::NoSuchRecording,
+    };
+    ControlError::new(kind, e.to_string())
 }
 
 /// The refusal a client sees for a table error, its kind from the variant.
@@ -241,7 +274,16 @@ mod tests {
         let mixed = flow("127.0.0.1:30002", "[::1]:4000");
         let bad = handle(Request::FlowPut { flow: mixed }, &table).unwrap_err();
         assert_eq!(bad.kind, ErrorKind::Invalid, "{bad}");
-        let counters = handle(Request::Counters, &table);
-        assert_eq!(counters, Ok(Reply::Counters([("flows".into(), 0)].into())));
+        let Ok(Reply::Counters(counters)) = handle(Request::Counters, &table) else {
+            panic!("counters");
+        };
+        assert_eq!(counters.get("flows"), Some(&0));
+        assert!(
+            counters.contains_key("recorder_write_errors"),
+            "{counters:?}"
+        );
+        let none = handle(Request::RecordingClose { recording: 999 }, &table).unwrap_err();
+        assert_eq!(none.kind, ErrorKind::NoSuchRecording, "{none}");
+        assert_eq!(none.message, "no recording 999 is open");
     }
 }

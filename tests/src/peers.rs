@@ -119,20 +119,27 @@ pub fn tollgate_loopback(
         "[dataplane]\nbackend = \"socket\"\ncontrol_socket = \"{}\"\n{sections}",
         ctl.display()
     );
-    let (min, max) = (ports.0.to_string(), ports.1.to_string());
-    let mut args = vec![
-        "--interface",
-        "127.0.0.1",
+    let mut args = vec!["--interface".to_string(), "127.0.0.1".into()];
+    args.extend(relay_args(ng, ports));
+    args.extend(extra.iter().map(|a| a.to_string()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let p = tollgate_run(None, dir, &config, &args, ng.parse().expect("NG address"));
+    (p, ctl)
+}
+
+/// `tollgate run`'s rtpengine-style arguments for NG at `ng` and relay
+/// ports `ports`.
+pub fn relay_args(ng: &str, ports: (u16, u16)) -> Vec<String> {
+    [
         "--listen-ng",
         ng,
         "--port-min",
-        &min,
+        &ports.0.to_string(),
         "--port-max",
-        &max,
-    ];
-    args.extend_from_slice(extra);
-    let p = tollgate_run(None, dir, &config, &args, ng.parse().expect("NG address"));
-    (p, ctl)
+        &ports.1.to_string(),
+    ]
+    .map(str::to_string)
+    .to_vec()
 }
 
 /// Waits (at most 20 s) until an NG relay answers `ping` at `ng`.

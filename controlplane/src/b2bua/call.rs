@@ -69,7 +69,8 @@ impl B2bua {
         setup.facts.carrier = route.carrier.clone();
         setup.facts.gateway = route.gateway.map(|g| g.to_string());
         let srtp = self.dialplan.srtp(&setup.facts.to_number);
-        match self.offer_to_b(now, &setup, srtp, media) {
+        let record = self.dialplan.records(&setup.facts.to_number);
+        match self.offer_to_b(now, &setup, (srtp, record), media) {
             Ok(b_offer) => self.call_b(now, setup, route, b_offer),
             Err((code, reason)) => self.refuse(now, &setup, code, &reason),
         }
@@ -169,14 +170,14 @@ impl B2bua {
         self.records.push(Record::Ended(Box::new(cdr)));
     }
 
-    /// A's offer through the media manager: the SDP for B, in SRTP or
-    /// plain RTP as the route's `srtp` asks. The session manager's own
-    /// records and timeouts give way to this B2BUA's.
+    /// A's offer through the media manager (recorded when the route says):
+    /// the SDP for B, in SRTP or plain RTP as the route's `srtp` asks. The
+    /// session manager's own records and timeouts give way to this B2BUA's.
     fn offer_to_b(
         &mut self,
         now: Now,
         s: &Setup,
-        srtp: Option<RouteSrtp>,
+        (srtp, record): (Option<RouteSrtp>, bool),
         media: &mut Media,
     ) -> Result<String, Refusal> {
         let Some(offer) = sdp_of(&s.invite) else {
@@ -185,6 +186,7 @@ impl B2bua {
         let call_id = &s.facts.call_id;
         let mut o = media_options(s.facts.source_ip);
         o.transport_protocol = srtp.and_then(|p| transport_towards(&offer, p));
+        o.record_call = record.then_some(true);
         let a_tag = s.a.dialog.id.remote_tag.as_deref().unwrap_or_default();
         let b_offer = media
             .sessions

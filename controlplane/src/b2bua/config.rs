@@ -121,6 +121,10 @@ pub struct RouteConfig {
     /// differs; unset: the caller's offer as it is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub srtp: Option<RouteSrtp>,
+    /// Record the calls this route sends on (their media, both ways, from
+    /// the first offer to the end).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub record: bool,
 }
 
 /// A route's `srtp` setting.
@@ -311,6 +315,7 @@ mod tests {
                     reject: None,
                     reason: None,
                     srtp: None,
+                    record: false,
                 },
                 RouteConfig {
                     pattern: "9*9".into(),
@@ -318,6 +323,7 @@ mod tests {
                     reject: Some(200),
                     reason: None,
                     srtp: None,
+                    record: false,
                 },
             ],
             ..SipConfig::default()

@@ -1,5 +1,6 @@
 //! The dialplan: the dialled number (Request-URI user) to a target URI and
-//! address, or to a rejection. First matching route wins; no match is 404.
+//! address, or to a rejection, and whether the call is recorded. First
+//! matching route wins; no match is 404.
 
 use super::config::{RouteConfig, RouteSrtp};
 use std::net::SocketAddr;
@@ -58,6 +59,11 @@ impl Dialplan {
         self.find(number).and_then(|r| r.srtp)
     }
 
+    /// Whether the route `number` takes records its calls.
+    pub fn records(&self, number: &str) -> bool {
+        self.find(number).is_some_and(|r| r.record)
+    }
+
     pub fn decide(&self, number: &str) -> Decision {
         let Some(r) = self.find(number) else {
             return Decision::Reject {
@@ -107,6 +113,7 @@ mod tests {
             reject,
             reason: None,
             srtp: None,
+            record: false,
         }
     }
 
@@ -147,5 +154,17 @@ mod tests {
             Decision::Reject { code: 403, .. }
         ));
         assert!(matches!(d.decide("6000"), Decision::Forward { .. }));
+    }
+
+    #[test]
+    fn the_matching_route_says_whether_to_record() {
+        let recorded = RouteConfig {
+            record: true,
+            ..route("6xxx", Some("sip:{user}@10.0.0.9"), None)
+        };
+        let d = Dialplan::new(&[route("6000", Some("sip:a@10.0.0.8"), None), recorded]);
+        assert!(!d.records("6000"), "the first match wins");
+        assert!(d.records("6001"));
+        assert!(!d.records("7000"), "no route, nothing recorded");
     }
 }

@@ -77,11 +77,12 @@ fn drops(w: &WorkerReport) -> String {
 }
 
 /// The pipeline's counters of packets it did not forward, by name.
-fn pipeline_drops(p: &PipelineCounters) -> [(&'static str, u64); 4] {
+fn pipeline_drops(p: &PipelineCounters) -> [(&'static str, u64); 5] {
     [
         ("consumed", p.consumed),
         ("dropped_no_flow", p.dropped_no_flow),
         ("dropped_stage", p.dropped_stage),
         ("events_lost", p.events_lost),
+        ("tap_dropped", p.tap_dropped),
     ]
 }

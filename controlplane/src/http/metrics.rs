@@ -485,6 +485,7 @@ impl Scrape {
                 ("pipeline_no_flow", p.dropped_no_flow),
                 ("pipeline_stage", p.dropped_stage),
                 ("pipeline_events_lost", p.events_lost),
+                ("pipeline_tap_dropped", p.tap_dropped),
             ];
             named
                 .chain(pipeline.map(|(k, v)| (k.to_string(), v)))

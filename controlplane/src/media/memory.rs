@@ -10,8 +10,10 @@
 use super::{Applied, FlowStat, MediaPlane};
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use tollgate_dataplane::flow::Flow;
+use tollgate_dataplane::recorder::RecordingReport;
 
 /// One change the data plane was asked for and made.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,6 +28,9 @@ struct State {
     log: Vec<FlowChange>,
     stats: HashMap<SocketAddr, FlowStat>,
     exchanges: u64,
+    /// Recordings opened and not closed, by number: their directories.
+    recordings: BTreeMap<u32, PathBuf>,
+    last_recording: u32,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -58,6 +63,11 @@ impl MemoryPlane {
     /// What the flow at `local` reports from now on.
     pub fn set_stat(&self, local: SocketAddr, stat: FlowStat) {
         self.state().stats.insert(local, stat);
+    }
+
+    /// The open recordings' directories, by number.
+    pub fn recordings(&self) -> BTreeMap<u32, PathBuf> {
+        self.state().recordings.clone()
     }
 
     /// Every installed flow reports `idle_ms` since its last packet.
@@ -111,6 +121,31 @@ impl MediaPlane for MemoryPlane {
             .filter(|l| s.flows.contains_key(l))
             .map(|l| (*l, s.stat(l)))
             .collect())
+    }
+
+    fn open_recording(&mut self, dir: &Path) -> Result<u32, String> {
+        let mut s = self.state();
+        s.exchanges += 1;
+        s.last_recording += 1;
+        let n = s.last_recording;
+        s.recordings.insert(n, dir.to_path_buf());
+        Ok(n)
+    }
+
+    /// Answers an empty capture.
+    fn close_recording(&mut self, recording: u32) -> Result<RecordingReport, String> {
+        let mut s = self.state();
+        s.exchanges += 1;
+        let dir = s
+            .recordings
+            .remove(&recording)
+            .ok_or_else(|| format!("no recording {recording} is open"))?;
+        Ok(RecordingReport {
+            recording,
+            dir,
+            captures: vec!["rtp.pcap".into()],
+            ..RecordingReport::default()
+        })
     }
 }
 

@@ -20,12 +20,14 @@ mod journal;
 pub mod memory;
 pub mod options;
 pub mod ports;
+mod recording;
 mod report;
 mod sdes;
 #[cfg(test)]
 mod tests;
 
 use crate::media::config::{MediaConfig, MediaInterface};
+use crate::recording::{config::RecordingConfig, Closed, Recording};
 use crate::time::Now;
 use options::{AddressSource, Options};
 use ports::PortPool;
@@ -56,6 +58,13 @@ pub trait MediaPlane: Send {
         &mut self,
         locals: &[SocketAddr],
     ) -> Result<HashMap<SocketAddr, FlowStat>, String>;
+    /// Opens a recording writing into `dir`: the number its taps name.
+    fn open_recording(&mut self, dir: &std::path::Path) -> Result<u32, String>;
+    /// Closes a recording once everything tapped is written: what it holds.
+    fn close_recording(
+        &mut self,
+        recording: u32,
+    ) -> Result<tollgate_dataplane::recorder::RecordingReport, String>;
 }
 
 /// What [`MediaPlane::apply`] did, item by item.
@@ -106,6 +115,9 @@ struct Side {
     rtcp: Option<SocketAddr>,
     /// Its first codec ("PCMU/8000"), and that codec's RTP clock rate.
     codec: Option<String>,
+    /// Every payload type of its SDP that names a codec.
+    #[serde(default)]
+    codecs: Vec<tollgate_archive::meta::Codec>,
     clock_rate: u32,
     /// The formats of the last offer the relay sent it.
     offered: Vec<String>,
@@ -137,6 +149,7 @@ impl Side {
             rtp: None,
             rtcp: None,
             codec: None,
+            codecs: Vec::new(),
             clock_rate: 8000,
             offered: Vec::new(),
             mux: false,
@@ -317,7 +330,7 @@ struct Call {
     /// A call in its delayed delete is not journaled (its CDR is out).
     #[serde(skip)]
     delete_at: Option<Instant>,
-    recording: bool,
+    recording: Option<Recording>,
     /// Signalled by Tollgate's own B2BUA, which ends it (with BYEs) when its
     /// media stops: the timeouts here leave it alone.
     managed: bool,
@@ -336,7 +349,7 @@ impl Call {
             parts: Vec::new(),
             tags: HashMap::new(),
             delete_at: None,
-            recording: false,
+            recording: None,
             managed: false,
             flows: BTreeMap::new(),
         }
@@ -362,6 +375,11 @@ pub struct Sessions {
     /// Calls changed since the journal was last taken, and those in it.
     touched: BTreeSet<String>,
     journaled: HashSet<String>,
+    recording_cfg: RecordingConfig,
+    /// Recordings started since start, for their ids.
+    recordings_made: u64,
+    /// Recordings closed, to hand to the archive.
+    closed: Vec<Closed>,
 }
 
 fn sock(ip: IpAddr, port: u16) -> SocketAddr {
@@ -383,6 +401,9 @@ impl Sessions {
             records: Vec::new(),
             touched: BTreeSet::new(),
             journaled: HashSet::new(),
+            recording_cfg: RecordingConfig::default(),
+            recordings_made: 0,
+            closed: Vec::new(),
         }
     }
 
@@ -462,7 +483,6 @@ impl Sessions {
             .or_insert_with(|| Call::new(now));
         call.delete_at = None;
         call.last_signal = now.wall;
-        call.recording |= o.record_call;
         let (x, y) = offer_parties(call, from_tag, to_tag, &dirs, now.wall);
         if x == y {
             if is_new {
@@ -478,6 +498,10 @@ impl Sessions {
         // any flows installed before the refusal are released at once.
         let out = match self
             .signal(call_id, x, y, parsed, o, Role::Offer)
+            .and_then(|out| {
+                self.record_flag(now, plane, call_id, o.record_call)
+                    .map(|()| out)
+            })
             .and_then(|out| self.sync_flows(plane, call_id).map(|()| out))
         {
             Ok(out) => out,
@@ -558,6 +582,7 @@ impl Sessions {
             call.parts[y].label = Some(l.clone());
         }
         let out = self.signal(call_id, y, x, parsed, o, Role::Answer)?;
+        self.record_flag(now, plane, call_id, o.record_call)?;
         self.sync_flows(plane, call_id)?;
         let call = self
             .calls
@@ -652,6 +677,7 @@ impl Sessions {
 
     /// Installs, updates and removes this call's flows to match its state.
     fn sync_flows(&mut self, plane: &mut dyn MediaPlane, call_id: &str) -> Result<(), NgError> {
+        self.note_recorded_legs(call_id);
         let call = self
             .calls
             .get(call_id)
@@ -701,11 +727,12 @@ impl Sessions {
     }
 
     /// The pipeline stages of the flow from x's side to y's, in the one
-    /// order every flow keeps: RTCP split off towards y's RTCP port when x
-    /// muxes and y does not (`demux`, see [`Self::demuxes`]); SRTP from x
-    /// decrypted; the stages every flow carries (`media.stages`); SRTP to y
-    /// encrypted last.
-    fn stages(&self, xs: &Side, ys: &Side, demux: bool) -> Vec<StageSpec> {
+    /// order every flow keeps ([`StageSpec::place`]): RTCP split off
+    /// towards y's RTCP port when x muxes and y does not (`demux`, see
+    /// [`Self::demuxes`]); SRTP from x decrypted; the stages every flow
+    /// carries (`media.stages`); the recording's tap; SRTP to y encrypted
+    /// last.
+    fn stages(&self, xs: &Side, ys: &Side, demux: bool, tap: Option<StageSpec>) -> Vec<StageSpec> {
         let mut stages = Vec::new();
         if demux {
             stages.push(StageSpec::RtcpDemux);
@@ -716,6 +743,9 @@ impl Sessions {
         stages.extend_from_slice(&self.cfg.stages);
         if let Some(k) = ys.srtp.tx {
             stages.push(StageSpec::SrtpEncrypt(k));
+        }
+        if let Some(tap) = tap {
+            tap.place_in(&mut stages);
         }
         stages
     }
@@ -730,6 +760,7 @@ impl Sessions {
 
     fn desired_flows(&self, call: &Call) -> BTreeMap<SocketAddr, Flow> {
         let mut out = BTreeMap::new();
+        let tap = call.recording.as_ref().and_then(Recording::tap);
         let pairs = call
             .parts
             .iter()
@@ -758,7 +789,7 @@ impl Sessions {
                     strict: x.strict && !x.asymmetric,
                     follow: follow(ys.port),
                     clock_rate: xs.clock_rate,
-                    stages: self.stages(xs, ys, Self::demuxes(xs, ys, y_rtp)),
+                    stages: self.stages(xs, ys, Self::demuxes(xs, ys, y_rtp), tap),
                 };
                 if xs.rtcp_socket && !xs.mux {
                     let src = if ys.mux || !ys.rtcp_socket {
@@ -776,7 +807,7 @@ impl Sessions {
                         source: sock(ya, src),
                         destination: dst,
                         follow: follow(src),
-                        stages: self.stages(xs, ys, false),
+                        stages: self.stages(xs, ys, false, None),
                         ..rtp.clone()
                     };
                     out.insert(rtcp.local, rtcp);
@@ -817,6 +848,7 @@ impl Sessions {
         } else {
             (self.call_stats(plane, call_id), Vec::new())
         };
+        self.finish_recording(now, plane, call_id, delay == 0);
         let reply = report::call(self.calls.get(call_id)?, &self.cfg, &stats, now.wall, only);
         self.end(now, call_id, &stats, Ending::Deleted { by_tag: from_tag });
         self.totals.deleted += 1;
@@ -873,6 +905,7 @@ impl Sessions {
     /// Removes the call, its flows and its ports, writing no CDR.
     fn drop_call(&mut self, plane: &mut dyn MediaPlane, call_id: &str) {
         let (_, retired) = self.remove_flows(plane, call_id);
+        self.discard_recording(plane, call_id);
         self.release_call(call_id, &retired);
     }
 
@@ -939,14 +972,6 @@ impl Sessions {
                 tracing::warn!(call_id, error = %e, "data plane counters unavailable");
                 HashMap::new()
             })
-    }
-
-    pub fn set_recording(&mut self, call_id: &str, on: bool) -> bool {
-        self.touch(call_id);
-        self.calls
-            .get_mut(call_id)
-            .map(|c| c.recording = on)
-            .is_some()
     }
 
     /// Hands the call's ending to its signalling (the B2BUA): no media or
@@ -1063,6 +1088,7 @@ impl Sessions {
                 None => {}
             }
             let (stats, retired) = self.remove_flows(plane, id);
+            self.finish_recording(now, plane, id, true);
             if let Some(how) = how {
                 self.end(now, id, &stats, how);
             }
@@ -1183,13 +1209,18 @@ fn same_participant(call_id: &str, from_tag: &str, to_tag: &str) -> NgError {
 /// The section's first format as `name/rate`: its rtpmap, else the RFC 3551
 /// name of a static payload type.
 fn first_codec(m: &SdpMedia) -> Option<String> {
-    let first = m.formats().into_iter().next()?;
+    encoding(m, &m.formats().into_iter().next()?)
+}
+
+/// Format `pt` of the section as `name/rate`: its rtpmap, else the RFC
+/// 3551 name of a static payload type.
+fn encoding(m: &SdpMedia, pt: &str) -> Option<String> {
     let mapped = m.attrs("rtpmap").find_map(|v| {
-        let (pt, enc) = v.split_once(' ')?;
-        (pt == first).then(|| enc.trim().to_string())
+        let (p, enc) = v.split_once(' ')?;
+        (p == pt).then(|| enc.trim().to_string())
     });
     mapped.or_else(|| {
-        let name = match first.as_str() {
+        let name = match pt {
             "0" => "PCMU/8000",
             "3" => "GSM/8000",
             "4" => "G723/8000",
@@ -1385,6 +1416,7 @@ fn take_media(
     xs.kind = m.kind().to_string();
     xs.proto = m.proto().to_string();
     xs.codec = first_codec(m);
+    xs.codecs = recording::codecs(m);
     xs.clock_rate = clock_rate(m.kind(), xs.codec.as_deref());
     let (sends, receives) = directions(m);
     (xs.recv, xs.send, ys.send, ys.recv) = (sends, receives, sends, receives);

@@ -39,7 +39,8 @@ pub struct Options {
     pub no_rtcp_attribute: bool,
     pub fatal: bool,
     pub delete_delay: Option<u64>,
-    pub record_call: bool,
+    /// `record call`: start (true) or stop (false) recording the call.
+    pub record_call: Option<bool>,
     pub sdes: Sdes,
 }
 

@@ -331,3 +331,45 @@ fn a_journaled_session_is_restored_with_its_flows_and_ports_and_forgotten_when_d
     assert_eq!(again.s.take_journal(), vec![("c1".to_string(), None)]);
     assert!(again.s.take_journal().is_empty());
 }
+
+/// A recorded call's journal entry carries its recording: restored by a
+/// new process, its flows keep the tap with the same data-plane recording,
+/// and its delete hands the recording over as the first process would.
+#[test]
+fn a_journaled_recording_goes_on_in_the_restored_session() {
+    let mut r = Relay::new(cfg());
+    r.call(0.0);
+    let now = r.at(1.0);
+    r.s.start_recording(now, &mut r.plane, "c1").unwrap();
+    let tap = StageSpec::Tap { recording: 1 };
+    let rtp = |f: &&Flow| f.local.port().is_multiple_of(2);
+    let tapped = |fs: &[Flow]| {
+        fs.iter().filter(rtp).count() == 2 && fs.iter().filter(rtp).all(|f| f.stages.contains(&tap))
+    };
+    let flows: Vec<Flow> = r.plane.flows().into_values().collect();
+    assert!(tapped(&flows), "the RTP flows carry the tap: {flows:?}");
+    let (_, state) =
+        r.s.take_journal()
+            .pop()
+            .expect("the recording touched the call");
+    let mut again = Relay::new(cfg());
+    let flows = again.s.restore("c1", state.unwrap()).unwrap();
+    assert!(tapped(&flows), "{flows:?}");
+    let now = again.at(2.0);
+    again
+        .plane
+        .open_recording(std::path::Path::new("/x"))
+        .unwrap();
+    again.plane.apply(&flows, &[]);
+    again
+        .s
+        .delete(now, &mut again.plane, "c1", None, None, Some(0));
+    let closed = again.s.take_recordings();
+    assert_eq!(closed.len(), 1);
+    assert_eq!(closed[0].meta.call_id, "c1");
+    assert_eq!(closed[0].meta.legs.len(), 2, "{:?}", closed[0].meta);
+    assert!(
+        again.plane.recordings().is_empty(),
+        "closed in the data plane"
+    );
+}

@@ -1,6 +1,7 @@
 //! NG commands onto the session manager: `ping`, `offer`, `answer`,
-//! `delete`, `query`, `list`, `statistics`, `start recording` and `stop
-//! recording`. Replies follow rtpengine's shapes; anything wrong comes back
+//! `delete`, `query`, `list`, `statistics`, `start recording`, `stop
+//! recording` and `pause recording` (or `stop recording` with the flag
+//! `pause` or `pause=yes`). Replies follow rtpengine's shapes; anything wrong comes back
 //! as `result: error` with an `error-reason` that says what.
 //!
 //! A plain state machine: every request and the housekeeping tick carry a
@@ -52,6 +53,22 @@ fn opt_text<'a>(req: &'a Value, key: &str) -> Result<Option<&'a str>, NgError> {
                 .ok_or_else(|| NgError(format!("`{key}` must be a string")))
         })
         .transpose()
+}
+
+/// What a recording command asks: `start`, `stop` or `pause` (a `stop
+/// recording` with `pause` in its flags or `pause=yes` pauses).
+fn recording_verb<'a>(command: &'a str, req: &Value) -> &'a str {
+    let verb = command.trim_end_matches(" recording");
+    let flagged = match req.get("flags") {
+        Some(Value::List(l)) => l.iter().any(|f| f.as_str() == Some("pause")),
+        _ => false,
+    };
+    let keyed = req.get("pause").and_then(Value::as_str) == Some("yes");
+    if verb == "stop" && (flagged || keyed) {
+        "pause"
+    } else {
+        verb
+    }
 }
 
 impl NgHandler {
@@ -173,13 +190,13 @@ impl NgHandler {
                 Ok(r)
             }
             "statistics" => Ok(self.statistics(now)),
-            "start recording" | "stop recording" => {
+            "start recording" | "stop recording" | "pause recording" => {
                 let call_id = text(req, "call-id")?;
-                if !self
-                    .sessions
-                    .set_recording(call_id, command == "start recording")
-                {
-                    return Err(crate::media::unknown_call(call_id));
+                let plane = self.plane.as_mut();
+                match recording_verb(command, req) {
+                    "start" => self.sessions.start_recording(now, plane, call_id)?,
+                    "pause" => self.sessions.pause_recording(plane, call_id)?,
+                    _ => self.sessions.stop_recording(now, plane, call_id)?,
                 }
                 Ok(ok())
             }
@@ -886,5 +903,128 @@ mod tests {
             "the refused call left nothing behind"
         );
         assert_eq!(h.sessions.ports_in_use(), 2);
+    }
+
+    /// The taps on the call's RTP flows, by local address: the recording
+    /// number each names (the RTCP-only flows carry none).
+    fn taps(p: &Plane) -> Vec<(SocketAddr, Option<u32>)> {
+        use tollgate_dataplane::pipeline::StageSpec;
+        p.flows()
+            .into_iter()
+            .filter(|(l, _)| l.port() % 2 == 0)
+            .map(|(l, f)| {
+                let tap = f.stages.iter().find_map(|s| match s {
+                    StageSpec::Tap { recording } => Some(*recording),
+                    _ => None,
+                });
+                (l, tap)
+            })
+            .collect()
+    }
+
+    fn command(h: &mut Clocked, command: &str, extra: Vec<(&str, Value)>) -> Value {
+        let mut p = vec![("call-id", Value::str("c1"))];
+        p.extend(extra);
+        h.handle(&req(command, p))
+    }
+
+    /// `record call` on the offer taps both directions from the start; a
+    /// re-offer keeps the same recording on the flows; pause takes the
+    /// taps off and start puts the same recording back; delete closes it
+    /// with both legs described.
+    #[test]
+    fn record_call_start_pause_and_delete_keep_one_recording_per_run() {
+        let (mut h, p) = handler(MediaConfig {
+            delete_delay_secs: 0,
+            ..MediaConfig::default()
+        });
+        let rec = ("record call", Value::str("yes"));
+        offer(&mut h, sdp("192.0.2.10", 7000, ""), vec![rec]);
+        answer(&mut h, sdp("192.0.2.20", 6000, ""), vec![]);
+        let taps = taps(&p);
+        assert_eq!(taps.len(), 2, "{taps:?}");
+        assert!(taps.iter().all(|(_, t)| *t == Some(1)), "{taps:?}");
+        offer(&mut h, sdp("192.0.2.10", 7000, "a=sendrecv\r\n"), vec![]);
+        assert!(taps_all(&p, Some(1)), "a re-offer keeps the tap");
+        let r = command(&mut h, "pause recording", vec![]);
+        assert_eq!(r.get("result").and_then(Value::as_str), Some("ok"));
+        assert!(taps_all(&p, None), "paused: no tap");
+        assert_eq!(p.recordings().len(), 1, "the capture stays open");
+        command(&mut h, "start recording", vec![]);
+        assert!(taps_all(&p, Some(1)), "resumed into the same recording");
+        command(&mut h, "stop recording", vec![("flags", list(&["pause"]))]);
+        assert!(taps_all(&p, None), "stop with the pause flag pauses");
+        assert!(h.sessions.take_recordings().is_empty());
+        command(&mut h, "start recording", vec![]);
+        let del = command(&mut h, "delete", vec![("from-tag", Value::str("A"))]);
+        assert_eq!(del.get("result").and_then(Value::as_str), Some("ok"));
+        let closed = h.sessions.take_recordings();
+        assert_eq!(closed.len(), 1);
+        let m = &closed[0].meta;
+        assert_eq!(m.call_id, "c1");
+        let legs: Vec<(&str, &str)> = m
+            .legs
+            .iter()
+            .map(|l| (l.tag.as_str(), l.label.as_str()))
+            .collect();
+        assert!(
+            legs.contains(&("A", "caller")) && legs.contains(&("B", "callee")),
+            "{legs:?}"
+        );
+        let codecs: Vec<&str> = m.legs[0].codecs.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(codecs, ["PCMU", "PCMA", "telephone-event"]);
+        assert!(closed[0].open.ends_with(format!("open/{}", m.recording_id)));
+        assert!(p.recordings().is_empty(), "closed in the data plane");
+    }
+
+    fn taps_all(p: &Plane, want: Option<u32>) -> bool {
+        let t = taps(p);
+        !t.is_empty() && t.iter().all(|(_, n)| *n == want)
+    }
+
+    /// A stopped recording is handed over; starting again makes a new one;
+    /// an unknown call is refused; `record call=no` on an answer stops it.
+    #[test]
+    fn stop_hands_over_and_a_new_start_is_a_new_recording() {
+        let (mut h, p) = handler(MediaConfig {
+            delete_delay_secs: 0,
+            ..MediaConfig::default()
+        });
+        offer(&mut h, sdp("192.0.2.10", 7000, ""), vec![]);
+        answer(&mut h, sdp("192.0.2.20", 6000, ""), vec![]);
+        assert!(taps_all(&p, None), "not recorded unless asked");
+        command(&mut h, "start recording", vec![]);
+        assert!(taps_all(&p, Some(1)));
+        command(&mut h, "stop recording", vec![]);
+        assert!(taps_all(&p, None));
+        assert_eq!(h.sessions.take_recordings().len(), 1);
+        command(&mut h, "start recording", vec![]);
+        assert!(taps_all(&p, Some(2)), "a second recording of the call");
+        answer(
+            &mut h,
+            sdp("192.0.2.20", 6000, ""),
+            vec![("record call", Value::str("no"))],
+        );
+        assert!(taps_all(&p, None));
+        assert_eq!(h.sessions.take_recordings().len(), 1);
+        let unknown = h.handle(&req(
+            "start recording",
+            vec![("call-id", Value::str("nope"))],
+        ));
+        assert_eq!(unknown.get("result").and_then(Value::as_str), Some("error"));
+        let bad = h.handle(&req(
+            "offer",
+            vec![
+                ("sdp", Value::str(&sdp("192.0.2.10", 7000, ""))),
+                ("call-id", Value::str("c2")),
+                ("from-tag", Value::str("A")),
+                ("record call", Value::str("maybe")),
+            ],
+        ));
+        let why = bad
+            .get("error-reason")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        assert!(why.contains("`record call`: \"maybe\""), "{why}");
     }
 }

@@ -115,10 +115,25 @@ pub fn parse(req: &Value) -> Result<Options, OptError> {
         o.label = Some(l.to_string());
     }
     o.delete_delay = delete_delay(req)?.or(o.delete_delay);
-    if let Some(r) = req.get("record call").and_then(Value::as_str) {
-        o.record_call = matches!(r, "yes" | "on");
+    if let Some(r) = req
+        .get("record call")
+        .or_else(|| req.get("record-call"))
+        .and_then(Value::as_str)
+    {
+        o.record_call = Some(record_call(r)?);
     }
     Ok(o)
+}
+
+/// `record call`'s value: `yes`/`on` or `no`/`off`.
+fn record_call(v: &str) -> Result<bool, OptError> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "yes" | "on" => Ok(true),
+        "no" | "off" => Ok(false),
+        other => Err(format!(
+            "`record call`: {other:?} is not yes, no, on or off"
+        )),
+    }
 }
 
 /// The `codec` dictionary: `strip`, `mask`, `offer`, `except`; `transcode`
@@ -178,6 +193,10 @@ fn flag(o: &mut Options, raw: &str) -> Result<(), OptError> {
                 o.media_address = Some(ip(v, "media-address")?);
                 Ok(())
             }
+            "record-call" => {
+                o.record_call = Some(record_call(v)?);
+                Ok(())
+            }
             "delete-delay" => {
                 o.delete_delay = Some(
                     v.parse()
@@ -223,7 +242,7 @@ fn flag(o: &mut Options, raw: &str) -> Result<(), OptError> {
         "strict-source" => o.strict_source = true,
         "fatal" => o.fatal = true,
         "no-rtcp-attribute" => o.no_rtcp_attribute = true,
-        "record-call" => o.record_call = true,
+        "record-call" => o.record_call = Some(true),
         "replace-origin" => o.replace_origin = true,
         "replace-session-connection" => o.replace_session_connection = true,
         // Accepted: already the relay's behaviour, or about features

@@ -33,6 +33,7 @@ pub fn sip_config() -> SipConfig {
             reject: None,
             reason: None,
             srtp: None,
+            record: false,
         }],
         ring_timeout_secs: 30,
         ..SipConfig::default()

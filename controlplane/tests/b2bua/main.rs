@@ -549,6 +549,7 @@ fn lcr_net(ping_secs: u64) -> Net {
         reject: None,
         reason: None,
         srtp: None,
+        record: false,
     });
     let mut net = Net::new(sip, media_config());
     let mut t = LcrTable::default();
@@ -673,6 +674,7 @@ fn refusals_before_a_call_is_made() {
         reject: Some(486),
         reason: Some("Busy Here".into()),
         srtp: None,
+        record: false,
     });
     let mut net = Net::new(sip, media_config());
     let refused = |net: &mut Net, inv: Message| {
@@ -791,6 +793,7 @@ fn over_tcp_nothing_is_retransmitted() {
         reject: None,
         reason: None,
         srtp: None,
+        record: false,
     });
     let mut net = Net::new(sip, media_config());
     let mut inv = net.caller.invite("6001", &sdp("192.0.2.10", 4000));

@@ -11,8 +11,10 @@
 //! (counted when it is full) and counters are plain per-worker integers the
 //! backend publishes to [`SharedCounters`] once per burst.
 //!
-//! The pipeline sees UDP payloads only; headers, routing and sending belong
-//! to the backend, which acts on the [`Verdict`].
+//! The pipeline sees UDP payloads only (and the sender, where the backend
+//! knows it); headers, routing and sending belong to the backend, which
+//! acts on the [`Verdict`]. A `tap` stage's copies go to the worker's tap
+//! ring ([`crate::recorder`]).
 
 mod payload;
 pub mod stages;
@@ -22,6 +24,7 @@ pub use payload::{Payload, TooLong};
 pub use stages::{Stage, StageSpec};
 
 use crate::flow::Flow;
+use crate::recorder::{ring::Record, TapRing};
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -91,12 +94,18 @@ pub struct PipelineCounters {
     pub originated: u64,
     /// Events lost because the control thread fell behind.
     pub events_lost: u64,
+    /// Packets a tap copied to the recorder, and copies dropped because
+    /// the recorder fell behind (the packets themselves went on).
+    #[serde(default)]
+    pub tapped: u64,
+    #[serde(default)]
+    pub tap_dropped: u64,
 }
 
 /// [`PipelineCounters`] readable from other threads: the worker stores, the
 /// control thread loads; relaxed, as counters need no ordering.
 #[derive(Debug, Default)]
-pub struct SharedCounters([AtomicU64; 8]);
+pub struct SharedCounters([AtomicU64; 10]);
 
 impl SharedCounters {
     pub fn store(&self, c: &PipelineCounters) {
@@ -109,6 +118,8 @@ impl SharedCounters {
             c.dropped_no_flow,
             c.originated,
             c.events_lost,
+            c.tapped,
+            c.tap_dropped,
         ];
         for (a, v) in self.0.iter().zip(v) {
             a.store(v, Ordering::Relaxed);
@@ -126,6 +137,8 @@ impl SharedCounters {
             dropped_no_flow: v(5),
             originated: v(6),
             events_lost: v(7),
+            tapped: v(8),
+            tap_dropped: v(9),
         }
     }
 }
@@ -134,8 +147,30 @@ impl SharedCounters {
 pub struct Cx<'a> {
     pub now_ns: u64,
     pub local: SocketAddr,
+    /// The packet's sender, where the backend knows it.
+    pub source: Option<SocketAddr>,
     events: &'a EventSink,
-    lost: &'a mut u64,
+    tap: &'a mut TapRing,
+    counters: &'a mut PipelineCounters,
+}
+
+#[cfg(test)]
+impl<'a> Cx<'a> {
+    /// A context for a stage's own tests, at time 0 on 127.0.0.1:1.
+    pub fn for_test(
+        events: &'a EventSink,
+        tap: &'a mut TapRing,
+        counters: &'a mut PipelineCounters,
+    ) -> Cx<'a> {
+        Cx {
+            now_ns: 0,
+            local: SocketAddr::from(([127, 0, 0, 1], 1)),
+            source: None,
+            events,
+            tap,
+            counters,
+        }
+    }
 }
 
 impl Cx<'_> {
@@ -147,7 +182,24 @@ impl Cx<'_> {
             kind,
         };
         if self.events.try_send(e).is_err() {
-            *self.lost += 1;
+            self.counters.events_lost += 1;
+        }
+    }
+
+    /// Copies `payload` to the recorder for `recording`; never blocks (a
+    /// full ring counts).
+    pub fn tap(&mut self, recording: u32, payload: &[u8]) {
+        let r = Record {
+            recording,
+            at_ns: self.now_ns,
+            source: self.source,
+            local: self.local,
+            len: payload.len(),
+        };
+        if self.tap.push(&r, payload) {
+            self.counters.tapped += 1;
+        } else {
+            self.counters.tap_dropped += 1;
         }
     }
 }
@@ -212,11 +264,18 @@ pub struct Pipeline {
     /// due at once, at the next tick).
     fresh: Vec<(Slot, u32)>,
     events: EventSink,
+    tap: TapRing,
     counters: PipelineCounters,
 }
 
 impl Pipeline {
+    /// A pipeline whose taps feed the process's recorder.
     pub fn new(events: EventSink) -> Self {
+        Self::with_tap(events, crate::recorder::global().attach())
+    }
+
+    /// A pipeline whose taps go into `tap`.
+    pub fn with_tap(events: EventSink, tap: TapRing) -> Self {
         Pipeline {
             slots: Vec::new(),
             flows: 0,
@@ -224,6 +283,7 @@ impl Pipeline {
             wheel: Wheel::default(),
             fresh: Vec::new(),
             events,
+            tap,
             counters: PipelineCounters::default(),
         }
     }
@@ -263,9 +323,16 @@ impl Pipeline {
         self.slots.get(slot as usize).and_then(Option::as_ref)
     }
 
-    /// Runs the slot's stages in order over one payload. `Forward` goes on to
-    /// the next stage, `ForwardRtcp` too (and sticks), a drop ends the chain.
-    pub fn process(&mut self, now_ns: u64, slot: Slot, payload: &mut Payload) -> Verdict {
+    /// Runs the slot's stages in order over one payload from `source` (None
+    /// where the backend cannot tell). `Forward` goes on to the next stage,
+    /// `ForwardRtcp` too (and sticks), a drop ends the chain.
+    pub fn process(
+        &mut self,
+        now_ns: u64,
+        slot: Slot,
+        source: Option<SocketAddr>,
+        payload: &mut Payload,
+    ) -> Verdict {
         self.counters.processed += 1;
         let Some(entry) = self.slots.get_mut(slot as usize).and_then(Option::as_mut) else {
             self.counters.dropped_no_flow += 1;
@@ -274,8 +341,10 @@ impl Pipeline {
         let mut cx = Cx {
             now_ns,
             local: entry.flow.local,
+            source,
             events: &self.events,
-            lost: &mut self.counters.events_lost,
+            tap: &mut self.tap,
+            counters: &mut self.counters,
         };
         let mut verdict = Verdict::Forward;
         for stage in &mut entry.flow.stages {

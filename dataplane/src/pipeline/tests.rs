@@ -26,7 +26,7 @@ fn run(p: &mut Pipeline, slot: Slot, bytes: &[u8]) -> Verdict {
     let mut buf = [0u8; 64];
     buf[..bytes.len()].copy_from_slice(bytes);
     let mut payload = Payload::new(&mut buf, bytes.len());
-    let v = p.process(1, slot, &mut payload);
+    let v = p.process(1, slot, None, &mut payload);
     assert!(!payload.modified(), "these stages never write");
     v
 }
@@ -230,7 +230,7 @@ fn srtp_drops_are_reported_at_powers_of_two_per_reason() {
     for _ in 0..9 {
         // Plain RTP is not SRTP: its last 10 bytes are no valid tag.
         let mut buf = [RTP, RTP].concat();
-        let v = p.process(1, 0, &mut Payload::new(&mut buf, 32));
+        let v = p.process(1, 0, None, &mut Payload::new(&mut buf, 32));
         assert_eq!(v, Verdict::Drop(DropReason::Stage));
     }
     let counts: Vec<u64> = rx

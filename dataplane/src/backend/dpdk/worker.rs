@@ -353,7 +353,7 @@ impl Worker {
         if let Some(slot) = f.slot {
             let room = m.room();
             let mut p = Payload::new(&mut room[u.payload_at()..], u.payload_len);
-            match self.pipeline.process(now, slot, &mut p) {
+            match self.pipeline.process(now, slot, Some(u.src), &mut p) {
                 Verdict::Forward => {}
                 Verdict::ForwardRtcp => {
                     from.set_port(from.port().wrapping_add(1));

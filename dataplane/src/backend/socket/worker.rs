@@ -459,7 +459,7 @@ impl Worker {
         if self.pipeline.has(id) {
             let room = self.bufs.get_mut(bid, self.buf_size);
             let mut p = Payload::new(&mut room[offset..], len);
-            match self.pipeline.process(now, id, &mut p) {
+            match self.pipeline.process(now, id, Some(src), &mut p) {
                 Verdict::Forward => {}
                 Verdict::ForwardRtcp => match &flow.rtcp_socket {
                     Some(s) => {

@@ -8,11 +8,13 @@ mod drop_every;
 mod rtcp_demux;
 mod silence;
 mod srtp;
+mod tap;
 
 pub use drop_every::DropEvery;
-pub use rtcp_demux::RtcpDemux;
+pub use rtcp_demux::{is_rtcp, RtcpDemux};
 pub use silence::Silence;
 pub use srtp::{Srtp, SrtpDropReason, SrtpDrops};
+pub use tap::Tap;
 
 use super::{Cx, Payload, Verdict};
 use crate::srtp::Keying;
@@ -44,6 +46,29 @@ pub enum StageSpec {
     /// RTP/RTCP in, SRTP/SRTCP out: the last stage of a flow towards an
     /// SRTP leg, with the key the relay announced to it.
     SrtpEncrypt(Keying),
+    /// Copies every packet as received to the recorder, for the recording
+    /// `recording` (a number `recording_open` gave).
+    Tap { recording: u32 },
+}
+
+/// Where a stage sits in a flow's chain, in the order packets meet them:
+/// the one place the order is written down. [`StageSpec::place_in`] keeps
+/// a chain in this order; a tap sees packets after demux and decryption
+/// and before any stage that rewrites or replaces them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Place {
+    /// RTP/RTCP/STUN/DTLS told apart.
+    Demux,
+    /// SRTP to RTP.
+    Decrypt,
+    /// Stages that measure or test the stream and leave it as it is.
+    Observe,
+    /// A copy to the recorder.
+    Tap,
+    /// What ends or replaces the stream (players, tones, silence).
+    Endpoint,
+    /// RTP to SRTP.
+    Encrypt,
 }
 
 fn default_ptime() -> u32 {
@@ -51,6 +76,27 @@ fn default_ptime() -> u32 {
 }
 
 impl StageSpec {
+    pub fn place(&self) -> Place {
+        match self {
+            StageSpec::RtcpDemux => Place::Demux,
+            StageSpec::Null | StageSpec::DropEvery { .. } => Place::Observe,
+            StageSpec::SrtpDecrypt(_) => Place::Decrypt,
+            StageSpec::Tap { .. } => Place::Tap,
+            StageSpec::Silence { .. } => Place::Endpoint,
+            StageSpec::SrtpEncrypt(_) => Place::Encrypt,
+        }
+    }
+
+    /// Puts this stage into `chain` after every stage whose place comes
+    /// before or with its own, and before the rest.
+    pub fn place_in(self, chain: &mut Vec<StageSpec>) {
+        let at = chain
+            .iter()
+            .position(|s| s.place() > self.place())
+            .unwrap_or(chain.len());
+        chain.insert(at, self);
+    }
+
     /// What is wrong with this stage's parameters, if anything.
     pub fn check(&self) -> Result<(), String> {
         match *self {
@@ -70,6 +116,9 @@ impl StageSpec {
             }
             StageSpec::SrtpDecrypt(k) => k.check().map_err(|e| format!("srtp_decrypt: {e}")),
             StageSpec::SrtpEncrypt(k) => k.check().map_err(|e| format!("srtp_encrypt: {e}")),
+            StageSpec::Tap { recording: 0 } => {
+                Err("tap: `recording` must be a number recording_open gave (from 1)".into())
+            }
             _ => Ok(()),
         }
     }
@@ -84,6 +133,7 @@ pub enum Stage {
     Silence(Silence),
     SrtpDecrypt(Box<Srtp>),
     SrtpEncrypt(Box<Srtp>),
+    Tap(Tap),
 }
 
 impl Stage {
@@ -99,6 +149,7 @@ impl Stage {
             } => Stage::Silence(Silence::new(payload_type, ptime_ms, seed)),
             StageSpec::SrtpDecrypt(k) => Stage::SrtpDecrypt(Box::new(Srtp::new(&k))),
             StageSpec::SrtpEncrypt(k) => Stage::SrtpEncrypt(Box::new(Srtp::new(&k))),
+            StageSpec::Tap { recording } => Stage::Tap(Tap::new(recording)),
         }
     }
 
@@ -111,6 +162,7 @@ impl Stage {
             Stage::Silence(_) => Verdict::Drop(super::DropReason::Consumed),
             Stage::SrtpDecrypt(s) => s.decrypt(cx, p),
             Stage::SrtpEncrypt(s) => s.encrypt(cx, p),
+            Stage::Tap(s) => s.process(cx, p),
         }
     }
 
@@ -190,5 +242,35 @@ mod tests {
         };
         assert!(bad_ptime.check().unwrap_err().contains("`ptime_ms` 30"));
         assert!(StageSpec::Null.check().is_ok());
+        let tap0 = StageSpec::Tap { recording: 0 }.check().unwrap_err();
+        assert!(tap0.contains("`recording`"), "{tap0}");
+    }
+
+    #[test]
+    fn a_tap_goes_after_demux_and_before_endpoints() {
+        let silence = StageSpec::Silence {
+            payload_type: 0,
+            ptime_ms: 20,
+        };
+        let mut chain = vec![StageSpec::RtcpDemux, StageSpec::Null, silence];
+        StageSpec::Tap { recording: 3 }.place_in(&mut chain);
+        assert_eq!(
+            chain,
+            [
+                StageSpec::RtcpDemux,
+                StageSpec::Null,
+                StageSpec::Tap { recording: 3 },
+                silence
+            ]
+        );
+        let mut bare = Vec::new();
+        StageSpec::Tap { recording: 3 }.place_in(&mut bare);
+        StageSpec::RtcpDemux.place_in(&mut bare);
+        assert_eq!(
+            bare,
+            [StageSpec::RtcpDemux, StageSpec::Tap { recording: 3 }]
+        );
+        let tap: StageSpec = serde_json::from_str(r#"{"kind":"tap","recording":3}"#).unwrap();
+        assert_eq!(tap, StageSpec::Tap { recording: 3 });
     }
 }

@@ -144,13 +144,9 @@ mod tests {
 
     fn through(stage: &mut Srtp, encrypt: bool, buf: &mut [u8], len: usize) -> (Verdict, Vec<u8>) {
         let (tx, _rx) = crossbeam_channel::bounded(8);
-        let mut lost = 0;
-        let mut cx = Cx {
-            now_ns: 0,
-            local: "127.0.0.1:1".parse().unwrap(),
-            events: &tx,
-            lost: &mut lost,
-        };
+        let (mut ring, _reader) = crate::recorder::ring::ring(1024);
+        let mut counters = crate::pipeline::PipelineCounters::default();
+        let mut cx = Cx::for_test(&tx, &mut ring, &mut counters);
         let mut p = Payload::new(buf, len);
         let v = if encrypt {
             stage.encrypt(&mut cx, &mut p)

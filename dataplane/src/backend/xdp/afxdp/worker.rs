@@ -298,7 +298,7 @@ impl Worker {
         }
         let (verdict, modified, new_len) = {
             let mut p = Payload::new(&mut frame[h.payload..], h.payload_len);
-            let v = self.pipeline.process(now, meta.slot, &mut p);
+            let v = self.pipeline.process(now, meta.slot, None, &mut p);
             (v, p.modified(), p.len())
         };
         let mut out_len = len;
