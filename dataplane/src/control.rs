@@ -20,6 +20,7 @@
 //! | `counters`  |                     | `Counters`: `{name: value}` global counters |
 //! | `workers`   |                     | `Workers`: per-worker [`WorkerReport`]s    |
 //! | `events`    |                     | `Events`: pipeline [`Event`]s since last asked |
+//! | `prompt_load` | `id`, `path`      | `Prompt`: [`PromptInfo`] of the WAV cached as prompt `id` |
 //!
 //! Reply: `{"ok": true, "result": ...}` (a [`Reply`], whose shape the
 //! request's op decides) or `{"ok": false, "error": "...", "kind": "..."}` (a
@@ -31,6 +32,7 @@
 use crate::backend::WorkerReport;
 use crate::flow::Flow;
 use crate::pipeline::Event;
+use crate::prompt::PromptInfo;
 use crate::table::FlowReport;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -47,14 +49,26 @@ pub const MAX_REPLY: usize = 1 << 30;
 #[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Request {
     Hello,
-    FlowPut { flow: Flow },
-    FlowDel { local: SocketAddr },
-    FlowGet { local: SocketAddr },
+    FlowPut {
+        flow: Flow,
+    },
+    FlowDel {
+        local: SocketAddr,
+    },
+    FlowGet {
+        local: SocketAddr,
+    },
     FlowList,
     Idle,
     Counters,
     Workers,
     Events,
+    /// Reads the WAV file at `path` (on the data plane's host) into the
+    /// prompt cache as prompt `id`, for `prompt` stages.
+    PromptLoad {
+        id: u32,
+        path: std::path::PathBuf,
+    },
 }
 
 /// `hello`'s result: who is answering.
@@ -85,6 +99,7 @@ pub enum Reply {
     Counters(BTreeMap<String, u64>),
     Workers(Vec<WorkerReport>),
     Events(Vec<Event>),
+    Prompt(PromptInfo),
 }
 
 impl Reply {
@@ -99,6 +114,7 @@ impl Reply {
             Request::Counters => Reply::Counters(from_value(result)?),
             Request::Workers => Reply::Workers(from_value(result)?),
             Request::Events => Reply::Events(from_value(result)?),
+            Request::PromptLoad { .. } => Reply::Prompt(from_value(result)?),
         })
     }
 }

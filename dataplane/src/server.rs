@@ -166,6 +166,13 @@ fn handle(req: Request, table: &Mutex<FlowTable>) -> Result<Reply, ControlError>
         Request::Workers => Reply::Workers(t.workers()),
         Request::Events => Reply::Events(t.take_events()),
         Request::Counters => Reply::Counters(t.counters().into_iter().collect()),
+        Request::PromptLoad { id, path } => {
+            // Read and converted without the table's lock: other requests go on.
+            drop(t);
+            let info = crate::prompt::load(id, &path)
+                .map_err(|e| ControlError::new(ErrorKind::Invalid, e.to_string()))?;
+            Reply::Prompt(info)
+        }
     };
     Ok(reply)
 }

@@ -66,6 +66,17 @@ pub struct Event {
 pub enum EventKind {
     /// `drop_every` dropped the flow's `packet`th packet, its `dropped`th drop.
     StageDrop { packet: u64, dropped: u64 },
+    /// `dtmf_detect` received a digit (RFC 4733), reported once.
+    Dtmf {
+        digit: char,
+        duration_ms: u32,
+        /// 0 to 63, in -dBm0.
+        volume: u8,
+    },
+    /// A `prompt` stage finished its last play of `prompt`.
+    PromptDone { prompt: u32 },
+    /// A `tone` stage finished its last cadence.
+    ToneDone,
 }
 
 /// Where a worker's events go: a bounded channel the control thread drains.
@@ -297,6 +308,7 @@ impl Pipeline {
         self.arm_new(now_ns);
         let slots = &mut self.slots;
         let originated = &mut self.counters.originated;
+        let (events, lost) = (&self.events, &mut self.counters.events_lost);
         self.wheel.expire(now_ns, |t, wheel| {
             let Some(entry) = slots.get_mut(t.slot as usize).and_then(Option::as_mut) else {
                 return;
@@ -310,7 +322,13 @@ impl Pipeline {
             let Some(interval) = stage.interval_ns() else {
                 return;
             };
-            if let Some(len) = stage.originate(buf) {
+            let mut cx = Cx {
+                now_ns,
+                local: entry.flow.local,
+                events,
+                lost,
+            };
+            if let Some(len) = stage.originate(&mut cx, buf) {
                 *originated += 1;
                 emit(t.slot, &Payload::new(buf, len));
             }

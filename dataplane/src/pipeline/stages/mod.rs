@@ -5,15 +5,25 @@
 //! no allocation per stage, and each stage's state sits inline in its flow.
 
 mod drop_every;
+pub mod dtmf;
+mod dtmf_send;
+mod player;
 mod rtcp_demux;
+mod rtp_out;
 mod silence;
+pub mod tone;
 
 pub use drop_every::DropEvery;
+pub use dtmf::DtmfDetect;
+pub use dtmf_send::DtmfSend;
+pub use player::{AfterPrompt, Player};
 pub use rtcp_demux::RtcpDemux;
 pub use silence::Silence;
+pub use tone::{Tone, ToneSpec};
 
-use super::{Cx, Payload, Verdict};
+use super::{Cx, DropReason, Payload, Verdict};
 use serde::{Deserialize, Serialize};
+use tollgate_codec::Law;
 
 /// A stage as a flow names it in a control request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -35,10 +45,147 @@ pub enum StageSpec {
         #[serde(default = "default_ptime")]
         ptime_ms: u32,
     },
+    /// Plays a tone cadence (`ringback`, `busy`, `beep` or FreeSWITCH's
+    /// `%(on_ms,off_ms,f1,f2)` segments joined by `;`) as G.711.
+    Tone {
+        tone: ToneSpec,
+        /// 0 (PCMU) or 8 (PCMA).
+        #[serde(default)]
+        payload_type: u8,
+        #[serde(default = "default_ptime")]
+        ptime_ms: u32,
+        /// Cadences played, then `tone_done` and no more packets; 0: forever.
+        #[serde(default)]
+        repeat: u32,
+        /// Whether received packets end here (true) or go on.
+        #[serde(default = "yes")]
+        consume: bool,
+    },
+    /// Plays prompt `prompt` from the prompt cache (`prompt_load`) as G.711.
+    Prompt {
+        prompt: u32,
+        #[serde(default)]
+        payload_type: u8,
+        #[serde(default = "default_ptime")]
+        ptime_ms: u32,
+        /// Plays, then `prompt_done`; 0: forever.
+        #[serde(default = "one")]
+        repeat: u32,
+        /// After the last play: `stop` or `silence`.
+        #[serde(default)]
+        then: AfterPrompt,
+        #[serde(default = "yes")]
+        consume: bool,
+    },
+    /// Reports RFC 4733 DTMF digits as `dtmf` events; audio goes on.
+    DtmfDetect {
+        /// The telephone-event payload type negotiated.
+        #[serde(default = "default_event_pt")]
+        payload_type: u8,
+        /// Whether telephone-event packets end here (true) or go on.
+        #[serde(default)]
+        consume: bool,
+    },
+    /// Sends one DTMF digit as RFC 4733 telephone-events; received packets go on.
+    DtmfSend {
+        digit: char,
+        #[serde(default = "default_digit_ms")]
+        duration_ms: u32,
+        /// 0 to 63 (-dBm0).
+        #[serde(default = "default_volume")]
+        volume: u8,
+        #[serde(default = "default_event_pt")]
+        payload_type: u8,
+        #[serde(default = "default_ptime")]
+        ptime_ms: u32,
+    },
 }
 
 fn default_ptime() -> u32 {
     20
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn one() -> u32 {
+    1
+}
+
+fn default_event_pt() -> u8 {
+    101
+}
+
+fn default_digit_ms() -> u32 {
+    100
+}
+
+fn default_volume() -> u8 {
+    10
+}
+
+/// Most plays a finite `repeat` may ask for.
+const MAX_REPEAT: u32 = 10_000;
+
+/// What is wrong with a G.711 stream's payload type or ptime, if anything.
+fn check_g711(stage: &str, payload_type: u8, ptime_ms: u32) -> Result<(), String> {
+    if Law::from_payload_type(payload_type).is_none() {
+        return Err(format!(
+            "{stage}: `payload_type` {payload_type} is not G.711 (0 PCMU or 8 PCMA)"
+        ));
+    }
+    check_ptime(stage, ptime_ms)
+}
+
+fn check_ptime(stage: &str, ptime_ms: u32) -> Result<(), String> {
+    if ptime_ms == 0 || ptime_ms > 200 || ptime_ms % super::wheel::TICK_MS != 0 {
+        return Err(format!(
+            "{stage}: `ptime_ms` {ptime_ms} must be a multiple of {} up to 200",
+            super::wheel::TICK_MS
+        ));
+    }
+    Ok(())
+}
+
+fn check_repeat(stage: &str, repeat: u32) -> Result<(), String> {
+    if repeat > MAX_REPEAT {
+        return Err(format!("{stage}: `repeat` {repeat} is over {MAX_REPEAT}"));
+    }
+    Ok(())
+}
+
+fn check_event_pt(stage: &str, payload_type: u8) -> Result<(), String> {
+    if !(96..=127).contains(&payload_type) {
+        return Err(format!(
+            "{stage}: `payload_type` {payload_type} is not a dynamic payload type (96-127)"
+        ));
+    }
+    Ok(())
+}
+
+fn check_dtmf_send(
+    digit: char,
+    duration_ms: u32,
+    volume: u8,
+    pt: u8,
+    ptime_ms: u32,
+) -> Result<(), String> {
+    if dtmf::code_of(digit).is_none() {
+        return Err(format!(
+            "dtmf_send: `digit` {digit:?} is not 0-9, *, # or A-D"
+        ));
+    }
+    if duration_ms == 0 || duration_ms > 8000 {
+        return Err(format!(
+            "dtmf_send: `duration_ms` {duration_ms} must be 1 to 8000"
+        ));
+    }
+    if volume > 63 {
+        return Err(format!("dtmf_send: `volume` {volume} is over 63"));
+    }
+    check_event_pt("dtmf_send", pt)?;
+    check_ptime("dtmf_send", ptime_ms)
 }
 
 impl StageSpec {
@@ -46,19 +193,43 @@ impl StageSpec {
     pub fn check(&self) -> Result<(), String> {
         match *self {
             StageSpec::DropEvery { n } if n < 1 => Err("drop_every: `n` must be at least 1".into()),
-            StageSpec::Silence { payload_type, .. } if payload_type != 0 && payload_type != 8 => {
-                Err(format!(
-                    "silence: `payload_type` {payload_type} is not G.711 (0 PCMU or 8 PCMA)"
-                ))
+            StageSpec::Silence {
+                payload_type,
+                ptime_ms,
+            } => check_g711("silence", payload_type, ptime_ms),
+            StageSpec::Tone {
+                payload_type,
+                ptime_ms,
+                repeat,
+                ..
+            } => check_g711("tone", payload_type, ptime_ms)
+                .and_then(|()| check_repeat("tone", repeat)),
+            StageSpec::Prompt {
+                prompt,
+                payload_type,
+                ptime_ms,
+                repeat,
+                ..
+            } => {
+                check_g711("prompt", payload_type, ptime_ms)?;
+                check_repeat("prompt", repeat)?;
+                match crate::prompt::get(prompt) {
+                    Some(_) => Ok(()),
+                    None => Err(format!(
+                        "prompt: `prompt` {prompt} is not loaded (load it with prompt_load)"
+                    )),
+                }
             }
-            StageSpec::Silence { ptime_ms, .. }
-                if ptime_ms == 0 || ptime_ms > 200 || ptime_ms % super::wheel::TICK_MS != 0 =>
-            {
-                Err(format!(
-                    "silence: `ptime_ms` {ptime_ms} must be a multiple of {} up to 200",
-                    super::wheel::TICK_MS
-                ))
+            StageSpec::DtmfDetect { payload_type, .. } => {
+                check_event_pt("dtmf_detect", payload_type)
             }
+            StageSpec::DtmfSend {
+                digit,
+                duration_ms,
+                volume,
+                payload_type,
+                ptime_ms,
+            } => check_dtmf_send(digit, duration_ms, volume, payload_type, ptime_ms),
             _ => Ok(()),
         }
     }
@@ -71,6 +242,10 @@ pub enum Stage {
     DropEvery(DropEvery),
     RtcpDemux(RtcpDemux),
     Silence(Silence),
+    Tone { tone: Tone, consume: bool },
+    Player { player: Player, consume: bool },
+    DtmfDetect(DtmfDetect),
+    DtmfSend(DtmfSend),
 }
 
 impl Stage {
@@ -84,6 +259,45 @@ impl Stage {
                 payload_type,
                 ptime_ms,
             } => Stage::Silence(Silence::new(payload_type, ptime_ms, seed)),
+            StageSpec::Tone {
+                tone,
+                payload_type,
+                ptime_ms,
+                repeat,
+                consume,
+            } => Stage::Tone {
+                tone: Tone::new(tone, law(payload_type), ptime_ms, repeat, seed),
+                consume,
+            },
+            StageSpec::Prompt {
+                prompt,
+                payload_type,
+                ptime_ms,
+                repeat,
+                then,
+                consume,
+            } => Stage::Player {
+                player: Player::new(prompt, law(payload_type), ptime_ms, repeat, then, seed),
+                consume,
+            },
+            StageSpec::DtmfDetect {
+                payload_type,
+                consume,
+            } => Stage::DtmfDetect(DtmfDetect::new(payload_type, consume)),
+            StageSpec::DtmfSend {
+                digit,
+                duration_ms,
+                volume,
+                payload_type,
+                ptime_ms,
+            } => Stage::DtmfSend(DtmfSend::new(
+                digit,
+                duration_ms,
+                volume,
+                payload_type,
+                ptime_ms,
+                seed,
+            )),
         }
     }
 
@@ -93,7 +307,12 @@ impl Stage {
             Stage::Null => Verdict::Forward,
             Stage::DropEvery(s) => s.process(cx, p),
             Stage::RtcpDemux(s) => s.process(p),
-            Stage::Silence(_) => Verdict::Drop(super::DropReason::Consumed),
+            Stage::Silence(_) => Verdict::Drop(DropReason::Consumed),
+            Stage::Tone { consume: true, .. } | Stage::Player { consume: true, .. } => {
+                Verdict::Drop(DropReason::Consumed)
+            }
+            Stage::Tone { .. } | Stage::Player { .. } | Stage::DtmfSend(_) => Verdict::Forward,
+            Stage::DtmfDetect(s) => s.process(cx, p),
         }
     }
 
@@ -101,17 +320,28 @@ impl Stage {
     pub fn interval_ns(&self) -> Option<u64> {
         match self {
             Stage::Silence(s) => Some(s.interval_ns()),
+            Stage::Tone { tone, .. } => Some(tone.interval_ns()),
+            Stage::Player { player, .. } => Some(player.interval_ns()),
+            Stage::DtmfSend(s) => Some(s.interval_ns()),
             _ => None,
         }
     }
 
     /// Writes the next originated datagram into `buf`; its length, or None.
-    pub fn originate(&mut self, buf: &mut [u8]) -> Option<usize> {
+    pub fn originate(&mut self, cx: &mut Cx, buf: &mut [u8]) -> Option<usize> {
         match self {
             Stage::Silence(s) => s.originate(buf),
+            Stage::Tone { tone, .. } => tone.originate(cx, buf),
+            Stage::Player { player, .. } => player.originate(cx, buf),
+            Stage::DtmfSend(s) => s.originate(buf),
             _ => None,
         }
     }
+}
+
+/// The law of a checked G.711 payload type.
+fn law(payload_type: u8) -> Law {
+    Law::from_payload_type(payload_type).unwrap_or(Law::Pcmu)
 }
 
 #[cfg(test)]
@@ -157,5 +387,61 @@ mod tests {
         };
         assert!(bad_ptime.check().unwrap_err().contains("`ptime_ms` 30"));
         assert!(StageSpec::Null.check().is_ok());
+    }
+
+    #[test]
+    fn media_endpoint_specs_read_with_defaults_and_checks_name_the_field() {
+        let s: Vec<StageSpec> = serde_json::from_str(
+            r##"[{"kind":"dtmf_detect"},{"kind":"tone","tone":"ringback"},{"kind":"dtmf_send","digit":"#"}]"##,
+        )
+        .unwrap();
+        assert_eq!(
+            s[0],
+            StageSpec::DtmfDetect {
+                payload_type: 101,
+                consume: false
+            }
+        );
+        assert!(matches!(
+            s[1],
+            StageSpec::Tone {
+                payload_type: 0,
+                ptime_ms: 20,
+                repeat: 0,
+                consume: true,
+                ..
+            }
+        ));
+        assert!(matches!(
+            s[2],
+            StageSpec::DtmfSend {
+                digit: '#',
+                duration_ms: 100,
+                ..
+            }
+        ));
+        let e =
+            serde_json::from_str::<StageSpec>(r#"{"kind":"tone","tone":"%(1,2)"}"#).unwrap_err();
+        assert!(e.to_string().contains("tone \"%(1,2)\""), "{e}");
+        let unloaded = StageSpec::Prompt {
+            prompt: 77_777,
+            payload_type: 0,
+            ptime_ms: 20,
+            repeat: 1,
+            then: AfterPrompt::Stop,
+            consume: true,
+        };
+        assert!(unloaded
+            .check()
+            .unwrap_err()
+            .contains("`prompt` 77777 is not loaded"));
+        let bad_digit =
+            serde_json::from_str::<StageSpec>(r#"{"kind":"dtmf_send","digit":"x"}"#).unwrap();
+        assert!(bad_digit.check().unwrap_err().contains("`digit` 'x'"));
+        let bad_pt = StageSpec::DtmfDetect {
+            payload_type: 0,
+            consume: true,
+        };
+        assert!(bad_pt.check().unwrap_err().contains("`payload_type` 0"));
     }
 }
