@@ -76,19 +76,17 @@ impl Law {
 const ULAW_BIAS: i32 = 0x21;
 const ULAW_CLIP: i32 = 8159;
 
-/// The segment (0..=7) of a biased magnitude: segment `s` holds magnitudes
-/// below `lowest_top << s`; values past the last segment give 8.
-fn segment(magnitude: i32, lowest_top: i32) -> i32 {
-    (0..8)
-        .find(|&s| magnitude <= ((lowest_top + 1) << s) - 1)
-        .unwrap_or(8)
+/// The segment (0..=7) of a magnitude: segment `s` holds magnitudes below
+/// `first_end << s`; values past the last segment give 8.
+fn segment(magnitude: i32, first_end: i32) -> i32 {
+    (0..8).find(|&s| magnitude < first_end << s).unwrap_or(8)
 }
 
 pub fn ulaw_encode(sample: i16) -> u8 {
     let x = i32::from(sample) >> 2;
     let (magnitude, mask) = if x < 0 { (-x, 0x7f) } else { (x, 0xff) };
     let biased = magnitude.min(ULAW_CLIP) + ULAW_BIAS;
-    let seg = segment(biased, 0x3f);
+    let seg = segment(biased, 0x40);
     if seg >= 8 {
         return 0x7f ^ mask;
     }
@@ -99,7 +97,7 @@ pub fn ulaw_encode(sample: i16) -> u8 {
 pub fn alaw_encode(sample: i16) -> u8 {
     let x = i32::from(sample) >> 3;
     let (magnitude, mask) = if x >= 0 { (x, 0xd5) } else { (-x - 1, 0x55) };
-    let seg = segment(magnitude, 0x1f);
+    let seg = segment(magnitude, 0x20);
     if seg >= 8 {
         return 0x7f ^ mask;
     }

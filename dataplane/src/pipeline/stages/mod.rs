@@ -139,7 +139,7 @@ fn check_g711(stage: &str, payload_type: u8, ptime_ms: u32) -> Result<(), String
 }
 
 fn check_ptime(stage: &str, ptime_ms: u32) -> Result<(), String> {
-    if ptime_ms == 0 || ptime_ms > 200 || ptime_ms % super::wheel::TICK_MS != 0 {
+    if ptime_ms == 0 || ptime_ms > 200 || !ptime_ms.is_multiple_of(super::wheel::TICK_MS) {
         return Err(format!(
             "{stage}: `ptime_ms` {ptime_ms} must be a multiple of {} up to 200",
             super::wheel::TICK_MS
@@ -242,8 +242,16 @@ pub enum Stage {
     DropEvery(DropEvery),
     RtcpDemux(RtcpDemux),
     Silence(Silence),
-    Tone { tone: Tone, consume: bool },
-    Player { player: Player, consume: bool },
+    /// Boxed: a cadence with its oscillators is several times the size of
+    /// the other stages.
+    Tone {
+        tone: Box<Tone>,
+        consume: bool,
+    },
+    Player {
+        player: Player,
+        consume: bool,
+    },
     DtmfDetect(DtmfDetect),
     DtmfSend(DtmfSend),
 }
@@ -266,7 +274,7 @@ impl Stage {
                 repeat,
                 consume,
             } => Stage::Tone {
-                tone: Tone::new(tone, law(payload_type), ptime_ms, repeat, seed),
+                tone: Box::new(Tone::new(tone, law(payload_type), ptime_ms, repeat, seed)),
                 consume,
             },
             StageSpec::Prompt {

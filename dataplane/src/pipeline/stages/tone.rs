@@ -26,16 +26,17 @@ pub const MAX_SEGMENTS: usize = 8;
 /// Most frequencies one segment may mix.
 pub const MAX_FREQS: usize = 4;
 /// Longest on or off part of a segment.
-const MAX_PART_MS: u32 = 60_000;
+const MAX_PART_MS: u16 = 60_000;
 /// Peak level of the mixed frequencies (about -6 dBFS).
 const PEAK: f64 = 16_000.0;
 
-/// One `%(on,off,f...)` segment; frequencies in centihertz so a spec is `Eq`.
+/// One `%(on,off,f...)` segment; frequencies in tenths of a hertz, so a
+/// spec is `Eq` and small.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Segment {
-    pub on_ms: u32,
-    pub off_ms: u32,
-    freqs: [u32; MAX_FREQS],
+    pub on_ms: u16,
+    pub off_ms: u16,
+    freqs: [u16; MAX_FREQS],
     n_freqs: u8,
 }
 
@@ -43,7 +44,7 @@ impl Segment {
     pub fn freqs_hz(&self) -> impl Iterator<Item = f64> + '_ {
         self.freqs[..self.n_freqs as usize]
             .iter()
-            .map(|&c| f64::from(c) / 100.0)
+            .map(|&d| f64::from(d) / 10.0)
     }
 }
 
@@ -90,7 +91,11 @@ impl ToneSpec {
                 .map_err(|why| err(format!("segment {}: {why}", i + 1)))?;
             spec.len += 1;
         }
-        if spec.segments().iter().all(|s| s.on_ms + s.off_ms == 0) {
+        if spec
+            .segments()
+            .iter()
+            .all(|s| s.on_ms == 0 && s.off_ms == 0)
+        {
             return Err(err("the cadence lasts 0 ms".into()));
         }
         Ok(spec)
@@ -110,8 +115,8 @@ fn parse_segment(part: &str) -> Result<Segment, String> {
             "{part:?} needs on_ms, off_ms and 1 to {MAX_FREQS} frequencies"
         ));
     }
-    let ms = |name: &str, f: &str| -> Result<u32, String> {
-        match f.parse::<u32>() {
+    let ms = |name: &str, f: &str| -> Result<u16, String> {
+        match f.parse::<u16>() {
             Ok(v) if v <= MAX_PART_MS => Ok(v),
             _ => Err(format!(
                 "{name} {f:?} is not a whole number of ms up to {MAX_PART_MS}"
@@ -127,7 +132,7 @@ fn parse_segment(part: &str) -> Result<Segment, String> {
         match f.parse::<f64>() {
             // 0 Hz is FreeSWITCH's rest; 8 kHz audio holds tones below 4 kHz.
             Ok(hz) if (0.0..4000.0).contains(&hz) => {
-                seg.freqs[seg.n_freqs as usize] = (hz * 100.0).round() as u32;
+                seg.freqs[seg.n_freqs as usize] = (hz * 10.0).round() as u16;
                 seg.n_freqs += 1;
             }
             _ => return Err(format!("frequency {f:?} is not a number of Hz below 4000")),
@@ -260,7 +265,7 @@ impl Tone {
     fn settle(&mut self) {
         while !self.done {
             let seg = self.spec.segments[self.segment];
-            if self.at < (seg.on_ms + seg.off_ms) * 8 {
+            if self.at < (u32::from(seg.on_ms) + u32::from(seg.off_ms)) * 8 {
                 return;
             }
             self.segment += 1;
@@ -284,7 +289,7 @@ impl Tone {
         }
         let seg = self.spec.segments[self.segment];
         self.at += 1;
-        if self.at > seg.on_ms * 8 {
+        if self.at > u32::from(seg.on_ms) * 8 {
             return Some((0, false));
         }
         let n = seg.n_freqs as usize;
