@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use tollgate_codec::Law;
 use tollgate_dataplane::control::Request;
 use tollgate_dataplane::flow::Flow;
-use tollgate_dataplane::pipeline::stages::{AfterPrompt, ToneSpec};
+use tollgate_dataplane::pipeline::stages::{AfterPrompt, DigitSpec, ToneSpec};
 use tollgate_dataplane::pipeline::StageSpec;
 use tollgate_tests::netns::{self, Addrs, Topology};
 use tollgate_tests::process::flow;
@@ -283,13 +283,13 @@ fn a_digit_is_sent(r: &Relay, a: &Addrs) {
     let callee = rtp::bind(&r.topo.callee, sa(a.callee, 4000));
     r.dp.put(ivr_flow(
         a,
-        vec![StageSpec::DtmfSend {
+        vec![StageSpec::DtmfSend(DigitSpec {
             digit: '#',
             duration_ms: 120,
             volume: 10,
             payload_type: EVENT_PT,
             ptime_ms: 20,
-        }],
+        })],
     ));
     let got = of_type(
         rtp::collect(&callee, 20, Duration::from_millis(600), LIMIT),

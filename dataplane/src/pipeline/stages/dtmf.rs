@@ -208,6 +208,7 @@ impl DtmfDetect {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pipeline::stages::test_events::Events;
 
     /// One telephone-event payload: event, end bit, volume, duration.
     fn ev(code: u8, end: bool, volume: u8, duration: u16) -> [u8; 4] {
@@ -336,26 +337,20 @@ mod tests {
     /// each holds one digit, which is reported once, as that digit.
     #[test]
     fn sip_testers_rfc2833_captures_each_give_their_digit() {
-        let (tx, rx) = crossbeam_channel::bounded(64);
-        let mut lost = 0;
+        let mut events = Events::new();
         for n in 0..=9 {
             let path = format!("/usr/share/sip-tester/dtmf_2833_{n}.pcap");
             let bytes = std::fs::read(&path).unwrap_or_else(|e| {
                 panic!("{path}: {e}; install sip-tester (scripts/setup.sh does)")
             });
             let mut stage = DtmfDetect::new(101, true);
-            let mut cx = Cx {
-                now_ns: 0,
-                local: "127.0.0.1:1".parse().unwrap(),
-                events: &tx,
-                lost: &mut lost,
-            };
+            let mut cx = events.cx();
             for mut p in pcap_udp_payloads(&bytes) {
                 let len = p.len();
                 let v = stage.process(&mut cx, &mut Payload::new(&mut p, len));
                 assert_eq!(v, Verdict::Drop(DropReason::Consumed), "{path}");
             }
-            let got: Vec<EventKind> = rx.try_iter().map(|e| e.kind).collect();
+            let got: Vec<EventKind> = events.kinds();
             let want = char::from(b'0' + n);
             assert!(
                 matches!(got[..], [EventKind::Dtmf { digit, duration_ms, volume: 10 }]

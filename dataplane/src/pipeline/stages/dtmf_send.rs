@@ -6,6 +6,57 @@
 
 use super::dtmf::code_of;
 use super::rtp_out::{RtpOut, HEADER};
+use super::{check_event_pt, check_ptime, default_event_pt, default_ptime};
+use serde::{Deserialize, Serialize};
+
+/// What a `dtmf_send` stage sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DigitSpec {
+    /// `0`-`9`, `*`, `#`, `A`-`D`.
+    pub digit: char,
+    #[serde(default = "default_digit_ms")]
+    pub duration_ms: u32,
+    /// 0 to 63 (-dBm0).
+    #[serde(default = "default_volume")]
+    pub volume: u8,
+    #[serde(default = "default_event_pt")]
+    pub payload_type: u8,
+    #[serde(default = "default_ptime")]
+    pub ptime_ms: u32,
+}
+
+fn default_digit_ms() -> u32 {
+    100
+}
+
+fn default_volume() -> u8 {
+    10
+}
+
+impl DigitSpec {
+    /// What is wrong with it, naming the field; the duration must fit
+    /// RFC 4733's 16 bits at 8 kHz.
+    pub fn check(&self) -> Result<(), String> {
+        if code_of(self.digit).is_none() {
+            return Err(format!(
+                "dtmf_send: `digit` {:?} is not 0-9, *, # or A-D",
+                self.digit
+            ));
+        }
+        if self.duration_ms == 0 || self.duration_ms > 8000 {
+            return Err(format!(
+                "dtmf_send: `duration_ms` {} must be 1 to 8000",
+                self.duration_ms
+            ));
+        }
+        if self.volume > 63 {
+            return Err(format!("dtmf_send: `volume` {} is over 63", self.volume));
+        }
+        check_event_pt("dtmf_send", self.payload_type)?;
+        check_ptime("dtmf_send", self.ptime_ms)
+    }
+}
 
 /// End packets sent, the first and its two retransmissions.
 const ENDS: u8 = 3;
@@ -23,22 +74,14 @@ pub struct DtmfSend {
 }
 
 impl DtmfSend {
-    /// `digit` was checked by the spec (`0`-`9`, `*`, `#`, `A`-`D`);
-    /// `duration_ms` is at most 8000 so the duration fits 16 bits.
-    pub fn new(
-        digit: char,
-        duration_ms: u32,
-        volume: u8,
-        payload_type: u8,
-        ptime_ms: u32,
-        seed: u32,
-    ) -> Self {
+    /// A sender of `spec` (checked).
+    pub fn new(spec: &DigitSpec, seed: u32) -> Self {
         DtmfSend {
-            code: code_of(digit).unwrap_or(0),
-            volume: volume & 0x3f,
-            total: (duration_ms * 8).min(u32::from(u16::MAX)) as u16,
-            ptime_ms,
-            out: RtpOut::new(payload_type, seed),
+            code: code_of(spec.digit).unwrap_or(0),
+            volume: spec.volume & 0x3f,
+            total: (spec.duration_ms * 8).min(u32::from(u16::MAX)) as u16,
+            ptime_ms: spec.ptime_ms,
+            out: RtpOut::new(spec.payload_type, seed),
             sent: 0,
             ends: 0,
         }
@@ -79,7 +122,14 @@ mod tests {
 
     #[test]
     fn a_digit_is_sent_with_growing_durations_and_three_ends() {
-        let mut s = DtmfSend::new('9', 100, 12, 101, 20, 3);
+        let spec = DigitSpec {
+            digit: '9',
+            duration_ms: 100,
+            volume: 12,
+            payload_type: 101,
+            ptime_ms: 20,
+        };
+        let mut s = DtmfSend::new(&spec, 3);
         let mut buf = [0u8; 64];
         let packets: Vec<Vec<u8>> =
             std::iter::from_fn(|| s.originate(&mut buf).map(|n| buf[..n].to_vec()))

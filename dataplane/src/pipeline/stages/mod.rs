@@ -11,11 +11,13 @@ mod player;
 mod rtcp_demux;
 mod rtp_out;
 mod silence;
+#[cfg(test)]
+mod test_events;
 pub mod tone;
 
 pub use drop_every::DropEvery;
 pub use dtmf::DtmfDetect;
-pub use dtmf_send::DtmfSend;
+pub use dtmf_send::{DigitSpec, DtmfSend};
 pub use player::{AfterPrompt, Player};
 pub use rtcp_demux::RtcpDemux;
 pub use silence::Silence;
@@ -87,21 +89,10 @@ pub enum StageSpec {
         consume: bool,
     },
     /// Sends one DTMF digit as RFC 4733 telephone-events; received packets go on.
-    DtmfSend {
-        digit: char,
-        #[serde(default = "default_digit_ms")]
-        duration_ms: u32,
-        /// 0 to 63 (-dBm0).
-        #[serde(default = "default_volume")]
-        volume: u8,
-        #[serde(default = "default_event_pt")]
-        payload_type: u8,
-        #[serde(default = "default_ptime")]
-        ptime_ms: u32,
-    },
+    DtmfSend(DigitSpec),
 }
 
-fn default_ptime() -> u32 {
+pub(super) fn default_ptime() -> u32 {
     20
 }
 
@@ -113,16 +104,8 @@ fn one() -> u32 {
     1
 }
 
-fn default_event_pt() -> u8 {
+pub(super) fn default_event_pt() -> u8 {
     101
-}
-
-fn default_digit_ms() -> u32 {
-    100
-}
-
-fn default_volume() -> u8 {
-    10
 }
 
 /// Most plays a finite `repeat` may ask for.
@@ -138,7 +121,7 @@ fn check_g711(stage: &str, payload_type: u8, ptime_ms: u32) -> Result<(), String
     check_ptime(stage, ptime_ms)
 }
 
-fn check_ptime(stage: &str, ptime_ms: u32) -> Result<(), String> {
+pub(super) fn check_ptime(stage: &str, ptime_ms: u32) -> Result<(), String> {
     if ptime_ms == 0 || ptime_ms > 200 || !ptime_ms.is_multiple_of(super::wheel::TICK_MS) {
         return Err(format!(
             "{stage}: `ptime_ms` {ptime_ms} must be a multiple of {} up to 200",
@@ -155,37 +138,13 @@ fn check_repeat(stage: &str, repeat: u32) -> Result<(), String> {
     Ok(())
 }
 
-fn check_event_pt(stage: &str, payload_type: u8) -> Result<(), String> {
+pub(super) fn check_event_pt(stage: &str, payload_type: u8) -> Result<(), String> {
     if !(96..=127).contains(&payload_type) {
         return Err(format!(
             "{stage}: `payload_type` {payload_type} is not a dynamic payload type (96-127)"
         ));
     }
     Ok(())
-}
-
-fn check_dtmf_send(
-    digit: char,
-    duration_ms: u32,
-    volume: u8,
-    pt: u8,
-    ptime_ms: u32,
-) -> Result<(), String> {
-    if dtmf::code_of(digit).is_none() {
-        return Err(format!(
-            "dtmf_send: `digit` {digit:?} is not 0-9, *, # or A-D"
-        ));
-    }
-    if duration_ms == 0 || duration_ms > 8000 {
-        return Err(format!(
-            "dtmf_send: `duration_ms` {duration_ms} must be 1 to 8000"
-        ));
-    }
-    if volume > 63 {
-        return Err(format!("dtmf_send: `volume` {volume} is over 63"));
-    }
-    check_event_pt("dtmf_send", pt)?;
-    check_ptime("dtmf_send", ptime_ms)
 }
 
 impl StageSpec {
@@ -223,13 +182,7 @@ impl StageSpec {
             StageSpec::DtmfDetect { payload_type, .. } => {
                 check_event_pt("dtmf_detect", payload_type)
             }
-            StageSpec::DtmfSend {
-                digit,
-                duration_ms,
-                volume,
-                payload_type,
-                ptime_ms,
-            } => check_dtmf_send(digit, duration_ms, volume, payload_type, ptime_ms),
+            StageSpec::DtmfSend(d) => d.check(),
             _ => Ok(()),
         }
     }
@@ -292,20 +245,7 @@ impl Stage {
                 payload_type,
                 consume,
             } => Stage::DtmfDetect(DtmfDetect::new(payload_type, consume)),
-            StageSpec::DtmfSend {
-                digit,
-                duration_ms,
-                volume,
-                payload_type,
-                ptime_ms,
-            } => Stage::DtmfSend(DtmfSend::new(
-                digit,
-                duration_ms,
-                volume,
-                payload_type,
-                ptime_ms,
-                seed,
-            )),
+            StageSpec::DtmfSend(d) => Stage::DtmfSend(DtmfSend::new(&d, seed)),
         }
     }
 
@@ -422,11 +362,11 @@ mod tests {
         ));
         assert!(matches!(
             s[2],
-            StageSpec::DtmfSend {
+            StageSpec::DtmfSend(DigitSpec {
                 digit: '#',
                 duration_ms: 100,
                 ..
-            }
+            })
         ));
         let e =
             serde_json::from_str::<StageSpec>(r#"{"kind":"tone","tone":"%(1,2)"}"#).unwrap_err();

@@ -109,22 +109,17 @@ impl Player {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pipeline::stages::test_events::Events;
     use crate::wire::rtp;
 
     fn play(p: &mut Player, packets: usize) -> (Vec<Vec<u8>>, Vec<EventKind>) {
-        let (tx, rx) = crossbeam_channel::bounded(16);
-        let mut lost = 0;
-        let mut cx = Cx {
-            now_ns: 0,
-            local: "127.0.0.1:1".parse().unwrap(),
-            events: &tx,
-            lost: &mut lost,
-        };
+        let mut events = Events::new();
+        let mut cx = events.cx();
         let mut buf = [0u8; 200];
         let sent = std::iter::from_fn(|| p.originate(&mut cx, &mut buf).map(|n| buf[..n].to_vec()))
             .take(packets)
             .collect();
-        (sent, rx.try_iter().map(|e| e.kind).collect())
+        (sent, events.kinds())
     }
 
     #[test]

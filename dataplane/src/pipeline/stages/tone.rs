@@ -326,14 +326,8 @@ impl Tone {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pipeline::stages::test_events::Events;
     use crate::wire::rtp;
-
-    fn cx_parts() -> (
-        crossbeam_channel::Sender<crate::pipeline::Event>,
-        crossbeam_channel::Receiver<crate::pipeline::Event>,
-    ) {
-        crossbeam_channel::bounded(16)
-    }
 
     /// Power of `hz` in 8 kHz `x`, relative to the signal's power.
     fn goertzel(x: &[f64], hz: f64) -> f64 {
@@ -396,14 +390,8 @@ mod tests {
     /// stream is continuous throughout.
     #[test]
     fn busy_plays_its_cadence_as_a_continuous_marked_stream() {
-        let (tx, rx) = cx_parts();
-        let mut lost = 0;
-        let mut cx = Cx {
-            now_ns: 0,
-            local: "127.0.0.1:1".parse().unwrap(),
-            events: &tx,
-            lost: &mut lost,
-        };
+        let mut events = Events::new();
+        let mut cx = events.cx();
         let mut t = Tone::new(ToneSpec::parse("busy").unwrap(), Law::Pcma, 20, 0, 1);
         let mut buf = [0u8; 200];
         let mut packets = Vec::new();
@@ -444,22 +432,13 @@ mod tests {
             audio(25..50).iter().all(|&v| v.abs() <= 8.0),
             "silence while off"
         );
-        assert!(
-            rx.try_iter().next().is_none(),
-            "an endless tone reports nothing"
-        );
+        assert!(events.kinds().is_empty(), "an endless tone reports nothing");
     }
 
     #[test]
     fn a_finite_beep_reports_done_and_stops() {
-        let (tx, rx) = cx_parts();
-        let mut lost = 0;
-        let mut cx = Cx {
-            now_ns: 0,
-            local: "127.0.0.1:1".parse().unwrap(),
-            events: &tx,
-            lost: &mut lost,
-        };
+        let mut events = Events::new();
+        let mut cx = events.cx();
         let mut t = Tone::new(ToneSpec::parse("beep").unwrap(), Law::Pcmu, 20, 2, 1);
         let mut buf = [0u8; 200];
         let sent = std::iter::from_fn(|| t.originate(&mut cx, &mut buf))
@@ -467,9 +446,6 @@ mod tests {
             .count();
         // Two 300 ms beeps back to back: 30 packets.
         assert_eq!(sent, 30);
-        assert_eq!(
-            rx.try_iter().map(|e| e.kind).collect::<Vec<_>>(),
-            vec![EventKind::ToneDone]
-        );
+        assert_eq!(events.kinds(), vec![EventKind::ToneDone]);
     }
 }
