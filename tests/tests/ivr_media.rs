@@ -6,7 +6,8 @@
 //! sip-tester's RFC 2833 captures (what SIPp's `uac_pcap` plays), sent by
 //! the caller, arrive as `dtmf` events on the control socket; and a digit
 //! the node sends arrives as RFC 4733 packets with three ends. On the
-//! socket backend and on XDP's AF_XDP workers.
+//! socket backend, on XDP's AF_XDP workers and, with `--features dpdk`,
+//! on DPDK.
 
 use serde_json::Value;
 use std::net::SocketAddr;
@@ -333,4 +334,10 @@ fn socket_media_endpoints_play_tones_prompts_and_hear_dtmf() {
 #[test]
 fn afxdp_media_endpoints_play_tones_prompts_and_hear_dtmf() {
     ivr_media(Kind::Afxdp);
+}
+
+#[cfg(feature = "dpdk")]
+#[test]
+fn dpdk_media_endpoints_play_tones_prompts_and_hear_dtmf() {
+    ivr_media(Kind::Dpdk { workers: 1 });
 }
