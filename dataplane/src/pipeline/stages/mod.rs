@@ -6,6 +6,7 @@
 
 mod drop_every;
 pub mod dtmf;
+mod dtmf_inband;
 mod dtmf_send;
 mod player;
 mod rtcp_demux;
@@ -17,6 +18,7 @@ pub mod tone;
 
 pub use drop_every::DropEvery;
 pub use dtmf::DtmfDetect;
+pub use dtmf_inband::DtmfInband;
 pub use dtmf_send::{DigitSpec, DtmfSend};
 pub use player::{AfterPrompt, Player};
 pub use rtcp_demux::RtcpDemux;
@@ -87,6 +89,13 @@ pub enum StageSpec {
         /// Whether telephone-event packets end here (true) or go on.
         #[serde(default)]
         consume: bool,
+    },
+    /// Reports DTMF heard in the G.711 audio itself as `dtmf` events;
+    /// packets go on.
+    DtmfInband {
+        /// The audio's payload type: 0 (PCMU) or 8 (PCMA).
+        #[serde(default)]
+        payload_type: u8,
     },
     /// Sends one DTMF digit as RFC 4733 telephone-events; received packets go on.
     DtmfSend(DigitSpec),
@@ -182,6 +191,7 @@ impl StageSpec {
             StageSpec::DtmfDetect { payload_type, .. } => {
                 check_event_pt("dtmf_detect", payload_type)
             }
+            StageSpec::DtmfInband { payload_type } => check_g711("dtmf_inband", payload_type, 20),
             StageSpec::DtmfSend(d) => d.check(),
             _ => Ok(()),
         }
@@ -206,6 +216,7 @@ pub enum Stage {
         consume: bool,
     },
     DtmfDetect(DtmfDetect),
+    DtmfInband(DtmfInband),
     DtmfSend(DtmfSend),
 }
 
@@ -245,6 +256,9 @@ impl Stage {
                 payload_type,
                 consume,
             } => Stage::DtmfDetect(DtmfDetect::new(payload_type, consume)),
+            StageSpec::DtmfInband { payload_type } => {
+                Stage::DtmfInband(DtmfInband::new(payload_type))
+            }
             StageSpec::DtmfSend(d) => Stage::DtmfSend(DtmfSend::new(&d, seed)),
         }
     }
@@ -261,6 +275,7 @@ impl Stage {
             }
             Stage::Tone { .. } | Stage::Player { .. } | Stage::DtmfSend(_) => Verdict::Forward,
             Stage::DtmfDetect(s) => s.process(cx, p),
+            Stage::DtmfInband(s) => s.process(cx, p),
         }
     }
 
