@@ -5,7 +5,8 @@
 //! the prompt by correlation with the audio rendered here); Debian
 //! sip-tester's RFC 2833 captures (what SIPp's `uac_pcap` plays), sent by
 //! the caller, arrive as `dtmf` events on the control socket; and a digit
-//! the node sends arrives as RFC 4733 packets with three ends. On the
+//! the node sends arrives as RFC 4733 packets with three ends; digits
+//! keyed in band are heard by Goertzel filters on the node. On the
 //! socket backend, on XDP's AF_XDP workers and, with `--features dpdk`,
 //! on DPDK.
 
@@ -318,12 +319,57 @@ fn a_digit_is_sent(r: &Relay, a: &Addrs) {
     );
 }
 
+/// The caller keys 4 and # in band (PCMU audio, 100 ms each with 100 ms
+/// between): `dtmf_inband` reports each once, and the audio goes on to
+/// the callee untouched.
+fn inband_digits_are_heard(r: &Relay, a: &Addrs) {
+    let caller = rtp::bind(&r.topo.caller, sa(a.caller, 5000));
+    let callee = rtp::bind(&r.topo.callee, sa(a.callee, 4000));
+    r.dp.put(ivr_flow(a, vec![StageSpec::DtmfInband { payload_type: 0 }]));
+    let _ = r.events();
+    let local = sa(a.relay_a, 55000);
+    let keys = [(770.0, 1209.0), (941.0, 1477.0)];
+    let mut n = 0u32;
+    for (row, column) in keys {
+        for on in [true, false] {
+            for _ in 0..5 {
+                let mut p = rtp::packet(9, n as u16);
+                for (i, code) in p[12..].iter_mut().enumerate() {
+                    let t = f64::from(n * 160 + i as u32) / 8000.0;
+                    let w = |hz: f64| (2.0 * std::f64::consts::PI * hz * t).sin();
+                    let v = if on {
+                        7000.0 * (w(row) + w(column))
+                    } else {
+                        0.0
+                    };
+                    *code = Law::Pcmu.encode(v as i16);
+                }
+                caller.send_to(&p, local).expect("send audio");
+                n += 1;
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+    let digits = events_of(r, "dtmf", 2, Duration::from_secs(3));
+    let keyed: Vec<&str> = digits
+        .iter()
+        .map(|e| e["kind"]["digit"].as_str().unwrap())
+        .collect();
+    assert_eq!(keyed, ["4", "#"], "{digits:?}");
+    let passed = rtp::collect(&callee, 20, QUIET, LIMIT);
+    assert_eq!(
+        rtp::seqs(&of_type(passed, 0)),
+        (0..20).collect::<Vec<u16>>()
+    );
+}
+
 fn ivr_media(kind: Kind) {
     let r = Relay::on(Topology::in_namespaces("tgi"), kind, "");
     let a = netns::v4();
     busy_tone_and_captured_digits(&r, &a);
     prompt_is_played_once(&r, &a);
     a_digit_is_sent(&r, &a);
+    inband_digits_are_heard(&r, &a);
 }
 
 #[test]
