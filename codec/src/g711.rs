@@ -6,10 +6,12 @@
 //! scaled to 16 bits.
 //!
 //! Written here rather than taken from crates.io: the G.711 crates there
-//! are single-author, unmaintained since their first release and either
-//! float-based or without tests against the reference values, while the
-//! coder is a dozen lines of integer arithmetic that the tests check
-//! against the reference for every code word and every 16-bit input.
+//! are either a part of a larger framework (oxideav-g711 needs the oxideav
+//! core and codec crates, rvoip's codec-core a whole VoIP stack) or a
+//! small single-owner crate (audio-codec-algorithms) whose documentation
+//! does not say it is checked against the reference coder; the coder is a
+//! dozen lines of integer arithmetic, and the tests here pin it to the
+//! reference for every code word and every 16-bit input.
 //! Decoding is a table built at compile time; encoding is arithmetic.
 
 /// Which G.711 law.
