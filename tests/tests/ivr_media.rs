@@ -131,6 +131,43 @@ fn write_prompt(secs: f64) -> PathBuf {
     path
 }
 
+/// 100 packets of busy tone: one continuous stream, bursts of 480+620 Hz
+/// 25 packets long, marked at their start, 25 packets of silence between.
+fn check_busy(got: &[(Vec<u8>, SocketAddr)]) {
+    let heads: Vec<(u16, u32, bool)> = got
+        .iter()
+        .map(|(p, _)| {
+            let seq = u16::from_be_bytes([p[2], p[3]]);
+            let ts = u32::from_be_bytes([p[4], p[5], p[6], p[7]]);
+            (seq, ts, p[1] & 0x80 != 0)
+        })
+        .collect();
+    for w in heads.windows(2) {
+        assert_eq!(w[1].0, w[0].0.wrapping_add(1), "continuous sequence");
+        assert_eq!(w[1].1, w[0].1.wrapping_add(160), "continuous timestamps");
+    }
+    let marked: Vec<usize> = (0..100).filter(|&i| heads[i].2).collect();
+    assert_eq!(marked, vec![0, 50], "the marker starts each burst");
+    let audio = decode(got, Law::Pcmu);
+    // Cadence: which packets carry sound.
+    let loud: Vec<bool> = audio
+        .iter()
+        .map(|p| p.iter().map(|v| v * v).sum::<f64>() / 160.0 > 1e5)
+        .collect();
+    let want: Vec<bool> = (0..100).map(|i| i % 50 < 25).collect();
+    assert_eq!(loud, want, "0.5 s on, 0.5 s off");
+    let burst: Vec<f64> = audio[..25].concat();
+    let (f1, f2, other) = (
+        goertzel(&burst, 480.0),
+        goertzel(&burst, 620.0),
+        goertzel(&burst, 440.0),
+    );
+    assert!(
+        f1 > 0.4 && f2 > 0.4 && other < 0.05,
+        "480 Hz {f1}, 620 Hz {f2}, 440 Hz {other}"
+    );
+}
+
 /// Busy tone to the callee while the caller keys 1, 5, 9 from the
 /// captures: 480+620 Hz bursts of 25 packets (0.5 s) marked at their
 /// start, 25 packets of silence between, one continuous stream; the
@@ -165,38 +202,7 @@ fn busy_tone_and_captured_digits(r: &Relay, a: &Addrs) {
     let got = rtp::collect(&callee, 100, QUIET, LIMIT);
     keyer.join().unwrap();
     assert_eq!(got.len(), 100, "2 s of busy tone; {}", r.counters());
-    let heads: Vec<(u16, u32, bool)> = got
-        .iter()
-        .map(|(p, _)| {
-            let seq = u16::from_be_bytes([p[2], p[3]]);
-            let ts = u32::from_be_bytes([p[4], p[5], p[6], p[7]]);
-            (seq, ts, p[1] & 0x80 != 0)
-        })
-        .collect();
-    for w in heads.windows(2) {
-        assert_eq!(w[1].0, w[0].0.wrapping_add(1), "continuous sequence");
-        assert_eq!(w[1].1, w[0].1.wrapping_add(160), "continuous timestamps");
-    }
-    let marked: Vec<usize> = (0..100).filter(|&i| heads[i].2).collect();
-    assert_eq!(marked, vec![0, 50], "the marker starts each burst");
-    let audio = decode(&got, Law::Pcmu);
-    // Cadence: which packets carry sound.
-    let loud: Vec<bool> = audio
-        .iter()
-        .map(|p| p.iter().map(|v| v * v).sum::<f64>() / 160.0 > 1e5)
-        .collect();
-    let want: Vec<bool> = (0..100).map(|i| i % 50 < 25).collect();
-    assert_eq!(loud, want, "0.5 s on, 0.5 s off");
-    let burst: Vec<f64> = audio[..25].concat();
-    let (f1, f2, other) = (
-        goertzel(&burst, 480.0),
-        goertzel(&burst, 620.0),
-        goertzel(&burst, 440.0),
-    );
-    assert!(
-        f1 > 0.4 && f2 > 0.4 && other < 0.05,
-        "480 Hz {f1}, 620 Hz {f2}, 440 Hz {other}"
-    );
+    check_busy(&got);
 
     let digits = events_of(r, "dtmf", 3, Duration::from_secs(3));
     let keyed: Vec<&str> = digits
