@@ -376,6 +376,30 @@ mod tests {
     }
 
     #[test]
+    fn prompt_load_reads_back_typed() {
+        let req =
+            decode_request(br#"{"v":1,"op":"prompt_load","id":3,"path":"/p/w.wav"}"#).unwrap();
+        assert_eq!(
+            req,
+            Request::PromptLoad {
+                id: 3,
+                path: "/p/w.wav".into()
+            }
+        );
+        let info = PromptInfo {
+            id: 3,
+            path: "/p/w.wav".into(),
+            source_rate: 44_100,
+            source_channels: 2,
+            source_format: "pcm16".into(),
+            samples: 8000,
+            duration_ms: 1000,
+        };
+        let frame = encode_reply(&Ok(Reply::Prompt(info.clone())));
+        assert_eq!(answer(&req, &frame), Ok(Reply::Prompt(info)));
+    }
+
+    #[test]
     fn a_flow_report_reads_back_as_sent() {
         let flow: Flow = serde_json::from_str(
             r#"{"local":"127.0.0.1:1","source":"127.0.0.1:2","destination":"127.0.0.1:3","stages":[{"kind":"rtcp_demux"}]}"#,
