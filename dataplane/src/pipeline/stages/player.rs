@@ -22,7 +22,6 @@ pub enum AfterPrompt {
     Silence,
 }
 
-#[derive(Debug)]
 pub struct Player {
     id: u32,
     audio: Arc<[u8]>,
@@ -35,6 +34,20 @@ pub struct Player {
     at: usize,
     started: bool,
     finished: bool,
+}
+
+/// The prompt's length, not its bytes (a flow's Debug may be logged).
+impl std::fmt::Debug for Player {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Player")
+            .field("id", &self.id)
+            .field("samples", &self.audio.len())
+            .field("at", &self.at)
+            .field("left", &self.left)
+            .field("then", &self.then)
+            .field("finished", &self.finished)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Player {
