@@ -23,6 +23,7 @@
 //! | `recording_open` | `dir`: a directory | `Recording`: a fresh [`RecordingReport`] (its number for `tap` stages) |
 //! | `recording_close` | `recording`: N    | `Recording`: what the closed capture holds |
 //! | `recordings` |                    | `Recordings`: the open recordings          |
+//! | `prompt_load` | `id`, `path`      | `Prompt`: [`PromptInfo`] of the WAV cached as prompt `id` |
 //!
 //! Reply: `{"ok": true, "result": ...}` (a [`Reply`], whose shape the
 //! request's op decides) or `{"ok": false, "error": "...", "kind": "..."}` (a
@@ -34,6 +35,7 @@
 use crate::backend::WorkerReport;
 use crate::flow::Flow;
 use crate::pipeline::Event;
+use crate::prompt::PromptInfo;
 use crate::recorder::RecordingReport;
 use crate::table::FlowReport;
 use serde::{Deserialize, Serialize};
@@ -51,17 +53,33 @@ pub const MAX_REPLY: usize = 1 << 30;
 #[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Request {
     Hello,
-    FlowPut { flow: Flow },
-    FlowDel { local: SocketAddr },
-    FlowGet { local: SocketAddr },
+    FlowPut {
+        flow: Flow,
+    },
+    FlowDel {
+        local: SocketAddr,
+    },
+    FlowGet {
+        local: SocketAddr,
+    },
     FlowList,
     Idle,
     Counters,
     Workers,
     Events,
-    RecordingOpen { dir: std::path::PathBuf },
-    RecordingClose { recording: u32 },
+    RecordingOpen {
+        dir: std::path::PathBuf,
+    },
+    RecordingClose {
+        recording: u32,
+    },
     Recordings,
+    /// Reads the WAV file at `path` (on the data plane's host) into the
+    /// prompt cache as prompt `id`, for `prompt` stages.
+    PromptLoad {
+        id: u32,
+        path: std::path::PathBuf,
+    },
 }
 
 /// `hello`'s result: who is answering.
@@ -95,6 +113,7 @@ pub enum Reply {
     /// `recording_open` and `recording_close`.
     Recording(Box<RecordingReport>),
     Recordings(Vec<RecordingReport>),
+    Prompt(PromptInfo),
 }
 
 impl Reply {
@@ -113,6 +132,7 @@ impl Reply {
                 Reply::Recording(from_value(result)?)
             }
             Request::Recordings => Reply::Recordings(from_value(result)?),
+            Request::PromptLoad { .. } => Reply::Prompt(from_value(result)?),
         })
     }
 }
@@ -373,6 +393,30 @@ mod tests {
         let frame = encode_reply(&Ok(counters.clone()));
         assert_eq!(frame, br#"{"ok":true,"result":{"flows":2}}"#);
         assert_eq!(answer(&Request::Counters, &frame), Ok(counters));
+    }
+
+    #[test]
+    fn prompt_load_reads_back_typed() {
+        let req =
+            decode_request(br#"{"v":1,"op":"prompt_load","id":3,"path":"/p/w.wav"}"#).unwrap();
+        assert_eq!(
+            req,
+            Request::PromptLoad {
+                id: 3,
+                path: "/p/w.wav".into()
+            }
+        );
+        let info = PromptInfo {
+            id: 3,
+            path: "/p/w.wav".into(),
+            source_rate: 44_100,
+            source_channels: 2,
+            source_format: "pcm16".into(),
+            samples: 8000,
+            duration_ms: 1000,
+        };
+        let frame = encode_reply(&Ok(Reply::Prompt(info.clone())));
+        assert_eq!(answer(&req, &frame), Ok(Reply::Prompt(info)));
     }
 
     #[test]

@@ -12,6 +12,7 @@ pub mod config;
 pub mod control;
 pub mod flow;
 pub mod pipeline;
+pub mod prompt;
 pub mod quality;
 pub mod recorder;
 pub mod server;

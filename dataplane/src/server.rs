@@ -189,6 +189,13 @@ fn handle(req: Request, table: &Mutex<FlowTable>) -> Result<Reply, ControlError>
             Reply::Recording(r.into())
         }
         Request::Recordings => Reply::Recordings(crate::recorder::global().list()),
+        Request::PromptLoad { id, path } => {
+            // Read and converted without the table's lock: other requests go on.
+            drop(t);
+            let info = crate::prompt::load(id, &path)
+                .map_err(|e| ControlError::new(ErrorKind::Invalid, e.to_string()))?;
+            Reply::Prompt(info)
+        }
     };
     Ok(reply)
 }

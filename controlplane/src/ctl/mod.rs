@@ -44,6 +44,9 @@ pub enum CtlCommand {
     },
     /// Events media pipeline stages reported since the last time asked.
     Events,
+    /// Load a WAV file into the data plane's prompt cache as prompt `id`,
+    /// for `prompt` stages (`--stage '{"kind":"prompt","prompt":ID}'`).
+    PromptLoad { id: u32, path: std::path::PathBuf },
     /// Backend and protocol version of the running data plane.
     Status,
     /// Calls the control plane relays (NG `list` + `query`).
@@ -81,7 +84,8 @@ pub struct FlowArgs {
     #[arg(long, default_value_t = 8000)]
     clock_rate: u32,
     /// A media pipeline stage, repeatable, in order: a name (`null`,
-    /// `rtcp_demux`, `silence`) or a JSON object (`{"kind":"drop_every","n":5}`).
+    /// `rtcp_demux`, `silence`, `dtmf_detect`) or a JSON object
+    /// (`{"kind":"drop_every","n":5}`, `{"kind":"tone","tone":"ringback"}`).
     #[arg(long, value_parser = parse_stage)]
     stage: Vec<StageSpec>,
 }
@@ -122,6 +126,13 @@ pub fn run(socket: &Path, ng: SocketAddr, cmd: CtlCommand) -> Result<()> {
         CtlCommand::Counters => Request::Counters,
         CtlCommand::Workers { json } => return workers::run(&mut c, json),
         CtlCommand::Events => Request::Events,
+        // The data plane reads the file: give it a path that does not
+        // depend on this shell's directory.
+        CtlCommand::PromptLoad { id, path } => Request::PromptLoad {
+            id,
+            path: std::fs::canonicalize(&path)
+                .with_context(|| format!("prompt file {}", path.display()))?,
+        },
         CtlCommand::Status => Request::Hello,
         CtlCommand::Calls | CtlCommand::Call { .. } => unreachable!("answered over NG above"),
     };

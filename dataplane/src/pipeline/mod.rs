@@ -75,6 +75,17 @@ pub enum EventKind {
         reason: stages::SrtpDropReason,
         count: u64,
     },
+    /// `dtmf_detect` received a digit (RFC 4733), reported once.
+    Dtmf {
+        digit: char,
+        duration_ms: u32,
+        /// 0 to 63, in -dBm0.
+        volume: u8,
+    },
+    /// A `prompt` stage finished its last play of `prompt`.
+    PromptDone { prompt: u32 },
+    /// A `tone` stage finished its last cadence.
+    ToneDone,
 }
 
 /// Where a worker's events go: a bounded channel the control thread drains.
@@ -371,7 +382,7 @@ impl Pipeline {
     pub fn tick(&mut self, now_ns: u64, buf: &mut [u8], mut emit: impl FnMut(Slot, &Payload)) {
         self.arm_new(now_ns);
         let slots = &mut self.slots;
-        let originated = &mut self.counters.originated;
+        let (events, tap, counters) = (&self.events, &mut self.tap, &mut self.counters);
         self.wheel.expire(now_ns, |t, wheel| {
             let Some(entry) = slots.get_mut(t.slot as usize).and_then(Option::as_mut) else {
                 return;
@@ -385,8 +396,16 @@ impl Pipeline {
             let Some(interval) = stage.interval_ns() else {
                 return;
             };
-            if let Some(len) = stage.originate(buf) {
-                *originated += 1;
+            let mut cx = Cx {
+                now_ns,
+                local: entry.flow.local,
+                source: None,
+                events,
+                tap: &mut *tap,
+                counters: &mut *counters,
+            };
+            if let Some(len) = stage.originate(&mut cx, buf) {
+                counters.originated += 1;
                 emit(t.slot, &Payload::new(buf, len));
             }
             // A worker stalled for several intervals resumes at `now`

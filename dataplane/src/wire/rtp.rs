@@ -59,6 +59,21 @@ impl<T: AsRef<[u8]>> Packet<T> {
     pub fn ssrc(&self) -> u32 {
         be32(self.0.as_ref(), 8)
     }
+    /// The payload: after the CSRC list and extension, before any padding
+    /// (`new_checked` made sure they fit).
+    pub fn payload(&self) -> &[u8] {
+        let b = self.0.as_ref();
+        let mut start = HEADER_LEN + 4 * (b[0] & 0x0f) as usize;
+        if b[0] & 0x10 != 0 {
+            start += 4 + 4 * be16(b, start + 2) as usize;
+        }
+        let pad = if b[0] & 0x20 != 0 {
+            b[b.len() - 1] as usize
+        } else {
+            0
+        };
+        &b[start..b.len() - pad]
+    }
     fn is_rtcp(&self) -> bool {
         (72..=76).contains(&self.payload_type())
     }

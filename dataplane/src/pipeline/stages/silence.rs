@@ -4,28 +4,22 @@
 //! side is on hold or gone, and the model for the prompt player and tone
 //! generator.
 
-/// RTP fixed header length.
-const HEADER: usize = 12;
+use super::rtp_out::{RtpOut, HEADER};
 
 #[derive(Debug)]
 pub struct Silence {
-    payload_type: u8,
+    fill: u8,
     ptime_ms: u32,
-    ssrc: u32,
-    sequence: u16,
-    timestamp: u32,
+    out: RtpOut,
 }
 
 impl Silence {
     /// `seed` gives the stream its SSRC and starting sequence/timestamp.
     pub fn new(payload_type: u8, ptime_ms: u32, seed: u32) -> Self {
-        let mixed = seed.wrapping_mul(0x9e37_79b9).rotate_left(13) ^ 0x5bd1_e995;
         Silence {
-            payload_type,
+            fill: if payload_type == 8 { 0xd5 } else { 0xff },
             ptime_ms,
-            ssrc: mixed,
-            sequence: (mixed >> 16) as u16,
-            timestamp: mixed.rotate_left(7),
+            out: RtpOut::seeded(payload_type, seed),
         }
     }
 
@@ -33,24 +27,13 @@ impl Silence {
         u64::from(self.ptime_ms) * 1_000_000
     }
 
-    /// Samples per packet at G.711's 8 kHz.
-    fn samples(&self) -> usize {
-        8 * self.ptime_ms as usize
-    }
-
     pub fn originate(&mut self, buf: &mut [u8]) -> Option<usize> {
-        let len = HEADER + self.samples();
-        let out = buf.get_mut(..len)?;
-        out[0] = 0x80;
-        out[1] = self.payload_type;
-        out[2..4].copy_from_slice(&self.sequence.to_be_bytes());
-        out[4..8].copy_from_slice(&self.timestamp.to_be_bytes());
-        out[8..12].copy_from_slice(&self.ssrc.to_be_bytes());
-        let fill = if self.payload_type == 8 { 0xd5 } else { 0xff };
-        out[HEADER..].fill(fill);
-        self.sequence = self.sequence.wrapping_add(1);
-        self.timestamp = self.timestamp.wrapping_add(self.samples() as u32);
-        Some(len)
+        let samples = 8 * self.ptime_ms as usize;
+        let out = buf.get_mut(..HEADER + samples)?;
+        self.out.header(out, false);
+        out[HEADER..].fill(self.fill);
+        self.out.advance(samples as u32);
+        Some(out.len())
     }
 }
 

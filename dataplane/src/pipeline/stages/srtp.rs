@@ -143,10 +143,8 @@ mod tests {
     }
 
     fn through(stage: &mut Srtp, encrypt: bool, buf: &mut [u8], len: usize) -> (Verdict, Vec<u8>) {
-        let (tx, _rx) = crossbeam_channel::bounded(8);
-        let (mut ring, _reader) = crate::recorder::ring::ring(1024);
-        let mut counters = crate::pipeline::PipelineCounters::default();
-        let mut cx = Cx::for_test(&tx, &mut ring, &mut counters);
+        let mut events = super::super::test_events::Events::new();
+        let mut cx = events.cx();
         let mut p = Payload::new(buf, len);
         let v = if encrypt {
             stage.encrypt(&mut cx, &mut p)
