@@ -12,4 +12,8 @@
 //! `<spool>/ready/<recording-id>/`. Everything under `ready/` belongs to the
 //! archive from then on; nothing under `open/` is ever touched by it.
 
+pub mod capture;
+pub mod g711;
 pub mod meta;
+pub mod render;
+pub mod synth;

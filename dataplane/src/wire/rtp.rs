@@ -59,6 +59,21 @@ impl<T: AsRef<[u8]>> Packet<T> {
     pub fn ssrc(&self) -> u32 {
         be32(self.0.as_ref(), 8)
     }
+    /// The payload: after the CSRC list and any header extension, before
+    /// any padding (`new_checked` made sure both fit).
+    pub fn payload(&self) -> &[u8] {
+        let b = self.0.as_ref();
+        let mut start = HEADER_LEN + 4 * (b[0] & 0x0f) as usize;
+        if b[0] & 0x10 != 0 {
+            start += 4 + 4 * be16(b, start + 2) as usize;
+        }
+        let pad = if b[0] & 0x20 != 0 {
+            b[b.len() - 1] as usize
+        } else {
+            0
+        };
+        &b[start..b.len() - pad]
+    }
     fn is_rtcp(&self) -> bool {
         (72..=76).contains(&self.payload_type())
     }
@@ -80,6 +95,15 @@ mod tests {
         assert_eq!(
             (v.payload_type(), v.sequence(), v.timestamp(), v.ssrc()),
             (0, 0x1234, 0xa0, 0xdeadbeef)
+        );
+        assert_eq!(v.payload(), &[0xff; 160][..]);
+        let mut ext = vec![0xb1, 0x00, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1];
+        ext.extend_from_slice(&[0, 0, 0, 9]); // one CSRC
+        ext.extend_from_slice(&[0xbe, 0xde, 0, 1, 1, 2, 3, 4]); // one extension word
+        ext.extend_from_slice(&[7, 7, 0, 2]); // payload 7 7, two bytes of padding
+        assert_eq!(
+            Packet::new_checked(&ext[..]).unwrap().payload(),
+            &[7, 7][..]
         );
     }
 
