@@ -17,4 +17,5 @@ pub mod envelope;
 pub mod g711;
 pub mod meta;
 pub mod render;
+pub mod store;
 pub mod synth;
