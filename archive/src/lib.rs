@@ -13,6 +13,7 @@
 //! archive from then on; nothing under `open/` is ever touched by it.
 
 pub mod capture;
+pub mod catalog;
 pub mod envelope;
 pub mod g711;
 pub mod meta;
