@@ -15,8 +15,14 @@
 pub mod capture;
 pub mod catalog;
 pub mod envelope;
+pub mod events;
 pub mod g711;
+pub mod journal;
 pub mod meta;
+pub mod queue;
 pub mod render;
+pub mod retention;
+pub mod retrieve;
+pub mod status;
 pub mod store;
 pub mod synth;
