@@ -33,7 +33,8 @@ pub enum StoreConfig {
         /// Credentials; the environment's (AWS_ACCESS_KEY_ID, ...) when omitted.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         access_key_id: Option<String>,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
+        /// Never printed (`check-config` shows the rest).
+        #[serde(default, skip_serializing)]
         secret_access_key: Option<String>,
         /// Bucket in the host name (AWS's default) instead of the path.
         #[serde(default)]

@@ -4,6 +4,7 @@
 //! `tollgate ctl`, `cdr` and `tune` do. The binary (`main.rs`) is only the
 //! command line over it; tests drive these modules directly.
 
+pub mod archive;
 pub mod b2bua;
 pub mod cdrs;
 pub mod config;
@@ -71,6 +72,10 @@ pub fn controlplane(
             false => None,
         };
         let sinks = tollgate_cdr::sink::spawn_all(&spool, &cfg.cdr);
+        let archive = match cfg.archive.enabled {
+            true => archive::start(&cfg.archive, &cfg.cdr, stop.clone())?.map(|(task, _)| task),
+            false => None,
+        };
         let sip = tokio::spawn(sipserver::run(
             server.clone(),
             cfg.sip.clone(),
@@ -86,6 +91,9 @@ pub fn controlplane(
         };
         for s in sinks {
             s.abort();
+        }
+        if let Some(a) = archive {
+            let _ = a.await;
         }
         if let Some(h) = http {
             let _ = h.await;

@@ -1,7 +1,7 @@
 //! `tollgate`: the single binary of a Tollgate node, its command line only;
 //! what the commands run lives in the library ([`tollgate`]). Subcommands
 //! exist only once they work: `run`, `dataplane`, `controlplane`, `ctl`,
-//! `cdr`, `bench`, `tune`, `check-config`.
+//! `cdr`, `archive`, `bench`, `tune`, `check-config`.
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
@@ -70,6 +70,14 @@ enum Command {
         config: Option<PathBuf>,
         #[command(subcommand)]
         command: cdrs::CdrCommand,
+    },
+    /// Recording archive: queue status, archived recordings, fetch one as
+    /// WAV, retention purge.
+    Archive {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        command: tollgate::archive::cli::ArchiveCommand,
     },
     /// Benchmarks of the relay, the same way for Tollgate and its peers.
     Bench {
@@ -242,6 +250,10 @@ fn run(cli: Cli) -> Result<()> {
             )
         }
         Command::Cdr { config, command } => cdrs::run(&load(config.as_deref())?.cdr, command),
+        Command::Archive { config, command } => {
+            let cfg = load(config.as_deref())?;
+            tollgate::archive::cli::run(&cfg.archive, &cfg.cdr, command)
+        }
         Command::Bench {
             what: BenchCommand::Cdr(args),
         } => tollgate_bench::cdr::main(&args, tollgate_bench::stamp::stamp()),
