@@ -69,6 +69,18 @@ pub fn with_own_cdrs(config: &str, dir: &Path) -> String {
     )
 }
 
+/// `config` with an `[archive]` section keeping the recording spool, the
+/// local archive and its generated key under `dir`, unless it has one.
+pub fn with_own_archive(config: &str, dir: &Path) -> String {
+    if config.contains("[archive]") {
+        return config.to_string();
+    }
+    format!(
+        "{config}\n[archive]\nspool = \"{0}/recordings\"\n[archive.store]\nkind = \"local\"\npath = \"{0}/archive\"\n[archive.encryption]\ngenerated_key_file = \"{0}/archive-key.hex\"\n",
+        dir.display()
+    )
+}
+
 /// `config` with an `[http]` section on an ephemeral loopback port, unless
 /// it has one: nodes of parallel tests must not share the default 8088.
 pub fn with_own_http(config: &str) -> String {
@@ -87,7 +99,7 @@ pub fn tollgate_run(
     ng: SocketAddr,
 ) -> Proc {
     let cfg = dir.join("tollgate.toml");
-    let config = with_own_http(&with_own_cdrs(config, dir));
+    let config = with_own_archive(&with_own_http(&with_own_cdrs(config, dir)), dir);
     std::fs::write(&cfg, config).expect("write config");
     let mut cmd = command(
         netns,
