@@ -46,13 +46,6 @@ impl From<sqlx::Error> for CatalogError {
 const COLUMNS: &str = "recording_id, call_id, org_id, kind, object_key, url, size, sha256, \
                        codec, duration_ms, key_id, started_at, archived_at, retention_until";
 
-/// Which rows a query selects.
-enum Filter<'a> {
-    Call(&'a str),
-    ExpiredAt(DateTime<Utc>),
-    All,
-}
-
 pub struct Catalog {
     db: Db,
 }
@@ -67,149 +60,144 @@ impl Catalog {
     }
 
     /// Adds the row unless one with its recording_id is there.
-    pub async fn insert(&self, row: &RecordingRow) -> Result<(), CatalogError> {
-        match &self.db {
-            Db::Postgres(p) => insert(p, row, " ON CONFLICT (recording_id) DO NOTHING").await,
-            Db::Sqlite(p) => insert(p, row, " ON CONFLICT (recording_id) DO NOTHING").await,
-            Db::Mysql(p) => {
-                insert(
-                    p,
-                    row,
-                    " ON DUPLICATE KEY UPDATE recording_id = recording_id",
-                )
-                .await
-            }
+    pub async fn insert(&self, r: &RecordingRow) -> Result<(), CatalogError> {
+        let mut st = Statement::new(&format!("INSERT INTO recordings ({COLUMNS}) VALUES ("));
+        let vals = [
+            Val::Text(Some(r.recording_id.clone())),
+            Val::Text(Some(r.call_id.clone())),
+            Val::Text(r.org_id.clone()),
+            Val::Text(Some(r.kind.clone())),
+            Val::Text(Some(r.object_key.clone())),
+            Val::Text(Some(r.url.clone())),
+            Val::Int(r.size),
+            Val::Text(Some(r.sha256.clone())),
+            Val::Text(r.codec.clone()),
+            Val::Int(r.duration_ms),
+            Val::Text(r.key_id.clone()),
+            Val::Time(r.started_at),
+            Val::Time(r.archived_at),
+            Val::Time(r.retention_until),
+        ];
+        for (i, v) in vals.into_iter().enumerate() {
+            st = st.then(if i == 0 { "" } else { ", " }, v);
         }
+        st.close(match self.db {
+            Db::Mysql(_) => ") ON DUPLICATE KEY UPDATE recording_id = recording_id",
+            _ => ") ON CONFLICT (recording_id) DO NOTHING",
+        });
+        self.run(st).await.map(drop)
     }
 
     /// A call's recordings, oldest first.
     pub async fn by_call(&self, call_id: &str) -> Result<Vec<RecordingRow>, CatalogError> {
-        self.select(Filter::Call(call_id)).await
+        self.select(" WHERE call_id = ", Some(Val::Text(Some(call_id.into()))))
+            .await
     }
 
     /// Every recording, oldest first.
     pub async fn all(&self) -> Result<Vec<RecordingRow>, CatalogError> {
-        self.select(Filter::All).await
+        self.select("", None).await
     }
 
     /// Recordings whose retention ended before `now`, oldest first.
     pub async fn expired(&self, now: DateTime<Utc>) -> Result<Vec<RecordingRow>, CatalogError> {
-        self.select(Filter::ExpiredAt(now)).await
+        self.select(" WHERE retention_until < ", Some(Val::Time(now)))
+            .await
     }
 
-    async fn select(&self, f: Filter<'_>) -> Result<Vec<RecordingRow>, CatalogError> {
-        match &self.db {
-            Db::Postgres(p) => select(p, f).await,
-            Db::Mysql(p) => select(p, f).await,
-            Db::Sqlite(p) => select(p, f).await,
+    async fn select(
+        &self,
+        filter: &str,
+        val: Option<Val>,
+    ) -> Result<Vec<RecordingRow>, CatalogError> {
+        let mut st = Statement::new(&format!("SELECT {COLUMNS} FROM recordings"));
+        if let Some(v) = val {
+            st = st.then(filter, v);
         }
+        st.close(" ORDER BY started_at, recording_id");
+        self.run(st).await
     }
 
     /// Removes a recording's row (nothing when it is gone already).
     pub async fn delete(&self, recording_id: &str) -> Result<(), CatalogError> {
+        let mut st = Statement::new("DELETE FROM recordings WHERE recording_id = ")
+            .then("", Val::Text(Some(recording_id.into())));
+        st.close("");
+        self.run(st).await.map(drop)
+    }
+
+    async fn run(&self, st: Statement) -> Result<Vec<RecordingRow>, CatalogError> {
         match &self.db {
-            Db::Postgres(p) => delete(p, recording_id).await,
-            Db::Mysql(p) => delete(p, recording_id).await,
-            Db::Sqlite(p) => delete(p, recording_id).await,
+            Db::Postgres(p) => run(p, st).await,
+            Db::Mysql(p) => run(p, st).await,
+            Db::Sqlite(p) => run(p, st).await,
         }
     }
 }
 
-fn placeholder<'q, DB: Database>(
-    sql: &mut String,
-    args: &mut DB::Arguments<'q>,
-    v: impl Encode<'q, DB> + Type<DB> + 'q,
-) -> Result<(), sqlx::Error> {
-    args.add(v).map_err(sqlx::Error::Encode)?;
-    args.format_placeholder(sql)
-        .map_err(|e| sqlx::Error::Encode(Box::new(e)))
+/// One bound value.
+enum Val {
+    Text(Option<String>),
+    Int(i64),
+    Time(DateTime<Utc>),
 }
 
-async fn insert<DB>(pool: &Pool<DB>, r: &RecordingRow, skip: &str) -> Result<(), CatalogError>
+/// SQL text with a value after each piece but the last, bound behind each
+/// engine's own placeholder (`$n` or `?`) when run.
+struct Statement {
+    pieces: Vec<String>,
+    vals: Vec<Val>,
+}
+
+impl Statement {
+    fn new(sql: &str) -> Statement {
+        Statement {
+            pieces: vec![sql.to_string()],
+            vals: Vec::new(),
+        }
+    }
+
+    /// Appends `sql`, then a placeholder for `v`.
+    fn then(mut self, sql: &str, v: Val) -> Statement {
+        self.pieces.last_mut().expect("never empty").push_str(sql);
+        self.vals.push(v);
+        self.pieces.push(String::new());
+        self
+    }
+
+    fn close(&mut self, sql: &str) {
+        self.pieces.last_mut().expect("never empty").push_str(sql);
+    }
+}
+
+/// Runs a statement; the rows it returns (none for INSERT and DELETE).
+async fn run<DB>(pool: &Pool<DB>, st: Statement) -> Result<Vec<RecordingRow>, CatalogError>
 where
     DB: Database,
     for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
     for<'c> &'c Pool<DB>: Executor<'c, Database = DB>,
-    for<'q> String: Encode<'q, DB> + Type<DB>,
     for<'q> Option<String>: Encode<'q, DB> + Type<DB>,
     for<'q> i64: Encode<'q, DB> + Type<DB>,
     for<'q> DateTime<Utc>: Encode<'q, DB> + Type<DB>,
-{
-    let mut sql = format!("INSERT INTO recordings ({COLUMNS}) VALUES (");
-    let mut a = DB::Arguments::default();
-    let texts = [&r.recording_id, &r.call_id];
-    for (i, t) in texts.into_iter().enumerate() {
-        if i > 0 {
-            sql.push_str(", ");
-        }
-        placeholder::<DB>(&mut sql, &mut a, t.clone())?;
-    }
-    sql.push_str(", ");
-    placeholder::<DB>(&mut sql, &mut a, r.org_id.clone())?;
-    for t in [&r.kind, &r.object_key, &r.url] {
-        sql.push_str(", ");
-        placeholder::<DB>(&mut sql, &mut a, t.clone())?;
-    }
-    sql.push_str(", ");
-    placeholder::<DB>(&mut sql, &mut a, r.size)?;
-    sql.push_str(", ");
-    placeholder::<DB>(&mut sql, &mut a, r.sha256.clone())?;
-    sql.push_str(", ");
-    placeholder::<DB>(&mut sql, &mut a, r.codec.clone())?;
-    sql.push_str(", ");
-    placeholder::<DB>(&mut sql, &mut a, r.duration_ms)?;
-    sql.push_str(", ");
-    placeholder::<DB>(&mut sql, &mut a, r.key_id.clone())?;
-    for t in [r.started_at, r.archived_at, r.retention_until] {
-        sql.push_str(", ");
-        placeholder::<DB>(&mut sql, &mut a, t)?;
-    }
-    sql.push(')');
-    sql.push_str(skip);
-    sqlx::query_with(&sql, a).execute(pool).await?;
-    Ok(())
-}
-
-async fn select<DB>(pool: &Pool<DB>, f: Filter<'_>) -> Result<Vec<RecordingRow>, CatalogError>
-where
-    DB: Database,
-    for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
-    for<'c> &'c Pool<DB>: Executor<'c, Database = DB>,
-    for<'q> String: Encode<'q, DB> + Type<DB>,
-    for<'q> DateTime<Utc>: Encode<'q, DB> + Type<DB>,
     for<'r> RecordingRow: sqlx::FromRow<'r, DB::Row>,
 {
-    let mut sql = format!("SELECT {COLUMNS} FROM recordings");
-    let mut a = DB::Arguments::default();
-    match f {
-        Filter::Call(c) => {
-            sql.push_str(" WHERE call_id = ");
-            placeholder::<DB>(&mut sql, &mut a, c.to_string())?;
+    let mut sql = String::new();
+    let mut args = DB::Arguments::default();
+    for (piece, v) in st.pieces.iter().zip(st.vals) {
+        sql.push_str(piece);
+        match v {
+            Val::Text(t) => args.add(t),
+            Val::Int(n) => args.add(n),
+            Val::Time(t) => args.add(t),
         }
-        Filter::ExpiredAt(t) => {
-            sql.push_str(" WHERE retention_until < ");
-            placeholder::<DB>(&mut sql, &mut a, t)?;
-        }
-        Filter::All => {}
+        .map_err(sqlx::Error::Encode)?;
+        args.format_placeholder(&mut sql)
+            .map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
     }
-    sql.push_str(" ORDER BY started_at, recording_id");
-    Ok(sqlx::query_as_with::<DB, RecordingRow, _>(&sql, a)
+    sql.push_str(st.pieces.last().expect("never empty"));
+    Ok(sqlx::query_as_with::<DB, RecordingRow, _>(&sql, args)
         .fetch_all(pool)
         .await?)
-}
-
-async fn delete<DB>(pool: &Pool<DB>, recording_id: &str) -> Result<(), CatalogError>
-where
-    DB: Database,
-    for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
-    for<'c> &'c Pool<DB>: Executor<'c, Database = DB>,
-    for<'q> String: Encode<'q, DB> + Type<DB>,
-{
-    let mut sql = "DELETE FROM recordings WHERE recording_id = ".to_string();
-    let mut a = DB::Arguments::default();
-    placeholder::<DB>(&mut sql, &mut a, recording_id.to_string())?;
-    sqlx::query_with(&sql, a).execute(pool).await?;
-    Ok(())
 }
 
 #[cfg(test)]

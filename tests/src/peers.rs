@@ -31,6 +31,24 @@ impl Drop for Proc {
 
 use tollgate_bench::peers::command;
 
+/// SIGKILLs a node started by [`tollgate_run`]: its supervisor and its
+/// data plane, then reaps it.
+pub fn kill(tg: &mut Proc) {
+    let pid = tg.child.id() as i32;
+    let children =
+        std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+    // SAFETY: signalling processes this test started.
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    for c in children
+        .split_whitespace()
+        .filter_map(|c| c.parse::<i32>().ok())
+    {
+        // SAFETY: as above, the node's data plane.
+        unsafe { libc::kill(c, libc::SIGKILL) };
+    }
+    let _ = tg.child.wait();
+}
+
 /// Spawns `cmd` with output to `dir/name.log`.
 pub fn spawn(mut cmd: Command, dir: &Path, name: &'static str) -> Proc {
     let log = dir.join(format!("{name}.log"));

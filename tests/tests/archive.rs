@@ -20,7 +20,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 use tollgate_archive::store::{Store, StoreConfig};
 use tollgate_archive::synth::{tone_level, ToneRecording};
-use tollgate_tests::peers::{self, Proc};
+use tollgate_tests::peers::{self, kill, Proc};
 use tollgate_tests::services::{self, Service};
 use tollgate_tests::{wait_until, TempDir};
 
@@ -128,6 +128,12 @@ fn sqlite_cdr(dir: &Path) -> String {
 
 fn node(dir: &Path, ng: &str, ports: (u16, u16), sections: &str) -> Proc {
     peers::tollgate_loopback(dir, ng, ports, &[], sections).0
+}
+
+/// A node archiving into `s3`, its rows in SQLite.
+fn s3_node(dir: &Path, s3: &Seaweed, ng: &str, ports: (u16, u16)) -> Proc {
+    let sections = format!("{}{}", sqlite_cdr(dir), archive_toml(dir, &s3.toml(), ""));
+    node(dir, ng, ports, &sections)
 }
 
 /// `tollgate archive ARGS` with the node's config; (success, stdout, stderr).
@@ -275,12 +281,7 @@ fn recordings_reach_seaweedfs_and_come_back_with_their_tones() {
     let dir = TempDir::new("arch-s3");
     let s3 = Seaweed::start(&dir.0, 18300, 18400);
     let recs = record(&dir.0, "s3", 3, 3, now());
-    let sections = format!(
-        "{}{}",
-        sqlite_cdr(&dir.0),
-        archive_toml(&dir.0, &s3.toml(), "")
-    );
-    let tg = node(&dir.0, "127.0.0.1:22510", (50400, 50409), &sections);
+    let tg = s3_node(&dir.0, &s3, "127.0.0.1:22510", (50400, 50409));
     let rows = wait_archived(&dir.0, 3, Duration::from_secs(60), &tg);
     assert_rows_match_store(&rows, &s3.store());
     for r in &rows {
@@ -304,12 +305,7 @@ fn recordings_reach_seaweedfs_and_come_back_with_their_tones() {
 fn seaweedfs_down_for_30_s_delays_uploads_and_loses_none() {
     let dir = TempDir::new("arch-down");
     let s3 = Seaweed::start(&dir.0, 18301, 18410);
-    let sections = format!(
-        "{}{}",
-        sqlite_cdr(&dir.0),
-        archive_toml(&dir.0, &s3.toml(), "")
-    );
-    let tg = node(&dir.0, "127.0.0.1:22511", (50410, 50419), &sections);
+    let tg = s3_node(&dir.0, &s3, "127.0.0.1:22511", (50410, 50419));
     record(&dir.0, "up", 2, 2, now());
     wait_archived(&dir.0, 2, Duration::from_secs(60), &tg);
 
@@ -335,35 +331,13 @@ fn seaweedfs_down_for_30_s_delays_uploads_and_loses_none() {
     assert_rows_match_store(&rows, &s3.store());
 }
 
-/// SIGKILLs the node and its data plane.
-fn kill(tg: &mut Proc) {
-    let pid = tg.child.id() as i32;
-    let children =
-        std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
-    // SAFETY: signalling processes this test started.
-    unsafe { libc::kill(pid, libc::SIGKILL) };
-    for c in children
-        .split_whitespace()
-        .filter_map(|c| c.parse::<i32>().ok())
-    {
-        // SAFETY: as above, the node's data plane.
-        unsafe { libc::kill(c, libc::SIGKILL) };
-    }
-    let _ = tg.child.wait();
-}
-
 #[test]
 fn sigkill_mid_upload_loses_nothing_and_stores_nothing_twice() {
     let dir = TempDir::new("arch-kill");
     let s3 = Seaweed::start(&dir.0, 18302, 18420);
     let recs = record(&dir.0, "kill", 24, 20, now());
-    let sections = format!(
-        "{}{}",
-        sqlite_cdr(&dir.0),
-        archive_toml(&dir.0, &s3.toml(), "")
-    );
     let ng = "127.0.0.1:22512";
-    let mut tg = node(&dir.0, ng, (50420, 50429), &sections);
+    let mut tg = s3_node(&dir.0, &s3, ng, (50420, 50429));
     let ready = spool(&dir.0).join("ready");
     let left = |d: &Path| std::fs::read_dir(d).map_or(0, |e| e.count());
     // Part-way: sealed (its journal begun), its objects being uploaded.
@@ -383,7 +357,7 @@ fn sigkill_mid_upload_loses_nothing_and_stores_nothing_twice() {
     let (waiting, during) = (left(&ready), part_way(&ready));
     eprintln!("killed with {waiting} recordings waiting, {during} of them part-way");
     assert!(waiting > 0 && during > 0, "the kill came after the upload");
-    let mut tg = node(&dir.0, ng, (50420, 50429), &sections);
+    let mut tg = s3_node(&dir.0, &s3, ng, (50420, 50429));
     let rows = wait_archived(&dir.0, recs.len(), Duration::from_secs(120), &tg);
     assert_rows_match_store(&rows, &s3.store());
     let mut ids: Vec<&str> = rows
