@@ -66,6 +66,14 @@ impl fmt::Debug for StoreConfig {
 }
 
 impl StoreConfig {
+    /// What every object URL in this store starts with.
+    pub fn url_base(&self) -> String {
+        match self {
+            StoreConfig::Local { path } => format!("file://{}/", path.display()),
+            StoreConfig::S3 { bucket, .. } => format!("s3://{bucket}/"),
+        }
+    }
+
     pub fn validate(&self) -> Vec<String> {
         match self {
             StoreConfig::Local { path } if !path.is_absolute() => {
@@ -132,7 +140,7 @@ impl Store {
                 let fs = object_store::local::LocalFileSystem::new_with_prefix(path)
                     .map_err(|e| err(e.to_string()))?
                     .with_automatic_cleanup(true);
-                (Arc::new(fs), format!("file://{}/", path.display()))
+                (Arc::new(fs), cfg.url_base())
             }
             StoreConfig::S3 {
                 bucket,
@@ -168,7 +176,7 @@ impl Store {
                     detail: e.to_string(),
                     not_found: false,
                 })?;
-                (Arc::new(s3), format!("s3://{bucket}/"))
+                (Arc::new(s3), cfg.url_base())
             }
         };
         Ok(Store { inner, base })
@@ -260,6 +268,20 @@ pub fn object_prefix(
         key_part(call_id),
         key_part(recording_id)
     )
+}
+
+/// The URL a recording's WAV will have in the store `cfg` once archived,
+/// from what is known when it starts: what the control plane puts in the
+/// CDR's `recording_url` at call end.
+pub fn recording_url(
+    cfg: &StoreConfig,
+    org: Option<&str>,
+    call_id: &str,
+    recording_id: &str,
+    started: DateTime<Utc>,
+) -> String {
+    let key = audio_key(&object_prefix(org, call_id, recording_id, started));
+    format!("{}{key}", cfg.url_base())
 }
 
 /// The key of a recording's WAV: what rows and CDRs point at.

@@ -102,6 +102,9 @@ async fn recordings_are_sealed_stored_cataloged_and_leave_the_spool() {
     let catalog = Catalog::connect(SinkKind::Sqlite, &n.db).await.unwrap();
     let row = catalog.by_call("call-r1@host").await.unwrap().remove(0);
     assert_eq!(row.object_key, "_/2026/12/01/call-r1@host/r1/audio.wav.tge");
+    let started = Utc.with_ymd_and_hms(2026, 12, 1, 20, 0, 0).unwrap();
+    let url = crate::store::recording_url(&local(&n), None, "call-r1@host", "r1", started);
+    assert_eq!(row.url, url, "the URL a CDR was given at call end");
     assert_eq!(
         (row.duration_ms, row.codec.as_deref(), row.key_id.as_deref()),
         (2000, Some("PCMA,PCMU"), Some("k1"))
