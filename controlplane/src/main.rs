@@ -110,6 +110,9 @@ enum BenchCommand {
     /// CDR spool appends and batched sink throughput into PostgreSQL,
     /// against unbatched inserts measured in the same run.
     Cdr(tollgate_bench::cdr::CdrBenchArgs),
+    /// Recordings archived into S3 (rendered, sealed, uploaded, cataloged)
+    /// in MB/s, against the store's raw PUT rate in the same run.
+    Archive(tollgate_bench::archive::ArchiveBenchArgs),
     /// Call setup through the SIP B2BUA with SIPp: achieved CPS, failures,
     /// setup latency and CPU per call; `--peer kamailio` measures Kamailio
     /// with rtpengine the same way.
@@ -260,6 +263,9 @@ fn run(cli: Cli) -> Result<()> {
         Command::Bench {
             what: BenchCommand::Sip(args),
         } => tollgate_bench::sip::main(&args),
+        Command::Bench {
+            what: BenchCommand::Archive(args),
+        } => tollgate_bench::archive::main(&args, tollgate_bench::stamp::stamp()),
         Command::Bench {
             what: BenchCommand::Media(args),
         } => {
