@@ -56,6 +56,10 @@ pub fn controlplane(
         .build()
         .context("starting the control plane runtime")?;
     rt.block_on(async {
+        let (archive, archive_status) = match cfg.archive.enabled {
+            true => archive::start(&cfg.archive, &cfg.cdr, stop.clone())?.unzip(),
+            false => (None, None),
+        };
         let http = match cfg.http.enabled {
             true => Some(
                 http::start(
@@ -64,6 +68,7 @@ pub fn controlplane(
                     spool.clone(),
                     cfg.dataplane.control_socket.clone(),
                     cfg.sip.listen.is_some(),
+                    archive_status,
                     stop.clone(),
                 )
                 .await
@@ -72,10 +77,6 @@ pub fn controlplane(
             false => None,
         };
         let sinks = tollgate_cdr::sink::spawn_all(&spool, &cfg.cdr);
-        let archive = match cfg.archive.enabled {
-            true => archive::start(&cfg.archive, &cfg.cdr, stop.clone())?.map(|(task, _)| task),
-            false => None,
-        };
         let sip = tokio::spawn(sipserver::run(
             server.clone(),
             cfg.sip.clone(),

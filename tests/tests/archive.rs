@@ -10,7 +10,8 @@
 //! RabbitMQ.
 //!
 //! Ports: S3 18300-18303 (SeaweedFS's own 18400-18449 and, as it does,
-//! those + 10000 for gRPC), NG 22510-22515, relay ports 50400-50459.
+//! those + 10000 for gRPC), NG 22510-22515, relay ports 50400-50459, HTTP
+//! 9190.
 
 use chrono::{TimeZone, Utc};
 use serde_json::Value;
@@ -305,7 +306,13 @@ fn recordings_reach_seaweedfs_and_come_back_with_their_tones() {
 fn seaweedfs_down_for_30_s_delays_uploads_and_loses_none() {
     let dir = TempDir::new("arch-down");
     let s3 = Seaweed::start(&dir.0, 18301, 18410);
-    let tg = s3_node(&dir.0, &s3, "127.0.0.1:22511", (50410, 50419));
+    let http = "127.0.0.1:9190";
+    let sections = format!(
+        "{}{}[http]\nlisten = \"{http}\"\n",
+        sqlite_cdr(&dir.0),
+        archive_toml(&dir.0, &s3.toml(), "queue_combined_watermark = 3")
+    );
+    let tg = node(&dir.0, "127.0.0.1:22511", (50410, 50419), &sections);
     record(&dir.0, "up", 2, 2, now());
     wait_archived(&dir.0, 2, Duration::from_secs(60), &tg);
 
@@ -320,6 +327,29 @@ fn seaweedfs_down_for_30_s_delays_uploads_and_loses_none() {
     let st = cli_json(&dir.0, &["status", "--json"]);
     assert_eq!(st["depth"], 5, "all queued during the outage: {st:#}");
     assert!(st["oldest"].is_string());
+    // Above the watermark (3): still queued, but flagged, and it shows.
+    assert_eq!(st["over_watermark"], true, "{st:#}");
+    let flagged = st["flagged"].as_u64().unwrap_or(0);
+    assert!(
+        (2..=5).contains(&flagged),
+        "those that came above 3 waiting: {st:#}"
+    );
+    let metrics = ureq::get(&format!("http://{http}/metrics"))
+        .call()
+        .expect("GET /metrics")
+        .into_string()
+        .unwrap();
+    for line in [
+        "tollgate_archive_queue_depth 5".to_string(),
+        "tollgate_archive_over_watermark 1".to_string(),
+        format!("tollgate_archive_flagged_total {flagged}"),
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "{line} not in /metrics:\n{metrics}"
+        );
+    }
+    assert!(tg.log_text().contains("ABOVE its watermark"), "a loud log");
     let (_, text, _) = cli(&dir.0, &["status"]);
     assert!(
         text.contains("5 waiting") && text.contains("last error"),
