@@ -340,8 +340,8 @@ fn seaweedfs_down_for_30_s_delays_uploads_and_loses_none() {
         .into_string()
         .unwrap();
     for line in [
-        "tollgate_archive_queue_depth 5".to_string(),
-        "tollgate_archive_over_watermark 1".to_string(),
+        "tollgate_archive_queue_depth 5.0".to_string(),
+        "tollgate_archive_over_watermark 1.0".to_string(),
         format!("tollgate_archive_flagged_total {flagged}"),
     ] {
         assert!(
