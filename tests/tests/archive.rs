@@ -401,14 +401,25 @@ fn sigkill_mid_upload_loses_nothing_and_stores_nothing_twice() {
     kill(&mut tg);
 }
 
-#[test]
-fn local_archive_refuses_tampered_truncated_and_wrongly_keyed_objects_and_rotates_keys() {
+/// Two recordings archived into a local folder: the first while only `k1`
+/// is configured, the second after `k2` (from a key file) became active.
+struct Rotation {
+    dir: TempDir,
+    base: String,
+    k1: String,
+    k2: String,
+    before: String,
+    after: String,
+    rows: Vec<Value>,
+}
+
+fn keys(active: &str, keys: &str) -> String {
+    format!("[archive.encryption]\nactive = \"{active}\"\nkeys = [{keys}]\n")
+}
+
+fn archive_across_a_rotation() -> Rotation {
     let dir = TempDir::new("arch-keys");
-    let old_key = "11".repeat(32);
-    let keys = |active: &str, keys: &str| {
-        format!("[archive.encryption]\nactive = \"{active}\"\nkeys = [{keys}]\n")
-    };
-    let k1 = format!("{{ id = \"k1\", hex = \"{old_key}\" }}");
+    let k1 = format!("{{ id = \"k1\", hex = \"{}\" }}", "11".repeat(32));
     std::fs::write(dir.0.join("k2.key"), format!("{}\n", "22".repeat(32))).unwrap();
     let k2 = format!("{{ id = \"k2\", file = \"{}/k2.key\" }}", dir.0.display());
     let base = format!(
@@ -417,47 +428,50 @@ fn local_archive_refuses_tampered_truncated_and_wrongly_keyed_objects_and_rotate
         dir.0.display(),
         local_store(&dir.0)
     );
-    let write_config =
-        |enc: &str| std::fs::write(dir.0.join("tollgate.toml"), format!("{base}{enc}")).unwrap();
+    let run = |enc: String, rows: usize| {
+        let tg = node(
+            &dir.0,
+            "127.0.0.1:22513",
+            (50430, 50439),
+            &format!("{base}{enc}"),
+        );
+        wait_archived(&dir.0, rows, Duration::from_secs(30), &tg)
+    };
+    let before = record(&dir.0, "keys-old", 1, 2, now()).remove(0).call_id;
+    run(keys("k1", &k1), 1);
+    let after = record(&dir.0, "keys-new", 1, 2, now()).remove(0).call_id;
+    let rows = run(keys("k2", &format!("{k1}, {k2}")), 2);
+    Rotation {
+        dir,
+        base,
+        k1,
+        k2,
+        before,
+        after,
+        rows,
+    }
+}
 
-    let before = record(&dir.0, "keys-old", 1, 2, now());
-    let tg = node(
-        &dir.0,
-        "127.0.0.1:22513",
-        (50430, 50439),
-        &format!("{base}{}", keys("k1", &k1)),
-    );
-    wait_archived(&dir.0, 1, Duration::from_secs(30), &tg);
-    drop(tg);
-    // Rotation: k2 active for new recordings, k1 kept for reading.
-    let after = record(&dir.0, "keys-new", 1, 2, now());
-    let tg = node(
-        &dir.0,
-        "127.0.0.1:22513",
-        (50430, 50439),
-        &format!("{base}{}", keys("k2", &format!("{k1}, {k2}"))),
-    );
-    let rows = wait_archived(&dir.0, 2, Duration::from_secs(30), &tg);
-    drop(tg);
-    let key_of = |call: &str| rows.iter().find(|r| r["call_id"] == call).unwrap()["key_id"].clone();
+#[test]
+fn local_archive_refuses_tampered_truncated_and_wrongly_keyed_objects_and_rotates_keys() {
+    let r = archive_across_a_rotation();
+    let dir = &r.dir.0;
+    let key_of =
+        |call: &str| r.rows.iter().find(|x| x["call_id"] == call).unwrap()["key_id"].clone();
     assert_eq!(
-        (key_of(&before[0].call_id), key_of(&after[0].call_id)),
+        (key_of(&r.before), key_of(&r.after)),
         ("k1".into(), "k2".into())
     );
-    assert_tones(
-        &get_wav(&dir.0, &before[0].call_id, &dir.0.join("old.wav")),
-        2,
-    );
-    assert_tones(
-        &get_wav(&dir.0, &after[0].call_id, &dir.0.join("new.wav")),
-        2,
-    );
+    assert_tones(&get_wav(dir, &r.before, &dir.join("old.wav")), 2);
+    assert_tones(&get_wav(dir, &r.after, &dir.join("new.wav")), 2);
 
+    let write_config =
+        |enc: &str| std::fs::write(dir.join("tollgate.toml"), format!("{}{enc}", r.base)).unwrap();
+    let out = dir.join("refused.wav");
+    let get = |call: &str| cli(dir, &["get", call, "-o", out.to_str().unwrap()]);
     // Without k1 the old recording cannot be opened, and says why.
-    write_config(&keys("k2", &k2));
-    let out = dir.0.join("refused.wav");
-    let get = |call: &str| cli(&dir.0, &["get", call, "-o", out.to_str().unwrap()]);
-    let (ok, _, err) = get(&before[0].call_id);
+    write_config(&keys("k2", &r.k2));
+    let (ok, _, err) = get(&r.before);
     assert!(
         !ok && err.contains("\"k1\", which is not configured"),
         "{err}"
@@ -467,28 +481,25 @@ fn local_archive_refuses_tampered_truncated_and_wrongly_keyed_objects_and_rotate
         "k1",
         &format!("{{ id = \"k1\", hex = \"{}\" }}", "33".repeat(32)),
     ));
-    let (ok, _, err) = get(&before[0].call_id);
+    let (ok, _, err) = get(&r.before);
     assert!(!ok && err.contains("does not open"), "{err}");
     assert!(!out.exists(), "no output file after a refusal");
 
     // A flipped byte and a truncated object, with the keys right again.
-    write_config(&keys("k2", &format!("{k1}, {k2}")));
-    let object = dir
-        .0
-        .join("objects")
-        .join(key_object(&rows, &after[0].call_id));
+    write_config(&keys("k2", &format!("{}, {}", r.k1, r.k2)));
+    let object = dir.join("objects").join(key_object(&r.rows, &r.after));
     let good = std::fs::read(&object).unwrap();
     let mut flipped = good.clone();
     flipped[good.len() / 2] ^= 0x04;
     std::fs::write(&object, &flipped).unwrap();
-    let (ok, _, err) = get(&after[0].call_id);
+    let (ok, _, err) = get(&r.after);
     assert!(!ok && err.contains("tampered"), "{err}");
     std::fs::write(&object, &good[..good.len() - 100]).unwrap();
-    let (ok, _, err) = get(&after[0].call_id);
+    let (ok, _, err) = get(&r.after);
     assert!(!ok && err.contains("cut short"), "{err}");
     assert!(!out.exists(), "no output file after a refusal");
     std::fs::write(&object, &good).unwrap();
-    assert_tones(&get_wav(&dir.0, &after[0].call_id, &out), 2);
+    assert_tones(&get_wav(dir, &r.after, &out), 2);
 }
 
 fn key_object(rows: &[Value], call: &str) -> String {
