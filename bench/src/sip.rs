@@ -200,6 +200,9 @@ listen = "{ng}"
 listen = "{sut}"
 max_cps = 100000
 max_calls = 100000
+# SIPp is one source at the whole offered rate: no per-source limit.
+[sip.flood]
+max_requests_per_sec = 0
 [[sip.routes]]
 match = "*"
 target = "sip:{{user}}@{uas}"

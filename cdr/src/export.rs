@@ -1,6 +1,7 @@
 //! `tollgate cdr export`: CDRs read back from an SQL sink, written as CSV
-//! (one row per call, the columns billing systems import) or JSON lines
-//! (the whole CDR, legs included).
+//! (one row per call, the columns billing systems import, then what the A
+//! and B legs' parties reported in RTCP) or JSON lines (the whole CDR,
+//! legs included).
 
 use crate::model::Cdr;
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -12,7 +13,7 @@ pub enum Format {
     Json,
 }
 
-const CSV_COLUMNS: [&str; 20] = [
+const CSV_COLUMNS: [&str; 26] = [
     "call_id",
     "from_number",
     "to_number",
@@ -33,6 +34,12 @@ const CSV_COLUMNS: [&str; 20] = [
     "carrier",
     "org_id",
     "recording_url",
+    "a_remote_lost",
+    "a_remote_jitter_ms",
+    "a_rtt_ms",
+    "b_remote_lost",
+    "b_remote_jitter_ms",
+    "b_rtt_ms",
 ];
 
 fn time(ms: i64) -> String {
@@ -45,7 +52,19 @@ fn opt<T: ToString>(v: &Option<T>) -> String {
     v.as_ref().map(ToString::to_string).unwrap_or_default()
 }
 
-fn csv_row(c: &Cdr) -> [String; 20] {
+/// A leg's RTCP figures: remote loss, remote jitter, round trip.
+fn rtcp_of(c: &Cdr, leg: &str) -> [String; 3] {
+    let l = c.legs.iter().find(|l| l.leg == leg);
+    [
+        opt(&l.and_then(|l| l.remote_lost)),
+        opt(&l.and_then(|l| l.remote_jitter_ms)),
+        opt(&l.and_then(|l| l.rtt_ms)),
+    ]
+}
+
+fn csv_row(c: &Cdr) -> [String; 26] {
+    let [al, aj, ar] = rtcp_of(c, "a");
+    let [bl, bj, br] = rtcp_of(c, "b");
     [
         c.call_id.clone(),
         c.from_number.clone(),
@@ -69,6 +88,12 @@ fn csv_row(c: &Cdr) -> [String; 20] {
         opt(&c.carrier),
         opt(&c.org_id),
         opt(&c.recording_url),
+        al,
+        aj,
+        ar,
+        bl,
+        bj,
+        br,
     ]
 }
 
@@ -141,6 +166,13 @@ mod tests {
             start_ms: 1_700_000_000_000,
             answer_ms: Some(1_700_000_001_000),
             end_ms: 1_700_000_031_500,
+            legs: vec![crate::model::Leg {
+                leg: "a".into(),
+                remote_lost: Some(-1),
+                remote_jitter_ms: Some(2.5),
+                rtt_ms: Some(41.25),
+                ..Default::default()
+            }],
             ..Cdr::default()
         };
         let mut out = Vec::new();
@@ -156,6 +188,10 @@ mod tests {
             "{}",
             lines[1]
         );
+        assert!(lines[0].ends_with(
+            ",a_remote_lost,a_remote_jitter_ms,a_rtt_ms,b_remote_lost,b_remote_jitter_ms,b_rtt_ms"
+        ));
+        assert!(lines[1].ends_with(",-1,2.5,41.25,,,"), "{}", lines[1]);
     }
 
     #[test]

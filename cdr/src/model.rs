@@ -89,6 +89,10 @@ pub struct Leg {
     pub media_ip: Option<IpAddr>,
     pub transport: Option<String>,
     pub codec: Option<String>,
+    /// How the relay encrypted this leg's media, when it did:
+    /// `SDES AES_CM_128_HMAC_SHA1_80` (never a key).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub srtp: Option<String>,
     pub start_ms: i64,
     pub answer_ms: Option<i64>,
     pub end_ms: i64,
@@ -97,6 +101,16 @@ pub struct Leg {
     pub received: MediaStats,
     /// Media the relay sent to this leg.
     pub sent: MediaStats,
+    /// What this leg's party said in RTCP of the media the relay sent it
+    /// (its last report block): packets lost over the stream's life and
+    /// interarrival jitter; and the relay's round trip to it (from the
+    /// block's LSR/DLSR). None when it sent no such report.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote_lost: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote_jitter_ms: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rtt_ms: Option<f64>,
 }
 
 /// One finished call.

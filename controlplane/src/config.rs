@@ -6,7 +6,8 @@
 //! rtpengine-compatible control protocol: `ng::config`), `[sip]` (the
 //! B2BUA and its dialplan: `b2bua::config`), `[cdr]` (the CDR spool and
 //! sinks: `tollgate_cdr::config`), `[hep]` (HEP export to Homer:
-//! `hep::config`) and `[http]` (metrics and the API: `http::config`). This
+//! `hep::config`), `[http]` (metrics and the API: `http::config`) and
+//! `[journal]` (the call-state journal: `journal`). This
 //! file joins them and checks them all.
 
 use crate::media::config::MediaConfig;
@@ -28,6 +29,7 @@ pub struct Config {
     pub hep: crate::hep::config::HepConfig,
     pub http: crate::http::config::HttpConfig,
     pub archive: crate::archive::config::ArchiveConfig,
+    pub journal: crate::journal::JournalConfig,
 }
 
 #[derive(Debug, thiserror::Error)]

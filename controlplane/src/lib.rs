@@ -11,6 +11,7 @@ pub mod config;
 pub mod ctl;
 pub mod hep;
 pub mod http;
+pub mod journal;
 pub mod media;
 pub mod ng;
 pub mod ngserver;
@@ -44,11 +45,24 @@ pub fn controlplane(
         eprintln!("tollgate: CDR spool repaired: {r}");
     }
     let spool = Arc::new(spool);
-    let link = plane::DataplaneLink::new(cfg.dataplane.control_socket.clone());
-    let sessions = media::Sessions::new(cfg.media.clone());
+    let mut link = plane::DataplaneLink::new(cfg.dataplane.control_socket.clone());
+    let mut sessions = media::Sessions::new(cfg.media.clone());
+    let (journal, sip_calls) = match cfg.journal.disabled {
+        true => (None, Vec::new()),
+        false => {
+            let path = cfg.journal.path(&cfg.cdr.spool_dir);
+            let (j, entries, note) = journal::Journal::open(&path)?;
+            if let Some(note) = note {
+                tracing::warn!(journal = %path.display(), "call journal repaired: {note}");
+            }
+            let j = Arc::new(journal::Shared::new(j));
+            let calls = journal::restore_media(&j, entries, &mut sessions, &mut link);
+            (Some(j), calls)
+        }
+    };
     let handler = ng::NgHandler::new(sessions, Box::new(link), time::Now::real());
     let hep = hep::Tap::start(&cfg.hep).context("starting the HEP exporter")?;
-    let server = ngserver::NgServer::new(handler, spool.clone(), hep);
+    let server = ngserver::NgServer::new(handler, spool.clone(), hep, journal);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -74,16 +88,26 @@ pub fn controlplane(
                 .await
                 .with_context(|| format!("HTTP listener on {} ([http] listen)", cfg.http.listen))?,
             ),
-            false => None,
+            false => {
+                // Nobody reads the samples, but HEP exports their RTCP.
+                if server.hep.as_ref().is_some_and(|t| t.rtcp) {
+                    let samples = Arc::default();
+                    let socket = cfg.dataplane.control_socket.clone();
+                    http::sampler::spawn(socket, server.clone(), samples, stop.clone())
+                        .context("starting the RTCP sampler for HEP")?;
+                }
+                None
+            }
         };
         let sinks = tollgate_cdr::sink::spawn_all(&spool, &cfg.cdr);
         let sip = tokio::spawn(sipserver::run(
             server.clone(),
             cfg.sip.clone(),
+            sip_calls,
             config_path,
             stop.clone(),
         ));
-        let served = ngserver::run(server, cfg.ng.listen, stop)
+        let served = ngserver::run(server, cfg.ng.clone(), stop)
             .await
             .with_context(|| format!("NG listener on {}", cfg.ng.listen));
         let sip = match sip.await {

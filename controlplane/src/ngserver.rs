@@ -12,6 +12,7 @@
 //! CDR is on disk (call events are synced with the next CDR, or soon).
 
 use crate::hep::Tap;
+use crate::ng::config::NgConfig;
 use crate::ng::NgHandler;
 use crate::sync::lock;
 use crate::time::Now;
@@ -35,23 +36,34 @@ pub struct NgServer {
     pub handler: Arc<Mutex<NgHandler>>,
     cache: Mutex<HashMap<CacheKey, (Instant, Vec<u8>)>>,
     pub malformed: AtomicU64,
+    /// Messages dropped because their source is not in `ng.allow`.
+    pub refused: AtomicU64,
     spool: Arc<Spool>,
     /// Where messages are exported as HEP (SIP always, NG with `hep.ng`).
     pub hep: Option<Tap>,
     /// Counters for the HTTP server's metrics (SIP's too: every record
     /// and the SIP thread pass here).
     pub observed: Arc<crate::http::meters::Observed>,
+    /// Where the cores' call state goes to survive a restart.
+    pub journal: Option<Arc<crate::journal::Shared>>,
 }
 
 impl NgServer {
-    pub fn new(handler: NgHandler, spool: Arc<Spool>, hep: Option<Tap>) -> Arc<Self> {
+    pub fn new(
+        handler: NgHandler,
+        spool: Arc<Spool>,
+        hep: Option<Tap>,
+        journal: Option<Arc<crate::journal::Shared>>,
+    ) -> Arc<Self> {
         Arc::new(NgServer {
             handler: Arc::new(Mutex::new(handler)),
             cache: Mutex::new(HashMap::new()),
             malformed: AtomicU64::new(0),
+            refused: AtomicU64::new(0),
             spool,
             hep,
             observed: Arc::default(),
+            journal,
         })
     }
 
@@ -68,6 +80,14 @@ impl NgServer {
             .ok()
     }
 
+    /// Writes the call-state journal entries held since the last time (call
+    /// once the CDRs of the same requests are durable).
+    pub fn flush_journal(&self) {
+        if let Some(j) = &self.journal {
+            j.flush();
+        }
+    }
+
     /// [`NgServer::with_handler`] on the calling thread.
     pub fn with_handler_here<T>(
         &self,
@@ -76,6 +96,9 @@ impl NgServer {
         let mut h = lock(&self.handler);
         let (out, mut records) = f(&mut h);
         records.extend(h.sessions.take_records());
+        if let Some(j) = &self.journal {
+            j.hold(crate::journal::MEDIA, h.sessions.take_journal());
+        }
         self.observed.calls.on_records(&records);
         // Only a CDR is acknowledged on (a BYE's 200, a delete's reply):
         // call events ride on its sync, and nobody waits for them.
@@ -113,6 +136,7 @@ impl NgServer {
         {
             Some((mut reply, queued)) => {
                 durable(queued).await;
+                self.flush_journal();
                 if statistics {
                     self.add_malformed(&mut reply);
                 }
@@ -166,13 +190,29 @@ impl NgServer {
         })
     }
 
-    pub async fn serve_udp(self: Arc<Self>, sock: UdpSocket) {
+    /// True when `from` may not use NG: counted, and logged for its first
+    /// message and then at every power of two, so a flood cannot fill logs.
+    fn refuse(&self, cfg: &NgConfig, from: SocketAddr) -> bool {
+        if cfg.allows(from.ip()) {
+            return false;
+        }
+        let n = self.refused.fetch_add(1, Ordering::Relaxed) + 1;
+        if n.is_power_of_two() {
+            tracing::warn!(%from, refused = n, "NG message from a source not in ng.allow; dropped");
+        }
+        true
+    }
+
+    pub async fn serve_udp(self: Arc<Self>, sock: UdpSocket, cfg: Arc<NgConfig>) {
         let mut buf = vec![0u8; 65536];
         let local = sock.local_addr().ok();
         loop {
             let Ok((n, from)) = sock.recv_from(&mut buf).await else {
                 continue;
             };
+            if self.refuse(&cfg, from) {
+                continue;
+            }
             self.export(Some(from), local, false, &buf[..n]);
             let out = match Message::decode_prefix(&buf[..n]) {
                 Ok((m, _)) => Some(self.reply(from, m).await),
@@ -186,11 +226,14 @@ impl NgServer {
         }
     }
 
-    pub async fn serve_tcp(self: Arc<Self>, listener: TcpListener) {
+    pub async fn serve_tcp(self: Arc<Self>, listener: TcpListener, cfg: Arc<NgConfig>) {
         loop {
             let Ok((stream, peer)) = listener.accept().await else {
                 continue;
             };
+            if self.refuse(&cfg, peer) {
+                continue; // dropping the stream closes it
+            }
             tokio::spawn(self.clone().tcp_connection(stream, peer));
         }
     }
@@ -247,6 +290,7 @@ impl NgServer {
                 .await
             {
                 durable(queued).await;
+                self.flush_journal();
             }
             self.cache
                 .lock()
@@ -281,19 +325,24 @@ fn not_spooled(rec: &Record, e: &tollgate_cdr::spool::SpoolError) {
         "CDR not spooled");
 }
 
-/// Binds UDP and TCP on `listen` and serves until `stop` is set.
+/// Binds UDP and TCP on `ng.listen` and serves until `stop` is set.
 pub async fn run(
     server: Arc<NgServer>,
-    listen: SocketAddr,
+    cfg: NgConfig,
     stop: Arc<AtomicBool>,
 ) -> std::io::Result<()> {
+    let listen = cfg.listen;
     let udp = UdpSocket::bind(listen).await?;
     let tcp = TcpListener::bind(listen).await?;
-    tracing::info!(%listen, "NG control protocol listening (UDP and TCP)");
+    tracing::info!(%listen, allow = ?cfg.allow, "NG control protocol listening (UDP and TCP)");
+    if let Some(w) = cfg.warning() {
+        tracing::warn!("{w}");
+    }
     server.observed.ng_listening();
+    let cfg = Arc::new(cfg);
     let tasks = [
-        tokio::spawn(server.clone().serve_udp(udp)),
-        tokio::spawn(server.clone().serve_tcp(tcp)),
+        tokio::spawn(server.clone().serve_udp(udp, cfg.clone())),
+        tokio::spawn(server.clone().serve_tcp(tcp, cfg)),
         tokio::spawn(server.clone().housekeeping(stop.clone())),
     ];
     while !stop.load(Ordering::Relaxed) {

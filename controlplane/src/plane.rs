@@ -171,6 +171,8 @@ pub fn flow_stat(r: &FlowReport) -> FlowStat {
         lost: rtp.map(|q| q.lost),
         jitter: rtp.map(|q| u64::from(q.jitter)),
         rtt_us: r.counters.remote.and_then(|x| x.rtt_us),
+        remote_lost: r.counters.remote.map(|x| i64::from(x.cumulative_lost)),
+        remote_jitter: r.counters.remote.map(|x| u64::from(x.jitter)),
     }
 }
 

@@ -22,6 +22,15 @@ pub enum Inbound {
     Stream(SocketAddr, Transport, Vec<u8>),
 }
 
+impl Inbound {
+    /// Who sent it.
+    pub fn from(&self) -> SocketAddr {
+        match self {
+            Inbound::Datagram(from, _) | Inbound::Stream(from, _, _) => *from,
+        }
+    }
+}
+
 /// The sending side of the B2BUA thread's stream queue.
 #[derive(Clone)]
 pub struct Inbox {
@@ -72,6 +81,29 @@ impl Inbox {
 pub const BURST: usize = 64;
 /// The largest UDP datagram.
 const DATAGRAM: usize = 65536;
+/// The kernel's receive buffer asked for: a burst (a flood being banned,
+/// a trunk's surge) waits there instead of pushing out honest datagrams.
+const RECEIVE_BUFFER: libc::c_int = 8 << 20;
+
+/// Raises the socket's receive buffer to `bytes`: past `rmem_max` where
+/// we may (SO_RCVBUFFORCE, root), else as far as it allows.
+fn grow_receive_buffer(sock: &UdpSocket, bytes: libc::c_int) {
+    let set = |opt| {
+        // SAFETY: setsockopt with a live int option value of its size.
+        unsafe {
+            libc::setsockopt(
+                sock.as_raw_fd(),
+                libc::SOL_SOCKET,
+                opt,
+                (&bytes as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        }
+    };
+    if set(libc::SO_RCVBUFFORCE) != 0 {
+        set(libc::SO_RCVBUF);
+    }
+}
 
 /// Reads the UDP socket in bursts into buffers kept across calls.
 pub struct UdpIn {
@@ -83,6 +115,7 @@ impl UdpIn {
     /// The socket stays blocking for sends (a full send buffer waits
     /// rather than drops); reads never block (`MSG_DONTWAIT`).
     pub fn new(sock: UdpSocket) -> UdpIn {
+        grow_receive_buffer(&sock, RECEIVE_BUFFER);
         UdpIn {
             sock,
             bufs: vec![vec![0u8; DATAGRAM]; BURST],

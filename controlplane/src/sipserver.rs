@@ -14,6 +14,7 @@
 //! registrations through Redis, and serve TLS; SIGHUP reloads the dialplan.
 
 use crate::b2bua::config::SipConfig;
+use crate::b2bua::journal::CallSnapshot;
 use crate::b2bua::{ids::Ids, lcr, B2bua, Media, Transport};
 use crate::hep::SipTap;
 use crate::http::meters::{Direction, SipMeters};
@@ -38,6 +39,7 @@ const NAP: Duration = Duration::from_millis(50);
 pub async fn run(
     ng: Arc<NgServer>,
     cfg: SipConfig,
+    restored: Vec<CallSnapshot>,
     config_path: Option<PathBuf>,
     stop: Arc<AtomicBool>,
 ) -> std::io::Result<()> {
@@ -86,6 +88,7 @@ pub async fn run(
         Now::real(),
         Ids::from_os(),
     )));
+    restore(&ng, &b2b, restored);
     let reloader = match &lcr_cfg.url {
         Some(url) => {
             let db = match lcr::connect(url).await {
@@ -206,10 +209,14 @@ fn serve(
     let mut udp = udp;
     let mut burst: Vec<Inbound> = Vec::with_capacity(2 * BURST);
     let mut reported = Instant::now();
+    let mut load = ThreadLoad::start();
     while !stop.load(Ordering::Relaxed) {
         if reported.elapsed() >= REPORT_EVERY {
             reported = Instant::now();
             report(&lock(b2b).counters);
+        }
+        if let Some(busy) = load.sample(LOAD_EVERY) {
+            lock(b2b).guard.set_load(busy);
         }
         if !udp.take(&mailbox, &mut burst) {
             return;
@@ -248,6 +255,13 @@ fn step(
     hep: Option<&SipTap>,
 ) {
     let (mut held, mut queued) = (Vec::new(), Vec::new());
+    // A banned source's messages go before anything is spent on them: one
+    // lock for the burst, no parse, no counting, no export.
+    {
+        let mut b = lock(b2b);
+        let now = Instant::now();
+        burst.retain(|m| !b.guard.banned(now, m.from().ip()));
+    }
     let inputs = burst.drain(..).map(Some).chain([None]);
     let meters = &ng.observed.sip;
     for input in inputs {
@@ -271,6 +285,9 @@ fn step(
                 None => b.handle_timeout(now, &mut media),
             }
             let out: Vec<Transmit> = std::iter::from_fn(|| b.poll_transmit()).collect();
+            if let Some(j) = &ng.journal {
+                j.hold(crate::journal::SIP, b.take_journal(now));
+            }
             if let Some(hep) = hep {
                 hep.step(&b, input.as_ref(), &out);
             }
@@ -286,6 +303,7 @@ fn step(
         queued.extend(records);
     }
     wait_durable(queued);
+    ng.flush_journal();
     send(sock, outbound, meters, held);
 }
 
@@ -340,4 +358,68 @@ async fn lcr_reloader(
             }
         }
     }
+}
+
+/// Gives the B2BUA back the answered calls of the journal.
+fn restore(ng: &NgServer, b2b: &Mutex<B2bua>, calls: Vec<CallSnapshot>) {
+    if calls.is_empty() {
+        return;
+    }
+    let (n, mut failed) = (calls.len(), 0);
+    ng.with_handler_here(|h| {
+        let mut b = lock(b2b);
+        let media = Media {
+            sessions: &mut h.sessions,
+            plane: h.plane.as_mut(),
+        };
+        for c in calls {
+            if let Err(e) = b.restore(Now::real(), c, &media) {
+                failed += 1;
+                tracing::error!(error = %e, "journaled call not restored");
+            }
+        }
+        ((), Vec::new())
+    });
+    tracing::info!(calls = n, failed, "B2BUA calls restored from the journal");
+}
+
+/// How often the SIP thread's busy share is handed to the B2BUA's guard.
+const LOAD_EVERY: Duration = Duration::from_millis(500);
+
+/// The calling thread's CPU time against the wall clock: its busy share.
+struct ThreadLoad {
+    at: Instant,
+    cpu: Duration,
+}
+
+impl ThreadLoad {
+    fn start() -> ThreadLoad {
+        ThreadLoad {
+            at: Instant::now(),
+            cpu: thread_cpu(),
+        }
+    }
+
+    /// The busy share since the last sample, once `every` has passed.
+    fn sample(&mut self, every: Duration) -> Option<f64> {
+        let wall = self.at.elapsed();
+        if wall < every {
+            return None;
+        }
+        let cpu = thread_cpu();
+        let busy = cpu.saturating_sub(self.cpu).as_secs_f64() / wall.as_secs_f64();
+        (self.at, self.cpu) = (Instant::now(), cpu);
+        Some(busy.min(1.0))
+    }
+}
+
+/// CPU time the calling thread has used (std has no per-thread clock).
+fn thread_cpu() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: writes one timespec into a live local.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
 }

@@ -20,6 +20,10 @@ pub struct DataplaneConfig {
     pub cores: Option<Vec<usize>>,
     /// Unix socket for `tollgate ctl` and the control plane.
     pub control_socket: PathBuf,
+    /// Users (uids) besides root and the data plane's own user whose
+    /// connections to the control socket are served; everyone else's are
+    /// closed at once (the socket file is also mode 0660).
+    pub control_uids: Vec<u32>,
     /// A flow with no packet for this long is reported idle.
     pub idle_timeout_secs: u64,
     pub xdp: XdpConfig,
@@ -368,6 +372,7 @@ impl Default for DataplaneConfig {
             backend: BackendChoice::Auto,
             cores: None,
             control_socket: PathBuf::from("/run/tollgate/dataplane.sock"),
+            control_uids: Vec::new(),
             idle_timeout_secs: 60,
             xdp: XdpConfig::default(),
             socket: SocketConfig::default(),

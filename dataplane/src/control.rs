@@ -383,6 +383,18 @@ mod tests {
                     jitter: 80,
                     rtt_us: Some(41_500),
                 }),
+                rtcp: Some(crate::quality::RtcpReport {
+                    seq: 3,
+                    ms_ago: 700,
+                    packet_type: 201,
+                    ssrc: 0xaa,
+                    report_count: 1,
+                    block: Some(crate::quality::BlockReport {
+                        packets_lost: -1,
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }),
                 ..Default::default()
             },
             last_packet_ms_ago: Some(20),

@@ -14,6 +14,7 @@ pub mod flow;
 pub mod pipeline;
 pub mod quality;
 pub mod server;
+pub mod srtp;
 pub mod table;
 pub mod wire;
 
@@ -232,7 +233,7 @@ pub fn run(cfg: &DataplaneConfig, stop: Arc<AtomicBool>) -> Result<(), StartErro
             })
             .expect("spawn the idle sweeper")
     };
-    server::serve(listener, table, stop);
+    server::serve(listener, table, stop, &cfg.control_uids);
     let _ = sweeper.join();
     let _ = std::fs::remove_file(&cfg.control_socket);
     tracing::info!("data plane stopped");

@@ -2,7 +2,8 @@
 //! workers (socket, DPDK): sequence loss, interarrival jitter and SSRC
 //! changes after RFC 3550 appendix A.1 (sequence tracking) and A.8 (jitter,
 //! computed in nanoseconds), and from RTCP SR/RR the first report block
-//! (remote loss and jitter) and a round trip from its LSR/DLSR.
+//! (remote loss and jitter) and a round trip from its LSR/DLSR; and the
+//! last SR/RR itself ([`RtcpReport`]), which the control plane exports (HEP).
 //!
 //! The XDP program does the same in C (`ebpf/src/bpf/quality.h`) on the same
 //! state, [`abi::FlowQuality`]; the BPF verifier runs only C, so the logic
@@ -95,6 +96,91 @@ impl RemoteReport {
             cumulative_lost: ((s.remote_lost << 8) as i32) >> 8,
             jitter: s.remote_jitter,
             rtt_us: (s.rtt_samples > 0).then_some(s.rtt_ns / 1000),
+        })
+    }
+}
+
+/// The last RTCP SR or RR a flow's sender sent, as kept for export (HEP):
+/// its header, an SR's sender info and the first report block (blocks
+/// past it are not kept). `seq` counts the reports read on the flow, so
+/// a reader polling the flow knows a new one by it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RtcpReport {
+    /// SRs and RRs read on the flow, this one included.
+    pub seq: u64,
+    /// When it passed (CLOCK_MONOTONIC ns), in the data plane only.
+    #[serde(skip)]
+    pub seen_ns: u64,
+    /// Milliseconds since it passed, when reported.
+    #[serde(default)]
+    pub ms_ago: u64,
+    /// 200 (SR) or 201 (RR).
+    pub packet_type: u8,
+    /// Its sender's SSRC.
+    pub ssrc: u32,
+    /// Report blocks it said it carries (RC).
+    pub report_count: u8,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sender: Option<SenderReport>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub block: Option<BlockReport>,
+}
+
+/// An SR's sender info (RFC 3550 6.4.1).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SenderReport {
+    /// NTP timestamp: seconds, and the fraction of a second in 1/2^32.
+    pub ntp_msw: u32,
+    pub ntp_lsw: u32,
+    pub rtp_ts: u32,
+    pub packets: u32,
+    pub octets: u32,
+}
+
+/// A report's first reception block (RFC 3550 6.4.1).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct BlockReport {
+    /// The source it reports on.
+    pub ssrc: u32,
+    /// In 1/256, since the previous report.
+    pub fraction_lost: u8,
+    /// Cumulative, 24-bit signed.
+    pub packets_lost: i32,
+    /// Extended highest sequence number received.
+    pub highest_seq: u32,
+    /// Interarrival jitter, in timestamp units.
+    pub jitter: u32,
+    pub lsr: u32,
+    /// 1/65536 s.
+    pub dlsr: u32,
+}
+
+impl RtcpReport {
+    /// The last report of a tracker's state; None before the first.
+    pub fn of(s: &abi::FlowQuality) -> Option<RtcpReport> {
+        (s.rtcp_reports > 0).then(|| RtcpReport {
+            seq: u64::from(s.rtcp_reports),
+            seen_ns: s.rtcp_seen_ns,
+            ms_ago: 0,
+            packet_type: s.rtcp_type,
+            ssrc: s.rtcp_ssrc,
+            report_count: s.rtcp_count,
+            sender: (s.rtcp_type == rtcp::SR).then_some(SenderReport {
+                ntp_msw: s.sr_ntp_msw,
+                ntp_lsw: s.sr_ntp_lsw,
+                rtp_ts: s.sr_rtp_ts,
+                packets: s.sr_packets,
+                octets: s.sr_octets,
+            }),
+            block: (s.rtcp_block != 0).then_some(BlockReport {
+                ssrc: s.block_ssrc,
+                fraction_lost: (s.remote_lost >> 24) as u8,
+                packets_lost: ((s.remote_lost << 8) as i32) >> 8,
+                highest_seq: s.block_ext_seq,
+                jitter: s.remote_jitter,
+                lsr: s.block_lsr,
+                dlsr: s.block_dlsr,
+            }),
         })
     }
 }
@@ -213,6 +299,7 @@ impl RtpTracker {
         if !r.is_plain() {
             return;
         }
+        keep(s, now_ns, r);
         if let Some(mid) = r.sr_ntp_middle() {
             s.sr_ntp_mid = mid;
             s.sr_seen_ns = now_ns;
@@ -242,6 +329,10 @@ impl RtpTracker {
         }
     }
 
+    pub fn report(&self) -> Option<RtcpReport> {
+        RtcpReport::of(&self.s)
+    }
+
     pub fn quality(&self) -> Option<Quality> {
         Quality::of(&self.s, self.clock_rate)
     }
@@ -253,6 +344,30 @@ impl RtpTracker {
     /// The raw state, laid out as the XDP program keeps it.
     pub fn state(&self) -> &abi::FlowQuality {
         &self.s
+    }
+}
+
+/// Keeps a plain SR or RR (an SR too short for its sender info is none)
+/// whole but for blocks past the first, as `tg_rtcp_keep` does.
+fn keep(s: &mut abi::FlowQuality, now_ns: u64, r: &rtcp::Packet<&[u8]>) {
+    let sender = r.sender_info();
+    if sender.is_none() && r.packet_type() != rtcp::RR {
+        return;
+    }
+    s.rtcp_reports += 1;
+    s.rtcp_seen_ns = now_ns;
+    s.rtcp_type = if sender.is_some() { rtcp::SR } else { rtcp::RR };
+    s.rtcp_count = r.count();
+    s.rtcp_ssrc = r.sender_ssrc();
+    if let Some(i) = sender {
+        (s.sr_ntp_msw, s.sr_ntp_lsw, s.sr_rtp_ts) = (i.ntp_msw, i.ntp_lsw, i.rtp_ts);
+        (s.sr_packets, s.sr_octets) = (i.packets, i.octets);
+    }
+    let block = r.first_report_block();
+    s.rtcp_block = u8::from(block.is_some());
+    if let Some(b) = block {
+        (s.block_ssrc, s.block_ext_seq) = (b.ssrc, b.ext_seq);
+        (s.block_lsr, s.block_dlsr) = (b.lsr, b.dlsr);
     }
 }
 

@@ -28,6 +28,8 @@ pub fn bind(path: &Path) -> io::Result<UnixListener> {
         std::fs::remove_file(path)?;
     }
     let l = UnixListener::bind(path)?;
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))?;
     l.set_nonblocking(true)?;
     Ok(l)
 }
@@ -35,11 +37,26 @@ pub fn bind(path: &Path) -> io::Result<UnixListener> {
 /// Room for a batch of requests read at once (a call's flows are a few KB).
 const READ_BUFFER: usize = 64 * 1024;
 
-/// Serves until `stop` is set.
-pub fn serve(listener: UnixListener, table: Arc<Mutex<FlowTable>>, stop: Arc<AtomicBool>) {
+/// Serves until `stop` is set: connections from root, our own user and
+/// `uids`; any other peer's is closed unserved.
+pub fn serve(
+    listener: UnixListener,
+    table: Arc<Mutex<FlowTable>>,
+    stop: Arc<AtomicBool>,
+    uids: &[u32],
+) {
+    // SAFETY: geteuid takes nothing and cannot fail.
+    let own = unsafe { libc::geteuid() };
     while !stop.load(Ordering::Relaxed) {
         match listener.accept() {
             Ok((stream, _)) => {
+                match peer_uid(&stream) {
+                    Some(uid) if uid == 0 || uid == own || uids.contains(&uid) => {}
+                    peer => {
+                        tracing::warn!(uid = ?peer, "control socket connection from a user not in dataplane.control_uids; closed");
+                        continue;
+                    }
+                }
                 let table = table.clone();
                 std::thread::Builder::new()
                     .name("tg-ctl-conn".into())
@@ -55,6 +72,29 @@ pub fn serve(listener: UnixListener, table: Arc<Mutex<FlowTable>>, stop: Arc<Ato
             }
         }
     }
+}
+
+/// The uid of the process at the other end (SO_PEERCRED; std's
+/// `peer_cred` is not stable).
+fn peer_uid(stream: &UnixStream) -> Option<u32> {
+    use std::os::fd::AsRawFd;
+    let mut cred = libc::ucred {
+        pid: 0,
+        uid: 0,
+        gid: 0,
+    };
+    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+    // SAFETY: SO_PEERCRED writes one ucred into a live local of that size.
+    let rc = unsafe {
+        libc::getsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            (&mut cred as *mut libc::ucred).cast(),
+            &mut len,
+        )
+    };
+    (rc == 0).then_some(cred.uid)
 }
 
 /// Serves one client. Requests are read through a buffer and their replies

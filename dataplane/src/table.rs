@@ -141,7 +141,10 @@ impl FlowTable {
     }
 
     fn make_report(&self, flow: &Flow, installed_ns: u64, now: u64) -> FlowReport {
-        let counters = self.backend.flow_counters(flow);
+        let mut counters = self.backend.flow_counters(flow);
+        if let Some(r) = &mut counters.rtcp {
+            r.ms_ago = now.saturating_sub(r.seen_ns) / 1_000_000;
+        }
         let since = counters
             .last_seen_ns
             .unwrap_or(installed_ns)

@@ -5,7 +5,7 @@
 //! against the C compiler's view of the header.
 
 /// Version of the layout below; equals `TG_ABI_VERSION` in shared.h.
-pub const ABI_VERSION: u64 = 3;
+pub const ABI_VERSION: u64 = 4;
 
 pub const AF_INET: u8 = 4;
 pub const AF_INET6: u8 = 6;
@@ -110,7 +110,32 @@ pub struct FlowQuality {
     pub remote_jitter: u32,
     pub rtt_ns: u64,
     pub rtt_samples: u32,
-    pub pad: u32,
+    /// SRs and RRs read: moves with each report kept below.
+    pub rtcp_reports: u32,
+    /// When the last one passed (CLOCK_MONOTONIC ns).
+    pub rtcp_seen_ns: u64,
+    /// 200 (SR) or 201 (RR).
+    pub rtcp_type: u8,
+    /// Its report count (RC).
+    pub rtcp_count: u8,
+    /// 1 when its first block was read (`remote_*`, `block_*`).
+    pub rtcp_block: u8,
+    pub pad: u8,
+    pub rtcp_ssrc: u32,
+    /// The last SR's sender info: NTP seconds and fraction, RTP timestamp,
+    /// packet and octet counts.
+    pub sr_ntp_msw: u32,
+    pub sr_ntp_lsw: u32,
+    pub sr_rtp_ts: u32,
+    pub sr_packets: u32,
+    pub sr_octets: u32,
+    /// The last first block: its source, extended highest sequence number,
+    /// LSR and DLSR.
+    pub block_ssrc: u32,
+    pub block_ext_seq: u32,
+    pub block_lsr: u32,
+    pub block_dlsr: u32,
+    pub pad2: u32,
 }
 
 /// Global counters, in the order of `enum tg_counter`.
@@ -180,6 +205,11 @@ mod tests {
             offset_of!(FlowQuality, sr_ntp_mid) as u64,
             offset_of!(FlowQuality, rtt_ns) as u64,
             offset_of!(FlowQuality, pad) as u64,
+            offset_of!(FlowQuality, rtcp_reports) as u64,
+            offset_of!(FlowQuality, rtcp_seen_ns) as u64,
+            offset_of!(FlowQuality, rtcp_type) as u64,
+            offset_of!(FlowQuality, block_dlsr) as u64,
+            offset_of!(FlowQuality, pad2) as u64,
         ];
         assert_eq!(rust, c);
     }

@@ -23,7 +23,7 @@ mod ffi {
 }
 
 /// How many values [`layout`] returns (`TG_HOST_LAYOUT_LEN` in the shim).
-pub const LAYOUT_LEN: usize = 30;
+pub const LAYOUT_LEN: usize = 35;
 
 /// Sizes and offsets of the shared structs as the C compiler lays them out.
 pub fn layout() -> [u64; LAYOUT_LEN] {

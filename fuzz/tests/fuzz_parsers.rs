@@ -92,3 +92,13 @@ fn spool() {
 fn spool_cursor() {
     fuzz("spool_cursor");
 }
+
+#[test]
+fn sdes_crypto() {
+    fuzz("sdes_crypto");
+}
+
+#[test]
+fn srtp() {
+    fuzz("srtp");
+}

@@ -16,14 +16,14 @@ use crate::view::{NameAddrRef, UriRef};
 
 /// What identifies a dialog (§12): Call-ID and the two tags. The remote
 /// tag is None for a peer that sent none (RFC 2543, §12.1.1).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct DialogId {
     pub call_id: String,
     pub local_tag: String,
     pub remote_tag: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum State {
     /// Created by a provisional response.
     Early,
@@ -31,7 +31,7 @@ pub enum State {
     Confirmed,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Dialog {
     pub id: DialogId,
     pub state: State,

@@ -44,7 +44,9 @@ impl TimerConfig {
 /// What identifies a transaction (§17.1.3, §17.2.3): the top Via's branch,
 /// its sent-by (servers only; empty for clients) and the CSeq method, with
 /// ACK matching its INVITE.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub struct Key {
     pub branch: String,
     pub sent_by: String,

@@ -13,6 +13,7 @@ pub use tollgate_bench::topology as netns;
 pub mod browser;
 pub mod capture;
 pub mod cdrs;
+pub mod libsrtp;
 pub mod peers;
 pub mod process;
 pub mod relay;

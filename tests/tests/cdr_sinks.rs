@@ -76,6 +76,9 @@ fn expected_leg(call_id: &str, t0: i64, leg: &str) -> Vec<(String, String)> {
         ("tx_lost", "29".into()),
         ("tx_jitter_ms", "1.25".into()),
         ("tx_mos", "4.31".into()),
+        ("remote_lost", "10".into()),
+        ("remote_jitter_ms", "1.5".into()),
+        ("rtt_ms", "38.25".into()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))

@@ -434,6 +434,38 @@ fn check_metrics(dir: &Path, http: SocketAddr) {
             &[("backend", "socket"), ("counter", "forwarded")]
         ) > 0.0
     );
+    check_bytes(&m, &text);
+}
+
+/// The workers' byte counters: summed, the backend's; what they relayed
+/// is what they received (no drops on a clean run), in RTP-sized packets.
+fn check_bytes(m: &Samples, text: &str) {
+    let workers = |name: &str| -> f64 {
+        m.iter()
+            .filter(|((n, l), _)| n == name && l.iter().any(|(k, _)| k == "worker"))
+            .map(|(_, v)| v)
+            .sum()
+    };
+    let backend = |counter: &str| {
+        let l = [("backend", "socket"), ("counter", counter)];
+        sample(m, "tollgate_dataplane_bytes_total", &l)
+    };
+    let (rx, tx) = (
+        workers("tollgate_worker_rx_bytes_total"),
+        workers("tollgate_worker_tx_bytes_total"),
+    );
+    let packets = workers("tollgate_worker_rx_packets_total");
+    assert!(rx > 0.0 && rx == backend("rx_bytes"), "rx bytes\n{text}");
+    assert!(tx == rx && tx == backend("tx_bytes"), "tx bytes\n{text}");
+    let per_packet = rx / packets;
+    assert!(
+        (12.0..=1500.0).contains(&per_packet),
+        "{per_packet} bytes a packet\n{text}"
+    );
+    assert!(
+        text.contains("tollgate_dataplane_rx_packets_per_second{backend=\"socket\"}"),
+        "{text}"
+    );
 }
 
 #[test]

@@ -9,7 +9,9 @@
 //! netem loss 5% delay 20ms 5ms`), or, where the kernel has no netem, from
 //! the caller itself: it skips 5% of its sequence numbers, sends each
 //! packet up to 10 ms late while stamping the time it was due, and reports
-//! 20 ms less holding time (DLSR) than it held the SR. The netem tests are
+//! 20 ms less holding time (DLSR) than it held the SR. The last report is
+//! read back whole (what HEP exports), and the user-space workers count
+//! the bytes they carried. The netem tests are
 //! ignored by default (this project's CI kernel has no sch_netem); run
 //! with `--ignored` they fail, saying so, on a kernel without it. Namespaces `tgq*`, relay ports
 //! 49600-49602.
@@ -17,6 +19,7 @@
 use serde_json::Value;
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
+use tollgate_dataplane::control::Request;
 use tollgate_tests::netns::{self, Topology};
 use tollgate_tests::process::flow;
 use tollgate_tests::relay::{sa, Kind, Relay, QUIET};
@@ -220,6 +223,23 @@ fn ctl_flows_show_quality(p: &Pair) {
     assert!(mos > 3.0 && mos < 4.5, "a 4% loss scores between: {row:?}");
 }
 
+/// Workers in user space count what they carried in bytes too: at least
+/// an RTP header a packet (a UDP payload on socket, a frame on DPDK and
+/// AF_XDP), at most a frame. On XDP's fast path its workers (if any) see
+/// none of it.
+fn workers_count_bytes(p: &Pair, kind: Kind) {
+    let workers = p.r.dp.request(Request::Workers).expect("workers");
+    let workers = workers.as_array().expect("a list");
+    let sum = |k: &str| -> u64 { workers.iter().filter_map(|w| w[k].as_u64()).sum() };
+    let (rx, tx) = (sum("rx_packets"), sum("tx_packets"));
+    for (bytes, packets) in [(sum("rx_bytes"), rx), (sum("tx_bytes"), tx)] {
+        assert!(
+            (12 * packets..=1514 * packets).contains(&bytes) && (kind == Kind::Xdp) == (bytes == 0),
+            "{bytes} bytes in {packets} packets: {workers:?}"
+        );
+    }
+}
+
 fn netem(p: &Pair, args: &str) {
     let mut cmd = vec![
         "ip",
@@ -339,7 +359,23 @@ fn measures_induced_loss_and_jitter(kind: Kind, impair: Impair) {
         (rtt_ms - DELAY_MS).abs() <= JITTER_MS + 3.0,
         "RTT {rtt_ms:.1} ms, netem delay {DELAY_MS} ms ±{JITTER_MS} ms (+3 ms): {c}"
     );
+    // The last RR is kept whole, for HEP export: header and first block.
+    let last = &c["rtcp"];
+    let block = &last["block"];
+    assert_eq!(
+        (
+            last["packet_type"].as_u64(),
+            last["ssrc"].as_u64(),
+            block["ssrc"].as_u64(),
+            block["highest_seq"].as_u64(),
+            block["packets_lost"].as_i64()
+        ),
+        (Some(201), Some(0xaaaa), Some(0xbbbb), Some(99), Some(30)),
+        "{c}"
+    );
+    assert!((1..=6).contains(&last["seq"].as_u64().unwrap_or(0)), "{c}");
     ctl_flows_show_quality(&p);
+    workers_count_bytes(&p, kind);
     // B's SRs on the other flow are counted, not taken for RTP.
     let back = p.r.dp.flow(p.b_flow)["counters"].clone();
     assert_eq!(back["rtcp_packets"].as_u64(), Some(6), "{back}");

@@ -233,7 +233,7 @@ fn call_row(c: &Cdr) -> [Val; 24] {
     ]
 }
 
-const LEG_COLUMNS: [&str; 26] = [
+const LEG_COLUMNS: [&str; LEG_WIDTH] = [
     "call_id",
     "leg",
     "sip_call_id",
@@ -260,7 +260,13 @@ const LEG_COLUMNS: [&str; 26] = [
     "tx_lost",
     "tx_jitter_ms",
     "tx_mos",
+    "remote_lost",
+    "remote_jitter_ms",
+    "rtt_ms",
 ];
+
+/// Columns of a `cdr_legs` row.
+const LEG_WIDTH: usize = 29;
 
 fn media(m: &MediaStats) -> [Val; 5] {
     [
@@ -272,7 +278,7 @@ fn media(m: &MediaStats) -> [Val; 5] {
     ]
 }
 
-fn leg_row(call_id: &str, l: &Leg) -> [Val; 26] {
+fn leg_row(call_id: &str, l: &Leg) -> [Val; LEG_WIDTH] {
     let [rp, rb, rl, rj, rm] = media(&l.received);
     let [tp, tb, tl, tj, tm] = media(&l.sent);
     [
@@ -302,11 +308,14 @@ fn leg_row(call_id: &str, l: &Leg) -> [Val; 26] {
         tl,
         tj,
         tm,
+        Val::Int(l.remote_lost),
+        Val::Real(l.remote_jitter_ms),
+        Val::Real(l.rtt_ms),
     ]
 }
 
 /// A batch's call rows and leg rows.
-fn rows(cdrs: &[&Cdr]) -> (Vec<[Val; 24]>, Vec<[Val; 26]>) {
+fn rows(cdrs: &[&Cdr]) -> (Vec<[Val; 24]>, Vec<[Val; LEG_WIDTH]>) {
     let calls = cdrs.iter().map(|c| call_row(c)).collect();
     let legs = cdrs
         .iter()
@@ -319,7 +328,7 @@ fn rows(cdrs: &[&Cdr]) -> (Vec<[Val; 24]>, Vec<[Val; 26]>) {
 const SPLIT_ABOVE: usize = 64;
 
 /// Rows per INSERT statement: under every engine's bound-parameter limit
-/// (SQLite's 32766 is the lowest) with 26 columns.
+/// (SQLite's 32766 is the lowest) with 29 columns.
 const ROWS_PER_STATEMENT: usize = 500;
 
 async fn insert<DB>(pool: &Pool<DB>, d: Dialect, cdrs: &[&Cdr]) -> Result<(), sqlx::Error>
@@ -343,7 +352,7 @@ where
     }
     for rows in legs.chunks(ROWS_PER_STATEMENT) {
         let key = ["call_id", "leg"];
-        let (sql, args) = rows_insert::<DB, 26>(d, "cdr_legs", &LEG_COLUMNS, rows, &key)?;
+        let (sql, args) = rows_insert::<DB, LEG_WIDTH>(d, "cdr_legs", &LEG_COLUMNS, rows, &key)?;
         sqlx::query_with(&sql, args).execute(&mut *tx).await?;
     }
     tx.commit().await

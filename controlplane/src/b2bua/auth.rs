@@ -45,6 +45,20 @@ impl B2bua {
         }
     }
 
+    /// Passes on the answer to refused credentials, counting a 403 against
+    /// the source (repeated ones ban it).
+    pub(super) fn refused_credentials(
+        &mut self,
+        now: Now,
+        from: SocketAddr,
+        r: Message,
+    ) -> Message {
+        if r.code() == Some(403) {
+            self.guard.on_auth_failure(now.mono, from.ip());
+        }
+        r
+    }
+
     /// A REGISTER: authenticated, then bindings changed; the response.
     pub(super) fn on_register(&mut self, now: Now, from: SocketAddr, req: &Message) -> Message {
         if self.cfg.users.is_empty() {
@@ -52,7 +66,7 @@ impl B2bua {
         }
         let user = match self.authenticate(now, req, "Authorization", 401) {
             Ok(u) => u,
-            Err(r) => return r,
+            Err(r) => return self.refused_credentials(now, from, r),
         };
         let to = req.view().to().ok();
         let aor = to.and_then(|n| user_of(n.uri)).unwrap_or_default();

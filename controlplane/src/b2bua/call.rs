@@ -68,7 +68,8 @@ impl B2bua {
         };
         setup.facts.carrier = route.carrier.clone();
         setup.facts.gateway = route.gateway.map(|g| g.to_string());
-        match self.offer_to_b(now, &setup, media) {
+        let srtp = self.dialplan.srtp(&setup.facts.to_number);
+        match self.offer_to_b(now, &setup, srtp, media) {
             Ok(b_offer) => self.call_b(now, setup, route, b_offer),
             Err((code, reason)) => self.refuse(now, &setup, code, &reason),
         }
@@ -102,6 +103,8 @@ impl B2bua {
             let mut r = reject(422, reason_phrase(422));
             r.add_header("Min-SE", self.cfg.min_se_secs.to_string());
             Some(r)
+        } else if let Some(closed) = self.guard.closed() {
+            Some(reject(503, closed_reason(closed)))
         } else if self.overloaded(now) {
             self.counters.overload += 1;
             Some(reject(503, "Overloaded"))
@@ -113,8 +116,10 @@ impl B2bua {
             if self.cfg.users.is_empty() || trusted {
                 return None;
             }
-            self.authenticate(now, invite, "Proxy-Authorization", 407)
+            let refused = self.authenticate(now, invite, "Proxy-Authorization", 407);
+            refused
                 .err()
+                .map(|r| self.refused_credentials(now, from, r))
         })
     }
 
@@ -164,14 +169,22 @@ impl B2bua {
         self.records.push(Record::Ended(Box::new(cdr)));
     }
 
-    /// A's offer through the media manager: the SDP for B. The session
-    /// manager's own records and timeouts give way to this B2BUA's.
-    fn offer_to_b(&mut self, now: Now, s: &Setup, media: &mut Media) -> Result<String, Refusal> {
+    /// A's offer through the media manager: the SDP for B, in SRTP or
+    /// plain RTP as the route's `srtp` asks. The session manager's own
+    /// records and timeouts give way to this B2BUA's.
+    fn offer_to_b(
+        &mut self,
+        now: Now,
+        s: &Setup,
+        srtp: Option<RouteSrtp>,
+        media: &mut Media,
+    ) -> Result<String, Refusal> {
         let Some(offer) = sdp_of(&s.invite) else {
             return Err((488, "SDP Offer Required".into()));
         };
         let call_id = &s.facts.call_id;
-        let o = media_options(s.facts.source_ip);
+        let mut o = media_options(s.facts.source_ip);
+        o.transport_protocol = srtp.and_then(|p| transport_towards(&offer, p));
         let a_tag = s.a.dialog.id.remote_tag.as_deref().unwrap_or_default();
         let b_offer = media
             .sessions
@@ -390,6 +403,7 @@ impl B2bua {
         self.arm_session(now, call_id, interval);
         self.arm_media_check(now, media);
         self.answer_a(now, call_id, resp, resp.code().unwrap_or(200), sdp);
+        self.touch(call_id);
     }
 
     /// B's dialog from a tagged 1xx or 2xx to our INVITE (§12.1.2): made
@@ -516,6 +530,7 @@ impl B2bua {
         let Some(call) = self.calls.remove(call_id) else {
             return;
         };
+        self.touch(call_id);
         for key in call.dialog_keys() {
             self.dialogs.remove(&key);
         }
@@ -638,5 +653,13 @@ impl B2bua {
             self.send_cancel(now, call_id);
             self.fail_call(now, call_id, (480, "No Answer"), HangupBy::Relay, media);
         }
+    }
+}
+
+/// The reason phrase of a 503 for a node that takes no new calls now.
+fn closed_reason(closed: guard::Closed) -> &'static str {
+    match closed {
+        guard::Closed::Draining => "Draining",
+        guard::Closed::Shedding => "Overloaded",
     }
 }

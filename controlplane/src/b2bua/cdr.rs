@@ -12,7 +12,7 @@ use tollgate_sip::dialog::Dialog;
 use tollgate_sip::message::{Message, NameAddr};
 
 /// What the B2BUA knows of a call for its CDR.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct CallFacts {
     pub call_id: String,
     pub start: SystemTime,

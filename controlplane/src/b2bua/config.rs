@@ -63,6 +63,8 @@ pub struct SipConfig {
     pub min_expires_secs: u32,
     pub max_expires_secs: u32,
     pub lcr: LcrConfig,
+    /// `[sip.flood]`: per-source bans and load shedding.
+    pub flood: super::guard::FloodConfig,
 }
 
 /// `[sip.lcr]`: where the least-cost routing tables are, how often they
@@ -114,6 +116,19 @@ pub struct RouteConfig {
     /// ... and reason phrase.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// SRTP towards the target: `sdes` offers it SDES-SRTP (RTP/SAVP),
+    /// `off` plain RTP, the relay transcrypting when the caller's side
+    /// differs; unset: the caller's offer as it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub srtp: Option<RouteSrtp>,
+}
+
+/// A route's `srtp` setting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RouteSrtp {
+    Sdes,
+    Off,
 }
 
 /// The route target meaning "where the dialled user registered".
@@ -148,6 +163,7 @@ impl Default for SipConfig {
             min_expires_secs: 60,
             max_expires_secs: 7200,
             lcr: LcrConfig::default(),
+            flood: super::guard::FloodConfig::default(),
         }
     }
 }
@@ -169,6 +185,7 @@ impl SipConfig {
                 self.t1_ms, self.t2_ms, self.t4_ms
             ));
         }
+        errs.extend(self.flood.check());
         if self.ring_timeout_secs == 0 {
             errs.push("sip.ring_timeout_secs: must be at least 1".into());
         }
@@ -293,12 +310,14 @@ mod tests {
                     target: Some("sip:6000@example.com".into()),
                     reject: None,
                     reason: None,
+                    srtp: None,
                 },
                 RouteConfig {
                     pattern: "9*9".into(),
                     target: None,
                     reject: Some(200),
                     reason: None,
+                    srtp: None,
                 },
             ],
             ..SipConfig::default()

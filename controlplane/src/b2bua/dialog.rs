@@ -114,6 +114,7 @@ impl B2bua {
             self.respond_new(now, from, key, req, r, None);
             return;
         };
+        self.touch(&call_id);
         let out_of_order = self
             .calls
             .get_mut(&call_id)

@@ -1,7 +1,7 @@
 //! The dialplan: the dialled number (Request-URI user) to a target URI and
 //! address, or to a rejection. First matching route wins; no match is 404.
 
-use super::config::RouteConfig;
+use super::config::{RouteConfig, RouteSrtp};
 use std::net::SocketAddr;
 use tollgate_sip::message::{reason_phrase, Uri};
 
@@ -49,8 +49,17 @@ impl Dialplan {
         }
     }
 
+    fn find(&self, number: &str) -> Option<&RouteConfig> {
+        self.routes.iter().find(|r| matches(&r.pattern, number))
+    }
+
+    /// The `srtp` setting of the route `number` takes.
+    pub fn srtp(&self, number: &str) -> Option<RouteSrtp> {
+        self.find(number).and_then(|r| r.srtp)
+    }
+
     pub fn decide(&self, number: &str) -> Decision {
-        let Some(r) = self.routes.iter().find(|r| matches(&r.pattern, number)) else {
+        let Some(r) = self.find(number) else {
             return Decision::Reject {
                 code: 404,
                 reason: "No Route".into(),
@@ -97,6 +106,7 @@ mod tests {
             target: target.map(str::to_string),
             reject,
             reason: None,
+            srtp: None,
         }
     }
 

@@ -128,6 +128,7 @@ impl B2bua {
 
     /// The session timer (`t`) of a call nobody refreshed: BYEs both ways.
     pub(super) fn session_timer(&mut self, now: Now, t: Instant, call_id: &str, media: &mut Media) {
+        self.touch(call_id);
         if self
             .calls
             .get(call_id)

@@ -1,18 +1,35 @@
 //! What the B2BUA reads from SIP messages and carries between the legs:
 //! SDP bodies, session-timer headers, the users in URIs, and the media
-//! options for the SDP it rewrites.
+//! options for the SDP it rewrites (with a route's SRTP profile).
 
 use super::*;
 
 /// NG options for SDP the B2BUA rewrites: `from` is where the SDP's
-/// sender signalled from; origin and session connection become ours.
+/// sender signalled from; origin and session connection become ours; SDES
+/// keys the relay writes keep their base64 padding (libre, under baresip,
+/// reads an unpadded 44-byte AEAD_AES_256_GCM key as 42 bytes).
 pub(super) fn media_options(from: std::net::IpAddr) -> Options {
     Options {
         received_from: Some(from),
         replace_origin: true,
         replace_session_connection: true,
+        sdes: Sdes {
+            pad: true,
+            ..Sdes::default()
+        },
         ..Options::default()
     }
+}
+
+/// The profile a route's `srtp` gives the offer towards its target: the
+/// offer's own (its first section's), secure or plain.
+pub(super) fn transport_towards(offer: &str, srtp: RouteSrtp) -> Option<String> {
+    let sdp = tollgate_sip::sdp::Sdp::parse(offer).ok()?;
+    let proto = sdp.media.first()?.proto();
+    Some(tollgate_sip::sdes::with_srtp(
+        proto,
+        srtp == RouteSrtp::Sdes,
+    ))
 }
 
 /// RFC 4028 headers a B2BUA carries from one leg to the other.

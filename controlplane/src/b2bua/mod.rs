@@ -27,7 +27,9 @@
 pub mod cdr;
 pub mod config;
 pub mod dialplan;
+pub mod guard;
 pub mod ids;
+pub mod journal;
 pub mod lcr;
 pub mod leg;
 pub mod registrar;
@@ -41,20 +43,21 @@ mod message;
 mod routing;
 mod transactions;
 
-use crate::media::options::Options;
+use crate::media::options::{Options, Sdes};
 use crate::media::{MediaPlane, Sessions};
 use crate::time::Now;
 use cdr::{failure_status, CallFacts, LegIds, Outcome};
-use config::SipConfig;
+use config::{RouteSrtp, SipConfig};
 use dialog::key_of_invite;
 use dialplan::{Decision, Dialplan};
+use guard::Guard;
 use ids::Ids;
 use lcr::{Candidate, LcrTable};
 use leg::{Leg, Side};
 use message::*;
 use registrar::Registrar;
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::collections::{BTreeSet, BinaryHeap, HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use tollgate_cdr::model::{Disposition, HangupBy, Record};
@@ -231,6 +234,12 @@ pub struct B2bua {
     /// Calls to end once the current input is handled (a missing ACK
     /// is noticed where the media manager is not at hand).
     pending_end: Vec<(String, HangupBy, &'static str)>,
+    /// Per-source bans, drain and shedding.
+    pub guard: Guard,
+    /// Calls the input being handled changed, and those in the journal
+    /// (see [`journal`]).
+    touched: BTreeSet<String>,
+    journaled: HashSet<String>,
     pub counters: Counters,
 }
 
@@ -252,6 +261,9 @@ impl B2bua {
             cfg.digest_algorithms.clone(),
         );
         B2bua {
+            guard: Guard::new(cfg.flood.clone(), cfg.trusted.clone()),
+            touched: BTreeSet::new(),
+            journaled: HashSet::new(),
             timers: cfg.timers(),
             dialplan: Dialplan::new(&cfg.routes),
             cfg,
@@ -388,6 +400,9 @@ impl B2bua {
             self.counters.retransmissions_received += 1;
             self.pump_server(&key);
             return;
+        }
+        if req.view().to_tag().is_none() && !self.guard.on_new_request(now.mono, from.ip()) {
+            return; // the source is flooding: dropped unanswered
         }
         match req.request_method() {
             Some(Method::Invite) if req.view().to_tag().is_none() => {

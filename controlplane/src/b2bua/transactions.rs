@@ -198,10 +198,14 @@ impl B2bua {
     pub(super) fn on_response(&mut self, now: Now, resp: Message, media: &mut Media) {
         let Some(k) = Key::client(&resp) else { return };
         let key = (k.branch, k.method);
-        match self.clients.get_mut(&key) {
-            Some(e) => e.txn.on_response(now.mono, resp),
+        let call = match self.clients.get_mut(&key) {
+            Some(e) => {
+                e.txn.on_response(now.mono, resp);
+                e.call.clone()
+            }
             None => return, // late or stray: nothing waits for it
-        }
+        };
+        self.touch(&call);
         self.pump_client(&key, now, Some(media));
         self.finish_pending(now, media);
     }

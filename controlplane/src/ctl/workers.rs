@@ -1,6 +1,7 @@
 //! `tollgate ctl workers`: what each packet worker does. The data plane
 //! reports cumulative counters; this samples them twice, a second apart, and
-//! prints rates (packets per second, busy %) beside the totals.
+//! prints rates (packets per second, received megabits per second, busy %)
+//! beside the totals.
 
 use anyhow::{bail, Result};
 use std::time::{Duration, Instant};
@@ -29,20 +30,21 @@ pub fn run(c: &mut ControlClient, json: bool) -> Result<()> {
         return Ok(());
     }
     println!(
-        "{:>6} {:>5} {:>7} {:>10} {:>10} {:>6} {:>12} {:>10}  DROPS",
-        "WORKER", "CORE", "FLOWS", "RX PPS", "TX PPS", "BUSY%", "RX TOTAL", "PIPELINE"
+        "{:>6} {:>5} {:>7} {:>10} {:>10} {:>9} {:>6} {:>12} {:>10}  DROPS",
+        "WORKER", "CORE", "FLOWS", "RX PPS", "TX PPS", "RX MBIT/S", "BUSY%", "RX TOTAL", "PIPELINE"
     );
     for w in &second {
         let before = first.iter().find(|x| x.worker == w.worker);
         let delta = |k: fn(&WorkerReport) -> u64| k(w).saturating_sub(before.map_or(k(w), k));
         let busy = delta(|x| x.busy_ns) as f64 / delta(|x| x.uptime_ns).max(1) as f64 * 100.0;
         println!(
-            "{:>6} {:>5} {:>7} {:>10.0} {:>10.0} {:>6.1} {:>12} {:>10}  {}",
+            "{:>6} {:>5} {:>7} {:>10.0} {:>10.0} {:>9.2} {:>6.1} {:>12} {:>10}  {}",
             w.worker,
             w.core,
             w.flows,
             delta(|x| x.rx_packets) as f64 / secs,
             delta(|x| x.tx_packets) as f64 / secs,
+            delta(|x| x.rx_bytes) as f64 * 8.0 / 1e6 / secs,
             busy,
             w.rx_packets,
             w.pipeline.processed,

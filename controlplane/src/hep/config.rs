@@ -1,6 +1,6 @@
-//! The `[hep]` section: where captured SIP (and optionally NG) messages are
-//! exported as HEPv3, for Homer or any HEP collector. Off without a
-//! `collector`.
+//! The `[hep]` section: where captured SIP (and optionally NG) messages and
+//! the RTCP reports the data plane reads are exported as HEPv3, for Homer
+//! or any HEP collector. Off without a `collector`.
 
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
@@ -26,6 +26,8 @@ pub struct HepConfig {
     pub password: Option<String>,
     /// Also export the NG control messages (requests and replies).
     pub ng: bool,
+    /// Export the RTCP SR/RR the data plane reads on calls' flows.
+    pub rtcp: bool,
     /// Messages waiting for the exporter at most; past that they are
     /// dropped (and counted) rather than slowing the SIP path.
     pub queue: usize,
@@ -39,6 +41,7 @@ impl Default for HepConfig {
             agent_id: 1,
             password: None,
             ng: false,
+            rtcp: true,
             queue: 16384,
         }
     }
@@ -76,6 +79,9 @@ mod tests {
         let c: HepConfig =
             toml::from_str("collector = \"127.0.0.1:9060\"\ntransport = \"tcp\"").unwrap();
         assert_eq!(c.transport, HepTransport::Tcp);
+        assert!(c.rtcp, "RTCP reports are exported by default");
+        let c: HepConfig = toml::from_str("collector = \"127.0.0.1:9060\"\nrtcp = false").unwrap();
+        assert!(!c.rtcp && c.validate().is_empty());
         assert!(c.validate().is_empty());
         assert!(toml::from_str::<HepConfig>("transport = \"sctp\"").is_err());
     }

@@ -1,6 +1,7 @@
 //! HEPv3 export (Homer), as rtpengine and Kamailio's siptrace do it: every
 //! SIP message the B2BUA receives and sends, on both legs, optionally the
-//! NG control messages, and RTCP reports handed in by whoever reads them.
+//! NG control messages, and the RTCP reports the data plane read
+//! ([`rtcp`]: what the sampler finds new in the flows it polls).
 //!
 //! The paths that capture never wait for the collector: a [`Tap`] copies
 //! the message into a bounded queue (full: dropped and counted) and the
@@ -14,11 +15,13 @@
 //! dialog belongs to), and kept by the exporter for the leg's later
 //! messages, also those after the call has ended. NG messages are
 //! correlated by their `call-id` (replies by the request's cookie); RTCP
-//! by what its caller passes ([`Tap::rtcp`]).
+//! reports by the call whose media session holds the flow (the A leg's
+//! Call-ID for a B2BUA call, the `call-id` for an NG one).
 
 pub mod config;
 mod correlate;
 mod exporter;
+pub mod rtcp;
 
 use crate::b2bua::{B2bua, Transport};
 use crate::sipinbox::Inbound;
@@ -41,6 +44,9 @@ pub struct Counters {
     pub unsent: AtomicU64,
     /// Messages that cannot be a HEP packet (too large).
     pub unencodable: AtomicU64,
+    /// RTCP reports a flow read that a later one replaced before the
+    /// once-a-second poll saw them (see [`rtcp`]).
+    pub rtcp_superseded: AtomicU64,
 }
 
 /// One captured message, as queued for the exporter.
@@ -70,6 +76,8 @@ enum Correlation {
 pub struct Tap {
     tx: SyncSender<Item>,
     ng: bool,
+    /// Whether RTCP reports are exported (`hep.rtcp`).
+    pub rtcp: bool,
     pub counters: Arc<Counters>,
 }
 
@@ -82,10 +90,12 @@ impl Tap {
         let (tx, rx) = mpsc::sync_channel(cfg.queue);
         let counters = Arc::<Counters>::default();
         exporter::spawn(cfg.clone(), collector, rx, counters.clone())?;
-        tracing::info!(%collector, transport = ?cfg.transport, ng = cfg.ng, "HEP export on");
+        tracing::info!(%collector, transport = ?cfg.transport, ng = cfg.ng, rtcp = cfg.rtcp,
+            "HEP export on");
         Ok(Some(Tap {
             tx,
             ng: cfg.ng,
+            rtcp: cfg.rtcp,
             counters,
         }))
     }
@@ -110,15 +120,50 @@ impl Tap {
         }
     }
 
-    /// An RTCP packet seen between `src` and `dst`, of the call
-    /// `correlation` names (its A leg's Call-ID, or the NG `call-id`).
-    /// The entry point for the data plane's RTCP reports.
-    pub fn rtcp(&self, src: SocketAddr, dst: SocketAddr, bytes: &[u8], correlation: &str) {
+    /// An RTCP report (`body`, [`rtcp::body`]) that passed from `src` to
+    /// `dst` `ago` before now, of the call `correlation` names (its A leg's
+    /// Call-ID, or the NG `call-id`).
+    pub fn rtcp(
+        &self,
+        src: SocketAddr,
+        dst: SocketAddr,
+        body: &[u8],
+        correlation: &str,
+        ago: Duration,
+    ) {
+        let now = item(src, dst, body);
         self.queue(Item {
+            time: now.time.saturating_sub(ago),
             kind: PayloadKind::Rtcp,
             correlation: Correlation::Given(correlation.to_string()),
-            ..item(src, dst, bytes)
+            ..now
         });
+    }
+
+    /// Exports the reports in `flows` that `cursor` has not seen, each
+    /// correlated to the call holding its flow (`calls`, asked only when
+    /// there is one; a flow of no call is not exported).
+    pub fn rtcp_reports(
+        &self,
+        cursor: &mut rtcp::Cursor,
+        flows: &[tollgate_dataplane::table::FlowReport],
+        recent: Duration,
+        calls: impl FnOnce() -> std::collections::HashMap<SocketAddr, String>,
+    ) {
+        let fresh = cursor.fresh(flows, recent);
+        if fresh.is_empty() {
+            return;
+        }
+        let calls = calls();
+        for f in fresh {
+            let Some(call) = calls.get(&f.local) else {
+                continue;
+            };
+            let c = &self.counters.rtcp_superseded;
+            c.fetch_add(f.superseded, Ordering::Relaxed);
+            let ago = Duration::from_millis(f.report.ms_ago);
+            self.rtcp(f.peer, f.local, &rtcp::body(&f.report), call, ago);
+        }
     }
 }
 
@@ -215,7 +260,7 @@ mod tests {
         let tap = tcp_tap(port, 64);
         let end = Instant::now() + Duration::from_secs(2);
         while tap.counters.unsent.load(Ordering::Relaxed) < 2 && Instant::now() < end {
-            tap.rtcp(a(), a(), b"\x81\xc9early", "call-1");
+            tap.rtcp(a(), a(), b"\x81\xc9early", "call-1", Duration::ZERO);
             std::thread::sleep(Duration::from_millis(20));
         }
         assert!(
@@ -226,7 +271,7 @@ mod tests {
         listener.set_nonblocking(true).unwrap();
         let end = Instant::now() + Duration::from_secs(15);
         let mut conn = loop {
-            tap.rtcp(a(), a(), b"\x81\xc9late", "call-1");
+            tap.rtcp(a(), a(), b"\x81\xc9late", "call-1", Duration::ZERO);
             if let Ok((c, _)) = listener.accept() {
                 break c;
             }
@@ -257,7 +302,7 @@ mod tests {
         let report = vec![0x81u8; 60_000];
         let started = Instant::now();
         for _ in 0..2000 {
-            tap.rtcp(a(), a(), &report, "call-2");
+            tap.rtcp(a(), a(), &report, "call-2", Duration::ZERO);
         }
         let took = started.elapsed();
         assert!(took < Duration::from_secs(3), "2000 captures took {took:?}");

@@ -5,19 +5,21 @@
 
 use super::State;
 use crate::b2bua::view::{CallView, LegView};
+use crate::media::Reported;
 use crate::sync::lock;
 use serde::Serialize;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use tollgate_cdr::model::MediaStats;
 
-/// What one party of a call sent to the relay.
+/// What one party of a call sent to the relay, and reported in RTCP.
 #[derive(Debug, Clone, Serialize)]
 pub struct PartyQuality {
     /// The party's tag (a leg's `remote_tag`).
     pub tag: String,
     #[serde(flatten)]
     pub stats: MediaStats,
+    pub rtcp: Option<Reported>,
 }
 
 /// One leg: its signalling and its party's media.
@@ -30,6 +32,9 @@ pub struct LegJson {
     pub tag: Option<String>,
     /// None until the leg's party has media at the relay.
     pub media: Option<MediaStats>,
+    /// What the leg's party reported in RTCP of the media it receives, and
+    /// the relay's round trip to it; None before its first report.
+    pub rtcp: Option<Reported>,
 }
 
 /// A call in progress.
@@ -67,7 +72,11 @@ pub fn calls(state: &State) -> Vec<CallJson> {
                 let q = h.sessions.quality(&id, &flows.flows);
                 let parties = q
                     .into_iter()
-                    .map(|(tag, stats)| PartyQuality { tag, stats })
+                    .map(|(tag, stats, r)| PartyQuality {
+                        tag,
+                        stats,
+                        rtcp: r.some(),
+                    })
                     .collect();
                 (id, parties)
             })
@@ -88,17 +97,17 @@ pub fn calls(state: &State) -> Vec<CallJson> {
 
 fn sip_call(c: CallView, parties: &[PartyQuality]) -> CallJson {
     let leg = |l: LegView| {
-        let media = parties
+        let party = parties
             .iter()
-            .find(|p| l.remote_tag.as_deref() == Some(p.tag.as_str()))
-            .map(|p| p.stats);
+            .find(|p| l.remote_tag.as_deref() == Some(p.tag.as_str()));
         LegJson {
             leg: l.leg.to_string(),
             sip_call_id: Some(l.sip_call_id),
             peer: Some(l.peer),
             remote_uri: Some(l.remote_uri),
             tag: l.remote_tag,
-            media,
+            media: party.map(|p| p.stats),
+            rtcp: party.and_then(|p| p.rtcp),
         }
     };
     CallJson {
@@ -128,6 +137,7 @@ fn ng_call(call_id: String, parties: Vec<PartyQuality>) -> CallJson {
             remote_uri: None,
             tag: (!p.tag.is_empty()).then_some(p.tag),
             media: Some(p.stats),
+            rtcp: p.rtcp,
         })
         .collect();
     CallJson {

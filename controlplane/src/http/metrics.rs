@@ -16,18 +16,29 @@
 //!   CSeq), `tollgate_sip_retransmissions_total{direction}`,
 //!   `tollgate_sip_malformed_total`, `tollgate_sip_bad_requests_total`,
 //!   `tollgate_sip_overload_rejections_total`, `tollgate_registrations`,
+//!   `tollgate_sip_banned_dropped_total` (datagrams of banned sources),
+//!   `tollgate_sip_bans_total{reason}` (flood, auth),
+//!   `tollgate_sip_sources_banned`, `tollgate_sip_closed_rejections_total{reason}`
+//!   (new INVITEs refused while draining or shedding), `tollgate_draining`,
 //!   `tollgate_gateway_up{gateway,carrier,address}` (1 up or not yet
 //!   pinged, 0 down);
 //! - NG: `tollgate_ng_commands_total{command}`,
-//!   `tollgate_ng_errors_total{command}`, `tollgate_ng_malformed_total`;
+//!   `tollgate_ng_errors_total{command}`, `tollgate_ng_malformed_total`,
+//!   `tollgate_ng_refused_total` (from sources outside `ng.allow`);
 //! - data plane: `tollgate_dataplane_up`, `tollgate_dataplane_info{backend}`,
 //!   `tollgate_dataplane_packets_total{backend,counter}` (the backend's own
 //!   counters: rx, forwarded, pass_*, to_worker, ...),
 //!   `tollgate_dataplane_drops_total{backend,reason}` (its `drop_*`
-//!   counters), `tollgate_flows`, `tollgate_flow_packets` and
-//!   `tollgate_flow_bytes` (summed over the installed flows);
+//!   counters), `tollgate_dataplane_bytes_total{backend,counter}` (its
+//!   `*_bytes` counters: the user-space workers' rx and tx),
+//!   `tollgate_dataplane_rx_packets_per_second{backend}` (from its `rx`
+//!   counter, the XDP program's included), `tollgate_flows`,
+//!   `tollgate_flow_packets` and `tollgate_flow_bytes` (summed over the
+//!   installed flows);
 //!   per worker `tollgate_worker_rx_packets_total`,
-//!   `tollgate_worker_tx_packets_total`, `tollgate_worker_busy_seconds_total`,
+//!   `tollgate_worker_tx_packets_total`, `tollgate_worker_rx_bytes_total`,
+//!   `tollgate_worker_tx_bytes_total` (UDP payloads on the socket backend,
+//!   frames on DPDK and AF_XDP), `tollgate_worker_busy_seconds_total`,
 //!   `tollgate_worker_drops_total{reason}`, `tollgate_worker_flows`,
 //!   `tollgate_worker_rx_packets_per_second` (labels `worker`, `core`);
 //! - CDRs: `tollgate_cdr_spool_depth` (records some sink still has to
@@ -40,6 +51,7 @@
 
 use super::meters::Observed;
 use super::sampler::PlaneSample;
+use crate::b2bua::guard::GuardCounters;
 use crate::b2bua::view::GatewayView;
 use crate::b2bua::Counters;
 use crate::sync::lock;
@@ -65,8 +77,12 @@ pub struct Scrape {
     /// The B2BUA's counters, calls, registrations and gateways (None
     /// without SIP).
     pub sip: Option<(Counters, usize, usize, Vec<GatewayView>)>,
+    /// The B2BUA guard's counters and the sources banned now.
+    pub guard: Option<(GuardCounters, usize)>,
     pub media_sessions: usize,
     pub ng_malformed: u64,
+    pub ng_refused: u64,
+    pub draining: bool,
     pub plane: Arc<PlaneSample>,
     pub spool: Status,
     pub archive: Option<tollgate_archive::status::ArchiveStatus>,
@@ -117,8 +133,10 @@ impl Collector for Scrape {
         self.calls(&mut enc)?;
         self.sip(&mut enc)?;
         self.b2bua(&mut enc)?;
+        self.guard(&mut enc)?;
         self.ng(&mut enc)?;
         self.dataplane(&mut enc)?;
+        self.throughput(&mut enc)?;
         self.workers(&mut enc)?;
         self.cdrs(&mut enc)?;
         self.archive(&mut enc)
@@ -274,6 +292,55 @@ impl Scrape {
             "tollgate_ng_malformed",
             "NG messages that could not be decoded",
             [(Vec::new(), self.ng_malformed)],
+        )?;
+        counters(
+            enc,
+            "tollgate_ng_refused",
+            "NG messages dropped: their source is not in ng.allow",
+            [(Vec::new(), self.ng_refused)],
+        )
+    }
+
+    fn guard(&self, enc: &mut DescriptorEncoder) -> Result<(), Error> {
+        gauges(
+            enc,
+            "tollgate_draining",
+            "1 while drain mode refuses new calls",
+            one(u8::from(self.draining)),
+        )?;
+        let Some((g, banned)) = &self.guard else {
+            return Ok(());
+        };
+        let reason = |r: &str| vec![("reason", r.to_string())];
+        counters(
+            enc,
+            "tollgate_sip_banned_dropped",
+            "SIP datagrams of banned sources, dropped unparsed",
+            [(Vec::new(), g.banned_dropped)],
+        )?;
+        counters(
+            enc,
+            "tollgate_sip_bans",
+            "Sources banned, by reason (request flood, digest failures)",
+            [
+                (reason("flood"), g.flood_bans),
+                (reason("auth"), g.auth_bans),
+            ],
+        )?;
+        gauges(
+            enc,
+            "tollgate_sip_sources_banned",
+            "Sources banned now",
+            one(*banned as f64),
+        )?;
+        counters(
+            enc,
+            "tollgate_sip_closed_rejections",
+            "New INVITEs refused 503 while draining or shedding load",
+            [
+                (reason("drain"), g.drain_refused),
+                (reason("shed"), g.shed_refused),
+            ],
         )
     }
 
@@ -300,6 +367,7 @@ impl Scrape {
             .counters
             .iter()
             .filter(|(k, _)| !matches!(k.as_str(), "flows" | "sockets" | "workers"))
+            .filter(|(k, _)| !k.ends_with("_bytes"))
             .partition(|(k, _)| k.starts_with("drop_"));
         let with = |key: &'static str, name: &str| {
             vec![("backend", backend.clone()), (key, name.to_string())]
@@ -342,6 +410,38 @@ impl Scrape {
         )
     }
 
+    /// The backend's byte counters and receive rate.
+    fn throughput(&self, enc: &mut DescriptorEncoder) -> Result<(), Error> {
+        let p = &self.plane;
+        let backend = p.backend.clone().unwrap_or_default();
+        let bytes = p
+            .counters
+            .iter()
+            .filter(|(k, _)| k.ends_with("_bytes"))
+            .map(|(k, v)| {
+                (
+                    vec![("backend", backend.clone()), ("counter", k.clone())],
+                    *v,
+                )
+            });
+        counters(
+            enc,
+            "tollgate_dataplane_bytes",
+            "The backend's byte counters, by name",
+            bytes,
+        )?;
+        let rate = p
+            .backend
+            .iter()
+            .map(|b| (vec![("backend", b.clone())], p.rx_pps));
+        gauges(
+            enc,
+            "tollgate_dataplane_rx_packets_per_second",
+            "Packets the backend received per second, over the last second",
+            rate,
+        )
+    }
+
     fn workers(&self, enc: &mut DescriptorEncoder) -> Result<(), Error> {
         let ws = &self.plane.workers;
         let id = |w: &super::sampler::WorkerSample| {
@@ -361,6 +461,18 @@ impl Scrape {
             "tollgate_worker_tx_packets",
             "Packets a worker sent",
             ws.iter().map(|w| (id(w), w.report.tx_packets)),
+        )?;
+        counters(
+            enc,
+            "tollgate_worker_rx_bytes",
+            "Bytes a worker received (UDP payloads on socket, frames on DPDK and AF_XDP)",
+            ws.iter().map(|w| (id(w), w.report.rx_bytes)),
+        )?;
+        counters(
+            enc,
+            "tollgate_worker_tx_bytes",
+            "Bytes a worker sent (UDP payloads on socket, frames on DPDK and AF_XDP)",
+            ws.iter().map(|w| (id(w), w.report.tx_bytes)),
         )?;
         let busy = ws
             .iter()
@@ -505,20 +617,32 @@ pub fn encode(scrape: Scrape) -> Result<String, Error> {
 /// Copies the live state into a [`Scrape`] (blocking: takes the B2BUA's
 /// and the media handler's locks briefly).
 pub fn gather(state: &super::State) -> Scrape {
-    let sip = state.observed.b2bua().map(|b| {
-        let b = lock(b);
-        let now = std::time::Instant::now();
-        (
-            b.counters,
-            b.active_calls(),
-            b.registrations_view(now).len(),
-            b.gateways_view(),
-        )
-    });
+    let now = std::time::Instant::now();
+    let (sip, guard) = state
+        .observed
+        .b2bua()
+        .map(|b| {
+            let b = lock(b);
+            let sip = (
+                b.counters,
+                b.active_calls(),
+                b.registrations_view(now).len(),
+                b.gateways_view(),
+            );
+            (sip, (b.guard.counters, b.guard.bans(now)))
+        })
+        .unzip();
+    let (media_sessions, draining) = {
+        let h = lock(&state.ng.handler);
+        (h.sessions.active(), h.draining)
+    };
     Scrape {
         observed: state.observed.clone(),
         sip,
-        media_sessions: lock(&state.ng.handler).sessions.active(),
+        guard,
+        media_sessions,
+        draining,
+        ng_refused: state.ng.refused.load(std::sync::atomic::Ordering::Relaxed),
         ng_malformed: state
             .ng
             .malformed

@@ -8,21 +8,24 @@
 //!
 //! Routes:
 //! - `GET /health`: 200 `ok` while the process runs.
-//! - `GET /ready`: 200 when NG listens, SIP listens (when configured) and
-//!   the data plane answered its last sample; else 503. Both with
-//!   `{"ready": bool, "ng": bool, "sip": bool|null, "dataplane": bool,
-//!   "dataplane_error": string|null}`.
+//! - `GET /ready`: 200 when NG listens, SIP listens (when configured), the
+//!   data plane answered its last sample and the node is not draining;
+//!   else 503. Both with `{"ready": bool, "ng": bool, "sip": bool|null,
+//!   "dataplane": bool, "dataplane_error": string|null, "draining": bool}`.
 //! - `GET /metrics`: Prometheus text; the names are in [`metrics`].
 //! - `GET /api/calls`: `{"calls": [call]}`, calls in progress, where a call
 //!   is `{"call_id", "kind": "sip"|"ng", "state":
 //!   "calling"|"answered"|"media", "from_number", "to_number", "start_ms",
 //!   "answer_ms", "gateway", "carrier", "legs": [leg]}` (absent facts are
 //!   null; NG calls carry no numbers) and a leg is `{"leg": "a"|"b"|"b2"...,
-//!   "sip_call_id", "peer", "remote_uri", "tag", "media"}`; `media` (null
+//!   "sip_call_id", "peer", "remote_uri", "tag", "media", "rtcp"}`; `rtcp`
+//!   (null before the party's first RTCP report) is `{"remote_lost",
+//!   "remote_jitter_ms", "rtt_ms"}`, what it reported of the media it
+//!   receives and the relay's round trip to it; `media` (null
 //!   before the leg's party has relay ports) is what that party sent the
 //!   relay, as in CDRs: `{"packets", "bytes", "lost", "jitter_ms", "mos"}`,
-//!   the last three only where the data plane measures RTP (today the
-//!   socket backend). Counters are at most a second old (the sampler's).
+//!   the last three once the data plane read RTP on the leg (every
+//!   backend does). Counters are at most a second old (the sampler's).
 //! - `GET /api/calls/{call_id}`: one such call, or 404 `{"error"}`.
 //! - `GET /api/cdrs?limit=N`: `{"source", "cdrs": [cdr]}`, the newest
 //!   first, N (default 20) at most 100: the CDRs this process wrote to
@@ -33,6 +36,11 @@
 //!   "priority", "up"}]}` from the LCR tables (`up` null until pinged).
 //! - `GET /api/registrations`: `{"registrations": [{"user", "contact",
 //!   "addr", "expires_in_secs"}]}`.
+//! - `GET /api/drain`: `{"draining": bool, "calls": N}` (calls in
+//!   progress); `POST /api/drain` with `{"drain": bool}` switches drain mode
+//!   for maintenance: new INVITEs get 503 Draining and NG offers for new
+//!   calls an error, calls in progress go on, and `/ready` answers 503 so a
+//!   balancer stops sending; the reply is the same object.
 //! - `GET /`: the live dashboard, fed by `GET /api/events` (server-sent
 //!   events, one `snapshot` a second; see [`dashboard`]).
 //!
@@ -57,6 +65,7 @@ use axum::{Json, Router};
 use config::HttpConfig;
 use meters::Observed;
 use sampler::Samples;
+use serde::Deserialize;
 use serde_json::json;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -93,7 +102,7 @@ pub async fn start(
     let listener = tokio::net::TcpListener::bind(cfg.listen).await?;
     let observed = ng.observed.clone();
     let samples = Arc::new(Samples::default());
-    sampler::spawn(socket, observed.clone(), samples.clone(), stop.clone())?;
+    sampler::spawn(socket, ng.clone(), samples.clone(), stop.clone())?;
     let state = Arc::new(State {
         observed,
         ng,
@@ -130,6 +139,7 @@ fn router(state: Shared) -> Router {
         .route("/api/cdrs", get(cdrs))
         .route("/api/gateways", get(gateways))
         .route("/api/registrations", get(registrations))
+        .route("/api/drain", get(drain).post(set_drain))
         .route("/api/events", get(dashboard::events))
         .route("/", get(dashboard::page))
         .route("/dashboard.js", get(dashboard::script))
@@ -187,19 +197,22 @@ async fn blocking<T: Send + 'static>(
 }
 
 async fn ready(With(state): With<Shared>) -> Response {
+    let draining = blocking(state.clone(), |s| lock(&s.ng.handler).draining)
+        .await
+        .unwrap_or(false);
     let plane = state.samples.latest();
     let ng = state.observed.is_ng_listening();
     let sip = state
         .sip_configured
         .then(|| state.observed.b2bua().is_some());
-    let ok = ng && sip != Some(false) && plane.connected;
+    let ok = ng && sip != Some(false) && plane.connected && !draining;
     let code = if ok {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
     let body = json!({"ready": ok, "ng": ng, "sip": sip, "dataplane": plane.connected,
-        "dataplane_error": plane.error});
+        "dataplane_error": plane.error, "draining": draining});
     (code, Json(body)).into_response()
 }
 
@@ -263,4 +276,37 @@ async fn registrations(With(state): With<Shared>) -> Result<Response, StatusCode
     })
     .await?;
     Ok(Json(json!({ "registrations": registrations })).into_response())
+}
+
+#[derive(Deserialize)]
+struct DrainRequest {
+    drain: bool,
+}
+
+async fn drain(With(state): With<Shared>) -> Result<Response, StatusCode> {
+    drain_to(state, None).await
+}
+
+async fn set_drain(
+    With(state): With<Shared>,
+    Json(req): Json<DrainRequest>,
+) -> Result<Response, StatusCode> {
+    drain_to(state, Some(req.drain)).await
+}
+
+/// Switches drain mode on the NG handler and the B2BUA alike (when `to`
+/// is given) and says where it stands.
+async fn drain_to(state: Shared, to: Option<bool>) -> Result<Response, StatusCode> {
+    let (draining, calls) = blocking(state, move |s| {
+        let mut h = lock(&s.ng.handler);
+        if let Some(on) = to {
+            h.draining = on;
+            if let Some(b) = s.observed.b2bua() {
+                lock(b).guard.set_draining(on);
+            }
+        }
+        (h.draining, h.sessions.active())
+    })
+    .await?;
+    Ok(Json(json!({ "draining": draining, "calls": calls })).into_response())
 }

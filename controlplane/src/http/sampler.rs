@@ -4,10 +4,14 @@
 //! worker, calls per second), and a few minutes of that history for the
 //! dashboard. Scrapes and API calls read the latest sample, so they never
 //! wait on the data plane, and the data plane is asked once a second
-//! however many clients look.
+//! however many clients look. With HEP export on, the same flow list
+//! yields the RTCP reports that are new since the last sample
+//! ([`crate::hep::rtcp`]); the sampler then runs even without `[http]`.
 
 use super::meters::Observed;
+use crate::hep::rtcp::Cursor;
 use crate::media::FlowStat;
+use crate::ngserver::NgServer;
 use crate::sync::lock;
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -19,6 +23,7 @@ use std::time::{Duration, Instant};
 use tollgate_dataplane::backend::WorkerReport;
 use tollgate_dataplane::client::ControlClient;
 use tollgate_dataplane::control::{Reply, Request};
+use tollgate_dataplane::table::FlowReport;
 
 /// How often the data plane is sampled.
 pub const EVERY: Duration = Duration::from_secs(1);
@@ -48,6 +53,9 @@ pub struct PlaneSample {
     /// Every installed flow's counters, by its local address.
     pub flows: HashMap<SocketAddr, FlowStat>,
     pub cps: f64,
+    /// Packets per second the backend received (its `rx` counter: the XDP
+    /// program's, or its workers' summed), over the last interval.
+    pub rx_pps: f64,
 }
 
 /// One second of the dashboard's charts.
@@ -80,23 +88,30 @@ impl Samples {
 struct Sampler {
     socket: PathBuf,
     client: Option<ControlClient>,
-    /// The previous sample: when, its workers, and calls started by then.
-    prev: Option<(Instant, Vec<WorkerReport>, u64)>,
+    ng: Arc<NgServer>,
+    /// What of each flow's RTCP was exported (with HEP on).
+    rtcp: Cursor,
+    /// The previous sample: when, its workers, calls started by then, and
+    /// the backend's `rx` counter.
+    prev: Option<(Instant, Vec<WorkerReport>, u64, Option<u64>)>,
 }
 
 /// Samples into `samples` every [`EVERY`] until `stop` is set.
 pub fn spawn(
     socket: PathBuf,
-    observed: Arc<Observed>,
+    ng: Arc<NgServer>,
     samples: Arc<Samples>,
     stop: Arc<AtomicBool>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
+    let observed = ng.observed.clone();
     std::thread::Builder::new()
         .name("tg-http-sample".into())
         .spawn(move || {
             let mut s = Sampler {
                 socket,
                 client: None,
+                ng,
+                rtcp: Cursor::default(),
                 prev: None,
             };
             while !stop.load(Ordering::Relaxed) {
@@ -139,16 +154,20 @@ impl Sampler {
             }
         };
         let reports: Vec<WorkerReport> = out.workers.iter().map(|w| w.report.clone()).collect();
-        if let Some((then, before, started_then)) = &self.prev {
+        let rx = out.counters.get("rx").copied();
+        if let Some((then, before, started_then, rx_then)) = &self.prev {
             let secs = now.duration_since(*then).as_secs_f64().max(1e-3);
             out.cps = started.saturating_sub(*started_then) as f64 / secs;
+            if let (Some(rx), Some(rx_then)) = (rx, rx_then) {
+                out.rx_pps = rx.saturating_sub(*rx_then) as f64 / secs;
+            }
             for w in &mut out.workers {
                 if let Some(b) = before.iter().find(|b| b.worker == w.report.worker) {
                     rates(w, b, secs);
                 }
             }
         }
-        self.prev = Some((now, reports, started));
+        self.prev = Some((now, reports, started, rx));
         out
     }
 
@@ -180,6 +199,7 @@ impl Sampler {
                 Reply::Counters(c) => s.counters = c,
                 Reply::Workers(w) => s.workers = w.into_iter().map(unrated).collect(),
                 Reply::Flows(f) => {
+                    self.export_rtcp(&f);
                     s.flows = f
                         .iter()
                         .map(|r| (r.flow.local, crate::plane::flow_stat(r)))
@@ -189,6 +209,20 @@ impl Sampler {
             }
         }
         Ok(s)
+    }
+}
+
+impl Sampler {
+    /// The RTCP reports new in `flows`, to the HEP collector.
+    fn export_rtcp(&mut self, flows: &[FlowReport]) {
+        let Some(tap) = self.ng.hep.as_ref().filter(|t| t.rtcp) else {
+            return;
+        };
+        let handler = &self.ng.handler;
+        // Twice the interval: a report that passed since the previous poll.
+        tap.rtcp_reports(&mut self.rtcp, flows, 2 * EVERY, || {
+            lock(handler).sessions.flow_calls()
+        });
     }
 }
 

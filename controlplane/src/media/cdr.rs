@@ -42,6 +42,51 @@ pub fn leg_name(i: usize) -> String {
     }
 }
 
+/// What `p` said in RTCP, on either of its facing flows (muxed or not),
+/// the worst of its streams: cumulative loss, jitter, and the round trip.
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
+pub struct Reported {
+    #[serde(rename = "remote_lost")]
+    pub lost: Option<i64>,
+    #[serde(rename = "remote_jitter_ms")]
+    pub jitter_ms: Option<f64>,
+    pub rtt_ms: Option<f64>,
+}
+
+impl Reported {
+    /// None when `p` reported nothing.
+    pub fn some(self) -> Option<Reported> {
+        (self != Reported::default()).then_some(self)
+    }
+}
+
+pub(super) fn reported_by(
+    p: &Participant,
+    local_ip: std::net::IpAddr,
+    stats: &HashMap<SocketAddr, FlowStat>,
+) -> Reported {
+    let worst = |a: Option<f64>, b: f64| Some(a.map_or(b, |x| x.max(b)));
+    let mut r = Reported::default();
+    for side in &p.sides {
+        for port in [side.port, side.port + 1] {
+            let Some(s) = stats.get(&SocketAddr::new(local_ip, port)) else {
+                continue;
+            };
+            if let Some(rtt) = s.rtt_us {
+                r.rtt_ms = worst(r.rtt_ms, rtt as f64 / 1000.0);
+            }
+            if let Some(l) = s.remote_lost {
+                r.lost = Some(r.lost.map_or(l, |x| x.max(l)));
+            }
+            if let Some(j) = s.remote_jitter {
+                let j = j as f64 * 1000.0 / side.clock_rate.max(1) as f64;
+                r.jitter_ms = worst(r.jitter_ms, (j * 100.0).round() / 100.0);
+            }
+        }
+    }
+    r
+}
+
 /// Sums the flows on `p`'s facing ports: what `p` sent to the relay.
 pub(super) fn received_from(
     p: &Participant,
@@ -50,7 +95,7 @@ pub(super) fn received_from(
 ) -> MediaStats {
     let mut m = MediaStats::default();
     let (mut rtp_packets, mut lost, mut jitter_ms) = (0u64, None::<u64>, None::<f64>);
-    let mut rtt_ms = None::<f64>;
+    let rtt_ms = reported_by(p, local_ip, stats).rtt_ms;
     for side in &p.sides {
         for (port, rtp) in [(side.port, true), (side.port + 1, false)] {
             let Some(s) = stats.get(&SocketAddr::new(local_ip, port)) else {
@@ -58,11 +103,6 @@ pub(super) fn received_from(
             };
             m.packets += s.packets;
             m.bytes += s.bytes;
-            // RTCP reports arrive on either flow (muxed or not).
-            if let Some(rtt) = s.rtt_us {
-                let rtt = rtt as f64 / 1000.0;
-                rtt_ms = Some(rtt_ms.map_or(rtt, |x: f64| x.max(rtt)));
-            }
             if rtp {
                 rtp_packets += s.packets;
                 if let Some(l) = s.lost {
@@ -106,6 +146,10 @@ pub fn build(
         .iter()
         .map(|p| received_from(p, addresses[p.iface], stats))
         .collect();
+    let reported: Vec<Reported> = parts
+        .iter()
+        .map(|p| reported_by(p, addresses[p.iface], stats))
+        .collect();
     let legs = parts
         .iter()
         .enumerate()
@@ -127,43 +171,25 @@ pub fn build(
                 signal_ip: p.signal,
                 media_ip: p.sides.iter().find_map(|s| s.rtp.map(|a| a.ip())),
                 codec: p.sides.first().and_then(|s| s.codec.clone()),
+                srtp: p
+                    .sides
+                    .iter()
+                    .find_map(|s| s.srtp.suite())
+                    .map(|s| format!("SDES {}", s.name())),
                 start_ms: ms(p.created),
                 answer_ms,
                 end_ms,
                 received: received[i],
                 sent: peer.map(|j| received[j]).unwrap_or_default(),
+                remote_lost: reported[i].lost,
+                remote_jitter_ms: reported[i].jitter_ms,
+                rtt_ms: reported[i].rtt_ms,
                 ..Leg::default()
             }
         })
         .collect();
-    let (status, hangup_by, reason) = match how {
-        Ending::Deleted { by_tag } => {
-            let by = match by_tag {
-                Some(t) if Some(t) == caller_tag.as_deref() => HangupBy::Caller,
-                Some(t) if parts.iter().skip(1).any(|p| p.tag == t) => HangupBy::Callee,
-                _ => HangupBy::Unknown,
-            };
-            let status = if answer_ms.is_some() {
-                Disposition::Answered
-            } else {
-                Disposition::Cancelled
-            };
-            (status, by, "deleted over NG")
-        }
-        Ending::MediaTimeout | Ending::FinalTimeout => {
-            let status = if answer_ms.is_some() {
-                Disposition::Answered
-            } else {
-                Disposition::Failed
-            };
-            let why = if how == Ending::MediaTimeout {
-                "media timeout"
-            } else {
-                "final timeout"
-            };
-            (status, HangupBy::Relay, why)
-        }
-    };
+    let answered = answer_ms.is_some();
+    let (status, hangup_by, reason) = ending(how, answered, caller_tag.as_deref(), &parts);
     Cdr {
         call_id: call_id.to_string(),
         source_ip: parts.first().and_then(|p| p.signal),
@@ -176,5 +202,42 @@ pub fn build(
         hangup_by: Some(hangup_by),
         legs,
         ..Cdr::default()
+    }
+}
+
+/// How the call ended, who ended it and why, as the CDR says it.
+fn ending(
+    how: Ending,
+    answered: bool,
+    caller_tag: Option<&str>,
+    parts: &[&Participant],
+) -> (Disposition, HangupBy, &'static str) {
+    match how {
+        Ending::Deleted { by_tag } => {
+            let by = match by_tag {
+                Some(t) if Some(t) == caller_tag => HangupBy::Caller,
+                Some(t) if parts.iter().skip(1).any(|p| p.tag == t) => HangupBy::Callee,
+                _ => HangupBy::Unknown,
+            };
+            let status = if answered {
+                Disposition::Answered
+            } else {
+                Disposition::Cancelled
+            };
+            (status, by, "deleted over NG")
+        }
+        Ending::MediaTimeout | Ending::FinalTimeout => {
+            let status = if answered {
+                Disposition::Answered
+            } else {
+                Disposition::Failed
+            };
+            let why = if how == Ending::MediaTimeout {
+                "media timeout"
+            } else {
+                "final timeout"
+            };
+            (status, HangupBy::Relay, why)
+        }
     }
 }

@@ -16,10 +16,12 @@
 
 mod cdr;
 pub mod config;
+mod journal;
 pub mod memory;
 pub mod options;
 pub mod ports;
 mod report;
+mod sdes;
 #[cfg(test)]
 mod tests;
 
@@ -27,15 +29,17 @@ use crate::media::config::{MediaConfig, MediaInterface};
 use crate::time::Now;
 use options::{AddressSource, Options};
 use ports::PortPool;
-use std::collections::{BTreeMap, HashMap};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant, SystemTime};
 use tollgate_cdr::model::{CallStart, Record};
 use tollgate_dataplane::flow::Flow;
 use tollgate_dataplane::pipeline::StageSpec;
+use tollgate_sip::sdes::{is_srtp_proto as is_secure, with_srtp};
 use tollgate_sip::sdp::{Media as SdpMedia, Sdp};
 
-pub use cdr::{leg_name, ms, Ending};
+pub use cdr::{leg_name, ms, Ending, Reported};
 pub use report::{CallReport, FlowStat, MediaReport, PartyReport, StreamReport};
 
 /// The data plane as the session manager needs it.
@@ -78,7 +82,7 @@ impl<T: Into<String>> From<T> for NgError {
 /// peer (rtpengine's endpoint map): a peer that moves gets a new pair, one
 /// that comes back gets its old one. `key` None is the wildcard made with
 /// the offer, taken by the first answer.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct PortMap {
     key: Option<SocketAddr>,
     port: u16,
@@ -87,7 +91,7 @@ struct PortMap {
 }
 
 /// One SDP media section of one participant.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct Side {
     kind: String,
     proto: String,
@@ -118,6 +122,8 @@ struct Side {
     recv: bool,
     asymmetric: bool,
     ice_controlling: bool,
+    /// SDES keys, when the relay transcrypts this participant's SRTP.
+    srtp: sdes::SideSrtp,
 }
 
 impl Side {
@@ -141,6 +147,7 @@ impl Side {
             recv: true,
             asymmetric: false,
             ice_controlling: false,
+            srtp: sdes::SideSrtp::default(),
         }
     }
 
@@ -230,7 +237,7 @@ impl Side {
 /// back to one of them gets its old pair again).
 const MAX_MAPS: usize = 4;
 
-#[derive(Debug)]
+#[derive(Debug, Serialize, Deserialize)]
 struct Participant {
     tag: String,
     label: Option<String>,
@@ -292,9 +299,12 @@ fn subscribe(parts: &mut [Participant], x: usize, y: usize) {
     }
 }
 
-#[derive(Debug)]
+#[derive(Debug, Serialize, Deserialize)]
 struct Call {
     created: SystemTime,
+    /// Not journaled: a restored call counts its age from the restore (the
+    /// clock is read there, in the journal's adapter, not by the core).
+    #[serde(skip, default = "Instant::now")]
     created_mono: Instant,
     last_signal: SystemTime,
     /// When the first answer came.
@@ -304,6 +314,8 @@ struct Call {
     parts: Vec<Participant>,
     /// Tags (including branch aliases) to participants.
     tags: HashMap<String, usize>,
+    /// A call in its delayed delete is not journaled (its CDR is out).
+    #[serde(skip)]
     delete_at: Option<Instant>,
     recording: bool,
     /// Signalled by Tollgate's own B2BUA, which ends it (with BYEs) when its
@@ -347,6 +359,9 @@ pub struct Sessions {
     pub totals: Totals,
     /// Call events and CDRs produced, for the CDR spool.
     records: Vec<Record>,
+    /// Calls changed since the journal was last taken, and those in it.
+    touched: BTreeSet<String>,
+    journaled: HashSet<String>,
 }
 
 fn sock(ip: IpAddr, port: u16) -> SocketAddr {
@@ -366,6 +381,8 @@ impl Sessions {
             calls: BTreeMap::new(),
             totals: Totals::default(),
             records: Vec::new(),
+            touched: BTreeSet::new(),
+            journaled: HashSet::new(),
         }
     }
 
@@ -402,6 +419,12 @@ impl Sessions {
             .collect()
     }
 
+    /// Whether a call with this id is known (deleted ones included until
+    /// they are gone).
+    pub fn has_call(&self, call_id: &str) -> bool {
+        self.calls.contains_key(call_id)
+    }
+
     pub fn active(&self) -> usize {
         self.calls
             .values()
@@ -426,6 +449,7 @@ impl Sessions {
         o: &Options,
     ) -> Result<String, NgError> {
         let parsed = Sdp::parse(sdp).map_err(|e| NgError(format!("offer SDP: {e}")))?;
+        self.touch(call_id);
         let dirs = o
             .direction
             .iter()
@@ -489,6 +513,7 @@ impl Sessions {
         o: &Options,
     ) -> Result<String, NgError> {
         let parsed = Sdp::parse(sdp).map_err(|e| NgError(format!("answer SDP: {e}")))?;
+        self.touch(call_id);
         let call = self
             .calls
             .get_mut(call_id)
@@ -610,6 +635,9 @@ impl Sessions {
                 }
             }
             rewrite_media(m, ys, relay, mux, o);
+            if !ys.disabled {
+                transcrypt(xs, ys, m, o, role)?;
+            }
             if role == Role::Offer {
                 ys.offered = m.formats();
             }
@@ -672,19 +700,32 @@ impl Sessions {
         first_err.map_or(Ok(()), |e| Err(NgError(e)))
     }
 
-    /// The pipeline stages of the flow from x's side to y's: RTCP split off
-    /// towards y's RTCP port when x muxes and y does not (rtcp-mux demux;
-    /// the data plane sends it to the RTP port + 1, so only when y's RTCP
-    /// is there), then the stages every flow carries (`media.stages`).
-    fn stages(&self, xs: &Side, ys: &Side, y_rtp: SocketAddr) -> Vec<StageSpec> {
-        let next_port = SocketAddr::new(y_rtp.ip(), y_rtp.port().wrapping_add(1));
-        let demux = xs.mux && !ys.mux && ys.rtcp_socket && ys.rtcp.is_none_or(|r| r == next_port);
+    /// The pipeline stages of the flow from x's side to y's, in the one
+    /// order every flow keeps: RTCP split off towards y's RTCP port when x
+    /// muxes and y does not (`demux`, see [`Self::demuxes`]); SRTP from x
+    /// decrypted; the stages every flow carries (`media.stages`); SRTP to y
+    /// encrypted last.
+    fn stages(&self, xs: &Side, ys: &Side, demux: bool) -> Vec<StageSpec> {
         let mut stages = Vec::new();
         if demux {
             stages.push(StageSpec::RtcpDemux);
         }
+        if let Some(k) = xs.srtp.rx {
+            stages.push(StageSpec::SrtpDecrypt(k));
+        }
         stages.extend_from_slice(&self.cfg.stages);
+        if let Some(k) = ys.srtp.tx {
+            stages.push(StageSpec::SrtpEncrypt(k));
+        }
         stages
+    }
+
+    /// Whether RTCP arriving muxed from x goes to y's RTCP port (rtcp-mux
+    /// demux; the data plane sends it to the RTP port + 1, so only when y's
+    /// RTCP is there).
+    fn demuxes(xs: &Side, ys: &Side, y_rtp: SocketAddr) -> bool {
+        let next_port = SocketAddr::new(y_rtp.ip(), y_rtp.port().wrapping_add(1));
+        xs.mux && !ys.mux && ys.rtcp_socket && ys.rtcp.is_none_or(|r| r == next_port)
     }
 
     fn desired_flows(&self, call: &Call) -> BTreeMap<SocketAddr, Flow> {
@@ -717,7 +758,7 @@ impl Sessions {
                     strict: x.strict && !x.asymmetric,
                     follow: follow(ys.port),
                     clock_rate: xs.clock_rate,
-                    stages: self.stages(xs, ys, y_rtp),
+                    stages: self.stages(xs, ys, Self::demuxes(xs, ys, y_rtp)),
                 };
                 if xs.rtcp_socket && !xs.mux {
                     let src = if ys.mux || !ys.rtcp_socket {
@@ -735,7 +776,7 @@ impl Sessions {
                         source: sock(ya, src),
                         destination: dst,
                         follow: follow(src),
-                        stages: self.cfg.stages.clone(),
+                        stages: self.stages(xs, ys, false),
                         ..rtp.clone()
                     };
                     out.insert(rtcp.local, rtcp);
@@ -760,6 +801,8 @@ impl Sessions {
         to_tag: Option<&str>,
         delay: Option<u64>,
     ) -> Option<CallReport> {
+        self.calls.get(call_id)?;
+        self.touch(call_id);
         let call = self.calls.get(call_id)?;
         let only = to_tag.filter(|t| !t.is_empty()).or(from_tag);
         if let Some(branch) = lone_branch(call, from_tag, to_tag) {
@@ -899,6 +942,7 @@ impl Sessions {
     }
 
     pub fn set_recording(&mut self, call_id: &str, on: bool) -> bool {
+        self.touch(call_id);
         self.calls
             .get_mut(call_id)
             .map(|c| c.recording = on)
@@ -908,6 +952,7 @@ impl Sessions {
     /// Hands the call's ending to its signalling (the B2BUA): no media or
     /// final timeout here.
     pub fn set_managed(&mut self, call_id: &str) {
+        self.touch(call_id);
         if let Some(c) = self.calls.get_mut(call_id) {
             c.managed = true;
         }
@@ -920,12 +965,13 @@ impl Sessions {
 
     /// What each present participant of a call sent to the relay
     /// (packets, bytes; RTP loss, jitter and a MOS estimate where the
-    /// data plane measures them), by tag, from `stats`.
+    /// data plane measures them) and what it reported in RTCP, by tag,
+    /// from `stats`.
     pub fn quality(
         &self,
         call_id: &str,
         stats: &HashMap<SocketAddr, FlowStat>,
-    ) -> Vec<(String, tollgate_cdr::model::MediaStats)> {
+    ) -> Vec<(String, tollgate_cdr::model::MediaStats, Reported)> {
         let Some(call) = self.calls.get(call_id) else {
             return Vec::new();
         };
@@ -934,8 +980,17 @@ impl Sessions {
             .filter(|p| !p.gone)
             .map(|p| {
                 let local = self.iface(p.iface).address;
-                (p.tag.clone(), cdr::received_from(p, local, stats))
+                let reported = cdr::reported_by(p, local, stats);
+                (p.tag.clone(), cdr::received_from(p, local, stats), reported)
             })
+            .collect()
+    }
+
+    /// Every installed flow's call, by the flow's local address.
+    pub fn flow_calls(&self) -> HashMap<SocketAddr, String> {
+        self.calls
+            .iter()
+            .flat_map(|(id, c)| c.flows.keys().map(move |l| (*l, id.clone())))
             .collect()
     }
 
@@ -996,6 +1051,7 @@ impl Sessions {
             }
         }
         for (id, why) in &gone {
+            self.touch(id);
             let how = match *why {
                 "media timeout" => Some(Ending::MediaTimeout),
                 "final timeout" => Some(Ending::FinalTimeout),
@@ -1124,10 +1180,6 @@ fn same_participant(call_id: &str, from_tag: &str, to_tag: &str) -> NgError {
     ))
 }
 
-fn is_secure(proto: &str) -> bool {
-    proto.contains("SAVP")
-}
-
 /// The section's first format as `name/rate`: its rtpmap, else the RFC 3551
 /// name of a static payload type.
 fn first_codec(m: &SdpMedia) -> Option<String> {
@@ -1232,21 +1284,73 @@ fn drop_orphan_supplements(m: &mut SdpMedia) {
     m.retain_formats(|pt, _| keep.iter().any(|k| k == pt));
 }
 
-/// Refuses a `transport protocol` change of an SRTP section.
+/// Refuses a `transport protocol` change the relay cannot make: SRTP is
+/// transcrypted between RTP/SAVP(F) and RTP/AVP(F) (SDES), not DTLS-SRTP.
 fn check_transport(sdp: &Sdp, o: &Options) -> Result<(), NgError> {
     let Some(tp) = &o.transport_protocol else {
         return Ok(());
     };
     for (i, m) in sdp.media.iter().enumerate() {
-        if is_secure(m.proto()) {
+        if m.proto().contains("TLS") && m.proto() != tp {
             return Err(NgError(format!(
-                "media {}: {} is SRTP, which this relay cannot turn into {tp}",
+                "media {}: {} is DTLS-SRTP, which this relay cannot turn into {tp}",
                 i + 1,
                 m.proto()
             )));
         }
     }
     Ok(())
+}
+
+/// SDES for one section after its rewrite for y: keys offered, picked or
+/// answered (see [`sdes`]); an answer given to y in y's own profile when
+/// the relay transcrypts between the two.
+fn transcrypt(
+    xs: &mut Side,
+    ys: &mut Side,
+    m: &mut SdpMedia,
+    o: &Options,
+    role: Role,
+) -> Result<(), NgError> {
+    match role {
+        Role::Offer => {
+            // A re-offer (a re-INVITE) without `transport protocol` keeps
+            // an established transcrypt.
+            let established = xs.srtp.rx.is_some() || ys.srtp.tx.is_some();
+            own_profile(m, &ys.proto, o, established);
+            // OSRTP (RFC 8643) is SRTP in an RTP/AVP section: accepted from
+            // x when asked, offered to y when asked or already in use.
+            let from_secure = is_secure(&xs.proto) || (o.sdes.osrtp_accept && m.has_attr("crypto"));
+            let to_secure = is_secure(m.proto())
+                || o.sdes.osrtp_offer
+                || (o.transport_protocol.is_none() && ys.srtp.tx.is_some());
+            let secure = (from_secure, to_secure);
+            let sections = sdes::Sections {
+                from: &mut xs.srtp,
+                to: &mut ys.srtp,
+            };
+            sdes::offer(sections, m, secure, &o.sdes)
+        }
+        Role::Answer => {
+            let sections = sdes::Sections {
+                from: &mut xs.srtp,
+                to: &mut ys.srtp,
+            };
+            sdes::answer(sections, m, &o.sdes)?;
+            let crypted = xs.srtp.tx.is_some() || ys.srtp.tx.is_some();
+            own_profile(m, &ys.proto, o, crypted);
+            Ok(())
+        }
+    }
+}
+
+/// Gives y its own profile (`y_proto`'s SRTP or plain form) when the relay
+/// transcrypts and the request names no `transport protocol`.
+fn own_profile(m: &mut SdpMedia, y_proto: &str, o: &Options, transcrypting: bool) {
+    let y_secure = is_secure(y_proto);
+    if o.transport_protocol.is_none() && transcrypting && is_secure(m.proto()) != y_secure {
+        m.set_proto(&with_srtp(m.proto(), y_secure));
+    }
 }
 
 /// What the rtcp-mux negotiation decided for the SDP sent on.

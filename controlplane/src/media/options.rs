@@ -1,6 +1,6 @@
 //! What an offer, answer or delete asks of the session manager, in its own
 //! terms: which addresses to trust and rewrite, interfaces, ICE and rtcp-mux
-//! handling, codecs to strip or offer, the delete delay. The NG module reads
+//! handling, codecs to strip or offer, SDES suites, the delete delay. The NG module reads
 //! these from an NG dictionary ([`crate::ng::options`]); the B2BUA builds
 //! them itself.
 
@@ -40,6 +40,29 @@ pub struct Options {
     pub fatal: bool,
     pub delete_delay: Option<u64>,
     pub record_call: bool,
+    pub sdes: Sdes,
+}
+
+/// SDES-SRTP choices (rtpengine's `SDES-*` flags).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Sdes {
+    /// `SDES-off`: no crypto lines offered.
+    pub off: bool,
+    /// `SDES-no-<suite>`: never offered nor accepted.
+    pub no: Vec<String>,
+    /// `SDES-only-<suite>`: only these.
+    pub only: Vec<String>,
+    /// `SDES-pad`: the relay's keys in padded base64.
+    pub pad: bool,
+    /// `SDES-lifetime`: the relay's keys carry the lifetime 2^31.
+    pub lifetime: bool,
+    /// `OSRTP-offer`: a plain offer goes on as an opportunistic one (RFC
+    /// 8643: RTP/AVP with crypto lines); an answer with a crypto line makes
+    /// that leg SRTP, one without leaves it plain.
+    pub osrtp_offer: bool,
+    /// `OSRTP-accept`: an opportunistic offer's crypto lines are taken as
+    /// SRTP towards a plain answerer.
+    pub osrtp_accept: bool,
 }
 
 impl Options {

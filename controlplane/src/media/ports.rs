@@ -48,6 +48,18 @@ impl PortPool {
         Some(p)
     }
 
+    /// Takes the pair of `rtp` out of the free ones (a call restored from
+    /// the journal holds it); false when it is not in the range or held.
+    pub fn take(&mut self, rtp: u16) -> bool {
+        match self.free.iter().position(|&p| p == rtp) {
+            Some(i) => {
+                self.free.remove(i);
+                self.used.insert(rtp)
+            }
+            None => false,
+        }
+    }
+
     /// Returns a pair to the back of the queue; a port not held is ignored.
     pub fn release(&mut self, rtp: u16) {
         if self.used.remove(&rtp) {

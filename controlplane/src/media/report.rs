@@ -24,6 +24,10 @@ pub struct FlowStat {
     /// The round trip from the relay to the flow's sender, from its RTCP
     /// reports (LSR/DLSR), when one named an SR the relay saw.
     pub rtt_us: Option<u64>,
+    /// What the flow's sender reported in its last RTCP block of the
+    /// stream it receives: cumulative loss, and jitter in timestamp units.
+    pub remote_lost: Option<i64>,
+    pub remote_jitter: Option<u64>,
 }
 
 /// A call as reported, with its flows' counters as read at `at`.
@@ -66,6 +70,8 @@ pub struct MediaReport {
     pub recv: bool,
     pub mux: bool,
     pub ice_controlling: bool,
+    /// The SDES suite the relay transcrypts this participant's SRTP with.
+    pub crypto_suite: Option<&'static str>,
     pub rtp: StreamReport,
     pub rtcp: StreamReport,
 }
@@ -156,6 +162,7 @@ fn media(
         recv: side.recv,
         mux: side.mux,
         ice_controlling: side.ice_controlling,
+        crypto_suite: side.srtp.suite().map(|s| s.name()),
         rtp: stream(rtp_local, side.rtp, live),
         rtcp: stream(rtcp_local, side.rtcp, live && !side.mux),
     }

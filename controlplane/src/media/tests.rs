@@ -283,3 +283,51 @@ fn query_reports_the_data_planes_counters_as_of_now() {
     assert_eq!(q.at, r.at(10.0).wall, "counters as of now");
     assert_eq!(q.created, r.at(0.0).wall);
 }
+
+#[test]
+fn a_journaled_session_is_restored_with_its_flows_and_ports_and_forgotten_when_deleted() {
+    let mut r = Relay::new(cfg());
+    r.call(0.0);
+    let journal = r.s.take_journal();
+    assert_eq!(journal.len(), 1);
+    let (id, state) = journal.into_iter().next().unwrap();
+    assert_eq!(id, "c1");
+    assert!(r.s.take_journal().is_empty(), "nothing changed since");
+
+    // A new process: the session comes back with the same flows, and its
+    // ports are held (the next call gets others).
+    let mut again = Relay::new(cfg());
+    let flows = again.s.restore("c1", state.unwrap()).unwrap();
+    let mut want: Vec<Flow> = r.plane.flows().values().cloned().collect();
+    want.sort_by_key(|f| f.local);
+    assert_eq!(flows, want);
+    assert_eq!(again.s.ports_in_use(), r.s.ports_in_use());
+    assert!(again.s.has_call("c1"));
+    let held: Vec<u16> = flows.iter().map(|f| f.local.port()).collect();
+    let now = again.at(1.0);
+    let out = again
+        .s
+        .offer(
+            now,
+            &mut again.plane,
+            "c2",
+            "X",
+            None,
+            &sdp(A, 8000),
+            &Options::default(),
+        )
+        .unwrap();
+    assert!(
+        held.iter().all(|p| !out.contains(&format!("audio {p} "))),
+        "{out}"
+    );
+
+    // Deleted: a tombstone, once.
+    again.s.take_journal();
+    let now = again.at(2.0);
+    again
+        .s
+        .delete(now, &mut again.plane, "c1", None, None, Some(0));
+    assert_eq!(again.s.take_journal(), vec![("c1".to_string(), None)]);
+    assert!(again.s.take_journal().is_empty());
+}

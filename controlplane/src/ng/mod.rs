@@ -29,6 +29,8 @@ pub struct NgHandler {
     pub errors: u64,
     /// When counters were last read for media timeouts.
     last_stats: Instant,
+    /// Drain mode: offers for calls not known yet are refused.
+    pub draining: bool,
 }
 
 /// rtpengine's words for a `delete` of an unknown call or tag.
@@ -60,6 +62,7 @@ impl NgHandler {
             started: now.mono,
             errors: 0,
             last_stats: now.mono,
+            draining: false,
         }
     }
 
@@ -96,6 +99,9 @@ impl NgHandler {
                 let from_tag = text(req, "from-tag")?;
                 let o = options::parse(req).map_err(NgError)?;
                 let out = if command == "offer" {
+                    if self.draining && !self.sessions.has_call(call_id) {
+                        return Err(NgError("draining: no new calls on this node".into()));
+                    }
                     let to_tag = opt_text(req, "to-tag")?;
                     let plane = self.plane.as_mut();
                     self.sessions
@@ -477,6 +483,8 @@ mod tests {
             format!("10.0.1.1:{pa}").parse().unwrap(),
             FlowStat {
                 rtt_us: Some(400_000),
+                remote_lost: Some(3),
+                remote_jitter: Some(160),
                 ..stat(100, Some(2))
             },
         );
@@ -502,6 +510,12 @@ mod tests {
         assert_eq!((b.received.packets, b.sent.packets), (90, 100));
         assert_eq!(a.received.lost, Some(2));
         assert_eq!(a.received.jitter_ms, Some(10.0), "80 ticks at 8 kHz");
+        assert_eq!(
+            (a.remote_lost, a.remote_jitter_ms, a.rtt_ms),
+            (Some(3), Some(20.0), Some(400.0)),
+            "what A reported in RTCP"
+        );
+        assert_eq!((b.remote_lost, b.rtt_ms), (None, None), "B sent no RTCP");
         let impaired = |rtt_ms| {
             tollgate_cdr::quality::mos(&tollgate_cdr::quality::Impairments {
                 loss_ratio: 2.0 / 102.0,

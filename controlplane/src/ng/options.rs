@@ -1,7 +1,8 @@
 //! What an NG offer/answer/delete asks for, read from its dictionary into
 //! the session manager's [`Options`]: the `flags` and `replace` lists,
 //! `ICE`, `rtcp-mux`, `direction`, `received from`, `media address`,
-//! `transport protocol`, `codec`, `label`, `delete delay`. Flags may also
+//! `transport protocol`, `SDES`, `OSRTP`, `DTLS` (off only), `codec`, `label`,
+//! `delete delay`. Flags may also
 //! arrive in the `flags` list with spaces written as hyphens and keyed forms
 //! such as `codec-strip-PCMA` or `ICE=remove`, as Kamailio's module sends
 //! them.
@@ -94,6 +95,15 @@ pub fn parse(req: &Value) -> Result<Options, OptError> {
     {
         set_transport(&mut o, tp)?;
     }
+    for item in strings(req.get("SDES")) {
+        set_sdes(&mut o, &norm(&item), item.trim())?;
+    }
+    for item in strings(req.get("OSRTP")) {
+        set_osrtp(&mut o, &norm(&item))?;
+    }
+    if let Some(v) = req.get("DTLS").and_then(Value::as_str) {
+        set_dtls(v)?;
+    }
     if let Some(codec) = req.get("codec") {
         read_codec(&mut o, codec)?;
     }
@@ -159,6 +169,7 @@ fn flag(o: &mut Options, raw: &str) -> Result<(), OptError> {
                 Ok(())
             }
             "transport-protocol" => set_transport(o, v),
+            "dtls" => set_dtls(v),
             "label" | "from-label" => {
                 o.label = Some(v.to_string());
                 Ok(())
@@ -192,6 +203,12 @@ fn flag(o: &mut Options, raw: &str) -> Result<(), OptError> {
             }
             return Ok(());
         }
+    }
+    if let Some(osrtp) = f.strip_prefix("osrtp-") {
+        return set_osrtp(o, osrtp);
+    }
+    if let Some(sdes) = f.strip_prefix("sdes-") {
+        return set_sdes(o, sdes, &raw.trim()["SDES-".len()..]);
     }
     if f.starts_with("codec-transcode-") || f == "always-transcode" {
         return Err(format!(
@@ -236,6 +253,52 @@ fn flag(o: &mut Options, raw: &str) -> Result<(), OptError> {
     Ok(())
 }
 
+/// One `SDES` item (`off`, `no-<suite>`, `only-<suite>`), `raw` as sent
+/// (suite names keep their case).
+fn set_sdes(o: &mut Options, item: &str, raw: &str) -> Result<(), OptError> {
+    if matches!(item, "off" | "no" | "disable") {
+        o.sdes.off = true;
+    } else if item == "pad" {
+        o.sdes.pad = true;
+    } else if item == "lifetime" {
+        o.sdes.lifetime = true;
+    } else if let Some(s) = item.strip_prefix("no-") {
+        o.sdes.no.push(raw[raw.len() - s.len()..].to_string());
+    } else if let Some(s) = item.strip_prefix("only-") {
+        o.sdes.only.push(raw[raw.len() - s.len()..].to_string());
+    } else {
+        return Err(format!(
+            "`SDES` {raw:?}: this relay knows off, no-<suite> and only-<suite>"
+        ));
+    }
+    Ok(())
+}
+
+/// One `OSRTP` item: `offer` and `accept` (RFC 8643; `-RFC` spelled out or
+/// not); the legacy duplicated-section forms are refused.
+fn set_osrtp(o: &mut Options, item: &str) -> Result<(), OptError> {
+    match item {
+        "offer" | "offer-rfc" => o.sdes.osrtp_offer = true,
+        "accept" | "accept-rfc" => o.sdes.osrtp_accept = true,
+        other => {
+            return Err(format!(
+                "`OSRTP` {other:?}: this relay knows offer and accept"
+            ))
+        }
+    }
+    Ok(())
+}
+
+/// `DTLS`: only `off`/`no` (the relay has no DTLS-SRTP yet).
+fn set_dtls(v: &str) -> Result<(), OptError> {
+    match norm(v).as_str() {
+        "off" | "no" | "disable" => Ok(()),
+        other => Err(format!(
+            "`DTLS` {other:?}: DTLS-SRTP is not supported by this relay yet"
+        )),
+    }
+}
+
 fn set_ice(o: &mut Options, v: &str) -> Result<(), OptError> {
     let v = norm(v);
     match v.as_str() {
@@ -264,12 +327,12 @@ fn set_rtcp_mux(o: &mut Options, v: &str) -> Result<(), OptError> {
 
 fn set_transport(o: &mut Options, tp: &str) -> Result<(), OptError> {
     match tp {
-        "RTP/AVP" | "RTP/AVPF" | "accept" => {
+        "RTP/AVP" | "RTP/AVPF" | "RTP/SAVP" | "RTP/SAVPF" | "accept" => {
             o.transport_protocol = (tp != "accept").then(|| tp.to_string());
             Ok(())
         }
-        "RTP/SAVP" | "RTP/SAVPF" | "UDP/TLS/RTP/SAVP" | "UDP/TLS/RTP/SAVPF" => Err(format!(
-            "`transport protocol` {tp}: SRTP is not supported by this relay yet"
+        "UDP/TLS/RTP/SAVP" | "UDP/TLS/RTP/SAVPF" => Err(format!(
+            "`transport protocol` {tp}: DTLS-SRTP is not supported by this relay yet"
         )),
         other => Err(format!("`transport protocol`: unknown value {other:?}")),
     }
@@ -319,11 +382,46 @@ mod tests {
     }
 
     #[test]
+    fn reads_sdes_as_flags_and_as_a_list() {
+        let r = req(vec![
+            (
+                "flags",
+                list(&[
+                    "SDES-no-AEAD_AES_256_GCM",
+                    "SDES-only-AES_CM_128_HMAC_SHA1_80",
+                ]),
+            ),
+            ("SDES", list(&["no-AES_CM_128_HMAC_SHA1_32", "off"])),
+            ("DTLS", Value::str("off")),
+            ("transport-protocol", Value::str("RTP/SAVPF")),
+        ]);
+        let o = parse(&r).unwrap();
+        assert_eq!(o.sdes.no, ["AEAD_AES_256_GCM", "AES_CM_128_HMAC_SHA1_32"]);
+        assert_eq!(o.sdes.only, ["AES_CM_128_HMAC_SHA1_80"]);
+        assert!(o.sdes.off);
+        assert_eq!(o.transport_protocol.as_deref(), Some("RTP/SAVPF"));
+        let e = parse(&req(vec![("DTLS", Value::str("passive"))])).unwrap_err();
+        assert!(e.contains("DTLS-SRTP is not supported"), "{e}");
+        let o = parse(&req(vec![
+            ("flags", list(&["OSRTP-offer"])),
+            ("OSRTP", list(&["accept-RFC"])),
+        ]))
+        .unwrap();
+        assert!(o.sdes.osrtp_offer && o.sdes.osrtp_accept);
+    }
+
+    #[test]
     fn refuses_what_it_cannot_do_and_says_why() {
         let e = parse(&req(vec![("flags", list(&["teleport"]))])).unwrap_err();
         assert_eq!(e, "unknown flag \"teleport\"");
-        let e = parse(&req(vec![("transport protocol", Value::str("RTP/SAVP"))])).unwrap_err();
-        assert!(e.contains("SRTP is not supported"), "{e}");
+        let e = parse(&req(vec![(
+            "transport protocol",
+            Value::str("UDP/TLS/RTP/SAVPF"),
+        )]))
+        .unwrap_err();
+        assert!(e.contains("DTLS-SRTP is not supported"), "{e}");
+        let e = parse(&req(vec![("flags", list(&["SDES-nonew"]))])).unwrap_err();
+        assert!(e.contains("`SDES` \"nonew\""), "{e}");
         let e = parse(&req(vec![("ICE", Value::str("sideways"))])).unwrap_err();
         assert!(e.contains("`ICE`: unknown value"), "{e}");
         let e = parse(&req(vec![("media address", Value::str("somewhere"))])).unwrap_err();

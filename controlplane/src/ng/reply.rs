@@ -102,6 +102,7 @@ fn counters(packets: u64, bytes: u64) -> Value {
 /// participant's facts its flags and times come from.
 struct Shown {
     rtcp: bool,
+    crypto_suite: Option<&'static str>,
     /// The section uses rtcp-mux.
     mux: bool,
     strict: bool,
@@ -146,6 +147,9 @@ fn stream(s: &StreamReport, how: &Shown) -> Value {
         ),
         ("stats", stream_stats(stat)),
     ]);
+    if let Some(suite) = how.crypto_suite {
+        v.set("crypto suite", Value::str(suite));
+    }
     if let Some(l) = s.local {
         v.set("local port", Value::Int(l.port() as i64));
         v.set("local address", Value::str(&l.ip().to_string()));
@@ -174,6 +178,7 @@ fn media_flags(m: &MediaReport) -> Value {
         (m.send, "send"),
         (m.recv, "recv"),
         (m.mux, "rtcp-mux"),
+        (m.crypto_suite.is_some(), "SDES"),
         (m.ice_controlling, "ICE controlling"),
     ];
     Value::List(
@@ -202,6 +207,7 @@ fn media(
     }
     let shown = |rtcp| Shown {
         rtcp,
+        crypto_suite: m.crypto_suite,
         mux: m.mux,
         strict: p.strict,
         created: unix(p.created),

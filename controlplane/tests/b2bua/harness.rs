@@ -32,6 +32,7 @@ pub fn sip_config() -> SipConfig {
             target: Some(format!("sip:6000@{CALLEE}")),
             reject: None,
             reason: None,
+            srtp: None,
         }],
         ring_timeout_secs: 30,
         ..SipConfig::default()

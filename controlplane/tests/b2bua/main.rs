@@ -548,6 +548,7 @@ fn lcr_net(ping_secs: u64) -> Net {
         target: Some("lcr".into()),
         reject: None,
         reason: None,
+        srtp: None,
     });
     let mut net = Net::new(sip, media_config());
     let mut t = LcrTable::default();
@@ -671,6 +672,7 @@ fn refusals_before_a_call_is_made() {
         target: None,
         reject: Some(486),
         reason: Some("Busy Here".into()),
+        srtp: None,
     });
     let mut net = Net::new(sip, media_config());
     let refused = |net: &mut Net, inv: Message| {
@@ -788,6 +790,7 @@ fn over_tcp_nothing_is_retransmitted() {
         target: Some(format!("sip:6001@{CALLEE};transport=tcp")),
         reject: None,
         reason: None,
+        srtp: None,
     });
     let mut net = Net::new(sip, media_config());
     let mut inv = net.caller.invite("6001", &sdp("192.0.2.10", 4000));
@@ -950,4 +953,65 @@ fn a_callee_without_contact_is_reached_at_the_request_uri() {
     assert_eq!(net.wire(), ["caller <- 200 BYE", "callee <- BYE"]);
     let b_bye = net.callee.expect("BYE");
     assert_eq!(b_bye.request_uri(), b_inv.request_uri());
+}
+
+/// A route with `srtp = "sdes"`: the callee is offered SDES-SRTP, its
+/// answer's key decrypts what it sends and the relay's key of the tag it
+/// picked encrypts what it gets; the caller keeps plain RTP, also through
+/// a re-INVITE that names no profile.
+#[test]
+fn a_route_with_srtp_sdes_offers_the_callee_srtp_and_transcrypts() {
+    use tollgate::b2bua::config::RouteSrtp;
+    use tollgate_dataplane::pipeline::StageSpec;
+    let mut sip = sip_config();
+    sip.routes[0].srtp = Some(RouteSrtp::Sdes);
+    let mut net = Net::new(sip, media_config());
+    let b_inv = invite(&mut net);
+    let offer = String::from_utf8_lossy(&b_inv.body).to_string();
+    assert!(offer.contains(" RTP/SAVP 0"), "{offer}");
+    assert!(
+        offer.contains("a=crypto:5 AES_CM_128_HMAC_SHA1_80 inline:"),
+        "{offer}"
+    );
+    let answer = sdp("192.0.2.20", 5000).replace("RTP/AVP", "RTP/SAVP")
+        + "a=crypto:5 AES_CM_128_HMAC_SHA1_80 inline:NzB4d1BINUAvLEw6UzF3WSJ+PSdFcGdUJShpX1Zj\r\n";
+    let ok = net.callee.respond(&b_inv, 200, Some(&answer));
+    net.callee_sends(&ok);
+    net.wire();
+    net.callee.expect("ACK");
+    let ok_a = net.caller.expect("200 INVITE");
+    let to_caller = String::from_utf8_lossy(&ok_a.body).to_string();
+    assert!(
+        to_caller.contains(" RTP/AVP 0") && !to_caller.contains("crypto"),
+        "{to_caller}"
+    );
+    let stages = |port: u16| -> Vec<&'static str> {
+        let flows = net.plane.flows();
+        let f = flows
+            .values()
+            .find(|f| f.destination.port() == port)
+            .expect("a flow");
+        f.stages
+            .iter()
+            .map(|s| match s {
+                StageSpec::SrtpDecrypt(_) => "decrypt",
+                StageSpec::SrtpEncrypt(_) => "encrypt",
+                _ => "other",
+            })
+            .collect()
+    };
+    assert_eq!(stages(5000), ["encrypt"], "towards the callee");
+    assert_eq!(stages(4000), ["decrypt"], "from the callee");
+    let ack = net.caller.ack(&ok_a);
+    net.caller_sends(&ack);
+    net.wire();
+    let reinvite = net.caller.request("INVITE", Some(&sdp("192.0.2.10", 4000)));
+    net.caller_sends(&reinvite);
+    net.wire();
+    let b_re = net.callee.expect("INVITE");
+    let again = String::from_utf8_lossy(&b_re.body).to_string();
+    assert!(
+        again.contains(" RTP/SAVP 0") && again.contains("a=crypto:5 "),
+        "{again}"
+    );
 }

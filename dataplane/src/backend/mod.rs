@@ -17,7 +17,7 @@ pub mod xdp;
 
 use crate::flow::Flow;
 use crate::pipeline::{Event, PipelineCounters};
-use crate::quality::{Quality, RemoteReport};
+use crate::quality::{Quality, RemoteReport, RtcpReport};
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
 use std::net::SocketAddr;
@@ -45,6 +45,9 @@ pub struct FlowCounters {
     /// and the relay's round trip to it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub remote: Option<RemoteReport>,
+    /// The last RTCP SR or RR the flow's sender sent, for export.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rtcp: Option<RtcpReport>,
 }
 
 /// What one packet worker did since it started, for `tollgate ctl workers`.
@@ -59,6 +62,12 @@ pub struct WorkerReport {
     pub flows: usize,
     pub rx_packets: u64,
     pub tx_packets: u64,
+    /// Bytes of what it received and sent: UDP payloads on the socket
+    /// backend, whole frames on DPDK and AF_XDP.
+    #[serde(default)]
+    pub rx_bytes: u64,
+    #[serde(default)]
+    pub tx_bytes: u64,
     /// Nanoseconds spent handling packets and timers (not waiting).
     pub busy_ns: u64,
     /// Nanoseconds since the worker started.

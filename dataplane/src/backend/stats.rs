@@ -4,10 +4,10 @@
 //! and the measuring of a flow's payloads that both workers share.
 
 use super::FlowCounters;
-use crate::quality::{Measured, Quality, RemoteReport, RtpTracker};
+use crate::quality::{Measured, Quality, RemoteReport, RtcpReport, RtpTracker};
 use arc_swap::ArcSwapOption;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{fence, AtomicU64, Ordering};
 use tollgate_ebpf::abi;
 
 /// A counter with a single writer: plain load and store, no locked
@@ -55,6 +55,8 @@ pub struct FlowStats {
     remote_jitter: Counter,
     rtt_ns: Counter,
     rtt_samples: Counter,
+    /// The last SR/RR ([`LastRtcp`]), behind its own sequence lock.
+    last_rtcp: LastRtcp,
     /// Set from the first packet when the flow learns; cleared when it changes.
     pub learned: ArcSwapOption<SocketAddr>,
 }
@@ -83,6 +85,9 @@ impl FlowStats {
     }
 
     fn publish_rtcp(&self, s: &abi::FlowQuality) {
+        if u64::from(s.rtcp_reports) != self.last_rtcp.reports() {
+            self.last_rtcp.publish(s);
+        }
         self.rtcp_packets.set(s.rtcp_packets);
         self.sr_ntp_mid.set(u64::from(s.sr_ntp_mid));
         self.sr_seen_ns.set(s.sr_seen_ns);
@@ -139,6 +144,99 @@ impl FlowStats {
             rtp: self.rtp(),
             rtcp_packets: Some(self.rtcp_packets.get()),
             remote: self.remote(),
+            rtcp: self.last_rtcp.read(),
+        }
+    }
+}
+
+/// A flow's last SR/RR, published by its worker and read by the control
+/// thread whole: a single-writer sequence lock (odd while the worker
+/// writes; a reader that saw it move reads again), so a report is never
+/// torn and the worker never waits.
+#[derive(Debug, Default)]
+struct LastRtcp {
+    version: AtomicU64,
+    reports: Counter,
+    seen_ns: Counter,
+    /// type << 40 | count << 32 | sender SSRC, and bit 48 when the first
+    /// block was read.
+    head: Counter,
+    /// SR sender info: NTP seconds << 32 | fraction, RTP timestamp << 32 |
+    /// packets, octets.
+    sender: [Counter; 3],
+    /// First block: source SSRC << 32 | extended highest sequence, LSR << 32
+    /// | DLSR, fraction and cumulative lost << 32 | jitter.
+    block: [Counter; 3],
+}
+
+impl LastRtcp {
+    fn reports(&self) -> u64 {
+        self.reports.get()
+    }
+
+    fn publish(&self, s: &abi::FlowQuality) {
+        let hi = |a: u32, b: u32| (u64::from(a) << 32) | u64::from(b);
+        let v = self.version.load(Ordering::Relaxed);
+        self.version.store(v + 1, Ordering::Relaxed);
+        fence(Ordering::Release);
+        self.reports.set(u64::from(s.rtcp_reports));
+        self.seen_ns.set(s.rtcp_seen_ns);
+        let head = (u64::from(s.rtcp_block) << 48)
+            | (u64::from(s.rtcp_type) << 40)
+            | (u64::from(s.rtcp_count) << 32)
+            | u64::from(s.rtcp_ssrc);
+        self.head.set(head);
+        self.sender[0].set(hi(s.sr_ntp_msw, s.sr_ntp_lsw));
+        self.sender[1].set(hi(s.sr_rtp_ts, s.sr_packets));
+        self.sender[2].set(u64::from(s.sr_octets));
+        self.block[0].set(hi(s.block_ssrc, s.block_ext_seq));
+        self.block[1].set(hi(s.block_lsr, s.block_dlsr));
+        self.block[2].set(hi(s.remote_lost, s.remote_jitter));
+        self.version.store(v + 2, Ordering::Release);
+    }
+
+    /// The report, read again (a few times at most) while the worker was
+    /// writing it.
+    fn read(&self) -> Option<RtcpReport> {
+        for _ in 0..4 {
+            let v = self.version.load(Ordering::Acquire);
+            if v % 2 == 1 {
+                std::hint::spin_loop();
+                continue;
+            }
+            let state = self.state();
+            fence(Ordering::Acquire);
+            if self.version.load(Ordering::Relaxed) == v {
+                return RtcpReport::of(&state);
+            }
+        }
+        None
+    }
+
+    fn state(&self) -> abi::FlowQuality {
+        let (lo, hi) = (|w: u64| w as u32, |w: u64| (w >> 32) as u32);
+        let head = self.head.get();
+        let [s0, s1, s2] = [0, 1, 2].map(|i| self.sender[i].get());
+        let [b0, b1, b2] = [0, 1, 2].map(|i| self.block[i].get());
+        abi::FlowQuality {
+            rtcp_reports: self.reports.get() as u32,
+            rtcp_seen_ns: self.seen_ns.get(),
+            rtcp_block: (head >> 48) as u8,
+            rtcp_type: (head >> 40) as u8,
+            rtcp_count: (head >> 32) as u8,
+            rtcp_ssrc: lo(head),
+            sr_ntp_msw: hi(s0),
+            sr_ntp_lsw: lo(s0),
+            sr_rtp_ts: hi(s1),
+            sr_packets: lo(s1),
+            sr_octets: lo(s2),
+            block_ssrc: hi(b0),
+            block_ext_seq: lo(b0),
+            block_lsr: hi(b1),
+            block_dlsr: lo(b1),
+            remote_lost: hi(b2),
+            remote_jitter: lo(b2),
+            ..Default::default()
         }
     }
 }
@@ -158,4 +256,33 @@ pub fn sum_by_name<'a>(
         }
     }
     totals
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_workers_last_report_reads_back_whole() {
+        let (stats, mut tracker) = (FlowStats::default(), RtpTracker::new(8000));
+        assert_eq!(stats.counters().rtcp, None);
+        // SR from 0x5e: NTP 1.5, RTP ts 160, 3 packets, 480 octets; one block
+        // on source 9: 1/256 lost, 2 cumulative, ext seq 70000, jitter 12.
+        let mut sr = vec![0x81, 200, 0, 12, 0, 0, 0, 0x5e, 0, 0, 0, 1, 0x80, 0, 0, 0];
+        for w in [160u32, 3, 480, 9, 0x0100_0002, 70_000, 12, 0xabcd, 0x10] {
+            sr.extend(w.to_be_bytes());
+        }
+        stats.measure(&mut tracker, None, &sr, 1_000);
+        let got = stats.counters().rtcp.expect("the SR");
+        assert_eq!(Some(got), tracker.report());
+        let b = got.block.unwrap();
+        assert_eq!(
+            (b.ssrc, b.packets_lost, b.highest_seq, b.lsr),
+            (9, 2, 70_000, 0xabcd)
+        );
+        assert_eq!(
+            got.sender.map(|s| (s.ntp_lsw, s.octets)),
+            Some((0x8000_0000, 480))
+        );
+    }
 }

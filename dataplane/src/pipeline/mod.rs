@@ -66,6 +66,12 @@ pub struct Event {
 pub enum EventKind {
     /// `drop_every` dropped the flow's `packet`th packet, its `dropped`th drop.
     StageDrop { packet: u64, dropped: u64 },
+    /// A transcrypt stage dropped its `count`th packet for `reason`
+    /// (reported at counts 1, 2, 4, 8, ...: an attack cannot flood events).
+    SrtpDrop {
+        reason: stages::SrtpDropReason,
+        count: u64,
+    },
 }
 
 /// Where a worker's events go: a bounded channel the control thread drains.

@@ -215,3 +215,34 @@ fn a_stalled_worker_resumes_without_a_burst() {
     p.tick(2_000_000_000, &mut buf, |_, _| n += 1);
     assert!(n <= 5, "{n} packets after a 2 s stall");
 }
+
+#[test]
+fn srtp_drops_are_reported_at_powers_of_two_per_reason() {
+    use crate::srtp::{Keying, MasterKey, Suite};
+    let (mut p, rx) = pipeline(64);
+    let k = Keying {
+        suite: Suite::AesCm128HmacSha1_80,
+        key: MasterKey::new(&[7; 30]).unwrap(),
+        mki: None,
+        lifetime: None,
+    };
+    p.install(0, PipelineFlow::new(&flow(vec![StageSpec::SrtpDecrypt(k)])));
+    for _ in 0..9 {
+        // Plain RTP is not SRTP: its last 10 bytes are no valid tag.
+        let mut buf = [RTP, RTP].concat();
+        let v = p.process(1, 0, &mut Payload::new(&mut buf, 32));
+        assert_eq!(v, Verdict::Drop(DropReason::Stage));
+    }
+    let counts: Vec<u64> = rx
+        .try_iter()
+        .map(|e| match e.kind {
+            EventKind::SrtpDrop { reason, count } => {
+                assert_eq!(reason, stages::SrtpDropReason::Auth);
+                count
+            }
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(counts, [1, 2, 4, 8]);
+    assert_eq!(p.counters().dropped_stage, 9);
+}

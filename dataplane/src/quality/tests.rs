@@ -254,3 +254,55 @@ fn the_xdp_programs_tracking_agrees_with_this_one() {
         assert!(r.reports > 0 && rust.state().rtt_samples > 0, "{r:?}");
     }
 }
+
+#[test]
+fn the_last_sr_or_rr_is_kept_whole_for_export_in_c_and_rust_alike() {
+    let mut t = RtpTracker::new(8000);
+    let mut c = abi::FlowQuality::default();
+    let mut both = |now: u64, p: &[u8]| {
+        host::measure(&mut c, None, p, now, 8000);
+        t.on_payload(now, p, || None);
+        assert_eq!(&c, t.state(), "{p:02x?}");
+        t.report()
+    };
+    assert_eq!(both(MS, &rtp_packet(7, 1, 160)), None, "RTP is no report");
+    // An SR with sender info and one block (source 7, ext seq 0).
+    let mut sr = rtcp_packet(
+        Some(0x1111_2222_3333_4444),
+        Some((0x0a00_0005, 40, 0x2222_3333, 0x8000)),
+    );
+    sr[20..28].copy_from_slice(&[0, 0, 0, 50, 0, 0, 0x1f, 0x40]);
+    let r = both(2 * MS, &sr).expect("an SR is kept");
+    assert_eq!(
+        (r.seq, r.seen_ns, r.packet_type, r.ssrc, r.report_count),
+        (1, 2 * MS, 200, 0x5e, 1)
+    );
+    let s = r.sender.expect("an SR's sender info");
+    assert_eq!(
+        (s.ntp_msw, s.ntp_lsw, s.packets, s.octets),
+        (0x1111_2222, 0x3333_4444, 50, 8000)
+    );
+    let b = r.block.expect("its first block");
+    assert_eq!(
+        (
+            b.ssrc,
+            b.fraction_lost,
+            b.packets_lost,
+            b.jitter,
+            b.lsr,
+            b.dlsr
+        ),
+        (7, 10, 5, 40, 0x2222_3333, 0x8000)
+    );
+    // An RR without blocks: no sender info, no block; SRTCP and SDES leave it.
+    let r = both(3 * MS, &rtcp_packet(None, None)).unwrap();
+    assert_eq!(
+        (r.seq, r.packet_type, r.sender, r.block),
+        (2, 201, None, None)
+    );
+    let mut srtcp = rtcp_packet(None, Some((0, 1, 0, 0)));
+    srtcp.extend([0x80, 0, 0, 1, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+    assert_eq!(both(4 * MS, &srtcp).map(|r| r.seq), Some(2));
+    let sdes = [0x81, 202, 0, 1, 0, 0, 0, 0x5e];
+    assert_eq!(both(5 * MS, &sdes).map(|r| r.seq), Some(2));
+}

@@ -1,5 +1,5 @@
 //! RTCP common header view (RFC 3550 section 6.4), enough to recognise and
-//! count RTCP on a flow, read the sender's SSRC, an SR's NTP timestamp and
+//! count RTCP on a flow, read the sender's SSRC, an SR's sender info and
 //! the first report block of an SR or RR.
 
 use super::{be16, be32, need, WireError};
@@ -75,6 +75,17 @@ impl<T: AsRef<[u8]>> Packet<T> {
         let b = self.0.as_ref();
         (self.packet_type() == SR && b.len() >= 28).then(|| be32(b, 10))
     }
+    /// An SR's sender info, if the buffer holds it.
+    pub fn sender_info(&self) -> Option<SenderInfo> {
+        let b = self.0.as_ref();
+        (self.packet_type() == SR && b.len() >= 28).then(|| SenderInfo {
+            ntp_msw: be32(b, 8),
+            ntp_lsw: be32(b, 12),
+            rtp_ts: be32(b, 16),
+            packets: be32(b, 20),
+            octets: be32(b, 24),
+        })
+    }
     /// The first report block of an SR or RR, if it has one in the buffer.
     pub fn first_report_block(&self) -> Option<ReportBlock> {
         let at = match self.packet_type() {
@@ -84,7 +95,9 @@ impl<T: AsRef<[u8]>> Packet<T> {
         };
         let b = self.0.as_ref();
         (self.count() > 0 && b.len() >= at + 24).then(|| ReportBlock {
+            ssrc: be32(b, at),
             lost: be32(b, at + 4),
+            ext_seq: be32(b, at + 8),
             jitter: be32(b, at + 12),
             lsr: be32(b, at + 16),
             dlsr: be32(b, at + 20),
@@ -92,11 +105,27 @@ impl<T: AsRef<[u8]>> Packet<T> {
     }
 }
 
+/// An SR's sender info (RFC 3550 6.4.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SenderInfo {
+    /// NTP timestamp: seconds, and fraction of a second in 1/2^32.
+    pub ntp_msw: u32,
+    pub ntp_lsw: u32,
+    pub rtp_ts: u32,
+    /// Packets and payload octets sent since the stream started.
+    pub packets: u32,
+    pub octets: u32,
+}
+
 /// A reception report block's figures (RFC 3550 6.4.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ReportBlock {
+    /// The source the block reports on.
+    pub ssrc: u32,
     /// Fraction lost (high 8 bits) and cumulative packets lost (low 24, signed).
     pub lost: u32,
+    /// Extended highest sequence number received.
+    pub ext_seq: u32,
     /// Interarrival jitter, in timestamp units.
     pub jitter: u32,
     /// Middle 32 bits of the NTP timestamp of the last SR received (0: none).
@@ -132,7 +161,7 @@ mod tests {
     fn reads_an_sr_timestamp_and_its_report_block() {
         let mut sr = vec![0x81, SR, 0, 12, 0, 0, 0, 9];
         sr.extend([0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88]); // NTP
-        sr.extend([0; 12]); // RTP timestamp, packet and octet counts
+        sr.extend([0, 0, 0, 5, 0, 0, 0, 6, 0, 0, 3, 0]); // RTP timestamp, packet and octet counts
         sr.extend([0, 0, 0, 7, 0x40, 0xff, 0xff, 0xfe, 0, 0, 1, 0]); // SSRC, lost, ext seq
         sr.extend([0, 0, 0, 80, 0x33, 0x44, 0x55, 0x66, 0, 1, 0, 0]); // jitter, LSR, DLSR
         let p = Packet::new_checked(&sr[..]).unwrap();
@@ -148,8 +177,13 @@ mod tests {
         assert!(!Packet::new_checked(&srtcp[..]).unwrap().is_plain());
         let b = p.first_report_block().unwrap();
         assert_eq!(
-            (b.lost, b.jitter, b.lsr, b.dlsr),
-            (0x40ff_fffe, 80, 0x3344_5566, 0x1_0000)
+            (b.ssrc, b.lost, b.ext_seq, b.jitter, b.lsr, b.dlsr),
+            (7, 0x40ff_fffe, 256, 80, 0x3344_5566, 0x1_0000)
+        );
+        let s = p.sender_info().unwrap();
+        assert_eq!(
+            (s.ntp_msw, s.ntp_lsw, s.rtp_ts, s.packets, s.octets),
+            (0x1122_3344, 0x5566_7788, 5, 6, 768)
         );
     }
 }

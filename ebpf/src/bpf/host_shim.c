@@ -9,7 +9,7 @@
 #include "csum.h"
 #include "quality.h"
 
-#define TG_HOST_LAYOUT_LEN 30
+#define TG_HOST_LAYOUT_LEN 35
 
 /* Sizes and offsets, in the order abi.rs's test expects them. */
 void tg_host_layout(__u64 out[TG_HOST_LAYOUT_LEN])
@@ -44,6 +44,11 @@ void tg_host_layout(__u64 out[TG_HOST_LAYOUT_LEN])
 	out[27] = offsetof(struct tg_flow_quality, sr_ntp_mid);
 	out[28] = offsetof(struct tg_flow_quality, rtt_ns);
 	out[29] = offsetof(struct tg_flow_quality, pad);
+	out[30] = offsetof(struct tg_flow_quality, rtcp_reports);
+	out[31] = offsetof(struct tg_flow_quality, rtcp_seen_ns);
+	out[32] = offsetof(struct tg_flow_quality, rtcp_type);
+	out[33] = offsetof(struct tg_flow_quality, block_dlsr);
+	out[34] = offsetof(struct tg_flow_quality, pad2);
 }
 
 /*

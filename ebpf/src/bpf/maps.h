@@ -52,6 +52,22 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } flow_quality SEC(".maps");
 
+/*
+ * Zeroes that new flow_quality entries are copied from (an entry on the
+ * stack would not fit in the program's 512 bytes). Plain bytes: the kernel
+ * refuses to copy from a value it knows holds a bpf_spin_lock. Nobody
+ * writes it.
+ */
+struct tg_quality_zero {
+	__u8 bytes[sizeof(struct tg_flow_quality)];
+};
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct tg_quality_zero);
+} quality_zero SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, TG_C_MAX);

@@ -6,7 +6,8 @@
  * interarrival jitter, computed in nanoseconds so no step rounds to the
  * RTP clock; and from RTCP SR/RR the first report block (remote loss and
  * jitter) and a round trip from its LSR/DLSR against when the relay saw
- * the matching SR pass the other way.
+ * the matching SR pass the other way; and the last report itself (header,
+ * sender info, first block), for export.
  *
  * Pure functions over the state and bounds-checked payload bytes, no BPF
  * helpers: the caller holds the entry's lock, and the host shim compiles
@@ -32,10 +33,20 @@ enum tg_payload {
 
 /* What an RTCP SR or RR said, read from the first packet of a compound. */
 struct tg_rtcp_seen {
+	__u32 is_report; /* an SR or RR of plain RTCP was read */
 	__u32 is_sr;
 	__u32 has_block;
+	__u32 count;    /* report count (RC) */
+	__u32 ssrc;     /* its sender's SSRC */
+	__u32 ntp_msw;  /* SR: NTP timestamp, seconds */
+	__u32 ntp_lsw;  /* SR: NTP timestamp, fraction */
 	__u32 ntp_mid;  /* SR: NTP timestamp, middle 32 bits */
+	__u32 rtp_ts;   /* SR: RTP timestamp */
+	__u32 packets;  /* SR: sender's packet count */
+	__u32 octets;   /* SR: sender's octet count */
+	__u32 block_ssrc; /* block: the source it reports on */
 	__u32 lost;     /* block: fraction lost << 24 | cumulative lost */
+	__u32 ext_seq;  /* block: extended highest sequence number received */
 	__u32 jitter;   /* block: interarrival jitter */
 	__u32 lsr;      /* block: middle 32 bits of the last SR its sender got */
 	__u32 dlsr;     /* block: delay since that SR, 1/65536 s */
@@ -164,20 +175,56 @@ TG_INLINE void tg_rtcp_parse(const __u8 *p, const void *end, __u32 len, struct t
 		if ((const void *)(p + 28) > end)
 			return;
 		r->is_sr = 1;
+		r->ntp_msw = tg_be32(p + 8);
+		r->ntp_lsw = tg_be32(p + 12);
 		r->ntp_mid = tg_be32(p + 10);
+		r->rtp_ts = tg_be32(p + 16);
+		r->packets = tg_be32(p + 20);
+		r->octets = tg_be32(p + 24);
 		block = p + 28;
 	} else if (p[1] == 201) {
 		block = p + 8;
 	} else {
 		return;
 	}
-	if ((p[0] & 0x1f) == 0 || (const void *)(block + 24) > end)
+	if ((const void *)(p + 8) > end)
+		return;
+	r->is_report = 1;
+	r->count = p[0] & 0x1f;
+	r->ssrc = tg_be32(p + 4);
+	if (r->count == 0 || (const void *)(block + 24) > end)
 		return;
 	r->has_block = 1;
+	r->block_ssrc = tg_be32(block);
 	r->lost = tg_be32(block + 4);
+	r->ext_seq = tg_be32(block + 8);
 	r->jitter = tg_be32(block + 12);
 	r->lsr = tg_be32(block + 16);
 	r->dlsr = tg_be32(block + 20);
+}
+
+/* Keeps the whole report (but blocks past the first) for export. */
+TG_INLINE void tg_rtcp_keep(struct tg_flow_quality *q, const struct tg_rtcp_seen *r, __u64 now_ns)
+{
+	q->rtcp_reports += 1;
+	q->rtcp_seen_ns = now_ns;
+	q->rtcp_type = r->is_sr ? 200 : 201;
+	q->rtcp_count = r->count;
+	q->rtcp_block = r->has_block;
+	q->rtcp_ssrc = r->ssrc;
+	if (r->is_sr) {
+		q->sr_ntp_msw = r->ntp_msw;
+		q->sr_ntp_lsw = r->ntp_lsw;
+		q->sr_rtp_ts = r->rtp_ts;
+		q->sr_packets = r->packets;
+		q->sr_octets = r->octets;
+	}
+	if (r->has_block) {
+		q->block_ssrc = r->block_ssrc;
+		q->block_ext_seq = r->ext_seq;
+		q->block_lsr = r->lsr;
+		q->block_dlsr = r->dlsr;
+	}
 }
 
 /*
@@ -190,6 +237,8 @@ TG_INLINE void tg_rtcp_apply(struct tg_flow_quality *q, const struct tg_rtcp_see
 			     __u64 now_ns, __u32 rev_ntp_mid, __u64 rev_seen_ns)
 {
 	q->rtcp_packets += 1;
+	if (r->is_report)
+		tg_rtcp_keep(q, r, now_ns);
 	if (r->is_sr) {
 		q->sr_ntp_mid = r->ntp_mid;
 		q->sr_seen_ns = now_ns;

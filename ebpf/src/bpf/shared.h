@@ -12,7 +12,7 @@
 #include <linux/types.h>
 #include <linux/bpf.h>
 
-#define TG_ABI_VERSION 3
+#define TG_ABI_VERSION 4
 
 /* Address family of a flow key/action (both ends of a flow share one family). */
 #define TG_AF_INET 4
@@ -112,7 +112,28 @@ struct tg_flow_quality {
 	__u32 remote_jitter;  /* last block: jitter, RTP units of the reported stream */
 	__u64 rtt_ns;         /* last round trip to this flow's sender (LSR/DLSR) */
 	__u32 rtt_samples;
-	__u32 pad;
+	/*
+	 * The last plain SR or RR read, whole but for blocks past the first,
+	 * for export (HEP): `rtcp_reports` moves with each, so a reader that
+	 * polls sees a new one by its count. Written with the rest under the lock.
+	 */
+	__u32 rtcp_reports;   /* SRs and RRs read */
+	__u64 rtcp_seen_ns;   /* when the last one passed */
+	__u8 rtcp_type;       /* 200 (SR) or 201 (RR) */
+	__u8 rtcp_count;      /* its report count (RC) */
+	__u8 rtcp_block;      /* 1: its first block was read (remote_lost, remote_jitter, block_*) */
+	__u8 pad;
+	__u32 rtcp_ssrc;      /* its sender's SSRC */
+	__u32 sr_ntp_msw;     /* SR sender info: NTP timestamp, seconds */
+	__u32 sr_ntp_lsw;     /*   and fraction */
+	__u32 sr_rtp_ts;      /*   RTP timestamp */
+	__u32 sr_packets;     /*   sender's packet count */
+	__u32 sr_octets;      /*   sender's octet count */
+	__u32 block_ssrc;     /* first block: the source it reports on */
+	__u32 block_ext_seq;  /* extended highest sequence number received */
+	__u32 block_lsr;      /* last SR (LSR) */
+	__u32 block_dlsr;     /* delay since last SR (DLSR), 1/65536 s */
+	__u32 pad2;
 };
 
 /* Indexes of the global per-CPU counter array. */

@@ -72,8 +72,11 @@ TG_INLINE struct tg_flow_quality *quality_of(const struct tg_flow_key *key)
 	struct tg_flow_quality *q = bpf_map_lookup_elem(&flow_quality, key);
 	if (q)
 		return q;
-	struct tg_flow_quality zero = {};
-	bpf_map_update_elem(&flow_quality, key, &zero, BPF_NOEXIST);
+	__u32 first = 0;
+	const struct tg_quality_zero *zero = bpf_map_lookup_elem(&quality_zero, &first);
+	if (!zero)
+		return 0;
+	bpf_map_update_elem(&flow_quality, key, zero, BPF_NOEXIST);
 	return bpf_map_lookup_elem(&flow_quality, key);
 }
 

@@ -7,6 +7,7 @@ pub mod ng;
 pub mod sdp;
 pub mod sip;
 pub mod spool;
+pub mod srtp;
 pub mod wire;
 
 use crate::Target;
@@ -82,6 +83,18 @@ pub const ALL: &[Target] = &[
         name: "spool_cursor",
         tokens: spool::TOKENS,
         run: spool::cursor,
+        weight: 1,
+    },
+    Target {
+        name: "sdes_crypto",
+        tokens: srtp::TOKENS,
+        run: srtp::crypto,
+        weight: 4,
+    },
+    Target {
+        name: "srtp",
+        tokens: srtp::TOKENS,
+        run: srtp::packet,
         weight: 1,
     },
 ];

@@ -347,6 +347,8 @@ mod backend {
                         flows: s.flows.get() as usize,
                         rx_packets: s.rx.get(),
                         tx_packets: s.tx.get(),
+                        rx_bytes: s.rx_bytes.get(),
+                        tx_bytes: s.tx_bytes.get(),
                         busy_ns: s.busy_ns.get(),
                         uptime_ns: s.uptime_ns.get(),
                         drops: named

@@ -33,6 +33,8 @@ macro_rules! worker_counters {
 worker_counters! {
     rx => "rx",
     tx => "tx",
+    rx_bytes => "rx_bytes",
+    tx_bytes => "tx_bytes",
     forwarded => "forwarded",
     no_flow => "drop_no_flow",
     drop_source => "drop_source_mismatch",

@@ -109,8 +109,9 @@ struct State {
     /// Each pipeline slot's flow.
     slots: HashMap<Slot, SocketAddr>,
     resolver: Resolver<Mbuf>,
-    /// Packets to send, per port.
+    /// Packets to send, per port, and their bytes.
     tx: Vec<Vec<RawMbuf>>,
+    tx_queued_bytes: Vec<u64>,
     scratch: Vec<u8>,
     /// Reused between bursts: originated frames, resolver steps.
     frames: Vec<(Mbuf, usize, IpAddr)>,
@@ -141,6 +142,7 @@ impl Worker {
             tx: (0..self.ports.len())
                 .map(|_| Vec::with_capacity(self.burst * 2))
                 .collect(),
+            tx_queued_bytes: vec![0; self.ports.len()],
             scratch: vec![0u8; 2048],
             frames: Vec::new(),
             steps: Vec::new(),
@@ -246,6 +248,7 @@ impl Worker {
             return;
         }
         let len = m.len();
+        c.rx_bytes.add(len as u64);
         let room = m.room();
         let class = relay::classify(&room[..len]);
         if let Ok(eth) = ethernet::Frame::new_checked(&room[..len]) {
@@ -389,6 +392,7 @@ impl Worker {
                 eth.set_destination(mac);
                 eth.set_source(ctx.iface.mac);
                 m.reset_tx();
+                st.tx_queued_bytes[port] += m.len() as u64;
                 st.tx[port].push(m.into_raw());
             }
             None => match st.resolver.hold(now, port as u16, hop, m) {
@@ -510,11 +514,16 @@ impl Worker {
             }
             let sent = eal::tx_burst(self.ports[p].id, self.index as u16, q);
             self.stats.tx.add(sent as u64);
+            let mut unsent_bytes = 0;
             for &m in &q[sent..] {
                 // SAFETY: the driver did not take these; they are still ours.
-                drop(unsafe { Mbuf::from_raw(m) });
+                let m = unsafe { Mbuf::from_raw(m) };
+                unsent_bytes += m.len() as u64;
+                drop(m);
                 self.stats.tx_full.inc();
             }
+            let queued = std::mem::take(&mut st.tx_queued_bytes[p]);
+            self.stats.tx_bytes.add(queued.saturating_sub(unsent_bytes));
             q.clear();
         }
     }

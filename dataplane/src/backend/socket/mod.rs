@@ -411,6 +411,8 @@ impl Backend for SocketBackend {
                     flows: flows[i],
                     rx_packets: c.rx.get(),
                     tx_packets: c.forwarded.get(),
+                    rx_bytes: c.rx_bytes.get(),
+                    tx_bytes: c.tx_bytes.get(),
                     busy_ns: c.busy_ns.get(),
                     uptime_ns: c.uptime_ns.get(),
                     drops: named

@@ -10,6 +10,9 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 pub struct WorkerCounters {
     pub rx: Counter,
     pub forwarded: Counter,
+    /// UDP payload bytes received and forwarded.
+    pub rx_bytes: Counter,
+    pub tx_bytes: Counter,
     pub no_flow: Counter,
     pub drop_source: Counter,
     pub malformed: Counter,
@@ -23,10 +26,12 @@ pub struct WorkerCounters {
 }
 
 impl WorkerCounters {
-    pub fn named(&self) -> [(&'static str, u64); 8] {
+    pub fn named(&self) -> [(&'static str, u64); 10] {
         [
             ("rx", self.rx.get()),
             ("forwarded", self.forwarded.get()),
+            ("rx_bytes", self.rx_bytes.get()),
+            ("tx_bytes", self.tx_bytes.get()),
             ("drop_no_flow", self.no_flow.get()),
             ("drop_source_mismatch", self.drop_source.get()),
             ("drop_malformed", self.malformed.get()),

@@ -435,6 +435,7 @@ impl Worker {
             return false;
         };
         let payload = msg.payload_data();
+        c.rx_bytes.add(payload.len() as u64);
         let Some(Some(slot)) = self.slots.get_mut(id as usize) else {
             return false;
         };
@@ -480,6 +481,7 @@ impl Worker {
             .build()
             .user_data(OP_SEND | bid as u64);
         c.forwarded.inc();
+        c.tx_bytes.add(len as u64);
         self.push(e);
         true
     }

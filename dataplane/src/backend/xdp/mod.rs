@@ -30,7 +30,9 @@ use super::{ifindex, Backend, BackendError, FlowCounters, WorkerReport};
 use crate::config::{XdpAttachMode, XdpConfig};
 use crate::flow::{self, Flow};
 use crate::pipeline::{Event, PipelineFlow, Slot};
-use crate::quality::{Quality, RemoteReport};
+use crate::quality::{Quality, RemoteReport, RtcpReport};
+/// `bpf_map_lookup_elem_flags`: copy a value holding a `bpf_spin_lock` under it.
+const BPF_F_LOCK: u64 = 4;
 use afxdp::{Interface, Route, Workers};
 use aya::maps::{DevMapHash, HashMap, MapData, PerCpuArray, PerCpuHashMap, PerCpuValues, XskMap};
 use aya::programs::links::{FdLink, PinnedLink};
@@ -665,10 +667,12 @@ impl Backend for XdpBackend {
         if let Ok(l) = self.learned.get(&key, 0) {
             c.learned = Some(flow::sock(key.family, &l.addr, l.port));
         }
-        if let Ok(q) = self.quality.get(&key, 0) {
+        // BPF_F_LOCK: copied under the entry's lock, so a report is never torn.
+        if let Ok(q) = self.quality.get(&key, BPF_F_LOCK) {
             c.rtp = Quality::of(&q, flow.clock_rate);
             c.rtcp_packets = Some(q.rtcp_packets);
             c.remote = RemoteReport::of(&q);
+            c.rtcp = RtcpReport::of(&q);
         }
         c
     }

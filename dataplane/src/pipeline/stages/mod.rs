@@ -7,12 +7,15 @@
 mod drop_every;
 mod rtcp_demux;
 mod silence;
+mod srtp;
 
 pub use drop_every::DropEvery;
 pub use rtcp_demux::RtcpDemux;
 pub use silence::Silence;
+pub use srtp::{Srtp, SrtpDropReason, SrtpDrops};
 
 use super::{Cx, Payload, Verdict};
+use crate::srtp::Keying;
 use serde::{Deserialize, Serialize};
 
 /// A stage as a flow names it in a control request.
@@ -35,6 +38,12 @@ pub enum StageSpec {
         #[serde(default = "default_ptime")]
         ptime_ms: u32,
     },
+    /// SRTP/SRTCP in, RTP/RTCP out: the first stage of a flow from an SRTP
+    /// leg, with the key that leg's sender announced.
+    SrtpDecrypt(Keying),
+    /// RTP/RTCP in, SRTP/SRTCP out: the last stage of a flow towards an
+    /// SRTP leg, with the key the relay announced to it.
+    SrtpEncrypt(Keying),
 }
 
 fn default_ptime() -> u32 {
@@ -59,6 +68,8 @@ impl StageSpec {
                     super::wheel::TICK_MS
                 ))
             }
+            StageSpec::SrtpDecrypt(k) => k.check().map_err(|e| format!("srtp_decrypt: {e}")),
+            StageSpec::SrtpEncrypt(k) => k.check().map_err(|e| format!("srtp_encrypt: {e}")),
             _ => Ok(()),
         }
     }
@@ -71,6 +82,8 @@ pub enum Stage {
     DropEvery(DropEvery),
     RtcpDemux(RtcpDemux),
     Silence(Silence),
+    SrtpDecrypt(Box<Srtp>),
+    SrtpEncrypt(Box<Srtp>),
 }
 
 impl Stage {
@@ -84,6 +97,8 @@ impl Stage {
                 payload_type,
                 ptime_ms,
             } => Stage::Silence(Silence::new(payload_type, ptime_ms, seed)),
+            StageSpec::SrtpDecrypt(k) => Stage::SrtpDecrypt(Box::new(Srtp::new(&k))),
+            StageSpec::SrtpEncrypt(k) => Stage::SrtpEncrypt(Box::new(Srtp::new(&k))),
         }
     }
 
@@ -94,6 +109,8 @@ impl Stage {
             Stage::DropEvery(s) => s.process(cx, p),
             Stage::RtcpDemux(s) => s.process(p),
             Stage::Silence(_) => Verdict::Drop(super::DropReason::Consumed),
+            Stage::SrtpDecrypt(s) => s.decrypt(cx, p),
+            Stage::SrtpEncrypt(s) => s.encrypt(cx, p),
         }
     }
 
@@ -135,6 +152,22 @@ mod tests {
                     ptime_ms: 20
                 }
             ]
+        );
+        let srtp: StageSpec = serde_json::from_str(
+            r#"{"kind":"srtp_encrypt","suite":"AEAD_AES_128_GCM","key":"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGw==","lifetime":1024}"#,
+        )
+        .unwrap();
+        let StageSpec::SrtpEncrypt(k) = srtp else {
+            panic!("{srtp:?}")
+        };
+        assert_eq!(k.key.bytes().len(), 28);
+        assert_eq!(k.lifetime, Some(1024));
+        assert!(srtp.check().is_ok());
+        let json = serde_json::to_string(&srtp).unwrap();
+        assert_eq!(serde_json::from_str::<StageSpec>(&json).unwrap(), srtp);
+        assert!(
+            !format!("{srtp:?}").contains("AAECAw"),
+            "the key never prints"
         );
         let e = serde_json::from_str::<StageSpec>(r#"{"kind":"nul"}"#).unwrap_err();
         assert!(e.to_string().contains("unknown variant `nul`"), "{e}");

@@ -109,6 +109,8 @@ pub enum Message {
 enum C {
     Rx,
     Tx,
+    RxBytes,
+    TxBytes,
     TxCopied,
     Wakeups,
     Originated,
@@ -124,6 +126,8 @@ enum C {
 const NAMES: [&str; C::Count as usize] = [
     "rx",
     "tx",
+    "rx_bytes",
+    "tx_bytes",
     "tx_copied",
     "wakeups",
     "originated_sent",
@@ -409,6 +413,8 @@ impl Workers {
                     flows: h.shared.flows.get() as usize,
                     rx_packets: c(C::Rx),
                     tx_packets: c(C::Tx),
+                    rx_bytes: c(C::RxBytes),
+                    tx_bytes: c(C::TxBytes),
                     busy_ns: h.shared.busy_ns.get(),
                     uptime_ns: now.saturating_sub(h.started_ns),
                     drops: {

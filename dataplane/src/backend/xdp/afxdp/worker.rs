@@ -230,6 +230,11 @@ impl Worker {
         self.counters[c as usize] += 1;
     }
 
+    fn sent(&mut self, len: usize) {
+        self.count(C::Tx);
+        self.counters[C::TxBytes as usize] += len as u64;
+    }
+
     /// One socket: completions, fill ring, one rx burst. Returns frames handled.
     fn service(&mut self, i: usize, now: u64) -> usize {
         let reserve = self.reserve;
@@ -250,6 +255,7 @@ impl Worker {
         }
         for f in &burst[..n] {
             self.counters[C::Rx as usize] += 1;
+            self.counters[C::RxBytes as usize] += u64::from(f.len);
             self.frame(i, *f, now);
         }
         self.burst = burst;
@@ -315,7 +321,7 @@ impl Worker {
         if self.xsks[i].ifindex == egress {
             // Out where it came in: the frame itself.
             if self.xsks[i].tx(addr, len as u32) {
-                self.count(C::Tx);
+                self.sent(len);
             } else {
                 self.count(C::TxRingFull);
                 self.xsks[i].free(addr);
@@ -341,7 +347,7 @@ impl Worker {
         }
         self.xsks[i].free(addr);
         if self.xsks[j].tx(to, len as u32) {
-            self.count(C::Tx);
+            self.sent(len);
             self.count(C::TxCopied);
         } else {
             self.count(C::TxRingFull);
