@@ -10,7 +10,7 @@ Each generated block sits between two markers naming its kind and JSON file
 
 Kinds: `media` (summary with spread, then every run), `capacity` (a
 `--ramp` report), `cdr` (`tollgate bench cdr --json`), `sip` (`tollgate
-bench sip --out`), `sip-capacity` (`tollgate bench sip --capacity --out`). Every block starts with the stamp of the run that made
+bench sip --out`), `sip-capacity` (`tollgate bench sip --capacity --out`), `archive` (`tollgate bench archive --json`). Every block starts with the stamp of the run that made
 its JSON: commit, build profile, kernel, CPU, pinning. Prose outside the
 blocks is left as written, so it must not repeat figures.
 
@@ -169,7 +169,20 @@ def sip_capacity(r):
     return out
 
 
-KINDS = {"media": media, "capacity": capacity, "cdr": cdr, "sip": sip, "sip-capacity": sip_capacity}
+def archive(r):
+    out = stamp_line(r.get("stamp"), f"S3 endpoint {r.get('endpoint', '?')}")
+    obj = r["rounds"][0]
+    out += (f"{r['recordings']} recordings of {r['secs']} s (two legs) per round, {len(r['rounds'])} rounds; "
+            f"{obj['objects']} objects, {obj['bytes'] / 1e6:,.1f} MB stored per round.\n\n")
+    rows = [["archived: rendered, sealed, uploaded, row written", spread(r["archive_mb_s"])],
+            ["raw PUT of objects of the same sizes (floor)", spread(r["raw_put_mb_s"])]]
+    out += table(["measure", "MB/s of stored objects, median (min–max)"], rows)
+    out += f"\n- Archiving reaches {r['archive_over_raw_put']:.2f}x the store's raw PUT rate.\n"
+    return out
+
+
+KINDS = {"media": media, "capacity": capacity, "cdr": cdr, "sip": sip, "sip-capacity": sip_capacity,
+         "archive": archive}
 
 
 def render(doc_path):

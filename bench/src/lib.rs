@@ -16,6 +16,7 @@
 //! library in-process (spool and PostgreSQL sink) against PostgreSQL's own
 //! floor; the library itself carries no benchmark code.
 
+pub mod archive;
 pub mod cdr;
 pub mod ceiling;
 pub mod cpu;

@@ -33,6 +33,23 @@ impl Law {
         }
     }
 
+    /// The law an SDP encoding name stands for, if it is G.711 at 8 kHz.
+    pub fn from_encoding(name: &str, clock_rate: u32) -> Option<Law> {
+        match (name.to_ascii_uppercase().as_str(), clock_rate) {
+            ("PCMU", 8000) => Some(Law::Pcmu),
+            ("PCMA", 8000) => Some(Law::Pcma),
+            _ => None,
+        }
+    }
+
+    /// Its SDP encoding name.
+    pub fn encoding(self) -> &'static str {
+        match self {
+            Law::Pcmu => "PCMU",
+            Law::Pcma => "PCMA",
+        }
+    }
+
     pub fn payload_type(self) -> u8 {
         match self {
             Law::Pcmu => 0,

@@ -29,8 +29,8 @@ pub struct Config {
     pub cdr: tollgate_cdr::config::CdrConfig,
     pub hep: crate::hep::config::HepConfig,
     pub http: crate::http::config::HttpConfig,
+    pub archive: crate::archive::config::ArchiveConfig,
     pub journal: crate::journal::JournalConfig,
-    pub archive: crate::recording::config::RecordingConfig,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -77,7 +77,7 @@ impl Config {
         problems.extend(self.cdr.validate());
         problems.extend(self.hep.validate());
         problems.extend(self.http.validate());
-        problems.extend(self.archive.validate());
+        problems.extend(self.archive.validate(&self.cdr));
         if problems.is_empty() {
             Ok(self)
         } else {

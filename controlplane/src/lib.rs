@@ -4,6 +4,7 @@
 //! `tollgate ctl`, `cdr` and `tune` do. The binary (`main.rs`) is only the
 //! command line over it; tests drive these modules directly.
 
+pub mod archive;
 pub mod b2bua;
 pub mod cdrs;
 pub mod config;
@@ -46,7 +47,8 @@ pub fn controlplane(
     }
     let spool = Arc::new(spool);
     let mut link = plane::DataplaneLink::new(cfg.dataplane.control_socket.clone());
-    let mut sessions = media::Sessions::new(cfg.media.clone()).with_recordings(cfg.archive.clone());
+    let mut sessions = media::Sessions::new(cfg.media.clone())
+        .with_recordings(recording::config::RecordingConfig::of(&cfg.archive));
     let (journal, sip_calls) = match cfg.journal.disabled {
         true => (None, Vec::new()),
         false => {
@@ -70,6 +72,10 @@ pub fn controlplane(
         .build()
         .context("starting the control plane runtime")?;
     rt.block_on(async {
+        let (archive, archive_status) = match cfg.archive.enabled {
+            true => archive::start(&cfg.archive, &cfg.cdr, stop.clone())?.unzip(),
+            false => (None, None),
+        };
         let http = match cfg.http.enabled {
             true => Some(
                 http::start(
@@ -78,6 +84,7 @@ pub fn controlplane(
                     spool.clone(),
                     cfg.dataplane.control_socket.clone(),
                     cfg.sip.listen.is_some(),
+                    archive_status,
                     stop.clone(),
                 )
                 .await
@@ -111,6 +118,9 @@ pub fn controlplane(
         };
         for s in sinks {
             s.abort();
+        }
+        if let Some(a) = archive {
+            let _ = a.await;
         }
         if let Some(h) = http {
             let _ = h.await;

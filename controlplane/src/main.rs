@@ -1,7 +1,7 @@
 //! `tollgate`: the single binary of a Tollgate node, its command line only;
 //! what the commands run lives in the library ([`tollgate`]). Subcommands
 //! exist only once they work: `run`, `dataplane`, `controlplane`, `ctl`,
-//! `cdr`, `bench`, `tune`, `check-config`.
+//! `cdr`, `archive`, `bench`, `tune`, `check-config`.
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
@@ -71,6 +71,14 @@ enum Command {
         #[command(subcommand)]
         command: cdrs::CdrCommand,
     },
+    /// Recording archive: queue status, archived recordings, fetch one as
+    /// WAV, retention purge.
+    Archive {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        command: tollgate::archive::cli::ArchiveCommand,
+    },
     /// Benchmarks of the relay, the same way for Tollgate and its peers.
     Bench {
         #[command(subcommand)]
@@ -102,6 +110,9 @@ enum BenchCommand {
     /// CDR spool appends and batched sink throughput into PostgreSQL,
     /// against unbatched inserts measured in the same run.
     Cdr(tollgate_bench::cdr::CdrBenchArgs),
+    /// Recordings archived into S3 (rendered, sealed, uploaded, cataloged)
+    /// in MB/s, against the store's raw PUT rate in the same run.
+    Archive(tollgate_bench::archive::ArchiveBenchArgs),
     /// Call setup through the SIP B2BUA with SIPp: achieved CPS, failures,
     /// setup latency and CPU per call; `--peer kamailio` measures Kamailio
     /// with rtpengine the same way.
@@ -242,12 +253,19 @@ fn run(cli: Cli) -> Result<()> {
             )
         }
         Command::Cdr { config, command } => cdrs::run(&load(config.as_deref())?.cdr, command),
+        Command::Archive { config, command } => {
+            let cfg = load(config.as_deref())?;
+            tollgate::archive::cli::run(&cfg.archive, &cfg.cdr, command)
+        }
         Command::Bench {
             what: BenchCommand::Cdr(args),
         } => tollgate_bench::cdr::main(&args, tollgate_bench::stamp::stamp()),
         Command::Bench {
             what: BenchCommand::Sip(args),
         } => tollgate_bench::sip::main(&args),
+        Command::Bench {
+            what: BenchCommand::Archive(args),
+        } => tollgate_bench::archive::main(&args, tollgate_bench::stamp::stamp()),
         Command::Bench {
             what: BenchCommand::Media(args),
         } => {

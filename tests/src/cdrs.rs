@@ -206,8 +206,14 @@ pub struct Event {
 }
 
 impl EventQueue {
-    /// Declares (or finds again) the queue `name` and consumes from it.
+    /// Declares (or finds again) the queue `name` and consumes the call
+    /// events from it.
     pub async fn bind(url: &str, name: &str) -> EventQueue {
+        Self::bind_to(url, name, "call.#").await
+    }
+
+    /// The same, for the events whose routing key matches `pattern`.
+    pub async fn bind_to(url: &str, name: &str, pattern: &str) -> EventQueue {
         let props = ConnectionProperties::default()
             .with_executor(tokio_executor_trait::Tokio::current())
             .with_reactor(tokio_reactor_trait::Tokio);
@@ -243,7 +249,7 @@ impl EventQueue {
         ch.queue_bind(
             q.name().as_str(),
             "events",
-            "call.#",
+            pattern,
             QueueBindOptions::default(),
             FieldTable::default(),
         )

@@ -31,6 +31,24 @@ impl Drop for Proc {
 
 use tollgate_bench::peers::command;
 
+/// SIGKILLs a node started by [`tollgate_run`]: its supervisor and its
+/// data plane, then reaps it.
+pub fn kill(tg: &mut Proc) {
+    let pid = tg.child.id() as i32;
+    let children =
+        std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+    // SAFETY: signalling processes this test started.
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    for c in children
+        .split_whitespace()
+        .filter_map(|c| c.parse::<i32>().ok())
+    {
+        // SAFETY: as above, the node's data plane.
+        unsafe { libc::kill(c, libc::SIGKILL) };
+    }
+    let _ = tg.child.wait();
+}
+
 /// Spawns `cmd` with output to `dir/name.log`.
 pub fn spawn(mut cmd: Command, dir: &Path, name: &'static str) -> Proc {
     let log = dir.join(format!("{name}.log"));
@@ -69,6 +87,18 @@ pub fn with_own_cdrs(config: &str, dir: &Path) -> String {
     )
 }
 
+/// `config` with an `[archive]` section keeping the recording spool, the
+/// local archive and its generated key under `dir`, unless it has one.
+pub fn with_own_archive(config: &str, dir: &Path) -> String {
+    if config.contains("[archive]") {
+        return config.to_string();
+    }
+    format!(
+        "{config}\n[archive]\nspool = \"{0}/recordings\"\n[archive.store]\nkind = \"local\"\npath = \"{0}/archive\"\n[archive.encryption]\ngenerated_key_file = \"{0}/archive-key.hex\"\n",
+        dir.display()
+    )
+}
+
 /// `config` with an `[http]` section on an ephemeral loopback port, unless
 /// it has one: nodes of parallel tests must not share the default 8088.
 pub fn with_own_http(config: &str) -> String {
@@ -87,7 +117,7 @@ pub fn tollgate_run(
     ng: SocketAddr,
 ) -> Proc {
     let cfg = dir.join("tollgate.toml");
-    let config = with_own_http(&with_own_cdrs(config, dir));
+    let config = with_own_archive(&with_own_http(&with_own_cdrs(config, dir)), dir);
     std::fs::write(&cfg, config).expect("write config");
     let mut cmd = command(
         netns,

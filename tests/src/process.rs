@@ -57,8 +57,9 @@ fn current(bin: &Path) -> Result<(), String> {
 }
 
 /// The crates linked into the `tollgate` binary.
-const CRATES: [&str; 8] = [
+const CRATES: [&str; 9] = [
     "controlplane",
+    "archive",
     "dataplane",
     "ebpf",
     "ng",

@@ -21,7 +21,7 @@ use tollgate_cdr::config::CdrConfig;
 use tollgate_ng::Value;
 use tollgate_tests::cdrs::{self, all_sinks, all_sinks_toml, EventQueue};
 use tollgate_tests::netns::unique;
-use tollgate_tests::peers::{self, Proc};
+use tollgate_tests::peers::{self, kill, Proc};
 use tollgate_tests::services::{self, Service};
 use tollgate_tests::TempDir;
 
@@ -204,23 +204,6 @@ fn sink<'a>(
         .iter()
         .find(|s| s.name == name)
         .unwrap_or_else(|| panic!("no sink {name} in {st:#?}"))
-}
-
-/// SIGKILLs the node: its supervisor and its data plane.
-fn kill(tg: &mut Proc) {
-    let pid = tg.child.id() as i32;
-    let children =
-        std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
-    // SAFETY: signalling processes this test started.
-    unsafe { libc::kill(pid, libc::SIGKILL) };
-    for c in children
-        .split_whitespace()
-        .filter_map(|c| c.parse::<i32>().ok())
-    {
-        // SAFETY: as above, the node's data plane.
-        unsafe { libc::kill(c, libc::SIGKILL) };
-    }
-    let _ = tg.child.wait();
 }
 
 /// Waits until `acked` holds `n` calls, while the driver runs.

@@ -11,6 +11,7 @@
 use super::{Sink, SinkError};
 use crate::model::Record;
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions};
+use lapin::publisher_confirm::{Confirmation, PublisherConfirm};
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
 
@@ -35,66 +36,85 @@ impl AmqpSink {
         }
     }
 
-    async fn connect(&self) -> Result<(Connection, Channel), SinkError> {
-        let props = ConnectionProperties::default()
-            .with_executor(tokio_executor_trait::Tokio::current())
-            .with_reactor(tokio_reactor_trait::Tokio);
-        let conn = Connection::connect(&self.url, props).await?;
-        let channel = conn.create_channel().await?;
-        channel
-            .exchange_declare(
-                &self.exchange,
-                ExchangeKind::Topic,
-                ExchangeDeclareOptions {
-                    durable: true,
-                    ..Default::default()
-                },
-                FieldTable::default(),
-            )
-            .await?;
-        channel
-            .confirm_select(ConfirmSelectOptions::default())
-            .await?;
-        Ok((conn, channel))
-    }
-
     async fn publish(&self, channel: &Channel, batch: &[(u64, Record)]) -> Result<(), SinkError> {
         let mut confirms = Vec::with_capacity(batch.len());
         for (_, rec) in batch {
             let body = serde_json::to_vec(rec).expect("records serialise");
-            let props = BasicProperties::default()
-                .with_content_type("application/json".into())
-                .with_delivery_mode(2)
-                .with_message_id(rec.dedup_key().into())
-                .with_timestamp((crate::model::now_ms() / 1000) as u64);
-            confirms.push(
-                channel
-                    .basic_publish(
-                        &self.exchange,
-                        rec.event(),
-                        BasicPublishOptions::default(),
-                        &body,
-                        props,
-                    )
-                    .await?,
-            );
+            let key = rec.dedup_key();
+            confirms.push(send(channel, &self.exchange, rec.event(), &key, &body).await?);
         }
         for c in confirms {
-            if c.await?.is_nack() {
-                return Err(SinkError(
-                    "AMQP: the broker refused (nacked) a message".into(),
-                ));
-            }
+            confirmed(c.await?)?;
         }
         Ok(())
     }
+}
+
+/// A connection and a confirm-mode channel to `url`, with the durable
+/// topic `exchange` declared.
+pub async fn connect(url: &str, exchange: &str) -> Result<(Connection, Channel), SinkError> {
+    let props = ConnectionProperties::default()
+        .with_executor(tokio_executor_trait::Tokio::current())
+        .with_reactor(tokio_reactor_trait::Tokio);
+    let conn = Connection::connect(url, props).await?;
+    let channel = conn.create_channel().await?;
+    channel
+        .exchange_declare(
+            exchange,
+            ExchangeKind::Topic,
+            ExchangeDeclareOptions {
+                durable: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await?;
+    channel
+        .confirm_select(ConfirmSelectOptions::default())
+        .await?;
+    Ok((conn, channel))
+}
+
+/// Publishes one persistent JSON message; the broker's confirm comes with
+/// the returned future (check it with [`confirmed`]).
+pub async fn send(
+    channel: &Channel,
+    exchange: &str,
+    routing_key: &str,
+    message_id: &str,
+    body: &[u8],
+) -> Result<PublisherConfirm, SinkError> {
+    let props = BasicProperties::default()
+        .with_content_type("application/json".into())
+        .with_delivery_mode(2)
+        .with_message_id(message_id.into())
+        .with_timestamp((crate::model::now_ms() / 1000) as u64);
+    Ok(channel
+        .basic_publish(
+            exchange,
+            routing_key,
+            BasicPublishOptions::default(),
+            body,
+            props,
+        )
+        .await?)
+}
+
+/// An error unless the broker acknowledged the message.
+pub fn confirmed(c: Confirmation) -> Result<(), SinkError> {
+    if c.is_nack() {
+        return Err(SinkError(
+            "AMQP: the broker refused (nacked) a message".into(),
+        ));
+    }
+    Ok(())
 }
 
 impl Sink for AmqpSink {
     async fn deliver(&mut self, batch: &[(u64, Record)]) -> Result<(), SinkError> {
         let link = match self.link.take() {
             Some(l) if l.1.status().connected() => l,
-            _ => self.connect().await?,
+            _ => connect(&self.url, &self.exchange).await?,
         };
         self.publish(&link.1, batch).await?;
         self.link = Some(link);

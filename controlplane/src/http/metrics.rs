@@ -43,7 +43,11 @@
 //!   `tollgate_worker_rx_packets_per_second` (labels `worker`, `core`);
 //! - CDRs: `tollgate_cdr_spool_depth` (records some sink still has to
 //!   take), `tollgate_cdr_spool_bytes`, `tollgate_cdr_sink_lag{sink}`,
-//!   `tollgate_cdr_sink_failing{sink}`.
+//!   `tollgate_cdr_sink_failing{sink}`;
+//! - the recording archive (while its uploader runs):
+//!   `tollgate_archive_queue_depth`, `tollgate_archive_over_watermark`
+//!   (1 above `queue_combined_watermark`), `tollgate_archive_flagged_total`,
+//!   `tollgate_archive_archived_total`, `tollgate_archive_failed`.
 
 use super::meters::Observed;
 use super::sampler::PlaneSample;
@@ -81,6 +85,7 @@ pub struct Scrape {
     pub draining: bool,
     pub plane: Arc<PlaneSample>,
     pub spool: Status,
+    pub archive: Option<tollgate_archive::status::ArchiveStatus>,
 }
 
 /// `rows` as one metric family of `kind` (a family without rows is
@@ -133,7 +138,8 @@ impl Collector for Scrape {
         self.dataplane(&mut enc)?;
         self.throughput(&mut enc)?;
         self.workers(&mut enc)?;
-        self.cdrs(&mut enc)
+        self.cdrs(&mut enc)?;
+        self.archive(&mut enc)
     }
 }
 
@@ -556,6 +562,50 @@ impl Scrape {
     }
 }
 
+impl Scrape {
+    fn archive(&self, enc: &mut DescriptorEncoder) -> Result<(), Error> {
+        let Some(a) = &self.archive else {
+            return Ok(());
+        };
+        let flag = if a.over_watermark { 1.0 } else { 0.0 };
+        for (name, help, v) in [
+            (
+                "tollgate_archive_queue_depth",
+                "Recordings waiting to be archived",
+                a.depth as f64,
+            ),
+            (
+                "tollgate_archive_over_watermark",
+                "1 while more recordings wait than queue_combined_watermark",
+                flag,
+            ),
+            (
+                "tollgate_archive_failed",
+                "Recordings that cannot be archived (in failed/)",
+                a.failed as f64,
+            ),
+        ] {
+            gauges(enc, name, help, one(v))?;
+        }
+        counters(
+            enc,
+            "tollgate_archive_flagged",
+            "Recordings flagged for arriving above the watermark",
+            one_count(a.flagged),
+        )?;
+        counters(
+            enc,
+            "tollgate_archive_archived",
+            "Recordings archived since the uploader started",
+            one_count(a.archived),
+        )
+    }
+}
+
+fn one_count(n: u64) -> [(Labels, u64); 1] {
+    [(Vec::new(), n)]
+}
+
 /// The scrape as Prometheus text.
 pub fn encode(scrape: Scrape) -> Result<String, Error> {
     let mut registry = Registry::default();
@@ -600,5 +650,6 @@ pub fn gather(state: &super::State) -> Scrape {
             .load(std::sync::atomic::Ordering::Relaxed),
         plane: state.samples.latest(),
         spool: state.spool.status(),
+        archive: state.archive.as_ref().map(|a| lock(a).clone()),
     }
 }

@@ -81,6 +81,8 @@ pub struct State {
     pub samples: Arc<Samples>,
     /// Whether `[sip]` listens at all (readiness waits for it then).
     pub sip_configured: bool,
+    /// The archive uploader's status, when it runs.
+    pub archive: Option<tollgate_archive::status::SharedStatus>,
     token: Option<String>,
 }
 
@@ -94,6 +96,7 @@ pub async fn start(
     spool: Arc<Spool>,
     socket: PathBuf,
     sip_configured: bool,
+    archive: Option<tollgate_archive::status::SharedStatus>,
     stop: Arc<AtomicBool>,
 ) -> std::io::Result<tokio::task::JoinHandle<()>> {
     let listener = tokio::net::TcpListener::bind(cfg.listen).await?;
@@ -106,6 +109,7 @@ pub async fn start(
         spool,
         samples,
         sip_configured,
+        archive,
         token: cfg.token.clone(),
     });
     tracing::info!(listen = %listener.local_addr()?, token = cfg.token.is_some(),

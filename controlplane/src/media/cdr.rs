@@ -192,6 +192,7 @@ pub fn build(
     let (status, hangup_by, reason) = ending(how, answered, caller_tag.as_deref(), &parts);
     Cdr {
         call_id: call_id.to_string(),
+        recording_url: call.recording_url.clone(),
         source_ip: parts.first().and_then(|p| p.signal),
         destination_ip: parts.get(1).and_then(|p| p.signal),
         start_ms: ms(call.created),

@@ -331,6 +331,10 @@ struct Call {
     #[serde(skip)]
     delete_at: Option<Instant>,
     recording: Option<Recording>,
+    /// Where the call's (first) recording will be once archived: the CDR's
+    /// `recording_url`.
+    #[serde(default)]
+    recording_url: Option<String>,
     /// Signalled by Tollgate's own B2BUA, which ends it (with BYEs) when its
     /// media stops: the timeouts here leave it alone.
     managed: bool,
@@ -350,6 +354,7 @@ impl Call {
             tags: HashMap::new(),
             delete_at: None,
             recording: None,
+            recording_url: None,
             managed: false,
             flows: BTreeMap::new(),
         }

@@ -133,6 +133,11 @@ impl Sessions {
             return;
         };
         self.touch(call_id);
+        let url = self.recording_cfg.url(call_id, &r.id, r.started);
+        if let Some(c) = self.calls.get_mut(call_id) {
+            // A call recorded twice (stop, then start) points at its first.
+            c.recording_url.get_or_insert(url);
+        }
         if !flows_gone {
             if let Err(e) = self.sync_flows(plane, call_id) {
                 tracing::warn!(call_id, error = %e.0, "taking the recording's taps off");

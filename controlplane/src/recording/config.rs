@@ -1,40 +1,35 @@
-//! The recorder's key of the `[archive]` section: `spool`, the directory
-//! recordings are written in (`open/`) and handed to the archive in
-//! (`ready/`). The archive's own keys live with the archive.
+//! Where the recorder writes: the archive's spool (`[archive] spool`, owned
+//! and validated by `archive::config`), seen as the two halves of the
+//! hand-off directory (`tollgate_archive`'s module doc).
 
-use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
-/// Where recordings go when the config does not say: beside the CDR
-/// spool, under the node's data directory.
-pub const DEFAULT_SPOOL: &str = "/var/lib/tollgate/recordings";
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct RecordingConfig {
     /// The hand-off directory: `<spool>/open/<id>/` while a recording is
     /// written, `<spool>/ready/<id>/` once it is closed.
     pub spool: PathBuf,
+    /// The archive's store: where a recording's URL (in the CDR) points.
+    pub store: tollgate_archive::store::StoreConfig,
 }
 
 impl Default for RecordingConfig {
     fn default() -> Self {
-        RecordingConfig {
-            spool: PathBuf::from(DEFAULT_SPOOL),
-        }
+        RecordingConfig::of(&crate::archive::config::ArchiveConfig::default())
     }
 }
 
 impl RecordingConfig {
-    pub fn validate(&self) -> Vec<String> {
-        if self.spool.is_absolute() {
-            Vec::new()
-        } else {
-            vec![format!(
-                "archive.spool: {} must be an absolute path (the data plane writes there too)",
-                self.spool.display()
-            )]
+    pub fn of(archive: &crate::archive::config::ArchiveConfig) -> Self {
+        RecordingConfig {
+            spool: archive.spool.clone(),
+            store: archive.store.clone(),
         }
+    }
+
+    /// The URL the archived WAV of recording `id` of `call_id` will have.
+    pub fn url(&self, call_id: &str, id: &str, started: std::time::SystemTime) -> String {
+        tollgate_archive::store::recording_url(&self.store, None, call_id, id, started.into())
     }
 
     /// Where a recording is written.
@@ -53,14 +48,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn spool_defaults_under_the_data_directory_and_must_be_absolute() {
-        let c: RecordingConfig = toml::from_str("").unwrap();
+    fn the_spool_defaults_under_the_data_directory() {
+        let c = RecordingConfig::default();
         assert_eq!(
             c.open_dir("r1"),
             PathBuf::from("/var/lib/tollgate/recordings/open/r1")
         );
-        assert!(c.validate().is_empty());
-        let rel: RecordingConfig = toml::from_str(r#"spool = "rec""#).unwrap();
-        assert!(rel.validate()[0].contains("archive.spool: rec"));
+        assert_eq!(
+            c.ready_dir("r1"),
+            PathBuf::from("/var/lib/tollgate/recordings/ready/r1")
+        );
     }
 }

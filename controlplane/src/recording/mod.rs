@@ -174,7 +174,10 @@ mod tests {
             }],
             ..RecordingReport::default()
         };
-        let cfg = RecordingConfig { spool: "/s".into() };
+        let cfg = RecordingConfig {
+            spool: "/s".into(),
+            ..RecordingConfig::default()
+        };
         let c = r.close(&cfg, "call@x", Some(&report), t0 + Duration::from_secs(61));
         assert_eq!(c.open, PathBuf::from("/s/open/rec-1"));
         assert_eq!(c.ready, PathBuf::from("/s/ready/rec-1"));

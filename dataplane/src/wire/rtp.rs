@@ -96,6 +96,15 @@ mod tests {
             (v.payload_type(), v.sequence(), v.timestamp(), v.ssrc()),
             (0, 0x1234, 0xa0, 0xdeadbeef)
         );
+        assert_eq!(v.payload(), &[0xff; 160][..]);
+        let mut ext = vec![0xb1, 0x00, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1];
+        ext.extend_from_slice(&[0, 0, 0, 9]); // one CSRC
+        ext.extend_from_slice(&[0xbe, 0xde, 0, 1, 1, 2, 3, 4]); // one extension word
+        ext.extend_from_slice(&[7, 7, 0, 2]); // payload 7 7, two bytes of padding
+        assert_eq!(
+            Packet::new_checked(&ext[..]).unwrap().payload(),
+            &[7, 7][..]
+        );
     }
 
     #[test]
