@@ -4,7 +4,7 @@
 //! [`Snapshot`] once a second: active calls with each leg's quality, calls
 //! per second and active calls over the last minutes, the data plane's
 //! per-worker load, SIP responses sent by code, the CDR tail, the spool
-//! and its sinks, and gateway health. The page draws them; the layout
+//! and its sinks, the recording archive's queue, and gateway health. The page draws them; the layout
 //! folds to one column on a phone. Behind a token, a browser passes it as
 //! `?access_token=` (RFC 6750 §2.3), which the page carries on to the
 //! event stream.
@@ -46,6 +46,8 @@ pub struct Snapshot {
     pub sip_codes: BTreeMap<u16, u64>,
     pub cdrs: Vec<Cdr>,
     pub spool: Status,
+    /// The recording archive's queue, while its uploader runs.
+    pub archive: Option<tollgate_archive::status::ArchiveStatus>,
     pub gateways: Vec<GatewayView>,
 }
 
@@ -69,6 +71,7 @@ pub fn snapshot(state: &State) -> Snapshot {
         sip_codes,
         cdrs: state.observed.calls.recent(TAIL),
         spool: state.spool.status(),
+        archive: state.archive.as_ref().map(|a| lock(a).clone()),
         gateways: state
             .observed
             .b2bua()

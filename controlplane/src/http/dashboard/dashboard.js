@@ -113,6 +113,23 @@ function drawSpool(sp) {
   }));
 }
 
+function drawArchive(a) {
+  const box = document.getElementById("archive");
+  if (!a) { box.replaceChildren(el("div", "uploader not running", "dim")); return; }
+  const lines = [
+    ["queued", a.depth + (a.over_watermark ? " (over watermark " + a.watermark + ")" : "")],
+    ["oldest", a.oldest || "-"],
+    ["archived", a.archived],
+    ["failed", a.failed],
+    ["last error", a.last_error || "none"],
+  ];
+  box.replaceChildren(...lines.map(([k, v]) => {
+    const r = el("div", null, "row");
+    r.append(el("span", k, "dim"), el("span", v, k === "queued" && a.over_watermark ? "bad" : ""));
+    return r;
+  }));
+}
+
 function drawGateways(gws) {
   const box = document.getElementById("gateways");
   if (!gws.length) { box.replaceChildren(el("div", "no LCR gateways", "dim")); return; }
@@ -144,6 +161,7 @@ function draw(s) {
   drawWorkers(s);
   drawCodes(s.sip_codes);
   drawSpool(s.spool);
+  drawArchive(s.archive);
   drawGateways(s.gateways);
   drawCdrs(s.cdrs);
   document.body.dataset.updated = String(s.at_ms);
