@@ -436,3 +436,23 @@ pub fn sdp_of(log: &str, first_line: &str) -> Option<String> {
         .unwrap_or(body.len());
     Some(body[v..end].trim_end().to_string())
 }
+
+/// A one-line PCMU offer or answer for a party at `at`.
+pub fn pcmu_sdp(at: SocketAddr) -> String {
+    format!(
+        "v=0\r\no=- 1 1 IN IP4 {ip}\r\ns=-\r\nc=IN IP4 {ip}\r\nt=0 0\r\n\
+         m=audio {port} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n",
+        ip = at.ip(),
+        port = at.port()
+    )
+}
+
+/// Where the relay's SDP in an NG reply tells its party to send media.
+pub fn relay_media(reply: &tollgate_ng::Value) -> SocketAddr {
+    let text = reply
+        .get("sdp")
+        .and_then(tollgate_ng::Value::as_str)
+        .expect("an SDP in the NG reply");
+    let s = tollgate_sip::sdp::Sdp::parse(text).expect("the relay's SDP parses");
+    SocketAddr::new(s.connection(0).expect("c="), s.media[0].port())
+}

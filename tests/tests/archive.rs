@@ -7,10 +7,12 @@
 //! count and SHA-256 checked against the rows); tampered, truncated and
 //! wrongly keyed objects refused; key rotation; purge dry run and apply;
 //! rows in real PostgreSQL, MariaDB and SQLite and `recording.ready` on
-//! RabbitMQ.
+//! RabbitMQ. And the whole chain: an NG call recorded by the relay's taps,
+//! archived, fetched with `tollgate archive get`, each party's tone on its
+//! own channel, and the CDR's `recording_url` the archived WAV's.
 //!
 //! Ports: S3 18300-18303 (SeaweedFS's own 18400-18449 and, as it does,
-//! those + 10000 for gRPC), NG 22510-22515, relay ports 50400-50459, HTTP
+//! those + 10000 for gRPC), NG 22510-22516, relay ports 50400-50479, HTTP
 //! 9190.
 
 use chrono::{TimeZone, Utc};
@@ -606,4 +608,104 @@ fn rows_land_in_postgres_mariadb_and_sqlite_and_ready_is_published() {
             2,
         );
     }
+}
+
+/// `n` PCMU packets of a `hz` tone from `ssrc`, 20 ms each.
+fn tone_packets(ssrc: u32, hz: f64, n: u16) -> Vec<Vec<u8>> {
+    (0..n)
+        .map(|seq| {
+            let mut p = tollgate_tests::rtp::packet(ssrc, seq);
+            for (i, b) in p[12..].iter_mut().enumerate() {
+                let t = (usize::from(seq) * 160 + i) as f64 / 8000.0;
+                let x = 8000.0 * (std::f64::consts::TAU * hz * t).sin();
+                *b = tollgate_codec::Law::Pcmu.encode(x as i16);
+            }
+            p
+        })
+        .collect()
+}
+
+#[test]
+fn an_ng_call_recorded_by_the_relay_comes_back_from_the_archive_with_each_partys_tone() {
+    use tollgate_ng::Value as Ng;
+    let dir = TempDir::new("tgarc-call");
+    let ng = "127.0.0.1:22516";
+    let store = local_store(&dir.0);
+    let sections = format!("{}{}", sqlite_cdr(&dir.0), archive_toml(&dir.0, &store, ""));
+    let tg = node(&dir.0, ng, (50460, 50479), &sections);
+    let mut client = peers::ng_client(None, ng.parse().expect("address"));
+    let (a, b) = (
+        std::net::UdpSocket::bind("127.0.0.1:0").expect("caller"),
+        std::net::UdpSocket::bind("127.0.0.1:0").expect("callee"),
+    );
+    let (a_at, b_at) = (a.local_addr().unwrap(), b.local_addr().unwrap());
+    let call = |extra: Vec<(&'static str, Ng)>| {
+        let mut p = vec![
+            ("call-id", Ng::str("rec-e2e@test")),
+            ("from-tag", Ng::str("A")),
+        ];
+        p.extend(extra);
+        p
+    };
+    let offer = client
+        .command(
+            "offer",
+            call(vec![
+                ("sdp", Ng::str(&peers::pcmu_sdp(a_at))),
+                ("record call", Ng::str("yes")),
+            ]),
+        )
+        .expect("offer");
+    let answer = client
+        .command(
+            "answer",
+            call(vec![
+                ("sdp", Ng::str(&peers::pcmu_sdp(b_at))),
+                ("to-tag", Ng::str("B")),
+            ]),
+        )
+        .expect("answer");
+    let (b_sends_to, a_sends_to) = (peers::relay_media(&offer), peers::relay_media(&answer));
+    // Three seconds of talk both ways: the caller at 440 Hz, the callee at 1 kHz.
+    let (from_a, from_b) = (
+        tone_packets(0xa, 440.0, 150),
+        tone_packets(0xb, 1000.0, 150),
+    );
+    for (pa, pb) in from_a.iter().zip(&from_b) {
+        a.send_to(pa, a_sends_to).expect("caller RTP");
+        b.send_to(pb, b_sends_to).expect("callee RTP");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    client.command("delete", call(vec![])).expect("delete");
+
+    let rows = wait_archived(&dir.0, 1, Duration::from_secs(30), &tg);
+    let ch = get_wav(&dir.0, "rec-e2e@test", &dir.0.join("call.wav"));
+    assert_eq!(ch.len(), 2, "one channel per leg");
+    let (l440, l1k) = (tone_level(&ch[0], 440.0), tone_level(&ch[0], 1000.0));
+    let (r1k, r440) = (tone_level(&ch[1], 1000.0), tone_level(&ch[1], 440.0));
+    assert!(
+        l440 > 0.9 && l1k < 0.05,
+        "caller: 440 Hz {l440:.3}, 1 kHz {l1k:.3}"
+    );
+    assert!(
+        r1k > 0.9 && r440 < 0.05,
+        "callee: 1 kHz {r1k:.3}, 440 Hz {r440:.3}"
+    );
+
+    // The CDR points at the archived WAV.
+    let out = Command::new(tollgate_tests::process::tollgate_bin())
+        .args(["cdr", "--config"])
+        .arg(dir.0.join("tollgate.toml"))
+        .args(["export", "--since", "2000-01-01", "--format", "json"])
+        .output()
+        .expect("tollgate cdr export");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let url = rows[0]["url"].as_str().expect("a row's url").to_string();
+    let cdr = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|c| c["call_id"] == "rec-e2e@test")
+        .unwrap_or_else(|| panic!("no CDR of the call in {text}"));
+    assert_eq!(cdr["recording_url"], Value::String(url), "{cdr}");
 }

@@ -29,7 +29,6 @@ use tollgate_archive::meta::RecordingMeta;
 use tollgate_dataplane::control::Request;
 use tollgate_ng::client::NgClient;
 use tollgate_ng::Value;
-use tollgate_sip::sdp::Sdp;
 use tollgate_tests::netns::{self, sh, Topology};
 use tollgate_tests::peers::{self, Proc};
 use tollgate_tests::process::Bpffs;
@@ -165,13 +164,6 @@ fn sdp(addr: SocketAddr, version: u32) -> String {
     )
 }
 
-/// Where an SDP the relay wrote says to send media.
-fn media_of(reply: &Value) -> SocketAddr {
-    let text = reply.get("sdp").and_then(Value::as_str).expect("an SDP");
-    let s = Sdp::parse(text).expect("the relay's SDP parses");
-    SocketAddr::new(s.connection(0).expect("c="), s.media[0].port())
-}
-
 /// One side of an NG-driven call: its socket, and where it sends.
 struct Party {
     sock: UdpSocket,
@@ -208,14 +200,14 @@ impl NgCall {
         o.extend(self.offer_keys.iter().cloned());
         o.extend(record.map(|r| ("record call", Value::str(r))));
         let to_b = self.command("offer", o);
-        self.b.to = media_of(&to_b);
+        self.b.to = peers::relay_media(&to_b);
         let a = vec![
             ("from-tag", Value::str("A")),
             ("to-tag", Value::str("B")),
             ("sdp", Value::str(&sdp(self.b.at, version))),
         ];
         let to_a = self.command("answer", a);
-        self.a.to = media_of(&to_a);
+        self.a.to = peers::relay_media(&to_a);
     }
 
     /// A sends `seqs` with `a_ssrc`, then B with `b_ssrc`, 2 ms apart; each

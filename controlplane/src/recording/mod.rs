@@ -94,7 +94,7 @@ impl Recording {
         report: Option<&RecordingReport>,
         ended: SystemTime,
     ) -> Closed {
-        let legs = self
+        let mut legs: Vec<LegMeta> = self
             .legs
             .into_iter()
             .map(|(local, leg)| {
@@ -109,6 +109,8 @@ impl Recording {
                 }
             })
             .collect();
+        // The caller's legs first: the WAV's channels follow this order.
+        legs.sort_by_key(|l| l.label != "caller");
         let captures = report.map(|r| r.captures.clone()).unwrap_or_default();
         Closed {
             open: cfg.open_dir(&self.id),
