@@ -157,6 +157,23 @@ pub fn tollgate_loopback(
     (p, ctl)
 }
 
+/// `tollgate run`'s arguments for a relay between the namespaces of
+/// [`crate::netns::v4`]: interfaces `caller` and `callee` on the relay's two
+/// addresses, deletes at once, NG at `ng`, relay ports `ports`.
+pub fn namespace_relay_args(ng: &str, ports: (u16, u16)) -> Vec<String> {
+    let n = crate::netns::v4();
+    let mut args = vec![
+        "--interface".to_string(),
+        format!("caller/{}", n.relay_a),
+        "--interface".into(),
+        format!("callee/{}", n.relay_b),
+        "--delete-delay".into(),
+        "0".into(),
+    ];
+    args.extend(relay_args(ng, ports));
+    args
+}
+
 /// `tollgate run`'s rtpengine-style arguments for NG at `ng` and relay
 /// ports `ports`.
 pub fn relay_args(ng: &str, ports: (u16, u16)) -> Vec<String> {

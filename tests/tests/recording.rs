@@ -350,16 +350,7 @@ fn in_namespaces(
         ctl.display(),
         archive_section(&spool)
     );
-    let n = netns::v4();
-    let mut args = vec![
-        "--interface".to_string(),
-        format!("caller/{}", n.relay_a),
-        "--interface".into(),
-        format!("callee/{}", n.relay_b),
-        "--delete-delay".into(),
-        "0".into(),
-    ];
-    args.extend(peers::relay_args(ng, ports));
+    let args = peers::namespace_relay_args(ng, ports);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let ng: SocketAddr = ng.parse().expect("NG address");
     let tg = peers::tollgate_run(Some(&topo.relay), &dir.0, &config, &args, ng);

@@ -339,16 +339,8 @@ fn xdp_node_sigkilled_under_1000_calls_loses_no_packet_and_writes_each_cdr_once(
     );
     let n = netns::v4();
     let ng = "127.0.0.1:22542";
-    let mut args = vec![
-        "--interface".to_string(),
-        format!("caller/{}", n.relay_a),
-        "--interface".into(),
-        format!("callee/{}", n.relay_b),
-        "--delete-delay".into(),
-        "0".into(),
-    ];
     // In the relay's namespace the ports are its own: no other test's.
-    args.extend(peers::relay_args(ng, (20000, 27999)));
+    let args = peers::namespace_relay_args(ng, (20000, 27999));
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let ng_at: SocketAddr = ng.parse().expect("NG address");
     let start = || peers::tollgate_run(Some(&topo.relay), &dir.0, &config, &args, ng_at);
