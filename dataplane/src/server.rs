@@ -12,18 +12,28 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+/// How long [`bind`] waits for a previous data plane to finish exiting: a
+/// node restarted at once after SIGKILL (systemd's `Restart=always`) starts
+/// while the killed process's sockets are still being closed.
+const PREDECESSOR_EXIT: Duration = Duration::from_secs(3);
+
 /// Binds the control socket, replacing a stale socket file left by a previous
-/// process (but refusing to steal one that a live data plane still answers on).
+/// process (but refusing to steal one that a live data plane still answers on
+/// after [`PREDECESSOR_EXIT`]).
 pub fn bind(path: &Path) -> io::Result<UnixListener> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
     if path.exists() {
-        if UnixStream::connect(path).is_ok() {
-            return Err(io::Error::new(
-                io::ErrorKind::AddrInUse,
-                format!("{} is in use by another running data plane", path.display()),
-            ));
+        let deadline = std::time::Instant::now() + PREDECESSOR_EXIT;
+        while UnixStream::connect(path).is_ok() {
+            if std::time::Instant::now() >= deadline {
+                return Err(io::Error::new(
+                    io::ErrorKind::AddrInUse,
+                    format!("{} is in use by another running data plane", path.display()),
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(50));
         }
         std::fs::remove_file(path)?;
     }

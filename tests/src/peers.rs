@@ -45,8 +45,31 @@ pub fn kill(tg: &mut Proc) {
     {
         // SAFETY: as above, the node's data plane.
         unsafe { libc::kill(c, libc::SIGKILL) };
+        wait_gone(c);
     }
     let _ = tg.child.wait();
+}
+
+/// Waits (at most 10 s) until process `pid`, not our child, has exited: its
+/// files are closed once it is gone or a zombie.
+fn wait_gone(pid: i32) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+            // The state follows the parenthesised command name.
+            Ok(stat)
+                if !stat
+                    .rsplit(')')
+                    .next()
+                    .unwrap_or("")
+                    .trim_start()
+                    .starts_with('Z') =>
+            {
+                std::thread::sleep(Duration::from_millis(20))
+            }
+            _ => return,
+        }
+    }
 }
 
 /// Spawns `cmd` with output to `dir/name.log`.
