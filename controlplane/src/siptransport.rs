@@ -6,7 +6,7 @@
 //! targets on demand). TCP runs on blocking threads (one per connection);
 //! TLS (rustls: the configured certificate when serving, the configured or
 //! system CAs when calling out) on tokio tasks, whose writer takes bytes
-//! from a channel.
+//! from a channel. WebSocket connections (`sipws`) use the same queues.
 
 use crate::b2bua::Transport;
 use crate::sipinbox::{Inbound, Inbox};
@@ -24,12 +24,13 @@ use tollgate_sip::message::{Message, ParseError};
 /// cut off.
 const MAX_STREAM_BUFFER: usize = 1 << 20;
 
-/// How to write to an open stream connection (the reader holds the same
-/// TCP socket: reads and writes go through shared references).
+/// How to write to an open stream connection: a TCP socket the reader
+/// shares (reads and writes go through shared references), or the queue of
+/// a task writing one (TLS, WebSocket), one whole message per item.
 #[derive(Clone)]
 pub enum Conn {
     Tcp(Arc<TcpStream>),
-    Tls(tokio::sync::mpsc::UnboundedSender<Vec<u8>>),
+    Queued(tokio::sync::mpsc::UnboundedSender<Vec<u8>>),
 }
 
 /// The open stream connections, by peer.
@@ -104,12 +105,16 @@ impl Outbound {
     pub fn send(&self, to: SocketAddr, transport: Transport, bytes: &[u8]) {
         let existing = lock(&self.conns).get(&to).cloned();
         let stream = match (existing, transport) {
-            (Some(Conn::Tls(w)), _) => {
+            (Some(Conn::Queued(w)), _) => {
                 let _ = w.send(bytes.to_vec());
                 return;
             }
             (Some(Conn::Tcp(s)), _) => s,
             (None, Transport::Tls) => return self.open_tls(to, bytes),
+            (None, Transport::Ws | Transport::Wss) => {
+                tracing::debug!(%to, "no WebSocket connection with this peer (browsers connect, we do not); not sent");
+                return;
+            }
             (None, _) => match TcpStream::connect_timeout(&to, Duration::from_secs(2)) {
                 Ok(s) => track(s, to, &self.tx, &self.conns),
                 Err(e) => {
@@ -130,7 +135,7 @@ impl Outbound {
         };
         let (out_tx, out_rx) = tokio::sync::mpsc::unbounded_channel::<Vec<u8>>();
         let _ = out_tx.send(first.to_vec());
-        lock(&self.conns).insert(to, Conn::Tls(out_tx));
+        lock(&self.conns).insert(to, Conn::Queued(out_tx));
         let (connector, tx, conns) = (connector.clone(), self.tx.clone(), self.conns.clone());
         rt.spawn(async move {
             let name = rustls::pki_types::ServerName::IpAddress(to.ip().into());
@@ -194,7 +199,7 @@ pub async fn accept_tls(
                 }
             };
             let (out_tx, out_rx) = tokio::sync::mpsc::unbounded_channel::<Vec<u8>>();
-            lock(&conns).insert(peer, Conn::Tls(out_tx));
+            lock(&conns).insert(peer, Conn::Queued(out_tx));
             session(tls, peer, out_rx, tx, conns).await;
         });
     }

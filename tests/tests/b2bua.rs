@@ -803,35 +803,6 @@ fn sighup_reloads_the_dialplan_and_a_bad_file_changes_nothing() {
     assert!(n.tollgate.log_text().contains("dialplan not reloaded"));
 }
 
-/// A server certificate for 127.0.0.1 (not a CA: rustls refuses a CA as
-/// an end entity), made with openssl: (certificate, key) PEM paths.
-fn self_signed(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
-    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
-    let made = std::process::Command::new("openssl")
-        .args([
-            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-        ])
-        .args([
-            "-subj",
-            "/CN=tollgate-test",
-            "-addext",
-            "subjectAltName=IP:127.0.0.1",
-        ])
-        .args(["-addext", "basicConstraints=critical,CA:FALSE"])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .output()
-        .expect("openssl (scripts/setup.sh installs it)");
-    assert!(
-        made.status.success(),
-        "{}",
-        String::from_utf8_lossy(&made.stderr)
-    );
-    (cert, key)
-}
-
 fn tls_extra(at: SocketAddr, cert: &std::path::Path, key: &std::path::Path) -> String {
     format!(
         "tls_listen = \"{at}\"\ntls_cert = \"{}\"\ntls_key = \"{}\"",
@@ -844,7 +815,7 @@ fn tls_extra(at: SocketAddr, cert: &std::path::Path, key: &std::path::Path) -> S
 fn sip_over_tls_with_the_configured_certificate() {
     use std::io::{Read, Write};
     let certs = TempDir::new("sip-tls");
-    let (cert, key) = self_signed(&certs.0);
+    let (cert, key) = tollgate_tests::tls::self_signed(&certs.0);
     let tls_at = addr(7305);
     let extra = tls_extra(tls_at, &cert, &key);
     let n = node(7300, &extra);
@@ -888,8 +859,8 @@ fn sip_over_tls_with_the_configured_certificate() {
 #[test]
 fn calls_out_over_tls_verifying_the_target() {
     let (certs, rogue) = (TempDir::new("sip-tls"), TempDir::new("sip-tls"));
-    let (cert, key) = self_signed(&certs.0);
-    let (rogue_cert, rogue_key) = self_signed(&rogue.0);
+    let (cert, key) = tollgate_tests::tls::self_signed(&certs.0);
+    let (rogue_cert, rogue_key) = tollgate_tests::tls::self_signed(&rogue.0);
     let (b_tls, c_tls) = (addr(7405), addr(5005));
     let _b = node(7400, &tls_extra(b_tls, &cert, &key));
     let c = node(5000, &tls_extra(c_tls, &rogue_cert, &rogue_key));

@@ -26,6 +26,12 @@ pub struct SipConfig {
     /// against; unset: the system's.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls_ca: Option<std::path::PathBuf>,
+    /// SIP over WebSocket (RFC 7118) for browsers: plain WebSocket here,
+    /// and over TLS (WSS, with `tls_cert`/`tls_key`) at `wss_listen`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ws_listen: Option<SocketAddr>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub wss_listen: Option<SocketAddr>,
     /// Address written in our Via and Contact (default: the listen address).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub advertise: Option<IpAddr>,
@@ -148,6 +154,8 @@ impl Default for SipConfig {
             tls_cert: None,
             tls_key: None,
             tls_ca: None,
+            ws_listen: None,
+            wss_listen: None,
             advertise: None,
             t1_ms: 500,
             t2_ms: 4000,
@@ -206,15 +214,25 @@ impl SipConfig {
                 ));
             }
         }
-        if self.tls_listen.is_some() {
-            if self.listen.is_none() {
-                errs.push(
-                    "sip.tls_listen: needs sip.listen too (the B2BUA's UDP/TCP address)".into(),
-                );
+        for (name, at) in [
+            ("tls_listen", self.tls_listen),
+            ("ws_listen", self.ws_listen),
+            ("wss_listen", self.wss_listen),
+        ] {
+            if at.is_some() && self.listen.is_none() {
+                errs.push(format!(
+                    "sip.{name}: needs sip.listen too (the B2BUA's UDP/TCP address)"
+                ));
             }
+        }
+        let secure = [
+            ("tls_listen", self.tls_listen),
+            ("wss_listen", self.wss_listen),
+        ];
+        if let Some((listen, _)) = secure.into_iter().find(|(_, at)| at.is_some()) {
             for (key, path) in [("tls_cert", &self.tls_cert), ("tls_key", &self.tls_key)] {
                 match path {
-                    None => errs.push(format!("sip.{key}: needed with sip.tls_listen")),
+                    None => errs.push(format!("sip.{key}: needed with sip.{listen}")),
                     Some(p) if !p.is_file() => {
                         errs.push(format!("sip.{key}: {} is not a readable file", p.display()))
                     }

@@ -77,6 +77,10 @@ pub enum Transport {
     Udp,
     Tcp,
     Tls,
+    /// SIP over WebSocket (RFC 7118), plain and over TLS: connections only
+    /// browsers open, so requests to them go over the one a REGISTER came in.
+    Ws,
+    Wss,
 }
 
 impl Transport {
@@ -85,7 +89,14 @@ impl Transport {
             Transport::Udp => "UDP",
             Transport::Tcp => "TCP",
             Transport::Tls => "TLS",
+            Transport::Ws => "WS",
+            Transport::Wss => "WSS",
         }
+    }
+
+    /// Whether it runs over TLS (what a SIPS URI needs, RFC 3261 §26.2).
+    pub fn secure(self) -> bool {
+        matches!(self, Transport::Tls | Transport::Wss)
     }
 }
 

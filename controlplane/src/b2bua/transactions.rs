@@ -29,10 +29,10 @@ impl B2bua {
     }
 
     /// Whether a dialog with `peer` is secure (§12.1.1, §12.1.2): over TLS
-    /// with a SIPS `request_uri`.
+    /// (or secure WebSocket) with a SIPS `request_uri`.
     pub(super) fn secure(&self, peer: SocketAddr, request_uri: Option<&str>) -> bool {
         let sips = request_uri.is_some_and(|u| UriRef::parse(u).is_ok_and(|u| u.is_sips()));
-        sips && self.transport_of(peer) == Transport::Tls
+        sips && self.transport_of(peer).secure()
     }
 
     /// Our Via for a request to `to`, and its branch.
