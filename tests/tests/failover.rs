@@ -25,8 +25,8 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::path::Path;
 use std::process::Command;
-use std::sync::atomic::{AtomicU16, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tollgate_ng::Value as Ng;
 use tollgate_tests::netns::{self, sh, Topology};
@@ -185,41 +185,73 @@ impl Drop for Lan {
     }
 }
 
-/// Relays TCP connections to `at` inside namespace `ns` to `at` in this
-/// one (where Redis runs), for the next 3 minutes.
-fn redis_relay(ns: &str, at: SocketAddr) {
-    let listener = Topology::run_in(ns, move || TcpListener::bind(at)).expect("relay listener");
-    listener.set_nonblocking(true).expect("nonblocking");
-    std::thread::spawn(move || {
-        let end = Instant::now() + Duration::from_secs(180);
-        while Instant::now() < end {
-            let Ok((inside, _)) = listener.accept() else {
-                std::thread::sleep(Duration::from_millis(20));
-                continue;
-            };
-            let Ok(redis) = TcpStream::connect(at) else {
-                continue;
-            };
-            let _ = inside.set_nonblocking(false);
-            for (mut from, mut to) in [
-                (
-                    inside.try_clone().expect("clone"),
-                    redis.try_clone().expect("clone"),
-                ),
-                (redis, inside),
-            ] {
-                std::thread::spawn(move || {
-                    let mut buf = [0u8; 16384];
-                    while let Ok(n) = from.read(&mut buf) {
-                        if n == 0 || to.write_all(&buf[..n]).is_err() {
-                            break;
-                        }
-                    }
-                    let _ = to.shutdown(std::net::Shutdown::Both);
-                });
+/// A TCP relay from `at` inside a namespace to `at` in this one (where
+/// Redis runs), for the next 3 minutes; switched off, it cuts its
+/// connections and refuses new ones (a Redis outage, as the node sees it).
+struct RedisRelay {
+    on: Arc<AtomicBool>,
+    open: Arc<Mutex<Vec<TcpStream>>>,
+}
+
+impl RedisRelay {
+    fn start(ns: &str, at: SocketAddr) -> RedisRelay {
+        let listener = Topology::run_in(ns, move || TcpListener::bind(at)).expect("relay listener");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let relay = RedisRelay {
+            on: Arc::new(AtomicBool::new(true)),
+            open: Arc::default(),
+        };
+        let (on, open) = (relay.on.clone(), relay.open.clone());
+        std::thread::spawn(move || {
+            let end = Instant::now() + Duration::from_secs(180);
+            while Instant::now() < end {
+                let Ok((inside, _)) = listener.accept() else {
+                    std::thread::sleep(Duration::from_millis(20));
+                    continue;
+                };
+                let Some(redis) = on
+                    .load(Ordering::SeqCst)
+                    .then(|| TcpStream::connect(at).ok())
+                    .flatten()
+                else {
+                    continue;
+                };
+                let _ = inside.set_nonblocking(false);
+                let mut open = open.lock().expect("relay");
+                open.extend([&inside, &redis].map(|s| s.try_clone().expect("clone")));
+                for (from, to) in [
+                    (
+                        inside.try_clone().expect("clone"),
+                        redis.try_clone().expect("clone"),
+                    ),
+                    (redis, inside),
+                ] {
+                    std::thread::spawn(move || pipe(from, to));
+                }
+            }
+        });
+        relay
+    }
+
+    fn switch(&self, on: bool) {
+        self.on.store(on, Ordering::SeqCst);
+        if !on {
+            for s in self.open.lock().expect("relay").drain(..) {
+                let _ = s.shutdown(std::net::Shutdown::Both);
             }
         }
-    });
+    }
+}
+
+/// Copies `from` to `to` until either closes.
+fn pipe(mut from: TcpStream, mut to: TcpStream) {
+    let mut buf = [0u8; 16384];
+    while let Ok(n) = from.read(&mut buf) {
+        if n == 0 || to.write_all(&buf[..n]).is_err() {
+            break;
+        }
+    }
+    let _ = to.shutdown(std::net::Shutdown::Both);
 }
 
 /// A node's config: relay and SIP on the floating address, its CDRs to
@@ -277,13 +309,13 @@ fn receive_per_call(
     })
 }
 
-/// Offers and answers the NG calls on the node in `ns`; their relay
-/// addresses (on the caller's side).
-fn ng_calls(ns: &str, a_at: SocketAddr, b_at: SocketAddr) -> Vec<SocketAddr> {
+/// Offers and answers `n` NG calls (`{prefix}-{i}`) on the node in `ns`;
+/// their relay addresses (on the caller's side).
+fn ng_calls(ns: &str, prefix: &str, n: u32, a_at: SocketAddr, b_at: SocketAddr) -> Vec<SocketAddr> {
     let mut client = peers::ng_client(Some(ns), NG.parse().expect("NG"));
-    (0..NG_CALLS)
+    (0..n)
         .map(|i| {
-            let id = format!("failover-ng-{i}");
+            let id = format!("{prefix}-{i}");
             let call = |extra: Vec<(&'static str, Ng)>| {
                 let mut p = vec![("call-id", Ng::str(&id)), ("from-tag", Ng::str("A"))];
                 p.extend(extra);
@@ -298,6 +330,44 @@ fn ng_calls(ns: &str, a_at: SocketAddr, b_at: SocketAddr) -> Vec<SocketAddr> {
             peers::relay_media(&client.command("answer", call(answer)).expect("answer"))
         })
         .collect()
+}
+
+/// Deletes NG calls `{prefix}-{i}` for each `i` of `calls` on the node in `ns`.
+fn ng_delete(ns: &str, prefix: &str, calls: std::ops::Range<u32>) {
+    let mut client = peers::ng_client(Some(ns), NG.parse().expect("NG"));
+    for i in calls {
+        let del = vec![
+            ("call-id", Ng::str(&format!("{prefix}-{i}"))),
+            ("from-tag", Ng::str("A")),
+        ];
+        client.command("delete", del).expect("delete");
+    }
+}
+
+/// The test Redis: its URL, its address, and a connection to it.
+fn redis() -> (String, SocketAddr, redis::Connection) {
+    let url = services::url(Service::Redis);
+    let at: SocketAddr = url
+        .trim_start_matches("redis://")
+        .split('/')
+        .next()
+        .and_then(|a| a.parse().ok())
+        .expect("a Redis address");
+    let conn = redis::Client::open(url.as_str())
+        .and_then(|c| c.get_connection())
+        .expect("Redis");
+    (url, at, conn)
+}
+
+/// Removes what the test's keyspaces left in Redis.
+fn forget(redis: &mut redis::Connection, keyspaces: &[&String]) {
+    for k in keyspaces {
+        for part in ["calls", "owner", "taken"] {
+            let _: Result<(), _> = redis::cmd("DEL")
+                .arg(format!("tollgate:keyspace:{k}:{part}"))
+                .query(redis);
+        }
+    }
 }
 
 /// SIPp's `uac_pcap` for every B2BUA call, from the caller to the
@@ -336,23 +406,15 @@ fn stored(redis: &mut redis::Connection, k: &str) -> Vec<String> {
 fn node_a_killed_node_b_takes_its_calls_and_media_and_each_cdr_is_written_once() {
     tollgate_tests::require_root();
     peers::require("sipp");
-    let url = services::url(Service::Redis);
-    let redis_at: SocketAddr = url
-        .trim_start_matches("redis://")
-        .split('/')
-        .next()
-        .and_then(|a| a.parse().ok())
-        .expect("a Redis address");
-    let mut redis = redis::Client::open(url.as_str())
-        .and_then(|c| c.get_connection())
-        .expect("Redis");
+    let (url, redis_at, mut redis) = redis();
     let lan = Lan::new();
     let dir = TempDir::new("tg-failover");
     let (da, db) = (dir.0.join("a"), dir.0.join("b"));
     let (ka, kb) = (netns::unique("tgfa"), netns::unique("tgfb"));
+    let mut relays = Vec::new();
     for (ns, d) in [(&lan.a, &da), (&lan.b, &db)] {
         std::fs::create_dir_all(d).expect("node dir");
-        redis_relay(ns, redis_at);
+        relays.push(RedisRelay::start(ns, redis_at));
     }
     let ng_at: SocketAddr = NG.parse().expect("NG");
     let config_a = node_config(&da, &url, &ka, &kb);
@@ -367,7 +429,7 @@ fn node_a_killed_node_b_takes_its_calls_and_media_and_each_cdr_is_written_once()
         format!("{CALLER}:49000").parse().expect("address"),
         format!("{CALLEE}:49010").parse().expect("address"),
     );
-    let to_relay = ng_calls(&lan.a, a_at, b_at);
+    let to_relay = ng_calls(&lan.a, "failover-ng", NG_CALLS, a_at, b_at);
     let caller = tollgate_tests::rtp::bind(&lan.caller, a_at);
     let callee = tollgate_tests::rtp::bind(&lan.callee, b_at);
     let receiver = receive_per_call(callee, Duration::from_secs(30));
@@ -471,14 +533,7 @@ fn node_a_killed_node_b_takes_its_calls_and_media_and_each_cdr_is_written_once()
     assert!(lost.iter().all(|&l| l <= bound), "lost per call: {lost:?}");
 
     // Released on B: NG deletes, and SIPp's BYEs.
-    let mut client = peers::ng_client(Some(&lan.b), ng_at);
-    for i in 0..NG_CALLS {
-        let del = vec![
-            ("call-id", Ng::str(&format!("failover-ng-{i}"))),
-            ("from-tag", Ng::str("A")),
-        ];
-        client.command("delete", del).expect("delete on B");
-    }
+    ng_delete(&lan.b, "failover-ng", 0..NG_CALLS);
     let st = uac.child.wait().expect("sipp uac");
     let errors = std::fs::read_to_string(dir.0.join("uac_errors.log")).unwrap_or_default();
     assert!(
@@ -534,13 +589,72 @@ fn node_a_killed_node_b_takes_its_calls_and_media_and_each_cdr_is_written_once()
         Some(ka.as_str()),
         "A claimed its keyspace back"
     );
-    for k in [&ka, &kb] {
-        for part in ["calls", "owner", "taken"] {
-            let _: Result<(), _> = redis::cmd("DEL")
-                .arg(format!("tollgate:keyspace:{k}:{part}"))
-                .query(&mut redis);
-        }
-    }
+    forget(&mut redis, &[&ka, &kb]);
     drop(node_b);
     drop(node_a);
+}
+
+/// Redis away: NG calls are answered at once and change on (started,
+/// deleted), the outage is logged once, and when Redis is back the node's
+/// keyspace holds exactly the calls live then.
+#[test]
+fn with_redis_away_calls_go_on_and_the_keyspace_is_caught_up_when_it_is_back() {
+    tollgate_tests::require_root();
+    let (url, redis_at, mut redis) = redis();
+    let lan = Lan::new();
+    let dir = TempDir::new("tg-failover-outage");
+    let k = netns::unique("tgfo");
+    let relay = RedisRelay::start(&lan.a, redis_at);
+    let config = node_config(&dir.0, &url, &k, "nobody");
+    let node = peers::tollgate_run(Some(&lan.a), &dir.0, &config, &[], NG.parse().expect("NG"));
+    relay.switch(false);
+    let (a_at, b_at): (SocketAddr, SocketAddr) = (
+        format!("{CALLER}:49100").parse().expect("address"),
+        format!("{CALLEE}:49110").parse().expect("address"),
+    );
+    let t0 = Instant::now();
+    ng_calls(&lan.a, "outage", 10, a_at, b_at);
+    ng_delete(&lan.a, "outage", 0..4);
+    let took = t0.elapsed();
+    assert!(
+        took < Duration::from_secs(2),
+        "10 calls and 4 deletes took {took:?} with Redis away"
+    );
+    let noticed = wait_until(Duration::from_secs(5), || {
+        node.log_text().contains("Redis unavailable")
+    });
+    assert!(noticed, "{}", node.log_text());
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(
+        stored(&mut redis, &k).is_empty(),
+        "written with Redis away?"
+    );
+
+    relay.switch(true);
+    let want: BTreeSet<String> = (4..10).map(|i| format!("media/outage-{i}")).collect();
+    let caught_up = wait_until(Duration::from_secs(5), || {
+        stored(&mut redis, &k).into_iter().collect::<BTreeSet<_>>() == want
+    });
+    assert!(
+        caught_up,
+        "keyspace holds {:?}\n{}",
+        stored(&mut redis, &k),
+        node.log_text()
+    );
+    let log = node.log_text();
+    assert_eq!(
+        log.matches("Redis unavailable").count(),
+        1,
+        "logged once: {log}"
+    );
+    assert!(log.contains("Redis back"), "{log}");
+    ng_delete(&lan.a, "outage", 4..10);
+    let emptied = wait_until(Duration::from_secs(2), || stored(&mut redis, &k).is_empty());
+    assert!(
+        emptied,
+        "ended calls left in Redis: {:?}",
+        stored(&mut redis, &k)
+    );
+    forget(&mut redis, &[&k]);
+    drop(node);
 }
