@@ -323,3 +323,30 @@ async fn connect<'a>(
     }
     Ok(conn.as_mut())
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+
+    fn problems(section: &str) -> String {
+        match Config::parse(section, "t.toml") {
+            Ok(_) => String::new(),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn a_failover_section_is_checked_against_itself_and_the_journal() {
+        let ok = "[failover]\nurl = \"redis://127.0.0.1:6379/0\"\nkeyspace = \"a\"\ntakeover = [\"b\"]\n";
+        assert_eq!(problems(ok), "");
+        let own =
+            "[failover]\nurl = \"redis://h/0\"\nkeyspace = \"a\"\ntakeover = [\"a\", \"x:y\"]\n";
+        let p = problems(own);
+        assert!(p.contains("\"a\", this node's own keyspace"), "{p}");
+        assert!(p.contains("keyspace \"x:y\": must be"), "{p}");
+        let p = problems(&format!("{ok}[journal]\ndisabled = true\n"));
+        assert!(p.contains("needs the call journal"), "{p}");
+        let p = problems("[failover]\nurl = \"http://h\"\nkeyspace = \"a\"\n");
+        assert!(p.contains("failover.url \"http://h\""), "{p}");
+    }
+}
