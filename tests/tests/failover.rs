@@ -66,17 +66,8 @@ impl Lan {
             b: format!("{base}b"),
         };
         sh(&["ip", "netns", "add", &lan.bridge]);
-        sh(&[
-            "ip",
-            "-n",
-            &lan.bridge,
-            "link",
-            "add",
-            "br0",
-            "type",
-            "bridge",
-        ]);
-        sh(&["ip", "-n", &lan.bridge, "link", "set", "br0", "up"]);
+        ip(&lan.bridge, "link add br0 type bridge");
+        ip(&lan.bridge, "link set br0 up");
         let hosts = [
             (&lan.caller, "vc", CALLER),
             (&lan.callee, "ve", CALLEE),
@@ -85,96 +76,40 @@ impl Lan {
         ];
         for (ns, port, addr) in hosts {
             sh(&["ip", "netns", "add", ns]);
-            sh(&["ip", "-n", ns, "link", "set", "lo", "up"]);
-            sh(&[
-                "ip",
-                "-n",
+            ip(ns, "link set lo up");
+            ip(
                 &lan.bridge,
-                "link",
-                "add",
-                port,
-                "type",
-                "veth",
-                "peer",
-                "name",
-                "eth0",
-                "netns",
-                ns,
-            ]);
-            sh(&[
-                "ip",
-                "-n",
-                &lan.bridge,
-                "link",
-                "set",
-                port,
-                "master",
-                "br0",
-                "up",
-            ]);
-            sh(&[
-                "ip",
-                "-n",
-                ns,
-                "addr",
-                "add",
-                &format!("{addr}/24"),
-                "dev",
-                "eth0",
-            ]);
-            sh(&["ip", "-n", ns, "link", "set", "eth0", "up"]);
+                &format!("link add {port} type veth peer name eth0 netns {ns}"),
+            );
+            ip(&lan.bridge, &format!("link set {port} master br0 up"));
+            ip(ns, &format!("addr add {addr}/24 dev eth0"));
+            ip(ns, "link set eth0 up");
             // A node binds the floating address while it is elsewhere (as
             // a keepalived standby must).
-            sh(&[
-                "ip",
-                "netns",
-                "exec",
-                ns,
-                "sysctl",
-                "-qw",
-                "net.ipv4.ip_nonlocal_bind=1",
-            ]);
+            let mut sysctl = vec!["ip", "netns", "exec", ns];
+            sysctl.extend(["sysctl", "-qw", "net.ipv4.ip_nonlocal_bind=1"]);
+            sh(&sysctl);
         }
-        sh(&[
-            "ip",
-            "-n",
-            &lan.a,
-            "addr",
-            "add",
-            &format!("{VIP}/24"),
-            "dev",
-            "eth0",
-        ]);
+        ip(&lan.a, &format!("addr add {VIP}/24 dev eth0"));
         lan
     }
 
     /// Moves the floating address from `from` to `to`, as keepalived does
     /// when `to` becomes master.
     fn move_vip(&self, from: &str, to: &str) {
-        sh(&[
-            "ip",
-            "-n",
-            from,
-            "addr",
-            "del",
-            &format!("{VIP}/24"),
-            "dev",
-            "eth0",
-        ]);
-        sh(&[
-            "ip",
-            "-n",
-            to,
-            "addr",
-            "add",
-            &format!("{VIP}/24"),
-            "dev",
-            "eth0",
-        ]);
+        ip(from, &format!("addr del {VIP}/24 dev eth0"));
+        ip(to, &format!("addr add {VIP}/24 dev eth0"));
         for ns in [&self.caller, &self.callee] {
-            sh(&["ip", "-n", ns, "neigh", "flush", "dev", "eth0"]);
+            ip(ns, "neigh flush dev eth0");
         }
     }
+}
+
+/// `ip -n NS ARGS...`, which must succeed.
+fn ip(ns: &str, args: &str) {
+    let mut all = vec!["ip", "-n", ns];
+    all.extend(args.split_whitespace());
+    sh(&all);
 }
 
 impl Drop for Lan {
@@ -376,21 +311,12 @@ fn sipp_calls(ns: &str, dir: &Path) -> Proc {
     let pcap = dir.join("pcap");
     std::os::unix::fs::symlink("/usr/share/sip-tester", &pcap).expect("pcap link");
     let n = SIP_CALLS.to_string();
-    let mut uac = tollgate_bench::peers::command(Some(ns), "timeout");
-    uac.args([
-        "-s",
-        "INT",
-        "-k",
-        "10",
-        "60",
-        "sipp",
-        &format!("{VIP}:59000"),
-    ])
-    .args(["-sn", "uac_pcap", "-s", "6000", "-i", CALLER, "-p", "59001"])
-    .args(["-bind_local", "-nostdin", "-mi", CALLER, "-mp", "59030"])
-    .args(["-m", &n, "-l", &n, "-r", "20", "-timeout", "50s"])
-    .args(["-trace_err", "-error_file"])
-    .arg(dir.join("uac_errors.log"));
+    let mut uac = peers::sipp_bounded(Some(ns), 60, &format!("{VIP}:59000"));
+    uac.args(["-sn", "uac_pcap", "-s", "6000", "-i", CALLER, "-p", "59001"])
+        .args(["-bind_local", "-nostdin", "-mi", CALLER, "-mp", "59030"])
+        .args(["-m", &n, "-l", &n, "-r", "20", "-timeout", "50s"])
+        .args(["-trace_err", "-error_file"])
+        .arg(dir.join("uac_errors.log"));
     peers::spawn(uac, dir, "sipp-uac")
 }
 
@@ -534,14 +460,9 @@ fn node_a_killed_node_b_takes_its_calls_and_media_and_each_cdr_is_written_once()
 
     // Released on B: NG deletes, and SIPp's BYEs.
     ng_delete(&lan.b, "failover-ng", 0..NG_CALLS);
-    let st = uac.child.wait().expect("sipp uac");
-    let errors = std::fs::read_to_string(dir.0.join("uac_errors.log")).unwrap_or_default();
-    assert!(
-        st.success(),
-        "SIPp saw calls fail ({st}):\n{}\n{}",
-        &errors[..errors.len().min(3000)],
+    peers::wait_sipp_success(&mut uac, &dir.0.join("uac_errors.log"), || {
         node_b.log_text()
-    );
+    });
     let all = (NG_CALLS + SIP_CALLS) as usize;
     let done = wait_until(Duration::from_secs(10), || cdr_ids(&db).len() >= all);
     assert!(
