@@ -131,6 +131,16 @@ pub fn with_own_http(config: &str) -> String {
     format!("{config}\n[http]\nlisten = \"127.0.0.1:0\"\n")
 }
 
+/// The address a node's HTTP server listens on, from its log.
+pub fn http_address(p: &Proc) -> Option<String> {
+    let log = p.log_text();
+    log.lines()
+        .find(|l| l.contains("HTTP listening"))
+        .and_then(|l| l.split("listen=").nth(1))
+        .and_then(|rest| rest.split_whitespace().next())
+        .map(str::to_string)
+}
+
 /// `tollgate run` with `args`, waiting until NG answers `ping` at `ng`.
 pub fn tollgate_run(
     netns: Option<&str>,

@@ -320,6 +320,21 @@ fn sipp_calls(ns: &str, dir: &Path) -> Proc {
     peers::spawn(uac, dir, "sipp-uac")
 }
 
+/// The value of metric `name` on the `/metrics` of `node`, in `ns`.
+fn metric(ns: &str, node: &Proc, name: &str) -> Option<f64> {
+    let url = format!("http://{}/metrics", peers::http_address(node)?);
+    let text = Topology::run_in(ns, move || {
+        ureq::get(&url)
+            .timeout(Duration::from_secs(2))
+            .call()
+            .ok()?
+            .into_string()
+            .ok()
+    })?;
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
 /// The fields of keyspace `k`'s calls in Redis.
 fn stored(redis: &mut redis::Connection, k: &str) -> Vec<String> {
     redis::cmd("HKEYS")
@@ -458,6 +473,13 @@ fn node_a_killed_node_b_takes_its_calls_and_media_and_each_cdr_is_written_once()
     );
     assert!(lost.iter().all(|&l| l <= bound), "lost per call: {lost:?}");
 
+    let taken = metric(&lan.b, &node_b, "tollgate_failover_calls_taken_total");
+    assert_eq!(
+        taken,
+        Some(f64::from(NG_CALLS + 2 * SIP_CALLS)),
+        "on B's /metrics"
+    );
+
     // Released on B: NG deletes, and SIPp's BYEs.
     ng_delete(&lan.b, "failover-ng", 0..NG_CALLS);
     peers::wait_sipp_success(&mut uac, &dir.0.join("uac_errors.log"), || {
@@ -569,6 +591,13 @@ fn with_redis_away_calls_go_on_and_the_keyspace_is_caught_up_when_it_is_back() {
         "logged once: {log}"
     );
     assert!(log.contains("Redis back"), "{log}");
+    let errors = metric(&lan.a, &node, "tollgate_failover_write_errors_total");
+    assert!(
+        errors.is_some_and(|n| n >= 1.0),
+        "write errors counted: {errors:?}"
+    );
+    let up = metric(&lan.a, &node, "tollgate_failover_redis_up");
+    assert_eq!(up, Some(1.0), "Redis up again on /metrics");
     ng_delete(&lan.a, "outage", 4..10);
     let emptied = wait_until(Duration::from_secs(2), || stored(&mut redis, &k).is_empty());
     assert!(

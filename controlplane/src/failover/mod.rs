@@ -35,7 +35,7 @@ use mirror::Mirror;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
@@ -97,6 +97,20 @@ impl FailoverConfig {
         }
         problems
     }
+}
+
+/// What the failover task counts, for `/metrics`.
+#[derive(Debug, Default)]
+pub struct FailoverMeters {
+    /// `[failover]` is configured and its task runs.
+    pub running: AtomicBool,
+    pub redis_up: AtomicBool,
+    /// Writes to Redis (and dials) that failed.
+    pub write_errors: AtomicU64,
+    /// This node's keyspace was taken over: its writes are fenced off.
+    pub fenced: AtomicBool,
+    /// Calls (journal entries) restored from keyspaces taken over.
+    pub taken: AtomicU64,
 }
 
 /// The failover task, ready to run once the node's runtime is up.
@@ -194,8 +208,10 @@ struct Outage {
 }
 
 impl Outage {
-    fn failed(&mut self, keyspace: &str, e: &redis::RedisError) {
+    fn failed(&mut self, keyspace: &str, e: &redis::RedisError, m: &FailoverMeters) {
         self.failed += 1;
+        m.write_errors.fetch_add(1, Ordering::Relaxed);
+        m.redis_up.store(false, Ordering::Relaxed);
         if self.since.is_none() {
             self.since = Some(Instant::now());
             tracing::error!(keyspace, error = %e,
@@ -203,7 +219,8 @@ impl Outage {
         }
     }
 
-    fn ok(&mut self, keyspace: &str, live: usize) {
+    fn ok(&mut self, keyspace: &str, live: usize, m: &FailoverMeters) {
+        m.redis_up.store(true, Ordering::Relaxed);
         if let Some(since) = self.since.take() {
             tracing::info!(
                 keyspace,
@@ -226,6 +243,8 @@ impl Standby {
         let mut write = tokio::time::interval(Duration::from_millis(self.cfg.write_interval_ms));
         let mut watch = tokio::time::interval(takeover::WATCH_EVERY);
         let mut redial = Instant::now();
+        let m = &ng.observed.failover;
+        m.running.store(true, Ordering::Relaxed);
         while !stop.load(Ordering::Relaxed) {
             tokio::select! {
                 batch = self.changes.recv() => match batch {
@@ -238,15 +257,18 @@ impl Standby {
                         Ok(Some(c)) => c,
                         Ok(None) => continue,
                         Err(e) => {
-                            outage.failed(&self.cfg.keyspace, &e);
+                            outage.failed(&self.cfg.keyspace, &e, m);
                             continue;
                         }
                     };
                     match self.write(c).await {
-                        Ok(true) => outage.ok(&self.cfg.keyspace, self.mirror.live()),
-                        Ok(false) => fenced = true,
+                        Ok(true) => outage.ok(&self.cfg.keyspace, self.mirror.live(), m),
+                        Ok(false) => {
+                            fenced = true;
+                            m.fenced.store(true, Ordering::Relaxed);
+                        }
                         Err(e) => {
-                            outage.failed(&self.cfg.keyspace, &e);
+                            outage.failed(&self.cfg.keyspace, &e, m);
                             conn = None;
                         }
                     }

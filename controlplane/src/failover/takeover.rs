@@ -49,6 +49,11 @@ pub async fn watch(
         let r = tokio::task::spawn_blocking(move || restore(&node, entries))
             .await
             .unwrap_or_default();
+        let restored = (r.sessions + r.sip_calls) as u64;
+        ng.observed
+            .failover
+            .taken
+            .fetch_add(restored, std::sync::atomic::Ordering::Relaxed);
         tracing::info!(keyspace = %k, sessions = r.sessions, sip_calls = r.sip_calls,
             failed = r.failed, "failover: keyspace taken over");
         let outcome = json!({"by": me, "sessions": r.sessions, "sip_calls": r.sip_calls,
