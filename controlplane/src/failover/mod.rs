@@ -279,6 +279,8 @@ impl Standby {
                     };
                     if let Err(e) = takeover::watch(&self.cfg, c, &ng).await {
                         tracing::warn!(error = %e, "failover: watching the keyspaces to take over failed");
+                        // A new connection may meet a Redis that lost its data.
+                        self.mirror.failed();
                         conn = None;
                     }
                 }
