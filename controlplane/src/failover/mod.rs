@@ -7,7 +7,8 @@
 //!
 //! The writer is a task fed by the journal's tee: the SIP thread and the
 //! NG tasks only queue what the journal writes anyway, and the task
-//! batches it (every `write_interval_ms`) into one atomic script call.
+//! writes everything queued in one atomic script call as soon as the
+//! last one is done (so writes batch themselves under load).
 //! Redis down never blocks a call: the failure is counted and logged once,
 //! the changes are kept (coalesced per call), and the whole keyspace is
 //! written again once Redis is back.
@@ -51,17 +52,10 @@ pub struct FailoverConfig {
     /// Keyspaces of other nodes this one may take over.
     #[serde(default)]
     pub takeover: Vec<String>,
-    /// How often queued call changes are written (one batch each time).
-    #[serde(default = "default_write_interval_ms")]
-    pub write_interval_ms: u64,
     /// How long the start waits for Redis to say who owns this node's
     /// keyspace before it restores the journal anyway.
     #[serde(default = "default_fence_wait_secs")]
     pub fence_wait_secs: u64,
-}
-
-fn default_write_interval_ms() -> u64 {
-    20
 }
 
 fn default_fence_wait_secs() -> u64 {
@@ -87,9 +81,6 @@ impl FailoverConfig {
                 "failover.takeover lists {:?}, this node's own keyspace",
                 self.keyspace
             ));
-        }
-        if !(1..=1000).contains(&self.write_interval_ms) {
-            problems.push("failover.write_interval_ms must be 1..=1000".into());
         }
         if journal.disabled {
             problems
@@ -235,55 +226,62 @@ impl Outage {
 
 impl Standby {
     /// Writes this node's calls and watches the keyspaces it may take,
-    /// until `stop`.
+    /// until `stop`. A write goes out as soon as changes arrive and takes
+    /// everything queued by then: under load, while one write is on its
+    /// way, the next batch gathers.
     pub async fn run(mut self, ng: Arc<crate::ngserver::NgServer>, stop: Arc<AtomicBool>) {
-        let mut conn = None;
-        let mut outage = Outage::default();
-        let mut fenced = false;
-        let mut write = tokio::time::interval(Duration::from_millis(self.cfg.write_interval_ms));
-        let mut watch = tokio::time::interval(takeover::WATCH_EVERY);
-        let mut redial = Instant::now();
         let m = &ng.observed.failover;
         m.running.store(true, Ordering::Relaxed);
+        let mut link = Link::default();
+        let mut retry = tokio::time::interval(RETRY_EVERY);
+        let mut watch = tokio::time::interval(takeover::WATCH_EVERY);
         while !stop.load(Ordering::Relaxed) {
             tokio::select! {
-                batch = self.changes.recv() => match batch {
-                    Some(b) if !fenced => self.mirror.apply(b),
-                    Some(_) => {}
-                    None => return,
-                },
-                _ = write.tick(), if !fenced => {
-                    let c = match connect(&self.cfg.url, &mut conn, &mut redial).await {
-                        Ok(Some(c)) => c,
-                        Ok(None) => continue,
-                        Err(e) => {
-                            outage.failed(&self.cfg.keyspace, &e, m);
-                            continue;
-                        }
-                    };
-                    match self.write(c).await {
-                        Ok(true) => outage.ok(&self.cfg.keyspace, self.mirror.live(), m),
-                        Ok(false) => {
-                            fenced = true;
-                            m.fenced.store(true, Ordering::Relaxed);
-                        }
-                        Err(e) => {
-                            outage.failed(&self.cfg.keyspace, &e, m);
-                            conn = None;
-                        }
+                batch = self.changes.recv() => {
+                    let Some(b) = batch else { return };
+                    self.mirror.apply(b);
+                    while let Ok(b) = self.changes.try_recv() {
+                        self.mirror.apply(b);
                     }
+                    self.push(&mut link, m).await;
                 }
+                _ = retry.tick() => self.push(&mut link, m).await,
                 _ = watch.tick(), if !self.cfg.takeover.is_empty() => {
-                    let Ok(Some(c)) = connect(&self.cfg.url, &mut conn, &mut redial).await else {
+                    let Ok(Some(c)) = link.connect(&self.cfg.url).await else {
                         continue;
                     };
                     if let Err(e) = takeover::watch(&self.cfg, c, &ng).await {
                         tracing::warn!(error = %e, "failover: watching the keyspaces to take over failed");
                         // A new connection may meet a Redis that lost its data.
                         self.mirror.failed();
-                        conn = None;
+                        link.conn = None;
                     }
                 }
+            }
+        }
+    }
+
+    /// Writes what is pending, unless this node is fenced or Redis away.
+    async fn push(&mut self, link: &mut Link, m: &FailoverMeters) {
+        if link.fenced {
+            return;
+        }
+        let me = self.cfg.keyspace.clone();
+        let me = me.as_str();
+        let c = match link.connect(&self.cfg.url).await {
+            Ok(Some(c)) => c,
+            Ok(None) => return,
+            Err(e) => return link.outage.failed(me, &e, m),
+        };
+        match self.write(c).await {
+            Ok(true) => link.outage.ok(me, self.mirror.live(), m),
+            Ok(false) => {
+                link.fenced = true;
+                m.fenced.store(true, Ordering::Relaxed);
+            }
+            Err(e) => {
+                link.outage.failed(me, &e, m);
+                link.conn = None;
             }
         }
     }
@@ -319,33 +317,57 @@ impl Standby {
     }
 }
 
-fn timed_out() -> redis::RedisError {
-    redis::RedisError::from((redis::ErrorKind::IoError, "Redis request timed out"))
+/// How often a write that failed is tried again (and Redis dialled).
+const RETRY_EVERY: Duration = Duration::from_secs(1);
+
+/// The writer's connection to Redis and what it knows of it.
+struct Link {
+    conn: Option<redis::aio::MultiplexedConnection>,
+    /// No dial before this.
+    redial: Instant,
+    outage: Outage,
+    fenced: bool,
 }
 
-/// The connection, dialled when there is none (at most once a second;
-/// `None` while waiting to dial again).
-async fn connect<'a>(
-    url: &str,
-    conn: &'a mut Option<redis::aio::MultiplexedConnection>,
-    redial: &mut Instant,
-) -> redis::RedisResult<Option<&'a mut redis::aio::MultiplexedConnection>> {
-    if conn.is_none() {
-        if Instant::now() < *redial {
-            return Ok(None);
+impl Default for Link {
+    fn default() -> Link {
+        Link {
+            conn: None,
+            redial: Instant::now(),
+            outage: Outage::default(),
+            fenced: false,
         }
-        *redial = Instant::now() + Duration::from_secs(1);
-        let dial = async {
-            redis::Client::open(url)?
-                .get_multiplexed_async_connection()
-                .await
-        };
-        let c = tokio::time::timeout(store::TIMEOUT, dial)
-            .await
-            .unwrap_or_else(|_| Err(timed_out()))?;
-        *conn = Some(c);
     }
-    Ok(conn.as_mut())
+}
+
+impl Link {
+    /// The connection, dialled when there is none (at most once per
+    /// [`RETRY_EVERY`]; `None` while waiting to dial again).
+    async fn connect(
+        &mut self,
+        url: &str,
+    ) -> redis::RedisResult<Option<&mut redis::aio::MultiplexedConnection>> {
+        if self.conn.is_none() {
+            if Instant::now() < self.redial {
+                return Ok(None);
+            }
+            self.redial = Instant::now() + RETRY_EVERY;
+            let dial = async {
+                redis::Client::open(url)?
+                    .get_multiplexed_async_connection()
+                    .await
+            };
+            let c = tokio::time::timeout(store::TIMEOUT, dial)
+                .await
+                .unwrap_or_else(|_| Err(timed_out()))?;
+            self.conn = Some(c);
+        }
+        Ok(self.conn.as_mut())
+    }
+}
+
+fn timed_out() -> redis::RedisError {
+    redis::RedisError::from((redis::ErrorKind::IoError, "Redis request timed out"))
 }
 
 #[cfg(test)]
