@@ -337,6 +337,30 @@ fn metric(ns: &str, node: &Proc, name: &str) -> Option<f64> {
         .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
 }
 
+/// POSTs JSON `body` to `path` on `node`'s HTTP API, in `ns`: the status
+/// and the body of the answer.
+fn post(ns: &str, node: &Proc, path: &str, body: String) -> (u16, serde_json::Value) {
+    let url = format!(
+        "http://{}{path}",
+        peers::http_address(node).expect("HTTP address")
+    );
+    Topology::run_in(ns, move || {
+        let r = match ureq::post(&url)
+            .timeout(Duration::from_secs(15))
+            .set("Content-Type", "application/json")
+            .send_string(&body)
+        {
+            Ok(r) | Err(ureq::Error::Status(_, r)) => r,
+            Err(e) => panic!("POST {url}: {e}"),
+        };
+        let status = r.status();
+        (
+            status,
+            serde_json::from_str(&r.into_string().unwrap_or_default()).unwrap_or_default(),
+        )
+    })
+}
+
 /// The fields of keyspace `k`'s calls in Redis.
 fn stored(redis: &mut redis::Connection, k: &str) -> Vec<String> {
     redis::cmd("HKEYS")
@@ -550,7 +574,8 @@ fn with_redis_away_calls_go_on_and_the_keyspace_is_caught_up_when_it_is_back() {
     let dir = TempDir::new("tg-failover-outage");
     let k = netns::unique("tgfo");
     let relay = RedisRelay::start(&lan.a, redis_at);
-    let config = node_config(&dir.0, &url, &k, "nobody");
+    let other = netns::unique("tgfn");
+    let config = node_config(&dir.0, &url, &k, &other);
     let node = peers::tollgate_run(Some(&lan.a), &dir.0, &config, &[], NG.parse().expect("NG"));
     relay.switch(false);
     let (a_at, b_at): (SocketAddr, SocketAddr) = (
@@ -600,6 +625,35 @@ fn with_redis_away_calls_go_on_and_the_keyspace_is_caught_up_when_it_is_back() {
     );
     let up = metric(&lan.a, &node, "tollgate_failover_redis_up");
     assert_eq!(up, Some(1.0), "Redis up again on /metrics");
+
+    // The HTTP API takes keyspaces over as `ctl takeover` does: one it may
+    // take (empty here), and not one it may not.
+    let (status, body) = post(
+        &lan.a,
+        &node,
+        "/api/failover/takeover",
+        format!("{{\"keyspace\": \"{other}\"}}"),
+    );
+    assert_eq!(
+        (status, &body["by"], &body["sessions"]),
+        (200, &k.clone().into(), &0.into()),
+        "{body}"
+    );
+    let (status, body) = post(
+        &lan.a,
+        &node,
+        "/api/failover/takeover",
+        format!("{{\"keyspace\": \"{k}x\"}}"),
+    );
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("not in this node's failover.takeover"),
+        "{body}"
+    );
+
     ng_delete(&lan.a, "outage", 4..10);
     let emptied = wait_until(Duration::from_secs(2), || stored(&mut redis, &k).is_empty());
     assert!(
@@ -607,6 +661,6 @@ fn with_redis_away_calls_go_on_and_the_keyspace_is_caught_up_when_it_is_back() {
         "ended calls left in Redis: {:?}",
         stored(&mut redis, &k)
     );
-    forget(&mut redis, &[&k]);
+    forget(&mut redis, &[&k, &other]);
     drop(node);
 }

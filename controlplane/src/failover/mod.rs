@@ -102,6 +102,8 @@ pub struct FailoverMeters {
     pub fenced: AtomicBool,
     /// Calls (journal entries) restored from keyspaces taken over.
     pub taken: AtomicU64,
+    /// The running task's config (for the HTTP API's takeover).
+    pub config: std::sync::OnceLock<FailoverConfig>,
 }
 
 /// The failover task, ready to run once the node's runtime is up.
@@ -232,6 +234,7 @@ impl Standby {
     pub async fn run(mut self, ng: Arc<crate::ngserver::NgServer>, stop: Arc<AtomicBool>) {
         let m = &ng.observed.failover;
         m.running.store(true, Ordering::Relaxed);
+        let _ = m.config.set(self.cfg.clone());
         let mut link = Link::default();
         let mut retry = tokio::time::interval(RETRY_EVERY);
         let mut watch = tokio::time::interval(takeover::WATCH_EVERY);

@@ -125,10 +125,16 @@ pub fn restore(ng: &NgServer, entries: BTreeMap<String, Value>) -> Restored {
     }
 }
 
-/// `tollgate ctl takeover KEYSPACE`: assigns `keyspace` to this node (the
-/// one `cfg` configures) and waits (at most `within`) until it has taken
-/// the calls, printing the outcome.
+/// `tollgate ctl takeover KEYSPACE`: [`assign`], printing the outcome.
 pub fn ctl(cfg: &FailoverConfig, keyspace: &str, within: Duration) -> anyhow::Result<()> {
+    println!("{}", assign(cfg, keyspace, within)?);
+    Ok(())
+}
+
+/// Assigns `keyspace` to this node (the one `cfg` configures) and waits
+/// (at most `within`) until it has taken the calls; returns the outcome
+/// (`{"by", "sessions", "sip_calls", "failed"}`). Blocking.
+pub fn assign(cfg: &FailoverConfig, keyspace: &str, within: Duration) -> anyhow::Result<Value> {
     if !cfg.takeover.iter().any(|k| k == keyspace) {
         bail!(
             "keyspace {keyspace:?} is not in this node's failover.takeover {:?}",
@@ -151,18 +157,13 @@ pub fn ctl(cfg: &FailoverConfig, keyspace: &str, within: Duration) -> anyhow::Re
             .and_then(|t| serde_json::from_str(&t).ok())
             .unwrap_or_default();
         if taken["by"] == cfg.keyspace.as_str() && taken["at_ms"].as_i64() >= Some(asked) {
-            println!("{taken}");
-            return Ok(());
+            return Ok(taken);
         }
         let left: u64 = redis::cmd("HLEN")
             .arg(store::calls_key(keyspace))
             .query(&mut c)?;
         if left == 0 && taken["at_ms"].as_i64() < Some(asked) {
-            println!(
-                "{}",
-                json!({"by": cfg.keyspace, "sessions": 0, "sip_calls": 0, "failed": 0})
-            );
-            return Ok(());
+            return Ok(json!({"by": cfg.keyspace, "sessions": 0, "sip_calls": 0, "failed": 0}));
         }
         if Instant::now() >= until {
             bail!("keyspace {keyspace:?} assigned to {:?}, but its {left} calls were not taken within {within:?}: is that node running with [failover]?", cfg.keyspace);
