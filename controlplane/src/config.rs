@@ -7,8 +7,9 @@
 //! B2BUA and its dialplan: `b2bua::config`), `[cdr]` (the CDR spool and
 //! sinks: `tollgate_cdr::config`), `[hep]` (HEP export to Homer:
 //! `hep::config`), `[http]` (metrics and the API: `http::config`),
-//! `[journal]` (the call-state journal: `journal`) and `[archive]` (where
-//! recordings are spooled: `recording::config`). This
+//! `[journal]` (the call-state journal: `journal`), `[failover]` (calls
+//! in Redis for another node to take over: `failover`) and `[archive]`
+//! (where recordings are spooled: `recording::config`). This
 //! file joins them and checks them all.
 
 use crate::media::config::MediaConfig;
@@ -31,6 +32,8 @@ pub struct Config {
     pub http: crate::http::config::HttpConfig,
     pub archive: crate::archive::config::ArchiveConfig,
     pub journal: crate::journal::JournalConfig,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failover: Option<crate::failover::FailoverConfig>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -78,6 +81,9 @@ impl Config {
         problems.extend(self.hep.validate());
         problems.extend(self.http.validate());
         problems.extend(self.archive.validate(&self.cdr));
+        if let Some(f) = &self.failover {
+            problems.extend(f.validate(&self.journal));
+        }
         if problems.is_empty() {
             Ok(self)
         } else {

@@ -24,7 +24,7 @@ use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 use tollgate_cdr::spool::segment;
 
@@ -64,7 +64,12 @@ pub const MEDIA: &str = "media/";
 /// its CDR is on disk, so a crash in between cannot leave a call whose CDR
 /// is lost and whose state is forgotten. (It can, in that instant, leave a
 /// call restored whose CDR is out: a BYE repeated to it writes it again.)
-pub struct Shared(Mutex<(Journal, Vec<Change>)>);
+/// Each flushed batch is also handed to the tee, when one is set (the
+/// failover writer's copy for Redis: `failover`).
+pub struct Shared(Mutex<(Journal, Vec<Change>)>, OnceLock<Tee>);
+
+/// Who else receives each flushed batch; it must not block.
+pub type Tee = Box<dyn Fn(Vec<Change>) + Send + Sync>;
 
 /// One key's new value, or `None` to forget it.
 pub type Change = (String, Option<Value>);
@@ -74,7 +79,12 @@ pub type Opened = (Journal, BTreeMap<String, Value>, Option<String>);
 
 impl Shared {
     pub fn new(j: Journal) -> Shared {
-        Shared(Mutex::new((j, Vec::new())))
+        Shared(Mutex::new((j, Vec::new())), OnceLock::new())
+    }
+
+    /// Sets the tee every later flush hands its batch to (once).
+    pub fn tee(&self, tee: Tee) {
+        let _ = self.1.set(tee);
     }
 
     /// Holds one core's entries under `prefix`, to be written by the next
@@ -103,6 +113,9 @@ impl Shared {
         let (journal, held) = &mut *g;
         if held.is_empty() {
             return;
+        }
+        if let Some(tee) = self.1.get() {
+            tee(held.clone());
         }
         if let Err(e) = journal.append(held.drain(..)) {
             tracing::error!(error = %e, "call journal write failed; calls changed now will not survive a restart");

@@ -9,6 +9,7 @@ pub mod b2bua;
 pub mod cdrs;
 pub mod config;
 pub mod ctl;
+pub mod failover;
 pub mod hep;
 pub mod http;
 pub mod journal;
@@ -50,8 +51,8 @@ pub fn controlplane(
     let mut link = plane::DataplaneLink::new(cfg.dataplane.control_socket.clone());
     let mut sessions = media::Sessions::new(cfg.media.clone())
         .with_recordings(recording::config::RecordingConfig::of(&cfg.archive));
-    let (journal, sip_calls) = match cfg.journal.disabled {
-        true => (None, Vec::new()),
+    let (journal, sip_calls, standby) = match cfg.journal.disabled {
+        true => (None, Vec::new(), None),
         false => {
             let path = cfg.journal.path(&cfg.cdr.spool_dir);
             let (j, entries, note) = journal::Journal::open(&path)?;
@@ -59,8 +60,15 @@ pub fn controlplane(
                 tracing::warn!(journal = %path.display(), "call journal repaired: {note}");
             }
             let j = Arc::new(journal::Shared::new(j));
+            let (standby, entries) = match &cfg.failover {
+                Some(f) => {
+                    let (s, e) = failover::prepare(f, &j, entries);
+                    (Some(s), e)
+                }
+                None => (None, entries),
+            };
             let calls = journal::restore_media(&j, entries, &mut sessions, &mut link);
-            (Some(j), calls)
+            (Some(j), calls, standby)
         }
     };
     let handler = ng::NgHandler::new(sessions, Box::new(link), time::Now::real());
@@ -103,6 +111,7 @@ pub fn controlplane(
             }
         };
         let sinks = tollgate_cdr::sink::spawn_all(&spool, &cfg.cdr);
+        let failover = standby.map(|s| tokio::spawn(s.run(server.clone(), stop.clone())));
         let sip = tokio::spawn(sipserver::run(
             server.clone(),
             cfg.sip.clone(),
@@ -117,7 +126,7 @@ pub fn controlplane(
             Ok(r) => r.with_context(|| format!("SIP listener on {:?}", cfg.sip.listen)),
             Err(e) => Err(anyhow::anyhow!("SIP listener: {e}")),
         };
-        for s in sinks {
+        for s in sinks.into_iter().chain(failover) {
             s.abort();
         }
         if let Some(a) = archive {

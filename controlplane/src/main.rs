@@ -246,6 +246,17 @@ fn run(cli: Cli) -> Result<()> {
             } else {
                 Config::default()
             };
+            if let ctl::CtlCommand::Takeover { keyspace, wait } = &command {
+                let f = cfg
+                    .failover
+                    .as_ref()
+                    .context("ctl takeover needs --config with [failover]")?;
+                return tollgate::failover::takeover::ctl(
+                    f,
+                    keyspace,
+                    std::time::Duration::from_secs(*wait),
+                );
+            }
             ctl::run(
                 &socket.unwrap_or(cfg.dataplane.control_socket),
                 ng.unwrap_or(cfg.ng.listen),

@@ -413,10 +413,11 @@ async fn lcr_reloader(
     }
 }
 
-/// Gives the B2BUA back the answered calls of the journal.
-fn restore(ng: &NgServer, b2b: &Mutex<B2bua>, calls: Vec<CallSnapshot>) {
+/// Gives the B2BUA back the answered calls of the journal (at start, or
+/// another node's on a failover takeover); returns how many failed.
+pub(crate) fn restore(ng: &NgServer, b2b: &Mutex<B2bua>, calls: Vec<CallSnapshot>) -> usize {
     if calls.is_empty() {
-        return;
+        return 0;
     }
     let (n, mut failed) = (calls.len(), 0);
     ng.with_handler_here(|h| {
@@ -434,6 +435,7 @@ fn restore(ng: &NgServer, b2b: &Mutex<B2bua>, calls: Vec<CallSnapshot>) {
         ((), Vec::new())
     });
     tracing::info!(calls = n, failed, "B2BUA calls restored from the journal");
+    failed
 }
 
 /// How often the SIP thread's busy share is handed to the B2BUA's guard.

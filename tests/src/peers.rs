@@ -131,6 +131,16 @@ pub fn with_own_http(config: &str) -> String {
     format!("{config}\n[http]\nlisten = \"127.0.0.1:0\"\n")
 }
 
+/// The address a node's HTTP server listens on, from its log.
+pub fn http_address(p: &Proc) -> Option<String> {
+    let log = p.log_text();
+    log.lines()
+        .find(|l| l.contains("HTTP listening"))
+        .and_then(|l| l.split("listen=").nth(1))
+        .and_then(|rest| rest.split_whitespace().next())
+        .map(str::to_string)
+}
+
 /// `tollgate run` with `args`, waiting until NG answers `ping` at `ng`.
 pub fn tollgate_run(
     netns: Option<&str>,
@@ -391,9 +401,8 @@ pub fn sipp_uac(
         std::os::unix::fs::symlink("/usr/share/sip-tester", &pcap).expect("pcap link");
     }
     let msgs = dir.join("uac_messages.log");
-    let mut cmd = command(netns, "timeout");
-    cmd.args(["-s", "INT", "-k", "10", "60", "sipp", &target.to_string()])
-        .args(scenario)
+    let mut cmd = sipp_bounded(netns, 60, &target.to_string());
+    cmd.args(scenario)
         .args([
             "-i",
             &local.ip().to_string(),
@@ -423,6 +432,28 @@ pub fn sipp_uac(
         st.code().unwrap_or(-1),
         std::fs::read_to_string(&msgs).unwrap_or_default(),
     )
+}
+
+/// SIPp (in `netns` when given) calling `target`, interrupted after
+/// `secs` seconds (and killed 10 s later): add the scenario's arguments.
+pub fn sipp_bounded(netns: Option<&str>, secs: u32, target: &str) -> Command {
+    let mut cmd = command(netns, "timeout");
+    let secs = secs.to_string();
+    cmd.args(["-s", "INT", "-k", "10", &secs, "sipp", target]);
+    cmd
+}
+
+/// Waits for a SIPp UAC to end and asserts that every call succeeded,
+/// showing its `errors` file and the node's `log` when not.
+pub fn wait_sipp_success(uac: &mut Proc, errors: &Path, log: impl FnOnce() -> String) {
+    let st = uac.child.wait().expect("sipp uac");
+    let errors = std::fs::read_to_string(errors).unwrap_or_default();
+    assert!(
+        st.success(),
+        "SIPp saw calls fail ({st}):\n{}\n{}",
+        &errors[..errors.len().min(3000)],
+        log()
+    );
 }
 
 /// UDP packets in the pcaps `uac_pcap` plays: what the UAC sends.

@@ -140,14 +140,7 @@ fn sigkill_of_the_control_plane_keeps_every_call_its_media_and_one_cdr() {
         "{restored}\n--- before the kill ---\n{before}"
     );
 
-    let st = uac.child.wait().expect("sipp uac");
-    let errors = std::fs::read_to_string(dir.0.join("uac_errors.log")).unwrap_or_default();
-    assert!(
-        st.success(),
-        "SIPp saw calls fail ({st}):\n{}\n{}",
-        &errors[..errors.len().min(3000)],
-        cp.log_text()
-    );
+    peers::wait_sipp_success(&mut uac, &dir.0.join("uac_errors.log"), || cp.log_text());
     let all = wait_until(Duration::from_secs(10), || {
         cdrs(&jsonl).len() >= CALLS as usize
     });
@@ -187,13 +180,7 @@ fn sigkill_of_the_control_plane_keeps_every_call_its_media_and_one_cdr() {
 
 /// Calls the node's HTTP API lists as answered; its port is in the log.
 fn ureq_calls(cp: &Proc) -> usize {
-    let log = cp.log_text();
-    let Some(port) = log
-        .lines()
-        .find(|l| l.contains("HTTP listening"))
-        .and_then(|l| l.split("listen=").nth(1))
-        .and_then(|rest| rest.split_whitespace().next())
-    else {
+    let Some(port) = peers::http_address(cp) else {
         return 0;
     };
     let Ok(r) = ureq::get(&format!("http://{port}/api/calls"))

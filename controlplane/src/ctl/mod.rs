@@ -53,6 +53,14 @@ pub enum CtlCommand {
     Calls,
     /// One call's participants, media, endpoints and counters (NG `query`).
     Call { call_id: String },
+    /// Assign another node's failover keyspace to this node (`[failover]`
+    /// of --config) and wait until this node has taken its calls over.
+    Takeover {
+        keyspace: String,
+        /// How long to wait for the node, in seconds.
+        #[arg(long, default_value_t = 10)]
+        wait: u64,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -135,6 +143,7 @@ pub fn run(socket: &Path, ng: SocketAddr, cmd: CtlCommand) -> Result<()> {
         },
         CtlCommand::Status => Request::Hello,
         CtlCommand::Calls | CtlCommand::Call { .. } => unreachable!("answered over NG above"),
+        CtlCommand::Takeover { .. } => unreachable!("answered through Redis by main"),
     };
     match (c.request_typed(&req)??, &req) {
         (Reply::Flows(list), _) if table => print_table(&list),

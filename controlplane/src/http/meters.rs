@@ -275,6 +275,7 @@ pub struct Observed {
     pub sip: SipMeters,
     pub ng: NgMeters,
     pub calls: CallMeters,
+    pub failover: crate::failover::FailoverMeters,
     b2bua: OnceLock<Arc<Mutex<B2bua>>>,
     ng_listening: AtomicBool,
 }

@@ -47,7 +47,10 @@
 //! - the recording archive (while its uploader runs):
 //!   `tollgate_archive_queue_depth`, `tollgate_archive_over_watermark`
 //!   (1 above `queue_combined_watermark`), `tollgate_archive_flagged_total`,
-//!   `tollgate_archive_archived_total`, `tollgate_archive_failed`.
+//!   `tollgate_archive_archived_total`, `tollgate_archive_failed`;
+//! - failover (with `[failover]`): `tollgate_failover_redis_up`,
+//!   `tollgate_failover_fenced`, `tollgate_failover_write_errors_total`,
+//!   `tollgate_failover_calls_taken_total`.
 
 use super::meters::Observed;
 use super::sampler::PlaneSample;
@@ -139,7 +142,8 @@ impl Collector for Scrape {
         self.throughput(&mut enc)?;
         self.workers(&mut enc)?;
         self.cdrs(&mut enc)?;
-        self.archive(&mut enc)
+        self.archive(&mut enc)?;
+        self.failover(&mut enc)
     }
 }
 
@@ -598,6 +602,41 @@ impl Scrape {
             "tollgate_archive_archived",
             "Recordings archived since the uploader started",
             one_count(a.archived),
+        )
+    }
+}
+
+impl Scrape {
+    fn failover(&self, enc: &mut DescriptorEncoder) -> Result<(), Error> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let f = &self.observed.failover;
+        if !f.running.load(Relaxed) {
+            return Ok(());
+        }
+        let flag = |b: &std::sync::atomic::AtomicBool| one(u8::from(b.load(Relaxed)));
+        gauges(
+            enc,
+            "tollgate_failover_redis_up",
+            "1 while the failover writer's last Redis write went through",
+            flag(&f.redis_up),
+        )?;
+        gauges(
+            enc,
+            "tollgate_failover_fenced",
+            "1 once this node's keyspace was taken over (its writes refused)",
+            flag(&f.fenced),
+        )?;
+        counters(
+            enc,
+            "tollgate_failover_write_errors",
+            "Failover writes to Redis that failed (Redis down or unreachable)",
+            one_count(f.write_errors.load(Relaxed)),
+        )?;
+        counters(
+            enc,
+            "tollgate_failover_calls_taken",
+            "Calls restored from keyspaces this node took over",
+            one_count(f.taken.load(Relaxed)),
         )
     }
 }

@@ -41,6 +41,10 @@
 //!   for maintenance: new INVITEs get 503 Draining and NG offers for new
 //!   calls an error, calls in progress go on, and `/ready` answers 503 so a
 //!   balancer stops sending; the reply is the same object.
+//! - `POST /api/failover/takeover` with `{"keyspace": K}` (with
+//!   `[failover]`): takes another node's keyspace over, as `tollgate ctl
+//!   takeover K` does, and answers its outcome `{"by", "sessions",
+//!   "sip_calls", "failed"}`; 400 `{"error"}` when K cannot be taken.
 //! - `GET /`: the live dashboard, fed by `GET /api/events` (server-sent
 //!   events, one `snapshot` a second; see [`dashboard`]).
 //!
@@ -140,6 +144,7 @@ fn router(state: Shared) -> Router {
         .route("/api/gateways", get(gateways))
         .route("/api/registrations", get(registrations))
         .route("/api/drain", get(drain).post(set_drain))
+        .route("/api/failover/takeover", axum::routing::post(takeover))
         .route("/api/events", get(dashboard::events))
         .route("/", get(dashboard::page))
         .route("/dashboard.js", get(dashboard::script))
@@ -292,6 +297,35 @@ async fn set_drain(
     Json(req): Json<DrainRequest>,
 ) -> Result<Response, StatusCode> {
     drain_to(state, Some(req.drain)).await
+}
+
+#[derive(Deserialize)]
+struct TakeoverRequest {
+    keyspace: String,
+}
+
+async fn takeover(
+    With(state): With<Shared>,
+    Json(req): Json<TakeoverRequest>,
+) -> Result<Response, StatusCode> {
+    let outcome = blocking(state, move |s| {
+        let cfg = s
+            .observed
+            .failover
+            .config
+            .get()
+            .ok_or_else(|| anyhow::anyhow!("this node has no [failover] section"))?;
+        crate::failover::takeover::assign(cfg, &req.keyspace, Duration::from_secs(10))
+    })
+    .await?;
+    Ok(match outcome {
+        Ok(v) => Json(v).into_response(),
+        Err(e) => (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"error": format!("{e:#}")})),
+        )
+            .into_response(),
+    })
 }
 
 /// Switches drain mode on the NG handler and the B2BUA alike (when `to`
