@@ -5,6 +5,11 @@
 //! and 486 come back to the caller. A handshake without the `sip`
 //! subprotocol is refused.
 //!
+//! The B2BUA knows a stream peer by its address and port: two connections
+//! from one address and port to two of its listeners (WS and WSS) would be
+//! taken for one, which the kernel can make of two clients on this host;
+//! the clients here take turns.
+//!
 //! Ports: SIP 55300-55399 (a node's SIP on `base`, NG +1, WS +2, WSS +3,
 //! the UAC +20 and its media +50), relay 55400-55499.
 
@@ -101,24 +106,18 @@ fn jssip_registers_over_ws_and_wss_and_takes_calls_on_its_connection() {
     let base = 55300;
     let (cert, key) = tollgate_tests::tls::self_signed(&dir.0);
     let tg = node(&dir.0, base, &cert, &key);
-    let ws = jssip(
-        &dir.0,
-        "jssip-ws",
-        &format!("ws://{}", addr(base + 2)),
-        "7001",
-        "s1",
-        &cert,
+    let (ws, wss) = (
+        format!("ws://{}", addr(base + 2)),
+        format!("wss://{}", addr(base + 3)),
     );
-    let wss = jssip(
-        &dir.0,
-        "jssip-wss",
-        &format!("wss://{}", addr(base + 3)),
-        "7002",
-        "s2",
-        &cert,
-    );
-
-    for (ua, user, via) in [(&ws, "7001", "SIP/2.0/WS "), (&wss, "7002", "SIP/2.0/WSS ")] {
+    // One client at a time: the kernel may give two clients on this host the
+    // same source port towards the two listeners, and a stream peer is
+    // known by its address (see the module doc).
+    for (name, url, user, password, via) in [
+        ("jssip-ws", ws, "7001", "s1", "SIP/2.0/WS "),
+        ("jssip-wss", wss, "7002", "s2", "SIP/2.0/WSS "),
+    ] {
+        let ua = &jssip(&dir.0, name, &url, user, password, &cert);
         // The caller expects 486 (with a 180 first): JsSIP's, relayed.
         let (rc, log) = peers::sipp_uac(
             None,
