@@ -504,7 +504,7 @@ impl Sessions {
         let out = match self
             .signal(call_id, x, y, parsed, o, Role::Offer)
             .and_then(|out| {
-                self.record_flag(now, plane, call_id, o.record_call)
+                self.record_flag(now, plane, call_id, o)
                     .map(|()| out)
             })
             .and_then(|out| self.sync_flows(plane, call_id).map(|()| out))
@@ -587,7 +587,7 @@ impl Sessions {
             call.parts[y].label = Some(l.clone());
         }
         let out = self.signal(call_id, y, x, parsed, o, Role::Answer)?;
-        self.record_flag(now, plane, call_id, o.record_call)?;
+        self.record_flag(now, plane, call_id, o)?;
         self.sync_flows(plane, call_id)?;
         let call = self
             .calls
