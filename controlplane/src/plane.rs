@@ -157,6 +157,13 @@ impl MediaPlane for DataplaneLink {
     fn close_recording(&mut self, recording: u32) -> Result<RecordingReport, String> {
         self.recording(Request::RecordingClose { recording })
     }
+
+    fn discard_recording(&mut self, recording: u32, dir: &Path) -> Result<(), String> {
+        let closed = self.close_recording(recording);
+        let removed = std::fs::remove_dir_all(dir)
+            .map_err(|e| format!("recording directory {}: {e}", dir.display()));
+        closed.and(removed)
+    }
 }
 
 impl DataplaneLink {

@@ -16,9 +16,12 @@
 //! - A spool on a small tmpfs that fills during a recorded call: one error
 //!   logged, one write error counted, every packet still relayed, and the
 //!   capture cut at its last whole packet, readable, and handed over.
+//! - RTCP on its own port (no rtcp-mux) recorded beside the RTP; a refused
+//!   recorded first offer leaves nothing in the spool.
 //!
-//! Ports: SIP 50600-50699, NG 22480-22484, relay media 52000-52499, RTP
-//! peers 52800-52999; namespaces `tgr*`.
+//! Ports: SIP 50600-50699, NG 22480-22484 and 22572, relay media
+//! 52000-52499 and 58300-58399, RTP peers 52800-52999 and 58900-58999;
+//! namespaces `tgr*`.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
@@ -696,4 +699,84 @@ fn b2bua_records_a_route_with_record_through_a_reinvite() {
         labels.contains(&"caller") && labels.contains(&"callee"),
         "{labels:?}"
     );
+}
+
+/// An RTCP sender report from `ssrc`, its packet count `n`.
+fn sender_report(ssrc: u32, n: u32) -> Vec<u8> {
+    let mut p = vec![0x80, 200, 0, 6];
+    p.extend_from_slice(&ssrc.to_be_bytes());
+    p.extend_from_slice(&[0; 12]); // NTP and RTP timestamps
+    p.extend_from_slice(&n.to_be_bytes());
+    p.extend_from_slice(&(n * 160).to_be_bytes());
+    p
+}
+
+/// A recorded call without rtcp-mux: the RTCP each party sends from its
+/// RTCP port to the relay's (RTP + 1) is relayed and recorded too, apart from
+/// the RTP; and a recorded first offer the data plane refuses (a multicast
+/// party) leaves nothing in the spool, neither in `open/` nor in `ready/`.
+#[test]
+fn rtcp_on_its_own_port_is_recorded_and_a_refused_offer_leaves_no_recording() {
+    let node = in_namespaces(
+        Backend::Socket,
+        "127.0.0.1:22572",
+        (58300, 58399),
+        |_| {},
+    );
+    let (a_at, b_at) = parties(58920, 58930);
+    let next = |s: SocketAddr| SocketAddr::new(s.ip(), s.port() + 1);
+    let t = node.topo();
+    let (a_rtcp, b_rtcp) = (rtp::bind(&t.caller, next(a_at)), rtp::bind(&t.callee, next(b_at)));
+    let mut c = node.call("rec-rtcp", a_at, b_at);
+    c.offer_answer(1, Some("on"));
+    NgCall::settle();
+    let [a, b] = c.talk(0xa1, 0xb1, 0..20);
+    let (a_sr, b_sr): (Vec<_>, Vec<_>) = (1..=5).map(|n| (sender_report(0xa1, n), sender_report(0xb1, n))).unzip();
+    for (x, y) in a_sr.iter().zip(&b_sr) {
+        a_rtcp.send_to(x, next(c.a.to)).expect("caller RTCP");
+        b_rtcp.send_to(y, next(c.b.to)).expect("callee RTCP");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let relayed = |s: &UdpSocket| -> Vec<Vec<u8>> {
+        rtp::collect(s, 5, Duration::from_millis(1500), Duration::from_secs(10))
+            .into_iter()
+            .map(|(p, _)| p)
+            .collect()
+    };
+    same(&relayed(&b_rtcp), &a_sr, "the caller's RTCP reached the callee");
+    same(&relayed(&a_rtcp), &b_sr, "the callee's RTCP reached the caller");
+    c.command("delete", vec![]);
+    let dirs = ready(&node.spool, 1);
+    let seen = by_local(&tshark(&dirs[0].join("rtp.pcap")));
+    let at = |l: SocketAddr| seen.get(&l).cloned().unwrap_or_default();
+    same(&at(c.a.to), &a, "the caller's RTP");
+    same(&at(c.b.to), &b, "the callee's RTP");
+    same(&at(next(c.a.to)), &a_sr, "the caller's RTCP, on the relay's RTCP port");
+    same(&at(next(c.b.to)), &b_sr, "the callee's RTCP, on the relay's RTCP port");
+    assert_eq!(seen.len(), 4, "nothing else: {:?}", seen.keys());
+
+    let mcast: SocketAddr = "239.1.1.1:58940".parse().unwrap();
+    let refused = c.ng.command(
+        "offer",
+        vec![
+            ("call-id", Value::str("rec-refused")),
+            ("from-tag", Value::str("A")),
+            ("sdp", Value::str(&sdp(mcast, 1))),
+            ("record call", Value::str("on")),
+        ],
+    );
+    assert!(refused.is_err(), "a multicast party is refused: {refused:?}");
+    let log = node.tg.log_text();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("recording started") && l.contains("rec-refused")),
+        "the recording was opened before the refusal:\n{log}"
+    );
+    let left: Vec<PathBuf> = ["open", "ready"]
+        .iter()
+        .flat_map(|d| std::fs::read_dir(node.spool.join(d)).into_iter().flatten().flatten())
+        .map(|e| e.path())
+        .filter(|p| !dirs.contains(p))
+        .collect();
+    assert!(left.is_empty(), "the refused offer left {left:?}");
 }

@@ -65,6 +65,9 @@ pub trait MediaPlane: Send {
         &mut self,
         recording: u32,
     ) -> Result<tollgate_dataplane::recorder::RecordingReport, String>;
+    /// Closes a recording nobody keeps (its call never was) and removes
+    /// its directory `dir`, even when the data plane cannot close it.
+    fn discard_recording(&mut self, recording: u32, dir: &std::path::Path) -> Result<(), String>;
 }
 
 /// What [`MediaPlane::apply`] did, item by item.
@@ -812,7 +815,8 @@ impl Sessions {
                         source: sock(ya, src),
                         destination: dst,
                         follow: follow(src),
-                        stages: self.stages(xs, ys, false, None),
+                        // Recorded too: the capture has the call's RTCP.
+                        stages: self.stages(xs, ys, false, tap),
                         ..rtp.clone()
                     };
                     out.insert(rtcp.local, rtcp);

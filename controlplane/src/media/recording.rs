@@ -159,11 +159,14 @@ impl Sessions {
     }
 
     /// A call that never was (a refused first offer): its recording is
-    /// closed in the data plane and not handed over.
+    /// closed in the data plane, its directory removed, nothing handed over.
     pub(super) fn discard_recording(&mut self, plane: &mut dyn MediaPlane, call_id: &str) {
         self.touch(call_id);
         if let Some(r) = self.calls.get_mut(call_id).and_then(|c| c.recording.take()) {
-            let _ = plane.close_recording(r.number);
+            let dir = self.recording_cfg.open_dir(&r.id);
+            if let Err(e) = plane.discard_recording(r.number, &dir) {
+                tracing::warn!(call_id, recording = %r.id, error = %e, "discarding the recording of a refused offer");
+            }
         }
     }
 

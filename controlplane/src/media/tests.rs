@@ -344,10 +344,15 @@ fn a_journaled_recording_goes_on_in_the_restored_session() {
     let tap = StageSpec::Tap { recording: 1 };
     let rtp = |f: &&Flow| f.local.port().is_multiple_of(2);
     let tapped = |fs: &[Flow]| {
-        fs.iter().filter(rtp).count() == 2 && fs.iter().filter(rtp).all(|f| f.stages.contains(&tap))
+        fs.iter().filter(rtp).count() == 2
+            && fs.len() == 4
+            && fs.iter().all(|f| f.stages.contains(&tap))
     };
     let flows: Vec<Flow> = r.plane.flows().into_values().collect();
-    assert!(tapped(&flows), "the RTP flows carry the tap: {flows:?}");
+    assert!(
+        tapped(&flows),
+        "the RTP flows and the RTCP flows on their own ports carry the tap: {flows:?}"
+    );
     let (_, state) =
         r.s.take_journal()
             .pop()
@@ -372,4 +377,21 @@ fn a_journaled_recording_goes_on_in_the_restored_session() {
         again.plane.recordings().is_empty(),
         "closed in the data plane"
     );
+}
+
+/// A recorded first offer the data plane refuses leaves nothing behind:
+/// its recording is discarded in its own directory, and none is handed over.
+#[test]
+fn a_refused_recorded_first_offer_discards_its_recording() {
+    let mut r = Relay::new(cfg());
+    let o = Options {
+        record_call: Some(true),
+        ..Options::default()
+    };
+    let offer = sdp("239.1.1.1", 7000);
+    let refused = r.s.offer(r.at(0.0), &mut r.plane, "c1", "A", None, &offer, &o);
+    assert!(refused.is_err(), "a multicast party is refused: {refused:?}");
+    assert!(r.plane.recordings().is_empty(), "discarded in the data plane");
+    assert!(r.s.take_recordings().is_empty(), "nothing handed over");
+    assert!(r.plane.flows().is_empty());
 }
