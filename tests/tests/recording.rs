@@ -16,11 +16,13 @@
 //! - A spool on a small tmpfs that fills during a recorded call: one error
 //!   logged, one write error counted, every packet still relayed, and the
 //!   capture cut at its last whole packet, readable, and handed over.
+//! - The data plane SIGKILLed mid-recording (socket backend): the rest of
+//!   the call is recorded into the same capture after its restart.
 //! - RTCP on its own port (no rtcp-mux) recorded beside the RTP; a refused
 //!   recorded first offer leaves nothing in the spool.
 //!
-//! Ports: SIP 50600-50699, NG 22480-22484 and 22572, relay media
-//! 52000-52499 and 58300-58399, RTP peers 52800-52999 and 58900-58999;
+//! Ports: SIP 50600-50699, NG 22480-22484 and 22571-22572, relay media
+//! 52000-52499 and 58200-58399, RTP peers 52800-52999 and 58900-58999;
 //! namespaces `tgr*`.
 
 use std::collections::BTreeMap;
@@ -699,6 +701,71 @@ fn b2bua_records_a_route_with_record_through_a_reinvite() {
         labels.contains(&"caller") && labels.contains(&"callee"),
         "{labels:?}"
     );
+}
+
+/// The data plane of `node` (the child of its `tollgate run`) SIGKILLed;
+/// returns once the supervisor's new one answers on the control socket.
+fn kill_the_data_plane(node: &Node) {
+    let hello = |ctl: &Path| {
+        tollgate_dataplane::client::ControlClient::connect(ctl)
+            .and_then(|mut c| c.request(&Request::Hello))
+            .ok()
+    };
+    let before = hello(&node.ctl).expect("the data plane answers")["instance"].clone();
+    let pid = node.tg.child.id();
+    let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+        .expect("the node's children");
+    let dp: i32 = children
+        .split_whitespace()
+        .next()
+        .and_then(|c| c.parse().ok())
+        .expect("the node runs its data plane as a child");
+    // SAFETY: signalling the data plane this test's node started.
+    unsafe { libc::kill(dp, libc::SIGKILL) };
+    let back = wait_until(Duration::from_secs(30), || {
+        hello(&node.ctl).is_some_and(|h| h["instance"] != before)
+    });
+    assert!(back, "no new data plane within 30 s:\n{}", node.tg.log_text());
+}
+
+/// An NG call recorded from its offer; its data plane SIGKILLed in the
+/// middle; the supervisor starts another, the control plane opens the
+/// recording again under its number and re-installs the flows with their
+/// taps: the capture holds what was said before and after, and nothing
+/// torn between.
+#[test]
+fn a_data_plane_restarted_mid_recording_records_the_rest_of_the_call() {
+    let node = in_namespaces(
+        Backend::Socket,
+        "127.0.0.1:22571",
+        (58200, 58299),
+        |_| {},
+    );
+    let (a_at, b_at) = parties(58900, 58910);
+    let mut c = node.call("rec-dp-restart", a_at, b_at);
+    c.offer_answer(1, Some("on"));
+    NgCall::settle();
+    let [a1, b1] = c.talk(0xa1, 0xb1, 0..40);
+    kill_the_data_plane(&node);
+    // The next exchange with the data plane finds it restarted.
+    c.command("query", vec![]);
+    NgCall::settle();
+    let [a2, b2] = c.talk(0xa1, 0xb1, 40..80);
+    c.command("delete", vec![]);
+    let log = node.tg.log_text();
+    assert!(
+        log.contains("opening recordings and installing flows again"),
+        "{log}"
+    );
+    let dirs = ready(&node.spool, 1);
+    let meta = RecordingMeta::read(&dirs[0]).expect("recording.json");
+    assert_eq!(meta.call_id, "rec-dp-restart");
+    let seen = by_local(&tshark(&dirs[0].join("rtp.pcap")));
+    let at = |l: &SocketAddr| seen.get(l).cloned().unwrap_or_default();
+    let both = |x: Vec<Vec<u8>>, y: Vec<Vec<u8>>| -> Vec<Vec<u8>> { x.into_iter().chain(y).collect() };
+    same(&at(&c.a.to), &both(a1, a2), "the caller's, before and after the restart");
+    same(&at(&c.b.to), &both(b1, b2), "the callee's, before and after the restart");
+    assert_eq!(node.counter("recordings_open"), 0, "closed in the new data plane");
 }
 
 /// An RTCP sender report from `ssrc`, its packet count `n`.
