@@ -178,6 +178,17 @@ impl MediaPlane for DataplaneLink {
         self.recording(Request::RecordingClose { recording })
     }
 
+    /// Reopens it in the data plane at once (a no-op where it is open, as
+    /// when only the control plane restarted).
+    fn keep_recording(&mut self, recording: u32, dir: &Path) -> Result<(), String> {
+        self.recordings.insert(recording, dir.to_path_buf());
+        let req = Request::RecordingOpen {
+            dir: dir.to_path_buf(),
+            recording: Some(recording),
+        };
+        self.recording(req).map(drop)
+    }
+
     fn discard_recording(&mut self, recording: u32, dir: &Path) -> Result<(), String> {
         let closed = self.close_recording(recording);
         let removed = std::fs::remove_dir_all(dir)

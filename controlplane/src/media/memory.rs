@@ -148,6 +148,14 @@ impl MediaPlane for MemoryPlane {
         })
     }
 
+    fn keep_recording(&mut self, recording: u32, dir: &Path) -> Result<(), String> {
+        let mut s = self.state();
+        s.exchanges += 1;
+        s.last_recording = s.last_recording.max(recording);
+        s.recordings.insert(recording, dir.to_path_buf());
+        Ok(())
+    }
+
     /// Forgets the recording, as the real link removes its directory.
     fn discard_recording(&mut self, recording: u32, dir: &Path) -> Result<(), String> {
         let mut s = self.state();

@@ -65,6 +65,10 @@ pub trait MediaPlane: Send {
         &mut self,
         recording: u32,
     ) -> Result<tollgate_dataplane::recorder::RecordingReport, String>;
+    /// Takes on recording `recording` in `dir`, opened by an earlier
+    /// control plane (a journaled call): reopened should the data plane
+    /// not have it, or lose it later.
+    fn keep_recording(&mut self, recording: u32, dir: &std::path::Path) -> Result<(), String>;
     /// Closes a recording nobody keeps (its call never was) and removes
     /// its directory `dir`, even when the data plane cannot close it.
     fn discard_recording(&mut self, recording: u32, dir: &std::path::Path) -> Result<(), String>;

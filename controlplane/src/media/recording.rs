@@ -199,6 +199,13 @@ impl Sessions {
         }
     }
 
+    /// The open recording of a call (its number and directory), for the
+    /// data plane to keep once the call is restored from the journal.
+    pub fn recording_of(&self, call_id: &str) -> Option<(u32, std::path::PathBuf)> {
+        let r = self.calls.get(call_id)?.recording.as_ref()?;
+        Some((r.number, self.recording_cfg.open_dir(&r.id)))
+    }
+
     /// Recordings closed since the last call, for an adapter to hand over
     /// ([`crate::recording::publish::publish`]).
     pub fn take_recordings(&mut self) -> Vec<Closed> {

@@ -334,7 +334,9 @@ fn a_journaled_session_is_restored_with_its_flows_and_ports_and_forgotten_when_d
 
 /// A recorded call's journal entry carries its recording: restored by a
 /// new process, its flows keep the tap with the same data-plane recording,
-/// and its delete hands the recording over as the first process would.
+/// which the new process's data-plane link takes on (to reopen it should
+/// the data plane restart), and its delete hands the recording over as the
+/// first process would.
 #[test]
 fn a_journaled_recording_goes_on_in_the_restored_session() {
     let mut r = Relay::new(cfg());
@@ -361,10 +363,11 @@ fn a_journaled_recording_goes_on_in_the_restored_session() {
     let flows = again.s.restore("c1", state.unwrap()).unwrap();
     assert!(tapped(&flows), "{flows:?}");
     let now = again.at(2.0);
-    again
-        .plane
-        .open_recording(std::path::Path::new("/x"))
-        .unwrap();
+    // What the journal's restore does: the link takes the recording on.
+    let (n, dir) = again.s.recording_of("c1").expect("the call's recording");
+    assert_eq!(n, 1);
+    assert!(dir.starts_with("/var/lib/tollgate/recordings/open/"), "{dir:?}");
+    again.plane.keep_recording(n, &dir).unwrap();
     again.plane.apply(&flows, &[]);
     again
         .s

@@ -70,7 +70,7 @@ pub enum RecorderError {
     Open(String),
     #[error("no recording {0} is open")]
     NoSuchRecording(u32),
-    #[error("recording {0} is open already")]
+    #[error("recording {0} is open already, in another directory")]
     AlreadyOpen(u32),
 }
 
@@ -147,8 +147,9 @@ impl Recorder {
     }
 
     /// Opens a recording writing into `dir` (created if need be), as
-    /// number `reopen` when given (appending to the capture there), and
-    /// starts the recorder thread if this is the first.
+    /// number `reopen` when given (appending to the capture there; a no-op
+    /// when that recording is open in `dir` already), and starts the
+    /// recorder thread if this is the first.
     pub fn open(
         &'static self,
         dir: &Path,
@@ -156,11 +157,10 @@ impl Recorder {
     ) -> Result<RecordingReport, RecorderError> {
         let report = {
             let mut s = self.state();
-            let id = match reopen {
-                Some(id) if s.captures.contains_key(&id) => {
-                    return Err(RecorderError::AlreadyOpen(id))
-                }
-                Some(id) => id,
+            let id = match reopen.map(|id| (id, s.captures.get(&id).map(Capture::report))) {
+                Some((_, Some(open))) if open.dir == dir => return Ok(open),
+                Some((id, Some(_))) => return Err(RecorderError::AlreadyOpen(id)),
+                Some((id, None)) => id,
                 None => s.last_id.wrapping_add(1).max(1),
             };
             let c = Capture::open(id, dir).map_err(RecorderError::Open)?;

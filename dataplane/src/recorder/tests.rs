@@ -157,10 +157,14 @@ fn a_recording_reopened_under_its_number_appends_after_its_last_whole_packet() {
         "reopened under its number"
     );
     assert!(
-        matches!(rec.open(&dir, Some(id)), Err(RecorderError::AlreadyOpen(n)) if n == id),
-        "only once"
+        matches!(rec.open(&dir, Some(id)), Ok(r) if r.recording == id),
+        "reopening an open recording is a no-op"
     );
     let other = temp_dir("after-reopen");
+    assert!(
+        matches!(rec.open(&other, Some(id)), Err(RecorderError::AlreadyOpen(n)) if n == id),
+        "not under another directory"
+    );
     let fresh = rec.open(&other, None).unwrap().recording;
     assert!(fresh > id, "new numbers stay clear of reopened ones");
     rec.close(fresh).unwrap();
