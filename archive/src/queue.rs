@@ -38,8 +38,8 @@ use crate::retention::Retention;
 use crate::status::{ArchiveStatus, SharedStatus};
 use crate::store::{audio_key, object_prefix, Store, AUDIO_OBJECT};
 use chrono::{DateTime, Utc};
-use sha2::{Digest, Sha256};
 use futures_util::stream::{self, StreamExt};
+use sha2::{Digest, Sha256};
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -165,9 +165,9 @@ impl Uploader {
             .map(|(dir, _)| {
                 let task = tokio::spawn(uploads.clone().store(dir.clone()));
                 async move {
-                    let r = task.await.unwrap_or_else(|e| {
-                        Err(ItemError::Transient(format!("upload task: {e}")))
-                    });
+                    let r = task
+                        .await
+                        .unwrap_or_else(|e| Err(ItemError::Transient(format!("upload task: {e}"))));
                     (dir, r)
                 }
             })
@@ -424,8 +424,10 @@ impl Uploads {
         let stored = |o: &SealedObject| Step::Stored {
             name: o.name.clone(),
         };
-        let missing: Vec<&SealedObject> =
-            objects.iter().filter(|o| !journal.has(&stored(o))).collect();
+        let missing: Vec<&SealedObject> = objects
+            .iter()
+            .filter(|o| !journal.has(&stored(o)))
+            .collect();
         let puts = missing.iter().map(|o| self.upload(dir, &prefix, o));
         futures_util::future::try_join_all(puts).await?;
         for o in missing {

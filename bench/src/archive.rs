@@ -152,7 +152,8 @@ pub fn main<S: Serialize + Display>(args: &ArchiveBenchArgs, stamp: S) -> anyhow
 async fn one_round(args: &ArchiveBenchArgs, dir: &Path, store: &Store) -> anyhow::Result<Round> {
     let (_, sequential) = archive_pass(args, &dir.join("one"), store, 1).await?;
     clean(store).await?;
-    let (stored, concurrent) = archive_pass(args, &dir.join("many"), store, args.concurrency).await?;
+    let (stored, concurrent) =
+        archive_pass(args, &dir.join("many"), store, args.concurrency).await?;
     let bytes: u64 = stored.iter().map(|(_, s)| s).sum();
     let t = Instant::now();
     for (i, (_, size)) in stored.iter().enumerate() {

@@ -74,7 +74,10 @@ impl DataplaneLink {
         };
         for (&n, dir) in &self.recordings {
             let dir = dir.clone();
-            if let Some(e) = send(Request::RecordingOpen { dir, recording: Some(n) }) {
+            if let Some(e) = send(Request::RecordingOpen {
+                dir,
+                recording: Some(n),
+            }) {
                 tracing::error!(recording = n, error = %e, "recording not reopened; its taps record nothing");
             }
         }

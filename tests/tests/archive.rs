@@ -765,7 +765,12 @@ fn tone_call(dir: &Path, number: &str, prefix: &str, tg: &Proc) -> String {
         "127.0.0.1:58000".parse().unwrap(),
         &scenario,
     );
-    assert_eq!(status, 0, "{number}: the call went through:\n{log}\n{}", tg.log_text());
+    assert_eq!(
+        status,
+        0,
+        "{number}: the call went through:\n{log}\n{}",
+        tg.log_text()
+    );
     log.lines()
         .find_map(|l| l.trim().strip_prefix("Call-ID: "))
         .filter(|c| c.starts_with(prefix))
@@ -792,8 +797,14 @@ fn retention_days(row: &Value) -> i64 {
 fn b2bua_calls_recorded_by_route_and_by_org_default_come_back_with_each_partys_tone() {
     let dir = TempDir::new("tgarc-b2b");
     let uas: std::net::SocketAddr = "127.0.0.1:58010".parse().unwrap();
-    write_rtp_pcap(&dir.0.join("caller-tone.pcap"), &tone_packets(0xca11, 440.0, 150));
-    write_rtp_pcap(&dir.0.join("callee-tone.pcap"), &tone_packets(0xca1e, 1000.0, 150));
+    write_rtp_pcap(
+        &dir.0.join("caller-tone.pcap"),
+        &tone_packets(0xca11, 440.0, 150),
+    );
+    write_rtp_pcap(
+        &dir.0.join("callee-tone.pcap"),
+        &tone_packets(0xca1e, 1000.0, 150),
+    );
     let sip = format!(
         "[sip]\nlisten = \"127.0.0.1:58000\"\n\
          [[sip.orgs]]\nname = \"acme\"\nrecord = true\n\
@@ -831,7 +842,10 @@ fn b2bua_calls_recorded_by_route_and_by_org_default_come_back_with_each_partys_t
     assert_eq!(retention_days(r), 90, "the default retention: {r}");
     assert_eq!(o["org_id"], "acme", "{o}");
     assert_eq!(retention_days(o), 7, "the org's retention: {o}");
-    assert!(o["object_key"].as_str().unwrap().starts_with("acme/"), "{o}");
+    assert!(
+        o["object_key"].as_str().unwrap().starts_with("acme/"),
+        "{o}"
+    );
     let cdr = cdr_of(&dir.0, &by_org);
     assert_eq!(cdr["org_id"], "acme", "{cdr}");
     assert_eq!(cdr["recording_url"], o["url"], "{cdr}");

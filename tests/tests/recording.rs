@@ -725,7 +725,11 @@ fn kill_the_data_plane(node: &Node) {
     let back = wait_until(Duration::from_secs(30), || {
         hello(&node.ctl).is_some_and(|h| h["instance"] != before)
     });
-    assert!(back, "no new data plane within 30 s:\n{}", node.tg.log_text());
+    assert!(
+        back,
+        "no new data plane within 30 s:\n{}",
+        node.tg.log_text()
+    );
 }
 
 /// An NG call recorded from its offer; its data plane SIGKILLed in the
@@ -735,12 +739,7 @@ fn kill_the_data_plane(node: &Node) {
 /// torn between.
 #[test]
 fn a_data_plane_restarted_mid_recording_records_the_rest_of_the_call() {
-    let node = in_namespaces(
-        Backend::Socket,
-        "127.0.0.1:22571",
-        (58200, 58299),
-        |_| {},
-    );
+    let node = in_namespaces(Backend::Socket, "127.0.0.1:22571", (58200, 58299), |_| {});
     let (a_at, b_at) = parties(58900, 58910);
     let mut c = node.call("rec-dp-restart", a_at, b_at);
     c.offer_answer(1, Some("on"));
@@ -762,10 +761,23 @@ fn a_data_plane_restarted_mid_recording_records_the_rest_of_the_call() {
     assert_eq!(meta.call_id, "rec-dp-restart");
     let seen = by_local(&tshark(&dirs[0].join("rtp.pcap")));
     let at = |l: &SocketAddr| seen.get(l).cloned().unwrap_or_default();
-    let both = |x: Vec<Vec<u8>>, y: Vec<Vec<u8>>| -> Vec<Vec<u8>> { x.into_iter().chain(y).collect() };
-    same(&at(&c.a.to), &both(a1, a2), "the caller's, before and after the restart");
-    same(&at(&c.b.to), &both(b1, b2), "the callee's, before and after the restart");
-    assert_eq!(node.counter("recordings_open"), 0, "closed in the new data plane");
+    let both =
+        |x: Vec<Vec<u8>>, y: Vec<Vec<u8>>| -> Vec<Vec<u8>> { x.into_iter().chain(y).collect() };
+    same(
+        &at(&c.a.to),
+        &both(a1, a2),
+        "the caller's, before and after the restart",
+    );
+    same(
+        &at(&c.b.to),
+        &both(b1, b2),
+        "the callee's, before and after the restart",
+    );
+    assert_eq!(
+        node.counter("recordings_open"),
+        0,
+        "closed in the new data plane"
+    );
 }
 
 /// An RTCP sender report from `ssrc`, its packet count `n`.
@@ -784,21 +796,21 @@ fn sender_report(ssrc: u32, n: u32) -> Vec<u8> {
 /// party) leaves nothing in the spool, neither in `open/` nor in `ready/`.
 #[test]
 fn rtcp_on_its_own_port_is_recorded_and_a_refused_offer_leaves_no_recording() {
-    let node = in_namespaces(
-        Backend::Socket,
-        "127.0.0.1:22572",
-        (58300, 58399),
-        |_| {},
-    );
+    let node = in_namespaces(Backend::Socket, "127.0.0.1:22572", (58300, 58399), |_| {});
     let (a_at, b_at) = parties(58920, 58930);
     let next = |s: SocketAddr| SocketAddr::new(s.ip(), s.port() + 1);
     let t = node.topo();
-    let (a_rtcp, b_rtcp) = (rtp::bind(&t.caller, next(a_at)), rtp::bind(&t.callee, next(b_at)));
+    let (a_rtcp, b_rtcp) = (
+        rtp::bind(&t.caller, next(a_at)),
+        rtp::bind(&t.callee, next(b_at)),
+    );
     let mut c = node.call("rec-rtcp", a_at, b_at);
     c.offer_answer(1, Some("on"));
     NgCall::settle();
     let [a, b] = c.talk(0xa1, 0xb1, 0..20);
-    let (a_sr, b_sr): (Vec<_>, Vec<_>) = (1..=5).map(|n| (sender_report(0xa1, n), sender_report(0xb1, n))).unzip();
+    let (a_sr, b_sr): (Vec<_>, Vec<_>) = (1..=5)
+        .map(|n| (sender_report(0xa1, n), sender_report(0xb1, n)))
+        .unzip();
     for (x, y) in a_sr.iter().zip(&b_sr) {
         a_rtcp.send_to(x, next(c.a.to)).expect("caller RTCP");
         b_rtcp.send_to(y, next(c.b.to)).expect("callee RTCP");
@@ -810,16 +822,32 @@ fn rtcp_on_its_own_port_is_recorded_and_a_refused_offer_leaves_no_recording() {
             .map(|(p, _)| p)
             .collect()
     };
-    same(&relayed(&b_rtcp), &a_sr, "the caller's RTCP reached the callee");
-    same(&relayed(&a_rtcp), &b_sr, "the callee's RTCP reached the caller");
+    same(
+        &relayed(&b_rtcp),
+        &a_sr,
+        "the caller's RTCP reached the callee",
+    );
+    same(
+        &relayed(&a_rtcp),
+        &b_sr,
+        "the callee's RTCP reached the caller",
+    );
     c.command("delete", vec![]);
     let dirs = ready(&node.spool, 1);
     let seen = by_local(&tshark(&dirs[0].join("rtp.pcap")));
     let at = |l: SocketAddr| seen.get(&l).cloned().unwrap_or_default();
     same(&at(c.a.to), &a, "the caller's RTP");
     same(&at(c.b.to), &b, "the callee's RTP");
-    same(&at(next(c.a.to)), &a_sr, "the caller's RTCP, on the relay's RTCP port");
-    same(&at(next(c.b.to)), &b_sr, "the callee's RTCP, on the relay's RTCP port");
+    same(
+        &at(next(c.a.to)),
+        &a_sr,
+        "the caller's RTCP, on the relay's RTCP port",
+    );
+    same(
+        &at(next(c.b.to)),
+        &b_sr,
+        "the callee's RTCP, on the relay's RTCP port",
+    );
     assert_eq!(seen.len(), 4, "nothing else: {:?}", seen.keys());
 
     let mcast: SocketAddr = "239.1.1.1:58940".parse().unwrap();
@@ -832,7 +860,10 @@ fn rtcp_on_its_own_port_is_recorded_and_a_refused_offer_leaves_no_recording() {
             ("record call", Value::str("on")),
         ],
     );
-    assert!(refused.is_err(), "a multicast party is refused: {refused:?}");
+    assert!(
+        refused.is_err(),
+        "a multicast party is refused: {refused:?}"
+    );
     let log = node.tg.log_text();
     assert!(
         log.lines()
@@ -841,7 +872,12 @@ fn rtcp_on_its_own_port_is_recorded_and_a_refused_offer_leaves_no_recording() {
     );
     let left: Vec<PathBuf> = ["open", "ready"]
         .iter()
-        .flat_map(|d| std::fs::read_dir(node.spool.join(d)).into_iter().flatten().flatten())
+        .flat_map(|d| {
+            std::fs::read_dir(node.spool.join(d))
+                .into_iter()
+                .flatten()
+                .flatten()
+        })
         .map(|e| e.path())
         .filter(|p| !dirs.contains(p))
         .collect();

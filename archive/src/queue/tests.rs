@@ -147,9 +147,17 @@ async fn a_crash_between_steps_resumes_without_storing_anything_twice() {
         keyring: keyring(),
         layout: Layout::PerLeg,
     };
-    uploads.upload(&dir, prefix, &objects[0]).await.ok().unwrap();
+    uploads
+        .upload(&dir, prefix, &objects[0])
+        .await
+        .ok()
+        .unwrap();
     // ...and the second one stored, its journal line lost.
-    uploads.upload(&dir, prefix, &objects[1]).await.ok().unwrap();
+    uploads
+        .upload(&dir, prefix, &objects[1])
+        .await
+        .ok()
+        .unwrap();
     j.record(Step::Stored {
         name: objects[0].name.clone(),
     })

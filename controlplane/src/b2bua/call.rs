@@ -69,7 +69,10 @@ impl B2bua {
         };
         setup.facts.carrier = route.carrier.clone();
         setup.facts.gateway = route.gateway.map(|g| g.to_string());
-        setup.facts.org = self.dialplan.org(&setup.facts.to_number).map(str::to_string);
+        setup.facts.org = self
+            .dialplan
+            .org(&setup.facts.to_number)
+            .map(str::to_string);
         let srtp = self.dialplan.srtp(&setup.facts.to_number);
         let record = self.dialplan.records(&setup.facts.to_number);
         match self.offer_to_b(now, &setup, (srtp, record), media) {

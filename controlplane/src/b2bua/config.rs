@@ -100,7 +100,7 @@ pub struct UserConfig {
 }
 
 /// One dialplan entry: a number pattern and what to do with it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RouteConfig {
     /// Digits and other characters match themselves, `x` any digit, and a
@@ -124,9 +124,9 @@ pub struct RouteConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub srtp: Option<RouteSrtp>,
     /// Record the calls this route sends on (their media, both ways, from
-    /// the first offer to the end); unset: as its org's `record` says.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub record: Option<bool>,
+    /// the first offer to the end), as its org's `record` also does.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub record: bool,
     /// The organisation (`[[sip.orgs]]`) its calls belong to: in their
     /// CDRs and recordings (whose retention is then the org's policy).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -138,7 +138,7 @@ pub struct RouteConfig {
 #[serde(deny_unknown_fields)]
 pub struct OrgConfig {
     pub name: String,
-    /// Record its calls unless their route says `record = false`.
+    /// Record the calls of all its routes.
     #[serde(default)]
     pub record: bool,
 }
@@ -294,7 +294,11 @@ impl SipConfig {
         }
         for (i, r) in self.routes.iter().enumerate() {
             let at = format!("sip.routes[{i}] (match {:?})", r.pattern);
-            if let Some(org) = r.org.as_ref().filter(|o| !self.orgs.iter().any(|p| &&p.name == o)) {
+            if let Some(org) = r
+                .org
+                .as_ref()
+                .filter(|o| !self.orgs.iter().any(|p| &&p.name == o))
+            {
                 errs.push(format!("{at}.org: {org:?} is not one of sip.orgs"));
             }
             let p = r.pattern.strip_suffix('*').unwrap_or(&r.pattern);
@@ -343,7 +347,7 @@ mod tests {
                     reject: None,
                     reason: None,
                     srtp: None,
-                    record: None,
+                    record: false,
                     org: None,
                 },
                 RouteConfig {
@@ -352,7 +356,7 @@ mod tests {
                     reject: Some(200),
                     reason: None,
                     srtp: None,
-                    record: None,
+                    record: false,
                     org: None,
                 },
             ],

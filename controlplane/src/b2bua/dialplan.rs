@@ -1,6 +1,6 @@
 //! The dialplan: the dialled number (Request-URI user) to a target URI and
 //! address, or to a rejection, the org the call belongs to, and whether it
-//! is recorded (the route's `record`, else its org's default). First
+//! is recorded (the route's `record`, or its org's default). First
 //! matching route wins; no match is 404.
 
 use super::config::{OrgConfig, RouteConfig, RouteSrtp};
@@ -68,15 +68,13 @@ impl Dialplan {
     }
 
     /// Whether the route `number` takes records its calls: its own
-    /// `record`, else its org's default.
+    /// `record`, or its org's default.
     pub fn records(&self, number: &str) -> bool {
         let Some(r) = self.find(number) else {
             return false;
         };
         let org = |name: &String| self.orgs.iter().find(|o| &o.name == name);
-        r.record
-            .or_else(|| r.org.as_ref().and_then(org).map(|o| o.record))
-            .unwrap_or(false)
+        r.record || r.org.as_ref().and_then(org).is_some_and(|o| o.record)
     }
 
     pub fn decide(&self, number: &str) -> Decision {
@@ -128,7 +126,7 @@ mod tests {
             reject,
             reason: None,
             srtp: None,
-            record: None,
+            record: false,
             org: None,
         }
     }
@@ -137,12 +135,12 @@ mod tests {
     fn first_match_wins_and_default_is_404() {
         let d = Dialplan::new(
             &[
-            route("9999", None, Some(480)),
-            route("6000", Some("sip:6000@127.0.0.1:5090"), None),
-            route("555xxxx", Some("sip:{user}@10.0.0.9"), None),
-            route("44*", None, Some(403)),
-            route("7xxx", Some("registered"), None),
-        ],
+                route("9999", None, Some(480)),
+                route("6000", Some("sip:6000@127.0.0.1:5090"), None),
+                route("555xxxx", Some("sip:{user}@10.0.0.9"), None),
+                route("44*", None, Some(403)),
+                route("7xxx", Some("registered"), None),
+            ],
             &[],
         );
         assert_eq!(d.decide("7001"), Decision::Registered);
@@ -178,18 +176,21 @@ mod tests {
     #[test]
     fn the_matching_route_says_whether_to_record() {
         let recorded = RouteConfig {
-            record: Some(true),
+            record: true,
             ..route("6xxx", Some("sip:{user}@10.0.0.9"), None)
         };
-        let d = Dialplan::new(&[route("6000", Some("sip:a@10.0.0.8"), None), recorded], &[]);
+        let d = Dialplan::new(
+            &[route("6000", Some("sip:a@10.0.0.8"), None), recorded],
+            &[],
+        );
         assert!(!d.records("6000"), "the first match wins");
         assert!(d.records("6001"));
         assert!(!d.records("7000"), "no route, nothing recorded");
     }
 
     #[test]
-    fn a_route_without_record_takes_its_orgs_default() {
-        let of = |pattern: &str, org: &str, record: Option<bool>| RouteConfig {
+    fn a_route_records_when_it_or_its_org_says_so() {
+        let of = |pattern: &str, org: &str, record: bool| RouteConfig {
             org: Some(org.into()),
             record,
             ..route(pattern, Some("sip:{user}@10.0.0.9"), None)
@@ -206,15 +207,13 @@ mod tests {
         ];
         let d = Dialplan::new(
             &[
-                of("1xxx", "acme", None),
-                of("2xxx", "acme", Some(false)),
-                of("3xxx", "globex", None),
-                of("4xxx", "globex", Some(true)),
+                of("1xxx", "acme", false),
+                of("3xxx", "globex", false),
+                of("4xxx", "globex", true),
             ],
             &orgs,
         );
         assert!(d.records("1000"), "acme records by default");
-        assert!(!d.records("2000"), "the route's own record wins");
         assert!(!d.records("3000"));
         assert!(d.records("4000"));
         assert_eq!(d.org("3000"), Some("globex"));

@@ -510,10 +510,7 @@ impl Sessions {
         // any flows installed before the refusal are released at once.
         let out = match self
             .signal(call_id, x, y, parsed, o, Role::Offer)
-            .and_then(|out| {
-                self.record_flag(now, plane, call_id, o)
-                    .map(|()| out)
-            })
+            .and_then(|out| self.record_flag(now, plane, call_id, o).map(|()| out))
             .and_then(|out| self.sync_flows(plane, call_id).map(|()| out))
         {
             Ok(out) => out,

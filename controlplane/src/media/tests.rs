@@ -366,7 +366,10 @@ fn a_journaled_recording_goes_on_in_the_restored_session() {
     // What the journal's restore does: the link takes the recording on.
     let (n, dir) = again.s.recording_of("c1").expect("the call's recording");
     assert_eq!(n, 1);
-    assert!(dir.starts_with("/var/lib/tollgate/recordings/open/"), "{dir:?}");
+    assert!(
+        dir.starts_with("/var/lib/tollgate/recordings/open/"),
+        "{dir:?}"
+    );
     again.plane.keep_recording(n, &dir).unwrap();
     again.plane.apply(&flows, &[]);
     again
@@ -392,9 +395,16 @@ fn a_refused_recorded_first_offer_discards_its_recording() {
         ..Options::default()
     };
     let offer = sdp("239.1.1.1", 7000);
-    let refused = r.s.offer(r.at(0.0), &mut r.plane, "c1", "A", None, &offer, &o);
-    assert!(refused.is_err(), "a multicast party is refused: {refused:?}");
-    assert!(r.plane.recordings().is_empty(), "discarded in the data plane");
+    let refused =
+        r.s.offer(r.at(0.0), &mut r.plane, "c1", "A", None, &offer, &o);
+    assert!(
+        refused.is_err(),
+        "a multicast party is refused: {refused:?}"
+    );
+    assert!(
+        r.plane.recordings().is_empty(),
+        "discarded in the data plane"
+    );
     assert!(r.s.take_recordings().is_empty(), "nothing handed over");
     assert!(r.plane.flows().is_empty());
 }

@@ -193,7 +193,11 @@ mod tests {
         assert_eq!(m.started_at, "2025-12-01T20:00:00.000Z");
         assert_eq!(m.ended_at, "2025-12-01T20:01:01.000Z");
         assert_eq!(m.captures, ["rtp.pcap"]);
-        assert_eq!(m.org.as_deref(), Some("acme"), "the org names objects and retention");
+        assert_eq!(
+            m.org.as_deref(),
+            Some("acme"),
+            "the org names objects and retention"
+        );
         assert_eq!(m.legs.len(), 2);
         assert_eq!(m.legs[0].ssrcs, [7, 8]);
         assert_eq!(

@@ -150,7 +150,10 @@ fn a_recording_reopened_under_its_number_appends_after_its_last_whole_packet() {
     rec.close(id).unwrap();
     // A process killed in the middle of a write leaves half a record.
     let path = dir.join(capture::CAPTURE_FILE);
-    let mut torn = std::fs::OpenOptions::new().append(true).open(&path).unwrap();
+    let mut torn = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .unwrap();
     std::io::Write::write_all(&mut torn, &[7u8; 20]).unwrap();
     assert!(
         matches!(rec.open(&dir, Some(id)), Ok(r) if r.recording == id),
