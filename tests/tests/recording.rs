@@ -17,12 +17,14 @@
 //!   logged, one write error counted, every packet still relayed, and the
 //!   capture cut at its last whole packet, readable, and handed over.
 //! - The data plane SIGKILLed mid-recording (socket backend): the rest of
-//!   the call is recorded into the same capture after its restart.
+//!   the call is recorded into the same capture after its restart; and the
+//!   two planes as separate processes, the control plane SIGKILLed and
+//!   restarted, then the data plane: one capture still holds it all.
 //! - RTCP on its own port (no rtcp-mux) recorded beside the RTP; a refused
 //!   recorded first offer leaves nothing in the spool.
 //!
-//! Ports: SIP 50600-50699, NG 22480-22484 and 22571-22572, relay media
-//! 52000-52499 and 58200-58399, RTP peers 52800-52999 and 58900-58999;
+//! Ports: SIP 50600-50699, NG 22480-22484 and 22571-22573, relay media
+//! 52000-52499 and 58200-58499, RTP peers 52800-52999 and 58900-58999;
 //! namespaces `tgr*`.
 
 use std::collections::BTreeMap;
@@ -882,4 +884,83 @@ fn rtcp_on_its_own_port_is_recorded_and_a_refused_offer_leaves_no_recording() {
         .filter(|p| !dirs.contains(p))
         .collect();
     assert!(left.is_empty(), "the refused offer left {left:?}");
+}
+
+/// `tollgate controlplane` on `config`, once NG answers at `ng`.
+fn controlplane(dir: &Path, config: &Path, ng: SocketAddr) -> Proc {
+    let mut cmd = Command::new(tollgate_tests::process::tollgate_bin());
+    cmd.arg("controlplane").arg("--config").arg(config);
+    let p = peers::spawn(cmd, dir, "controlplane");
+    peers::wait_ng(None, ng, &p);
+    p
+}
+
+/// The two planes as separate processes (socket backend, loopback), an NG
+/// call recorded from its offer: the control plane SIGKILLed and started
+/// again (it takes the recording back from its journal), then the data
+/// plane SIGKILLed and started again (the new control plane reopens the
+/// recording it took on): one capture holds all three stretches of talk.
+#[test]
+fn a_recording_survives_a_control_plane_and_then_a_data_plane_restart() {
+    tollgate_tests::require_root();
+    let dir = TempDir::new("tgrec-both");
+    let mut dp = tollgate_tests::process::Dataplane::start(
+        None,
+        tollgate_tests::process::Backend::Socket,
+        None,
+        "",
+    );
+    let spool = dir.0.join(SPOOL);
+    let ng: SocketAddr = "127.0.0.1:22573".parse().unwrap();
+    let config = dir.0.join("controlplane.toml");
+    let text = format!(
+        "[dataplane]\ncontrol_socket = \"{}\"\n[media]\nport_min = 58400\nport_max = 58499\n\
+         delete_delay_secs = 0\n[ng]\nlisten = \"{ng}\"\n[cdr]\nspool_dir = \"{d}/cdr\"\n\
+         sinks = [{{ kind = \"jsonl\", path = \"{d}/cdr.jsonl\" }}]\n[http]\nlisten = \"127.0.0.1:0\"\n{}",
+        dp.socket.display(),
+        archive_section(&spool),
+        d = dir.0.display(),
+    );
+    std::fs::write(&config, text).expect("config");
+    let mut cp = controlplane(&dir.0, &config, ng);
+    let party = |port: u16| {
+        let at = SocketAddr::from(([127, 0, 0, 1], port));
+        let sock = UdpSocket::bind(at).expect("a party's socket");
+        Party { sock, at, to: at }
+    };
+    let mut c = NgCall {
+        ng: peers::ng_client(None, ng),
+        call_id: "rec-both".into(),
+        a: party(58950),
+        b: party(58960),
+        offer_keys: Vec::new(),
+    };
+    c.offer_answer(1, Some("on"));
+    NgCall::settle();
+    let [a1, b1] = c.talk(0xa1, 0xb1, 0..30);
+    peers::kill(&mut cp);
+    cp = controlplane(&dir.0, &config, ng);
+    c.ng = peers::ng_client(None, ng);
+    let [a2, b2] = c.talk(0xa1, 0xb1, 30..60);
+    dp.kill_and_restart();
+    c.command("query", vec![]);
+    NgCall::settle();
+    let [a3, b3] = c.talk(0xa1, 0xb1, 60..90);
+    c.command("delete", vec![]);
+    let dirs = ready(&spool, 1);
+    let seen = by_local(&tshark(&dirs[0].join("rtp.pcap")));
+    let at = |l: &SocketAddr| seen.get(l).cloned().unwrap_or_default();
+    let all = |x: [Vec<Vec<u8>>; 3]| -> Vec<Vec<u8>> { x.into_iter().flatten().collect() };
+    let log = cp.log_text();
+    same(
+        &at(&c.a.to),
+        &all([a1, a2, a3]),
+        &format!("the caller's, all three stretches\n{log}"),
+    );
+    same(
+        &at(&c.b.to),
+        &all([b1, b2, b3]),
+        "the callee's, all three stretches",
+    );
+    peers::kill(&mut cp);
 }
