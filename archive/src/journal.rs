@@ -93,6 +93,14 @@ impl Journal {
         Ok(())
     }
 
+    /// [`Journal::record`] on a blocking thread (it syncs the file), so an
+    /// async caller's other work (other recordings' uploads) goes on.
+    pub async fn record_apart(mut self, step: Step) -> std::io::Result<Journal> {
+        tokio::task::spawn_blocking(move || self.record(step).map(|()| self))
+            .await
+            .map_err(std::io::Error::other)?
+    }
+
     /// The sealed objects and what the audio is, once sealed.
     pub fn sealed(&self) -> Option<&Step> {
         self.steps.iter().find(|s| matches!(s, Step::Sealed { .. }))

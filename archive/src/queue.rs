@@ -6,6 +6,15 @@
 //! restart loses nothing, and a repeated step repeats the same bytes under
 //! the same deterministic key: nothing is stored twice.
 //!
+//! Up to `concurrency` recordings are sealed and uploaded at once, each in
+//! a task of its own (one recording's sealing and syncs, on blocking
+//! threads, overlap another's uploads; a recording's objects go up
+//! together), oldest first; rows and announcements follow one recording at
+//! a time, in that order. Each recording is in one pass at most once, and its own
+//! steps stay in order, so the journal's guarantees hold as they are. A
+//! transient failure starts no further recording but lets those under way
+//! finish their steps before the pass ends.
+//!
 //! Objects per recording, under [`object_prefix`]: `audio.wav.tge` (what
 //! `archive get` fetches and rows point at), `recording.json.tge`, and one
 //! `<capture>.tge` per pcap. Separate objects keep `get` to the audio's
@@ -29,9 +38,11 @@ use crate::retention::Retention;
 use crate::status::{ArchiveStatus, SharedStatus};
 use crate::store::{audio_key, object_prefix, Store, AUDIO_OBJECT};
 use chrono::{DateTime, Utc};
+use futures_util::stream::{self, StreamExt};
 use sha2::{Digest, Sha256};
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
 use tollgate_cdr::config::SinkKind;
 
@@ -46,6 +57,8 @@ pub struct QueueSettings {
     pub retry_max: Duration,
     /// How often `ready/` is looked at when the queue is idle.
     pub poll: Duration,
+    /// Recordings sealed and uploaded at once (at least 1).
+    pub concurrency: usize,
 }
 
 /// Where rows go: an SQL sink of `[cdr]`.
@@ -141,21 +154,45 @@ impl Uploader {
             }
         };
         self.note_depth(&items);
-        for (dir, _) in items {
-            if stop() {
-                break;
-            }
+        let halted = AtomicBool::new(false);
+        let uploads = Uploads {
+            store: self.store.clone(),
+            keyring: self.keyring.clone(),
+            layout: self.settings.layout,
+        };
+        let mut stored = stream::iter(items)
+            .take_while(|_| std::future::ready(!stop() && !halted.load(Ordering::Relaxed)))
+            .map(|(dir, _)| {
+                let task = tokio::spawn(uploads.clone().store(dir.clone()));
+                async move {
+                    let r = task
+                        .await
+                        .unwrap_or_else(|e| Err(ItemError::Transient(format!("upload task: {e}"))));
+                    (dir, r)
+                }
+            })
+            .buffered(self.settings.concurrency.max(1));
+        let mut failure = None;
+        while let Some((dir, r)) = stored.next().await {
             let id = dir
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default();
-            match self.archive(&dir).await {
+            let done = match r {
+                Ok(item) => self.finish(&dir, item).await,
+                Err(e) => Err(e),
+            };
+            match done {
                 Ok(row) => self.archived(&row),
                 Err(ItemError::Permanent(e)) => self.quarantine(&dir, &id, &e),
                 Err(ItemError::Transient(e)) => {
-                    return self.failed_pass(format!("recording {id}: {e}"))
+                    halted.store(true, Ordering::Relaxed);
+                    failure.get_or_insert(format!("recording {id}: {e}"));
                 }
             }
+        }
+        if let Some(e) = failure {
+            return self.failed_pass(e);
         }
         self.failures = 0;
         self.write_status();
@@ -265,45 +302,26 @@ impl Uploader {
         }
     }
 
-    /// Every step of one recording that is not done yet; its row.
-    async fn archive(&mut self, dir: &Path) -> Result<RecordingRow, ItemError> {
-        let meta = RecordingMeta::read(dir).map_err(|e| ItemError::Permanent(e.to_string()))?;
-        let started = parse_time(&meta.started_at).ok_or_else(|| {
-            ItemError::Permanent(format!(
-                "recording.json: started_at {:?} is not an RFC 3339 time",
-                meta.started_at
-            ))
-        })?;
-        let prefix = object_prefix(
-            meta.org.as_deref(),
-            &meta.call_id,
-            &meta.recording_id,
+    /// The steps of a stored recording that are not done yet: its row,
+    /// its announcement, its directory gone. Its row.
+    async fn finish(&mut self, dir: &Path, item: Stored) -> Result<RecordingRow, ItemError> {
+        let Stored {
+            meta,
             started,
-        );
-        let mut journal = Journal::open(dir)?;
-        if journal.sealed().is_none() {
-            let sealed = seal(dir, &meta, &self.keyring, self.settings.layout).await?;
-            journal.record(sealed)?;
-        }
-        let Some(Step::Sealed {
-            objects,
-            duration_ms,
-            codec,
-            key_id,
-            at,
-        }) = journal.sealed().cloned()
+            prefix,
+            journal,
+            sealed:
+                Step::Sealed {
+                    objects,
+                    duration_ms,
+                    codec,
+                    key_id,
+                    at,
+                },
+        } = item
         else {
             return Err(ItemError::Transient("journal lost its sealed step".into()));
         };
-        for o in &objects {
-            let done = Step::Stored {
-                name: o.name.clone(),
-            };
-            if !journal.has(&done) {
-                self.upload(dir, &prefix, o).await?;
-                journal.record(done)?;
-            }
-        }
         let audio = &objects[0];
         let key = audio_key(&prefix);
         let row = RecordingRow {
@@ -325,9 +343,10 @@ impl Uploader {
                 .retention
                 .until(meta.org.as_deref(), meta.kind, started),
         };
+        let mut journal = journal;
         if !journal.has(&Step::Cataloged) {
             self.catalog().await?.insert(&row).await?;
-            journal.record(Step::Cataloged)?;
+            journal = journal.record_apart(Step::Cataloged).await?;
         }
         if !journal.has(&Step::Published) {
             for p in &mut self.publishers {
@@ -335,12 +354,92 @@ impl Uploader {
                     .await
                     .map_err(|e| ItemError::Transient(e.to_string()))?;
             }
-            journal.record(Step::Published)?;
+            journal.record_apart(Step::Published).await?;
         }
         let trash = self.settings.spool.join("trash").join(&meta.recording_id);
         std::fs::rename(dir, &trash)?;
         clear_trash(&self.settings.spool.join("trash"));
         Ok(row)
+    }
+
+    async fn catalog(&mut self) -> Result<&Catalog, ItemError> {
+        if self.catalog.is_none() {
+            let t = &self.catalog_target;
+            self.catalog = Some(Catalog::connect(t.kind, &t.url).await?);
+        }
+        Ok(self.catalog.as_ref().expect("connected above"))
+    }
+}
+
+/// A recording whose objects are all in the store, with what its row needs.
+struct Stored {
+    meta: RecordingMeta,
+    started: DateTime<Utc>,
+    prefix: String,
+    journal: Journal,
+    /// Its journal's `Sealed` step.
+    sealed: Step,
+}
+
+/// What sealing and uploading need, cloned into each recording's task so
+/// several run at once beside the queue's own state.
+#[derive(Clone)]
+struct Uploads {
+    store: Store,
+    keyring: Keyring,
+    layout: Layout,
+}
+
+impl Uploads {
+    /// Seals (unless done) and uploads (what is not stored yet, all at
+    /// once) one recording, journaling each step.
+    async fn store(self, dir: PathBuf) -> Result<Stored, ItemError> {
+        let dir = dir.as_path();
+        let meta = RecordingMeta::read(dir).map_err(|e| ItemError::Permanent(e.to_string()))?;
+        let started = parse_time(&meta.started_at).ok_or_else(|| {
+            ItemError::Permanent(format!(
+                "recording.json: started_at {:?} is not an RFC 3339 time",
+                meta.started_at
+            ))
+        })?;
+        let prefix = object_prefix(
+            meta.org.as_deref(),
+            &meta.call_id,
+            &meta.recording_id,
+            started,
+        );
+        let mut journal = Journal::open(dir)?;
+        if journal.sealed().is_none() {
+            let sealed = seal(dir, &meta, &self.keyring, self.layout).await?;
+            journal = journal.record_apart(sealed).await?;
+        }
+        let sealed = journal
+            .sealed()
+            .cloned()
+            .ok_or_else(|| ItemError::Transient("journal lost its sealed step".into()))?;
+        let objects = match &sealed {
+            Step::Sealed { objects, .. } => objects.as_slice(),
+            _ => &[], // never: `finish` says the journal lost it
+        };
+        let stored = |o: &SealedObject| Step::Stored {
+            name: o.name.clone(),
+        };
+        let missing: Vec<&SealedObject> = objects
+            .iter()
+            .filter(|o| !journal.has(&stored(o)))
+            .collect();
+        let puts = missing.iter().map(|o| self.upload(dir, &prefix, o));
+        futures_util::future::try_join_all(puts).await?;
+        for o in missing {
+            journal = journal.record_apart(stored(o)).await?;
+        }
+        Ok(Stored {
+            meta,
+            started,
+            prefix,
+            journal,
+            sealed,
+        })
     }
 
     /// Puts a sealed object unless the store has it already (a crash after
@@ -353,14 +452,6 @@ impl Uploader {
         }
         let bytes = tokio::fs::read(dir.join("sealed").join(&o.name)).await?;
         self.store.put(&key, bytes.into()).await.map_err(transient)
-    }
-
-    async fn catalog(&mut self) -> Result<&Catalog, ItemError> {
-        if self.catalog.is_none() {
-            let t = &self.catalog_target;
-            self.catalog = Some(Catalog::connect(t.kind, &t.url).await?);
-        }
-        Ok(self.catalog.as_ref().expect("connected above"))
     }
 }
 

@@ -1,8 +1,8 @@
 //! `tollgate bench archive`: how fast closed recordings are archived into
 //! an S3 store (rendered to WAV, every object sealed, uploaded, the row
-//! written), in MB/s of stored objects, against the same store's raw PUT
-//! rate for objects of the same sizes, one at a time like the queue, in the
-//! same run. The recordings are synthetic two-leg G.711 tone calls written
+//! written), in MB/s of stored objects, with the queue's `--concurrency`
+//! and one recording at a time, against the same store's raw PUT rate for
+//! objects of the same sizes, one at a time, in the same run. The recordings are synthetic two-leg G.711 tone calls written
 //! into a spool under `--dir`; everything the run stores (prefix `_/` for
 //! its recordings, `bench-raw/` for the raw PUTs) is deleted afterwards.
 
@@ -40,6 +40,10 @@ pub struct ArchiveBenchArgs {
     pub secs: usize,
     #[arg(long, default_value_t = 3)]
     pub rounds: usize,
+    /// Recordings the queue seals and uploads at once (the default of
+    /// `[archive] upload_concurrency`).
+    #[arg(long, default_value_t = 4)]
+    pub concurrency: usize,
     /// Where the spools and the rows go (removed afterwards).
     #[arg(long, default_value = "/tmp/tollgate-bench-archive")]
     pub dir: std::path::PathBuf,
@@ -54,8 +58,11 @@ pub struct Round {
     /// Bytes of the objects stored (sealed WAV, description, capture).
     pub bytes: u64,
     pub objects: usize,
-    /// Archived, end to end, MB (10^6 bytes) per second of stored objects.
+    /// Archived, end to end, MB (10^6 bytes) per second of stored objects,
+    /// `concurrency` at once.
     pub archive_mb_s: f64,
+    /// The same, one recording at a time.
+    pub sequential_mb_s: f64,
     /// The same sizes by plain PUT.
     pub raw_put_mb_s: f64,
 }
@@ -66,7 +73,9 @@ pub struct ArchiveReport<S> {
     pub endpoint: String,
     pub recordings: usize,
     pub secs: usize,
+    pub concurrency: usize,
     pub archive_mb_s: Spread,
+    pub sequential_mb_s: Spread,
     pub raw_put_mb_s: Spread,
     /// Medians: archive over raw PUT.
     pub archive_over_raw_put: f64,
@@ -76,8 +85,8 @@ pub struct ArchiveReport<S> {
 /// Runs the benchmark; `stamp` says what build and machine it ran on.
 pub fn main<S: Serialize + Display>(args: &ArchiveBenchArgs, stamp: S) -> anyhow::Result<()> {
     ensure!(
-        args.rounds > 0 && args.recordings > 0 && args.secs > 0,
-        "rounds, recordings and secs must be > 0"
+        args.rounds > 0 && args.recordings > 0 && args.secs > 0 && args.concurrency > 0,
+        "rounds, recordings, secs and concurrency must be > 0"
     );
     let store_cfg = StoreConfig::S3 {
         bucket: args.bucket.clone(),
@@ -101,10 +110,12 @@ pub fn main<S: Serialize + Display>(args: &ArchiveBenchArgs, stamp: S) -> anyhow
         let round = round?;
         cleaned?;
         eprintln!(
-            "round {n}: {} objects, {:.1} MB: archived {:.1} MB/s, raw PUT {:.1} MB/s",
+            "round {n}: {} objects, {:.1} MB: archived {:.1} MB/s ({} at once), {:.1} MB/s (one at a time), raw PUT {:.1} MB/s",
             round.objects,
             round.bytes as f64 / 1e6,
             round.archive_mb_s,
+            args.concurrency,
+            round.sequential_mb_s,
             round.raw_put_mb_s
         );
         rounds.push(round);
@@ -117,7 +128,9 @@ pub fn main<S: Serialize + Display>(args: &ArchiveBenchArgs, stamp: S) -> anyhow
         endpoint: args.endpoint.clone(),
         recordings: args.recordings,
         secs: args.secs,
+        concurrency: args.concurrency,
         archive_mb_s: archive,
+        sequential_mb_s: spread(|r| r.sequential_mb_s),
         raw_put_mb_s: raw,
         archive_over_raw_put: archive.median / raw.median,
         rounds,
@@ -134,7 +147,39 @@ pub fn main<S: Serialize + Display>(args: &ArchiveBenchArgs, stamp: S) -> anyhow
     Ok(())
 }
 
+/// One round: the recordings archived one at a time, then (written
+/// afresh) `--concurrency` at once, then raw PUTs of the stored sizes.
 async fn one_round(args: &ArchiveBenchArgs, dir: &Path, store: &Store) -> anyhow::Result<Round> {
+    let (_, sequential) = archive_pass(args, &dir.join("one"), store, 1).await?;
+    clean(store).await?;
+    let (stored, concurrent) =
+        archive_pass(args, &dir.join("many"), store, args.concurrency).await?;
+    let bytes: u64 = stored.iter().map(|(_, s)| s).sum();
+    let t = Instant::now();
+    for (i, (_, size)) in stored.iter().enumerate() {
+        let mut body = vec![0u8; *size as usize];
+        rand_fill(&mut body, i as u64);
+        store.put(&format!("bench-raw/{i}"), body.into()).await?;
+    }
+    let raw_time = t.elapsed();
+    let mb_s = |t: Duration| bytes as f64 / 1e6 / t.as_secs_f64();
+    Ok(Round {
+        bytes,
+        objects: stored.len(),
+        archive_mb_s: mb_s(concurrent),
+        sequential_mb_s: mb_s(sequential),
+        raw_put_mb_s: mb_s(raw_time),
+    })
+}
+
+/// Writes the round's recordings into a spool under `dir` and times one
+/// pass of the queue over them; the objects stored (key, size).
+async fn archive_pass(
+    args: &ArchiveBenchArgs,
+    dir: &Path,
+    store: &Store,
+    concurrency: usize,
+) -> anyhow::Result<(Vec<(String, u64)>, Duration)> {
     let spool = dir.join("spool");
     let started = chrono::Utc::now();
     for i in 0..args.recordings {
@@ -149,6 +194,7 @@ async fn one_round(args: &ArchiveBenchArgs, dir: &Path, store: &Store) -> anyhow
         retry_min: Duration::from_millis(100),
         retry_max: Duration::from_millis(100),
         poll: Duration::from_millis(100),
+        concurrency,
     };
     let keyring = Keyring::new(
         vec![(
@@ -178,21 +224,7 @@ async fn one_round(args: &ArchiveBenchArgs, dir: &Path, store: &Store) -> anyhow
         args.recordings,
         st.last_error
     );
-    let stored = store.list("_/").await?;
-    let bytes: u64 = stored.iter().map(|(_, s)| s).sum();
-    let t = Instant::now();
-    for (i, (_, size)) in stored.iter().enumerate() {
-        let mut body = vec![0u8; *size as usize];
-        rand_fill(&mut body, i as u64);
-        store.put(&format!("bench-raw/{i}"), body.into()).await?;
-    }
-    let raw_time = t.elapsed();
-    Ok(Round {
-        bytes,
-        objects: stored.len(),
-        archive_mb_s: bytes as f64 / 1e6 / archive_time.as_secs_f64(),
-        raw_put_mb_s: bytes as f64 / 1e6 / raw_time.as_secs_f64(),
-    })
+    Ok((store.list("_/").await?, archive_time))
 }
 
 /// Incompressible filler (xorshift), made before the clock starts per object.

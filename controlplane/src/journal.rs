@@ -267,7 +267,10 @@ pub fn restore_media(
     let (mut flows, mut calls, mut forget) = (Vec::new(), Vec::new(), Vec::new());
     for (key, value) in entries {
         let restored = if let Some(id) = key.strip_prefix(MEDIA) {
-            sessions.restore(id, value).map(|f| flows.extend(f))
+            sessions.restore(id, value).map(|f| {
+                flows.extend(f);
+                keep_recording(sessions, plane, id);
+            })
         } else if key.starts_with(SIP) {
             serde_json::from_value(value)
                 .map(|s| calls.push(s))
@@ -296,6 +299,20 @@ pub fn restore_media(
     journal.hold("", forget);
     journal.flush();
     calls
+}
+
+/// A restored call's open recording, taken on by the data-plane link
+/// before its flows (whose taps name it) go in.
+fn keep_recording(
+    sessions: &crate::media::Sessions,
+    plane: &mut dyn crate::media::MediaPlane,
+    call_id: &str,
+) {
+    if let Some((n, dir)) = sessions.recording_of(call_id) {
+        if let Err(e) = plane.keep_recording(n, &dir) {
+            tracing::error!(call_id, recording = n, error = %e, "restored call's recording not reopened; its taps record nothing");
+        }
+    }
 }
 
 type Read = (

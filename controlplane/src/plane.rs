@@ -1,7 +1,9 @@
 //! The control plane's link to the data plane: a [`MediaPlane`] over the
-//! data plane's control socket. It remembers every flow it installed, and
-//! when it reconnects to a data plane that restarted (its `hello` instance
-//! changed) it installs them all again, so calls survive a data-plane
+//! data plane's control socket. It remembers every flow it installed and
+//! every recording it opened, and when it reconnects to a data plane that
+//! restarted (its `hello` instance changed) it opens the recordings again
+//! under their numbers (their captures appended to) and installs the flows
+//! again, taps and all, so calls and their recordings survive a data-plane
 //! restart on any backend (with XDP the flows were never gone and
 //! re-installing is a no-op).
 
@@ -19,6 +21,8 @@ pub struct DataplaneLink {
     socket: PathBuf,
     client: Option<ControlClient>,
     flows: BTreeMap<SocketAddr, Flow>,
+    /// Open recordings: their directories, by number.
+    recordings: BTreeMap<u32, PathBuf>,
     /// The data plane instance the flows were installed into.
     instance: Option<u64>,
 }
@@ -29,6 +33,7 @@ impl DataplaneLink {
             socket,
             client: None,
             flows: BTreeMap::new(),
+            recordings: BTreeMap::new(),
             instance: None,
         }
     }
@@ -44,7 +49,7 @@ impl DataplaneLink {
                 Err(e) => return Err(format!("data plane hello: {e}")),
             };
             let restarted = self.instance.is_some_and(|i| i != hello.instance);
-            if restarted && !self.flows.is_empty() {
+            if restarted && !(self.flows.is_empty() && self.recordings.is_empty()) {
                 self.restore(&mut c);
             }
             self.instance = Some(hello.instance);
@@ -53,20 +58,33 @@ impl DataplaneLink {
         Ok(self.client.as_mut().expect("just connected"))
     }
 
-    /// Installs every remembered flow into a data plane that lost them.
+    /// Opens every remembered recording and installs every remembered
+    /// flow in a data plane that lost them (recordings first, as the
+    /// flows' taps name them).
     fn restore(&self, c: &mut ControlClient) {
         tracing::warn!(
             flows = self.flows.len(),
-            "the data plane restarted; installing flows again"
+            recordings = self.recordings.len(),
+            "the data plane restarted; opening recordings and installing flows again"
         );
+        let mut send = |req: Request| match c.request_typed(&req) {
+            Ok(Ok(_)) => None,
+            Ok(Err(e)) => Some(e.to_string()),
+            Err(e) => Some(e.to_string()),
+        };
+        for (&n, dir) in &self.recordings {
+            let dir = dir.clone();
+            if let Some(e) = send(Request::RecordingOpen {
+                dir,
+                recording: Some(n),
+            }) {
+                tracing::error!(recording = n, error = %e, "recording not reopened; its taps record nothing");
+            }
+        }
         for f in self.flows.values() {
-            let req = Request::FlowPut { flow: f.clone() };
-            let failed = match c.request_typed(&req) {
-                Ok(Ok(_)) => continue,
-                Ok(Err(e)) => e.to_string(),
-                Err(e) => e.to_string(),
-            };
-            tracing::error!(local = %f.local, error = %failed, "flow not restored");
+            if let Some(e) = send(Request::FlowPut { flow: f.clone() }) {
+                tracing::error!(local = %f.local, error = %e, "flow not restored");
+            }
         }
     }
 
@@ -149,13 +167,36 @@ impl MediaPlane for DataplaneLink {
     /// then has the data plane open the capture in it.
     fn open_recording(&mut self, dir: &Path) -> Result<u32, String> {
         crate::recording::publish::prepare(dir)?;
-        let dir = dir.to_path_buf();
-        self.recording(Request::RecordingOpen { dir })
-            .map(|r| r.recording)
+        let req = Request::RecordingOpen {
+            dir: dir.to_path_buf(),
+            recording: None,
+        };
+        let n = self.recording(req)?.recording;
+        self.recordings.insert(n, dir.to_path_buf());
+        Ok(n)
     }
 
     fn close_recording(&mut self, recording: u32) -> Result<RecordingReport, String> {
+        self.recordings.remove(&recording);
         self.recording(Request::RecordingClose { recording })
+    }
+
+    /// Reopens it in the data plane at once (a no-op where it is open, as
+    /// when only the control plane restarted).
+    fn keep_recording(&mut self, recording: u32, dir: &Path) -> Result<(), String> {
+        self.recordings.insert(recording, dir.to_path_buf());
+        let req = Request::RecordingOpen {
+            dir: dir.to_path_buf(),
+            recording: Some(recording),
+        };
+        self.recording(req).map(drop)
+    }
+
+    fn discard_recording(&mut self, recording: u32, dir: &Path) -> Result<(), String> {
+        let closed = self.close_recording(recording);
+        let removed = std::fs::remove_dir_all(dir)
+            .map_err(|e| format!("recording directory {}: {e}", dir.display()));
+        closed.and(removed)
     }
 }
 

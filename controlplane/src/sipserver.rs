@@ -171,7 +171,7 @@ fn reload_dialplan(path: Option<&Path>, b2b: &Mutex<B2bua>) {
     };
     match crate::config::Config::load(path) {
         Ok(c) => {
-            lock(b2b).set_routes(&c.sip.routes);
+            lock(b2b).set_routes(&c.sip.routes, &c.sip.orgs);
             tracing::info!(routes = c.sip.routes.len(), file = %path.display(), "dialplan reloaded");
         }
         Err(e) => tracing::error!(error = %e, "dialplan not reloaded; the running one stays"),

@@ -20,7 +20,7 @@
 //! | `counters`  |                     | `Counters`: `{name: value}` global counters |
 //! | `workers`   |                     | `Workers`: per-worker [`WorkerReport`]s    |
 //! | `events`    |                     | `Events`: pipeline [`Event`]s since last asked |
-//! | `recording_open` | `dir`: a directory | `Recording`: a fresh [`RecordingReport`] (its number for `tap` stages) |
+//! | `recording_open` | `dir`: a directory; `recording`: N to reopen (optional) | `Recording`: a fresh [`RecordingReport`] (its number for `tap` stages: N when given, the capture in `dir` appended to) |
 //! | `recording_close` | `recording`: N    | `Recording`: what the closed capture holds |
 //! | `recordings` |                    | `Recordings`: the open recordings          |
 //! | `prompt_load` | `id`, `path`      | `Prompt`: [`PromptInfo`] of the WAV cached as prompt `id` |
@@ -69,6 +69,10 @@ pub enum Request {
     Events,
     RecordingOpen {
         dir: std::path::PathBuf,
+        /// Reopen under this number (a control plane re-installing a
+        /// recording into a restarted data plane, whose flows' taps name it).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        recording: Option<u32>,
     },
     RecordingClose {
         recording: u32,

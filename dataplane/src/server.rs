@@ -179,9 +179,9 @@ fn handle(req: Request, table: &Mutex<FlowTable>) -> Result<Reply, ControlError>
             let recorder = crate::recorder::global().counters();
             Reply::Counters(t.counters().into_iter().chain(recorder).collect())
         }
-        Request::RecordingOpen { dir } => {
+        Request::RecordingOpen { dir, recording } => {
             let r = crate::recorder::global()
-                .open(&dir)
+                .open(&dir, recording)
                 .map_err(recording_refusal)?;
             tracing::info!(recording = r.recording, dir = %dir.display(), "recording opened");
             Reply::Recording(r.into())
@@ -216,6 +216,7 @@ fn recording_refusal(e: crate::recorder::RecorderError) -> ControlError {
     let kind = match e {
         RecorderError::Open(_) => ErrorKind::Backend,
         RecorderError::NoSuchRecording(_) => ErrorKind::NoSuchRecording,
+        RecorderError::AlreadyOpen(_) => ErrorKind::Invalid,
     };
     ControlError::new(kind, e.to_string())
 }

@@ -301,6 +301,19 @@ pub fn sipp_uas_with(
     media_port: u16,
     scenario: &[&str],
 ) -> Proc {
+    let echo = [scenario, &["-rtp_echo"]].concat();
+    sipp_uas_own_media(netns, dir, listen, media_port, &echo)
+}
+
+/// A SIPp UAS as [`sipp_uas_with`] that echoes nothing: its media port
+/// sends only what the scenario plays (`play_pcap_audio`).
+pub fn sipp_uas_own_media(
+    netns: Option<&str>,
+    dir: &Path,
+    listen: SocketAddr,
+    media_port: u16,
+    scenario: &[&str],
+) -> Proc {
     require("sipp");
     let mut cmd = command(netns, "sipp");
     cmd.args(scenario)
@@ -315,7 +328,6 @@ pub fn sipp_uas_with(
             "-nostdin",
             "-mi",
             &listen.ip().to_string(),
-            "-rtp_echo",
             "-mp",
             &media_port.to_string(),
         ])

@@ -11,9 +11,13 @@
 //! archived, fetched with `tollgate archive get`, each party's tone on its
 //! own channel, and the CDR's `recording_url` the archived WAV's.
 //!
+//! Through the B2BUA too: SIPp calling SIPp, each playing its own tone, on
+//! a route with `record = true` and on a route of an org recording by
+//! default (the org's retention and key prefix on its row).
+//!
 //! Ports: S3 18300-18303 (SeaweedFS's own 18400-18449 and, as it does,
-//! those + 10000 for gRPC), NG 22510-22516, relay ports 50400-50479, HTTP
-//! 9190.
+//! those + 10000 for gRPC), NG 22510-22516 and 22570, relay ports
+//! 50400-50479 and 58100-58199, SIP 58000-58050, HTTP 9190.
 
 use chrono::{TimeZone, Utc};
 use serde_json::Value;
@@ -218,10 +222,17 @@ fn get_wav(dir: &Path, call_id: &str, out: &Path) -> Vec<Vec<i16>> {
         .collect()
 }
 
-/// Caller 440 Hz on the left, callee 1000 Hz on the right, nothing else.
+/// Caller 440 Hz on the left, callee 1000 Hz on the right, nothing else,
+/// `secs` long.
 fn assert_tones(ch: &[Vec<i16>], secs: usize) {
     assert_eq!(ch.len(), 2, "one channel per leg");
     assert_eq!(ch[0].len(), secs * 8000);
+    assert_tone_channels(ch);
+}
+
+/// Caller 440 Hz on the left, callee 1000 Hz on the right, nothing else.
+fn assert_tone_channels(ch: &[Vec<i16>]) {
+    assert_eq!(ch.len(), 2, "one channel per leg");
     let (l440, l1k) = (tone_level(&ch[0], 440.0), tone_level(&ch[0], 1000.0));
     let (r1k, r440) = (tone_level(&ch[1], 1000.0), tone_level(&ch[1], 440.0));
     assert!(
@@ -681,31 +692,161 @@ fn an_ng_call_recorded_by_the_relay_comes_back_from_the_archive_with_each_partys
 
     let rows = wait_archived(&dir.0, 1, Duration::from_secs(30), &tg);
     let ch = get_wav(&dir.0, "rec-e2e@test", &dir.0.join("call.wav"));
-    assert_eq!(ch.len(), 2, "one channel per leg");
-    let (l440, l1k) = (tone_level(&ch[0], 440.0), tone_level(&ch[0], 1000.0));
-    let (r1k, r440) = (tone_level(&ch[1], 1000.0), tone_level(&ch[1], 440.0));
-    assert!(
-        l440 > 0.9 && l1k < 0.05,
-        "caller: 440 Hz {l440:.3}, 1 kHz {l1k:.3}"
-    );
-    assert!(
-        r1k > 0.9 && r440 < 0.05,
-        "callee: 1 kHz {r1k:.3}, 440 Hz {r440:.3}"
-    );
+    assert_tone_channels(&ch);
 
     // The CDR points at the archived WAV.
+    let url = rows[0]["url"].as_str().expect("a row's url").to_string();
+    let cdr = cdr_of(&dir.0, "rec-e2e@test");
+    assert_eq!(cdr["recording_url"], Value::String(url), "{cdr}");
+}
+
+/// The CDR of `call_id`, read back with `tollgate cdr export`.
+fn cdr_of(dir: &Path, call_id: &str) -> Value {
     let out = Command::new(tollgate_tests::process::tollgate_bin())
         .args(["cdr", "--config"])
-        .arg(dir.0.join("tollgate.toml"))
+        .arg(dir.join("tollgate.toml"))
         .args(["export", "--since", "2000-01-01", "--format", "json"])
         .output()
         .expect("tollgate cdr export");
     let text = String::from_utf8_lossy(&out.stdout);
-    let url = rows[0]["url"].as_str().expect("a row's url").to_string();
-    let cdr = text
-        .lines()
+    text.lines()
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .find(|c| c["call_id"] == "rec-e2e@test")
-        .unwrap_or_else(|| panic!("no CDR of the call in {text}"));
-    assert_eq!(cdr["recording_url"], Value::String(url), "{cdr}");
+        .find(|c| c["call_id"] == call_id)
+        .unwrap_or_else(|| panic!("no CDR of {call_id} in {text}"))
+}
+
+/// Writes `packets` as SIPp's `play_pcap_audio` reads them: Ethernet,
+/// IPv4, UDP (addresses and ports SIPp replaces), 20 ms apart.
+fn write_rtp_pcap(path: &Path, packets: &[Vec<u8>]) {
+    use pcap_file::pcap::{PcapHeader, PcapPacket, PcapWriter};
+    let file = std::fs::File::create(path).expect("a pcap to play");
+    let header = PcapHeader {
+        datalink: pcap_file::DataLink::ETHERNET,
+        ..PcapHeader::default()
+    };
+    let mut w = PcapWriter::with_header(file, header).expect("pcap header");
+    for (i, rtp) in packets.iter().enumerate() {
+        let udp_len = 8 + rtp.len() as u16;
+        let mut frame = vec![0u8; 12];
+        frame.extend_from_slice(&[0x08, 0x00]);
+        frame.extend_from_slice(&[0x45, 0, 0, 0, 0, 0, 0x40, 0, 64, 17, 0, 0]);
+        frame[16..18].copy_from_slice(&(20 + udp_len).to_be_bytes());
+        frame.extend_from_slice(&[10, 0, 0, 1, 10, 0, 0, 2]);
+        for port in [4000u16, 4000] {
+            frame.extend_from_slice(&port.to_be_bytes());
+        }
+        frame.extend_from_slice(&udp_len.to_be_bytes());
+        frame.extend_from_slice(&[0, 0]);
+        frame.extend_from_slice(rtp);
+        let at = Duration::from_millis(1_000 + 20 * i as u64);
+        w.write_packet(&PcapPacket::new(at, frame.len() as u32, &frame))
+            .expect("pcap packet");
+    }
+}
+
+const SCENARIOS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/peers/archive");
+
+/// One SIPp call from the caller's tone to `number`, its Call-ID
+/// starting with `prefix`; the Call-ID.
+fn tone_call(dir: &Path, number: &str, prefix: &str, tg: &Proc) -> String {
+    let scenario = [
+        "-sf",
+        &format!("{SCENARIOS}/uac_tone.xml"),
+        "-s",
+        number,
+        "-cid_str",
+        &format!("{prefix}-%u-%p@%s"),
+    ];
+    let (status, log) = peers::sipp_uac(
+        None,
+        dir,
+        "127.0.0.1:58020".parse().unwrap(),
+        58040,
+        "127.0.0.1:58000".parse().unwrap(),
+        &scenario,
+    );
+    assert_eq!(
+        status,
+        0,
+        "{number}: the call went through:\n{log}\n{}",
+        tg.log_text()
+    );
+    log.lines()
+        .find_map(|l| l.trim().strip_prefix("Call-ID: "))
+        .filter(|c| c.starts_with(prefix))
+        .unwrap_or_else(|| panic!("{number}: no Call-ID {prefix}-… in\n{log}"))
+        .to_string()
+}
+
+/// Days between a row's start and its retention_until.
+fn retention_days(row: &Value) -> i64 {
+    let t = |k: &str| {
+        chrono::DateTime::parse_from_rfc3339(row[k].as_str().unwrap_or_default())
+            .unwrap_or_else(|e| panic!("{k} of {row}: {e}"))
+    };
+    (t("retention_until") - t("started_at")).num_days()
+}
+
+/// B2BUA calls, SIPp to SIPp, each party playing its own tone (written
+/// here as pcaps for `play_pcap_audio`): one on a route with `record =
+/// true`, one on a route of an org that records by default (and keeps
+/// recordings 7 days). Both come back from `tollgate archive get` with
+/// each party's tone on its channel; the org's has the org's key prefix,
+/// retention, row and CDR.
+#[test]
+fn b2bua_calls_recorded_by_route_and_by_org_default_come_back_with_each_partys_tone() {
+    let dir = TempDir::new("tgarc-b2b");
+    let uas: std::net::SocketAddr = "127.0.0.1:58010".parse().unwrap();
+    write_rtp_pcap(
+        &dir.0.join("caller-tone.pcap"),
+        &tone_packets(0xca11, 440.0, 150),
+    );
+    write_rtp_pcap(
+        &dir.0.join("callee-tone.pcap"),
+        &tone_packets(0xca1e, 1000.0, 150),
+    );
+    let sip = format!(
+        "[sip]\nlisten = \"127.0.0.1:58000\"\n\
+         [[sip.orgs]]\nname = \"acme\"\nrecord = true\n\
+         [[sip.routes]]\nmatch = \"6000\"\ntarget = \"sip:6000@{uas}\"\nrecord = true\n\
+         [[sip.routes]]\nmatch = \"7000\"\ntarget = \"sip:7000@{uas}\"\norg = \"acme\"\n"
+    );
+    let retention =
+        "[archive.retention]\npolicies = [{ org = \"acme\", kind = \"recording\", days = 7 }]\n";
+    let archive = archive_toml(&dir.0, &local_store(&dir.0), retention);
+    let sections = format!("{sip}{}{archive}", sqlite_cdr(&dir.0));
+    let tg = node(&dir.0, "127.0.0.1:22570", (58100, 58199), &sections);
+    let uas_args = ["-sf", &format!("{SCENARIOS}/uas_tone.xml"), "-m", "2"];
+    let _uas = peers::sipp_uas_own_media(None, &dir.0, uas, 58050, &uas_args);
+
+    let by_route = tone_call(&dir.0, "6000", "route", &tg);
+    let by_org = tone_call(&dir.0, "7000", "org", &tg);
+    let rows = wait_archived(&dir.0, 2, Duration::from_secs(30), &tg);
+    let row = |call: &str| {
+        rows.iter()
+            .find(|r| r["call_id"] == call)
+            .unwrap_or_else(|| panic!("no row of {call}: {rows:#?}"))
+    };
+    for call in [&by_route, &by_org] {
+        let ch = get_wav(&dir.0, call, &dir.0.join(format!("{call}.wav")));
+        assert_tone_channels(&ch);
+        assert!(
+            ch[0].len() >= 3 * 8000,
+            "{call}: three seconds of each party at least: {} samples",
+            ch[0].len()
+        );
+        assert_eq!(row(call)["codec"], "PCMU", "{}", row(call));
+    }
+    let (r, o) = (row(&by_route), row(&by_org));
+    assert_eq!(r["org_id"], Value::Null, "{r}");
+    assert_eq!(retention_days(r), 90, "the default retention: {r}");
+    assert_eq!(o["org_id"], "acme", "{o}");
+    assert_eq!(retention_days(o), 7, "the org's retention: {o}");
+    assert!(
+        o["object_key"].as_str().unwrap().starts_with("acme/"),
+        "{o}"
+    );
+    let cdr = cdr_of(&dir.0, &by_org);
+    assert_eq!(cdr["org_id"], "acme", "{cdr}");
+    assert_eq!(cdr["recording_url"], o["url"], "{cdr}");
 }

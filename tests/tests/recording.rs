@@ -16,9 +16,16 @@
 //! - A spool on a small tmpfs that fills during a recorded call: one error
 //!   logged, one write error counted, every packet still relayed, and the
 //!   capture cut at its last whole packet, readable, and handed over.
+//! - The data plane SIGKILLed mid-recording (socket backend): the rest of
+//!   the call is recorded into the same capture after its restart; and the
+//!   two planes as separate processes, the control plane SIGKILLed and
+//!   restarted, then the data plane: one capture still holds it all.
+//! - RTCP on its own port (no rtcp-mux) recorded beside the RTP; a refused
+//!   recorded first offer leaves nothing in the spool.
 //!
-//! Ports: SIP 50600-50699, NG 22480-22484, relay media 52000-52499, RTP
-//! peers 52800-52999; namespaces `tgr*`.
+//! Ports: SIP 50600-50699, NG 22480-22484 and 22571-22573, relay media
+//! 52000-52499 and 58200-58499, RTP peers 52800-52999 and 58900-58999;
+//! namespaces `tgr*`.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
@@ -696,4 +703,264 @@ fn b2bua_records_a_route_with_record_through_a_reinvite() {
         labels.contains(&"caller") && labels.contains(&"callee"),
         "{labels:?}"
     );
+}
+
+/// The data plane of `node` (the child of its `tollgate run`) SIGKILLed;
+/// returns once the supervisor's new one answers on the control socket.
+fn kill_the_data_plane(node: &Node) {
+    let hello = |ctl: &Path| {
+        tollgate_dataplane::client::ControlClient::connect(ctl)
+            .and_then(|mut c| c.request(&Request::Hello))
+            .ok()
+    };
+    let before = hello(&node.ctl).expect("the data plane answers")["instance"].clone();
+    let pid = node.tg.child.id();
+    let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+        .expect("the node's children");
+    let dp: i32 = children
+        .split_whitespace()
+        .next()
+        .and_then(|c| c.parse().ok())
+        .expect("the node runs its data plane as a child");
+    // SAFETY: signalling the data plane this test's node started.
+    unsafe { libc::kill(dp, libc::SIGKILL) };
+    let back = wait_until(Duration::from_secs(30), || {
+        hello(&node.ctl).is_some_and(|h| h["instance"] != before)
+    });
+    assert!(
+        back,
+        "no new data plane within 30 s:\n{}",
+        node.tg.log_text()
+    );
+}
+
+/// An NG call recorded from its offer; its data plane SIGKILLed in the
+/// middle; the supervisor starts another, the control plane opens the
+/// recording again under its number and re-installs the flows with their
+/// taps: the capture holds what was said before and after, and nothing
+/// torn between.
+#[test]
+fn a_data_plane_restarted_mid_recording_records_the_rest_of_the_call() {
+    let node = in_namespaces(Backend::Socket, "127.0.0.1:22571", (58200, 58299), |_| {});
+    let (a_at, b_at) = parties(58900, 58910);
+    let mut c = node.call("rec-dp-restart", a_at, b_at);
+    c.offer_answer(1, Some("on"));
+    NgCall::settle();
+    let [a1, b1] = c.talk(0xa1, 0xb1, 0..40);
+    kill_the_data_plane(&node);
+    // The next exchange with the data plane finds it restarted.
+    c.command("query", vec![]);
+    NgCall::settle();
+    let [a2, b2] = c.talk(0xa1, 0xb1, 40..80);
+    c.command("delete", vec![]);
+    let log = node.tg.log_text();
+    assert!(
+        log.contains("opening recordings and installing flows again"),
+        "{log}"
+    );
+    let dirs = ready(&node.spool, 1);
+    let meta = RecordingMeta::read(&dirs[0]).expect("recording.json");
+    assert_eq!(meta.call_id, "rec-dp-restart");
+    let seen = by_local(&tshark(&dirs[0].join("rtp.pcap")));
+    let at = |l: &SocketAddr| seen.get(l).cloned().unwrap_or_default();
+    let both =
+        |x: Vec<Vec<u8>>, y: Vec<Vec<u8>>| -> Vec<Vec<u8>> { x.into_iter().chain(y).collect() };
+    same(
+        &at(&c.a.to),
+        &both(a1, a2),
+        "the caller's, before and after the restart",
+    );
+    same(
+        &at(&c.b.to),
+        &both(b1, b2),
+        "the callee's, before and after the restart",
+    );
+    assert_eq!(
+        node.counter("recordings_open"),
+        0,
+        "closed in the new data plane"
+    );
+}
+
+/// An RTCP sender report from `ssrc`, its packet count `n`.
+fn sender_report(ssrc: u32, n: u32) -> Vec<u8> {
+    let mut p = vec![0x80, 200, 0, 6];
+    p.extend_from_slice(&ssrc.to_be_bytes());
+    p.extend_from_slice(&[0; 12]); // NTP and RTP timestamps
+    p.extend_from_slice(&n.to_be_bytes());
+    p.extend_from_slice(&(n * 160).to_be_bytes());
+    p
+}
+
+/// A recorded call without rtcp-mux: the RTCP each party sends from its
+/// RTCP port to the relay's (RTP + 1) is relayed and recorded too, apart from
+/// the RTP; and a recorded first offer the data plane refuses (a multicast
+/// party) leaves nothing in the spool, neither in `open/` nor in `ready/`.
+#[test]
+fn rtcp_on_its_own_port_is_recorded_and_a_refused_offer_leaves_no_recording() {
+    let node = in_namespaces(Backend::Socket, "127.0.0.1:22572", (58300, 58399), |_| {});
+    let (a_at, b_at) = parties(58920, 58930);
+    let next = |s: SocketAddr| SocketAddr::new(s.ip(), s.port() + 1);
+    let t = node.topo();
+    let (a_rtcp, b_rtcp) = (
+        rtp::bind(&t.caller, next(a_at)),
+        rtp::bind(&t.callee, next(b_at)),
+    );
+    let mut c = node.call("rec-rtcp", a_at, b_at);
+    c.offer_answer(1, Some("on"));
+    NgCall::settle();
+    let [a, b] = c.talk(0xa1, 0xb1, 0..20);
+    let (a_sr, b_sr): (Vec<_>, Vec<_>) = (1..=5)
+        .map(|n| (sender_report(0xa1, n), sender_report(0xb1, n)))
+        .unzip();
+    for (x, y) in a_sr.iter().zip(&b_sr) {
+        a_rtcp.send_to(x, next(c.a.to)).expect("caller RTCP");
+        b_rtcp.send_to(y, next(c.b.to)).expect("callee RTCP");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let relayed = |s: &UdpSocket| -> Vec<Vec<u8>> {
+        rtp::collect(s, 5, Duration::from_millis(1500), Duration::from_secs(10))
+            .into_iter()
+            .map(|(p, _)| p)
+            .collect()
+    };
+    same(
+        &relayed(&b_rtcp),
+        &a_sr,
+        "the caller's RTCP reached the callee",
+    );
+    same(
+        &relayed(&a_rtcp),
+        &b_sr,
+        "the callee's RTCP reached the caller",
+    );
+    c.command("delete", vec![]);
+    let dirs = ready(&node.spool, 1);
+    let seen = by_local(&tshark(&dirs[0].join("rtp.pcap")));
+    let at = |l: SocketAddr| seen.get(&l).cloned().unwrap_or_default();
+    same(&at(c.a.to), &a, "the caller's RTP");
+    same(&at(c.b.to), &b, "the callee's RTP");
+    same(
+        &at(next(c.a.to)),
+        &a_sr,
+        "the caller's RTCP, on the relay's RTCP port",
+    );
+    same(
+        &at(next(c.b.to)),
+        &b_sr,
+        "the callee's RTCP, on the relay's RTCP port",
+    );
+    assert_eq!(seen.len(), 4, "nothing else: {:?}", seen.keys());
+
+    let mcast: SocketAddr = "239.1.1.1:58940".parse().unwrap();
+    let refused = c.ng.command(
+        "offer",
+        vec![
+            ("call-id", Value::str("rec-refused")),
+            ("from-tag", Value::str("A")),
+            ("sdp", Value::str(&sdp(mcast, 1))),
+            ("record call", Value::str("on")),
+        ],
+    );
+    assert!(
+        refused.is_err(),
+        "a multicast party is refused: {refused:?}"
+    );
+    let log = node.tg.log_text();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("recording started") && l.contains("rec-refused")),
+        "the recording was opened before the refusal:\n{log}"
+    );
+    let left: Vec<PathBuf> = ["open", "ready"]
+        .iter()
+        .flat_map(|d| {
+            std::fs::read_dir(node.spool.join(d))
+                .into_iter()
+                .flatten()
+                .flatten()
+        })
+        .map(|e| e.path())
+        .filter(|p| !dirs.contains(p))
+        .collect();
+    assert!(left.is_empty(), "the refused offer left {left:?}");
+}
+
+/// `tollgate controlplane` on `config`, once NG answers at `ng`.
+fn controlplane(dir: &Path, config: &Path, ng: SocketAddr) -> Proc {
+    let mut cmd = Command::new(tollgate_tests::process::tollgate_bin());
+    cmd.arg("controlplane").arg("--config").arg(config);
+    let p = peers::spawn(cmd, dir, "controlplane");
+    peers::wait_ng(None, ng, &p);
+    p
+}
+
+/// The two planes as separate processes (socket backend, loopback), an NG
+/// call recorded from its offer: the control plane SIGKILLed and started
+/// again (it takes the recording back from its journal), then the data
+/// plane SIGKILLed and started again (the new control plane reopens the
+/// recording it took on): one capture holds all three stretches of talk.
+#[test]
+fn a_recording_survives_a_control_plane_and_then_a_data_plane_restart() {
+    tollgate_tests::require_root();
+    let dir = TempDir::new("tgrec-both");
+    let mut dp = tollgate_tests::process::Dataplane::start(
+        None,
+        tollgate_tests::process::Backend::Socket,
+        None,
+        "",
+    );
+    let spool = dir.0.join(SPOOL);
+    let ng: SocketAddr = "127.0.0.1:22573".parse().unwrap();
+    let config = dir.0.join("controlplane.toml");
+    let text = format!(
+        "[dataplane]\ncontrol_socket = \"{}\"\n[media]\nport_min = 58400\nport_max = 58499\n\
+         delete_delay_secs = 0\n[ng]\nlisten = \"{ng}\"\n[cdr]\nspool_dir = \"{d}/cdr\"\n\
+         sinks = [{{ kind = \"jsonl\", path = \"{d}/cdr.jsonl\" }}]\n[http]\nlisten = \"127.0.0.1:0\"\n{}",
+        dp.socket.display(),
+        archive_section(&spool),
+        d = dir.0.display(),
+    );
+    std::fs::write(&config, text).expect("config");
+    let mut cp = controlplane(&dir.0, &config, ng);
+    let party = |port: u16| {
+        let at = SocketAddr::from(([127, 0, 0, 1], port));
+        let sock = UdpSocket::bind(at).expect("a party's socket");
+        Party { sock, at, to: at }
+    };
+    let mut c = NgCall {
+        ng: peers::ng_client(None, ng),
+        call_id: "rec-both".into(),
+        a: party(58950),
+        b: party(58960),
+        offer_keys: Vec::new(),
+    };
+    c.offer_answer(1, Some("on"));
+    NgCall::settle();
+    let [a1, b1] = c.talk(0xa1, 0xb1, 0..30);
+    peers::kill(&mut cp);
+    cp = controlplane(&dir.0, &config, ng);
+    c.ng = peers::ng_client(None, ng);
+    let [a2, b2] = c.talk(0xa1, 0xb1, 30..60);
+    dp.kill_and_restart();
+    c.command("query", vec![]);
+    NgCall::settle();
+    let [a3, b3] = c.talk(0xa1, 0xb1, 60..90);
+    c.command("delete", vec![]);
+    let dirs = ready(&spool, 1);
+    let seen = by_local(&tshark(&dirs[0].join("rtp.pcap")));
+    let at = |l: &SocketAddr| seen.get(l).cloned().unwrap_or_default();
+    let all = |x: [Vec<Vec<u8>>; 3]| -> Vec<Vec<u8>> { x.into_iter().flatten().collect() };
+    let log = cp.log_text();
+    same(
+        &at(&c.a.to),
+        &all([a1, a2, a3]),
+        &format!("the caller's, all three stretches\n{log}"),
+    );
+    same(
+        &at(&c.b.to),
+        &all([b1, b2, b3]),
+        "the callee's, all three stretches",
+    );
+    peers::kill(&mut cp);
 }

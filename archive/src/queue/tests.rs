@@ -35,6 +35,7 @@ fn settings(n: &Node, watermark: usize) -> QueueSettings {
         retry_min: Duration::from_millis(10),
         retry_max: Duration::from_millis(40),
         poll: Duration::from_millis(10),
+        concurrency: 3,
     }
 }
 
@@ -141,9 +142,22 @@ async fn a_crash_between_steps_resumes_without_storing_anything_twice() {
         panic!()
     };
     let prefix = "_/2026/12/01/call-r1@host/r1/";
-    up.upload(&dir, prefix, &objects[0]).await.ok().unwrap();
+    let uploads = Uploads {
+        store: Store::open(&local(&n)).unwrap(),
+        keyring: keyring(),
+        layout: Layout::PerLeg,
+    };
+    uploads
+        .upload(&dir, prefix, &objects[0])
+        .await
+        .ok()
+        .unwrap();
     // ...and the second one stored, its journal line lost.
-    up.upload(&dir, prefix, &objects[1]).await.ok().unwrap();
+    uploads
+        .upload(&dir, prefix, &objects[1])
+        .await
+        .ok()
+        .unwrap();
     j.record(Step::Stored {
         name: objects[0].name.clone(),
     })
@@ -174,6 +188,30 @@ async fn a_crash_between_steps_resumes_without_storing_anything_twice() {
         before, after,
         "an object already in the store is not put again"
     );
+}
+
+/// More recordings than the concurrency: each sealed, stored and
+/// cataloged once, and the pass ends with the spool empty.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recordings_stored_several_at_once_are_each_archived_once() {
+    let n = node();
+    let ids: Vec<String> = (0..8).map(|i| format!("r{i}")).collect();
+    for id in &ids {
+        rec(id).write(&n.spool).unwrap();
+    }
+    let mut up = uploader(&n, &local(&n), 100);
+    up.pass(&NEVER).await;
+    let st = up.status().lock().unwrap().clone();
+    assert_eq!((st.archived, st.failed, st.last_error), (8, 0, None));
+    assert!(files_under(&n.spool.join("ready")).is_empty());
+    assert_eq!(files_under(&n.objects).len(), 3 * ids.len());
+    let catalog = Catalog::connect(SinkKind::Sqlite, &n.db).await.unwrap();
+    for id in &ids {
+        let rows = catalog.by_call(&format!("call-{id}@host")).await.unwrap();
+        assert_eq!(rows.len(), 1, "{id}: one row");
+        let stored = std::fs::read(n.objects.join(&rows[0].object_key)).unwrap();
+        assert_eq!(hex::encode(Sha256::digest(&stored)), rows[0].sha256, "{id}");
+    }
 }
 
 #[tokio::test]

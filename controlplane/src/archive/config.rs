@@ -33,6 +33,8 @@ pub struct ArchiveConfig {
     pub retry_min_ms: u64,
     pub retry_max_ms: u64,
     pub poll_ms: u64,
+    /// Recordings sealed and uploaded at once.
+    pub upload_concurrency: usize,
     /// The SQL sink of `[cdr]` that gets the `recordings` rows (default:
     /// the first SQL sink).
     pub cdr_sink: Option<String>,
@@ -51,6 +53,7 @@ impl Default for ArchiveConfig {
             retry_min_ms: 1000,
             retry_max_ms: 60_000,
             poll_ms: 1000,
+            upload_concurrency: 4,
             cdr_sink: None,
             store: StoreConfig::Local {
                 path: "/var/lib/tollgate/archive".into(),
@@ -119,6 +122,12 @@ impl ArchiveConfig {
         }
         if self.poll_ms == 0 {
             errs.push("archive.poll_ms: must be > 0".into());
+        }
+        if !(1..=64).contains(&self.upload_concurrency) {
+            errs.push(format!(
+                "archive.upload_concurrency: {} is not between 1 and 64",
+                self.upload_concurrency
+            ));
         }
         if let Some(Err(e)) = self.cdr_sink.as_deref().map(|n| cdr.sql_sink(Some(n))) {
             errs.push(format!(

@@ -49,6 +49,7 @@ pub fn settings(cfg: &ArchiveConfig) -> QueueSettings {
         retry_min: Duration::from_millis(cfg.retry_min_ms),
         retry_max: Duration::from_millis(cfg.retry_max_ms),
         poll: Duration::from_millis(cfg.poll_ms),
+        concurrency: cfg.upload_concurrency,
     }
 }
 

@@ -34,6 +34,7 @@ fn call_facts(now: Now, from: SocketAddr, invite: &Message) -> CallFacts {
         trunk: None,
         carrier: None,
         gateway: None,
+        org: None,
     }
 }
 
@@ -68,6 +69,10 @@ impl B2bua {
         };
         setup.facts.carrier = route.carrier.clone();
         setup.facts.gateway = route.gateway.map(|g| g.to_string());
+        setup.facts.org = self
+            .dialplan
+            .org(&setup.facts.to_number)
+            .map(str::to_string);
         let srtp = self.dialplan.srtp(&setup.facts.to_number);
         let record = self.dialplan.records(&setup.facts.to_number);
         match self.offer_to_b(now, &setup, (srtp, record), media) {
@@ -187,6 +192,7 @@ impl B2bua {
         let mut o = media_options(s.facts.source_ip);
         o.transport_protocol = srtp.and_then(|p| transport_towards(&offer, p));
         o.record_call = record.then_some(true);
+        o.org = s.facts.org.clone();
         let a_tag = s.a.dialog.id.remote_tag.as_deref().unwrap_or_default();
         let b_offer = media
             .sessions

@@ -29,6 +29,9 @@ pub struct CallFacts {
     /// The carrier and gateway least-cost routing chose.
     pub carrier: Option<String>,
     pub gateway: Option<String>,
+    /// The org of the route it took.
+    #[serde(default)]
+    pub org: Option<String>,
 }
 
 /// What a CDR leg names: the leg's Call-ID, our and the peer's tags and
@@ -122,6 +125,7 @@ impl CallFacts {
         c.trunk = self.trunk.clone();
         c.carrier = self.carrier.clone();
         c.gateway = self.gateway.clone();
+        c.org_id = self.org.clone();
         c.start_ms = ms(self.start);
         c.answer_ms = self.answered.map(ms);
         c.end_ms = ms(end);

@@ -51,6 +51,8 @@ pub struct SipConfig {
     pub min_se_secs: u64,
     /// The dialplan, first match wins; no match is 404.
     pub routes: Vec<RouteConfig>,
+    /// The organisations routes belong to, with their defaults.
+    pub orgs: Vec<OrgConfig>,
     /// Users who may REGISTER and place calls, with their passwords. With
     /// none, REGISTER is refused and INVITEs need no credentials.
     pub users: Vec<UserConfig>,
@@ -104,7 +106,7 @@ pub struct UserConfig {
 }
 
 /// One dialplan entry: a number pattern and what to do with it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RouteConfig {
     /// Digits and other characters match themselves, `x` any digit, and a
@@ -128,8 +130,22 @@ pub struct RouteConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub srtp: Option<RouteSrtp>,
     /// Record the calls this route sends on (their media, both ways, from
-    /// the first offer to the end).
+    /// the first offer to the end), as its org's `record` also does.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub record: bool,
+    /// The organisation (`[[sip.orgs]]`) its calls belong to: in their
+    /// CDRs and recordings (whose retention is then the org's policy).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub org: Option<String>,
+}
+
+/// One organisation (tenant) routes name, and what its calls get by default.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OrgConfig {
+    pub name: String,
+    /// Record the calls of all its routes.
+    #[serde(default)]
     pub record: bool,
 }
 
@@ -166,6 +182,7 @@ impl Default for SipConfig {
             retry_after_secs: 5,
             min_se_secs: 90,
             routes: Vec::new(),
+            orgs: Vec::new(),
             users: Vec::new(),
             registrar_redis: None,
             trusted: Vec::new(),
@@ -285,8 +302,23 @@ impl SipConfig {
                 errs.push(format!("sip.users[{i}]: {:?} is listed twice", u.name));
             }
         }
+        for (i, o) in self.orgs.iter().enumerate() {
+            if o.name.is_empty() || o.name.contains('/') {
+                errs.push(format!("sip.orgs[{i}]: name {:?} must be non-empty, without `/` (it starts the archive's object keys)", o.name));
+            }
+            if self.orgs[..i].iter().any(|p| p.name == o.name) {
+                errs.push(format!("sip.orgs[{i}]: {:?} is listed twice", o.name));
+            }
+        }
         for (i, r) in self.routes.iter().enumerate() {
             let at = format!("sip.routes[{i}] (match {:?})", r.pattern);
+            if let Some(org) = r
+                .org
+                .as_ref()
+                .filter(|o| !self.orgs.iter().any(|p| &&p.name == o))
+            {
+                errs.push(format!("{at}.org: {org:?} is not one of sip.orgs"));
+            }
             let p = r.pattern.strip_suffix('*').unwrap_or(&r.pattern);
             if p.contains('*') || (p.is_empty() && !r.pattern.ends_with('*')) {
                 errs.push(format!("{at}: `*` may only end a non-empty pattern"));
@@ -334,6 +366,7 @@ mod tests {
                     reason: None,
                     srtp: None,
                     record: false,
+                    org: None,
                 },
                 RouteConfig {
                     pattern: "9*9".into(),
@@ -342,6 +375,7 @@ mod tests {
                     reason: None,
                     srtp: None,
                     record: false,
+                    org: None,
                 },
             ],
             ..SipConfig::default()

@@ -1,8 +1,9 @@
 //! The dialplan: the dialled number (Request-URI user) to a target URI and
-//! address, or to a rejection, and whether the call is recorded. First
+//! address, or to a rejection, the org the call belongs to, and whether it
+//! is recorded (the route's `record`, or its org's default). First
 //! matching route wins; no match is 404.
 
-use super::config::{RouteConfig, RouteSrtp};
+use super::config::{OrgConfig, RouteConfig, RouteSrtp};
 use std::net::SocketAddr;
 use tollgate_sip::message::{reason_phrase, Uri};
 
@@ -26,6 +27,7 @@ pub enum Decision {
 #[derive(Debug, Clone, Default)]
 pub struct Dialplan {
     routes: Vec<RouteConfig>,
+    orgs: Vec<OrgConfig>,
 }
 
 /// `pattern` against `number`: `x` is any digit, a trailing `*` any rest.
@@ -44,9 +46,10 @@ fn matches(pattern: &str, number: &str) -> bool {
 }
 
 impl Dialplan {
-    pub fn new(routes: &[RouteConfig]) -> Self {
+    pub fn new(routes: &[RouteConfig], orgs: &[OrgConfig]) -> Self {
         Dialplan {
             routes: routes.to_vec(),
+            orgs: orgs.to_vec(),
         }
     }
 
@@ -59,9 +62,19 @@ impl Dialplan {
         self.find(number).and_then(|r| r.srtp)
     }
 
-    /// Whether the route `number` takes records its calls.
+    /// The org of the route `number` takes.
+    pub fn org(&self, number: &str) -> Option<&str> {
+        self.find(number).and_then(|r| r.org.as_deref())
+    }
+
+    /// Whether the route `number` takes records its calls: its own
+    /// `record`, or its org's default.
     pub fn records(&self, number: &str) -> bool {
-        self.find(number).is_some_and(|r| r.record)
+        let Some(r) = self.find(number) else {
+            return false;
+        };
+        let org = |name: &String| self.orgs.iter().find(|o| &o.name == name);
+        r.record || r.org.as_ref().and_then(org).is_some_and(|o| o.record)
     }
 
     pub fn decide(&self, number: &str) -> Decision {
@@ -114,18 +127,22 @@ mod tests {
             reason: None,
             srtp: None,
             record: false,
+            org: None,
         }
     }
 
     #[test]
     fn first_match_wins_and_default_is_404() {
-        let d = Dialplan::new(&[
-            route("9999", None, Some(480)),
-            route("6000", Some("sip:6000@127.0.0.1:5090"), None),
-            route("555xxxx", Some("sip:{user}@10.0.0.9"), None),
-            route("44*", None, Some(403)),
-            route("7xxx", Some("registered"), None),
-        ]);
+        let d = Dialplan::new(
+            &[
+                route("9999", None, Some(480)),
+                route("6000", Some("sip:6000@127.0.0.1:5090"), None),
+                route("555xxxx", Some("sip:{user}@10.0.0.9"), None),
+                route("44*", None, Some(403)),
+                route("7xxx", Some("registered"), None),
+            ],
+            &[],
+        );
         assert_eq!(d.decide("7001"), Decision::Registered);
         assert_eq!(
             d.decide("9999"),
@@ -162,9 +179,44 @@ mod tests {
             record: true,
             ..route("6xxx", Some("sip:{user}@10.0.0.9"), None)
         };
-        let d = Dialplan::new(&[route("6000", Some("sip:a@10.0.0.8"), None), recorded]);
+        let d = Dialplan::new(
+            &[route("6000", Some("sip:a@10.0.0.8"), None), recorded],
+            &[],
+        );
         assert!(!d.records("6000"), "the first match wins");
         assert!(d.records("6001"));
         assert!(!d.records("7000"), "no route, nothing recorded");
+    }
+
+    #[test]
+    fn a_route_records_when_it_or_its_org_says_so() {
+        let of = |pattern: &str, org: &str, record: bool| RouteConfig {
+            org: Some(org.into()),
+            record,
+            ..route(pattern, Some("sip:{user}@10.0.0.9"), None)
+        };
+        let orgs = [
+            OrgConfig {
+                name: "acme".into(),
+                record: true,
+            },
+            OrgConfig {
+                name: "globex".into(),
+                record: false,
+            },
+        ];
+        let d = Dialplan::new(
+            &[
+                of("1xxx", "acme", false),
+                of("3xxx", "globex", false),
+                of("4xxx", "globex", true),
+            ],
+            &orgs,
+        );
+        assert!(d.records("1000"), "acme records by default");
+        assert!(!d.records("3000"));
+        assert!(d.records("4000"));
+        assert_eq!(d.org("3000"), Some("globex"));
+        assert_eq!(d.org("9000"), None);
     }
 }

@@ -276,7 +276,7 @@ impl B2bua {
             touched: BTreeSet::new(),
             journaled: HashSet::new(),
             timers: cfg.timers(),
-            dialplan: Dialplan::new(&cfg.routes),
+            dialplan: Dialplan::new(&cfg.routes, &cfg.orgs),
             cfg,
             local,
             contact,
@@ -439,8 +439,8 @@ impl B2bua {
 
     /// Replaces the dialplan (a reloaded config); calls in progress keep
     /// the route they took.
-    pub fn set_routes(&mut self, routes: &[config::RouteConfig]) {
-        self.dialplan = Dialplan::new(routes);
+    pub fn set_routes(&mut self, routes: &[config::RouteConfig], orgs: &[config::OrgConfig]) {
+        self.dialplan = Dialplan::new(routes, orgs);
     }
 
     /// Registration changes made here, for nodes sharing registrations.

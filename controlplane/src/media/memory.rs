@@ -147,6 +147,24 @@ impl MediaPlane for MemoryPlane {
             ..RecordingReport::default()
         })
     }
+
+    fn keep_recording(&mut self, recording: u32, dir: &Path) -> Result<(), String> {
+        let mut s = self.state();
+        s.exchanges += 1;
+        s.last_recording = s.last_recording.max(recording);
+        s.recordings.insert(recording, dir.to_path_buf());
+        Ok(())
+    }
+
+    /// Forgets the recording, as the real link removes its directory.
+    fn discard_recording(&mut self, recording: u32, dir: &Path) -> Result<(), String> {
+        let mut s = self.state();
+        s.exchanges += 1;
+        match s.recordings.remove(&recording) {
+            Some(d) if d == dir => Ok(()),
+            other => Err(format!("recording {recording} in {dir:?} was {other:?}")),
+        }
+    }
 }
 
 impl State {

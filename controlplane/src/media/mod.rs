@@ -65,6 +65,13 @@ pub trait MediaPlane: Send {
         &mut self,
         recording: u32,
     ) -> Result<tollgate_dataplane::recorder::RecordingReport, String>;
+    /// Takes on recording `recording` in `dir`, opened by an earlier
+    /// control plane (a journaled call): reopened should the data plane
+    /// not have it, or lose it later.
+    fn keep_recording(&mut self, recording: u32, dir: &std::path::Path) -> Result<(), String>;
+    /// Closes a recording nobody keeps (its call never was) and removes
+    /// its directory `dir`, even when the data plane cannot close it.
+    fn discard_recording(&mut self, recording: u32, dir: &std::path::Path) -> Result<(), String>;
 }
 
 /// What [`MediaPlane::apply`] did, item by item.
@@ -503,10 +510,7 @@ impl Sessions {
         // any flows installed before the refusal are released at once.
         let out = match self
             .signal(call_id, x, y, parsed, o, Role::Offer)
-            .and_then(|out| {
-                self.record_flag(now, plane, call_id, o.record_call)
-                    .map(|()| out)
-            })
+            .and_then(|out| self.record_flag(now, plane, call_id, o).map(|()| out))
             .and_then(|out| self.sync_flows(plane, call_id).map(|()| out))
         {
             Ok(out) => out,
@@ -587,7 +591,7 @@ impl Sessions {
             call.parts[y].label = Some(l.clone());
         }
         let out = self.signal(call_id, y, x, parsed, o, Role::Answer)?;
-        self.record_flag(now, plane, call_id, o.record_call)?;
+        self.record_flag(now, plane, call_id, o)?;
         self.sync_flows(plane, call_id)?;
         let call = self
             .calls
@@ -812,7 +816,8 @@ impl Sessions {
                         source: sock(ya, src),
                         destination: dst,
                         follow: follow(src),
-                        stages: self.stages(xs, ys, false, None),
+                        // Recorded too: the capture has the call's RTCP.
+                        stages: self.stages(xs, ys, false, tap),
                         ..rtp.clone()
                     };
                     out.insert(rtcp.local, rtcp);

@@ -41,6 +41,9 @@ pub struct Options {
     pub delete_delay: Option<u64>,
     /// `record call`: start (true) or stop (false) recording the call.
     pub record_call: Option<bool>,
+    /// The org a recording opened here belongs to (a B2BUA route's; NG
+    /// has none).
+    pub org: Option<String>,
     pub sdes: Sdes,
 }
 

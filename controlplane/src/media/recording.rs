@@ -4,6 +4,7 @@
 //! describes, and closing it when the call ends. The recording itself,
 //! its tap and its description are [`crate::recording`].
 
+use super::options::Options;
 use super::{cdr, encoding, sock, unknown_call, MediaPlane, NgError, Sessions};
 use crate::recording::{config::RecordingConfig, Closed, Leg, Recording};
 use crate::time::Now;
@@ -42,7 +43,7 @@ impl Sessions {
         plane: &mut dyn MediaPlane,
         call_id: &str,
     ) -> Result<(), NgError> {
-        self.open_recording(now, plane, call_id)?;
+        self.open_recording(now, plane, call_id, None)?;
         self.sync_flows(plane, call_id)
     }
 
@@ -83,16 +84,16 @@ impl Sessions {
     }
 
     /// An offer's or answer's `record call`: on opens (or resumes) the
-    /// recording before the flows are synced, off stops it.
+    /// recording (of `o.org`) before the flows are synced, off stops it.
     pub(super) fn record_flag(
         &mut self,
         now: Now,
         plane: &mut dyn MediaPlane,
         call_id: &str,
-        flag: Option<bool>,
+        o: &Options,
     ) -> Result<(), NgError> {
-        match flag {
-            Some(true) => self.open_recording(now, plane, call_id),
+        match o.record_call {
+            Some(true) => self.open_recording(now, plane, call_id, o.org.as_deref()),
             Some(false) => self.stop_recording(now, plane, call_id),
             None => Ok(()),
         }
@@ -103,6 +104,7 @@ impl Sessions {
         now: Now,
         plane: &mut dyn MediaPlane,
         call_id: &str,
+        org: Option<&str>,
     ) -> Result<(), NgError> {
         if self.set_paused(call_id, false)? {
             return Ok(());
@@ -115,7 +117,9 @@ impl Sessions {
         tracing::info!(call_id, recording = %id, "recording started");
         self.touch(call_id);
         if let Some(call) = self.calls.get_mut(call_id) {
-            call.recording = Some(Recording::new(id, number, now.wall));
+            let mut r = Recording::new(id, number, now.wall);
+            r.org = org.map(str::to_string);
+            call.recording = Some(r);
         }
         Ok(())
     }
@@ -133,7 +137,9 @@ impl Sessions {
             return;
         };
         self.touch(call_id);
-        let url = self.recording_cfg.url(call_id, &r.id, r.started);
+        let url = self
+            .recording_cfg
+            .url(r.org.as_deref(), call_id, &r.id, r.started);
         if let Some(c) = self.calls.get_mut(call_id) {
             // A call recorded twice (stop, then start) points at its first.
             c.recording_url.get_or_insert(url);
@@ -153,11 +159,14 @@ impl Sessions {
     }
 
     /// A call that never was (a refused first offer): its recording is
-    /// closed in the data plane and not handed over.
+    /// closed in the data plane, its directory removed, nothing handed over.
     pub(super) fn discard_recording(&mut self, plane: &mut dyn MediaPlane, call_id: &str) {
         self.touch(call_id);
         if let Some(r) = self.calls.get_mut(call_id).and_then(|c| c.recording.take()) {
-            let _ = plane.close_recording(r.number);
+            let dir = self.recording_cfg.open_dir(&r.id);
+            if let Err(e) = plane.discard_recording(r.number, &dir) {
+                tracing::warn!(call_id, recording = %r.id, error = %e, "discarding the recording of a refused offer");
+            }
         }
     }
 
@@ -188,6 +197,13 @@ impl Sessions {
                 rec.note_leg(sock(address, s.port), leg);
             }
         }
+    }
+
+    /// The open recording of a call (its number and directory), for the
+    /// data plane to keep once the call is restored from the journal.
+    pub fn recording_of(&self, call_id: &str) -> Option<(u32, std::path::PathBuf)> {
+        let r = self.calls.get(call_id)?.recording.as_ref()?;
+        Some((r.number, self.recording_cfg.open_dir(&r.id)))
     }
 
     /// Recordings closed since the last call, for an adapter to hand over

@@ -334,7 +334,9 @@ fn a_journaled_session_is_restored_with_its_flows_and_ports_and_forgotten_when_d
 
 /// A recorded call's journal entry carries its recording: restored by a
 /// new process, its flows keep the tap with the same data-plane recording,
-/// and its delete hands the recording over as the first process would.
+/// which the new process's data-plane link takes on (to reopen it should
+/// the data plane restart), and its delete hands the recording over as the
+/// first process would.
 #[test]
 fn a_journaled_recording_goes_on_in_the_restored_session() {
     let mut r = Relay::new(cfg());
@@ -344,10 +346,15 @@ fn a_journaled_recording_goes_on_in_the_restored_session() {
     let tap = StageSpec::Tap { recording: 1 };
     let rtp = |f: &&Flow| f.local.port().is_multiple_of(2);
     let tapped = |fs: &[Flow]| {
-        fs.iter().filter(rtp).count() == 2 && fs.iter().filter(rtp).all(|f| f.stages.contains(&tap))
+        fs.iter().filter(rtp).count() == 2
+            && fs.len() == 4
+            && fs.iter().all(|f| f.stages.contains(&tap))
     };
     let flows: Vec<Flow> = r.plane.flows().into_values().collect();
-    assert!(tapped(&flows), "the RTP flows carry the tap: {flows:?}");
+    assert!(
+        tapped(&flows),
+        "the RTP flows and the RTCP flows on their own ports carry the tap: {flows:?}"
+    );
     let (_, state) =
         r.s.take_journal()
             .pop()
@@ -356,10 +363,14 @@ fn a_journaled_recording_goes_on_in_the_restored_session() {
     let flows = again.s.restore("c1", state.unwrap()).unwrap();
     assert!(tapped(&flows), "{flows:?}");
     let now = again.at(2.0);
-    again
-        .plane
-        .open_recording(std::path::Path::new("/x"))
-        .unwrap();
+    // What the journal's restore does: the link takes the recording on.
+    let (n, dir) = again.s.recording_of("c1").expect("the call's recording");
+    assert_eq!(n, 1);
+    assert!(
+        dir.starts_with("/var/lib/tollgate/recordings/open/"),
+        "{dir:?}"
+    );
+    again.plane.keep_recording(n, &dir).unwrap();
     again.plane.apply(&flows, &[]);
     again
         .s
@@ -372,4 +383,28 @@ fn a_journaled_recording_goes_on_in_the_restored_session() {
         again.plane.recordings().is_empty(),
         "closed in the data plane"
     );
+}
+
+/// A recorded first offer the data plane refuses leaves nothing behind:
+/// its recording is discarded in its own directory, and none is handed over.
+#[test]
+fn a_refused_recorded_first_offer_discards_its_recording() {
+    let mut r = Relay::new(cfg());
+    let o = Options {
+        record_call: Some(true),
+        ..Options::default()
+    };
+    let offer = sdp("239.1.1.1", 7000);
+    let refused =
+        r.s.offer(r.at(0.0), &mut r.plane, "c1", "A", None, &offer, &o);
+    assert!(
+        refused.is_err(),
+        "a multicast party is refused: {refused:?}"
+    );
+    assert!(
+        r.plane.recordings().is_empty(),
+        "discarded in the data plane"
+    );
+    assert!(r.s.take_recordings().is_empty(), "nothing handed over");
+    assert!(r.plane.flows().is_empty());
 }

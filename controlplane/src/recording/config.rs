@@ -27,9 +27,16 @@ impl RecordingConfig {
         }
     }
 
-    /// The URL the archived WAV of recording `id` of `call_id` will have.
-    pub fn url(&self, call_id: &str, id: &str, started: std::time::SystemTime) -> String {
-        tollgate_archive::store::recording_url(&self.store, None, call_id, id, started.into())
+    /// The URL the archived WAV of recording `id` of `call_id` (of `org`)
+    /// will have.
+    pub fn url(
+        &self,
+        org: Option<&str>,
+        call_id: &str,
+        id: &str,
+        started: std::time::SystemTime,
+    ) -> String {
+        tollgate_archive::store::recording_url(&self.store, org, call_id, id, started.into())
     }
 
     /// Where a recording is written.

@@ -33,6 +33,10 @@ pub struct Recording {
     pub number: u32,
     pub started: SystemTime,
     pub paused: bool,
+    /// The org it belongs to (its route's), which names its objects and
+    /// picks its retention.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub org: Option<String>,
     /// Every leg the recording has had, by the relay address its packets
     /// arrive at (a re-offer that moves a party adds one).
     legs: BTreeMap<SocketAddr, Leg>,
@@ -68,6 +72,7 @@ impl Recording {
             number,
             started,
             paused: false,
+            org: None,
             legs: BTreeMap::new(),
         }
     }
@@ -118,7 +123,7 @@ impl Recording {
             meta: RecordingMeta {
                 recording_id: self.id,
                 call_id: call_id.to_string(),
-                org: None,
+                org: self.org,
                 kind: Kind::Recording,
                 started_at: rfc3339(self.started),
                 ended_at: rfc3339(ended),
@@ -142,6 +147,7 @@ mod tests {
         assert_eq!(r.tap(), Some(StageSpec::Tap { recording: 4 }));
         r.paused = true;
         assert_eq!(r.tap(), None);
+        r.org = Some("acme".into());
         let pcmu = Codec {
             payload_type: 0,
             name: "PCMU".into(),
@@ -187,6 +193,11 @@ mod tests {
         assert_eq!(m.started_at, "2025-12-01T20:00:00.000Z");
         assert_eq!(m.ended_at, "2025-12-01T20:01:01.000Z");
         assert_eq!(m.captures, ["rtp.pcap"]);
+        assert_eq!(
+            m.org.as_deref(),
+            Some("acme"),
+            "the org names objects and retention"
+        );
         assert_eq!(m.legs.len(), 2);
         assert_eq!(m.legs[0].ssrcs, [7, 8]);
         assert_eq!(

@@ -34,6 +34,7 @@ pub fn sip_config() -> SipConfig {
             reason: None,
             srtp: None,
             record: false,
+            org: None,
         }],
         ring_timeout_secs: 30,
         ..SipConfig::default()

@@ -550,6 +550,7 @@ fn lcr_net(ping_secs: u64) -> Net {
         reason: None,
         srtp: None,
         record: false,
+        org: None,
     });
     let mut net = Net::new(sip, media_config());
     let mut t = LcrTable::default();
@@ -675,6 +676,7 @@ fn refusals_before_a_call_is_made() {
         reason: Some("Busy Here".into()),
         srtp: None,
         record: false,
+        org: None,
     });
     let mut net = Net::new(sip, media_config());
     let refused = |net: &mut Net, inv: Message| {
@@ -794,6 +796,7 @@ fn over_tcp_nothing_is_retransmitted() {
         reason: None,
         srtp: None,
         record: false,
+        org: None,
     });
     let mut net = Net::new(sip, media_config());
     let mut inv = net.caller.invite("6001", &sdp("192.0.2.10", 4000));

@@ -9,7 +9,10 @@
 //!
 //! A write that fails (a full disk) is logged once at error level and
 //! counted; the file is cut back to its last whole packet, so what was
-//! written stays readable, and the capture takes no more packets.
+//! written stays readable, and the capture takes no more packets. A capture
+//! opened again (a data plane restarted mid-recording) is cut back the same
+//! way first, as the killed process may have left half a packet, and then
+//! appended to.
 
 use super::ring::Record;
 use super::{LegReport, RecordingReport};
@@ -64,17 +67,21 @@ fn io_error(path: &Path, e: impl std::fmt::Display) -> String {
 
 impl Capture {
     /// Opens (creating the directory) the capture of `dir`; one that
-    /// exists already is appended to, so opening again after a restart
-    /// keeps what was there.
+    /// exists already is cut to its whole packets and appended to, so
+    /// opening again after a restart keeps what was there.
     pub fn open(recording: u32, dir: &Path) -> Result<Capture, String> {
         std::fs::create_dir_all(dir).map_err(|e| io_error(dir, e))?;
         let path = dir.join(CAPTURE_FILE);
         let file = std::fs::OpenOptions::new()
             .create(true)
+            .read(true)
             .append(true)
             .open(&path)
             .map_err(|e| io_error(&path, e))?;
-        let written = file.metadata().map_err(|e| io_error(&path, e))?.len();
+        let (written, len) = whole_records(&file).map_err(|e| io_error(&path, e))?;
+        if written < len {
+            file.set_len(written).map_err(|e| io_error(&path, e))?;
+        }
         let mut c = Capture {
             recording,
             dir: dir.to_path_buf(),
@@ -230,6 +237,34 @@ impl Capture {
             legs: self.legs.clone(),
         }
     }
+}
+
+/// Bytes of `file` that are a pcap header and whole records (0 when the
+/// header itself is cut), and its length. Walks the record headers only:
+/// the packet format is this module's own, so no general pcap reader is
+/// needed.
+fn whole_records(file: &File) -> std::io::Result<(u64, u64)> {
+    use std::io::{Read, Seek, SeekFrom};
+    const HEADER: u64 = 24;
+    const RECORD: u64 = 16;
+    let len = file.metadata()?.len();
+    if len < HEADER {
+        return Ok((0, len));
+    }
+    let mut f = file;
+    let mut at = HEADER;
+    let mut rec = [0u8; RECORD as usize];
+    while at + RECORD <= len {
+        f.seek(SeekFrom::Start(at))?;
+        f.read_exact(&mut rec)?;
+        let caplen = u32::from_le_bytes([rec[8], rec[9], rec[10], rec[11]]);
+        let end = at + RECORD + u64::from(caplen);
+        if end > len {
+            break;
+        }
+        at = end;
+    }
+    Ok((at, len))
 }
 
 /// The SSRC of an RTP packet (version 2, not RTCP by RFC 5761's rule).

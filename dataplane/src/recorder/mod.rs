@@ -70,6 +70,8 @@ pub enum RecorderError {
     Open(String),
     #[error("no recording {0} is open")]
     NoSuchRecording(u32),
+    #[error("recording {0} is open already, in another directory")]
+    AlreadyOpen(u32),
 }
 
 #[derive(Default)]
@@ -144,14 +146,25 @@ impl Recorder {
         tx
     }
 
-    /// Opens a recording writing into `dir` (created if need be), and
-    /// starts the recorder thread if this is the first.
-    pub fn open(&'static self, dir: &Path) -> Result<RecordingReport, RecorderError> {
+    /// Opens a recording writing into `dir` (created if need be), as
+    /// number `reopen` when given (appending to the capture there; a no-op
+    /// when that recording is open in `dir` already), and starts the
+    /// recorder thread if this is the first.
+    pub fn open(
+        &'static self,
+        dir: &Path,
+        reopen: Option<u32>,
+    ) -> Result<RecordingReport, RecorderError> {
         let report = {
             let mut s = self.state();
-            let id = s.last_id.wrapping_add(1).max(1);
+            let id = match reopen.map(|id| (id, s.captures.get(&id).map(Capture::report))) {
+                Some((_, Some(open))) if open.dir == dir => return Ok(open),
+                Some((id, Some(_))) => return Err(RecorderError::AlreadyOpen(id)),
+                Some((id, None)) => id,
+                None => s.last_id.wrapping_add(1).max(1),
+            };
             let c = Capture::open(id, dir).map_err(RecorderError::Open)?;
-            s.last_id = id;
+            s.last_id = s.last_id.max(id);
             let report = c.report();
             s.captures.insert(id, c);
             report

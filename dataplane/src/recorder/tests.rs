@@ -54,7 +54,7 @@ fn send(p: &mut Pipeline, from: &str, bytes: &[u8]) {
 fn tapped_packets_land_in_the_pcap_as_received() {
     let rec = recorder();
     let dir = temp_dir("pcap");
-    let opened = rec.open(&dir).unwrap();
+    let opened = rec.open(&dir, None).unwrap();
     let id = opened.recording;
     let mut p = tapped(rec, "10.0.1.1:30000", id);
     let sent: Vec<Vec<u8>> = (0..10u16)
@@ -93,7 +93,7 @@ fn packets_for_a_recording_not_open_are_counted_not_written() {
     let mut p = tapped(rec, "10.0.1.1:30010", 77);
     send(&mut p, "192.0.2.7:4000", &rtp(1, 1));
     let dir = temp_dir("unknown");
-    let other = rec.open(&dir).unwrap().recording;
+    let other = rec.open(&dir, None).unwrap().recording;
     rec.close(other).unwrap();
     let unknown = rec
         .counters()
@@ -109,7 +109,7 @@ fn a_device_that_takes_no_bytes_fails_the_capture_once_and_loses_no_calls() {
     let dir = temp_dir("full");
     std::fs::create_dir_all(&dir).unwrap();
     std::os::unix::fs::symlink("/dev/full", dir.join(capture::CAPTURE_FILE)).unwrap();
-    let id = rec.open(&dir).unwrap().recording;
+    let id = rec.open(&dir, None).unwrap().recording;
     let mut p = tapped(rec, "10.0.1.1:30020", id);
     for i in 0..5 {
         send(&mut p, "192.0.2.7:4000", &rtp(9, i));
@@ -134,5 +134,53 @@ fn a_device_that_takes_no_bytes_fails_the_capture_once_and_loses_no_calls() {
         .into_iter()
         .find(|(k, _)| k == "recorder_write_errors");
     assert_eq!(errors.map(|(_, v)| v), Some(1), "one failure, counted once");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_recording_reopened_under_its_number_appends_after_its_last_whole_packet() {
+    let rec = recorder();
+    let dir = temp_dir("reopen");
+    let id = rec.open(&dir, None).unwrap().recording;
+    let mut p = tapped(rec, "10.0.1.1:30030", id);
+    let sent: Vec<Vec<u8>> = (0..8u16).map(|i| rtp(0x3333, i)).collect();
+    for b in &sent[..5] {
+        send(&mut p, "192.0.2.7:4000", b);
+    }
+    rec.close(id).unwrap();
+    // A process killed in the middle of a write leaves half a record.
+    let path = dir.join(capture::CAPTURE_FILE);
+    let mut torn = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .unwrap();
+    std::io::Write::write_all(&mut torn, &[7u8; 20]).unwrap();
+    assert!(
+        matches!(rec.open(&dir, Some(id)), Ok(r) if r.recording == id),
+        "reopened under its number"
+    );
+    assert!(
+        matches!(rec.open(&dir, Some(id)), Ok(r) if r.recording == id),
+        "reopening an open recording is a no-op"
+    );
+    let other = temp_dir("after-reopen");
+    assert!(
+        matches!(rec.open(&other, Some(id)), Err(RecorderError::AlreadyOpen(n)) if n == id),
+        "not under another directory"
+    );
+    let fresh = rec.open(&other, None).unwrap().recording;
+    assert!(fresh > id, "new numbers stay clear of reopened ones");
+    rec.close(fresh).unwrap();
+    std::fs::remove_dir_all(&other).unwrap();
+    for b in &sent[5..] {
+        send(&mut p, "192.0.2.7:4000", b);
+    }
+    assert_eq!(rec.close(id).unwrap().packets, 3, "this run's packets");
+    let mut r = PcapReader::new(std::fs::File::open(&path).unwrap()).unwrap();
+    let mut got = Vec::new();
+    while let Some(pkt) = r.next_packet() {
+        got.push(pkt.expect("whole records only").data[28..].to_vec());
+    }
+    assert_eq!(got, sent, "both runs, in order, nothing torn");
     std::fs::remove_dir_all(&dir).unwrap();
 }
