@@ -747,6 +747,9 @@ fn a_data_plane_restarted_mid_recording_records_the_rest_of_the_call() {
     c.offer_answer(1, Some("on"));
     NgCall::settle();
     let [a1, b1] = c.talk(0xa1, 0xb1, 0..40);
+    // The recorder writes what its taps hold every 5 ms: a SIGKILL takes
+    // what it had not written yet, which is not what this test is about.
+    NgCall::settle();
     kill_the_data_plane(&node);
     // The next exchange with the data plane finds it restarted.
     c.command("query", vec![]);
@@ -942,6 +945,7 @@ fn a_recording_survives_a_control_plane_and_then_a_data_plane_restart() {
     cp = controlplane(&dir.0, &config, ng);
     c.ng = peers::ng_client(None, ng);
     let [a2, b2] = c.talk(0xa1, 0xb1, 30..60);
+    NgCall::settle(); // the recorder's last write, as above
     dp.kill_and_restart();
     c.command("query", vec![]);
     NgCall::settle();
