@@ -7,8 +7,9 @@
 //! B2BUA and its dialplan: `b2bua::config`), `[cdr]` (the CDR spool and
 //! sinks: `tollgate_cdr::config`), `[hep]` (HEP export to Homer:
 //! `hep::config`), `[http]` (metrics and the API: `http::config`),
-//! `[journal]` (the call-state journal: `journal`) and `[archive]` (where
-//! recordings are spooled: `recording::config`). This
+//! `[journal]` (the call-state journal: `journal`), `[archive]` (where
+//! recordings are spooled: `recording::config`) and `[ivr]` (the IVR's
+//! menus and timers: `ivr::config`). This
 //! file joins them and checks them all.
 
 use crate::media::config::MediaConfig;
@@ -31,6 +32,7 @@ pub struct Config {
     pub http: crate::http::config::HttpConfig,
     pub archive: crate::archive::config::ArchiveConfig,
     pub journal: crate::journal::JournalConfig,
+    pub ivr: crate::ivr::config::IvrConfig,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -78,6 +80,7 @@ impl Config {
         problems.extend(self.hep.validate());
         problems.extend(self.http.validate());
         problems.extend(self.archive.validate(&self.cdr));
+        problems.extend(self.ivr.validate());
         if problems.is_empty() {
             Ok(self)
         } else {

@@ -1,5 +1,5 @@
 //! Tollgate's control plane and node: the sans-IO cores (B2BUA, media
-//! sessions, NG handler) and their I/O adapters (SIP transports, NG server,
+//! sessions, NG handler, IVR) and their I/O adapters (SIP transports, NG server,
 //! data-plane link, databases, HTTP), the supervisor of `tollgate run`, and what
 //! `tollgate ctl`, `cdr` and `tune` do. The binary (`main.rs`) is only the
 //! command line over it; tests drive these modules directly.
@@ -11,6 +11,7 @@ pub mod config;
 pub mod ctl;
 pub mod hep;
 pub mod http;
+pub mod ivr;
 pub mod journal;
 pub mod media;
 pub mod ng;
