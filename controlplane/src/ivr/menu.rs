@@ -35,6 +35,16 @@ impl Prompt {
     }
 }
 
+/// As written in the tables.
+impl std::fmt::Display for Prompt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Prompt::Cached(id) => write!(f, "prompt:{id}"),
+            Prompt::Text(t) => f.write_str(t),
+        }
+    }
+}
+
 /// Where a transfer goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target {
@@ -122,6 +132,30 @@ impl Target {
                 value: v.into(),
                 why: "expected an extension, a sip: URI, `agent` or `agent:NAME`",
             }),
+        }
+    }
+}
+
+/// As `action_type action_value`.
+impl std::fmt::Display for Action {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Action::Menu(id) => write!(f, "menu {id}"),
+            Action::Transfer(t) => write!(f, "transfer {t}"),
+            Action::Queue(q) => write!(f, "queue {q}"),
+            Action::Play(p) => write!(f, "play {p}"),
+            Action::Hangup => f.write_str("hangup"),
+        }
+    }
+}
+
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Target::Extension(e) => f.write_str(e),
+            Target::Uri(u) => f.write_str(u),
+            Target::Agent(None) => f.write_str("agent"),
+            Target::Agent(Some(a)) => write!(f, "agent:{a}"),
         }
     }
 }

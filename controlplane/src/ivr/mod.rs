@@ -6,8 +6,9 @@
 //! PostgreSQL or MariaDB through sqlx); `engine` is the sans-IO state
 //! machine of each call in the IVR: digits, finished prompts and its own
 //! digit timers in, prompts to play, transfers, queueing and hang-ups out.
-//! `config` is the `[ivr]` section.
+//! `config` is the `[ivr]` section and `cli` the `tollgate ivr` command.
 
+pub mod cli;
 pub mod config;
 pub mod engine;
 pub mod menu;

@@ -1,13 +1,13 @@
 //! Reads the IVR's menus from SQL (SQLite by default, PostgreSQL or
 //! MariaDB/MySQL by URL, through sqlx's `Any` driver as the LCR does),
 //! creating the tables when missing and seeding the demo menus into empty
-//! ones; [`reload`] reads them again on a period, so edits take effect
+//! ones. Each [`MenuStore::load`] reads them anew, so edits take effect
 //! without a restart (a call keeps the menu it is in until it moves).
 
 use super::menu::{MenuRow, Menus, OptionRow};
 use sqlx::any::AnyPoolOptions;
+use sqlx::any::AnyRow;
 use sqlx::{AnyPool, Row};
-use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -32,6 +32,26 @@ fn statements(sql: &str) -> Vec<String> {
         .filter(|s| !s.trim().is_empty())
         .map(str::to_string)
         .collect()
+}
+
+/// A text column. MariaDB's TEXT reaches sqlx's `Any` driver as a BLOB
+/// (a CAST to CHAR too), which it will not decode as a string: that is
+/// read as bytes, then as UTF-8 (a bad byte becomes U+FFFD, not an error).
+fn text(r: &AnyRow, col: &str) -> Result<Option<String>, sqlx::Error> {
+    match r.try_get::<Option<String>, _>(col) {
+        Ok(v) => Ok(v),
+        Err(_) => Ok(r
+            .try_get::<Option<Vec<u8>>, _>(col)?
+            .map(|b| String::from_utf8_lossy(&b).into_owned())),
+    }
+}
+
+/// A text column that must not be NULL.
+fn required(r: &AnyRow, col: &str) -> Result<String, sqlx::Error> {
+    text(r, col)?.ok_or_else(|| sqlx::Error::ColumnDecode {
+        index: col.into(),
+        source: "NULL where a value is required".into(),
+    })
 }
 
 impl MenuStore {
@@ -86,65 +106,40 @@ impl MenuStore {
             url: self.url.clone(),
             source,
         };
-        let menus = sqlx::query("SELECT menu_id, name, welcome_message FROM ivr_menus")
-            .fetch_all(&self.pool)
+        let menus = self
+            .rows(
+                "SELECT menu_id, name, welcome_message FROM ivr_menus",
+                |r| {
+                    Ok(MenuRow {
+                        menu_id: required(r, "menu_id")?,
+                        name: text(r, "name")?.unwrap_or_default(),
+                        welcome_message: required(r, "welcome_message")?,
+                    })
+                },
+            )
             .await
-            .map_err(err)?
-            .iter()
-            .map(|r| {
-                Ok(MenuRow {
-                    menu_id: r.try_get("menu_id")?,
-                    name: r.try_get::<Option<String>, _>("name")?.unwrap_or_default(),
-                    welcome_message: r.try_get("welcome_message")?,
+            .map_err(err)?;
+        let sql = "SELECT menu_id, digit, action_type, action_value FROM ivr_menu_options";
+        let options = self
+            .rows(sql, |r| {
+                Ok(OptionRow {
+                    menu_id: required(r, "menu_id")?,
+                    digit: required(r, "digit")?,
+                    action_type: required(r, "action_type")?,
+                    action_value: text(r, "action_value")?,
                 })
             })
-            .collect::<Result<Vec<_>, sqlx::Error>>()
+            .await
             .map_err(err)?;
-        let options =
-            sqlx::query("SELECT menu_id, digit, action_type, action_value FROM ivr_menu_options")
-                .fetch_all(&self.pool)
-                .await
-                .map_err(err)?
-                .iter()
-                .map(|r| {
-                    Ok(OptionRow {
-                        menu_id: r.try_get("menu_id")?,
-                        digit: r.try_get("digit")?,
-                        action_type: r.try_get("action_type")?,
-                        action_value: r.try_get("action_value")?,
-                    })
-                })
-                .collect::<Result<Vec<_>, sqlx::Error>>()
-                .map_err(err)?;
         Ok(Menus::from_rows(menus, options))
     }
-}
 
-/// Loads the menus every `every` and hands each good read to `apply`;
-/// a failed read keeps the last menus (logged once per failure streak),
-/// and rows left out are logged when the set of them changes.
-pub async fn reload(store: MenuStore, every: Duration, mut apply: impl FnMut(Menus)) {
-    let mut last_problems: Option<Vec<String>> = None;
-    let mut failing = false;
-    loop {
-        tokio::time::sleep(every).await;
-        match store.load().await {
-            Ok((menus, problems)) => {
-                failing = false;
-                if last_problems.as_ref() != Some(&problems) {
-                    for p in &problems {
-                        tracing::warn!(problem = %p, "IVR menu row left out");
-                    }
-                    tracing::info!(menus = menus.len(), "IVR menus reloaded");
-                    last_problems = Some(problems);
-                }
-                apply(menus);
-            }
-            Err(e) if !failing => {
-                failing = true;
-                tracing::warn!(error = %e, "reading the IVR menus failed; keeping the last ones");
-            }
-            Err(_) => {}
-        }
+    async fn rows<T>(
+        &self,
+        sql: &str,
+        each: impl Fn(&AnyRow) -> Result<T, sqlx::Error>,
+    ) -> Result<Vec<T>, sqlx::Error> {
+        let rows = sqlx::query(sql).fetch_all(&self.pool).await?;
+        rows.iter().map(each).collect()
     }
 }
