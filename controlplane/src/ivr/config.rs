@@ -1,5 +1,5 @@
-//! `[ivr]`: where the menus are, how often they are read again, and how
-//! long and how often a caller may hesitate or mistype.
+//! `[ivr]`: where the menus are, and how long and how often a caller may
+//! hesitate or mistype.
 
 use super::menu::Prompt;
 use serde::{Deserialize, Serialize};
@@ -11,8 +11,6 @@ pub struct IvrConfig {
     /// `sqlite://…`, `postgres://…` or `mysql://…` holding `ivr_menus`
     /// and `ivr_menu_options` (created when missing).
     pub url: String,
-    /// The tables are read again this often (0: only at start).
-    pub reload_secs: u64,
     /// Empty tables get the demo menus (`main`, `billing`).
     pub seed_demo: bool,
     /// How long the engine waits for a digit after a menu's prompt.
@@ -31,7 +29,6 @@ impl Default for IvrConfig {
     fn default() -> Self {
         IvrConfig {
             url: "sqlite:///var/lib/tollgate/ivr.sqlite".into(),
-            reload_secs: 30,
             seed_demo: true,
             digit_timeout_ms: 5000,
             max_retries: 3,

@@ -77,6 +77,13 @@ impl Walk {
         }
     }
 
+    /// Expects `prompt` to be played, and plays it to its end.
+    fn hears(&mut self, prompt: Prompt) {
+        let (p, t) = self.played();
+        assert_eq!(p, prompt);
+        self.finish(t);
+    }
+
     /// Plays the current prompt to its end.
     fn finish(&mut self, token: u64) {
         self.e.prompt_done(self.now, "c", token);
@@ -107,9 +114,7 @@ fn main_prompt() -> Prompt {
 #[test]
 fn welcome_then_digit_transfers() {
     let mut w = Walk::new();
-    let (p, t) = w.played();
-    assert_eq!(p, main_prompt());
-    w.finish(t);
+    w.hears(main_prompt());
     assert!(w.outputs().is_empty());
     w.now = w.now.after(Duration::from_millis(1200));
     w.digit('1');
@@ -165,16 +170,11 @@ fn digit_during_the_welcome_stops_it_and_acts() {
 #[test]
 fn timeouts_replay_the_menu_then_goodbye_and_hangup() {
     let mut w = Walk::new();
-    let (_, t) = w.played();
-    w.finish(t);
+    w.hears(main_prompt());
     for _ in 0..2 {
         assert_eq!(w.wait_timer(), Duration::from_secs(3));
-        let (p, t) = w.played();
-        assert_eq!(p, text("Sorry, I did not hear a choice."));
-        w.finish(t);
-        let (p, t) = w.played();
-        assert_eq!(p, main_prompt());
-        w.finish(t);
+        w.hears(text("Sorry, I did not hear a choice."));
+        w.hears(main_prompt());
     }
     w.wait_timer();
     let (p, t) = w.played();
@@ -190,15 +190,10 @@ fn timeouts_replay_the_menu_then_goodbye_and_hangup() {
 #[test]
 fn invalid_digits_count_per_menu_and_star_repeats() {
     let mut w = Walk::new();
-    let (_, t) = w.played();
-    w.finish(t);
+    w.hears(main_prompt());
     w.digit('7');
-    let (p, t) = w.played();
-    assert_eq!(p, text("Sorry, that is not a valid choice."));
-    w.finish(t);
-    let (p, t) = w.played();
-    assert_eq!(p, main_prompt());
-    w.finish(t);
+    w.hears(text("Sorry, that is not a valid choice."));
+    w.hears(main_prompt());
     // `*` repeats without counting as a miss.
     w.digit('*');
     assert_eq!(w.played().0, main_prompt());
@@ -229,12 +224,9 @@ fn invalid_digits_count_per_menu_and_star_repeats() {
 #[test]
 fn play_option_then_the_menu_again() {
     let mut w = Walk::new();
-    let (_, t) = w.played();
-    w.finish(t);
+    w.hears(main_prompt());
     w.digit('4');
-    let (p, t) = w.played();
-    assert_eq!(p, text("Open nine to five."));
-    w.finish(t);
+    w.hears(text("Open nine to five."));
     assert_eq!(w.played().0, main_prompt());
     w.digit('#');
     assert_eq!(
@@ -286,8 +278,7 @@ fn many_calls_keep_their_own_timers() {
 #[test]
 fn a_reload_applies_at_the_next_menu() {
     let mut w = Walk::new();
-    let (_, t) = w.played();
-    w.finish(t);
+    w.hears(main_prompt());
     let (menus, _) = Menus::from_rows(
         vec![menu("main", "New main."), menu("billing", "New billing.")],
         vec![option("main", "3", "menu", Some("billing"))],
