@@ -37,7 +37,7 @@ fn menus(dir: &TempDir, url: &str) -> Value {
 /// sales queue, 9 back).
 const ROWS: &[&str] = &[
     "INSERT INTO ivr_menus (menu_id, name, welcome_message) VALUES \
-     ('main', 'Main', 'prompt:main-welcome'), ('sales', 'Sales', 'Sales. Press 1 to wait for an agent.')",
+     ('main', 'Main', 'prompt:7'), ('sales', 'Sales', 'Sales. Press 1 to wait for an agent.')",
     "INSERT INTO ivr_menu_options (menu_id, digit, action_type, action_value) VALUES \
      ('main', '1', 'menu', 'sales'), ('main', '2', 'transfer', 'sip:desk@192.0.2.9:5060'), \
      ('main', '5', 'dance', 'tango'), ('sales', '1', 'queue', 'sales'), ('sales', '9', 'menu', 'main')",
@@ -73,7 +73,7 @@ async fn check_server(url: &str, create: [&str; 2]) {
         .map(|m| m["id"].as_str().unwrap())
         .collect();
     assert_eq!(ids, ["main", "sales"]);
-    assert_eq!(m["menus"][0]["welcome"], "prompt:main-welcome");
+    assert_eq!(m["menus"][0]["welcome"], "prompt:7");
     assert_eq!(
         m["menus"][0]["options"]["2"],
         "transfer sip:desk@192.0.2.9:5060"

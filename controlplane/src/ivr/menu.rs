@@ -8,10 +8,11 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 /// What the caller hears: a prompt of the data plane's prompt cache
-/// (`prompt:ID`, loaded with `prompt_load`) or text to be spoken.
+/// (`prompt:ID`, the number it was loaded as with `tollgate ctl
+/// prompt-load ID FILE`) or text to be spoken.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Prompt {
-    Cached(String),
+    Cached(u32),
     Text(String),
 }
 
@@ -24,7 +25,14 @@ impl Prompt {
                 value: s.into(),
                 why: "no prompt id after `prompt:`",
             }),
-            Some(id) => Ok(Prompt::Cached(id.into())),
+            Some(id) => id
+                .parse()
+                .map(Prompt::Cached)
+                .map_err(|_| MenuError::Value {
+                    what: "prompt",
+                    value: s.into(),
+                    why: "the prompt id after `prompt:` is not a number (the prompt cache's)",
+                }),
             None if s.is_empty() => Err(MenuError::Value {
                 what: "prompt",
                 value: s.into(),

@@ -29,7 +29,7 @@ fn option(menu: &str, digit: &str, kind: &str, value: Option<&str>) -> OptionRow
 /// hangup) and billing (9 back to main).
 fn demo() -> Menus {
     let (menus, problems) = Menus::from_rows(
-        vec![menu("main", "prompt:main"), menu("billing", "Billing.")],
+        vec![menu("main", "prompt:1"), menu("billing", "Billing.")],
         vec![
             option("main", "1", "transfer", Some("6000")),
             option("main", "2", "queue", Some("support")),
@@ -108,7 +108,7 @@ fn text(s: &str) -> Prompt {
 }
 
 fn main_prompt() -> Prompt {
-    Prompt::Cached("main".into())
+    Prompt::Cached(1)
 }
 
 #[test]
@@ -304,6 +304,7 @@ fn bad_rows_are_left_out_and_named() {
             option("main", "7", "transfer", Some("not a number")),
             option("ghost", "1", "hangup", None),
             option("main", "8", "play", Some("prompt:")),
+            option("main", "9", "play", Some("prompt:hello")),
         ],
     );
     let main = menus.get("main").unwrap();
@@ -335,6 +336,7 @@ fn bad_rows_are_left_out_and_named() {
         "ivr_menu_options \"main\" digit \"7\": transfer target \"not a number\": expected an extension, a sip: URI, `agent` or `agent:NAME`",
         "ivr_menu_options \"ghost\" digit \"1\": no such menu",
         "ivr_menu_options \"main\" digit \"8\": prompt \"prompt:\": no prompt id after `prompt:`",
+        "ivr_menu_options \"main\" digit \"9\": prompt \"prompt:hello\": the prompt id after `prompt:` is not a number (the prompt cache's)",
     ];
     assert_eq!(problems, expect);
 }
@@ -380,7 +382,7 @@ async fn sqlite_store_seeds_the_demo_once_and_reads_edits() {
     let store = MenuStore::connect(&url, true).await.unwrap();
     exec(
         &url,
-        "UPDATE ivr_menus SET welcome_message = 'prompt:hello' WHERE menu_id = 'main'",
+        "UPDATE ivr_menus SET welcome_message = 'prompt:42' WHERE menu_id = 'main'",
     )
     .await;
     exec(
@@ -390,7 +392,7 @@ async fn sqlite_store_seeds_the_demo_once_and_reads_edits() {
     .await;
     let (menus, _) = store.load().await.unwrap();
     let main = menus.get("main").unwrap();
-    assert_eq!(main.welcome, Prompt::Cached("hello".into()));
+    assert_eq!(main.welcome, Prompt::Cached(42));
     assert_eq!(main.options.len(), 4);
     assert_eq!(menus.len(), 2);
 }
