@@ -152,10 +152,6 @@ impl Engine {
         self.menus = menus;
     }
 
-    pub fn menus(&self) -> &Menus {
-        &self.menus
-    }
-
     /// `call` enters the IVR at `menu`.
     pub fn start(&mut self, _now: Now, call: &str, menu: &str) -> Result<(), IvrError> {
         if self.sessions.contains_key(call) {

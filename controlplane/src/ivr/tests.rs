@@ -286,7 +286,20 @@ fn a_reload_applies_at_the_next_menu() {
     w.e.set_menus(menus);
     // The call's menu is the old main, whose 3 now leads to the new billing.
     w.digit('3');
-    assert_eq!(w.played().0, text("New billing."));
+    w.hears(text("New billing."));
+}
+
+#[test]
+fn a_menu_gone_since_it_was_read_is_an_invalid_choice() {
+    let mut w = Walk::new();
+    w.hears(main_prompt());
+    let (menus, _) = Menus::from_rows(vec![menu("main", "New main.")], vec![]);
+    w.e.set_menus(menus);
+    // The old main's 3 leads to billing, which the reload took away.
+    w.digit('3');
+    w.hears(text("Sorry, that is not a valid choice."));
+    assert_eq!(w.e.counters.invalid, 1);
+    assert_eq!(w.played().0, main_prompt());
 }
 
 #[test]
