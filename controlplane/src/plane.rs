@@ -157,6 +157,13 @@ impl MediaPlane for DataplaneLink {
     fn close_recording(&mut self, recording: u32) -> Result<RecordingReport, String> {
         self.recording(Request::RecordingClose { recording })
     }
+
+    fn events(&mut self) -> Result<Vec<tollgate_dataplane::pipeline::Event>, String> {
+        match self.call_one(Request::Events)? {
+            Reply::Events(e) => Ok(e),
+            other => Err(unexpected(&other)),
+        }
+    }
 }
 
 impl DataplaneLink {

@@ -1,5 +1,5 @@
 //! The dialplan: the dialled number (Request-URI user) to a target URI and
-//! address, or to a rejection, and whether the call is recorded. First
+//! address, to an IVR menu answered here, or to a rejection, and whether the call is recorded. First
 //! matching route wins; no match is 404.
 
 use super::config::{RouteConfig, RouteSrtp};
@@ -17,6 +17,10 @@ pub enum Decision {
     Registered,
     /// Send the call to the gateways least-cost routing picks.
     Lcr,
+    /// Answer the call here, in this IVR menu.
+    Ivr {
+        menu: String,
+    },
     Reject {
         code: u16,
         reason: String,
@@ -74,6 +78,9 @@ impl Dialplan {
         match (&r.target, r.reject) {
             (Some(t), _) if t == super::config::REGISTERED => Decision::Registered,
             (Some(t), _) if t == super::config::LCR => Decision::Lcr,
+            (Some(t), _) if t.starts_with(super::config::IVR) => Decision::Ivr {
+                menu: t[super::config::IVR.len()..].to_string(),
+            },
             (Some(t), _) => {
                 let uri = t.replace("{user}", number);
                 let addr = Uri::parse(&uri)
@@ -125,7 +132,14 @@ mod tests {
             route("555xxxx", Some("sip:{user}@10.0.0.9"), None),
             route("44*", None, Some(403)),
             route("7xxx", Some("registered"), None),
+            route("8000", Some("ivr:main"), None),
         ]);
+        assert_eq!(
+            d.decide("8000"),
+            Decision::Ivr {
+                menu: "main".into()
+            }
+        );
         assert_eq!(d.decide("7001"), Decision::Registered);
         assert_eq!(
             d.decide("9999"),
