@@ -106,6 +106,7 @@ pub fn controlplane(
         let sip = tokio::spawn(sipserver::run(
             server.clone(),
             cfg.sip.clone(),
+            cfg.ivr.clone(),
             sip_calls,
             config_path,
             stop.clone(),

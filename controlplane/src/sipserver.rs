@@ -18,6 +18,7 @@ use crate::b2bua::journal::CallSnapshot;
 use crate::b2bua::{ids::Ids, lcr, B2bua, Media, Transport};
 use crate::hep::SipTap;
 use crate::http::meters::{Direction, SipMeters};
+use crate::ivr::config::IvrConfig;
 use crate::ngserver::{wait_durable, NgServer};
 use crate::sipinbox::{inbox, Inbound, Mailbox, UdpIn, BURST};
 use crate::siptransport::{
@@ -39,6 +40,7 @@ const NAP: Duration = Duration::from_millis(50);
 pub async fn run(
     ng: Arc<NgServer>,
     cfg: SipConfig,
+    ivr: IvrConfig,
     restored: Vec<CallSnapshot>,
     config_path: Option<PathBuf>,
     stop: Arc<AtomicBool>,
@@ -80,6 +82,11 @@ pub async fn run(
     );
     tracing::info!(%listen, %local, routes = cfg.routes.len(), "SIP B2BUA listening (UDP and TCP)");
     let lcr_cfg = cfg.lcr.clone();
+    let uses_ivr = cfg.routes.iter().any(|r| {
+        r.target
+            .as_deref()
+            .is_some_and(|t| t.starts_with(crate::b2bua::config::IVR))
+    });
     let tls_ca = cfg.tls_ca.clone();
     let cfg_redis = cfg.registrar_redis.clone();
     let b2b = Arc::new(Mutex::new(B2bua::new(
@@ -89,6 +96,13 @@ pub async fn run(
         Ids::from_os(),
     )));
     restore(&ng, &b2b, restored);
+    if uses_ivr {
+        // Menus are ready before the first INVITE is read.
+        match crate::ivr::store::load_engine(&ivr).await {
+            Ok(engine) => lock(&b2b).set_ivr(engine),
+            Err(e) => tracing::error!(error = %e, "IVR menus unavailable; `ivr:` routes get 503"),
+        }
+    }
     let reloader = match &lcr_cfg.url {
         Some(url) => {
             let db = match lcr::connect(url).await {

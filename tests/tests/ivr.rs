@@ -3,9 +3,20 @@
 //! from real PostgreSQL and MariaDB, a bad row left out and named, an
 //! edit seen on the next read, and a walk through a two-level menu with
 //! the real engine; and the demo menus a fresh SQLite file is seeded with.
+//! Then calls into the IVR: a real SIPp caller answered by the node itself,
+//! hearing cached prompts (captured here, their tones checked by
+//! Goertzel), walking two menus with an RFC 2833 digit from Debian
+//! sip-tester's captures and a SIP INFO, and hung up by the IVR's BYE with
+//! one CDR naming the walk.
 
 use serde_json::Value;
+use std::net::{SocketAddr, UdpSocket};
 use std::process::Command;
+use std::time::{Duration, Instant};
+use tollgate_codec::Law;
+use tollgate_dataplane::client::ControlClient;
+use tollgate_dataplane::control::Request;
+use tollgate_tests::peers;
 use tollgate_tests::process::tollgate_bin;
 use tollgate_tests::services::{self, Service};
 use tollgate_tests::TempDir;
@@ -146,4 +157,185 @@ fn fresh_sqlite_gets_the_demo_menus() {
             && walk.ends_with("then: transfer agent\nmenus: main > billing > main\n"),
         "{walk}"
     );
+}
+
+const SCENARIOS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/peers/ivr");
+
+fn addr(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+/// A 1 s sine of `hz` as an 8 kHz mono 16-bit WAV in `dir`.
+fn tone_wav(dir: &TempDir, hz: f64) -> std::path::PathBuf {
+    let path = dir.0.join(format!("tone-{hz}.wav"));
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: 8000,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut w = hound::WavWriter::create(&path, spec).expect("create the prompt");
+    for i in 0..8000 {
+        let t = f64::from(i) / 8000.0;
+        let v = 12000.0 * (2.0 * std::f64::consts::PI * hz * t).sin();
+        w.write_sample(v as i16).unwrap();
+    }
+    w.finalize().expect("write the prompt");
+    path
+}
+
+/// The relative power of `hz` in 8 kHz audio `x` (1.0: all of it).
+fn goertzel(x: &[f64], hz: f64) -> f64 {
+    let c = 2.0 * (2.0 * std::f64::consts::PI * hz / 8000.0).cos();
+    let (s1, s2) = x
+        .iter()
+        .fold((0.0, 0.0), |(s1, s2), &v| (v + c * s1 - s2, s1));
+    let power = s1 * s1 + s2 * s2 - c * s1 * s2;
+    let energy: f64 = x.iter().map(|v| v * v).sum();
+    power / (energy * x.len() as f64 / 2.0).max(1.0)
+}
+
+/// Two menus with cached prompts: `walk` (prompt 7, 440 Hz) whose 1 leads
+/// to `second` (prompt 8, 1 kHz), whose 5 hangs up.
+async fn walk_menus(url: &str) {
+    let pool = sqlx::AnyPool::connect(url).await.unwrap();
+    let schema: String = include_str!("../../controlplane/src/ivr/schema.sql")
+        .lines()
+        .filter(|l| !l.starts_with("--"))
+        .collect();
+    for stmt in schema.split(';').filter(|s| !s.trim().is_empty()) {
+        sqlx::query(stmt).execute(&pool).await.unwrap();
+    }
+    for stmt in [
+        "INSERT INTO ivr_menus (menu_id, name, welcome_message) VALUES \
+         ('walk', 'Walk', 'prompt:7'), ('second', 'Second', 'prompt:8')",
+        "INSERT INTO ivr_menu_options (menu_id, digit, action_type, action_value) VALUES \
+         ('walk', '1', 'menu', 'second'), ('second', '5', 'hangup', NULL)",
+    ] {
+        sqlx::query(stmt).execute(&pool).await.unwrap();
+    }
+}
+
+/// What reached `sock` until `done` is set, bounded to 30 s and 2,000 packets.
+fn capture(sock: UdpSocket, done: std::sync::Arc<std::sync::atomic::AtomicBool>) -> Vec<Vec<u8>> {
+    sock.set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let (mut got, end) = (Vec::new(), Instant::now() + Duration::from_secs(30));
+    let mut buf = [0u8; 2048];
+    while !done.load(std::sync::atomic::Ordering::Relaxed)
+        && Instant::now() < end
+        && got.len() < 2000
+    {
+        if let Ok((n, _)) = sock.recv_from(&mut buf) {
+            got.push(buf[..n].to_vec());
+        }
+    }
+    got
+}
+
+/// The CDRs in `path` once exactly `want` are there and no more came for 1.5 s.
+fn ended_cdrs(path: &std::path::Path, want: usize) -> Vec<Value> {
+    let end = Instant::now() + Duration::from_secs(20);
+    let read = || -> Vec<Value> {
+        tollgate_tests::cdrs::jsonl(path)
+            .into_iter()
+            .filter(|r| r["event"] == "call.ended")
+            .collect()
+    };
+    while read().len() < want && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    let got = read();
+    assert_eq!(got.len(), want, "{got:?}");
+    got
+}
+
+#[test]
+fn a_caller_walks_the_ivr_by_rfc2833_and_info_and_the_ivr_hangs_up() {
+    peers::require("sipp");
+    let dir = TempDir::new("ivr-call");
+    let url = format!("sqlite://{}/ivr.sqlite?mode=rwc", dir.0.display());
+    sqlx::any::install_default_drivers();
+    tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(walk_menus(&url));
+    let (sip, ng, uac, listen) = (addr(57000), addr(22560), addr(57020), addr(57060));
+    let sections = format!(
+        "[sip]\nlisten = \"{sip}\"\n[[sip.routes]]\nmatch = \"8000\"\ntarget = \"ivr:walk\"\n\
+         [ivr]\nurl = \"{url}\"\nseed_demo = false\n\
+         [cdr]\nspool_dir = \"{d}/spool\"\nsinks = [{{ kind = \"jsonl\", path = \"{d}/cdr.jsonl\" }}]\n",
+        d = dir.0.display()
+    );
+    let (node, ctl) =
+        peers::tollgate_loopback(&dir.0, &ng.to_string(), (57100, 57199), &[], &sections);
+    let mut c = ControlClient::connect(&ctl).expect("the data plane's control socket");
+    for (id, hz) in [(7, 440.0), (8, 1000.0)] {
+        let path = tone_wav(&dir, hz);
+        let r = c.request_typed(&Request::PromptLoad { id, path }).unwrap();
+        assert!(r.is_ok(), "prompt_load {id}: {r:?}");
+    }
+    let sock = UdpSocket::bind(listen).expect("bind the caller's audio port");
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let capturing = {
+        let done = done.clone();
+        std::thread::spawn(move || capture(sock, done))
+    };
+    let scenario = format!("{SCENARIOS}/uac_menu_walk.xml");
+    let port = listen.port().to_string();
+    let args = ["-sf", &scenario, "-s", "8000", "-key", "listen_port", &port];
+    let started = Instant::now();
+    let (rc, log) = peers::sipp_uac(None, &dir.0, uac, 57050, sip, &args);
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let heard = capturing.join().unwrap();
+    assert_eq!(
+        rc,
+        0,
+        "the walk failed (sipp exit {rc});\nuac errors: {}\nuac log: {log}\ntollgate: {}",
+        std::fs::read_to_string(dir.0.join("uac_errors.log")).unwrap_or_default(),
+        node.log_text()
+    );
+    assert!(started.elapsed() < Duration::from_secs(20), "{log}");
+    assert!(log.contains("BYE sip:"), "the IVR sent the BYE: {log}");
+
+    // What the caller heard: PCMU from the IVR, the first menu's 440 Hz
+    // prompt, then the second menu's 1 kHz one, a second of each.
+    let audio: Vec<Vec<f64>> = heard
+        .iter()
+        .filter(|p| p.len() == 172 && p[1] & 0x7f == 0)
+        .map(|p| {
+            p[12..]
+                .iter()
+                .map(|&c| f64::from(Law::Pcmu.decode(c)))
+                .collect()
+        })
+        .collect();
+    let loud = |p: &Vec<f64>| p.iter().map(|v| v * v).sum::<f64>() / 160.0 > 1e5;
+    let tone_of = |p: &Vec<f64>| {
+        let (a, b) = (goertzel(p, 440.0), goertzel(p, 1000.0));
+        match (a, b) {
+            (a, b) if a > 0.5 && b < 0.05 => '4',
+            (a, b) if b > 0.5 && a < 0.05 => 'k',
+            _ => '?',
+        }
+    };
+    let tones: String = audio.iter().filter(|p| loud(p)).map(tone_of).collect();
+    let first = tones.find('k').unwrap_or(tones.len());
+    assert!(
+        (48..=51).contains(&tones[..first].matches('4').count())
+            && (48..=51).contains(&tones[first..].matches('k').count())
+            && !tones.contains('?'),
+        "a second of 440 Hz, then a second of 1 kHz: {tones}"
+    );
+
+    let cdr = ended_cdrs(&dir.0.join("cdr.jsonl"), 1).remove(0);
+    assert_eq!(cdr["status"], "answered", "{cdr}");
+    assert_eq!(cdr["trunk"], "ivr:walk", "{cdr}");
+    assert_eq!(cdr["hangup_by"], "relay", "{cdr}");
+    assert_eq!(
+        cdr["sip_reason"], "IVR hangup; menus walk>second; digits 15",
+        "{cdr}"
+    );
+    let node_log = node.log_text();
+    assert!(node_log.contains("call answered by the IVR"), "{node_log}");
 }

@@ -143,3 +143,19 @@ impl MenuStore {
         rows.iter().map(each).collect()
     }
 }
+
+/// An engine over the menus `cfg.url` holds now (the rows left out are
+/// logged, each naming its menu and fault).
+pub async fn load_engine(
+    cfg: &super::config::IvrConfig,
+) -> Result<super::engine::Engine, StoreError> {
+    let (menus, left_out) = MenuStore::connect(&cfg.url, cfg.seed_demo)
+        .await?
+        .load()
+        .await?;
+    for problem in &left_out {
+        tracing::warn!(problem, "IVR row left out");
+    }
+    tracing::info!(menus = menus.len(), url = cfg.url, "IVR menus loaded");
+    Ok(super::engine::Engine::new(cfg, menus))
+}
