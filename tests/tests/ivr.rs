@@ -196,8 +196,9 @@ fn goertzel(x: &[f64], hz: f64) -> f64 {
 }
 
 /// Two menus with cached prompts: `walk` (prompt 7, 440 Hz) whose 1 leads
-/// to `second` (prompt 8, 1 kHz), whose 5 hangs up.
-async fn walk_menus(url: &str) {
+/// to `second` (prompt 8, 1 kHz), whose 5 hangs up; `walk`'s 2 transfers
+/// to 6000 at `callee`.
+async fn walk_menus(url: &str, callee: SocketAddr) {
     let pool = sqlx::AnyPool::connect(url).await.unwrap();
     let schema: String = include_str!("../../controlplane/src/ivr/schema.sql")
         .lines()
@@ -214,6 +215,13 @@ async fn walk_menus(url: &str) {
     ] {
         sqlx::query(stmt).execute(&pool).await.unwrap();
     }
+    sqlx::query(&format!(
+        "INSERT INTO ivr_menu_options (menu_id, digit, action_type, action_value) VALUES \
+         ('walk', '2', 'transfer', 'sip:6000@{callee}')"
+    ))
+    .execute(&pool)
+    .await
+    .unwrap();
 }
 
 /// What reached `sock` until `done` is set, bounded to 30 s and 2,000 packets.
@@ -251,55 +259,89 @@ fn ended_cdrs(path: &std::path::Path, want: usize) -> Vec<Value> {
     got
 }
 
-#[test]
-fn a_caller_walks_the_ivr_by_rfc2833_and_info_and_the_ivr_hangs_up() {
-    peers::require("sipp");
-    let dir = TempDir::new("ivr-call");
-    let url = format!("sqlite://{}/ivr.sqlite?mode=rwc", dir.0.display());
-    sqlx::any::install_default_drivers();
-    tokio::runtime::Runtime::new()
-        .unwrap()
-        .block_on(walk_menus(&url));
-    let (sip, ng, uac, listen) = (addr(57000), addr(22560), addr(57020), addr(57060));
-    let sections = format!(
-        "[sip]\nlisten = \"{sip}\"\n[[sip.routes]]\nmatch = \"8000\"\ntarget = \"ivr:walk\"\n\
-         [ivr]\nurl = \"{url}\"\nseed_demo = false\n\
-         [cdr]\nspool_dir = \"{d}/spool\"\nsinks = [{{ kind = \"jsonl\", path = \"{d}/cdr.jsonl\" }}]\n",
-        d = dir.0.display()
-    );
-    let (node, ctl) =
-        peers::tollgate_loopback(&dir.0, &ng.to_string(), (57100, 57199), &[], &sections);
-    let mut c = ControlClient::connect(&ctl).expect("the data plane's control socket");
-    for (id, hz) in [(7, 440.0), (8, 1000.0)] {
-        let path = tone_wav(&dir, hz);
-        let r = c.request_typed(&Request::PromptLoad { id, path }).unwrap();
-        assert!(r.is_ok(), "prompt_load {id}: {r:?}");
-    }
-    let sock = UdpSocket::bind(listen).expect("bind the caller's audio port");
-    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let capturing = {
-        let done = done.clone();
-        std::thread::spawn(move || capture(sock, done))
-    };
-    let scenario = format!("{SCENARIOS}/uac_menu_walk.xml");
-    let port = listen.port().to_string();
-    let args = ["-sf", &scenario, "-s", "8000", "-key", "listen_port", &port];
-    let started = Instant::now();
-    let (rc, log) = peers::sipp_uac(None, &dir.0, uac, 57050, sip, &args);
-    done.store(true, std::sync::atomic::Ordering::Relaxed);
-    let heard = capturing.join().unwrap();
-    assert_eq!(
-        rc,
-        0,
-        "the walk failed (sipp exit {rc});\nuac errors: {}\nuac log: {log}\ntollgate: {}",
-        std::fs::read_to_string(dir.0.join("uac_errors.log")).unwrap_or_default(),
-        node.log_text()
-    );
-    assert!(started.elapsed() < Duration::from_secs(20), "{log}");
-    assert!(log.contains("BYE sip:"), "the IVR sent the BYE: {log}");
+/// A node on SIP port `base` (57000 or 57050; NG 22560 or 22561, relay
+/// ports from 57100 or 57200) whose 8000 is the IVR's `walk`, with
+/// prompts 7 and 8 loaded. The caller's SIP is at `base` + 1, its media
+/// `base` + 10, its audio captured at `base` + 30; a transfer's callee is
+/// at `base` + 2, media `base` + 20.
+struct IvrNode {
+    dir: TempDir,
+    tollgate: peers::Proc,
+    sip: SocketAddr,
+    base: u16,
+}
 
-    // What the caller heard: PCMU from the IVR, the first menu's 440 Hz
-    // prompt, then the second menu's 1 kHz one, a second of each.
+impl IvrNode {
+    fn start(base: u16) -> IvrNode {
+        peers::require("sipp");
+        let dir = TempDir::new("ivr-call");
+        let url = format!("sqlite://{}/ivr.sqlite?mode=rwc", dir.0.display());
+        sqlx::any::install_default_drivers();
+        tokio::runtime::Runtime::new()
+            .unwrap()
+            .block_on(walk_menus(&url, addr(base + 2)));
+        let (sip, n) = (addr(base), (base - 57000) / 50);
+        let sections = format!(
+            "[sip]\nlisten = \"{sip}\"\n[[sip.routes]]\nmatch = \"8000\"\ntarget = \"ivr:walk\"\n\
+             [ivr]\nurl = \"{url}\"\nseed_demo = false\n\
+             [cdr]\nspool_dir = \"{d}/spool\"\nsinks = [{{ kind = \"jsonl\", path = \"{d}/cdr.jsonl\" }}]\n",
+            d = dir.0.display()
+        );
+        let ng = addr(22560 + n).to_string();
+        let first = 57100 + n * 100;
+        let (tollgate, ctl) =
+            peers::tollgate_loopback(&dir.0, &ng, (first, first + 99), &[], &sections);
+        let mut c = ControlClient::connect(&ctl).expect("the data plane's control socket");
+        for (id, hz) in [(7, 440.0), (8, 1000.0)] {
+            let path = tone_wav(&dir, hz);
+            let r = c.request_typed(&Request::PromptLoad { id, path }).unwrap();
+            assert!(r.is_ok(), "prompt_load {id}: {r:?}");
+        }
+        IvrNode {
+            dir,
+            tollgate,
+            sip,
+            base,
+        }
+    }
+
+    /// SIPp calls 8000 with `scenario`, its audio at `base` + 30 captured
+    /// here: its message log and the datagrams that reached that port.
+    fn call(&self, scenario: &str) -> (String, Vec<Vec<u8>>) {
+        let listen = addr(self.base + 30);
+        let sock = UdpSocket::bind(listen).expect("bind the caller's audio port");
+        let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let capturing = {
+            let done = done.clone();
+            std::thread::spawn(move || capture(sock, done))
+        };
+        let scenario = format!("{SCENARIOS}/{scenario}");
+        let port = listen.port().to_string();
+        let args = ["-sf", &scenario, "-s", "8000", "-key", "listen_port", &port];
+        let started = Instant::now();
+        let (uac, uac_media) = (addr(self.base + 1), self.base + 10);
+        let (rc, log) = peers::sipp_uac(None, &self.dir.0, uac, uac_media, self.sip, &args);
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        let heard = capturing.join().unwrap();
+        assert_eq!(
+            rc,
+            0,
+            "{scenario} failed (sipp exit {rc});\nuac errors: {}\nuac log: {log}\ntollgate: {}",
+            std::fs::read_to_string(self.dir.0.join("uac_errors.log")).unwrap_or_default(),
+            self.tollgate.log_text()
+        );
+        assert!(started.elapsed() < Duration::from_secs(20), "{log}");
+        (log, heard)
+    }
+
+    fn cdr(&self) -> Value {
+        ended_cdrs(&self.dir.0.join("cdr.jsonl"), 1).remove(0)
+    }
+}
+
+/// The tone of each loud PCMU packet in `heard`: `4` 440 Hz, `k` 1 kHz,
+/// `?` neither.
+fn tones(heard: &[Vec<u8>]) -> String {
     let audio: Vec<Vec<f64>> = heard
         .iter()
         .filter(|p| p.len() == 172 && p[1] & 0x7f == 0)
@@ -310,16 +352,23 @@ fn a_caller_walks_the_ivr_by_rfc2833_and_info_and_the_ivr_hangs_up() {
                 .collect()
         })
         .collect();
-    let loud = |p: &Vec<f64>| p.iter().map(|v| v * v).sum::<f64>() / 160.0 > 1e5;
-    let tone_of = |p: &Vec<f64>| {
-        let (a, b) = (goertzel(p, 440.0), goertzel(p, 1000.0));
-        match (a, b) {
-            (a, b) if a > 0.5 && b < 0.05 => '4',
-            (a, b) if b > 0.5 && a < 0.05 => 'k',
-            _ => '?',
-        }
+    let loud = |p: &&Vec<f64>| p.iter().map(|v| v * v).sum::<f64>() / 160.0 > 1e5;
+    let tone_of = |p: &Vec<f64>| match (goertzel(p, 440.0), goertzel(p, 1000.0)) {
+        (a, b) if a > 0.5 && b < 0.05 => '4',
+        (a, b) if b > 0.5 && a < 0.05 => 'k',
+        _ => '?',
     };
-    let tones: String = audio.iter().filter(|p| loud(p)).map(tone_of).collect();
+    audio.iter().filter(loud).map(tone_of).collect()
+}
+
+#[test]
+fn a_caller_walks_the_ivr_by_rfc2833_and_info_and_the_ivr_hangs_up() {
+    let n = IvrNode::start(57000);
+    let (log, heard) = n.call("uac_menu_walk.xml");
+    assert!(log.contains("BYE sip:"), "the IVR sent the BYE: {log}");
+    // What the caller heard: the first menu's 440 Hz prompt, then the
+    // second menu's 1 kHz one, a second (50 packets) of each.
+    let tones = tones(&heard);
     let first = tones.find('k').unwrap_or(tones.len());
     assert!(
         (48..=51).contains(&tones[..first].matches('4').count())
@@ -327,8 +376,7 @@ fn a_caller_walks_the_ivr_by_rfc2833_and_info_and_the_ivr_hangs_up() {
             && !tones.contains('?'),
         "a second of 440 Hz, then a second of 1 kHz: {tones}"
     );
-
-    let cdr = ended_cdrs(&dir.0.join("cdr.jsonl"), 1).remove(0);
+    let cdr = n.cdr();
     assert_eq!(cdr["status"], "answered", "{cdr}");
     assert_eq!(cdr["trunk"], "ivr:walk", "{cdr}");
     assert_eq!(cdr["hangup_by"], "relay", "{cdr}");
@@ -336,6 +384,41 @@ fn a_caller_walks_the_ivr_by_rfc2833_and_info_and_the_ivr_hangs_up() {
         cdr["sip_reason"], "IVR hangup; menus walk>second; digits 15",
         "{cdr}"
     );
-    let node_log = node.log_text();
+    let node_log = n.tollgate.log_text();
     assert!(node_log.contains("call answered by the IVR"), "{node_log}");
+}
+
+#[test]
+fn the_ivr_transfers_a_caller_to_a_callee_without_a_reinvite() {
+    let n = IvrNode::start(57050);
+    let callee = addr(n.base + 2);
+    let _uas = peers::sipp_uas(None, &n.dir.0, callee, n.base + 20);
+    let (log, heard) = n.call("uac_transfer.xml");
+    assert_eq!(log.matches("INVITE sip:").count(), 1, "no re-INVITE: {log}");
+    // The first menu's prompt, then (once bridged) the caller's own
+    // RFC 2833 capture echoed by the callee: 10 telephone-events.
+    let tones = tones(&heard);
+    assert!((48..=51).contains(&tones.matches('4').count()), "{tones}");
+    let echoed = heard
+        .iter()
+        .filter(|p| p.len() > 12 && p[1] & 0x7f == 101)
+        .count();
+    assert_eq!(
+        echoed, 10,
+        "the capture's 10 packets came back through the bridge"
+    );
+    let uas_log = std::fs::read_to_string(n.dir.0.join("uas_messages.log")).unwrap_or_default();
+    assert!(
+        uas_log.contains("BYE sip:"),
+        "the callee got our BYE: {uas_log}"
+    );
+    let cdr = n.cdr();
+    assert_eq!(cdr["status"], "answered", "{cdr}");
+    assert_eq!(cdr["hangup_by"], "caller", "{cdr}");
+    assert_eq!(
+        cdr["sip_reason"],
+        format!("IVR transfer to sip:6000@{callee}, caller hung up; menus walk; digits 2"),
+        "{cdr}"
+    );
+    assert_eq!(cdr["legs"].as_array().map(Vec::len), Some(2), "{cdr}");
 }

@@ -14,14 +14,17 @@
 //! CDR: its trunk is `ivr:MENU_ID`, its reason names how it left the IVR,
 //! the menus it went through and the digits it heard.
 //!
-//! Not yet: transfers and queues (the engine asks, the call is hung up
+//! A `transfer` calls B from a second relay port (`ivr_transfer`).
+//!
+//! Not yet: queues and agents (the engine asks, the call is hung up
 //! saying so), SRTP callers (488), and surviving a control-plane restart
 //! (IVR calls are not journaled).
 
 use super::call::Setup;
+use super::ivr_transfer::Transfer;
 use super::*;
 use crate::ivr::engine::{Engine, Output, Trail};
-use crate::ivr::menu::{Prompt, Target};
+use crate::ivr::menu::Prompt;
 use std::net::IpAddr;
 use tollgate_dataplane::flow::Flow;
 use tollgate_dataplane::pipeline::stages::{AfterPrompt, ToneSpec};
@@ -35,23 +38,25 @@ const PTIME_MS: u32 = 20;
 
 /// The caller's media as its offer gives it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct CallerMedia {
-    addr: SocketAddr,
+pub(super) struct CallerMedia {
+    pub(super) addr: SocketAddr,
     /// 0 (PCMU) or 8 (PCMA): the first of them the caller offered.
-    audio_pt: u8,
+    pub(super) audio_pt: u8,
     /// The caller's telephone-event payload type, if it offered one.
     event_pt: Option<u8>,
 }
 
-struct IvrCall {
+pub(super) struct IvrCall {
     facts: CallFacts,
-    a: Leg,
+    pub(super) a: Leg,
     a_invite: Key,
     /// Our RTP address: the flow's match and source.
-    local: SocketAddr,
-    caller: CallerMedia,
+    pub(super) local: SocketAddr,
+    pub(super) caller: CallerMedia,
     /// What plays, with the engine's token for its end.
-    playing: Option<(Prompt, u64)>,
+    pub(super) playing: Option<(Prompt, u64)>,
+    /// The B leg of a `transfer`, once asked for.
+    pub(super) transfer: Option<Transfer>,
 }
 
 /// The IVR calls and their engine.
@@ -59,25 +64,28 @@ struct IvrCall {
 pub(super) struct IvrCalls {
     engine: Option<Engine>,
     /// By the caller's Call-ID.
-    calls: HashMap<String, IvrCall>,
+    pub(super) calls: HashMap<String, IvrCall>,
     /// The flow's local address to its call.
     flows: HashMap<SocketAddr, String>,
+    /// Transfers' B dialogs, (Call-ID, our tag), to their calls.
+    pub(super) b_dialogs: HashMap<(String, String), String>,
     /// The time of the live [`Due::Ivr`] entry on the timer heap.
     armed: Option<Instant>,
 }
 
 /// How an IVR call ended, for its CDR.
-enum Left {
-    /// The IVR hung up (its engine's `hangup`, or a transfer it cannot
-    /// carry out yet).
-    Ivr(&'static str),
+pub(super) enum Left {
+    /// The IVR hung up: its engine's `hangup`, or what it could not do.
+    Ivr(String),
     Caller,
+    /// The callee of a transfer.
+    Callee,
 }
 
 /// The caller's audio stream in `offer`: where it listens, the first of
 /// PCMU/PCMA it offers and its telephone-event type; or why the IVR
 /// cannot take it.
-fn caller_media(offer: &str) -> Result<CallerMedia, String> {
+pub(super) fn caller_media(offer: &str) -> Result<CallerMedia, String> {
     let sdp = Sdp::parse(offer).map_err(|e| format!("offer SDP: {e}"))?;
     let (i, m) = sdp
         .media
@@ -112,8 +120,8 @@ fn caller_media(offer: &str) -> Result<CallerMedia, String> {
     })
 }
 
-/// Our answer: `caller`'s codec and telephone-event type, at `port` of `ip`.
-fn answer_sdp(ip: IpAddr, port: u16, caller: &CallerMedia, version: u64) -> String {
+/// Our SDP (the caller's answer, a transfer's offer): `caller`'s codec and telephone-event type, at `port` of `ip`.
+pub(super) fn our_sdp(ip: IpAddr, port: u16, caller: &CallerMedia, version: u64) -> String {
     let family = if ip.is_ipv4() { "IP4" } else { "IP6" };
     let codec = if caller.audio_pt == 0 { "PCMU" } else { "PCMA" };
     let mut formats = caller.audio_pt.to_string();
@@ -175,7 +183,7 @@ fn stages(caller: &CallerMedia, sound: Option<&Prompt>) -> Vec<StageSpec> {
 }
 
 impl IvrCall {
-    fn flow(&self, stages: Vec<StageSpec>) -> Flow {
+    pub(super) fn flow(&self, stages: Vec<StageSpec>) -> Flow {
         Flow {
             local: self.local,
             source: self.local,
@@ -243,7 +251,7 @@ impl B2bua {
             return Err((404, e.to_string()));
         }
         let version = crate::media::ms(now.wall).unsigned_abs();
-        let sdp = answer_sdp(advertise, local.port(), &caller, version);
+        let sdp = our_sdp(advertise, local.port(), &caller, version);
         let tag = Some(s.a.dialog.id.local_tag.as_str());
         let mut ok = Message::response_to(&s.invite, 200, "OK", tag);
         ok.add_header("Contact", self.contact.clone());
@@ -262,31 +270,35 @@ impl B2bua {
             local,
             caller,
             playing: None,
+            transfer: None,
         };
         self.ivr.calls.insert(call_id, call);
         self.drive_ivr(now, HashMap::new(), media);
         Ok(())
     }
 
+    /// The IVR call and side the dialog of `req` (or ACK) belongs to.
+    fn ivr_side(&self, req: &Message) -> Option<(String, Side)> {
+        let v = req.view();
+        let (cid, tag) = (v.call_id()?, v.to_tag()?);
+        if let Some(c) = self.ivr.calls.get(cid) {
+            return (c.a.dialog.id.local_tag == tag).then(|| (cid.to_string(), Side::A));
+        }
+        let key = (cid.to_string(), tag.to_string());
+        Some((self.ivr.b_dialogs.get(&key)?.clone(), Side::B))
+    }
+
     /// Whether `req` (in a dialog) belongs to an IVR call.
     pub(super) fn in_ivr(&self, req: &Message) -> bool {
-        let v = req.view();
-        let (Some(cid), Some(tag)) = (v.call_id(), v.to_tag()) else {
-            return false;
-        };
-        self.ivr
-            .calls
-            .get(cid)
-            .is_some_and(|c| c.a.dialog.id.local_tag == tag)
+        self.ivr_side(req).is_some()
     }
 
     /// The ACK of our 200 to an IVR call's INVITE; false if it is not one.
     pub(super) fn ivr_ack(&mut self, now: Now, ack: &Message) -> bool {
-        if !self.in_ivr(ack) {
+        let Some((cid, Side::A)) = self.ivr_side(ack) else {
             return false;
-        }
-        let cid = ack.view().call_id().unwrap_or_default();
-        let key = self.ivr.calls[cid].a_invite.clone();
+        };
+        let key = self.ivr.calls[&cid].a_invite.clone();
         if let Some(e) = self.servers.get_mut(&key) {
             e.txn.acknowledged(now.mono);
         }
@@ -304,16 +316,22 @@ impl B2bua {
         req: Message,
         media: &mut Media,
     ) {
-        let call_id = req.view().call_id().unwrap_or_default().to_string();
+        let Some((call_id, side)) = self.ivr_side(&req) else {
+            return;
+        };
         let Some(call) = self.ivr.calls.get_mut(&call_id) else {
             return;
         };
-        if let Err(r) = call.a.dialog.on_request(&req) {
+        let dialog = match side {
+            Side::A => Some(&mut call.a.dialog),
+            Side::B => call.transfer.as_mut().and_then(|t| t.b.dialog.as_mut()),
+        };
+        if let Some(Err(r)) = dialog.map(|d| d.on_request(&req)) {
             return self.respond_new(now, from, key, req, r, None);
         }
         let (code, digit) = match req.request_method() {
             Some(Method::Bye) => (200, None),
-            Some(Method::Info) => {
+            Some(Method::Info) if side == Side::A => {
                 let relay = req
                     .header("Content-Type")
                     .is_some_and(|t| t.eq_ignore_ascii_case("application/dtmf-relay"));
@@ -330,7 +348,11 @@ impl B2bua {
         let r = Message::response_to(&req, code, reason_phrase(code), None);
         self.respond_new(now, from, key, req, r, Some(call_id.clone()));
         if bye {
-            self.end_ivr_call(now, &call_id, Left::Caller, media);
+            let left = match side {
+                Side::A => Left::Caller,
+                Side::B => Left::Callee,
+            };
+            self.end_ivr_call(now, &call_id, left, media);
         } else if let (Some(d), Some(engine)) = (digit, self.ivr.engine.as_mut()) {
             tracing::debug!(call_id, digit = %d, "IVR digit by SIP INFO");
             engine.handle_digit(now, &call_id, d);
@@ -395,7 +417,7 @@ impl B2bua {
         mut sounds: HashMap<String, Vec<StageSpec>>,
         media: &mut Media,
     ) {
-        let mut ending = Vec::new();
+        let (mut ending, mut transfers) = (Vec::new(), Vec::new());
         while let Some(out) = self.ivr.engine.as_mut().and_then(Engine::poll_output) {
             let (call_id, sound) = match out {
                 Output::Play {
@@ -405,19 +427,15 @@ impl B2bua {
                 } => (call, Some((prompt, token))),
                 Output::Stop { call } => (call, None),
                 Output::Hangup { call } => {
-                    ending.push((call, "hangup"));
+                    ending.push((call, "hangup".to_string()));
                     continue;
                 }
                 Output::Transfer { call, target } => {
-                    let why = match target {
-                        Target::Extension(_) | Target::Uri(_) => "transfer not carried out yet",
-                        Target::Agent(_) => "agent transfer not carried out yet",
-                    };
-                    ending.push((call, why));
+                    transfers.push((call, target));
                     continue;
                 }
                 Output::Queue { call, .. } => {
-                    ending.push((call, "queue not carried out yet"));
+                    ending.push((call, "queue not carried out yet".to_string()));
                     continue;
                 }
             };
@@ -436,6 +454,11 @@ impl B2bua {
                 if let Err(e) = r {
                     tracing::warn!(local = %f.local, error = %e, "IVR flow not installed");
                 }
+            }
+        }
+        for (call_id, target) in transfers {
+            if let Err(why) = self.start_transfer(now, &call_id, &target, media) {
+                ending.push((call_id, why));
             }
         }
         for (call_id, why) in ending {
@@ -461,44 +484,87 @@ impl B2bua {
         }
     }
 
-    /// Removes an IVR call, its flow and port; BYE to the caller when the
-    /// IVR hangs up; its CDR.
-    fn end_ivr_call(&mut self, now: Now, call_id: &str, left: Left, media: &mut Media) {
+    /// Removes an IVR call, its flows and ports; BYE to each leg that did
+    /// not hang up (CANCEL to a transfer's unanswered B); its CDR.
+    pub(super) fn end_ivr_call(&mut self, now: Now, call_id: &str, left: Left, media: &mut Media) {
         let Some(mut call) = self.ivr.calls.remove(call_id) else {
             return;
         };
         self.ivr.flows.remove(&call.local);
-        if let Some(Err(e)) = media.plane.apply(&[], &[call.local]).removed.pop() {
-            tracing::warn!(local = %call.local, error = %e, "IVR flow not removed");
+        let mut locals = vec![call.local];
+        locals.extend(call.transfer.as_ref().map(|t| t.local));
+        for (l, r) in locals.iter().zip(media.plane.apply(&[], &locals).removed) {
+            if let Err(e) = r {
+                tracing::warn!(local = %l, error = %e, "IVR flow not removed");
+            }
+            media.sessions.return_port(l.port());
         }
-        media.sessions.return_port(call.local.port());
         let trail = self
             .ivr
             .engine
             .as_mut()
             .and_then(|e| e.end(call_id))
             .unwrap_or_default();
-        let (how, by) = match left {
-            Left::Ivr(why) => {
-                let (via, branch) = self.via(call.a.addr);
-                let bye = call.a.dialog.request(Method::Bye, &via);
-                let key = (branch, "BYE".to_string());
-                self.start_client(now, key, bye, call.a.addr, call_id, Purpose::Bye);
-                (why, HangupBy::Relay)
-            }
-            Left::Caller => ("caller hung up", HangupBy::Caller),
+        if !matches!(left, Left::Caller) {
+            let (via, branch) = self.via(call.a.addr);
+            let bye = call.a.dialog.request(Method::Bye, &via);
+            let key = (branch, "BYE".to_string());
+            self.start_client(now, key, bye, call.a.addr, call_id, Purpose::Bye);
+        }
+        let b = call
+            .transfer
+            .take()
+            .map(|t| self.end_transfer(now, call_id, t, &left));
+        let (mut how, by) = match left {
+            Left::Ivr(why) => (why, HangupBy::Relay),
+            Left::Caller => ("caller hung up".to_string(), HangupBy::Caller),
+            Left::Callee => ("callee hung up".to_string(), HangupBy::Callee),
         };
+        let b = b.map(|(ids, uri)| {
+            how = format!("transfer to {uri}, {how}");
+            ids
+        });
         let out = Outcome {
             status: Disposition::Answered,
             code: 200,
-            reason: ivr_reason(how, &trail),
+            reason: ivr_reason(&how, &trail),
             by,
         };
         tracing::info!(call_id, reason = out.reason, "IVR call ended");
         let t = self.transport_of(call.a.addr).token().to_ascii_lowercase();
+        let tb = b
+            .as_ref()
+            .map(|b| self.transport_of(b.addr).token().to_ascii_lowercase());
         let a = LegIds::of(&call.a.dialog, call.a.addr);
-        let cdr = call.facts.cdr(None, &out, a, None, [&t, ""], now.wall);
+        let transports = [t.as_str(), tb.as_deref().unwrap_or("")];
+        let cdr = call.facts.cdr(None, &out, a, b, transports, now.wall);
         self.records.push(Record::Ended(Box::new(cdr)));
+    }
+
+    /// A transfer's B leg at the end of its call: BYE if it answered and
+    /// did not hang up, CANCEL if it did not answer; its ids for the CDR
+    /// and the URI called.
+    fn end_transfer(
+        &mut self,
+        now: Now,
+        call_id: &str,
+        mut t: Transfer,
+        left: &Left,
+    ) -> (LegIds, String) {
+        self.ivr.b_dialogs.remove(&key_of_invite(&t.req));
+        let bridged = t.bridged();
+        match (&mut t.b.dialog, bridged) {
+            (Some(d), true) if !matches!(left, Left::Callee) => {
+                let (via, branch) = self.via(t.b.addr);
+                let bye = d.request(Method::Bye, &via);
+                let key = (branch, "BYE".to_string());
+                self.start_client(now, key, bye, t.b.addr, call_id, Purpose::Bye);
+            }
+            (_, false) => self.cancel_invite(now, &t.invite, t.b.addr),
+            _ => {}
+        }
+        let uri = t.req.request_uri().unwrap_or_default().to_string();
+        (t.ids(), uri)
     }
 }
 
@@ -533,7 +599,7 @@ m=audio 6000 RTP/AVP 18 8 0 101\r\na=rtpmap:101 telephone-event/8000\r\n";
                 event_pt: Some(101),
             }
         );
-        let sdp = answer_sdp("198.51.100.1".parse().unwrap(), 30000, &m, 7);
+        let sdp = our_sdp("198.51.100.1".parse().unwrap(), 30000, &m, 7);
         assert!(sdp.contains("m=audio 30000 RTP/AVP 8 101\r\n"), "{sdp}");
         assert!(sdp.contains("c=IN IP4 198.51.100.1\r\n"), "{sdp}");
         assert!(sdp.contains("a=rtpmap:8 PCMA/8000\r\n"), "{sdp}");

@@ -41,6 +41,7 @@ mod call;
 mod dialog;
 mod ending;
 mod ivr_call;
+mod ivr_transfer;
 mod message;
 mod routing;
 mod transactions;
@@ -182,6 +183,8 @@ enum Purpose {
     },
     /// An OPTIONS health ping to an LCR gateway.
     Ping(i64),
+    /// The INVITE of an IVR call's transfer.
+    IvrTransfer,
 }
 
 struct ClientEntry {

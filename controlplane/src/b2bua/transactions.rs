@@ -183,6 +183,7 @@ impl B2bua {
                 (Purpose::Relay { server, from }, Some(m)) => {
                     self.on_relay_event(now, &call, server, *from, ev, m)
                 }
+                (Purpose::IvrTransfer, Some(m)) => self.on_transfer_event(now, &call, ev, m),
                 (Purpose::Ping(g), _) => match ev {
                     ClientEvent::Response(r) if r.code().is_some_and(|c| c >= 200) => {
                         self.gateway_health(now, *g, true)
