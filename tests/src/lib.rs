@@ -19,6 +19,7 @@ pub mod process;
 pub mod relay;
 pub mod rtp;
 pub mod services;
+pub mod tone;
 
 use std::path::PathBuf;
 

@@ -19,6 +19,7 @@ use tollgate_dataplane::control::Request;
 use tollgate_tests::peers;
 use tollgate_tests::process::tollgate_bin;
 use tollgate_tests::services::{self, Service};
+use tollgate_tests::tone::goertzel;
 use tollgate_tests::TempDir;
 
 /// `tollgate ivr ARGS` with `[ivr] url = url`; its stdout.
@@ -182,17 +183,6 @@ fn tone_wav(dir: &TempDir, hz: f64) -> std::path::PathBuf {
     }
     w.finalize().expect("write the prompt");
     path
-}
-
-/// The relative power of `hz` in 8 kHz audio `x` (1.0: all of it).
-fn goertzel(x: &[f64], hz: f64) -> f64 {
-    let c = 2.0 * (2.0 * std::f64::consts::PI * hz / 8000.0).cos();
-    let (s1, s2) = x
-        .iter()
-        .fold((0.0, 0.0), |(s1, s2), &v| (v + c * s1 - s2, s1));
-    let power = s1 * s1 + s2 * s2 - c * s1 * s2;
-    let energy: f64 = x.iter().map(|v| v * v).sum();
-    power / (energy * x.len() as f64 / 2.0).max(1.0)
 }
 
 /// Two menus with cached prompts: `walk` (prompt 7, 440 Hz) whose 1 leads

@@ -183,19 +183,28 @@ fn stages(caller: &CallerMedia, sound: Option<&Prompt>) -> Vec<StageSpec> {
 }
 
 impl IvrCall {
+    /// The flow of the caller's port: back to the caller through `stages`.
     pub(super) fn flow(&self, stages: Vec<StageSpec>) -> Flow {
         Flow {
-            local: self.local,
-            source: self.local,
-            destination: self.caller.addr,
-            expect: None,
-            egress: None,
-            learn: false,
-            strict: false,
-            follow: None,
-            clock_rate: 8000,
             stages,
+            ..forward_flow(self.local, self.local, self.caller.addr)
         }
+    }
+}
+
+/// A flow without stages: what reaches `local` leaves `source` for `to`.
+pub(super) fn forward_flow(local: SocketAddr, source: SocketAddr, to: SocketAddr) -> Flow {
+    Flow {
+        local,
+        source,
+        destination: to,
+        expect: None,
+        egress: None,
+        learn: false,
+        strict: false,
+        follow: None,
+        clock_rate: 8000,
+        stages: Vec::new(),
     }
 }
 

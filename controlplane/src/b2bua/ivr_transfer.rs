@@ -6,10 +6,9 @@
 //! at the IVR's port, needs no re-INVITE. B's failure or silence ends the
 //! call; after the bridge a BYE from either side ends both legs.
 
-use super::ivr_call::{caller_media, our_sdp};
+use super::ivr_call::{caller_media, forward_flow, our_sdp};
 use super::*;
 use crate::ivr::menu::Target;
-use tollgate_dataplane::flow::Flow;
 use tollgate_dataplane::pipeline::stages::ToneSpec;
 use tollgate_dataplane::pipeline::StageSpec;
 use tollgate_sip::message::Uri;
@@ -36,22 +35,6 @@ impl Transfer {
             Some(d) => LegIds::of(d, self.b.addr),
             None => LegIds::of_invite(&self.req, self.b.addr),
         }
-    }
-}
-
-/// A forwarding flow: what reaches `local` leaves `source` for `to`.
-fn bridge_flow(local: SocketAddr, source: SocketAddr, to: SocketAddr) -> Flow {
-    Flow {
-        local,
-        source,
-        destination: to,
-        expect: None,
-        egress: None,
-        learn: false,
-        strict: false,
-        follow: None,
-        clock_rate: 8000,
-        stages: Vec::new(),
     }
 }
 
@@ -192,8 +175,8 @@ impl B2bua {
             return self.transfer_failed(now, call_id, 488, media);
         };
         let flows = [
-            bridge_flow(call.local, b_local, b_media.addr),
-            bridge_flow(b_local, call.local, call.caller.addr),
+            forward_flow(call.local, b_local, b_media.addr),
+            forward_flow(b_local, call.local, call.caller.addr),
         ];
         media.plane.apply(&flows, &[]);
         tracing::info!(call_id, "IVR transfer answered; media bridged");
