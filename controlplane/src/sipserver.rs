@@ -31,6 +31,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use tokio::task::JoinHandle;
 
 /// The longest the thread sleeps, so it notices `stop`.
 const NAP: Duration = Duration::from_millis(50);
@@ -96,13 +97,11 @@ pub async fn run(
         Ids::from_os(),
     )));
     restore(&ng, &b2b, restored);
-    if uses_ivr {
-        // Menus are ready before the first INVITE is read.
-        match crate::ivr::store::load_engine(&ivr).await {
-            Ok(engine) => lock(&b2b).set_ivr(engine),
-            Err(e) => tracing::error!(error = %e, "IVR menus unavailable; `ivr:` routes get 503"),
-        }
-    }
+    // The IVR's menus are ready before the first INVITE is read.
+    let ivr_reloader = match uses_ivr {
+        true => start_ivr(&ivr, &b2b).await,
+        false => None,
+    };
     let reloader = match &lcr_cfg.url {
         Some(url) => {
             let db = match lcr::connect(url).await {
@@ -165,11 +164,28 @@ pub async fn run(
             reload_dialplan(config_path.as_deref(), &b2b_main);
         }
     }
-    for t in [reloader, shared, tls].into_iter().flatten() {
+    for t in [reloader, shared, tls, ivr_reloader].into_iter().flatten() {
         t.abort();
     }
     let _ = tokio::task::spawn_blocking(move || serving.join()).await;
     Ok(())
+}
+
+/// Gives the B2BUA its IVR engine, and keeps its menus read anew every
+/// `reload_secs`; without the menus, `ivr:` routes get 503.
+async fn start_ivr(cfg: &IvrConfig, b2b: &Arc<Mutex<B2bua>>) -> Option<JoinHandle<()>> {
+    let (engine, store) = match crate::ivr::store::load_engine(cfg).await {
+        Ok(loaded) => loaded,
+        Err(e) => {
+            tracing::error!(error = %e, "IVR menus unavailable; `ivr:` routes get 503");
+            return None;
+        }
+    };
+    lock(b2b).set_ivr(engine);
+    let every = Duration::from_secs(cfg.reload_secs);
+    let b2b = b2b.clone();
+    let apply = move |menus| lock(&b2b).set_ivr_menus(menus);
+    (cfg.reload_secs > 0).then(|| tokio::spawn(crate::ivr::store::reload(store, every, apply)))
 }
 
 /// How often the SIP counters are logged.

@@ -7,7 +7,9 @@
 //! hearing cached prompts (captured here, their tones checked by
 //! Goertzel), walking two menus with an RFC 2833 digit from Debian
 //! sip-tester's captures and a SIP INFO, and hung up by the IVR's BYE with
-//! one CDR naming the walk.
+//! one CDR naming the walk; an edit of the menus heard by the next caller
+//! without a restart; and a transfer bridged to a SIPp callee without a
+//! re-INVITE.
 
 use serde_json::Value;
 use std::net::{SocketAddr, UdpSocket};
@@ -259,6 +261,7 @@ struct IvrNode {
     tollgate: peers::Proc,
     sip: SocketAddr,
     base: u16,
+    url: String,
 }
 
 impl IvrNode {
@@ -273,7 +276,7 @@ impl IvrNode {
         let (sip, n) = (addr(base), (base - 57000) / 50);
         let sections = format!(
             "[sip]\nlisten = \"{sip}\"\n[[sip.routes]]\nmatch = \"8000\"\ntarget = \"ivr:walk\"\n\
-             [ivr]\nurl = \"{url}\"\nseed_demo = false\n\
+             [ivr]\nurl = \"{url}\"\nseed_demo = false\nreload_secs = 1\n\
              [cdr]\nspool_dir = \"{d}/spool\"\nsinks = [{{ kind = \"jsonl\", path = \"{d}/cdr.jsonl\" }}]\n",
             d = dir.0.display()
         );
@@ -292,6 +295,7 @@ impl IvrNode {
             tollgate,
             sip,
             base,
+            url,
         }
     }
 
@@ -324,8 +328,18 @@ impl IvrNode {
         (log, heard)
     }
 
-    fn cdr(&self) -> Value {
-        ended_cdrs(&self.dir.0.join("cdr.jsonl"), 1).remove(0)
+    /// The last of `want` CDRs.
+    fn cdr(&self, want: usize) -> Value {
+        ended_cdrs(&self.dir.0.join("cdr.jsonl"), want).remove(want - 1)
+    }
+
+    /// Runs `sql` on the IVR's database.
+    fn edit(&self, sql: &str) {
+        let run = async {
+            let pool = sqlx::AnyPool::connect(&self.url).await.unwrap();
+            sqlx::query(sql).execute(&pool).await.unwrap();
+        };
+        tokio::runtime::Runtime::new().unwrap().block_on(run);
     }
 }
 
@@ -366,7 +380,7 @@ fn a_caller_walks_the_ivr_by_rfc2833_and_info_and_the_ivr_hangs_up() {
             && !tones.contains('?'),
         "a second of 440 Hz, then a second of 1 kHz: {tones}"
     );
-    let cdr = n.cdr();
+    let cdr = n.cdr(1);
     assert_eq!(cdr["status"], "answered", "{cdr}");
     assert_eq!(cdr["trunk"], "ivr:walk", "{cdr}");
     assert_eq!(cdr["hangup_by"], "relay", "{cdr}");
@@ -376,6 +390,18 @@ fn a_caller_walks_the_ivr_by_rfc2833_and_info_and_the_ivr_hangs_up() {
     );
     let node_log = n.tollgate.log_text();
     assert!(node_log.contains("call answered by the IVR"), "{node_log}");
+
+    // An edit of the tables reaches the running node (`reload_secs = 1`):
+    // the next caller hears the 1 kHz prompt in both menus.
+    n.edit("UPDATE ivr_menus SET welcome_message = 'prompt:8' WHERE menu_id = 'walk'");
+    std::thread::sleep(Duration::from_millis(2500));
+    let (_, heard) = n.call("uac_menu_walk.xml");
+    let edited = self::tones(&heard);
+    assert!(
+        (96..=102).contains(&edited.matches('k').count()) && !edited.contains(['4', '?']),
+        "two seconds of 1 kHz: {edited}"
+    );
+    assert_eq!(n.cdr(2)["sip_reason"], cdr["sip_reason"]);
 }
 
 #[test]
@@ -402,7 +428,7 @@ fn the_ivr_transfers_a_caller_to_a_callee_without_a_reinvite() {
         uas_log.contains("BYE sip:"),
         "the callee got our BYE: {uas_log}"
     );
-    let cdr = n.cdr();
+    let cdr = n.cdr(1);
     assert_eq!(cdr["status"], "answered", "{cdr}");
     assert_eq!(cdr["hangup_by"], "caller", "{cdr}");
     assert_eq!(

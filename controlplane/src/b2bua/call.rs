@@ -42,7 +42,9 @@ impl B2bua {
         if now.mono.duration_since(self.cps_window.0) >= Duration::from_secs(1) {
             self.cps_window = (now.mono, 0);
         }
-        if self.calls.len() >= self.cfg.max_calls || self.cps_window.1 >= self.cfg.max_cps {
+        if self.calls.len() + self.ivr_calls() >= self.cfg.max_calls
+            || self.cps_window.1 >= self.cfg.max_cps
+        {
             return true;
         }
         self.cps_window.1 += 1;

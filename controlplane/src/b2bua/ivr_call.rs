@@ -71,6 +71,9 @@ pub(super) struct IvrCalls {
     pub(super) b_dialogs: HashMap<(String, String), String>,
     /// The time of the live [`Due::Ivr`] entry on the timer heap.
     armed: Option<Instant>,
+    /// Calls whose caller never acknowledged our 200, to end at the next
+    /// look (where the media manager is at hand).
+    unacknowledged: Vec<String>,
 }
 
 /// How an IVR call ended, for its CDR.
@@ -214,6 +217,13 @@ impl B2bua {
         self.ivr.engine = Some(engine);
     }
 
+    /// The IVR's menus read anew: calls move to them at their next menu.
+    pub fn set_ivr_menus(&mut self, menus: crate::ivr::menu::Menus) {
+        if let Some(e) = self.ivr.engine.as_mut() {
+            e.set_menus(menus);
+        }
+    }
+
     /// Calls in the IVR.
     pub fn ivr_calls(&self) -> usize {
         self.ivr.calls.len()
@@ -315,6 +325,21 @@ impl B2bua {
         true
     }
 
+    /// Whether `key` is the INVITE transaction of IVR call `call_id`.
+    pub(super) fn ivr_invite(&self, call_id: &str, key: &Key) -> bool {
+        self.ivr
+            .calls
+            .get(call_id)
+            .is_some_and(|c| &c.a_invite == key)
+    }
+
+    /// The caller of `call_id` never acknowledged our 200: the call ends
+    /// at the IVR's next look.
+    pub(super) fn ivr_no_ack(&mut self, call_id: &str) {
+        tracing::warn!(call_id, "no ACK for the IVR's 200; ending the call");
+        self.ivr.unacknowledged.push(call_id.to_string());
+    }
+
     /// A request in an IVR call's dialog: BYE ends it, INFO may carry a
     /// digit, a new offer is refused (the IVR's media stays as it is).
     pub(super) fn ivr_in_dialog(
@@ -375,6 +400,10 @@ impl B2bua {
             return; // stale
         }
         self.ivr.armed = None;
+        for call_id in std::mem::take(&mut self.ivr.unacknowledged) {
+            let why = "no ACK from the caller".to_string();
+            self.end_ivr_call(now, &call_id, Left::Ivr(why), media);
+        }
         let events = match media.plane.events() {
             Ok(e) => e,
             Err(e) => {

@@ -153,6 +153,8 @@ impl B2bua {
                 let c = c.clone();
                 self.pending_end
                     .push((c, HangupBy::Relay, "no ACK from the caller"));
+            } else if let Some(c) = call.as_ref().filter(|c| self.ivr_invite(c, key)) {
+                self.ivr_no_ack(c);
             }
         }
     }

@@ -13,6 +13,9 @@ pub struct IvrConfig {
     pub url: String,
     /// Empty tables get the demo menus (`main`, `billing`).
     pub seed_demo: bool,
+    /// How often a running node reads the menus again (0: never); a call
+    /// moves to the new ones at its next menu.
+    pub reload_secs: u64,
     /// How long the engine waits for a digit after a menu's prompt.
     pub digit_timeout_ms: u64,
     /// Invalid digits and timeouts allowed in one menu before goodbye.
@@ -30,6 +33,7 @@ impl Default for IvrConfig {
         IvrConfig {
             url: "sqlite:///var/lib/tollgate/ivr.sqlite".into(),
             seed_demo: true,
+            reload_secs: 30,
             digit_timeout_ms: 5000,
             max_retries: 3,
             invalid_prompt: "Sorry, that is not a valid choice.".into(),

@@ -144,18 +144,43 @@ impl MenuStore {
     }
 }
 
-/// An engine over the menus `cfg.url` holds now (the rows left out are
-/// logged, each naming its menu and fault).
-pub async fn load_engine(
-    cfg: &super::config::IvrConfig,
-) -> Result<super::engine::Engine, StoreError> {
-    let (menus, left_out) = MenuStore::connect(&cfg.url, cfg.seed_demo)
-        .await?
-        .load()
-        .await?;
+/// The menus `store` holds now; each row left out is logged, naming its
+/// menu and fault.
+async fn read_logged(store: &MenuStore) -> Result<Menus, StoreError> {
+    let (menus, left_out) = store.load().await?;
     for problem in &left_out {
         tracing::warn!(problem, "IVR row left out");
     }
+    Ok(menus)
+}
+
+/// An engine over the menus `cfg.url` holds now, and the store to read
+/// them again from.
+pub async fn load_engine(
+    cfg: &super::config::IvrConfig,
+) -> Result<(super::engine::Engine, MenuStore), StoreError> {
+    let store = MenuStore::connect(&cfg.url, cfg.seed_demo).await?;
+    let menus = read_logged(&store).await?;
     tracing::info!(menus = menus.len(), url = cfg.url, "IVR menus loaded");
-    Ok(super::engine::Engine::new(cfg, menus))
+    Ok((super::engine::Engine::new(cfg, menus), store))
+}
+
+/// Reads the menus anew every `every`, handing each read to `apply`; a
+/// failed read keeps the last menus (and is logged). Runs until aborted.
+pub async fn reload(store: MenuStore, every: std::time::Duration, apply: impl Fn(Menus)) {
+    let mut count = None;
+    loop {
+        tokio::time::sleep(every).await;
+        match read_logged(&store).await {
+            Ok(menus) => {
+                if count.replace(menus.len()) != Some(menus.len()) {
+                    tracing::info!(menus = menus.len(), "IVR menus reloaded");
+                }
+                apply(menus);
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "reading the IVR menus failed; keeping the last ones")
+            }
+        }
+    }
 }
