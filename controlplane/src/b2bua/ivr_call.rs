@@ -4,7 +4,8 @@
 //! flow on a relay port the media manager lends: it matches what the
 //! caller sends and sends back to the caller. Its stages are RFC 4733
 //! detection and what the caller is to hear: a cached prompt, a beep
-//! standing in for a text prompt (nothing speaks text yet), or silence.
+//! standing in for a text prompt (nothing speaks text yet) or for a
+//! prompt the data plane has not loaded, or silence.
 //! The IVR [`Engine`] walks the call through the menus. Digits reach it
 //! from the flow's `dtmf` events and from SIP INFO (application/dtmf-relay,
 //! `Signal=5`); prompt ends from `prompt_done` and `tone_done`; its digit
@@ -54,7 +55,7 @@ pub(super) struct IvrCall {
     pub(super) local: SocketAddr,
     pub(super) caller: CallerMedia,
     /// What plays, with the engine's token for its end.
-    pub(super) playing: Option<(Prompt, u64)>,
+    pub(super) playing: Option<(Sound, u64)>,
     /// The B leg of a `transfer`, once asked for.
     pub(super) transfer: Option<Transfer>,
 }
@@ -154,23 +155,42 @@ fn relayed_digit(body: &[u8]) -> Option<char> {
     (chars.next().is_none() && "0123456789*#ABCD".contains(digit)).then_some(digit)
 }
 
-/// The stages of an IVR flow: digit detection, then `sound`.
-fn stages(caller: &CallerMedia, sound: Option<&Prompt>) -> Vec<StageSpec> {
+/// What the caller hears for a prompt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Sound {
+    /// A prompt of the data plane's cache.
+    Cached(u32),
+    /// The beep standing in for text (or for a prompt not in the cache).
+    Beep,
+}
+
+impl Sound {
+    fn of(p: &Prompt) -> Sound {
+        match p {
+            Prompt::Cached(id) => Sound::Cached(*id),
+            Prompt::Text(_) => Sound::Beep,
+        }
+    }
+}
+
+/// The stages of an IVR flow: digit detection, then `sound` (silence
+/// when none).
+fn stages(caller: &CallerMedia, sound: Option<Sound>) -> Vec<StageSpec> {
     let detect = caller.event_pt.map(|payload_type| StageSpec::DtmfDetect {
         payload_type,
         consume: true,
     });
     let payload_type = caller.audio_pt;
     let sound = match sound {
-        Some(Prompt::Cached(prompt)) => StageSpec::Prompt {
-            prompt: *prompt,
+        Some(Sound::Cached(prompt)) => StageSpec::Prompt {
+            prompt,
             payload_type,
             ptime_ms: PTIME_MS,
             repeat: 1,
             then: AfterPrompt::Silence,
             consume: true,
         },
-        Some(Prompt::Text(_)) => StageSpec::Tone {
+        Some(Sound::Beep) => StageSpec::Tone {
             tone: ToneSpec::parse("beep").expect("`beep` is a named tone"),
             payload_type,
             ptime_ms: PTIME_MS,
@@ -428,12 +448,12 @@ impl B2bua {
                     engine.handle_digit(now, call_id, digit);
                     None
                 }
-                (EventKind::PromptDone { prompt }, Some((Prompt::Cached(id), token)))
+                (EventKind::PromptDone { prompt }, Some((Sound::Cached(id), token)))
                     if prompt == *id =>
                 {
                     Some(*token)
                 }
-                (EventKind::ToneDone, Some((Prompt::Text(_), token))) => Some(*token),
+                (EventKind::ToneDone, Some((Sound::Beep, token))) => Some(*token),
                 _ => None,
             };
             if let Some(token) = done {
@@ -462,7 +482,7 @@ impl B2bua {
                     call,
                     prompt,
                     token,
-                } => (call, Some((prompt, token))),
+                } => (call, Some((Sound::of(&prompt), token))),
                 Output::Stop { call } => (call, None),
                 Output::Hangup { call } => {
                     ending.push((call, "hangup".to_string()));
@@ -480,20 +500,10 @@ impl B2bua {
             let Some(call) = self.ivr.calls.get_mut(&call_id) else {
                 continue;
             };
-            sounds.insert(call_id, stages(&call.caller, sound.as_ref().map(|s| &s.0)));
+            sounds.insert(call_id, stages(&call.caller, sound.map(|s| s.0)));
             call.playing = sound;
         }
-        let puts: Vec<Flow> = sounds
-            .into_iter()
-            .filter_map(|(id, st)| Some(self.ivr.calls.get(&id)?.flow(st)))
-            .collect();
-        if !puts.is_empty() {
-            for (f, r) in puts.iter().zip(media.plane.apply(&puts, &[]).puts) {
-                if let Err(e) = r {
-                    tracing::warn!(local = %f.local, error = %e, "IVR flow not installed");
-                }
-            }
-        }
+        self.put_ivr_flows(sounds, media);
         for (call_id, target) in transfers {
             if let Err(why) = self.start_transfer(now, &call_id, &target, media) {
                 ending.push((call_id, why));
@@ -503,6 +513,41 @@ impl B2bua {
             self.end_ivr_call(now, &call_id, Left::Ivr(why), media);
         }
         self.arm_ivr(now);
+    }
+
+    /// Installs the flows of `sounds`. A prompt the data plane refuses
+    /// (not in its cache) is replaced by the beep, so the caller hears
+    /// something and the engine hears of its end.
+    fn put_ivr_flows(&mut self, sounds: HashMap<String, Vec<StageSpec>>, media: &mut Media) {
+        let (ids, puts): (Vec<String>, Vec<Flow>) = sounds
+            .into_iter()
+            .filter_map(|(id, st)| {
+                let flow = self.ivr.calls.get(&id)?.flow(st);
+                Some((id, flow))
+            })
+            .unzip();
+        if puts.is_empty() {
+            return;
+        }
+        let mut beeps = HashMap::new();
+        for ((id, f), r) in ids
+            .iter()
+            .zip(&puts)
+            .zip(media.plane.apply(&puts, &[]).puts)
+        {
+            let Err(e) = r else { continue };
+            tracing::warn!(local = %f.local, error = %e, "IVR flow not installed");
+            let Some(call) = self.ivr.calls.get_mut(id) else {
+                continue;
+            };
+            if let Some((sound @ Sound::Cached(_), _)) = &mut call.playing {
+                *sound = Sound::Beep;
+                beeps.insert(id.clone(), stages(&call.caller, Some(Sound::Beep)));
+            }
+        }
+        if !beeps.is_empty() {
+            self.put_ivr_flows(beeps, media);
+        }
     }
 
     /// The next look at the data plane and the engine's digit timers,
@@ -668,7 +713,7 @@ m=audio 6000 RTP/AVP 18 8 0 101\r\na=rtpmap:101 telephone-event/8000\r\n";
     #[test]
     fn what_plays_follows_the_prompt_kind() {
         let m = caller_media(OFFER).unwrap();
-        let cached = stages(&m, Some(&Prompt::Cached(7)));
+        let cached = stages(&m, Some(Sound::of(&Prompt::Cached(7))));
         assert!(matches!(
             cached[..],
             [
@@ -683,7 +728,7 @@ m=audio 6000 RTP/AVP 18 8 0 101\r\na=rtpmap:101 telephone-event/8000\r\n";
                 }
             ]
         ));
-        let text = stages(&m, Some(&Prompt::Text("Hello".into())));
+        let text = stages(&m, Some(Sound::of(&Prompt::Text("Hello".into()))));
         assert!(matches!(text[1], StageSpec::Tone { repeat: 1, .. }));
         let quiet = stages(
             &CallerMedia {
