@@ -267,6 +267,11 @@ struct IvrNode {
 impl IvrNode {
     fn start(base: u16) -> IvrNode {
         peers::require("sipp");
+        let capture = "/usr/share/sip-tester/dtmf_2833_1.pcap";
+        assert!(
+            std::path::Path::new(capture).exists(),
+            "{capture} is missing: install sip-tester (scripts/setup.sh does)"
+        );
         let dir = TempDir::new("ivr-call");
         let url = format!("sqlite://{}/ivr.sqlite?mode=rwc", dir.0.display());
         sqlx::any::install_default_drivers();
