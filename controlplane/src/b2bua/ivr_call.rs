@@ -63,7 +63,7 @@ pub(super) struct IvrCall {
 /// The IVR calls and their engine.
 #[derive(Default)]
 pub(super) struct IvrCalls {
-    engine: Option<Engine>,
+    pub(super) engine: Option<Engine>,
     /// By the caller's Call-ID.
     pub(super) calls: HashMap<String, IvrCall>,
     /// The flow's local address to its call.
@@ -469,7 +469,7 @@ impl B2bua {
     /// Carries out the engine's outputs: what each call hears (starting
     /// from `sounds`, silence for prompts that ended) becomes one flow
     /// update per call; hangups end their calls. Then the timer is armed.
-    fn drive_ivr(
+    pub(super) fn drive_ivr(
         &mut self,
         now: Now,
         mut sounds: HashMap<String, Vec<StageSpec>>,
@@ -635,16 +635,10 @@ impl B2bua {
         left: &Left,
     ) -> (LegIds, String) {
         self.ivr.b_dialogs.remove(&key_of_invite(&t.req));
-        let bridged = t.bridged();
-        match (&mut t.b.dialog, bridged) {
-            (Some(d), true) if !matches!(left, Left::Callee) => {
-                let (via, branch) = self.via(t.b.addr);
-                let bye = d.request(Method::Bye, &via);
-                let key = (branch, "BYE".to_string());
-                self.start_client(now, key, bye, t.b.addr, call_id, Purpose::Bye);
-            }
-            (_, false) => self.cancel_invite(now, &t.invite, t.b.addr),
-            _ => {}
+        match (t.bridged(), left) {
+            (true, Left::Callee) => {}
+            (true, _) => self.bye_b(now, call_id, &mut t),
+            (false, _) => self.cancel_invite(now, &t.invite, t.b.addr),
         }
         let uri = t.req.request_uri().unwrap_or_default().to_string();
         (t.ids(), uri)

@@ -3,8 +3,9 @@
 //! caller's codec, while the caller hears ringback on the IVR's port; on
 //! B's answer the two ports are bridged (each forwards to the other's
 //! peer, out of the other port), so the caller, whose SDP already points
-//! at the IVR's port, needs no re-INVITE. B's failure or silence ends the
-//! call; after the bridge a BYE from either side ends both legs.
+//! at the IVR's port, needs no re-INVITE. B's failure or silence puts the
+//! caller back in the menu it left; after the bridge a BYE from either
+//! side ends both legs.
 
 use super::ivr_call::{caller_media, forward_flow, our_sdp};
 use super::*;
@@ -131,9 +132,40 @@ impl B2bua {
         }
     }
 
+    /// The transfer did not come about (`code`): B's leg goes (with a BYE
+    /// if B answered), and the caller is back in the menu it left.
     fn transfer_failed(&mut self, now: Now, call_id: &str, code: u16, media: &mut Media) {
-        let why = format!("transfer failed ({code})");
-        self.end_ivr_call(now, call_id, super::ivr_call::Left::Ivr(why), media);
+        let Some(mut t) = self
+            .ivr
+            .calls
+            .get_mut(call_id)
+            .and_then(|c| c.transfer.take())
+        else {
+            return;
+        };
+        tracing::info!(call_id, code, "IVR transfer failed; back to the menu");
+        self.ivr.b_dialogs.remove(&key_of_invite(&t.req));
+        if let Some(Err(e)) = media.plane.apply(&[], &[t.local]).removed.pop() {
+            tracing::warn!(local = %t.local, error = %e, "IVR flow not removed");
+        }
+        media.sessions.return_port(t.local.port());
+        if t.bridged() {
+            self.bye_b(now, call_id, &mut t);
+        }
+        if let Some(engine) = self.ivr.engine.as_mut() {
+            engine.resume(call_id);
+        }
+        self.drive_ivr(now, HashMap::new(), media);
+    }
+
+    /// BYE in B's dialog, once it has one.
+    pub(super) fn bye_b(&mut self, now: Now, call_id: &str, t: &mut Transfer) {
+        if let Some(d) = t.b.dialog.as_mut() {
+            let (via, branch) = self.via(t.b.addr);
+            let bye = d.request(Method::Bye, &via);
+            let key = (branch, "BYE".to_string());
+            self.start_client(now, key, bye, t.b.addr, call_id, Purpose::Bye);
+        }
     }
 
     /// B answered: ACK, and the caller's port and B's bridged.

@@ -223,6 +223,20 @@ impl Engine {
         }
     }
 
+    /// A transfer or queue of `call` that could not be carried out (the
+    /// callee was busy, did not answer...): the caller is back in the menu
+    /// it left, which plays again.
+    pub fn resume(&mut self, call: &str) {
+        let Some(s) = self.sessions.get_mut(call) else {
+            self.counters.unknown_call += 1;
+            return;
+        };
+        if s.phase == Phase::Left {
+            s.trail.exit = None;
+            self.enter(call, None);
+        }
+    }
+
     /// When [`Engine::handle_timeout`] is next due.
     pub fn poll_timeout(&mut self) -> Option<Instant> {
         while let Some(Reverse((at, call))) = self.timers.peek() {

@@ -243,3 +243,33 @@ fn a_transfer_calls_the_callee_from_a_second_port_and_bridges_on_answer() {
         )
     );
 }
+
+#[test]
+fn a_busy_transfer_target_puts_the_caller_back_in_the_menu() {
+    let mut net = ivr_net();
+    let local = answered(&mut net);
+    let digit = |d| EventKind::Dtmf {
+        digit: d,
+        duration_ms: 100,
+        volume: 10,
+    };
+    net.plane.push_event(local, digit('2'));
+    net.advance(Duration::from_millis(20));
+    assert_eq!(net.wire(), ["callee <- INVITE"]);
+    let b_inv = net.callee.recv();
+    let busy = net.callee.respond(&b_inv, 486, None);
+    net.callee_sends(&busy);
+    assert_eq!(net.wire(), ["callee <- ACK"], "no BYE to the caller");
+    assert_eq!(heard(&net, local), "prompt 7", "the menu again");
+    assert_eq!(net.plane.flows().len(), 1, "the callee's port is gone");
+    assert_eq!(net.sessions.ports_in_use(), 1);
+    net.plane.push_event(local, digit('1'));
+    net.advance(Duration::from_millis(20));
+    assert_eq!(net.wire(), ["caller <- BYE"]);
+    let cdrs = net.cdrs();
+    assert_eq!(cdrs.len(), 1);
+    assert_eq!(
+        cdrs[0].sip_reason.as_deref(),
+        Some("IVR hangup; menus main>main; digits 21")
+    );
+}
