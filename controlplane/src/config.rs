@@ -8,8 +8,9 @@
 //! sinks: `tollgate_cdr::config`), `[hep]` (HEP export to Homer:
 //! `hep::config`), `[http]` (metrics and the API: `http::config`),
 //! `[journal]` (the call-state journal: `journal`), `[failover]` (calls
-//! in Redis for another node to take over: `failover`) and `[archive]`
-//! (where recordings are spooled: `recording::config`). This
+//! in Redis for another node to take over: `failover`), `[archive]`
+//! (where recordings are spooled: `recording::config`) and `[ivr]` (the
+//! IVR's menus and timers: `ivr::config`). This
 //! file joins them and checks them all.
 
 use crate::media::config::MediaConfig;
@@ -34,6 +35,7 @@ pub struct Config {
     pub journal: crate::journal::JournalConfig,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub failover: Option<crate::failover::FailoverConfig>,
+    pub ivr: crate::ivr::config::IvrConfig,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -84,6 +86,7 @@ impl Config {
         if let Some(f) = &self.failover {
             problems.extend(f.validate(&self.journal));
         }
+        problems.extend(self.ivr.validate());
         if problems.is_empty() {
             Ok(self)
         } else {

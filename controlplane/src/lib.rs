@@ -1,5 +1,5 @@
 //! Tollgate's control plane and node: the sans-IO cores (B2BUA, media
-//! sessions, NG handler) and their I/O adapters (SIP transports, NG server,
+//! sessions, NG handler, IVR) and their I/O adapters (SIP transports, NG server,
 //! data-plane link, databases, HTTP), the supervisor of `tollgate run`, and what
 //! `tollgate ctl`, `cdr` and `tune` do. The binary (`main.rs`) is only the
 //! command line over it; tests drive these modules directly.
@@ -12,6 +12,7 @@ pub mod ctl;
 pub mod failover;
 pub mod hep;
 pub mod http;
+pub mod ivr;
 pub mod journal;
 pub mod media;
 pub mod ng;
@@ -115,6 +116,7 @@ pub fn controlplane(
         let sip = tokio::spawn(sipserver::run(
             server.clone(),
             cfg.sip.clone(),
+            cfg.ivr.clone(),
             sip_calls,
             config_path,
             stop.clone(),

@@ -79,6 +79,13 @@ enum Command {
         #[command(subcommand)]
         command: tollgate::archive::cli::ArchiveCommand,
     },
+    /// The IVR's menus as the node reads them; a walk through them.
+    Ivr {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        command: tollgate::ivr::cli::IvrCommand,
+    },
     /// Benchmarks of the relay, the same way for Tollgate and its peers.
     Bench {
         #[command(subcommand)]
@@ -267,6 +274,9 @@ fn run(cli: Cli) -> Result<()> {
         Command::Archive { config, command } => {
             let cfg = load(config.as_deref())?;
             tollgate::archive::cli::run(&cfg.archive, &cfg.cdr, command)
+        }
+        Command::Ivr { config, command } => {
+            tollgate::ivr::cli::run(&load(config.as_deref())?.ivr, command)
         }
         Command::Bench {
             what: BenchCommand::Cdr(args),

@@ -198,6 +198,13 @@ impl MediaPlane for DataplaneLink {
             .map_err(|e| format!("recording directory {}: {e}", dir.display()));
         closed.and(removed)
     }
+
+    fn events(&mut self) -> Result<Vec<tollgate_dataplane::pipeline::Event>, String> {
+        match self.call_one(Request::Events)? {
+            Reply::Events(e) => Ok(e),
+            other => Err(unexpected(&other)),
+        }
+    }
 }
 
 impl DataplaneLink {

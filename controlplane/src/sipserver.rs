@@ -19,6 +19,7 @@ use crate::b2bua::journal::CallSnapshot;
 use crate::b2bua::{ids::Ids, lcr, B2bua, Media, Transport};
 use crate::hep::SipTap;
 use crate::http::meters::{Direction, SipMeters};
+use crate::ivr::config::IvrConfig;
 use crate::ngserver::{wait_durable, NgServer};
 use crate::sipinbox::{inbox, Inbound, Inbox, Mailbox, UdpIn, BURST};
 use crate::siptransport::{
@@ -32,6 +33,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use tokio::task::JoinHandle;
 
 /// The longest the thread sleeps, so it notices `stop`.
 const NAP: Duration = Duration::from_millis(50);
@@ -41,6 +43,7 @@ const NAP: Duration = Duration::from_millis(50);
 pub async fn run(
     ng: Arc<NgServer>,
     cfg: SipConfig,
+    ivr: IvrConfig,
     restored: Vec<CallSnapshot>,
     config_path: Option<PathBuf>,
     stop: Arc<AtomicBool>,
@@ -69,6 +72,11 @@ pub async fn run(
     );
     tracing::info!(%listen, %local, routes = cfg.routes.len(), "SIP B2BUA listening (UDP and TCP)");
     let lcr_cfg = cfg.lcr.clone();
+    let uses_ivr = cfg.routes.iter().any(|r| {
+        r.target
+            .as_deref()
+            .is_some_and(|t| t.starts_with(crate::b2bua::config::IVR))
+    });
     let tls_ca = cfg.tls_ca.clone();
     let cfg_redis = cfg.registrar_redis.clone();
     let b2b = Arc::new(Mutex::new(B2bua::new(
@@ -78,6 +86,11 @@ pub async fn run(
         Ids::from_os(),
     )));
     restore(&ng, &b2b, restored);
+    // The IVR's menus are ready before the first INVITE is read.
+    let ivr_reloader = match uses_ivr {
+        true => start_ivr(&ivr, &b2b).await,
+        false => None,
+    };
     let reloader = match &lcr_cfg.url {
         Some(url) => {
             let db = match lcr::connect(url).await {
@@ -138,11 +151,32 @@ pub async fn run(
             reload_dialplan(config_path.as_deref(), &b2b_main);
         }
     }
-    for t in [reloader, shared].into_iter().flatten().chain(accepting) {
+    for t in [reloader, shared, ivr_reloader]
+        .into_iter()
+        .flatten()
+        .chain(accepting)
+    {
         t.abort();
     }
     let _ = tokio::task::spawn_blocking(move || serving.join()).await;
     Ok(())
+}
+
+/// Gives the B2BUA its IVR engine, and keeps its menus read anew every
+/// `reload_secs`; without the menus, `ivr:` routes get 503.
+async fn start_ivr(cfg: &IvrConfig, b2b: &Arc<Mutex<B2bua>>) -> Option<JoinHandle<()>> {
+    let (engine, store) = match crate::ivr::store::load_engine(cfg).await {
+        Ok(loaded) => loaded,
+        Err(e) => {
+            tracing::error!(error = %e, "IVR menus unavailable; `ivr:` routes get 503");
+            return None;
+        }
+    };
+    lock(b2b).set_ivr(engine);
+    let every = Duration::from_secs(cfg.reload_secs);
+    let b2b = b2b.clone();
+    let apply = move |menus| lock(&b2b).set_ivr_menus(menus);
+    (cfg.reload_secs > 0).then(|| tokio::spawn(crate::ivr::store::reload(store, every, apply)))
 }
 
 /// How often the SIP counters are logged.

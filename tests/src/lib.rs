@@ -20,6 +20,7 @@ pub mod relay;
 pub mod rtp;
 pub mod services;
 pub mod tls;
+pub mod tone;
 
 use std::path::PathBuf;
 

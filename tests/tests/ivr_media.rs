@@ -24,6 +24,7 @@ use tollgate_tests::netns::{self, Addrs, Topology};
 use tollgate_tests::process::flow;
 use tollgate_tests::relay::{sa, Kind, Relay, LIMIT, QUIET};
 use tollgate_tests::rtp;
+use tollgate_tests::tone::goertzel;
 
 const EVENT_PT: u8 = 101;
 
@@ -37,17 +38,6 @@ fn ivr_flow(a: &Addrs, stages: Vec<StageSpec>) -> Flow {
             &sa(a.callee, 4000).to_string(),
         )
     }
-}
-
-/// The relative power of `hz` in 8 kHz audio `x` (1.0: all of it).
-fn goertzel(x: &[f64], hz: f64) -> f64 {
-    let c = 2.0 * (2.0 * std::f64::consts::PI * hz / 8000.0).cos();
-    let (s1, s2) = x
-        .iter()
-        .fold((0.0, 0.0), |(s1, s2), &v| (v + c * s1 - s2, s1));
-    let power = s1 * s1 + s2 * s2 - c * s1 * s2;
-    let energy: f64 = x.iter().map(|v| v * v).sum();
-    power / (energy * x.len() as f64 / 2.0).max(1.0)
 }
 
 /// The audio of received G.711 packets of `law`, decoded.

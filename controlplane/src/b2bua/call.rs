@@ -9,11 +9,11 @@ use super::*;
 type Refusal = (u16, String);
 
 /// A's INVITE admitted, not yet routed: what the call starts from.
-struct Setup {
-    key: Key,
-    invite: Message,
-    facts: CallFacts,
-    a: Leg,
+pub(super) struct Setup {
+    pub(super) key: Key,
+    pub(super) invite: Message,
+    pub(super) facts: CallFacts,
+    pub(super) a: Leg,
 }
 
 /// The facts of the call A's INVITE (from `from`) starts, for its CDR.
@@ -43,7 +43,9 @@ impl B2bua {
         if now.mono.duration_since(self.cps_window.0) >= Duration::from_secs(1) {
             self.cps_window = (now.mono, 0);
         }
-        if self.calls.len() >= self.cfg.max_calls || self.cps_window.1 >= self.cfg.max_cps {
+        if self.calls.len() + self.ivr_calls() >= self.cfg.max_calls
+            || self.cps_window.1 >= self.cfg.max_cps
+        {
             return true;
         }
         self.cps_window.1 += 1;
@@ -63,7 +65,11 @@ impl B2bua {
         let Some(mut setup) = self.admit(now, from, key, invite) else {
             return;
         };
-        let route = match self.route(now, &setup.facts) {
+        let decision = self.dialplan.decide(&setup.facts.to_number);
+        if let Decision::Ivr { menu } = decision {
+            return self.answer_in_ivr(now, setup, &menu, media);
+        }
+        let route = match self.route(now, &setup.facts, decision) {
             Ok(r) => r,
             Err((code, reason)) => return self.refuse(now, &setup, code, &reason),
         };
@@ -160,7 +166,7 @@ impl B2bua {
     }
 
     /// The attempt fails before B is called: `code` to A, a failed CDR.
-    fn refuse(&mut self, now: Now, s: &Setup, code: u16, reason: &str) {
+    pub(super) fn refuse(&mut self, now: Now, s: &Setup, code: u16, reason: &str) {
         let r = Message::response_to(&s.invite, code, reason, Some(&s.a.dialog.id.local_tag));
         self.respond_server(now, &s.key, r);
         let out = Outcome {

@@ -115,7 +115,8 @@ pub struct RouteConfig {
     pub pattern: String,
     /// Where to send the call: a SIP URI with an IP host (`{user}` stands
     /// for the dialled number), `registered`: the dialled user's
-    /// registered contact, or `lcr`: the gateways least-cost routing picks.
+    /// registered contact, `lcr`: the gateways least-cost routing picks, or
+    /// `ivr:MENU_ID`: answered here by the IVR in that menu.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target: Option<String>,
     /// Or reject with this final response code ...
@@ -161,6 +162,8 @@ pub enum RouteSrtp {
 pub const REGISTERED: &str = "registered";
 /// The route target meaning "least-cost routing from the LCR tables".
 pub const LCR: &str = "lcr";
+/// The prefix of a route target answered here by the IVR: `ivr:MENU_ID`.
+pub const IVR: &str = "ivr:";
 
 impl Default for SipConfig {
     fn default() -> Self {
@@ -328,6 +331,11 @@ impl SipConfig {
                 (Some(t), None) if t == LCR => {
                     if self.lcr.url.is_none() {
                         errs.push(format!("{at}.target: `lcr` needs sip.lcr.url"));
+                    }
+                }
+                (Some(t), None) if t.starts_with(IVR) => {
+                    if t.len() == IVR.len() {
+                        errs.push(format!("{at}.target: {t:?} names no IVR menu after `ivr:`"));
                     }
                 }
                 (Some(t), None) => {

@@ -71,6 +71,9 @@ impl B2bua {
                 return;
             }
         }
+        if self.ivr_ack(now, &ack) {
+            return;
+        }
         let v = ack.view();
         let (Some(cid), Some(tag)) = (v.call_id(), v.to_tag()) else {
             return;

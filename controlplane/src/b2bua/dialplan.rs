@@ -1,6 +1,7 @@
 //! The dialplan: the dialled number (Request-URI user) to a target URI and
-//! address, or to a rejection, the org the call belongs to, and whether it
-//! is recorded (the route's `record`, or its org's default). First
+//! address, to an IVR menu answered here, or to a rejection; the org the
+//! call belongs to, and whether it is recorded (the route's `record`, or
+//! its org's default). First
 //! matching route wins; no match is 404.
 
 use super::config::{OrgConfig, RouteConfig, RouteSrtp};
@@ -18,6 +19,10 @@ pub enum Decision {
     Registered,
     /// Send the call to the gateways least-cost routing picks.
     Lcr,
+    /// Answer the call here, in this IVR menu.
+    Ivr {
+        menu: String,
+    },
     Reject {
         code: u16,
         reason: String,
@@ -87,6 +92,9 @@ impl Dialplan {
         match (&r.target, r.reject) {
             (Some(t), _) if t == super::config::REGISTERED => Decision::Registered,
             (Some(t), _) if t == super::config::LCR => Decision::Lcr,
+            (Some(t), _) if t.starts_with(super::config::IVR) => Decision::Ivr {
+                menu: t[super::config::IVR.len()..].to_string(),
+            },
             (Some(t), _) => {
                 let uri = t.replace("{user}", number);
                 let addr = Uri::parse(&uri)
@@ -140,8 +148,15 @@ mod tests {
                 route("555xxxx", Some("sip:{user}@10.0.0.9"), None),
                 route("44*", None, Some(403)),
                 route("7xxx", Some("registered"), None),
+                route("8000", Some("ivr:main"), None),
             ],
             &[],
+        );
+        assert_eq!(
+            d.decide("8000"),
+            Decision::Ivr {
+                menu: "main".into()
+            }
         );
         assert_eq!(d.decide("7001"), Decision::Registered);
         assert_eq!(

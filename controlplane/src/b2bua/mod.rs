@@ -21,8 +21,9 @@
 //! `transactions` (one driver for client and server transactions), `call`
 //! (a call up to its answer), `dialog` (in-dialog requests), `routing`
 //! (LCR failover, gateway pings), `ending` (session timers, media timeout,
-//! missing ACK), `auth` (REGISTER, digest) and `message` (what is read
-//! from and carried between messages).
+//! missing ACK), `auth` (REGISTER, digest), `message` (what is read
+//! from and carried between messages) and `ivr_call` (calls the IVR
+//! answers itself, one leg each).
 
 pub mod cdr;
 pub mod config;
@@ -39,6 +40,8 @@ mod auth;
 mod call;
 mod dialog;
 mod ending;
+mod ivr_call;
+mod ivr_transfer;
 mod message;
 mod routing;
 mod transactions;
@@ -175,6 +178,8 @@ enum Due {
     Ping,
     /// A look at answered calls' media for the media timeout.
     Media,
+    /// The IVR's look at its calls' stage events and digit timers.
+    Ivr,
 }
 
 #[derive(Clone)]
@@ -189,6 +194,8 @@ enum Purpose {
     },
     /// An OPTIONS health ping to an LCR gateway.
     Ping(i64),
+    /// The INVITE of an IVR call's transfer.
+    IvrTransfer,
 }
 
 struct ClientEntry {
@@ -251,6 +258,8 @@ pub struct B2bua {
     /// (see [`journal`]).
     touched: BTreeSet<String>,
     journaled: HashSet<String>,
+    /// Calls answered by the IVR (see [`ivr_call`]).
+    ivr: ivr_call::IvrCalls,
     pub counters: Counters,
 }
 
@@ -299,6 +308,7 @@ impl B2bua {
             health_changes: Vec::new(),
             next_ping: None,
             media_check: None,
+            ivr: ivr_call::IvrCalls::default(),
         }
     }
 
@@ -424,6 +434,7 @@ impl B2bua {
                 self.respond_new(now, from, key, req, r, None);
             }
             Some(Method::Cancel) => self.on_cancel(now, from, key, req, media),
+            _ if self.in_ivr(&req) => self.ivr_in_dialog(now, from, key, req, media),
             _ if req.view().to_tag().is_some() => self.in_dialog(now, from, key, req, media),
             Some(Method::Options) => {
                 let mut r = Message::response_to(&req, 200, "OK", Some(&self.ids.id()));
@@ -492,6 +503,7 @@ impl B2bua {
             Due::Session(call_id) => self.session_timer(now, t, &call_id, media),
             Due::Media if self.media_check == Some(t) => self.media_timer(now, media),
             Due::Ping if self.next_ping == Some(t) => self.ping_timer(now),
+            Due::Ivr => self.ivr_timer(now, t, media),
             Due::Media | Due::Ping => {} // stale
         }
     }

@@ -29,9 +29,14 @@ impl B2bua {
     /// The dialplan's decision for the call's number, resolved: a URI, a
     /// registered user's contact, or the best live LCR gateway; or the
     /// code and reason to refuse it with.
-    pub(super) fn route(&self, now: Now, facts: &CallFacts) -> Result<Route, (u16, String)> {
+    pub(super) fn route(
+        &self,
+        now: Now,
+        facts: &CallFacts,
+        decision: Decision,
+    ) -> Result<Route, (u16, String)> {
         let number = &facts.to_number;
-        match self.dialplan.decide(number) {
+        match decision {
             Decision::Forward { uri, addr } => Ok(Route::to(uri, addr)),
             Decision::Registered => match self.registrar.lookup(number, now.mono) {
                 Some(b) => Ok(Route::to(b.contact.clone(), b.addr)),
@@ -54,6 +59,8 @@ impl B2bua {
                     rest,
                 })
             }
+            // `on_invite` answers these itself, before routing.
+            Decision::Ivr { .. } => Err((500, reason_phrase(500).into())),
             Decision::Reject { code, reason } => {
                 let call_id = &facts.call_id;
                 tracing::info!(

@@ -153,6 +153,8 @@ impl B2bua {
                 let c = c.clone();
                 self.pending_end
                     .push((c, HangupBy::Relay, "no ACK from the caller"));
+            } else if let Some(c) = call.as_ref().filter(|c| self.ivr_invite(c, key)) {
+                self.ivr_no_ack(c);
             }
         }
     }
@@ -183,6 +185,7 @@ impl B2bua {
                 (Purpose::Relay { server, from }, Some(m)) => {
                     self.on_relay_event(now, &call, server, *from, ev, m)
                 }
+                (Purpose::IvrTransfer, Some(m)) => self.on_transfer_event(now, &call, ev, m),
                 (Purpose::Ping(g), _) => match ev {
                     ClientEvent::Response(r) if r.code().is_some_and(|c| c >= 200) => {
                         self.gateway_health(now, *g, true)

@@ -1,7 +1,7 @@
 //! An in-memory data plane, for driving the cores without a real one: it
-//! keeps the flows put, logs every put and removal in order, and reports
-//! for each installed flow the counters a test set (by default none, and
-//! not idle: media flowing). The tests of the B2BUA, the session manager
+//! keeps the flows put, logs every put and removal in order, hands out
+//! the stage events a test pushed, and reports for each installed flow
+//! the counters a test set (by default none, and not idle: media flowing). The tests of the B2BUA, the session manager
 //! and the NG handler use it as their fake data plane; clones share state,
 //! so a test keeps one while a core owns another. It counts exchanges (one
 //! per trait call, as the real link makes one round trip per call), so a
@@ -13,6 +13,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use tollgate_dataplane::flow::Flow;
+use tollgate_dataplane::pipeline::{Event, EventKind};
 use tollgate_dataplane::recorder::RecordingReport;
 
 /// One change the data plane was asked for and made.
@@ -31,6 +32,8 @@ struct State {
     /// Recordings opened and not closed, by number: their directories.
     recordings: BTreeMap<u32, PathBuf>,
     last_recording: u32,
+    /// Stage events a test made, until taken.
+    events: Vec<Event>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -58,6 +61,16 @@ impl MemoryPlane {
     /// Exchanges with this data plane so far.
     pub fn exchanges(&self) -> u64 {
         self.state().exchanges
+    }
+
+    /// The flow at `local`'s stages report `kind` (a digit, a prompt's end).
+    pub fn push_event(&self, local: SocketAddr, kind: EventKind) {
+        let e = Event {
+            local,
+            at_ns: 0,
+            kind,
+        };
+        self.state().events.push(e);
     }
 
     /// What the flow at `local` reports from now on.
@@ -103,6 +116,12 @@ impl MediaPlane for MemoryPlane {
             applied.removed.push(Ok(stat));
         }
         applied
+    }
+
+    fn events(&mut self) -> Result<Vec<Event>, String> {
+        let mut s = self.state();
+        s.exchanges += 1;
+        Ok(std::mem::take(&mut s.events))
     }
 
     fn stats(&mut self) -> Result<HashMap<SocketAddr, FlowStat>, String> {

@@ -72,6 +72,11 @@ pub trait MediaPlane: Send {
     /// Closes a recording nobody keeps (its call never was) and removes
     /// its directory `dir`, even when the data plane cannot close it.
     fn discard_recording(&mut self, recording: u32, dir: &std::path::Path) -> Result<(), String>;
+    /// The stages' events (digits, prompts played out) since the last
+    /// call, taken; a plane without stages has none.
+    fn events(&mut self) -> Result<Vec<tollgate_dataplane::pipeline::Event>, String> {
+        Ok(Vec::new())
+    }
 }
 
 /// What [`MediaPlane::apply`] did, item by item.
@@ -463,6 +468,23 @@ impl Sessions {
             .values()
             .filter(|c| c.delete_at.is_none())
             .count()
+    }
+
+    /// A relay port pair of the first interface for an endpoint the node
+    /// runs itself (an IVR call): the RTP address its flow matches and the
+    /// address to announce; None when the range is exhausted. Given back
+    /// with [`Sessions::return_port`].
+    pub fn lend_port(&mut self) -> Option<(SocketAddr, IpAddr)> {
+        let iface = self.cfg.interfaces.first()?;
+        let at = (iface.address, iface.advertise.unwrap_or(iface.address));
+        let port = self.pools.first_mut()?.allocate()?;
+        Some((sock(at.0, port), at.1))
+    }
+
+    pub fn return_port(&mut self, port: u16) {
+        if let Some(p) = self.pools.first_mut() {
+            p.release(port);
+        }
     }
 
     pub fn ports_in_use(&self) -> usize {

@@ -3,6 +3,7 @@
 //! flows put and removed, and the CDR.
 
 mod harness;
+mod ivr;
 
 use harness::*;
 use std::time::Duration;
