@@ -10,6 +10,7 @@
 /// The namespace topology, shared with the benchmarks.
 pub use tollgate_bench::topology as netns;
 
+pub mod archived;
 pub mod browser;
 pub mod capture;
 pub mod cdrs;

@@ -1,0 +1,492 @@
+//! Outages under load (issue 18's must-show): one `tollgate run` node with
+//! every sink (PostgreSQL, MariaDB, SQLite, RabbitMQ, Redis, JSON lines)
+//! and the recording archive on S3 (SeaweedFS), NG calls with RTP both ways
+//! and every eighth call recorded, running throughout while each server is
+//! stopped for 60 s; and the CDR spool's own disk (a tmpfs) filled under
+//! calls. Nothing acknowledged may be lost or doubled, and the node answers
+//! all along.
+//!
+//! The servers are the test's own (the shared data scripts with their own
+//! data root and ports), so stopping them takes nothing from tests running
+//! beside. The five outages overlap, each starting 5 s after the one
+//! before (PostgreSQL, MariaDB, Redis, RabbitMQ, S3) and each lasting 60 s
+//! from the moment its server is down: 80 s for the five instead of 300 s
+//! one after another, and at the worst instant all five are down at once.
+//!
+//! Ports: NG 22590-22591, HTTP 9250-9251, relay 60100-60999;
+//! the servers below the ephemeral range, where no outgoing connection can
+//! hold them: 18330-18335 (RabbitMQ 18333-18335 with its dist port and
+//! epmd), S3 18320 and SeaweedFS's own 18460-18463 (and those + 10000).
+
+use std::collections::{BTreeSet, HashMap};
+use std::net::{SocketAddr, UdpSocket};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tollgate_archive::store::StoreConfig;
+use tollgate_ng::Value;
+use tollgate_tests::archived::{assert_rows_match_store, cli_json};
+use tollgate_tests::cdrs::{self, EventQueue, SinkUrls};
+use tollgate_tests::netns::unique;
+use tollgate_tests::peers::{self, Proc};
+use tollgate_tests::services::{Private, Service};
+use tollgate_tests::{wait_until, TempDir};
+
+/// How long each server stays down.
+const OUTAGE: Duration = Duration::from_secs(60);
+/// Between one server going down and the next.
+const STAGGER: Duration = Duration::from_secs(5);
+/// Calls up at once, and packets each way in each call (20 ms apart).
+const CONCURRENT: usize = 6;
+const PACKETS: u16 = 25;
+/// Every this many calls one is recorded.
+const RECORD_EVERY: usize = 8;
+
+/// What the callers saw, shared with the test.
+#[derive(Default)]
+struct Seen {
+    /// Calls whose delete was answered, in order; the recorded ones.
+    acked: Mutex<Vec<String>>,
+    recorded: Mutex<Vec<String>>,
+    /// NG requests of calls that failed, with the answer.
+    failures: Mutex<Vec<String>>,
+    sent: AtomicUsize,
+    received: AtomicUsize,
+}
+
+/// One call up: its parties' sockets and where each sends.
+struct Live {
+    id: String,
+    a: UdpSocket,
+    b: UdpSocket,
+    a_to: SocketAddr,
+    b_to: SocketAddr,
+    sent: u16,
+}
+
+/// The parties' ports: beside the relay's, never an ephemeral port the
+/// relay might want.
+const PARTY_PORTS: std::ops::Range<u16> = 60500..60900;
+
+/// A party's socket on the next free port of [`PARTY_PORTS`] after `*next`.
+fn party(next: &mut u16) -> UdpSocket {
+    for _ in PARTY_PORTS {
+        *next = if *next + 1 >= PARTY_PORTS.end { PARTY_PORTS.start } else { *next + 1 };
+        if let Ok(s) = UdpSocket::bind(("127.0.0.1", *next)) {
+            s.set_nonblocking(true).expect("non-blocking");
+            return s;
+        }
+    }
+    panic!("no free port in {PARTY_PORTS:?} for a party");
+}
+
+fn params(id: &str, extra: Vec<(&'static str, Value)>) -> Vec<(&'static str, Value)> {
+    let mut p = vec![("call-id", Value::str(id)), ("from-tag", Value::str("A"))];
+    p.extend(extra);
+    p
+}
+
+/// Packets waiting on `s`.
+fn drain(s: &UdpSocket) -> usize {
+    let mut buf = [0u8; 2048];
+    std::iter::from_fn(|| s.recv(&mut buf).ok()).count()
+}
+
+/// Calls `prefix-N`, [`CONCURRENT`] at a time, each [`PACKETS`] packets
+/// of RTP each way and then deleted, until `stop` (at most `limit`
+/// calls). A refused request is noted and the call dropped; calls go on.
+fn callers(ng: SocketAddr, prefix: &str, limit: usize, stop: &AtomicBool, seen: &Seen) {
+    let mut client = peers::ng_client(None, ng);
+    client.timeout = Duration::from_secs(10);
+    let mut ok = |cmd: &str, p: Vec<(&'static str, Value)>| match client.command(cmd, p) {
+        Ok(v) if v.get("result").and_then(Value::as_str) == Some("ok") => Some(v),
+        other => {
+            seen.failures
+                .lock()
+                .unwrap()
+                .push(format!("{cmd}: {other:?}"));
+            None
+        }
+    };
+    let mut live: Vec<Live> = Vec::new();
+    let (mut next, mut port) = (0, PARTY_PORTS.start);
+    while !stop.load(Ordering::Relaxed) || !live.is_empty() {
+        while live.len() < CONCURRENT && next < limit && !stop.load(Ordering::Relaxed) {
+            let id = format!("{prefix}-{next}");
+            let record = next % RECORD_EVERY == 0;
+            next += 1;
+            let (a, b) = (party(&mut port), party(&mut port));
+            let mut offer = vec![(
+                "sdp",
+                Value::str(&peers::pcmu_sdp(a.local_addr().unwrap())),
+            )];
+            if record {
+                offer.push(("record call", Value::str("yes")));
+            }
+            let Some(o) = ok("offer", params(&id, offer)) else {
+                continue;
+            };
+            let answer = vec![
+                ("sdp", Value::str(&peers::pcmu_sdp(b.local_addr().unwrap()))),
+                ("to-tag", Value::str("B")),
+            ];
+            let Some(r) = ok("answer", params(&id, answer)) else {
+                continue;
+            };
+            if record {
+                seen.recorded.lock().unwrap().push(id.clone());
+            }
+            let (b_to, a_to) = (peers::relay_media(&o), peers::relay_media(&r));
+            live.push(Live {
+                id,
+                a,
+                b,
+                a_to,
+                b_to,
+                sent: 0,
+            });
+        }
+        if live.is_empty() && next >= limit {
+            return;
+        }
+        for c in &mut live {
+            let (pa, pb) = (
+                tollgate_tests::rtp::packet(0xa, c.sent),
+                tollgate_tests::rtp::packet(0xb, c.sent),
+            );
+            let sent = c.a.send_to(&pa, c.a_to).is_ok() as usize + c.b.send_to(&pb, c.b_to).is_ok() as usize;
+            seen.sent.fetch_add(sent, Ordering::Relaxed);
+            c.sent += 1;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+        let (done, going): (Vec<Live>, Vec<Live>) =
+            live.drain(..).partition(|c| c.sent >= PACKETS);
+        live = going;
+        for c in done {
+            std::thread::sleep(Duration::from_millis(20));
+            let got = drain(&c.a) + drain(&c.b);
+            seen.received.fetch_add(got, Ordering::Relaxed);
+            if ok("delete", params(&c.id, vec![])).is_some() {
+                seen.acked.lock().unwrap().push(c.id);
+            }
+        }
+    }
+}
+
+/// NG `ping` to the node every 250 ms until `stop`: how many were sent,
+/// and the ones not answered `pong` within 2 s, described.
+fn pinger(ng: SocketAddr, stop: &AtomicBool) -> (usize, Vec<String>) {
+    let mut client = peers::ng_client(None, ng);
+    client.timeout = Duration::from_secs(2);
+    let (mut asked, mut missed) = (0, Vec::new());
+    while !stop.load(Ordering::Relaxed) && asked < 4 * 600 {
+        asked += 1;
+        match client.command("ping", vec![]) {
+            Ok(v) if v.get("result").and_then(Value::as_str) == Some("pong") => {}
+            other => missed.push(format!("NG ping {asked}: {other:?}")),
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    (asked, missed)
+}
+
+/// The value of the first `/metrics` sample named `name` with `label`
+/// among its labels ("" for none).
+fn metric(http: &str, name: &str, label: &str) -> Option<f64> {
+    let body = ureq::get(&format!("http://{http}/metrics"))
+        .timeout(Duration::from_secs(2))
+        .call()
+        .ok()?
+        .into_string()
+        .ok()?;
+    body.lines().find_map(|l| {
+        let (key, value) = l.rsplit_once(' ')?;
+        let (metric, labels) = key.split_once('{').unwrap_or((key, ""));
+        (metric == name && labels.contains(label)).then(|| value.parse().ok())?
+    })
+}
+
+/// The five servers, started side by side.
+struct Servers {
+    postgres: Private,
+    mariadb: Private,
+    redis: Private,
+    rabbitmq: Private,
+    s3: Private,
+}
+
+impl Servers {
+    fn start(root: &Path) -> Servers {
+        std::thread::scope(|s| {
+            let db = |svc, port| s.spawn(move || Private::start(svc, root, port));
+            let (pg, my, redis, amqp) = (
+                db(Service::Postgres, 18330),
+                db(Service::Mariadb, 18331),
+                db(Service::Redis, 18332),
+                db(Service::Rabbitmq, 18333),
+            );
+            let s3 = s.spawn(move || Private::s3(root, 18320, 18460));
+            let up = |h: std::thread::ScopedJoinHandle<'_, Private>| h.join().expect("a server starts");
+            Servers {
+                postgres: up(pg),
+                mariadb: up(my),
+                redis: up(redis),
+                rabbitmq: up(amqp),
+                s3: up(s3),
+            }
+        })
+    }
+
+    /// In the order they go down.
+    fn each(&self) -> [(&'static str, &Private); 5] {
+        [
+            ("postgres", &self.postgres),
+            ("mysql", &self.mariadb),
+            ("redis", &self.redis),
+            ("amqp", &self.rabbitmq),
+            ("s3", &self.s3),
+        ]
+    }
+
+    fn sinks(&self) -> SinkUrls {
+        SinkUrls {
+            postgres: self.postgres.url().into(),
+            mysql: self.mariadb.url().into(),
+            amqp: self.rabbitmq.url().into(),
+            redis: self.redis.url().into(),
+        }
+    }
+
+    fn store(&self) -> StoreConfig {
+        StoreConfig::S3 {
+            bucket: "recordings".into(),
+            endpoint: Some(self.s3.url().into()),
+            region: "us-east-1".into(),
+            access_key_id: Some("voipaccess".into()),
+            secret_access_key: Some("voipsecret".into()),
+            virtual_hosted: false,
+        }
+    }
+}
+
+/// `[archive]` into the S3 server, rows in PostgreSQL, quick retries.
+fn archive_toml(dir: &Path, s3: &str) -> String {
+    format!(
+        "[archive]\nspool = \"{0}/recordings\"\ncdr_sink = \"postgres\"\nretry_min_ms = 200\n\
+         retry_max_ms = 2000\npoll_ms = 200\n[archive.store]\nkind = \"s3\"\nbucket = \"recordings\"\n\
+         endpoint = \"{s3}\"\naccess_key_id = \"voipaccess\"\nsecret_access_key = \"voipsecret\"\n\
+         [archive.encryption]\ngenerated_key_file = \"{0}/archive-key.hex\"\n",
+        dir.display()
+    )
+}
+
+/// What the outages' schedule saw: how long each server was down, and
+/// whether /metrics showed each one's lag while it was.
+struct Outages {
+    down_for: Vec<(&'static str, Duration)>,
+    lag_seen: Vec<&'static str>,
+    /// Calls acknowledged when Redis went down (Redis keeps no data across
+    /// its restart: the calls before are gone from it).
+    acked_at_redis_stop: usize,
+}
+
+/// Whether /metrics shows `name` (a sink, or `s3`) behind: a sink lagging
+/// and failing, the archive's queue holding recordings.
+fn lagging(http: &str, name: &str) -> bool {
+    if name == "s3" {
+        return metric(http, "tollgate_archive_queue_depth", "").is_some_and(|d| d >= 5.0);
+    }
+    let sink = format!("sink=\"{name}\"");
+    metric(http, "tollgate_cdr_sink_lag", &sink).is_some_and(|l| l > 0.0)
+        && metric(http, "tollgate_cdr_sink_failing", &sink) == Some(1.0)
+}
+
+/// Stops each server [`STAGGER`] after the one before and starts it again
+/// [`OUTAGE`] after it was down, each on a thread of its own (a broker's
+/// stop or boot takes seconds), watching /metrics meanwhile.
+fn outages(servers: &Servers, http: &str, seen: &Seen) -> Outages {
+    let each = servers.each();
+    let down: Vec<AtomicBool> = each.iter().map(|_| AtomicBool::new(false)).collect();
+    let redis_mark = AtomicUsize::new(0);
+    let t0 = Instant::now();
+    let say = |what: &str| eprintln!("{:>5.1} s: {what}", t0.elapsed().as_secs_f64());
+    std::thread::scope(|s| {
+        let threads: Vec<_> = each
+            .iter()
+            .enumerate()
+            .map(|(i, (name, server))| {
+                let (down, redis_mark, say) = (&down, &redis_mark, &say);
+                s.spawn(move || {
+                    std::thread::sleep(STAGGER * i as u32);
+                    if *name == "redis" {
+                        redis_mark.store(seen.acked.lock().unwrap().len(), Ordering::Relaxed);
+                    }
+                    server.stop();
+                    let at = Instant::now();
+                    down[i].store(true, Ordering::Relaxed);
+                    say(&format!("{name} down"));
+                    std::thread::sleep(OUTAGE);
+                    down[i].store(false, Ordering::Relaxed);
+                    let took = at.elapsed();
+                    server.resume();
+                    say(&format!("{name} back"));
+                    (*name, took)
+                })
+            })
+            .collect();
+        let mut lag_seen = Vec::new();
+        while threads.iter().any(|t| !t.is_finished()) {
+            for (i, (name, _)) in each.iter().enumerate() {
+                if down[i].load(Ordering::Relaxed) && !lag_seen.contains(name) && lagging(http, name) {
+                    say(&format!("/metrics shows {name} behind"));
+                    lag_seen.push(*name);
+                }
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        Outages {
+            down_for: threads.into_iter().map(|t| t.join().expect("an outage")).collect(),
+            lag_seen,
+            acked_at_redis_stop: redis_mark.load(Ordering::Relaxed),
+        }
+    })
+}
+
+/// Every recorded call archived once: one row each, three objects per row
+/// in the store, each row's SHA-256 the stored object's.
+fn archived_once(dir: &Path, recorded: &BTreeSet<String>, store: &StoreConfig, tg: &Proc) {
+    let mut rows = Vec::new();
+    let done = wait_until(Duration::from_secs(120), || {
+        let st = cli_json(dir, &["status", "--json"]);
+        rows = cli_json(dir, &["list", "--json"])
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        st["depth"] == 0 && rows.len() >= recorded.len()
+    });
+    assert!(
+        done,
+        "{} of {} recordings archived within 120 s\n{}",
+        rows.len(),
+        recorded.len(),
+        tg.log_text()
+    );
+    let mut per_call: HashMap<String, usize> = HashMap::new();
+    for r in &rows {
+        *per_call
+            .entry(r["call_id"].as_str().unwrap_or_default().to_string())
+            .or_default() += 1;
+    }
+    for id in recorded {
+        assert_eq!(per_call.get(id), Some(&1), "recording of {id}: rows");
+    }
+    assert_eq!(rows.len(), recorded.len(), "no recording twice or unknown");
+    assert_rows_match_store(&rows, store);
+}
+
+#[test]
+fn each_server_down_60_s_under_calls_loses_no_cdr_and_no_recording() {
+    tollgate_tests::require_root();
+    let dir = TempDir::new("outages");
+    let servers = Servers::start(&dir.0.join("servers"));
+    let (ng, http) = ("127.0.0.1:22590", "127.0.0.1:9250");
+    let sections = format!(
+        "{}{}[http]\nlisten = \"{http}\"\n",
+        cdrs::sinks_toml(&dir.0, &servers.sinks()),
+        archive_toml(&dir.0, servers.s3.url())
+    );
+    let cfg = cdrs::parse(&sections);
+    let prefix = unique("out");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let events = rt.block_on(EventQueue::bind(servers.rabbitmq.url(), &prefix));
+    let (mut tg, _) = peers::tollgate_loopback(
+        &dir.0,
+        ng,
+        (60100, 60499),
+        &["--delete-delay", "0"],
+        &sections,
+    );
+    let ng: SocketAddr = ng.parse().unwrap();
+
+    let seen = Arc::new(Seen::default());
+    let stop = Arc::new(AtomicBool::new(false));
+    let (calls, pings) = {
+        let (s, st, p) = (seen.clone(), stop.clone(), prefix.clone());
+        let calls = std::thread::spawn(move || callers(ng, &p, 100_000, &st, &s));
+        let st = stop.clone();
+        let pings = std::thread::spawn(move || pinger(ng, &st));
+        (calls, pings)
+    };
+    let warm = wait_until(Duration::from_secs(60), || {
+        seen.acked.lock().unwrap().len() >= 40
+    });
+    assert!(warm, "calls are not being set up: {:?}\n{}", seen.failures.lock().unwrap(), tg.log_text());
+
+    // The test's queue keeps what the broker confirmed across its restart.
+    drop(events);
+    let out = outages(&servers, http, &seen);
+    // A little traffic after the last server is back, then the calls end.
+    std::thread::sleep(Duration::from_secs(3));
+    stop.store(true, Ordering::Relaxed);
+    calls.join().unwrap();
+    let (asked, missed) = pings.join().unwrap();
+
+    assert!(
+        tg.child.try_wait().expect("the node's status").is_none(),
+        "the node stayed up\n{}",
+        tg.log_text()
+    );
+    let failures = seen.failures.lock().unwrap().clone();
+    assert!(failures.is_empty(), "NG requests of calls refused: {failures:#?}");
+    assert!(missed.is_empty(), "{} of {asked} pings not answered: {missed:#?}", missed.len());
+    for (name, took) in &out.down_for {
+        assert!(*took >= OUTAGE, "{name} was down {took:?}");
+    }
+    for (name, _) in servers.each() {
+        assert!(out.lag_seen.contains(&name), "/metrics never showed {name}'s lag");
+    }
+    let (sent, received) = (
+        seen.sent.load(Ordering::Relaxed),
+        seen.received.load(Ordering::Relaxed),
+    );
+    assert!(
+        received * 100 >= sent * 99,
+        "RTP relayed throughout: {received} of {sent} packets"
+    );
+
+    let acked_in_order = seen.acked.lock().unwrap().clone();
+    let acked: BTreeSet<String> = acked_in_order.iter().cloned().collect();
+    let recorded: BTreeSet<String> = seen
+        .recorded
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|id| acked.contains(*id))
+        .cloned()
+        .collect();
+    eprintln!(
+        "{} calls, {} recorded, {received} RTP packets relayed, {asked} pings",
+        acked.len(),
+        recorded.len()
+    );
+    let spool = cfg.spool();
+    let names = cfg.sink_names();
+    cdrs::wait_drained(
+        || tollgate_cdr::spool::inspect(&spool, &names).expect("read the spool"),
+        Duration::from_secs(120),
+    );
+    rt.block_on(async {
+        let mut events = EventQueue::bind(servers.rabbitmq.url(), &prefix).await;
+        cdrs::check_sinks(
+            &dir.0,
+            &cfg,
+            &prefix,
+            &acked,
+            &acked_in_order[out.acked_at_redis_stop..],
+            &mut events,
+        )
+        .await;
+    });
+    archived_once(&dir.0, &recorded, &servers.store(), &tg);
+}
