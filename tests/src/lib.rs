@@ -51,6 +51,30 @@ impl Drop for TempDir {
     }
 }
 
+/// A small tmpfs mounted at a directory (made if missing), for a disk
+/// that fills; unmounted on drop.
+pub struct Tmpfs(pub PathBuf);
+
+impl Tmpfs {
+    /// Mounts a tmpfs of `size` (`mount -o size=`: "400k", "4m") at `at`.
+    pub fn mount(at: &std::path::Path, size: &str) -> Tmpfs {
+        std::fs::create_dir_all(at).expect("a mount point");
+        let st = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(at)
+            .status()
+            .expect("run mount");
+        assert!(st.success(), "mount a tmpfs at {} (as root)", at.display());
+        Tmpfs(at.to_path_buf())
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
 /// Polls `cond` every 50 ms until it holds or `within` has passed; returns
 /// whether it held. The caller asserts, with what it knows of the failure.
 pub fn wait_until(within: std::time::Duration, mut cond: impl FnMut() -> bool) -> bool {

@@ -490,3 +490,134 @@ fn each_server_down_60_s_under_calls_loses_no_cdr_and_no_recording() {
     });
     archived_once(&dir.0, &recorded, &servers.store(), &tg);
 }
+
+/// Fills the file system holding `path` with one file there.
+fn fill(path: &Path) {
+    use std::io::Write;
+    let mut f = std::fs::File::create(path).expect("the filler");
+    let chunk = vec![0u8; 64 << 10];
+    for _ in 0..1 << 14 {
+        if let Err(e) = f.write_all(&chunk).and_then(|()| f.sync_data()) {
+            assert_eq!(e.raw_os_error(), Some(libc::ENOSPC), "filling {}: {e}", path.display());
+            return;
+        }
+    }
+    panic!("{} never filled", path.display());
+}
+
+/// Offer, answer and (unless `keep`) delete of call `id`, with no media;
+/// the first refusal's message.
+fn ng_call(client: &mut tollgate_ng::client::NgClient, id: &str, keep: bool) -> Result<(), String> {
+    let sdp = |port| Value::str(&peers::pcmu_sdp(SocketAddr::from(([127, 0, 0, 1], port))));
+    let steps = [
+        ("offer", vec![("sdp", sdp(7000))]),
+        ("answer", vec![("sdp", sdp(7002)), ("to-tag", Value::str("B"))]),
+        ("delete", vec![]),
+    ];
+    for (cmd, extra) in steps.into_iter().take(if keep { 2 } else { 3 }) {
+        match client.command(cmd, params(id, extra)) {
+            Ok(v) if v.get("result").and_then(Value::as_str) == Some("ok") => {}
+            Ok(v) => return Err(format!("{cmd}: {}", v.get("error-reason").and_then(Value::as_str).unwrap_or("?"))),
+            Err(e) => return Err(format!("{cmd}: {e:?}")),
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn the_spools_disk_filled_under_calls_holds_cdrs_refuses_new_calls_then_writes_them_all() {
+    tollgate_tests::require_root();
+    let dir = TempDir::new("spoolfull");
+    let disk = tollgate_tests::Tmpfs::mount(&dir.0.join("disk"), "4m");
+    let spool = disk.0.join("spool");
+    let (ng, http) = ("127.0.0.1:22591", "127.0.0.1:9251");
+    let sections = format!(
+        "[cdr]\nspool_dir = \"{}\"\nhold_mb = 1\nsinks = [\n  {{ kind = \"sqlite\", url = \"sqlite://{1}/cdr.sqlite\" }},\n  \
+         {{ kind = \"jsonl\", path = \"{1}/cdr.jsonl\" }},\n]\n[http]\nlisten = \"{http}\"\n",
+        spool.display(),
+        dir.0.display()
+    );
+    let cfg = cdrs::parse(&sections);
+    let (tg, _) = peers::tollgate_loopback(&dir.0, ng, (60900, 60999), &["--delete-delay", "0"], &sections);
+    let mut client = peers::ng_client(None, ng.parse().unwrap());
+    client.timeout = Duration::from_secs(10);
+    let prefix = unique("full");
+    let mut acked = Vec::new();
+    let call = |client: &mut _, acked: &mut Vec<String>| {
+        let id = format!("{prefix}-{}", acked.len());
+        ng_call(client, &id, false).map(|()| acked.push(id))
+    };
+    for _ in 0..30 {
+        call(&mut client, &mut acked).expect("a call before the disk fills");
+    }
+    // A call up while the disk fills, ended once the node refuses new ones.
+    let early = format!("{prefix}-early");
+    ng_call(&mut client, &early, true).expect("the early call up");
+
+    fill(&disk.0.join("filler"));
+    let filled_at = acked.len();
+    let refused = loop {
+        if let Err(e) = call(&mut client, &mut acked) {
+            break e;
+        }
+        assert!(acked.len() < filled_at + 5000, "new calls never refused");
+    };
+    assert!(
+        refused.starts_with("offer:") && refused.contains("the CDR spool cannot write"),
+        "{refused}"
+    );
+    let held_calls = acked.len() - filled_at;
+    assert!(held_calls > 20, "calls went on while the disk was full: {held_calls}");
+    let ping = client.command("ping", vec![]).expect("NG answers");
+    assert_eq!(ping.get("result").and_then(Value::as_str), Some("pong"));
+    assert!(metric(http, "tollgate_cdr_spool_held_records", "").is_some_and(|n| n > 0.0));
+    assert_eq!(metric(http, "tollgate_cdr_spool_refusing_calls", ""), Some(1.0));
+    // The call already up is released normally, its CDR held too.
+    let params_early = params(&early, vec![]);
+    let deleted = client.command("delete", params_early).expect("delete the early call");
+    assert_eq!(deleted.get("result").and_then(Value::as_str), Some("ok"));
+    acked.push(early);
+
+    let log = tg.log_text();
+    let errors: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("ERROR") && l.contains("held in memory until the spool can write"))
+        .collect();
+    assert_eq!(errors.len(), 1, "one error for the full disk:\n{log}");
+    assert!(
+        errors[0].contains(&spool.display().to_string()) && errors[0].contains("No space left on device"),
+        "the error names the spool and the cause: {}",
+        errors[0]
+    );
+    assert!(!log.contains("CDR not spooled"), "no CDR dropped:\n{log}");
+
+    // Space returns: the held records are written and calls come in again.
+    std::fs::remove_file(disk.0.join("filler")).expect("free the disk");
+    let written = wait_until(Duration::from_secs(10), || {
+        metric(http, "tollgate_cdr_spool_held_records", "") == Some(0.0)
+            && metric(http, "tollgate_cdr_spool_refusing_calls", "") == Some(0.0)
+    });
+    assert!(written, "held records written once freed\n{}", tg.log_text());
+    call(&mut client, &mut acked).expect("new calls once the disk has room");
+    let (spool_cfg, names) = (cfg.spool(), cfg.sink_names());
+    cdrs::wait_drained(
+        || tollgate_cdr::spool::inspect(&spool_cfg, &names).expect("read the spool"),
+        Duration::from_secs(60),
+    );
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let counts = rt.block_on(cdrs::sql_counts(&format!("sqlite://{}/cdr.sqlite", dir.0.display()), &prefix));
+    let mut lines: HashMap<String, usize> = HashMap::new();
+    for l in cdrs::jsonl(&dir.0.join("cdr.jsonl")) {
+        if let Some(id) = l["call_id"].as_str().filter(|c| c.starts_with(&prefix)) {
+            *lines.entry(id.to_string()).or_default() += 1;
+        }
+    }
+    for id in &acked {
+        assert_eq!(counts.get(id), Some(&(1, 2)), "sqlite: call {id} (call rows, leg rows)");
+        assert_eq!(lines.get(id), Some(&1), "JSON lines: call {id}");
+    }
+    assert_eq!(counts.len(), acked.len(), "sqlite: no call unknown");
+    assert_eq!(lines.len(), acked.len(), "JSON lines: no call unknown");
+    eprintln!("{} calls, {held_calls} of them while the disk was full", acked.len());
+}
