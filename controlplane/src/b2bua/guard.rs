@@ -425,6 +425,19 @@ mod tests {
     }
 
     #[test]
+    fn a_spool_holding_cdrs_closes_new_calls_until_it_writes_again() {
+        let mut g = guard(1000);
+        g.set_spool_holding(true);
+        assert_eq!(g.closed(), Some(Closed::SpoolHolding));
+        g.set_draining(true);
+        assert_eq!(g.closed(), Some(Closed::Draining), "draining says it first");
+        g.set_draining(false);
+        g.set_spool_holding(false);
+        assert_eq!(g.closed(), None);
+        assert_eq!(g.counters.spool_refused, 1);
+    }
+
+    #[test]
     fn the_source_table_is_bounded_and_forgets_quiet_sources() {
         let mut g = Guard::new(
             FloodConfig {
