@@ -63,7 +63,9 @@ pub const MEDIA: &str = "media/";
 /// the CDRs of the same step are durable: a call's entry goes only after
 /// its CDR is on disk, so a crash in between cannot leave a call whose CDR
 /// is lost and whose state is forgotten. (It can, in that instant, leave a
-/// call restored whose CDR is out: a BYE repeated to it writes it again.)
+/// call journaled whose CDR is out: [`restore_media`] does not restore the
+/// calls whose CDRs are in the spool's newest segments, so a BYE repeated
+/// to it gets 481 rather than writing a second CDR.)
 /// Each flushed batch is also handed to the tee, when one is set (the
 /// failover writer's copy for Redis: `failover`). The bool: the last write
 /// failed (its error is logged once per run of failures, not per call
@@ -272,15 +274,24 @@ impl Journal {
 /// Takes the journaled calls back at start: the media sessions into
 /// `sessions` (their flows installed through `plane`, a no-op where the data
 /// plane kept them), and returns the B2BUA's calls for the SIP adapter.
-/// What cannot be restored is logged and forgotten.
+/// What cannot be restored is logged and forgotten, and so are calls in
+/// `ended` (their CDR is already spooled: the process died before the
+/// journal heard of their end).
 pub fn restore_media(
     journal: &Shared,
     entries: BTreeMap<String, Value>,
+    ended: &std::collections::BTreeSet<String>,
     sessions: &mut crate::media::Sessions,
     plane: &mut dyn crate::media::MediaPlane,
 ) -> Vec<crate::b2bua::journal::CallSnapshot> {
     let (mut flows, mut calls, mut forget) = (Vec::new(), Vec::new(), Vec::new());
     for (key, value) in entries {
+        let id = key.strip_prefix(MEDIA).or_else(|| key.strip_prefix(SIP));
+        if id.is_some_and(|id| ended.contains(id)) {
+            tracing::info!(key, "journaled call not restored: its CDR is already spooled");
+            forget.push((key, None::<Value>));
+            continue;
+        }
         let restored = if let Some(id) = key.strip_prefix(MEDIA) {
             sessions.restore(id, value).map(|f| {
                 flows.extend(f);

@@ -13,7 +13,10 @@
 //! from the moment its server is down: 80 s for the five instead of 300 s
 //! one after another, and at the worst instant all five are down at once.
 //!
-//! Ports: NG 22590-22591, HTTP 9250-9251, relay 60100-60999;
+//! And the restart edge this leaves: a node killed between spooling a
+//! call's CDR and journaling its end does not restore the call.
+//!
+//! Ports: NG 22590-22592, HTTP 9250-9251, relay 60100-60999;
 //! the servers below the ephemeral range, where no outgoing connection can
 //! hold them: 18330-18335 (RabbitMQ 18333-18335 with its dist port and
 //! epmd), S3 18320 and SeaweedFS's own 18460-18463 (and those + 10000).
@@ -538,7 +541,7 @@ fn the_spools_disk_filled_under_calls_holds_cdrs_refuses_new_calls_then_writes_t
         dir.0.display()
     );
     let cfg = cdrs::parse(&sections);
-    let (tg, _) = peers::tollgate_loopback(&dir.0, ng, (60900, 60999), &["--delete-delay", "0"], &sections);
+    let (tg, _) = peers::tollgate_loopback(&dir.0, ng, (60900, 60949), &["--delete-delay", "0"], &sections);
     let mut client = peers::ng_client(None, ng.parse().unwrap());
     client.timeout = Duration::from_secs(10);
     let prefix = unique("full");
@@ -620,4 +623,70 @@ fn the_spools_disk_filled_under_calls_holds_cdrs_refuses_new_calls_then_writes_t
     assert_eq!(counts.len(), acked.len(), "sqlite: no call unknown");
     assert_eq!(lines.len(), acked.len(), "JSON lines: no call unknown");
     eprintln!("{} calls, {held_calls} of them while the disk was full", acked.len());
+}
+
+/// The restart edge: the node SIGKILLed after a call's CDR was spooled but
+/// before the call-state journal heard of its end (a window one sync
+/// long, made here by spooling the CDR with the node down). The restarted
+/// node must not restore that call (a repeated delete would write its CDR
+/// again) and must restore the call still up.
+#[test]
+fn a_call_whose_cdr_was_spooled_when_the_node_died_is_not_restored() {
+    tollgate_tests::require_root();
+    let dir = TempDir::new("cdr-edge");
+    let ng = "127.0.0.1:22592";
+    let sections = format!(
+        "[cdr]\nspool_dir = \"{0}/spool\"\nsinks = [{{ kind = \"jsonl\", path = \"{0}/cdr.jsonl\" }}]\n",
+        dir.0.display()
+    );
+    let cfg = cdrs::parse(&sections);
+    let start = || peers::tollgate_loopback(&dir.0, ng, (60950, 60999), &["--delete-delay", "0"], &sections).0;
+    let mut tg = start();
+    let mut client = peers::ng_client(None, ng.parse().unwrap());
+    let prefix = unique("edge");
+    let (up, ended) = (format!("{prefix}-up"), format!("{prefix}-ended"));
+    for id in [&up, &ended] {
+        ng_call(&mut client, id, true).expect("a call up");
+    }
+    peers::kill(&mut tg);
+    drop(tg);
+    {
+        let (spool, _) = tollgate_cdr::spool::Spool::open(cfg.spool(), &cfg.sink_names())
+            .expect("the dead node's spool");
+        let cdr = cdrs::full_cdr(&ended, tollgate_cdr::model::now_ms());
+        spool
+            .append(&tollgate_cdr::model::Record::Ended(Box::new(cdr)))
+            .wait()
+            .expect("the CDR spooled");
+    }
+
+    let tg = start();
+    // What NG answers `cmd` for call `id`: "ok" and any warning, or the
+    // refusal.
+    let ask = |client: &mut tollgate_ng::client::NgClient, cmd: &str, id: &str| {
+        match client.command(cmd, params(id, vec![])) {
+            Ok(r) => match r.get("warning").and_then(Value::as_str) {
+                Some(w) => format!("ok, warning: {w}"),
+                None => r.get("result").and_then(Value::as_str).unwrap_or("?").to_string(),
+            },
+            Err(e) => format!("{e:?}"),
+        }
+    };
+    let log = || tg.log_text();
+    assert_eq!(ask(&mut client, "query", &up), "ok", "{}", log());
+    assert!(ask(&mut client, "query", &ended).contains("Unknown call-id"), "{}", log());
+    assert!(log().contains("journaled call not restored: its CDR is already spooled"));
+    // A delete repeated to it (rtpengine's answer to an unknown call).
+    assert!(ask(&mut client, "delete", &ended).contains("Call-ID not found"), "{}", log());
+    assert_eq!(ask(&mut client, "delete", &up), "ok", "{}", log());
+    let (spool, names) = (cfg.spool(), cfg.sink_names());
+    cdrs::wait_drained(
+        || tollgate_cdr::spool::inspect(&spool, &names).expect("read the spool"),
+        Duration::from_secs(30),
+    );
+    let mut lines: HashMap<String, usize> = HashMap::new();
+    for l in cdrs::jsonl(&dir.0.join("cdr.jsonl")) {
+        *lines.entry(l["call_id"].as_str().unwrap_or_default().to_string()).or_default() += 1;
+    }
+    assert_eq!((lines.get(&up), lines.get(&ended)), (Some(&1), Some(&1)), "one CDR each: {lines:?}");
 }

@@ -17,6 +17,7 @@
 pub mod cursor;
 mod hold;
 mod queue;
+pub mod recent;
 pub mod segment;
 pub mod storage;
 mod writer;
