@@ -364,6 +364,51 @@ fn outages(servers: &Servers, http: &str, seen: &Seen) -> Outages {
     })
 }
 
+/// The node stayed up and answered all along: every call's requests, every
+/// ping, the RTP relayed; each server was down its full time and /metrics
+/// showed it.
+fn up_throughout(
+    tg: &mut Proc,
+    seen: &Seen,
+    (asked, missed): (usize, Vec<String>),
+    out: &Outages,
+    servers: &Servers,
+) {
+    assert!(
+        tg.child.try_wait().expect("the node's status").is_none(),
+        "the node stayed up\n{}",
+        tg.log_text()
+    );
+    let failures = seen.failures.lock().unwrap().clone();
+    assert!(
+        failures.is_empty(),
+        "NG requests of calls refused: {failures:#?}"
+    );
+    assert!(
+        missed.is_empty(),
+        "{} of {asked} pings not answered: {missed:#?}",
+        missed.len()
+    );
+    for (name, took) in &out.down_for {
+        assert!(*took >= OUTAGE, "{name} was down {took:?}");
+    }
+    for (name, _) in servers.each() {
+        assert!(
+            out.lag_seen.contains(&name),
+            "/metrics never showed {name}'s lag"
+        );
+    }
+    let (sent, received) = (
+        seen.sent.load(Ordering::Relaxed),
+        seen.received.load(Ordering::Relaxed),
+    );
+    assert!(
+        received * 100 >= sent * 99,
+        "RTP relayed throughout: {received} of {sent} packets"
+    );
+    eprintln!("{received} RTP packets relayed, {asked} pings answered");
+}
+
 /// Every recorded call archived once: one row each, three objects per row
 /// in the store, each row's SHA-256 the stored object's.
 fn archived_once(dir: &Path, recorded: &BTreeSet<String>, store: &StoreConfig, tg: &Proc) {
@@ -446,40 +491,8 @@ fn each_server_down_60_s_under_calls_loses_no_cdr_and_no_recording() {
     std::thread::sleep(Duration::from_secs(3));
     stop.store(true, Ordering::Relaxed);
     calls.join().unwrap();
-    let (asked, missed) = pings.join().unwrap();
-
-    assert!(
-        tg.child.try_wait().expect("the node's status").is_none(),
-        "the node stayed up\n{}",
-        tg.log_text()
-    );
-    let failures = seen.failures.lock().unwrap().clone();
-    assert!(
-        failures.is_empty(),
-        "NG requests of calls refused: {failures:#?}"
-    );
-    assert!(
-        missed.is_empty(),
-        "{} of {asked} pings not answered: {missed:#?}",
-        missed.len()
-    );
-    for (name, took) in &out.down_for {
-        assert!(*took >= OUTAGE, "{name} was down {took:?}");
-    }
-    for (name, _) in servers.each() {
-        assert!(
-            out.lag_seen.contains(&name),
-            "/metrics never showed {name}'s lag"
-        );
-    }
-    let (sent, received) = (
-        seen.sent.load(Ordering::Relaxed),
-        seen.received.load(Ordering::Relaxed),
-    );
-    assert!(
-        received * 100 >= sent * 99,
-        "RTP relayed throughout: {received} of {sent} packets"
-    );
+    let pings = pings.join().unwrap();
+    up_throughout(&mut tg, &seen, pings, &out, &servers);
 
     let acked_in_order = seen.acked.lock().unwrap().clone();
     let acked: BTreeSet<String> = acked_in_order.iter().cloned().collect();
@@ -491,17 +504,8 @@ fn each_server_down_60_s_under_calls_loses_no_cdr_and_no_recording() {
         .filter(|id| acked.contains(*id))
         .cloned()
         .collect();
-    eprintln!(
-        "{} calls, {} recorded, {received} RTP packets relayed, {asked} pings",
-        acked.len(),
-        recorded.len()
-    );
-    let spool = cfg.spool();
-    let names = cfg.sink_names();
-    cdrs::wait_drained(
-        || tollgate_cdr::spool::inspect(&spool, &names).expect("read the spool"),
-        Duration::from_secs(120),
-    );
+    eprintln!("{} calls, {} recorded", acked.len(), recorded.len());
+    drained(&cfg, Duration::from_secs(120));
     rt.block_on(async {
         let mut events = EventQueue::bind(servers.rabbitmq.url(), &prefix).await;
         cdrs::check_sinks(
@@ -534,6 +538,74 @@ fn fill(path: &Path) {
         }
     }
     panic!("{} never filled", path.display());
+}
+
+/// Each of `acked` (and no other call starting `prefix`) exactly once in
+/// `dir`'s SQLite and JSON-lines sinks.
+fn once_in_sqlite_and_jsonl(dir: &Path, prefix: &str, acked: &[String]) {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let counts = rt.block_on(cdrs::sql_counts(
+        &format!("sqlite://{}/cdr.sqlite", dir.display()),
+        prefix,
+    ));
+    let lines = jsonl_per_call(dir, prefix);
+    for id in acked {
+        assert_eq!(
+            counts.get(id),
+            Some(&(1, 2)),
+            "sqlite: call {id} (call rows, leg rows)"
+        );
+        assert_eq!(lines.get(id), Some(&1), "JSON lines: call {id}");
+    }
+    assert_eq!(counts.len(), acked.len(), "sqlite: no call unknown");
+    assert_eq!(lines.len(), acked.len(), "JSON lines: no call unknown");
+}
+
+/// Makes calls until one is refused (at most 5,000): the refusal.
+fn until_refused(mut call: impl FnMut() -> Result<(), String>) -> String {
+    for _ in 0..5000 {
+        if let Err(e) = call() {
+            return e;
+        }
+    }
+    panic!("new calls never refused")
+}
+
+/// The log of a node whose spool's disk filled: one error for it, naming
+/// the spool and ENOSPC, and no CDR dropped.
+fn one_error_for_the_full_disk(log: &str, spool: &Path) {
+    let errors: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("ERROR") && l.contains("held in memory until the spool can write"))
+        .collect();
+    assert_eq!(errors.len(), 1, "one error for the full disk:\n{log}");
+    assert!(
+        errors[0].contains(&spool.display().to_string())
+            && errors[0].contains("No space left on device"),
+        "the error names the spool and the cause: {}",
+        errors[0]
+    );
+    assert!(!log.contains("CDR not spooled"), "no CDR dropped:\n{log}");
+}
+
+/// Waits until every sink of `cfg` has every record.
+fn drained(cfg: &tollgate_cdr::config::CdrConfig, within: Duration) {
+    let (spool, names) = (cfg.spool(), cfg.sink_names());
+    cdrs::wait_drained(
+        || tollgate_cdr::spool::inspect(&spool, &names).expect("read the spool"),
+        within,
+    );
+}
+
+/// How many lines of `dir/cdr.jsonl` each call starting `prefix` has.
+fn jsonl_per_call(dir: &Path, prefix: &str) -> HashMap<String, usize> {
+    let mut lines: HashMap<String, usize> = HashMap::new();
+    for l in cdrs::jsonl(&dir.join("cdr.jsonl")) {
+        if let Some(id) = l["call_id"].as_str().filter(|c| c.starts_with(prefix)) {
+            *lines.entry(id.to_string()).or_default() += 1;
+        }
+    }
+    lines
 }
 
 /// Offer, answer and (unless `keep`) delete of call `id`, with no media;
@@ -601,12 +673,7 @@ fn the_spools_disk_filled_under_calls_holds_cdrs_refuses_new_calls_then_writes_t
 
     fill(&disk.0.join("filler"));
     let filled_at = acked.len();
-    let refused = loop {
-        if let Err(e) = call(&mut client, &mut acked) {
-            break e;
-        }
-        assert!(acked.len() < filled_at + 5000, "new calls never refused");
-    };
+    let refused = until_refused(|| call(&mut client, &mut acked));
     assert!(
         refused.starts_with("offer:") && refused.contains("the CDR spool cannot write"),
         "{refused}"
@@ -631,19 +698,7 @@ fn the_spools_disk_filled_under_calls_holds_cdrs_refuses_new_calls_then_writes_t
     assert_eq!(deleted.get("result").and_then(Value::as_str), Some("ok"));
     acked.push(early);
 
-    let log = tg.log_text();
-    let errors: Vec<&str> = log
-        .lines()
-        .filter(|l| l.contains("ERROR") && l.contains("held in memory until the spool can write"))
-        .collect();
-    assert_eq!(errors.len(), 1, "one error for the full disk:\n{log}");
-    assert!(
-        errors[0].contains(&spool.display().to_string())
-            && errors[0].contains("No space left on device"),
-        "the error names the spool and the cause: {}",
-        errors[0]
-    );
-    assert!(!log.contains("CDR not spooled"), "no CDR dropped:\n{log}");
+    one_error_for_the_full_disk(&tg.log_text(), &spool);
 
     // Space returns: the held records are written and calls come in again.
     std::fs::remove_file(disk.0.join("filler")).expect("free the disk");
@@ -657,33 +712,8 @@ fn the_spools_disk_filled_under_calls_holds_cdrs_refuses_new_calls_then_writes_t
         tg.log_text()
     );
     call(&mut client, &mut acked).expect("new calls once the disk has room");
-    let (spool_cfg, names) = (cfg.spool(), cfg.sink_names());
-    cdrs::wait_drained(
-        || tollgate_cdr::spool::inspect(&spool_cfg, &names).expect("read the spool"),
-        Duration::from_secs(60),
-    );
-
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let counts = rt.block_on(cdrs::sql_counts(
-        &format!("sqlite://{}/cdr.sqlite", dir.0.display()),
-        &prefix,
-    ));
-    let mut lines: HashMap<String, usize> = HashMap::new();
-    for l in cdrs::jsonl(&dir.0.join("cdr.jsonl")) {
-        if let Some(id) = l["call_id"].as_str().filter(|c| c.starts_with(&prefix)) {
-            *lines.entry(id.to_string()).or_default() += 1;
-        }
-    }
-    for id in &acked {
-        assert_eq!(
-            counts.get(id),
-            Some(&(1, 2)),
-            "sqlite: call {id} (call rows, leg rows)"
-        );
-        assert_eq!(lines.get(id), Some(&1), "JSON lines: call {id}");
-    }
-    assert_eq!(counts.len(), acked.len(), "sqlite: no call unknown");
-    assert_eq!(lines.len(), acked.len(), "JSON lines: no call unknown");
+    drained(&cfg, Duration::from_secs(60));
+    once_in_sqlite_and_jsonl(&dir.0, &prefix, &acked);
     eprintln!(
         "{} calls, {held_calls} of them while the disk was full",
         acked.len()
@@ -765,17 +795,8 @@ fn a_call_whose_cdr_was_spooled_when_the_node_died_is_not_restored() {
         log()
     );
     assert_eq!(ask(&mut client, "delete", &up), "ok", "{}", log());
-    let (spool, names) = (cfg.spool(), cfg.sink_names());
-    cdrs::wait_drained(
-        || tollgate_cdr::spool::inspect(&spool, &names).expect("read the spool"),
-        Duration::from_secs(30),
-    );
-    let mut lines: HashMap<String, usize> = HashMap::new();
-    for l in cdrs::jsonl(&dir.0.join("cdr.jsonl")) {
-        *lines
-            .entry(l["call_id"].as_str().unwrap_or_default().to_string())
-            .or_default() += 1;
-    }
+    drained(&cfg, Duration::from_secs(60));
+    let lines = jsonl_per_call(&dir.0, &prefix);
     assert_eq!(
         (lines.get(&up), lines.get(&ended)),
         (Some(&1), Some(&1)),
