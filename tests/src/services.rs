@@ -132,6 +132,7 @@ impl Private {
         root: &Path,
         mut env: Vec<(&'static str, String)>,
     ) -> Private {
+        std::fs::create_dir_all(root).expect("the servers' data root");
         env.push(("DATA_ROOT", root.display().to_string()));
         let mut p = Private {
             dir,
@@ -157,10 +158,13 @@ impl Private {
     /// Runs `start-NAME.sh` or `stop-NAME.sh` with this server's environment.
     fn run(&self, verb: &str, purge: bool) -> Result<String, String> {
         let path = self.dir.join(format!("{verb}-{}.sh", self.name));
+        let root = self.env.iter().find(|(k, _)| *k == "DATA_ROOT");
         let out = Command::new("bash")
             .arg(&path)
             .envs(self.env.iter().map(|(k, v)| (*k, v.as_str())))
             .env("PURGE", if purge { "1" } else { "0" })
+            // A server's crash dump (Erlang's erl_crash.dump) lands there.
+            .current_dir(root.map_or("/tmp", |(_, r)| r.as_str()))
             .output()
             .map_err(|e| format!("run {}: {e}", path.display()))?;
         let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
