@@ -291,8 +291,8 @@ fn archive_toml(dir: &Path, s3: &str) -> String {
 struct Outages {
     down_for: Vec<(&'static str, Duration)>,
     lag_seen: Vec<&'static str>,
-    /// Calls acknowledged when Redis went down (Redis keeps no data across
-    /// its restart: the calls before are gone from it).
+    /// Calls acknowledged once Redis was down (Redis keeps no data across
+    /// its restart: the calls delivered before are gone from it).
     acked_at_redis_stop: usize,
 }
 
@@ -324,10 +324,12 @@ fn outages(servers: &Servers, http: &str, seen: &Seen) -> Outages {
                 let (down, redis_mark, say) = (&down, &redis_mark, &say);
                 s.spawn(move || {
                     std::thread::sleep(STAGGER * i as u32);
+                    server.stop();
+                    // Calls acknowledged from now on reach Redis only after
+                    // its restart (those before may have been delivered to it).
                     if *name == "redis" {
                         redis_mark.store(seen.acked.lock().unwrap().len(), Ordering::Relaxed);
                     }
-                    server.stop();
                     let at = Instant::now();
                     down[i].store(true, Ordering::Relaxed);
                     say(&format!("{name} down"));
