@@ -23,6 +23,9 @@ pub struct CdrConfig {
     /// Appends are refused beyond this; an alarm is raised before.
     pub max_spool_mb: u64,
     pub alarm_percent: u8,
+    /// Records the spool's disk refuses (full, failing) are held in memory
+    /// up to this; new calls are refused once half of it is used.
+    pub hold_mb: u64,
     /// Most records a sink takes per delivery.
     pub batch: usize,
     /// How long a sink gathers records after the first before delivering
@@ -123,6 +126,7 @@ impl Default for CdrConfig {
             segment_mb: 64,
             max_spool_mb: 4096,
             alarm_percent: 80,
+            hold_mb: 64,
             batch: 1000,
             batch_linger_ms: 50,
             sinks: vec![SinkConfig::sqlite_default()],
@@ -145,6 +149,7 @@ impl CdrConfig {
             max_bytes: self.max_spool_mb << 20,
             alarm_percent: self.alarm_percent,
             lazy_sync: Duration::from_millis(self.fsync_interval_ms),
+            hold_bytes: self.hold_mb << 20,
         }
     }
 
@@ -191,6 +196,9 @@ impl CdrConfig {
                 "cdr.max_spool_mb ({}) must be at least cdr.segment_mb ({}), which must be > 0",
                 self.max_spool_mb, self.segment_mb
             ));
+        }
+        if self.hold_mb == 0 {
+            errs.push("cdr.hold_mb: must be at least 1".into());
         }
         if !(1..=100).contains(&self.alarm_percent) {
             errs.push("cdr.alarm_percent: must be 1-100".into());

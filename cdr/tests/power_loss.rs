@@ -18,7 +18,7 @@ use sim_disk::{SimDisk, Torn};
 use std::path::Path;
 use std::time::{Duration, Instant};
 use tollgate_cdr::model::Record;
-use tollgate_cdr::spool::{segment, Fsync, Spool, SpoolConfig};
+use tollgate_cdr::spool::{segment, Fsync, Spool, SpoolConfig, SpoolError};
 
 /// Small segments, so runs roll over several of them.
 fn cfg(dir: &Path, fsync: Fsync) -> SpoolConfig {
@@ -349,7 +349,7 @@ fn fsync_never_loses_every_unsynced_record_on_power_loss() {
 }
 
 #[test]
-fn a_write_failing_halfway_leaves_no_trace_in_the_segment() {
+fn a_write_failing_halfway_leaves_no_trace_and_its_record_goes_next() {
     // In a segment the writer created and in one it continued after a
     // restart (opened for appending).
     for restarted in [false, true] {
@@ -365,15 +365,87 @@ fn a_write_failing_halfway_leaves_no_trace_in_the_segment() {
         let ok = |i: u64| spool.append(&rec(i)).wait().expect("a record taken");
         assert_eq!(ok(first - 1), first);
         disk.fail_next_write(segment::HEADER + 5);
-        let refused = spool.append(&rec(999)).wait();
-        assert!(refused.is_err(), "a failed write is not acknowledged");
-        // The records after it follow the last good one directly.
-        assert_eq!(ok(first), first + 1);
-        assert_eq!(ok(first + 1), first + 2);
+        let held = spool.append(&rec(999)).wait();
+        assert!(
+            matches!(held, Err(SpoolError::Held(ref why)) if why.contains("os error 28")),
+            "a failed write is held, not acknowledged as durable: {held:?}"
+        );
+        // The held record is written first when the next one comes, right
+        // after the last good one: the torn write left nothing behind.
+        assert_eq!(ok(first), first + 2);
+        assert_eq!(ok(first + 1), first + 3);
+        assert_eq!(spool.status().held_records, 0);
         drop(spool);
-        let what = format!("restarted {restarted}");
         let got = reboot_and_read(dir.path());
-        let want: Vec<u64> = (1..=first + 2).collect();
-        check_sequential(&what, &want, &got);
+        let seqs: Vec<u64> = got.iter().map(|(s, _)| *s).collect();
+        assert_eq!(
+            seqs,
+            (1..=first + 3).collect::<Vec<_>>(),
+            "restarted {restarted}"
+        );
+        let ids: Vec<&str> = got.iter().map(|(_, r)| r.call_id()).collect();
+        let want: Vec<Record> = (0..first).chain([999, first, first + 1]).map(rec).collect();
+        let want: Vec<&str> = want.iter().map(Record::call_id).collect();
+        assert_eq!(
+            ids, want,
+            "restarted {restarted}: the held record before newer ones"
+        );
     }
+}
+
+#[test]
+fn a_full_disk_holds_records_in_order_refuses_calls_at_half_and_writes_all_when_freed() {
+    let dir = tempfile::tempdir().unwrap();
+    let disk = SimDisk::default();
+    let small = SpoolConfig {
+        hold_bytes: 4000,
+        ..cfg(dir.path(), Fsync::Always)
+    };
+    let (spool, _) = Spool::open_on(disk.clone(), small, &sinks()).unwrap();
+    assert_eq!(spool.append(&rec(0)).wait().unwrap(), 1);
+    disk.set_full(true);
+    let mut held = 0u64;
+    let mut lost = None;
+    for i in 1..1000 {
+        match spool.append(&rec(i)).wait() {
+            Err(SpoolError::Held(why)) => {
+                assert!(why.contains("No space left on device"), "{why}");
+                assert!(why.contains(&dir.path().display().to_string()), "{why}");
+                held += 1;
+            }
+            Err(SpoolError::WriteFailed(why)) => {
+                assert!(why.contains("memory hold is full"), "{why}");
+                lost = Some(i);
+                break;
+            }
+            other => panic!("record {i} on a full disk: {other:?}"),
+        }
+        let st = spool.status();
+        assert_eq!(st.held_records, held);
+        assert_eq!(st.refusing_calls, st.held_bytes * 2 >= 4000, "{st:?}");
+    }
+    assert!(lost.is_some() && held > 4, "the hold fills: {held} held");
+    assert!(spool.refusing_calls(), "a full hold refuses new calls");
+    assert_eq!(spool.last_seq(), 1, "nothing written while full");
+    // Freed, the writer writes the held records by itself within its retry
+    // period, with no new record to prompt it.
+    disk.set_full(false);
+    let end = Instant::now() + Duration::from_secs(3);
+    while spool.status().held_records > 0 {
+        assert!(Instant::now() < end, "held records not written once freed");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(spool.last_seq(), 1 + held);
+    let next = spool.append(&rec(5000)).wait().expect("space is back");
+    assert_eq!(next, 2 + held, "the held records went first");
+    let st = spool.status();
+    assert_eq!((st.held_records, st.refusing_calls), (0, false), "{st:?}");
+    drop(spool);
+    let got = reboot_and_read(dir.path());
+    let ids: Vec<String> = got.iter().map(|(_, r)| r.call_id().to_string()).collect();
+    let want: Vec<String> = (0..=held)
+        .chain([5000])
+        .map(|i| rec(i).call_id().to_string())
+        .collect();
+    assert_eq!(ids, want, "every held record, in order");
 }

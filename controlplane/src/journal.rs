@@ -63,10 +63,14 @@ pub const MEDIA: &str = "media/";
 /// the CDRs of the same step are durable: a call's entry goes only after
 /// its CDR is on disk, so a crash in between cannot leave a call whose CDR
 /// is lost and whose state is forgotten. (It can, in that instant, leave a
-/// call restored whose CDR is out: a BYE repeated to it writes it again.)
+/// call journaled whose CDR is out: [`restore_media`] does not restore the
+/// calls whose CDRs are in the spool's newest segments, so a BYE repeated
+/// to it gets 481 rather than writing a second CDR.)
 /// Each flushed batch is also handed to the tee, when one is set (the
-/// failover writer's copy for Redis: `failover`).
-pub struct Shared(Mutex<(Journal, Vec<Change>)>, OnceLock<Tee>);
+/// failover writer's copy for Redis: `failover`). The bool: the last write
+/// failed (its error is logged once per run of failures, not per call
+/// step: a full disk would flood the log).
+pub struct Shared(Mutex<(Journal, Vec<Change>, bool)>, OnceLock<Tee>);
 
 /// Who else receives each flushed batch; it must not block.
 pub type Tee = Box<dyn Fn(Vec<Change>) + Send + Sync>;
@@ -79,7 +83,7 @@ pub type Opened = (Journal, BTreeMap<String, Value>, Option<String>);
 
 impl Shared {
     pub fn new(j: Journal) -> Shared {
-        Shared(Mutex::new((j, Vec::new())), OnceLock::new())
+        Shared(Mutex::new((j, Vec::new(), false)), OnceLock::new())
     }
 
     /// Sets the tee every later flush hands its batch to (once).
@@ -110,16 +114,23 @@ impl Shared {
     /// on; their survival of a restart is what is lost).
     pub fn flush(&self) {
         let mut g = crate::sync::lock(&self.0);
-        let (journal, held) = &mut *g;
+        let (journal, held, failing) = &mut *g;
         if held.is_empty() {
             return;
         }
         if let Some(tee) = self.1.get() {
             tee(held.clone());
         }
-        if let Err(e) = journal.append(held.drain(..)) {
-            tracing::error!(error = %e, "call journal write failed; calls changed now will not survive a restart");
+        let ok = journal.append(held.drain(..));
+        match &ok {
+            Err(e) if !*failing => tracing::error!(path = %journal.path.display(), error = %e,
+                "call journal write failed; calls changed now will not survive a restart"),
+            Ok(()) if *failing => {
+                tracing::warn!(path = %journal.path.display(), "call journal writes again")
+            }
+            _ => {}
         }
+        *failing = ok.is_err();
     }
 }
 
@@ -200,7 +211,13 @@ impl Journal {
         if out.is_empty() {
             return Ok(());
         }
-        self.file.write_all(&out)?;
+        if let Err(e) = self.file.write_all(&out) {
+            // A part written (a full disk) would end the journal for the
+            // next start: cut it off. The entries stay live in memory and
+            // reach the file with the next rewrite.
+            let _ = self.file.set_len(self.len);
+            return Err(e);
+        }
         self.len += out.len() as u64;
         if self.len > COMPACT_MIN && self.len > COMPACT_RATIO * self.live_bytes {
             self.rewrite()?;
@@ -257,15 +274,27 @@ impl Journal {
 /// Takes the journaled calls back at start: the media sessions into
 /// `sessions` (their flows installed through `plane`, a no-op where the data
 /// plane kept them), and returns the B2BUA's calls for the SIP adapter.
-/// What cannot be restored is logged and forgotten.
+/// What cannot be restored is logged and forgotten, and so are calls in
+/// `ended` (their CDR is already spooled: the process died before the
+/// journal heard of their end).
 pub fn restore_media(
     journal: &Shared,
     entries: BTreeMap<String, Value>,
+    ended: &std::collections::BTreeSet<String>,
     sessions: &mut crate::media::Sessions,
     plane: &mut dyn crate::media::MediaPlane,
 ) -> Vec<crate::b2bua::journal::CallSnapshot> {
     let (mut flows, mut calls, mut forget) = (Vec::new(), Vec::new(), Vec::new());
     for (key, value) in entries {
+        let id = key.strip_prefix(MEDIA).or_else(|| key.strip_prefix(SIP));
+        if id.is_some_and(|id| ended.contains(id)) {
+            tracing::info!(
+                key,
+                "journaled call not restored: its CDR is already spooled"
+            );
+            forget.push((key, None::<Value>));
+            continue;
+        }
         let restored = if let Some(id) = key.strip_prefix(MEDIA) {
             sessions.restore(id, value).map(|f| {
                 flows.extend(f);

@@ -68,7 +68,12 @@ pub fn controlplane(
                 }
                 None => (None, entries),
             };
-            let calls = journal::restore_media(&j, entries, &mut sessions, &mut link);
+            let ended = match entries.is_empty() {
+                true => Default::default(),
+                false => tollgate_cdr::spool::recent::ended_calls(&cfg.cdr.spool(), 2)
+                    .context("reading the newest CDRs back")?,
+            };
+            let calls = journal::restore_media(&j, entries, &ended, &mut sessions, &mut link);
             (Some(j), calls, standby)
         }
     };

@@ -82,6 +82,12 @@ impl NgServer {
             .ok()
     }
 
+    /// True while new calls are refused because the CDR spool cannot write
+    /// and holds records in memory.
+    pub fn spool_holding(&self) -> bool {
+        self.spool.refusing_calls()
+    }
+
     /// Writes the call-state journal entries held since the last time (call
     /// once the CDRs of the same requests are durable).
     pub fn flush_journal(&self) {
@@ -96,6 +102,7 @@ impl NgServer {
         f: impl FnOnce(&mut NgHandler) -> (T, Vec<Record>),
     ) -> (T, Vec<(Record, Pending)>) {
         let mut h = lock(&self.handler);
+        h.spool_holding = self.spool.refusing_calls();
         let (out, mut records) = f(&mut h);
         records.extend(h.sessions.take_records());
         if let Some(j) = &self.journal {
@@ -325,6 +332,11 @@ pub fn wait_durable(queued: Vec<(Record, Pending)>) {
 }
 
 fn not_spooled(rec: &Record, e: &tollgate_cdr::spool::SpoolError) {
+    if let tollgate_cdr::spool::SpoolError::Held(why) = e {
+        // The spool logged the cause once and writes the record later.
+        tracing::debug!(call_id = rec.call_id(), why, "CDR held in memory");
+        return;
+    }
     tracing::error!(call_id = rec.call_id(), error = %e,
         record = %serde_json::to_string(rec).unwrap_or_default(),
         "CDR not spooled");

@@ -4,7 +4,10 @@
 //! changed here to `tollgate:registration:{user}` (JSON, expiring with the
 //! last binding) and announces them on the `tollgate:registrations`
 //! channel, and merges what other nodes announce. At start, and after a
-//! lost connection, every stored registration is read back.
+//! lost connection, the registrations changed here meanwhile are written
+//! first (a write that failed gives its users back, so a REGISTER taken
+//! while Redis was down is shared once it is back), then every stored
+//! registration is read back.
 
 use crate::b2bua::registrar::Shared;
 use crate::b2bua::B2bua;
@@ -44,6 +47,9 @@ async fn session(url: &str, b2b: &Mutex<B2bua>, stop: &AtomicBool) -> redis::Red
     let mut pubsub = client.get_async_pubsub().await?;
     pubsub.subscribe(CHANNEL).await?;
     let mut announced = pubsub.into_on_message();
+    // What changed here while Redis was away, before the stored state is
+    // read back over it.
+    share(&mut conn, b2b).await?;
     // Everything stored so far (subscribed first, so nothing is missed).
     let keys: Vec<String> = {
         let mut it = conn.scan_match::<_, String>(format!("{PREFIX}*")).await?;
@@ -68,21 +74,38 @@ async fn session(url: &str, b2b: &Mutex<B2bua>, stop: &AtomicBool) -> redis::Red
                 let list = read(&mut conn, &user).await?;
                 lock(b2b).merge_registration(Now::real(), &user, &list);
             }
-            _ = tick.tick() => {
-                let changes = lock(b2b).take_registrations(Now::real());
-                for (user, list) in changes {
-                    let key = format!("{PREFIX}{user}");
-                    let now = tollgate_cdr::model::now_ms();
-                    let ttl = list.iter().map(|b| b.expires_ms - now).max().unwrap_or(0);
-                    if ttl > 0 {
-                        let json = serde_json::to_string(&list).unwrap_or_default();
-                        let _: () = conn.pset_ex(&key, json, ttl as u64).await?;
-                    } else {
-                        let _: () = conn.del(&key).await?;
-                    }
-                    let _: () = conn.publish(CHANNEL, &user).await?;
-                }
+            _ = tick.tick() => share(&mut conn, b2b).await?,
+        }
+    }
+    Ok(())
+}
+
+/// Writes and announces the registrations changed here; if Redis fails
+/// meanwhile, their users are given back to be shared on the next
+/// connection.
+async fn share(
+    conn: &mut redis::aio::MultiplexedConnection,
+    b2b: &Mutex<B2bua>,
+) -> redis::RedisResult<()> {
+    let changes = lock(b2b).take_registrations(Now::real());
+    let users: Vec<String> = changes.iter().map(|(u, _)| u.clone()).collect();
+    for (user, list) in changes {
+        let key = format!("{PREFIX}{user}");
+        let now = tollgate_cdr::model::now_ms();
+        let ttl = list.iter().map(|b| b.expires_ms - now).max().unwrap_or(0);
+        let written: redis::RedisResult<()> = async {
+            if ttl > 0 {
+                let json = serde_json::to_string(&list).unwrap_or_default();
+                conn.pset_ex::<_, _, ()>(&key, json, ttl as u64).await?;
+            } else {
+                conn.del::<_, ()>(&key).await?;
             }
+            conn.publish::<_, _, ()>(CHANNEL, &user).await
+        }
+        .await;
+        if let Err(e) = written {
+            lock(b2b).unshared_registrations(users);
+            return Err(e);
         }
     }
     Ok(())

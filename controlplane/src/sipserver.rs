@@ -237,7 +237,9 @@ fn serve(
             report(&lock(b2b).counters);
         }
         if let Some(busy) = load.sample(LOAD_EVERY) {
-            lock(b2b).guard.set_load(busy);
+            let mut b = lock(b2b);
+            b.guard.set_load(busy);
+            b.guard.set_spool_holding(ng.spool_holding());
         }
         if !udp.take(&mailbox, &mut burst) {
             return;

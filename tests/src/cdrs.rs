@@ -20,8 +20,31 @@ use tollgate_cdr::spool::{segment, SpoolConfig};
 /// A CDR with every field set, distinct per `call_id`.
 pub use tollgate_bench::cdr::sample_cdr as full_cdr;
 
-/// A `[cdr]` section with a spool under `dir` and one sink of each kind.
+/// A `[cdr]` section with a spool under `dir` and one sink of each kind,
+/// on the shared servers.
 pub fn all_sinks_toml(dir: &Path) -> String {
+    sinks_toml(
+        dir,
+        &SinkUrls {
+            postgres: services::url(Service::Postgres),
+            mysql: services::url(Service::Mariadb),
+            amqp: services::url(Service::Rabbitmq),
+            redis: services::url(Service::Redis),
+        },
+    )
+}
+
+/// Where the server sinks of [`sinks_toml`] are.
+pub struct SinkUrls {
+    pub postgres: String,
+    pub mysql: String,
+    pub amqp: String,
+    pub redis: String,
+}
+
+/// A `[cdr]` section with a spool under `dir` and one sink of each kind,
+/// the servers' at `urls`.
+pub fn sinks_toml(dir: &Path, urls: &SinkUrls) -> String {
     format!(
         r#"
 [cdr]
@@ -36,20 +59,25 @@ sinks = [
 ]
 "#,
         dir = dir.display(),
-        pg = services::url(Service::Postgres),
-        my = services::url(Service::Mariadb),
-        amqp = services::url(Service::Rabbitmq),
-        redis = services::url(Service::Redis),
+        pg = urls.postgres,
+        my = urls.mysql,
+        amqp = urls.amqp,
+        redis = urls.redis,
     )
 }
 
 /// [`all_sinks_toml`], parsed.
 pub fn all_sinks(dir: &Path) -> CdrConfig {
+    parse(&all_sinks_toml(dir))
+}
+
+/// A `[cdr]` section, parsed and validated.
+pub fn parse(toml: &str) -> CdrConfig {
     #[derive(serde::Deserialize)]
     struct Section {
         cdr: CdrConfig,
     }
-    let cfg = toml::from_str::<Section>(&all_sinks_toml(dir))
+    let cfg = toml::from_str::<Section>(toml)
         .expect("test config parses")
         .cdr;
     assert!(cfg.validate().is_empty(), "{:?}", cfg.validate());
@@ -379,4 +407,86 @@ pub fn all_sinks_url(cfg: &CdrConfig, kind: &str) -> String {
         .find(|s| s.kind.as_str() == kind)
         .and_then(|s| s.url.clone())
         .unwrap_or_else(|| panic!("no {kind} sink with a url"))
+}
+
+/// Every acknowledged call exactly once in every SQL sink and the file,
+/// at least once on AMQP, nothing anywhere twice; the calls `in_redis`
+/// ended in Redis (a Redis restarted without persistence forgets what it
+/// had before).
+pub async fn check_sinks(
+    dir: &Path,
+    cfg: &CdrConfig,
+    prefix: &str,
+    acked: &BTreeSet<String>,
+    in_redis: &[String],
+    events: &mut EventQueue,
+) {
+    for kind in ["postgres", "mysql", "sqlite"] {
+        let url = all_sinks_url(cfg, kind);
+        let counts = sql_counts(&url, &format!("{prefix}-")).await;
+        for id in acked {
+            assert_eq!(
+                counts.get(id),
+                Some(&(1, 2)),
+                "{kind}: call {id} (call rows, leg rows)"
+            );
+        }
+        let extra: Vec<_> = counts.iter().filter(|(_, c)| **c != (1, 2)).collect();
+        assert!(extra.is_empty(), "{kind}: rows not exactly once: {extra:?}");
+    }
+
+    let mut per_call: HashMap<String, usize> = HashMap::new();
+    for line in jsonl(&dir.join("cdr.jsonl")) {
+        if let Some(id) = line["call_id"].as_str().filter(|c| c.starts_with(prefix)) {
+            *per_call.entry(id.to_string()).or_default() += 1;
+        }
+    }
+    for id in acked {
+        assert_eq!(per_call.get(id), Some(&1), "JSON lines: call {id}");
+    }
+    assert!(
+        per_call.values().all(|n| *n == 1),
+        "JSON lines: a CDR twice"
+    );
+
+    let got = events.drain(prefix, Duration::from_secs(3)).await;
+    let mut ended: HashMap<String, usize> = HashMap::new();
+    for e in got.iter().filter(|e| e.routing_key == "call.ended") {
+        assert_eq!(
+            e.message_id,
+            format!("{}/call.ended", e.body["call_id"].as_str().unwrap())
+        );
+        *ended
+            .entry(e.body["call_id"].as_str().unwrap().to_string())
+            .or_default() += 1;
+    }
+    for id in acked {
+        assert!(ended.contains_key(id), "AMQP: no call.ended for {id}");
+    }
+    let repeats: usize = ended.values().map(|n| n - 1).sum();
+    eprintln!(
+        "AMQP: {} call.ended messages, {repeats} of them repeats",
+        ended.values().sum::<usize>()
+    );
+    assert!(
+        repeats <= cfg.batch,
+        "AMQP repeats {repeats} exceed one batch"
+    );
+
+    let redis = redis::Client::open(all_sinks_url(cfg, "redis").as_str()).unwrap();
+    let mut conn = redis.get_multiplexed_tokio_connection().await.unwrap();
+    for id in in_redis {
+        let (active, status): (bool, Option<String>) = redis::pipe()
+            .cmd("SISMEMBER")
+            .arg("active_calls")
+            .arg(id)
+            .cmd("HGET")
+            .arg(format!("session:{id}"))
+            .arg("status")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert!(!active, "Redis: {id} still active");
+        assert_eq!(status.as_deref(), Some("answered"), "Redis: session:{id}");
+    }
 }

@@ -21,12 +21,12 @@
 
 use chrono::{TimeZone, Utc};
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
-use tollgate_archive::store::{Store, StoreConfig};
+use tollgate_archive::store::StoreConfig;
 use tollgate_archive::synth::{tone_level, ToneRecording};
+use tollgate_tests::archived::{assert_rows_match_store, cli, cli_json, objects, rt};
 use tollgate_tests::peers::{self, kill, Proc};
 use tollgate_tests::services::{self, Service};
 use tollgate_tests::{wait_until, TempDir};
@@ -143,29 +143,6 @@ fn s3_node(dir: &Path, s3: &Seaweed, ng: &str, ports: (u16, u16)) -> Proc {
     node(dir, ng, ports, &sections)
 }
 
-/// `tollgate archive ARGS` with the node's config; (success, stdout, stderr).
-fn cli(dir: &Path, args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(tollgate_tests::process::tollgate_bin())
-        .arg("archive")
-        .arg("--config")
-        .arg(dir.join("tollgate.toml"))
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("run tollgate archive");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-fn cli_json(dir: &Path, args: &[&str]) -> Value {
-    let (ok, out, err) = cli(dir, args);
-    assert!(ok, "tollgate archive {args:?}: {err}");
-    serde_json::from_str(&out).unwrap_or_else(|e| panic!("{args:?}: {e}: {out}"))
-}
-
 fn spool(dir: &Path) -> PathBuf {
     dir.join("recordings")
 }
@@ -243,47 +220,6 @@ fn assert_tone_channels(ch: &[Vec<i16>]) {
         r1k > 0.9 && r440 < 0.05,
         "callee channel: 1000 Hz {r1k:.3}, 440 Hz {r440:.3}"
     );
-}
-
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-/// Every object in the store with its SHA-256.
-fn objects(store: &StoreConfig) -> Vec<(String, String)> {
-    rt().block_on(async {
-        let s = Store::open(store).unwrap();
-        let mut out = Vec::new();
-        for (key, _) in s.list("").await.unwrap() {
-            let bytes = s.get(&key).await.unwrap();
-            out.push((key, hex::encode(Sha256::digest(&bytes))));
-        }
-        out.sort();
-        out
-    })
-}
-
-/// Each row's audio object is in the store with the row's SHA-256, and the
-/// store holds exactly three objects per row.
-fn assert_rows_match_store(rows: &[Value], store: &StoreConfig) {
-    let stored = objects(store);
-    assert_eq!(
-        stored.len(),
-        3 * rows.len(),
-        "WAV, description and capture per recording: {stored:#?}"
-    );
-    for r in rows {
-        let key = r["object_key"].as_str().unwrap();
-        let found = stored.iter().find(|(k, _)| k == key);
-        assert_eq!(
-            found.map(|(_, h)| h.as_str()),
-            r["sha256"].as_str(),
-            "{key}"
-        );
-    }
 }
 
 fn now() -> chrono::DateTime<Utc> {

@@ -11,7 +11,7 @@
 //! a sink behind on purpose (its database locked), so the replay is seen
 //! to run and to deliver exactly what was behind.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -107,88 +107,6 @@ fn drained(cfg: &CdrConfig, within: Duration) {
         || tollgate_cdr::spool::inspect(&spool, &names).expect("read the spool"),
         within,
     );
-}
-
-/// Every acknowledged call exactly once in every SQL sink and the file,
-/// at least once on AMQP, nothing anywhere twice; the calls `in_redis`
-/// ended in Redis (a Redis restarted without persistence forgets what it
-/// had before).
-async fn check_sinks(
-    dir: &Path,
-    cfg: &CdrConfig,
-    prefix: &str,
-    acked: &BTreeSet<String>,
-    in_redis: &[String],
-    events: &mut EventQueue,
-) {
-    for kind in ["postgres", "mysql", "sqlite"] {
-        let url = cdrs::all_sinks_url(cfg, kind);
-        let counts = cdrs::sql_counts(&url, &format!("{prefix}-")).await;
-        for id in acked {
-            assert_eq!(
-                counts.get(id),
-                Some(&(1, 2)),
-                "{kind}: call {id} (call rows, leg rows)"
-            );
-        }
-        let extra: Vec<_> = counts.iter().filter(|(_, c)| **c != (1, 2)).collect();
-        assert!(extra.is_empty(), "{kind}: rows not exactly once: {extra:?}");
-    }
-
-    let mut per_call: HashMap<String, usize> = HashMap::new();
-    for line in cdrs::jsonl(&dir.join("cdr.jsonl")) {
-        if let Some(id) = line["call_id"].as_str().filter(|c| c.starts_with(prefix)) {
-            *per_call.entry(id.to_string()).or_default() += 1;
-        }
-    }
-    for id in acked {
-        assert_eq!(per_call.get(id), Some(&1), "JSON lines: call {id}");
-    }
-    assert!(
-        per_call.values().all(|n| *n == 1),
-        "JSON lines: a CDR twice"
-    );
-
-    let got = events.drain(prefix, Duration::from_secs(3)).await;
-    let mut ended: HashMap<String, usize> = HashMap::new();
-    for e in got.iter().filter(|e| e.routing_key == "call.ended") {
-        assert_eq!(
-            e.message_id,
-            format!("{}/call.ended", e.body["call_id"].as_str().unwrap())
-        );
-        *ended
-            .entry(e.body["call_id"].as_str().unwrap().to_string())
-            .or_default() += 1;
-    }
-    for id in acked {
-        assert!(ended.contains_key(id), "AMQP: no call.ended for {id}");
-    }
-    let repeats: usize = ended.values().map(|n| n - 1).sum();
-    eprintln!(
-        "AMQP: {} call.ended messages, {repeats} of them repeats",
-        ended.values().sum::<usize>()
-    );
-    assert!(
-        repeats <= cfg.batch,
-        "AMQP repeats {repeats} exceed one batch"
-    );
-
-    let redis = redis::Client::open(cdrs::all_sinks_url(cfg, "redis").as_str()).unwrap();
-    let mut conn = redis.get_multiplexed_tokio_connection().await.unwrap();
-    for id in in_redis {
-        let (active, status): (bool, Option<String>) = redis::pipe()
-            .cmd("SISMEMBER")
-            .arg("active_calls")
-            .arg(id)
-            .cmd("HGET")
-            .arg(format!("session:{id}"))
-            .arg("status")
-            .query_async(&mut conn)
-            .await
-            .unwrap();
-        assert!(!active, "Redis: {id} still active");
-        assert_eq!(status.as_deref(), Some("answered"), "Redis: session:{id}");
-    }
 }
 
 /// Where every sink's cursor was, read from the spool on disk.
@@ -346,7 +264,7 @@ async fn sigkill_mid_run_loses_and_doubles_nothing() {
     let _tg = start(&dir.0, "127.0.0.1:22922", ports);
     drained(&cfg, Duration::from_secs(60));
     replayed_exactly(&cfg, &prefix, &at_kill, &behind).await;
-    check_sinks(&dir.0, &cfg, &prefix, &acked, &in_order, &mut events).await;
+    cdrs::check_sinks(&dir.0, &cfg, &prefix, &acked, &in_order, &mut events).await;
     cli_sees(&dir.0, &prefix, &acked);
 }
 
@@ -518,7 +436,7 @@ async fn sinks_down_under_load_get_every_cdr_once_when_back() {
         st.sinks.iter().all(|s| s.last_error.is_none()),
         "errors clear on success: {st:#?}"
     );
-    check_sinks(
+    cdrs::check_sinks(
         &dir.0,
         &cfg,
         &prefix,

@@ -36,7 +36,7 @@ use tollgate_archive::meta::RecordingMeta;
 use tollgate_dataplane::control::Request;
 use tollgate_ng::client::NgClient;
 use tollgate_ng::Value;
-use tollgate_tests::netns::{self, sh, Topology};
+use tollgate_tests::netns::{self, Topology};
 use tollgate_tests::peers::{self, Proc};
 use tollgate_tests::process::Bpffs;
 use tollgate_tests::{rtp, wait_until, TempDir};
@@ -559,15 +559,6 @@ fn ng_recording_on_dpdk() {
     ng_recording_on(Backend::Dpdk, "dpdk", "127.0.0.1:22484", (52400, 52499));
 }
 
-/// A small tmpfs under the spool, unmounted on drop.
-struct Tmpfs(PathBuf);
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.0).status();
-    }
-}
-
 #[test]
 fn a_full_spool_logs_once_keeps_the_call_up_and_keeps_what_was_written() {
     let mut mount = None;
@@ -575,18 +566,7 @@ fn a_full_spool_logs_once_keeps_the_call_up_and_keeps_what_was_written() {
         Backend::Socket,
         "127.0.0.1:22482",
         (52200, 52299),
-        |spool| {
-            sh(&[
-                "mount",
-                "-t",
-                "tmpfs",
-                "-o",
-                "size=400k",
-                "tmpfs",
-                spool.to_str().expect("utf-8"),
-            ]);
-            mount = Some(Tmpfs(spool.to_path_buf()));
-        },
+        |spool| mount = Some(tollgate_tests::Tmpfs::mount(spool, "400k")),
     );
     let (a_at, b_at) = parties(52820, 52830);
     let mut c = node.call("rec-full", a_at, b_at);

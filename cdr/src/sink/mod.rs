@@ -67,6 +67,7 @@ pub async fn run<S: Sink>(spool: Arc<Spool>, name: String, mut sink: S, batch: B
     let (tx, mut batches) = tokio::sync::mpsc::channel::<Vec<(u64, Record)>>(2);
     tokio::spawn(read_ahead(spool.clone(), name.clone(), batch, tx));
     let mut backoff = BACKOFF_MIN;
+    let mut cursor_failing = false;
     while let Some(records) = batches.recv().await {
         let Some(&(last, _)) = records.last() else {
             continue;
@@ -86,8 +87,19 @@ pub async fn run<S: Sink>(spool: Arc<Spool>, name: String, mut sink: S, batch: B
                 }
             }
         }
-        if let Err(e) = spool.commit(&name, last, records.len() as u64) {
-            tracing::error!(sink = name, error = %e, "could not move the sink's cursor");
+        // Logged once per run of failures (a full disk fails every batch);
+        // a cursor left behind only replays records the sink ignores.
+        match spool.commit(&name, last, records.len() as u64) {
+            Err(e) if !cursor_failing => {
+                tracing::error!(sink = name, error = %e, "could not move the sink's cursor");
+                cursor_failing = true;
+            }
+            Err(_) => {}
+            Ok(()) if cursor_failing => {
+                tracing::warn!(sink = name, "the sink's cursor moves again");
+                cursor_failing = false;
+            }
+            Ok(()) => {}
         }
     }
 }

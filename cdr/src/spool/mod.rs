@@ -15,7 +15,9 @@
 //! a simulated disk that loses what was not synced.
 
 pub mod cursor;
+mod hold;
 mod queue;
+pub mod recent;
 pub mod segment;
 pub mod storage;
 mod writer;
@@ -56,6 +58,9 @@ pub struct SpoolConfig {
     /// ([`Spool::append_lazy`]) stays unsynced when no awaited append
     /// comes to sync it.
     pub lazy_sync: Duration,
+    /// Records the disk refused are held in memory up to this many bytes
+    /// (see [`hold`]); new calls are refused once half of it is used.
+    pub hold_bytes: u64,
 }
 
 /// The longest a lazy append waits in memory for the writer to take it.
@@ -70,6 +75,7 @@ impl SpoolConfig {
             max_bytes: 4 << 30,
             alarm_percent: 80,
             lazy_sync: Duration::from_millis(100),
+            hold_bytes: 64 << 20,
         }
     }
 }
@@ -92,6 +98,8 @@ pub enum SpoolError {
     Locked { path: PathBuf, what: String },
     #[error("record not written: {0}")]
     WriteFailed(String),
+    #[error("record held in memory, not yet on disk: {0}")]
+    Held(String),
     #[error("the CDR spool writer has stopped")]
     Closed,
 }
@@ -112,6 +120,8 @@ struct Shared {
     written: watch::Sender<u64>,
     /// The configured sinks' cursors.
     cursors: Mutex<BTreeMap<String, Cursor>>,
+    /// What the writer holds in memory.
+    held: hold::HoldGauge,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -163,6 +173,12 @@ pub struct Status {
     pub last_seq: u64,
     /// Records some sink still has to take.
     pub depth: u64,
+    /// Records held in memory because the disk refused them, and their
+    /// bytes (0 when read from disk by [`inspect`]).
+    pub held_records: u64,
+    pub held_bytes: u64,
+    /// The hold is half full: new calls are refused.
+    pub refusing_calls: bool,
     pub sinks: Vec<SinkStatus>,
 }
 
@@ -202,6 +218,9 @@ fn status_of(
         segments: segments.len(),
         last_seq,
         depth: sinks.iter().map(|s| s.lag).max().unwrap_or(0),
+        held_records: 0,
+        held_bytes: 0,
+        refusing_calls: false,
         sinks,
     }
 }
@@ -352,6 +371,7 @@ impl Spool {
             segments: Mutex::new(segments),
             written,
             cursors: Mutex::new(ready),
+            held: hold::HoldGauge::default(),
         });
         let appends = Arc::new(queue::Queue::default());
         let active = writer::Active::open(&shared, &mut storage, next_seq)?;
@@ -463,12 +483,23 @@ impl Spool {
     pub fn status(&self) -> Status {
         let segments = lock(&self.shared.segments).clone();
         let cursors = lock(&self.shared.cursors).clone();
-        status_of(
+        let mut st = status_of(
             &self.shared.cfg,
             &segments,
             *self.shared.written.borrow(),
             &cursors,
-        )
+        );
+        let held = &self.shared.held;
+        st.held_records = held.records.load(std::sync::atomic::Ordering::Relaxed);
+        st.held_bytes = held.bytes.load(std::sync::atomic::Ordering::Relaxed);
+        st.refusing_calls = self.refusing_calls();
+        st
+    }
+
+    /// True while the records held in memory fill half the hold: the node
+    /// takes no new calls until the spool can write again.
+    pub fn refusing_calls(&self) -> bool {
+        self.shared.held.refusing(self.shared.cfg.hold_bytes)
     }
 
     /// The last sequence number written.

@@ -9,6 +9,7 @@
 //! append of the group gets the error, so no record is half-acknowledged.
 //! Every file operation goes through the [`Storage`] it was given.
 
+use super::hold::Hold;
 use super::queue::{Queue, Taken};
 use super::storage::{SegmentFile, Storage};
 use super::{io_err, lock, segment, Fsync, Shared, SpoolError};
@@ -105,55 +106,162 @@ impl<F: SegmentFile> Active<F> {
     }
 }
 
+/// What the writer keeps between groups.
+struct Writer<S: Storage> {
+    shared: Arc<Shared>,
+    storage: S,
+    active: Active<S::File>,
+    buf: Vec<u8>,
+    /// When the oldest written but unsynced record was written.
+    unsynced: Option<Instant>,
+    /// How long a written record may stay unsynced (None: left to the kernel).
+    bound: Option<std::time::Duration>,
+    hold: Hold,
+    /// Why records are held: the last write error.
+    cause: String,
+    /// The hold overflowed in this episode (logged once).
+    overflowed: bool,
+}
+
 pub(super) fn run<S: Storage>(
     shared: Arc<Shared>,
     queue: Arc<Queue>,
-    mut storage: S,
-    mut active: Active<S::File>,
+    storage: S,
+    active: Active<S::File>,
 ) {
-    let mut buf = Vec::with_capacity(1 << 20);
-    // When the oldest written but unsynced record was written.
-    let mut unsynced: Option<Instant> = None;
     let bound = match shared.cfg.fsync {
         Fsync::Interval(every) => Some(every),
         Fsync::Always => Some(shared.cfg.lazy_sync),
         Fsync::Never => None,
     };
+    let mut w = Writer {
+        shared,
+        storage,
+        active,
+        buf: Vec::with_capacity(1 << 20),
+        unsynced: None,
+        bound,
+        hold: Hold::default(),
+        cause: String::new(),
+        overflowed: false,
+    };
     let mut alarmed = false;
     let mut group = Vec::new();
     loop {
-        let until = bound.zip(unsynced).map(|(every, since)| since + every);
-        let lazy = shared.cfg.lazy_sync.min(super::LAZY_WRITE);
+        let sync_at = w.bound.zip(w.unsynced).map(|(every, since)| since + every);
+        let until = [sync_at, w.hold.retry_at()].into_iter().flatten().min();
+        let lazy = w.shared.cfg.lazy_sync.min(super::LAZY_WRITE);
         match queue.take(&mut group, MAX_GROUP, lazy, until) {
             Taken::Group => {}
             Taken::TimedOut => {
-                sync(&shared, &mut active);
-                unsynced = None;
+                if w.hold.due() {
+                    w.retry_held();
+                } else {
+                    sync(&w.shared, &mut w.active);
+                    w.unsynced = None;
+                }
                 continue;
             }
             Taken::Closed => break,
         }
-        match commit(
-            &shared,
-            &mut storage,
-            &mut active,
-            group.drain(..),
-            &mut buf,
-        ) {
-            Committed::Synced => unsynced = None,
-            Committed::Written => {
-                let since = *unsynced.get_or_insert_with(Instant::now);
-                if bound.is_some_and(|every| since.elapsed() >= every) {
-                    sync(&shared, &mut active);
-                    unsynced = None;
+        if w.hold.due() {
+            w.retry_held();
+        }
+        if w.hold.is_empty() {
+            w.write(std::mem::take(&mut group), false);
+        } else {
+            // Newer records wait behind the held ones, in order.
+            w.keep(group.drain(..));
+        }
+        alarmed = alarm(&w.shared, alarmed);
+    }
+    if !w.hold.is_empty() {
+        w.retry_held();
+    }
+    for a in w.hold.take_all() {
+        a.answer(Err(SpoolError::WriteFailed(
+            "the spool closed while the record was held in memory".into(),
+        )));
+    }
+    if w.shared.cfg.fsync != Fsync::Never {
+        sync(&w.shared, &mut w.active);
+    }
+}
+
+impl<S: Storage> Writer<S> {
+    /// Commits `appends`; on a write failure holds them (the first time,
+    /// with one error naming the path and the cause).
+    fn write(&mut self, appends: Vec<Append>, held: bool) {
+        let c = commit(
+            &self.shared,
+            &mut self.storage,
+            &mut self.active,
+            appends,
+            &mut self.buf,
+            held,
+        );
+        match c {
+            Ok(Committed::Synced) => self.unsynced = None,
+            Ok(Committed::Written) => {
+                let since = *self.unsynced.get_or_insert_with(Instant::now);
+                if self.bound.is_some_and(|every| since.elapsed() >= every) {
+                    sync(&self.shared, &mut self.active);
+                    self.unsynced = None;
                 }
             }
-            Committed::Nothing => {}
+            Ok(Committed::Nothing) => {}
+            Err((failed, e)) if held => {
+                tracing::debug!(error = %e, "CDR spool still cannot write its held records");
+                self.cause = e.to_string();
+                self.hold.put_back(failed, &self.shared.held);
+            }
+            Err((failed, e)) => {
+                if self.hold.is_empty() {
+                    tracing::error!(error = %e, hold_bytes = self.shared.cfg.hold_bytes,
+                        "{e}: CDRs and call events are held in memory until the spool can \
+                         write again (a crash meanwhile loses them); new calls are refused \
+                         once half the hold is used");
+                }
+                self.cause = e.to_string();
+                self.keep(failed.into_iter());
+            }
         }
-        alarmed = alarm(&shared, alarmed);
     }
-    if shared.cfg.fsync != Fsync::Never {
-        sync(&shared, &mut active);
+
+    /// Holds each append, or fails it when the hold is full.
+    fn keep(&mut self, appends: impl Iterator<Item = Append>) {
+        let max = self.shared.cfg.hold_bytes;
+        for a in appends {
+            if let Err(a) = self.hold.keep(a, max, &self.shared.held, &self.cause) {
+                if !self.overflowed {
+                    tracing::error!(
+                        max,
+                        "CDR spool's memory hold is full: records that cannot be written \
+                         are now refused, each logged whole"
+                    );
+                    self.overflowed = true;
+                }
+                a.answer(Err(SpoolError::WriteFailed(format!(
+                    "{}, and the memory hold is full",
+                    self.cause
+                ))));
+            }
+        }
+    }
+
+    /// Tries the held records again, oldest first.
+    fn retry_held(&mut self) {
+        let held = self.hold.take_all();
+        let n = held.len();
+        self.write(held, true);
+        if self.hold.is_empty() {
+            self.hold.publish(&self.shared.held);
+            self.overflowed = false;
+            tracing::warn!(
+                records = n,
+                "CDR spool writes again: every held record written"
+            );
+        }
     }
 }
 
@@ -185,7 +293,7 @@ fn alarm(shared: &Shared, was: bool) -> bool {
 
 /// What [`commit`] left on disk.
 enum Committed {
-    /// Nothing was written (every append refused, or the write failed).
+    /// Nothing was written (every append refused at the bound).
     Nothing,
     /// Written, and synced before it was acknowledged.
     Synced,
@@ -193,17 +301,21 @@ enum Committed {
     Written,
 }
 
+/// Writes the appends that fit under the bound (refusing the others) and
+/// acknowledges them; on a write failure gives them back unanswered.
+/// `force_sync` syncs even a group nobody waits on (held records).
 fn commit<S: Storage>(
     shared: &Shared,
     storage: &mut S,
     active: &mut Active<S::File>,
-    group: impl Iterator<Item = Append>,
+    group: Vec<Append>,
     buf: &mut Vec<u8>,
-) -> Committed {
+    force_sync: bool,
+) -> Result<Committed, (Vec<Append>, SpoolError)> {
     let used = shared.bytes();
     let max = shared.cfg.max_bytes;
     let mut add = 0u64;
-    let mut take = Vec::with_capacity(group.size_hint().0);
+    let mut take = Vec::with_capacity(group.len());
     for a in group {
         let size = (segment::HEADER + a.payload.len()) as u64;
         if used + add + size > max {
@@ -217,7 +329,7 @@ fn commit<S: Storage>(
         }
     }
     if take.is_empty() {
-        return Committed::Nothing;
+        return Ok(Committed::Nothing);
     }
     if active.len >= shared.cfg.segment_bytes {
         if shared.cfg.fsync != Fsync::Never {
@@ -225,13 +337,11 @@ fn commit<S: Storage>(
         }
         match Active::create(shared, storage, active.next_seq) {
             Ok(next) => *active = next,
-            Err(e) => {
-                fail(take, &e);
-                return Committed::Nothing;
-            }
+            Err(e) => return Err((take, e)),
         }
     }
-    let synced = shared.cfg.fsync == Fsync::Always && take.iter().any(Append::awaited);
+    let synced =
+        shared.cfg.fsync == Fsync::Always && (force_sync || take.iter().any(Append::awaited));
     buf.clear();
     for (i, a) in take.iter().enumerate() {
         segment::encode(active.next_seq + i as u64, &a.payload, buf);
@@ -247,8 +357,7 @@ fn commit<S: Storage>(
     if let Err(e) = written {
         // Cut the group back off so no reader or restart sees part of it.
         let _ = active.file.set_len(active.len);
-        fail(take, &io_err(&path)(e));
-        return Committed::Nothing;
+        return Err((take, io_err(&path)(e)));
     }
     active.len += buf.len() as u64;
     let first_seq = active.next_seq;
@@ -258,16 +367,9 @@ fn commit<S: Storage>(
     for (i, a) in take.into_iter().enumerate() {
         a.answer(Ok(first_seq + i as u64));
     }
-    if synced {
+    Ok(if synced {
         Committed::Synced
     } else {
         Committed::Written
-    }
-}
-
-fn fail(take: Vec<Append>, e: &SpoolError) {
-    tracing::error!(error = %e, records = take.len(), "CDR spool could not write records");
-    for a in take {
-        a.answer(Err(SpoolError::WriteFailed(e.to_string())));
-    }
+    })
 }

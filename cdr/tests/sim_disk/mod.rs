@@ -52,6 +52,8 @@ struct State {
     ops: usize,
     /// The next write puts this many bytes down, then fails.
     fail_write: Option<usize>,
+    /// Every write fails with ENOSPC, having put nothing down.
+    full: bool,
 }
 
 /// The disk; clones share it, so a test keeps one to cut the power.
@@ -71,6 +73,7 @@ impl Default for SimDisk {
             cut: None,
             ops: 0,
             fail_write: None,
+            full: false,
         })))
     }
 }
@@ -97,6 +100,11 @@ impl SimDisk {
     /// a full disk.
     pub fn fail_next_write(&self, bytes: usize) {
         self.state().fail_write = Some(bytes);
+    }
+
+    /// Fills the disk (every write fails with ENOSPC) or frees it.
+    pub fn set_full(&self, full: bool) {
+        self.state().full = full;
     }
 
     pub fn is_powered(&self) -> bool {
@@ -250,6 +258,7 @@ impl SegmentFile for SimFile {
     fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
         let real = &mut self.real;
         self.disk.op(|st| match st.fail_write.take() {
+            None if st.full => Err(io::Error::from_raw_os_error(28)),
             None => real.write_all(buf),
             Some(n) => {
                 real.write_all(&buf[..n.min(buf.len())])?;

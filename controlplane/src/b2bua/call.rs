@@ -675,5 +675,6 @@ fn closed_reason(closed: guard::Closed) -> &'static str {
     match closed {
         guard::Closed::Draining => "Draining",
         guard::Closed::Shedding => "Overloaded",
+        guard::Closed::SpoolHolding => "CDR Spool Full",
     }
 }

@@ -85,9 +85,11 @@ pub struct GuardCounters {
     /// Bans imposed for request floods and for digest failures.
     pub flood_bans: u64,
     pub auth_bans: u64,
-    /// New INVITEs refused 503 while draining or shedding.
+    /// New INVITEs refused 503 while draining, shedding or while the CDR
+    /// spool holds records it cannot write.
     pub drain_refused: u64,
     pub shed_refused: u64,
+    pub spool_refused: u64,
 }
 
 /// Why a new call is refused before anything else is looked at.
@@ -95,6 +97,8 @@ pub struct GuardCounters {
 pub enum Closed {
     Draining,
     Shedding,
+    /// The CDR spool's disk refuses writes and its memory hold is half full.
+    SpoolHolding,
 }
 
 #[derive(Debug)]
@@ -114,6 +118,7 @@ pub struct Guard {
     last_purge: Option<Instant>,
     draining: bool,
     shedding: bool,
+    spool_holding: bool,
     pub counters: GuardCounters,
 }
 
@@ -126,6 +131,7 @@ impl Guard {
             last_purge: None,
             draining: false,
             shedding: false,
+            spool_holding: false,
             counters: GuardCounters::default(),
         }
     }
@@ -235,6 +241,18 @@ impl Guard {
         self.draining = on;
     }
 
+    /// The CDR spool holds records it cannot write: new calls are refused
+    /// until it writes again (their CDRs would have nowhere to go).
+    pub fn set_spool_holding(&mut self, on: bool) {
+        if on != self.spool_holding {
+            tracing::warn!(
+                refusing = on,
+                "new calls refused while the CDR spool cannot write"
+            );
+        }
+        self.spool_holding = on;
+    }
+
     /// The SIP thread's busy share over the last sample, 0.0 to 1.0.
     pub fn set_load(&mut self, busy: f64) {
         let threshold = f64::from(self.cfg.shed_cpu_percent) / 100.0;
@@ -263,6 +281,9 @@ impl Guard {
         } else if self.shedding {
             self.counters.shed_refused += 1;
             Some(Closed::Shedding)
+        } else if self.spool_holding {
+            self.counters.spool_refused += 1;
+            Some(Closed::SpoolHolding)
         } else {
             None
         }
@@ -404,6 +425,19 @@ mod tests {
         g.set_load(0.80);
         assert_eq!(g.closed(), None);
         assert_eq!((g.counters.drain_refused, g.counters.shed_refused), (1, 2));
+    }
+
+    #[test]
+    fn a_spool_holding_cdrs_closes_new_calls_until_it_writes_again() {
+        let mut g = guard(1000);
+        g.set_spool_holding(true);
+        assert_eq!(g.closed(), Some(Closed::SpoolHolding));
+        g.set_draining(true);
+        assert_eq!(g.closed(), Some(Closed::Draining), "draining says it first");
+        g.set_draining(false);
+        g.set_spool_holding(false);
+        assert_eq!(g.closed(), None);
+        assert_eq!(g.counters.spool_refused, 1);
     }
 
     #[test]

@@ -459,6 +459,12 @@ impl B2bua {
         self.registrar.export(now)
     }
 
+    /// Registration changes [`B2bua::take_registrations`] gave that could
+    /// not be shared: given again next time.
+    pub fn unshared_registrations(&mut self, users: Vec<String>) {
+        self.registrar.unshared(users);
+    }
+
     /// Another node's bindings for `user`.
     pub fn merge_registration(&mut self, now: Now, user: &str, bindings: &[registrar::Shared]) {
         self.registrar.merge(user, bindings, now);

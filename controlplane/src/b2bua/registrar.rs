@@ -131,6 +131,12 @@ impl Registrar {
             .collect()
     }
 
+    /// Users whose export could not be shared (Redis down): exported again
+    /// with the next call of [`Registrar::export`], with their bindings then.
+    pub fn unshared(&mut self, users: impl IntoIterator<Item = String>) {
+        self.changed.extend(users);
+    }
+
     /// Takes another node's view of `user`'s bindings as the truth.
     pub fn merge(&mut self, user: &str, shared: &[Shared], now: Now) {
         let wall = ms(now.wall);
@@ -229,6 +235,13 @@ mod tests {
         let c = requested(&register("<sip:6000@192.0.2.1:5070>", Some("60")), 3600).unwrap();
         r.apply("6000", c, src, now);
         let shared = r.export(t).pop().unwrap().1;
+        assert!(r.export(t).is_empty(), "exported once");
+        r.unshared(["6000".to_string()]);
+        assert_eq!(
+            r.export(t),
+            vec![("6000".to_string(), shared.clone())],
+            "a registration not shared is exported again"
+        );
         let mut other = Registrar::default();
         other.merge("6000", &shared, t);
         assert_eq!(

@@ -95,8 +95,15 @@ pub fn restore(ng: &NgServer, entries: BTreeMap<String, Value>) -> Restored {
     let (sessions, calls) = ng
         .with_handler_here(|h| {
             let before = h.sessions.active();
-            let calls =
-                crate::journal::restore_media(journal, entries, &mut h.sessions, h.plane.as_mut());
+            // Another node's calls: their CDRs are not in this node's spool.
+            let ended = Default::default();
+            let calls = crate::journal::restore_media(
+                journal,
+                entries,
+                &ended,
+                &mut h.sessions,
+                h.plane.as_mut(),
+            );
             ((h.sessions.active() - before, calls), Vec::new())
         })
         .0;

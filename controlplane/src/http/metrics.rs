@@ -43,7 +43,9 @@
 //!   `tollgate_worker_rx_packets_per_second` (labels `worker`, `core`);
 //! - CDRs: `tollgate_cdr_spool_depth` (records some sink still has to
 //!   take), `tollgate_cdr_spool_bytes`, `tollgate_cdr_sink_lag{sink}`,
-//!   `tollgate_cdr_sink_failing{sink}`;
+//!   `tollgate_cdr_sink_failing{sink}`, `tollgate_cdr_spool_held_records`
+//!   (records the spool's disk refused, held in memory) and
+//!   `tollgate_cdr_spool_refusing_calls` (1 while that hold turns new calls away);
 //! - the recording archive (while its uploader runs):
 //!   `tollgate_archive_queue_depth`, `tollgate_archive_over_watermark`
 //!   (1 above `queue_combined_watermark`), `tollgate_archive_flagged_total`,
@@ -340,10 +342,11 @@ impl Scrape {
         counters(
             enc,
             "tollgate_sip_closed_rejections",
-            "New INVITEs refused 503 while draining or shedding load",
+            "New INVITEs refused 503 while draining, shedding load or the CDR spool cannot write",
             [
                 (reason("drain"), g.drain_refused),
                 (reason("shed"), g.shed_refused),
+                (reason("spool"), g.spool_refused),
             ],
         )
     }
@@ -539,6 +542,18 @@ impl Scrape {
             "tollgate_cdr_spool_bytes",
             "Bytes in the CDR spool",
             one(s.bytes as f64),
+        )?;
+        gauges(
+            enc,
+            "tollgate_cdr_spool_held_records",
+            "Records the spool's disk refused, held in memory until it writes again",
+            one(s.held_records as f64),
+        )?;
+        gauges(
+            enc,
+            "tollgate_cdr_spool_refusing_calls",
+            "1 while new calls are refused because the CDR spool cannot write",
+            one(if s.refusing_calls { 1.0 } else { 0.0 }),
         )?;
         let sink = |n: &str| vec![("sink", n.to_string())];
         gauges(

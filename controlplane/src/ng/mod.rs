@@ -32,6 +32,9 @@ pub struct NgHandler {
     last_stats: Instant,
     /// Drain mode: offers for calls not known yet are refused.
     pub draining: bool,
+    /// The CDR spool's memory hold is half full (its disk refuses
+    /// writes): offers for calls not known yet are refused.
+    pub spool_holding: bool,
 }
 
 /// rtpengine's words for a `delete` of an unknown call or tag.
@@ -80,6 +83,7 @@ impl NgHandler {
             errors: 0,
             last_stats: now.mono,
             draining: false,
+            spool_holding: false,
         }
     }
 
@@ -116,8 +120,15 @@ impl NgHandler {
                 let from_tag = text(req, "from-tag")?;
                 let o = options::parse(req).map_err(NgError)?;
                 let out = if command == "offer" {
-                    if self.draining && !self.sessions.has_call(call_id) {
-                        return Err(NgError("draining: no new calls on this node".into()));
+                    if !self.sessions.has_call(call_id) {
+                        if self.draining {
+                            return Err(NgError("draining: no new calls on this node".into()));
+                        }
+                        if self.spool_holding {
+                            return Err(NgError(
+                                "the CDR spool cannot write: no new calls on this node".into(),
+                            ));
+                        }
                     }
                     let to_tag = opt_text(req, "to-tag")?;
                     let plane = self.plane.as_mut();
