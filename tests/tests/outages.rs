@@ -16,7 +16,7 @@
 //! And the restart edge this leaves: a node killed between spooling a
 //! call's CDR and journaling its end does not restore the call.
 //!
-//! Ports: NG 22590-22592, HTTP 9250-9251, relay 60100-60999;
+//! Ports: NG 22590-22592, HTTP 9250-9251, relay 36100-36999;
 //! the servers below the ephemeral range, where no outgoing connection can
 //! hold them: 18330-18335 (RabbitMQ 18333-18335 with its dist port and
 //! epmd), S3 18320 and SeaweedFS's own 18460-18463 (and those + 10000).
@@ -70,7 +70,7 @@ struct Live {
 
 /// The parties' ports: beside the relay's, never an ephemeral port the
 /// relay might want.
-const PARTY_PORTS: std::ops::Range<u16> = 60500..60900;
+const PARTY_PORTS: std::ops::Range<u16> = 36500..36900;
 
 /// A party's socket on the next free port of [`PARTY_PORTS`] after `*next`.
 fn party(next: &mut u16) -> UdpSocket {
@@ -461,7 +461,7 @@ fn each_server_down_60_s_under_calls_loses_no_cdr_and_no_recording() {
     let (mut tg, _) = peers::tollgate_loopback(
         &dir.0,
         ng,
-        (60100, 60499),
+        (36100, 36499),
         &["--delete-delay", "0"],
         &sections,
     );
@@ -654,7 +654,7 @@ fn the_spools_disk_filled_under_calls_holds_cdrs_refuses_new_calls_then_writes_t
     let (tg, _) = peers::tollgate_loopback(
         &dir.0,
         ng,
-        (60900, 60949),
+        (36900, 36949),
         &["--delete-delay", "0"],
         &sections,
     );
@@ -741,7 +741,7 @@ fn a_call_whose_cdr_was_spooled_when_the_node_died_is_not_restored() {
         peers::tollgate_loopback(
             &dir.0,
             ng,
-            (60950, 60999),
+            (36950, 36999),
             &["--delete-delay", "0"],
             &sections,
         )
