@@ -27,13 +27,16 @@ pub enum Error {
     },
 }
 
-/// An audio codec by its SDP encoding name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// An audio codec by its SDP encoding name (as control requests name it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Codec {
+    #[serde(rename = "PCMU")]
     Pcmu,
+    #[serde(rename = "PCMA")]
     Pcma,
     G722,
     G729,
+    #[serde(rename = "opus")]
     Opus,
 }
 
