@@ -275,3 +275,49 @@ pub(super) fn stage(xt: &Transcoding, yt: &Transcoding) -> Option<StageSpec> {
 pub(super) fn transcoded(t: &Transcoding) -> bool {
     t.speaks.is_some()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tollgate_sip::sdp::Sdp;
+
+    fn media(fmts: &str, lines: &str) -> SdpMedia {
+        let text = format!(
+            "v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\nm=audio 4000 RTP/AVP {fmts}\r\n{lines}"
+        );
+        Sdp::parse(&text).unwrap().media.remove(0)
+    }
+
+    fn asking(codecs: &[&str]) -> Options {
+        Options {
+            codec_transcode: codecs.iter().map(|c| c.to_string()).collect(),
+            ..Options::default()
+        }
+    }
+
+    #[test]
+    fn an_unknown_codec_is_refused_by_name() {
+        let e = check(&asking(&["opus", "AMR-WB"])).unwrap_err();
+        assert!(e.0.contains("\"AMR-WB\" is not a codec"), "{}", e.0);
+        assert!(check(&asking(&["OPUS", "g722"])).is_ok());
+    }
+
+    #[test]
+    fn an_answer_in_a_codec_the_offerer_has_is_not_transcoded() {
+        let (mut a, mut b) = (Transcoding::default(), Transcoding::default());
+        let mut to_b = media("0 101", "a=rtpmap:101 telephone-event/8000\r\n");
+        offer(&mut a, &mut to_b, &asking(&["PCMA"]));
+        assert_eq!(to_b.formats(), ["0", "8", "101"]);
+        let mut same = media("0", "");
+        answer(&mut b, &mut a, &mut same);
+        assert_eq!(stage(&b, &a), None);
+        let mut other = media("8 101", "a=rtpmap:101 telephone-event/8000\r\n");
+        answer(&mut b, &mut a, &mut other);
+        assert_eq!(other.formats(), ["0", "101"], "back in A's terms");
+        let Some(StageSpec::Transcode(t)) = stage(&b, &a) else {
+            panic!("a transcode stage from B to A")
+        };
+        assert_eq!((t.from.codec, t.to.codec), (Codec::Pcma, Codec::Pcmu));
+        assert_eq!(t.events, Some(EventMap { from: 101, to: 101 }));
+    }
+}

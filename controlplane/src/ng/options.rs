@@ -460,17 +460,21 @@ mod tests {
         assert!(e.contains("`ICE`: unknown value"), "{e}");
         let e = parse(&req(vec![("media address", Value::str("somewhere"))])).unwrap_err();
         assert!(e.contains("not an IP address"), "{e}");
-        let o = parse(&req(vec![
-            ("codec", Value::dict([("transcode", list(&["opus"]))])),
-            ("flags", list(&["codec-transcode-G722"])),
-            ("ptime", Value::Int(30)),
-        ]))
-        .unwrap();
-        assert_eq!(o.codec_transcode, ["opus", "G722"]);
-        assert_eq!(o.ptime, Some(30));
         let e = parse(&req(vec![("ptime", Value::Int(0))])).unwrap_err();
         assert!(e.contains("`ptime`"), "{e}");
         let e = parse(&req(vec![("flags", list(&["always-transcode"]))])).unwrap_err();
         assert!(e.contains("not yet supported"), "{e}");
+    }
+
+    #[test]
+    fn codecs_to_transcode_to_come_from_flags_then_the_codec_dict() {
+        let o = parse(&req(vec![
+            ("codec", Value::dict([("transcode", list(&["opus"]))])),
+            ("flags", list(&["codec-transcode-G722"])),
+            ("ptime", Value::str("30")),
+        ]))
+        .unwrap();
+        assert_eq!(o.codec_transcode, ["G722", "opus"]);
+        assert_eq!(o.ptime, Some(30));
     }
 }
