@@ -428,6 +428,18 @@ fn transcoding() -> Vec<(&'static str, Vec<Step>)> {
             ),
         ),
         (
+            "consume the offerer's codec, transcode to PCMA",
+            conv(
+                "tc-consume",
+                pcmu(&[]),
+                vec![codec(vec![
+                    ("consume", &["PCMU"]),
+                    ("transcode", &["PCMA"]),
+                ])],
+                b("8 101", &[te8]),
+            ),
+        ),
+        (
             "mask the offerer's codec, transcode to PCMA",
             conv(
                 "tc-mask",

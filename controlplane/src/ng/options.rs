@@ -137,10 +137,14 @@ fn record_call(v: &str) -> Result<bool, OptError> {
     }
 }
 
-/// The `codec` dictionary: `strip`, `mask`, `offer`, `except`, `transcode`.
+/// The `codec` dictionary: `strip`, `mask`, `consume`, `offer`, `except`,
+/// `transcode`. `mask` and `consume` take the codec out of the offer sent
+/// on, as `strip` does; the offerer keeps it for an answer transcoded back
+/// to it (its own offer is what it is answered from).
 fn read_codec(o: &mut Options, codec: &Value) -> Result<(), OptError> {
     o.codec_strip.extend(strings(codec.get("strip")));
     o.codec_strip.extend(strings(codec.get("mask")));
+    o.codec_strip.extend(strings(codec.get("consume")));
     o.codec_offer.extend(strings(codec.get("offer")));
     o.codec_except.extend(strings(codec.get("except")));
     o.codec_transcode.extend(strings(codec.get("transcode")));
@@ -223,6 +227,7 @@ fn flag(o: &mut Options, raw: &str) -> Result<(), OptError> {
     for (prefix, list) in [
         ("codec-strip-", 0),
         ("codec-mask-", 0),
+        ("codec-consume-", 0),
         ("codec-offer-", 1),
         ("codec-except-", 2),
         ("codec-transcode-", 3),
