@@ -7,7 +7,10 @@
 //! sends it with its own codec: the tone must arrive at its frequency (the
 //! strongest of a scan from 300 to 3,400 Hz) and at its level within 3 dB,
 //! in the payload type its SDP named. The call's CDR names each leg's codec
-//! and says both were transcoded.
+//! and says both were transcoded. A second node call repacketises: PCMU in
+//! 20 ms packets to PCMA in 30 ms (NG `ptime`), and back, with an RFC 4733
+//! digit from the caller arriving in the callee's telephone-event payload
+//! type.
 
 use std::f64::consts::PI;
 use std::net::{SocketAddr, UdpSocket};
@@ -16,21 +19,31 @@ use tollgate_codec::{Codec, Decoder, Encoder};
 use tollgate_ng::Value;
 use tollgate_tests::{peers, TempDir};
 
-const NG: &str = "127.0.0.1:22600";
-const PORTS: (u16, u16) = (61100, 61199);
+/// Each test's node: its NG address and relay ports.
+const NODES: [(&str, (u16, u16)); 2] = [
+    ("127.0.0.1:22600", (61100, 61499)),
+    ("127.0.0.1:22601", (61500, 61899)),
+];
 const LEVEL_DBFS: f64 = -10.0;
-const PACKETS: usize = 50;
 
 /// A party: its socket, codec, payload types and the tone it sends.
 struct Party {
     sock: UdpSocket,
     codec: Codec,
     pt: u8,
+    ptime_ms: u32,
     tone_hz: f64,
 }
 
+/// What a party received: its audio decoded, and each packet's (payload
+/// type, timestamp, payload length).
+struct Heard {
+    pcm: Vec<i16>,
+    packets: Vec<(u8, u32, usize)>,
+}
+
 impl Party {
-    fn new(codec: Codec, pt: u8, tone_hz: f64) -> Party {
+    fn new(codec: Codec, pt: u8, ptime_ms: u32, tone_hz: f64) -> Party {
         let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
         sock.set_read_timeout(Some(Duration::from_millis(500)))
             .unwrap();
@@ -38,6 +51,7 @@ impl Party {
             sock,
             codec,
             pt,
+            ptime_ms,
             tone_hz,
         }
     }
@@ -57,21 +71,23 @@ impl Party {
         format!(
             "v=0\r\no=- 1 1 IN IP4 {ip}\r\ns=-\r\nc=IN IP4 {ip}\r\nt=0 0\r\n\
              m=audio {port} RTP/AVP {pt} 101\r\na=rtpmap:{pt} {map}\r\n\
-             a=rtpmap:101 telephone-event/{clock}\r\na=fmtp:101 0-15\r\na=sendrecv\r\n",
+             a=rtpmap:101 telephone-event/{clock}\r\na=fmtp:101 0-15\r\na=sendrecv\r\n\
+             a=ptime:{ptime}\r\n",
             ip = a.ip(),
             port = a.port(),
-            pt = self.pt
+            pt = self.pt,
+            ptime = self.ptime_ms
         )
     }
 
-    /// Its tone's 20 ms packets, coded in its codec.
+    /// One second of its tone in packets of its ptime, coded in its codec.
     fn packets(&self) -> Vec<Vec<u8>> {
         let rate = self.codec.sample_rate();
-        let per = rate as usize / 50;
+        let per = (rate * self.ptime_ms / 1000) as usize;
         let amp = 32767.0 * 10f64.powf(LEVEL_DBFS / 20.0);
         let mut enc = Encoder::new(self.codec).unwrap();
-        let ticks = self.codec.rtp_clock_rate() / 50;
-        (0..PACKETS)
+        let ticks = self.codec.rtp_clock_rate() * self.ptime_ms / 1000;
+        (0..(1000 / self.ptime_ms) as usize)
             .map(|i| {
                 let pcm: Vec<i16> = (i * per..(i + 1) * per)
                     .map(|n| {
@@ -81,7 +97,7 @@ impl Party {
                 let mut p = vec![0x80, self.pt, 0, 0, 0, 0, 0, 0, 0, 0, 0x5a, 0xa5];
                 p[2..4].copy_from_slice(&(i as u16).to_be_bytes());
                 p[4..8].copy_from_slice(&(i as u32 * ticks).to_be_bytes());
-                let mut body = vec![0u8; self.codec.max_payload(20)];
+                let mut body = vec![0u8; self.codec.max_payload(self.ptime_ms)];
                 let n = enc.encode(&pcm, &mut body).unwrap();
                 p.extend_from_slice(&body[..n]);
                 p
@@ -89,20 +105,29 @@ impl Party {
             .collect()
     }
 
-    /// Everything the relay sent it, decoded, after checking each packet's
-    /// payload type; the samples at its codec's rate.
-    fn heard(&self) -> Vec<i16> {
+    /// Everything the relay sent it: audio (in its payload type) decoded
+    /// at its codec's rate, telephone-events (101) kept aside.
+    fn heard(&self) -> Heard {
         let mut dec = Decoder::new(self.codec).unwrap();
         let mut buf = [0u8; 2048];
-        let mut pcm = Vec::new();
         let mut frame = vec![0i16; 5760];
+        let mut heard = Heard {
+            pcm: Vec::new(),
+            packets: Vec::new(),
+        };
         while let Ok(n) = self.sock.recv(&mut buf) {
             assert!(n > 12, "{:?} got a {n}-byte datagram", self.codec);
-            assert_eq!(buf[1] & 0x7f, self.pt, "{:?}: payload type", self.codec);
+            let pt = buf[1] & 0x7f;
+            let ts = u32::from_be_bytes([buf[4], buf[5], buf[6], buf[7]]);
+            heard.packets.push((pt, ts, n - 12));
+            if pt == 101 {
+                continue;
+            }
+            assert_eq!(pt, self.pt, "{:?}: payload type", self.codec);
             let m = dec.decode(&buf[12..n], &mut frame).unwrap();
-            pcm.extend_from_slice(&frame[..m]);
+            heard.pcm.extend_from_slice(&frame[..m]);
         }
-        pcm
+        heard
     }
 }
 
@@ -145,25 +170,28 @@ fn ng_request(c: &mut tollgate_ng::client::NgClient, cmd: &str, keys: Vec<(&str,
     r
 }
 
-/// One call: `codec` offerer, PCMU answerer, media both ways checked.
-fn call(ng: &mut tollgate_ng::client::NgClient, call_id: &str, codec: Codec, pt: u8) {
-    let a = Party::new(codec, pt, 1000.0);
-    let b = Party::new(Codec::Pcmu, 0, 800.0);
+/// One call from `a` (offering with `flags` and `more`) to `b`: both send
+/// a second of their tone at their own ptime (and `a` a digit, when
+/// `digit`), each checks the other's tone in what it heard; what they heard.
+fn call(
+    ng: &mut tollgate_ng::client::NgClient,
+    call_id: &str,
+    (a, b): (&Party, &Party),
+    more: Vec<(&'static str, Value)>,
+    digit: bool,
+) -> (Heard, Heard) {
     let s = Value::str;
-    let offer = ng_request(
-        ng,
-        "offer",
-        vec![
-            ("call-id", s(call_id)),
-            ("from-tag", s("A")),
-            ("sdp", s(&a.sdp())),
-            ("flags", Value::List(vec![s("codec-transcode-PCMU")])),
-        ],
-    );
+    let mut keys = vec![
+        ("call-id", s(call_id)),
+        ("from-tag", s("A")),
+        ("sdp", s(&a.sdp())),
+    ];
+    keys.extend(more);
+    let offer = ng_request(ng, "offer", keys);
     let to_b = offer.get("sdp").and_then(Value::as_str).unwrap();
     assert!(
-        to_b.contains("a=rtpmap:0 PCMU/8000"),
-        "PCMU offered to B: {to_b}"
+        to_b.contains(&format!("a=rtpmap:{} ", b.pt)),
+        "B's codec offered to B: {to_b}"
     );
     let answer = ng_request(
         ng,
@@ -177,30 +205,41 @@ fn call(ng: &mut tollgate_ng::client::NgClient, call_id: &str, codec: Codec, pt:
     );
     let to_a = answer.get("sdp").and_then(Value::as_str).unwrap();
     assert!(
-        to_a.contains(&format!("RTP/AVP {pt} 101")),
+        to_a.contains(&format!("RTP/AVP {} 101", a.pt)),
         "A answered in its own codec: {to_a}"
     );
     let (a_to, b_to) = (peers::relay_media(&answer), peers::relay_media(&offer));
-    let (pa, pb) = (a.packets(), b.packets());
-    let start = Instant::now();
-    for (i, (x, y)) in pa.iter().zip(&pb).enumerate() {
-        a.sock.send_to(x, a_to).unwrap();
-        b.sock.send_to(y, b_to).unwrap();
-        let due = start + Duration::from_millis(20 * (i as u64 + 1));
-        std::thread::sleep(due.saturating_duration_since(Instant::now()));
+    let mut queue: Vec<(u64, &UdpSocket, SocketAddr, Vec<u8>)> = Vec::new();
+    for (p, to) in [(a, a_to), (b, b_to)] {
+        for (i, pkt) in p.packets().into_iter().enumerate() {
+            queue.push((i as u64 * u64::from(p.ptime_ms), &p.sock, to, pkt));
+        }
     }
-    check_tone(
-        &format!("{codec:?} to PCMU"),
-        &b.heard(),
-        b.codec.sample_rate(),
-        a.tone_hz,
-    );
-    check_tone(
-        &format!("PCMU to {codec:?}"),
-        &a.heard(),
-        a.codec.sample_rate(),
-        b.tone_hz,
-    );
+    if digit {
+        // Digit 5 at 0.5 s: start and end packets, 400 ticks (50 ms).
+        let ts = (a.codec.rtp_clock_rate() / 2).to_be_bytes();
+        for (at, e) in [(500, 0u8), (520, 0x80)] {
+            let mut p = vec![0x80, 101, 0, 200 + e / 0x80, ts[0], ts[1], ts[2], ts[3]];
+            p.extend_from_slice(&[0, 0, 0x5a, 0xa5, 5, e | 10, 0x01, 0x90]);
+            queue.push((at, &a.sock, a_to, p));
+        }
+    }
+    queue.sort_by_key(|q| q.0);
+    let start = Instant::now();
+    for (at, sock, to, pkt) in queue {
+        let due = start + Duration::from_millis(at);
+        std::thread::sleep(due.saturating_duration_since(Instant::now()));
+        sock.send_to(&pkt, to).unwrap();
+    }
+    let (to_b, to_a) = (b.heard(), a.heard());
+    let name = |x: &Party, y: &Party| {
+        format!(
+            "{:?}/{} to {:?}/{}",
+            x.codec, x.ptime_ms, y.codec, y.ptime_ms
+        )
+    };
+    check_tone(&name(a, b), &to_b.pcm, b.codec.sample_rate(), a.tone_hz);
+    check_tone(&name(b, a), &to_a.pcm, a.codec.sample_rate(), b.tone_hz);
     let q = ng_request(ng, "query", vec![("call-id", s(call_id))]);
     assert!(format!("{q:?}").contains("transcoding"), "{q:?}");
     ng_request(
@@ -208,24 +247,42 @@ fn call(ng: &mut tollgate_ng::client::NgClient, call_id: &str, codec: Codec, pt:
         "delete",
         vec![("call-id", s(call_id)), ("from-tag", s("A"))],
     );
+    (to_b, to_a)
+}
+
+/// Node `n` of [`NODES`] on loopback, its CDRs in `cdr.jsonl` in `dir`, and
+/// an NG client for it.
+fn node(dir: &TempDir, n: usize) -> (peers::Proc, tollgate_ng::client::NgClient) {
+    let (ng, ports) = NODES[n];
+    let sections = format!(
+        "[cdr]\nspool_dir = \"{0}/spool\"\nsinks = [{{ kind = \"jsonl\", path = \"{0}/cdr.jsonl\" }}]\n",
+        dir.0.display()
+    );
+    let tg = peers::tollgate_loopback(&dir.0, ng, ports, &["--delete-delay", "0"], &sections).0;
+    (tg, peers::ng_client(None, ng.parse().unwrap()))
 }
 
 #[test]
 fn opus_g722_and_g729_callers_reach_a_pcmu_callee_both_ways() {
     let dir = TempDir::new("tgtranscode");
-    let sections = format!(
-        "[cdr]\nspool_dir = \"{0}/spool\"\nsinks = [{{ kind = \"jsonl\", path = \"{0}/cdr.jsonl\" }}]\n",
-        dir.0.display()
-    );
-    let (_tg, _) = peers::tollgate_loopback(&dir.0, NG, PORTS, &["--delete-delay", "0"], &sections);
-    let mut ng = peers::ng_client(None, NG.parse().unwrap());
+    let (_tg, mut ng) = node(&dir, 0);
     let calls = [
         ("tc-opus", Codec::Opus, 96, "opus/48000/2"),
         ("tc-g722", Codec::G722, 9, "G722/8000"),
         ("tc-g729", Codec::G729, 18, "G729/8000"),
     ];
+    let flags = || {
+        vec![(
+            "flags",
+            Value::List(vec![Value::str("codec-transcode-PCMU")]),
+        )]
+    };
     for (id, codec, pt, _) in calls {
-        call(&mut ng, id, codec, pt);
+        let (a, b) = (
+            Party::new(codec, pt, 20, 1000.0),
+            Party::new(Codec::Pcmu, 0, 20, 800.0),
+        );
+        call(&mut ng, id, (&a, &b), flags(), false);
     }
     let path = dir.0.join("cdr.jsonl");
     let mut ended = Vec::new();
@@ -250,4 +307,56 @@ fn opus_g722_and_g729_callers_reach_a_pcmu_callee_both_ways() {
             "{id}: both legs transcoded: {cdr}"
         );
     }
+}
+
+#[test]
+fn twenty_ms_pcmu_and_thirty_ms_pcma_repacketised_with_a_digit_mapped() {
+    let dir = TempDir::new("tgptime");
+    let (_tg, mut ng) = node(&dir, 1);
+    let a = Party::new(Codec::Pcmu, 0, 20, 1000.0);
+    let b = Party::new(Codec::Pcma, 8, 30, 800.0);
+    let more = vec![
+        (
+            "codec",
+            Value::dict([("transcode", Value::List(vec![Value::str("PCMA")]))]),
+        ),
+        ("ptime", Value::Int(30)),
+    ];
+    let (to_b, to_a) = call(&mut ng, "tc-ptime", (&a, &b), more, true);
+    let audio = |h: &Heard, pt: u8| -> Vec<(u32, usize)> {
+        h.packets
+            .iter()
+            .filter(|p| p.0 == pt)
+            .map(|p| (p.1, p.2))
+            .collect()
+    };
+    let (b_audio, a_audio) = (audio(&to_b, 8), audio(&to_a, 0));
+    assert!(
+        b_audio.iter().all(|p| p.1 == 240),
+        "30 ms PCMA to B: {b_audio:?}"
+    );
+    assert!(
+        a_audio.iter().all(|p| p.1 == 160),
+        "20 ms PCMU to A: {a_audio:?}"
+    );
+    assert!(
+        a_audio.len() >= 45,
+        "the 30 ms packets' surplus reached A too: {}",
+        a_audio.len()
+    );
+    for (h, step) in [(&b_audio, 240), (&a_audio, 160)] {
+        let steps: Vec<u32> = h.windows(2).map(|w| w[1].0.wrapping_sub(w[0].0)).collect();
+        assert!(
+            steps.iter().all(|&d| d == step),
+            "timestamps step {step}: {steps:?}"
+        );
+    }
+    let events: Vec<_> = to_b.packets.iter().filter(|p| p.0 == 101).collect();
+    assert_eq!(
+        events.len(),
+        2,
+        "the digit's two packets reached B: {:?}",
+        to_b.packets
+    );
+    assert!(events.iter().all(|e| e.1 == 4000 && e.2 == 4), "{events:?}");
 }
