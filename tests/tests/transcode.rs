@@ -20,10 +20,13 @@ use tollgate_ng::Value;
 use tollgate_tests::{peers, TempDir};
 
 /// Each test's node: its NG address and relay ports.
-const NODES: [(&str, (u16, u16)); 2] = [
+const NODES: [(&str, (u16, u16)); 3] = [
     ("127.0.0.1:22600", (61100, 61499)),
-    ("127.0.0.1:22601", (61500, 61899)),
+    ("127.0.0.1:22601", (61500, 61799)),
+    ("127.0.0.1:22602", (61800, 61899)),
 ];
+/// rtpengine's, beside node 2 in the benchmark.
+const RTPENGINE: (&str, (u16, u16)) = ("127.0.0.1:22603", (61900, 61999));
 const LEVEL_DBFS: f64 = -10.0;
 
 /// A party: its socket, codec, payload types and the tone it sends.
@@ -80,14 +83,14 @@ impl Party {
         )
     }
 
-    /// One second of its tone in packets of its ptime, coded in its codec.
-    fn packets(&self) -> Vec<Vec<u8>> {
+    /// `seconds` of its tone in packets of its ptime, coded in its codec.
+    fn packets(&self, seconds: u32) -> Vec<Vec<u8>> {
         let rate = self.codec.sample_rate();
         let per = (rate * self.ptime_ms / 1000) as usize;
         let amp = 32767.0 * 10f64.powf(LEVEL_DBFS / 20.0);
         let mut enc = Encoder::new(self.codec).unwrap();
         let ticks = self.codec.rtp_clock_rate() * self.ptime_ms / 1000;
-        (0..(1000 / self.ptime_ms) as usize)
+        (0..(seconds * 1000 / self.ptime_ms) as usize)
             .map(|i| {
                 let pcm: Vec<i16> = (i * per..(i + 1) * per)
                     .map(|n| {
@@ -170,16 +173,14 @@ fn ng_request(c: &mut tollgate_ng::client::NgClient, cmd: &str, keys: Vec<(&str,
     r
 }
 
-/// One call from `a` (offering with `flags` and `more`) to `b`: both send
-/// a second of their tone at their own ptime (and `a` a digit, when
-/// `digit`), each checks the other's tone in what it heard; what they heard.
-fn call(
+/// Offers `a`'s SDP (with `more`) and answers with `b`'s: where each
+/// sends its media.
+fn connect(
     ng: &mut tollgate_ng::client::NgClient,
     call_id: &str,
     (a, b): (&Party, &Party),
     more: Vec<(&'static str, Value)>,
-    digit: bool,
-) -> (Heard, Heard) {
+) -> (SocketAddr, SocketAddr) {
     let s = Value::str;
     let mut keys = vec![
         ("call-id", s(call_id)),
@@ -208,10 +209,24 @@ fn call(
         to_a.contains(&format!("RTP/AVP {} 101", a.pt)),
         "A answered in its own codec: {to_a}"
     );
-    let (a_to, b_to) = (peers::relay_media(&answer), peers::relay_media(&offer));
+    (peers::relay_media(&answer), peers::relay_media(&offer))
+}
+
+/// One call from `a` (offering with `more`) to `b`: both send a second of
+/// their tone at their own ptime (and `a` a digit, when `digit`), each
+/// checks the other's tone in what it heard; what they heard.
+fn call(
+    ng: &mut tollgate_ng::client::NgClient,
+    call_id: &str,
+    (a, b): (&Party, &Party),
+    more: Vec<(&'static str, Value)>,
+    digit: bool,
+) -> (Heard, Heard) {
+    let s = Value::str;
+    let (a_to, b_to) = connect(ng, call_id, (a, b), more);
     let mut queue: Vec<(u64, &UdpSocket, SocketAddr, Vec<u8>)> = Vec::new();
     for (p, to) in [(a, a_to), (b, b_to)] {
-        for (i, pkt) in p.packets().into_iter().enumerate() {
+        for (i, pkt) in p.packets(1).into_iter().enumerate() {
             queue.push((i as u64 * u64::from(p.ptime_ms), &p.sock, to, pkt));
         }
     }
@@ -359,4 +374,110 @@ fn twenty_ms_pcmu_and_thirty_ms_pcma_repacketised_with_a_digit_mapped() {
         to_b.packets
     );
     assert!(events.iter().all(|e| e.1 == 4000 && e.2 == 4), "{events:?}");
+}
+
+/// Not a test: what transcoded calls cost the relay's CPU, Tollgate (socket
+/// backend) beside rtpengine in the same run: `CALLS` calls of Opus (then
+/// G.722) to PCMU set up over NG on each, `SECONDS` s of 20 ms packets both
+/// ways from this process, the relay's CPU time (every process of it) over
+/// the run, and the packets that came out. Figures in docs/benchmarks.md.
+/// `cargo test -p tollgate-tests --test transcode -- --ignored --nocapture`
+#[test]
+#[ignore = "a benchmark, run by hand"]
+fn relay_cpu_per_transcoded_call_beside_rtpengine() {
+    const CALLS: usize = 10;
+    const SECONDS: u32 = 10;
+    let dir = TempDir::new("tgtcbench");
+    let (tg, mut tg_ng) = node(&dir, 2);
+    let re_dir = dir.0.join("rtpengine");
+    std::fs::create_dir_all(&re_dir).unwrap();
+    let re = peers::rtpengine(&re_dir, RTPENGINE.0.parse().unwrap(), RTPENGINE.1);
+    let mut re_ng = peers::ng_client(None, RTPENGINE.0.parse().unwrap());
+    println!(
+        "| relay | pair | calls | packets out / sent | relay CPU | per packet | calls per core |"
+    );
+    println!("|---|---|---:|---:|---:|---:|---:|");
+    for (codec, pt) in [(Codec::Opus, 96), (Codec::G722, 9)] {
+        for (name, ng, pid) in [
+            ("tollgate", &mut tg_ng, tg.child.id()),
+            ("rtpengine", &mut re_ng, re.child.id()),
+        ] {
+            let parties: Vec<(Party, Party)> = (0..CALLS)
+                .map(|_| {
+                    (
+                        Party::new(codec, pt, 20, 1000.0),
+                        Party::new(Codec::Pcmu, 0, 20, 800.0),
+                    )
+                })
+                .collect();
+            let flags = || {
+                vec![(
+                    "flags",
+                    Value::List(vec![Value::str("codec-transcode-PCMU")]),
+                )]
+            };
+            let targets: Vec<_> = parties
+                .iter()
+                .enumerate()
+                .map(|(i, (a, b))| connect(ng, &format!("bench-{name}-{i}"), (a, b), flags()))
+                .collect();
+            let (pa, pb) = (parties[0].0.packets(SECONDS), parties[0].1.packets(SECONDS));
+            let cpu = || {
+                tollgate_bench::cpu::tree(&[pid])
+                    .into_iter()
+                    .map(tollgate_bench::cpu::process_ns)
+                    .sum::<u64>()
+            };
+            // Drained as it arrives: a socket's buffer holds only a few
+            // seconds of packets.
+            let socks: Vec<&UdpSocket> = parties
+                .iter()
+                .flat_map(|(a, b)| [&a.sock, &b.sock])
+                .collect();
+            socks.iter().for_each(|s| s.set_nonblocking(true).unwrap());
+            let mut out = 0;
+            let mut drain = || {
+                let mut buf = [0u8; 2048];
+                for s in &socks {
+                    while s.recv(&mut buf).is_ok() {
+                        out += 1;
+                    }
+                }
+            };
+            let before = cpu();
+            let start = Instant::now();
+            for (i, (x, y)) in pa.iter().zip(&pb).enumerate() {
+                for ((a, b), (a_to, b_to)) in parties.iter().zip(&targets) {
+                    a.sock.send_to(x, a_to).unwrap();
+                    b.sock.send_to(y, b_to).unwrap();
+                }
+                drain();
+                let due = start + Duration::from_millis(20 * (i as u64 + 1));
+                std::thread::sleep(due.saturating_duration_since(Instant::now()));
+            }
+            std::thread::sleep(Duration::from_millis(200));
+            drain();
+            let used = cpu() - before;
+            let sent = 2 * CALLS * pa.len();
+            let per_packet = used as f64 / sent as f64;
+            println!(
+                "| {name} | {} <-> PCMU | {CALLS} | {out} / {sent} | {:.0} ms | {:.1} µs | {:.0} |",
+                codec.encoding(),
+                used as f64 / 1e6,
+                per_packet / 1e3,
+                1e9 / (per_packet * 100.0)
+            );
+            assert!(
+                out * 10 >= sent * 9,
+                "{name}: {out} of {sent} packets came out"
+            );
+            for i in 0..CALLS {
+                ng_request(
+                    ng,
+                    "delete",
+                    vec![("call-id", Value::str(&format!("bench-{name}-{i}")))],
+                );
+            }
+        }
+    }
 }
