@@ -6,7 +6,7 @@
 # drive: SIPp (sip-tester), Kamailio (its rtpengine module is in the main
 # package) and rtpengine itself; Python's prometheus_client parser and
 # headless Chromium for the HTTP tests; libsrtp2, baresip and sox for the
-# SRTP tests; a font
+# SRTP tests; libopus and bcg729 for the transcoder's codecs; a font
 # for the benchmark plots; and the
 # data-tier servers the CDR tests start on loopback (PostgreSQL, MariaDB,
 # Redis, RabbitMQ; scripts/data starts them) and SeaweedFS for the archive
@@ -33,6 +33,9 @@ packages+=(python3-venv)
 # checks Tollgate's against, and the SRTP benchmark measures beside it;
 # baresip (its srtp module) and sox for the softphone calls there.
 packages+=(libsrtp2-dev baresip-core sox)
+# The codec crate's Opus (libopus, through the opus crate) and G.729
+# (Belledonne's bcg729, bound by hand) for transcoding.
+packages+=(libopus-dev libbcg729-dev)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -79,6 +79,7 @@ pub fn sample_cdr(call_id: &str, start_ms: i64) -> Cdr {
         transport: Some("udp".into()),
         codec: Some("PCMU/8000".into()),
         srtp: Some("SDES AES_CM_128_HMAC_SHA1_80".into()),
+        transcoded: false,
         start_ms,
         answer_ms: Some(start_ms + 2_500),
         end_ms: start_ms + 64_200,

@@ -25,6 +25,27 @@ pub fn process_clock_ns(pid: u32) -> Option<u64> {
     ok.then(|| ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64)
 }
 
+/// `roots` and every process descending from them.
+pub fn tree(roots: &[u32]) -> Vec<u32> {
+    let mut out = Vec::new();
+    let mut todo = roots.to_vec();
+    while let Some(p) = todo.pop() {
+        out.push(p);
+        for t in fs::read_dir(format!("/proc/{p}/task"))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let kids = fs::read_to_string(t.path().join("children")).unwrap_or_default();
+            todo.extend(
+                kids.split_whitespace()
+                    .filter_map(|k| k.parse::<u32>().ok()),
+            );
+        }
+    }
+    out
+}
+
 /// [`process_clock_ns`], 0 for a process that is gone.
 pub fn process_ns(pid: u32) -> u64 {
     process_clock_ns(pid).unwrap_or(0)

@@ -146,23 +146,7 @@ impl Drop for Running {
 impl Running {
     /// Every process of the system: its roots and their descendants.
     fn pids(&self) -> Vec<u32> {
-        let mut out = Vec::new();
-        let mut todo: Vec<u32> = self.children.iter().map(Child::id).collect();
-        while let Some(p) = todo.pop() {
-            out.push(p);
-            for t in std::fs::read_dir(format!("/proc/{p}/task"))
-                .into_iter()
-                .flatten()
-                .flatten()
-            {
-                let kids = std::fs::read_to_string(t.path().join("children")).unwrap_or_default();
-                todo.extend(
-                    kids.split_whitespace()
-                        .filter_map(|k| k.parse::<u32>().ok()),
-                );
-            }
-        }
-        out
+        cpu::tree(&self.children.iter().map(Child::id).collect::<Vec<_>>())
     }
 
     fn cpu_ns(&self) -> u64 {

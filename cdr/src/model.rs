@@ -93,6 +93,9 @@ pub struct Leg {
     /// `SDES AES_CM_128_HMAC_SHA1_80` (never a key).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub srtp: Option<String>,
+    /// The relay transcoded this leg's media to and from its peer's codec.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub transcoded: bool,
     pub start_ms: i64,
     pub answer_ms: Option<i64>,
     pub end_ms: i64,

@@ -460,6 +460,11 @@ impl Media {
         static_codec(pt).map(str::to_string)
     }
 
+    /// Replaces the m= line's formats (their attributes are the caller's).
+    pub fn set_formats(&mut self, formats: &[String]) {
+        self.set_m(None, None, Some(formats));
+    }
+
     /// Keeps only the formats `keep` says yes to (in their order), dropping
     /// the rtpmap/fmtp/rtcp-fb attributes of the others.
     pub fn retain_formats(&mut self, keep: impl Fn(&str, Option<&str>) -> bool) {

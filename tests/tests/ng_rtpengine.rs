@@ -316,6 +316,141 @@ fn conversations() -> Vec<(String, Vec<Step>)> {
     out
 }
 
+/// An SDP from `ip:port` offering `fmts` with `lines` (each without CRLF).
+fn sdp_with(ip: &str, port: u16, fmts: &str, lines: &[&str]) -> String {
+    let mut s = format!(
+        "v=0\r\no=- 1 1 IN IP4 {ip}\r\ns=-\r\nc=IN IP4 {ip}\r\nt=0 0\r\nm=audio {port} RTP/AVP {fmts}\r\n"
+    );
+    for l in lines {
+        s.push_str(l);
+        s.push_str("\r\n");
+    }
+    s
+}
+
+/// Transcoding (tests/transcode.rs has the media): one conversation per
+/// codec flag, an offer with `flags` from A, B's answer, query, delete.
+fn transcoding() -> Vec<(&'static str, Vec<Step>)> {
+    let opus = sdp_with(
+        "192.0.2.10",
+        7000,
+        "96 101",
+        &[
+            "a=rtpmap:96 opus/48000/2",
+            "a=fmtp:96 useinbandfec=1",
+            "a=rtpmap:101 telephone-event/48000",
+            "a=fmtp:101 0-15",
+        ],
+    );
+    let pcmu = |extra: &[&str]| {
+        let mut l = vec!["a=rtpmap:101 telephone-event/8000", "a=fmtp:101 0-16"];
+        l.extend_from_slice(extra);
+        sdp_with("192.0.2.10", 7000, "0 101", &l)
+    };
+    let b = |fmts: &str, lines: &[&str]| sdp_with("192.0.2.20", 6000, fmts, lines);
+    let te8 = "a=rtpmap:101 telephone-event/8000";
+    let codec = |v: Vec<(&'static str, &[&str])>| {
+        (
+            "codec",
+            Value::dict(v.into_iter().map(|(k, l)| (k, list(l)))),
+        )
+    };
+    let conv = |call: &'static str, a: String, flags: Vec<(&'static str, Value)>, b: String| {
+        vec![
+            offer(call, a, flags),
+            answer(call, "B", b, vec![]),
+            query(call),
+            delete(call, vec![("from-tag", s("A"))]),
+        ]
+    };
+    vec![
+        (
+            "opus offerer, transcode to PCMU",
+            conv(
+                "tc-opus",
+                opus.clone(),
+                vec![codec(vec![("transcode", &["PCMU"])])],
+                b("0 101", &[te8]),
+            ),
+        ),
+        (
+            "PCMU offerer, transcode to opus",
+            conv(
+                "tc-toopus",
+                pcmu(&[]),
+                vec![codec(vec![("transcode", &["opus"])])],
+                b(
+                    "96 97",
+                    &[
+                        "a=rtpmap:96 opus/48000/2",
+                        "a=rtpmap:97 telephone-event/48000",
+                    ],
+                ),
+            ),
+        ),
+        (
+            "transcode to G722 and G729, G729 answered",
+            conv(
+                "tc-g729",
+                pcmu(&[]),
+                vec![codec(vec![("transcode", &["G722", "G729"])])],
+                b("18", &["a=rtpmap:18 G729/8000"]),
+            ),
+        ),
+        (
+            "codec-transcode flag, G722 answered",
+            conv(
+                "tc-flag",
+                pcmu(&[]),
+                vec![("flags", list(&["codec-transcode-G722"]))],
+                b("9 101", &[te8]),
+            ),
+        ),
+        (
+            "transcode to a codec offered already, the offered one answered",
+            conv(
+                "tc-have",
+                pcmu(&[]),
+                vec![codec(vec![("transcode", &["PCMU", "PCMA"])])],
+                b("0", &[]),
+            ),
+        ),
+        (
+            "ptime 30 towards a transcoded PCMA answerer",
+            conv(
+                "tc-ptime",
+                pcmu(&["a=ptime:20"]),
+                vec![
+                    codec(vec![("transcode", &["PCMA"])]),
+                    ("ptime", Value::Int(30)),
+                ],
+                b("8", &["a=ptime:30"]),
+            ),
+        ),
+        (
+            "consume the offerer's codec, transcode to PCMA",
+            conv(
+                "tc-consume",
+                pcmu(&[]),
+                vec![codec(vec![
+                    ("consume", &["PCMU"]),
+                    ("transcode", &["PCMA"]),
+                ])],
+                b("8 101", &[te8]),
+            ),
+        ),
+        (
+            "mask the offerer's codec, transcode to PCMA",
+            conv(
+                "tc-mask",
+                pcmu(&[]),
+                vec![codec(vec![("mask", &["PCMU"]), ("transcode", &["PCMA"])])],
+                b("8 101", &[te8]),
+            ),
+        ),
+    ]
+}
+
 /// SDES-SRTP transcrypting (tests/srtp.rs has the media): rtpengine told
 /// to leave out the suites Tollgate does not have (AES-192, F8, NULL) and
 /// DTLS, which it would offer beside SDES.
@@ -607,17 +742,17 @@ fn diff(re: &Value, tg: &Value) -> String {
     format!("rtpengine: {re:?}\ntollgate:  {tg:?}")
 }
 
-#[test]
-fn replies_match_rtpengine() {
-    tollgate_tests::require_root();
-    let dir = TempDir::new("tgdiff");
-    let (_one, _re, _tg) = start_both(&dir);
+/// Plays each conversation to both relays: the first step of each whose
+/// replies differ (or, with `all_ok`, whose rtpengine reply is not `ok`),
+/// described for the failure message.
+fn differences<N: std::fmt::Display>(convs: Vec<(N, Vec<Step>)>, all_ok: bool) -> Vec<String> {
     let mut failed = Vec::new();
-    for (name, steps) in conversations() {
+    for (name, steps) in convs {
         let re = play(RE_NG, RE_PORTS, &steps, Format::Bencode);
         let tg = play(TG_NG, TG_PORTS, &steps, Format::Bencode);
         for (i, (a, b)) in re.iter().zip(&tg).enumerate() {
-            if a != b {
+            let refused = all_ok && a.get("result").and_then(Value::as_str) != Some("ok");
+            if a != b || refused {
                 failed.push(format!(
                     "{name}, step {} ({}):\n{}",
                     i + 1,
@@ -628,6 +763,15 @@ fn replies_match_rtpengine() {
             }
         }
     }
+    failed
+}
+
+#[test]
+fn replies_match_rtpengine() {
+    tollgate_tests::require_root();
+    let dir = TempDir::new("tgdiff");
+    let (_one, _re, _tg) = start_both(&dir);
+    let failed = differences(conversations(), false);
     assert!(
         failed.is_empty(),
         "{} conversation(s) differ:\n\n{}",
@@ -652,6 +796,17 @@ fn sdes_matches_rtpengine() {
             assert_eq!(a, b, "{name}, step {}:\n{}", i + 1, diff(a, b));
         }
     }
+}
+
+/// Transcoding's offers, answers and queries: every reply `ok` and equal
+/// to rtpengine's.
+#[test]
+fn transcoding_matches_rtpengine() {
+    tollgate_tests::require_root();
+    let dir = TempDir::new("tgdifft");
+    let (_one, _re, _tg) = start_both(&dir);
+    let failed = differences(transcoding(), true);
+    assert!(failed.is_empty(), "{}", failed.join("\n\n"));
 }
 
 /// The same conversation in JSON: JSON replies, equal to rtpengine's.

@@ -176,6 +176,10 @@ pub fn build(
                     .iter()
                     .find_map(|s| s.srtp.suite())
                     .map(|s| format!("SDES {}", s.name())),
+                transcoded: p
+                    .sides
+                    .iter()
+                    .any(|s| super::transcode::transcoded(&s.transcoding)),
                 start_ms: ms(p.created),
                 answer_ms,
                 end_ms,

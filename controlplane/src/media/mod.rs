@@ -25,6 +25,7 @@ mod report;
 mod sdes;
 #[cfg(test)]
 mod tests;
+mod transcode;
 
 use crate::media::config::{MediaConfig, MediaInterface};
 use crate::recording::{config::RecordingConfig, Closed, Recording};
@@ -148,6 +149,9 @@ struct Side {
     ice_controlling: bool,
     /// SDES keys, when the relay transcrypts this participant's SRTP.
     srtp: sdes::SideSrtp,
+    /// Its own offer's codecs, and what it speaks when the relay transcodes.
+    #[serde(default)]
+    transcoding: transcode::Transcoding,
 }
 
 impl Side {
@@ -173,6 +177,7 @@ impl Side {
             asymmetric: false,
             ice_controlling: false,
             srtp: sdes::SideSrtp::default(),
+            transcoding: transcode::Transcoding::default(),
         }
     }
 
@@ -640,6 +645,7 @@ impl Sessions {
         role: Role,
     ) -> Result<String, NgError> {
         check_transport(&sdp, o)?;
+        transcode::check(o)?;
         let Sessions {
             cfg, pools, calls, ..
         } = self;
@@ -689,6 +695,10 @@ impl Sessions {
                 if m.formats().iter().any(|f| offered.contains(f)) {
                     m.retain_formats(|pt, _| offered.iter().any(|f| f == pt));
                 }
+            }
+            match role {
+                Role::Offer => transcode::offer(&mut xs.transcoding, m, o),
+                Role::Answer => transcode::answer(&mut xs.transcoding, &mut ys.transcoding, m),
             }
             rewrite_media(m, ys, relay, mux, o);
             if !ys.disabled {
@@ -774,6 +784,9 @@ impl Sessions {
         stages.extend_from_slice(&self.cfg.stages);
         if let Some(k) = ys.srtp.tx {
             stages.push(StageSpec::SrtpEncrypt(k));
+        }
+        if let Some(t) = transcode::stage(&xs.transcoding, &ys.transcoding) {
+            t.place_in(&mut stages);
         }
         if let Some(tap) = tap {
             tap.place_in(&mut stages);

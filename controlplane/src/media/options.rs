@@ -1,6 +1,6 @@
 //! What an offer, answer or delete asks of the session manager, in its own
 //! terms: which addresses to trust and rewrite, interfaces, ICE and rtcp-mux
-//! handling, codecs to strip or offer, SDES suites, the delete delay. The NG module reads
+//! handling, codecs to strip, offer or transcode to, SDES suites, the delete delay. The NG module reads
 //! these from an NG dictionary ([`crate::ng::options`]); the B2BUA builds
 //! them itself.
 
@@ -35,6 +35,11 @@ pub struct Options {
     pub codec_strip: Vec<String>,
     pub codec_offer: Vec<String>,
     pub codec_except: Vec<String>,
+    /// `codec` `transcode`: codecs added to the offer, transcoded to
+    /// when the answer picks one.
+    pub codec_transcode: Vec<String>,
+    /// `ptime`: the packet time of the offer sent on.
+    pub ptime: Option<u32>,
     pub label: Option<String>,
     pub no_rtcp_attribute: bool,
     pub fatal: bool,

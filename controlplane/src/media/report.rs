@@ -72,6 +72,8 @@ pub struct MediaReport {
     pub ice_controlling: bool,
     /// The SDES suite the relay transcrypts this participant's SRTP with.
     pub crypto_suite: Option<&'static str>,
+    /// The relay transcodes this participant's media.
+    pub transcoding: bool,
     pub rtp: StreamReport,
     pub rtcp: StreamReport,
 }
@@ -163,6 +165,7 @@ fn media(
         mux: side.mux,
         ice_controlling: side.ice_controlling,
         crypto_suite: side.srtp.suite().map(|s| s.name()),
+        transcoding: super::transcode::transcoded(&side.transcoding),
         rtp: stream(rtp_local, side.rtp, live),
         rtcp: stream(rtcp_local, side.rtcp, live && !side.mux),
     }

@@ -1,8 +1,8 @@
 //! What an NG offer/answer/delete asks for, read from its dictionary into
 //! the session manager's [`Options`]: the `flags` and `replace` lists,
 //! `ICE`, `rtcp-mux`, `direction`, `received from`, `media address`,
-//! `transport protocol`, `SDES`, `OSRTP`, `DTLS` (off only), `codec`, `label`,
-//! `delete delay`. Flags may also
+//! `transport protocol`, `SDES`, `OSRTP`, `DTLS` (off only), `codec`, `ptime`,
+//! `label`, `delete delay`. Flags may also
 //! arrive in the `flags` list with spaces written as hyphens and keyed forms
 //! such as `codec-strip-PCMA` or `ICE=remove`, as Kamailio's module sends
 //! them.
@@ -107,6 +107,7 @@ pub fn parse(req: &Value) -> Result<Options, OptError> {
     if let Some(codec) = req.get("codec") {
         read_codec(&mut o, codec)?;
     }
+    o.ptime = read_ptime(req)?.or(o.ptime);
     if let Some(l) = req
         .get("label")
         .or_else(|| req.get("from-label"))
@@ -136,17 +137,33 @@ fn record_call(v: &str) -> Result<bool, OptError> {
     }
 }
 
-/// The `codec` dictionary: `strip`, `mask`, `offer`, `except`; `transcode`
-/// is refused.
+/// The `codec` dictionary: `strip`, `mask`, `consume`, `offer`, `except`,
+/// `transcode`. `mask` and `consume` take the codec out of the offer sent
+/// on, as `strip` does; the offerer keeps it for an answer transcoded back
+/// to it (its own offer is what it is answered from).
 fn read_codec(o: &mut Options, codec: &Value) -> Result<(), OptError> {
     o.codec_strip.extend(strings(codec.get("strip")));
     o.codec_strip.extend(strings(codec.get("mask")));
+    o.codec_strip.extend(strings(codec.get("consume")));
     o.codec_offer.extend(strings(codec.get("offer")));
     o.codec_except.extend(strings(codec.get("except")));
-    if !strings(codec.get("transcode")).is_empty() {
-        return Err("`codec` `transcode`: this relay forwards media without transcoding".into());
-    }
+    o.codec_transcode.extend(strings(codec.get("transcode")));
     Ok(())
+}
+
+/// `ptime`: milliseconds, 1 to 200, as an integer or a string.
+fn read_ptime(req: &Value) -> Result<Option<u32>, OptError> {
+    let Some(v) = req.get("ptime") else {
+        return Ok(None);
+    };
+    let ms = match v {
+        Value::Int(n) => u32::try_from(*n).ok(),
+        _ => v.as_str().and_then(|s| s.trim().parse().ok()),
+    };
+    match ms {
+        Some(ms @ 1..=200) => Ok(Some(ms)),
+        _ => Err(format!("`ptime`: {v:?} is not milliseconds from 1 to 200")),
+    }
 }
 
 /// `delete delay` (or `delete-delay`): seconds, as an integer or a string,
@@ -210,15 +227,18 @@ fn flag(o: &mut Options, raw: &str) -> Result<(), OptError> {
     for (prefix, list) in [
         ("codec-strip-", 0),
         ("codec-mask-", 0),
+        ("codec-consume-", 0),
         ("codec-offer-", 1),
         ("codec-except-", 2),
+        ("codec-transcode-", 3),
     ] {
         if f.starts_with(prefix) {
-            let name = &raw.trim()[prefix.len()..];
+            let name = raw.trim()[prefix.len()..].to_string();
             match list {
-                0 => o.codec_strip.push(name.to_string()),
-                1 => o.codec_offer.push(name.to_string()),
-                _ => o.codec_except.push(name.to_string()),
+                0 => o.codec_strip.push(name),
+                1 => o.codec_offer.push(name),
+                2 => o.codec_except.push(name),
+                _ => o.codec_transcode.push(name),
             }
             return Ok(());
         }
@@ -229,9 +249,9 @@ fn flag(o: &mut Options, raw: &str) -> Result<(), OptError> {
     if let Some(sdes) = f.strip_prefix("sdes-") {
         return set_sdes(o, sdes, &raw.trim()["SDES-".len()..]);
     }
-    if f.starts_with("codec-transcode-") || f == "always-transcode" {
+    if f == "always-transcode" {
         return Err(format!(
-            "flag {raw:?}: this relay forwards media without transcoding"
+            "flag {raw:?}: not yet supported (transcoding engages only where the answer picks a codec the offerer lacks)"
         ));
     }
     match f.as_str() {
@@ -445,11 +465,21 @@ mod tests {
         assert!(e.contains("`ICE`: unknown value"), "{e}");
         let e = parse(&req(vec![("media address", Value::str("somewhere"))])).unwrap_err();
         assert!(e.contains("not an IP address"), "{e}");
-        let e = parse(&req(vec![(
-            "codec",
-            Value::dict([("transcode", list(&["opus"]))]),
-        )]))
-        .unwrap_err();
-        assert!(e.contains("without transcoding"), "{e}");
+        let e = parse(&req(vec![("ptime", Value::Int(0))])).unwrap_err();
+        assert!(e.contains("`ptime`"), "{e}");
+        let e = parse(&req(vec![("flags", list(&["always-transcode"]))])).unwrap_err();
+        assert!(e.contains("not yet supported"), "{e}");
+    }
+
+    #[test]
+    fn codecs_to_transcode_to_come_from_flags_then_the_codec_dict() {
+        let o = parse(&req(vec![
+            ("codec", Value::dict([("transcode", list(&["opus"]))])),
+            ("flags", list(&["codec-transcode-G722"])),
+            ("ptime", Value::str("30")),
+        ]))
+        .unwrap();
+        assert_eq!(o.codec_transcode, ["G722", "opus"]);
+        assert_eq!(o.ptime, Some(30));
     }
 }

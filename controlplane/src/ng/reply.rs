@@ -180,6 +180,7 @@ fn media_flags(m: &MediaReport) -> Value {
         (m.mux, "rtcp-mux"),
         (m.crypto_suite.is_some(), "SDES"),
         (m.ice_controlling, "ICE controlling"),
+        (m.transcoding, "transcoding"),
     ];
     Value::List(
         flags

@@ -17,6 +17,7 @@ mod tap;
 #[cfg(test)]
 mod test_events;
 pub mod tone;
+mod transcode;
 
 pub use drop_every::DropEvery;
 pub use dtmf::DtmfDetect;
@@ -28,6 +29,7 @@ pub use silence::Silence;
 pub use srtp::{Srtp, SrtpDropReason, SrtpDrops};
 pub use tap::Tap;
 pub use tone::{Tone, ToneSpec};
+pub use transcode::{EventMap, Side, Transcode, TranscodeCounters, TranscodeSpec};
 
 use super::{Cx, DropReason, Payload, Verdict};
 use crate::srtp::Keying;
@@ -113,6 +115,9 @@ pub enum StageSpec {
     /// Copies every packet as received to the recorder, for the recording
     /// `recording` (a number `recording_open` gave).
     Tap { recording: u32 },
+    /// Decodes the sender's codec and sends the receiver's (resampled,
+    /// repacketised), telephone-events mapped.
+    Transcode(TranscodeSpec),
 }
 
 /// Where a stage sits in a flow's chain, in the order packets meet them:
@@ -132,6 +137,8 @@ pub enum Place {
     /// What ends, replaces or adds to the stream (players, tones, silence,
     /// DTMF sent).
     Endpoint,
+    /// The sender's codec to the receiver's, last before encryption.
+    Transcode,
     /// RTP to SRTP.
     Encrypt,
 }
@@ -205,6 +212,7 @@ impl StageSpec {
             | StageSpec::Tone { .. }
             | StageSpec::Prompt { .. }
             | StageSpec::DtmfSend(_) => Place::Endpoint,
+            StageSpec::Transcode(_) => Place::Transcode,
             StageSpec::SrtpEncrypt(_) => Place::Encrypt,
         }
     }
@@ -257,6 +265,7 @@ impl StageSpec {
             StageSpec::DtmfSend(d) => d.check(),
             StageSpec::SrtpDecrypt(k) => k.check().map_err(|e| format!("srtp_decrypt: {e}")),
             StageSpec::SrtpEncrypt(k) => k.check().map_err(|e| format!("srtp_encrypt: {e}")),
+            StageSpec::Transcode(t) => t.check(),
             StageSpec::Tap { recording: 0 } => {
                 Err("tap: `recording` must be a number recording_open gave (from 1)".into())
             }
@@ -288,6 +297,7 @@ pub enum Stage {
     SrtpDecrypt(Box<Srtp>),
     SrtpEncrypt(Box<Srtp>),
     Tap(Tap),
+    Transcode(Box<Transcode>),
 }
 
 impl Stage {
@@ -333,6 +343,7 @@ impl Stage {
             StageSpec::SrtpDecrypt(k) => Stage::SrtpDecrypt(Box::new(Srtp::new(&k))),
             StageSpec::SrtpEncrypt(k) => Stage::SrtpEncrypt(Box::new(Srtp::new(&k))),
             StageSpec::Tap { recording } => Stage::Tap(Tap::new(recording)),
+            StageSpec::Transcode(t) => Stage::Transcode(Box::new(Transcode::new(&t))),
         }
     }
 
@@ -352,6 +363,7 @@ impl Stage {
             Stage::SrtpDecrypt(s) => s.decrypt(cx, p),
             Stage::SrtpEncrypt(s) => s.encrypt(cx, p),
             Stage::Tap(s) => s.process(cx, p),
+            Stage::Transcode(s) => s.process(cx, p),
         }
     }
 
@@ -362,6 +374,7 @@ impl Stage {
             Stage::Tone { tone, .. } => Some(tone.interval_ns()),
             Stage::Player { player, .. } => Some(player.interval_ns()),
             Stage::DtmfSend(s) => Some(s.interval_ns()),
+            Stage::Transcode(s) => s.interval_ns(),
             _ => None,
         }
     }
@@ -373,6 +386,7 @@ impl Stage {
             Stage::Tone { tone, .. } => tone.originate(cx, buf),
             Stage::Player { player, .. } => player.originate(cx, buf),
             Stage::DtmfSend(s) => s.originate(buf),
+            Stage::Transcode(s) => s.originate(buf),
             _ => None,
         }
     }
