@@ -21,12 +21,12 @@ use tollgate_tests::{peers, TempDir};
 
 /// Each test's node: its NG address and relay ports.
 const NODES: [(&str, (u16, u16)); 3] = [
-    ("127.0.0.1:22600", (61100, 61499)),
-    ("127.0.0.1:22601", (61500, 61799)),
-    ("127.0.0.1:22602", (61800, 61899)),
+    ("127.0.0.1:22600", (37100, 37499)),
+    ("127.0.0.1:22601", (37500, 37799)),
+    ("127.0.0.1:22602", (37800, 37899)),
 ];
 /// rtpengine's, beside node 2 in the benchmark.
-const RTPENGINE: (&str, (u16, u16)) = ("127.0.0.1:22603", (61900, 61999));
+const RTPENGINE: (&str, (u16, u16)) = ("127.0.0.1:22603", (37900, 37999));
 const LEVEL_DBFS: f64 = -10.0;
 
 /// A party: its socket, codec, payload types and the tone it sends.
