@@ -210,24 +210,8 @@ impl IvrCall {
     pub(super) fn flow(&self, stages: Vec<StageSpec>) -> Flow {
         Flow {
             stages,
-            ..forward_flow(self.local, self.local, self.caller.addr)
+            ..Flow::relay(self.local, self.local, self.caller.addr)
         }
-    }
-}
-
-/// A flow without stages: what reaches `local` leaves `source` for `to`.
-pub(super) fn forward_flow(local: SocketAddr, source: SocketAddr, to: SocketAddr) -> Flow {
-    Flow {
-        local,
-        source,
-        destination: to,
-        expect: None,
-        egress: None,
-        learn: false,
-        strict: false,
-        follow: None,
-        clock_rate: 8000,
-        stages: Vec::new(),
     }
 }
 

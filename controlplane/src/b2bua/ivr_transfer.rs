@@ -7,9 +7,10 @@
 //! caller back in the menu it left; after the bridge a BYE from either
 //! side ends both legs.
 
-use super::ivr_call::{caller_media, forward_flow, our_sdp};
+use super::ivr_call::{caller_media, our_sdp};
 use super::*;
 use crate::ivr::menu::Target;
+use tollgate_dataplane::flow::Flow;
 use tollgate_dataplane::pipeline::stages::ToneSpec;
 use tollgate_dataplane::pipeline::StageSpec;
 use tollgate_sip::message::Uri;
@@ -207,8 +208,8 @@ impl B2bua {
             return self.transfer_failed(now, call_id, 488, media);
         };
         let flows = [
-            forward_flow(call.local, b_local, b_media.addr),
-            forward_flow(b_local, call.local, call.caller.addr),
+            Flow::relay(call.local, b_local, b_media.addr),
+            Flow::relay(b_local, call.local, call.caller.addr),
         ];
         media.plane.apply(&flows, &[]);
         tracing::info!(call_id, "IVR transfer answered; media bridged");

@@ -137,18 +137,7 @@ mod tests {
 
     fn flow(local: u16, source: u16, destination: &str, seq: Option<u64>) -> FlowReport {
         let a = |p: u16| SocketAddr::from(([192, 0, 2, 1], p));
-        let flow = Flow {
-            local: a(local),
-            source: a(source),
-            destination: destination.parse().unwrap(),
-            expect: None,
-            egress: None,
-            learn: false,
-            strict: false,
-            follow: None,
-            clock_rate: 8000,
-            stages: Vec::new(),
-        };
+        let flow = Flow::relay(a(local), a(source), destination.parse().unwrap());
         let rtcp = seq.map(|seq| RtcpReport {
             seq,
             ms_ago: 300,
