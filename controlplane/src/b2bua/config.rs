@@ -131,9 +131,10 @@ pub struct RouteConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub srtp: Option<RouteSrtp>,
     /// Record the calls this route sends on (their media, both ways, from
-    /// the first offer to the end), as its org's `record` also does.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub record: bool,
+    /// the first offer to the end), or not; unset: as its org's `record`
+    /// says (not recorded without an org).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub record: Option<bool>,
     /// The organisation (`[[sip.orgs]]`) its calls belong to: in their
     /// CDRs and recordings (whose retention is then the org's policy).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -373,7 +374,7 @@ mod tests {
                     reject: None,
                     reason: None,
                     srtp: None,
-                    record: false,
+                    record: None,
                     org: None,
                 },
                 RouteConfig {
@@ -382,7 +383,7 @@ mod tests {
                     reject: Some(200),
                     reason: None,
                     srtp: None,
-                    record: false,
+                    record: None,
                     org: None,
                 },
             ],

@@ -73,13 +73,14 @@ impl Dialplan {
     }
 
     /// Whether the route `number` takes records its calls: its own
-    /// `record`, or its org's default.
+    /// `record` where it says, else its org's default.
     pub fn records(&self, number: &str) -> bool {
         let Some(r) = self.find(number) else {
             return false;
         };
         let org = |name: &String| self.orgs.iter().find(|o| &o.name == name);
-        r.record || r.org.as_ref().and_then(org).is_some_and(|o| o.record)
+        r.record
+            .unwrap_or_else(|| r.org.as_ref().and_then(org).is_some_and(|o| o.record))
     }
 
     pub fn decide(&self, number: &str) -> Decision {
@@ -134,7 +135,7 @@ mod tests {
             reject,
             reason: None,
             srtp: None,
-            record: false,
+            record: None,
             org: None,
         }
     }
@@ -191,7 +192,7 @@ mod tests {
     #[test]
     fn the_matching_route_says_whether_to_record() {
         let recorded = RouteConfig {
-            record: true,
+            record: Some(true),
             ..route("6xxx", Some("sip:{user}@10.0.0.9"), None)
         };
         let d = Dialplan::new(
@@ -205,7 +206,7 @@ mod tests {
 
     #[test]
     fn a_route_records_when_it_or_its_org_says_so() {
-        let of = |pattern: &str, org: &str, record: bool| RouteConfig {
+        let of = |pattern: &str, org: &str, record: Option<bool>| RouteConfig {
             org: Some(org.into()),
             record,
             ..route(pattern, Some("sip:{user}@10.0.0.9"), None)
@@ -222,13 +223,15 @@ mod tests {
         ];
         let d = Dialplan::new(
             &[
-                of("1xxx", "acme", false),
-                of("3xxx", "globex", false),
-                of("4xxx", "globex", true),
+                of("1xxx", "acme", None),
+                of("2xxx", "acme", Some(false)),
+                of("3xxx", "globex", None),
+                of("4xxx", "globex", Some(true)),
             ],
             &orgs,
         );
         assert!(d.records("1000"), "acme records by default");
+        assert!(!d.records("2000"), "a route's own record = false wins");
         assert!(!d.records("3000"));
         assert!(d.records("4000"));
         assert_eq!(d.org("3000"), Some("globex"));

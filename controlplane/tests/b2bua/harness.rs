@@ -33,7 +33,7 @@ pub fn sip_config() -> SipConfig {
             reject: None,
             reason: None,
             srtp: None,
-            record: false,
+            record: None,
             org: None,
         }],
         ring_timeout_secs: 30,

@@ -550,7 +550,7 @@ fn lcr_net(ping_secs: u64) -> Net {
         reject: None,
         reason: None,
         srtp: None,
-        record: false,
+        record: None,
         org: None,
     });
     let mut net = Net::new(sip, media_config());
@@ -676,7 +676,7 @@ fn refusals_before_a_call_is_made() {
         reject: Some(486),
         reason: Some("Busy Here".into()),
         srtp: None,
-        record: false,
+        record: None,
         org: None,
     });
     let mut net = Net::new(sip, media_config());
@@ -796,7 +796,7 @@ fn over_tcp_nothing_is_retransmitted() {
         reject: None,
         reason: None,
         srtp: None,
-        record: false,
+        record: None,
         org: None,
     });
     let mut net = Net::new(sip, media_config());
