@@ -28,6 +28,11 @@ pub(super) struct Transcoding {
     /// codec attribute lines (`rtpmap:..`, `fmtp:..`, `ptime:..`).
     own: Vec<(String, Option<String>)>,
     lines: Vec<String>,
+    /// The codecs the relay added to that offer (`codec` `transcode`): an
+    /// answer in one of them is transcoded; an answer in any other codec
+    /// the offerer lacks goes back as it is, as rtpengine sends it.
+    #[serde(default)]
+    added: Vec<Codec>,
     /// What it speaks while the relay transcodes for it.
     speaks: Option<Speaks>,
 }
@@ -115,9 +120,11 @@ pub(super) fn offer(xt: &mut Transcoding, m: &mut SdpMedia, o: &Options) {
         .filter_map(|c| named(c))
         .filter(|c| !have.contains(c))
         .collect();
+    xt.added.clear();
     if adding.is_empty() || m.kind() != "audio" {
         return;
     }
+    xt.added.clone_from(&adding);
     let mut used: Vec<String> = formats.clone();
     let mut free = || {
         let pt = (96..128u8).find(|p| !used.contains(&p.to_string()))?;
@@ -203,11 +210,11 @@ pub(super) fn answer(xt: &mut Transcoding, yt: &mut Transcoding, m: &mut SdpMedi
     else {
         return;
     };
-    if yt
+    let offered_by_y = yt
         .own
         .iter()
-        .any(|(_, e)| codec(e.as_deref()) == Some(x_codec))
-    {
+        .any(|(_, e)| codec(e.as_deref()) == Some(x_codec));
+    if offered_by_y || !yt.added.contains(&x_codec) {
         return;
     }
     let Some((y_pt, y_codec)) = yt
@@ -319,5 +326,24 @@ mod tests {
         };
         assert_eq!((t.from.codec, t.to.codec), (Codec::Pcma, Codec::Pcmu));
         assert_eq!(t.events, Some(EventMap { from: 101, to: 101 }));
+    }
+
+    /// Without `transcode`, an answer in a codec the offer never had (as
+    /// SIPp's UAS sends) goes back as it is and nothing is transcoded.
+    #[test]
+    fn an_answer_outside_the_offer_is_not_transcoded_unless_asked() {
+        let (mut a, mut b) = (Transcoding::default(), Transcoding::default());
+        let mut to_b = media("8", "");
+        offer(&mut a, &mut to_b, &asking(&[]));
+        let mut other = media("0", "");
+        answer(&mut b, &mut a, &mut other);
+        assert_eq!(other.formats(), ["0"], "relayed as answered");
+        assert_eq!(stage(&b, &a), None);
+        assert!(!transcoded(&a) && !transcoded(&b));
+        // Asked once, then re-offered without: no longer transcoded.
+        offer(&mut a, &mut media("8", ""), &asking(&["PCMU"]));
+        offer(&mut a, &mut media("8", ""), &asking(&[]));
+        answer(&mut b, &mut a, &mut media("0", ""));
+        assert_eq!(stage(&b, &a), None);
     }
 }
