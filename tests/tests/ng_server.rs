@@ -380,7 +380,7 @@ fn run_restarts_a_dead_data_plane_and_restores_flows() {
     );
     assert!(
         tg.log_text()
-            .contains("the data plane restarted; installing flows again"),
+            .contains("the data plane restarted; opening recordings and installing flows again"),
         "{}",
         tg.log_text()
     );
