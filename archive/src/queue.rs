@@ -363,11 +363,14 @@ impl Uploader {
     }
 
     async fn catalog(&mut self) -> Result<&Catalog, ItemError> {
-        if self.catalog.is_none() {
-            let t = &self.catalog_target;
-            self.catalog = Some(Catalog::connect(t.kind, &t.url).await?);
-        }
-        Ok(self.catalog.as_ref().expect("connected above"))
+        let catalog = match self.catalog.take() {
+            Some(c) => c,
+            None => {
+                let t = &self.catalog_target;
+                Catalog::connect(t.kind, &t.url).await?
+            }
+        };
+        Ok(self.catalog.insert(catalog))
     }
 }
 
